@@ -1,0 +1,85 @@
+//! Helpers for AWS JSON bodies: parsing with AWS's error codes, and timestamps, which
+//! botocore sends as epoch seconds (possibly fractional) and reads back the same way.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+
+use super::error::ApiError;
+
+/// Parses a JSON request body (empty means `{}`).
+pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) { &b"{}"[..] } else { body };
+    serde_json::from_slice(body).map_err(|e| ApiError::serialization(format!("could not parse the request body: {e}")))
+}
+
+/// A timestamp from a request body, in microseconds since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timestamp(pub i64);
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Num(f64),
+            Str(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Num(n) if n.is_finite() => Ok(Timestamp((n * 1e6).round() as i64)),
+            Raw::Num(_) => Err(serde::de::Error::custom("timestamp is not a finite number")),
+            Raw::Str(s) => parse_timestamp_str(&s)
+                .map(Timestamp)
+                .ok_or_else(|| serde::de::Error::custom(format!("invalid timestamp '{s}'"))),
+        }
+    }
+}
+
+/// Epoch seconds as a string, or ISO 8601 `YYYY-MM-DDTHH:MM:SS[.fff][Z]`.
+pub fn parse_timestamp_str(s: &str) -> Option<i64> {
+    if let Ok(n) = s.parse::<f64>() {
+        return n.is_finite().then(|| (n * 1e6).round() as i64);
+    }
+    let s = s.trim_end_matches('Z');
+    let (date, time) = s.split_once('T')?;
+    let (time, frac) = match time.split_once('.') {
+        Some((t, f)) => (t, f),
+        None => (time, ""),
+    };
+    let compact = format!("{}T{}Z", date.replace('-', ""), time.replace(':', ""));
+    let secs = crate::wire::sigv4::parse_amz_date(&compact)?;
+    let frac_us = if frac.is_empty() {
+        0
+    } else {
+        let digits: String = frac.chars().take(6).collect();
+        digits.parse::<i64>().ok()? * 10i64.pow(6 - digits.len() as u32)
+    };
+    Some(secs * 1_000_000 + frac_us)
+}
+
+/// A timestamp for a response body: epoch seconds with millisecond precision.
+pub fn epoch_seconds(us: i64) -> serde_json::Value {
+    serde_json::Value::from((us / 1000) as f64 / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_in_every_form() {
+        let t: Timestamp = serde_json::from_str("1700000000.5").unwrap();
+        assert_eq!(t.0, 1_700_000_000_500_000);
+        let t: Timestamp = serde_json::from_str("\"2023-11-14T22:13:20.25Z\"").unwrap();
+        assert_eq!(t.0, 1_700_000_000_250_000);
+        assert!(serde_json::from_str::<Timestamp>("\"yesterday\"").is_err());
+        assert_eq!(epoch_seconds(1_700_000_000_123_999), serde_json::json!(1_700_000_000.123));
+    }
+
+    #[test]
+    fn empty_body_is_an_empty_object() {
+        #[derive(Deserialize)]
+        struct Empty {}
+        assert!(parse::<Empty>(b"").is_ok());
+        assert_eq!(parse::<Empty>(b"{").err().map(|e| e.code), Some("SerializationException"));
+    }
+}

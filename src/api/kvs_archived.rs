@@ -1,0 +1,181 @@
+//! Kinesis Video archived media (`kinesis-video-archived-media`): ListFragments and
+//! GetMediaForFragmentList. (HLS, DASH, clips and images join in the playback issue.)
+
+use std::convert::Infallible;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use base64::Engine;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::error::ApiError;
+use super::json::{epoch_seconds, parse, Timestamp};
+use super::{json_ok, AppState};
+use crate::playback::get_media;
+use crate::video_store::{FragmentMeta, TimeKind};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/listFragments", post(list_fragments))
+        .route("/getMediaForFragmentList", post(get_media_for_fragment_list))
+}
+
+fn fragment_json(m: &FragmentMeta) -> serde_json::Value {
+    json!({
+        "FragmentNumber": m.fragment_number.to_string(),
+        "FragmentSizeInBytes": m.len,
+        "ProducerTimestamp": epoch_seconds(m.producer_ts_us),
+        "ServerTimestamp": epoch_seconds(m.server_ts_us),
+        "FragmentLengthInMilliseconds": m.duration_us / 1000,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TimestampRange {
+    start_timestamp: Timestamp,
+    end_timestamp: Timestamp,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct FragmentSelector {
+    fragment_selector_type: String,
+    timestamp_range: TimestampRange,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListFragmentsInput {
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    max_results: Option<i64>,
+    next_token: Option<String>,
+    fragment_selector: Option<FragmentSelector>,
+}
+
+/// What a ListFragments NextToken carries: the query and where the last page ended.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct ListCursor {
+    /// "P", "S", or "N" (all fragments by number).
+    k: String,
+    s: i64,
+    e: i64,
+    /// The last (time, fragment number) returned.
+    t: i64,
+    n: u64,
+}
+
+impl ListCursor {
+    fn encode(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    fn decode(token: &str) -> Result<Self, ApiError> {
+        base64::engine::general_purpose::STANDARD
+            .decode(token)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| ApiError::invalid_argument("NextToken is not valid"))
+    }
+}
+
+async fn list_fragments(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let input: ListFragmentsInput = parse(&body)?;
+    let record = s.store.resolve(input.stream_name.as_deref(), input.stream_arn.as_deref())?;
+    let limit = match input.max_results {
+        None => 100,
+        Some(n) if (1..=1000).contains(&n) => n as usize,
+        Some(_) => return Err(ApiError::invalid_argument("MaxResults must be between 1 and 1000")),
+    };
+    let (kind, start, end, after) = match (&input.next_token, &input.fragment_selector) {
+        (Some(t), _) => {
+            let c = ListCursor::decode(t)?;
+            (c.k.clone(), c.s, c.e, Some((c.t, c.n)))
+        }
+        (None, Some(sel)) => {
+            let k = match sel.fragment_selector_type.as_str() {
+                "PRODUCER_TIMESTAMP" => "P",
+                "SERVER_TIMESTAMP" => "S",
+                other => {
+                    return Err(ApiError::invalid_argument(format!(
+                        "FragmentSelectorType '{other}' must be PRODUCER_TIMESTAMP or SERVER_TIMESTAMP"
+                    )))
+                }
+            };
+            let (st, en) = (sel.timestamp_range.start_timestamp.0, sel.timestamp_range.end_timestamp.0);
+            if en < st {
+                return Err(ApiError::invalid_argument("EndTimestamp must not be before StartTimestamp"));
+            }
+            (k.to_string(), st, en, None)
+        }
+        (None, None) => ("N".to_string(), i64::MIN, i64::MAX, None),
+    };
+    // One more than asked tells whether there is a next page.
+    let mut fragments = match kind.as_str() {
+        "P" | "S" => {
+            let tk = if kind == "P" { TimeKind::Producer } else { TimeKind::Server };
+            s.store.fragments_in_range(record.id, tk, start, end, after, limit + 1)?
+        }
+        _ => {
+            let from = after.map_or(0, |(_, n)| n.saturating_add(1));
+            s.store.fragments_from(record.id, from, limit + 1)?
+        }
+    };
+    let next = if fragments.len() > limit {
+        fragments.truncate(limit);
+        fragments.last().map(|m| {
+            let t = if kind == "P" { m.producer_ts_us } else { m.server_ts_us };
+            ListCursor { k: kind.clone(), s: start, e: end, t, n: m.fragment_number }.encode()
+        })
+    } else {
+        None
+    };
+    let mut out = json!({ "Fragments": fragments.iter().map(fragment_json).collect::<Vec<_>>() });
+    if let Some(t) = next {
+        out["NextToken"] = json!(t);
+    }
+    Ok(json_ok(out))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetMediaForFragmentListInput {
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    fragments: Vec<String>,
+}
+
+async fn get_media_for_fragment_list(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let input: GetMediaForFragmentListInput = parse(&body)?;
+    let record = s.store.resolve(input.stream_name.as_deref(), input.stream_arn.as_deref())?;
+    if input.fragments.is_empty() || input.fragments.len() > 1000 {
+        return Err(ApiError::invalid_argument("Fragments must list 1 to 1000 fragment numbers"));
+    }
+    let mut metas = Vec::with_capacity(input.fragments.len());
+    for f in &input.fragments {
+        if f.is_empty() || f.len() > 128 || !f.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ApiError::invalid_argument(format!("fragment number '{f}' must be 1 to 128 decimal digits")));
+        }
+        let n: u64 = f.parse().map_err(|_| ApiError::not_found(format!("fragment {f} does not exist")))?;
+        let meta = s
+            .store
+            .fragment(record.id, n)?
+            .ok_or_else(|| ApiError::not_found(format!("fragment {f} does not exist")))?;
+        metas.push(meta);
+    }
+    let metrics = s.metrics.clone();
+    let stream = get_media::fragment_list(s.store.clone(), record.id, metas).map(move |b| {
+        metrics.add_bytes_out(b.len() as u64);
+        Ok::<_, Infallible>(b)
+    });
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "video/mp4")], Body::from_stream(stream)).into_response())
+}

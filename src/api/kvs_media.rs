@@ -1,0 +1,164 @@
+//! Kinesis Video media: PutMedia (ingest, acknowledgements streamed back) and
+//! GetMedia (`kinesis-video-media`), both long-lived streaming requests.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::error::ApiError;
+use super::json::{parse, parse_timestamp_str, Timestamp};
+use super::AppState;
+use crate::ingest::put_media::{run_session, Ack, SessionParams, TimecodeType};
+use crate::playback::get_media::{self, StartAt};
+use crate::video_store::{TimeKind, VideoStore};
+
+/// How long a PutMedia response stays silent before an IDLE acknowledgement.
+pub const IDLE_ACK_AFTER: Duration = Duration::from_secs(3);
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/putMedia", post(put_media)).route("/getMedia", post(get_media))
+}
+
+fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+    match h.get(name) {
+        None => Ok(None),
+        Some(v) => {
+            v.to_str().map(Some).map_err(|_| ApiError::invalid_argument(format!("header {name} is not valid text")))
+        }
+    }
+}
+
+async fn put_media(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let name = header_str(&headers, "x-amzn-stream-name")?;
+    let arn = header_str(&headers, "x-amzn-stream-arn")?;
+    if name.is_some() && arn.is_some() {
+        return Err(ApiError::invalid_argument("give x-amzn-stream-name or x-amzn-stream-arn, not both"));
+    }
+    let record = s.store.resolve(name, arn)?;
+    let timecode_type = match header_str(&headers, "x-amzn-fragment-timecode-type")? {
+        None | Some("RELATIVE") => TimecodeType::Relative,
+        Some("ABSOLUTE") => TimecodeType::Absolute,
+        Some(other) => {
+            return Err(ApiError::invalid_argument(format!(
+                "x-amzn-fragment-timecode-type '{other}' must be ABSOLUTE or RELATIVE"
+            )))
+        }
+    };
+    let producer_start_us = match header_str(&headers, "x-amzn-producer-start-timestamp")? {
+        None => None,
+        Some(v) => Some(parse_timestamp_str(v).ok_or_else(|| {
+            ApiError::invalid_argument(format!("x-amzn-producer-start-timestamp '{v}' is not epoch seconds"))
+        })?),
+    };
+    let params = SessionParams { timecode_type, producer_start_us, limits: s.limits };
+    tracing::info!(stream = %record.name, ?timecode_type, "PutMedia session started");
+
+    let (tx, rx) = mpsc::channel::<Ack>(256);
+    let store = s.store.clone();
+    let metrics = s.metrics.clone();
+    let stream_name = record.name.clone();
+    tokio::spawn(async move {
+        run_session(store, record, params, body.into_data_stream(), tx, metrics).await;
+        tracing::info!(stream = %stream_name, "PutMedia session ended");
+    });
+
+    // Acknowledgements as they come, one JSON object a line; IDLE while there are none.
+    let acks = futures_util::stream::unfold(rx, |mut rx| async move {
+        match tokio::time::timeout(IDLE_ACK_AFTER, rx.recv()).await {
+            Ok(Some(ack)) => Some((Ok::<_, Infallible>(ack.to_line()), rx)),
+            Ok(None) => None,
+            Err(_) => Some((Ok(Ack::idle().to_line()), rx)),
+        }
+    });
+    let mut resp = Response::new(Body::from_stream(acks));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StartSelector {
+    start_selector_type: String,
+    after_fragment_number: Option<String>,
+    start_timestamp: Option<Timestamp>,
+    continuation_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetMediaInput {
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    start_selector: StartSelector,
+}
+
+fn parse_fragment_number(field: &str, v: &str) -> Result<u64, ApiError> {
+    if v.is_empty() || v.len() > 128 || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::invalid_argument(format!("{field} '{v}' must be 1 to 128 decimal digits")));
+    }
+    v.parse().map_err(|_| ApiError::not_found(format!("fragment {v} does not exist")))
+}
+
+/// Resolves a StartSelector to the first fragment number to send.
+fn resolve_start(store: &VideoStore, stream: u64, sel: &StartSelector) -> Result<StartAt, ApiError> {
+    let after_live_edge =
+        || -> Result<u64, ApiError> { Ok(store.last_fragment(stream)?.map_or(0, |m| m.fragment_number) + 1) };
+    let n = match sel.start_selector_type.as_str() {
+        "NOW" => match store.last_fragment(stream)? {
+            Some(m) => m.fragment_number,
+            None => after_live_edge()?,
+        },
+        "EARLIEST" => store.first_fragment(stream)?.map_or(0, |m| m.fragment_number),
+        "FRAGMENT_NUMBER" => {
+            let v = sel
+                .after_fragment_number
+                .as_deref()
+                .ok_or_else(|| ApiError::invalid_argument("FRAGMENT_NUMBER needs AfterFragmentNumber"))?;
+            parse_fragment_number("AfterFragmentNumber", v)?.saturating_add(1)
+        }
+        "CONTINUATION_TOKEN" => {
+            let v = sel
+                .continuation_token
+                .as_deref()
+                .ok_or_else(|| ApiError::invalid_argument("CONTINUATION_TOKEN needs ContinuationToken"))?;
+            parse_fragment_number("ContinuationToken", v)?.saturating_add(1)
+        }
+        t @ ("SERVER_TIMESTAMP" | "PRODUCER_TIMESTAMP") => {
+            let ts = sel.start_timestamp.ok_or_else(|| ApiError::invalid_argument(format!("{t} needs StartTimestamp")))?;
+            let kind = if t == "SERVER_TIMESTAMP" { TimeKind::Server } else { TimeKind::Producer };
+            match store.fragment_at(stream, kind, ts.0)? {
+                Some(m) => m.fragment_number,
+                None => after_live_edge()?,
+            }
+        }
+        other => {
+            return Err(ApiError::invalid_argument(format!(
+                "StartSelectorType '{other}' must be one of FRAGMENT_NUMBER, SERVER_TIMESTAMP, PRODUCER_TIMESTAMP, NOW, EARLIEST, CONTINUATION_TOKEN"
+            )))
+        }
+    };
+    Ok(StartAt { fragment_number: n })
+}
+
+async fn get_media(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let input: GetMediaInput = parse(&body)?;
+    let record = s.store.resolve(input.stream_name.as_deref(), input.stream_arn.as_deref())?;
+    let start = resolve_start(&s.store, record.id, &input.start_selector)?;
+    tracing::info!(stream = %record.name, from = start.fragment_number, "GetMedia started");
+    let metrics = s.metrics.clone();
+    let stream = get_media::follow(s.store.clone(), record.id, start)?.map(move |b| {
+        metrics.add_bytes_out(b.len() as u64);
+        Ok::<_, Infallible>(b)
+    });
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "video/mp4")], Body::from_stream(stream)).into_response())
+}

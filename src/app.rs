@@ -1,0 +1,140 @@
+//! The server process: opens the engines, spawns background tasks, serves HTTP, and
+//! shuts down on SIGTERM or Ctrl-C.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::api::{self, auth::Credentials, dispatch::JsonServices, AppState};
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+use crate::video_store::{StoreConfig, VideoStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Refused(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] crate::video_store::StoreError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// How long in-flight streams get to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+pub async fn run(config: ServerConfig) -> Result<(), AppError> {
+    if config.access_keys.is_empty() {
+        if !config.http.ip().is_loopback() && !config.allow_anonymous {
+            return Err(AppError::Refused(format!(
+                "no access keys are configured, so requests are not authenticated; refusing to listen on {} \
+                 (not a loopback address). Set KINESCOPE_ACCESS_KEY_ID and KINESCOPE_SECRET_ACCESS_KEY, or pass \
+                 --allow-anonymous to accept unauthenticated requests from the network.",
+                config.http
+            )));
+        }
+        tracing::warn!(
+            http = %config.http,
+            "no access keys configured: requests are accepted without signature checks{}",
+            if config.http.ip().is_loopback() { " (loopback only)" } else { " (--allow-anonymous)" }
+        );
+    }
+    let clock: SharedClock = Arc::new(SystemClock);
+    let mut store_config = StoreConfig::new(&config.data_dir);
+    store_config.region = config.region.clone();
+    store_config.account_id = config.account_id.clone();
+    store_config.default_retention_hours = config.default_retention_hours;
+    let (store, report) = VideoStore::open(store_config, clock)?;
+    tracing::info!(
+        data_dir = %config.data_dir.display(),
+        streams = report.streams,
+        segments = report.segments,
+        fragments = report.fragments,
+        truncated_bytes = report.truncated_bytes,
+        dropped_fragments = report.dropped_fragments,
+        removed_files = report.removed_files,
+        "store opened"
+    );
+
+    let listener =
+        TcpListener::bind(config.http).await.map_err(|source| AppError::Bind { addr: config.http, source })?;
+    let bound = listener.local_addr()?;
+    let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
+    let state = AppState {
+        store: store.clone(),
+        metrics: Arc::new(Metrics::default()),
+        auth: Arc::new(Credentials::new(config.access_keys.iter().map(|k| (k.id.clone(), k.secret.clone())))),
+        public_url: public_url.clone(),
+        limits: config.limits,
+        json_services: Arc::new(JsonServices::default()),
+    };
+
+    let sweeper = tokio::spawn(sweep_retention(store.clone(), Duration::from_secs(config.retention_sweep_secs)));
+    tracing::info!(http = %bound, rtsp = %config.rtsp, public_url = %public_url, "kinescope ready");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut server_stop = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(async move {
+                let _ = server_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    // Long-lived streams (GetMedia followers) would hold graceful shutdown forever.
+    if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
+        tracing::info!("streams still open after {SHUTDOWN_GRACE:?}; closing them");
+    }
+    sweeper.abort();
+    store.flush()?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn sweep_retention(store: VideoStore, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        // The first tick is immediate: retention applies at start as well.
+        tick.tick().await;
+        match store.sweep_expired().await {
+            Ok(s) if s.segments > 0 => {
+                tracing::info!(
+                    segments = s.segments,
+                    fragments = s.fragments,
+                    bytes = s.bytes,
+                    "retention sweep removed data"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "retention sweep failed"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,169 @@
+//! Server configuration: flags and `KINESCOPE_*` variables over an optional TOML file
+//! over defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::ingest::fragmenter::FragmentLimits;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct AccessKey {
+    pub id: String,
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub max_fragment_bytes: Option<u64>,
+    pub max_fragment_duration_ms: Option<i64>,
+    pub max_tracks: Option<usize>,
+}
+
+/// The TOML file; every field optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub data_dir: Option<PathBuf>,
+    pub http: Option<SocketAddr>,
+    pub rtsp: Option<SocketAddr>,
+    pub region: Option<String>,
+    pub account_id: Option<String>,
+    pub public_url: Option<String>,
+    pub allow_anonymous: Option<bool>,
+    pub default_retention_hours: Option<u32>,
+    pub retention_sweep_secs: Option<u64>,
+    #[serde(default)]
+    pub access_keys: Vec<AccessKey>,
+    #[serde(default)]
+    pub limits: LimitsFile,
+}
+
+impl ConfigFile {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
+    }
+}
+
+/// What `serve` runs with, every value settled.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub http: SocketAddr,
+    pub rtsp: SocketAddr,
+    pub region: String,
+    pub account_id: String,
+    /// `None`: derived from the bound HTTP address.
+    pub public_url: Option<String>,
+    pub allow_anonymous: bool,
+    pub default_retention_hours: u32,
+    pub retention_sweep_secs: u64,
+    pub access_keys: Vec<AccessKey>,
+    pub limits: FragmentLimits,
+}
+
+/// Values given on the command line or in the environment (these win over the file).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub http: Option<SocketAddr>,
+    pub rtsp: Option<SocketAddr>,
+    pub region: Option<String>,
+    pub account_id: Option<String>,
+    pub public_url: Option<String>,
+    pub allow_anonymous: bool,
+    pub default_retention_hours: Option<u32>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+impl ServerConfig {
+    pub fn resolve(file: ConfigFile, o: Overrides) -> Result<Self, ConfigError> {
+        let http = o.http.or(file.http).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 4566)));
+        let mut access_keys = file.access_keys;
+        match (o.access_key_id, o.secret_access_key) {
+            (Some(id), Some(secret)) => access_keys.push(AccessKey { id, secret }),
+            (None, None) => {}
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "KINESCOPE_ACCESS_KEY_ID and KINESCOPE_SECRET_ACCESS_KEY must be set together".into(),
+                ))
+            }
+        }
+        let account_id = o.account_id.or(file.account_id).unwrap_or_else(|| "000000000000".into());
+        if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ConfigError::Invalid(format!("account id '{account_id}' must be 12 digits")));
+        }
+        let d = FragmentLimits::default();
+        let limits = FragmentLimits {
+            max_fragment_bytes: file.limits.max_fragment_bytes.unwrap_or(d.max_fragment_bytes),
+            max_fragment_duration_us: file
+                .limits
+                .max_fragment_duration_ms
+                .map_or(d.max_fragment_duration_us, |ms| ms * 1000),
+            max_tracks: file.limits.max_tracks.unwrap_or(d.max_tracks),
+        };
+        Ok(ServerConfig {
+            data_dir: o.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./data")),
+            http,
+            rtsp: o.rtsp.or(file.rtsp).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8554))),
+            region: o.region.or(file.region).unwrap_or_else(|| "us-east-1".into()),
+            account_id,
+            public_url: o.public_url.or(file.public_url),
+            allow_anonymous: o.allow_anonymous || file.allow_anonymous.unwrap_or(false),
+            default_retention_hours: o.default_retention_hours.or(file.default_retention_hours).unwrap_or(24),
+            retention_sweep_secs: file.retention_sweep_secs.unwrap_or(60).max(1),
+            access_keys,
+            limits,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_file_over_defaults() {
+        let file: ConfigFile = toml::from_str(
+            r#"
+            http = "127.0.0.1:9000"
+            region = "eu-west-1"
+            [[access_keys]]
+            id = "AK1"
+            secret = "S1"
+            [limits]
+            max_tracks = 2
+            "#,
+        )
+        .unwrap();
+        let o = Overrides { region: Some("ap-south-1".into()), ..Default::default() };
+        let c = ServerConfig::resolve(file, o).unwrap();
+        assert_eq!(c.http.port(), 9000);
+        assert_eq!(c.region, "ap-south-1");
+        assert_eq!(c.public_url, None);
+        assert_eq!(c.access_keys, vec![AccessKey { id: "AK1".into(), secret: "S1".into() }]);
+        assert_eq!(c.limits.max_tracks, 2);
+        assert_eq!(c.default_retention_hours, 24);
+    }
+
+    #[test]
+    fn half_a_key_pair_is_refused() {
+        let o = Overrides { access_key_id: Some("AK".into()), ..Default::default() };
+        assert!(ServerConfig::resolve(ConfigFile::default(), o).is_err());
+        assert!(toml::from_str::<ConfigFile>("bogus = 1").is_err());
+    }
+}

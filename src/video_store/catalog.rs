@@ -1,0 +1,224 @@
+//! The stream catalog: one record per stream, keyed by name, in its own sled tree.
+//!
+//! Every change is a compare-and-swap on the whole record, so two concurrent updates
+//! cannot both succeed against the same version.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::records::StreamId;
+use super::StoreError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StreamStatus {
+    #[serde(rename = "ACTIVE")]
+    Active,
+    #[serde(rename = "DELETING")]
+    Deleting,
+}
+
+impl StreamStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamStatus::Active => "ACTIVE",
+            StreamStatus::Deleting => "DELETING",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamRecord {
+    pub id: StreamId,
+    pub name: String,
+    pub arn: String,
+    pub device_name: Option<String>,
+    pub media_type: Option<String>,
+    pub kms_key_id: String,
+    pub version: String,
+    pub status: StreamStatus,
+    pub creation_time_ms: i64,
+    pub data_retention_hours: u32,
+    pub tags: BTreeMap<String, String>,
+    pub storage_tier: String,
+}
+
+impl StreamRecord {
+    /// How long fragments are kept, in microseconds; retention 0 keeps a live buffer.
+    pub fn retention_us(&self, live_buffer_us: i64) -> i64 {
+        if self.data_retention_hours == 0 {
+            live_buffer_us
+        } else {
+            i64::from(self.data_retention_hours) * 3_600_000_000
+        }
+    }
+}
+
+pub const MAX_TAGS: usize = 50;
+pub const MAX_RETENTION_HOURS: u32 = 87_600;
+
+fn name_chars_ok(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+pub fn validate_stream_name(name: &str) -> Result<(), StoreError> {
+    if name.is_empty() || name.len() > 256 || !name_chars_ok(name) {
+        return Err(StoreError::InvalidArgument(format!(
+            "StreamName '{name}' must be 1 to 256 characters of [a-zA-Z0-9_.-]"
+        )));
+    }
+    Ok(())
+}
+
+pub fn validate_device_name(name: &str) -> Result<(), StoreError> {
+    if name.is_empty() || name.len() > 128 || !name_chars_ok(name) {
+        return Err(StoreError::InvalidArgument(format!(
+            "DeviceName '{name}' must be 1 to 128 characters of [a-zA-Z0-9_.-]"
+        )));
+    }
+    Ok(())
+}
+
+/// `type/subtype[,type/subtype…]`, each part of `[\w\-\.\+]`.
+pub fn validate_media_type(mt: &str) -> Result<(), StoreError> {
+    let part_ok =
+        |p: &str| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '+'));
+    let ok = !mt.is_empty()
+        && mt.len() <= 128
+        && mt.split(',').all(|one| one.split_once('/').is_some_and(|(t, s)| part_ok(t) && part_ok(s)));
+    if !ok {
+        return Err(StoreError::InvalidArgument(format!(
+            "MediaType '{mt}' must look like type/subtype[,type/subtype] (e.g. video/h264,audio/aac)"
+        )));
+    }
+    Ok(())
+}
+
+fn tag_chars_ok(s: &str) -> bool {
+    s.chars().all(|c| c.is_alphabetic() || c.is_numeric() || c.is_whitespace() || "_.:/=+-@".contains(c))
+}
+
+pub fn validate_tags<'a>(tags: impl IntoIterator<Item = (&'a String, &'a String)>) -> Result<(), StoreError> {
+    for (k, v) in tags {
+        if k.is_empty() || k.chars().count() > 128 || !tag_chars_ok(k) {
+            return Err(StoreError::InvalidArgument(format!(
+                "tag key '{k}' must be 1 to 128 characters of letters, digits, spaces and _.:/=+-@"
+            )));
+        }
+        if v.chars().count() > 256 || !tag_chars_ok(v) {
+            return Err(StoreError::InvalidArgument(format!(
+                "tag value for '{k}' must be at most 256 characters of letters, digits, spaces and _.:/=+-@"
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub fn new_version() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..20].to_string()
+}
+
+pub struct Catalog {
+    tree: sled::Tree,
+}
+
+impl Catalog {
+    pub fn new(tree: sled::Tree) -> Self {
+        Catalog { tree }
+    }
+
+    pub fn get(&self, name: &str) -> Result<Option<StreamRecord>, StoreError> {
+        match self.tree.get(name.as_bytes())? {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Inserts a record that must not exist yet.
+    pub fn insert_new(&self, record: &StreamRecord) -> Result<(), StoreError> {
+        let value = encode(record)?;
+        match self.tree.compare_and_swap(record.name.as_bytes(), None::<&[u8]>, Some(value))? {
+            Ok(()) => Ok(()),
+            Err(_) => Err(StoreError::StreamExists(record.name.clone())),
+        }
+    }
+
+    /// Replaces `old` by `new` if nobody changed it meanwhile.
+    pub fn replace(&self, old: &StreamRecord, new: &StreamRecord) -> Result<(), StoreError> {
+        let (old_v, new_v) = (encode(old)?, encode(new)?);
+        match self.tree.compare_and_swap(old.name.as_bytes(), Some(old_v), Some(new_v))? {
+            Ok(()) => Ok(()),
+            Err(_) => Err(StoreError::Conflict(old.name.clone())),
+        }
+    }
+
+    pub fn remove_if(&self, old: &StreamRecord) -> Result<(), StoreError> {
+        match self.tree.compare_and_swap(old.name.as_bytes(), Some(encode(old)?), None::<Vec<u8>>)? {
+            Ok(()) => Ok(()),
+            Err(_) => Err(StoreError::Conflict(old.name.clone())),
+        }
+    }
+
+    /// Records in name order, starting after `after`, whose name begins with `prefix`.
+    pub fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<StreamRecord>, StoreError> {
+        let mut out = Vec::new();
+        let iter = match after {
+            Some(a) => {
+                self.tree.range::<&[u8], _>((std::ops::Bound::Excluded(a.as_bytes()), std::ops::Bound::Unbounded))
+            }
+            None => self.tree.range::<&[u8], _>(prefix.as_bytes()..),
+        };
+        for item in iter {
+            let (k, v) = item?;
+            if !k.starts_with(prefix.as_bytes()) {
+                if k.as_ref() > prefix.as_bytes() {
+                    break;
+                }
+                continue;
+            }
+            out.push(decode(&v)?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn all(&self) -> Result<Vec<StreamRecord>, StoreError> {
+        self.tree.iter().map(|item| decode(&item?.1)).collect()
+    }
+}
+
+fn encode(r: &StreamRecord) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(r).map_err(|e| StoreError::Corrupt(format!("encoding stream record: {e}")))
+}
+
+fn decode(v: &[u8]) -> Result<StreamRecord, StoreError> {
+    serde_json::from_slice(v).map_err(|e| StoreError::Corrupt(format!("stream record: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_media_types() {
+        assert!(validate_stream_name("cam-1.front_door").is_ok());
+        assert!(validate_stream_name("").is_err());
+        assert!(validate_stream_name("bad/name").is_err());
+        assert!(validate_stream_name(&"a".repeat(257)).is_err());
+        assert!(validate_media_type("video/h264,audio/aac").is_ok());
+        assert!(validate_media_type("video").is_err());
+        assert!(validate_media_type("video/h264,").is_err());
+    }
+
+    #[test]
+    fn tags() {
+        let ok: BTreeMap<String, String> = [("team".into(), "vision lab".into())].into();
+        assert!(validate_tags(&ok).is_ok());
+        let bad: BTreeMap<String, String> = [("".into(), "x".into())].into();
+        assert!(validate_tags(&bad).is_err());
+        let bad: BTreeMap<String, String> = [("k".into(), "no#hash".into())].into();
+        assert!(validate_tags(&bad).is_err());
+    }
+}

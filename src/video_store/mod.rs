@@ -1,0 +1,777 @@
+//! The video store: streams, their fragments, and the bytes behind them.
+//!
+//! One engine with a plain Rust API. It knows nothing of HTTP or AWS shapes: the API
+//! layer adapts it. Layout on disk, under the data directory:
+//!
+//! ```text
+//! index/                 sled: the catalog tree and the fragment index tree
+//! media/<stream id>/     append-only segment files, <segment id>.seg
+//! ```
+//!
+//! * [`catalog`]: stream records. [`records`]: index keys and values.
+//! * [`segment`]: the segment file format. [`writer`]: the thread that appends, syncs and
+//!   indexes in groups, deletes and sweeps. [`recovery`]: the check run at open.
+//!
+//! Architecture invariant: an index entry is written only after its bytes are synced,
+//! and deleted before its bytes are; so the index never points at bytes that are not
+//! there, whatever moment the process dies at.
+
+pub mod catalog;
+pub mod records;
+pub mod recovery;
+pub mod segment;
+pub mod writer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use catalog::{StreamRecord, StreamStatus};
+pub use records::{FragmentMeta, StreamId};
+pub use writer::SweepStats;
+
+use crate::clock::SharedClock;
+use records::{key1, key2, prefix, time_from_key, time_key};
+use writer::{AppendRequest, Writer, WriterCmd};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("The requested stream is not found or not active: {0}")]
+    StreamNotFound(String),
+    #[error("The stream {0} already exists")]
+    StreamExists(String),
+    #[error("The stream version {given} does not match the current version {current}")]
+    VersionMismatch { given: String, current: String },
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("a stream can have at most {max} tags; this change would give it {would_have}")]
+    TooManyTags { max: usize, would_have: usize },
+    #[error("the stream {0} changed meanwhile; retry")]
+    Conflict(String),
+    #[error("fragment {0} is not stored")]
+    FragmentNotFound(u64),
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+    #[error("index error: {0}")]
+    Index(#[from] sled::Error),
+    #[error("store data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the store is shutting down")]
+    ShuttingDown,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub data_dir: PathBuf,
+    pub region: String,
+    pub account_id: String,
+    /// Retention when CreateStream does not say (hours).
+    pub default_retention_hours: u32,
+    /// How long a stream with retention 0 keeps fragments for live readers.
+    pub live_buffer_us: i64,
+    pub segment_max_bytes: u64,
+    /// Longest time a segment file stays open for appends.
+    pub segment_max_age_us: i64,
+    /// Requests waiting for the writer before producers wait too.
+    pub writer_queue: usize,
+}
+
+impl StoreConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            data_dir: data_dir.into(),
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+            default_retention_hours: 24,
+            live_buffer_us: 5 * 60 * 1_000_000,
+            segment_max_bytes: 128 * 1024 * 1024,
+            segment_max_age_us: 3600 * 1_000_000,
+            writer_queue: 4096,
+        }
+    }
+
+    fn media_root(&self) -> PathBuf {
+        self.data_dir.join("media")
+    }
+
+    /// Segments roll often enough that retention can drop whole files on time: at most
+    /// an eighth of the retention, and at most `segment_max_age_us`.
+    fn segment_age_for(&self, record: &StreamRecord) -> i64 {
+        (record.retention_us(self.live_buffer_us) / 8).clamp(1_000_000, self.segment_max_age_us)
+    }
+}
+
+/// Which of a fragment's two clocks a time selector means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeKind {
+    Producer,
+    Server,
+}
+
+/// A stream's live edge as readers see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LiveEdge {
+    /// The highest fragment number persisted so far (0: none).
+    pub last_persisted: u64,
+    /// The stream was deleted: stop following it.
+    pub deleted: bool,
+}
+
+/// What the index knows of one stream's live edge. Created on first use; kept (as a
+/// tombstone) after the stream is deleted, so late producers are refused.
+pub struct LiveStream {
+    pub id: StreamId,
+    /// The next fragment number to hand out; also the lock that orders appends.
+    next_fragment: tokio::sync::Mutex<NextFragment>,
+    edge: watch::Sender<LiveEdge>,
+    init: tokio::sync::Mutex<Option<(u32, Bytes)>>,
+}
+
+struct NextFragment {
+    number: u64,
+    deleted: bool,
+}
+
+impl LiveStream {
+    /// Raises the persisted fragment number and wakes the readers waiting on it.
+    fn notify_persisted(&self, n: u64) {
+        self.edge.send_if_modified(|cur| {
+            if n > cur.last_persisted {
+                cur.last_persisted = n;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// A receiver that changes whenever a fragment of this stream is persisted or the
+    /// stream is deleted.
+    pub fn subscribe(&self) -> watch::Receiver<LiveEdge> {
+        self.edge.subscribe()
+    }
+}
+
+/// Open segment files for reading, shared by every reader.
+#[derive(Default)]
+pub struct FileCache {
+    files: Mutex<HashMap<(StreamId, u64), Arc<File>>>,
+}
+
+const FILE_CACHE_MAX: usize = 1024;
+
+impl FileCache {
+    fn get(&self, root: &std::path::Path, stream: StreamId, segment_id: u64) -> io::Result<Arc<File>> {
+        if let Some(f) = self.lock().get(&(stream, segment_id)) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(File::open(segment::segment_path(root, stream, segment_id))?);
+        let mut files = self.lock();
+        if files.len() >= FILE_CACHE_MAX {
+            files.clear();
+        }
+        files.insert((stream, segment_id), f.clone());
+        Ok(f)
+    }
+
+    fn evict(&self, stream: StreamId, segment_id: u64) {
+        self.lock().remove(&(stream, segment_id));
+    }
+
+    fn evict_stream(&self, stream: StreamId) {
+        self.lock().retain(|(s, _), _| *s != stream);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(StreamId, u64), Arc<File>>> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What CreateStream asks for.
+#[derive(Debug, Clone, Default)]
+pub struct NewStream {
+    pub name: String,
+    pub device_name: Option<String>,
+    pub media_type: Option<String>,
+    pub kms_key_id: Option<String>,
+    pub data_retention_hours: Option<u32>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A fragment to store, as ingest hands it over.
+#[derive(Debug, Clone)]
+pub struct NewFragment {
+    pub producer_ts_us: i64,
+    pub server_ts_us: i64,
+    pub duration_us: i64,
+    pub init_id: u32,
+    pub keyframe: bool,
+    pub chunks: Vec<Bytes>,
+}
+
+/// A fragment that was accepted and numbered; `persisted` resolves once it is durable.
+pub struct PendingFragment {
+    pub fragment_number: u64,
+    pub persisted: oneshot::Receiver<Result<FragmentMeta, StoreError>>,
+}
+
+pub enum RetentionChange {
+    Increase(u32),
+    Decrease(u32),
+}
+
+struct StoreInner {
+    config: StoreConfig,
+    clock: SharedClock,
+    db: sled::Db,
+    catalog: catalog::Catalog,
+    index: sled::Tree,
+    writer: mpsc::Sender<WriterCmd>,
+    live: Mutex<HashMap<StreamId, Arc<LiveStream>>>,
+    files: Arc<FileCache>,
+}
+
+/// The video store engine. Cheap to clone.
+#[derive(Clone)]
+pub struct VideoStore {
+    inner: Arc<StoreInner>,
+}
+
+impl VideoStore {
+    /// Opens (or creates) the store, runs recovery, and starts the writer thread.
+    pub fn open(config: StoreConfig, clock: SharedClock) -> Result<(Self, recovery::RecoveryReport), StoreError> {
+        std::fs::create_dir_all(config.media_root())?;
+        let db = sled::Config::new().path(config.data_dir.join("index")).flush_every_ms(Some(1000)).open()?;
+        let catalog = catalog::Catalog::new(db.open_tree("streams")?);
+        let index = db.open_tree("fragments")?;
+        let report = recovery::recover(&db, &catalog, &index, &config.media_root())?;
+        let files = Arc::new(FileCache::default());
+        let (tx, rx) = mpsc::channel(config.writer_queue.max(1));
+        let writer =
+            Writer::new(db.clone(), index.clone(), config.media_root(), config.segment_max_bytes, files.clone());
+        // The writer ends by itself once the last clone of the store (its sender) is gone.
+        std::thread::Builder::new().name("fragment-writer".into()).spawn(move || writer.run(rx))?;
+        let store = VideoStore {
+            inner: Arc::new(StoreInner {
+                config,
+                clock,
+                db,
+                catalog,
+                index,
+                writer: tx,
+                live: Mutex::new(HashMap::new()),
+                files,
+            }),
+        };
+        Ok((store, report))
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    pub fn clock(&self) -> &SharedClock {
+        &self.inner.clock
+    }
+
+    /// Flushes the index and stops the writer once every clone is dropped; call at
+    /// shutdown. Anything already acknowledged is durable regardless.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    // ---- streams ------------------------------------------------------------------
+
+    pub fn stream_arn(&self, name: &str, creation_ms: i64) -> String {
+        format!(
+            "arn:aws:kinesisvideo:{}:{}:stream/{}/{}",
+            self.inner.config.region, self.inner.config.account_id, name, creation_ms
+        )
+    }
+
+    pub fn create_stream(&self, req: NewStream) -> Result<StreamRecord, StoreError> {
+        catalog::validate_stream_name(&req.name)?;
+        if let Some(d) = &req.device_name {
+            catalog::validate_device_name(d)?;
+        }
+        if let Some(m) = &req.media_type {
+            catalog::validate_media_type(m)?;
+        }
+        if let Some(k) = &req.kms_key_id {
+            if k.is_empty() || k.len() > 2048 {
+                return Err(StoreError::InvalidArgument("KmsKeyId must be 1 to 2048 characters".into()));
+            }
+        }
+        let retention = req.data_retention_hours.unwrap_or(self.inner.config.default_retention_hours);
+        if retention > catalog::MAX_RETENTION_HOURS {
+            return Err(StoreError::InvalidArgument(format!(
+                "DataRetentionInHours {retention} is above the maximum of {}",
+                catalog::MAX_RETENTION_HOURS
+            )));
+        }
+        if req.tags.len() > catalog::MAX_TAGS {
+            return Err(StoreError::TooManyTags { max: catalog::MAX_TAGS, would_have: req.tags.len() });
+        }
+        catalog::validate_tags(&req.tags)?;
+        if self.inner.catalog.get(&req.name)?.is_some() {
+            return Err(StoreError::StreamExists(req.name));
+        }
+        let now_ms = self.inner.clock.now_ms();
+        let record = StreamRecord {
+            id: self.inner.db.generate_id()? + 1,
+            arn: self.stream_arn(&req.name, now_ms),
+            name: req.name,
+            device_name: req.device_name,
+            media_type: req.media_type,
+            kms_key_id: req.kms_key_id.unwrap_or_else(|| {
+                format!(
+                    "arn:aws:kms:{}:{}:alias/aws/kinesisvideo",
+                    self.inner.config.region, self.inner.config.account_id
+                )
+            }),
+            version: catalog::new_version(),
+            status: StreamStatus::Active,
+            creation_time_ms: now_ms,
+            data_retention_hours: retention,
+            tags: req.tags,
+            storage_tier: "HOT".into(),
+        };
+        self.inner.catalog.insert_new(&record)?;
+        self.inner.db.flush()?;
+        Ok(record)
+    }
+
+    /// Finds a stream by name, ARN, or both (they must then agree).
+    pub fn resolve(&self, name: Option<&str>, arn: Option<&str>) -> Result<StreamRecord, StoreError> {
+        let arn_name = match arn {
+            Some(a) => Some(
+                parse_stream_arn(a).ok_or_else(|| StoreError::InvalidArgument(format!("'{a}' is not a stream ARN")))?.0,
+            ),
+            None => None,
+        };
+        let name = match (name, arn_name.as_deref()) {
+            (Some(n), Some(a)) if n != a => {
+                return Err(StoreError::InvalidArgument("StreamName and StreamARN name different streams".into()))
+            }
+            (Some(n), _) => n.to_string(),
+            (None, Some(a)) => a.to_string(),
+            (None, None) => return Err(StoreError::InvalidArgument("StreamName or StreamARN is required".into())),
+        };
+        let record = self.inner.catalog.get(&name)?.ok_or_else(|| StoreError::StreamNotFound(name.clone()))?;
+        if let Some(a) = arn {
+            if record.arn != a {
+                return Err(StoreError::StreamNotFound(a.to_string()));
+            }
+        }
+        Ok(record)
+    }
+
+    pub fn list_streams(
+        &self,
+        name_prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StreamRecord>, StoreError> {
+        self.inner.catalog.list(name_prefix, after, limit)
+    }
+
+    /// Applies `change` to a stream record under compare-and-swap, retrying on races.
+    fn modify(
+        &self,
+        name: Option<&str>,
+        arn: Option<&str>,
+        mut change: impl FnMut(&mut StreamRecord) -> Result<(), StoreError>,
+    ) -> Result<StreamRecord, StoreError> {
+        loop {
+            let old = self.resolve(name, arn)?;
+            let mut new = old.clone();
+            change(&mut new)?;
+            match self.inner.catalog.replace(&old, &new) {
+                Ok(()) => {
+                    self.inner.db.flush()?;
+                    return Ok(new);
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn check_version(record: &StreamRecord, given: &str) -> Result<(), StoreError> {
+        if record.version != given {
+            return Err(StoreError::VersionMismatch { given: given.into(), current: record.version.clone() });
+        }
+        Ok(())
+    }
+
+    pub fn update_stream(
+        &self,
+        name: Option<&str>,
+        arn: Option<&str>,
+        current_version: &str,
+        device_name: Option<String>,
+        media_type: Option<String>,
+    ) -> Result<StreamRecord, StoreError> {
+        if let Some(d) = &device_name {
+            catalog::validate_device_name(d)?;
+        }
+        if let Some(m) = &media_type {
+            catalog::validate_media_type(m)?;
+        }
+        self.modify(name, arn, |r| {
+            Self::check_version(r, current_version)?;
+            if device_name.is_some() {
+                r.device_name = device_name.clone();
+            }
+            if media_type.is_some() {
+                r.media_type = media_type.clone();
+            }
+            r.version = catalog::new_version();
+            Ok(())
+        })
+    }
+
+    /// Changes retention; a decrease removes data now past it before returning.
+    pub async fn update_retention(
+        &self,
+        name: Option<&str>,
+        arn: Option<&str>,
+        current_version: &str,
+        change: RetentionChange,
+    ) -> Result<StreamRecord, StoreError> {
+        let record = self.modify(name, arn, |r| {
+            Self::check_version(r, current_version)?;
+            let new = match change {
+                RetentionChange::Increase(h) => r.data_retention_hours.checked_add(h),
+                RetentionChange::Decrease(h) => r.data_retention_hours.checked_sub(h),
+            };
+            match new {
+                Some(h) if h <= catalog::MAX_RETENTION_HOURS => r.data_retention_hours = h,
+                _ => {
+                    return Err(StoreError::InvalidArgument(format!(
+                        "the resulting retention must be between 0 and {} hours (current {})",
+                        catalog::MAX_RETENTION_HOURS,
+                        r.data_retention_hours
+                    )))
+                }
+            }
+            r.version = catalog::new_version();
+            Ok(())
+        })?;
+        self.sweep_stream(&record).await?;
+        Ok(record)
+    }
+
+    pub fn tag_stream(
+        &self,
+        name: Option<&str>,
+        arn: Option<&str>,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        catalog::validate_tags(tags)?;
+        self.modify(name, arn, |r| {
+            let mut merged = r.tags.clone();
+            merged.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+            if merged.len() > catalog::MAX_TAGS {
+                return Err(StoreError::TooManyTags { max: catalog::MAX_TAGS, would_have: merged.len() });
+            }
+            r.tags = merged;
+            Ok(())
+        })
+        .map(|_| ())
+    }
+
+    pub fn untag_stream(&self, name: Option<&str>, arn: Option<&str>, keys: &[String]) -> Result<(), StoreError> {
+        self.modify(name, arn, |r| {
+            for k in keys {
+                r.tags.remove(k);
+            }
+            Ok(())
+        })
+        .map(|_| ())
+    }
+
+    /// Deletes a stream: its record at once, then its index entries and files.
+    pub async fn delete_stream(&self, arn: &str, current_version: Option<&str>) -> Result<(), StoreError> {
+        let record = loop {
+            let record = self.resolve(None, Some(arn))?;
+            if let Some(v) = current_version {
+                Self::check_version(&record, v)?;
+            }
+            match self.inner.catalog.remove_if(&record) {
+                Ok(()) => break record,
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        self.inner.db.flush()?;
+        // Under the append lock, so no append of this stream can queue behind the delete.
+        let live = self.live(record.id)?;
+        let rx = {
+            let mut next = live.next_fragment.lock().await;
+            next.deleted = true;
+            let (reply, rx) = oneshot::channel();
+            self.send(WriterCmd::DeleteStream { stream: record.id, reply }).await?;
+            rx
+        };
+        live.edge.send_modify(|e| e.deleted = true);
+        rx.await.map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    // ---- retention ----------------------------------------------------------------
+
+    async fn sweep_stream(&self, record: &StreamRecord) -> Result<SweepStats, StoreError> {
+        let cutoff = self.inner.clock.now_us() - record.retention_us(self.inner.config.live_buffer_us);
+        let (reply, rx) = oneshot::channel();
+        self.send(WriterCmd::Sweep { stream: record.id, cutoff_us: cutoff, reply }).await?;
+        rx.await.map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    /// Removes, for every stream, the whole segment files past its retention.
+    pub async fn sweep_expired(&self) -> Result<SweepStats, StoreError> {
+        let mut total = SweepStats::default();
+        for record in self.inner.catalog.all()? {
+            let s = self.sweep_stream(&record).await?;
+            total.segments += s.segments;
+            total.fragments += s.fragments;
+            total.bytes += s.bytes;
+        }
+        Ok(total)
+    }
+
+    // ---- ingest -------------------------------------------------------------------
+
+    fn live_map(&self) -> std::sync::MutexGuard<'_, HashMap<StreamId, Arc<LiveStream>>> {
+        self.inner.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The live state of a stream, loaded from the index on first use.
+    pub fn live(&self, stream: StreamId) -> Result<Arc<LiveStream>, StoreError> {
+        if let Some(l) = self.live_map().get(&stream) {
+            return Ok(l.clone());
+        }
+        let index = &self.inner.index;
+        let last = match index.scan_prefix(prefix(records::KIND_FRAGMENT, stream)).keys().next_back() {
+            Some(k) => records::key_u64(&k?, 9).unwrap_or(0),
+            None => 0,
+        };
+        let hw = index
+            .get(prefix(records::KIND_HIGH_WATER, stream))?
+            .and_then(|v| records::HighWater::decode(&v))
+            .unwrap_or_default();
+        let init = match index.scan_prefix(prefix(records::KIND_INIT, stream)).next_back() {
+            Some(item) => {
+                let (k, v) = item?;
+                Some((records::key_u64(&k, 9).unwrap_or(0) as u32, Bytes::copy_from_slice(&v)))
+            }
+            None => None,
+        };
+        let live = Arc::new(LiveStream {
+            id: stream,
+            next_fragment: tokio::sync::Mutex::new(NextFragment {
+                number: last.max(hw.fragment_number) + 1,
+                deleted: false,
+            }),
+            edge: watch::Sender::new(LiveEdge { last_persisted: last, deleted: false }),
+            init: tokio::sync::Mutex::new(init),
+        });
+        Ok(self.live_map().entry(stream).or_insert(live).clone())
+    }
+
+    async fn send(&self, cmd: WriterCmd) -> Result<(), StoreError> {
+        self.inner.writer.send(cmd).await.map_err(|_| StoreError::ShuttingDown)
+    }
+
+    /// Records an init segment; returns its id (the current one if the bytes are the
+    /// same as the stream's latest init). Durable when this returns.
+    pub async fn put_init(&self, stream: StreamId, bytes: Bytes) -> Result<u32, StoreError> {
+        let live = self.live(stream)?;
+        let mut current = live.init.lock().await;
+        if let Some((id, b)) = current.as_ref() {
+            if *b == bytes {
+                return Ok(*id);
+            }
+        }
+        let id = current.as_ref().map_or(1, |(id, _)| id + 1);
+        let (reply, rx) = oneshot::channel();
+        self.send(WriterCmd::PutInit(writer::InitRequest { stream, init_id: id, bytes: bytes.clone(), reply })).await?;
+        rx.await.map_err(|_| StoreError::ShuttingDown)??;
+        *current = Some((id, bytes));
+        Ok(id)
+    }
+
+    /// Numbers a fragment and queues it for the writer. Fragments of one stream are
+    /// numbered and written in the order this is called.
+    pub async fn submit_fragment(
+        &self,
+        record: &StreamRecord,
+        fragment: NewFragment,
+    ) -> Result<PendingFragment, StoreError> {
+        let live = self.live(record.id)?;
+        let mut next = live.next_fragment.lock().await;
+        if next.deleted {
+            return Err(StoreError::StreamNotFound(record.name.clone()));
+        }
+        let fragment_number = next.number;
+        let (reply, persisted) = oneshot::channel();
+        // Timestamps travel at millisecond precision; storing them so makes a time a
+        // client read from ListFragments find the very fragment it came from.
+        let req = AppendRequest {
+            stream: record.id,
+            fragment_number,
+            producer_ts_us: fragment.producer_ts_us.div_euclid(1000) * 1000,
+            server_ts_us: fragment.server_ts_us.div_euclid(1000) * 1000,
+            duration_us: fragment.duration_us,
+            init_id: fragment.init_id,
+            flags: if fragment.keyframe { records::FLAG_KEYFRAME } else { 0 },
+            chunks: fragment.chunks,
+            segment_max_age_us: self.inner.config.segment_age_for(record),
+            live: live.clone(),
+            reply,
+        };
+        self.send(WriterCmd::Append(req)).await?;
+        next.number += 1;
+        Ok(PendingFragment { fragment_number, persisted })
+    }
+
+    // ---- reading ------------------------------------------------------------------
+
+    pub fn fragment(&self, stream: StreamId, number: u64) -> Result<Option<FragmentMeta>, StoreError> {
+        Ok(self.inner.index.get(key1(records::KIND_FRAGMENT, stream, number))?.and_then(|v| FragmentMeta::decode(&v)))
+    }
+
+    /// Up to `limit` fragments numbered `from` or later, in number order.
+    pub fn fragments_from(&self, stream: StreamId, from: u64, limit: usize) -> Result<Vec<FragmentMeta>, StoreError> {
+        let start = key1(records::KIND_FRAGMENT, stream, from);
+        let end = key1(records::KIND_FRAGMENT, stream, u64::MAX);
+        let mut out = Vec::new();
+        for item in self.inner.index.range(start..=end).take(limit) {
+            let (_, v) = item?;
+            out.push(FragmentMeta::decode(&v).ok_or_else(|| StoreError::Corrupt("fragment entry".into()))?);
+        }
+        Ok(out)
+    }
+
+    pub fn first_fragment(&self, stream: StreamId) -> Result<Option<FragmentMeta>, StoreError> {
+        Ok(self.fragments_from(stream, 0, 1)?.into_iter().next())
+    }
+
+    pub fn last_fragment(&self, stream: StreamId) -> Result<Option<FragmentMeta>, StoreError> {
+        match self.inner.index.scan_prefix(prefix(records::KIND_FRAGMENT, stream)).next_back() {
+            Some(item) => Ok(FragmentMeta::decode(&item?.1)),
+            None => Ok(None),
+        }
+    }
+
+    /// Fragments whose `kind` start time is in `[start_us, end_us]`, in time order,
+    /// after the position `after` (time, fragment number) when given.
+    pub fn fragments_in_range(
+        &self,
+        stream: StreamId,
+        kind: TimeKind,
+        start_us: i64,
+        end_us: i64,
+        after: Option<(i64, u64)>,
+        limit: usize,
+    ) -> Result<Vec<FragmentMeta>, StoreError> {
+        let k = time_index_kind(kind);
+        let end = key2(k, stream, time_key(end_us), u64::MAX);
+        let start = match after {
+            Some((t, n)) => key2(k, stream, time_key(t), n.saturating_add(1)),
+            None => key2(k, stream, time_key(start_us), 0),
+        };
+        if start > end {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for item in self.inner.index.range(start..=end) {
+            let key = item?.0;
+            let Some(n) = records::key_u64(&key, 17) else { continue };
+            // A time entry without its fragment is being swept: skip it.
+            if let Some(meta) = self.fragment(stream, n)? {
+                out.push(meta);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The fragment that contains time `t_us`, else the first that starts after it.
+    pub fn fragment_at(&self, stream: StreamId, kind: TimeKind, t_us: i64) -> Result<Option<FragmentMeta>, StoreError> {
+        let k = time_index_kind(kind);
+        let lo = prefix(k, stream).to_vec();
+        let at = key2(k, stream, time_key(t_us), u64::MAX);
+        if let Some(item) = self.inner.index.range(lo..=at.to_vec()).next_back() {
+            let key = item?.0;
+            if let (Some(n), Some(tk)) = (records::key_u64(&key, 17), records::key_u64(&key, 9)) {
+                if let Some(meta) = self.fragment(stream, n)? {
+                    if time_from_key(tk) + meta.duration_us > t_us {
+                        return Ok(Some(meta));
+                    }
+                }
+            }
+        }
+        Ok(self.fragments_in_range(stream, kind, t_us, i64::MAX, None, 1)?.into_iter().next())
+    }
+
+    /// The bytes of a stored fragment: one positioned read.
+    pub async fn read_fragment(&self, stream: StreamId, meta: &FragmentMeta) -> Result<Bytes, StoreError> {
+        let inner = self.inner.clone();
+        let meta = *meta;
+        tokio::task::spawn_blocking(move || -> Result<Bytes, StoreError> {
+            let root = inner.config.media_root();
+            let file = inner.files.get(&root, stream, meta.segment_id).map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => StoreError::FragmentNotFound(meta.fragment_number),
+                _ => StoreError::Io(e),
+            })?;
+            let buf = segment::read_at(&file, meta.offset, meta.len).map_err(|e| match e.kind() {
+                io::ErrorKind::UnexpectedEof => StoreError::FragmentNotFound(meta.fragment_number),
+                _ => StoreError::Io(e),
+            })?;
+            Ok(Bytes::from(buf))
+        })
+        .await
+        .map_err(|e| StoreError::Io(io::Error::other(e)))?
+    }
+
+    pub fn init_segment(&self, stream: StreamId, init_id: u32) -> Result<Option<Bytes>, StoreError> {
+        Ok(self
+            .inner
+            .index
+            .get(key1(records::KIND_INIT, stream, u64::from(init_id)))?
+            .map(|v| Bytes::copy_from_slice(&v)))
+    }
+
+    /// Counts of what is stored, for metrics and tests.
+    pub fn segment_count(&self, stream: StreamId) -> usize {
+        self.inner.index.scan_prefix(prefix(records::KIND_SEGMENT, stream)).count()
+    }
+}
+
+fn time_index_kind(kind: TimeKind) -> u8 {
+    match kind {
+        TimeKind::Producer => records::KIND_PRODUCER_TIME,
+        TimeKind::Server => records::KIND_SERVER_TIME,
+    }
+}
+
+/// Splits `arn:aws:kinesisvideo:REGION:ACCOUNT:stream/NAME/CREATION_MS` into the name
+/// and the creation time.
+pub fn parse_stream_arn(arn: &str) -> Option<(String, i64)> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    if parts.len() != 6 || parts[0] != "arn" || parts[2] != "kinesisvideo" {
+        return None;
+    }
+    let resource = parts[5].strip_prefix("stream/")?;
+    let (name, ms) = resource.rsplit_once('/')?;
+    catalog::validate_stream_name(name).ok()?;
+    Some((name.to_string(), ms.parse().ok()?))
+}

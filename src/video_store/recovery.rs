@@ -1,0 +1,205 @@
+//! The check run when the store opens, before anything is served.
+//!
+//! After a crash the files may hold more than the index (bytes written, index entry
+//! never flushed: the fragment was never acknowledged) or, after outside damage, less.
+//! Recovery makes them agree again, always in the direction that serves no torn byte:
+//!
+//! * index entries of streams no longer in the catalog are removed (a DeleteStream
+//!   that died half-way), and so are their directories;
+//! * a segment whose file is gone loses its index entries;
+//! * a segment file longer than its last indexed record is truncated to it;
+//! * indexed records that are not whole on disk (too short, bad CRC), checked from the
+//!   end of each segment backwards, lose their index entries;
+//! * files and directories that no index entry refers to are removed.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::OpenOptions;
+use std::io;
+use std::path::Path;
+
+use super::catalog::Catalog;
+use super::records::{self, key1, key2, prefix, time_key, FragmentMeta, SegmentMeta, StreamId};
+use super::segment;
+use super::StoreError;
+
+/// What recovery found and mended.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub streams: usize,
+    pub segments: usize,
+    pub fragments: u64,
+    pub truncated_bytes: u64,
+    pub dropped_fragments: u64,
+    pub removed_files: usize,
+}
+
+pub fn recover(
+    db: &sled::Db,
+    catalog: &Catalog,
+    index: &sled::Tree,
+    media_root: &Path,
+) -> Result<RecoveryReport, StoreError> {
+    let mut report = RecoveryReport::default();
+    let live: HashSet<StreamId> = catalog.all()?.iter().map(|r| r.id).collect();
+    report.streams = live.len();
+
+    // Index entries of deleted streams.
+    let mut orphan_streams = HashSet::new();
+    for item in index.iter().keys() {
+        let key = item?;
+        if let Some(s) = records::key_u64(&key, 1) {
+            if !live.contains(&s) {
+                orphan_streams.insert(s);
+            }
+        }
+    }
+    for s in &orphan_streams {
+        let mut batch = sled::Batch::default();
+        for kind in records::ALL_KINDS {
+            for key in index.scan_prefix(prefix(kind, *s)).keys() {
+                batch.remove(key?);
+            }
+        }
+        index.apply_batch(batch)?;
+    }
+
+    let mut referenced: HashMap<StreamId, HashSet<u64>> = HashMap::new();
+    for &stream in &live {
+        let segments: Vec<SegmentMeta> = index
+            .scan_prefix(prefix(records::KIND_SEGMENT, stream))
+            .values()
+            .filter_map(|v| v.ok().and_then(|v| SegmentMeta::decode(&v)))
+            .collect();
+        for seg in segments {
+            report.segments += 1;
+            let kept = check_segment(index, media_root, stream, seg, &mut report)?;
+            if kept {
+                referenced.entry(stream).or_default().insert(seg.segment_id);
+            }
+        }
+    }
+    db.flush()?;
+
+    // Files nobody refers to: unacknowledged segments and deleted streams' directories.
+    let entries = match std::fs::read_dir(media_root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(report),
+        Err(e) => return Err(e.into()),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(stream) = segment::stream_id_from_dir_name(&name) else { continue };
+        if !live.contains(&stream) {
+            std::fs::remove_dir_all(entry.path())?;
+            report.removed_files += 1;
+            continue;
+        }
+        let keep = referenced.get(&stream);
+        for file in std::fs::read_dir(entry.path())? {
+            let file = file?;
+            let fname = file.file_name().to_string_lossy().into_owned();
+            match segment::segment_id_from_name(&fname) {
+                Some(id) if keep.is_some_and(|k| k.contains(&id)) => {}
+                Some(_) => {
+                    std::fs::remove_file(file.path())?;
+                    report.removed_files += 1;
+                }
+                None => {}
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Makes one segment agree with its index entries. Returns whether it is kept.
+fn check_segment(
+    index: &sled::Tree,
+    media_root: &Path,
+    stream: StreamId,
+    mut seg: SegmentMeta,
+    report: &mut RecoveryReport,
+) -> Result<bool, StoreError> {
+    let path = segment::segment_path(media_root, stream, seg.segment_id);
+    let from = key1(records::KIND_FRAGMENT, stream, seg.first_fragment);
+    let to = key1(records::KIND_FRAGMENT, stream, seg.last_fragment);
+    let mut fragments: Vec<FragmentMeta> = Vec::new();
+    for item in index.range(from..=to) {
+        if let Some(m) = FragmentMeta::decode(&item?.1) {
+            if m.segment_id == seg.segment_id {
+                fragments.push(m);
+            }
+        }
+    }
+    let file = match OpenOptions::new().read(true).write(true).open(&path) {
+        Ok(f) => Some(f),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
+    let mut drop_from = fragments.len();
+    if let Some(file) = &file {
+        let file_len = file.metadata()?.len();
+        // From the end backwards: drop records that are not whole; stop at the first good
+        // one (everything before it was synced before it was).
+        while drop_from > 0 {
+            let m = &fragments[drop_from - 1];
+            if m.record_end() <= file_len && segment::verify_record(file, m.offset, m.len, m.fragment_number)? {
+                break;
+            }
+            tracing::warn!(
+                stream,
+                segment = seg.segment_id,
+                fragment = m.fragment_number,
+                "indexed fragment is not whole on disk; dropping it"
+            );
+            drop_from -= 1;
+        }
+        let good_end = if drop_from > 0 { fragments[drop_from - 1].record_end() } else { 0 };
+        if file_len > good_end {
+            tracing::info!(
+                stream,
+                segment = seg.segment_id,
+                bytes = file_len - good_end,
+                "truncating unacknowledged tail"
+            );
+            file.set_len(good_end)?;
+            file.sync_all()?;
+            report.truncated_bytes += file_len - good_end;
+        }
+    } else {
+        tracing::warn!(stream, segment = seg.segment_id, "segment file missing; dropping its index entries");
+        drop_from = 0;
+    }
+
+    let dropped = &fragments[drop_from..];
+    report.fragments += drop_from as u64;
+    if dropped.is_empty() {
+        return Ok(true);
+    }
+    report.dropped_fragments += dropped.len() as u64;
+    let mut batch = sled::Batch::default();
+    for m in dropped {
+        let n = m.fragment_number;
+        batch.remove(&key1(records::KIND_FRAGMENT, stream, n)[..]);
+        batch.remove(&key2(records::KIND_PRODUCER_TIME, stream, time_key(m.producer_ts_us), n)[..]);
+        batch.remove(&key2(records::KIND_SERVER_TIME, stream, time_key(m.server_ts_us), n)[..]);
+    }
+    let kept = &fragments[..drop_from];
+    let seg_key = key1(records::KIND_SEGMENT, stream, seg.segment_id);
+    let keep = !kept.is_empty() && file.is_some();
+    if keep {
+        seg.last_fragment = kept[kept.len() - 1].fragment_number;
+        seg.fragment_count = kept.len() as u64;
+        seg.max_server_ts_us = kept.iter().map(|m| m.server_ts_us).max().unwrap_or(seg.max_server_ts_us);
+        seg.bytes = kept[kept.len() - 1].record_end();
+        batch.insert(&seg_key[..], &seg.encode()[..]);
+    } else {
+        batch.remove(&seg_key[..]);
+        if file.is_some() {
+            std::fs::remove_file(&path)?;
+            report.removed_files += 1;
+        }
+    }
+    index.apply_batch(batch)?;
+    Ok(keep)
+}

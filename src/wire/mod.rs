@@ -1,0 +1,6 @@
+//! Wire formats as pure functions over bytes: no sockets, no files, no clocks.
+//! Each is unit-tested on fixtures and fuzzed (see `fuzz/`); the async code that moves
+//! bytes lives elsewhere and calls into these.
+
+pub mod fmp4;
+pub mod sigv4;
