@@ -234,9 +234,27 @@ struct StoreInner {
     writer: mpsc::Sender<WriterCmd>,
     live: Mutex<HashMap<StreamId, Arc<LiveStream>>>,
     files: Arc<FileCache>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
-/// The video store engine. Cheap to clone.
+impl Drop for StoreInner {
+    /// The last handle is gone: close the writer's queue, let it finish what is queued,
+    /// and wait for it, so the index is flushed and its lock released on return.
+    fn drop(&mut self) {
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.writer, closed));
+        if let Some(handle) = self.writer_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            if handle.join().is_err() {
+                tracing::error!("fragment writer panicked");
+            }
+        }
+        if let Err(e) = self.db.flush() {
+            tracing::error!(error = %e, "index flush at close failed");
+        }
+    }
+}
+
+/// The video store engine. Cheap to clone; the last clone dropped closes it.
 #[derive(Clone)]
 pub struct VideoStore {
     inner: Arc<StoreInner>,
@@ -254,8 +272,7 @@ impl VideoStore {
         let (tx, rx) = mpsc::channel(config.writer_queue.max(1));
         let writer =
             Writer::new(db.clone(), index.clone(), config.media_root(), config.segment_max_bytes, files.clone());
-        // The writer ends by itself once the last clone of the store (its sender) is gone.
-        std::thread::Builder::new().name("fragment-writer".into()).spawn(move || writer.run(rx))?;
+        let writer_thread = std::thread::Builder::new().name("fragment-writer".into()).spawn(move || writer.run(rx))?;
         let store = VideoStore {
             inner: Arc::new(StoreInner {
                 config,
@@ -266,6 +283,7 @@ impl VideoStore {
                 writer: tx,
                 live: Mutex::new(HashMap::new()),
                 files,
+                writer_thread: Mutex::new(Some(writer_thread)),
             }),
         };
         Ok((store, report))

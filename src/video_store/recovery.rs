@@ -184,6 +184,12 @@ fn check_segment(
         batch.remove(&key2(records::KIND_PRODUCER_TIME, stream, time_key(m.producer_ts_us), n)[..]);
         batch.remove(&key2(records::KIND_SERVER_TIME, stream, time_key(m.server_ts_us), n)[..]);
     }
+    // Numbers of dropped fragments are never handed out again.
+    let hw_key = prefix(records::KIND_HIGH_WATER, stream);
+    let mut hw = index.get(hw_key)?.and_then(|v| records::HighWater::decode(&v)).unwrap_or_default();
+    hw.fragment_number = hw.fragment_number.max(dropped.iter().map(|m| m.fragment_number).max().unwrap_or(0));
+    hw.segment_id = hw.segment_id.max(seg.segment_id);
+    batch.insert(&hw_key[..], &hw.encode()[..]);
     let kept = &fragments[..drop_from];
     let seg_key = key1(records::KIND_SEGMENT, stream, seg.segment_id);
     let keep = !kept.is_empty() && file.is_some();
