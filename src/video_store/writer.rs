@@ -315,8 +315,11 @@ impl Writer {
         if files.len() <= 1 {
             return files.into_iter().filter_map(|(s, f)| f.sync_data().err().map(|e| (s, e))).collect();
         }
-        // Enough threads to keep the device's queue busy, not one per stream.
-        let lanes = files.len().min(8);
+        // The lanes only wait on the disk, so more of them let the filesystem merge more
+        // syncs into one journal commit. Measured with bench/ingest.rs (100 cameras in
+        // lockstep, 2 vCPU, ext4): 8 lanes gave an ack p50 of 87 ms, 32 lanes 30-35 ms,
+        // about the time to write and sync the same burst raw into one file.
+        let lanes = files.len().min(32);
         std::thread::scope(|scope| {
             let handles: Vec<_> = (0..lanes)
                 .map(|lane| {
