@@ -554,4 +554,41 @@ mod tests {
         assert_eq!(rejected, sizes.iter().filter(|&&s| s == biggest).count());
         assert_eq!(fragments(&events).len() + rejected, 4);
     }
+
+    #[test]
+    fn fragment_longer_than_the_limit_is_rejected() {
+        let limits = FragmentLimits { max_fragment_duration_us: 500_000, ..FragmentLimits::default() };
+        let (events, r) = run(&fixture("av.mp4"), 4096, limits);
+        r.unwrap();
+        let too_long = events
+            .iter()
+            .filter(|e| {
+                matches!(e, FragmenterEvent::Rejected { reason: FragmentRejection::TooLong { limit_ms: 500, .. }, .. })
+            })
+            .count();
+        assert_eq!(too_long, 4);
+        assert!(fragments(&events).is_empty());
+    }
+
+    #[test]
+    fn more_tracks_than_allowed_is_fatal() {
+        let limits = FragmentLimits { max_tracks: 1, ..FragmentLimits::default() };
+        let (events, r) = run(&fixture("av.mp4"), 4096, limits);
+        assert_eq!(r, Err(FatalError::TooManyTracks { found: 2, max: 1 }));
+        assert!(events.is_empty());
+    }
+
+    #[test]
+    fn a_new_init_ends_the_fragment_in_progress_and_is_reported_once() {
+        let mut data = fixture("av.mp4");
+        data.extend_from_slice(&fixture("video_only.mp4"));
+        // The same init twice in a row is not a new one.
+        data.extend_from_slice(&fixture("video_only.mp4")[..1000.min(fixture("video_only.mp4").len())]);
+        let (events, _) = run(&data, 3000, FragmentLimits::default());
+        let inits: Vec<usize> = events
+            .iter()
+            .filter_map(|e| if let FragmenterEvent::Init(i) = e { Some(i.info.tracks.len()) } else { None })
+            .collect();
+        assert_eq!(inits, vec![2, 1]);
+    }
 }

@@ -231,3 +231,87 @@ def test_fragment_too_large_is_refused_alone(data_dir, tmp_path):
         assert len(acks_of(acks, "PERSISTED")) == 2 and len(errors) == 2
     finally:
         s.stop()
+
+
+def shift_tfdt(data, seconds):
+    """Adds `seconds` to every tfdt of a single-track fragmented MP4, in place: the
+    stream an absolute-clock producer would send."""
+    data = bytearray(data)
+    pos = data.find(b"mdhd")
+    version = data[pos + 4]
+    ts_at = pos + 8 + (16 if version == 1 else 8)
+    timescale = int.from_bytes(data[ts_at:ts_at + 4], "big")
+    start = 0
+    while (pos := data.find(b"tfdt", start)) != -1:
+        assert data[pos + 4] == 1, "64-bit tfdt expected"
+        value = int.from_bytes(data[pos + 8:pos + 16], "big") + seconds * timescale
+        data[pos + 8:pos + 16] = value.to_bytes(8, "big")
+        start = pos + 16
+    return bytes(data)
+
+
+def test_absolute_timecodes(server, tmp_path):
+    server.client("kinesisvideo").create_stream(StreamName="abs")
+    path = tmp_path / "abs.mp4"
+    path.write_bytes(shift_tfdt((FIXTURES / "video_only.mp4").read_bytes(), 1_700_000_000))
+    _, acks, _ = server.put("abs", path, "--timecode-type", "absolute")
+    assert [a["FragmentTimecode"] for a in acks_of(acks, "PERSISTED")] == [1_700_000_000_000, 1_700_000_001_000]
+    archived = server.client("kinesis-video-archived-media")
+    sel = {"FragmentSelectorType": "PRODUCER_TIMESTAMP", "TimestampRange": {"StartTimestamp": 1699999999, "EndTimestamp": 1700000002}}
+    frags = archived.list_fragments(StreamName="abs", FragmentSelector=sel)["Fragments"]
+    assert sorted(f["ProducerTimestamp"].timestamp() for f in frags) == [1_700_000_000, 1_700_000_001]
+
+
+def test_fragments_know_their_init_segment(server, tmp_path):
+    server.client("kinesisvideo").create_stream(StreamName="mixed")
+    _, first, _ = server.put("mixed", FIXTURES / "av.mp4", "--producer-start-timestamp", "1700000000")
+    _, second, _ = server.put("mixed", FIXTURES / "video_only.mp4", "--producer-start-timestamp", "1700000100")
+    av = [a["FragmentNumber"] for a in acks_of(first, "PERSISTED")]
+    video = [a["FragmentNumber"] for a in acks_of(second, "PERSISTED")]
+    archived = server.client("kinesis-video-archived-media")
+
+    out = tmp_path / "video.mp4"
+    out.write_bytes(archived.get_media_for_fragment_list(StreamName="mixed", Fragments=video)["Payload"].read())
+    assert [s["codec_name"] for s in ffprobe(out)["streams"]] == ["h264"]
+
+    out = tmp_path / "av.mp4"
+    out.write_bytes(archived.get_media_for_fragment_list(StreamName="mixed", Fragments=av[-1:])["Payload"].read())
+    assert sorted(s["codec_name"] for s in ffprobe(out)["streams"]) == ["aac", "h264"]
+
+    # Across the change, each fragment is preceded by its own init segment.
+    both = archived.get_media_for_fragment_list(StreamName="mixed", Fragments=av[-1:] + video[:1])["Payload"].read()
+    assert [k for k, _, _ in mp4_top_boxes(both) if k in ("moov", "moof")] == ["moov", "moof", "moov", "moof"]
+
+
+def test_producer_disconnecting_mid_fragment_keeps_what_was_complete(server, tmp_path):
+    import http.client
+    server.client("kinesisvideo").create_stream(StreamName="cut")
+    good = (FIXTURES / "av.mp4").read_bytes()
+    moofs = [pos for kind, pos, _ in mp4_top_boxes(good) if kind == "moof"]
+    # Send the init, two whole fragments, and half of the third; then drop the connection.
+    cut_at = moofs[2] + (moofs[3] - moofs[2]) // 2
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.putrequest("POST", "/putMedia")
+    for k, v in {"x-amzn-stream-name": "cut", "x-amzn-fragment-timecode-type": "RELATIVE",
+                 "x-amzn-producer-start-timestamp": "1700000000", "Transfer-Encoding": "chunked"}.items():
+        conn.putheader(k, v)
+    conn.endheaders()
+    for i in range(0, cut_at, 8192):
+        piece = good[i:min(i + 8192, cut_at)]
+        conn.send(b"%x\r\n%s\r\n" % (len(piece), piece))
+    archived = server.client("kinesis-video-archived-media")
+    # The first fragment is complete once the second's moof has arrived; wait for it.
+    wait_for(lambda: archived.list_fragments(StreamName="cut")["Fragments"])
+    conn.sock.shutdown(2)
+    conn.close()
+    frags = wait_for(lambda: (f := archived.list_fragments(StreamName="cut")["Fragments"]) and len(f) >= 2 and f)
+    time.sleep(0.5)
+    frags = archived.list_fragments(StreamName="cut")["Fragments"]
+    assert sorted(f["ProducerTimestamp"].timestamp() for f in frags) == [1700000000, 1700000001]
+    numbers = sorted((f["FragmentNumber"] for f in frags), key=int)
+    out = tmp_path / "cut.mp4"
+    out.write_bytes(archived.get_media_for_fragment_list(StreamName="cut", Fragments=numbers)["Payload"].read())
+    assert decode_errors(out)[0] == 0
+    # The stream takes the next producer normally.
+    _, acks, _ = server.put("cut", FIXTURES / "av.mp4")
+    assert len(acks_of(acks, "PERSISTED")) == 4
