@@ -43,6 +43,18 @@ fn create(store: &VideoStore, name: &str, retention: Option<u32>) -> StreamRecor
     store.create_stream(NewStream { name: name.into(), data_retention_hours: retention, ..Default::default() }).unwrap()
 }
 
+/// Stores `count` fragments in a new stream "cam", then closes the store: the state a
+/// crash or restart starts from. Returns their numbers.
+async fn stored_then_closed(dir: &Path, clock: &Arc<ManualClock>, count: i64) -> Vec<u64> {
+    let (store, _) = open(dir, clock.clone());
+    let s = create(&store, "cam", None);
+    let mut numbers = Vec::new();
+    for i in 0..count {
+        numbers.push(put(&store, &s, i, T0 + i).await);
+    }
+    numbers
+}
+
 fn segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for d in std::fs::read_dir(dir.join("media")).unwrap() {
@@ -100,15 +112,7 @@ async fn fragments_round_trip_and_time_lookups() {
 async fn recovery_truncates_unacknowledged_tails_and_keeps_acknowledged_fragments() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
-    let numbers = {
-        let (store, _) = open(dir.path(), clock.clone());
-        let s = create(&store, "cam", None);
-        let mut n = Vec::new();
-        for i in 0..5 {
-            n.push(put(&store, &s, i, T0 + i).await);
-        }
-        n
-    };
+    let numbers = stored_then_closed(dir.path(), &clock, 5).await;
     // A crash after the data write but before the index: bytes nobody acknowledged.
     let files = segment_files(dir.path());
     assert_eq!(files.len(), 1);
@@ -133,15 +137,7 @@ async fn recovery_truncates_unacknowledged_tails_and_keeps_acknowledged_fragment
 async fn recovery_drops_index_entries_whose_bytes_are_not_whole() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
-    let numbers = {
-        let (store, _) = open(dir.path(), clock.clone());
-        let s = create(&store, "cam", None);
-        let mut n = Vec::new();
-        for i in 0..4 {
-            n.push(put(&store, &s, i, T0 + i).await);
-        }
-        n
-    };
+    let numbers = stored_then_closed(dir.path(), &clock, 4).await;
     // Outside damage: the file loses the second half of its last record.
     let file = &segment_files(dir.path())[0];
     let len = std::fs::metadata(file).unwrap().len();
@@ -178,18 +174,28 @@ async fn recovery_drops_index_entries_whose_bytes_are_not_whole() {
 async fn recovery_drops_segments_whose_file_is_gone() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
-    {
-        let (store, _) = open(dir.path(), clock.clone());
-        let s = create(&store, "cam", None);
-        for i in 0..3 {
-            put(&store, &s, i, T0 + i).await;
-        }
-    }
+    stored_then_closed(dir.path(), &clock, 3).await;
     std::fs::remove_file(&segment_files(dir.path())[0]).unwrap();
     let (store, report) = open(dir.path(), clock);
     assert_eq!(report.dropped_fragments, 3);
     let s = store.resolve(Some("cam"), None).unwrap();
     assert!(store.first_fragment(s.id).unwrap().is_none());
+}
+
+#[tokio::test]
+async fn segment_files_roll_by_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let (store, _) = open(dir.path(), clock);
+    let s = create(&store, "cam", None);
+    // 1 MiB segments, 10 kB fragments: a new file about every 100 fragments.
+    for i in 0..250 {
+        put(&store, &s, i, T0 + i).await;
+    }
+    assert_eq!(store.segment_count(s.id), 3);
+    for f in segment_files(dir.path()) {
+        assert!(std::fs::metadata(f).unwrap().len() <= (1 << 20) + 10_032);
+    }
 }
 
 #[tokio::test]

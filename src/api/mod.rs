@@ -85,6 +85,12 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     let request_id = uuid::Uuid::new_v4().to_string();
     let span = tracing::info_span!("request", op = %op, id = %request_id);
     let counted = !matches!(req.uri().path(), "/health" | "/metrics");
+    // Media bodies stream and are counted where they are read or written; the rest
+    // have sizes known up front.
+    let media = matches!(req.uri().path(), "/putMedia" | "/getMedia" | "/getMediaForFragmentList");
+    if counted && !media {
+        state.metrics.add_bytes_in(http_body::Body::size_hint(req.body()).exact().unwrap_or(0));
+    }
     let mut resp = {
         let _enter = span.enter();
         tracing::debug!(method = %req.method(), path = %req.uri().path(), "request");
@@ -92,6 +98,9 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         tracing::Instrument::instrument(next.run(req), span.clone()).await
     };
     if counted {
+        if !media || !resp.status().is_success() {
+            state.metrics.add_bytes_out(http_body::Body::size_hint(resp.body()).exact().unwrap_or(0));
+        }
         state.metrics.count_request(&op, resp.status().as_u16());
         if resp.status().is_server_error() {
             tracing::warn!(parent: &span, status = resp.status().as_u16(), "request failed");
@@ -108,4 +117,73 @@ pub fn json_ok(value: serde_json::Value) -> Response {
     let mut resp = (StatusCode::OK, value.to_string()).into_response();
     resp.headers_mut().insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::video_store::StoreConfig;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    fn app(dir: &std::path::Path, keys: &[(&str, &str)]) -> Router {
+        let (store, _) = VideoStore::open(StoreConfig::new(dir), Arc::new(SystemClock)).unwrap();
+        router(AppState {
+            store,
+            metrics: Arc::new(Metrics::default()),
+            auth: Arc::new(auth::Credentials::new(keys.iter().map(|(k, s)| (k.to_string(), s.to_string())))),
+            public_url: "http://kinescope.test".into(),
+            limits: FragmentLimits::default(),
+            json_services: Arc::new(dispatch::JsonServices::default()),
+        })
+    }
+
+    async fn call(app: &Router, path: &str, body: &str) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+        let req =
+            Request::post(path).header("content-type", "application/json").body(Body::from(body.to_string())).unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+        (parts.status, parts.headers, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+
+    #[tokio::test]
+    async fn routes_answer_in_the_aws_shapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path(), &[]);
+        let (status, headers, body) = call(&app, "/createStream", r#"{"StreamName":"cam"}"#).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(headers.contains_key("x-amzn-RequestId"));
+        assert!(body["StreamARN"].as_str().unwrap().contains(":stream/cam/"));
+        let (status, _, body) = call(&app, "/getDataEndpoint", r#"{"StreamName":"cam","APIName":"GET_MEDIA"}"#).await;
+        assert_eq!((status, body["DataEndpoint"].as_str()), (StatusCode::OK, Some("http://kinescope.test")));
+
+        let (status, headers, body) = call(&app, "/describeStream", r#"{"StreamName":"nope"}"#).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(headers["x-amzn-ErrorType"], "ResourceNotFoundException");
+        assert!(body["Message"].as_str().unwrap().contains("nope"));
+        let (status, headers, _) = call(&app, "/describeStream", r#"{"StreamName": 5}"#).await;
+        assert_eq!(
+            (status, &headers["x-amzn-ErrorType"]),
+            (StatusCode::BAD_REQUEST, &"SerializationException".parse().unwrap())
+        );
+        let (status, headers, _) = call(&app, "/frobnicate", "{}").await;
+        assert_eq!(
+            (status, &headers["x-amzn-ErrorType"]),
+            (StatusCode::NOT_FOUND, &"UnknownOperationException".parse().unwrap())
+        );
+    }
+
+    #[tokio::test]
+    async fn with_keys_an_unsigned_request_is_refused_but_health_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path(), &[("AKID", "secret")]);
+        let (status, headers, _) = call(&app, "/listStreams", "{}").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(headers["x-amzn-ErrorType"], "MissingAuthenticationTokenException");
+        let resp = app.clone().oneshot(Request::get("/health").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
 }

@@ -178,3 +178,15 @@ def test_health_metrics_and_unknown_operation(server):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(req)
     assert json.loads(e.value.read())["__type"] == "UnknownOperationException"
+
+
+def test_sigterm_shuts_down_gracefully_with_a_reader_attached(data_dir):
+    import signal
+    s = Server(data_dir).start()
+    s.client("kinesisvideo").create_stream(StreamName="follow")
+    media = s.client("kinesis-video-media", read_timeout=30)
+    resp = media.get_media(StreamName="follow", StartSelector={"StartSelectorType": "NOW"})
+    s.proc.send_signal(signal.SIGTERM)
+    assert s.proc.wait(15) == 0
+    assert any("stopped" in line for line in s.log)
+    resp["Payload"].close()
