@@ -302,3 +302,23 @@ async fn many_streams_commit_together() {
         assert_eq!(listed.iter().map(|m| m.fragment_number).collect::<Vec<_>>(), numbers);
     }
 }
+
+#[tokio::test]
+async fn the_in_flight_byte_budget_holds_producers_back_without_deadlock() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StoreConfig::new(dir.path());
+    config.max_inflight_bytes = 64 * 1024;
+    let (store, _) = VideoStore::open(config, Arc::new(ManualClock::new(T0))).unwrap();
+    let s = create(&store, "cam", None);
+    // Pipelined like PutMedia: submit everything, await later. Each 100 kB fragment is
+    // larger than the whole 64 KiB budget, so each waits for the one before to persist.
+    let mut pending = Vec::new();
+    for i in 0..5 {
+        let submit = store.submit_fragment(&s, fragment(i, T0 + i, 100_000));
+        pending.push(tokio::time::timeout(std::time::Duration::from_secs(10), submit).await.unwrap().unwrap());
+    }
+    for p in pending {
+        p.persisted.await.unwrap().unwrap();
+    }
+    assert_eq!(store.fragments_from(s.id, 0, 10).unwrap().len(), 5);
+}

@@ -38,16 +38,15 @@ impl Credentials {
     }
 }
 
-fn is_streaming(req: &Request) -> bool {
-    req.uri().path() == "/putMedia"
-}
+/// Requests whose body is a stream, verified on their headers alone.
+const STREAMING_PATHS: [&str; 1] = ["/putMedia"];
 
 pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if state.auth.is_anonymous() {
         return next.run(req).await;
     }
     let protocol = if req.headers().contains_key("x-amz-target") { Protocol::Json } else { Protocol::RestJson };
-    match verify(&state, req, protocol).await {
+    match verify(&state, req).await {
         Ok(req) => next.run(req).await,
         Err(e) => {
             tracing::info!(code = e.code, message = %e.message, "request refused");
@@ -56,7 +55,7 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
     }
 }
 
-async fn verify(state: &AppState, req: Request, _protocol: Protocol) -> Result<Request, ApiError> {
+async fn verify(state: &AppState, req: Request) -> Result<Request, ApiError> {
     let (parts, body) = req.into_parts();
     let mut headers: Vec<(String, String)> = Vec::with_capacity(parts.headers.len());
     for (k, v) in &parts.headers {
@@ -69,7 +68,7 @@ async fn verify(state: &AppState, req: Request, _protocol: Protocol) -> Result<R
         }
     }
     let declared = parts.headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let streaming = is_streaming(&Request::from_parts(parts.clone(), Body::empty()));
+    let streaming = STREAMING_PATHS.contains(&parts.uri.path());
     let (payload_hash, body) = if streaming || declared.as_deref() == Some(UNSIGNED_PAYLOAD) {
         (declared.unwrap_or_else(|| UNSIGNED_PAYLOAD.to_string()), body)
     } else {

@@ -91,12 +91,8 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     if counted && !media {
         state.metrics.add_bytes_in(http_body::Body::size_hint(req.body()).exact().unwrap_or(0));
     }
-    let mut resp = {
-        let _enter = span.enter();
-        tracing::debug!(method = %req.method(), path = %req.uri().path(), "request");
-        drop(_enter);
-        tracing::Instrument::instrument(next.run(req), span.clone()).await
-    };
+    tracing::debug!(parent: &span, method = %req.method(), path = %req.uri().path(), "request");
+    let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     if counted {
         if !media || !resp.status().is_success() {
             state.metrics.add_bytes_out(http_body::Body::size_hint(resp.body()).exact().unwrap_or(0));

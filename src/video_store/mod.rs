@@ -79,6 +79,8 @@ pub struct StoreConfig {
     pub segment_max_age_us: i64,
     /// Requests waiting for the writer before producers wait too.
     pub writer_queue: usize,
+    /// Fragment bytes accepted but not yet persisted before producers wait too.
+    pub max_inflight_bytes: u64,
 }
 
 impl StoreConfig {
@@ -92,6 +94,7 @@ impl StoreConfig {
             segment_max_bytes: 128 * 1024 * 1024,
             segment_max_age_us: 3600 * 1_000_000,
             writer_queue: 4096,
+            max_inflight_bytes: 256 * 1024 * 1024,
         }
     }
 
@@ -235,6 +238,9 @@ struct StoreInner {
     live: Mutex<HashMap<StreamId, Arc<LiveStream>>>,
     files: Arc<FileCache>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// In-flight fragment bytes, in KiB permits: bounds the memory queued for the writer.
+    inflight_kib: Arc<tokio::sync::Semaphore>,
+    inflight_kib_total: u32,
 }
 
 impl Drop for StoreInner {
@@ -273,6 +279,7 @@ impl VideoStore {
         let writer =
             Writer::new(db.clone(), index.clone(), config.media_root(), config.segment_max_bytes, files.clone());
         let writer_thread = std::thread::Builder::new().name("fragment-writer".into()).spawn(move || writer.run(rx))?;
+        let inflight_kib_total = u32::try_from(config.max_inflight_bytes / 1024).unwrap_or(u32::MAX).clamp(1, 1 << 30);
         let store = VideoStore {
             inner: Arc::new(StoreInner {
                 config,
@@ -284,6 +291,8 @@ impl VideoStore {
                 live: Mutex::new(HashMap::new()),
                 files,
                 writer_thread: Mutex::new(Some(writer_thread)),
+                inflight_kib: Arc::new(tokio::sync::Semaphore::new(inflight_kib_total as usize)),
+                inflight_kib_total,
             }),
         };
         Ok((store, report))
@@ -631,6 +640,13 @@ impl VideoStore {
         record: &StreamRecord,
         fragment: NewFragment,
     ) -> Result<PendingFragment, StoreError> {
+        // Room in the in-flight budget first (a fragment larger than the whole budget
+        // takes all of it): a disk slower than the producers holds them back instead of
+        // queueing unbounded memory.
+        let size: usize = fragment.chunks.iter().map(Bytes::len).sum();
+        let want = u32::try_from(size.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, self.inner.inflight_kib_total);
+        let budget =
+            self.inner.inflight_kib.clone().acquire_many_owned(want).await.map_err(|_| StoreError::ShuttingDown)?;
         let live = self.live(record.id)?;
         let mut next = live.next_fragment.lock().await;
         if next.deleted {
@@ -652,6 +668,7 @@ impl VideoStore {
             segment_max_age_us: self.inner.config.segment_age_for(record),
             live: live.clone(),
             reply,
+            _budget: budget,
         };
         self.send(WriterCmd::Append(req)).await?;
         next.number += 1;

@@ -38,6 +38,9 @@ pub(crate) struct AppendRequest {
     pub segment_max_age_us: i64,
     pub live: Arc<LiveStream>,
     pub reply: oneshot::Sender<Result<FragmentMeta, StoreError>>,
+    /// The fragment's share of the store's in-flight byte budget, returned when the
+    /// request is dropped (answered).
+    pub _budget: tokio::sync::OwnedSemaphorePermit,
 }
 
 pub(crate) struct InitRequest {
@@ -230,7 +233,8 @@ impl Writer {
         if appends.is_empty() && inits.is_empty() {
             return;
         }
-        // Per stream touched: the segment's length and summary before this group.
+        // Per stream touched: its open segment's length and summary before this group
+        // (the summary names the segment, which may roll to a new one in the group).
         let mut before: HashMap<StreamId, Option<(u64, SegmentMeta)>> = HashMap::new();
         let mut results = Vec::with_capacity(appends.len());
         for req in &appends {
@@ -245,12 +249,18 @@ impl Writer {
         let failed_sync = self.sync_streams(before.keys().copied().collect());
         for (stream, err) in &failed_sync {
             tracing::error!(stream, error = %err, "segment sync failed; rolling the group back for this stream");
-            if let Some(seg) = self.open.get_mut(stream) {
-                if let Some(Some((len, meta))) = before.get(stream) {
+            let Some(seg) = self.open.get_mut(stream) else { continue };
+            match before.get(stream) {
+                // Same segment as before the group: cut it back to where it was.
+                Some(Some((len, meta))) if meta.segment_id == seg.meta.segment_id => {
                     let _ = seg.file.set_len(*len);
                     seg.len = *len;
                     seg.meta = *meta;
-                } else {
+                }
+                // A segment opened in this group: nothing indexed refers to it. Empty it
+                // and stop using it; recovery removes the file at the next start.
+                _ => {
+                    let _ = seg.file.set_len(0);
                     self.open.remove(stream);
                 }
             }
@@ -316,9 +326,10 @@ impl Writer {
             return files.into_iter().filter_map(|(s, f)| f.sync_data().err().map(|e| (s, e))).collect();
         }
         // The lanes only wait on the disk, so more of them let the filesystem merge more
-        // syncs into one journal commit. Measured with bench/ingest.rs (100 cameras in
-        // lockstep, 2 vCPU, ext4): 8 lanes gave an ack p50 of 87 ms, 32 lanes 30-35 ms,
-        // about the time to write and sync the same burst raw into one file.
+        // syncs into one journal commit. bench/ingest.rs (100 cameras in lockstep, 2 vCPU,
+        // ext4 on virtio) gave an ack p50 between 30 and 87 ms over several runs with 32
+        // lanes and 87 ms in the one run with 8; the disk's own burst time moved as much,
+        // so the lane count is a reasoned default rather than a proven optimum.
         let lanes = files.len().min(32);
         std::thread::scope(|scope| {
             let handles: Vec<_> = (0..lanes)
