@@ -4,12 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::HeaderValue;
 use tokio::net::TcpListener;
 
 use crate::api::{self, auth::Credentials, dispatch::JsonServices, AppState};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
+use crate::playback::session::SessionSigner;
 use crate::video_store::{StoreConfig, VideoStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +73,10 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         public_url: public_url.clone(),
         limits: config.limits,
         json_services: Arc::new(JsonServices::default()),
+        sessions: Arc::new(SessionSigner::load_or_create(&config.data_dir)?),
+        cors_allow_origin: HeaderValue::from_str(&config.cors_allow_origin).map_err(|_| {
+            AppError::Refused(format!("cors_allow_origin '{}' is not a valid header value", config.cors_allow_origin))
+        })?,
     };
 
     let sweeper = tokio::spawn(sweep_retention(store.clone(), Duration::from_secs(config.retention_sweep_secs)));

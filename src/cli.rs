@@ -58,6 +58,9 @@ pub struct ServeArgs {
     /// Accept unauthenticated requests on a non-loopback address when no keys are set.
     #[arg(long, env = "KINESCOPE_ALLOW_ANONYMOUS")]
     pub allow_anonymous: bool,
+    /// Access-Control-Allow-Origin for the HLS/DASH playback URLs [default: *]
+    #[arg(long, env = "KINESCOPE_CORS_ALLOW_ORIGIN")]
+    pub cors_allow_origin: Option<String>,
     /// Retention for streams created without DataRetentionInHours [default: 24]
     #[arg(long, env = "KINESCOPE_DEFAULT_RETENTION_HOURS")]
     pub default_retention_hours: Option<u32>,
@@ -85,6 +88,7 @@ impl ServeArgs {
                 account_id: self.account_id,
                 public_url: self.public_url,
                 allow_anonymous: self.allow_anonymous,
+                cors_allow_origin: self.cors_allow_origin,
                 default_retention_hours: self.default_retention_hours,
                 access_key_id: self.access_key_id,
                 secret_access_key: self.secret_access_key,

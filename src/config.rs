@@ -43,6 +43,8 @@ pub struct ConfigFile {
     pub account_id: Option<String>,
     pub public_url: Option<String>,
     pub allow_anonymous: Option<bool>,
+    /// `Access-Control-Allow-Origin` of the HLS/DASH playback URLs (default `*`).
+    pub cors_allow_origin: Option<String>,
     pub default_retention_hours: Option<u32>,
     pub retention_sweep_secs: Option<u64>,
     #[serde(default)]
@@ -69,6 +71,7 @@ pub struct ServerConfig {
     /// `None`: derived from the bound HTTP address.
     pub public_url: Option<String>,
     pub allow_anonymous: bool,
+    pub cors_allow_origin: String,
     pub default_retention_hours: u32,
     pub retention_sweep_secs: u64,
     pub access_keys: Vec<AccessKey>,
@@ -85,6 +88,7 @@ pub struct Overrides {
     pub account_id: Option<String>,
     pub public_url: Option<String>,
     pub allow_anonymous: bool,
+    pub cors_allow_origin: Option<String>,
     pub default_retention_hours: Option<u32>,
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
@@ -124,6 +128,7 @@ impl ServerConfig {
             account_id,
             public_url: o.public_url.or(file.public_url),
             allow_anonymous: o.allow_anonymous || file.allow_anonymous.unwrap_or(false),
+            cors_allow_origin: o.cors_allow_origin.or(file.cors_allow_origin).unwrap_or_else(|| "*".into()),
             default_retention_hours: o.default_retention_hours.or(file.default_retention_hours).unwrap_or(24),
             retention_sweep_secs: file.retention_sweep_secs.unwrap_or(60).max(1),
             access_keys,

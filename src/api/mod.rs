@@ -13,6 +13,8 @@ pub mod json;
 pub mod kvs;
 pub mod kvs_archived;
 pub mod kvs_media;
+pub mod kvs_playback;
+pub mod playback_http;
 
 use std::sync::Arc;
 
@@ -38,6 +40,10 @@ pub struct AppState {
     pub public_url: String,
     pub limits: FragmentLimits,
     pub json_services: Arc<dispatch::JsonServices>,
+    /// Signs and checks HLS/DASH session tokens.
+    pub sessions: Arc<crate::playback::session::SessionSigner>,
+    /// `Access-Control-Allow-Origin` of the playback URLs.
+    pub cors_allow_origin: HeaderValue,
 }
 
 /// The whole HTTP application.
@@ -46,12 +52,14 @@ pub fn router(state: AppState) -> Router {
         .merge(kvs::routes())
         .merge(kvs_media::routes())
         .merge(kvs_archived::routes())
+        .merge(kvs_playback::routes())
         .merge(dispatch::routes())
         .fallback(unknown_operation)
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
     Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route("/metrics", get(render_metrics))
+        .merge(playback_http::routes(state.clone()))
         .merge(aws)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
@@ -72,6 +80,7 @@ pub fn operation_name(req: &Request) -> String {
     }
     let path = req.uri().path().trim_start_matches('/');
     let op = path.rsplit('/').next().unwrap_or(path);
+    let op = op.split('.').next().unwrap_or(op);
     let mut chars = op.chars();
     match chars.next() {
         Some(c) => c.to_uppercase().chain(chars).collect(),
@@ -133,6 +142,8 @@ mod tests {
             public_url: "http://kinescope.test".into(),
             limits: FragmentLimits::default(),
             json_services: Arc::new(dispatch::JsonServices::default()),
+            sessions: Arc::new(crate::playback::session::SessionSigner::new([1; 32])),
+            cors_allow_origin: HeaderValue::from_static("*"),
         })
     }
 

@@ -1,4 +1,14 @@
-//! Stored fragments out to readers. [`get_media`]: GetMedia's live follower and
-//! GetMediaForFragmentList. (HLS, DASH, clips and images join with the playback issue.)
+//! Stored fragments out to readers.
+//!
+//! - [`get_media`]: GetMedia's live follower and GetMediaForFragmentList.
+//! - [`session`]: the signed streaming-session tokens of HLS and DASH URLs.
+//! - [`selection`]: which fragments a session shows now (LIVE, LIVE_REPLAY, ON_DEMAND).
+//! - [`hls`], [`dash`]: the playlists and the manifest written from that selection.
+//! - [`clip`]: GetClip's progressive MP4.
 
+pub mod clip;
+pub mod dash;
 pub mod get_media;
+pub mod hls;
+pub mod selection;
+pub mod session;

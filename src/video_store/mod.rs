@@ -704,6 +704,17 @@ impl VideoStore {
         }
     }
 
+    /// The newest `limit` fragments, oldest first.
+    pub fn last_fragments(&self, stream: StreamId, limit: usize) -> Result<Vec<FragmentMeta>, StoreError> {
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for item in self.inner.index.scan_prefix(prefix(records::KIND_FRAGMENT, stream)).rev().take(limit) {
+            let (_, v) = item?;
+            out.push(FragmentMeta::decode(&v).ok_or_else(|| StoreError::Corrupt("fragment entry".into()))?);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
     /// Fragments whose `kind` start time is in `[start_us, end_us]`, in time order,
     /// after the position `after` (time, fragment number) when given.
     pub fn fragments_in_range(

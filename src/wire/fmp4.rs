@@ -185,22 +185,22 @@ pub fn find_child(buf: &[u8], kind: FourCc) -> Result<Option<&[u8]>, Fmp4Error> 
     Ok(None)
 }
 
-fn require_child(buf: &[u8], parent: FourCc, child: FourCc) -> Result<&[u8], Fmp4Error> {
+pub(crate) fn require_child(buf: &[u8], parent: FourCc, child: FourCc) -> Result<&[u8], Fmp4Error> {
     find_child(buf, child)?.ok_or(Fmp4Error::Missing { parent, child })
 }
 
 /// A bounds-checked big-endian reader over a box body.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     kind: FourCc,
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn new(kind: FourCc, buf: &'a [u8]) -> Self {
+    pub(crate) fn new(kind: FourCc, buf: &'a [u8]) -> Self {
         Reader { kind, buf, pos: 0 }
     }
-    fn take(&mut self, n: usize) -> Result<&'a [u8], Fmp4Error> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], Fmp4Error> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or(Fmp4Error::Truncated {
             kind: self.kind,
             needed: (self.pos as u64).saturating_add(n as u64),
@@ -210,32 +210,32 @@ impl<'a> Reader<'a> {
         self.pos = end;
         Ok(s)
     }
-    fn skip(&mut self, n: usize) -> Result<(), Fmp4Error> {
+    pub(crate) fn skip(&mut self, n: usize) -> Result<(), Fmp4Error> {
         self.take(n).map(|_| ())
     }
-    fn u16(&mut self) -> Result<u16, Fmp4Error> {
+    pub(crate) fn u16(&mut self) -> Result<u16, Fmp4Error> {
         let b = self.take(2)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
-    fn u32(&mut self) -> Result<u32, Fmp4Error> {
+    pub(crate) fn u32(&mut self) -> Result<u32, Fmp4Error> {
         let b = self.take(4)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
-    fn u64(&mut self) -> Result<u64, Fmp4Error> {
+    pub(crate) fn u64(&mut self) -> Result<u64, Fmp4Error> {
         let b = self.take(8)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
         Ok(u64::from_be_bytes(a))
     }
     /// Version (1 byte) and flags (3 bytes) of a full box.
-    fn full_box(&mut self) -> Result<(u8, u32), Fmp4Error> {
+    pub(crate) fn full_box(&mut self) -> Result<(u8, u32), Fmp4Error> {
         let v = self.u32()?;
         Ok(((v >> 24) as u8, v & 0x00ff_ffff))
     }
-    fn remaining(&self) -> usize {
+    pub(crate) fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
-    fn rest(&self) -> &'a [u8] {
+    pub(crate) fn rest(&self) -> &'a [u8] {
         &self.buf[self.pos..]
     }
 }
@@ -566,6 +566,67 @@ pub fn parse_moof(moof: &[u8], init: &InitInfo) -> Result<MoofInfo, Fmp4Error> {
 }
 
 fn parse_traf(traf: &[u8], init: &InitInfo) -> Result<TrafInfo, Fmp4Error> {
+    let mut info = TrafInfo {
+        track_id: 0,
+        base_decode_time: None,
+        sample_count: 0,
+        duration: 0,
+        data_size: 0,
+        first_sample_sync: None,
+        explicit_base_offset: false,
+        data_start: i64::MAX,
+        data_end: i64::MIN,
+    };
+    let header = walk_traf(traf, init, &mut |s: &SampleRef| {
+        if info.first_sample_sync.is_none() {
+            info.first_sample_sync = Some(s.is_sync());
+        }
+        info.sample_count += 1;
+        info.duration = info.duration.saturating_add(u64::from(s.duration));
+        info.data_size = info.data_size.saturating_add(u64::from(s.size));
+        info.data_start = info.data_start.min(s.data_offset);
+        info.data_end = info.data_end.max(s.data_offset.saturating_add(i64::from(s.size)));
+    })?;
+    info.track_id = header.track_id;
+    info.base_decode_time = header.base_decode_time;
+    info.explicit_base_offset = header.explicit_base_offset;
+    Ok(info)
+}
+
+/// What a `traf`'s header boxes say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrafHeader {
+    pub track_id: u32,
+    /// `tfdt` baseMediaDecodeTime, in the track's timescale.
+    pub base_decode_time: Option<u64>,
+    /// `tfhd` carries an explicit base-data-offset (absolute file position).
+    pub explicit_base_offset: bool,
+}
+
+/// One sample as a `trun` describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SampleRef {
+    pub duration: u32,
+    pub size: u32,
+    pub flags: u32,
+    /// Composition time offset (signed in `trun` version 1).
+    pub composition_offset: i32,
+    /// Where the sample's bytes start, relative to the base data offset (the `moof`'s
+    /// first byte for default-base-is-moof).
+    pub data_offset: i64,
+}
+
+impl SampleRef {
+    pub fn is_sync(&self) -> bool {
+        self.flags & SAMPLE_NON_SYNC == 0
+    }
+}
+
+/// Walks the samples of one `traf` in order, calling `visit` for each.
+///
+/// The sample count of every `trun` is checked against the bytes the box has before
+/// the first sample is read, so a lying count costs nothing.
+pub fn walk_traf(traf: &[u8], init: &InitInfo, visit: &mut dyn FnMut(&SampleRef)) -> Result<TrafHeader, Fmp4Error> {
     let tfhd = require_child(traf, TRAF, TFHD)?;
     let mut r = Reader::new(TFHD, tfhd);
     let (_, flags) = r.full_box()?;
@@ -599,17 +660,6 @@ fn parse_traf(traf: &[u8], init: &InitInfo) -> Result<TrafInfo, Fmp4Error> {
         None => None,
     };
 
-    let mut info = TrafInfo {
-        track_id,
-        base_decode_time,
-        sample_count: 0,
-        duration: 0,
-        data_size: 0,
-        first_sample_sync: None,
-        explicit_base_offset,
-        data_start: i64::MAX,
-        data_end: i64::MIN,
-    };
     // Without a data_offset, a trun's data follows the previous trun's (8.8.8.3).
     let mut next_data: i64 = 0;
     for item in BoxIter::new(traf) {
@@ -618,11 +668,10 @@ fn parse_traf(traf: &[u8], init: &InitInfo) -> Result<TrafInfo, Fmp4Error> {
             continue;
         }
         let mut r = Reader::new(TRUN, body);
-        let (_, flags) = r.full_box()?;
+        let (version, flags) = r.full_box()?;
         let count = r.u32()?;
-        let mut start = next_data;
         if flags & TRUN_DATA_OFFSET != 0 {
-            start = i64::from(r.u32()? as i32);
+            next_data = i64::from(r.u32()? as i32);
         }
         let first_flags = if flags & TRUN_FIRST_SAMPLE_FLAGS != 0 { Some(r.u32()?) } else { None };
         let per_sample =
@@ -634,31 +683,28 @@ fn parse_traf(traf: &[u8], init: &InitInfo) -> Result<TrafInfo, Fmp4Error> {
                 available: r.remaining() as u64,
             });
         }
-        let mut size_sum: u64 = 0;
         for i in 0..count {
             let duration = if flags & TRUN_DURATION != 0 { r.u32()? } else { defaults.sample_duration };
             let size = if flags & TRUN_SIZE != 0 { r.u32()? } else { defaults.sample_size };
-            let sample_flags = if flags & TRUN_FLAGS != 0 { r.u32()? } else { defaults.sample_flags };
-            if flags & TRUN_CTO != 0 {
-                r.u32()?;
+            let mut sample_flags = if flags & TRUN_FLAGS != 0 { r.u32()? } else { defaults.sample_flags };
+            if i == 0 && flags & TRUN_FLAGS == 0 {
+                sample_flags = first_flags.unwrap_or(sample_flags);
             }
-            if i == 0 && info.first_sample_sync.is_none() {
-                let f = if flags & TRUN_FLAGS == 0 { first_flags.unwrap_or(sample_flags) } else { sample_flags };
-                info.first_sample_sync = Some(f & SAMPLE_NON_SYNC == 0);
-            }
-            info.duration = info.duration.saturating_add(u64::from(duration));
-            size_sum = size_sum.saturating_add(u64::from(size));
+            let composition_offset = if flags & TRUN_CTO != 0 {
+                let v = r.u32()?;
+                if version == 0 {
+                    i32::try_from(v).unwrap_or(i32::MAX)
+                } else {
+                    v as i32
+                }
+            } else {
+                0
+            };
+            visit(&SampleRef { duration, size, flags: sample_flags, composition_offset, data_offset: next_data });
+            next_data = next_data.saturating_add(i64::from(size));
         }
-        info.sample_count += u64::from(count);
-        info.data_size = info.data_size.saturating_add(size_sum);
-        let end = start.saturating_add(i64::try_from(size_sum).unwrap_or(i64::MAX));
-        if count > 0 {
-            info.data_start = info.data_start.min(start);
-            info.data_end = info.data_end.max(end);
-        }
-        next_data = end;
     }
-    Ok(info)
+    Ok(TrafHeader { track_id, base_decode_time, explicit_base_offset })
 }
 
 /// Appends a box with `body` to `out`.

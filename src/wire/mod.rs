@@ -3,4 +3,6 @@
 //! bytes lives elsewhere and calls into these.
 
 pub mod fmp4;
+pub mod mp4_tracks;
 pub mod sigv4;
+pub mod xml;

@@ -1,0 +1,287 @@
+//! Streaming sessions: what a GetHLSStreamingSessionURL or GetDASHStreamingSessionURL
+//! call granted, carried in the URL's `SessionToken`.
+//!
+//! The token is the session itself, signed: base64url(JSON) `.` base64url(HMAC-SHA256).
+//! The key is 32 random bytes kept in the data directory (`playback.key`, created on
+//! first start), so sessions survive a restart and nobody without the key can mint,
+//! widen or extend one. A 16-byte random nonce makes every token unique. Sessions are
+//! stateless on the server: any number of viewers cost nothing until they fetch.
+
+use std::io::Write;
+use std::path::Path;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::video_store::{StreamId, TimeKind};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Protocol {
+    Hls,
+    Dash,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PlaybackMode {
+    Live,
+    LiveReplay,
+    OnDemand,
+}
+
+impl PlaybackMode {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "LIVE" => Some(Self::Live),
+            "LIVE_REPLAY" => Some(Self::LiveReplay),
+            "ON_DEMAND" => Some(Self::OnDemand),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DiscontinuityMode {
+    Always,
+    Never,
+    OnDiscontinuity,
+}
+
+impl DiscontinuityMode {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ALWAYS" => Some(Self::Always),
+            "NEVER" => Some(Self::Never),
+            "ON_DISCONTINUITY" => Some(Self::OnDiscontinuity),
+            _ => None,
+        }
+    }
+}
+
+/// Which clock a session's selector and timestamps use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SelectorClock {
+    Producer,
+    Server,
+}
+
+impl SelectorClock {
+    pub fn time_kind(self) -> TimeKind {
+        match self {
+            SelectorClock::Producer => TimeKind::Producer,
+            SelectorClock::Server => TimeKind::Server,
+        }
+    }
+}
+
+/// Everything a session grants. Field names are short: they ride in every URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    #[serde(rename = "p")]
+    pub protocol: Protocol,
+    #[serde(rename = "s")]
+    pub stream: StreamId,
+    /// The stream's name: with the id, it tells a recreated stream of the same name apart.
+    #[serde(rename = "sn")]
+    pub stream_name: String,
+    #[serde(rename = "m")]
+    pub mode: PlaybackMode,
+    #[serde(rename = "c")]
+    pub clock: SelectorClock,
+    /// Selector range, µs since the epoch (ON_DEMAND, LIVE_REPLAY).
+    #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
+    pub start_us: Option<i64>,
+    #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
+    pub end_us: Option<i64>,
+    /// When the session was made and when it stops working, µs since the epoch.
+    #[serde(rename = "t")]
+    pub created_us: i64,
+    #[serde(rename = "x")]
+    pub expires_us: i64,
+    /// Most fragments one playlist or manifest lists.
+    #[serde(rename = "n")]
+    pub max_fragments: u32,
+    #[serde(rename = "d")]
+    pub discontinuity: DiscontinuityMode,
+    #[serde(rename = "ts", default)]
+    pub display_timestamp: bool,
+    #[serde(rename = "fn", default)]
+    pub display_fragment_number: bool,
+    /// LIVE: the stream's newest fragment when the session began, from which
+    /// discontinuities are counted.
+    #[serde(rename = "f", default)]
+    pub anchor_fragment: u64,
+    /// Producer time of the session's first fragment (LIVE_REPLAY's DASH origin).
+    #[serde(rename = "o", default)]
+    pub origin_us: i64,
+    #[serde(rename = "r")]
+    pub nonce: String,
+}
+
+impl Session {
+    /// A session over stream 1 ("cam") that never expires, for tests.
+    #[cfg(test)]
+    pub fn for_test(protocol: Protocol, mode: PlaybackMode) -> Session {
+        Session {
+            protocol,
+            stream: 1,
+            stream_name: "cam".into(),
+            mode,
+            clock: SelectorClock::Producer,
+            start_us: None,
+            end_us: None,
+            created_us: 0,
+            expires_us: i64::MAX,
+            max_fragments: 1000,
+            discontinuity: DiscontinuityMode::Never,
+            display_timestamp: false,
+            display_fragment_number: false,
+            anchor_fragment: 0,
+            origin_us: 0,
+            nonce: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the session token is malformed")]
+    Malformed,
+    #[error("the session token's signature does not match")]
+    BadSignature,
+    #[error("the streaming session expired")]
+    Expired,
+    #[error("the session token is for a {0:?} session")]
+    WrongProtocol(Protocol),
+}
+
+/// Signs and checks session tokens.
+pub struct SessionSigner {
+    key: [u8; 32],
+}
+
+impl SessionSigner {
+    pub fn new(key: [u8; 32]) -> Self {
+        SessionSigner { key }
+    }
+
+    /// The key in `data_dir/playback.key`, created (random, mode 0600) if missing.
+    pub fn load_or_create(data_dir: &Path) -> std::io::Result<Self> {
+        let path = data_dir.join("playback.key");
+        match std::fs::read(&path) {
+            Ok(b) if b.len() == 32 => {
+                let mut key = [0u8; 32];
+                key.copy_from_slice(&b);
+                return Ok(Self::new(key));
+            }
+            Ok(_) => {
+                return Err(std::io::Error::other(format!(
+                    "{} is not 32 bytes; delete it to make a new one",
+                    path.display()
+                )))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let key = random_bytes::<32>()?;
+        let tmp = path.with_extension("tmp");
+        {
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            let mut f = opts.open(&tmp)?;
+            f.write_all(&key)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        Ok(Self::new(key))
+    }
+
+    pub fn sign(&self, session: &Session) -> String {
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(session).unwrap_or_default());
+        let tag = URL_SAFE_NO_PAD.encode(self.mac(payload.as_bytes()).finalize().into_bytes());
+        format!("{payload}.{tag}")
+    }
+
+    /// The session a token carries, if the signature holds, it has not expired at
+    /// `now_us`, and it is for `protocol`.
+    pub fn verify(&self, token: &str, protocol: Protocol, now_us: i64) -> Result<Session, TokenError> {
+        let (payload, tag) = token.split_once('.').ok_or(TokenError::Malformed)?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| TokenError::Malformed)?;
+        self.mac(payload.as_bytes()).verify_slice(&tag).map_err(|_| TokenError::BadSignature)?;
+        let json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenError::Malformed)?;
+        let session: Session = serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)?;
+        if session.protocol != protocol {
+            return Err(TokenError::WrongProtocol(session.protocol));
+        }
+        if now_us >= session.expires_us {
+            return Err(TokenError::Expired);
+        }
+        Ok(session)
+    }
+
+    fn mac(&self, payload: &[u8]) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        mac.update(payload);
+        mac
+    }
+}
+
+pub fn random_bytes<const N: usize>() -> std::io::Result<[u8; N]> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|e| std::io::Error::other(format!("no randomness from the OS: {e}")))?;
+    Ok(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> Session {
+        Session {
+            stream: 7,
+            start_us: Some(1),
+            end_us: Some(2),
+            created_us: 100,
+            expires_us: 1_000,
+            nonce: "00".into(),
+            ..Session::for_test(Protocol::Hls, PlaybackMode::OnDemand)
+        }
+    }
+
+    #[test]
+    fn a_signed_session_verifies_until_it_expires() {
+        let signer = SessionSigner::new([3; 32]);
+        let token = signer.sign(&session());
+        assert_eq!(signer.verify(&token, Protocol::Hls, 999), Ok(session()));
+        assert_eq!(signer.verify(&token, Protocol::Hls, 1_000), Err(TokenError::Expired));
+        assert_eq!(signer.verify(&token, Protocol::Dash, 999), Err(TokenError::WrongProtocol(Protocol::Hls)));
+    }
+
+    #[test]
+    fn a_widened_or_foreign_token_is_refused() {
+        let signer = SessionSigner::new([3; 32]);
+        let token = signer.sign(&session());
+        let (_, tag) = token.split_once('.').unwrap();
+        let mut wider = session();
+        wider.expires_us = i64::MAX;
+        let forged = format!("{}.{tag}", URL_SAFE_NO_PAD.encode(serde_json::to_vec(&wider).unwrap()));
+        assert_eq!(signer.verify(&forged, Protocol::Hls, 0), Err(TokenError::BadSignature));
+        assert_eq!(SessionSigner::new([4; 32]).verify(&token, Protocol::Hls, 0), Err(TokenError::BadSignature));
+        assert_eq!(signer.verify("nonsense", Protocol::Hls, 0), Err(TokenError::Malformed));
+        assert_eq!(signer.verify("a.!!", Protocol::Hls, 0), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn the_key_file_is_made_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = SessionSigner::load_or_create(dir.path()).unwrap();
+        let b = SessionSigner::load_or_create(dir.path()).unwrap();
+        assert_eq!(a.key, b.key);
+        std::fs::write(dir.path().join("playback.key"), b"short").unwrap();
+        assert!(SessionSigner::load_or_create(dir.path()).is_err());
+    }
+}
