@@ -3,10 +3,13 @@
 //!
 //! Layout (see ARCHITECTURE.md for the path of a fragment through it):
 //!
-//! * [`wire`]: pure byte formats (fragmented MP4 boxes, SigV4).
+//! * [`wire`]: pure byte formats (fragmented MP4 boxes, per-track and progressive MP4
+//!   writers, SigV4, a small XML writer).
 //! * [`video_store`]: the fragment store engine (sled index + append-only segment files).
 //! * [`ingest`]: producers in (PutMedia's fragmented MP4).
-//! * [`playback`]: stored fragments out (GetMedia, fragment lists).
+//! * [`playback`]: stored fragments out (GetMedia, fragment lists, HLS/DASH sessions,
+//!   playlists and manifests, clips).
+//! * [`web`]: the embedded watch page at `/`.
 //! * [`api`]: the only layer that knows AWS shapes: dispatch, auth, errors, one module
 //!   per service.
 //! * [`app`], [`config`], [`cli`]: the process: configuration, wiring, the command line.
@@ -20,4 +23,5 @@ pub mod ingest;
 pub mod metrics;
 pub mod playback;
 pub mod video_store;
+pub mod web;
 pub mod wire;

@@ -14,6 +14,7 @@ pub mod kvs;
 pub mod kvs_archived;
 pub mod kvs_media;
 pub mod kvs_playback;
+pub mod native;
 pub mod playback_http;
 
 use std::sync::Arc;
@@ -53,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .merge(kvs_media::routes())
         .merge(kvs_archived::routes())
         .merge(kvs_playback::routes())
+        .merge(native::routes())
         .merge(dispatch::routes())
         .fallback(unknown_operation)
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
@@ -60,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(|| async { "ok\n" }))
         .route("/metrics", get(render_metrics))
         .merge(playback_http::routes(state.clone()))
+        .merge(crate::web::routes())
         .merge(aws)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)

@@ -98,7 +98,16 @@ impl Manifest {
         } else {
             mpd = mpd.attr_opt("mediaPresentationDuration", self.duration_ms.map(duration));
         }
-        mpd.children(self.periods.iter().map(|p| p.to_element())).to_document()
+        mpd = mpd.children(self.periods.iter().map(|p| p.to_element()));
+        if self.dynamic {
+            // The server's clock, so players need no time server to find the live edge.
+            mpd = mpd.child(
+                Element::new("UTCTiming")
+                    .attr("schemeIdUri", "urn:mpeg:dash:utc:direct:2014")
+                    .attr("value", iso_time(self.publish_ms)),
+            );
+        }
+        mpd.to_document()
     }
 }
 

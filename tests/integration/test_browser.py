@@ -1,0 +1,85 @@
+"""The watch page and the players in a real browser: headless Debian Chromium driven by
+Playwright (web/tests/play.mjs). Screenshots land in target/test-artifacts/."""
+
+import datetime as dt
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, FIXTURES, ROOT
+
+ARTIFACTS = ROOT / "target" / "test-artifacts"
+PLAY = ROOT / "web" / "tests" / "play.mjs"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def browser_tools():
+    missing = [p for p in (Path("/usr/bin/chromium"), ROOT / "web" / "node_modules" / "playwright-core") if not p.exists()]
+    assert not missing, f"run scripts/setup test first; missing: {missing}"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+
+def play(url, name, click=None, advance=1.0, timeout=40):
+    """Runs the page in Chromium until playback advances; returns play.mjs's report."""
+    args = ["node", str(PLAY), "--url", url, "--screenshot", str(ARTIFACTS / f"{name}.png"),
+            "--advance", str(advance), "--timeout", str(timeout)]
+    if click:
+        args += ["--click", click]
+    p = subprocess.run(args, capture_output=True, text=True, timeout=timeout + 60, cwd=ROOT / "web")
+    report = json.loads(p.stdout.strip().splitlines()[-1]) if p.stdout.strip() else {"stderr": p.stderr}
+    assert p.returncode == 0 and report.get("ok"), json.dumps(report, indent=1)[:4000]
+    return report
+
+
+def recorded(server, name):
+    kv = server.client("kinesisvideo")
+    kv.create_stream(StreamName=name, DataRetentionInHours=24)
+    server.put(name, FIXTURES / "av.mp4")
+    time.sleep(1)  # the page's SERVER_TIMESTAMP range ends a moment before "now"
+    return (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.mark.parametrize("player", ["hls", "dash"])
+def test_on_demand_plays_in_the_page(server, player):
+    since = recorded(server, f"vod-{player}")
+    report = play(f"{server.url}/?stream=vod-{player}&player={player}&mode=ON_DEMAND&from={since}&autoplay=1",
+                  f"on-demand-{player}")
+    assert report["final"]["status"] == "playing"
+
+
+def test_the_page_lists_streams_and_plays_the_one_clicked(server):
+    since = recorded(server, "lobby")
+    recorded(server, "garage")
+    report = play(f"{server.url}/?player=hls&mode=ON_DEMAND&from={since}", "list-click", click="garage")
+    assert report["final"]["status"] == "playing"
+
+
+def test_live_plays_in_hls_and_dash_while_a_camera_pushes(server):
+    server.client("kinesisvideo").create_stream(StreamName="live", DataRetentionInHours=24)
+    ffmpeg = subprocess.Popen(
+        ["ffmpeg", "-v", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "90",
+         "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-keyint_min", "25", "-sc_threshold", "0",
+         "-c:a", "aac", "-movflags", "frag_keyframe+empty_moov+default_base_moof", "-f", "mp4", "-"],
+        stdout=subprocess.PIPE,
+    )
+    put = subprocess.Popen([BIN, "put", "--endpoint", server.url, "--stream", "live", "-"],
+                           stdin=ffmpeg.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        am = server.client("kinesis-video-archived-media")
+        # A few fragments first, so a player has a window to start in.
+        deadline = time.time() + 30
+        while time.time() < deadline and len(am.list_fragments(StreamName="live")["Fragments"]) < 4:
+            time.sleep(0.5)
+        for player in ("hls", "dash"):
+            report = play(f"{server.url}/?stream=live&player={player}&mode=LIVE&autoplay=1", f"live-{player}",
+                          advance=3.0)
+            assert report["final"]["time"] > 0
+    finally:
+        ffmpeg.kill()
+        put.kill()
+        ffmpeg.wait()
+        put.wait()

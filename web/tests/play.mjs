@@ -1,0 +1,72 @@
+// Opens a Kinescope watch-page URL in headless Chromium and checks that the video
+// plays: the page reaches "playing" and video.currentTime advances. Prints one JSON
+// line with what it saw and saves a screenshot.
+//
+//   node web/tests/play.mjs --url URL --screenshot out.png [--click STREAM] [--timeout 40]
+//
+// Exit status 0 when playback advanced, 1 otherwise. Driven by
+// tests/integration/test_browser.py.
+import { chromium } from 'playwright-core';
+
+function args() {
+  const out = { timeout: 40, advance: 1.0 };
+  const argv = process.argv.slice(2);
+  for (let i = 0; i < argv.length; i += 2) out[argv[i].replace(/^--/, '')] = argv[i + 1];
+  out.timeout = Number(out.timeout);
+  out.advance = Number(out.advance);
+  return out;
+}
+
+const opts = args();
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--autoplay-policy=no-user-gesture-required',
+  ],
+});
+const result = { ok: false, url: opts.url, samples: [], console: [] };
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  page.on('console', (m) => {
+    if (m.type() === 'error' || m.type() === 'warning' || process.env.PLAY_LOG) result.console.push(m.text());
+  });
+  page.on('pageerror', (e) => result.console.push(`pageerror: ${e.message}`));
+  page.on('response', (r) => {
+    if (r.status() >= 400) result.console.push(`${r.status()} ${r.url().replace(/SessionToken=[^&]+/, 'SessionToken=…')}`);
+  });
+  await page.goto(opts.url, { waitUntil: 'load' });
+  if (opts.click) {
+    const row = page.locator(`#streams tbody tr[data-stream="${opts.click}"]`);
+    await row.waitFor({ timeout: 10000 });
+    await row.click();
+  }
+  const deadline = Date.now() + opts.timeout * 1000;
+  let first = null;
+  while (Date.now() < deadline) {
+    const s = await page.evaluate(() => ({
+      status: window.kinescope.status,
+      error: window.kinescope.error,
+      time: document.querySelector('#video').currentTime,
+      ended: document.querySelector('#video').ended,
+    }));
+    result.samples.push(s);
+    if (s.status === 'error') break;
+    if (s.status === 'playing' && first === null) first = s.time;
+    if (first !== null && (s.time >= first + opts.advance || (s.ended && s.time > 0))) {
+      result.ok = true;
+      break;
+    }
+    await page.waitForTimeout(250);
+  }
+  result.final = result.samples[result.samples.length - 1];
+  result.samples = result.samples.slice(-8);
+  if (opts.screenshot) await page.screenshot({ path: opts.screenshot });
+} catch (e) {
+  result.error = String(e);
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(result));
+process.exit(result.ok ? 0 : 1);
