@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# HLS segment serving under load: Kinescope against nginx serving the very same bytes
+# from files, in the same run, with wrk (64 connections). Prints requests/s and MB/s
+# for both and their ratio.
+#
+#   bench/serve_segments.sh            (DURATION=10 CONNECTIONS=64 to change)
+#
+# Installs wrk and nginx (Debian packages) if missing; builds the release binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION="${DURATION:-10}"
+CONNECTIONS="${CONNECTIONS:-64}"
+
+scripts/setup run
+missing=()
+for p in wrk nginx-light ffmpeg; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "bench: installing ${missing[*]}" >&2
+  sudo_cmd=(); [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+cargo build --release --quiet --bin kinescope
+BIN="$PWD/target/release/kinescope"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/kinescope-bench.XXXXXX")
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+echo "[1/4] a 2 Mbit/s 720p camera, 20 s with a 1 s GOP…" >&2
+ffmpeg -v error -f lavfi -i testsrc2=size=1280x720:rate=25 -f lavfi -i sine=frequency=440:sample_rate=48000 -t 20 \
+  -c:v libx264 -preset veryfast -b:v 2M -maxrate 2M -bufsize 2M -g 25 -keyint_min 25 -sc_threshold 0 \
+  -c:a aac -b:a 64k -movflags frag_keyframe+empty_moov+default_base_moof "$work/camera.mp4"
+
+echo "[2/4] Kinescope: ingest, then an ON_DEMAND HLS session…" >&2
+port=$(free_port)
+"$BIN" serve --data-dir "$work/data" --http "127.0.0.1:$port" --rtsp 127.0.0.1:0 2>"$work/server.log" &
+pids+=($!)
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+base="http://127.0.0.1:$port"
+curl -sf -X POST "$base/createStream" -d '{"StreamName":"bench","DataRetentionInHours":24}' >/dev/null
+"$BIN" put --endpoint "$base" --stream bench "$work/camera.mp4" >/dev/null 2>&1
+sleep 1
+now=$(date +%s)
+url=$(curl -sf -X POST "$base/getHLSStreamingSessionURL" -d "{\"StreamName\":\"bench\",\"PlaybackMode\":\"ON_DEMAND\",
+  \"HLSFragmentSelector\":{\"FragmentSelectorType\":\"SERVER_TIMESTAMP\",
+  \"TimestampRange\":{\"StartTimestamp\":$((now - 600)),\"EndTimestamp\":$now}}}" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["HLSStreamingSessionURL"])')
+media=$(curl -sf "$url" | grep -v '^#' | head -1)
+curl -sf "$base/hls/v1/$media" | grep '^getMP4MediaFragment' > "$work/segments.txt"
+count=$(wc -l < "$work/segments.txt")
+
+echo "[3/4] the same $count segments as files under nginx…" >&2
+mkdir -p "$work/www"
+chmod 755 "$work"  # nginx workers run as an unprivileged user
+: > "$work/kinescope.paths"; : > "$work/nginx.paths"
+i=0
+while read -r seg; do
+  i=$((i + 1))
+  curl -sf "$base/hls/v1/$seg" -o "$work/www/seg$i.mp4"
+  chmod 644 "$work/www/seg$i.mp4"
+  echo "/hls/v1/$seg" >> "$work/kinescope.paths"
+  echo "/seg$i.mp4" >> "$work/nginx.paths"
+done < "$work/segments.txt"
+bytes=$(cat "$work"/www/*.mp4 | wc -c)
+nport=$(free_port)
+cat > "$work/nginx.conf" <<EOF
+worker_processes auto;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on; tcp_nopush on; keepalive_requests 1000000;
+  types { video/mp4 mp4; }
+  client_body_temp_path $work/nginx-body; proxy_temp_path $work/nginx-proxy;
+  fastcgi_temp_path $work/nginx-fcgi; uwsgi_temp_path $work/nginx-uwsgi; scgi_temp_path $work/nginx-scgi;
+  server { listen 127.0.0.1:$nport; root $work/www; }
+}
+EOF
+nginx -c "$work/nginx.conf" -g 'daemon off;' &
+pids+=($!)
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$nport/seg1.mp4" -o /dev/null && break; sleep 0.1; done
+
+cat > "$work/rotate.lua" <<'EOF'
+local paths = {}
+for line in io.lines(os.getenv("PATHS_FILE")) do paths[#paths + 1] = line end
+local i = math.random(#paths)
+request = function()
+  i = i % #paths + 1
+  return wrk.format("GET", paths[i])
+end
+EOF
+
+echo "[4/4] wrk -c$CONNECTIONS -d${DURATION}s against each…" >&2
+run_wrk() { # url paths-file -> "requests/s MB/s"
+  PATHS_FILE="$2" wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" -s "$work/rotate.lua" "$1" > "$work/wrk.out"
+  python3 - "$work/wrk.out" <<'EOF'
+import re, sys
+text = open(sys.argv[1]).read()
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+m = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", text)
+mult = {"B": 1e-6, "KB": 1024 / 1e6, "MB": 1024**2 / 1e6, "GB": 1024**3 / 1e6}[m.group(2)]
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+print(f"{rps:.0f} {float(m.group(1)) * mult:.1f} {errors.group(1) if errors else 0}")
+EOF
+}
+# PERF_RECORD=file records the server's profile during its run (perf report -i file).
+if [ -n "${PERF_RECORD:-}" ]; then
+  perf record -g -o "$PERF_RECORD" -p "${pids[0]}" -- sleep "$DURATION" >/dev/null 2>&1 &
+fi
+read -r k_rps k_mbs k_err < <(run_wrk "$base" "$work/kinescope.paths")
+read -r n_rps n_mbs n_err < <(run_wrk "http://127.0.0.1:$nport" "$work/nginx.paths")
+
+avg=$((bytes / count))
+echo
+echo "segment serving: $count segments, $((avg / 1024)) KiB average, $CONNECTIONS connections, ${DURATION}s each, $(nproc) CPUs"
+echo "| server | requests/s | MB/s | errors |"
+echo "|---|---|---|---|"
+echo "| kinescope | $k_rps | $k_mbs | $k_err |"
+echo "| nginx (same bytes, sendfile) | $n_rps | $n_mbs | $n_err |"
+python3 -c "print(f'| ratio kinescope/nginx | {$k_rps/$n_rps:.2f} | {$k_mbs/$n_mbs:.2f} | |')"
