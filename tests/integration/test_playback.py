@@ -243,3 +243,87 @@ def test_live_playlist_grows_while_a_producer_pushes_in_real_time(server):
         put.kill()
         ffmpeg.wait()
         put.wait()
+
+
+def media_playlist_of(url):
+    master = get(url)[2].decode()
+    media_url = urllib.parse.urljoin(url, [l for l in master.splitlines() if l and not l.startswith("#")][0])
+    return media_url, get(media_url)[2].decode()
+
+
+def test_a_second_producer_session_is_a_discontinuity_with_its_own_init(server, tmp_path):
+    am = push(server, "two-sessions")
+    time.sleep(0.3)
+    server.put("two-sessions", FIXTURES / "video_only.mp4")  # another init: no audio track
+    rng, frags = server_range(server, "two-sessions")
+    url = am.get_hls_streaming_session_url(
+        StreamName="two-sessions",
+        PlaybackMode="ON_DEMAND",
+        DiscontinuityMode="ON_DISCONTINUITY",
+        DisplayFragmentTimestamp="ALWAYS",
+        HLSFragmentSelector={"FragmentSelectorType": "SERVER_TIMESTAMP", "TimestampRange": rng},
+    )["HLSStreamingSessionURL"]
+    _, text = media_playlist_of(url)
+    assert text.count("#EXT-X-MAP:") == 2, text
+    assert text.count("#EXT-X-DISCONTINUITY\n") == 1, text
+    assert text.count("#EXT-X-PROGRAM-DATE-TIME:") == len(frags)
+    # Both sessions play back, one after the other.
+    out = tmp_path / "both.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", url, "-c", "copy", str(out)], check=True, timeout=60)
+    assert float(ffprobe(out)["format"]["duration"]) >= 5.0
+
+    # DASH starts a new period where the init segment changes.
+    dash = am.get_dash_streaming_session_url(
+        StreamName="two-sessions",
+        PlaybackMode="ON_DEMAND",
+        DASHFragmentSelector={"FragmentSelectorType": "SERVER_TIMESTAMP", "TimestampRange": rng},
+    )["DASHStreamingSessionURL"]
+    mpd = get(dash)[2].decode()
+    assert mpd.count("<Period") == 2, mpd
+
+
+def test_live_replay_adds_fragments_as_time_passes(server):
+    am = push(server, "replay-cam")
+    rng, frags = server_range(server, "replay-cam")
+    url = am.get_hls_streaming_session_url(
+        StreamName="replay-cam",
+        PlaybackMode="LIVE_REPLAY",
+        HLSFragmentSelector={"FragmentSelectorType": "SERVER_TIMESTAMP", "TimestampRange": rng},
+    )["HLSStreamingSessionURL"]
+    _, first = media_playlist_of(url)
+    assert "#EXT-X-PLAYLIST-TYPE:EVENT" in first
+    assert first.count("#EXTINF") < len(frags) and "#EXT-X-ENDLIST" not in first
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        _, text = media_playlist_of(url)
+        if "#EXT-X-ENDLIST" in text:
+            break
+        time.sleep(0.5)
+    assert "#EXT-X-ENDLIST" in text, text
+    assert text.count("#EXTINF") == len(frags)
+
+
+def test_players_can_fetch_from_another_origin(server):
+    am = push(server, "cors-cam")
+    url = am.get_hls_streaming_session_url(StreamName="cors-cam")["HLSStreamingSessionURL"]
+    req = urllib.request.Request(url, method="OPTIONS", headers={
+        "Origin": "http://elsewhere.test", "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "range"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert r.status == 204
+        assert r.headers["Access-Control-Allow-Origin"] == "*"
+        assert "GET" in r.headers["Access-Control-Allow-Methods"]
+    req = urllib.request.Request(url, method="HEAD")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert r.status == 200 and r.read() == b""
+
+
+def test_cors_origin_is_configurable(data_dir):
+    from conftest import Server
+    s = Server(data_dir, extra_args=["--cors-allow-origin", "https://viewer.example"]).start()
+    try:
+        am = push(s, "cors-conf")
+        url = am.get_hls_streaming_session_url(StreamName="cors-conf")["HLSStreamingSessionURL"]
+        assert get(url)[1]["access-control-allow-origin"] == "https://viewer.example"
+    finally:
+        s.stop()
