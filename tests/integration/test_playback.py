@@ -327,3 +327,21 @@ def test_cors_origin_is_configurable(data_dir):
         assert get(url)[1]["access-control-allow-origin"] == "https://viewer.example"
     finally:
         s.stop()
+
+
+def test_hevc_plays_through_hls_dash_and_clips(server, tmp_path):
+    am = push(server, "hevc-cam", fixture="hevc.mp4")
+    rng, _ = server_range(server, "hevc-cam")
+    sel = {"FragmentSelectorType": "SERVER_TIMESTAMP", "TimestampRange": rng}
+    hls = am.get_hls_streaming_session_url(StreamName="hevc-cam", PlaybackMode="ON_DEMAND",
+                                           HLSFragmentSelector=sel)["HLSStreamingSessionURL"]
+    assert b'CODECS="hvc1.' in get(hls)[2]
+    duration, codecs = probe_duration(hls)
+    assert codecs == ["hevc"] and abs(duration - 2.0) <= 1.0
+    dash = am.get_dash_streaming_session_url(StreamName="hevc-cam", PlaybackMode="ON_DEMAND",
+                                             DASHFragmentSelector=sel)["DASHStreamingSessionURL"]
+    assert probe_duration(dash)[1] == ["hevc"]
+    clip = tmp_path / "hevc.mp4"
+    clip.write_bytes(am.get_clip(StreamName="hevc-cam", ClipFragmentSelector=sel)["Payload"].read())
+    rc, errors = decode_errors(clip)
+    assert rc == 0 and not errors.strip(), errors
