@@ -22,6 +22,7 @@ pub mod config;
 pub mod ingest;
 pub mod metrics;
 pub mod playback;
+pub mod secrets;
 pub mod video_store;
 pub mod web;
 pub mod wire;

@@ -7,14 +7,12 @@
 //! widen or extend one. A 16-byte random nonce makes every token unique. Sessions are
 //! stateless on the server: any number of viewers cost nothing until they fetch.
 
-use std::io::Write;
 use std::path::Path;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
+
+pub use crate::secrets::random_bytes;
+use crate::secrets::{self, load_or_create_key, TokenSigner};
 
 use crate::video_store::{StreamId, TimeKind};
 
@@ -159,60 +157,30 @@ pub enum TokenError {
 
 /// Signs and checks session tokens.
 pub struct SessionSigner {
-    key: [u8; 32],
+    signer: TokenSigner,
 }
 
 impl SessionSigner {
     pub fn new(key: [u8; 32]) -> Self {
-        SessionSigner { key }
+        SessionSigner { signer: TokenSigner::new(key) }
     }
 
     /// The key in `data_dir/playback.key`, created (random, mode 0600) if missing.
     pub fn load_or_create(data_dir: &Path) -> std::io::Result<Self> {
-        let path = data_dir.join("playback.key");
-        match std::fs::read(&path) {
-            Ok(b) if b.len() == 32 => {
-                let mut key = [0u8; 32];
-                key.copy_from_slice(&b);
-                return Ok(Self::new(key));
-            }
-            Ok(_) => {
-                return Err(std::io::Error::other(format!(
-                    "{} is not 32 bytes; delete it to make a new one",
-                    path.display()
-                )))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        let key = random_bytes::<32>()?;
-        let tmp = path.with_extension("tmp");
-        {
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-            let mut f = opts.open(&tmp)?;
-            f.write_all(&key)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &path)?;
-        Ok(Self::new(key))
+        Ok(Self::new(load_or_create_key(&data_dir.join("playback.key"))?))
     }
 
     pub fn sign(&self, session: &Session) -> String {
-        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(session).unwrap_or_default());
-        let tag = URL_SAFE_NO_PAD.encode(self.mac(payload.as_bytes()).finalize().into_bytes());
-        format!("{payload}.{tag}")
+        self.signer.sign(&serde_json::to_vec(session).unwrap_or_default())
     }
 
     /// The session a token carries, if the signature holds, it has not expired at
     /// `now_us`, and it is for `protocol`.
     pub fn verify(&self, token: &str, protocol: Protocol, now_us: i64) -> Result<Session, TokenError> {
-        let (payload, tag) = token.split_once('.').ok_or(TokenError::Malformed)?;
-        let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| TokenError::Malformed)?;
-        self.mac(payload.as_bytes()).verify_slice(&tag).map_err(|_| TokenError::BadSignature)?;
-        let json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenError::Malformed)?;
+        let json = self.signer.open(token).map_err(|e| match e {
+            secrets::TokenError::Malformed => TokenError::Malformed,
+            secrets::TokenError::BadSignature => TokenError::BadSignature,
+        })?;
         let session: Session = serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)?;
         if session.protocol != protocol {
             return Err(TokenError::WrongProtocol(session.protocol));
@@ -222,23 +190,13 @@ impl SessionSigner {
         }
         Ok(session)
     }
-
-    fn mac(&self, payload: &[u8]) -> Hmac<Sha256> {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
-        mac.update(payload);
-        mac
-    }
-}
-
-pub fn random_bytes<const N: usize>() -> std::io::Result<[u8; N]> {
-    let mut b = [0u8; N];
-    getrandom::fill(&mut b).map_err(|e| std::io::Error::other(format!("no randomness from the OS: {e}")))?;
-    Ok(b)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
 
     fn session() -> Session {
         Session {
@@ -276,12 +234,10 @@ mod tests {
     }
 
     #[test]
-    fn the_key_file_is_made_once_and_reused() {
+    fn the_key_file_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let a = SessionSigner::load_or_create(dir.path()).unwrap();
-        let b = SessionSigner::load_or_create(dir.path()).unwrap();
-        assert_eq!(a.key, b.key);
-        std::fs::write(dir.path().join("playback.key"), b"short").unwrap();
-        assert!(SessionSigner::load_or_create(dir.path()).is_err());
+        let token = SessionSigner::load_or_create(dir.path()).unwrap().sign(&session());
+        let again = SessionSigner::load_or_create(dir.path()).unwrap();
+        assert_eq!(again.verify(&token, Protocol::Hls, 0), Ok(session()));
     }
 }
