@@ -12,6 +12,7 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::playback::session::SessionSigner;
+use crate::queues::QueueEngine;
 use crate::video_store::{StoreConfig, VideoStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +51,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
     store_config.region = config.region.clone();
     store_config.account_id = config.account_id.clone();
     store_config.default_retention_hours = config.default_retention_hours;
-    let (store, report) = VideoStore::open(store_config, clock)?;
+    let (store, report) = VideoStore::open(store_config, clock.clone())?;
     tracing::info!(
         data_dir = %config.data_dir.display(),
         streams = report.streams,
@@ -66,13 +67,20 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         TcpListener::bind(config.http).await.map_err(|source| AppError::Bind { addr: config.http, source })?;
     let bound = listener.local_addr()?;
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
+    let queues = QueueEngine::open(&config.data_dir, clock.clone(), &config.region, &config.account_id)
+        .map_err(|e| AppError::Refused(format!("cannot open the queues: {e}")))?;
+    let mut json_services = JsonServices::default();
+    json_services.register(
+        crate::api::sqs::TARGET_PREFIX,
+        Arc::new(crate::api::sqs::SqsService { engine: queues.clone(), base_url: public_url.clone() }),
+    );
     let state = AppState {
         store: store.clone(),
         metrics: Arc::new(Metrics::default()),
         auth: Arc::new(Credentials::new(config.access_keys.iter().map(|k| (k.id.clone(), k.secret.clone())))),
         public_url: public_url.clone(),
         limits: config.limits,
-        json_services: Arc::new(JsonServices::default()),
+        json_services: Arc::new(json_services),
         sessions: Arc::new(SessionSigner::load_or_create(&config.data_dir)?),
         cors_allow_origin: HeaderValue::from_str(&config.cors_allow_origin).map_err(|_| {
             AppError::Refused(format!("cors_allow_origin '{}' is not a valid header value", config.cors_allow_origin))
@@ -80,6 +88,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
     };
 
     let sweeper = tokio::spawn(sweep_retention(store.clone(), Duration::from_secs(config.retention_sweep_secs)));
+    let queue_sweeper = tokio::spawn(sweep_queues(queues.clone()));
     tracing::info!(http = %bound, rtsp = %config.rtsp, public_url = %public_url, "kinescope ready");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -99,6 +108,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         tracing::info!("streams still open after {SHUTDOWN_GRACE:?}; closing them");
     }
     sweeper.abort();
+    queue_sweeper.abort();
     store.flush()?;
     tracing::info!("stopped");
     Ok(())
@@ -143,4 +153,18 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// Removes queue messages past retention and FIFO deduplication entries past their
+/// window, every second.
+async fn sweep_queues(queues: QueueEngine) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        match queues.sweep() {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(messages = n, "queue retention sweep"),
+            Err(e) => tracing::warn!(error = %e, "queue retention sweep failed"),
+        }
+    }
 }

@@ -48,14 +48,36 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
     let protocol = if req.headers().contains_key("x-amz-target") { Protocol::Json } else { Protocol::RestJson };
     match verify(&state, req).await {
         Ok(req) => next.run(req).await,
-        Err(e) => {
+        Err((e, unread_body)) => {
             tracing::info!(code = e.code, message = %e.message, "request refused");
+            if let Some(body) = unread_body {
+                drain(body).await;
+            }
             e.with_protocol(protocol).into_response()
         }
     }
 }
 
-async fn verify(state: &AppState, req: Request) -> Result<Request, ApiError> {
+/// Reads and drops (a bounded part of) a refused streaming body, so the client, which
+/// may still be sending, gets to read the refusal instead of a reset connection.
+async fn drain(body: Body) {
+    use futures_util::StreamExt;
+    const DRAIN_BYTES: usize = 8 * 1024 * 1024;
+    let mut stream = body.into_data_stream();
+    let mut read = 0;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.len();
+            if read >= DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Verifies a request; on refusal, hands back a streaming body that was not read.
+async fn verify(state: &AppState, req: Request) -> Result<Request, (ApiError, Option<Body>)> {
     let (parts, body) = req.into_parts();
     let mut headers: Vec<(String, String)> = Vec::with_capacity(parts.headers.len());
     for (k, v) in &parts.headers {
@@ -74,7 +96,7 @@ async fn verify(state: &AppState, req: Request) -> Result<Request, ApiError> {
     } else {
         let bytes = axum::body::to_bytes(body, MAX_SIGNED_BODY)
             .await
-            .map_err(|e| ApiError::serialization(format!("could not read the request body: {e}")))?;
+            .map_err(|e| (ApiError::serialization(format!("could not read the request body: {e}")), None))?;
         (sigv4::sha256_hex(&bytes), Body::from(bytes))
     };
     let parts_for_sig = RequestParts {
@@ -85,7 +107,10 @@ async fn verify(state: &AppState, req: Request) -> Result<Request, ApiError> {
         payload_hash: &payload_hash,
     };
     let now = state.store.clock().now_us() / 1_000_000;
-    let key = sigv4::verify(&parts_for_sig, now, |id| state.auth.secret(id))?;
+    let key = match sigv4::verify(&parts_for_sig, now, |id| state.auth.secret(id)) {
+        Ok(key) => key,
+        Err(e) => return Err((e.into(), Some(body))),
+    };
     tracing::trace!(access_key = %key, "signature verified");
     Ok(Request::from_parts(parts, body))
 }

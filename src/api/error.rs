@@ -22,11 +22,41 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub protocol: Protocol,
+    /// JSON protocol: the namespace before `#` in `__type` (`com.amazonaws.sqs`).
+    pub type_namespace: Option<&'static str>,
+    /// Services that were Query-compatible (SQS) also send `x-amzn-query-error:
+    /// <legacy code>;<Sender|Receiver>`, which SDKs map back to the legacy code.
+    pub query_error: Option<String>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), protocol: Protocol::RestJson }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            protocol: Protocol::RestJson,
+            type_namespace: None,
+            query_error: None,
+        }
+    }
+
+    /// An error of a Query-compatible JSON service: `__type` is `namespace#code`, and
+    /// `x-amzn-query-error` carries the legacy code.
+    pub fn query_compatible(
+        status: StatusCode,
+        namespace: &'static str,
+        code: &'static str,
+        legacy_code: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        let fault = if status.is_server_error() { "Receiver" } else { "Sender" };
+        ApiError {
+            protocol: Protocol::Json,
+            type_namespace: Some(namespace),
+            query_error: Some(format!("{legacy_code};{fault}")),
+            ..Self::new(status, code, message)
+        }
     }
 
     pub fn invalid_argument(message: impl Into<String>) -> Self {
@@ -98,7 +128,13 @@ impl IntoResponse for ApiError {
             Protocol::RestJson => {
                 serde_json::json!({ "__type": self.code, "Message": self.message, "message": self.message })
             }
-            Protocol::Json => serde_json::json!({ "__type": self.code, "message": self.message }),
+            Protocol::Json => {
+                let kind = match self.type_namespace {
+                    Some(ns) => format!("{ns}#{}", self.code),
+                    None => self.code.to_string(),
+                };
+                serde_json::json!({ "__type": kind, "message": self.message })
+            }
         };
         let content_type = match self.protocol {
             Protocol::RestJson => "application/json",
@@ -108,6 +144,9 @@ impl IntoResponse for ApiError {
         let h = resp.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         h.insert("x-amzn-ErrorType", HeaderValue::from_static(self.code));
+        if let Some(q) = self.query_error.as_deref().and_then(|q| HeaderValue::from_str(q).ok()) {
+            h.insert("x-amzn-query-error", q);
+        }
         resp
     }
 }

@@ -16,6 +16,7 @@ pub mod kvs_media;
 pub mod kvs_playback;
 pub mod native;
 pub mod playback_http;
+pub mod sqs;
 
 use std::sync::Arc;
 

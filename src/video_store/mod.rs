@@ -274,7 +274,7 @@ impl VideoStore {
     /// Opens (or creates) the store, runs recovery, and starts the writer thread.
     pub fn open(config: StoreConfig, clock: SharedClock) -> Result<(Self, recovery::RecoveryReport), StoreError> {
         std::fs::create_dir_all(config.media_root())?;
-        let db = sled::Config::new().path(config.data_dir.join("index")).flush_every_ms(Some(1000)).open()?;
+        let db = crate::sled_open::open(&config.data_dir.join("index"), 1000)?;
         let catalog = catalog::Catalog::new(db.open_tree("streams")?);
         let index = db.open_tree("fragments")?;
         let report = recovery::recover(&db, &catalog, &index, &config.media_root())?;

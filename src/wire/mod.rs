@@ -5,4 +5,5 @@
 pub mod fmp4;
 pub mod mp4_tracks;
 pub mod sigv4;
+pub mod sqs_md5;
 pub mod xml;

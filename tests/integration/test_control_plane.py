@@ -174,7 +174,7 @@ def test_health_metrics_and_unknown_operation(server):
     assert e.value.code == 404
     assert e.value.headers["x-amzn-ErrorType"] == "UnknownOperationException"
     assert e.value.headers["x-amzn-RequestId"]
-    req = urllib.request.Request(server.url + "/", data=b"{}", method="POST", headers={"X-Amz-Target": "AmazonSQS.ListQueues", "Content-Type": "application/x-amz-json-1.0"})
+    req = urllib.request.Request(server.url + "/", data=b"{}", method="POST", headers={"X-Amz-Target": "NoSuchService_20200101.ListThings", "Content-Type": "application/x-amz-json-1.0"})
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(req)
     assert json.loads(e.value.read())["__type"] == "UnknownOperationException"
