@@ -70,10 +70,9 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
     let queues = QueueEngine::open(&config.data_dir, clock.clone(), &config.region, &config.account_id)
         .map_err(|e| AppError::Refused(format!("cannot open the queues: {e}")))?;
     let mut json_services = JsonServices::default();
-    json_services.register(
-        crate::api::sqs::TARGET_PREFIX,
-        Arc::new(crate::api::sqs::SqsService { engine: queues.clone(), base_url: public_url.clone() }),
-    );
+    let sqs = Arc::new(crate::api::sqs::SqsService { engine: queues.clone(), base_url: public_url.clone() });
+    json_services.register(crate::api::sqs::TARGET_PREFIX, sqs.clone());
+    json_services.query_service = Some(sqs);
     let state = AppState {
         store: store.clone(),
         metrics: Arc::new(Metrics::default()),

@@ -45,7 +45,13 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
     if state.auth.is_anonymous() {
         return next.run(req).await;
     }
-    let protocol = if req.headers().contains_key("x-amz-target") { Protocol::Json } else { Protocol::RestJson };
+    let protocol = if super::dispatch::is_query_protocol(req.uri().path(), req.headers()) {
+        Protocol::Query
+    } else if req.headers().contains_key("x-amz-target") {
+        Protocol::Json
+    } else {
+        Protocol::RestJson
+    };
     match verify(&state, req).await {
         Ok(req) => next.run(req).await,
         Err((e, unread_body)) => {

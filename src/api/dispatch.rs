@@ -30,6 +30,9 @@ pub trait JsonService: Send + Sync + 'static {
 #[derive(Default)]
 pub struct JsonServices {
     by_prefix: HashMap<String, Arc<dyn JsonService>>,
+    /// The service that also answers the older Query protocol (form bodies, XML):
+    /// SQS, the only one of ours that had it.
+    pub query_service: Option<Arc<super::sqs::SqsService>>,
 }
 
 impl JsonServices {
@@ -56,10 +59,32 @@ impl JsonServices {
 }
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/", post(json_target))
+    Router::new().route("/", post(root)).route("/{account}/{queue}", post(super::sqs_query::handle))
 }
 
-async fn json_target(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+/// Whether a request is in the Query protocol: a form body without `X-Amz-Target`,
+/// sent to `/` or to a queue URL path (`/ACCOUNT/NAME`).
+pub fn is_query_protocol(path: &str, headers: &HeaderMap) -> bool {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let query_path = path == "/"
+        || (segments.len() == 2 && segments[0].len() == 12 && segments[0].bytes().all(|b| b.is_ascii_digit()));
+    query_path
+        && !headers.contains_key("x-amz-target")
+        && headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"))
+}
+
+async fn root(
+    state: State<AppState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if is_query_protocol(uri.path(), &headers) {
+        return Ok(super::sqs_query::handle(state, uri, body).await);
+    }
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())

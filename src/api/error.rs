@@ -14,6 +14,8 @@ pub enum Protocol {
     RestJson,
     /// awsJson 1.0/1.1 (SQS, Kinesis, Firehose): `__type` in the body.
     Json,
+    /// The Query protocol (SQS's older wire): an XML `ErrorResponse`.
+    Query,
 }
 
 #[derive(Debug, Clone)]
@@ -124,11 +126,14 @@ impl From<SigV4Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if self.protocol == Protocol::Query {
+            return super::sqs_query::error_response(&self);
+        }
         let body = match self.protocol {
             Protocol::RestJson => {
                 serde_json::json!({ "__type": self.code, "Message": self.message, "message": self.message })
             }
-            Protocol::Json => {
+            Protocol::Json | Protocol::Query => {
                 let kind = match self.type_namespace {
                     Some(ns) => format!("{ns}#{}", self.code),
                     None => self.code.to_string(),
@@ -138,7 +143,7 @@ impl IntoResponse for ApiError {
         };
         let content_type = match self.protocol {
             Protocol::RestJson => "application/json",
-            Protocol::Json => "application/x-amz-json-1.1",
+            Protocol::Json | Protocol::Query => "application/x-amz-json-1.1",
         };
         let mut resp = (self.status, body.to_string()).into_response();
         let h = resp.headers_mut();

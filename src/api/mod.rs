@@ -17,6 +17,7 @@ pub mod kvs_playback;
 pub mod native;
 pub mod playback_http;
 pub mod sqs;
+pub mod sqs_query;
 
 use std::sync::Arc;
 

@@ -81,7 +81,7 @@ fn invalid(name: &str, why: &str) -> QueueError {
 }
 
 /// A request body with typed access to its members.
-struct Input(Map<String, Value>);
+pub(crate) struct Input(pub(crate) Map<String, Value>);
 
 impl Input {
     fn parse(body: &[u8]) -> Result<Self, ApiError> {
@@ -327,29 +327,31 @@ impl SqsService {
         })
     }
 
-    async fn handle(&self, op: &str, input: Input) -> Result<Response, QueueError> {
+    /// Runs one operation; the result is the JSON protocol's body, which the Query
+    /// protocol adapter ([`super::sqs_query`]) turns into XML.
+    pub(crate) async fn handle(&self, op: &str, input: Input) -> Result<Value, QueueError> {
         let e = &self.engine;
         match op {
             "CreateQueue" => {
                 let name = input.req_str("QueueName")?;
                 e.create_queue(name, &input.string_map("Attributes")?, &input.string_map("tags")?).await?;
-                Ok(ok(json!({ "QueueUrl": self.queue_url(name) })))
+                Ok(json!({ "QueueUrl": self.queue_url(name) }))
             }
             "GetQueueUrl" => {
                 let name = input.req_str("QueueName")?;
                 if input.str("QueueOwnerAWSAccountId")?.is_some_and(|a| a != e.account()) || !e.exists(name) {
                     return Err(QueueError::QueueDoesNotExist);
                 }
-                Ok(ok(json!({ "QueueUrl": self.queue_url(name) })))
+                Ok(json!({ "QueueUrl": self.queue_url(name) }))
             }
             "DeleteQueue" => {
                 e.delete_queue(&self.queue_name(&input)?).await?;
-                Ok(ok(json!({})))
+                Ok(json!({}))
             }
             "ListQueues" => {
                 let names = e.list_queues(input.str("QueueNamePrefix")?.unwrap_or(""));
                 let urls: Vec<String> = names.iter().map(|n| self.queue_url(n)).collect();
-                Ok(ok(page(urls, &input, "QueueUrls")?))
+                Ok(page(urls, &input, "QueueUrls")?)
             }
             "GetQueueAttributes" => {
                 let name = self.queue_name(&input)?;
@@ -360,7 +362,7 @@ impl SqsService {
                         attrs.entry("Policy".into()).or_insert(p);
                     }
                 }
-                Ok(ok(if attrs.is_empty() { json!({}) } else { json!({ "Attributes": attrs }) }))
+                Ok(if attrs.is_empty() { json!({}) } else { json!({ "Attributes": attrs }) })
             }
             "SetQueueAttributes" => {
                 let name = self.queue_name(&input)?;
@@ -368,25 +370,25 @@ impl SqsService {
                     return Err(missing("Attributes"));
                 }
                 e.set_attributes(&name, &input.string_map("Attributes")?).await?;
-                Ok(ok(json!({})))
+                Ok(json!({}))
             }
             "PurgeQueue" => {
                 e.purge_queue(&self.queue_name(&input)?).await?;
-                Ok(ok(json!({})))
+                Ok(json!({}))
             }
             "TagQueue" => {
                 let name = self.queue_name(&input)?;
                 e.tag_queue(&name, &input.string_map("Tags")?).await?;
-                Ok(ok(json!({})))
+                Ok(json!({}))
             }
             "UntagQueue" => {
                 let name = self.queue_name(&input)?;
                 e.untag_queue(&name, &input.string_list("TagKeys")?).await?;
-                Ok(ok(json!({})))
+                Ok(json!({}))
             }
             "ListQueueTags" => {
                 let tags = e.list_tags(&self.queue_name(&input)?)?;
-                Ok(ok(if tags.is_empty() { json!({}) } else { json!({ "Tags": tags }) }))
+                Ok(if tags.is_empty() { json!({}) } else { json!({ "Tags": tags }) })
             }
             "AddPermission" => {
                 let name = self.queue_name(&input)?;
@@ -397,17 +399,17 @@ impl SqsService {
                     &input.string_list("Actions")?,
                 )
                 .await?;
-                Ok(ok(json!({})))
+                Ok(json!({}))
             }
             "RemovePermission" => {
                 let name = self.queue_name(&input)?;
                 e.remove_permission(&name, input.req_str("Label")?).await?;
-                Ok(ok(json!({})))
+                Ok(json!({}))
             }
             "ListDeadLetterSourceQueues" => {
                 let sources = e.dead_letter_sources(&self.queue_name(&input)?)?;
                 let urls: Vec<String> = sources.iter().map(|n| self.queue_url(n)).collect();
-                Ok(ok(page(urls, &input, "queueUrls")?))
+                Ok(page(urls, &input, "queueUrls")?)
             }
             "SendMessage" => {
                 let name = self.queue_name(&input)?;
@@ -422,7 +424,7 @@ impl SqsService {
                 if let Some(s) = r.sequence_number {
                     out["SequenceNumber"] = json!(s);
                 }
-                Ok(ok(out))
+                Ok(out)
             }
             "SendMessageBatch" => {
                 let name = self.queue_name(&input)?;
@@ -471,7 +473,7 @@ impl SqsService {
                         Err(err) => failed.push(batch_error(id, &err)),
                     }
                 }
-                Ok(ok(json!({ "Successful": successful, "Failed": failed })))
+                Ok(json!({ "Successful": successful, "Failed": failed }))
             }
             "ReceiveMessage" => {
                 let name = self.queue_name(&input)?;
@@ -505,12 +507,12 @@ impl SqsService {
                     .await?;
                 let messages: Vec<Value> =
                     got.iter().map(|r| message_json(&r.message, &r.receipt_handle, &system, &user)).collect();
-                Ok(ok(if messages.is_empty() { json!({}) } else { json!({ "Messages": messages }) }))
+                Ok(if messages.is_empty() { json!({}) } else { json!({ "Messages": messages }) })
             }
             "DeleteMessage" => {
                 let name = self.queue_name(&input)?;
                 e.delete_message(&name, input.req_str("ReceiptHandle")?)?;
-                Ok(ok(json!({})))
+                Ok(json!({}))
             }
             "DeleteMessageBatch" => {
                 let name = self.queue_name(&input)?;
@@ -524,13 +526,13 @@ impl SqsService {
                         Err(err) => failed.push(batch_error(id, &err)),
                     }
                 }
-                Ok(ok(json!({ "Successful": successful, "Failed": failed })))
+                Ok(json!({ "Successful": successful, "Failed": failed }))
             }
             "ChangeMessageVisibility" => {
                 let name = self.queue_name(&input)?;
                 let timeout = input.int("VisibilityTimeout")?.ok_or_else(|| missing("VisibilityTimeout"))?;
                 e.change_visibility(&name, input.req_str("ReceiptHandle")?, timeout)?;
-                Ok(ok(json!({})))
+                Ok(json!({}))
             }
             "ChangeMessageVisibilityBatch" => {
                 let name = self.queue_name(&input)?;
@@ -548,7 +550,7 @@ impl SqsService {
                         Err(err) => failed.push(batch_error(id, &err)),
                     }
                 }
-                Ok(ok(json!({ "Successful": successful, "Failed": failed })))
+                Ok(json!({ "Successful": successful, "Failed": failed }))
             }
             "StartMessageMoveTask" | "ListMessageMoveTasks" | "CancelMessageMoveTask" => {
                 Err(QueueError::UnsupportedOperation(format!("{op} is not implemented yet in Kinescope")))
@@ -590,7 +592,7 @@ impl JsonService for SqsService {
         let svc = SqsService { engine: self.engine.clone(), base_url: self.base_url.clone() };
         Box::pin(async move {
             let input = Input::parse(&body)?;
-            svc.handle(&op, input).await.map_err(wire_error)
+            svc.handle(&op, input).await.map(ok).map_err(wire_error)
         })
     }
 }

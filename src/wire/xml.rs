@@ -1,19 +1,25 @@
-//! A minimal XML element tree and writer, enough for the DASH manifest: elements,
-//! attributes in the order given, children, and escaping. No parsing, no text nodes
-//! beyond what the MPD needs.
+//! A minimal XML element tree and writer, enough for the DASH manifest and SQS's
+//! Query-protocol responses: elements, attributes in the order given, children or a
+//! text value, and escaping. No parsing.
 
 use std::fmt::Write;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Element {
-    name: &'static str,
+    name: String,
     attributes: Vec<(&'static str, String)>,
     children: Vec<Element>,
+    text: Option<String>,
 }
 
 impl Element {
-    pub fn new(name: &'static str) -> Self {
-        Element { name, attributes: Vec::new(), children: Vec::new() }
+    pub fn new(name: impl Into<String>) -> Self {
+        Element { name: name.into(), attributes: Vec::new(), children: Vec::new(), text: None }
+    }
+
+    /// An element holding only text: `<name>text</name>`.
+    pub fn text(name: impl Into<String>, text: impl Into<String>) -> Self {
+        Element { text: Some(text.into()), ..Element::new(name) }
     }
 
     pub fn attr(mut self, name: &'static str, value: impl ToString) -> Self {
@@ -50,11 +56,17 @@ impl Element {
             out.push_str("  ");
         }
         out.push('<');
-        out.push_str(self.name);
+        out.push_str(&self.name);
         for (k, v) in &self.attributes {
             let _ = write!(out, " {k}=\"");
             escape_into(out, v);
             out.push('"');
+        }
+        if let Some(text) = &self.text {
+            out.push('>');
+            escape_into(out, text);
+            let _ = writeln!(out, "</{}>", self.name);
+            return;
         }
         if self.children.is_empty() {
             out.push_str("/>\n");
@@ -93,10 +105,11 @@ mod tests {
         let doc = Element::new("A")
             .attr("x", "a&b\"<c>")
             .child(Element::new("B").attr_opt("y", Some(1)).attr_opt("z", None::<u8>))
+            .child(Element::text("C", "1 < 2"))
             .to_document();
         assert_eq!(
             doc,
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<A x=\"a&amp;b&quot;&lt;c&gt;\">\n  <B y=\"1\"/>\n</A>\n"
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<A x=\"a&amp;b&quot;&lt;c&gt;\">\n  <B y=\"1\"/>\n  <C>1 &lt; 2</C>\n</A>\n"
         );
     }
 }

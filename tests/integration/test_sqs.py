@@ -304,3 +304,137 @@ def test_the_aws_cli_works_too(server):
     out = json.loads(subprocess.run(aws + ["receive-message", "--queue-url", url], env=env, check=True,
                                     capture_output=True, text=True).stdout)
     assert out["Messages"][0]["Body"] == "from the cli"
+
+
+def test_kill9_under_load_loses_no_acknowledged_message(data_dir):
+    """Senders, receivers and deleters run flat out; the server is killed with SIGKILL.
+    After a restart every message whose SendMessage returned is either one whose
+    DeleteMessage returned or still receivable."""
+    s = Server(data_dir).start()
+    c = sqs(s)
+    std = c.create_queue(QueueName="load", Attributes={"VisibilityTimeout": "1"})["QueueUrl"]
+    fifo = c.create_queue(QueueName="load.fifo", Attributes={"FifoQueue": "true", "VisibilityTimeout": "1"})["QueueUrl"]
+    acked = {std: set(), fifo: set()}
+    deleted = {std: set(), fifo: set()}
+    stop = threading.Event()
+
+    def sender(url, worker):
+        client = sqs(s)
+        i = 0
+        while not stop.is_set():
+            body = f"w{worker}-{i}"
+            kw = {"MessageGroupId": f"g{i % 3}", "MessageDeduplicationId": body} if url == fifo else {}
+            try:
+                if i % 2:
+                    client.send_message(QueueUrl=url, MessageBody=body, **kw)
+                    acked[url].add(body)
+                else:
+                    entries = [{"Id": f"e{j}", "MessageBody": f"{body}-{j}",
+                                **({"MessageGroupId": f"g{j % 3}", "MessageDeduplicationId": f"{body}-{j}"} if url == fifo else {})}
+                               for j in range(5)]
+                    r = client.send_message_batch(QueueUrl=url, Entries=entries)
+                    acked[url].update(f"{body}-{e['Id'][1:]}" for e in r["Successful"])
+            except Exception:
+                return
+            i += 1
+
+    def consumer(url):
+        client = sqs(s)
+        while not stop.is_set():
+            try:
+                got = client.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+                for m in got:
+                    client.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+                    deleted[url].add(m["Body"])
+            except Exception:
+                return
+
+    threads = [threading.Thread(target=sender, args=(u, w)) for u in (std, fifo) for w in range(2)]
+    threads += [threading.Thread(target=consumer, args=(u,)) for u in (std, fifo)]
+    for t in threads:
+        t.start()
+    time.sleep(3)
+    s.kill9()
+    stop.set()
+    for t in threads:
+        t.join(10)
+    print("acked", {u.rsplit("/", 1)[1]: len(a) for u, a in acked.items()}, "deleted", {u.rsplit("/", 1)[1]: len(d) for u, d in deleted.items()})
+    assert sum(len(a) for a in acked.values()) > 50, "the load did not get going"
+
+    s = Server(data_dir).start()
+    try:
+        c = sqs(s)
+        for url in (std, fifo):
+            remaining = set()
+            idle = 0
+            while idle < 3:
+                got = c.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+                idle = 0 if got else idle + 1
+                for m in got:
+                    remaining.add(m["Body"])
+                    c.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+            lost = acked[url] - deleted[url] - remaining
+            assert not lost, f"{len(lost)} acknowledged messages lost from {url}: {sorted(lost)[:10]}"
+    finally:
+        s.stop()
+
+
+def query(server, params, path="/", secret=None):
+    """A Query-protocol request (form body, XML answer), signed with SigV4 as older
+    SDKs sign it; returns (status, parsed XML root)."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+    import xml.etree.ElementTree as ET
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    from conftest import ACCESS_KEY, SECRET_KEY
+
+    body = urllib.parse.urlencode({"Version": "2012-11-05", **params})
+    req = AWSRequest(method="POST", url=server.url + path, data=body,
+                     headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+    SigV4Auth(Credentials(ACCESS_KEY, secret or SECRET_KEY), "sqs", "us-east-1").add_auth(req)
+    r = urllib.request.Request(req.url, data=body.encode(), method="POST", headers=dict(req.headers))
+    try:
+        with urllib.request.urlopen(r, timeout=10) as resp:
+            return resp.status, ET.fromstring(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, ET.fromstring(e.read())
+
+
+def test_query_protocol_with_a_signed_form_request(signed_server):
+    ns = {"q": "http://queue.amazonaws.com/doc/2012-11-05/"}
+    status, root = query(signed_server, {"Action": "CreateQueue", "QueueName": "legacy",
+                                         "Attribute.1.Name": "VisibilityTimeout", "Attribute.1.Value": "45"})
+    assert status == 200, root
+    url = root.find("q:CreateQueueResult/q:QueueUrl", ns).text
+    assert url.endswith("/000000000000/legacy")
+    status, root = query(signed_server, {"Action": "SendMessage", "QueueUrl": url, "MessageBody": "old sdk",
+                                         "MessageAttribute.1.Name": "camera",
+                                         "MessageAttribute.1.Value.DataType": "String",
+                                         "MessageAttribute.1.Value.StringValue": "lobby"})
+    assert status == 200
+    md5 = root.find("q:SendMessageResult/q:MD5OfMessageBody", ns).text
+    assert md5 == hashlib.md5(b"old sdk").hexdigest()
+    # Sent to the queue's own URL path, as the oldest SDKs do.
+    status, root = query(signed_server, {"Action": "ReceiveMessage", "MessageAttributeName.1": "All",
+                                         "AttributeName.1": "All"}, path="/000000000000/legacy")
+    assert status == 200
+    msg = root.find("q:ReceiveMessageResult/q:Message", ns)
+    assert msg.find("q:Body", ns).text == "old sdk"
+    assert msg.find("q:MessageAttribute/q:Value/q:StringValue", ns).text == "lobby"
+    names = [a.find("q:Name", ns).text for a in msg.findall("q:Attribute", ns)]
+    assert "SentTimestamp" in names
+    # The same queue through boto3's JSON protocol.
+    c = signed_server.client("sqs")
+    attrs = c.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])["Attributes"]
+    assert attrs == {"VisibilityTimeout": "45"}
+    # Errors in the Query shape, including a bad signature.
+    status, root = query(signed_server, {"Action": "GetQueueUrl", "QueueName": "missing"})
+    assert status == 400
+    assert root.find("q:Error/q:Code", ns).text == "AWS.SimpleQueueService.NonExistentQueue"
+    status, root = query(signed_server, {"Action": "ListQueues"}, secret="wrong")
+    assert status == 403 and root.find("q:Error/q:Code", ns).text == "InvalidSignatureException"
+    status, root = query(signed_server, {"Action": "Frobnicate"})
+    assert status == 400 and root.find("q:Error/q:Code", ns).text == "AWS.SimpleQueueService.UnsupportedOperation"
