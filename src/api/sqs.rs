@@ -502,6 +502,7 @@ impl SqsService {
                             max_messages: u32::try_from(max).unwrap_or(0),
                             visibility_timeout_s: visibility.map(|v| v as u32),
                             wait_time_s: wait.map(|w| w as u32),
+                            attempt_id: input.str("ReceiveRequestAttemptId")?.map(str::to_string),
                         },
                     )
                     .await?;
@@ -552,8 +553,51 @@ impl SqsService {
                 }
                 Ok(json!({ "Successful": successful, "Failed": failed }))
             }
-            "StartMessageMoveTask" | "ListMessageMoveTasks" | "CancelMessageMoveTask" => {
-                Err(QueueError::UnsupportedOperation(format!("{op} is not implemented yet in Kinescope")))
+            "StartMessageMoveTask" => {
+                let rate = input
+                    .int("MaxNumberOfMessagesPerSecond")?
+                    .map(|r| u32::try_from(r).map_err(|_| invalid("MaxNumberOfMessagesPerSecond", "must be 1 to 500")))
+                    .transpose()?;
+                let handle = e.start_move_task(input.req_str("SourceArn")?, input.str("DestinationArn")?, rate)?;
+                Ok(json!({ "TaskHandle": handle }))
+            }
+            "ListMessageMoveTasks" => {
+                let max = input.int("MaxResults")?.unwrap_or(1);
+                if !(1..=10).contains(&max) {
+                    return Err(invalid("MaxResults", "must be 1 to 10"));
+                }
+                let tasks = e.list_move_tasks(input.req_str("SourceArn")?, max as usize)?;
+                let results: Vec<Value> = tasks
+                    .iter()
+                    .map(|t| {
+                        let (status, reason) = t.status();
+                        let mut r = json!({
+                            "Status": status.as_str(),
+                            "SourceArn": t.source_arn,
+                            "ApproximateNumberOfMessagesMoved": t.moved(),
+                            "ApproximateNumberOfMessagesToMove": t.to_move,
+                            "StartedTimestamp": t.started_ms,
+                        });
+                        if status == crate::queues::move_task::TaskStatus::Running {
+                            r["TaskHandle"] = json!(t.handle);
+                        }
+                        if let Some(d) = &t.destination_arn {
+                            r["DestinationArn"] = json!(d);
+                        }
+                        if let Some(rate) = t.rate {
+                            r["MaxNumberOfMessagesPerSecond"] = json!(rate);
+                        }
+                        if let Some(reason) = reason {
+                            r["FailureReason"] = json!(reason);
+                        }
+                        r
+                    })
+                    .collect();
+                Ok(json!({ "Results": results }))
+            }
+            "CancelMessageMoveTask" => {
+                let moved = e.cancel_move_task(input.req_str("TaskHandle")?)?;
+                Ok(json!({ "ApproximateNumberOfMessagesMoved": moved }))
             }
             other => Err(QueueError::UnsupportedOperation(format!("Unknown operation {other}"))),
         }

@@ -13,6 +13,7 @@
 
 pub mod config;
 pub mod message;
+pub mod move_task;
 pub mod state;
 pub mod store;
 
@@ -109,6 +110,9 @@ pub struct ReceiveRequest {
     pub max_messages: u32,
     pub visibility_timeout_s: Option<u32>,
     pub wait_time_s: Option<u32>,
+    /// FIFO: a retried receive with the same id within 5 minutes gets the same
+    /// messages and receipt handles, while they are still in flight.
+    pub attempt_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -138,8 +142,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A FIFO receive remembered for retries with the same ReceiveRequestAttemptId.
+struct Attempt {
+    expires_ms: i64,
+    received: Vec<ReceivedMessage>,
+}
+
 struct Inner {
     store: QueueStore,
+    /// Message move tasks, newest last, per source queue name.
+    tasks: Mutex<HashMap<String, Vec<Arc<move_task::MoveTask>>>>,
+    /// (queue, ReceiveRequestAttemptId) → what that receive returned.
+    attempts: Mutex<HashMap<(String, String), Attempt>>,
     clock: SharedClock,
     region: String,
     account: String,
@@ -153,6 +167,11 @@ struct Inner {
 #[derive(Clone)]
 pub struct QueueEngine {
     inner: Arc<Inner>,
+}
+
+/// A FIFO message's SequenceNumber: 20 digits, increasing with the queue's sequence.
+fn fifo_sequence_number(seq: u64) -> String {
+    (10_000_000_000_000_000_000u128 + u128::from(seq)).to_string()
 }
 
 pub fn validate_queue_name(name: &str) -> Result<bool, QueueError> {
@@ -203,6 +222,8 @@ impl QueueEngine {
                 region: region.to_string(),
                 account: account.to_string(),
                 receipts: TokenSigner::new(key),
+                tasks: Mutex::new(HashMap::new()),
+                attempts: Mutex::new(HashMap::new()),
                 queues: RwLock::new(queues),
                 deleted_names: Mutex::new(HashMap::new()),
                 create_lock: Mutex::new(()),
@@ -700,9 +721,7 @@ impl QueueEngine {
                         .clone()
                         .or_else(|| dedup_key.as_ref().map(|_| String::new()))
                         .filter(|d| !d.is_empty()),
-                    sequence_number: config
-                        .fifo
-                        .then(|| format!("{}", 10_000_000_000_000_000_000u128 + u128::from(seq))),
+                    sequence_number: config.fifo.then(|| fifo_sequence_number(seq)),
                     receive_count: 0,
                     first_receive_ms: None,
                     visible_at_ms: if delay > 0 { now + i64::from(delay) * 1000 } else { 0 },
@@ -816,7 +835,6 @@ impl QueueEngine {
         target: Option<&str>,
         now: i64,
     ) -> Result<(), QueueError> {
-        let from_seq = m.seq;
         let Some((dlq_name, dlq)) = target.and_then(|arn| self.queue_by_arn(arn)) else {
             // The dead-letter queue is gone: keep the message where it is.
             tracing::warn!(queue = %name, "dead-letter queue missing; message kept");
@@ -825,30 +843,41 @@ impl QueueEngine {
             }
             return Ok(());
         };
-        let dlq_id = lock(&dlq.record).id;
+        let moved = self.transfer(from_id, m, &dlq, Some(self.arn(name)))?;
+        tracing::debug!(queue = %name, dead_letter_queue = %dlq_name, message = %moved.id, "message moved to the dead-letter queue");
+        let _ = now;
+        Ok(())
+    }
+
+    /// Moves message `m` (stored under queue `from_id`) into `dest`, renumbered and
+    /// fresh (no receives), in one atomic store batch; wakes `dest`'s waiters.
+    fn transfer(
+        &self,
+        from_id: u64,
+        m: StoredMessage,
+        dest: &Queue,
+        dead_letter_source_arn: Option<String>,
+    ) -> Result<StoredMessage, QueueError> {
+        let dest_id = lock(&dest.record).id;
+        let from_seq = m.seq;
         let moved = {
-            let mut s = lock(&dlq.state);
+            let mut s = lock(&dest.state);
             let seq = s.next_seq();
             let moved = StoredMessage {
                 seq,
                 receive_count: 0,
                 first_receive_ms: None,
                 visible_at_ms: 0,
-                dead_letter_source_arn: Some(self.arn(name)),
-                sequence_number: m
-                    .sequence_number
-                    .as_ref()
-                    .map(|_| format!("{}", 10_000_000_000_000_000_000u128 + u128::from(seq))),
+                sequence_number: m.sequence_number.as_ref().map(|_| fifo_sequence_number(seq)),
+                dead_letter_source_arn,
                 ..m
             };
             s.add(moved.clone());
             moved
         };
-        self.inner.store.move_message(from_id, from_seq, dlq_id, &moved)?;
-        tracing::debug!(queue = %name, dead_letter_queue = %dlq_name, message = %moved.id, "message moved to the dead-letter queue");
-        dlq.notify.notify_waiters();
-        let _ = now;
-        Ok(())
+        self.inner.store.move_message(from_id, from_seq, dest_id, &moved)?;
+        dest.notify.notify_waiters();
+        Ok(moved)
     }
 
     /// ReceiveMessage, long-polling up to the wait time; wakes as soon as a message
@@ -872,6 +901,48 @@ impl QueueEngine {
                 "Value {wait_s} for parameter WaitTimeSeconds is invalid. Reason: Must be >= 0 and <= 20, if provided."
             )));
         }
+        let attempt_key = match &req.attempt_id {
+            Some(a) if config.fifo => {
+                check_fifo_id("ReceiveRequestAttemptId", a)?;
+                let key = (name.to_string(), a.clone());
+                if let Some(hit) = self.replay_attempt(&q, &key) {
+                    return Ok(hit);
+                }
+                Some(key)
+            }
+            _ => None,
+        };
+        let got = self.receive_waiting(name, &q, &req, visibility_s, wait_s).await?;
+        if let Some(key) = attempt_key {
+            let now = self.now_ms();
+            let mut attempts = lock(&self.inner.attempts);
+            attempts.retain(|_, a| a.expires_ms > now);
+            attempts.insert(key, Attempt { expires_ms: now + DEDUP_WINDOW_MS, received: got.clone() });
+        }
+        Ok(got)
+    }
+
+    /// The messages an earlier receive with the same attempt id returned, if every one
+    /// is still in flight under that receipt.
+    fn replay_attempt(&self, q: &Queue, key: &(String, String)) -> Option<Vec<ReceivedMessage>> {
+        let now = self.now_ms();
+        let attempts = lock(&self.inner.attempts);
+        let a = attempts.get(key).filter(|a| a.expires_ms > now)?;
+        let s = lock(&q.state);
+        a.received
+            .iter()
+            .all(|r| s.check_handle(r.message.seq, r.message.receive_count) == HandleCheck::Current)
+            .then(|| a.received.clone())
+    }
+
+    async fn receive_waiting(
+        &self,
+        name: &str,
+        q: &Queue,
+        req: &ReceiveRequest,
+        visibility_s: u32,
+        wait_s: u32,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(wait_s));
         loop {
             let notified = q.notify.notified();
@@ -880,7 +951,7 @@ impl QueueEngine {
             if q.deleted.load(Ordering::SeqCst) {
                 return Err(QueueError::QueueDoesNotExist);
             }
-            let got = self.try_receive(name, &q, req.max_messages as usize, i64::from(visibility_s) * 1000)?;
+            let got = self.try_receive(name, q, req.max_messages as usize, i64::from(visibility_s) * 1000)?;
             let now = tokio::time::Instant::now();
             if !got.is_empty() || now >= deadline {
                 return Ok(got);
@@ -940,6 +1011,139 @@ impl QueueEngine {
         }
         q.notify.notify_waiters();
         Ok(())
+    }
+
+    // ---- message move tasks --------------------------------------------------------
+
+    fn source_queue(&self, source_arn: &str) -> Result<(String, Arc<Queue>), QueueError> {
+        self.queue_by_arn(source_arn).ok_or_else(|| {
+            QueueError::ResourceNotFound(format!(
+                "The resource that you specified for the SourceArn parameter doesn't exist: {source_arn}"
+            ))
+        })
+    }
+
+    /// StartMessageMoveTask: moves the messages now in dead-letter queue `source_arn`
+    /// back to where they came from, or to `destination_arn`.
+    pub fn start_move_task(
+        &self,
+        source_arn: &str,
+        destination_arn: Option<&str>,
+        rate: Option<u32>,
+    ) -> Result<String, QueueError> {
+        let (source, q) = self.source_queue(source_arn)?;
+        if self.dead_letter_sources(&source)?.is_empty() {
+            return Err(QueueError::InvalidParameterValue(format!(
+                "Source queue {source_arn} must be configured as a dead-letter queue of another queue."
+            )));
+        }
+        if let Some(d) = destination_arn {
+            if self.queue_by_arn(d).is_none() {
+                return Err(QueueError::ResourceNotFound(format!(
+                    "The resource that you specified for the DestinationArn parameter doesn't exist: {d}"
+                )));
+            }
+        }
+        if rate.is_some_and(|r| !(1..=move_task::MAX_RATE).contains(&r)) {
+            return Err(QueueError::InvalidParameterValue("MaxNumberOfMessagesPerSecond must be 1 to 500".into()));
+        }
+        let mut tasks = lock(&self.inner.tasks);
+        let list = tasks.entry(source.clone()).or_default();
+        if list.iter().any(|t| t.status().0 == move_task::TaskStatus::Running) {
+            return Err(QueueError::InvalidParameterValue(format!(
+                "There is already a message move task running for {source_arn}."
+            )));
+        }
+        let body = move_task::HandleBody { source: source_arn.to_string(), id: uuid::Uuid::new_v4().to_string() };
+        let handle = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            serde_json::to_vec(&body).unwrap_or_default(),
+        );
+        let to_move = lock(&q.state).len() as u64;
+        let task = Arc::new(move_task::MoveTask {
+            handle: handle.clone(),
+            source_arn: source_arn.to_string(),
+            destination_arn: destination_arn.map(str::to_string),
+            rate,
+            to_move,
+            started_ms: self.now_ms(),
+            moved: Default::default(),
+            cancel: Default::default(),
+            status: Mutex::new((move_task::TaskStatus::Running, None)),
+        });
+        list.push(task.clone());
+        let engine = self.clone();
+        tokio::spawn(async move { engine.run_move_task(source, task).await });
+        Ok(handle)
+    }
+
+    async fn run_move_task(&self, source: String, task: Arc<move_task::MoveTask>) {
+        use move_task::TaskStatus;
+        let pause = Duration::from_secs_f64(1.0 / f64::from(task.rate.unwrap_or(move_task::MAX_RATE)));
+        while task.moved() < task.to_move {
+            if task.cancel.load(Ordering::SeqCst) {
+                task.set(TaskStatus::Cancelled, None);
+                return;
+            }
+            match self.move_one(&source, task.destination_arn.as_deref()) {
+                Ok(true) => {
+                    task.moved.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::warn!(queue = %source, error = %e, "message move task failed");
+                    task.set(TaskStatus::Failed, Some(e.to_string()));
+                    return;
+                }
+            }
+            tokio::time::sleep(pause).await;
+        }
+        if let Err(e) = self.inner.store.flush().await {
+            task.set(TaskStatus::Failed, Some(e.to_string()));
+            return;
+        }
+        task.set(TaskStatus::Completed, None);
+    }
+
+    /// Moves one visible message out of `source`; false when none is left.
+    fn move_one(&self, source: &str, destination_arn: Option<&str>) -> Result<bool, QueueError> {
+        let src = self.queue(source)?;
+        let src_id = lock(&src.record).id;
+        let Some(m) = lock(&src.state).take_next_visible(self.now_ms()) else { return Ok(false) };
+        let target = destination_arn.map(str::to_string).or_else(|| m.dead_letter_source_arn.clone());
+        let Some((dest_name, dest)) = target.as_deref().and_then(|arn| self.queue_by_arn(arn)) else {
+            lock(&src.state).add(m);
+            return Err(QueueError::ResourceNotFound(format!(
+                "the destination queue {} does not exist",
+                target.unwrap_or_else(|| "(unknown source)".into())
+            )));
+        };
+        let moved = self.transfer(src_id, m, &dest, None)?;
+        tracing::debug!(from = %source, to = %dest_name, message = %moved.id, "message moved back");
+        Ok(true)
+    }
+
+    /// ListMessageMoveTasks: the most recent tasks of a source queue, newest first.
+    pub fn list_move_tasks(&self, source_arn: &str, max: usize) -> Result<Vec<Arc<move_task::MoveTask>>, QueueError> {
+        let (source, _) = self.source_queue(source_arn)?;
+        let tasks = lock(&self.inner.tasks);
+        Ok(tasks.get(&source).map(|l| l.iter().rev().take(max).cloned().collect()).unwrap_or_default())
+    }
+
+    /// CancelMessageMoveTask: returns how many messages were moved.
+    pub fn cancel_move_task(&self, handle: &str) -> Result<u64, QueueError> {
+        let tasks = lock(&self.inner.tasks);
+        let task = tasks
+            .values()
+            .flatten()
+            .find(|t| t.handle == handle)
+            .ok_or_else(|| QueueError::ResourceNotFound(format!("Task does not exist: {handle}")))?;
+        if task.status().0 != move_task::TaskStatus::Running {
+            return Err(QueueError::InvalidParameterValue("Only a RUNNING task can be cancelled.".into()));
+        }
+        task.cancel.store(true, Ordering::SeqCst);
+        task.set(move_task::TaskStatus::Cancelling, None);
+        Ok(task.moved())
     }
 
     /// Removes messages past retention and deduplication entries past their window.

@@ -231,6 +231,13 @@ impl QueueState {
         out
     }
 
+    /// Takes the first visible message out of the queue (a message move task).
+    pub fn take_next_visible(&mut self, now_ms: i64) -> Option<StoredMessage> {
+        self.promote(now_ms);
+        let seq = *self.ready.first()?;
+        self.remove(seq)
+    }
+
     /// Removes a message wherever it is.
     pub fn remove(&mut self, seq: u64) -> Option<StoredMessage> {
         let m = self.messages.get(&seq)?;

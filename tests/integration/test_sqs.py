@@ -438,3 +438,42 @@ def test_query_protocol_with_a_signed_form_request(signed_server):
     assert status == 403 and root.find("q:Error/q:Code", ns).text == "InvalidSignatureException"
     status, root = query(signed_server, {"Action": "Frobnicate"})
     assert status == 400 and root.find("q:Error/q:Code", ns).text == "AWS.SimpleQueueService.UnsupportedOperation"
+
+
+def test_message_move_task_redrives_the_dead_letter_queue(server):
+    c = sqs(server)
+    dlq = c.create_queue(QueueName="redrive-dlq")["QueueUrl"]
+    dlq_arn = c.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    src = c.create_queue(QueueName="redrive-src", Attributes={
+        "VisibilityTimeout": "0", "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 1})})["QueueUrl"]
+    ids = {c.send_message(QueueUrl=src, MessageBody=f"m{i}")["MessageId"] for i in range(5)}
+    for _ in range(10):
+        c.receive_message(QueueUrl=src, MaxNumberOfMessages=10)
+    assert c.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"] == \
+        {"ApproximateNumberOfMessages": "5"}
+    src_arn = c.get_queue_attributes(QueueUrl=src, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    assert error_of(c.start_message_move_task, SourceArn=src_arn)[0] == "InvalidParameterValue"
+    handle = c.start_message_move_task(SourceArn=dlq_arn, MaxNumberOfMessagesPerSecond=50)["TaskHandle"]
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        task = c.list_message_move_tasks(SourceArn=dlq_arn)["Results"][0]
+        if task["Status"] == "COMPLETED":
+            break
+        time.sleep(0.1)
+    assert task["Status"] == "COMPLETED" and task["ApproximateNumberOfMessagesMoved"] == 5, task
+    assert error_of(c.cancel_message_move_task, TaskHandle=handle)[0] == "InvalidParameterValue"
+    back = c.receive_message(QueueUrl=src, MaxNumberOfMessages=10)["Messages"]
+    assert {m["MessageId"] for m in back} == ids
+    assert error_of(c.cancel_message_move_task, TaskHandle="nope")[0] == "ResourceNotFoundException"
+
+
+def test_fifo_receive_attempt_id_returns_the_same_messages(server):
+    c = sqs(server)
+    url = c.create_queue(QueueName="attempt.fifo", Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
+    for i in range(3):
+        c.send_message(QueueUrl=url, MessageBody=f"m{i}", MessageGroupId=f"g{i}")
+    first = c.receive_message(QueueUrl=url, MaxNumberOfMessages=2, ReceiveRequestAttemptId="try-1")["Messages"]
+    retry = c.receive_message(QueueUrl=url, MaxNumberOfMessages=2, ReceiveRequestAttemptId="try-1")["Messages"]
+    assert [(m["MessageId"], m["ReceiptHandle"]) for m in first] == [(m["MessageId"], m["ReceiptHandle"]) for m in retry]
+    other = c.receive_message(QueueUrl=url, MaxNumberOfMessages=2, ReceiveRequestAttemptId="try-2")["Messages"]
+    assert [m["Body"] for m in other] == ["m2"]
