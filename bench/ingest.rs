@@ -25,12 +25,11 @@ use kinescope::video_store::{NewFragment, NewStream, StoreConfig, StreamRecord, 
 /// A 2 Mbit/s camera with a 1 s GOP makes fragments of about this size.
 const FRAGMENT_BYTES: usize = 256 * 1024;
 
-fn scale() -> f64 {
-    std::env::var("KINESCOPE_BENCH_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(1.0)
-}
+#[path = "common.rs"]
+mod common;
 
 fn scaled(n: usize) -> usize {
-    ((n as f64 * scale()).round() as usize).max(2)
+    common::scaled(n, 2)
 }
 
 fn payload(seed: u64) -> Bytes {
@@ -224,13 +223,7 @@ fn rss_bytes() -> usize {
 }
 
 fn main() {
-    // `cargo bench` passes --bench; `cargo test --benches` passes nothing we need.
-    if std::env::args().any(|a| a == "--list") {
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    std::fs::create_dir_all("target").ok();
-    let tmp = tempfile::tempdir_in("target").expect("temp dir");
+    let Some((rt, tmp)) = common::setup() else { return };
     let p = payload(7);
     println!(
         "kinescope ingest benchmark — fragments of {} KiB, data in {}",

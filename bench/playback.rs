@@ -25,12 +25,11 @@ use kinescope::playback::{dash, hls};
 use kinescope::video_store::{NewFragment, NewStream, StoreConfig, VideoStore};
 use kinescope::wire::mp4_tracks::{fragment_samples, parse_init, write_track_fragment};
 
-fn scale() -> f64 {
-    std::env::var("KINESCOPE_BENCH_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(1.0)
-}
+#[path = "common.rs"]
+mod common;
 
 fn scaled(n: usize) -> usize {
-    ((n as f64 * scale()).round() as usize).max(5)
+    common::scaled(n, 5)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -95,12 +94,7 @@ fn median(runs: usize, mut f: impl FnMut()) -> Duration {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    std::fs::create_dir_all("target").ok();
-    let tmp = tempfile::tempdir_in("target").expect("temp dir");
+    let Some((rt, tmp)) = common::setup() else { return };
     let (store, _) = VideoStore::open(StoreConfig::new(tmp.path()), Arc::new(SystemClock)).expect("store");
     let (init, fragments) = fixture();
     let record = store.create_stream(NewStream { name: "bench".into(), ..Default::default() }).expect("stream");

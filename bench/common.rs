@@ -1,0 +1,26 @@
+//! What every benchmark binary shares: the scale knob, the runtime and a scratch
+//! directory on the same disk as the build. Included with `#[path = "common.rs"] mod
+//! common;` since bench targets are separate crates.
+#![allow(dead_code)]
+
+/// `KINESCOPE_BENCH_SCALE` (default 1.0) shrinks or grows every run's size or duration.
+pub fn scale() -> f64 {
+    std::env::var("KINESCOPE_BENCH_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(1.0)
+}
+
+/// `n` scaled, but never below `min`.
+pub fn scaled(n: usize, min: usize) -> usize {
+    ((n as f64 * scale()).round() as usize).max(min)
+}
+
+/// The runtime and a scratch directory under `target/`, or `None` when cargo only asks
+/// the binary to `--list` its benchmarks (as `cargo test --benches` does).
+pub fn setup() -> Option<(tokio::runtime::Runtime, tempfile::TempDir)> {
+    if std::env::args().any(|a| a == "--list") {
+        return None;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    std::fs::create_dir_all("target").ok();
+    let tmp = tempfile::tempdir_in("target").expect("temp dir");
+    Some((rt, tmp))
+}
