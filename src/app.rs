@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use crate::api::{self, auth::Credentials, dispatch::JsonServices, AppState};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::ServerConfig;
+use crate::data_streams::DataStreamEngine;
 use crate::metrics::Metrics;
 use crate::playback::session::SessionSigner;
 use crate::queues::QueueEngine;
@@ -73,6 +74,18 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
     let sqs = Arc::new(crate::api::sqs::SqsService { engine: queues.clone(), base_url: public_url.clone() });
     json_services.register(crate::api::sqs::TARGET_PREFIX, sqs.clone());
     json_services.query_service = Some(sqs);
+    let data_streams = DataStreamEngine::open(
+        &config.data_dir,
+        clock.clone(),
+        &config.region,
+        &config.account_id,
+        config.data_streams.clone(),
+    )
+    .map_err(|e| AppError::Refused(format!("cannot open the data streams: {e}")))?;
+    json_services.register(
+        crate::api::kinesis::TARGET_PREFIX,
+        Arc::new(crate::api::kinesis::KinesisService { engine: data_streams.clone() }),
+    );
     let state = AppState {
         store: store.clone(),
         metrics: Arc::new(Metrics::default()),
@@ -88,6 +101,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
 
     let sweeper = tokio::spawn(sweep_retention(store.clone(), Duration::from_secs(config.retention_sweep_secs)));
     let queue_sweeper = tokio::spawn(sweep_queues(queues.clone()));
+    let data_stream_sweeper = tokio::spawn(sweep_data_streams(data_streams.clone()));
     tracing::info!(http = %bound, rtsp = %config.rtsp, public_url = %public_url, "kinescope ready");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -108,6 +122,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
     }
     sweeper.abort();
     queue_sweeper.abort();
+    data_stream_sweeper.abort();
     store.flush()?;
     tracing::info!("stopped");
     Ok(())
@@ -164,6 +179,21 @@ async fn sweep_queues(queues: QueueEngine) {
             Ok(0) => {}
             Ok(n) => tracing::debug!(messages = n, "queue retention sweep"),
             Err(e) => tracing::warn!(error = %e, "queue retention sweep failed"),
+        }
+    }
+}
+
+/// Drops data-stream records past retention, whole segment files at a time.
+async fn sweep_data_streams(engine: DataStreamEngine) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tick.tick().await;
+        let e = engine.clone();
+        match tokio::task::spawn_blocking(move || e.sweep()).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::debug!(records = n, "data stream retention sweep"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "data stream retention sweep failed"),
+            Err(e) => tracing::warn!(error = %e, "data stream retention sweep panicked"),
         }
     }
 }

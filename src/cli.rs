@@ -70,6 +70,13 @@ pub struct ServeArgs {
     /// Secret of --access-key-id.
     #[arg(long, env = "KINESCOPE_SECRET_ACCESS_KEY", hide_env_values = true)]
     pub secret_access_key: Option<String>,
+    /// Enforce Kinesis Data Streams' per-shard throughput limits (1 MiB/s and 1,000
+    /// records/s in, 5 reads/s and 2 MiB/s out), to exercise clients' retry logic.
+    #[arg(long, env = "KINESCOPE_KINESIS_THROUGHPUT_LIMITS")]
+    pub kinesis_throughput_limits: bool,
+    /// How long created or resharded data streams report CREATING/UPDATING [default: 0]
+    #[arg(long, env = "KINESCOPE_KINESIS_UPDATE_DELAY_MS")]
+    pub kinesis_update_delay_ms: Option<i64>,
 }
 
 impl ServeArgs {
@@ -92,6 +99,8 @@ impl ServeArgs {
                 default_retention_hours: self.default_retention_hours,
                 access_key_id: self.access_key_id,
                 secret_access_key: self.secret_access_key,
+                kinesis_throughput_limits: self.kinesis_throughput_limits,
+                kinesis_update_delay_ms: self.kinesis_update_delay_ms,
             },
         )
     }

@@ -51,6 +51,20 @@ pub struct ConfigFile {
     pub access_keys: Vec<AccessKey>,
     #[serde(default)]
     pub limits: LimitsFile,
+    #[serde(default)]
+    pub data_streams: DataStreamsFile,
+}
+
+/// `[data_streams]`: the Kinesis Data Streams engine's options.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataStreamsFile {
+    /// Enforce AWS's per-shard throughput limits (default false).
+    pub throughput_limits: Option<bool>,
+    /// How long created or resharded streams report CREATING/UPDATING (default 0).
+    pub update_delay_ms: Option<i64>,
+    /// The account's shard limit (default 10,000).
+    pub shard_limit: Option<u32>,
 }
 
 impl ConfigFile {
@@ -76,6 +90,7 @@ pub struct ServerConfig {
     pub retention_sweep_secs: u64,
     pub access_keys: Vec<AccessKey>,
     pub limits: FragmentLimits,
+    pub data_streams: crate::data_streams::EngineOptions,
 }
 
 /// Values given on the command line or in the environment (these win over the file).
@@ -92,6 +107,8 @@ pub struct Overrides {
     pub default_retention_hours: Option<u32>,
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
+    pub kinesis_throughput_limits: bool,
+    pub kinesis_update_delay_ms: Option<i64>,
 }
 
 impl ServerConfig {
@@ -120,7 +137,15 @@ impl ServerConfig {
                 .map_or(d.max_fragment_duration_us, |ms| ms * 1000),
             max_tracks: file.limits.max_tracks.unwrap_or(d.max_tracks),
         };
+        let ds = crate::data_streams::EngineOptions::default();
+        let data_streams = crate::data_streams::EngineOptions {
+            throughput_limits: o.kinesis_throughput_limits || file.data_streams.throughput_limits.unwrap_or(false),
+            update_delay_ms: o.kinesis_update_delay_ms.or(file.data_streams.update_delay_ms).unwrap_or(0).max(0),
+            shard_limit: file.data_streams.shard_limit.unwrap_or(ds.shard_limit),
+            ..ds
+        };
         Ok(ServerConfig {
+            data_streams,
             data_dir: o.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./data")),
             http,
             rtsp: o.rtsp.or(file.rtsp).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8554))),

@@ -19,6 +19,7 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod data_streams;
 pub mod ingest;
 pub mod metrics;
 pub mod playback;

@@ -25,6 +25,13 @@ pub type JsonFuture = Pin<Box<dyn Future<Output = Result<Response, ApiError>> + 
 pub trait JsonService: Send + Sync + 'static {
     /// Handles `operation` (the part of `X-Amz-Target` after the last `.`).
     fn call(&self, operation: &str, body: Bytes) -> JsonFuture;
+
+    /// Like [`JsonService::call`], for services that read request headers (Kinesis's
+    /// CBOR content type).
+    fn call_with(&self, operation: &str, headers: &HeaderMap, body: Bytes) -> JsonFuture {
+        let _ = headers;
+        self.call(operation, body)
+    }
 }
 
 #[derive(Default)]
@@ -48,18 +55,26 @@ impl JsonServices {
     }
 
     pub async fn dispatch(&self, target: &str, body: Bytes) -> Result<Response, ApiError> {
+        self.dispatch_with(target, &HeaderMap::new(), body).await
+    }
+
+    pub async fn dispatch_with(&self, target: &str, headers: &HeaderMap, body: Bytes) -> Result<Response, ApiError> {
         let (prefix, op) =
             target.rsplit_once('.').ok_or_else(|| ApiError::unknown_operation(target).with_protocol(Protocol::Json))?;
         let service = self.by_prefix.get(prefix).ok_or_else(|| {
             ApiError::unknown_operation(&format!("{target} (no service registered for '{prefix}')"))
                 .with_protocol(Protocol::Json)
         })?;
-        service.call(op, body).await.map_err(|e| e.with_protocol(Protocol::Json))
+        service.call_with(op, headers, body).await.map_err(|e| e.with_protocol(Protocol::Json))
     }
 }
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/", post(root)).route("/{account}/{queue}", post(super::sqs_query::handle))
+    Router::new()
+        .route("/", post(root))
+        .route("/{account}/{queue}", post(super::sqs_query::handle))
+        // Kinesis PutRecords may carry 10 MiB of records, base64'd.
+        .layer(axum::extract::DefaultBodyLimit::max(super::auth::MAX_SIGNED_BODY))
 }
 
 /// Whether a request is in the Query protocol: a form body without `X-Amz-Target`,
@@ -89,7 +104,7 @@ async fn root(
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| ApiError::unknown_operation("POST / without X-Amz-Target").with_protocol(Protocol::Json))?;
-    state.json_services.dispatch(target, body).await
+    state.json_services.dispatch_with(target, &headers, body).await
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod dispatch;
 pub mod error;
 pub mod json;
+pub mod kinesis;
 pub mod kvs;
 pub mod kvs_archived;
 pub mod kvs_media;

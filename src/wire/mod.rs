@@ -2,6 +2,8 @@
 //! Each is unit-tested on fixtures and fuzzed (see `fuzz/`); the async code that moves
 //! bytes lives elsewhere and calls into these.
 
+pub mod cbor;
+pub mod eventstream;
 pub mod fmp4;
 pub mod mp4_tracks;
 pub mod sigv4;

@@ -1,0 +1,170 @@
+//! The one thread that writes records: it takes every put waiting, routes each record
+//! to its shard and numbers it under the stream's lock, appends the frames, syncs each
+//! touched file once for the whole group, then publishes the records to the index and
+//! answers the puts. A record is visible to readers only once it is on disk.
+
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use super::keys::hash_of_partition_key;
+use super::record_log::{encode_frame, frame_len, Frame, Location};
+use super::{DataStreamError, IndexEntry, NewRecord, StreamHandle};
+use crate::clock::SharedClock;
+
+/// (shard index, sequence counter) of a placed record, or why it was refused.
+pub type Placement = Result<(u32, u64), DataStreamError>;
+
+struct Job {
+    stream: Arc<StreamHandle>,
+    records: Vec<NewRecord>,
+    reply: oneshot::Sender<Result<Vec<Placement>, DataStreamError>>,
+}
+
+pub(crate) struct WriterHandle {
+    tx: mpsc::Sender<Job>,
+}
+
+/// Jobs taken in one group at most.
+const GROUP: usize = 512;
+
+impl WriterHandle {
+    pub fn start(clock: SharedClock, throttled: bool) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new().name("data-stream-writer".into()).spawn(move || run(rx, clock, throttled))?;
+        Ok(WriterHandle { tx })
+    }
+
+    pub async fn put(
+        &self,
+        stream: Arc<StreamHandle>,
+        records: Vec<NewRecord>,
+    ) -> Result<Vec<Placement>, DataStreamError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job { stream, records, reply })
+            .map_err(|_| DataStreamError::Storage("the record writer has stopped".into()))?;
+        rx.await.map_err(|_| DataStreamError::Storage("the record writer dropped a put".into()))?
+    }
+}
+
+/// What phase one leaves for phase three.
+struct Written {
+    job: Job,
+    placements: Vec<Placement>,
+    entries: Vec<(u32, IndexEntry)>,
+    file: Option<Arc<std::fs::File>>,
+}
+
+fn run(rx: mpsc::Receiver<Job>, clock: SharedClock, throttled: bool) {
+    let mut buf = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < GROUP {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut written = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            match append(&job, &clock, throttled, &mut buf) {
+                Ok((placements, entries, file)) => written.push(Written { job, placements, entries, file }),
+                Err(e) => {
+                    let _ = job.reply.send(Err(e));
+                }
+            }
+        }
+        // One sync per file for the whole group.
+        let mut synced: Vec<(*const std::fs::File, Result<(), String>)> = Vec::new();
+        for w in &written {
+            let Some(f) = &w.file else { continue };
+            if !synced.iter().any(|(p, _)| *p == Arc::as_ptr(f)) {
+                synced.push((Arc::as_ptr(f), f.sync_data().map_err(|e| e.to_string())));
+            }
+        }
+        for w in written {
+            let sync = w.file.as_ref().and_then(|f| synced.iter().find(|(p, _)| *p == Arc::as_ptr(f)));
+            let failed = sync.and_then(|(_, r)| r.as_ref().err().cloned());
+            publish(&w.job.stream, &w.entries, failed.is_none());
+            let _ = match failed {
+                None => w.job.reply.send(Ok(w.placements)),
+                Some(e) => {
+                    tracing::error!(error = %e, "syncing data-stream records failed");
+                    w.job.reply.send(Err(DataStreamError::Storage(format!("sync failed: {e}"))))
+                }
+            };
+        }
+    }
+}
+
+type Appended = (Vec<Placement>, Vec<(u32, IndexEntry)>, Option<Arc<std::fs::File>>);
+
+/// Phase one: route, number and append one job's records under its stream's lock.
+fn append(job: &Job, clock: &SharedClock, throttled: bool, buf: &mut Vec<u8>) -> Result<Appended, DataStreamError> {
+    let mut state = job.stream.lock();
+    if state.deleted {
+        return Err(DataStreamError::ResourceNotFound(format!("Stream {} was deleted.", state.meta.name)));
+    }
+    let now = clock.now_ms();
+    let arrival = now.max(state.last_arrival_ms);
+    state.last_arrival_ms = arrival;
+    buf.clear();
+    let mut placements = Vec::with_capacity(job.records.len());
+    let mut entries = Vec::with_capacity(job.records.len());
+    let mut offsets = Vec::with_capacity(job.records.len());
+    for r in &job.records {
+        let hash = r.explicit_hash_key.unwrap_or_else(|| hash_of_partition_key(&r.partition_key));
+        let shard = state.meta.shard_map.route(hash);
+        let len = frame_len(&r.partition_key, &r.data);
+        if throttled && !state.throttles[shard as usize].admit_write(r.data.len() + r.partition_key.len(), now) {
+            placements.push(Err(DataStreamError::ProvisionedThroughputExceeded(format!(
+                "Rate exceeded for shard {} in stream {} under account.",
+                super::keys::shard_id(shard),
+                state.meta.name
+            ))));
+            continue;
+        }
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        offsets.push(buf.len() as u64);
+        encode_frame(buf, &Frame { shard, seq, arrival_ms: arrival, partition_key: &r.partition_key, data: &r.data });
+        placements.push(Ok((shard, seq)));
+        entries.push((
+            shard,
+            IndexEntry { seq, arrival_ms: arrival, at: Location { segment: 0, offset: 0, len: len as u32 } },
+        ));
+    }
+    if entries.is_empty() {
+        return Ok((placements, entries, None));
+    }
+    let (segment, base) = state.log.append(buf, arrival, arrival).map_err(|e| {
+        tracing::error!(stream = %state.meta.name, error = %e, "appending data-stream records failed");
+        DataStreamError::Storage(format!("append failed: {e}"))
+    })?;
+    for ((shard, e), off) in entries.iter_mut().zip(&offsets) {
+        e.at.segment = segment;
+        e.at.offset = base + off;
+        state.shards[*shard as usize].pending += 1;
+    }
+    Ok((placements, entries, state.log.active_file()))
+}
+
+/// Phase three: make synced records visible (or just release the pending marks).
+fn publish(stream: &StreamHandle, entries: &[(u32, IndexEntry)], visible: bool) {
+    if entries.is_empty() {
+        return;
+    }
+    {
+        let mut state = stream.lock();
+        for (shard, e) in entries {
+            let recs = &mut state.shards[*shard as usize];
+            recs.pending = recs.pending.saturating_sub(1);
+            if visible && recs.entries.back().is_none_or(|last| last.seq < e.seq) {
+                recs.entries.push_back(*e);
+            }
+        }
+    }
+    stream.notify();
+}
