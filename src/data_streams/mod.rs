@@ -216,6 +216,20 @@ struct StreamState {
 }
 
 impl StreamState {
+    fn new(meta: StreamMeta, log: SegmentLog, now_ms: i64) -> Self {
+        let mut state = StreamState {
+            meta,
+            next_seq: 1,
+            last_arrival_ms: 0,
+            shards: Vec::new(),
+            throttles: Vec::new(),
+            log,
+            deleted: false,
+        };
+        state.ensure_shard_slots(now_ms);
+        state
+    }
+
     fn ensure_shard_slots(&mut self, now_ms: i64) {
         let n = self.meta.shard_map.shards.len();
         while self.shards.len() < n {
@@ -341,16 +355,7 @@ impl DataStreamEngine {
 
     fn recover_stream(dir: &Path, meta: StreamMeta, now_ms: i64, roll: RollPolicy) -> Result<StreamHandle> {
         let (log, frames) = SegmentLog::open(&dir.join(meta.uid.to_string()), roll).map_err(storage)?;
-        let mut state = StreamState {
-            next_seq: 1,
-            last_arrival_ms: 0,
-            shards: Vec::new(),
-            throttles: Vec::new(),
-            log,
-            deleted: false,
-            meta,
-        };
-        state.ensure_shard_slots(now_ms);
+        let mut state = StreamState::new(meta, log, now_ms);
         let mut next_seq = 1u64;
         for s in &state.meta.shard_map.shards {
             next_seq = next_seq.max(s.start_seq).max(s.end_seq.map_or(0, |e| e + 1));
@@ -518,16 +523,7 @@ impl DataStreamEngine {
         let (log, _) =
             SegmentLog::open(&self.inner.dir.join(uid.to_string()), self.inner.options.roll).map_err(storage)?;
         self.save(&meta)?;
-        let mut state = StreamState {
-            meta,
-            next_seq: 1,
-            last_arrival_ms: 0,
-            shards: Vec::new(),
-            throttles: Vec::new(),
-            log,
-            deleted: false,
-        };
-        state.ensure_shard_slots(now);
+        let state = StreamState::new(meta, log, now);
         let view = self.view(&state, now);
         let handle = Arc::new(StreamHandle { uid, state: Mutex::new(state), published: watch::channel(0).0 });
         reg.by_uid.insert(uid, handle.clone());
