@@ -23,16 +23,12 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
+from benchlib import free_port  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 SECONDS = float(os.environ.get("SECONDS_PER_CELL", "5"))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def client(url):
@@ -42,13 +38,7 @@ def client(url):
 
 
 def wait_up(url):
-    for _ in range(200):
-        try:
-            client(url).list_queues()
-            return
-        except Exception:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
+    benchlib.wait_up(url, lambda: client(url).list_queues())
 
 
 def cycles(url, queue_url, threads, batch):

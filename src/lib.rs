@@ -21,6 +21,7 @@ pub mod clock;
 pub mod config;
 pub mod data_streams;
 pub mod ingest;
+pub mod media;
 pub mod metrics;
 pub mod playback;
 pub mod queues;
