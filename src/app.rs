@@ -102,9 +102,20 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
     let sweeper = tokio::spawn(sweep_retention(store.clone(), Duration::from_secs(config.retention_sweep_secs)));
     let queue_sweeper = tokio::spawn(sweep_queues(queues.clone()));
     let data_stream_sweeper = tokio::spawn(sweep_data_streams(data_streams.clone()));
-    tracing::info!(http = %bound, rtsp = %config.rtsp, public_url = %public_url, "kinescope ready");
-
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let rtsp_listener =
+        TcpListener::bind(config.rtsp).await.map_err(|source| AppError::Bind { addr: config.rtsp, source })?;
+    let rtsp_bound = rtsp_listener.local_addr()?;
+    let rtsp = crate::ingest::rtsp_server::RtspServer {
+        store: store.clone(),
+        credentials: state.auth.clone(),
+        clock: clock.clone(),
+        create_streams: config.rtsp_create_streams,
+        nonce_key: crate::secrets::random_bytes::<32>()?,
+    };
+    let rtsp_task = tokio::spawn(rtsp.run(rtsp_listener, stop_rx.clone()));
+    tracing::info!(http = %bound, rtsp = %rtsp_bound, public_url = %public_url, "kinescope ready");
+
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, api::router(state))
@@ -122,6 +133,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
     }
     sweeper.abort();
     queue_sweeper.abort();
+    rtsp_task.abort();
     data_stream_sweeper.abort();
     store.flush()?;
     tracing::info!("stopped");

@@ -77,6 +77,9 @@ pub struct ServeArgs {
     /// How long created or resharded data streams report CREATING/UPDATING [default: 0]
     #[arg(long, env = "KINESCOPE_KINESIS_UPDATE_DELAY_MS")]
     pub kinesis_update_delay_ms: Option<i64>,
+    /// Create a stream on its first RTSP publish (ANNOUNCE) when it does not exist.
+    #[arg(long, env = "KINESCOPE_RTSP_CREATE_STREAMS")]
+    pub rtsp_create_streams: bool,
 }
 
 impl ServeArgs {
@@ -101,6 +104,7 @@ impl ServeArgs {
                 secret_access_key: self.secret_access_key,
                 kinesis_throughput_limits: self.kinesis_throughput_limits,
                 kinesis_update_delay_ms: self.kinesis_update_delay_ms,
+                rtsp_create_streams: self.rtsp_create_streams,
             },
         )
     }

@@ -53,6 +53,8 @@ pub struct ConfigFile {
     pub limits: LimitsFile,
     #[serde(default)]
     pub data_streams: DataStreamsFile,
+    /// Create a Kinesis Video stream on its first RTSP ANNOUNCE (default false).
+    pub rtsp_create_streams: Option<bool>,
 }
 
 /// `[data_streams]`: the Kinesis Data Streams engine's options.
@@ -91,6 +93,7 @@ pub struct ServerConfig {
     pub access_keys: Vec<AccessKey>,
     pub limits: FragmentLimits,
     pub data_streams: crate::data_streams::EngineOptions,
+    pub rtsp_create_streams: bool,
 }
 
 /// Values given on the command line or in the environment (these win over the file).
@@ -109,6 +112,7 @@ pub struct Overrides {
     pub secret_access_key: Option<String>,
     pub kinesis_throughput_limits: bool,
     pub kinesis_update_delay_ms: Option<i64>,
+    pub rtsp_create_streams: bool,
 }
 
 impl ServerConfig {
@@ -146,6 +150,7 @@ impl ServerConfig {
         };
         Ok(ServerConfig {
             data_streams,
+            rtsp_create_streams: o.rtsp_create_streams || file.rtsp_create_streams.unwrap_or(false),
             data_dir: o.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./data")),
             http,
             rtsp: o.rtsp.or(file.rtsp).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8554))),

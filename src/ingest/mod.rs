@@ -5,3 +5,6 @@
 
 pub mod fragmenter;
 pub mod put_media;
+pub mod rtp_depacketize;
+pub mod rtsp_publish;
+pub mod rtsp_server;

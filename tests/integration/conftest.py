@@ -49,9 +49,10 @@ class Server:
         def pump():
             for line in self.proc.stderr:
                 self.log.append(line)
-                m = re.search(r"kinescope ready http=(\S+)", line)
+                m = re.search(r"kinescope ready http=(\S+) rtsp=(\S+)", line)
                 if m:
                     self.url = f"http://{m.group(1)}"
+                    self.rtsp_url = f"rtsp://{m.group(2)}"
                     ready.set()
 
         threading.Thread(target=pump, daemon=True).start()

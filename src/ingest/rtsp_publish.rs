@@ -1,0 +1,268 @@
+//! One RTSP publisher's media path: RTP packets per track → depacketizer → timestamps
+//! on the producer's wall clock → the sample muxer → fragments submitted to the store.
+//! Knows nothing about RTSP messages or sockets; the server feeds it packets.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::rtp_depacketize::{DepacketizeStats, Depacketizer, Unit};
+use crate::clock::SharedClock;
+use crate::media::fmp4_mux::FragmentMuxer;
+use crate::media::{CodecParams, Sample};
+use crate::video_store::{NewFragment, PendingFragment, StoreError, StreamRecord, VideoStore};
+use crate::wire::rtp;
+
+/// Frames held to turn presentation order (RTP timestamps) into decode order: enough
+/// for B-frame pyramids of depth 2–3.
+const REORDER_DEPTH: usize = 4;
+
+/// A track as announced: codec (parameters possibly still unknown) and `fmtp`.
+pub struct TrackSpec {
+    pub params: Option<CodecParams>,
+    pub kind: CodecParams,
+    pub fmtp: BTreeMap<String, String>,
+    pub clock_rate: u32,
+}
+
+/// Extends 32-bit RTP timestamps to a 64-bit timeline starting at the session's base.
+struct TrackClock {
+    base: i64,
+    last_rtp: Option<u32>,
+    ext: i64,
+}
+
+impl TrackClock {
+    fn at(&mut self, rtp_ts: u32) -> i64 {
+        match self.last_rtp {
+            None => self.ext = self.base,
+            Some(last) => self.ext += i64::from(rtp_ts.wrapping_sub(last) as i32),
+        }
+        self.last_rtp = Some(rtp_ts);
+        self.ext
+    }
+}
+
+/// Presentation times in, decode times out: each unit waits until `REORDER_DEPTH`
+/// later ones arrived, then takes the smallest presentation time seen as its decode time.
+#[derive(Default)]
+struct DecodeOrder {
+    waiting: VecDeque<(i64, Unit)>,
+    times: BinaryHeap<Reverse<i64>>,
+    last_dts: Option<i64>,
+}
+
+impl DecodeOrder {
+    fn push(&mut self, pts: i64, unit: Unit) -> Option<(i64, i64, Unit)> {
+        self.waiting.push_back((pts, unit));
+        self.times.push(Reverse(pts));
+        (self.waiting.len() > REORDER_DEPTH).then(|| self.pop()).flatten()
+    }
+
+    fn pop(&mut self) -> Option<(i64, i64, Unit)> {
+        let (pts, unit) = self.waiting.pop_front()?;
+        let Reverse(mut dts) = self.times.pop()?;
+        if let Some(last) = self.last_dts {
+            dts = dts.max(last + 1);
+        }
+        self.last_dts = Some(dts);
+        Some((dts, pts, unit))
+    }
+}
+
+/// What a publisher has done, for logs and the stream's status.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PublishStats {
+    pub fragments: u64,
+    pub samples: u64,
+    /// Units dropped before the first keyframe or while parameters were unknown.
+    pub waiting_dropped: u64,
+    pub depacketize: DepacketizeStats,
+}
+
+pub struct Publisher {
+    store: VideoStore,
+    record: StreamRecord,
+    clock: SharedClock,
+    tracks: Vec<TrackSpec>,
+    depack: Vec<Depacketizer>,
+    clocks: Vec<Option<TrackClock>>,
+    order: Vec<DecodeOrder>,
+    muxer: Option<FragmentMuxer>,
+    init_id: u32,
+    persisted: mpsc::UnboundedSender<PendingFragment>,
+    pub stats: PublishStats,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Media(String),
+}
+
+impl Publisher {
+    pub fn new(store: VideoStore, record: StreamRecord, clock: SharedClock, tracks: Vec<TrackSpec>) -> Self {
+        let depack = tracks.iter().map(|t| Depacketizer::new(&t.kind, &t.fmtp)).collect();
+        let n = tracks.len();
+        // PERSISTED is awaited off the packet path, in fragment order.
+        let (persisted, mut rx) = mpsc::unbounded_channel::<PendingFragment>();
+        let stream = record.name.clone();
+        tokio::spawn(async move {
+            while let Some(p) = rx.recv().await {
+                match p.persisted.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!(stream = %stream, error = %e, "an RTSP fragment was not persisted"),
+                    Err(_) => tracing::warn!(stream = %stream, "the store dropped an RTSP fragment"),
+                }
+            }
+        });
+        Publisher {
+            store,
+            record,
+            clock,
+            depack,
+            clocks: (0..n).map(|_| None).collect(),
+            order: (0..n).map(|_| DecodeOrder::default()).collect(),
+            tracks,
+            muxer: None,
+            init_id: 0,
+            persisted,
+            stats: PublishStats::default(),
+        }
+    }
+
+    /// One RTP packet of track `track` (in sequence order; `lost_before` packets missing).
+    pub async fn packet(&mut self, track: usize, packet: &[u8], lost_before: u64) -> Result<(), PublishError> {
+        let Ok(p) = rtp::parse(packet) else {
+            if let Some(d) = self.depack.get_mut(track) {
+                d.stats.malformed += 1;
+            }
+            return Ok(());
+        };
+        let Some(d) = self.depack.get_mut(track) else { return Ok(()) };
+        let units = d.push(&p, lost_before);
+        for u in units {
+            self.unit(track, u).await?;
+        }
+        Ok(())
+    }
+
+    fn learn_parameters(&mut self, track: usize, unit: &Unit) {
+        let t = &mut self.tracks[track];
+        if t.params.is_some() || unit.parameter_sets.is_empty() {
+            return;
+        }
+        let find = |pred: &dyn Fn(&[u8]) -> bool| unit.parameter_sets.iter().find(|n| pred(n)).cloned();
+        t.params = match t.kind {
+            CodecParams::H264 { .. } => find(&|n| n[0] & 0x1f == 7)
+                .zip(find(&|n| n[0] & 0x1f == 8))
+                .map(|(sps, pps)| CodecParams::H264 { sps, pps }),
+            CodecParams::H265 { .. } => {
+                let ty = |n: &[u8]| (n[0] >> 1) & 0x3f;
+                match (find(&|n| ty(n) == 32), find(&|n| ty(n) == 33), find(&|n| ty(n) == 34)) {
+                    (Some(vps), Some(sps), Some(pps)) => Some(CodecParams::H265 { vps, sps, pps }),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+    }
+
+    async fn unit(&mut self, track: usize, unit: Unit) -> Result<(), PublishError> {
+        self.learn_parameters(track, &unit);
+        let now_us = self.clock.now_us();
+        let rate = i64::from(self.tracks[track].clock_rate.max(1));
+        let clock = self.clocks[track].get_or_insert_with(|| TrackClock {
+            // The first packet of each track is placed at its arrival on the session's clock.
+            base: (i128::from(now_us) * i128::from(rate) / 1_000_000) as i64,
+            last_rtp: None,
+            ext: 0,
+        });
+        let pts = clock.at(unit.rtp_ts);
+        let video = self.tracks[track].kind.is_video();
+        let ready = if video { self.order[track].push(pts, unit) } else { Some((pts, pts, unit)) };
+        if let Some((dts, pts, unit)) = ready {
+            self.sample(track, dts, pts, unit).await?;
+        }
+        Ok(())
+    }
+
+    async fn sample(&mut self, track: usize, dts: i64, pts: i64, unit: Unit) -> Result<(), PublishError> {
+        if self.muxer.is_none() {
+            let video_before_keyframe = self.tracks[track].kind.is_video() && !unit.keyframe;
+            if self.tracks.iter().any(|t| t.params.is_none()) || video_before_keyframe {
+                self.stats.waiting_dropped += 1;
+                tracing::debug!(track, keyframe = unit.keyframe, known = ?self.tracks.iter().map(|t| t.params.is_some()).collect::<Vec<_>>(), "waiting");
+                return Ok(());
+            }
+            let params: Vec<CodecParams> = self.tracks.iter().filter_map(|t| t.params.clone()).collect();
+            let muxer = FragmentMuxer::new(params);
+            let init = muxer.init_segment().map_err(|e| PublishError::Media(e.to_string()))?;
+            self.init_id = self.store.put_init(self.record.id, Bytes::from(init)).await?;
+            tracing::info!(stream = %self.record.name, tracks = self.tracks.len(), "RTSP publisher recording");
+            self.muxer = Some(muxer);
+        }
+        let Some(muxer) = self.muxer.as_mut() else { return Ok(()) };
+        let sample = Sample {
+            track,
+            dts,
+            cts_offset: i32::try_from(pts - dts).unwrap_or(0),
+            keyframe: unit.keyframe,
+            data: unit.data,
+        };
+        self.stats.samples += 1;
+        match muxer.push(sample) {
+            Ok(Some(f)) => self.submit(f).await,
+            Ok(None) => Ok(()),
+            Err(e) => {
+                tracing::debug!(stream = %self.record.name, error = %e, "sample dropped");
+                self.stats.waiting_dropped += 1;
+                Ok(())
+            }
+        }
+    }
+
+    async fn submit(&mut self, f: crate::media::fmp4_mux::MuxedFragment) -> Result<(), PublishError> {
+        let pending = self
+            .store
+            .submit_fragment(
+                &self.record,
+                NewFragment {
+                    producer_ts_us: f.start_us,
+                    server_ts_us: self.clock.now_us(),
+                    duration_us: f.duration_us,
+                    init_id: self.init_id,
+                    keyframe: f.keyframe,
+                    chunks: vec![Bytes::from(f.bytes)],
+                },
+            )
+            .await?;
+        self.stats.fragments += 1;
+        let _ = self.persisted.send(pending);
+        Ok(())
+    }
+
+    /// Ends the publication: what is still buffered becomes the last fragment.
+    pub async fn finish(&mut self) -> Result<PublishStats, PublishError> {
+        for track in 0..self.order.len() {
+            while let Some((dts, pts, unit)) = self.order[track].pop() {
+                self.sample(track, dts, pts, unit).await?;
+            }
+        }
+        if let Some(f) = self.muxer.as_mut().and_then(FragmentMuxer::flush) {
+            self.submit(f).await?;
+        }
+        let mut stats = self.stats;
+        for d in &self.depack {
+            stats.depacketize.packets += d.stats.packets;
+            stats.depacketize.lost += d.stats.lost;
+            stats.depacketize.dropped_units += d.stats.dropped_units;
+            stats.depacketize.malformed += d.stats.malformed;
+        }
+        Ok(stats)
+    }
+}
