@@ -86,7 +86,15 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         crate::api::kinesis::TARGET_PREFIX,
         Arc::new(crate::api::kinesis::KinesisService { engine: data_streams.clone() }),
     );
+    let sources = crate::ingest::rtsp_pull::SourceManager::start(
+        &config.data_dir,
+        store.clone(),
+        clock.clone(),
+        config.sources.clone(),
+    )
+    .map_err(|e| AppError::Refused(format!("cannot start the camera sources: {e}")))?;
     let state = AppState {
+        sources: sources.clone(),
         store: store.clone(),
         metrics: Arc::new(Metrics::default()),
         auth: Arc::new(Credentials::new(config.access_keys.iter().map(|k| (k.id.clone(), k.secret.clone())))),
@@ -134,6 +142,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
     sweeper.abort();
     queue_sweeper.abort();
     rtsp_task.abort();
+    sources.stop_all();
     data_stream_sweeper.abort();
     store.flush()?;
     tracing::info!("stopped");

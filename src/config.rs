@@ -55,6 +55,9 @@ pub struct ConfigFile {
     pub data_streams: DataStreamsFile,
     /// Create a Kinesis Video stream on its first RTSP ANNOUNCE (default false).
     pub rtsp_create_streams: Option<bool>,
+    /// `[sources.STREAM]`: IP cameras to pull (url, transport, username, password).
+    #[serde(default)]
+    pub sources: std::collections::BTreeMap<String, crate::ingest::rtsp_pull::SourceConfig>,
 }
 
 /// `[data_streams]`: the Kinesis Data Streams engine's options.
@@ -94,6 +97,7 @@ pub struct ServerConfig {
     pub limits: FragmentLimits,
     pub data_streams: crate::data_streams::EngineOptions,
     pub rtsp_create_streams: bool,
+    pub sources: std::collections::BTreeMap<String, crate::ingest::rtsp_pull::SourceConfig>,
 }
 
 /// Values given on the command line or in the environment (these win over the file).
@@ -151,6 +155,7 @@ impl ServerConfig {
         Ok(ServerConfig {
             data_streams,
             rtsp_create_streams: o.rtsp_create_streams || file.rtsp_create_streams.unwrap_or(false),
+            sources: file.sources,
             data_dir: o.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./data")),
             http,
             rtsp: o.rtsp.or(file.rtsp).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8554))),

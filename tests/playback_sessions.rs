@@ -41,6 +41,13 @@ impl Harness {
             json_services: Arc::new(JsonServices::default()),
             sessions: Arc::new(SessionSigner::new([9; 32])),
             cors_allow_origin: HeaderValue::from_static("*"),
+            sources: kinescope::ingest::rtsp_pull::SourceManager::start(
+                dir.path(),
+                store.clone(),
+                clock.clone(),
+                Default::default(),
+            )
+            .unwrap(),
         });
         let file = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/av.mp4")).unwrap();
         let mut f = Fragmenter::new(FragmentLimits::default());

@@ -48,6 +48,8 @@ pub struct AppState {
     pub sessions: Arc<crate::playback::session::SessionSigner>,
     /// `Access-Control-Allow-Origin` of the playback URLs.
     pub cors_allow_origin: HeaderValue,
+    /// IP cameras pulled into streams.
+    pub sources: crate::ingest::rtsp_pull::SourceManager,
 }
 
 /// The whole HTTP application.
@@ -142,7 +144,7 @@ mod tests {
     fn app(dir: &std::path::Path, keys: &[(&str, &str)]) -> Router {
         let (store, _) = VideoStore::open(StoreConfig::new(dir), Arc::new(SystemClock)).unwrap();
         router(AppState {
-            store,
+            store: store.clone(),
             metrics: Arc::new(Metrics::default()),
             auth: Arc::new(auth::Credentials::new(keys.iter().map(|(k, s)| (k.to_string(), s.to_string())))),
             public_url: "http://kinescope.test".into(),
@@ -150,6 +152,13 @@ mod tests {
             json_services: Arc::new(dispatch::JsonServices::default()),
             sessions: Arc::new(crate::playback::session::SessionSigner::new([1; 32])),
             cors_allow_origin: HeaderValue::from_static("*"),
+            sources: crate::ingest::rtsp_pull::SourceManager::start(
+                dir,
+                store.clone(),
+                Arc::new(SystemClock),
+                Default::default(),
+            )
+            .unwrap(),
         })
     }
 

@@ -1,9 +1,12 @@
 //! Kinescope's own JSON endpoints, for the watch page and operators: what AWS has no
 //! single call for. Behind the same SigV4 check as every API.
 //!
-//! - `GET /v1/streams`: every stream with its status, retention and newest fragment.
+//! - `GET /v1/streams`: every stream with its status, retention, newest fragment and
+//!   camera source.
+//! - `PUT|GET|DELETE /v1/streams/{name}/source`: the IP camera a stream is pulled from
+//!   (credentials are taken, never shown).
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
@@ -12,9 +15,44 @@ use serde_json::json;
 use super::error::ApiError;
 use super::json::epoch_seconds;
 use super::{json_ok, AppState};
+use crate::ingest::rtsp_pull::{SourceConfig, SourceError};
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/streams", get(list_streams))
+    Router::new()
+        .route("/v1/streams", get(list_streams))
+        .route("/v1/streams/{name}/source", get(get_source).put(put_source).delete(delete_source))
+}
+
+fn source_error(e: SourceError) -> ApiError {
+    match e {
+        SourceError::Invalid(m) => ApiError::invalid_argument(m),
+        SourceError::NoStream(_) | SourceError::NoSource(_) => ApiError::not_found(e.to_string()),
+        SourceError::Storage(m) => {
+            tracing::error!(error = %m, "saving camera sources failed");
+            ApiError::internal("internal error; see the server log")
+        }
+    }
+}
+
+/// `PUT /v1/streams/{name}/source` `{"url": "rtsp://…", "transport": "tcp"|"udp",
+/// "username": …, "password": …}`: pull the stream from an IP camera.
+async fn put_source(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let config: SourceConfig = super::json::parse(&body)?;
+    s.sources.set(&name, config).map_err(source_error)?;
+    Ok(json_ok(s.sources.get(&name).unwrap_or_default()))
+}
+
+async fn get_source(State(s): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    s.sources.get(&name).map(json_ok).ok_or_else(|| ApiError::not_found(format!("stream {name} has no source")))
+}
+
+async fn delete_source(State(s): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    s.sources.remove(&name).map_err(source_error)?;
+    Ok(json_ok(json!({})))
 }
 
 /// At most this many streams are listed (the page shows them all on one screen).
@@ -38,6 +76,7 @@ async fn list_streams(State(s): State<AppState>) -> Result<Response, ApiError> {
             "DataRetentionInHours": r.data_retention_hours,
             "CreationTime": epoch_seconds(r.creation_time_ms * 1000),
             "LastFragment": last,
+            "Source": s.sources.get(&r.name),
         }));
     }
     Ok(json_ok(json!({ "Streams": streams })))

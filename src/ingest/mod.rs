@@ -7,4 +7,5 @@ pub mod fragmenter;
 pub mod put_media;
 pub mod rtp_depacketize;
 pub mod rtsp_publish;
+pub mod rtsp_pull;
 pub mod rtsp_server;

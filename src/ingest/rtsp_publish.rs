@@ -35,6 +35,15 @@ struct TrackClock {
 }
 
 impl TrackClock {
+    /// A time already extended by the source (retina's `elapsed`).
+    fn at_extended(&mut self, elapsed: i64) -> i64 {
+        if self.last_rtp.is_none() {
+            self.base -= elapsed;
+            self.last_rtp = Some(0);
+        }
+        self.base + elapsed
+    }
+
     fn at(&mut self, rtp_ts: u32) -> i64 {
         match self.last_rtp {
             None => self.ext = self.base,
@@ -172,7 +181,26 @@ impl Publisher {
         };
     }
 
+    /// One frame already depacketized by the source (a pulled camera), at `elapsed`
+    /// clock units since the source's own start.
+    pub async fn frame(&mut self, track: usize, elapsed: i64, unit: Unit) -> Result<(), PublishError> {
+        if track >= self.tracks.len() {
+            return Ok(());
+        }
+        self.timed_unit(track, unit, |c| c.at_extended(elapsed)).await
+    }
+
     async fn unit(&mut self, track: usize, unit: Unit) -> Result<(), PublishError> {
+        let rtp_ts = unit.rtp_ts;
+        self.timed_unit(track, unit, |c| c.at(rtp_ts)).await
+    }
+
+    async fn timed_unit(
+        &mut self,
+        track: usize,
+        unit: Unit,
+        time: impl FnOnce(&mut TrackClock) -> i64,
+    ) -> Result<(), PublishError> {
         self.learn_parameters(track, &unit);
         let now_us = self.clock.now_us();
         let rate = i64::from(self.tracks[track].clock_rate.max(1));
@@ -182,7 +210,7 @@ impl Publisher {
             last_rtp: None,
             ext: 0,
         });
-        let pts = clock.at(unit.rtp_ts);
+        let pts = time(clock);
         let video = self.tracks[track].kind.is_video();
         let ready = if video { self.order[track].push(pts, unit) } else { Some((pts, pts, unit)) };
         if let Some((dts, pts, unit)) = ready {

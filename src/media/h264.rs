@@ -84,7 +84,7 @@ pub fn parse_sps(nal: &[u8]) -> Option<SpsInfo> {
         return None;
     }
     let rbsp = unescape(&nal[1..]);
-    let (profile_idc, constraints, level_idc) = (rbsp[0], rbsp[1], rbsp[2]);
+    let [profile_idc, constraints, level_idc, ..] = rbsp[..] else { return None };
     let mut r = Bits { b: &rbsp[3..], at: 0 };
     r.ue()?; // seq_parameter_set_id
     let mut chroma_format_idc = 1;
@@ -224,6 +224,8 @@ mod tests {
         assert_eq!((info.profile_idc, info.level_idc, info.width, info.height), (100, 30, 640, 360));
         assert_eq!(parse_sps(&sps[..5]), None);
         assert_eq!(parse_sps(&[0x68, 1, 2, 3]), None);
+        // Found by the rtsp_wire fuzz target: emulation prevention leaves too few bytes.
+        assert_eq!(parse_sps(&[0x67, 0, 0, 3]), None);
     }
 
     #[test]

@@ -1,8 +1,12 @@
 """RTSP publishers (ffmpeg, GStreamer) pushing into streams, read back with boto3 and ffprobe."""
+import json
 import shutil
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -43,7 +47,6 @@ def probe_frames(path):
     p = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-show_entries",
                         "stream=codec_name,width,height,nb_read_frames,sample_rate,channels", "-of", "json", str(path)],
                        capture_output=True, text=True, check=True)
-    import json
     return json.loads(p.stdout)["streams"]
 
 
@@ -197,3 +200,108 @@ def test_gstreamer_rtspclientsink(server, tmp_path):
     assert len(frags) >= 2
     streams = probe_frames(read_back(server, "gst", frags, tmp_path))
     assert streams[0]["codec_name"] == "h264" and int(streams[0]["nb_read_frames"]) >= 50
+
+
+HAVE_GST_PY = subprocess.run(["/usr/bin/python3", "-c", "import gi; gi.require_version('GstRtspServer', '1.0')"],
+                             capture_output=True).returncode == 0
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Camera:
+    """The fake IP camera (GStreamer's RTSP server) on a port of our choosing."""
+
+    def __init__(self, port, path, creds=()):
+        self.args = ["/usr/bin/python3", str(Path(__file__).parent / "fake_camera.py"), str(port), path, *creds]
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert self.proc.stdout.readline().strip() == "ready"
+        return self
+
+    def stop(self):
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def source(s, name, method="GET", body=None):
+    req = urllib.request.Request(f"{s.url}/v1/streams/{name}/source", method=method,
+                                 data=json.dumps(body).encode() if body is not None else None)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def wait_until(pred, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.2)
+    return pred()
+
+
+@pytest.mark.skipif(not HAVE_GST_PY, reason="GStreamer's RTSP server for Python is not installed")
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+def test_pull_from_a_camera_and_resume_after_it_restarts(server, transport, tmp_path):
+    port = free_port()
+    cam = Camera(port, "live").start()
+    try:
+        server.client("kinesisvideo").create_stream(StreamName="door")
+        status, body = source(server, "door", "PUT", {"url": f"rtsp://127.0.0.1:{port}/live", "transport": transport})
+        assert status == 200, body
+        assert wait_until(lambda: source(server, "door")[1]["status"]["connected"])
+        first = wait_until(lambda: len(fragments(server, "door")) >= 2 and fragments(server, "door"))
+        assert first
+        cam.stop()
+        st = wait_until(lambda: not source(server, "door")[1]["status"]["connected"] and source(server, "door")[1])
+        assert st and st["status"]["last_error"]
+        cam = Camera(port, "live").start()
+        assert wait_until(lambda: source(server, "door")[1]["status"]["connected"], timeout=40)
+        n = len(fragments(server, "door"))
+        assert wait_until(lambda: len(fragments(server, "door")) >= n + 2, timeout=20), "recording did not resume"
+        frags = fragments(server, "door")
+        streams = probe_frames(read_back(server, "door", frags, tmp_path))
+        assert streams[0]["codec_name"] == "h264" and streams[0]["width"] == 320
+        # Listed with the stream; removing it stops the pull.
+        with urllib.request.urlopen(f"{server.url}/v1/streams") as r:
+            listed = {s["StreamName"]: s for s in json.loads(r.read())["Streams"]}
+        assert listed["door"]["Source"]["url"] == f"rtsp://127.0.0.1:{port}/live"
+        assert source(server, "door", "DELETE")[0] == 200
+        assert source(server, "door")[0] == 404
+    finally:
+        cam.stop()
+
+
+@pytest.mark.skipif(not HAVE_GST_PY, reason="GStreamer's RTSP server for Python is not installed")
+def test_pull_with_credentials_never_shows_them(server):
+    port = free_port()
+    cam = Camera(port, "private", ("viewer", "s3cret-pass")).start()
+    try:
+        server.client("kinesisvideo").create_stream(StreamName="vault")
+        status, body = source(server, "vault", "PUT", {"url": f"rtsp://viewer:wrong@127.0.0.1:{port}/private"})
+        assert status == 200 and "wrong" not in json.dumps(body)
+        st = wait_until(lambda: source(server, "vault")[1]["status"]["last_error"] and source(server, "vault")[1])
+        assert st, "the wrong password was never reported"
+        assert "401" in st["status"]["last_error"] or "Unauthorized" in st["status"]["last_error"]
+        status, body = source(server, "vault", "PUT", {"url": f"rtsp://127.0.0.1:{port}/private",
+                                                        "username": "viewer", "password": "s3cret-pass"})
+        assert status == 200 and body["authenticated"] is True
+        assert wait_until(lambda: len(fragments(server, "vault")) >= 2)
+        blob = json.dumps(source(server, "vault")[1]) + "".join(server.log)
+        assert "s3cret-pass" not in blob and "wrong" not in "".join(server.log)
+        assert source(server, "nope", "PUT", {"url": f"rtsp://127.0.0.1:{port}/private"})[0] == 404
+        assert source(server, "vault", "PUT", {"url": "http://example.com/x"})[0] == 400
+    finally:
+        cam.stop()

@@ -1,0 +1,416 @@
+//! IP cameras pulled with `retina`: a source attached to a stream is connected
+//! (DESCRIBE / SETUP / PLAY, TCP-interleaved or UDP), its frames go through the same
+//! [`Publisher`] as pushed RTSP, and it is reconnected with backoff when the camera
+//! drops. Sources persist in `data/sources.json` (mode 0600: it holds camera
+//! passwords); their status is kept in memory. Credentials never appear in logs or in
+//! what the API returns.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::rtp_depacketize::Unit;
+use super::rtsp_publish::{Publisher, TrackSpec};
+use crate::clock::SharedClock;
+use crate::media::CodecParams;
+use crate::video_store::{StoreError, VideoStore};
+
+const BACKOFF_START: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A camera that sends nothing for this long is treated as gone.
+const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceConfig {
+    /// `rtsp://host[:port]/path`, without credentials.
+    pub url: String,
+    /// `tcp` (default) or `udp`.
+    #[serde(default = "default_transport")]
+    pub transport: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// Debug output (logs, `{:?}` of the server config) never shows the password.
+impl std::fmt::Debug for SourceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceConfig")
+            .field("url", &self.url)
+            .field("transport", &self.transport)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+fn default_transport() -> String {
+    "tcp".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("stream {0} does not exist")]
+    NoStream(String),
+    #[error("stream {0} has no source")]
+    NoSource(String),
+    #[error("saving the sources failed: {0}")]
+    Storage(String),
+}
+
+impl SourceConfig {
+    /// Checks the URL and moves credentials written into it (`rtsp://user:pass@…`)
+    /// into the fields.
+    pub fn normalized(mut self) -> Result<Self, SourceError> {
+        let mut url = url::Url::parse(&self.url).map_err(|e| SourceError::Invalid(format!("url: {e}")))?;
+        if url.scheme() != "rtsp" {
+            return Err(SourceError::Invalid("url must be rtsp://".into()));
+        }
+        if url.host_str().is_none() {
+            return Err(SourceError::Invalid("url has no host".into()));
+        }
+        if !url.username().is_empty() {
+            self.username.get_or_insert_with(|| url.username().to_string());
+            if let Some(p) = url.password() {
+                self.password.get_or_insert_with(|| p.to_string());
+            }
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+        }
+        self.url = url.to_string();
+        if !matches!(self.transport.as_str(), "tcp" | "udp") {
+            return Err(SourceError::Invalid(format!("transport '{}' is not tcp or udp", self.transport)));
+        }
+        Ok(self)
+    }
+}
+
+/// What a source is doing, as the API shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SourceStatus {
+    pub connected: bool,
+    pub last_error: Option<String>,
+    pub reconnects: u64,
+    pub frames: u64,
+    pub bytes: u64,
+    pub frames_per_second: f64,
+    pub bitrate_bps: f64,
+    /// When the status last changed, ms since the epoch.
+    pub updated_ms: i64,
+    #[serde(skip)]
+    window: Option<(i64, u64, u64)>,
+}
+
+impl SourceStatus {
+    fn count(&mut self, bytes: usize, now_ms: i64) {
+        self.frames += 1;
+        self.bytes += bytes as u64;
+        let (at, frames, total) = *self.window.get_or_insert((now_ms, self.frames, self.bytes));
+        let dt = now_ms - at;
+        if dt >= 2000 {
+            self.frames_per_second = (self.frames - frames) as f64 * 1000.0 / dt as f64;
+            self.bitrate_bps = (self.bytes - total) as f64 * 8000.0 / dt as f64;
+            self.window = Some((now_ms, self.frames, self.bytes));
+        }
+    }
+}
+
+struct Running {
+    config: SourceConfig,
+    status: Arc<Mutex<SourceStatus>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Every stream's camera source.
+#[derive(Clone)]
+pub struct SourceManager {
+    inner: Arc<Mutex<BTreeMap<String, Running>>>,
+    path: PathBuf,
+    store: VideoStore,
+    clock: SharedClock,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SourceManager {
+    /// Loads `data/sources.json` and starts every source in it and in `extra` (the
+    /// config file's, which win).
+    pub fn start(
+        data_dir: &Path,
+        store: VideoStore,
+        clock: SharedClock,
+        extra: BTreeMap<String, SourceConfig>,
+    ) -> Result<Self, SourceError> {
+        let path = data_dir.join("sources.json");
+        let mut saved: BTreeMap<String, SourceConfig> = match std::fs::read(&path) {
+            Ok(b) => {
+                serde_json::from_slice(&b).map_err(|e| SourceError::Storage(format!("{}: {e}", path.display())))?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(SourceError::Storage(e.to_string())),
+        };
+        saved.extend(extra);
+        let m = SourceManager { inner: Arc::new(Mutex::new(BTreeMap::new())), path, store, clock };
+        for (stream, config) in saved {
+            if let Err(e) = m.set(&stream, config) {
+                tracing::warn!(stream = %stream, error = %e, "camera source not started");
+            }
+        }
+        Ok(m)
+    }
+
+    fn save(&self, all: &BTreeMap<String, Running>) -> Result<(), SourceError> {
+        let configs: BTreeMap<&String, &SourceConfig> = all.iter().map(|(k, r)| (k, &r.config)).collect();
+        let bytes = serde_json::to_vec_pretty(&configs).map_err(|e| SourceError::Storage(e.to_string()))?;
+        let tmp = self.path.with_extension("json.tmp");
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            let mut f = opts.open(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)
+        };
+        write().map_err(|e| SourceError::Storage(e.to_string()))
+    }
+
+    /// Attaches (or replaces) the source of `stream` and starts pulling it.
+    pub fn set(&self, stream: &str, config: SourceConfig) -> Result<(), SourceError> {
+        let config = config.normalized()?;
+        match self.store.resolve(Some(stream), None) {
+            Ok(_) => {}
+            Err(StoreError::StreamNotFound(_)) => return Err(SourceError::NoStream(stream.to_string())),
+            Err(e) => return Err(SourceError::Storage(e.to_string())),
+        }
+        let status = Arc::new(Mutex::new(SourceStatus::default()));
+        let task = tokio::spawn(pull_loop(
+            self.store.clone(),
+            self.clock.clone(),
+            stream.to_string(),
+            config.clone(),
+            status.clone(),
+        ));
+        let mut all = lock(&self.inner);
+        if let Some(old) = all.insert(stream.to_string(), Running { config, status, task }) {
+            old.task.abort();
+        }
+        self.save(&all)
+    }
+
+    pub fn remove(&self, stream: &str) -> Result<(), SourceError> {
+        let mut all = lock(&self.inner);
+        let old = all.remove(stream).ok_or_else(|| SourceError::NoSource(stream.to_string()))?;
+        old.task.abort();
+        self.save(&all)
+    }
+
+    /// The source of `stream` without credentials, and its status.
+    pub fn get(&self, stream: &str) -> Option<serde_json::Value> {
+        let all = lock(&self.inner);
+        let r = all.get(stream)?;
+        let status = lock(&r.status).clone();
+        Some(serde_json::json!({
+            "url": r.config.url,
+            "transport": r.config.transport,
+            "authenticated": r.config.username.is_some(),
+            "status": status,
+        }))
+    }
+
+    pub fn stop_all(&self) {
+        for r in lock(&self.inner).values() {
+            r.task.abort();
+        }
+    }
+}
+
+fn set_status(status: &Mutex<SourceStatus>, now_ms: i64, f: impl FnOnce(&mut SourceStatus)) {
+    let mut s = lock(status);
+    f(&mut s);
+    s.updated_ms = now_ms;
+}
+
+async fn pull_loop(
+    store: VideoStore,
+    clock: SharedClock,
+    stream: String,
+    config: SourceConfig,
+    status: Arc<Mutex<SourceStatus>>,
+) {
+    let mut backoff = BACKOFF_START;
+    loop {
+        let started = clock.now_ms();
+        let result = pull_once(&store, &clock, &stream, &config, &status).await;
+        let now = clock.now_ms();
+        let why = match result {
+            Ok(()) => "the camera ended the stream".to_string(),
+            Err(e) => e,
+        };
+        tracing::warn!(stream = %stream, source = %config.url, error = %why, retry_in = ?backoff, "camera source disconnected");
+        set_status(&status, now, |s| {
+            s.connected = false;
+            s.last_error = Some(why);
+            s.reconnects += 1;
+            s.frames_per_second = 0.0;
+            s.bitrate_bps = 0.0;
+        });
+        // A connection that lasted a while starts the backoff over.
+        if now - started > 30_000 {
+            backoff = BACKOFF_START;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+fn codec_of(stream: &retina::client::Stream) -> Option<(CodecParams, BTreeMap<String, String>)> {
+    use retina::codec::{ParametersRef, VideoParametersCodec};
+    let fmtp = BTreeMap::new();
+    match (stream.media(), stream.encoding_name(), stream.parameters()) {
+        ("video", "h264", p) => {
+            let params = match p {
+                Some(ParametersRef::Video(v)) => match v.codec_params() {
+                    VideoParametersCodec::H264 { sps, pps } => {
+                        CodecParams::H264 { sps: sps.to_vec(), pps: pps.to_vec() }
+                    }
+                    _ => return None,
+                },
+                _ => CodecParams::H264 { sps: vec![], pps: vec![] },
+            };
+            Some((params, fmtp))
+        }
+        ("video", "h265", p) => {
+            let params = match p {
+                Some(ParametersRef::Video(v)) => match v.codec_params() {
+                    VideoParametersCodec::H265 { vps, sps, pps } => {
+                        CodecParams::H265 { vps: vps.to_vec(), sps: sps.to_vec(), pps: pps.to_vec() }
+                    }
+                    _ => return None,
+                },
+                _ => CodecParams::H265 { vps: vec![], sps: vec![], pps: vec![] },
+            };
+            Some((params, fmtp))
+        }
+        ("audio", "mpeg4-generic", Some(ParametersRef::Audio(a))) => Some((
+            CodecParams::Aac {
+                config: a.extra_data().to_vec(),
+                sample_rate: a.clock_rate(),
+                channels: a.channels().get(),
+            },
+            fmtp,
+        )),
+        ("audio", "opus", _) => Some((CodecParams::Opus { channels: stream.channels().map_or(2, |c| c.get()) }, fmtp)),
+        _ => None,
+    }
+}
+
+fn complete(p: &CodecParams) -> bool {
+    match p {
+        CodecParams::H264 { sps, pps } => !sps.is_empty() && !pps.is_empty(),
+        CodecParams::H265 { vps, sps, pps } => !vps.is_empty() && !sps.is_empty() && !pps.is_empty(),
+        _ => true,
+    }
+}
+
+/// One connection to the camera, until it fails or ends.
+async fn pull_once(
+    store: &VideoStore,
+    clock: &SharedClock,
+    stream: &str,
+    config: &SourceConfig,
+    status: &Mutex<SourceStatus>,
+) -> Result<(), String> {
+    use retina::client::{Credentials, PlayOptions, Session, SessionOptions, SetupOptions, Transport};
+    use retina::codec::CodecItem;
+
+    let record = store.resolve(Some(stream), None).map_err(|e| e.to_string())?;
+    let url = url::Url::parse(&config.url).map_err(|e| e.to_string())?;
+    let creds = config
+        .username
+        .clone()
+        .map(|username| Credentials { username, password: config.password.clone().unwrap_or_default() });
+    let options = SessionOptions::default().creds(creds).user_agent("Kinescope".into());
+    let mut session = tokio::time::timeout(FRAME_TIMEOUT, Session::describe(url, options))
+        .await
+        .map_err(|_| "DESCRIBE timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let transport: Transport = config.transport.parse().map_err(|e: retina::Error| e.to_string())?;
+    let mut tracks = Vec::new();
+    let mut specs = Vec::new();
+    for (i, s) in session.streams().iter().enumerate() {
+        if let Some((params, fmtp)) = codec_of(s) {
+            let kind = params.clone();
+            specs.push(TrackSpec {
+                params: complete(&params).then_some(params),
+                kind,
+                fmtp,
+                clock_rate: s.clock_rate_hz(),
+            });
+            tracks.push(i);
+        }
+    }
+    if tracks.is_empty() {
+        return Err("the camera offers no H.264, H.265, AAC or Opus stream".into());
+    }
+    for &i in &tracks {
+        session.setup(i, SetupOptions::default().transport(transport.clone())).await.map_err(|e| e.to_string())?;
+    }
+    let mut demuxed =
+        session.play(PlayOptions::default()).await.map_err(|e| e.to_string())?.demuxed().map_err(|e| e.to_string())?;
+    tracing::info!(stream = %stream, source = %config.url, tracks = tracks.len(), "camera source connected");
+    set_status(status, clock.now_ms(), |s| {
+        s.connected = true;
+        s.last_error = None;
+    });
+    let mut publisher = Publisher::new(store.clone(), record, clock.clone(), specs);
+    let result = loop {
+        let item = match tokio::time::timeout(FRAME_TIMEOUT, demuxed.next()).await {
+            Err(_) => break Err(format!("no data from the camera for {FRAME_TIMEOUT:?}")),
+            Ok(None) => break Ok(()),
+            Ok(Some(Err(e))) => break Err(e.to_string()),
+            Ok(Some(Ok(item))) => item,
+        };
+        let (stream_id, elapsed, keyframe, data, params) = match item {
+            CodecItem::VideoFrame(f) => {
+                let params = if f.has_new_parameters() {
+                    demuxed.streams().get(f.stream_id()).and_then(codec_of).map(|(p, _)| p)
+                } else {
+                    None
+                };
+                (f.stream_id(), f.timestamp().elapsed(), f.is_random_access_point(), f.into_data(), params)
+            }
+            CodecItem::AudioFrame(f) => (f.stream_id(), f.timestamp().elapsed(), true, f.data().to_vec(), None),
+            _ => continue,
+        };
+        let Some(track) = tracks.iter().position(|&i| i == stream_id) else { continue };
+        set_status(status, clock.now_ms(), |s| s.count(data.len(), clock.now_ms()));
+        let parameter_sets = match params {
+            Some(CodecParams::H264 { sps, pps }) => vec![sps, pps],
+            Some(CodecParams::H265 { vps, sps, pps }) => vec![vps, sps, pps],
+            _ => Vec::new(),
+        };
+        let unit = Unit { rtp_ts: 0, data, keyframe, parameter_sets };
+        if let Err(e) = publisher.frame(track, elapsed, unit).await {
+            break Err(e.to_string());
+        }
+    };
+    match publisher.finish().await {
+        Ok(stats) => {
+            tracing::info!(stream = %stream, fragments = stats.fragments, samples = stats.samples, "camera recording paused")
+        }
+        Err(e) => tracing::warn!(stream = %stream, error = %e, "camera recording ended with an error"),
+    }
+    result
+}
