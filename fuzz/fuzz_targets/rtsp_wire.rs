@@ -71,6 +71,11 @@ fuzz_target!(|data: &[u8]| {
         }
         let _ = mux.flush();
     }
+    // Init segments (what DESCRIBE reads) and the RTP packetizers for viewers.
+    for (_, params) in kinescope::media::from_init::codec_params_of_init(data) {
+        let _ = kinescope::wire::sdp::write("fuzz", &[(params.clone(), 96)]);
+        let _ = kinescope::playback::rtp_packetize::payloads(&params, data);
+    }
     // SPS parsers on raw bytes.
     let _ = kinescope::media::h264::parse_sps(data);
     let _ = kinescope::media::h264::parse_hevc_sps_size(data);

@@ -1,6 +1,7 @@
 //! The RTSP server on `--rtsp`: publishers push with ANNOUNCE / SETUP (mode=record) /
 //! RECORD, as `ffmpeg -f rtsp` and GStreamer's `rtspclientsink` do, over TCP
-//! (interleaved) or UDP. The URL path names the Kinesis Video stream. Requests are
+//! (interleaved) or UDP; viewers DESCRIBE / SETUP / PLAY a live stream over TCP
+//! ([`crate::playback::rtsp_play`]). The URL path names the Kinesis Video stream. Requests are
 //! parsed by [`crate::wire::rtsp`]; media goes to [`super::rtsp_publish::Publisher`].
 //!
 //! With access keys configured, ANNOUNCE and SETUP need RTSP Digest authentication
@@ -19,6 +20,7 @@ use super::rtp_depacketize::ReorderBuffer;
 use super::rtsp_publish::{Publisher, TrackSpec};
 use crate::api::auth::Credentials;
 use crate::clock::SharedClock;
+use crate::playback::rtsp_play::PlayTrack;
 use crate::video_store::{NewStream, StoreError, StreamRecord, VideoStore};
 use crate::wire::rtsp::{self, Message, Request};
 use crate::wire::sdp::{self, MediaDescription};
@@ -69,6 +71,8 @@ impl RtspServer {
         let mut chunk = vec![0u8; 64 * 1024];
         let (udp_tx, mut udp_rx) = mpsc::channel::<(usize, u64, Vec<u8>)>(1024);
         session.udp_tx = Some(udp_tx);
+        let (play_tx, mut play_rx) = mpsc::channel::<Vec<u8>>(16);
+        session.play_tx = Some(play_tx);
         loop {
             // Everything complete in the buffer first.
             loop {
@@ -103,7 +107,7 @@ impl RtspServer {
                         return;
                     }
                     Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
-                    Err(_) if session.udp_active() => {}
+                    Err(_) if session.udp_active() || session.play_task.is_some() => {}
                     Err(_) => {
                         session.end("idle timeout").await;
                         return;
@@ -111,6 +115,12 @@ impl RtspServer {
                 },
                 Some((track, lost, packet)) = udp_rx.recv() => {
                     session.rtp(track, &packet, lost).await;
+                }
+                Some(bytes) = play_rx.recv() => {
+                    if sock.write_all(&bytes).await.is_err() {
+                        session.end("the viewer went away").await;
+                        return;
+                    }
                 }
                 _ = async { let _ = stop.wait_for(|s| *s).await; } => {
                     session.end("server shutting down").await;
@@ -213,6 +223,11 @@ struct Session {
     publisher: Option<Publisher>,
     udp_tasks: Vec<tokio::task::JoinHandle<()>>,
     udp_tx: Option<mpsc::Sender<(usize, u64, Vec<u8>)>>,
+    /// PLAY: what DESCRIBE offered, what SETUP chose, and the task sending it.
+    play_offer: Vec<(u32, crate::media::CodecParams)>,
+    play_tracks: Vec<PlayTrack>,
+    play_tx: Option<mpsc::Sender<Vec<u8>>>,
+    play_task: Option<tokio::task::JoinHandle<()>>,
     closed: bool,
 }
 
@@ -231,6 +246,10 @@ impl Session {
             publisher: None,
             udp_tasks: Vec::new(),
             udp_tx: None,
+            play_offer: Vec::new(),
+            play_tracks: Vec::new(),
+            play_tx: None,
+            play_task: None,
             closed: false,
         }
     }
@@ -271,7 +290,10 @@ impl Session {
                 200,
                 "OK",
                 cseq,
-                &[("Public", "OPTIONS, ANNOUNCE, SETUP, RECORD, TEARDOWN, GET_PARAMETER, SET_PARAMETER".into())],
+                &[(
+                    "Public",
+                    "OPTIONS, DESCRIBE, ANNOUNCE, SETUP, PLAY, RECORD, TEARDOWN, GET_PARAMETER, SET_PARAMETER".into(),
+                )],
                 b"",
             ),
             "ANNOUNCE" => {
@@ -313,13 +335,46 @@ impl Session {
                 rtsp::response(200, "OK", cseq, &[session_hdr], b"")
             }
             "GET_PARAMETER" | "SET_PARAMETER" => rtsp::response(200, "OK", cseq, &[session_hdr], b""),
-            "DESCRIBE" | "PLAY" | "PAUSE" => rtsp::response(
-                501,
-                "Not Implemented",
-                cseq,
-                &[],
-                b"this server takes RTSP publishers (ANNOUNCE/RECORD); playing over RTSP is not implemented yet",
-            ),
+            "DESCRIBE" => {
+                if let Some(r) = self.server.check_auth(&req) {
+                    return r;
+                }
+                match self.describe(&req) {
+                    Ok(sdp) => rtsp::response(
+                        200,
+                        "OK",
+                        cseq,
+                        &[
+                            ("Content-Type", "application/sdp".into()),
+                            ("Content-Base", format!("{}/", req.uri.trim_end_matches('/'))),
+                        ],
+                        sdp.as_bytes(),
+                    ),
+                    Err((status, reason, why)) => rtsp::response(status, reason, cseq, &[], why.as_bytes()),
+                }
+            }
+            "PLAY" => {
+                let (Some(stream), Some(tx)) = (self.stream.clone(), self.play_tx.clone()) else {
+                    return rtsp::response(
+                        455,
+                        "Method Not Valid in This State",
+                        cseq,
+                        &[],
+                        b"DESCRIBE and SETUP first",
+                    );
+                };
+                if self.play_tracks.is_empty() {
+                    return rtsp::response(455, "Method Not Valid in This State", cseq, &[], b"SETUP first");
+                }
+                if self.play_task.is_none() {
+                    tracing::info!(stream = %stream.name, tracks = self.play_tracks.len(), "RTSP PLAY");
+                    let store = self.server.store.clone();
+                    let tracks = self.play_tracks.clone();
+                    self.play_task = Some(tokio::spawn(crate::playback::rtsp_play::follow(store, stream, tracks, tx)));
+                }
+                rtsp::response(200, "OK", cseq, &[session_hdr, ("Range", "npt=now-".into())], b"")
+            }
+            "PAUSE" => rtsp::response(501, "Not Implemented", cseq, &[], b"live streams cannot be paused"),
             _ => rtsp::response(501, "Not Implemented", cseq, &[], b""),
         }
     }
@@ -357,7 +412,59 @@ impl Session {
         Ok(rtsp::response(200, "OK", req.cseq(), &[], b""))
     }
 
+    fn describe(&mut self, req: &Request) -> Result<String, (u16, &'static str, String)> {
+        let name = rtsp::path_of(&req.uri);
+        let record = match self.server.store.resolve(Some(&name), None) {
+            Ok(r) => r,
+            Err(StoreError::StreamNotFound(_)) => {
+                return Err((404, "Not Found", format!("stream {name} does not exist")))
+            }
+            Err(e) => return Err((500, "Internal Server Error", e.to_string())),
+        };
+        let offer = crate::playback::rtsp_play::describe(&self.server.store, &record)
+            .map_err(|e| (500, "Internal Server Error", e.to_string()))?
+            .filter(|o| !o.is_empty())
+            .ok_or((404, "Not Found", format!("stream {name} has no media yet")))?;
+        let sdp = sdp::write(
+            &name,
+            &offer.iter().enumerate().map(|(i, (_, p))| (p.clone(), 96 + i as u8)).collect::<Vec<_>>(),
+        );
+        self.stream = Some(record);
+        self.play_offer = offer;
+        Ok(sdp)
+    }
+
+    fn setup_play(
+        &mut self,
+        req: &Request,
+        transport: &rtsp::Transport,
+    ) -> Result<String, (u16, &'static str, String)> {
+        if !transport.tcp {
+            return Err((461, "Unsupported Transport", "playing is served over TCP (interleaved) only".into()));
+        }
+        let i = req
+            .uri
+            .rsplit_once("trackID=")
+            .and_then(|(_, n)| n.trim_end_matches('/').parse::<usize>().ok())
+            .unwrap_or(self.play_tracks.len());
+        let Some((track_id, codec)) = self.play_offer.get(i).cloned() else {
+            return Err((404, "Not Found", format!("no track for {}", req.uri)));
+        };
+        let (rtp_ch, rtcp_ch) = transport.interleaved.unwrap_or((2 * i as u8, 2 * i as u8 + 1));
+        self.play_tracks.push(PlayTrack { track_id, codec, payload_type: 96 + i as u8, channel: rtp_ch });
+        Ok(format!("RTP/AVP/TCP;unicast;interleaved={rtp_ch}-{rtcp_ch}"))
+    }
+
     async fn setup(&mut self, req: &Request) -> Result<String, (u16, &'static str, String)> {
+        let offered = !self.play_offer.is_empty();
+        if offered {
+            let transport = req.header("transport").and_then(rtsp::parse_transport).ok_or((
+                461,
+                "Unsupported Transport",
+                "only RTP/AVP over TCP".to_string(),
+            ))?;
+            return self.setup_play(req, &transport);
+        }
         if self.media.is_empty() {
             return Err((455, "Method Not Valid in This State", "ANNOUNCE first".into()));
         }
@@ -418,6 +525,10 @@ impl Session {
     async fn end(&mut self, why: &str) {
         for t in self.udp_tasks.drain(..) {
             t.abort();
+        }
+        if let Some(t) = self.play_task.take() {
+            t.abort();
+            tracing::info!(why, "RTSP viewer left");
         }
         if let Some(mut p) = self.publisher.take() {
             match p.finish().await {

@@ -6,6 +6,7 @@
 //! - [`fmp4_mux`]: samples → `ftyp`+`moov` and `moof`+`mdat` per GOP.
 
 pub mod fmp4_mux;
+pub mod from_init;
 pub mod h264;
 
 /// What a track carries, with the parameters its sample entry needs.

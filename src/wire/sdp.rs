@@ -137,3 +137,58 @@ mod tests {
         assert!(codec_params(&pcm).is_err());
     }
 }
+
+/// The SDP describing `tracks` (codec, payload type, control suffix `trackID=N`), as a
+/// DESCRIBE answer for viewers.
+pub fn write(session_name: &str, tracks: &[(CodecParams, u8)]) -> String {
+    let mut s = format!(
+        "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns={session_name}\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\na=control:*\r\na=range:npt=now-\r\n"
+    );
+    for (i, (params, pt)) in tracks.iter().enumerate() {
+        match params {
+            CodecParams::H264 { sps, pps } => {
+                let pli = sps.get(1..4).map(hex::encode).unwrap_or_else(|| "42e01f".into());
+                s.push_str(&format!(
+                    "m=video 0 RTP/AVP {pt}\r\na=rtpmap:{pt} H264/90000\r\na=fmtp:{pt} packetization-mode=1;profile-level-id={pli};sprop-parameter-sets={},{}\r\n",
+                    BASE64.encode(sps),
+                    BASE64.encode(pps)
+                ));
+            }
+            CodecParams::H265 { vps, sps, pps } => s.push_str(&format!(
+                "m=video 0 RTP/AVP {pt}\r\na=rtpmap:{pt} H265/90000\r\na=fmtp:{pt} sprop-vps={};sprop-sps={};sprop-pps={}\r\n",
+                BASE64.encode(vps),
+                BASE64.encode(sps),
+                BASE64.encode(pps)
+            )),
+            CodecParams::Aac { config, sample_rate, channels } => s.push_str(&format!(
+                "m=audio 0 RTP/AVP {pt}\r\na=rtpmap:{pt} MPEG4-GENERIC/{sample_rate}/{channels}\r\na=fmtp:{pt} streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3;config={}\r\n",
+                hex::encode(config)
+            )),
+            CodecParams::Opus { channels } => {
+                s.push_str(&format!("m=audio 0 RTP/AVP {pt}\r\na=rtpmap:{pt} opus/48000/{channels}\r\n"))
+            }
+        }
+        s.push_str(&format!("a=control:trackID={i}\r\n"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod write_tests {
+    use super::*;
+
+    #[test]
+    fn what_we_write_parses_back() {
+        let tracks = vec![
+            (CodecParams::H264 { sps: vec![0x67, 0x64, 0, 0x1e], pps: vec![0x68, 1] }, 96),
+            (CodecParams::Aac { config: vec![0x11, 0x90], sample_rate: 48000, channels: 1 }, 97),
+        ];
+        let text = write("lobby", &tracks);
+        let media = parse(text.as_bytes()).unwrap();
+        assert_eq!(media.len(), 2);
+        for ((p, _), m) in tracks.iter().zip(&media) {
+            assert_eq!(codec_params(m).unwrap().as_ref(), Some(p));
+        }
+        assert_eq!(media[1].control.as_deref(), Some("trackID=1"));
+    }
+}

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -106,6 +107,15 @@ class Server:
         if check:
             assert p.returncode == 0, p.stderr
         return p.returncode, acks, p.stderr
+
+
+def free_port():
+    """A 127.0.0.1 port free right now (for helpers such as the fake camera)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 @pytest.fixture

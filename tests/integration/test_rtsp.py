@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, Server, ffprobe
+from conftest import FIXTURES, Server, free_port
 
 
 def push(url, fixture="av.mp4", transport="tcp", timeout=60, check=True, extra=()):
@@ -206,14 +206,6 @@ HAVE_GST_PY = subprocess.run(["/usr/bin/python3", "-c", "import gi; gi.require_v
                              capture_output=True).returncode == 0
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 class Camera:
     """The fake IP camera (GStreamer's RTSP server) on a port of our choosing."""
 
@@ -305,3 +297,31 @@ def test_pull_with_credentials_never_shows_them(server):
         assert source(server, "vault", "PUT", {"url": "http://example.com/x"})[0] == 400
     finally:
         cam.stop()
+
+
+def test_rtsp_play_restreams_a_live_stream(server, tmp_path):
+    server.client("kinesisvideo").create_stream(StreamName="restream")
+    server.client("kinesisvideo").create_stream(StreamName="empty")
+    pusher = subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i",
+                               str(FIXTURES / "av.mp4"), "-c", "copy", "-f", "rtsp", f"{server.rtsp_url}/restream"])
+    try:
+        assert wait_until(lambda: len(fragments(server, "restream")) >= 1)
+        p = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,width,height,sample_rate",
+                            "-of", "json", f"{server.rtsp_url}/restream"], capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0, p.stderr
+        streams = json.loads(p.stdout)["streams"]
+        assert {s["codec_name"] for s in streams} == {"h264", "aac"}
+        assert next(s for s in streams if s["codec_name"] == "h264")["width"] == 320
+        out = tmp_path / "restream.mp4"
+        p = subprocess.run(["ffmpeg", "-v", "error", "-rtsp_transport", "tcp", "-i", f"{server.rtsp_url}/restream",
+                            "-t", "3", "-c", "copy", "-y", str(out)], capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0, p.stderr
+        frames = probe_frames(out)
+        assert int(next(s for s in frames if s["codec_name"] == "h264")["nb_read_frames"]) >= 50
+        assert decode_clean(out)
+    finally:
+        pusher.kill()
+        pusher.wait()
+    for name, status in [("nowhere", b"404"), ("empty", b"404")]:
+        reply = rtsp_exchange(server.rtsp_url, f"DESCRIBE {server.rtsp_url}/{name} RTSP/1.0\r\nCSeq: 1\r\n\r\n".encode())
+        assert reply.startswith(b"RTSP/1.0 " + status), reply
