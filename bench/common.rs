@@ -24,3 +24,11 @@ pub fn setup() -> Option<(tokio::runtime::Runtime, tempfile::TempDir)> {
     let tmp = tempfile::tempdir_in("target").expect("temp dir");
     Some((rt, tmp))
 }
+
+/// This process's resident memory, bytes.
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .map_or(0, |pages| pages * 4096)
+}

@@ -215,13 +215,6 @@ async fn cameras(
     (acks, delays)
 }
 
-fn rss_bytes() -> usize {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<usize>().ok()))
-        .map_or(0, |pages| pages * 4096)
-}
-
 fn main() {
     let Some((rt, tmp)) = common::setup() else { return };
     let p = payload(7);
@@ -264,13 +257,13 @@ fn main() {
     let idle = scaled(10_000);
     println!("[4/4] memory of {idle} idle streams, each with a live-edge subscriber…");
     let store = open_store(&tmp.path().join("idle"));
-    let before = rss_bytes();
+    let before = common::rss_bytes() as usize;
     let mut subs = Vec::with_capacity(idle);
     for i in 0..idle {
         let s = create(&store, &format!("idle-{i}"));
         subs.push(store.live(s.id).expect("live").subscribe());
     }
-    let per_stream = (rss_bytes().saturating_sub(before)) / idle;
+    let per_stream = ((common::rss_bytes() as usize).saturating_sub(before)) / idle;
     drop(subs);
     drop(store);
 

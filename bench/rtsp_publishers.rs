@@ -50,13 +50,6 @@ fn cpu_split() -> (f64, f64) {
     (server, generator)
 }
 
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
-        .map_or(0, |pages| pages * 4096)
-}
-
 /// One frame's RTP packets (FU-A above the MTU), timestamps filled in at send time.
 fn packetize(nal: &[u8]) -> Vec<Vec<u8>> {
     if nal.len() <= MTU_PAYLOAD {
@@ -225,7 +218,7 @@ async fn run(
         ));
         keyframes.push(Arc::new(Mutex::new(Vec::new())));
     }
-    let rss0 = rss_bytes();
+    let rss0 = common::rss_bytes();
     let (cpu0, _) = cpu_split();
     let t0 = Instant::now();
     let tasks: Vec<_> = names
@@ -242,7 +235,7 @@ async fn run(
         .collect();
     // Sample memory in the middle of the run, when every stream is live.
     tokio::time::sleep(Duration::from_secs(seconds / 2)).await;
-    let rss_mid = rss_bytes();
+    let rss_mid = common::rss_bytes();
     for t in tasks {
         t.await.expect("publisher");
     }
