@@ -1,5 +1,6 @@
 //! RTSP ingest under load: N concurrent publishers pushing ~2 Mbit/s H.264 (25 fps, 1 s
-//! GOP: a 50 KB IDR and 8 KB P-frames, as RTP over interleaved TCP) into the RTSP server,
+//! GOP: a 50 KB IDR and 8 KB P-frames, no B-frames, with the SPS of x264 `-bf 0`, as RTP
+//! over interleaved TCP) into the RTSP server,
 //! for N = 10, 100 and 500 (`KINESCOPE_BENCH_SCALE` scales the counts). For each N:
 //! server CPU per stream (the server's threads only: the load generator runs on its own
 //! named threads), memory per stream (RSS growth), fragments missing (GOPs sent but not
@@ -25,7 +26,7 @@ const FPS: u32 = 25;
 const IDR_BYTES: usize = 50_000;
 const P_BYTES: usize = 8_000;
 const MTU_PAYLOAD: usize = 1400;
-const SDP: &str = "v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1; sprop-parameter-sets=Z2QAHqzZQKAv+XARAAADAAEAAAMAMg8WLZY=,aOvjyyLA\r\na=control:streamid=0\r\n";
+const SDP: &str = "v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1; sprop-parameter-sets=Z2QAHqyyAUBf8uAiAAADAAIAAAMAZR4sXJA=,aOvDyyLA\r\na=control:streamid=0\r\n";
 
 /// CPU seconds (user + system) of this process's threads, split by whether the
 /// thread's name starts with `gen-` (the load generator).
@@ -298,6 +299,7 @@ fn main() {
             clock: Arc::new(SystemClock),
             create_streams: false,
             nonce_key: [3; 32],
+            metrics: Arc::new(kinescope::metrics::Metrics::default()),
         };
         tokio::spawn(server.run(listener, stop_rx));
         let mut rows = Vec::new();

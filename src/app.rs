@@ -86,17 +86,19 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         crate::api::kinesis::TARGET_PREFIX,
         Arc::new(crate::api::kinesis::KinesisService { engine: data_streams.clone() }),
     );
+    let metrics = Arc::new(Metrics::default());
     let sources = crate::ingest::rtsp_pull::SourceManager::start(
         &config.data_dir,
         store.clone(),
         clock.clone(),
+        metrics.clone(),
         config.sources.clone(),
     )
     .map_err(|e| AppError::Refused(format!("cannot start the camera sources: {e}")))?;
     let state = AppState {
         sources: sources.clone(),
         store: store.clone(),
-        metrics: Arc::new(Metrics::default()),
+        metrics: metrics.clone(),
         auth: Arc::new(Credentials::new(config.access_keys.iter().map(|k| (k.id.clone(), k.secret.clone())))),
         public_url: public_url.clone(),
         limits: config.limits,
@@ -120,6 +122,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         clock: clock.clone(),
         create_streams: config.rtsp_create_streams,
         nonce_key: crate::secrets::random_bytes::<32>()?,
+        metrics: metrics.clone(),
     };
     let rtsp_task = tokio::spawn(rtsp.run(rtsp_listener, stop_rx.clone()));
     tracing::info!(http = %bound, rtsp = %rtsp_bound, public_url = %public_url, "kinescope ready");

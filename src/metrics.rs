@@ -49,6 +49,10 @@ pub struct Metrics {
     pub fragments_persisted: AtomicU64,
     pub fragments_rejected: AtomicU64,
     pub ack_latency: Histogram,
+    /// RTSP publishers and pulled cameras.
+    pub rtsp_packets: AtomicU64,
+    pub rtsp_packets_lost: AtomicU64,
+    pub rtsp_units_dropped: AtomicU64,
 }
 
 impl Metrics {
@@ -85,6 +89,17 @@ impl Metrics {
                 "Fragments refused with an ERROR acknowledgement.",
                 &self.fragments_rejected,
             ),
+            ("kinescope_rtsp_packets_total", "RTP packets (or camera frames) received over RTSP.", &self.rtsp_packets),
+            (
+                "kinescope_rtsp_packets_lost_total",
+                "RTP packets missing from the sequence (UDP gaps, camera-reported loss).",
+                &self.rtsp_packets_lost,
+            ),
+            (
+                "kinescope_rtsp_units_dropped_total",
+                "Access units dropped: a packet of theirs lost or malformed, or before parameters were known.",
+                &self.rtsp_units_dropped,
+            ),
         ];
         for (name, help, v) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
@@ -111,5 +126,6 @@ mod tests {
         assert!(text.contains("kinescope_put_media_ack_latency_seconds_bucket{le=\"0.005\"} 1"));
         assert!(text.contains("kinescope_put_media_ack_latency_seconds_bucket{le=\"0.0025\"} 0"));
         assert!(text.contains("kinescope_put_media_ack_latency_seconds_count 1"));
+        assert!(text.contains("kinescope_rtsp_packets_lost_total 0"));
     }
 }

@@ -45,6 +45,7 @@ impl Harness {
                 dir.path(),
                 store.clone(),
                 clock.clone(),
+                Arc::new(Metrics::default()),
                 Default::default(),
             )
             .unwrap(),

@@ -156,6 +156,7 @@ mod tests {
                 dir,
                 store.clone(),
                 Arc::new(SystemClock),
+                Arc::new(Metrics::default()),
                 Default::default(),
             )
             .unwrap(),

@@ -5,6 +5,9 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
@@ -12,12 +15,25 @@ use super::rtp_depacketize::{DepacketizeStats, Depacketizer, Unit};
 use crate::clock::SharedClock;
 use crate::media::fmp4_mux::FragmentMuxer;
 use crate::media::{CodecParams, Sample};
+use crate::metrics::Metrics;
 use crate::video_store::{NewFragment, PendingFragment, StoreError, StreamRecord, VideoStore};
 use crate::wire::rtp;
 
 /// Frames held to turn presentation order (RTP timestamps) into decode order: enough
-/// for B-frame pyramids of depth 2–3.
+/// for B-frame pyramids of depth 2–3. Streams that cannot reorder (H.264 with
+/// `pic_order_cnt_type` 2) hold none.
 const REORDER_DEPTH: usize = 4;
+
+/// How many frames a track's decode order must wait for.
+fn reorder_depth(params: Option<&CodecParams>) -> usize {
+    match params {
+        Some(CodecParams::H264 { sps, .. }) => match crate::media::h264::parse_sps(sps) {
+            Some(info) if info.pic_order_cnt_type == 2 => 0,
+            _ => REORDER_DEPTH,
+        },
+        _ => REORDER_DEPTH,
+    }
+}
 
 /// A track as announced: codec (parameters possibly still unknown) and `fmtp`.
 pub struct TrackSpec {
@@ -54,20 +70,38 @@ impl TrackClock {
     }
 }
 
-/// Presentation times in, decode times out: each unit waits until `REORDER_DEPTH`
-/// later ones arrived, then takes the smallest presentation time seen as its decode time.
-#[derive(Default)]
+/// Presentation times in, decode times out: each unit waits until `depth` later ones
+/// arrived, then takes the smallest presentation time seen as its decode time.
 struct DecodeOrder {
     waiting: VecDeque<(i64, Unit)>,
     times: BinaryHeap<Reverse<i64>>,
     last_dts: Option<i64>,
+    depth: usize,
+    /// Whether `depth` was decided from the track's parameters yet.
+    depth_known: bool,
+}
+
+impl Default for DecodeOrder {
+    fn default() -> Self {
+        DecodeOrder {
+            waiting: VecDeque::new(),
+            times: BinaryHeap::new(),
+            last_dts: None,
+            depth: REORDER_DEPTH,
+            depth_known: false,
+        }
+    }
 }
 
 impl DecodeOrder {
-    fn push(&mut self, pts: i64, unit: Unit) -> Option<(i64, i64, Unit)> {
+    fn push(&mut self, pts: i64, unit: Unit) -> Vec<(i64, i64, Unit)> {
         self.waiting.push_back((pts, unit));
         self.times.push(Reverse(pts));
-        (self.waiting.len() > REORDER_DEPTH).then(|| self.pop()).flatten()
+        let mut ready = Vec::new();
+        while self.waiting.len() > self.depth {
+            ready.extend(self.pop());
+        }
+        ready
     }
 
     fn pop(&mut self) -> Option<(i64, i64, Unit)> {
@@ -102,6 +136,7 @@ pub struct Publisher {
     muxer: Option<FragmentMuxer>,
     init_id: u32,
     persisted: mpsc::UnboundedSender<PendingFragment>,
+    metrics: Arc<Metrics>,
     pub stats: PublishStats,
 }
 
@@ -114,16 +149,25 @@ pub enum PublishError {
 }
 
 impl Publisher {
-    pub fn new(store: VideoStore, record: StreamRecord, clock: SharedClock, tracks: Vec<TrackSpec>) -> Self {
+    pub fn new(
+        store: VideoStore,
+        record: StreamRecord,
+        clock: SharedClock,
+        metrics: Arc<Metrics>,
+        tracks: Vec<TrackSpec>,
+    ) -> Self {
         let depack = tracks.iter().map(|t| Depacketizer::new(&t.kind, &t.fmtp)).collect();
         let n = tracks.len();
         // PERSISTED is awaited off the packet path, in fragment order.
         let (persisted, mut rx) = mpsc::unbounded_channel::<PendingFragment>();
         let stream = record.name.clone();
+        let counted = metrics.clone();
         tokio::spawn(async move {
             while let Some(p) = rx.recv().await {
                 match p.persisted.await {
-                    Ok(Ok(_)) => {}
+                    Ok(Ok(_)) => {
+                        counted.fragments_persisted.fetch_add(1, Ordering::Relaxed);
+                    }
                     Ok(Err(e)) => tracing::warn!(stream = %stream, error = %e, "an RTSP fragment was not persisted"),
                     Err(_) => tracing::warn!(stream = %stream, "the store dropped an RTSP fragment"),
                 }
@@ -140,6 +184,7 @@ impl Publisher {
             muxer: None,
             init_id: 0,
             persisted,
+            metrics,
             stats: PublishStats::default(),
         }
     }
@@ -153,7 +198,12 @@ impl Publisher {
             return Ok(());
         };
         let Some(d) = self.depack.get_mut(track) else { return Ok(()) };
+        let dropped = d.stats.dropped_units;
         let units = d.push(&p, lost_before);
+        let m = &self.metrics;
+        m.rtsp_packets.fetch_add(1, Ordering::Relaxed);
+        m.rtsp_packets_lost.fetch_add(lost_before, Ordering::Relaxed);
+        m.rtsp_units_dropped.fetch_add(d.stats.dropped_units - dropped, Ordering::Relaxed);
         for u in units {
             self.unit(track, u).await?;
         }
@@ -183,10 +233,18 @@ impl Publisher {
 
     /// One frame already depacketized by the source (a pulled camera), at `elapsed`
     /// clock units since the source's own start.
-    pub async fn frame(&mut self, track: usize, elapsed: i64, unit: Unit) -> Result<(), PublishError> {
+    pub async fn frame(
+        &mut self,
+        track: usize,
+        elapsed: i64,
+        lost_before: u64,
+        unit: Unit,
+    ) -> Result<(), PublishError> {
         if track >= self.tracks.len() {
             return Ok(());
         }
+        self.metrics.rtsp_packets.fetch_add(1, Ordering::Relaxed);
+        self.metrics.rtsp_packets_lost.fetch_add(lost_before, Ordering::Relaxed);
         self.timed_unit(track, unit, |c| c.at_extended(elapsed)).await
     }
 
@@ -212,8 +270,19 @@ impl Publisher {
         });
         let pts = time(clock);
         let video = self.tracks[track].kind.is_video();
-        let ready = if video { self.order[track].push(pts, unit) } else { Some((pts, pts, unit)) };
-        if let Some((dts, pts, unit)) = ready {
+        let ready = if video {
+            let order = &mut self.order[track];
+            if !order.depth_known {
+                if let Some(p) = self.tracks[track].params.as_ref() {
+                    order.depth = reorder_depth(Some(p));
+                    order.depth_known = true;
+                }
+            }
+            self.order[track].push(pts, unit)
+        } else {
+            vec![(pts, pts, unit)]
+        };
+        for (dts, pts, unit) in ready {
             self.sample(track, dts, pts, unit).await?;
         }
         Ok(())
@@ -224,6 +293,7 @@ impl Publisher {
             let video_before_keyframe = self.tracks[track].kind.is_video() && !unit.keyframe;
             if self.tracks.iter().any(|t| t.params.is_none()) || video_before_keyframe {
                 self.stats.waiting_dropped += 1;
+                self.metrics.rtsp_units_dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(track, keyframe = unit.keyframe, known = ?self.tracks.iter().map(|t| t.params.is_some()).collect::<Vec<_>>(), "waiting");
                 return Ok(());
             }

@@ -17,6 +17,7 @@ use super::rtp_depacketize::Unit;
 use super::rtsp_publish::{Publisher, TrackSpec};
 use crate::clock::SharedClock;
 use crate::media::CodecParams;
+use crate::metrics::Metrics;
 use crate::video_store::{StoreError, VideoStore};
 
 const BACKOFF_START: Duration = Duration::from_millis(500);
@@ -135,6 +136,7 @@ pub struct SourceManager {
     path: PathBuf,
     store: VideoStore,
     clock: SharedClock,
+    metrics: Arc<Metrics>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -148,6 +150,7 @@ impl SourceManager {
         data_dir: &Path,
         store: VideoStore,
         clock: SharedClock,
+        metrics: Arc<Metrics>,
         extra: BTreeMap<String, SourceConfig>,
     ) -> Result<Self, SourceError> {
         let path = data_dir.join("sources.json");
@@ -159,7 +162,7 @@ impl SourceManager {
             Err(e) => return Err(SourceError::Storage(e.to_string())),
         };
         saved.extend(extra);
-        let m = SourceManager { inner: Arc::new(Mutex::new(BTreeMap::new())), path, store, clock };
+        let m = SourceManager { inner: Arc::new(Mutex::new(BTreeMap::new())), path, store, clock, metrics };
         for (stream, config) in saved {
             if let Err(e) = m.set(&stream, config) {
                 tracing::warn!(stream = %stream, error = %e, "camera source not started");
@@ -198,6 +201,7 @@ impl SourceManager {
         let task = tokio::spawn(pull_loop(
             self.store.clone(),
             self.clock.clone(),
+            self.metrics.clone(),
             stream.to_string(),
             config.clone(),
             status.clone(),
@@ -245,6 +249,7 @@ fn set_status(status: &Mutex<SourceStatus>, now_ms: i64, f: impl FnOnce(&mut Sou
 async fn pull_loop(
     store: VideoStore,
     clock: SharedClock,
+    metrics: Arc<Metrics>,
     stream: String,
     config: SourceConfig,
     status: Arc<Mutex<SourceStatus>>,
@@ -252,7 +257,7 @@ async fn pull_loop(
     let mut backoff = BACKOFF_START;
     loop {
         let started = clock.now_ms();
-        let result = pull_once(&store, &clock, &stream, &config, &status).await;
+        let result = pull_once(&store, &clock, &metrics, &stream, &config, &status).await;
         let now = clock.now_ms();
         let why = match result {
             Ok(()) => "the camera ended the stream".to_string(),
@@ -328,6 +333,7 @@ fn complete(p: &CodecParams) -> bool {
 async fn pull_once(
     store: &VideoStore,
     clock: &SharedClock,
+    metrics: &Arc<Metrics>,
     stream: &str,
     config: &SourceConfig,
     status: &Mutex<SourceStatus>,
@@ -374,7 +380,7 @@ async fn pull_once(
         s.connected = true;
         s.last_error = None;
     });
-    let mut publisher = Publisher::new(store.clone(), record, clock.clone(), specs);
+    let mut publisher = Publisher::new(store.clone(), record, clock.clone(), metrics.clone(), specs);
     let result = loop {
         let item = match tokio::time::timeout(FRAME_TIMEOUT, demuxed.next()).await {
             Err(_) => break Err(format!("no data from the camera for {FRAME_TIMEOUT:?}")),
@@ -382,16 +388,19 @@ async fn pull_once(
             Ok(Some(Err(e))) => break Err(e.to_string()),
             Ok(Some(Ok(item))) => item,
         };
-        let (stream_id, elapsed, keyframe, data, params) = match item {
+        let (stream_id, elapsed, loss, keyframe, data, params) = match item {
             CodecItem::VideoFrame(f) => {
                 let params = if f.has_new_parameters() {
                     demuxed.streams().get(f.stream_id()).and_then(codec_of).map(|(p, _)| p)
                 } else {
                     None
                 };
-                (f.stream_id(), f.timestamp().elapsed(), f.is_random_access_point(), f.into_data(), params)
+                let loss = u64::from(f.loss());
+                (f.stream_id(), f.timestamp().elapsed(), loss, f.is_random_access_point(), f.into_data(), params)
             }
-            CodecItem::AudioFrame(f) => (f.stream_id(), f.timestamp().elapsed(), true, f.data().to_vec(), None),
+            CodecItem::AudioFrame(f) => {
+                (f.stream_id(), f.timestamp().elapsed(), u64::from(f.loss()), true, f.data().to_vec(), None)
+            }
             _ => continue,
         };
         let Some(track) = tracks.iter().position(|&i| i == stream_id) else { continue };
@@ -402,7 +411,7 @@ async fn pull_once(
             _ => Vec::new(),
         };
         let unit = Unit { rtp_ts: 0, data, keyframe, parameter_sets };
-        if let Err(e) = publisher.frame(track, elapsed, unit).await {
+        if let Err(e) = publisher.frame(track, elapsed, loss, unit).await {
             break Err(e.to_string());
         }
     };

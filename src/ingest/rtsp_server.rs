@@ -39,6 +39,7 @@ pub struct RtspServer {
     pub create_streams: bool,
     /// Digest nonces are derived from this, so they need no state.
     pub nonce_key: [u8; 32],
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl RtspServer {
@@ -326,8 +327,13 @@ impl Session {
                 };
                 let specs: Vec<TrackSpec> = self.setup.iter().filter_map(|s| self.specs[s.media].take()).collect();
                 tracing::info!(stream = %stream.name, tracks = specs.len(), "RTSP RECORD");
-                self.publisher =
-                    Some(Publisher::new(self.server.store.clone(), stream, self.server.clock.clone(), specs));
+                self.publisher = Some(Publisher::new(
+                    self.server.store.clone(),
+                    stream,
+                    self.server.clock.clone(),
+                    self.server.metrics.clone(),
+                    specs,
+                ));
                 rtsp::response(200, "OK", cseq, &[session_hdr], b"")
             }
             "TEARDOWN" => {

@@ -75,6 +75,8 @@ pub struct SpsInfo {
     pub level_idc: u8,
     pub width: u32,
     pub height: u32,
+    /// 2 means output order is decode order: no B-frames, nothing to reorder.
+    pub pic_order_cnt_type: u32,
 }
 
 /// Parses an H.264 SPS NAL unit (with its header byte) far enough to know the picture
@@ -113,7 +115,8 @@ pub fn parse_sps(nal: &[u8]) -> Option<SpsInfo> {
         }
     }
     r.ue()?; // log2_max_frame_num_minus4
-    match r.ue()? {
+    let pic_order_cnt_type = r.ue()?;
+    match pic_order_cnt_type {
         0 => {
             r.ue()?;
         }
@@ -151,7 +154,7 @@ pub fn parse_sps(nal: &[u8]) -> Option<SpsInfo> {
     let frame_h_mult = 2 - frame_mbs_only;
     let width = (width_mbs * 16).checked_sub(sub_w * (crop_l + crop_r))?;
     let height = (height_map_units * 16 * frame_h_mult).checked_sub(sub_h * frame_h_mult * (crop_t + crop_b))?;
-    Some(SpsInfo { profile_idc, constraints, level_idc, width, height })
+    Some(SpsInfo { profile_idc, constraints, level_idc, width, height, pic_order_cnt_type })
 }
 
 /// Width and height from an H.265 SPS (H.265 §7.3.2.2), `None` if malformed.
@@ -222,8 +225,16 @@ mod tests {
         ];
         let info = parse_sps(&sps).unwrap();
         assert_eq!((info.profile_idc, info.level_idc, info.width, info.height), (100, 30, 640, 360));
+        assert_eq!(info.pic_order_cnt_type, 0);
         assert_eq!(parse_sps(&sps[..5]), None);
         assert_eq!(parse_sps(&[0x68, 1, 2, 3]), None);
+        // x264 without B-frames (-bf 0 -tune zerolatency) signals output order = decode order.
+        let no_b = [
+            0x67, 0x64, 0x00, 0x1e, 0xac, 0xb2, 0x01, 0x40, 0x5f, 0xf2, 0xe0, 0x22, 0x00, 0x00, 0x03, 0x00, 0x02, 0x00,
+            0x00, 0x03, 0x00, 0x65, 0x1e, 0x2c, 0x5c, 0x90,
+        ];
+        let info = parse_sps(&no_b).unwrap();
+        assert_eq!((info.width, info.height, info.pic_order_cnt_type), (640, 360, 2));
         // Found by the rtsp_wire fuzz target: emulation prevention leaves too few bytes.
         assert_eq!(parse_sps(&[0x67, 0, 0, 3]), None);
     }

@@ -72,6 +72,12 @@ def test_ffmpeg_push_h264_aac(server, transport, tmp_path):
     assert abs(int(video["nb_read_frames"]) - 100) <= 25, video  # ± one GOP
     assert int(audio["sample_rate"]) == 48000 and int(audio["nb_read_frames"]) > 100
     assert decode_clean(out)
+    # Counted in /metrics.
+    with urllib.request.urlopen(f"{server.url}/metrics") as r:
+        metrics = dict(line.rsplit(" ", 1) for line in r.read().decode().splitlines() if line and not line.startswith("#"))
+    assert int(metrics["kinescope_rtsp_packets_total"]) >= 100
+    assert int(metrics["kinescope_fragments_persisted_total"]) >= 4
+    assert int(metrics["kinescope_rtsp_packets_lost_total"]) == 0
     # Producer times are wall-clock, a second apart.
     ts = [f["ProducerTimestamp"].timestamp() for f in frags]
     assert all(abs((b - a) - 1.0) < 0.05 for a, b in zip(ts, ts[1:]))
