@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import threading
+import urllib.error
 import time
 
 import botocore.exceptions
@@ -561,3 +562,51 @@ def test_aws_cli(server):
     it = run("get-shard-iterator", "--stream-name", "cli", "--shard-id", put["ShardId"], "--shard-iterator-type", "TRIM_HORIZON")
     recs = run("get-records", "--shard-iterator", it["ShardIterator"])["Records"]
     assert base64.b64decode(recs[0]["Data"]) == b"from the cli"
+
+
+def test_cbor_requests_get_cbor_answers(server):
+    """The Java SDK's default wire (application/x-amz-cbor-1.1), spoken with cbor2 and
+    signed by botocore: blobs as byte strings, timestamps as tag 1 epoch milliseconds."""
+    import cbor2
+    import urllib.request
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    c = kinesis(server)
+    c.create_stream(StreamName="cbor", ShardCount=1)
+
+    def call(op, body):
+        data = cbor2.dumps(body)
+        req = AWSRequest(method="POST", url=server.url + "/", data=data, headers={
+            "X-Amz-Target": f"Kinesis_20131202.{op}", "Content-Type": "application/x-amz-cbor-1.1"})
+        SigV4Auth(Credentials("anonymous", "anonymous"), "kinesis", "us-east-1").add_auth(req)
+        http = urllib.request.Request(server.url + "/", data=data, headers=dict(req.headers), method="POST")
+        try:
+            with urllib.request.urlopen(http, timeout=10) as r:
+                assert r.headers["Content-Type"] == "application/x-amz-cbor-1.1"
+                raw = r.read()
+                # cbor2 reads tag 1 as epoch seconds; the Java SDK's convention is
+                # milliseconds. Retag it (4242, unassigned) so cbor2 hands the number over:
+                # CBOR counts items rather than bytes, so the longer tag head is safe.
+                return r.status, cbor2.loads(raw.replace(b"\xc1\x1b", b"\xd9\x10\x92\x1b"))
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    status, put = call("PutRecord", {"StreamName": "cbor", "Data": b"\x00\x01binary", "PartitionKey": "k"})
+    assert status == 200 and put["ShardId"] == "shardId-000000000000"
+    status, it = call("GetShardIterator", {"StreamName": "cbor", "ShardId": "shardId-000000000000",
+                                           "ShardIteratorType": "AT_TIMESTAMP",
+                                           "Timestamp": cbor2.CBORTag(1, int((time.time() - 60) * 1000))})
+    assert status == 200
+    status, got = call("GetRecords", {"ShardIterator": it["ShardIterator"]})
+    assert status == 200
+    rec = got["Records"][0]
+    assert rec["Data"] == b"\x00\x01binary" and rec["SequenceNumber"] == put["SequenceNumber"]
+    arrival = rec["ApproximateArrivalTimestamp"]
+    assert isinstance(arrival, cbor2.CBORTag) and arrival.tag == 4242  # tag 1 on the wire
+    assert abs(arrival.value / 1000 - time.time()) < 60
+    # boto3 (JSON) sees the same record.
+    assert drain(c, "cbor", "shardId-000000000000")[0]["Data"] == b"\x00\x01binary"
+    status, err = call("DescribeStream", {"StreamName": "missing"})
+    assert status == 400 and err["__type"] == "ResourceNotFoundException"
