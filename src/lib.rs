@@ -4,11 +4,13 @@
 //! Layout (see ARCHITECTURE.md for the path of a fragment through it):
 //!
 //! * [`wire`]: pure byte formats (fragmented MP4 boxes, per-track and progressive MP4
-//!   writers, SigV4, a small XML writer).
+//!   writers, SigV4, XML, RTSP, SDP, RTP, CBOR, the AWS event stream).
 //! * [`video_store`]: the fragment store engine (sled index + append-only segment files).
-//! * [`ingest`]: producers in (PutMedia's fragmented MP4).
+//! * [`media`]: codec-neutral samples and the muxer that makes fragments of them.
+//! * [`ingest`]: producers in (PutMedia's fragmented MP4, RTSP publishers and cameras).
 //! * [`playback`]: stored fragments out (GetMedia, fragment lists, HLS/DASH sessions,
-//!   playlists and manifests, clips).
+//!   playlists and manifests, clips, RTSP PLAY).
+//! * [`queues`], [`data_streams`]: the SQS and Kinesis Data Streams engines.
 //! * [`web`]: the embedded watch page at `/`.
 //! * [`api`]: the only layer that knows AWS shapes: dispatch, auth, errors, one module
 //!   per service.

@@ -10,7 +10,7 @@
 //!
 //! A send is one atomic batch (the message and its deduplication entry) and is
 //! acknowledged only after a flush; concurrent sends share flushes through the
-//! [`Flusher`] thread. Receives, deletes and visibility changes are written without
+//! `Flusher` thread. Receives, deletes and visibility changes are written without
 //! waiting: after a crash such a message is delivered again, which at-least-once
 //! delivery allows, but a sent message is never lost.
 
