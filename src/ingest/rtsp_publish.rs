@@ -43,6 +43,14 @@ pub struct TrackSpec {
     pub clock_rate: u32,
 }
 
+/// A time on a source's media clock: a raw RTP timestamp (pushed RTP), or clock units
+/// since the source's start as retina extends them (pulled cameras).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaTime {
+    Rtp(u32),
+    Elapsed(i64),
+}
+
 /// Extends 32-bit RTP timestamps to a 64-bit timeline starting at the session's base.
 struct TrackClock {
     base: i64,
@@ -132,6 +140,8 @@ pub struct Publisher {
     tracks: Vec<TrackSpec>,
     depack: Vec<Depacketizer>,
     clocks: Vec<Option<TrackClock>>,
+    /// The first sender report of each track, if it came before the track's first unit.
+    reports: Vec<Option<(MediaTime, i64)>>,
     order: Vec<DecodeOrder>,
     muxer: Option<FragmentMuxer>,
     init_id: u32,
@@ -179,6 +189,7 @@ impl Publisher {
             clock,
             depack,
             clocks: (0..n).map(|_| None).collect(),
+            reports: vec![None; n],
             order: (0..n).map(|_| DecodeOrder::default()).collect(),
             tracks,
             muxer: None,
@@ -245,30 +256,45 @@ impl Publisher {
         }
         self.metrics.rtsp_packets.fetch_add(1, Ordering::Relaxed);
         self.metrics.rtsp_packets_lost.fetch_add(lost_before, Ordering::Relaxed);
-        self.timed_unit(track, unit, |c| c.at_extended(elapsed)).await
+        self.timed_unit(track, unit, MediaTime::Elapsed(elapsed)).await
+    }
+
+    /// A sender report: the source's wall clock (`ntp`) at one of its media times.
+    /// Used to place a track on the producer's clock if it comes before the track's
+    /// first unit; later ones are not applied (they would make the timeline jump).
+    pub fn sender_report(&mut self, track: usize, at: MediaTime, ntp: u64) {
+        let Some(unix_us) = crate::wire::rtcp::ntp_to_unix_us(ntp) else { return };
+        if let Some(slot) = self.reports.get_mut(track) {
+            if self.clocks[track].is_none() {
+                *slot = Some((at, unix_us));
+            }
+        }
     }
 
     async fn unit(&mut self, track: usize, unit: Unit) -> Result<(), PublishError> {
-        let rtp_ts = unit.rtp_ts;
-        self.timed_unit(track, unit, |c| c.at(rtp_ts)).await
+        let at = MediaTime::Rtp(unit.rtp_ts);
+        self.timed_unit(track, unit, at).await
     }
 
-    async fn timed_unit(
-        &mut self,
-        track: usize,
-        unit: Unit,
-        time: impl FnOnce(&mut TrackClock) -> i64,
-    ) -> Result<(), PublishError> {
+    async fn timed_unit(&mut self, track: usize, unit: Unit, at: MediaTime) -> Result<(), PublishError> {
         self.learn_parameters(track, &unit);
         let now_us = self.clock.now_us();
         let rate = i64::from(self.tracks[track].clock_rate.max(1));
-        let clock = self.clocks[track].get_or_insert_with(|| TrackClock {
-            // The first packet of each track is placed at its arrival on the session's clock.
-            base: (i128::from(now_us) * i128::from(rate) / 1_000_000) as i64,
-            last_rtp: None,
-            ext: 0,
-        });
-        let pts = time(clock);
+        let to_units = |us: i64| (i128::from(us) * i128::from(rate) / 1_000_000) as i64;
+        // The track's first unit is placed by its sender report when one came first,
+        // else at its arrival on the server clock.
+        let first = match (self.reports[track], at) {
+            (Some((MediaTime::Rtp(sr), unix_us)), MediaTime::Rtp(r)) => {
+                to_units(unix_us) + i64::from(r.wrapping_sub(sr) as i32)
+            }
+            (Some((MediaTime::Elapsed(sr), unix_us)), MediaTime::Elapsed(e)) => to_units(unix_us) + (e - sr),
+            _ => to_units(now_us),
+        };
+        let clock = self.clocks[track].get_or_insert(TrackClock { base: first, last_rtp: None, ext: 0 });
+        let pts = match at {
+            MediaTime::Rtp(r) => clock.at(r),
+            MediaTime::Elapsed(e) => clock.at_extended(e),
+        };
         let video = self.tracks[track].kind.is_video();
         let ready = if video {
             let order = &mut self.order[track];

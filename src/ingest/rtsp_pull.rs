@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::rtp_depacketize::Unit;
-use super::rtsp_publish::{Publisher, TrackSpec};
+use super::rtsp_publish::{MediaTime, Publisher, TrackSpec};
 use crate::clock::SharedClock;
 use crate::media::CodecParams;
 use crate::metrics::Metrics;
@@ -400,6 +400,18 @@ async fn pull_once(
             }
             CodecItem::AudioFrame(f) => {
                 (f.stream_id(), f.timestamp().elapsed(), u64::from(f.loss()), true, f.data().to_vec(), None)
+            }
+            CodecItem::Rtcp(rtcp) => {
+                // Sender reports anchor a track on the camera's wall clock.
+                let track = tracks.iter().position(|&i| i == rtcp.stream_id());
+                if let (Some(track), Some(ts)) = (track, rtcp.rtp_timestamp()) {
+                    for pkt in rtcp.pkts() {
+                        if let Ok(Some(sr)) = pkt.as_sender_report() {
+                            publisher.sender_report(track, MediaTime::Elapsed(ts.elapsed()), sr.ntp_timestamp().0);
+                        }
+                    }
+                }
+                continue;
             }
             _ => continue,
         };

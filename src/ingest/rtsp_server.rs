@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 
 use super::rtp_depacketize::ReorderBuffer;
-use super::rtsp_publish::{Publisher, TrackSpec};
+use super::rtsp_publish::{MediaTime, Publisher, TrackSpec};
 use crate::api::auth::Credentials;
 use crate::clock::SharedClock;
 use crate::playback::rtsp_play::PlayTrack;
@@ -70,7 +70,7 @@ impl RtspServer {
         let mut session = Session::new(self.clone(), peer, local_ip);
         let mut buf = Vec::with_capacity(64 * 1024);
         let mut chunk = vec![0u8; 64 * 1024];
-        let (udp_tx, mut udp_rx) = mpsc::channel::<(usize, u64, Vec<u8>)>(1024);
+        let (udp_tx, mut udp_rx) = mpsc::channel::<UdpPacket>(1024);
         session.udp_tx = Some(udp_tx);
         let (play_tx, mut play_rx) = mpsc::channel::<Vec<u8>>(16);
         session.play_tx = Some(play_tx);
@@ -114,9 +114,10 @@ impl RtspServer {
                         return;
                     }
                 },
-                Some((track, lost, packet)) = udp_rx.recv() => {
-                    session.rtp(track, &packet, lost).await;
-                }
+                Some(packet) = udp_rx.recv() => match packet {
+                    UdpPacket::Rtp { track, lost, data } => session.rtp(track, &data, lost).await,
+                    UdpPacket::Rtcp { track, data } => session.rtcp(track, &data),
+                },
                 Some(bytes) = play_rx.recv() => {
                     if sock.write_all(&bytes).await.is_err() {
                         session.end("the viewer went away").await;
@@ -207,6 +208,12 @@ fn digest_fields(s: &str) -> Vec<(String, String)> {
     out
 }
 
+/// What a track's UDP readers hand to the session, in order.
+enum UdpPacket {
+    Rtp { track: usize, lost: u64, data: Vec<u8> },
+    Rtcp { track: usize, data: Vec<u8> },
+}
+
 struct SetupTrack {
     media: usize,
     interleaved: Option<u8>,
@@ -223,7 +230,7 @@ struct Session {
     setup: Vec<SetupTrack>,
     publisher: Option<Publisher>,
     udp_tasks: Vec<tokio::task::JoinHandle<()>>,
-    udp_tx: Option<mpsc::Sender<(usize, u64, Vec<u8>)>>,
+    udp_tx: Option<mpsc::Sender<UdpPacket>>,
     /// PLAY: what DESCRIBE offered, what SETUP chose, and the task sending it.
     play_offer: Vec<(u32, crate::media::CodecParams)>,
     play_tracks: Vec<PlayTrack>,
@@ -262,15 +269,25 @@ impl Session {
     async fn message(&mut self, msg: Message) -> Option<Vec<u8>> {
         match msg {
             Message::Interleaved { channel, payload } => {
-                if channel % 2 == 0 {
-                    if let Some(track) = self.setup.iter().position(|s| s.interleaved == Some(channel)) {
-                        self.rtp(track, &payload, 0).await;
-                    }
+                if let Some(track) = self.setup.iter().position(|s| s.interleaved == Some(channel)) {
+                    self.rtp(track, &payload, 0).await;
+                } else if let Some(track) =
+                    self.setup.iter().position(|s| s.interleaved.map(|c| c.wrapping_add(1)) == Some(channel))
+                {
+                    self.rtcp(track, &payload);
                 }
                 None
             }
             Message::Response { .. } => None,
             Message::Request(req) => Some(self.request(req).await),
+        }
+    }
+
+    /// A publisher's RTCP: its sender reports anchor the track on its wall clock.
+    fn rtcp(&mut self, track: usize, packet: &[u8]) {
+        let Some(p) = self.publisher.as_mut() else { return };
+        for sr in crate::wire::rtcp::sender_reports(packet) {
+            p.sender_report(track, MediaTime::Rtp(sr.rtp_timestamp), sr.ntp);
         }
     }
 
@@ -508,8 +525,18 @@ impl Session {
         );
         let tx = self.udp_tx.clone().ok_or((500, "Internal Server Error", "no packet channel".to_string()))?;
         let peer_ip = self.peer.ip();
+        let rtcp_tx = tx.clone();
         self.udp_tasks.push(tokio::spawn(async move {
-            let _rtcp = rtcp_sock; // held open so the publisher's RTCP is not refused
+            let mut buf = vec![0u8; 2048];
+            while let Ok((n, from)) = rtcp_sock.recv_from(&mut buf).await {
+                if from.ip() == peer_ip
+                    && rtcp_tx.send(UdpPacket::Rtcp { track, data: buf[..n].to_vec() }).await.is_err()
+                {
+                    return;
+                }
+            }
+        }));
+        self.udp_tasks.push(tokio::spawn(async move {
             let mut reorder = ReorderBuffer::new(UDP_REORDER_DEPTH);
             let mut buf = vec![0u8; 65536];
             while let Ok((n, from)) = rtp_sock.recv_from(&mut buf).await {
@@ -518,7 +545,7 @@ impl Session {
                 }
                 let seq = u16::from_be_bytes([buf[2], buf[3]]);
                 for (lost, p) in reorder.push(seq, buf[..n].to_vec()) {
-                    if tx.send((track, lost, p)).await.is_err() {
+                    if tx.send(UdpPacket::Rtp { track, lost, data: p }).await.is_err() {
                         return;
                     }
                 }

@@ -6,6 +6,7 @@ pub mod cbor;
 pub mod eventstream;
 pub mod fmp4;
 pub mod mp4_tracks;
+pub mod rtcp;
 pub mod rtp;
 pub mod rtsp;
 pub mod sdp;

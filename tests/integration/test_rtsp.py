@@ -331,3 +331,42 @@ def test_rtsp_play_restreams_a_live_stream(server, tmp_path):
     for name, status in [("nowhere", b"404"), ("empty", b"404")]:
         reply = rtsp_exchange(server.rtsp_url, f"DESCRIBE {server.rtsp_url}/{name} RTSP/1.0\r\nCSeq: 1\r\n\r\n".encode())
         assert reply.startswith(b"RTSP/1.0 " + status), reply
+
+
+def test_sender_reports_put_fragments_on_the_producers_clock(server):
+    """A publisher whose RTCP sender report says its clock is an hour behind ours: the
+    fragments carry the publisher's time, not the arrival time."""
+    import struct
+    server.client("kinesisvideo").create_stream(StreamName="ntp")
+    sdp = (b"v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"
+           b"a=fmtp:96 packetization-mode=1; sprop-parameter-sets=Z2QAHqyyAUBf8uAiAAADAAIAAAMAZR4sXJA=,aOvDyyLA\r\n"
+           b"a=control:streamid=0\r\n")
+    url = server.rtsp_url
+    host, port = url.removeprefix("rtsp://").split(":")
+    producer_time = time.time() - 3600
+    with socket.create_connection((host, int(port)), timeout=5) as c:
+        def ask(text, body=b""):
+            c.sendall(text.encode() + body)
+            reply = b""
+            while b"\r\n\r\n" not in reply:
+                reply += c.recv(4096)
+            return reply
+        assert ask(f"ANNOUNCE {url}/ntp RTSP/1.0\r\nCSeq: 1\r\nContent-Length: {len(sdp)}\r\n\r\n", sdp).startswith(b"RTSP/1.0 200")
+        assert ask(f"SETUP {url}/ntp/streamid=0 RTSP/1.0\r\nCSeq: 2\r\n"
+                   "Transport: RTP/AVP/TCP;unicast;interleaved=0-1;mode=record\r\n\r\n").startswith(b"RTSP/1.0 200")
+        assert ask(f"RECORD {url}/ntp RTSP/1.0\r\nCSeq: 3\r\n\r\n").startswith(b"RTSP/1.0 200")
+        secs = int(producer_time)
+        frac = int((producer_time - secs) * 2**32)
+        sr = struct.pack(">BBHIIIIII", 0x80, 200, 6, 7, secs + 2208988800, frac, 0, 0, 0)
+        c.sendall(b"$\x01" + struct.pack(">H", len(sr)) + sr)
+        for i in range(51):
+            nal = (b"\x65" + b"\x88" * 50) if i % 25 == 0 else (b"\x41" + b"\x9a" * 20)
+            pkt = struct.pack(">BBHII", 0x80, 0x80 | 96, i, i * 3600, 7) + nal
+            c.sendall(b"$\x00" + struct.pack(">H", len(pkt)) + pkt)
+        assert ask(f"TEARDOWN {url}/ntp RTSP/1.0\r\nCSeq: 4\r\n\r\n").startswith(b"RTSP/1.0 200")
+    frags = fragments(server, "ntp", want=3)
+    assert len(frags) == 3
+    first = frags[0]["ProducerTimestamp"].timestamp()
+    assert abs(first - producer_time) < 1, (first, producer_time)
+    assert abs(frags[1]["ProducerTimestamp"].timestamp() - (producer_time + 1)) < 0.05
+    assert abs(frags[0]["ServerTimestamp"].timestamp() - time.time()) < 60
