@@ -125,6 +125,15 @@ def test_digest_authentication(data_dir):
         s.stop()
 
 
+def rtsp_ask(c, text, body=b""):
+    """Sends one RTSP request on an open socket and returns the reply's head."""
+    c.sendall(text.encode() + body)
+    reply = b""
+    while b"\r\n\r\n" not in reply:
+        reply += c.recv(4096)
+    return reply
+
+
 def rtsp_exchange(url, data, read=True):
     host, port = url.removeprefix("rtsp://").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as c:
@@ -159,11 +168,7 @@ def test_bad_input_gets_rtsp_errors_and_leaves_others_alone(server, tmp_path):
     host, port = server.rtsp_url.removeprefix("rtsp://").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as c:
         def ask(text, body=b""):
-            c.sendall(text.encode() + body)
-            reply = b""
-            while b"\r\n\r\n" not in reply:
-                reply += c.recv(4096)
-            return reply
+            return rtsp_ask(c, text, body)
         assert ask(f"ANNOUNCE {server.rtsp_url}/steady RTSP/1.0\r\nCSeq: 1\r\nContent-Length: {len(h264_sdp)}\r\n\r\n",
                    h264_sdp).startswith(b"RTSP/1.0 200")
         assert ask(f"SETUP {server.rtsp_url}/steady/streamid=0 RTSP/1.0\r\nCSeq: 2\r\n"
@@ -346,11 +351,7 @@ def test_sender_reports_put_fragments_on_the_producers_clock(server):
     producer_time = time.time() - 3600
     with socket.create_connection((host, int(port)), timeout=5) as c:
         def ask(text, body=b""):
-            c.sendall(text.encode() + body)
-            reply = b""
-            while b"\r\n\r\n" not in reply:
-                reply += c.recv(4096)
-            return reply
+            return rtsp_ask(c, text, body)
         assert ask(f"ANNOUNCE {url}/ntp RTSP/1.0\r\nCSeq: 1\r\nContent-Length: {len(sdp)}\r\n\r\n", sdp).startswith(b"RTSP/1.0 200")
         assert ask(f"SETUP {url}/ntp/streamid=0 RTSP/1.0\r\nCSeq: 2\r\n"
                    "Transport: RTP/AVP/TCP;unicast;interleaved=0-1;mode=record\r\n\r\n").startswith(b"RTSP/1.0 200")
