@@ -51,6 +51,27 @@ pub enum MediaTime {
     Elapsed(i64),
 }
 
+/// The parameters in-band parameter sets give for a track of `kind`, if complete.
+fn params_from_sets(kind: &CodecParams, sets: &[Vec<u8>]) -> Option<CodecParams> {
+    if sets.is_empty() {
+        return None;
+    }
+    let find = |pred: &dyn Fn(&[u8]) -> bool| sets.iter().find(|n| !n.is_empty() && pred(n)).cloned();
+    match kind {
+        CodecParams::H264 { .. } => find(&|n| n[0] & 0x1f == 7)
+            .zip(find(&|n| n[0] & 0x1f == 8))
+            .map(|(sps, pps)| CodecParams::H264 { sps, pps }),
+        CodecParams::H265 { .. } => {
+            let ty = |n: &[u8]| (n[0] >> 1) & 0x3f;
+            match (find(&|n| ty(n) == 32), find(&|n| ty(n) == 33), find(&|n| ty(n) == 34)) {
+                (Some(vps), Some(sps), Some(pps)) => Some(CodecParams::H265 { vps, sps, pps }),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
 /// Extends 32-bit RTP timestamps to a 64-bit timeline starting at the session's base.
 struct TrackClock {
     base: i64,
@@ -223,23 +244,9 @@ impl Publisher {
 
     fn learn_parameters(&mut self, track: usize, unit: &Unit) {
         let t = &mut self.tracks[track];
-        if t.params.is_some() || unit.parameter_sets.is_empty() {
-            return;
+        if t.params.is_none() {
+            t.params = params_from_sets(&t.kind, &unit.parameter_sets);
         }
-        let find = |pred: &dyn Fn(&[u8]) -> bool| unit.parameter_sets.iter().find(|n| pred(n)).cloned();
-        t.params = match t.kind {
-            CodecParams::H264 { .. } => find(&|n| n[0] & 0x1f == 7)
-                .zip(find(&|n| n[0] & 0x1f == 8))
-                .map(|(sps, pps)| CodecParams::H264 { sps, pps }),
-            CodecParams::H265 { .. } => {
-                let ty = |n: &[u8]| (n[0] >> 1) & 0x3f;
-                match (find(&|n| ty(n) == 32), find(&|n| ty(n) == 33), find(&|n| ty(n) == 34)) {
-                    (Some(vps), Some(sps), Some(pps)) => Some(CodecParams::H265 { vps, sps, pps }),
-                    _ => None,
-                }
-            }
-            _ => None,
-        };
     }
 
     /// One frame already depacketized by the source (a pulled camera), at `elapsed`
@@ -315,6 +322,20 @@ impl Publisher {
     }
 
     async fn sample(&mut self, track: usize, dts: i64, pts: i64, unit: Unit) -> Result<(), PublishError> {
+        // New parameter sets on a keyframe (a camera changed resolution or profile): the
+        // fragment so far ends, and a new init segment starts with this keyframe.
+        if unit.keyframe && !unit.parameter_sets.is_empty() {
+            let changed = params_from_sets(&self.tracks[track].kind, &unit.parameter_sets)
+                .filter(|p| self.tracks[track].params.as_ref() != Some(p));
+            if let Some(new) = changed {
+                if let Some(f) = self.muxer.as_mut().and_then(FragmentMuxer::flush) {
+                    self.submit(f).await?;
+                    tracing::info!(stream = %self.record.name, track, "parameter sets changed; starting a new init segment");
+                }
+                self.tracks[track].params = Some(new);
+                self.muxer = None;
+            }
+        }
         if self.muxer.is_none() {
             let video_before_keyframe = self.tracks[track].kind.is_video() && !unit.keyframe;
             if self.tracks.iter().any(|t| t.params.is_none()) || video_before_keyframe {

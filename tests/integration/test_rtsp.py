@@ -371,3 +371,55 @@ def test_sender_reports_put_fragments_on_the_producers_clock(server):
     assert abs(first - producer_time) < 1, (first, producer_time)
     assert abs(frags[1]["ProducerTimestamp"].timestamp() - (producer_time + 1)) < 0.05
     assert abs(frags[0]["ServerTimestamp"].timestamp() - time.time()) < 60
+
+
+def test_new_parameter_sets_start_a_new_init_segment(server):
+    """A camera that changes resolution mid-stream (new SPS in band on a keyframe): the
+    fragment before ends there and the rest gets its own init segment, which HLS shows
+    as a discontinuity with a second EXT-X-MAP."""
+    import base64
+    import datetime as dt
+    import struct
+
+    from test_playback import media_playlist_of
+
+    sps_a = base64.b64decode("Z2QAHqyyAUBf8uAiAAADAAIAAAMAZR4sXJA=")  # 640x360
+    sps_b = base64.b64decode("Z2QAHqzZQKAv+XARAAADAAEAAAMAMg8WLZY=")  # 640x360, other settings
+    pps = base64.b64decode("aOvDyyLA")
+    server.client("kinesisvideo").create_stream(StreamName="resize")
+    sdp = (b"v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1; "
+           b"sprop-parameter-sets=" + base64.b64encode(sps_a) + b"," + base64.b64encode(pps) + b"\r\na=control:streamid=0\r\n")
+    url = server.rtsp_url
+    host, port = url.removeprefix("rtsp://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as c:
+        assert rtsp_ask(c, f"ANNOUNCE {url}/resize RTSP/1.0\r\nCSeq: 1\r\nContent-Length: {len(sdp)}\r\n\r\n", sdp).startswith(b"RTSP/1.0 200")
+        assert rtsp_ask(c, f"SETUP {url}/resize/streamid=0 RTSP/1.0\r\nCSeq: 2\r\n"
+                           "Transport: RTP/AVP/TCP;unicast;interleaved=0-1;mode=record\r\n\r\n").startswith(b"RTSP/1.0 200")
+        assert rtsp_ask(c, f"RECORD {url}/resize RTSP/1.0\r\nCSeq: 3\r\n\r\n").startswith(b"RTSP/1.0 200")
+        seq = 0
+
+        def send(ts, payload, marker):
+            nonlocal seq
+            pkt = struct.pack(">BBHII", 0x80, (0x80 if marker else 0) | 96, seq, ts, 9) + payload
+            seq += 1
+            c.sendall(b"$\x00" + struct.pack(">H", len(pkt)) + pkt)
+
+        for i in range(75):
+            ts = i * 3600
+            if i % 25 == 0:
+                sps = sps_a if i < 25 else sps_b
+                stap = b"\x18" + struct.pack(">H", len(sps)) + sps + struct.pack(">H", len(pps)) + pps
+                send(ts, stap, False)
+                send(ts, b"\x65" + b"\x88" * 40, True)
+            else:
+                send(ts, b"\x41" + b"\x9a" * 20, True)
+        assert rtsp_ask(c, f"TEARDOWN {url}/resize RTSP/1.0\r\nCSeq: 4\r\n\r\n").startswith(b"RTSP/1.0 200")
+    frags = fragments(server, "resize", want=3)
+    assert len(frags) == 3
+    now = dt.datetime.now(dt.timezone.utc)
+    rng = {"StartTimestamp": now - dt.timedelta(minutes=5), "EndTimestamp": now}
+    hls_url = server.client("kinesis-video-archived-media").get_hls_streaming_session_url(
+        StreamName="resize", PlaybackMode="ON_DEMAND",
+        HLSFragmentSelector={"FragmentSelectorType": "SERVER_TIMESTAMP", "TimestampRange": rng})["HLSStreamingSessionURL"]
+    _, text = media_playlist_of(hls_url)
+    assert text.count("#EXT-X-MAP:") == 2, text
