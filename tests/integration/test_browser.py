@@ -83,3 +83,25 @@ def test_live_plays_in_hls_and_dash_while_a_camera_pushes(server):
         put.kill()
         ffmpeg.wait()
         put.wait()
+
+
+def test_a_pulled_ip_camera_plays_live_in_the_page(server):
+    """IP camera (GStreamer's RTSP server) → pulled by Kinescope → LIVE HLS in Chromium,
+    with the camera's status in the stream list."""
+    from test_rtsp import HAVE_GST_PY, Camera, fragments, source, wait_until
+
+    from conftest import free_port
+    if not HAVE_GST_PY:
+        pytest.skip("GStreamer's RTSP server for Python is not installed")
+    port = free_port()
+    cam = Camera(port, "porch").start()
+    try:
+        server.client("kinesisvideo").create_stream(StreamName="porch", DataRetentionInHours=24)
+        assert source(server, "porch", "PUT", {"url": f"rtsp://127.0.0.1:{port}/porch"})[0] == 200
+        assert wait_until(lambda: len(fragments(server, "porch")) >= 4, timeout=30)
+        report = play(f"{server.url}/?stream=porch&player=hls&mode=LIVE&autoplay=1", "camera-live", advance=2.0)
+        assert report["final"]["time"] > 0
+        row = next(r for r in report["rows"] if r.startswith("porch"))
+        assert "camera · 25 fps" in row or ("camera" in row and "fps" in row), row
+    finally:
+        cam.stop()

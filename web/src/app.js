@@ -39,6 +39,17 @@ function when(seconds) {
   return new Date(seconds * 1000).toLocaleString();
 }
 
+// A pulled camera's state, from GET /v1/streams (credentials are never in it).
+function sourceText(source) {
+  if (!source) return '—';
+  const st = source.status || {};
+  if (st.connected) {
+    const mbps = (st.bitrate_bps || 0) / 1e6;
+    return `camera · ${Math.round(st.frames_per_second || 0)} fps · ${mbps.toFixed(1)} Mbit/s`;
+  }
+  return `camera · reconnecting${st.last_error ? `: ${st.last_error}` : ''}`;
+}
+
 async function loadStreams() {
   const tbody = $('#streams tbody');
   try {
@@ -56,6 +67,7 @@ async function loadStreams() {
         s.Status,
         s.DataRetentionInHours ? `${s.DataRetentionInHours} h` : 'none',
         when(s.LastFragment && s.LastFragment.ServerTimestamp),
+        sourceText(s.Source),
       ];
       for (const c of cells) {
         const td = document.createElement('td');

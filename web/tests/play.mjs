@@ -61,6 +61,7 @@ try {
     await page.waitForTimeout(250);
   }
   result.final = result.samples[result.samples.length - 1];
+  result.rows = await page.$$eval('#streams tbody tr', (rows) => rows.map((r) => r.textContent));
   result.samples = result.samples.slice(-8);
   if (opts.screenshot) await page.screenshot({ path: opts.screenshot });
 } catch (e) {
