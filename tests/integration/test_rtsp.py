@@ -423,3 +423,27 @@ def test_new_parameter_sets_start_a_new_init_segment(server):
         HLSFragmentSelector={"FragmentSelectorType": "SERVER_TIMESTAMP", "TimestampRange": rng})["HLSStreamingSessionURL"]
     _, text = media_playlist_of(hls_url)
     assert text.count("#EXT-X-MAP:") == 2, text
+
+
+def test_kill9_during_an_rtsp_push_keeps_every_persisted_fragment(data_dir, tmp_path):
+    s = Server(data_dir).start()
+    s.client("kinesisvideo").create_stream(StreamName="crashcam")
+    pusher = subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i",
+                               str(FIXTURES / "av.mp4"), "-c", "copy", "-f", "rtsp", f"{s.rtsp_url}/crashcam"])
+    try:
+        assert wait_until(lambda: len(fragments(s, "crashcam")) >= 3, timeout=30)
+        listed = fragments(s, "crashcam")
+        s.kill9()
+    finally:
+        pusher.kill()
+        pusher.wait()
+    s = Server(data_dir).start()
+    try:
+        after = fragments(s, "crashcam")
+        numbers = [f["FragmentNumber"] for f in after]
+        assert all(f["FragmentNumber"] in numbers for f in listed)
+        out = read_back(s, "crashcam", after, tmp_path)
+        assert decode_clean(out)
+        assert int(next(x for x in probe_frames(out) if x["codec_name"] == "h264")["nb_read_frames"]) >= 75
+    finally:
+        s.stop()
