@@ -35,7 +35,15 @@ pub fn uniform_ranges(n: u32) -> Vec<(u128, u128)> {
 /// Sequence numbers are a per-stream counter, written as 56 decimal digits starting
 /// with `49` like AWS's, so that they compare the same as strings and as numbers.
 pub fn format_sequence(counter: u64) -> String {
-    format!("49{counter:054}")
+    // Written by hand: `format!("49{counter:054}")` pads one character at a time, which
+    // was the largest cost of draining a shard.
+    const ZEROS: &str = "000000000000000000000000000000000000000000000000000000";
+    let digits = counter.to_string();
+    let mut s = String::with_capacity(56);
+    s.push_str("49");
+    s.push_str(&ZEROS[..54 - digits.len()]);
+    s.push_str(&digits);
+    s
 }
 
 /// The counter of a sequence number this server wrote, or `None`.
@@ -102,6 +110,9 @@ mod tests {
         assert!(format_sequence(9) < format_sequence(10));
         assert_eq!(parse_sequence(&s), Some(12345));
         assert_eq!(parse_sequence(&format_sequence(u64::MAX)), Some(u64::MAX));
+        for n in [0, 1, 9, 10, 12345, u64::MAX] {
+            assert_eq!(format_sequence(n), format!("49{n:054}"));
+        }
         for bad in ["12345", "48000", &format!("49{}", "9".repeat(54)), &format!("49{}x", "0".repeat(53))] {
             assert_eq!(parse_sequence(bad), None, "{bad}");
         }

@@ -282,8 +282,10 @@ struct Inner {
     writer: writer::WriterHandle,
     options: EngineOptions,
     next_uid: AtomicU64,
-    /// (stream uid, consumer name, shard) → (started ms, generation) of the live
-    /// subscription; a newer one takes over after 5 s.
+    /// (stream uid, consumer name, shard) → (started ms, generation) of the latest
+    /// subscription; a newer one takes over after 5 s. Kept after a subscription ends:
+    /// AWS refuses a new SubscribeToShard within 5 s of the last successful one, whether
+    /// or not that one is still open.
     subscriptions: Mutex<HashMap<SubscriptionKey, (i64, u64)>>,
     subscription_gen: AtomicU64,
 }
@@ -1400,15 +1402,6 @@ impl Subscription {
             let wait = HEARTBEAT.saturating_sub(Duration::from_millis((now - started) as u64));
             let wait = wait.min(Duration::from_millis((self.ends_ms - now) as u64));
             let _ = tokio::time::timeout(wait, changes.changed()).await;
-        }
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        let mut subs = self.engine.inner.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
-        if subs.get(&self.key).is_some_and(|(_, g)| *g == self.generation) {
-            subs.remove(&self.key);
         }
     }
 }

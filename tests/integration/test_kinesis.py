@@ -452,7 +452,8 @@ def test_subscribe_to_shard_with_two_consumers_at_once(server):
     # A second subscription of one consumer to one shard within 5 s of the first is refused.
     third = c.register_stream_consumer(StreamARN=arn, ConsumerName="c2")["Consumer"]["ConsumerARN"]
     cl = kinesis(server, read_timeout=30)
-    cl.subscribe_to_shard(ConsumerARN=third, ShardId="shardId-000000000000", StartingPosition={"Type": "LATEST"})
+    first = cl.subscribe_to_shard(ConsumerARN=third, ShardId="shardId-000000000000", StartingPosition={"Type": "LATEST"})
+    assert first["EventStream"] is not None
     with pytest.raises(botocore.exceptions.ClientError) as e:
         cl.subscribe_to_shard(ConsumerARN=third, ShardId="shardId-000000000000", StartingPosition={"Type": "LATEST"})
     assert code(e) == "ResourceInUseException"
