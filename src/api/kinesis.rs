@@ -171,12 +171,24 @@ fn child_shards_json(children: &[ChildShard]) -> Value {
     )
 }
 
-fn encryption_type(v: &StreamView) -> &'static str {
-    if v.meta.encryption_key.is_some() {
+fn encryption_name(encrypted: bool) -> &'static str {
+    if encrypted {
         "KMS"
     } else {
         "NONE"
     }
+}
+
+/// The members DescribeStream and DescribeStreamSummary share.
+fn description_json(v: &StreamView) -> Value {
+    let mut d = summary_json(v);
+    d["RetentionPeriodHours"] = json!(v.meta.retention_hours);
+    d["EnhancedMonitoring"] = enhanced_json(v);
+    d["EncryptionType"] = json!(encryption_name(v.meta.encryption_key.is_some()));
+    if let Some(k) = &v.meta.encryption_key {
+        d["KeyId"] = json!(k);
+    }
+    d
 }
 
 fn record_json(r: &Record, encryption: &str) -> Value {
@@ -318,27 +330,15 @@ pub async fn handle(engine: &DataStreamEngine, op: &str, body: &[u8]) -> Result<
             let v = e.describe(&i.s.name(e)?).map_err(wire_error)?;
             let after = i.exclusive_start_shard_id.as_deref().and_then(parse_shard_id);
             let shards: Vec<&ShardInfo> = v.shards.iter().filter(|s| after.is_none_or(|a| s.index > a)).collect();
-            let mut d = summary_json(&v);
+            let mut d = description_json(&v);
             d["Shards"] = Value::Array(shards.iter().take(limit).map(|s| shard_json(s)).collect());
             d["HasMoreShards"] = json!(shards.len() > limit);
-            d["RetentionPeriodHours"] = json!(v.meta.retention_hours);
-            d["EnhancedMonitoring"] = enhanced_json(&v);
-            d["EncryptionType"] = json!(encryption_type(&v));
-            if let Some(k) = &v.meta.encryption_key {
-                d["KeyId"] = json!(k);
-            }
             json!({ "StreamDescription": d })
         }
         "DescribeStreamSummary" => {
             let s: StreamRef = parse(body)?;
             let v = e.describe(&s.name(e)?).map_err(wire_error)?;
-            let mut d = summary_json(&v);
-            d["RetentionPeriodHours"] = json!(v.meta.retention_hours);
-            d["EnhancedMonitoring"] = enhanced_json(&v);
-            d["EncryptionType"] = json!(encryption_type(&v));
-            if let Some(k) = &v.meta.encryption_key {
-                d["KeyId"] = json!(k);
-            }
+            let mut d = description_json(&v);
             d["OpenShardCount"] = json!(v.open_shard_count());
             d["ConsumerCount"] = json!(v.meta.consumers.len());
             d["MaxRecordSizeInKiB"] = json!(v.meta.max_record_kib);
@@ -401,9 +401,10 @@ pub async fn handle(engine: &DataStreamEngine, op: &str, body: &[u8]) -> Result<
                 e.check_record(&name, &record).map_err(wire_error)?;
                 return Err(wire_error(DataStreamError::DryRun));
             }
-            let r = e.put_record(&name, record).await.map_err(wire_error)?;
-            let enc = encryption_type(&e.describe(&name).map_err(wire_error)?);
-            json!({"ShardId": r.shard_id, "SequenceNumber": r.sequence_number, "EncryptionType": enc})
+            let mut out = e.put_records(&name, vec![record]).await.map_err(wire_error)?;
+            let r = out.records.pop().ok_or_else(|| wire_error(DataStreamError::Storage("the writer returned no result".into())))?;
+            let r = r.map_err(wire_error)?;
+            json!({"ShardId": r.shard_id, "SequenceNumber": r.sequence_number, "EncryptionType": encryption_name(out.encrypted)})
         }
         "PutRecords" => {
             #[derive(Deserialize)]
@@ -437,10 +438,11 @@ pub async fn handle(engine: &DataStreamEngine, op: &str, body: &[u8]) -> Result<
                 }
                 return Err(wire_error(DataStreamError::DryRun));
             }
-            let results = e.put_records(&name, records).await.map_err(wire_error)?;
-            let failed = results.iter().filter(|r| r.is_err()).count();
-            let enc = encryption_type(&e.describe(&name).map_err(wire_error)?);
-            let records: Vec<Value> = results
+            let out = e.put_records(&name, records).await.map_err(wire_error)?;
+            let failed = out.records.iter().filter(|r| r.is_err()).count();
+            let enc = encryption_name(out.encrypted);
+            let records: Vec<Value> = out
+                .records
                 .into_iter()
                 .map(|r| match r {
                     Ok(p) => json!({"ShardId": p.shard_id, "SequenceNumber": p.sequence_number}),

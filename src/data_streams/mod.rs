@@ -132,6 +132,13 @@ pub struct PutResult {
 /// One record's result in a batch: placed, or refused by the throughput limit.
 pub type PutOutcome = std::result::Result<PutResult, DataStreamError>;
 
+/// What PutRecords answers: each record's outcome, and whether the stream encrypts.
+#[derive(Debug)]
+pub struct PutRecordsOutput {
+    pub records: Vec<PutOutcome>,
+    pub encrypted: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub sequence_number: String,
@@ -300,6 +307,24 @@ fn name_ok(name: &str) -> bool {
     (1..=128).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
+/// Checks one record against a stream's maximum record size (bytes).
+fn check_record(r: &NewRecord, max: usize) -> Result<()> {
+    let keys = r.partition_key.chars().count();
+    if !(1..=256).contains(&keys) {
+        return Err(invalid(format!(
+            "1 validation error detected: Value '{}' at 'partitionKey' failed to satisfy constraint: Member must have length between 1 and 256",
+            r.partition_key
+        )));
+    }
+    if r.data.len() + r.partition_key.len() > max {
+        return Err(invalid(format!(
+            "Record size ({} bytes of data and partition key) exceeds the stream's maximum record size of {max} bytes.",
+            r.data.len() + r.partition_key.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Checks a tag set as TagResource / AddTagsToStream do.
 fn check_tags(tags: &BTreeMap<String, String>) -> Result<()> {
     for (k, v) in tags {
@@ -379,13 +404,9 @@ impl DataStreamEngine {
         Ok(StreamHandle { uid, state: Mutex::new(state), published: watch::channel(0).0 })
     }
 
-    fn now(&self) -> i64 {
-        self.inner.clock.now_ms()
-    }
-
-    /// The engine clock's time, for tokens the API layer makes.
+    /// The engine clock's time (also for the page tokens the API layer makes).
     pub fn now_ms(&self) -> i64 {
-        self.now()
+        self.inner.clock.now_ms()
     }
 
     /// Signs a page token (ListShards, ListStreams, ListStreamConsumers).
@@ -452,9 +473,14 @@ impl DataStreamEngine {
         self.inner.meta.save(meta).map_err(storage)
     }
 
-    fn open_shards_total(&self) -> u32 {
+    /// Every stream's handle, in name order (the registry lock is not held after).
+    fn handles(&self) -> Vec<Arc<StreamHandle>> {
         let reg = self.inner.registry.read().unwrap_or_else(|p| p.into_inner());
-        reg.by_name.values().map(|h| h.lock().meta.shard_map.open_count()).sum()
+        reg.by_name.values().cloned().collect()
+    }
+
+    fn open_shards_total(&self) -> u32 {
+        self.handles().iter().map(|h| h.lock().meta.shard_map.open_count()).sum()
     }
 
     // ---- control plane -------------------------------------------------------------
@@ -498,7 +524,7 @@ impl DataStreamEngine {
                 self.inner.account, open, self.inner.options.shard_limit
             )));
         }
-        let now = self.now();
+        let now = self.now_ms();
         let uid = self.inner.next_uid.fetch_add(1, Ordering::SeqCst);
         let meta = StreamMeta {
             name: name.to_string(),
@@ -564,24 +590,20 @@ impl DataStreamEngine {
     pub fn describe(&self, name: &str) -> Result<StreamView> {
         let handle = self.handle(name)?;
         let state = handle.lock();
-        Ok(self.view(&state, self.now()))
+        Ok(self.view(&state, self.now_ms()))
     }
 
     /// Every stream, in name order.
     pub fn list(&self) -> Vec<StreamView> {
-        let handles: Vec<Arc<StreamHandle>> = {
-            let reg = self.inner.registry.read().unwrap_or_else(|p| p.into_inner());
-            reg.by_name.values().cloned().collect()
-        };
-        let now = self.now();
-        handles.iter().map(|h| self.view(&h.lock(), now)).collect()
+        let now = self.now_ms();
+        self.handles().iter().map(|h| self.view(&h.lock(), now)).collect()
     }
 
     /// Runs `f` on a stream's metadata and saves it if `f` succeeds.
     fn update<T>(&self, name: &str, f: impl FnOnce(&mut StreamMeta, i64) -> Result<T>) -> Result<T> {
         let handle = self.handle(name)?;
         let mut state = handle.lock();
-        let now = self.now();
+        let now = self.now_ms();
         let mut meta = state.meta.clone();
         let out = f(&mut meta, now)?;
         self.save(&meta)?;
@@ -641,7 +663,7 @@ impl DataStreamEngine {
         let handle = self.handle(name)?;
         {
             let mut state = handle.lock();
-            let now = self.now();
+            let now = self.now_ms();
             self.require_active(&state.meta, now)?;
             if state.meta.mode == StreamMode::OnDemand {
                 return Err(DataStreamError::Validation(format!(
@@ -695,7 +717,7 @@ impl DataStreamEngine {
         let handle = self.handle(name)?;
         let current = {
             let state = handle.lock();
-            let now = self.now();
+            let now = self.now_ms();
             let current = state.meta.shard_map.open_count();
             if target == 0 || target > current * 2 || target * 2 < current {
                 return Err(invalid(format!(
@@ -897,7 +919,7 @@ impl DataStreamEngine {
             .consumers
             .iter()
             .find(|c| c.name == consumer)
-            .map(|c| self.consumer_view(name, c, self.now()))
+            .map(|c| self.consumer_view(name, c, self.now_ms()))
             .ok_or_else(|| {
                 DataStreamError::ResourceNotFound(format!("Consumer {consumer} under stream {name} not found."))
             })
@@ -906,7 +928,7 @@ impl DataStreamEngine {
     pub fn list_consumers(&self, name: &str) -> Result<Vec<ConsumerView>> {
         let handle = self.handle(name)?;
         let state = handle.lock();
-        let now = self.now();
+        let now = self.now_ms();
         let mut v: Vec<ConsumerView> = state.meta.consumers.iter().map(|c| self.consumer_view(name, c, now)).collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(v)
@@ -959,11 +981,14 @@ impl DataStreamEngine {
         self.inner.meta.set_policy(arn, policy).map_err(storage)
     }
 
-    /// (open shards, on-demand streams) for DescribeLimits.
+    /// (shard limit, open shards, on-demand streams) for DescribeLimits.
     pub fn limits(&self) -> (u32, u32, u32) {
-        let views = self.list();
-        let open = views.iter().map(|v| v.open_shard_count() as u32).sum();
-        let on_demand = views.iter().filter(|v| v.meta.mode == StreamMode::OnDemand).count() as u32;
+        let (mut open, mut on_demand) = (0, 0);
+        for h in self.handles() {
+            let state = h.lock();
+            open += state.meta.shard_map.open_count();
+            on_demand += u32::from(state.meta.mode == StreamMode::OnDemand);
+        }
         (self.inner.options.shard_limit, open, on_demand)
     }
 
@@ -971,30 +996,13 @@ impl DataStreamEngine {
 
     /// Checks a record against the stream's limits, as PutRecord(s) do before writing.
     pub fn check_record(&self, name: &str, r: &NewRecord) -> Result<()> {
-        let max = {
-            let handle = self.handle(name)?;
-            let kib = handle.lock().meta.max_record_kib;
-            kib as usize * 1024
-        };
-        let keys = r.partition_key.chars().count();
-        if !(1..=256).contains(&keys) {
-            return Err(invalid(format!(
-                "1 validation error detected: Value '{}' at 'partitionKey' failed to satisfy constraint: Member must have length between 1 and 256",
-                r.partition_key
-            )));
-        }
-        if r.data.len() + r.partition_key.len() > max {
-            return Err(invalid(format!(
-                "Record size ({} bytes of data and partition key) exceeds the stream's maximum record size of {max} bytes.",
-                r.data.len() + r.partition_key.len()
-            )));
-        }
-        Ok(())
+        let kib = self.handle(name)?.lock().meta.max_record_kib;
+        check_record(r, kib as usize * 1024)
     }
 
     /// Puts records into `name`, returning once they are on disk. Each record is
     /// placed or (with throughput limits on) refused on its own.
-    pub async fn put_records(&self, name: &str, records: Vec<NewRecord>) -> Result<Vec<PutOutcome>> {
+    pub async fn put_records(&self, name: &str, records: Vec<NewRecord>) -> Result<PutRecordsOutput> {
         if records.is_empty() || records.len() > MAX_PUT_RECORDS {
             return Err(invalid(format!(
                 "A PutRecords request holds 1 to {MAX_PUT_RECORDS} records; it had {}.",
@@ -1007,23 +1015,28 @@ impl DataStreamEngine {
                 "The PutRecords request holds {total} bytes; the limit is {MAX_PUT_RECORDS_BYTES} bytes."
             )));
         }
-        for r in &records {
-            self.check_record(name, r)?;
-        }
         let handle = self.handle(name)?;
+        let (max, encrypted) = {
+            let state = handle.lock();
+            (state.meta.max_record_kib as usize * 1024, state.meta.encryption_key.is_some())
+        };
+        for r in &records {
+            check_record(r, max)?;
+        }
         let placed = self.inner.writer.put(handle, records).await?;
-        Ok(placed
+        let records = placed
             .into_iter()
             .map(|p| {
                 p.map(|(shard, seq)| PutResult { shard_id: shard_id(shard), sequence_number: format_sequence(seq) })
             })
-            .collect())
+            .collect();
+        Ok(PutRecordsOutput { records, encrypted })
     }
 
     /// Puts one record; a throughput refusal is the call's error.
     pub async fn put_record(&self, name: &str, record: NewRecord) -> Result<PutResult> {
         let mut out = self.put_records(name, vec![record]).await?;
-        out.pop().unwrap_or_else(|| Err(DataStreamError::Storage("the writer returned no result".into())))
+        out.records.pop().unwrap_or_else(|| Err(DataStreamError::Storage("the writer returned no result".into())))
     }
 
     // ---- records out ---------------------------------------------------------------
@@ -1033,7 +1046,7 @@ impl DataStreamEngine {
         p.extend_from_slice(&uid.to_be_bytes());
         p.extend_from_slice(&shard.to_be_bytes());
         p.extend_from_slice(&pos.to_be_bytes());
-        p.extend_from_slice(&self.now().to_be_bytes());
+        p.extend_from_slice(&self.now_ms().to_be_bytes());
         self.inner.signer.sign(&p)
     }
 
@@ -1119,11 +1132,14 @@ impl DataStreamEngine {
         limit: u32,
         throttled: bool,
     ) -> Result<ReadBatch> {
-        let now = self.now();
-        let (picked, files, more_after, shard_done, next_pos, children, tip_gap) = {
+        let now = self.now_ms();
+        let (picked, files, shard_done, next_pos, children, tip_gap) = {
             let mut state = handle.lock();
             if state.deleted {
                 return Err(DataStreamError::ResourceNotFound("The stream was deleted.".into()));
+            }
+            if shard as usize >= state.shards.len() {
+                return Err(DataStreamError::ResourceNotFound(format!("Shard {} does not exist", shard_id(shard))));
             }
             if throttled && self.inner.options.throughput_limits {
                 let t = &mut state.throttles[shard as usize];
@@ -1135,9 +1151,6 @@ impl DataStreamEngine {
                         self.inner.account
                     )));
                 }
-            }
-            if shard as usize >= state.shards.len() {
-                return Err(DataStreamError::ResourceNotFound(format!("Shard {} does not exist", shard_id(shard))));
             }
             let horizon = now - state.retention_ms();
             let info = state.meta.shard_map.get(shard).cloned();
@@ -1188,9 +1201,8 @@ impl DataStreamEngine {
             if throttled && self.inner.options.throughput_limits {
                 state.throttles[shard as usize].charge_read(bytes);
             }
-            (picked, files, more_after, shard_done, next_pos, children, more_after.map_or(0, |t| (now - t).max(0)))
+            (picked, files, shard_done, next_pos, children, more_after.map_or(0, |t| (now - t).max(0)))
         };
-        let _ = more_after;
         let records = tokio::task::spawn_blocking(move || -> Result<Vec<Record>> {
             let mut out = Vec::with_capacity(picked.len());
             let mut start = 0;
@@ -1228,7 +1240,7 @@ impl DataStreamEngine {
             return Err(invalid(format!("Limit must be between 1 and {MAX_GET_RECORDS_LIMIT}; got {limit}.")));
         }
         let (uid, shard, pos, issued) = self.open_iterator(iterator)?;
-        let now = self.now();
+        let now = self.now_ms();
         if now - issued > ITERATOR_TTL_MS {
             return Err(DataStreamError::ExpiredIterator(format!(
                 "Iterator expired. The iterator was created at time {} while right now it is {} which is further in the future than the tolerated delay of {ITERATOR_TTL_MS} milliseconds.",
@@ -1257,7 +1269,7 @@ impl DataStreamEngine {
             let info = self.shard_for_read(&state, shard)?;
             (info.index, self.start_of(&state, info, &start)?)
         };
-        let now = self.now();
+        let now = self.now_ms();
         let key = (handle.uid, consumer, index);
         let generation = self.inner.subscription_gen.fetch_add(1, Ordering::SeqCst);
         {
@@ -1288,13 +1300,9 @@ impl DataStreamEngine {
     /// Drops records past each stream's retention, whole segment files at a time on
     /// disk; returns the number of index entries dropped.
     pub fn sweep(&self) -> Result<usize> {
-        let handles: Vec<Arc<StreamHandle>> = {
-            let reg = self.inner.registry.read().unwrap_or_else(|p| p.into_inner());
-            reg.by_name.values().cloned().collect()
-        };
-        let now = self.now();
+        let now = self.now_ms();
         let mut dropped = 0;
-        for h in handles {
+        for h in self.handles() {
             let mut state = h.lock();
             let horizon = now - state.retention_ms();
             for shard in &mut state.shards {
@@ -1303,15 +1311,9 @@ impl DataStreamEngine {
                     dropped += 1;
                 }
             }
-            let gone = state.log.drop_older_than(horizon).map_err(storage)?;
-            if !gone.is_empty() {
-                for shard in &mut state.shards {
-                    while shard.entries.front().is_some_and(|e| gone.contains(&e.at.segment)) {
-                        shard.entries.pop_front();
-                        dropped += 1;
-                    }
-                }
-            }
+            // A dropped segment holds only records that arrived before the horizon,
+            // and those left the index just above.
+            state.log.drop_older_than(horizon).map_err(storage)?;
         }
         Ok(dropped)
     }
@@ -1374,7 +1376,7 @@ impl Subscription {
             return None;
         }
         let mut changes = self.handle.published.subscribe();
-        let started = self.engine.now();
+        let started = self.engine.now_ms();
         loop {
             changes.borrow_and_update();
             let batch = match self.engine.read_from(&self.handle, self.shard, self.pos, EVENT_RECORD_LIMIT, false).await
@@ -1385,7 +1387,7 @@ impl Subscription {
                     return Some(Err(e));
                 }
             };
-            let now = self.engine.now();
+            let now = self.engine.now_ms();
             if !batch.records.is_empty() || batch.shard_done || now - started >= HEARTBEAT.as_millis() as i64 {
                 self.pos = batch.next_pos;
                 self.done = batch.shard_done;

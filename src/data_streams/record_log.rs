@@ -160,9 +160,9 @@ impl SegmentLog {
         for id in ids {
             let path = segment_path(dir, id);
             let bytes = std::fs::read(&path)?;
+            let file = OpenOptions::new().read(true).append(true).open(&path)?;
             let mut at = 0usize;
-            let mut seg =
-                Segment { file: Arc::new(File::open(&path)?), len: 0, first_arrival_ms: None, last_arrival_ms: 0 };
+            let (mut first_arrival_ms, mut last_arrival_ms) = (None, 0);
             while let Ok(Some((f, n))) = decode_frame(&bytes[at..]) {
                 frames.push(RecoveredFrame {
                     shard: f.shard,
@@ -170,19 +170,16 @@ impl SegmentLog {
                     arrival_ms: f.arrival_ms,
                     at: Location { segment: id, offset: at as u64, len: n as u32 },
                 });
-                seg.first_arrival_ms.get_or_insert(f.arrival_ms);
-                seg.last_arrival_ms = seg.last_arrival_ms.max(f.arrival_ms);
+                first_arrival_ms.get_or_insert(f.arrival_ms);
+                last_arrival_ms = last_arrival_ms.max(f.arrival_ms);
                 at += n;
             }
-            let file = OpenOptions::new().read(true).append(true).open(&path)?;
             if at < bytes.len() {
                 tracing::warn!(segment = %path.display(), kept = at, dropped = bytes.len() - at, "cutting a torn or corrupt tail");
                 file.set_len(at as u64)?;
                 file.sync_all()?;
             }
-            seg.file = Arc::new(file);
-            seg.len = at as u64;
-            segments.insert(id, seg);
+            segments.insert(id, Segment { file: Arc::new(file), len: at as u64, first_arrival_ms, last_arrival_ms });
         }
         Ok((SegmentLog { dir: dir.to_path_buf(), segments, policy }, frames))
     }
@@ -196,18 +193,14 @@ impl SegmentLog {
         Ok(())
     }
 
-    /// Appends encoded frames (not yet synced), rolling first if the newest segment is
-    /// full or old. Returns the segment and the offset of the first byte.
-    pub fn append(
-        &mut self,
-        frames: &[u8],
-        first_arrival_ms: i64,
-        last_arrival_ms: i64,
-    ) -> std::io::Result<(u32, u64)> {
+    /// Appends encoded frames that arrived at `arrival_ms` (not yet synced), rolling
+    /// first if the newest segment is full or old. Returns the segment and the offset of
+    /// the first byte.
+    pub fn append(&mut self, frames: &[u8], arrival_ms: i64) -> std::io::Result<(u32, u64)> {
         let roll = match self.segments.last_key_value() {
             None => Some(1),
             Some((id, s)) => {
-                let old = s.first_arrival_ms.is_some_and(|t| last_arrival_ms - t > self.policy.max_age_ms);
+                let old = s.first_arrival_ms.is_some_and(|t| arrival_ms - t > self.policy.max_age_ms);
                 (s.len > 0 && (s.len + frames.len() as u64 > self.policy.max_bytes || old)).then_some(id + 1)
             }
         };
@@ -227,8 +220,8 @@ impl SegmentLog {
             return Err(e);
         }
         seg.len += frames.len() as u64;
-        seg.first_arrival_ms.get_or_insert(first_arrival_ms);
-        seg.last_arrival_ms = seg.last_arrival_ms.max(last_arrival_ms);
+        seg.first_arrival_ms.get_or_insert(arrival_ms);
+        seg.last_arrival_ms = seg.last_arrival_ms.max(arrival_ms);
         Ok((id, offset))
     }
 
@@ -256,10 +249,6 @@ impl SegmentLog {
             self.segments.remove(id);
         }
         Ok(old)
-    }
-
-    pub fn bytes(&self) -> u64 {
-        self.segments.values().map(|s| s.len).sum()
     }
 }
 
@@ -319,15 +308,15 @@ mod tests {
         assert!(found.is_empty());
         let mut two = frame(1, b"a");
         two.extend(frame(2, b"bb"));
-        let (seg, off) = log.append(&two, 1001, 1002).unwrap();
+        let (seg, off) = log.append(&two, 1002).unwrap();
         assert_eq!((seg, off), (1, 0));
         // A torn third frame, as a crash mid-write leaves it.
         let third = frame(3, b"ccc");
-        log.append(&third[..third.len() - 2], 1003, 1003).unwrap();
+        log.append(&third[..third.len() - 2], 1003).unwrap();
         drop(log);
         let (mut log, found) = SegmentLog::open(dir.path(), RollPolicy::default()).unwrap();
         assert_eq!(found.iter().map(|f| f.seq).collect::<Vec<_>>(), vec![1, 2]);
-        let (_, off) = log.append(&frame(4, b"d"), 1004, 1004).unwrap();
+        let (_, off) = log.append(&frame(4, b"d"), 1004).unwrap();
         assert_eq!(off, two.len() as u64);
         let bytes = read_frames(&log.file(1).unwrap(), &[found[1].at]).unwrap();
         assert_eq!(decode_frame(&bytes).unwrap().unwrap().0.data, b"bb");
@@ -339,7 +328,7 @@ mod tests {
         let policy = RollPolicy { max_bytes: 100, max_age_ms: 1_000_000 };
         let (mut log, _) = SegmentLog::open(dir.path(), policy).unwrap();
         for seq in 0..10 {
-            log.append(&frame(seq, &[0; 40]), seq as i64, seq as i64).unwrap();
+            log.append(&frame(seq, &[0; 40]), seq as i64).unwrap();
         }
         let ids: Vec<u32> = log.segments.keys().copied().collect();
         assert!(ids.len() >= 4, "{ids:?}");

@@ -113,14 +113,13 @@ fn append(job: &Job, clock: &SharedClock, throttled: bool, buf: &mut Vec<u8>) ->
     buf.clear();
     let mut placements = Vec::with_capacity(job.records.len());
     let mut entries = Vec::with_capacity(job.records.len());
-    let mut offsets = Vec::with_capacity(job.records.len());
     for r in &job.records {
         let hash = r.explicit_hash_key.unwrap_or_else(|| hash_of_partition_key(&r.partition_key));
         let shard = state.meta.shard_map.route(hash);
         let len = frame_len(&r.partition_key, &r.data);
         if throttled && !state.throttles[shard as usize].admit_write(r.data.len() + r.partition_key.len(), now) {
             placements.push(Err(DataStreamError::ProvisionedThroughputExceeded(format!(
-                "Rate exceeded for shard {} in stream {} under account.",
+                "Rate exceeded for shard {} in stream {}.",
                 super::keys::shard_id(shard),
                 state.meta.name
             ))));
@@ -128,24 +127,25 @@ fn append(job: &Job, clock: &SharedClock, throttled: bool, buf: &mut Vec<u8>) ->
         }
         let seq = state.next_seq;
         state.next_seq += 1;
-        offsets.push(buf.len() as u64);
+        // The offset within this append; the segment's base is added once it is known.
+        let offset = buf.len() as u64;
         encode_frame(buf, &Frame { shard, seq, arrival_ms: arrival, partition_key: &r.partition_key, data: &r.data });
         placements.push(Ok((shard, seq)));
         entries.push((
             shard,
-            IndexEntry { seq, arrival_ms: arrival, at: Location { segment: 0, offset: 0, len: len as u32 } },
+            IndexEntry { seq, arrival_ms: arrival, at: Location { segment: 0, offset, len: len as u32 } },
         ));
     }
     if entries.is_empty() {
         return Ok((placements, entries, None));
     }
-    let (segment, base) = state.log.append(buf, arrival, arrival).map_err(|e| {
+    let (segment, base) = state.log.append(buf, arrival).map_err(|e| {
         tracing::error!(stream = %state.meta.name, error = %e, "appending data-stream records failed");
         DataStreamError::Storage(format!("append failed: {e}"))
     })?;
-    for ((shard, e), off) in entries.iter_mut().zip(&offsets) {
+    for (shard, e) in entries.iter_mut() {
         e.at.segment = segment;
-        e.at.offset = base + off;
+        e.at.offset += base;
         state.shards[*shard as usize].pending += 1;
     }
     Ok((placements, entries, state.log.active_file()))

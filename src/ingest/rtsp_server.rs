@@ -75,11 +75,13 @@ impl RtspServer {
         let (play_tx, mut play_rx) = mpsc::channel::<Vec<u8>>(16);
         session.play_tx = Some(play_tx);
         loop {
-            // Everything complete in the buffer first.
+            // Everything complete in the buffer first; the consumed bytes are dropped
+            // once per read, not once per message (a read holds dozens of RTP packets).
+            let mut consumed = 0;
             loop {
-                match rtsp::parse(&buf) {
+                match rtsp::parse(&buf[consumed..]) {
                     Ok(Some((msg, n))) => {
-                        buf.drain(..n);
+                        consumed += n;
                         let reply = session.message(msg).await;
                         if let Some(r) = reply {
                             if sock.write_all(&r).await.is_err() {
@@ -92,7 +94,10 @@ impl RtspServer {
                             return;
                         }
                     }
-                    Ok(None) => break,
+                    Ok(None) => {
+                        buf.drain(..consumed);
+                        break;
+                    }
                     Err(e) => {
                         tracing::info!(error = %e, "malformed RTSP input; closing");
                         let _ = sock.write_all(&rtsp::response(400, "Bad Request", None, &[], b"")).await;
