@@ -23,7 +23,8 @@ use kinescope::playback::selection::{self, Window};
 use kinescope::playback::session::{DiscontinuityMode, PlaybackMode, Protocol, SelectorClock, Session};
 use kinescope::playback::{dash, hls};
 use kinescope::video_store::{NewFragment, NewStream, StoreConfig, VideoStore};
-use kinescope::wire::mp4_tracks::{fragment_samples, parse_init, write_track_fragment};
+use kinescope::wire::fmp4::parse_init;
+use kinescope::wire::mp4_tracks::{fragment_samples, write_track_fragment};
 
 #[path = "common.rs"]
 mod common;

@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kinescope::api::auth::Credentials;
 use kinescope::clock::{Clock, SystemClock};
-use kinescope::ingest::rtsp_server::RtspServer;
+use kinescope::credentials::Credentials;
+use kinescope::rtsp::RtspServer;
 use kinescope::video_store::{NewFragment, NewStream, StoreConfig, VideoStore};
 use kinescope::wire::{rtp, rtsp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -136,13 +136,15 @@ async fn publisher(url: String, name: String, seconds: u64, keyframes: Arc<Mutex
 /// The same bytes as fragments straight into the store, one per second.
 async fn direct(store: VideoStore, name: String, seconds: u64, keyframes: Arc<Mutex<Vec<Instant>>>) {
     let record = store.resolve(Some(&name), None).expect("stream");
-    let init = kinescope::media::fmp4_mux::FragmentMuxer::new(vec![kinescope::media::CodecParams::H264 {
-        sps: vec![
-            0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00, 0x01, 0x00,
-            0x00, 0x03, 0x00, 0x32, 0x0f, 0x16, 0x2d, 0x96,
-        ],
-        pps: vec![0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0],
-    }])
+    let init = kinescope::media::fmp4_mux::FragmentMuxer::new(vec![kinescope::codec::CodecParams::H264(
+        kinescope::codec::h264::Params {
+            sps: vec![
+                0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00, 0x01,
+                0x00, 0x00, 0x03, 0x00, 0x32, 0x0f, 0x16, 0x2d, 0x96,
+            ],
+            pps: vec![0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0],
+        },
+    )])
     .init_segment()
     .expect("init");
     let init_id = store.put_init(record.id, Bytes::from(init)).await.expect("init");
@@ -293,14 +295,14 @@ fn main() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("rtsp://{}", listener.local_addr().expect("addr"));
         let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let server = RtspServer {
-            store: store.clone(),
-            credentials: Arc::new(Credentials::new(std::iter::empty())),
-            clock: Arc::new(SystemClock),
-            create_streams: false,
-            nonce_key: [3; 32],
-            metrics: Arc::new(kinescope::metrics::Metrics::default()),
-        };
+        let server = RtspServer::new(
+            store.clone(),
+            Arc::new(Credentials::new(std::iter::empty())),
+            Arc::new(SystemClock),
+            false,
+            [3; 32],
+            Arc::new(kinescope::metrics::Metrics::default()),
+        );
         tokio::spawn(server.run(listener, stop_rx));
         let mut rows = Vec::new();
         for (i, &n) in counts.iter().enumerate() {

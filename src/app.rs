@@ -7,9 +7,10 @@ use std::time::Duration;
 use axum::http::HeaderValue;
 use tokio::net::TcpListener;
 
-use crate::api::{self, auth::Credentials, dispatch::JsonServices, AppState};
+use crate::api::{self, dispatch::JsonServices, AppState};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::ServerConfig;
+use crate::credentials::Credentials;
 use crate::data_streams::DataStreamEngine;
 use crate::metrics::Metrics;
 use crate::playback::session::SessionSigner;
@@ -116,14 +117,14 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
     let rtsp_listener =
         TcpListener::bind(config.rtsp).await.map_err(|source| AppError::Bind { addr: config.rtsp, source })?;
     let rtsp_bound = rtsp_listener.local_addr()?;
-    let rtsp = crate::ingest::rtsp_server::RtspServer {
-        store: store.clone(),
-        credentials: state.auth.clone(),
-        clock: clock.clone(),
-        create_streams: config.rtsp_create_streams,
-        nonce_key: crate::secrets::random_bytes::<32>()?,
-        metrics: metrics.clone(),
-    };
+    let rtsp = crate::rtsp::RtspServer::new(
+        store.clone(),
+        state.auth.clone(),
+        clock.clone(),
+        config.rtsp_create_streams,
+        crate::secrets::random_bytes::<32>()?,
+        metrics.clone(),
+    );
     let rtsp_task = tokio::spawn(rtsp.run(rtsp_listener, stop_rx.clone()));
     tracing::info!(http = %bound, rtsp = %rtsp_bound, public_url = %public_url, "kinescope ready");
 

@@ -1,13 +1,17 @@
 //! Every box-level parser on arbitrary bytes: no panic, no unbounded allocation, and
-//! whatever parses as a box sequence re-serialises to the same bytes.
+//! whatever parses as a box sequence re-serialises to the same bytes. The codec layer
+//! reads every track an init parses to: codec strings, decoder configuration, and the
+//! sample entry written back from it must read back to the same parameters.
 #![no_main]
 
-use kinescope::wire::fmp4::{self, BoxIter, InitInfo};
+use kinescope::codec::{self, CodecParams};
+use kinescope::wire::bmff::{self as fmp4_boxes, BoxIter};
+use kinescope::wire::fmp4::{self, InitInfo, TrackInfo};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = fmp4::parse_box_header(data, 0, u64::MAX);
-    let _ = fmp4::parse_box_header(data, 0, 1 << 20);
+    let _ = fmp4_boxes::parse_box_header(data, 0, u64::MAX);
+    let _ = fmp4_boxes::parse_box_header(data, 0, 1 << 20);
 
     // Round trip: boxes read from the input, written again, read back the same.
     let mut rewritten = Vec::new();
@@ -15,12 +19,12 @@ fuzz_target!(|data: &[u8]| {
     for item in BoxIter::new(data) {
         match item {
             Ok((kind, body)) => {
-                if kind == fmp4::kinds::UUID {
+                if kind == fmp4_boxes::kinds::UUID {
                     // The reader keeps the 16-byte user type out of the body.
                     continue;
                 }
                 parsed.push((kind, body.to_vec()));
-                fmp4::write_box(&mut rewritten, kind, body);
+                fmp4_boxes::write_box(&mut rewritten, kind, body);
             }
             Err(_) => break,
         }
@@ -32,6 +36,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(init) = fmp4::parse_moov(data) {
         let _ = fmp4::parse_moof(data, &init);
         let _ = init.timing_track();
+        init.tracks.iter().for_each(codec_round_trip);
+    }
+    if let Ok(init) = fmp4::parse_init(data) {
+        init.tracks.iter().for_each(codec_round_trip);
     }
     let empty = InitInfo { tracks: Vec::new() };
     let _ = fmp4::parse_moof(data, &empty);
@@ -43,3 +51,15 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// What the codec layer reads of a track, written back as a sample entry, reads back the same.
+fn codec_round_trip(track: &TrackInfo) {
+    let _ = codec::codec_string(track);
+    let Some(params) = CodecParams::from_track(track) else { return };
+    let _ = params.dimensions();
+    let _ = params.sdp_media(96);
+    let Ok(entry) = params.sample_entry() else { return };
+    let Some(Ok((kind, body))) = BoxIter::new(&entry).next() else { panic!("a written sample entry is a box") };
+    let again = TrackInfo { sample_entry: kind, sample_entry_body: body.to_vec(), ..track.clone() };
+    assert_eq!(CodecParams::from_track(&again).map(|p| p.kind()), Some(params.kind()));
+}

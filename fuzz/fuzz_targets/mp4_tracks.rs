@@ -4,8 +4,9 @@
 #![no_main]
 
 use kinescope::playback::session::{Protocol, SessionSigner};
-use kinescope::wire::fmp4::{kinds, BoxIter};
-use kinescope::wire::mp4_tracks::{fragment_samples, parse_init, track_init, write_track_fragment, ProgressiveWriter};
+use kinescope::wire::bmff::{kinds, BoxIter};
+use kinescope::wire::fmp4::parse_init;
+use kinescope::wire::mp4_tracks::{fragment_samples, track_init, write_track_fragment, ProgressiveWriter};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,14 +1,15 @@
 //! The RTSP push path on arbitrary bytes: message and interleaved-frame parsing (fed in
 //! arbitrary pieces, as a socket delivers them), Transport headers, SDP and the codec
 //! parameters taken from it, RTP parsing and every depacketizer, and the sample muxer
-//! on what comes out. No panic.
+//! on what comes out; every packetizer on the same bytes. No panic.
 #![no_main]
 
 use std::collections::BTreeMap;
 
-use kinescope::ingest::rtp_depacketize::{Depacketizer, ReorderBuffer};
+use kinescope::codec::{self, h264, h265, opus, CodecKind, CodecParams, Depacketizer};
 use kinescope::media::fmp4_mux::FragmentMuxer;
-use kinescope::media::{CodecParams, Sample};
+use kinescope::media::Frame;
+use kinescope::wire::rtp::ReorderBuffer;
 use kinescope::wire::{rtp, rtsp, sdp};
 use libfuzzer_sys::fuzz_target;
 
@@ -27,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
                 let _ = rtsp::path_of(&r.uri);
                 if let Ok(media) = sdp::parse(&r.body) {
                     for m in &media {
-                        let _ = sdp::codec_params(m);
+                        let _ = codec::from_sdp(m);
                     }
                 }
             }
@@ -36,7 +37,12 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(media) = sdp::parse(data) {
         for m in &media {
-            let _ = sdp::codec_params(m);
+            if let Ok((_, Some(params))) = codec::from_sdp(m) {
+                // What we would write back for it parses to the same parameters.
+                let written = sdp::write("fuzz", &[params.sdp_media(96)]);
+                let again = sdp::parse(written.as_bytes()).expect("written SDP parses");
+                assert_eq!(codec::from_sdp(&again[0]).ok().and_then(|(_, p)| p), Some(params));
+            }
         }
     }
 
@@ -44,17 +50,12 @@ fuzz_target!(|data: &[u8]| {
     let mut fmtp = BTreeMap::new();
     fmtp.insert("sizelength".to_string(), "13".to_string());
     fmtp.insert("indexlength".to_string(), "3".to_string());
-    let kinds = [
-        CodecParams::H264 { sps: vec![], pps: vec![] },
-        CodecParams::H265 { vps: vec![], sps: vec![], pps: vec![] },
-        CodecParams::Aac { config: vec![0x12, 0x10], sample_rate: 44_100, channels: 2 },
-        CodecParams::Opus { channels: 2 },
-    ];
+    let kinds = [CodecKind::H264, CodecKind::H265, CodecKind::Aac, CodecKind::Opus];
     let mut reorder = ReorderBuffer::new(8);
     let packets: Vec<&[u8]> = data.split(|b| *b == 0xA5).collect();
     for (k, kind) in kinds.iter().enumerate() {
-        let mut d = Depacketizer::new(kind, &fmtp);
-        let mut mux = FragmentMuxer::new(vec![CodecParams::Opus { channels: 2 }]);
+        let mut d = Depacketizer::new(*kind, &fmtp);
+        let mut mux = FragmentMuxer::new(vec![CodecParams::Opus(opus::Params { channels: 2 })]);
         let mut dts = 0i64;
         for (i, p) in packets.iter().enumerate() {
             if k == 0 {
@@ -65,18 +66,17 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(pkt) = rtp::parse(p) {
                 for u in d.push(&pkt, (i % 3) as u64) {
                     dts += 960;
-                    let _ = mux.push(Sample { track: 0, dts, cts_offset: 0, keyframe: u.keyframe, data: u.data });
+                    let _ = mux.push(Frame { track: 0, dts, cts_offset: 0, keyframe: u.keyframe, data: u.data });
                 }
             }
         }
         let _ = mux.flush();
     }
-    // Init segments (what DESCRIBE reads) and the RTP packetizers for viewers.
-    for (_, params) in kinescope::media::from_init::codec_params_of_init(data) {
-        let _ = kinescope::wire::sdp::write("fuzz", &[(params.clone(), 96)]);
-        let _ = kinescope::playback::rtp_packetize::payloads(&params, data);
+    // The RTP packetizers for viewers, on the same bytes as a sample.
+    for kind in kinds {
+        let _ = codec::packetize(kind, data);
     }
     // SPS parsers on raw bytes.
-    let _ = kinescope::media::h264::parse_sps(data);
-    let _ = kinescope::media::h264::parse_hevc_sps_size(data);
+    let _ = h264::parse_sps(data);
+    let _ = h265::parse_sps_size(data);
 });

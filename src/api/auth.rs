@@ -4,8 +4,6 @@
 //! Streaming requests (PutMedia, or any request signed with `UNSIGNED-PAYLOAD`) are
 //! verified on their headers alone and their bodies pass through untouched.
 
-use std::collections::HashMap;
-
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -18,25 +16,7 @@ use crate::wire::sigv4::{self, RequestParts, UNSIGNED_PAYLOAD};
 /// The largest non-streaming request body accepted (AWS JSON APIs stay far below).
 pub const MAX_SIGNED_BODY: usize = 16 * 1024 * 1024;
 
-/// Access keys the server accepts. Empty: anonymous mode (loopback only, see `app`).
-#[derive(Debug, Default, Clone)]
-pub struct Credentials {
-    keys: HashMap<String, String>,
-}
-
-impl Credentials {
-    pub fn new(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
-        Credentials { keys: pairs.into_iter().collect() }
-    }
-
-    pub fn is_anonymous(&self) -> bool {
-        self.keys.is_empty()
-    }
-
-    pub fn secret(&self, access_key_id: &str) -> Option<String> {
-        self.keys.get(access_key_id).cloned()
-    }
-}
+pub use crate::credentials::Credentials;
 
 /// Requests whose body is a stream, verified on their headers alone.
 const STREAMING_PATHS: [&str; 1] = ["/putMedia"];

@@ -14,12 +14,12 @@ use serde_json::json;
 use super::error::ApiError;
 use super::json::{parse, Timestamp};
 use super::{json_ok, AppState};
+use crate::codec::CodecKind;
 use crate::playback::selection::{SelectError, LIVE_RECENT_US};
 use crate::playback::session::{DiscontinuityMode, PlaybackMode, Protocol, SelectorClock, Session};
 use crate::playback::{clip, dash};
 use crate::video_store::StreamRecord;
-use crate::wire::fmp4::TrackKind;
-use crate::wire::mp4_tracks::parse_init;
+use crate::wire::fmp4::parse_init;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -98,9 +98,9 @@ fn check_playable(
     let Some(first) = info.tracks.first() else {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "UnsupportedStreamMediaTypeException", "no tracks"));
     };
-    let entry = &first.sample_entry.0;
-    let video_ok = matches!(entry, b"avc1" | b"avc3" | b"hvc1" | b"hev1");
-    let audio_only_ok = protocol == Some(Protocol::Hls) && entry == b"mp4a";
+    let kind = CodecKind::from_sample_entry(first.sample_entry);
+    let video_ok = kind.is_some_and(CodecKind::is_video);
+    let audio_only_ok = protocol == Some(Protocol::Hls) && kind == Some(CodecKind::Aac);
     if !(video_ok || audio_only_ok) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -112,7 +112,7 @@ fn check_playable(
             ),
         ));
     }
-    if first.kind != TrackKind::Other && !first.codec.contains('.') {
+    if !crate::codec::has_decoder_config(first) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "MissingCodecPrivateDataException",

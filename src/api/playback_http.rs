@@ -23,8 +23,8 @@ use crate::playback::selection::{self, admits};
 use crate::playback::session::{Protocol, Session, TokenError};
 use crate::playback::{dash, hls};
 use crate::video_store::{FragmentMeta, TimeKind};
-use crate::wire::fmp4::InitInfo;
-use crate::wire::mp4_tracks::{fragment_samples, parse_init, track_init, write_track_fragment};
+use crate::wire::fmp4::{parse_init, InitInfo};
+use crate::wire::mp4_tracks::{fragment_samples, track_init, write_track_fragment};
 
 pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()

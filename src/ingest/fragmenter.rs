@@ -13,7 +13,8 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::wire::fmp4::{self, kinds, parse_box_header, parse_moof, parse_moov, Fmp4Error, FourCc, InitInfo};
+use crate::wire::bmff::{kinds, parse_box_header, BoxError, FourCc};
+use crate::wire::fmp4::{self, parse_moof, parse_moov, InitInfo};
 
 /// Limits a producer must keep to (Kinesis Video's, by default).
 #[derive(Debug, Clone, Copy)]
@@ -54,7 +55,7 @@ pub struct AssembledFragment {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FatalError {
     #[error("invalid fragmented MP4: {0}")]
-    Invalid(#[from] Fmp4Error),
+    Invalid(#[from] BoxError),
     #[error("media data arrived before any init segment (ftyp+moov)")]
     NoInitSegment,
     #[error("init segment has {found} tracks; at most {max} are allowed")]
@@ -181,7 +182,7 @@ impl Fragmenter {
                         continue;
                     }
                 }
-                return Err(FatalError::Invalid(Fmp4Error::SizeTooLarge {
+                return Err(FatalError::Invalid(BoxError::SizeTooLarge {
                     kind: header.kind,
                     offset: self.consumed,
                     size: header.size,
@@ -440,9 +441,10 @@ mod tests {
         assert_eq!(inits.len(), 1);
         let tracks = &inits[0].info.tracks;
         assert_eq!(tracks.len(), 2);
-        assert!(tracks[0].codec.starts_with("avc1.4d"), "{}", tracks[0].codec);
+        let codec = crate::codec::codec_string(&tracks[0]);
+        assert!(codec.starts_with("avc1.4d"), "{codec}");
         assert_eq!((tracks[0].width, tracks[0].height), (320, 240));
-        assert_eq!(tracks[1].codec, "mp4a.40.2");
+        assert_eq!(crate::codec::codec_string(&tracks[1]), "mp4a.40.2");
         assert_eq!(tracks[1].sample_rate, 48_000);
         let frags = fragments(&events);
         assert_eq!(frags.len(), 4);
@@ -484,7 +486,8 @@ mod tests {
     fn hevc_codec_string() {
         let (events, _) = run(&fixture("hevc.mp4"), 1 << 20, FragmentLimits::default());
         let FragmenterEvent::Init(init) = &events[0] else { panic!("init first") };
-        assert!(init.info.tracks[0].codec.starts_with("hvc1.1."), "{}", init.info.tracks[0].codec);
+        let codec = crate::codec::codec_string(&init.info.tracks[0]);
+        assert!(codec.starts_with("hvc1.1."), "{codec}");
     }
 
     #[test]
@@ -510,13 +513,13 @@ mod tests {
         let mut data = b"\xff\xff\xff\xf0ftyp".to_vec();
         data.extend_from_slice(&[0; 100]);
         let (_, r) = run(&data, 1 << 20, FragmentLimits::default());
-        assert!(matches!(r, Err(FatalError::Invalid(Fmp4Error::SizeTooLarge { .. }))));
+        assert!(matches!(r, Err(FatalError::Invalid(BoxError::SizeTooLarge { .. }))));
     }
 
     #[test]
     fn garbage_is_fatal() {
         let (_, r) = run(&[0x00, 0x00, 0x00, 0x02, 0x41, 0x41, 0x41, 0x41, 0, 0], 3, FragmentLimits::default());
-        assert!(matches!(r, Err(FatalError::Invalid(Fmp4Error::SizeTooSmall { .. }))));
+        assert!(matches!(r, Err(FatalError::Invalid(BoxError::SizeTooSmall { .. }))));
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //!
 //! * [`fragmenter`]: sans-IO fragmented MP4 → keyframe-aligned fragments.
 //! * [`put_media`]: a PutMedia session over HTTP: body in, acknowledgements out.
+//! * [`publisher`]: a live source's RTP (or frames) → timed frames → fragments; fed by
+//!   the RTSP server's publisher sessions and by [`rtsp_pull`].
+//! * [`rtsp_pull`]: IP cameras pulled with retina, reconnected with backoff.
 
 pub mod fragmenter;
+pub mod publisher;
 pub mod put_media;
-pub mod rtp_depacketize;
-pub mod rtsp_publish;
 pub mod rtsp_pull;
-pub mod rtsp_server;

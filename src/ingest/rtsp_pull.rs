@@ -13,10 +13,10 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::rtp_depacketize::Unit;
-use super::rtsp_publish::{MediaTime, Publisher, TrackSpec};
+use super::publisher::{Publisher, TrackSpec};
 use crate::clock::SharedClock;
-use crate::media::CodecParams;
+use crate::codec::{aac, h264, h265, opus, AccessUnit as Unit, CodecKind, CodecParams};
+use crate::media::timeline::MediaTime;
 use crate::metrics::Metrics;
 use crate::video_store::{StoreError, VideoStore};
 
@@ -280,53 +280,37 @@ async fn pull_loop(
     }
 }
 
-fn codec_of(stream: &retina::client::Stream) -> Option<(CodecParams, BTreeMap<String, String>)> {
+/// What a camera's stream carries, as retina describes it: the codec, and its
+/// parameters when known (video parameter sets may only come in band).
+fn codec_of(stream: &retina::client::Stream) -> Option<(CodecKind, Option<CodecParams>)> {
     use retina::codec::{ParametersRef, VideoParametersCodec};
-    let fmtp = BTreeMap::new();
-    match (stream.media(), stream.encoding_name(), stream.parameters()) {
-        ("video", "h264", p) => {
-            let params = match p {
-                Some(ParametersRef::Video(v)) => match v.codec_params() {
-                    VideoParametersCodec::H264 { sps, pps } => {
-                        CodecParams::H264 { sps: sps.to_vec(), pps: pps.to_vec() }
-                    }
-                    _ => return None,
-                },
-                _ => CodecParams::H264 { sps: vec![], pps: vec![] },
-            };
-            Some((params, fmtp))
+    let kind = match (stream.media(), CodecKind::from_sdp_encoding(stream.encoding_name())?) {
+        ("video", k) if k.is_video() => k,
+        ("audio", k) if !k.is_video() => k,
+        _ => return None,
+    };
+    let params = match (kind, stream.parameters()) {
+        (_, Some(ParametersRef::Video(v))) => match v.codec_params() {
+            VideoParametersCodec::H264 { sps, pps } => {
+                Some(CodecParams::H264(h264::Params { sps: sps.to_vec(), pps: pps.to_vec() }))
+            }
+            VideoParametersCodec::H265 { vps, sps, pps } => {
+                Some(CodecParams::H265(h265::Params { vps: vps.to_vec(), sps: sps.to_vec(), pps: pps.to_vec() }))
+            }
+            _ => return None,
+        },
+        (CodecKind::Aac, Some(ParametersRef::Audio(a))) => Some(CodecParams::Aac(aac::Params {
+            config: a.extra_data().to_vec(),
+            sample_rate: a.clock_rate(),
+            channels: a.channels().get(),
+        })),
+        (CodecKind::Aac, _) => return None,
+        (CodecKind::Opus, _) => {
+            Some(CodecParams::Opus(opus::Params { channels: stream.channels().map_or(2, |c| c.get()) }))
         }
-        ("video", "h265", p) => {
-            let params = match p {
-                Some(ParametersRef::Video(v)) => match v.codec_params() {
-                    VideoParametersCodec::H265 { vps, sps, pps } => {
-                        CodecParams::H265 { vps: vps.to_vec(), sps: sps.to_vec(), pps: pps.to_vec() }
-                    }
-                    _ => return None,
-                },
-                _ => CodecParams::H265 { vps: vec![], sps: vec![], pps: vec![] },
-            };
-            Some((params, fmtp))
-        }
-        ("audio", "mpeg4-generic", Some(ParametersRef::Audio(a))) => Some((
-            CodecParams::Aac {
-                config: a.extra_data().to_vec(),
-                sample_rate: a.clock_rate(),
-                channels: a.channels().get(),
-            },
-            fmtp,
-        )),
-        ("audio", "opus", _) => Some((CodecParams::Opus { channels: stream.channels().map_or(2, |c| c.get()) }, fmtp)),
-        _ => None,
-    }
-}
-
-fn complete(p: &CodecParams) -> bool {
-    match p {
-        CodecParams::H264 { sps, pps } => !sps.is_empty() && !pps.is_empty(),
-        CodecParams::H265 { vps, sps, pps } => !vps.is_empty() && !sps.is_empty() && !pps.is_empty(),
-        _ => true,
-    }
+        (_, _) => None,
+    };
+    Some((kind, params))
 }
 
 /// One connection to the camera, until it fails or ends.
@@ -356,14 +340,8 @@ async fn pull_once(
     let mut tracks = Vec::new();
     let mut specs = Vec::new();
     for (i, s) in session.streams().iter().enumerate() {
-        if let Some((params, fmtp)) = codec_of(s) {
-            let kind = params.clone();
-            specs.push(TrackSpec {
-                params: complete(&params).then_some(params),
-                kind,
-                fmtp,
-                clock_rate: s.clock_rate_hz(),
-            });
+        if let Some((kind, params)) = codec_of(s) {
+            specs.push(TrackSpec { params, kind, fmtp: BTreeMap::new(), clock_rate: s.clock_rate_hz() });
             tracks.push(i);
         }
     }
@@ -391,7 +369,7 @@ async fn pull_once(
         let (stream_id, elapsed, loss, keyframe, data, params) = match item {
             CodecItem::VideoFrame(f) => {
                 let params = if f.has_new_parameters() {
-                    demuxed.streams().get(f.stream_id()).and_then(codec_of).map(|(p, _)| p)
+                    demuxed.streams().get(f.stream_id()).and_then(codec_of).and_then(|(_, p)| p)
                 } else {
                     None
                 };
@@ -417,11 +395,7 @@ async fn pull_once(
         };
         let Some(track) = tracks.iter().position(|&i| i == stream_id) else { continue };
         set_status(status, clock.now_ms(), |s| s.count(data.len(), clock.now_ms()));
-        let parameter_sets = match params {
-            Some(CodecParams::H264 { sps, pps }) => vec![sps, pps],
-            Some(CodecParams::H265 { vps, sps, pps }) => vec![vps, sps, pps],
-            _ => Vec::new(),
-        };
+        let parameter_sets = params.map(|p| p.parameter_sets()).unwrap_or_default();
         let unit = Unit { rtp_ts: 0, data, keyframe, parameter_sets };
         if let Err(e) = publisher.frame(track, elapsed, loss, unit).await {
             break Err(e.to_string());

@@ -1,4 +1,4 @@
-//! Samples in, the store's unit out: an init segment (`ftyp`+`moov` with one track per
+//! Frames in, the store's unit out: an init segment (`ftyp`+`moov` with one track per
 //! input, sample entries built from the codec parameters) and fragments of one
 //! `moof`+`mdat` per GOP, cut where a video keyframe begins. Sans-IO.
 //!
@@ -6,9 +6,13 @@
 //! timeline it wants stored: RTSP ingest passes producer wall-clock time in each
 //! track's timescale, as `ffmpeg -movflags frag_keyframe` with absolute times would.
 
-use super::h264::{parse_hevc_sps_size, parse_sps, unescape};
-use super::{CodecParams, Sample};
-use crate::wire::fmp4::{write_box, FourCc};
+use super::Frame;
+use crate::codec::{CodecError, CodecParams};
+use crate::wire::bmff::{box_header_len, full_box, kinds::*, write_box, write_box_header};
+use crate::wire::fmp4::{
+    SAMPLE_FLAGS_NON_SYNC, SAMPLE_FLAGS_SYNC, TFHD_DEFAULT_BASE_IS_MOOF, TRUN_CTO, TRUN_DATA_OFFSET, TRUN_DURATION,
+    TRUN_FLAGS, TRUN_SIZE,
+};
 
 /// Cut a fragment even without a keyframe once it holds this much time (the store
 /// refuses fragments over 20 s).
@@ -16,15 +20,12 @@ pub const MAX_FRAGMENT_US: i64 = 10_000_000;
 /// Audio-only streams are cut into fragments of this length.
 pub const AUDIO_FRAGMENT_US: i64 = 2_000_000;
 
-const SYNC: u32 = 0x0200_0000;
-const NON_SYNC: u32 = 0x0101_0000;
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MuxError {
     #[error("sample for unknown track {0}")]
     UnknownTrack(usize),
-    #[error("the {0} parameters are malformed")]
-    BadParameters(&'static str),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
     #[error("decode time went backwards on track {track}: {dts} after {last}")]
     TimeWentBack { track: usize, dts: i64, last: i64 },
 }
@@ -43,7 +44,7 @@ pub struct MuxedFragment {
 struct Track {
     params: CodecParams,
     timescale: u32,
-    pending: Vec<Sample>,
+    pending: Vec<Frame>,
     last_dts: Option<i64>,
     last_duration: u32,
 }
@@ -53,13 +54,6 @@ pub struct FragmentMuxer {
     /// The track whose keyframes cut fragments (the first video track), if any.
     video: Option<usize>,
     sequence: u32,
-}
-
-fn full_box(version: u8, flags: u32) -> Vec<u8> {
-    let mut v = Vec::with_capacity(64);
-    v.push(version);
-    v.extend_from_slice(&flags.to_be_bytes()[1..]);
-    v
 }
 
 const MATRIX: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000];
@@ -97,7 +91,7 @@ impl FragmentMuxer {
         for brand in [b"iso6", b"cmfc", b"mp41"] {
             ftyp.extend_from_slice(brand);
         }
-        write_box(&mut out, FourCc::new(b"ftyp"), &ftyp);
+        write_box(&mut out, FTYP, &ftyp);
 
         let mut moov = Vec::with_capacity(1024);
         let mut mvhd = full_box(0, 0);
@@ -110,9 +104,9 @@ impl FragmentMuxer {
         MATRIX.iter().for_each(|m| mvhd.extend_from_slice(&m.to_be_bytes()));
         mvhd.extend_from_slice(&[0; 24]);
         mvhd.extend_from_slice(&(self.tracks.len() as u32 + 1).to_be_bytes());
-        write_box(&mut moov, FourCc::new(b"mvhd"), &mvhd);
+        write_box(&mut moov, MVHD, &mvhd);
         for (i, t) in self.tracks.iter().enumerate() {
-            write_box(&mut moov, FourCc::new(b"trak"), &trak(i as u32 + 1, t)?);
+            write_box(&mut moov, TRAK, &trak(i as u32 + 1, t)?);
         }
         let mut mvex = Vec::new();
         for i in 0..self.tracks.len() {
@@ -120,10 +114,10 @@ impl FragmentMuxer {
             trex.extend_from_slice(&(i as u32 + 1).to_be_bytes());
             trex.extend_from_slice(&1u32.to_be_bytes());
             trex.extend_from_slice(&[0; 12]);
-            write_box(&mut mvex, FourCc::new(b"trex"), &trex);
+            write_box(&mut mvex, TREX, &trex);
         }
-        write_box(&mut moov, FourCc::new(b"mvex"), &mvex);
-        write_box(&mut out, FourCc::new(b"moov"), &moov);
+        write_box(&mut moov, MVEX, &mvex);
+        write_box(&mut out, MOOV, &moov);
         Ok(out)
     }
 
@@ -136,8 +130,8 @@ impl FragmentMuxer {
         }
     }
 
-    /// Adds a sample; returns the fragment it completes, if it starts a new one.
-    pub fn push(&mut self, sample: Sample) -> Result<Option<MuxedFragment>, MuxError> {
+    /// Adds a frame; returns the fragment it completes, if it starts a new one.
+    pub fn push(&mut self, sample: Frame) -> Result<Option<MuxedFragment>, MuxError> {
         let track = self.tracks.get(sample.track).ok_or(MuxError::UnknownTrack(sample.track))?;
         if let Some(last) = track.last_dts {
             if sample.dts < last {
@@ -170,7 +164,7 @@ impl FragmentMuxer {
         self.cut(None)
     }
 
-    fn cut(&mut self, next: Option<&Sample>) -> Option<MuxedFragment> {
+    fn cut(&mut self, next: Option<&Frame>) -> Option<MuxedFragment> {
         if self.tracks.iter().all(|t| t.pending.is_empty()) {
             return None;
         }
@@ -199,26 +193,26 @@ impl FragmentMuxer {
                 end_us = to_us(samples[samples.len() - 1].dts + i64::from(last), t.timescale);
                 keyframe = !t.params.is_video() || samples[0].keyframe;
             }
-            let mut trun = full_box(1, 0x001 | 0x100 | 0x200 | 0x400 | 0x800);
+            let mut trun = full_box(1, TRUN_DATA_OFFSET | TRUN_DURATION | TRUN_SIZE | TRUN_FLAGS | TRUN_CTO);
             trun.extend_from_slice(&(samples.len() as u32).to_be_bytes());
             trun.extend_from_slice(&0u32.to_be_bytes()); // data offset, fixed below
             let mut data = Vec::new();
             for (s, d) in samples.iter().zip(&durations) {
                 trun.extend_from_slice(&d.to_be_bytes());
                 trun.extend_from_slice(&(s.data.len() as u32).to_be_bytes());
-                let flags = if !t.params.is_video() || s.keyframe { SYNC } else { NON_SYNC };
+                let flags = if !t.params.is_video() || s.keyframe { SAMPLE_FLAGS_SYNC } else { SAMPLE_FLAGS_NON_SYNC };
                 trun.extend_from_slice(&flags.to_be_bytes());
                 trun.extend_from_slice(&s.cts_offset.to_be_bytes());
                 data.extend_from_slice(&s.data);
             }
-            let mut tfhd = full_box(0, 0x02_0000);
+            let mut tfhd = full_box(0, TFHD_DEFAULT_BASE_IS_MOOF);
             tfhd.extend_from_slice(&(i as u32 + 1).to_be_bytes());
             let mut tfdt = full_box(1, 0);
             tfdt.extend_from_slice(&(samples[0].dts.max(0) as u64).to_be_bytes());
             let mut traf = Vec::new();
-            write_box(&mut traf, FourCc::new(b"tfhd"), &tfhd);
-            write_box(&mut traf, FourCc::new(b"tfdt"), &tfdt);
-            write_box(&mut traf, FourCc::new(b"trun"), &trun);
+            write_box(&mut traf, TFHD, &tfhd);
+            write_box(&mut traf, TFDT, &tfdt);
+            write_box(&mut traf, TRUN, &trun);
             trafs.push((i as u32 + 1, traf, data));
         }
         // moof = header + mfhd + trafs; each trun's data offset counts from the moof start.
@@ -226,9 +220,9 @@ impl FragmentMuxer {
         mfhd.extend_from_slice(&self.sequence.to_be_bytes());
         let moof_len = 8 + (8 + mfhd.len()) + trafs.iter().map(|(_, traf, _)| 8 + traf.len()).sum::<usize>();
         let payload: usize = trafs.iter().map(|(_, _, d)| d.len()).sum();
-        let mdat_header = if payload + 8 > u32::MAX as usize { 16 } else { 8 };
+        let mdat_header = box_header_len(payload);
         let mut moof = Vec::with_capacity(moof_len);
-        write_box(&mut moof, FourCc::new(b"mfhd"), &mfhd);
+        write_box(&mut moof, MFHD, &mfhd);
         let mut offset = moof_len + mdat_header;
         for (_, traf, data) in &mut trafs {
             // trun body: after tfhd and tfdt boxes, the trun header (8), version/flags (4), count (4).
@@ -239,28 +233,20 @@ impl FragmentMuxer {
             let at = tfhd_len + tfdt_len + 8 + 4 + 4;
             traf[at..at + 4].copy_from_slice(&(offset as u32).to_be_bytes());
             offset += data.len();
-            write_box(&mut moof, FourCc::new(b"traf"), traf);
+            write_box(&mut moof, TRAF, traf);
         }
         let mut bytes = Vec::with_capacity(moof_len + mdat_header + payload);
-        write_box(&mut bytes, FourCc::new(b"moof"), &moof);
-        let mut mdat = Vec::with_capacity(payload);
+        write_box(&mut bytes, MOOF, &moof);
+        write_box_header(&mut bytes, MDAT, payload);
         for (_, _, data) in &trafs {
-            mdat.extend_from_slice(data);
+            bytes.extend_from_slice(data);
         }
-        write_box(&mut bytes, FourCc::new(b"mdat"), &mdat);
         Some(MuxedFragment { bytes, start_us, duration_us: (end_us - start_us).max(0), keyframe })
     }
 }
 
 fn trak(track_id: u32, t: &Track) -> Result<Vec<u8>, MuxError> {
-    let (width, height) = match &t.params {
-        CodecParams::H264 { sps, .. } => {
-            let i = parse_sps(sps).ok_or(MuxError::BadParameters("H.264 SPS"))?;
-            (i.width, i.height)
-        }
-        CodecParams::H265 { sps, .. } => parse_hevc_sps_size(sps).ok_or(MuxError::BadParameters("H.265 SPS"))?,
-        _ => (0, 0),
-    };
+    let (width, height) = t.params.dimensions()?;
     let video = t.params.is_video();
     let mut tkhd = full_box(0, 3);
     tkhd.extend_from_slice(&[0; 8]);
@@ -292,164 +278,61 @@ fn trak(track_id: u32, t: &Track) -> Result<Vec<u8>, MuxError> {
     if video {
         let mut vmhd = full_box(0, 1);
         vmhd.extend_from_slice(&[0; 8]);
-        write_box(&mut minf, FourCc::new(b"vmhd"), &vmhd);
+        write_box(&mut minf, VMHD, &vmhd);
     } else {
         let mut smhd = full_box(0, 0);
         smhd.extend_from_slice(&[0; 4]);
-        write_box(&mut minf, FourCc::new(b"smhd"), &smhd);
+        write_box(&mut minf, SMHD, &smhd);
     }
     let mut dref = full_box(0, 0);
     dref.extend_from_slice(&1u32.to_be_bytes());
-    write_box(&mut dref, FourCc::new(b"url "), &full_box(0, 1));
+    write_box(&mut dref, URL, &full_box(0, 1));
     let mut dinf = Vec::new();
-    write_box(&mut dinf, FourCc::new(b"dref"), &dref);
-    write_box(&mut minf, FourCc::new(b"dinf"), &dinf);
+    write_box(&mut dinf, DREF, &dref);
+    write_box(&mut minf, DINF, &dinf);
 
     let mut stsd = full_box(0, 0);
     stsd.extend_from_slice(&1u32.to_be_bytes());
-    sample_entry(&mut stsd, &t.params, width, height)?;
+    stsd.extend_from_slice(&t.params.sample_entry()?);
     let mut stbl = Vec::new();
-    write_box(&mut stbl, FourCc::new(b"stsd"), &stsd);
-    for kind in [b"stts", b"stsc", b"stco"] {
+    write_box(&mut stbl, STSD, &stsd);
+    for kind in [STTS, STSC, STCO] {
         let mut b = full_box(0, 0);
         b.extend_from_slice(&0u32.to_be_bytes());
-        write_box(&mut stbl, FourCc::new(kind), &b);
+        write_box(&mut stbl, kind, &b);
     }
     let mut stsz = full_box(0, 0);
     stsz.extend_from_slice(&[0; 8]);
-    write_box(&mut stbl, FourCc::new(b"stsz"), &stsz);
-    write_box(&mut minf, FourCc::new(b"stbl"), &stbl);
+    write_box(&mut stbl, STSZ, &stsz);
+    write_box(&mut minf, STBL, &stbl);
 
     let mut mdia = Vec::new();
-    write_box(&mut mdia, FourCc::new(b"mdhd"), &mdhd);
-    write_box(&mut mdia, FourCc::new(b"hdlr"), &hdlr);
-    write_box(&mut mdia, FourCc::new(b"minf"), &minf);
+    write_box(&mut mdia, MDHD, &mdhd);
+    write_box(&mut mdia, HDLR, &hdlr);
+    write_box(&mut mdia, MINF, &minf);
     let mut trak = Vec::new();
-    write_box(&mut trak, FourCc::new(b"tkhd"), &tkhd);
-    write_box(&mut trak, FourCc::new(b"mdia"), &mdia);
+    write_box(&mut trak, TKHD, &tkhd);
+    write_box(&mut trak, MDIA, &mdia);
     Ok(trak)
-}
-
-fn visual_entry(width: u32, height: u32) -> Vec<u8> {
-    let mut v = Vec::with_capacity(86);
-    v.extend_from_slice(&[0; 6]);
-    v.extend_from_slice(&1u16.to_be_bytes()); // data reference index
-    v.extend_from_slice(&[0; 16]);
-    v.extend_from_slice(&(width as u16).to_be_bytes());
-    v.extend_from_slice(&(height as u16).to_be_bytes());
-    v.extend_from_slice(&0x0048_0000u32.to_be_bytes());
-    v.extend_from_slice(&0x0048_0000u32.to_be_bytes());
-    v.extend_from_slice(&[0; 4]);
-    v.extend_from_slice(&1u16.to_be_bytes()); // frame count
-    v.extend_from_slice(&[0; 32]); // compressor name
-    v.extend_from_slice(&0x0018u16.to_be_bytes());
-    v.extend_from_slice(&0xffffu16.to_be_bytes());
-    v
-}
-
-fn audio_entry(channels: u16, sample_rate: u32) -> Vec<u8> {
-    let mut v = Vec::with_capacity(28);
-    v.extend_from_slice(&[0; 6]);
-    v.extend_from_slice(&1u16.to_be_bytes());
-    v.extend_from_slice(&[0; 8]);
-    v.extend_from_slice(&channels.to_be_bytes());
-    v.extend_from_slice(&16u16.to_be_bytes());
-    v.extend_from_slice(&[0; 4]);
-    let rate = if sample_rate > 0xffff { 0 } else { sample_rate << 16 };
-    v.extend_from_slice(&rate.to_be_bytes());
-    v
-}
-
-/// An MPEG-4 descriptor with a one-to-four-byte size.
-fn descriptor(out: &mut Vec<u8>, tag: u8, body: &[u8]) {
-    out.push(tag);
-    let mut len = body.len();
-    let mut bytes = vec![(len & 0x7f) as u8];
-    len >>= 7;
-    while len > 0 {
-        bytes.push(0x80 | (len & 0x7f) as u8);
-        len >>= 7;
-    }
-    bytes.reverse();
-    out.extend_from_slice(&bytes);
-    out.extend_from_slice(body);
-}
-
-fn sample_entry(out: &mut Vec<u8>, params: &CodecParams, width: u32, height: u32) -> Result<(), MuxError> {
-    match params {
-        CodecParams::H264 { sps, pps } => {
-            let mut entry = visual_entry(width, height);
-            let mut avcc = vec![1, sps[1], sps[2], sps[3], 0xff, 0xe1];
-            avcc.extend_from_slice(&(sps.len() as u16).to_be_bytes());
-            avcc.extend_from_slice(sps);
-            avcc.push(1);
-            avcc.extend_from_slice(&(pps.len() as u16).to_be_bytes());
-            avcc.extend_from_slice(pps);
-            write_box(&mut entry, FourCc::new(b"avcC"), &avcc);
-            write_box(out, FourCc::new(b"avc1"), &entry);
-        }
-        CodecParams::H265 { vps, sps, pps } => {
-            let rbsp = unescape(sps.get(2..).unwrap_or_default());
-            let ptl = rbsp.get(1..13).ok_or(MuxError::BadParameters("H.265 SPS"))?;
-            let mut hvcc = vec![1];
-            hvcc.extend_from_slice(ptl); // profile byte, 4 compatibility, 6 constraint, level
-            hvcc.extend_from_slice(&[0xf0, 0x00, 0xfc, 0xfd, 0xf8, 0xf8, 0x00, 0x00, 0x0f, 3]);
-            for (kind, nal) in [(32u8, vps), (33, sps), (34, pps)] {
-                hvcc.push(0x80 | kind);
-                hvcc.extend_from_slice(&1u16.to_be_bytes());
-                hvcc.extend_from_slice(&(nal.len() as u16).to_be_bytes());
-                hvcc.extend_from_slice(nal);
-            }
-            let mut entry = visual_entry(width, height);
-            write_box(&mut entry, FourCc::new(b"hvcC"), &hvcc);
-            write_box(out, FourCc::new(b"hvc1"), &entry);
-        }
-        CodecParams::Aac { config, sample_rate, channels } => {
-            let mut entry = audio_entry(*channels, *sample_rate);
-            let mut dcd = vec![0x40, 0x15, 0, 0, 0];
-            dcd.extend_from_slice(&[0; 8]);
-            descriptor(&mut dcd, 0x05, config);
-            let mut es = vec![0, 0, 0];
-            descriptor(&mut es, 0x04, &dcd);
-            descriptor(&mut es, 0x06, &[2]);
-            let mut esds = full_box(0, 0);
-            descriptor(&mut esds, 0x03, &es);
-            write_box(&mut entry, FourCc::new(b"esds"), &esds);
-            write_box(out, FourCc::new(b"mp4a"), &entry);
-        }
-        CodecParams::Opus { channels } => {
-            let mut entry = audio_entry(*channels, 48_000);
-            let mut dops = vec![0, *channels as u8];
-            dops.extend_from_slice(&312u16.to_be_bytes());
-            dops.extend_from_slice(&48_000u32.to_be_bytes());
-            dops.extend_from_slice(&[0, 0, 0]);
-            write_box(&mut entry, FourCc::new(b"dOps"), &dops);
-            write_box(out, FourCc::new(b"Opus"), &entry);
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::mp4_tracks::{fragment_samples, parse_init};
+    use crate::codec::h264::tests::{PPS, SPS};
+    use crate::codec::{aac, h264, opus};
+    use crate::wire::fmp4::parse_init;
+    use crate::wire::mp4_tracks::fragment_samples;
 
-    pub(crate) const SPS: [u8; 26] = [
-        0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00, 0x01, 0x00,
-        0x00, 0x03, 0x00, 0x32, 0x0f, 0x16, 0x2d, 0x96,
-    ];
-    const PPS: [u8; 6] = [0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
-
-    fn video(dts: i64, key: bool) -> Sample {
-        Sample { track: 0, dts, cts_offset: 0, keyframe: key, data: vec![0, 0, 0, 2, if key { 0x65 } else { 0x41 }, 0] }
+    fn video(dts: i64, key: bool) -> Frame {
+        Frame { track: 0, dts, cts_offset: 0, keyframe: key, data: vec![0, 0, 0, 2, if key { 0x65 } else { 0x41 }, 0] }
     }
 
     #[test]
     fn fragments_are_cut_at_keyframes_and_read_back_by_our_parser() {
         let mut m = FragmentMuxer::new(vec![
-            CodecParams::H264 { sps: SPS.to_vec(), pps: PPS.to_vec() },
-            CodecParams::Aac { config: vec![0x12, 0x10], sample_rate: 44_100, channels: 2 },
+            CodecParams::H264(h264::Params { sps: SPS.to_vec(), pps: PPS.to_vec() }),
+            CodecParams::Aac(aac::Params { config: vec![0x12, 0x10], sample_rate: 44_100, channels: 2 }),
         ]);
         let init = m.init_segment().unwrap();
         let info = parse_init(&init).unwrap();
@@ -462,7 +345,7 @@ mod tests {
             if let Some(f) = m.push(video(base + i * 3600, i % 25 == 0)).unwrap() {
                 out.push(f);
             }
-            let audio = Sample {
+            let audio = Frame {
                 track: 1,
                 dts: (base / 90_000) * 44_100 + i * 1764,
                 cts_offset: 0,
@@ -486,18 +369,18 @@ mod tests {
         assert_eq!(tracks[0].start(), Some(base as u64));
         // The sample bytes are where the trun says.
         let s = &tracks[0].samples[0];
-        assert_eq!(&out[0].bytes[s.offset..s.offset + s.size as usize], &[0, 0, 0, 2, 0x65, 0]);
+        assert_eq!(&out[0].bytes[s.range(out[0].bytes.len()).unwrap()], &[0, 0, 0, 2, 0x65, 0]);
         assert!(matches!(m.push(video(base, true)), Err(MuxError::TimeWentBack { .. })));
-        assert!(matches!(m.push(Sample { track: 9, ..video(0, true) }), Err(MuxError::UnknownTrack(9))));
+        assert!(matches!(m.push(Frame { track: 9, ..video(0, true) }), Err(MuxError::UnknownTrack(9))));
     }
 
     #[test]
     fn audio_only_streams_are_cut_every_two_seconds() {
-        let mut m = FragmentMuxer::new(vec![CodecParams::Opus { channels: 2 }]);
+        let mut m = FragmentMuxer::new(vec![CodecParams::Opus(opus::Params { channels: 2 })]);
         assert!(m.init_segment().is_ok());
         let mut n = 0;
         for i in 0..250 {
-            if m.push(Sample { track: 0, dts: i * 960, cts_offset: 0, keyframe: true, data: vec![0; 20] })
+            if m.push(Frame { track: 0, dts: i * 960, cts_offset: 0, keyframe: true, data: vec![0; 20] })
                 .unwrap()
                 .is_some()
             {
@@ -509,7 +392,7 @@ mod tests {
 
     #[test]
     fn bad_parameters_are_refused() {
-        let m = FragmentMuxer::new(vec![CodecParams::H264 { sps: vec![0x67, 1], pps: PPS.to_vec() }]);
-        assert_eq!(m.init_segment(), Err(MuxError::BadParameters("H.264 SPS")));
+        let m = FragmentMuxer::new(vec![CodecParams::H264(h264::Params { sps: vec![0x67, 1], pps: PPS.to_vec() })]);
+        assert_eq!(m.init_segment(), Err(MuxError::Codec(CodecError::BadParameters("H.264 SPS"))));
     }
 }

@@ -7,8 +7,9 @@
 //! other codec parameters), as one MP4 track has one sample description here.
 
 use crate::video_store::{FragmentMeta, StoreError, StreamId, TimeKind, VideoStore};
-use crate::wire::fmp4::Fmp4Error;
-use crate::wire::mp4_tracks::{parse_init, ProgressiveWriter};
+use crate::wire::bmff::BoxError;
+use crate::wire::fmp4::parse_init;
+use crate::wire::mp4_tracks::ProgressiveWriter;
 
 use super::selection::dedup_producer_times;
 
@@ -22,7 +23,7 @@ pub enum ClipError {
     #[error("the stream's init segment {0} is missing")]
     MissingInit(u32),
     #[error("fragment {fragment} cannot be read as MP4: {source}")]
-    InvalidMedia { fragment: u64, source: Fmp4Error },
+    InvalidMedia { fragment: u64, source: BoxError },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

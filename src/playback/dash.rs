@@ -247,7 +247,7 @@ pub fn manifest(
                             id: number as u32,
                             content_type: if video { "video" } else { "audio" },
                             mime_type: if video { "video/mp4" } else { "audio/mp4" },
-                            codecs: t.codec.clone(),
+                            codecs: crate::codec::codec_string(t),
                             width: t.width,
                             height: t.height,
                             sample_rate: t.sample_rate,
@@ -293,22 +293,11 @@ mod tests {
     use super::*;
     use crate::playback::session::Protocol;
     use crate::video_store::FragmentMeta;
-    use crate::wire::fmp4::{TrackDefaults, TrackInfo};
 
+    /// The tracks of ffmpeg's H.264 + AAC fixture.
     fn info() -> InitInfo {
-        let track = |id, kind, codec: &str| TrackInfo {
-            track_id: id,
-            kind,
-            timescale: 1000,
-            sample_entry: crate::wire::fmp4::FourCc(*b"avc1"),
-            codec: codec.into(),
-            width: 320,
-            height: 240,
-            channels: 2,
-            sample_rate: 48000,
-            defaults: TrackDefaults::default(),
-        };
-        InitInfo { tracks: vec![track(1, TrackKind::Video, "avc1.4d401e"), track(2, TrackKind::Audio, "mp4a.40.2")] }
+        let file = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/av.mp4")).unwrap();
+        crate::wire::fmp4::parse_init(&file).unwrap()
     }
 
     fn entry(n: u64, ms: i64, init: u32) -> Entry {
@@ -359,6 +348,7 @@ mod tests {
         assert!(xml.contains("type=\"static\""));
         assert!(xml.contains("mediaPresentationDuration=\"PT11.000S\""));
         assert!(xml.contains("contentType=\"audio\""));
+        assert!(xml.contains("codecs=\"mp4a.40.2\""), "{xml}");
     }
 
     #[test]

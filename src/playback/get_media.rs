@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::video_store::{FragmentMeta, LiveEdge, StoreError, StreamId, VideoStore};
-use crate::wire::fmp4;
+use crate::wire::bmff;
 
 /// The user type of Kinescope's metadata `uuid` boxes: the ASCII of "kinescope-meta01".
 pub const METADATA_UUID: [u8; 16] = *b"kinescope-meta01";
@@ -34,7 +34,7 @@ pub fn metadata_box(meta: &FragmentMeta, now_us: i64) -> Bytes {
         "AWS_KINESISVIDEO_MILLIS_BEHIND_NOW": ((now_us - meta.server_ts_us) / 1000).max(0),
     });
     let mut out = Vec::new();
-    fmp4::write_uuid_box(&mut out, &METADATA_UUID, payload.to_string().as_bytes());
+    bmff::write_uuid_box(&mut out, &METADATA_UUID, payload.to_string().as_bytes());
     Bytes::from(out)
 }
 
@@ -46,7 +46,7 @@ pub fn error_box(fragment_number: u64, error_id: u32, code: &str) -> Bytes {
         "AWS_KINESISVIDEO_ERROR_CODE": code,
     });
     let mut out = Vec::new();
-    fmp4::write_uuid_box(&mut out, &METADATA_UUID, payload.to_string().as_bytes());
+    bmff::write_uuid_box(&mut out, &METADATA_UUID, payload.to_string().as_bytes());
     Bytes::from(out)
 }
 

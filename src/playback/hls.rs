@@ -21,7 +21,7 @@ pub const MEDIA_FRAGMENT: &str = "getMP4MediaFragment.mp4";
 
 /// The master playlist: one variant, the stream's tracks multiplexed.
 pub fn master_playlist(init: &InitInfo, bandwidth: u64, token: &str) -> String {
-    let codecs: Vec<&str> = init.tracks.iter().map(|t| t.codec.as_str()).filter(|c| !c.is_empty()).collect();
+    let codecs: Vec<String> = init.tracks.iter().map(crate::codec::codec_string).filter(|c| !c.is_empty()).collect();
     let resolution = init
         .tracks
         .iter()

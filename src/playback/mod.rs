@@ -10,7 +10,6 @@ pub mod clip;
 pub mod dash;
 pub mod get_media;
 pub mod hls;
-pub mod rtp_packetize;
 pub mod rtsp_play;
 pub mod selection;
 pub mod session;

@@ -7,11 +7,10 @@ use std::collections::HashMap;
 
 use tokio::sync::mpsc;
 
-use super::rtp_packetize::payloads;
-use crate::media::from_init::codec_params_of_init;
-use crate::media::CodecParams;
+use crate::codec::{packetize, CodecParams};
 use crate::video_store::{StoreError, StreamRecord, VideoStore};
-use crate::wire::mp4_tracks::{fragment_samples, parse_init};
+use crate::wire::fmp4::parse_init;
+use crate::wire::mp4_tracks::fragment_samples;
 use crate::wire::{rtp, rtsp};
 
 /// A track a viewer set up: which stored track, how to packetize it, where to send it.
@@ -27,15 +26,8 @@ pub struct PlayTrack {
 pub fn describe(store: &VideoStore, record: &StreamRecord) -> Result<Option<Vec<(u32, CodecParams)>>, StoreError> {
     let Some(last) = store.last_fragment(record.id)? else { return Ok(None) };
     let Some(init) = store.init_segment(record.id, last.init_id)? else { return Ok(None) };
-    Ok(Some(codec_params_of_init(&init)))
-}
-
-fn rtp_clock(codec: &CodecParams) -> u64 {
-    match codec {
-        CodecParams::H264 { .. } | CodecParams::H265 { .. } => 90_000,
-        CodecParams::Aac { sample_rate, .. } => u64::from(*sample_rate),
-        CodecParams::Opus { .. } => 48_000,
-    }
+    let Ok(info) = parse_init(&init) else { return Ok(Some(Vec::new())) };
+    Ok(Some(info.tracks.iter().filter_map(|t| Some((t.track_id, CodecParams::from_track(t)?))).collect()))
 }
 
 /// Sends the stream's fragments from the newest one on, until the viewer goes away
@@ -74,9 +66,10 @@ pub async fn follow(store: VideoStore, record: StreamRecord, tracks: Vec<PlayTra
                     let pts = s.decode_time as i128 + i128::from(s.composition_offset);
                     // Sent in decode order (H.264 requires it); stamped with presentation time.
                     let us = s.decode_time as i128 * 1_000_000 / i128::from(ts.timescale.max(1));
-                    let rtp_ts = (pts.max(0) as u128 * u128::from(rtp_clock(&tracks[k].codec))
+                    let rtp_ts = (pts.max(0) as u128 * u128::from(tracks[k].codec.timescale())
                         / u128::from(ts.timescale.max(1))) as u32;
-                    timeline.push((us, k, rtp_ts, s.offset, s.size as usize));
+                    let Some(range) = s.range(bytes.len()) else { continue };
+                    timeline.push((us, k, rtp_ts, range.start, range.len()));
                 }
             }
             timeline.sort_by_key(|t| t.0);
@@ -84,7 +77,7 @@ pub async fn follow(store: VideoStore, record: StreamRecord, tracks: Vec<PlayTra
             for (_, k, rtp_ts, offset, size) in timeline {
                 let Some(data) = bytes.get(offset..offset + size) else { continue };
                 let t = &tracks[k];
-                let ps = payloads(&t.codec, data);
+                let ps = packetize(t.codec.kind(), data);
                 for (i, p) in ps.iter().enumerate() {
                     let mut pkt = Vec::with_capacity(p.len() + 12);
                     rtp::write(&mut pkt, t.payload_type, i + 1 == ps.len(), seqs[k], rtp_ts, ssrcs[k], p);

@@ -1,244 +1,13 @@
-//! ISO BMFF (MP4) boxes, as far as fragmented MP4 ingest and serving need them.
+//! Fragmented MP4: what an init segment (`ftyp`+`moov`) says about its tracks, and what
+//! a `moof` says about the samples that follow. Built on the box reader of
+//! [`super::bmff`]; knows no codec (sample entries are handed over as bytes, and
+//! `crate::codec` reads their configuration boxes).
 //!
-//! Pure functions over byte slices: nothing here does I/O or allocates per sample, so a
-//! hostile input costs at most one pass over the bytes it sent. Every length read from
-//! the input is checked against what is actually there before it is used (ISO/IEC
-//! 14496-12 gives the layouts cited below).
+//! Pure functions over byte slices; ISO/IEC 14496-12 gives the layouts cited below.
 
-use std::fmt;
+use std::ops::Range;
 
-/// Why a box or a sequence of boxes could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Fmp4Error {
-    #[error("box '{kind}' at byte {offset} declares size {size}, smaller than its header")]
-    SizeTooSmall { kind: FourCc, offset: u64, size: u64 },
-    #[error("box '{kind}' at byte {offset} declares size {size}, larger than the limit of {limit} bytes")]
-    SizeTooLarge { kind: FourCc, offset: u64, size: u64, limit: u64 },
-    #[error("box '{kind}' at byte {offset} runs to the end of the file (size 0), which a stream cannot have")]
-    SizeToEnd { kind: FourCc, offset: u64 },
-    #[error("box '{kind}' is truncated: needs {needed} bytes, has {available}")]
-    Truncated { kind: FourCc, needed: u64, available: u64 },
-    #[error("required box '{child}' missing inside '{parent}'")]
-    Missing { parent: FourCc, child: FourCc },
-    #[error("box '{kind}' is malformed: {detail}")]
-    Malformed { kind: FourCc, detail: &'static str },
-}
-
-/// A four-character box type.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FourCc(pub [u8; 4]);
-
-impl FourCc {
-    pub const fn new(s: &[u8; 4]) -> Self {
-        FourCc(*s)
-    }
-}
-
-impl fmt::Display for FourCc {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for &b in &self.0 {
-            if b.is_ascii_graphic() || b == b' ' {
-                write!(f, "{}", b as char)?;
-            } else {
-                write!(f, "\\x{b:02x}")?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for FourCc {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "FourCc({self})")
-    }
-}
-
-pub mod kinds {
-    use super::FourCc;
-    pub const FTYP: FourCc = FourCc::new(b"ftyp");
-    pub const MOOV: FourCc = FourCc::new(b"moov");
-    pub const MOOF: FourCc = FourCc::new(b"moof");
-    pub const MDAT: FourCc = FourCc::new(b"mdat");
-    pub const MFHD: FourCc = FourCc::new(b"mfhd");
-    pub const TRAF: FourCc = FourCc::new(b"traf");
-    pub const TFHD: FourCc = FourCc::new(b"tfhd");
-    pub const TFDT: FourCc = FourCc::new(b"tfdt");
-    pub const TRUN: FourCc = FourCc::new(b"trun");
-    pub const TRAK: FourCc = FourCc::new(b"trak");
-    pub const TKHD: FourCc = FourCc::new(b"tkhd");
-    pub const MDIA: FourCc = FourCc::new(b"mdia");
-    pub const MDHD: FourCc = FourCc::new(b"mdhd");
-    pub const HDLR: FourCc = FourCc::new(b"hdlr");
-    pub const MINF: FourCc = FourCc::new(b"minf");
-    pub const STBL: FourCc = FourCc::new(b"stbl");
-    pub const STSD: FourCc = FourCc::new(b"stsd");
-    pub const MVEX: FourCc = FourCc::new(b"mvex");
-    pub const TREX: FourCc = FourCc::new(b"trex");
-    pub const UUID: FourCc = FourCc::new(b"uuid");
-    pub const AVCC: FourCc = FourCc::new(b"avcC");
-    pub const HVCC: FourCc = FourCc::new(b"hvcC");
-    pub const ESDS: FourCc = FourCc::new(b"esds");
-    pub const VIDE: FourCc = FourCc::new(b"vide");
-    pub const SOUN: FourCc = FourCc::new(b"soun");
-}
-use kinds::*;
-
-/// The header of one box: its type, the length of the header and the whole box.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BoxHeader {
-    pub kind: FourCc,
-    pub header_len: usize,
-    pub size: u64,
-}
-
-/// Reads the box header at the start of `buf`.
-///
-/// `Ok(None)` means more bytes are needed to know. `offset` is where `buf` starts in the
-/// whole stream (for error messages); `limit` caps the declared size, so a hostile
-/// header cannot make the caller buffer gigabytes.
-pub fn parse_box_header(buf: &[u8], offset: u64, limit: u64) -> Result<Option<BoxHeader>, Fmp4Error> {
-    if buf.len() < 8 {
-        return Ok(None);
-    }
-    let size32 = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
-    let kind = FourCc([buf[4], buf[5], buf[6], buf[7]]);
-    let (size, mut header_len) = match size32 {
-        0 => return Err(Fmp4Error::SizeToEnd { kind, offset }),
-        1 => {
-            if buf.len() < 16 {
-                return Ok(None);
-            }
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&buf[8..16]);
-            (u64::from_be_bytes(b), 16usize)
-        }
-        n => (u64::from(n), 8usize),
-    };
-    if kind == UUID {
-        header_len += 16;
-    }
-    if size < header_len as u64 {
-        return Err(Fmp4Error::SizeTooSmall { kind, offset, size });
-    }
-    if size > limit {
-        return Err(Fmp4Error::SizeTooLarge { kind, offset, size, limit });
-    }
-    Ok(Some(BoxHeader { kind, header_len, size }))
-}
-
-/// Iterates over the boxes laid end to end in a complete buffer.
-pub struct BoxIter<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> BoxIter<'a> {
-    pub fn new(buf: &'a [u8]) -> Self {
-        BoxIter { buf, pos: 0 }
-    }
-}
-
-impl<'a> Iterator for BoxIter<'a> {
-    /// The box type and its body (the bytes after the header).
-    type Item = Result<(FourCc, &'a [u8]), Fmp4Error>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let rest = &self.buf[self.pos..];
-        if rest.is_empty() {
-            return None;
-        }
-        let header = match parse_box_header(rest, self.pos as u64, rest.len() as u64) {
-            Ok(Some(h)) => h,
-            Ok(None) => {
-                self.pos = self.buf.len();
-                return Some(Err(Fmp4Error::Truncated {
-                    kind: FourCc(*b"????"),
-                    needed: 8,
-                    available: rest.len() as u64,
-                }));
-            }
-            Err(Fmp4Error::SizeTooLarge { kind, size, .. }) => {
-                self.pos = self.buf.len();
-                return Some(Err(Fmp4Error::Truncated { kind, needed: size, available: rest.len() as u64 }));
-            }
-            Err(e) => {
-                self.pos = self.buf.len();
-                return Some(Err(e));
-            }
-        };
-        // parse_box_header bounded size by rest.len(), so these casts and slices hold.
-        let size = header.size as usize;
-        let body = &rest[header.header_len..size];
-        self.pos += size;
-        Some(Ok((header.kind, body)))
-    }
-}
-
-/// Finds the first child box of `kind` in `buf` (a box body holding child boxes).
-pub fn find_child(buf: &[u8], kind: FourCc) -> Result<Option<&[u8]>, Fmp4Error> {
-    for item in BoxIter::new(buf) {
-        let (k, body) = item?;
-        if k == kind {
-            return Ok(Some(body));
-        }
-    }
-    Ok(None)
-}
-
-pub(crate) fn require_child(buf: &[u8], parent: FourCc, child: FourCc) -> Result<&[u8], Fmp4Error> {
-    find_child(buf, child)?.ok_or(Fmp4Error::Missing { parent, child })
-}
-
-/// A bounds-checked big-endian reader over a box body.
-pub(crate) struct Reader<'a> {
-    kind: FourCc,
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    pub(crate) fn new(kind: FourCc, buf: &'a [u8]) -> Self {
-        Reader { kind, buf, pos: 0 }
-    }
-    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], Fmp4Error> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or(Fmp4Error::Truncated {
-            kind: self.kind,
-            needed: (self.pos as u64).saturating_add(n as u64),
-            available: self.buf.len() as u64,
-        })?;
-        let s = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(s)
-    }
-    pub(crate) fn skip(&mut self, n: usize) -> Result<(), Fmp4Error> {
-        self.take(n).map(|_| ())
-    }
-    pub(crate) fn u16(&mut self) -> Result<u16, Fmp4Error> {
-        let b = self.take(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
-    }
-    pub(crate) fn u32(&mut self) -> Result<u32, Fmp4Error> {
-        let b = self.take(4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    pub(crate) fn u64(&mut self) -> Result<u64, Fmp4Error> {
-        let b = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(u64::from_be_bytes(a))
-    }
-    /// Version (1 byte) and flags (3 bytes) of a full box.
-    pub(crate) fn full_box(&mut self) -> Result<(u8, u32), Fmp4Error> {
-        let v = self.u32()?;
-        Ok(((v >> 24) as u8, v & 0x00ff_ffff))
-    }
-    pub(crate) fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-    pub(crate) fn rest(&self) -> &'a [u8] {
-        &self.buf[self.pos..]
-    }
-}
+use super::bmff::{find_child, kinds::*, require_child, BoxError, BoxIter, FourCc, Reader};
 
 /// What a track carries, from its handler (`hdlr`) box.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -262,15 +31,74 @@ pub struct TrackInfo {
     pub track_id: u32,
     pub kind: TrackKind,
     pub timescale: u32,
-    /// The sample entry type, e.g. `avc1`, `hev1`, `mp4a`.
+    /// The first sample entry's type, e.g. `avc1`, `hev1`, `mp4a`.
     pub sample_entry: FourCc,
-    /// An RFC 6381 codec string where the codec is known (`avc1.64001f`, `mp4a.40.2`).
-    pub codec: String,
+    /// The first sample entry's body (after its box header), configuration boxes
+    /// (`avcC`, `esds`, …) included.
+    pub sample_entry_body: Vec<u8>,
     pub width: u16,
     pub height: u16,
     pub channels: u16,
     pub sample_rate: u32,
     pub defaults: TrackDefaults,
+}
+
+/// Where the child boxes of a VisualSampleEntry start (14496-12 12.1.3): reserved(6),
+/// data_reference_index(2), 16 bytes pre_defined/reserved, width, height, resolutions,
+/// reserved, frame_count, compressorname(32), depth, pre_defined.
+pub const VISUAL_ENTRY_CHILDREN: usize = 78;
+/// Where the child boxes of an AudioSampleEntry start (14496-12 12.2.3).
+pub const AUDIO_ENTRY_CHILDREN: usize = 28;
+
+impl TrackInfo {
+    /// The boxes inside the sample entry (after the fixed visual or audio fields).
+    pub fn sample_entry_children(&self) -> &[u8] {
+        let at = match self.kind {
+            TrackKind::Video => VISUAL_ENTRY_CHILDREN,
+            TrackKind::Audio => AUDIO_ENTRY_CHILDREN,
+            TrackKind::Other => self.sample_entry_body.len(),
+        };
+        self.sample_entry_body.get(at..).unwrap_or_default()
+    }
+
+    /// The first child box of `kind` inside the sample entry.
+    pub fn sample_entry_child(&self, kind: FourCc) -> Option<&[u8]> {
+        find_child(self.sample_entry_children(), kind).ok().flatten()
+    }
+}
+
+/// The fixed fields of a VisualSampleEntry (14496-12 12.1.3) for a picture of
+/// `width` × `height`; the codec's configuration box follows.
+pub fn visual_sample_entry(width: u32, height: u32) -> Vec<u8> {
+    let mut v = Vec::with_capacity(VISUAL_ENTRY_CHILDREN + 128);
+    v.extend_from_slice(&[0; 6]);
+    v.extend_from_slice(&1u16.to_be_bytes()); // data reference index
+    v.extend_from_slice(&[0; 16]);
+    v.extend_from_slice(&(width.min(0xffff) as u16).to_be_bytes());
+    v.extend_from_slice(&(height.min(0xffff) as u16).to_be_bytes());
+    v.extend_from_slice(&0x0048_0000u32.to_be_bytes()); // 72 dpi
+    v.extend_from_slice(&0x0048_0000u32.to_be_bytes());
+    v.extend_from_slice(&[0; 4]);
+    v.extend_from_slice(&1u16.to_be_bytes()); // frame count
+    v.extend_from_slice(&[0; 32]); // compressor name
+    v.extend_from_slice(&0x0018u16.to_be_bytes()); // depth
+    v.extend_from_slice(&0xffffu16.to_be_bytes()); // pre_defined = -1
+    v
+}
+
+/// The fixed fields of an AudioSampleEntry (14496-12 12.2.3); the codec's
+/// configuration box follows. Rates above 65535 Hz are written as 0.
+pub fn audio_sample_entry(channels: u16, sample_rate: u32) -> Vec<u8> {
+    let mut v = Vec::with_capacity(AUDIO_ENTRY_CHILDREN + 64);
+    v.extend_from_slice(&[0; 6]);
+    v.extend_from_slice(&1u16.to_be_bytes());
+    v.extend_from_slice(&[0; 8]);
+    v.extend_from_slice(&channels.to_be_bytes());
+    v.extend_from_slice(&16u16.to_be_bytes()); // sample size
+    v.extend_from_slice(&[0; 4]);
+    let rate = if sample_rate > 0xffff { 0 } else { sample_rate << 16 };
+    v.extend_from_slice(&rate.to_be_bytes());
+    v
 }
 
 /// What an init segment (`ftyp` + `moov`) says about the tracks that follow.
@@ -291,8 +119,14 @@ impl InitInfo {
     }
 }
 
+/// What an init segment (`ftyp` + `moov`, as stored) says: the one init parser.
+pub fn parse_init(init: &[u8]) -> Result<InitInfo, BoxError> {
+    let moov = find_child(init, MOOV)?.ok_or(BoxError::Missing { parent: FourCc(*b"init"), child: MOOV })?;
+    parse_moov(moov)
+}
+
 /// Parses the body of a `moov` box.
-pub fn parse_moov(moov: &[u8]) -> Result<InitInfo, Fmp4Error> {
+pub fn parse_moov(moov: &[u8]) -> Result<InitInfo, BoxError> {
     let mut tracks = Vec::new();
     let mut defaults = Vec::new();
     for item in BoxIter::new(moov) {
@@ -316,8 +150,13 @@ pub fn parse_moov(moov: &[u8]) -> Result<InitInfo, Fmp4Error> {
     Ok(InitInfo { tracks })
 }
 
-fn parse_trex(body: &[u8]) -> Result<(u32, TrackDefaults), Fmp4Error> {
-    // ISO/IEC 14496-12 8.8.3: full box, track_ID, default_sample_description_index,
+/// The track_ID of a `trex` body.
+pub fn trex_track_id(body: &[u8]) -> Result<u32, BoxError> {
+    Ok(parse_trex(body)?.0)
+}
+
+fn parse_trex(body: &[u8]) -> Result<(u32, TrackDefaults), BoxError> {
+    // 8.8.3: full box, track_ID, default_sample_description_index,
     // default_sample_duration, default_sample_size, default_sample_flags.
     let mut r = Reader::new(TREX, body);
     r.full_box()?;
@@ -327,29 +166,18 @@ fn parse_trex(body: &[u8]) -> Result<(u32, TrackDefaults), Fmp4Error> {
     Ok((track_id, d))
 }
 
-fn parse_trak(trak: &[u8]) -> Result<TrackInfo, Fmp4Error> {
-    let tkhd = require_child(trak, TRAK, TKHD)?;
-    let mut r = Reader::new(TKHD, tkhd);
-    let (version, _) = r.full_box()?;
-    r.skip(if version == 1 { 16 } else { 8 })?; // creation and modification times
-    let track_id = r.u32()?;
-
+fn parse_trak(trak: &[u8]) -> Result<TrackInfo, BoxError> {
+    let track_id = super::bmff::tkhd_track_id(require_child(trak, TRAK, TKHD)?)?;
     let mdia = require_child(trak, TRAK, MDIA)?;
-    let mdhd = require_child(mdia, MDIA, MDHD)?;
-    let mut r = Reader::new(MDHD, mdhd);
-    let (version, _) = r.full_box()?;
-    r.skip(if version == 1 { 16 } else { 8 })?;
-    let timescale = r.u32()?;
+    let timescale = super::bmff::header_timescale(MDHD, require_child(mdia, MDIA, MDHD)?)?;
     if timescale == 0 {
-        return Err(Fmp4Error::Malformed { kind: MDHD, detail: "timescale is 0" });
+        return Err(BoxError::Malformed { kind: MDHD, detail: "timescale is 0" });
     }
 
-    let hdlr = require_child(mdia, MDIA, HDLR)?;
-    let mut r = Reader::new(HDLR, hdlr);
+    let mut r = Reader::new(HDLR, require_child(mdia, MDIA, HDLR)?);
     r.full_box()?;
     r.u32()?; // pre_defined
-    let handler = FourCc(r.take(4)?.try_into().map_err(|_| Fmp4Error::Malformed { kind: HDLR, detail: "handler" })?);
-    let kind = match handler {
+    let kind = match r.fourcc()? {
         VIDE => TrackKind::Video,
         SOUN => TrackKind::Audio,
         _ => TrackKind::Other,
@@ -357,152 +185,81 @@ fn parse_trak(trak: &[u8]) -> Result<TrackInfo, Fmp4Error> {
 
     let minf = require_child(mdia, MDIA, MINF)?;
     let stbl = require_child(minf, MINF, STBL)?;
-    let stsd = require_child(stbl, STBL, STSD)?;
-    let mut r = Reader::new(STSD, stsd);
+    let mut r = Reader::new(STSD, require_child(stbl, STBL, STSD)?);
     r.full_box()?;
-    let entries = r.u32()?;
+    if r.u32()? == 0 {
+        return Err(BoxError::Malformed { kind: STSD, detail: "no sample entry" });
+    }
+    let (sample_entry, entry) =
+        BoxIter::new(r.rest()).next().ok_or(BoxError::Malformed { kind: STSD, detail: "no sample entry" })??;
     let mut info = TrackInfo {
         track_id,
         kind,
         timescale,
-        sample_entry: FourCc(*b"\0\0\0\0"),
-        codec: String::new(),
+        sample_entry,
+        sample_entry_body: entry.to_vec(),
         width: 0,
         height: 0,
         channels: 0,
         sample_rate: 0,
         defaults: TrackDefaults::default(),
     };
-    if entries == 0 {
-        return Err(Fmp4Error::Malformed { kind: STSD, detail: "no sample entry" });
-    }
-    if let Some(first) = BoxIter::new(r.rest()).next() {
-        let (entry_kind, entry) = first?;
-        info.sample_entry = entry_kind;
-        info.codec = entry_kind.to_string();
-        parse_sample_entry(&mut info, entry)?;
-    }
-    Ok(info)
-}
-
-fn parse_sample_entry(info: &mut TrackInfo, entry: &[u8]) -> Result<(), Fmp4Error> {
-    let kind = info.sample_entry;
-    let mut r = Reader::new(kind, entry);
+    let mut r = Reader::new(sample_entry, entry);
     r.skip(8)?; // reserved(6) + data_reference_index(2)
-    match info.kind {
+    match kind {
         TrackKind::Video => {
-            // VisualSampleEntry (14496-12 12.1.3): 16 bytes pre_defined/reserved, then
-            // width, height; the child boxes start 78 bytes into the entry.
             r.skip(16)?;
             info.width = r.u16()?;
             info.height = r.u16()?;
-            r.skip(50)?;
-            for item in BoxIter::new(r.rest()) {
-                let (k, body) = item?;
-                if k == AVCC && body.len() >= 4 {
-                    // AVCDecoderConfigurationRecord (14496-15 5.3.3.1): version, profile,
-                    // compatibility, level.
-                    info.codec = format!("{}.{:02x}{:02x}{:02x}", kind, body[1], body[2], body[3]);
-                } else if k == HVCC {
-                    info.codec = hevc_codec_string(kind, body).unwrap_or_else(|| kind.to_string());
-                }
-            }
+            r.skip(VISUAL_ENTRY_CHILDREN - 28)?;
         }
         TrackKind::Audio => {
-            // AudioSampleEntry (14496-12 12.2.3): reserved(8), channelcount, samplesize,
-            // pre_defined(2), reserved(2), samplerate (16.16); children after 28 bytes.
+            // reserved(8), channelcount, samplesize, pre_defined(2), reserved(2),
+            // samplerate (16.16).
             r.skip(8)?;
             info.channels = r.u16()?;
             r.skip(6)?;
             info.sample_rate = r.u32()? >> 16;
-            for item in BoxIter::new(r.rest()) {
-                let (k, body) = item?;
-                if k == ESDS {
-                    if let Some((oti, aot)) = esds_audio_object_type(body) {
-                        info.codec = match aot {
-                            Some(aot) => format!("mp4a.{oti:02x}.{aot}"),
-                            None => format!("mp4a.{oti:02x}"),
-                        };
-                    }
-                }
-            }
         }
         TrackKind::Other => {}
     }
-    Ok(())
+    Ok(info)
 }
 
-/// RFC 6381 / ISO/IEC 14496-15 annex E codec string for HEVC, e.g. `hvc1.1.6.L93.B0`.
-fn hevc_codec_string(kind: FourCc, hvcc: &[u8]) -> Option<String> {
-    if hvcc.len() < 13 {
-        return None;
-    }
-    let space = ["", "A", "B", "C"][usize::from(hvcc[1] >> 6)];
-    let tier = if hvcc[1] & 0x20 != 0 { 'H' } else { 'L' };
-    let profile = hvcc[1] & 0x1f;
-    let compat = u32::from_be_bytes([hvcc[2], hvcc[3], hvcc[4], hvcc[5]]).reverse_bits();
-    let constraints = &hvcc[6..12];
-    let level = hvcc[12];
-    let mut s = format!("{kind}.{space}{profile}.{compat:x}.{tier}{level}");
-    let last = constraints.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    for b in &constraints[..last] {
-        s.push_str(&format!(".{b:X}"));
-    }
-    Some(s)
+/// One sample as a `trun` (or a sample table built from one) describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    /// Decode time in the track's timescale.
+    pub decode_time: u64,
+    pub duration: u32,
+    pub size: u32,
+    pub flags: u32,
+    /// Composition time offset (signed in `trun` version 1).
+    pub composition_offset: i32,
+    /// Where the sample's bytes start: relative to the base data offset (the `moof`'s
+    /// first byte for default-base-is-moof) as [`walk_traf`] reads it, relative to the
+    /// stored fragment's first byte in `mp4_tracks::fragment_samples`.
+    pub offset: i64,
 }
 
-/// The MPEG-4 objectTypeIndication and, for AAC, the audio object type from an `esds`.
-fn esds_audio_object_type(esds: &[u8]) -> Option<(u8, Option<u8>)> {
-    // 14496-1 7.2.6: descriptors are tag, variable-length size, body.
-    fn descriptor(buf: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-        let tag = *buf.first()?;
-        let mut len = 0usize;
-        let mut i = 1;
-        loop {
-            let b = *buf.get(i)?;
-            len = (len << 7) | usize::from(b & 0x7f);
-            i += 1;
-            if b & 0x80 == 0 || i > 4 {
-                break;
-            }
-        }
-        let body = buf.get(i..i.checked_add(len)?)?;
-        Some((tag, body, &buf[i + len..]))
+/// sample_is_non_sync_sample (14496-12 8.8.3.1).
+pub const SAMPLE_NON_SYNC: u32 = 0x0001_0000;
+/// sample_depends_on = 2 (an I-frame): the flags the sample muxer writes on keyframes.
+pub const SAMPLE_FLAGS_SYNC: u32 = 0x0200_0000;
+/// sample_depends_on = 1, non-sync: the flags it writes on other frames.
+pub const SAMPLE_FLAGS_NON_SYNC: u32 = 0x0101_0000;
+
+impl Sample {
+    pub fn is_sync(&self) -> bool {
+        self.flags & SAMPLE_NON_SYNC == 0
     }
-    let (tag, es, _) = descriptor(esds.get(4..)?)?;
-    if tag != 0x03 {
-        return None;
+
+    /// The sample's bytes in a buffer its offset counts from, if they lie inside.
+    pub fn range(&self, len: usize) -> Option<Range<usize>> {
+        let start = usize::try_from(self.offset).ok()?;
+        let end = start.checked_add(self.size as usize)?;
+        (end <= len).then_some(start..end)
     }
-    let flags = *es.get(2)?;
-    let mut skip = 3;
-    if flags & 0x80 != 0 {
-        skip += 2;
-    }
-    if flags & 0x40 != 0 {
-        skip += 1 + usize::from(*es.get(skip)?);
-    }
-    if flags & 0x20 != 0 {
-        skip += 2;
-    }
-    let (tag, dcd, _) = descriptor(es.get(skip..)?)?;
-    if tag != 0x04 {
-        return None;
-    }
-    let oti = *dcd.first()?;
-    let aot = descriptor(dcd.get(13..)?).and_then(|(tag, dsi, _)| {
-        if tag != 0x05 {
-            return None;
-        }
-        let first = *dsi.first()?;
-        let aot = first >> 3;
-        if aot == 31 {
-            let second = *dsi.get(1)?;
-            Some(32 + (((first & 0x07) << 3) | (second >> 5)))
-        } else {
-            Some(aot)
-        }
-    });
-    Some((oti, if oti == 0x40 { aot } else { None }))
 }
 
 /// The timing of one track fragment (`traf`).
@@ -537,19 +294,18 @@ const TFHD_SAMPLE_DESCRIPTION_INDEX: u32 = 0x02;
 const TFHD_DEFAULT_DURATION: u32 = 0x08;
 const TFHD_DEFAULT_SIZE: u32 = 0x10;
 const TFHD_DEFAULT_FLAGS: u32 = 0x20;
-const TRUN_DATA_OFFSET: u32 = 0x01;
-const TRUN_FIRST_SAMPLE_FLAGS: u32 = 0x04;
-const TRUN_DURATION: u32 = 0x100;
-const TRUN_SIZE: u32 = 0x200;
-const TRUN_FLAGS: u32 = 0x400;
-const TRUN_CTO: u32 = 0x800;
-/// sample_is_non_sync_sample (14496-12 8.8.3.1).
-const SAMPLE_NON_SYNC: u32 = 0x0001_0000;
+/// tf_flags default-base-is-moof (8.8.7.1).
+pub const TFHD_DEFAULT_BASE_IS_MOOF: u32 = 0x02_0000;
+pub const TRUN_DATA_OFFSET: u32 = 0x01;
+pub const TRUN_FIRST_SAMPLE_FLAGS: u32 = 0x04;
+pub const TRUN_DURATION: u32 = 0x100;
+pub const TRUN_SIZE: u32 = 0x200;
+pub const TRUN_FLAGS: u32 = 0x400;
+pub const TRUN_CTO: u32 = 0x800;
 
 /// Parses the body of a `moof` box; `init` supplies the `trex` defaults.
-pub fn parse_moof(moof: &[u8], init: &InitInfo) -> Result<MoofInfo, Fmp4Error> {
-    let mfhd = require_child(moof, MOOF, MFHD)?;
-    let mut r = Reader::new(MFHD, mfhd);
+pub fn parse_moof(moof: &[u8], init: &InitInfo) -> Result<MoofInfo, BoxError> {
+    let mut r = Reader::new(MFHD, require_child(moof, MOOF, MFHD)?);
     r.full_box()?;
     let sequence_number = r.u32()?;
     let mut trafs = Vec::new();
@@ -560,12 +316,12 @@ pub fn parse_moof(moof: &[u8], init: &InitInfo) -> Result<MoofInfo, Fmp4Error> {
         }
     }
     if trafs.is_empty() {
-        return Err(Fmp4Error::Missing { parent: MOOF, child: TRAF });
+        return Err(BoxError::Missing { parent: MOOF, child: TRAF });
     }
     Ok(MoofInfo { sequence_number, trafs })
 }
 
-fn parse_traf(traf: &[u8], init: &InitInfo) -> Result<TrafInfo, Fmp4Error> {
+fn parse_traf(traf: &[u8], init: &InitInfo) -> Result<TrafInfo, BoxError> {
     let mut info = TrafInfo {
         track_id: 0,
         base_decode_time: None,
@@ -577,15 +333,15 @@ fn parse_traf(traf: &[u8], init: &InitInfo) -> Result<TrafInfo, Fmp4Error> {
         data_start: i64::MAX,
         data_end: i64::MIN,
     };
-    let header = walk_traf(traf, init, &mut |s: &SampleRef| {
+    let header = walk_traf(traf, init, &mut |s: &Sample| {
         if info.first_sample_sync.is_none() {
             info.first_sample_sync = Some(s.is_sync());
         }
         info.sample_count += 1;
         info.duration = info.duration.saturating_add(u64::from(s.duration));
         info.data_size = info.data_size.saturating_add(u64::from(s.size));
-        info.data_start = info.data_start.min(s.data_offset);
-        info.data_end = info.data_end.max(s.data_offset.saturating_add(i64::from(s.size)));
+        info.data_start = info.data_start.min(s.offset);
+        info.data_end = info.data_end.max(s.offset.saturating_add(i64::from(s.size)));
     })?;
     info.track_id = header.track_id;
     info.base_decode_time = header.base_decode_time;
@@ -603,36 +359,17 @@ pub struct TrafHeader {
     pub explicit_base_offset: bool,
 }
 
-/// One sample as a `trun` describes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SampleRef {
-    pub duration: u32,
-    pub size: u32,
-    pub flags: u32,
-    /// Composition time offset (signed in `trun` version 1).
-    pub composition_offset: i32,
-    /// Where the sample's bytes start, relative to the base data offset (the `moof`'s
-    /// first byte for default-base-is-moof).
-    pub data_offset: i64,
-}
-
-impl SampleRef {
-    pub fn is_sync(&self) -> bool {
-        self.flags & SAMPLE_NON_SYNC == 0
-    }
-}
-
-/// Walks the samples of one `traf` in order, calling `visit` for each.
+/// Walks the samples of one `traf` in order, calling `visit` for each. Decode times
+/// count from the `tfdt` (from 0 without one); offsets from the base data offset.
 ///
 /// The sample count of every `trun` is checked against the bytes the box has before
 /// the first sample is read, so a lying count costs nothing.
-pub fn walk_traf(traf: &[u8], init: &InitInfo, visit: &mut dyn FnMut(&SampleRef)) -> Result<TrafHeader, Fmp4Error> {
-    let tfhd = require_child(traf, TRAF, TFHD)?;
-    let mut r = Reader::new(TFHD, tfhd);
+pub fn walk_traf(traf: &[u8], init: &InitInfo, visit: &mut dyn FnMut(&Sample)) -> Result<TrafHeader, BoxError> {
+    let mut r = Reader::new(TFHD, require_child(traf, TRAF, TFHD)?);
     let (_, flags) = r.full_box()?;
     let track_id = r.u32()?;
     let track =
-        init.track(track_id).ok_or(Fmp4Error::Malformed { kind: TFHD, detail: "track_ID not in the init segment" })?;
+        init.track(track_id).ok_or(BoxError::Malformed { kind: TFHD, detail: "track_ID not in the init segment" })?;
     let mut defaults = track.defaults;
     let explicit_base_offset = flags & TFHD_BASE_DATA_OFFSET != 0;
     if explicit_base_offset {
@@ -662,6 +399,7 @@ pub fn walk_traf(traf: &[u8], init: &InitInfo, visit: &mut dyn FnMut(&SampleRef)
 
     // Without a data_offset, a trun's data follows the previous trun's (8.8.8.3).
     let mut next_data: i64 = 0;
+    let mut decode_time = base_decode_time.unwrap_or(0);
     for item in BoxIter::new(traf) {
         let (kind, body) = item?;
         if kind != TRUN {
@@ -677,7 +415,7 @@ pub fn walk_traf(traf: &[u8], init: &InitInfo, visit: &mut dyn FnMut(&SampleRef)
         let per_sample =
             4 * [TRUN_DURATION, TRUN_SIZE, TRUN_FLAGS, TRUN_CTO].iter().filter(|&&f| flags & f != 0).count();
         if (count as usize).saturating_mul(per_sample) > r.remaining() {
-            return Err(Fmp4Error::Truncated {
+            return Err(BoxError::Truncated {
                 kind: TRUN,
                 needed: u64::from(count) * per_sample as u64,
                 available: r.remaining() as u64,
@@ -700,86 +438,18 @@ pub fn walk_traf(traf: &[u8], init: &InitInfo, visit: &mut dyn FnMut(&SampleRef)
             } else {
                 0
             };
-            visit(&SampleRef { duration, size, flags: sample_flags, composition_offset, data_offset: next_data });
+            visit(&Sample { decode_time, duration, size, flags: sample_flags, composition_offset, offset: next_data });
             next_data = next_data.saturating_add(i64::from(size));
+            decode_time = decode_time.saturating_add(u64::from(duration));
         }
     }
     Ok(TrafHeader { track_id, base_decode_time, explicit_base_offset })
 }
 
-/// Appends a box with `body` to `out`.
-pub fn write_box(out: &mut Vec<u8>, kind: FourCc, body: &[u8]) {
-    let size = 8 + body.len();
-    if let Ok(size32) = u32::try_from(size) {
-        out.extend_from_slice(&size32.to_be_bytes());
-        out.extend_from_slice(&kind.0);
-    } else {
-        out.extend_from_slice(&1u32.to_be_bytes());
-        out.extend_from_slice(&kind.0);
-        out.extend_from_slice(&(size as u64 + 8).to_be_bytes());
-    }
-    out.extend_from_slice(body);
-}
-
-/// Appends a `uuid` box with the given 16-byte user type and payload.
-pub fn write_uuid_box(out: &mut Vec<u8>, user_type: &[u8; 16], payload: &[u8]) {
-    let mut body = Vec::with_capacity(16 + payload.len());
-    body.extend_from_slice(user_type);
-    body.extend_from_slice(payload);
-    // The header length for uuid already counts the user type; write_box counts it as body.
-    write_box(out, UUID, &body);
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::bmff::{full_box, write_box};
     use super::*;
-
-    fn full(version: u8, flags: u32) -> Vec<u8> {
-        ((u32::from(version) << 24) | flags).to_be_bytes().to_vec()
-    }
-
-    #[test]
-    fn header_needs_more_then_parses() {
-        let mut b = Vec::new();
-        write_box(&mut b, MDAT, &[1, 2, 3]);
-        assert_eq!(parse_box_header(&b[..7], 0, 100), Ok(None));
-        let h = parse_box_header(&b, 0, 100).unwrap().unwrap();
-        assert_eq!(h, BoxHeader { kind: MDAT, header_len: 8, size: 11 });
-    }
-
-    #[test]
-    fn header_rejects_absurd_sizes() {
-        let b = [0, 0, 0, 4, b'm', b'd', b'a', b't'];
-        assert!(matches!(parse_box_header(&b, 0, 100), Err(Fmp4Error::SizeTooSmall { .. })));
-        let b = [0xff, 0xff, 0xff, 0xff, b'm', b'd', b'a', b't'];
-        assert!(matches!(parse_box_header(&b, 0, 1000), Err(Fmp4Error::SizeTooLarge { .. })));
-        let b = [0, 0, 0, 0, b'm', b'd', b'a', b't'];
-        assert!(matches!(parse_box_header(&b, 0, 1000), Err(Fmp4Error::SizeToEnd { .. })));
-        let mut b = vec![0, 0, 0, 1];
-        b.extend_from_slice(b"mdat");
-        b.extend_from_slice(&8u64.to_be_bytes());
-        assert!(matches!(parse_box_header(&b, 0, 1000), Err(Fmp4Error::SizeTooSmall { .. })));
-    }
-
-    #[test]
-    fn large_size_header() {
-        let mut b = vec![0, 0, 0, 1];
-        b.extend_from_slice(b"mdat");
-        b.extend_from_slice(&20u64.to_be_bytes());
-        let h = parse_box_header(&b, 0, 1000).unwrap().unwrap();
-        assert_eq!((h.header_len, h.size), (16, 20));
-    }
-
-    #[test]
-    fn iter_reports_truncation() {
-        let mut b = Vec::new();
-        write_box(&mut b, FTYP, b"isom");
-        b.extend_from_slice(&[0, 0, 0, 50, b'm', b'o', b'o', b'v', 1]);
-        let items: Vec<_> = BoxIter::new(&b).collect();
-        assert_eq!(items.len(), 2);
-        assert!(items[0].is_ok());
-        assert!(matches!(items[1], Err(Fmp4Error::Truncated { .. })));
-    }
 
     fn init_with_one_video_track() -> InitInfo {
         InitInfo {
@@ -788,7 +458,7 @@ mod tests {
                 kind: TrackKind::Video,
                 timescale: 90_000,
                 sample_entry: FourCc(*b"avc1"),
-                codec: "avc1".into(),
+                sample_entry_body: Vec::new(),
                 width: 0,
                 height: 0,
                 channels: 0,
@@ -799,17 +469,17 @@ mod tests {
     }
 
     fn moof(first_flags: Option<u32>, sizes: &[u32], tfdt: u64) -> Vec<u8> {
-        let mut mfhd = full(0, 0);
+        let mut mfhd = full_box(0, 0);
         mfhd.extend_from_slice(&7u32.to_be_bytes());
-        let mut tfhd = full(0, 0x020000);
+        let mut tfhd = full_box(0, TFHD_DEFAULT_BASE_IS_MOOF);
         tfhd.extend_from_slice(&1u32.to_be_bytes());
-        let mut tfdt_b = full(1, 0);
+        let mut tfdt_b = full_box(1, 0);
         tfdt_b.extend_from_slice(&tfdt.to_be_bytes());
         let mut flags = TRUN_DATA_OFFSET | TRUN_SIZE;
         if first_flags.is_some() {
             flags |= TRUN_FIRST_SAMPLE_FLAGS;
         }
-        let mut trun = full(0, flags);
+        let mut trun = full_box(0, flags);
         trun.extend_from_slice(&(sizes.len() as u32).to_be_bytes());
         trun.extend_from_slice(&100u32.to_be_bytes());
         if let Some(f) = first_flags {
@@ -844,37 +514,31 @@ mod tests {
     }
 
     #[test]
+    fn walked_samples_carry_decode_times_from_the_tfdt() {
+        let init = init_with_one_video_track();
+        let body = moof(Some(0), &[10, 20], 1000);
+        let traf = find_child(&body, TRAF).unwrap().unwrap();
+        let mut seen = Vec::new();
+        walk_traf(traf, &init, &mut |s| seen.push((s.decode_time, s.offset, s.is_sync()))).unwrap();
+        assert_eq!(seen, vec![(1000, 100, true), (4000, 110, false)]);
+        let s = Sample { decode_time: 0, duration: 0, size: 4, flags: 0, composition_offset: 0, offset: 2 };
+        assert_eq!((s.range(6), s.range(5)), (Some(2..6), None));
+    }
+
+    #[test]
     fn moof_with_lying_sample_count_is_rejected_without_allocating() {
         let init = init_with_one_video_track();
         let mut b = moof(Some(0), &[10], 0);
         // Overwrite the trun sample_count (first field after the full box header).
         let pos = b.windows(4).position(|w| w == b"trun").unwrap() + 8;
         b[pos..pos + 4].copy_from_slice(&u32::MAX.to_be_bytes());
-        assert!(matches!(parse_moof(&b, &init), Err(Fmp4Error::Truncated { kind: TRUN, .. })));
+        assert!(matches!(parse_moof(&b, &init), Err(BoxError::Truncated { kind: TRUN, .. })));
     }
 
     #[test]
     fn moof_for_unknown_track_is_rejected() {
         let mut init = init_with_one_video_track();
         init.tracks[0].track_id = 2;
-        assert!(matches!(parse_moof(&moof(Some(0), &[1], 0), &init), Err(Fmp4Error::Malformed { kind: TFHD, .. })));
-    }
-
-    #[test]
-    fn esds_aac_lc() {
-        // ES_Descriptor with DecoderConfigDescriptor(OTI 0x40) and AudioSpecificConfig 0x1210 (AAC-LC).
-        let esds = [
-            0, 0, 0, 0, 0x03, 0x19, 0x00, 0x01, 0x00, 0x04, 0x11, 0x40, 0x15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x05,
-            0x02, 0x12, 0x10, 0x06, 0x01, 0x02,
-        ];
-        assert_eq!(esds_audio_object_type(&esds), Some((0x40, Some(2))));
-    }
-
-    #[test]
-    fn uuid_box_round_trip() {
-        let mut out = Vec::new();
-        write_uuid_box(&mut out, &[7; 16], b"{}");
-        let h = parse_box_header(&out, 0, 100).unwrap().unwrap();
-        assert_eq!((h.kind, h.header_len, h.size), (UUID, 24, 26));
+        assert!(matches!(parse_moof(&moof(Some(0), &[1], 0), &init), Err(BoxError::Malformed { kind: TFHD, .. })));
     }
 }

@@ -14,38 +14,14 @@
 //! Pure functions over bytes, like the rest of `wire`; ISO/IEC 14496-12 gives the
 //! layouts.
 
-use super::fmp4::{
-    find_child, kinds::*, parse_box_header, parse_moov, walk_traf, write_box, BoxIter, Fmp4Error, FourCc, InitInfo,
-    Reader,
+use super::bmff::{
+    box_header_len, find_child, full_box, header_timescale, kinds::*, parse_box_header, patch_duration, tkhd_track_id,
+    write_box, BoxError, BoxIter, FourCc,
 };
-
-const STTS: FourCc = FourCc::new(b"stts");
-const CTTS: FourCc = FourCc::new(b"ctts");
-const STSS: FourCc = FourCc::new(b"stss");
-const STSC: FourCc = FourCc::new(b"stsc");
-const STSZ: FourCc = FourCc::new(b"stsz");
-const CO64: FourCc = FourCc::new(b"co64");
-const MVHD: FourCc = FourCc::new(b"mvhd");
-const EDTS: FourCc = FourCc::new(b"edts");
-
-/// One sample of a fragment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sample {
-    /// Decode time in the track's timescale.
-    pub decode_time: u64,
-    pub duration: u32,
-    pub size: u32,
-    pub flags: u32,
-    pub composition_offset: i32,
-    /// Where the sample's bytes start in the fragment.
-    pub offset: usize,
-}
-
-impl Sample {
-    pub fn is_sync(&self) -> bool {
-        self.flags & 0x0001_0000 == 0
-    }
-}
+use super::fmp4::{
+    trex_track_id, walk_traf, InitInfo, Sample, TFHD_DEFAULT_BASE_IS_MOOF, TRUN_CTO, TRUN_DATA_OFFSET, TRUN_DURATION,
+    TRUN_FLAGS, TRUN_SIZE,
+};
 
 /// The samples of one track, in decode order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +44,7 @@ impl TrackSamples {
 /// Lists the samples of every track of a fragment (`moof`+`mdat` chunks with
 /// default-base-is-moof offsets), in the init segment's track order. Every sample's
 /// bytes are checked to lie inside the fragment.
-pub fn fragment_samples(fragment: &[u8], init: &InitInfo) -> Result<Vec<TrackSamples>, Fmp4Error> {
+pub fn fragment_samples(fragment: &[u8], init: &InitInfo) -> Result<Vec<TrackSamples>, BoxError> {
     let mut tracks: Vec<TrackSamples> = init
         .tracks
         .iter()
@@ -78,14 +54,14 @@ pub fn fragment_samples(fragment: &[u8], init: &InitInfo) -> Result<Vec<TrackSam
     let mut pos = 0usize;
     while pos < fragment.len() {
         let rest = &fragment[pos..];
-        let header = parse_box_header(rest, pos as u64, rest.len() as u64)?.ok_or(Fmp4Error::Truncated {
+        let header = parse_box_header(rest, pos as u64, rest.len() as u64)?.ok_or(BoxError::Truncated {
             kind: FourCc(*b"????"),
             needed: 8,
             available: rest.len() as u64,
         })?;
         let size = header.size as usize;
         if header.kind == MOOF {
-            let moof_start = pos;
+            let moof_start = pos as i64;
             for item in BoxIter::new(&rest[header.header_len..size]) {
                 let (kind, traf) = item?;
                 if kind != TRAF {
@@ -94,39 +70,24 @@ pub fn fragment_samples(fragment: &[u8], init: &InitInfo) -> Result<Vec<TrackSam
                 let mut found = Vec::new();
                 let h = walk_traf(traf, init, &mut |s| found.push(*s))?;
                 if h.explicit_base_offset {
-                    return Err(Fmp4Error::Malformed { kind: TFHD, detail: "explicit base-data-offset" });
+                    return Err(BoxError::Malformed { kind: TFHD, detail: "explicit base-data-offset" });
                 }
                 let Some(i) = tracks.iter().position(|t| t.track_id == h.track_id) else { continue };
-                let mut t = h.base_decode_time.unwrap_or(next_time[i]);
-                for s in found {
-                    let offset = i64::try_from(moof_start)
-                        .ok()
-                        .and_then(|m| m.checked_add(s.data_offset))
-                        .and_then(|o| usize::try_from(o).ok())
-                        .filter(|&o| o.checked_add(s.size as usize).is_some_and(|e| e <= fragment.len()))
-                        .ok_or(Fmp4Error::Malformed { kind: TRUN, detail: "sample data outside the fragment" })?;
-                    tracks[i].samples.push(Sample {
-                        decode_time: t,
-                        duration: s.duration,
-                        size: s.size,
-                        flags: s.flags,
-                        composition_offset: s.composition_offset,
-                        offset,
-                    });
-                    t = t.saturating_add(u64::from(s.duration));
+                // Without a tfdt, a traf continues where the track's previous one ended.
+                let shift = if h.base_decode_time.is_some() { 0 } else { next_time[i] };
+                for mut s in found {
+                    s.offset = moof_start.saturating_add(s.offset);
+                    s.range(fragment.len())
+                        .ok_or(BoxError::Malformed { kind: TRUN, detail: "sample data outside the fragment" })?;
+                    s.decode_time = s.decode_time.saturating_add(shift);
+                    next_time[i] = s.decode_time.saturating_add(u64::from(s.duration));
+                    tracks[i].samples.push(s);
                 }
-                next_time[i] = t;
             }
         }
         pos += size;
     }
     Ok(tracks)
-}
-
-/// What an init segment (`ftyp` + `moov`, as stored) says.
-pub fn parse_init(init: &[u8]) -> Result<InitInfo, Fmp4Error> {
-    let moov = find_child(init, MOOV)?.ok_or(Fmp4Error::Missing { parent: FourCc(*b"init"), child: MOOV })?;
-    parse_moov(moov)
 }
 
 /// Appends one `moof`+`mdat` holding `samples` of `track_id`, their bytes copied from
@@ -138,17 +99,17 @@ pub fn write_track_fragment(
     base_decode_time: u64,
     samples: &[Sample],
     data: &[u8],
-) -> Result<(), Fmp4Error> {
-    // trun flags: data-offset, duration, size, flags, composition offset (version 1: signed).
-    const TRUN_FLAGS: u32 = 0x001 | 0x100 | 0x200 | 0x400 | 0x800;
-    let count = u32::try_from(samples.len()).map_err(|_| Fmp4Error::Malformed { kind: TRUN, detail: "count" })?;
+) -> Result<(), BoxError> {
+    // Every per-sample field, composition offsets signed (version 1).
+    const FLAGS: u32 = TRUN_DATA_OFFSET | TRUN_DURATION | TRUN_SIZE | TRUN_FLAGS | TRUN_CTO;
+    let count = u32::try_from(samples.len()).map_err(|_| BoxError::Malformed { kind: TRUN, detail: "count" })?;
     let mut mfhd = full_box(0, 0);
     mfhd.extend_from_slice(&sequence_number.to_be_bytes());
-    let mut tfhd = full_box(0, 0x02_0000); // default-base-is-moof
+    let mut tfhd = full_box(0, TFHD_DEFAULT_BASE_IS_MOOF);
     tfhd.extend_from_slice(&track_id.to_be_bytes());
     let mut tfdt = full_box(1, 0);
     tfdt.extend_from_slice(&base_decode_time.to_be_bytes());
-    let mut trun = full_box(1, TRUN_FLAGS);
+    let mut trun = full_box(1, FLAGS);
     trun.extend_from_slice(&count.to_be_bytes());
     let data_offset_at = trun.len();
     trun.extend_from_slice(&0u32.to_be_bytes());
@@ -170,26 +131,25 @@ pub fn write_track_fragment(
     write_box(&mut moof_body, MFHD, &mfhd);
     write_box(&mut moof_body, TRAF, &traf);
     let moof_len = 8 + moof_body.len();
-    let mdat_header = if payload + 8 > u32::MAX as usize { 16 } else { 8 };
-    let data_offset = u32::try_from(moof_len + mdat_header)
-        .map_err(|_| Fmp4Error::Malformed { kind: TRUN, detail: "moof too large" })?;
+    let data_offset = u32::try_from(moof_len + box_header_len(payload))
+        .map_err(|_| BoxError::Malformed { kind: TRUN, detail: "moof too large" })?;
     let at = trun_body_at_in_moof - 8 + data_offset_at;
     moof_body[at..at + 4].copy_from_slice(&data_offset.to_be_bytes());
     write_box(out, MOOF, &moof_body);
 
     let mut mdat = Vec::with_capacity(payload);
     for s in samples {
-        let bytes = data
-            .get(s.offset..s.offset + s.size as usize)
-            .ok_or(Fmp4Error::Malformed { kind: MDAT, detail: "sample data outside the fragment" })?;
-        mdat.extend_from_slice(bytes);
+        let range = s
+            .range(data.len())
+            .ok_or(BoxError::Malformed { kind: MDAT, detail: "sample data outside the fragment" })?;
+        mdat.extend_from_slice(&data[range]);
     }
     write_box(out, MDAT, &mdat);
     Ok(())
 }
 
 /// The init segment (`ftyp` + `moov`) reduced to the one track `track_id`.
-pub fn track_init(init: &[u8], track_id: u32) -> Result<Vec<u8>, Fmp4Error> {
+pub fn track_init(init: &[u8], track_id: u32) -> Result<Vec<u8>, BoxError> {
     let mut out = Vec::with_capacity(init.len());
     let mut found = false;
     for item in BoxIter::new(init) {
@@ -199,7 +159,9 @@ pub fn track_init(init: &[u8], track_id: u32) -> Result<Vec<u8>, Fmp4Error> {
             for child in BoxIter::new(body) {
                 let (k, b) = child?;
                 match k {
-                    TRAK if trak_id(b)? != track_id => {}
+                    TRAK if tkhd_track_id(
+                        find_child(b, TKHD)?.ok_or(BoxError::Missing { parent: TRAK, child: TKHD })?,
+                    )? != track_id => {}
                     TRAK => {
                         found = true;
                         write_box(&mut moov, k, b);
@@ -208,7 +170,7 @@ pub fn track_init(init: &[u8], track_id: u32) -> Result<Vec<u8>, Fmp4Error> {
                         let mut mvex = Vec::new();
                         for c in BoxIter::new(b) {
                             let (ck, cb) = c?;
-                            if ck != TREX || trex_id(cb)? == track_id {
+                            if ck != TREX || trex_track_id(cb)? == track_id {
                                 write_box(&mut mvex, ck, cb);
                             }
                         }
@@ -224,27 +186,9 @@ pub fn track_init(init: &[u8], track_id: u32) -> Result<Vec<u8>, Fmp4Error> {
         }
     }
     if !found {
-        return Err(Fmp4Error::Malformed { kind: MOOV, detail: "no trak with that track_ID" });
+        return Err(BoxError::Malformed { kind: MOOV, detail: "no trak with that track_ID" });
     }
     Ok(out)
-}
-
-fn trak_id(trak: &[u8]) -> Result<u32, Fmp4Error> {
-    let tkhd = find_child(trak, TKHD)?.ok_or(Fmp4Error::Missing { parent: TRAK, child: TKHD })?;
-    let mut r = Reader::new(TKHD, tkhd);
-    let (version, _) = r.full_box()?;
-    r.skip(if version == 1 { 16 } else { 8 })?;
-    r.u32()
-}
-
-fn trex_id(trex: &[u8]) -> Result<u32, Fmp4Error> {
-    let mut r = Reader::new(TREX, trex);
-    r.full_box()?;
-    r.u32()
-}
-
-fn full_box(version: u8, flags: u32) -> Vec<u8> {
-    ((u32::from(version) << 24) | (flags & 0x00ff_ffff)).to_be_bytes().to_vec()
 }
 
 /// Lays fragments out as one progressive MP4 (`ftyp`, `moov`, then `mdat`), the form
@@ -292,7 +236,7 @@ impl ProgressiveWriter {
     }
 
     /// Adds one stored fragment.
-    pub fn push(&mut self, fragment: &[u8]) -> Result<(), Fmp4Error> {
+    pub fn push(&mut self, fragment: &[u8]) -> Result<(), BoxError> {
         let per_track = fragment_samples(fragment, &self.info)?;
         for (track, found) in self.tracks.iter_mut().zip(per_track) {
             if found.samples.is_empty() {
@@ -310,10 +254,10 @@ impl ProgressiveWriter {
             let first_index = track.samples.len();
             let offset = self.mdat.len() as u64;
             for s in &found.samples {
-                let bytes = fragment
-                    .get(s.offset..s.offset + s.size as usize)
-                    .ok_or(Fmp4Error::Malformed { kind: MDAT, detail: "sample data outside the fragment" })?;
-                self.mdat.extend_from_slice(bytes);
+                let range = s
+                    .range(fragment.len())
+                    .ok_or(BoxError::Malformed { kind: MDAT, detail: "sample data outside the fragment" })?;
+                self.mdat.extend_from_slice(&fragment[range]);
                 track.samples.push(*s);
             }
             track.chunks.push((first_index, found.samples.len(), offset));
@@ -323,7 +267,7 @@ impl ProgressiveWriter {
     }
 
     /// Writes the file.
-    pub fn finish(self) -> Result<Vec<u8>, Fmp4Error> {
+    pub fn finish(self) -> Result<Vec<u8>, BoxError> {
         let mut ftyp = Vec::new();
         ftyp.extend_from_slice(b"isom");
         ftyp.extend_from_slice(&0x200u32.to_be_bytes());
@@ -335,18 +279,17 @@ impl ProgressiveWriter {
         // The moov's size does not depend on the chunk offsets (co64 has fixed-size
         // entries), so write it once to measure, then again with the real base.
         let probe = self.moov(0)?;
-        let mdat_header = if self.mdat.len() + 8 > u32::MAX as usize { 16 } else { 8 };
-        let base = (head.len() + probe.len() + mdat_header) as u64;
+        let base = (head.len() + probe.len() + box_header_len(self.mdat.len())) as u64;
         let moov = self.moov(base)?;
         head.extend_from_slice(&moov);
         write_box(&mut head, MDAT, &self.mdat);
         Ok(head)
     }
 
-    fn moov(&self, mdat_base: u64) -> Result<Vec<u8>, Fmp4Error> {
-        let moov = self.init_box(MOOV)?.ok_or(Fmp4Error::Missing { parent: FourCc(*b"init"), child: MOOV })?;
-        let mvhd = find_child(moov, MVHD)?.ok_or(Fmp4Error::Missing { parent: MOOV, child: MVHD })?;
-        let movie_timescale = timescale_of(MVHD, mvhd)?.max(1);
+    fn moov(&self, mdat_base: u64) -> Result<Vec<u8>, BoxError> {
+        let moov = self.init_box(MOOV)?.ok_or(BoxError::Missing { parent: FourCc(*b"init"), child: MOOV })?;
+        let mvhd = find_child(moov, MVHD)?.ok_or(BoxError::Missing { parent: MOOV, child: MVHD })?;
+        let movie_timescale = header_timescale(MVHD, mvhd)?.max(1);
         let mut movie_duration = 0u64;
         let mut traks = Vec::new();
         for child in BoxIter::new(moov) {
@@ -354,7 +297,7 @@ impl ProgressiveWriter {
             if k != TRAK {
                 continue;
             }
-            let id = trak_id(b)?;
+            let id = tkhd_track_id(find_child(b, TKHD)?.ok_or(BoxError::Missing { parent: TRAK, child: TKHD })?)?;
             let (Some(track), Some(info)) = (self.tracks.iter().find(|t| t.track_id == id), self.info.track(id)) else {
                 continue;
             };
@@ -378,7 +321,7 @@ impl ProgressiveWriter {
         Ok(out)
     }
 
-    fn init_box(&self, kind: FourCc) -> Result<Option<&[u8]>, Fmp4Error> {
+    fn init_box(&self, kind: FourCc) -> Result<Option<&[u8]>, BoxError> {
         find_child(&self.init, kind)
     }
 
@@ -389,7 +332,7 @@ impl ProgressiveWriter {
         media_duration: u64,
         movie_duration: u64,
         mdat_base: u64,
-    ) -> Result<Vec<u8>, Fmp4Error> {
+    ) -> Result<Vec<u8>, BoxError> {
         let mut out = Vec::new();
         for child in BoxIter::new(trak) {
             let (k, b) = child?;
@@ -415,7 +358,7 @@ impl ProgressiveWriter {
                                     let (mk, mb) = m?;
                                     if mk == STBL {
                                         let stsd = find_child(mb, STSD)?
-                                            .ok_or(Fmp4Error::Missing { parent: STBL, child: STSD })?;
+                                            .ok_or(BoxError::Missing { parent: STBL, child: STSD })?;
                                         write_box(&mut minf, STBL, &sample_table(stsd, track, mdat_base));
                                     } else if mk != UUID {
                                         write_box(&mut minf, mk, mb);
@@ -518,34 +461,9 @@ fn pairs(version: u8, entries: &[(u32, u32)]) -> Vec<u8> {
     b
 }
 
-/// The timescale field of an `mvhd` or `mdhd` body.
-fn timescale_of(kind: FourCc, body: &[u8]) -> Result<u32, Fmp4Error> {
-    let mut r = Reader::new(kind, body);
-    let (version, _) = r.full_box()?;
-    r.skip(if version == 1 { 16 } else { 8 })?;
-    r.u32()
-}
-
-/// Overwrites the duration field of an `mvhd`, `tkhd` or `mdhd` body.
-fn patch_duration(body: &mut [u8], kind: FourCc, duration: u64) -> Result<(), Fmp4Error> {
-    let version = *body.first().ok_or(Fmp4Error::Truncated { kind, needed: 4, available: 0 })?;
-    // After version+flags: two times, then timescale (mvhd, mdhd) or track_ID and a
-    // reserved word (tkhd), then the duration.
-    let times = if version == 1 { 16 } else { 8 };
-    let at = 4 + times + if kind == TKHD { 8 } else { 4 };
-    let width = if version == 1 { 8 } else { 4 };
-    let field =
-        body.get_mut(at..at + width).ok_or(Fmp4Error::Truncated { kind, needed: (at + width) as u64, available: 0 })?;
-    if version == 1 {
-        field.copy_from_slice(&duration.to_be_bytes());
-    } else {
-        field.copy_from_slice(&u32::try_from(duration).unwrap_or(u32::MAX).to_be_bytes());
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::fmp4::parse_moov;
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
@@ -590,7 +508,8 @@ mod tests {
         let mdat_at = chunks[0].windows(4).position(|w| w == b"mdat").unwrap() - 4;
         assert_eq!(total, chunks[0].len() - mdat_at - 8, "samples cover the mdat payload exactly");
         for s in tracks.iter().flat_map(|t| &t.samples) {
-            assert!(s.offset >= mdat_at + 8 && s.offset + s.size as usize <= chunks[0].len());
+            let r = s.range(chunks[0].len()).unwrap();
+            assert!(r.start >= mdat_at + 8);
         }
     }
 
@@ -609,7 +528,7 @@ mod tests {
         assert_eq!(again[0].samples.len(), audio.samples.len());
         assert_eq!(again[0].start(), Some(123_456));
         for (a, b) in again[0].samples.iter().zip(&audio.samples) {
-            assert_eq!(out[a.offset..a.offset + a.size as usize], chunks[1][b.offset..b.offset + b.size as usize]);
+            assert_eq!(out[a.range(out.len()).unwrap()], chunks[1][b.range(chunks[1].len()).unwrap()]);
             assert_eq!((a.duration, a.flags, a.composition_offset), (b.duration, b.flags, b.composition_offset));
         }
     }
@@ -642,7 +561,7 @@ mod tests {
         let moov = find_child(&file, MOOV).unwrap().unwrap();
         assert!(find_child(moov, MVEX).unwrap().is_none());
         let mvhd = find_child(moov, MVHD).unwrap().unwrap();
-        let ts = timescale_of(MVHD, mvhd).unwrap();
+        let ts = header_timescale(MVHD, mvhd).unwrap();
         let dur = u32::from_be_bytes(mvhd[16..20].try_into().unwrap());
         let secs = f64::from(dur) / f64::from(ts);
         assert!((3.9..4.2).contains(&secs), "duration {secs}");

@@ -63,6 +63,47 @@ pub fn write(out: &mut Vec<u8>, pt: u8, marker: bool, sequence: u16, timestamp: 
     out.extend_from_slice(payload);
 }
 
+/// Puts UDP packets back in sequence order. Holds up to `depth` packets waiting for a
+/// missing one, then gives up on it (counted as lost).
+pub struct ReorderBuffer {
+    next: Option<u16>,
+    held: std::collections::BTreeMap<u16, Vec<u8>>,
+    depth: usize,
+}
+
+impl ReorderBuffer {
+    pub fn new(depth: usize) -> Self {
+        ReorderBuffer { next: None, held: std::collections::BTreeMap::new(), depth }
+    }
+
+    /// Takes a packet; returns packets now in order, each with the count of packets
+    /// lost just before it.
+    pub fn push(&mut self, seq: u16, packet: Vec<u8>) -> Vec<(u64, Vec<u8>)> {
+        let next = *self.next.get_or_insert(seq);
+        let ahead = seq.wrapping_sub(next);
+        if ahead >= 0x8000 {
+            return Vec::new(); // late duplicate or older than what was released
+        }
+        self.held.insert(seq, packet);
+        let mut out = Vec::new();
+        let mut lost = 0u64;
+        loop {
+            let want = self.next.unwrap_or(seq);
+            if let Some(p) = self.held.remove(&want) {
+                out.push((std::mem::take(&mut lost), p));
+                self.next = Some(want.wrapping_add(1));
+            } else if self.held.len() > self.depth {
+                // Skip to the oldest held packet.
+                let oldest = *self.held.keys().min_by_key(|s| s.wrapping_sub(want)).unwrap_or(&want);
+                lost += u64::from(oldest.wrapping_sub(want));
+                self.next = Some(oldest);
+            } else {
+                return out;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +127,24 @@ mod tests {
         assert_eq!(parse(&ext), Err(RtpError::BadLength));
         v[0] = 0x40;
         assert_eq!(parse(&v), Err(RtpError::Version(1)));
+    }
+
+    #[test]
+    fn reorder_buffer_restores_order_and_counts_gaps() {
+        let mut r = ReorderBuffer::new(2);
+        assert_eq!(r.push(10, vec![10]).len(), 1);
+        assert!(r.push(12, vec![12]).is_empty());
+        let out = r.push(11, vec![11]);
+        assert_eq!(out.iter().map(|(l, p)| (*l, p[0])).collect::<Vec<_>>(), vec![(0, 11), (0, 12)]);
+        // 13 never comes: after the buffer fills, it is skipped and counted.
+        assert!(r.push(14, vec![14]).is_empty());
+        assert!(r.push(15, vec![15]).is_empty());
+        let out = r.push(16, vec![16]);
+        assert_eq!(out.iter().map(|(l, p)| (*l, p[0])).collect::<Vec<_>>(), vec![(1, 14), (0, 15), (0, 16)]);
+        assert!(r.push(9, vec![9]).is_empty(), "old packets are dropped");
+        // Wrap-around.
+        let mut r = ReorderBuffer::new(2);
+        r.push(65535, vec![1]);
+        assert_eq!(r.push(0, vec![2]).len(), 1);
     }
 }

@@ -1,13 +1,9 @@
-//! The parts of an SDP session description (RFC 8866) that RTSP ANNOUNCE carries and
-//! ingest needs: one entry per media section with its payload type, codec, clock rate,
-//! `fmtp` parameters and control URL. Pure.
+//! The parts of an SDP session description (RFC 8866) that RTSP carries: one entry per
+//! media section with its payload type, encoding, clock rate, `fmtp` parameters and
+//! control URL, read from an ANNOUNCE and written for a DESCRIBE. Pure, and
+//! codec-neutral: what the `fmtp` parameters mean is `crate::codec`'s business.
 
 use std::collections::BTreeMap;
-
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine;
-
-use crate::media::CodecParams;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MediaDescription {
@@ -21,6 +17,22 @@ pub struct MediaDescription {
     /// `a=fmtp` parameters, names lower-cased.
     pub fmtp: BTreeMap<String, String>,
     pub control: Option<String>,
+}
+
+impl MediaDescription {
+    /// A media section without `fmtp` parameters or control URL; `channels` 0 leaves
+    /// the channel count out of `a=rtpmap` (video).
+    pub fn new(kind: &str, payload_type: u8, encoding: &str, clock_rate: u32, channels: u16) -> Self {
+        MediaDescription {
+            kind: kind.to_string(),
+            payload_type,
+            encoding: encoding.to_string(),
+            clock_rate,
+            channels,
+            fmtp: BTreeMap::new(),
+            control: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,44 +81,28 @@ pub fn parse(sdp: &[u8]) -> Result<Vec<MediaDescription>, SdpError> {
     Ok(media)
 }
 
-fn b64(s: &str) -> Option<Vec<u8>> {
-    BASE64.decode(s.trim()).ok().filter(|v| !v.is_empty())
-}
-
-/// The codec parameters a media section gives, or why it is not one ingest takes.
-/// Video parameter sets may be missing from the SDP (then they come in band).
-pub fn codec_params(m: &MediaDescription) -> Result<Option<CodecParams>, String> {
-    match m.encoding.as_str() {
-        "H264" => {
-            let sets: Vec<Vec<u8>> =
-                m.fmtp.get("sprop-parameter-sets").map(|s| s.split(',').filter_map(b64).collect()).unwrap_or_default();
-            let sps = sets.iter().find(|n| n[0] & 0x1f == 7).cloned();
-            let pps = sets.iter().find(|n| n[0] & 0x1f == 8).cloned();
-            Ok(sps.zip(pps).map(|(sps, pps)| CodecParams::H264 { sps, pps }))
+/// The SDP describing `media` (in order, each with its control attribute), as a
+/// DESCRIBE answer for viewers.
+pub fn write(session_name: &str, media: &[MediaDescription]) -> String {
+    let mut s = format!(
+        "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns={session_name}\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\na=control:*\r\na=range:npt=now-\r\n"
+    );
+    for m in media {
+        let pt = m.payload_type;
+        s.push_str(&format!("m={} 0 RTP/AVP {pt}\r\na=rtpmap:{pt} {}/{}", m.kind, m.encoding, m.clock_rate));
+        if m.channels > 0 {
+            s.push_str(&format!("/{}", m.channels));
         }
-        "H265" => {
-            let get = |k: &str| m.fmtp.get(k).and_then(|s| b64(s));
-            Ok(match (get("sprop-vps"), get("sprop-sps"), get("sprop-pps")) {
-                (Some(vps), Some(sps), Some(pps)) => Some(CodecParams::H265 { vps, sps, pps }),
-                _ => None,
-            })
+        s.push_str("\r\n");
+        if !m.fmtp.is_empty() {
+            let params: Vec<String> = m.fmtp.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            s.push_str(&format!("a=fmtp:{pt} {}\r\n", params.join(";")));
         }
-        "MPEG4-GENERIC" => {
-            let mode = m.fmtp.get("mode").map(|s| s.to_ascii_lowercase()).unwrap_or_default();
-            if mode != "aac-hbr" {
-                return Err(format!("MPEG4-GENERIC mode '{mode}' (only AAC-hbr is taken)"));
-            }
-            let config = m
-                .fmtp
-                .get("config")
-                .and_then(|c| hex::decode(c).ok())
-                .filter(|c| c.len() >= 2)
-                .ok_or("AAC without a config")?;
-            Ok(Some(CodecParams::Aac { config, sample_rate: m.clock_rate, channels: m.channels.max(1) }))
+        if let Some(c) = &m.control {
+            s.push_str(&format!("a=control:{c}\r\n"));
         }
-        "OPUS" => Ok(Some(CodecParams::Opus { channels: m.channels.max(1) })),
-        other => Err(format!("codec {other} (Kinescope takes H264, H265, MPEG4-GENERIC AAC and OPUS)")),
     }
+    s
 }
 
 #[cfg(test)]
@@ -124,71 +120,23 @@ mod tests {
             (m[0].encoding.as_str(), m[0].clock_rate, m[0].control.as_deref()),
             ("H264", 90000, Some("streamid=0"))
         );
-        let Some(CodecParams::H264 { sps, pps }) = codec_params(&m[0]).unwrap() else { panic!("no H264 params") };
-        assert_eq!((sps[0], pps[0]), (0x67, 0x68));
-        let Some(CodecParams::Aac { config, sample_rate, channels }) = codec_params(&m[1]).unwrap() else {
-            panic!("no AAC params")
-        };
-        assert_eq!((config[0], sample_rate, channels), (0x12, 44100, 2));
+        assert_eq!((m[1].encoding.as_str(), m[1].clock_rate, m[1].channels), ("MPEG4-GENERIC", 44100, 2));
         assert_eq!(m[1].fmtp["sizelength"], "13");
+        assert_eq!(m[1].fmtp["config"], "121056E500");
         assert!(parse(b"v=0\r\n").is_err());
-        let mut pcm = m[1].clone();
-        pcm.encoding = "PCMU".into();
-        assert!(codec_params(&pcm).is_err());
     }
-}
-
-/// The SDP describing `tracks` (codec, payload type, control suffix `trackID=N`), as a
-/// DESCRIBE answer for viewers.
-pub fn write(session_name: &str, tracks: &[(CodecParams, u8)]) -> String {
-    let mut s = format!(
-        "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns={session_name}\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\na=control:*\r\na=range:npt=now-\r\n"
-    );
-    for (i, (params, pt)) in tracks.iter().enumerate() {
-        match params {
-            CodecParams::H264 { sps, pps } => {
-                let pli = sps.get(1..4).map(hex::encode).unwrap_or_else(|| "42e01f".into());
-                s.push_str(&format!(
-                    "m=video 0 RTP/AVP {pt}\r\na=rtpmap:{pt} H264/90000\r\na=fmtp:{pt} packetization-mode=1;profile-level-id={pli};sprop-parameter-sets={},{}\r\n",
-                    BASE64.encode(sps),
-                    BASE64.encode(pps)
-                ));
-            }
-            CodecParams::H265 { vps, sps, pps } => s.push_str(&format!(
-                "m=video 0 RTP/AVP {pt}\r\na=rtpmap:{pt} H265/90000\r\na=fmtp:{pt} sprop-vps={};sprop-sps={};sprop-pps={}\r\n",
-                BASE64.encode(vps),
-                BASE64.encode(sps),
-                BASE64.encode(pps)
-            )),
-            CodecParams::Aac { config, sample_rate, channels } => s.push_str(&format!(
-                "m=audio 0 RTP/AVP {pt}\r\na=rtpmap:{pt} MPEG4-GENERIC/{sample_rate}/{channels}\r\na=fmtp:{pt} streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3;config={}\r\n",
-                hex::encode(config)
-            )),
-            CodecParams::Opus { channels } => {
-                s.push_str(&format!("m=audio 0 RTP/AVP {pt}\r\na=rtpmap:{pt} opus/48000/{channels}\r\n"))
-            }
-        }
-        s.push_str(&format!("a=control:trackID={i}\r\n"));
-    }
-    s
-}
-
-#[cfg(test)]
-mod write_tests {
-    use super::*;
 
     #[test]
     fn what_we_write_parses_back() {
-        let tracks = vec![
-            (CodecParams::H264 { sps: vec![0x67, 0x64, 0, 0x1e], pps: vec![0x68, 1] }, 96),
-            (CodecParams::Aac { config: vec![0x11, 0x90], sample_rate: 48000, channels: 1 }, 97),
-        ];
-        let text = write("lobby", &tracks);
-        let media = parse(text.as_bytes()).unwrap();
-        assert_eq!(media.len(), 2);
-        for ((p, _), m) in tracks.iter().zip(&media) {
-            assert_eq!(codec_params(m).unwrap().as_ref(), Some(p));
-        }
-        assert_eq!(media[1].control.as_deref(), Some("trackID=1"));
+        let mut video = MediaDescription::new("video", 96, "H264", 90_000, 0);
+        video.fmtp.insert("packetization-mode".into(), "1".into());
+        video.control = Some("trackID=0".into());
+        let mut audio = MediaDescription::new("audio", 97, "OPUS", 48_000, 2);
+        audio.control = Some("trackID=1".into());
+        let text = write("lobby", &[video.clone(), audio.clone()]);
+        let back = parse(text.as_bytes()).unwrap();
+        assert_eq!(back[1], audio);
+        assert_eq!((back[0].channels, &back[0].fmtp), (1, &video.fmtp), "no channel count on video");
+        assert!(!text.contains("a=fmtp:97"), "no empty fmtp line");
     }
 }

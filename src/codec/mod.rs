@@ -1,0 +1,492 @@
+//! Codecs: everything about one codec lives in its file, chosen through a closed enum
+//! (as retina's `src/codec/` does), so adding one is its file plus one arm per `match`
+//! here.
+//!
+//! - [`h264`], [`h265`], [`aac`], [`opus`]: parameter sets ⇄ sample entry (`avcC`,
+//!   `hvcC`, `esds`, `dOps`), SDP `rtpmap`/`fmtp` in and out, the RFC 6381 codec
+//!   string, RTP depacketizing and packetizing, keyframe detection.
+//! - [`nal`]: what H.264 and H.265 share (length-prefixed NAL units, emulation
+//!   prevention, Exp-Golomb, the RTP access-unit assembler).
+//!
+//! Pure: bytes in, bytes out. Built on [`crate::wire`] (boxes, SDP, RTP) and nothing
+//! else of the crate.
+
+pub mod aac;
+pub mod h264;
+pub mod h265;
+pub mod nal;
+pub mod opus;
+
+use std::collections::BTreeMap;
+
+use crate::wire::bmff::FourCc;
+use crate::wire::fmp4::TrackInfo;
+use crate::wire::rtp::RtpPacket;
+use crate::wire::sdp::MediaDescription;
+
+/// The codecs Kinescope ingests, stores and serves.
+///
+/// Adding one (VP8, say) means: a `vp8.rs` beside these files with its `Params`,
+/// sample entry (`vp08` + `vpcC`), codec string, SDP and RTP (RFC 7741) functions, and
+/// one arm in each `match` of this file. Nothing outside `codec/` names a codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CodecKind {
+    H264,
+    H265,
+    Aac,
+    Opus,
+}
+
+impl CodecKind {
+    pub fn is_video(self) -> bool {
+        matches!(self, CodecKind::H264 | CodecKind::H265)
+    }
+
+    /// The name used in logs and status (`H264`, `AAC`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            CodecKind::H264 => "H264",
+            CodecKind::H265 => "H265",
+            CodecKind::Aac => "AAC",
+            CodecKind::Opus => "OPUS",
+        }
+    }
+
+    /// From an SDP `a=rtpmap` encoding name (any case).
+    pub fn from_sdp_encoding(encoding: &str) -> Option<Self> {
+        match encoding.to_ascii_uppercase().as_str() {
+            "H264" => Some(CodecKind::H264),
+            "H265" => Some(CodecKind::H265),
+            "MPEG4-GENERIC" => Some(CodecKind::Aac),
+            "OPUS" => Some(CodecKind::Opus),
+            _ => None,
+        }
+    }
+
+    /// From an MP4 sample entry type.
+    pub fn from_sample_entry(entry: FourCc) -> Option<Self> {
+        match entry {
+            h264::AVC1 | h264::AVC3 => Some(CodecKind::H264),
+            h265::HVC1 | h265::HEV1 => Some(CodecKind::H265),
+            aac::MP4A => Some(CodecKind::Aac),
+            opus::OPUS => Some(CodecKind::Opus),
+            _ => None,
+        }
+    }
+
+    /// From a codec name as the PutMedia / retina side calls it (`h264`, `aac`, …).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "h264" => Some(CodecKind::H264),
+            "h265" | "hevc" => Some(CodecKind::H265),
+            "aac" | "mpeg4-generic" => Some(CodecKind::Aac),
+            "opus" => Some(CodecKind::Opus),
+            _ => None,
+        }
+    }
+}
+
+/// Why codec parameters cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    #[error("the {0} parameters are malformed")]
+    BadParameters(&'static str),
+    #[error("codec {0} (Kinescope takes H264, H265, MPEG4-GENERIC AAC and OPUS)")]
+    Unsupported(String),
+    #[error("{0}")]
+    Sdp(String),
+}
+
+/// What a track carries, with the parameters its sample entry needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodecParams {
+    H264(h264::Params),
+    H265(h265::Params),
+    Aac(aac::Params),
+    Opus(opus::Params),
+}
+
+impl CodecParams {
+    pub fn kind(&self) -> CodecKind {
+        match self {
+            CodecParams::H264(_) => CodecKind::H264,
+            CodecParams::H265(_) => CodecKind::H265,
+            CodecParams::Aac(_) => CodecKind::Aac,
+            CodecParams::Opus(_) => CodecKind::Opus,
+        }
+    }
+
+    pub fn is_video(&self) -> bool {
+        self.kind().is_video()
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// The timescale samples of this track are counted in (its RTP clock too).
+    pub fn timescale(&self) -> u32 {
+        match self {
+            CodecParams::H264(_) | CodecParams::H265(_) => 90_000,
+            CodecParams::Aac(p) => p.sample_rate,
+            CodecParams::Opus(_) => opus::CLOCK_RATE,
+        }
+    }
+
+    /// Picture size for video (from the SPS); `(0, 0)` for audio.
+    pub fn dimensions(&self) -> Result<(u32, u32), CodecError> {
+        match self {
+            CodecParams::H264(p) => p.dimensions(),
+            CodecParams::H265(p) => p.dimensions(),
+            CodecParams::Aac(_) | CodecParams::Opus(_) => Ok((0, 0)),
+        }
+    }
+
+    /// Whether frames can come in another order than they are decoded (B-frames), so
+    /// a depacketized stream must be reordered before it is muxed.
+    pub fn can_reorder(&self) -> bool {
+        match self {
+            CodecParams::H264(p) => p.can_reorder(),
+            CodecParams::H265(_) => true,
+            CodecParams::Aac(_) | CodecParams::Opus(_) => false,
+        }
+    }
+
+    /// The sample entry box (`avc1`, `hvc1`, `mp4a`, `Opus`) for an init segment's `stsd`.
+    pub fn sample_entry(&self) -> Result<Vec<u8>, CodecError> {
+        match self {
+            CodecParams::H264(p) => p.sample_entry(),
+            CodecParams::H265(p) => p.sample_entry(),
+            CodecParams::Aac(p) => p.sample_entry(),
+            CodecParams::Opus(p) => p.sample_entry(),
+        }
+    }
+
+    /// The parameters a stored track's sample entry gives, if its codec is one of ours
+    /// and its configuration box reads.
+    pub fn from_track(track: &TrackInfo) -> Option<Self> {
+        match CodecKind::from_sample_entry(track.sample_entry)? {
+            CodecKind::H264 => h264::Params::from_avcc(track.sample_entry_child(h264::AVCC)?).map(CodecParams::H264),
+            CodecKind::H265 => h265::Params::from_hvcc(track.sample_entry_child(h265::HVCC)?).map(CodecParams::H265),
+            CodecKind::Aac => aac::Params::from_track(track).map(CodecParams::Aac),
+            CodecKind::Opus => opus::Params::from_track(track).map(CodecParams::Opus),
+        }
+    }
+
+    /// The parameters complete in-band parameter sets give a video track.
+    pub fn from_parameter_sets(kind: CodecKind, sets: &[Vec<u8>]) -> Option<Self> {
+        if sets.is_empty() {
+            return None;
+        }
+        match kind {
+            CodecKind::H264 => h264::Params::from_parameter_sets(sets).map(CodecParams::H264),
+            CodecKind::H265 => h265::Params::from_parameter_sets(sets).map(CodecParams::H265),
+            CodecKind::Aac | CodecKind::Opus => None,
+        }
+    }
+
+    /// The parameter sets of a video track, as they would come in band.
+    pub fn parameter_sets(&self) -> Vec<Vec<u8>> {
+        match self {
+            CodecParams::H264(p) => vec![p.sps.clone(), p.pps.clone()],
+            CodecParams::H265(p) => vec![p.vps.clone(), p.sps.clone(), p.pps.clone()],
+            CodecParams::Aac(_) | CodecParams::Opus(_) => Vec::new(),
+        }
+    }
+
+    /// An SDP media section describing the track (control attribute left to the caller).
+    pub fn sdp_media(&self, payload_type: u8) -> MediaDescription {
+        match self {
+            CodecParams::H264(p) => p.sdp_media(payload_type),
+            CodecParams::H265(p) => p.sdp_media(payload_type),
+            CodecParams::Aac(p) => p.sdp_media(payload_type),
+            CodecParams::Opus(p) => p.sdp_media(payload_type),
+        }
+    }
+}
+
+/// What an SDP media section announces: the codec, and its parameters when the SDP
+/// carries them (video parameter sets may come in band instead).
+pub fn from_sdp(m: &MediaDescription) -> Result<(CodecKind, Option<CodecParams>), CodecError> {
+    let kind = CodecKind::from_sdp_encoding(&m.encoding).ok_or_else(|| CodecError::Unsupported(m.encoding.clone()))?;
+    let params = match kind {
+        CodecKind::H264 => h264::Params::from_sdp(m).map(CodecParams::H264),
+        CodecKind::H265 => h265::Params::from_sdp(m).map(CodecParams::H265),
+        CodecKind::Aac => Some(CodecParams::Aac(aac::Params::from_sdp(m).map_err(CodecError::Sdp)?)),
+        CodecKind::Opus => Some(CodecParams::Opus(opus::Params::from_sdp(m))),
+    };
+    Ok((kind, params))
+}
+
+/// The RFC 6381 codec string of a stored track (`avc1.64001f`, `mp4a.40.2`), or the
+/// sample entry type when the codec or its configuration is unknown.
+pub fn codec_string(track: &TrackInfo) -> String {
+    let known = match CodecKind::from_sample_entry(track.sample_entry) {
+        Some(CodecKind::H264) => h264::codec_string(track),
+        Some(CodecKind::H265) => h265::codec_string(track),
+        Some(CodecKind::Aac) => aac::codec_string(track),
+        Some(CodecKind::Opus) => opus::codec_string(track),
+        None => None,
+    };
+    known.unwrap_or_else(|| track.sample_entry.to_string())
+}
+
+/// Whether a stored track carries its decoder configuration (a players needs it).
+pub fn has_decoder_config(track: &TrackInfo) -> bool {
+    CodecParams::from_track(track).is_some()
+}
+
+/// One access unit (video) or frame (audio) at its RTP timestamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessUnit {
+    pub rtp_ts: u32,
+    /// Video: length-prefixed NAL units; audio: the raw frame.
+    pub data: Vec<u8>,
+    pub keyframe: bool,
+    /// Parameter sets seen in band (H.264: SPS, PPS; H.265: VPS, SPS, PPS).
+    pub parameter_sets: Vec<Vec<u8>>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DepacketizeStats {
+    pub packets: u64,
+    /// Packets missing from the sequence.
+    pub lost: u64,
+    /// Units dropped because a packet of theirs was lost or malformed.
+    pub dropped_units: u64,
+    pub malformed: u64,
+}
+
+impl std::ops::AddAssign for DepacketizeStats {
+    fn add_assign(&mut self, o: Self) {
+        self.packets += o.packets;
+        self.lost += o.lost;
+        self.dropped_units += o.dropped_units;
+        self.malformed += o.malformed;
+    }
+}
+
+enum DepacketizerInner {
+    /// H.264 and H.265: the shared assembler with the codec's payload parser and NAL
+    /// classifier.
+    Nal {
+        asm: nal::NalAssembler,
+        classify: fn(&[u8]) -> nal::NalClass,
+        depacketize: fn(&mut nal::NalAssembler, &[u8]) -> bool,
+    },
+    Aac(aac::Depacketizer),
+    Opus,
+}
+
+/// RTP payloads back into access units, for one track. Sans-IO: packets in (in
+/// sequence order), units out.
+pub struct Depacketizer {
+    inner: DepacketizerInner,
+    pub stats: DepacketizeStats,
+}
+
+impl Depacketizer {
+    /// A depacketizer for `kind`; AAC takes its `sizelength`/`indexlength` from `fmtp`.
+    pub fn new(kind: CodecKind, fmtp: &BTreeMap<String, String>) -> Self {
+        let inner = match kind {
+            CodecKind::H264 => DepacketizerInner::Nal {
+                asm: nal::NalAssembler::default(),
+                classify: h264::classify,
+                depacketize: h264::depacketize,
+            },
+            CodecKind::H265 => DepacketizerInner::Nal {
+                asm: nal::NalAssembler::default(),
+                classify: h265::classify,
+                depacketize: h265::depacketize,
+            },
+            CodecKind::Aac => DepacketizerInner::Aac(aac::Depacketizer::new(fmtp)),
+            CodecKind::Opus => DepacketizerInner::Opus,
+        };
+        Depacketizer { inner, stats: DepacketizeStats::default() }
+    }
+
+    /// Feeds one packet; `lost_before` says packets were missing just before it.
+    /// Returns the units it completed.
+    pub fn push(&mut self, p: &RtpPacket, lost_before: u64) -> Vec<AccessUnit> {
+        self.stats.packets += 1;
+        self.stats.lost += lost_before;
+        let (asm, classify, depacketize) = match &mut self.inner {
+            DepacketizerInner::Opus => return vec![opus::depacketize(p.timestamp, p.payload)],
+            DepacketizerInner::Aac(d) => {
+                return d.push(p.timestamp, p.payload).unwrap_or_else(|| {
+                    self.stats.malformed += 1;
+                    self.stats.dropped_units += 1;
+                    Vec::new()
+                })
+            }
+            DepacketizerInner::Nal { asm, classify, depacketize } => (asm, *classify, *depacketize),
+        };
+        let mut out = Vec::new();
+        let mut take = |done: Option<nal::Assembled>, stats: &mut DepacketizeStats| match done {
+            Some(nal::Assembled::Unit(u)) => out.push(u),
+            Some(nal::Assembled::Dropped) => stats.dropped_units += 1,
+            None => {}
+        };
+        take(asm.begin(p.timestamp, lost_before, classify), &mut self.stats);
+        if !depacketize(asm, p.payload) {
+            self.stats.malformed += 1;
+            asm.mark_broken();
+        }
+        if p.marker {
+            take(asm.finish(classify), &mut self.stats);
+        }
+        out
+    }
+}
+
+/// Largest RTP payload we send, so packets fit a 1500-byte path with headers.
+pub const MAX_RTP_PAYLOAD: usize = 1400;
+
+/// The RTP payloads of one stored sample, in order (the last one carries the marker).
+pub fn packetize(kind: CodecKind, sample: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    match kind {
+        CodecKind::H264 => h264::packetize(&mut out, sample, MAX_RTP_PAYLOAD),
+        CodecKind::H265 => h265::packetize(&mut out, sample, MAX_RTP_PAYLOAD),
+        CodecKind::Aac => aac::packetize(&mut out, sample),
+        CodecKind::Opus => opus::packetize(&mut out, sample),
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::wire::fmp4::TrackKind;
+    use crate::wire::rtp;
+
+    /// A stored track whose sample entry is `entry` (a whole box, as `sample_entry` writes it).
+    pub(crate) fn track_with_entry(kind: TrackKind, entry: &[u8]) -> TrackInfo {
+        let (sample_entry, body) = crate::wire::bmff::BoxIter::new(entry).next().unwrap().unwrap();
+        let (channels, sample_rate) = match kind {
+            TrackKind::Audio => {
+                (u16::from_be_bytes([body[16], body[17]]), u32::from_be_bytes(body[24..28].try_into().unwrap()) >> 16)
+            }
+            _ => (0, 0),
+        };
+        TrackInfo {
+            track_id: 1,
+            kind,
+            timescale: 90_000,
+            sample_entry,
+            sample_entry_body: body.to_vec(),
+            width: 0,
+            height: 0,
+            channels,
+            sample_rate,
+            defaults: Default::default(),
+        }
+    }
+
+    fn pkt(seq: u16, ts: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        rtp::write(&mut v, 96, marker, seq, ts, 1, payload);
+        v
+    }
+
+    fn push(d: &mut Depacketizer, seq: u16, ts: u32, marker: bool, payload: &[u8], lost: u64) -> Vec<AccessUnit> {
+        d.push(&rtp::parse(&pkt(seq, ts, marker, payload)).unwrap(), lost)
+    }
+
+    #[test]
+    fn h264_single_stap_and_fu() {
+        let mut d = Depacketizer::new(CodecKind::H264, &BTreeMap::new());
+        // STAP-A with SPS and PPS, then an IDR in three FU-A pieces.
+        assert!(push(&mut d, 1, 100, false, &[24, 0, 2, 0x67, 1, 0, 2, 0x68, 2], 0).is_empty());
+        push(&mut d, 2, 100, false, &[0x7c, 0x85, 1, 2], 0);
+        push(&mut d, 3, 100, false, &[0x7c, 0x05, 3], 0);
+        let out = push(&mut d, 4, 100, true, &[0x7c, 0x45, 4], 0);
+        assert_eq!(out.len(), 1);
+        let u = &out[0];
+        assert!(u.keyframe);
+        assert_eq!(u.parameter_sets, vec![vec![0x67, 1], vec![0x68, 2]]);
+        assert_eq!(&u.data[u.data.len() - 9..], &[0, 0, 0, 5, 0x65, 1, 2, 3, 4]);
+        // A P-frame whose middle piece is lost is dropped, the next one is whole.
+        push(&mut d, 5, 200, false, &[0x5c, 0x81, 1], 0);
+        assert!(push(&mut d, 7, 200, true, &[0x5c, 0x41, 2], 1).is_empty());
+        let out = push(&mut d, 8, 300, true, &[0x41, 9], 0);
+        assert_eq!(out.len(), 1);
+        assert!(!out[0].keyframe);
+        assert_eq!((d.stats.lost, d.stats.dropped_units), (1, 1));
+        // Garbage is counted, not a panic.
+        push(&mut d, 9, 400, true, &[0x5c], 0);
+        push(&mut d, 10, 500, true, &[24, 0, 50, 1], 0);
+        assert_eq!(d.stats.malformed, 2);
+    }
+
+    #[test]
+    fn packetize_then_depacketize_gives_the_sample_back() {
+        for kind in [CodecKind::H264, CodecKind::H265] {
+            let (sps, pps, idr) = if kind == CodecKind::H264 {
+                (vec![0x67, 1, 2], vec![0x68, 3], vec![0x65])
+            } else {
+                (vec![33 << 1, 1, 2], vec![34 << 1, 1, 3], vec![19 << 1, 1])
+            };
+            let mut sample = Vec::new();
+            let mut big = idr;
+            big.extend((0..5000).map(|i| i as u8));
+            for n in [&sps, &pps, &big] {
+                nal::push_length_prefixed(&mut sample, n);
+            }
+            let ps = packetize(kind, &sample);
+            assert!(ps.len() > 4 && ps.iter().all(|p| p.len() <= MAX_RTP_PAYLOAD));
+            let mut d = Depacketizer::new(kind, &BTreeMap::new());
+            let mut units = Vec::new();
+            for (i, p) in ps.iter().enumerate() {
+                units.extend(push(&mut d, i as u16, 9000, i + 1 == ps.len(), p, 0));
+            }
+            assert_eq!(units.len(), 1, "{kind:?}");
+            assert_eq!(units[0].data, sample);
+            assert!(units[0].keyframe);
+            assert_eq!(units[0].parameter_sets.len(), 2);
+        }
+        let mut d = Depacketizer::new(CodecKind::Aac, &BTreeMap::new());
+        let p = packetize(CodecKind::Aac, &[9, 8, 7]);
+        assert_eq!(push(&mut d, 1, 0, true, &p[0], 0)[0].data, vec![9, 8, 7]);
+    }
+
+    #[test]
+    fn the_enum_maps_every_name_to_its_codec() {
+        for kind in [CodecKind::H264, CodecKind::H265, CodecKind::Aac, CodecKind::Opus] {
+            assert_eq!(CodecKind::from_name(kind.name()), Some(kind));
+        }
+        assert_eq!(CodecKind::from_sdp_encoding("mpeg4-generic"), Some(CodecKind::Aac));
+        assert_eq!(CodecKind::from_sdp_encoding("PCMU"), None);
+        assert_eq!(CodecKind::from_sample_entry(FourCc::new(b"hev1")), Some(CodecKind::H265));
+    }
+
+    #[test]
+    fn inits_of_ffmpeg_read_back_to_parameters() {
+        use crate::wire::fmp4::parse_init;
+        let file = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/av.mp4")).unwrap();
+        let info = parse_init(&file).unwrap();
+        let got: Vec<_> = info.tracks.iter().filter_map(CodecParams::from_track).collect();
+        assert!(matches!(&got[0], CodecParams::H264(p) if p.sps[0] == 0x67));
+        assert!(matches!(&got[1], CodecParams::Aac(p) if p.sample_rate == 48_000));
+        assert!(codec_string(&info.tracks[0]).starts_with("avc1.4d"));
+        assert_eq!(codec_string(&info.tracks[1]), "mp4a.40.2");
+        let hevc = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/hevc.mp4")).unwrap();
+        let info = parse_init(&hevc).unwrap();
+        assert!(matches!(CodecParams::from_track(&info.tracks[0]), Some(CodecParams::H265(_))));
+    }
+
+    #[test]
+    fn sdp_of_each_codec_parses_back() {
+        let all = [
+            CodecParams::H264(h264::Params { sps: h264::tests::SPS.to_vec(), pps: h264::tests::PPS.to_vec() }),
+            CodecParams::Aac(aac::Params { config: vec![0x11, 0x90], sample_rate: 48_000, channels: 1 }),
+            CodecParams::Opus(opus::Params { channels: 2 }),
+        ];
+        for p in all {
+            let (kind, back) = from_sdp(&p.sdp_media(96)).unwrap();
+            assert_eq!((kind, back), (p.kind(), Some(p)));
+        }
+        let pcmu = MediaDescription::new("audio", 0, "PCMU", 8000, 1);
+        assert!(matches!(from_sdp(&pcmu), Err(CodecError::Unsupported(_))));
+    }
+}

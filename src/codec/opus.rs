@@ -1,0 +1,89 @@
+//! Opus: everything Kinescope knows about it in one place.
+//!
+//! - the `Opus` sample entry with its `dOps` box ("Encapsulation of Opus in ISO Base
+//!   Media File Format" 4.3.2), read and written; Opus is always 48 kHz inside;
+//! - the codec string `opus` (same document, 4.4);
+//! - SDP `opus/48000/<channels>` (RFC 7587 7);
+//! - RTP: one Opus packet per RTP payload, nothing to reassemble (RFC 7587 4.2).
+
+use super::{AccessUnit, CodecError};
+use crate::wire::bmff::{write_box, FourCc};
+use crate::wire::fmp4::{audio_sample_entry, TrackInfo};
+use crate::wire::sdp::MediaDescription;
+
+pub const OPUS: FourCc = FourCc::new(b"Opus");
+pub const DOPS: FourCc = FourCc::new(b"dOps");
+/// The clock of every Opus stream (RFC 7587 4.1).
+pub const CLOCK_RATE: u32 = 48_000;
+/// What encoders typically skip at the start, in 48 kHz samples (3.25 ms is libopus's).
+const PRE_SKIP: u16 = 312;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Params {
+    pub channels: u16,
+}
+
+impl Params {
+    pub fn from_track(track: &TrackInfo) -> Option<Self> {
+        // The dOps channel count wins over the entry's (which muxers set to 2).
+        let channels = match track.sample_entry_child(DOPS) {
+            Some(d) if d.len() >= 2 => u16::from(d[1]),
+            _ => track.channels,
+        };
+        Some(Params { channels: if channels == 0 { track.channels } else { channels } })
+    }
+
+    /// The `Opus` sample entry with a `dOps` of channel mapping family 0.
+    pub fn sample_entry(&self) -> Result<Vec<u8>, CodecError> {
+        if self.channels == 0 || self.channels > 2 {
+            return Err(CodecError::BadParameters("Opus channel count (mapping family 0 takes 1 or 2)"));
+        }
+        let mut entry = audio_sample_entry(self.channels, CLOCK_RATE);
+        // Version 0, OutputChannelCount, PreSkip, InputSampleRate, OutputGain,
+        // ChannelMappingFamily 0.
+        let mut dops = vec![0, self.channels as u8];
+        dops.extend_from_slice(&PRE_SKIP.to_be_bytes());
+        dops.extend_from_slice(&CLOCK_RATE.to_be_bytes());
+        dops.extend_from_slice(&[0, 0, 0]);
+        write_box(&mut entry, DOPS, &dops);
+        let mut out = Vec::with_capacity(entry.len() + 8);
+        write_box(&mut out, OPUS, &entry);
+        Ok(out)
+    }
+
+    pub fn sdp_media(&self, payload_type: u8) -> MediaDescription {
+        MediaDescription::new("audio", payload_type, "opus", CLOCK_RATE, self.channels)
+    }
+
+    pub fn from_sdp(m: &MediaDescription) -> Self {
+        Params { channels: m.channels.max(1) }
+    }
+}
+
+pub fn codec_string(_track: &TrackInfo) -> Option<String> {
+    Some("opus".into())
+}
+
+/// RFC 7587 4.2: the payload is one Opus packet.
+pub fn depacketize(rtp_ts: u32, payload: &[u8]) -> AccessUnit {
+    AccessUnit { rtp_ts, data: payload.to_vec(), keyframe: true, parameter_sets: Vec::new() }
+}
+
+pub fn packetize(out: &mut Vec<Vec<u8>>, frame: &[u8]) {
+    out.push(frame.to_vec());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_reads_back() {
+        let p = Params { channels: 2 };
+        let track =
+            crate::codec::tests::track_with_entry(crate::wire::fmp4::TrackKind::Audio, &p.sample_entry().unwrap());
+        assert_eq!(Params::from_track(&track), Some(p.clone()));
+        assert_eq!(Params::from_sdp(&p.sdp_media(111)), p);
+        assert!(Params { channels: 6 }.sample_entry().is_err());
+    }
+}

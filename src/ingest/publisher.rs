@@ -1,0 +1,284 @@
+//! A live source's media path into the store: RTP packets (or frames a source already
+//! depacketized) per track → access units ([`crate::codec::Depacketizer`]) → times on
+//! the producer's wall clock and in decode order ([`crate::media::timeline`]) → the
+//! sample muxer → fragments submitted to the store exactly as PutMedia's are.
+//!
+//! Knows nothing about RTSP messages or sockets: the RTSP server's publisher sessions
+//! and the camera puller ([`super::rtsp_pull`]) feed it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::clock::SharedClock;
+use crate::codec::{AccessUnit, CodecKind, CodecParams, DepacketizeStats, Depacketizer};
+use crate::media::fmp4_mux::{FragmentMuxer, MuxedFragment};
+use crate::media::timeline::{DecodeOrder, MediaTime, TrackTimeline};
+use crate::media::Frame;
+use crate::metrics::Metrics;
+use crate::video_store::{NewFragment, PendingFragment, StoreError, StreamRecord, VideoStore};
+use crate::wire::rtp;
+
+/// Frames held to turn presentation order (RTP timestamps) into decode order: enough
+/// for B-frame pyramids of depth 2–3. Streams that cannot reorder (H.264 with
+/// `pic_order_cnt_type` 2) hold none.
+const REORDER_DEPTH: usize = 4;
+
+/// A track as announced: codec (parameters possibly still unknown) and `fmtp`.
+pub struct TrackSpec {
+    pub params: Option<CodecParams>,
+    pub kind: CodecKind,
+    pub fmtp: BTreeMap<String, String>,
+    pub clock_rate: u32,
+}
+
+/// One track's state on the way in.
+struct Track {
+    params: Option<CodecParams>,
+    kind: CodecKind,
+    depacketizer: Depacketizer,
+    timeline: TrackTimeline,
+    order: DecodeOrder<AccessUnit>,
+    /// Whether the reorder depth was decided from the track's parameters yet.
+    depth_known: bool,
+}
+
+impl Track {
+    fn new(spec: TrackSpec) -> Self {
+        Track {
+            depacketizer: Depacketizer::new(spec.kind, &spec.fmtp),
+            timeline: TrackTimeline::new(spec.clock_rate),
+            order: DecodeOrder::new(REORDER_DEPTH),
+            depth_known: false,
+            params: spec.params,
+            kind: spec.kind,
+        }
+    }
+
+    fn learn_parameters(&mut self, unit: &AccessUnit) {
+        if self.params.is_none() {
+            self.params = CodecParams::from_parameter_sets(self.kind, &unit.parameter_sets);
+        }
+        if !self.depth_known {
+            if let Some(p) = &self.params {
+                self.order.set_depth(if p.can_reorder() { REORDER_DEPTH } else { 0 });
+                self.depth_known = true;
+            }
+        }
+    }
+}
+
+/// What a publisher has done, for logs and the stream's status.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PublishStats {
+    pub fragments: u64,
+    pub samples: u64,
+    /// Units dropped before the first keyframe or while parameters were unknown.
+    pub waiting_dropped: u64,
+    pub depacketize: DepacketizeStats,
+}
+
+pub struct Publisher {
+    store: VideoStore,
+    record: StreamRecord,
+    clock: SharedClock,
+    tracks: Vec<Track>,
+    muxer: Option<FragmentMuxer>,
+    init_id: u32,
+    persisted: mpsc::UnboundedSender<PendingFragment>,
+    metrics: Arc<Metrics>,
+    pub stats: PublishStats,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Mux(#[from] crate::media::fmp4_mux::MuxError),
+}
+
+impl Publisher {
+    pub fn new(
+        store: VideoStore,
+        record: StreamRecord,
+        clock: SharedClock,
+        metrics: Arc<Metrics>,
+        tracks: Vec<TrackSpec>,
+    ) -> Self {
+        // PERSISTED is awaited off the packet path, in fragment order.
+        let (persisted, mut rx) = mpsc::unbounded_channel::<PendingFragment>();
+        let stream = record.name.clone();
+        let counted = metrics.clone();
+        tokio::spawn(async move {
+            while let Some(p) = rx.recv().await {
+                match p.persisted.await {
+                    Ok(Ok(_)) => {
+                        counted.fragments_persisted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Err(e)) => tracing::warn!(stream = %stream, error = %e, "a live fragment was not persisted"),
+                    Err(_) => tracing::warn!(stream = %stream, "the store dropped a live fragment"),
+                }
+            }
+        });
+        Publisher {
+            store,
+            record,
+            clock,
+            tracks: tracks.into_iter().map(Track::new).collect(),
+            muxer: None,
+            init_id: 0,
+            persisted,
+            metrics,
+            stats: PublishStats::default(),
+        }
+    }
+
+    /// One RTP packet of track `track` (in sequence order; `lost_before` packets missing).
+    pub async fn packet(&mut self, track: usize, packet: &[u8], lost_before: u64) -> Result<(), PublishError> {
+        let Some(t) = self.tracks.get_mut(track) else { return Ok(()) };
+        let Ok(p) = rtp::parse(packet) else {
+            t.depacketizer.stats.malformed += 1;
+            return Ok(());
+        };
+        let dropped = t.depacketizer.stats.dropped_units;
+        let units = t.depacketizer.push(&p, lost_before);
+        let m = &self.metrics;
+        m.rtsp_packets.fetch_add(1, Ordering::Relaxed);
+        m.rtsp_packets_lost.fetch_add(lost_before, Ordering::Relaxed);
+        m.rtsp_units_dropped.fetch_add(t.depacketizer.stats.dropped_units - dropped, Ordering::Relaxed);
+        for u in units {
+            let at = MediaTime::Rtp(u.rtp_ts);
+            self.timed_unit(track, u, at).await?;
+        }
+        Ok(())
+    }
+
+    /// One frame already depacketized by the source (a pulled camera), at `elapsed`
+    /// clock units since the source's own start.
+    pub async fn frame(
+        &mut self,
+        track: usize,
+        elapsed: i64,
+        lost_before: u64,
+        unit: AccessUnit,
+    ) -> Result<(), PublishError> {
+        if track >= self.tracks.len() {
+            return Ok(());
+        }
+        self.metrics.rtsp_packets.fetch_add(1, Ordering::Relaxed);
+        self.metrics.rtsp_packets_lost.fetch_add(lost_before, Ordering::Relaxed);
+        self.timed_unit(track, unit, MediaTime::Elapsed(elapsed)).await
+    }
+
+    /// A sender report: the source's wall clock (`ntp`) at one of its media times.
+    pub fn sender_report(&mut self, track: usize, at: MediaTime, ntp: u64) {
+        let Some(unix_us) = crate::wire::rtcp::ntp_to_unix_us(ntp) else { return };
+        if let Some(t) = self.tracks.get_mut(track) {
+            t.timeline.sender_report(at, unix_us);
+        }
+    }
+
+    async fn timed_unit(&mut self, track: usize, unit: AccessUnit, at: MediaTime) -> Result<(), PublishError> {
+        let now_us = self.clock.now_us();
+        let t = &mut self.tracks[track];
+        t.learn_parameters(&unit);
+        let pts = t.timeline.time_of(at, now_us);
+        let ready = if t.kind.is_video() { t.order.push(pts, unit) } else { vec![(pts, pts, unit)] };
+        for (dts, pts, unit) in ready {
+            self.sample(track, dts, pts, unit).await?;
+        }
+        Ok(())
+    }
+
+    async fn sample(&mut self, track: usize, dts: i64, pts: i64, unit: AccessUnit) -> Result<(), PublishError> {
+        // New parameter sets on a keyframe (a camera changed resolution or profile): the
+        // fragment so far ends, and a new init segment starts with this keyframe.
+        if unit.keyframe && !unit.parameter_sets.is_empty() {
+            let t = &self.tracks[track];
+            let changed =
+                CodecParams::from_parameter_sets(t.kind, &unit.parameter_sets).filter(|p| t.params.as_ref() != Some(p));
+            if let Some(new) = changed {
+                if let Some(f) = self.muxer.as_mut().and_then(FragmentMuxer::flush) {
+                    self.submit(f).await?;
+                    tracing::info!(stream = %self.record.name, track, "parameter sets changed; starting a new init segment");
+                }
+                self.tracks[track].params = Some(new);
+                self.muxer = None;
+            }
+        }
+        if self.muxer.is_none() {
+            let video_before_keyframe = self.tracks[track].kind.is_video() && !unit.keyframe;
+            if self.tracks.iter().any(|t| t.params.is_none()) || video_before_keyframe {
+                self.stats.waiting_dropped += 1;
+                self.metrics.rtsp_units_dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(track, keyframe = unit.keyframe, "waiting for parameters or a keyframe");
+                return Ok(());
+            }
+            let params: Vec<CodecParams> = self.tracks.iter().filter_map(|t| t.params.clone()).collect();
+            let muxer = FragmentMuxer::new(params);
+            let init = muxer.init_segment()?;
+            self.init_id = self.store.put_init(self.record.id, Bytes::from(init)).await?;
+            tracing::info!(stream = %self.record.name, tracks = self.tracks.len(), "live source recording");
+            self.muxer = Some(muxer);
+        }
+        let Some(muxer) = self.muxer.as_mut() else { return Ok(()) };
+        let frame = Frame {
+            track,
+            dts,
+            cts_offset: i32::try_from(pts - dts).unwrap_or(0),
+            keyframe: unit.keyframe,
+            data: unit.data,
+        };
+        self.stats.samples += 1;
+        match muxer.push(frame) {
+            Ok(Some(f)) => self.submit(f).await,
+            Ok(None) => Ok(()),
+            Err(e) => {
+                tracing::debug!(stream = %self.record.name, error = %e, "frame dropped");
+                self.stats.waiting_dropped += 1;
+                Ok(())
+            }
+        }
+    }
+
+    async fn submit(&mut self, f: MuxedFragment) -> Result<(), PublishError> {
+        let pending = self
+            .store
+            .submit_fragment(
+                &self.record,
+                NewFragment {
+                    producer_ts_us: f.start_us,
+                    server_ts_us: self.clock.now_us(),
+                    duration_us: f.duration_us,
+                    init_id: self.init_id,
+                    keyframe: f.keyframe,
+                    chunks: vec![Bytes::from(f.bytes)],
+                },
+            )
+            .await?;
+        self.stats.fragments += 1;
+        let _ = self.persisted.send(pending);
+        Ok(())
+    }
+
+    /// Ends the publication: what is still buffered becomes the last fragment.
+    pub async fn finish(&mut self) -> Result<PublishStats, PublishError> {
+        for track in 0..self.tracks.len() {
+            while let Some((dts, pts, unit)) = self.tracks[track].order.pop() {
+                self.sample(track, dts, pts, unit).await?;
+            }
+        }
+        if let Some(f) = self.muxer.as_mut().and_then(FragmentMuxer::flush) {
+            self.submit(f).await?;
+        }
+        let mut stats = self.stats;
+        for t in &self.tracks {
+            stats.depacketize += t.depacketizer.stats;
+        }
+        Ok(stats)
+    }
+}
