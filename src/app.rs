@@ -7,7 +7,12 @@ use std::time::Duration;
 use axum::http::HeaderValue;
 use tokio::net::TcpListener;
 
-use crate::api::{self, dispatch::JsonServices, AppState};
+use crate::api::auth::AuthState;
+use crate::api::kinesis::KinesisState;
+use crate::api::kvs::KvsState;
+use crate::api::page_token::PageTokens;
+use crate::api::sqs::{self, SqsState};
+use crate::api::{self, AppState};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::ServerConfig;
 use crate::credentials::Credentials;
@@ -71,10 +76,6 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
     let queues = QueueEngine::open(&config.data_dir, clock.clone(), &config.region, &config.account_id)
         .map_err(|e| AppError::Refused(format!("cannot open the queues: {e}")))?;
-    let mut json_services = JsonServices::default();
-    let sqs = Arc::new(crate::api::sqs::SqsService { engine: queues.clone(), base_url: public_url.clone() });
-    json_services.register(crate::api::sqs::TARGET_PREFIX, sqs.clone());
-    json_services.query_service = Some(sqs);
     let data_streams = DataStreamEngine::open(
         &config.data_dir,
         clock.clone(),
@@ -83,10 +84,6 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         config.data_streams.clone(),
     )
     .map_err(|e| AppError::Refused(format!("cannot open the data streams: {e}")))?;
-    json_services.register(
-        crate::api::kinesis::TARGET_PREFIX,
-        Arc::new(crate::api::kinesis::KinesisService { engine: data_streams.clone() }),
-    );
     let metrics = Arc::new(Metrics::default());
     let sources = crate::ingest::rtsp_pull::SourceManager::start(
         &config.data_dir,
@@ -96,19 +93,26 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         config.sources.clone(),
     )
     .map_err(|e| AppError::Refused(format!("cannot start the camera sources: {e}")))?;
-    let state = AppState {
-        sources: sources.clone(),
+    let credentials = Arc::new(Credentials::new(config.access_keys.iter().map(|k| (k.id.clone(), k.secret.clone()))));
+    let pages = PageTokens::new(crate::secrets::load_or_create_key(&config.data_dir.join("page_tokens.key"))?);
+    let kvs = KvsState {
         store: store.clone(),
         metrics: metrics.clone(),
-        auth: Arc::new(Credentials::new(config.access_keys.iter().map(|k| (k.id.clone(), k.secret.clone())))),
         public_url: public_url.clone(),
         limits: config.limits,
-        json_services: Arc::new(json_services),
         sessions: Arc::new(SessionSigner::load_or_create(&config.data_dir)?),
         cors_allow_origin: HeaderValue::from_str(&config.cors_allow_origin).map_err(|_| {
             AppError::Refused(format!("cors_allow_origin '{}' is not a valid header value", config.cors_allow_origin))
         })?,
+        sources: sources.clone(),
+        pages: pages.clone(),
     };
+    let state = AppState::new(
+        kvs,
+        Some(SqsState { engine: queues.clone(), base_url: public_url.clone(), pages: pages.clone() }),
+        Some(KinesisState { engine: data_streams.clone(), pages }),
+        AuthState { credentials: credentials.clone(), clock: clock.clone(), query_namespace: sqs::XML_NAMESPACE },
+    );
 
     let sweeper = tokio::spawn(sweep_retention(store.clone(), Duration::from_secs(config.retention_sweep_secs)));
     let queue_sweeper = tokio::spawn(sweep_queues(queues.clone()));
@@ -119,7 +123,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
     let rtsp_bound = rtsp_listener.local_addr()?;
     let rtsp = crate::rtsp::RtspServer::new(
         store.clone(),
-        state.auth.clone(),
+        credentials,
         clock.clone(),
         config.rtsp_create_streams,
         crate::secrets::random_bytes::<32>()?,

@@ -32,6 +32,7 @@ pub mod queues;
 pub mod rtsp;
 pub mod secrets;
 pub mod sled_open;
+pub mod storage_failure;
 pub mod video_store;
 pub mod web;
 pub mod wire;

@@ -4,14 +4,12 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{HeaderValue, Request, StatusCode};
+use axum::http::{Request, StatusCode};
 use axum::Router;
-use kinescope::api::{self, auth::Credentials, dispatch::JsonServices, AppState};
+use kinescope::api::harness::Harness as App;
 use kinescope::clock::ManualClock;
 use kinescope::ingest::fragmenter::{FragmentLimits, Fragmenter, FragmenterEvent};
-use kinescope::metrics::Metrics;
-use kinescope::playback::session::SessionSigner;
-use kinescope::video_store::{NewFragment, NewStream, StoreConfig, StreamRecord, VideoStore};
+use kinescope::video_store::{NewFragment, NewStream, StreamRecord, VideoStore};
 use tower::ServiceExt;
 
 const T0: i64 = 1_800_000_000_000_000;
@@ -31,25 +29,7 @@ impl Harness {
     async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(T0));
-        let (store, _) = VideoStore::open(StoreConfig::new(dir.path()), clock.clone()).unwrap();
-        let app = api::router(AppState {
-            store: store.clone(),
-            metrics: Arc::new(Metrics::default()),
-            auth: Arc::new(Credentials::new(std::iter::empty())),
-            public_url: "http://kinescope.test".into(),
-            limits: FragmentLimits::default(),
-            json_services: Arc::new(JsonServices::default()),
-            sessions: Arc::new(SessionSigner::new([9; 32])),
-            cors_allow_origin: HeaderValue::from_static("*"),
-            sources: kinescope::ingest::rtsp_pull::SourceManager::start(
-                dir.path(),
-                store.clone(),
-                clock.clone(),
-                Arc::new(Metrics::default()),
-                Default::default(),
-            )
-            .unwrap(),
-        });
+        let App { app, store, .. } = App::open(dir.path(), clock.clone(), &[]);
         let file = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/av.mp4")).unwrap();
         let mut f = Fragmenter::new(FragmentLimits::default());
         let mut events = Vec::new();

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use kinescope::api::sqs_query::{form_to_json, result_xml};
+use kinescope::api::sqs::query::{form_to_json, result_element};
 use kinescope::queues::config::QueueConfig;
 use kinescope::queues::message::{check_attributes, check_body, AttributeValue, MessageAttribute};
 use kinescope::wire::sqs_md5::attributes_md5;
@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let params: Vec<(String, String)> = form_urlencoded::parse(data).into_owned().collect();
     let (action, json) = form_to_json(&params);
     let value = serde_json::Value::Object(json);
-    let xml = result_xml(action.as_deref().unwrap_or("Fuzz"), &value, "id");
+    let xml = result_element(action.as_deref().unwrap_or("Fuzz"), &value).to_document();
     assert!(xml.starts_with("<?xml"));
 
     let text = String::from_utf8_lossy(data);

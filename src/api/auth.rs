@@ -4,42 +4,47 @@
 //! Streaming requests (PutMedia, or any request signed with `UNSIGNED-PAYLOAD`) are
 //! verified on their headers alone and their bodies pass through untouched.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
-use super::error::{ApiError, Protocol};
-use super::AppState;
+use super::error::ApiError;
+use super::protocol::{self, Protocol, RequestId, MAX_BODY};
+use crate::clock::SharedClock;
+use crate::credentials::Credentials;
 use crate::wire::sigv4::{self, RequestParts, UNSIGNED_PAYLOAD};
 
-/// The largest non-streaming request body accepted (AWS JSON APIs stay far below).
-pub const MAX_SIGNED_BODY: usize = 16 * 1024 * 1024;
-
-pub use crate::credentials::Credentials;
+/// What the SigV4 check needs.
+#[derive(Clone)]
+pub struct AuthState {
+    pub credentials: Arc<Credentials>,
+    pub clock: SharedClock,
+    /// The XML namespace of Query-protocol refusals (SQS's).
+    pub query_namespace: &'static str,
+}
 
 /// Requests whose body is a stream, verified on their headers alone.
 const STREAMING_PATHS: [&str; 1] = ["/putMedia"];
 
-pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if state.auth.is_anonymous() {
+pub async fn authenticate(State(state): State<AuthState>, req: Request, next: Next) -> Response {
+    if state.credentials.is_anonymous() {
         return next.run(req).await;
     }
-    let protocol = if super::dispatch::is_query_protocol(req.uri().path(), req.headers()) {
-        Protocol::Query
-    } else if req.headers().contains_key("x-amz-target") {
-        Protocol::Json
-    } else {
-        Protocol::RestJson
-    };
+    let protocol = Protocol::of_request(req.headers());
+    let request_id = req.extensions().get::<RequestId>().cloned();
     match verify(&state, req).await {
         Ok(req) => next.run(req).await,
         Err((e, unread_body)) => {
-            tracing::info!(code = e.code, message = %e.message, "request refused");
             if let Some(body) = unread_body {
                 drain(body).await;
             }
-            e.with_protocol(protocol).into_response()
+            match protocol {
+                Protocol::Query => protocol::query_error(&e, state.query_namespace, request_id.as_ref()),
+                p => protocol::error_response(&e, p, None),
+            }
         }
     }
 }
@@ -63,7 +68,7 @@ async fn drain(body: Body) {
 }
 
 /// Verifies a request; on refusal, hands back a streaming body that was not read.
-async fn verify(state: &AppState, req: Request) -> Result<Request, (ApiError, Option<Body>)> {
+async fn verify(state: &AuthState, req: Request) -> Result<Request, (ApiError, Option<Body>)> {
     let (parts, body) = req.into_parts();
     let mut headers: Vec<(String, String)> = Vec::with_capacity(parts.headers.len());
     for (k, v) in &parts.headers {
@@ -80,7 +85,7 @@ async fn verify(state: &AppState, req: Request) -> Result<Request, (ApiError, Op
     let (payload_hash, body) = if streaming || declared.as_deref() == Some(UNSIGNED_PAYLOAD) {
         (declared.unwrap_or_else(|| UNSIGNED_PAYLOAD.to_string()), body)
     } else {
-        let bytes = axum::body::to_bytes(body, MAX_SIGNED_BODY)
+        let bytes = axum::body::to_bytes(body, MAX_BODY)
             .await
             .map_err(|e| (ApiError::serialization(format!("could not read the request body: {e}")), None))?;
         (sigv4::sha256_hex(&bytes), Body::from(bytes))
@@ -92,8 +97,8 @@ async fn verify(state: &AppState, req: Request) -> Result<Request, (ApiError, Op
         headers: &headers,
         payload_hash: &payload_hash,
     };
-    let now = state.store.clock().now_us() / 1_000_000;
-    let key = match sigv4::verify(&parts_for_sig, now, |id| state.auth.secret(id)) {
+    let now = state.clock.now_us() / 1_000_000;
+    let key = match sigv4::verify(&parts_for_sig, now, |id| state.credentials.secret(id)) {
         Ok(key) => key,
         Err(e) => return Err((e.into(), Some(body))),
     };

@@ -1,64 +1,51 @@
-//! The wire error: the one place where internal errors become AWS error codes and HTTP
-//! statuses.
+//! The wire error: an AWS error code, an HTTP status and a message, made from an engine
+//! error once (each service's `From` impl) and rendered in the request's protocol by
+//! [`super::protocol`]. Internal details (a storage failure's cause) ride along for the
+//! log and never reach the client.
 
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 
 use crate::video_store::StoreError;
 use crate::wire::sigv4::SigV4Error;
-
-/// How a service's errors are framed on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// rest-json (Kinesis Video): `x-amzn-ErrorType` header, `Message` in the body.
-    RestJson,
-    /// awsJson 1.0/1.1 (SQS, Kinesis, Firehose): `__type` in the body.
-    Json,
-    /// The Query protocol (SQS's older wire): an XML `ErrorResponse`.
-    Query,
-}
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    pub protocol: Protocol,
     /// JSON protocol: the namespace before `#` in `__type` (`com.amazonaws.sqs`).
     pub type_namespace: Option<&'static str>,
     /// Services that were Query-compatible (SQS) also send `x-amzn-query-error:
-    /// <legacy code>;<Sender|Receiver>`, which SDKs map back to the legacy code.
-    pub query_error: Option<String>,
+    /// <legacy code>;<Sender|Receiver>`, which SDKs map back to the legacy code, and
+    /// use the legacy code in Query XML errors.
+    pub legacy_code: Option<&'static str>,
+    /// What went wrong inside, for the server log only.
+    pub detail: Option<String>,
+}
+
+/// Logged by the request middleware, once per failed request.
+#[derive(Debug, Clone)]
+pub struct ErrorLog {
+    pub code: &'static str,
+    pub message: String,
+    pub detail: Option<String>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            protocol: Protocol::RestJson,
-            type_namespace: None,
-            query_error: None,
-        }
+        ApiError { status, code, message: message.into(), type_namespace: None, legacy_code: None, detail: None }
     }
 
     /// An error of a Query-compatible JSON service: `__type` is `namespace#code`, and
-    /// `x-amzn-query-error` carries the legacy code.
+    /// the legacy code goes into `x-amzn-query-error` and Query XML.
     pub fn query_compatible(
         status: StatusCode,
         namespace: &'static str,
         code: &'static str,
-        legacy_code: &str,
+        legacy_code: &'static str,
         message: impl Into<String>,
     ) -> Self {
-        let fault = if status.is_server_error() { "Receiver" } else { "Sender" };
-        ApiError {
-            protocol: Protocol::Json,
-            type_namespace: Some(namespace),
-            query_error: Some(format!("{legacy_code};{fault}")),
-            ..Self::new(status, code, message)
-        }
+        ApiError { type_namespace: Some(namespace), legacy_code: Some(legacy_code), ..Self::new(status, code, message) }
     }
 
     pub fn invalid_argument(message: impl Into<String>) -> Self {
@@ -77,13 +64,28 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "UnknownOperationException", format!("Unknown operation {what}"))
     }
 
-    pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure", message)
+    /// A failure inside the server: the client gets a generic message, the log the cause.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure", "internal error; see the server log")
+            .with_detail(detail)
     }
 
-    pub fn with_protocol(mut self, protocol: Protocol) -> Self {
-        self.protocol = protocol;
+    pub fn with_detail(mut self, detail: impl std::fmt::Display) -> Self {
+        self.detail = Some(detail.to_string());
         self
+    }
+
+    /// `Sender` for client errors, `Receiver` for server errors.
+    pub fn fault(&self) -> &'static str {
+        if self.status.is_server_error() {
+            "Receiver"
+        } else {
+            "Sender"
+        }
+    }
+
+    pub fn log(&self) -> ErrorLog {
+        ErrorLog { code: self.code, message: self.message.clone(), detail: self.detail.clone() }
     }
 }
 
@@ -102,10 +104,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Conflict(_) => ApiError::new(StatusCode::BAD_REQUEST, "ResourceInUseException", msg),
             StoreError::ShuttingDown => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", msg),
-            StoreError::Io(_) | StoreError::Index(_) | StoreError::Corrupt(_) => {
-                tracing::error!(error = %msg, "store failure");
-                ApiError::internal("internal error; see the server log")
-            }
+            StoreError::Io(_) | StoreError::Index(_) | StoreError::Corrupt(_) => ApiError::internal(msg),
         }
     }
 }
@@ -121,37 +120,5 @@ impl From<SigV4Error> for ApiError {
             }
         };
         ApiError::new(StatusCode::FORBIDDEN, code, e.to_string())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        if self.protocol == Protocol::Query {
-            return super::sqs_query::error_response(&self);
-        }
-        let body = match self.protocol {
-            Protocol::RestJson => {
-                serde_json::json!({ "__type": self.code, "Message": self.message, "message": self.message })
-            }
-            Protocol::Json | Protocol::Query => {
-                let kind = match self.type_namespace {
-                    Some(ns) => format!("{ns}#{}", self.code),
-                    None => self.code.to_string(),
-                };
-                serde_json::json!({ "__type": kind, "message": self.message })
-            }
-        };
-        let content_type = match self.protocol {
-            Protocol::RestJson => "application/json",
-            Protocol::Json | Protocol::Query => "application/x-amz-json-1.1",
-        };
-        let mut resp = (self.status, body.to_string()).into_response();
-        let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        h.insert("x-amzn-ErrorType", HeaderValue::from_static(self.code));
-        if let Some(q) = self.query_error.as_deref().and_then(|q| HeaderValue::from_str(q).ok()) {
-            h.insert("x-amzn-query-error", q);
-        }
-        resp
     }
 }

@@ -3,6 +3,7 @@
 //! touched file once for the whole group, then publishes the records to the index and
 //! answers the puts. A record is visible to readers only once it is on disk.
 
+use crate::storage_failure::StorageFailure;
 use std::sync::mpsc;
 use std::sync::Arc;
 
@@ -44,8 +45,8 @@ impl WriterHandle {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Job { stream, records, reply })
-            .map_err(|_| DataStreamError::Storage("the record writer has stopped".into()))?;
-        rx.await.map_err(|_| DataStreamError::Storage("the record writer dropped a put".into()))?
+            .map_err(|_| DataStreamError::Storage(StorageFailure::new("the record writer has stopped")))?;
+        rx.await.map_err(|_| DataStreamError::Storage(StorageFailure::new("the record writer dropped a put")))?
     }
 }
 
@@ -77,11 +78,14 @@ fn run(rx: mpsc::Receiver<Job>, clock: SharedClock, throttled: bool) {
             }
         }
         // One sync per file for the whole group.
-        let mut synced: Vec<(*const std::fs::File, Result<(), String>)> = Vec::new();
+        let mut synced: Vec<(*const std::fs::File, Result<(), StorageFailure>)> = Vec::new();
         for w in &written {
             let Some(f) = &w.file else { continue };
             if !synced.iter().any(|(p, _)| *p == Arc::as_ptr(f)) {
-                synced.push((Arc::as_ptr(f), f.sync_data().map_err(|e| e.to_string())));
+                synced.push((
+                    Arc::as_ptr(f),
+                    f.sync_data().map_err(|e| StorageFailure::caused("sync a record segment", e)),
+                ));
             }
         }
         for w in written {
@@ -92,7 +96,7 @@ fn run(rx: mpsc::Receiver<Job>, clock: SharedClock, throttled: bool) {
                 None => w.job.reply.send(Ok(w.placements)),
                 Some(e) => {
                     tracing::error!(error = %e, "syncing data-stream records failed");
-                    w.job.reply.send(Err(DataStreamError::Storage(format!("sync failed: {e}"))))
+                    w.job.reply.send(Err(DataStreamError::Storage(e)))
                 }
             };
         }
@@ -141,7 +145,7 @@ fn append(job: &Job, clock: &SharedClock, throttled: bool, buf: &mut Vec<u8>) ->
     }
     let (segment, base) = state.log.append(buf, arrival).map_err(|e| {
         tracing::error!(stream = %state.meta.name, error = %e, "appending data-stream records failed");
-        DataStreamError::Storage(format!("append failed: {e}"))
+        DataStreamError::Storage(StorageFailure::caused("append to a record segment", e))
     })?;
     for (shard, e) in entries.iter_mut() {
         e.at.segment = segment;

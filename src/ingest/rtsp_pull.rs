@@ -123,6 +123,15 @@ impl SourceStatus {
     }
 }
 
+/// A source as the API shows it: where, how, and what it is doing; no credentials.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SourceStatusView {
+    pub url: String,
+    pub transport: String,
+    pub authenticated: bool,
+    pub status: SourceStatus,
+}
+
 struct Running {
     config: SourceConfig,
     status: Arc<Mutex<SourceStatus>>,
@@ -221,16 +230,17 @@ impl SourceManager {
     }
 
     /// The source of `stream` without credentials, and its status.
-    pub fn get(&self, stream: &str) -> Option<serde_json::Value> {
+    /// A stream's source as the API shows it (credentials never included).
+    pub fn get(&self, stream: &str) -> Option<SourceStatusView> {
         let all = lock(&self.inner);
         let r = all.get(stream)?;
         let status = lock(&r.status).clone();
-        Some(serde_json::json!({
-            "url": r.config.url,
-            "transport": r.config.transport,
-            "authenticated": r.config.username.is_some(),
-            "status": status,
-        }))
+        Some(SourceStatusView {
+            url: r.config.url.clone(),
+            transport: r.config.transport.clone(),
+            authenticated: r.config.username.is_some(),
+            status,
+        })
     }
 
     pub fn stop_all(&self) {

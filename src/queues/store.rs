@@ -14,6 +14,7 @@
 //! waiting: after a crash such a message is delivered again, which at-least-once
 //! delivery allows, but a sent message is never lost.
 
+use crate::storage_failure::StorageFailure;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::mpsc;
@@ -56,8 +57,8 @@ fn key(kind: u8, queue: u64, rest: &[u8]) -> Vec<u8> {
     k
 }
 
-fn storage(e: impl std::fmt::Display) -> QueueError {
-    QueueError::Storage(e.to_string())
+fn storage(e: impl std::error::Error + Send + Sync + 'static) -> QueueError {
+    QueueError::Storage(StorageFailure::caused("the queue store (data/queues)", e))
 }
 
 #[derive(Clone)]
@@ -65,7 +66,7 @@ pub struct QueueStore {
     db: sled::Db,
     queues: sled::Tree,
     data: sled::Tree,
-    flusher: mpsc::Sender<tokio::sync::oneshot::Sender<Result<(), String>>>,
+    flusher: mpsc::Sender<tokio::sync::oneshot::Sender<Result<(), StorageFailure>>>,
 }
 
 impl QueueStore {
@@ -73,7 +74,7 @@ impl QueueStore {
         let db = crate::sled_open::open(dir, 500).map_err(storage)?;
         let queues = db.open_tree("queues").map_err(storage)?;
         let data = db.open_tree("data").map_err(storage)?;
-        let (tx, rx) = mpsc::channel::<tokio::sync::oneshot::Sender<Result<(), String>>>();
+        let (tx, rx) = mpsc::channel::<tokio::sync::oneshot::Sender<Result<(), StorageFailure>>>();
         let flush_db = db.clone();
         std::thread::Builder::new()
             .name("queue-flusher".into())
@@ -82,7 +83,8 @@ impl QueueStore {
                 while let Ok(first) = rx.recv() {
                     let mut waiting = vec![first];
                     waiting.extend(rx.try_iter());
-                    let r = flush_db.flush().map(|_| ()).map_err(|e| e.to_string());
+                    let r =
+                        flush_db.flush().map(|_| ()).map_err(|e| StorageFailure::caused("flush the queue store", e));
                     for w in waiting {
                         let _ = w.send(r.clone());
                     }
@@ -95,8 +97,9 @@ impl QueueStore {
     /// Waits until everything written so far is on disk.
     pub async fn flush(&self) -> Result<(), QueueError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.flusher.send(tx).map_err(|_| QueueError::Storage("the flusher stopped".into()))?;
-        rx.await.map_err(|_| QueueError::Storage("the flusher stopped".into()))?.map_err(QueueError::Storage)
+        let stopped = || QueueError::Storage(StorageFailure::new("the queue flusher stopped"));
+        self.flusher.send(tx).map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?.map_err(QueueError::Storage)
     }
 
     pub fn next_queue_id(&self) -> Result<u64, QueueError> {

@@ -16,9 +16,9 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 
-use super::error::ApiError;
-use super::kvs_playback::select_error;
-use super::AppState;
+use super::playback::select_error;
+use super::KvsState;
+use crate::api::error::ApiError;
 use crate::playback::selection::{self, admits};
 use crate::playback::session::{Protocol, Session, TokenError};
 use crate::playback::{dash, hls};
@@ -26,7 +26,7 @@ use crate::video_store::{FragmentMeta, TimeKind};
 use crate::wire::fmp4::{parse_init, InitInfo};
 use crate::wire::mp4_tracks::{fragment_samples, track_init, write_track_fragment};
 
-pub fn routes(state: AppState) -> Router<AppState> {
+pub fn routes(state: KvsState) -> Router<KvsState> {
     Router::new()
         .route("/hls/v1/getHLSMasterPlaylist.m3u8", get(hls_master))
         .route("/hls/v1/getHLSMediaPlaylist.m3u8", get(hls_media))
@@ -44,7 +44,7 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const NO_CACHE: &str = "no-cache";
 
 /// Adds the CORS headers, and answers preflight requests.
-async fn cors(State(s): State<AppState>, req: Request, next: Next) -> Response {
+async fn cors(State(s): State<KvsState>, req: Request, next: Next) -> Response {
     let preflight = req.method() == Method::OPTIONS;
     let mut resp = if preflight { StatusCode::NO_CONTENT.into_response() } else { next.run(req).await };
     let h = resp.headers_mut();
@@ -59,7 +59,7 @@ async fn cors(State(s): State<AppState>, req: Request, next: Next) -> Response {
 }
 
 /// The session a request's token grants, and its stream still exists.
-fn session(s: &AppState, q: &HashMap<String, String>, protocol: Protocol) -> Result<(Session, String), ApiError> {
+fn session(s: &KvsState, q: &HashMap<String, String>, protocol: Protocol) -> Result<(Session, String), ApiError> {
     let token =
         q.get("SessionToken").ok_or_else(|| ApiError::invalid_argument("the SessionToken parameter is required"))?;
     let session = s
@@ -78,7 +78,7 @@ fn number_param<T: std::str::FromStr>(q: &HashMap<String, String>, name: &str) -
     v.parse().map_err(|_| ApiError::invalid_argument(format!("{name} '{v}' is not a valid number")))
 }
 
-fn init_info(s: &AppState, session: &Session, init_id: u32) -> Result<(Bytes, InitInfo), ApiError> {
+fn init_info(s: &KvsState, session: &Session, init_id: u32) -> Result<(Bytes, InitInfo), ApiError> {
     let bytes = s
         .store
         .init_segment(session.stream, init_id)?
@@ -100,7 +100,7 @@ fn playlist_cache(ended: bool) -> &'static str {
     }
 }
 
-async fn hls_master(State(s): State<AppState>, Query(q): Params) -> Result<Response, ApiError> {
+async fn hls_master(State(s): State<KvsState>, Query(q): Params) -> Result<Response, ApiError> {
     let (session, token) = session(&s, &q, Protocol::Hls)?;
     let window = selection::window(&s.store, &session, s.store.clock().now_us()).map_err(select_error)?;
     let first = window.entries.first().map(|e| e.meta.init_id).unwrap_or(1);
@@ -116,14 +116,14 @@ async fn hls_master(State(s): State<AppState>, Query(q): Params) -> Result<Respo
     Ok(text("application/vnd.apple.mpegurl", NO_CACHE, hls::master_playlist(&info, peak, &token)))
 }
 
-async fn hls_media(State(s): State<AppState>, Query(q): Params) -> Result<Response, ApiError> {
+async fn hls_media(State(s): State<KvsState>, Query(q): Params) -> Result<Response, ApiError> {
     let (session, token) = session(&s, &q, Protocol::Hls)?;
     let window = selection::window(&s.store, &session, s.store.clock().now_us()).map_err(select_error)?;
     let body = hls::media_playlist(&window, &session, &token);
     Ok(text("application/vnd.apple.mpegurl", playlist_cache(window.ended), body))
 }
 
-async fn hls_init(State(s): State<AppState>, Query(q): Params, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn hls_init(State(s): State<KvsState>, Query(q): Params, headers: HeaderMap) -> Result<Response, ApiError> {
     let (session, _) = session(&s, &q, Protocol::Hls)?;
     let init_id: u32 = number_param(&q, "InitId")?;
     let (bytes, _) = init_info(&s, &session, init_id)?;
@@ -131,7 +131,7 @@ async fn hls_init(State(s): State<AppState>, Query(q): Params, headers: HeaderMa
 }
 
 /// The stored fragment a session may show, by number.
-fn session_fragment(s: &AppState, session: &Session, number: u64) -> Result<FragmentMeta, ApiError> {
+fn session_fragment(s: &KvsState, session: &Session, number: u64) -> Result<FragmentMeta, ApiError> {
     let meta = s
         .store
         .fragment(session.stream, number)?
@@ -140,7 +140,7 @@ fn session_fragment(s: &AppState, session: &Session, number: u64) -> Result<Frag
     Ok(meta)
 }
 
-async fn hls_fragment(State(s): State<AppState>, Query(q): Params, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn hls_fragment(State(s): State<KvsState>, Query(q): Params, headers: HeaderMap) -> Result<Response, ApiError> {
     let (session, _) = session(&s, &q, Protocol::Hls)?;
     let number: u64 = number_param(&q, "FragmentNumber")?;
     let meta = session_fragment(&s, &session, number)?;
@@ -148,7 +148,7 @@ async fn hls_fragment(State(s): State<AppState>, Query(q): Params, headers: Head
     Ok(ranged(bytes, &headers))
 }
 
-async fn dash_manifest(State(s): State<AppState>, Query(q): Params) -> Result<Response, ApiError> {
+async fn dash_manifest(State(s): State<KvsState>, Query(q): Params) -> Result<Response, ApiError> {
     let (session, token) = session(&s, &q, Protocol::Dash)?;
     let now = s.store.clock().now_us();
     let window = selection::window(&s.store, &session, now).map_err(select_error)?;
@@ -171,7 +171,7 @@ fn dash_track(info: &InitInfo, q: &HashMap<String, String>) -> Result<u32, ApiEr
         .ok_or_else(|| ApiError::not_found(format!("track {n} does not exist")))
 }
 
-async fn dash_init(State(s): State<AppState>, Query(q): Params, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn dash_init(State(s): State<KvsState>, Query(q): Params, headers: HeaderMap) -> Result<Response, ApiError> {
     let (session, _) = session(&s, &q, Protocol::Dash)?;
     let init_id: u32 = number_param(&q, "InitId")?;
     let (bytes, info) = init_info(&s, &session, init_id)?;
@@ -180,7 +180,7 @@ async fn dash_init(State(s): State<AppState>, Query(q): Params, headers: HeaderM
     Ok(ranged(Bytes::from(one), &headers))
 }
 
-async fn dash_fragment(State(s): State<AppState>, Query(q): Params, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn dash_fragment(State(s): State<KvsState>, Query(q): Params, headers: HeaderMap) -> Result<Response, ApiError> {
     let (session, _) = session(&s, &q, Protocol::Dash)?;
     let t_ms: i64 = number_param(&q, "Time")?;
     let t_us = t_ms.saturating_mul(1000);

@@ -1,61 +1,72 @@
 //! Kinesis Video archived media (`kinesis-video-archived-media`): ListFragments and
-//! GetMediaForFragmentList. (HLS, DASH, clips and images join in the playback issue.)
+//! GetMediaForFragmentList. (HLS, DASH and clips are in [`super::playback`].)
 
 use std::convert::Infallible;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use base64::Engine;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
-use super::error::ApiError;
-use super::json::{epoch_seconds, parse, Timestamp};
-use super::{json_ok, AppState};
+use super::{KvsState, StreamRef};
+use crate::api::error::ApiError;
+use crate::api::protocol::RestJson;
+use crate::api::shapes::{epoch_seconds, Timestamp};
 use crate::playback::get_media;
 use crate::video_store::{FragmentMeta, TimeKind};
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<KvsState> {
     Router::new()
         .route("/listFragments", post(list_fragments))
         .route("/getMediaForFragmentList", post(get_media_for_fragment_list))
 }
 
-fn fragment_json(m: &FragmentMeta) -> serde_json::Value {
-    json!({
-        "FragmentNumber": m.fragment_number.to_string(),
-        "FragmentSizeInBytes": m.len,
-        "ProducerTimestamp": epoch_seconds(m.producer_ts_us),
-        "ServerTimestamp": epoch_seconds(m.server_ts_us),
-        "FragmentLengthInMilliseconds": m.duration_us / 1000,
-    })
+/// A fragment as ListFragments describes it.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Fragment {
+    fragment_number: String,
+    fragment_size_in_bytes: u64,
+    producer_timestamp: f64,
+    server_timestamp: f64,
+    fragment_length_in_milliseconds: i64,
+}
+
+impl From<&FragmentMeta> for Fragment {
+    fn from(m: &FragmentMeta) -> Self {
+        Fragment {
+            fragment_number: m.fragment_number.to_string(),
+            fragment_size_in_bytes: u64::from(m.len),
+            producer_timestamp: epoch_seconds(m.producer_ts_us),
+            server_timestamp: epoch_seconds(m.server_ts_us),
+            fragment_length_in_milliseconds: m.duration_us / 1000,
+        }
+    }
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct TimestampRange {
+pub struct TimestampRange {
     start_timestamp: Timestamp,
     end_timestamp: Timestamp,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct FragmentSelector {
+pub struct FragmentSelector {
     fragment_selector_type: String,
     timestamp_range: TimestampRange,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct ListFragmentsInput {
-    stream_name: Option<String>,
-    #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
+pub struct ListFragmentsInput {
+    #[serde(flatten)]
+    stream: StreamRef,
     max_results: Option<i64>,
     next_token: Option<String>,
     fragment_selector: Option<FragmentSelector>,
@@ -73,23 +84,20 @@ struct ListCursor {
     n: u64,
 }
 
-impl ListCursor {
-    fn encode(&self) -> String {
-        base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(self).unwrap_or_default())
-    }
-
-    fn decode(token: &str) -> Result<Self, ApiError> {
-        base64::engine::general_purpose::STANDARD
-            .decode(token)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| ApiError::invalid_argument("NextToken is not valid"))
-    }
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListFragmentsOutput {
+    fragments: Vec<Fragment>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
 }
 
-async fn list_fragments(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let input: ListFragmentsInput = parse(&body)?;
-    let record = s.store.resolve(input.stream_name.as_deref(), input.stream_arn.as_deref())?;
+async fn list_fragments(
+    State(s): State<KvsState>,
+    RestJson(input): RestJson<ListFragmentsInput>,
+) -> Result<RestJson<ListFragmentsOutput>, ApiError> {
+    let record = input.stream.resolve(&s.store)?;
+    let now = s.store.clock().now_ms();
     let limit = match input.max_results {
         None => 100,
         Some(n) if (1..=1000).contains(&n) => n as usize,
@@ -97,7 +105,10 @@ async fn list_fragments(State(s): State<AppState>, body: Bytes) -> Result<Respon
     };
     let (kind, start, end, after) = match (&input.next_token, &input.fragment_selector) {
         (Some(t), _) => {
-            let c = ListCursor::decode(t)?;
+            let c: ListCursor = s
+                .pages
+                .open("ListFragments", t, now, None)
+                .map_err(|_| ApiError::invalid_argument("NextToken is not valid"))?;
             (c.k.clone(), c.s, c.e, Some((c.t, c.n)))
         }
         (None, Some(sel)) => {
@@ -129,34 +140,28 @@ async fn list_fragments(State(s): State<AppState>, body: Bytes) -> Result<Respon
             s.store.fragments_from(record.id, from, limit + 1)?
         }
     };
-    let next = if fragments.len() > limit {
-        fragments.truncate(limit);
-        fragments.last().map(|m| {
-            let t = if kind == "P" { m.producer_ts_us } else { m.server_ts_us };
-            ListCursor { k: kind.clone(), s: start, e: end, t, n: m.fragment_number }.encode()
-        })
-    } else {
-        None
-    };
-    let mut out = json!({ "Fragments": fragments.iter().map(fragment_json).collect::<Vec<_>>() });
-    if let Some(t) = next {
-        out["NextToken"] = json!(t);
-    }
-    Ok(json_ok(out))
+    let more = fragments.len() > limit;
+    fragments.truncate(limit);
+    let next_token = fragments.last().filter(|_| more).map(|m| {
+        let t = if kind == "P" { m.producer_ts_us } else { m.server_ts_us };
+        s.pages.issue("ListFragments", &ListCursor { k: kind.clone(), s: start, e: end, t, n: m.fragment_number }, now)
+    });
+    Ok(RestJson(ListFragmentsOutput { fragments: fragments.iter().map(Fragment::from).collect(), next_token }))
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct GetMediaForFragmentListInput {
-    stream_name: Option<String>,
-    #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
+pub struct GetMediaForFragmentListInput {
+    #[serde(flatten)]
+    stream: StreamRef,
     fragments: Vec<String>,
 }
 
-async fn get_media_for_fragment_list(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let input: GetMediaForFragmentListInput = parse(&body)?;
-    let record = s.store.resolve(input.stream_name.as_deref(), input.stream_arn.as_deref())?;
+async fn get_media_for_fragment_list(
+    State(s): State<KvsState>,
+    RestJson(input): RestJson<GetMediaForFragmentListInput>,
+) -> Result<Response, ApiError> {
+    let record = input.stream.resolve(&s.store)?;
     if input.fragments.is_empty() || input.fragments.len() > 1000 {
         return Err(ApiError::invalid_argument("Fragments must list 1 to 1000 fragment numbers"));
     }

@@ -1,24 +1,72 @@
 //! SQS over the older Query protocol: form-encoded `Action=…` requests (to `/` or to a
 //! queue's URL path) and XML responses, as older SDKs and CLIs send them.
 //!
-//! One codec, no second implementation: the form is unflattened into the JSON
-//! protocol's request shape ([`form_to_json`]), the JSON handler runs, and its result is
-//! written as the Query protocol's XML ([`result_xml`]). Both functions are pure.
+//! One implementation of each operation: the form is unflattened into the JSON
+//! protocol's request shape ([`form_to_json`]), the same typed operation runs, and its
+//! output is written as the Query protocol's XML ([`result_element`]). Both are pure.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::Uri;
+use axum::response::Response;
+use axum::routing::post;
+use axum::{Extension, Router};
 use serde_json::{Map, Value};
 
-use super::error::ApiError;
-use super::sqs::{wire_error, Input};
-use super::AppState;
+use super::{missing, SqsState, XML_NAMESPACE};
+use crate::api::error::ApiError;
+use crate::api::protocol::{self, Protocol, RequestId};
+use crate::api::registry::{BoxFuture, Call, CallInput, Operations, QueryService, Registry, Service};
 use crate::wire::xml::Element;
 
-pub const XML_NAMESPACE: &str = "http://queue.amazonaws.com/doc/2012-11-05/";
+/// The Query side of the SQS service: forms become calls of its operation table.
+pub struct SqsQuery {
+    pub operations: Arc<Operations<SqsState>>,
+    pub base_url: String,
+}
+
+impl QueryService for SqsQuery {
+    fn call_query(&self, path: &str, form: &[u8], request_id: RequestId) -> BoxFuture<Response> {
+        let params: Vec<(String, String)> = form_urlencoded::parse(form).into_owned().collect();
+        let (action, mut input) = form_to_json(&params);
+        // A request sent to a queue's URL names the queue by its path.
+        let path = path.trim_matches('/');
+        if !path.is_empty() && !input.contains_key("QueueUrl") {
+            input.insert("QueueUrl".into(), Value::String(format!("{}/{path}", self.base_url.trim_end_matches('/'))));
+        }
+        let Some(operation) = action else {
+            let e = ApiError::from(missing("Action"));
+            return Box::pin(async move { protocol::query_error(&e, XML_NAMESPACE, Some(&request_id)) });
+        };
+        let call =
+            Call { operation, protocol: Protocol::Query, input: CallInput::Value(Value::Object(input)), request_id };
+        self.operations.call(call)
+    }
+}
+
+/// `POST /ACCOUNT/QUEUE` with a form body: a Query request sent to a queue's URL.
+pub fn routes() -> Router<Arc<Registry>> {
+    Router::new().route("/{account}/{queue}", post(queue_url_request))
+}
+
+async fn queue_url_request(
+    State(registry): State<Arc<Registry>>,
+    Extension(request_id): Extension<RequestId>,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    match registry.query_service() {
+        Some(q) => q.call_query(uri.path(), &body, request_id).await,
+        None => protocol::query_error(
+            &ApiError::unknown_operation("Query protocol request"),
+            XML_NAMESPACE,
+            Some(&request_id),
+        ),
+    }
+}
 
 /// Flattened list and map members of SQS requests: the form prefix and the JSON member.
 const LISTS: [(&str, &str); 6] = [
@@ -64,7 +112,7 @@ fn message_attributes(params: &[(String, String)], prefix: &str) -> Map<String, 
 }
 
 /// Unflattens a Query request into the JSON protocol's request object; returns the
-/// action too. Scalars stay strings (the JSON handler accepts numbers as strings).
+/// action too. Scalars stay strings (the typed inputs read numbers from strings).
 pub fn form_to_json(params: &[(String, String)]) -> (Option<String>, Map<String, Value>) {
     let mut out = Map::new();
     let mut action = None;
@@ -173,8 +221,8 @@ fn message_element(m: &Map<String, Value>) -> Element {
     e
 }
 
-/// The Query protocol's XML for an action's JSON result.
-pub fn result_xml(action: &str, result: &Value, request_id: &str) -> String {
+/// The `{Action}Result` element of an action's output (in its JSON shape).
+pub fn result_element(action: &str, result: &Value) -> Element {
     let mut body = Element::new(format!("{action}Result"));
     if let Value::Object(m) = result {
         for (k, v) in m {
@@ -203,64 +251,7 @@ pub fn result_xml(action: &str, result: &Value, request_id: &str) -> String {
             };
         }
     }
-    Element::new(format!("{action}Response"))
-        .attr("xmlns", XML_NAMESPACE)
-        .child(body)
-        .child(Element::new("ResponseMetadata").child(Element::text("RequestId", request_id)))
-        .to_document()
-}
-
-/// The Query protocol's error document.
-pub fn error_xml(e: &ApiError, request_id: &str) -> String {
-    let (code, fault) = match e.query_error.as_deref().and_then(|q| q.split_once(';')) {
-        Some((code, fault)) => (code.to_string(), fault.to_string()),
-        None => (e.code.to_string(), if e.status.is_server_error() { "Receiver" } else { "Sender" }.to_string()),
-    };
-    Element::new("ErrorResponse")
-        .attr("xmlns", XML_NAMESPACE)
-        .child(
-            Element::new("Error")
-                .child(Element::text("Type", fault))
-                .child(Element::text("Code", code))
-                .child(Element::text("Message", e.message.clone()))
-                .child(Element::new("Detail")),
-        )
-        .child(Element::text("RequestId", request_id))
-        .to_document()
-}
-
-pub fn error_response(e: &ApiError) -> Response {
-    let id = uuid::Uuid::new_v4().to_string();
-    xml_response(e.status, error_xml(e, &id))
-}
-
-fn xml_response(status: StatusCode, body: String) -> Response {
-    let mut resp = (status, body).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
-    resp
-}
-
-/// `POST /` or `POST /ACCOUNT/QUEUE` with a form body.
-pub async fn handle(State(state): State<AppState>, uri: Uri, body: Bytes) -> Response {
-    let Some(svc) = state.json_services.query_service.clone() else {
-        return error_response(&ApiError::unknown_operation("Query protocol request"));
-    };
-    let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
-    let (action, mut input) = form_to_json(&params);
-    // A request sent to a queue's URL names the queue by its path.
-    let path = uri.path().trim_matches('/');
-    if !path.is_empty() && !input.contains_key("QueueUrl") {
-        input.insert("QueueUrl".into(), Value::String(format!("{}/{path}", svc.base_url.trim_end_matches('/'))));
-    }
-    let Some(action) = action else {
-        return error_response(&wire_error(crate::queues::QueueError::MissingParameter(
-            "The request must contain the parameter Action.".into(),
-        )));
-    };
-    match svc.handle(&action, Input(input)).await {
-        Ok(result) => xml_response(StatusCode::OK, result_xml(&action, &result, &uuid::Uuid::new_v4().to_string())),
-        Err(e) => error_response(&wire_error(e)),
-    }
+    body
 }
 
 #[cfg(test)]
@@ -311,20 +302,25 @@ mod tests {
         );
     }
 
-    #[test]
-    fn results_and_errors_render_as_query_xml() {
-        let xml = result_xml(
+    async fn body_of(resp: Response) -> String {
+        String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap().to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn results_and_errors_render_as_query_xml() {
+        let rid = RequestId("rid".into());
+        let element = result_element(
             "ReceiveMessage",
             &json!({"Messages": [{"MessageId": "m1", "Body": "a<b", "Attributes": {"SentTimestamp": "1"}}]}),
-            "rid",
         );
+        let xml = body_of(protocol::query_response("ReceiveMessage", XML_NAMESPACE, element, &rid)).await;
         assert!(xml.contains("<ReceiveMessageResponse xmlns=\"http://queue.amazonaws.com/doc/2012-11-05/\">"));
         assert!(xml.contains("<Body>a&lt;b</Body>"));
         assert!(xml.contains("<Attribute>\n"));
         assert!(xml.contains("<RequestId>rid</RequestId>"));
-        let e = wire_error(crate::queues::QueueError::QueueDoesNotExist);
-        let xml = error_xml(&e, "rid");
+        let e = ApiError::from(crate::queues::QueueError::QueueDoesNotExist);
+        let xml = body_of(protocol::query_error(&e, XML_NAMESPACE, Some(&rid))).await;
         assert!(xml.contains("<Code>AWS.SimpleQueueService.NonExistentQueue</Code>"));
-        assert!(xml.contains("<Type>Sender</Type>"));
+        assert!(xml.contains("<Type>Sender</Type>") && xml.contains("<RequestId>rid</RequestId>"));
     }
 }

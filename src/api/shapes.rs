@@ -1,15 +1,32 @@
-//! Helpers for AWS JSON bodies: parsing with AWS's error codes, and timestamps, which
-//! botocore sends as epoch seconds (possibly fractional) and reads back the same way.
+//! Shapes several AWS services share: which stream (`StreamName` / `StreamARN`), a
+//! resource ARN, a tag, and timestamps (botocore sends them as epoch seconds, possibly
+//! fractional, or ISO 8601 strings, and reads back epoch seconds). Each service resolves
+//! a [`StreamRef`] against its own engine, in its own module.
 
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
-use super::error::ApiError;
+/// Which stream an operation is about, by name or by ARN.
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct StreamRef {
+    pub stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    pub stream_arn: Option<String>,
+}
 
-/// Parses a JSON request body (empty means `{}`).
-pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) { &b"{}"[..] } else { body };
-    serde_json::from_slice(body).map_err(|e| ApiError::serialization(format!("could not parse the request body: {e}")))
+/// An operation naming a resource by its ARN alone.
+#[derive(Debug, Deserialize)]
+pub struct ResourceArn {
+    #[serde(rename = "ResourceARN")]
+    pub resource_arn: String,
+}
+
+/// `{"Key": …, "Value": …}`, as tag lists carry tags.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
 }
 
 /// A timestamp from a request body, in microseconds since the epoch.
@@ -57,8 +74,8 @@ pub fn parse_timestamp_str(s: &str) -> Option<i64> {
 }
 
 /// A timestamp for a response body: epoch seconds with millisecond precision.
-pub fn epoch_seconds(us: i64) -> serde_json::Value {
-    serde_json::Value::from((us / 1000) as f64 / 1000.0)
+pub fn epoch_seconds(us: i64) -> f64 {
+    (us / 1000) as f64 / 1000.0
 }
 
 #[cfg(test)]
@@ -72,14 +89,6 @@ mod tests {
         let t: Timestamp = serde_json::from_str("\"2023-11-14T22:13:20.25Z\"").unwrap();
         assert_eq!(t.0, 1_700_000_000_250_000);
         assert!(serde_json::from_str::<Timestamp>("\"yesterday\"").is_err());
-        assert_eq!(epoch_seconds(1_700_000_000_123_999), serde_json::json!(1_700_000_000.123));
-    }
-
-    #[test]
-    fn empty_body_is_an_empty_object() {
-        #[derive(Deserialize)]
-        struct Empty {}
-        assert!(parse::<Empty>(b"").is_ok());
-        assert_eq!(parse::<Empty>(b"{").err().map(|e| e.code), Some("SerializationException"));
+        assert_eq!(epoch_seconds(1_700_000_000_123_999), 1_700_000_000.123);
     }
 }

@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,9 +14,10 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::error::ApiError;
-use super::json::{parse, parse_timestamp_str, Timestamp};
-use super::AppState;
+use super::{KvsState, StreamRef};
+use crate::api::error::ApiError;
+use crate::api::protocol::RestJson;
+use crate::api::shapes::{parse_timestamp_str, Timestamp};
 use crate::ingest::put_media::{run_session, Ack, SessionParams, TimecodeType};
 use crate::playback::get_media::{self, StartAt};
 use crate::video_store::{TimeKind, VideoStore};
@@ -24,7 +25,7 @@ use crate::video_store::{TimeKind, VideoStore};
 /// How long a PutMedia response stays silent before an IDLE acknowledgement.
 pub const IDLE_ACK_AFTER: Duration = Duration::from_secs(3);
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<KvsState> {
     Router::new().route("/putMedia", post(put_media)).route("/getMedia", post(get_media))
 }
 
@@ -37,7 +38,7 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiEr
     }
 }
 
-async fn put_media(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn put_media(State(s): State<KvsState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let name = header_str(&headers, "x-amzn-stream-name")?;
     let arn = header_str(&headers, "x-amzn-stream-arn")?;
     if name.is_some() && arn.is_some() {
@@ -86,7 +87,7 @@ async fn put_media(State(s): State<AppState>, headers: HeaderMap, body: Body) ->
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct StartSelector {
+pub struct StartSelector {
     start_selector_type: String,
     after_fragment_number: Option<String>,
     start_timestamp: Option<Timestamp>,
@@ -95,10 +96,9 @@ struct StartSelector {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct GetMediaInput {
-    stream_name: Option<String>,
-    #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
+pub struct GetMediaInput {
+    #[serde(flatten)]
+    stream: StreamRef,
     start_selector: StartSelector,
 }
 
@@ -150,9 +150,8 @@ fn resolve_start(store: &VideoStore, stream: u64, sel: &StartSelector) -> Result
     Ok(StartAt { fragment_number: n })
 }
 
-async fn get_media(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let input: GetMediaInput = parse(&body)?;
-    let record = s.store.resolve(input.stream_name.as_deref(), input.stream_arn.as_deref())?;
+async fn get_media(State(s): State<KvsState>, RestJson(input): RestJson<GetMediaInput>) -> Result<Response, ApiError> {
+    let record = input.stream.resolve(&s.store)?;
     let start = resolve_start(&s.store, record.id, &input.start_selector)?;
     tracing::info!(stream = %record.name, from = start.fragment_number, "GetMedia started");
     let metrics = s.metrics.clone();

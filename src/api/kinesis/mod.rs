@@ -1,0 +1,249 @@
+//! Kinesis Data Streams over AWS JSON 1.1 (`X-Amz-Target: Kinesis_20131202.<Op>`) and
+//! CBOR: a thin typed adapter over [`crate::data_streams::DataStreamEngine`], one
+//! function per operation, grouped by resource:
+//!
+//! - [`streams`]: create, delete, describe, list, retention, encryption, monitoring,
+//!   mode, record size, limits;
+//! - [`shards`]: ListShards, SplitShard, MergeShards, UpdateShardCount;
+//! - [`records`]: PutRecord(s), GetShardIterator, GetRecords, SubscribeToShard (an
+//!   event stream, [`crate::wire::eventstream`]);
+//! - [`consumers`]: enhanced fan-out consumers;
+//! - [`resources`]: tags and resource policies of streams and consumers.
+//!
+//! Blobs are base64, timestamps epoch seconds. Errors are `{"__type": Code, "message"}`,
+//! 400 except InternalFailureException (500), mapped from the engine's once, here.
+
+pub mod consumers;
+pub mod records;
+pub mod resources;
+pub mod shards;
+pub mod streams;
+
+use axum::http::StatusCode;
+use serde::Serialize;
+
+use super::error::ApiError;
+use super::page_token::{PageTokenError, PageTokens};
+use super::protocol::Protocol;
+use super::registry::Operations;
+pub use super::shapes::{StreamRef, Tag};
+use crate::data_streams::keys::{format_sequence, shard_id};
+use crate::data_streams::shard_map::ShardInfo;
+use crate::data_streams::{ChildShard, DataStreamEngine, DataStreamError, LIST_TOKEN_TTL_MS};
+
+pub const TARGET_PREFIX: &str = "Kinesis_20131202";
+
+/// What the Kinesis operations reach.
+#[derive(Clone)]
+pub struct KinesisState {
+    pub engine: DataStreamEngine,
+    pub pages: PageTokens,
+}
+
+/// The operation table registered under [`TARGET_PREFIX`].
+pub fn operations(state: KinesisState) -> Operations<KinesisState> {
+    Operations::new(state, Protocol::AwsJson11)
+        .unknown(|op| {
+            ApiError::unknown_operation(&format!(
+                "{TARGET_PREFIX}.{op} (stream queues, channels, account settings and warm throughput are not supported by Kinescope)"
+            ))
+        })
+        .op("CreateStream", streams::create_stream)
+        .op("DeleteStream", streams::delete_stream)
+        .op("DescribeStream", streams::describe_stream)
+        .op("DescribeStreamSummary", streams::describe_stream_summary)
+        .op("ListStreams", streams::list_streams)
+        .op("IncreaseStreamRetentionPeriod", streams::increase_retention)
+        .op("DecreaseStreamRetentionPeriod", streams::decrease_retention)
+        .op("StartStreamEncryption", streams::start_encryption)
+        .op("StopStreamEncryption", streams::stop_encryption)
+        .op("EnableEnhancedMonitoring", streams::enable_monitoring)
+        .op("DisableEnhancedMonitoring", streams::disable_monitoring)
+        .op("DescribeLimits", streams::describe_limits)
+        .op("UpdateStreamMode", streams::update_stream_mode)
+        .op("UpdateMaxRecordSize", streams::update_max_record_size)
+        .op("ListShards", shards::list_shards)
+        .op("SplitShard", shards::split_shard)
+        .op("MergeShards", shards::merge_shards)
+        .op("UpdateShardCount", shards::update_shard_count)
+        .op("PutRecord", records::put_record)
+        .op("PutRecords", records::put_records)
+        .op("GetShardIterator", records::get_shard_iterator)
+        .op("GetRecords", records::get_records)
+        .streaming_op("SubscribeToShard", records::subscribe_to_shard)
+        .op("RegisterStreamConsumer", consumers::register)
+        .op("DescribeStreamConsumer", consumers::describe)
+        .op("DeregisterStreamConsumer", consumers::deregister)
+        .op("ListStreamConsumers", consumers::list)
+        .op("AddTagsToStream", resources::add_tags_to_stream)
+        .op("RemoveTagsFromStream", resources::remove_tags_from_stream)
+        .op("ListTagsForStream", resources::list_tags_for_stream)
+        .op("TagResource", resources::tag_resource)
+        .op("UntagResource", resources::untag_resource)
+        .op("ListTagsForResource", resources::list_tags_for_resource)
+        .op("PutResourcePolicy", resources::put_resource_policy)
+        .op("GetResourcePolicy", resources::get_resource_policy)
+        .op("DeleteResourcePolicy", resources::delete_resource_policy)
+}
+
+/// The engine's errors as Kinesis writes them, once.
+impl From<DataStreamError> for ApiError {
+    fn from(e: DataStreamError) -> Self {
+        use DataStreamError::*;
+        let code = match &e {
+            ResourceNotFound(_) => "ResourceNotFoundException",
+            ResourceInUse(_) => "ResourceInUseException",
+            InvalidArgument(_) => "InvalidArgumentException",
+            Validation(_) => "ValidationException",
+            LimitExceeded(_) => "LimitExceededException",
+            ExpiredIterator(_) => "ExpiredIteratorException",
+            ExpiredNextToken(_) => "ExpiredNextTokenException",
+            ProvisionedThroughputExceeded(_) => "ProvisionedThroughputExceededException",
+            DryRun => "DryRunOperationException",
+            Storage(_) => "InternalFailureException",
+        };
+        if matches!(e, Storage(_)) {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, code, e.to_string()).with_detail(&e)
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
+        }
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> ApiError {
+    DataStreamError::InvalidArgument(msg.into()).into()
+}
+
+impl StreamRef {
+    /// The stream's name; a StreamARN wins, and must agree with a StreamName.
+    pub fn name(&self, engine: &DataStreamEngine) -> Result<String, ApiError> {
+        match (&self.stream_name, &self.stream_arn) {
+            (_, Some(arn)) => {
+                let from_arn = engine.name_from_arn(arn)?;
+                if self.stream_name.as_ref().is_some_and(|n| *n != from_arn) {
+                    return Err(invalid("StreamName and StreamARN name different streams."));
+                }
+                Ok(from_arn)
+            }
+            (Some(name), None) => Ok(name.clone()),
+            (None, None) => Err(invalid("Either StreamName or StreamARN must be provided.")),
+        }
+    }
+}
+
+/// An epoch-millisecond time as Kinesis writes timestamps: seconds, ms precision.
+fn ts(ms: i64) -> f64 {
+    super::shapes::epoch_seconds(ms * 1000)
+}
+
+/// A `Limit`/`MaxResults` member: out of range is AWS's validation message.
+fn check_limit(v: Option<u32>, max: u32, name: &str) -> Result<Option<u32>, ApiError> {
+    match v {
+        Some(n) if n < 1 || n > max => Err(invalid(format!(
+            "1 validation error detected: Value '{n}' at '{name}' failed to satisfy constraint: Member must have value between 1 and {max}"
+        ))),
+        other => Ok(other),
+    }
+}
+
+impl KinesisState {
+    /// A NextToken for `op`, continuing after `cursor`.
+    fn page_token<T: Serialize>(&self, op: &str, cursor: &T) -> String {
+        self.pages.issue(op, cursor, self.engine.now_ms())
+    }
+
+    /// The cursor of a NextToken; `expires` for the operations whose tokens live 300 s.
+    fn open_page<T: serde::de::DeserializeOwned>(&self, op: &str, token: &str, expires: bool) -> Result<T, ApiError> {
+        let ttl = expires.then_some(LIST_TOKEN_TTL_MS);
+        self.pages.open(op, token, self.engine.now_ms(), ttl).map_err(|e| match e {
+            PageTokenError::Invalid => {
+                invalid(format!("Invalid NextToken: {}", token.chars().take(64).collect::<String>()))
+            }
+            PageTokenError::Expired => {
+                DataStreamError::ExpiredNextToken("The NextToken has expired; it is valid for 300 seconds.".into())
+                    .into()
+            }
+        })
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HashKeyRange {
+    pub starting_hash_key: String,
+    pub ending_hash_key: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SequenceNumberRange {
+    pub starting_sequence_number: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ending_sequence_number: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Shard {
+    pub shard_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_shard_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adjacent_parent_shard_id: Option<String>,
+    pub hash_key_range: HashKeyRange,
+    pub sequence_number_range: SequenceNumberRange,
+}
+
+impl From<&ShardInfo> for Shard {
+    fn from(s: &ShardInfo) -> Self {
+        Shard {
+            shard_id: s.id(),
+            parent_shard_id: s.parent.map(shard_id),
+            adjacent_parent_shard_id: s.adjacent_parent.map(shard_id),
+            hash_key_range: HashKeyRange {
+                starting_hash_key: s.start_key.to_string(),
+                ending_hash_key: s.end_key.to_string(),
+            },
+            sequence_number_range: SequenceNumberRange {
+                starting_sequence_number: format_sequence(s.start_seq),
+                ending_sequence_number: s.end_seq.map(format_sequence),
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ChildShardOut {
+    pub shard_id: String,
+    pub parent_shards: Vec<String>,
+    pub hash_key_range: HashKeyRange,
+}
+
+fn child_shards(children: &[ChildShard]) -> Option<Vec<ChildShardOut>> {
+    (!children.is_empty()).then(|| {
+        children
+            .iter()
+            .map(|c| ChildShardOut {
+                shard_id: c.shard_id.clone(),
+                parent_shards: c.parent_shards.clone(),
+                hash_key_range: HashKeyRange {
+                    starting_hash_key: c.hash_key_range.0.to_string(),
+                    ending_hash_key: c.hash_key_range.1.to_string(),
+                },
+            })
+            .collect()
+    })
+}
+
+fn encryption_name(encrypted: bool) -> &'static str {
+    if encrypted {
+        "KMS"
+    } else {
+        "NONE"
+    }
+}
+
+fn tag_list<'a>(tags: impl IntoIterator<Item = (&'a String, &'a String)>) -> Vec<Tag> {
+    tags.into_iter().map(|(k, v)| Tag { key: k.clone(), value: v.clone() }).collect()
+}

@@ -1,0 +1,375 @@
+//! Kinesis Video control plane (`kinesisvideo`): CreateStream, DescribeStream,
+//! ListStreams, DeleteStream, UpdateStream, UpdateDataRetention, GetDataEndpoint, and
+//! the tag operations (stream-named and ARN-named).
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::Router;
+use serde::{Deserialize, Serialize};
+
+use super::{KvsState, StreamRef};
+use crate::api::error::ApiError;
+use crate::api::page_token::PageTokenError;
+use crate::api::protocol::{Empty, RestJson};
+use crate::api::shapes::epoch_seconds;
+use crate::api::shapes::{ResourceArn, Tag};
+use crate::video_store::{NewStream, RetentionChange, StreamRecord};
+
+pub fn routes() -> Router<KvsState> {
+    Router::new()
+        .route("/createStream", post(create_stream))
+        .route("/describeStream", post(describe_stream))
+        .route("/listStreams", post(list_streams))
+        .route("/deleteStream", post(delete_stream))
+        .route("/updateStream", post(update_stream))
+        .route("/updateDataRetention", post(update_data_retention))
+        .route("/getDataEndpoint", post(get_data_endpoint))
+        .route("/tagStream", post(tag_stream))
+        .route("/untagStream", post(untag_stream))
+        .route("/listTagsForStream", post(list_tags_for_stream))
+        .route("/TagResource", post(tag_resource))
+        .route("/UntagResource", post(untag_resource))
+        .route("/ListTagsForResource", post(list_tags_for_resource))
+}
+
+type Answer<T> = Result<RestJson<T>, ApiError>;
+
+/// `StreamInfo` as DescribeStream and ListStreams return it.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StreamInfo {
+    stream_name: String,
+    #[serde(rename = "StreamARN")]
+    stream_arn: String,
+    kms_key_id: String,
+    version: String,
+    status: &'static str,
+    creation_time: f64,
+    data_retention_in_hours: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    media_type: Option<String>,
+}
+
+impl From<&StreamRecord> for StreamInfo {
+    fn from(r: &StreamRecord) -> Self {
+        StreamInfo {
+            stream_name: r.name.clone(),
+            stream_arn: r.arn.clone(),
+            kms_key_id: r.kms_key_id.clone(),
+            version: r.version.clone(),
+            status: r.status.as_str(),
+            creation_time: epoch_seconds(r.creation_time_ms * 1000),
+            data_retention_in_hours: r.data_retention_hours,
+            device_name: r.device_name.clone(),
+            media_type: r.media_type.clone(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateStreamInput {
+    stream_name: String,
+    device_name: Option<String>,
+    media_type: Option<String>,
+    kms_key_id: Option<String>,
+    data_retention_in_hours: Option<i64>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+pub struct CreateStreamOutput {
+    #[serde(rename = "StreamARN")]
+    stream_arn: String,
+}
+
+async fn create_stream(
+    State(s): State<KvsState>,
+    RestJson(i): RestJson<CreateStreamInput>,
+) -> Answer<CreateStreamOutput> {
+    let retention = match i.data_retention_in_hours {
+        Some(h) if h < 0 => return Err(ApiError::invalid_argument("DataRetentionInHours must be 0 or more")),
+        Some(h) => Some(u32::try_from(h).map_err(|_| ApiError::invalid_argument("DataRetentionInHours is too large"))?),
+        None => None,
+    };
+    let record = s.store.create_stream(NewStream {
+        name: i.stream_name,
+        device_name: i.device_name,
+        media_type: i.media_type,
+        kms_key_id: i.kms_key_id,
+        data_retention_hours: retention,
+        tags: i.tags,
+    })?;
+    tracing::info!(stream = %record.name, retention_hours = record.data_retention_hours, "stream created");
+    Ok(RestJson(CreateStreamOutput { stream_arn: record.arn }))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeStreamOutput {
+    stream_info: StreamInfo,
+}
+
+async fn describe_stream(State(s): State<KvsState>, RestJson(i): RestJson<StreamRef>) -> Answer<DescribeStreamOutput> {
+    Ok(RestJson(DescribeStreamOutput { stream_info: (&i.resolve(&s.store)?).into() }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StreamNameCondition {
+    comparison_operator: Option<String>,
+    comparison_value: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListStreamsInput {
+    max_results: Option<i64>,
+    next_token: Option<String>,
+    stream_name_condition: Option<StreamNameCondition>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListStreamsOutput {
+    stream_info_list: Vec<StreamInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+}
+
+async fn list_streams(State(s): State<KvsState>, RestJson(i): RestJson<ListStreamsInput>) -> Answer<ListStreamsOutput> {
+    let limit = match i.max_results {
+        None => 10_000,
+        Some(n) if (1..=10_000).contains(&n) => n as usize,
+        Some(_) => return Err(ApiError::invalid_argument("MaxResults must be between 1 and 10000")),
+    };
+    let prefix = match &i.stream_name_condition {
+        Some(c) => {
+            if c.comparison_operator.as_deref().is_some_and(|op| op != "BEGINS_WITH") {
+                return Err(ApiError::invalid_argument("ComparisonOperator must be BEGINS_WITH"));
+            }
+            c.comparison_value.clone().unwrap_or_default()
+        }
+        None => String::new(),
+    };
+    let now = s.store.clock().now_ms();
+    let after = match i.next_token.as_deref().filter(|t| !t.is_empty()) {
+        Some(t) => Some(
+            s.pages
+                .open::<String>("ListStreams", t, now, None)
+                .map_err(|_: PageTokenError| ApiError::invalid_argument("NextToken is not valid"))?,
+        ),
+        None => None,
+    };
+    // One more than asked tells whether there is a next page.
+    let mut records = s.store.list_streams(&prefix, after.as_deref(), limit + 1)?;
+    let more = records.len() > limit;
+    records.truncate(limit);
+    let next_token = records.last().filter(|_| more).map(|r| s.pages.issue("ListStreams", &r.name, now));
+    Ok(RestJson(ListStreamsOutput { stream_info_list: records.iter().map(StreamInfo::from).collect(), next_token }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeleteStreamInput {
+    #[serde(rename = "StreamARN")]
+    stream_arn: String,
+    current_version: Option<String>,
+}
+
+async fn delete_stream(State(s): State<KvsState>, RestJson(i): RestJson<DeleteStreamInput>) -> Answer<Empty> {
+    s.store.delete_stream(&i.stream_arn, i.current_version.as_deref()).await?;
+    tracing::info!(arn = %i.stream_arn, "stream deleted");
+    Ok(RestJson(Empty {}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateStreamInput {
+    #[serde(flatten)]
+    stream: StreamRef,
+    current_version: String,
+    device_name: Option<String>,
+    media_type: Option<String>,
+}
+
+async fn update_stream(State(s): State<KvsState>, RestJson(i): RestJson<UpdateStreamInput>) -> Answer<Empty> {
+    let r = &i.stream;
+    s.store.update_stream(
+        r.stream_name.as_deref(),
+        r.stream_arn.as_deref(),
+        &i.current_version,
+        i.device_name,
+        i.media_type,
+    )?;
+    Ok(RestJson(Empty {}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateDataRetentionInput {
+    #[serde(flatten)]
+    stream: StreamRef,
+    current_version: String,
+    operation: String,
+    data_retention_change_in_hours: i64,
+}
+
+async fn update_data_retention(
+    State(s): State<KvsState>,
+    RestJson(i): RestJson<UpdateDataRetentionInput>,
+) -> Answer<Empty> {
+    let hours = u32::try_from(i.data_retention_change_in_hours)
+        .ok()
+        .filter(|&h| h >= 1)
+        .ok_or_else(|| ApiError::invalid_argument("DataRetentionChangeInHours must be 1 or more"))?;
+    let change = match i.operation.as_str() {
+        "INCREASE_DATA_RETENTION" => RetentionChange::Increase(hours),
+        "DECREASE_DATA_RETENTION" => RetentionChange::Decrease(hours),
+        other => {
+            return Err(ApiError::invalid_argument(format!(
+                "Operation '{other}' must be INCREASE_DATA_RETENTION or DECREASE_DATA_RETENTION"
+            )))
+        }
+    };
+    let r = &i.stream;
+    let record =
+        s.store.update_retention(r.stream_name.as_deref(), r.stream_arn.as_deref(), &i.current_version, change).await?;
+    tracing::info!(stream = %record.name, retention_hours = record.data_retention_hours, "retention changed");
+    Ok(RestJson(Empty {}))
+}
+
+const API_NAMES: [&str; 8] = [
+    "PUT_MEDIA",
+    "GET_MEDIA",
+    "LIST_FRAGMENTS",
+    "GET_MEDIA_FOR_FRAGMENT_LIST",
+    "GET_HLS_STREAMING_SESSION_URL",
+    "GET_DASH_STREAMING_SESSION_URL",
+    "GET_CLIP",
+    "GET_IMAGES",
+];
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetDataEndpointInput {
+    #[serde(flatten)]
+    stream: StreamRef,
+    #[serde(rename = "APIName")]
+    api_name: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetDataEndpointOutput {
+    data_endpoint: String,
+}
+
+async fn get_data_endpoint(
+    State(s): State<KvsState>,
+    RestJson(i): RestJson<GetDataEndpointInput>,
+) -> Answer<GetDataEndpointOutput> {
+    if !API_NAMES.contains(&i.api_name.as_str()) {
+        return Err(ApiError::invalid_argument(format!("APIName must be one of {}", API_NAMES.join(", "))));
+    }
+    i.stream.resolve(&s.store)?;
+    Ok(RestJson(GetDataEndpointOutput { data_endpoint: s.public_url.clone() }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TagStreamInput {
+    #[serde(flatten)]
+    stream: StreamRef,
+    tags: BTreeMap<String, String>,
+}
+
+async fn tag_stream(State(s): State<KvsState>, RestJson(i): RestJson<TagStreamInput>) -> Answer<Empty> {
+    if i.tags.is_empty() {
+        return Err(ApiError::invalid_argument("Tags must hold 1 to 50 tags"));
+    }
+    s.store.tag_stream(i.stream.stream_name.as_deref(), i.stream.stream_arn.as_deref(), &i.tags)?;
+    Ok(RestJson(Empty {}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UntagStreamInput {
+    #[serde(flatten)]
+    stream: StreamRef,
+    tag_key_list: Vec<String>,
+}
+
+async fn untag_stream(State(s): State<KvsState>, RestJson(i): RestJson<UntagStreamInput>) -> Answer<Empty> {
+    check_tag_keys(&i.tag_key_list)?;
+    s.store.untag_stream(i.stream.stream_name.as_deref(), i.stream.stream_arn.as_deref(), &i.tag_key_list)?;
+    Ok(RestJson(Empty {}))
+}
+
+fn check_tag_keys(keys: &[String]) -> Result<(), ApiError> {
+    if keys.is_empty() || keys.len() > 50 {
+        return Err(ApiError::invalid_argument("TagKeyList must hold 1 to 50 keys"));
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TagsOutput {
+    tags: BTreeMap<String, String>,
+}
+
+async fn list_tags_for_stream(State(s): State<KvsState>, RestJson(i): RestJson<StreamRef>) -> Answer<TagsOutput> {
+    Ok(RestJson(TagsOutput { tags: i.resolve(&s.store)?.tags }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TagResourceInput {
+    #[serde(rename = "ResourceARN")]
+    resource_arn: String,
+    tags: Vec<Tag>,
+}
+
+/// The stream an ARN names (signalling channels join in their own issue).
+fn resource_stream(arn: &str) -> Result<(), ApiError> {
+    if crate::video_store::parse_stream_arn(arn).is_none() {
+        return Err(ApiError::invalid_argument(format!("'{arn}' is not a Kinesis Video stream ARN")));
+    }
+    Ok(())
+}
+
+async fn tag_resource(State(s): State<KvsState>, RestJson(i): RestJson<TagResourceInput>) -> Answer<Empty> {
+    resource_stream(&i.resource_arn)?;
+    if i.tags.is_empty() || i.tags.len() > 50 {
+        return Err(ApiError::invalid_argument("Tags must hold 1 to 50 tags"));
+    }
+    let tags: BTreeMap<String, String> = i.tags.into_iter().map(|t| (t.key, t.value)).collect();
+    s.store.tag_stream(None, Some(&i.resource_arn), &tags)?;
+    Ok(RestJson(Empty {}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UntagResourceInput {
+    #[serde(rename = "ResourceARN")]
+    resource_arn: String,
+    tag_key_list: Vec<String>,
+}
+
+async fn untag_resource(State(s): State<KvsState>, RestJson(i): RestJson<UntagResourceInput>) -> Answer<Empty> {
+    resource_stream(&i.resource_arn)?;
+    check_tag_keys(&i.tag_key_list)?;
+    s.store.untag_stream(None, Some(&i.resource_arn), &i.tag_key_list)?;
+    Ok(RestJson(Empty {}))
+}
+
+async fn list_tags_for_resource(State(s): State<KvsState>, RestJson(i): RestJson<ResourceArn>) -> Answer<TagsOutput> {
+    resource_stream(&i.resource_arn)?;
+    Ok(RestJson(TagsOutput { tags: s.store.resolve(None, Some(&i.resource_arn))?.tags }))
+}

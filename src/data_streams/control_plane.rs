@@ -1,0 +1,375 @@
+//! The control plane: create, delete, describe and list streams; retention,
+//! resharding (split, merge, uniform scaling), mode, record size, encryption,
+//! enhanced monitoring, tags.
+
+use super::*;
+
+impl DataStreamEngine {
+    pub fn create_stream(
+        &self,
+        name: &str,
+        shard_count: Option<u32>,
+        mode: StreamMode,
+        max_record_kib: Option<u32>,
+        tags: BTreeMap<String, String>,
+    ) -> Result<StreamView> {
+        if !name_ok(name) {
+            return Err(invalid(format!("StreamName '{name}' must be 1-128 characters from [a-zA-Z0-9_.-].")));
+        }
+        let count = match (mode, shard_count) {
+            (StreamMode::Provisioned, Some(n)) if n >= 1 => n,
+            (StreamMode::Provisioned, Some(_)) => return Err(invalid("ShardCount must be at least 1.")),
+            (StreamMode::Provisioned, None) => return Err(invalid("ShardCount is required for a PROVISIONED stream.")),
+            (StreamMode::OnDemand, _) => ON_DEMAND_SHARDS,
+        };
+        if count > MAX_SHARDS_PER_STREAM {
+            return Err(DataStreamError::LimitExceeded(format!(
+                "A stream can have at most {MAX_SHARDS_PER_STREAM} shards; {count} were requested."
+            )));
+        }
+        let kib = max_record_kib.unwrap_or(DEFAULT_MAX_RECORD_KIB);
+        if !(DEFAULT_MAX_RECORD_KIB..=MAX_RECORD_KIB).contains(&kib) {
+            return Err(DataStreamError::Validation(format!(
+                "MaxRecordSizeInKiB must be between {DEFAULT_MAX_RECORD_KIB} and {MAX_RECORD_KIB}; got {kib}."
+            )));
+        }
+        check_tags(&tags)?;
+        if tags.len() > MAX_TAGS {
+            return Err(invalid(format!("A stream can have at most {MAX_TAGS} tags.")));
+        }
+        let open = self.open_shards_total();
+        if open + count > self.inner.options.shard_limit {
+            return Err(DataStreamError::LimitExceeded(format!(
+                "This request would exceed the shard limit for the account {}: {} open, {count} requested, limit {}.",
+                self.inner.account, open, self.inner.options.shard_limit
+            )));
+        }
+        let now = self.now_ms();
+        let uid = self.inner.next_uid.fetch_add(1, Ordering::SeqCst);
+        let meta = StreamMeta {
+            name: name.to_string(),
+            uid,
+            created_ms: now,
+            mode,
+            retention_hours: DEFAULT_RETENTION_HOURS,
+            shard_map: ShardMap::new(count, 1, now),
+            tags,
+            consumers: Vec::new(),
+            encryption_key: None,
+            max_record_kib: kib,
+            enhanced_metrics: BTreeSet::new(),
+            scaling_ops_ms: Vec::new(),
+            updating_until_ms: 0,
+        };
+        let mut reg = self.inner.registry.write().unwrap_or_else(|p| p.into_inner());
+        if reg.by_name.contains_key(name) {
+            return Err(DataStreamError::ResourceInUse(format!(
+                "Stream {name} under account {} already exists.",
+                self.inner.account
+            )));
+        }
+        let (log, _) =
+            SegmentLog::open(&self.inner.dir.join(uid.to_string()), self.inner.options.roll).map_err(storage)?;
+        self.save(&meta)?;
+        let state = StreamState::new(meta, log, now);
+        let view = self.view(&state, now);
+        let handle = Arc::new(StreamHandle { uid, state: Mutex::new(state), published: watch::channel(0).0 });
+        reg.by_uid.insert(uid, handle.clone());
+        reg.by_name.insert(name.to_string(), handle);
+        tracing::info!(stream = name, shards = count, mode = mode.as_str(), "data stream created");
+        Ok(view)
+    }
+
+    pub fn delete_stream(&self, name: &str, enforce_consumer_deletion: bool) -> Result<()> {
+        let handle = self.handle(name)?;
+        {
+            let state = handle.lock();
+            if !state.meta.consumers.is_empty() && !enforce_consumer_deletion {
+                return Err(DataStreamError::ResourceInUse(format!(
+                    "Stream {name} has {} registered consumers; deregister them or set EnforceConsumerDeletion.",
+                    state.meta.consumers.len()
+                )));
+            }
+        }
+        {
+            let mut reg = self.inner.registry.write().unwrap_or_else(|p| p.into_inner());
+            reg.by_name.remove(name);
+            reg.by_uid.remove(&handle.uid);
+        }
+        self.inner.meta.delete(name).map_err(storage)?;
+        handle.lock().deleted = true;
+        handle.notify();
+        let dir = self.inner.dir.join(handle.uid.to_string());
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not remove a deleted stream's records");
+        }
+        tracing::info!(stream = name, "data stream deleted");
+        Ok(())
+    }
+
+    pub fn describe(&self, name: &str) -> Result<StreamView> {
+        let handle = self.handle(name)?;
+        let state = handle.lock();
+        Ok(self.view(&state, self.now_ms()))
+    }
+
+    /// Every stream, in name order.
+    pub fn list(&self) -> Vec<StreamView> {
+        let now = self.now_ms();
+        self.handles().iter().map(|h| self.view(&h.lock(), now)).collect()
+    }
+
+    /// Runs `f` on a stream's metadata and saves it if `f` succeeds.
+    pub(super) fn update<T>(&self, name: &str, f: impl FnOnce(&mut StreamMeta, i64) -> Result<T>) -> Result<T> {
+        let handle = self.handle(name)?;
+        let mut state = handle.lock();
+        let now = self.now_ms();
+        let mut meta = state.meta.clone();
+        let out = f(&mut meta, now)?;
+        self.save(&meta)?;
+        state.meta = meta;
+        Ok(out)
+    }
+
+    pub(super) fn require_active(&self, meta: &StreamMeta, now: i64) -> Result<()> {
+        match self.status(meta, now) {
+            "ACTIVE" => Ok(()),
+            s => Err(DataStreamError::ResourceInUse(format!(
+                "Stream {} under account {} not ACTIVE, instead in state {s}",
+                meta.name, self.inner.account
+            ))),
+        }
+    }
+
+    pub fn change_retention(&self, name: &str, hours: i64, increase: bool) -> Result<()> {
+        self.update(name, |m, now| {
+            self.require_active(m, now)?;
+            let current = i64::from(m.retention_hours);
+            if increase {
+                if hours > i64::from(MAX_RETENTION_HOURS) {
+                    return Err(invalid(format!(
+                        "Minimum allowed retention period is {DEFAULT_RETENTION_HOURS} hours. Maximum allowed retention period is {MAX_RETENTION_HOURS} hours. Requested retention period ({hours} hours) is too long."
+                    )));
+                }
+                if hours < current {
+                    return Err(invalid(format!(
+                        "Requested retention period ({hours} hours) for stream {name} can not be shorter than existing retention period ({current} hours). Use DecreaseRetentionPeriod API."
+                    )));
+                }
+            } else {
+                if hours < i64::from(DEFAULT_RETENTION_HOURS) {
+                    return Err(invalid(format!(
+                        "Minimum allowed retention period is {DEFAULT_RETENTION_HOURS} hours. Maximum allowed retention period is {MAX_RETENTION_HOURS} hours. Requested retention period ({hours} hours) is too short."
+                    )));
+                }
+                if hours > current {
+                    return Err(invalid(format!(
+                        "Requested retention period ({hours} hours) for stream {name} can not be longer than existing retention period ({current} hours). Use IncreaseRetentionPeriod API."
+                    )));
+                }
+            }
+            m.retention_hours = hours as u32;
+            Ok(())
+        })
+    }
+
+    /// Applies a resharding step under the stream's lock, so that no put is routed
+    /// between the old and the new topology.
+    pub(super) fn reshard(
+        &self,
+        name: &str,
+        op: impl FnOnce(&mut ShardMap, &mut Counter, i64) -> Result<(), ReshardError>,
+    ) -> Result<()> {
+        let handle = self.handle(name)?;
+        {
+            let mut state = handle.lock();
+            let now = self.now_ms();
+            self.require_active(&state.meta, now)?;
+            if state.meta.mode == StreamMode::OnDemand {
+                return Err(DataStreamError::Validation(format!(
+                    "Stream {name} is in ON_DEMAND mode; resharding is only for PROVISIONED streams."
+                )));
+            }
+            let mut meta = state.meta.clone();
+            let mut next_seq = state.next_seq;
+            op(&mut meta.shard_map, &mut Counter(&mut next_seq), now).map_err(|e| match e {
+                ReshardError::NoSuchShard(_) => DataStreamError::ResourceNotFound(e.to_string()),
+                ReshardError::Count(_) => DataStreamError::Validation(e.to_string()),
+                _ => invalid(e.to_string()),
+            })?;
+            let open = meta.shard_map.open_count();
+            if open > MAX_SHARDS_PER_STREAM {
+                return Err(DataStreamError::LimitExceeded(format!(
+                    "A stream can have at most {MAX_SHARDS_PER_STREAM} open shards."
+                )));
+            }
+            meta.updating_until_ms = now + self.inner.options.update_delay_ms;
+            self.save(&meta)?;
+            state.meta = meta;
+            state.next_seq = next_seq;
+            state.ensure_shard_slots(now);
+        }
+        handle.notify();
+        Ok(())
+    }
+
+    pub(super) fn shard_index(&self, name: &str, shard: &str) -> Result<u32> {
+        parse_shard_id(shard).ok_or_else(|| {
+            DataStreamError::ResourceNotFound(format!(
+                "Could not find shard {shard} in stream {name} under account {}.",
+                self.inner.account
+            ))
+        })
+    }
+
+    pub fn split_shard(&self, name: &str, shard: &str, new_starting_hash_key: u128) -> Result<()> {
+        let index = self.shard_index(name, shard)?;
+        self.reshard(name, |map, counter, now| map.split(index, new_starting_hash_key, counter, now).map(|_| ()))
+    }
+
+    pub fn merge_shards(&self, name: &str, shard: &str, adjacent: &str) -> Result<()> {
+        let (a, b) = (self.shard_index(name, shard)?, self.shard_index(name, adjacent)?);
+        self.reshard(name, |map, counter, now| map.merge(a, b, counter, now).map(|_| ()))
+    }
+
+    /// UpdateShardCount (UNIFORM_SCALING); returns (current, target).
+    pub fn update_shard_count(&self, name: &str, target: u32) -> Result<(u32, u32)> {
+        let handle = self.handle(name)?;
+        let current = {
+            let state = handle.lock();
+            let now = self.now_ms();
+            let current = state.meta.shard_map.open_count();
+            if target == 0 || target > current * 2 || target * 2 < current {
+                return Err(invalid(format!(
+                    "UpdateShardCount can scale from {current} shards to between {} and {} shards; {target} was requested.",
+                    current.div_ceil(2),
+                    current * 2
+                )));
+            }
+            if target > MAX_SHARDS_PER_STREAM {
+                return Err(DataStreamError::LimitExceeded(format!(
+                    "A stream can have at most {MAX_SHARDS_PER_STREAM} shards."
+                )));
+            }
+            let recent = state.meta.scaling_ops_ms.iter().filter(|t| **t > now - DAY_MS).count();
+            if recent >= SCALING_OPS_PER_DAY {
+                return Err(DataStreamError::LimitExceeded(format!(
+                    "Stream {name} has been scaled {recent} times in the last 24 hours; the limit is {SCALING_OPS_PER_DAY}."
+                )));
+            }
+            current
+        };
+        if target > current && self.open_shards_total() + target - current > self.inner.options.shard_limit {
+            return Err(DataStreamError::LimitExceeded(format!(
+                "Scaling to {target} shards would exceed the account's shard limit of {}.",
+                self.inner.options.shard_limit
+            )));
+        }
+        if target != current {
+            self.reshard(name, |map, counter, now| map.scale_uniform(target, counter, now))?;
+        }
+        self.update(name, |m, now| {
+            m.scaling_ops_ms.retain(|t| *t > now - DAY_MS);
+            m.scaling_ops_ms.push(now);
+            Ok(())
+        })?;
+        Ok((current, target))
+    }
+
+    pub fn set_stream_mode(&self, name: &str, mode: StreamMode) -> Result<()> {
+        self.update(name, |m, now| {
+            self.require_active(m, now)?;
+            if m.mode == mode {
+                return Err(invalid(format!("Stream {name} is already in {} mode.", mode.as_str())));
+            }
+            m.mode = mode;
+            m.updating_until_ms = now + self.inner.options.update_delay_ms;
+            Ok(())
+        })
+    }
+
+    pub fn set_max_record_size(&self, name: &str, kib: u32) -> Result<()> {
+        if !(DEFAULT_MAX_RECORD_KIB..=MAX_RECORD_KIB).contains(&kib) {
+            return Err(DataStreamError::Validation(format!(
+                "MaxRecordSizeInKiB must be between {DEFAULT_MAX_RECORD_KIB} and {MAX_RECORD_KIB}; got {kib}."
+            )));
+        }
+        self.update(name, |m, now| {
+            self.require_active(m, now)?;
+            m.max_record_kib = kib;
+            Ok(())
+        })
+    }
+
+    /// Start (`Some(key)`) or stop (`None`) server-side encryption: stored and
+    /// reported; records are not encrypted at rest by this server.
+    pub fn set_encryption(&self, name: &str, key_id: Option<String>) -> Result<()> {
+        self.update(name, |m, now| {
+            self.require_active(m, now)?;
+            m.encryption_key = key_id;
+            Ok(())
+        })
+    }
+
+    /// Enables or disables enhanced metrics; returns (before, after).
+    pub fn set_enhanced_metrics(
+        &self,
+        name: &str,
+        metrics: &[String],
+        enable: bool,
+    ) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
+        const ALL: [&str; 7] = [
+            "IncomingBytes",
+            "IncomingRecords",
+            "OutgoingBytes",
+            "OutgoingRecords",
+            "WriteProvisionedThroughputExceeded",
+            "ReadProvisionedThroughputExceeded",
+            "IteratorAgeMilliseconds",
+        ];
+        let mut chosen = BTreeSet::new();
+        for m in metrics {
+            match m.as_str() {
+                "ALL" => chosen.extend(ALL.iter().map(|s| s.to_string())),
+                s if ALL.contains(&s) => {
+                    chosen.insert(s.to_string());
+                }
+                s => return Err(invalid(format!("Unknown shard-level metric '{s}'."))),
+            }
+        }
+        self.update(name, |m, _| {
+            let before = m.enhanced_metrics.clone();
+            if enable {
+                m.enhanced_metrics.extend(chosen);
+            } else {
+                m.enhanced_metrics.retain(|x| !chosen.contains(x));
+            }
+            Ok((before, m.enhanced_metrics.clone()))
+        })
+    }
+
+    pub fn add_tags(&self, name: &str, tags: BTreeMap<String, String>) -> Result<()> {
+        check_tags(&tags)?;
+        self.update(name, |m, _| {
+            let mut merged = m.tags.clone();
+            merged.extend(tags);
+            if merged.len() > MAX_TAGS {
+                return Err(DataStreamError::LimitExceeded(format!(
+                    "Stream {name} would have {} tags; the limit is {MAX_TAGS}.",
+                    merged.len()
+                )));
+            }
+            m.tags = merged;
+            Ok(())
+        })
+    }
+
+    pub fn remove_tags(&self, name: &str, keys: &[String]) -> Result<()> {
+        self.update(name, |m, _| {
+            for k in keys {
+                m.tags.remove(k);
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,435 @@
+//! Messages: send (with FIFO deduplication), receive (visibility, long polls,
+//! dead-letter moves, ReceiveRequestAttemptId replays), delete, change visibility.
+
+use super::*;
+
+impl QueueEngine {
+    /// Checks a message against the queue's rules; returns its size in bytes.
+    pub(super) fn check_send(config: &QueueConfig, req: &SendRequest) -> Result<usize, QueueError> {
+        check_body(&req.body)?;
+        let size = req.body.len() + check_attributes(&req.attributes)?;
+        if size > config.maximum_message_size as usize {
+            return Err(QueueError::InvalidParameterValue(format!(
+                "One or more parameters are invalid. Reason: Message must be shorter than {} bytes.",
+                config.maximum_message_size
+            )));
+        }
+        for (n, a) in &req.system_attributes {
+            if n != "AWSTraceHeader" || a.data_type != "String" {
+                return Err(QueueError::InvalidParameterValue(format!(
+                    "Message system attribute '{n}' is not supported on send"
+                )));
+            }
+        }
+        if let Some(d) = req.delay_s {
+            if d > 900 {
+                return Err(QueueError::InvalidParameterValue("DelaySeconds must be 0 to 900".into()));
+            }
+            if config.fifo && d > 0 {
+                return Err(QueueError::InvalidParameterValue(
+                    "The request include parameter that is not valid for this queue type: DelaySeconds (per-message delay is not allowed on FIFO queues)".into(),
+                ));
+            }
+        }
+        if config.fifo {
+            let group = req.group_id.as_deref().ok_or_else(|| {
+                QueueError::MissingParameter("The request must contain the parameter MessageGroupId.".into())
+            })?;
+            check_fifo_id("MessageGroupId", group)?;
+            match &req.dedup_id {
+                Some(d) => check_fifo_id("MessageDeduplicationId", d)?,
+                None if config.content_based_deduplication => {}
+                None => {
+                    return Err(QueueError::InvalidParameterValue(
+                        "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly".into(),
+                    ))
+                }
+            }
+        } else {
+            if req.dedup_id.is_some() {
+                return Err(QueueError::InvalidParameterValue(
+                    "The request include parameter that is not valid for this queue type: MessageDeduplicationId"
+                        .into(),
+                ));
+            }
+            if let Some(g) = &req.group_id {
+                check_fifo_id("MessageGroupId", g)?;
+            }
+        }
+        Ok(size)
+    }
+
+    /// SendMessage.
+    pub async fn send(&self, name: &str, req: SendRequest) -> Result<SendResult, QueueError> {
+        self.send_batch(name, vec![req]).await?.pop().unwrap_or(Err(QueueError::EmptyBatchRequest))
+    }
+
+    /// Sends several messages with one flush; each gets its own result, in order.
+    pub async fn send_batch(
+        &self,
+        name: &str,
+        reqs: Vec<SendRequest>,
+    ) -> Result<Vec<Result<SendResult, QueueError>>, QueueError> {
+        let q = self.queue(name)?;
+        let now = self.now_ms();
+        let config = lock(&q.state).config.clone();
+        let checked: Vec<Result<usize, QueueError>> = reqs.iter().map(|r| Self::check_send(&config, r)).collect();
+        let (queue_id, _) = {
+            let r = lock(&q.record);
+            (r.id, ())
+        };
+        let mut results: Vec<Result<SendResult, QueueError>> = Vec::with_capacity(reqs.len());
+        let mut new_messages: Vec<StoredMessage> = Vec::new();
+        let mut new_dedup: Vec<(String, DedupEntry)> = Vec::new();
+        {
+            let mut s = lock(&q.state);
+            for (req, check) in reqs.into_iter().zip(checked) {
+                if let Err(e) = check {
+                    results.push(Err(e));
+                    continue;
+                }
+                let dedup_key = config.fifo.then(|| {
+                    let id =
+                        req.dedup_id.clone().unwrap_or_else(|| crate::wire::sigv4::sha256_hex(req.body.as_bytes()));
+                    match config.passthrough.get("DeduplicationScope").map(String::as_str) {
+                        Some("messageGroup") => format!("{}\u{0}{id}", req.group_id.clone().unwrap_or_default()),
+                        _ => id,
+                    }
+                });
+                let md5_of_body = crate::wire::sqs_md5::md5_hex(req.body.as_bytes());
+                if let Some(key) = &dedup_key {
+                    if let Some(hit) = s.duplicate_of(key, now) {
+                        let probe = StoredMessage {
+                            seq: 0,
+                            id: hit.message_id.clone(),
+                            body: String::new(),
+                            attributes: req.attributes.clone(),
+                            system_attributes: req.system_attributes.clone(),
+                            sent_ms: now,
+                            sender_id: String::new(),
+                            group_id: None,
+                            dedup_id: None,
+                            sequence_number: None,
+                            receive_count: 0,
+                            first_receive_ms: None,
+                            visible_at_ms: 0,
+                            dead_letter_source_arn: None,
+                        };
+                        results.push(Ok(SendResult {
+                            message_id: hit.message_id,
+                            md5_of_body,
+                            md5_of_attributes: probe.md5_of_attributes(),
+                            md5_of_system_attributes: probe.md5_of_system_attributes(),
+                            sequence_number: hit.sequence_number,
+                        }));
+                        continue;
+                    }
+                }
+                let seq = s.next_seq();
+                let delay = req.delay_s.unwrap_or(config.delay_s);
+                let m = StoredMessage {
+                    seq,
+                    id: uuid::Uuid::new_v4().to_string(),
+                    body: req.body,
+                    attributes: req.attributes,
+                    system_attributes: req.system_attributes,
+                    sent_ms: now,
+                    sender_id: self.inner.account.clone(),
+                    group_id: req.group_id,
+                    dedup_id: req
+                        .dedup_id
+                        .clone()
+                        .or_else(|| dedup_key.as_ref().map(|_| String::new()))
+                        .filter(|d| !d.is_empty()),
+                    sequence_number: config.fifo.then(|| fifo_sequence_number(seq)),
+                    receive_count: 0,
+                    first_receive_ms: None,
+                    visible_at_ms: if delay > 0 { now + i64::from(delay) * 1000 } else { 0 },
+                    dead_letter_source_arn: None,
+                };
+                if let Some(key) = dedup_key {
+                    let entry = DedupEntry {
+                        expires_ms: now + DEDUP_WINDOW_MS,
+                        message_id: m.id.clone(),
+                        sequence_number: m.sequence_number.clone(),
+                    };
+                    s.remember_dedup(key.clone(), entry.clone());
+                    new_dedup.push((key, entry));
+                }
+                results.push(Ok(SendResult {
+                    message_id: m.id.clone(),
+                    md5_of_body: m.md5_of_body(),
+                    md5_of_attributes: m.md5_of_attributes(),
+                    md5_of_system_attributes: m.md5_of_system_attributes(),
+                    sequence_number: m.sequence_number.clone(),
+                }));
+                new_messages.push(m);
+            }
+        }
+        if new_messages.is_empty() {
+            return Ok(results);
+        }
+        let written = self.inner.store.write(
+            queue_id,
+            &new_messages.iter().collect::<Vec<_>>(),
+            &new_dedup.iter().map(|(k, e)| (k.as_str(), e)).collect::<Vec<_>>(),
+        );
+        let durable = match written {
+            Ok(()) => self.inner.store.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = durable {
+            tracing::error!(queue = %name, error = %e, "send not persisted");
+            return Err(e);
+        }
+        {
+            let mut s = lock(&q.state);
+            for m in new_messages {
+                s.add(m);
+            }
+        }
+        q.notify.notify_waiters();
+        Ok(results)
+    }
+
+    pub(super) fn receipt(&self, queue_id: u64, m: &StoredMessage) -> String {
+        let r = Receipt { q: queue_id, s: m.seq, r: m.receive_count };
+        self.inner.receipts.sign(&serde_json::to_vec(&r).unwrap_or_default())
+    }
+
+    pub(super) fn open_receipt(&self, queue_id: u64, handle: &str) -> Result<Receipt, QueueError> {
+        let bytes = self
+            .inner
+            .receipts
+            .open(handle)
+            .map_err(|e| QueueError::ReceiptHandleIsInvalid(format!("{handle} ({e})")))?;
+        let r: Receipt =
+            serde_json::from_slice(&bytes).map_err(|_| QueueError::ReceiptHandleIsInvalid(handle.to_string()))?;
+        if r.q != queue_id {
+            return Err(QueueError::ReceiptHandleIsInvalid(format!("{handle} is for another queue")));
+        }
+        Ok(r)
+    }
+
+    /// One attempt to receive: applies retention and dead-lettering on the way.
+    pub(super) fn try_receive(
+        &self,
+        name: &str,
+        q: &Queue,
+        max: usize,
+        visibility_ms: i64,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
+        let now = self.now_ms();
+        let queue_id = lock(&q.record).id;
+        let (got, redrive) = {
+            let mut s = lock(&q.state);
+            let got = s.receive(max, visibility_ms, now);
+            (got, s.config.redrive.clone())
+        };
+        if got.over_limit && got.messages.is_empty() && !lock(&q.state).config.fifo {
+            return Err(QueueError::OverLimit("Too many messages in flight (the limit is 120000)".into()));
+        }
+        if !got.expired.is_empty() {
+            self.inner.store.remove_messages(queue_id, &got.expired)?;
+        }
+        for m in got.to_dead_letter {
+            self.dead_letter(name, queue_id, m, redrive.as_ref().map(|r| r.dead_letter_target_arn.as_str()), now)?;
+        }
+        if !got.messages.is_empty() {
+            self.inner.store.write(queue_id, &got.messages.iter().collect::<Vec<_>>(), &[])?;
+        }
+        Ok(got
+            .messages
+            .into_iter()
+            .map(|m| ReceivedMessage { receipt_handle: self.receipt(queue_id, &m), message: m })
+            .collect())
+    }
+
+    /// Moves a message that passed maxReceiveCount to the dead-letter queue, keeping
+    /// its id, body and first send time.
+    pub(super) fn dead_letter(
+        &self,
+        name: &str,
+        from_id: u64,
+        m: StoredMessage,
+        target: Option<&str>,
+        now: i64,
+    ) -> Result<(), QueueError> {
+        let Some((dlq_name, dlq)) = target.and_then(|arn| self.queue_by_arn(arn)) else {
+            // The dead-letter queue is gone: keep the message where it is.
+            tracing::warn!(queue = %name, "dead-letter queue missing; message kept");
+            if let Ok(q) = self.queue(name) {
+                lock(&q.state).add(StoredMessage { visible_at_ms: 0, ..m });
+            }
+            return Ok(());
+        };
+        let moved = self.transfer(from_id, m, &dlq, Some(self.arn(name)))?;
+        tracing::debug!(queue = %name, dead_letter_queue = %dlq_name, message = %moved.id, "message moved to the dead-letter queue");
+        let _ = now;
+        Ok(())
+    }
+
+    /// Moves message `m` (stored under queue `from_id`) into `dest`, renumbered and
+    /// fresh (no receives), in one atomic store batch; wakes `dest`'s waiters.
+    pub(super) fn transfer(
+        &self,
+        from_id: u64,
+        m: StoredMessage,
+        dest: &Queue,
+        dead_letter_source_arn: Option<String>,
+    ) -> Result<StoredMessage, QueueError> {
+        let dest_id = lock(&dest.record).id;
+        let from_seq = m.seq;
+        let moved = {
+            let mut s = lock(&dest.state);
+            let seq = s.next_seq();
+            let moved = StoredMessage {
+                seq,
+                receive_count: 0,
+                first_receive_ms: None,
+                visible_at_ms: 0,
+                sequence_number: m.sequence_number.as_ref().map(|_| fifo_sequence_number(seq)),
+                dead_letter_source_arn,
+                ..m
+            };
+            s.add(moved.clone());
+            moved
+        };
+        self.inner.store.move_message(from_id, from_seq, dest_id, &moved)?;
+        dest.notify.notify_waiters();
+        Ok(moved)
+    }
+
+    /// ReceiveMessage, long-polling up to the wait time; wakes as soon as a message
+    /// may be available.
+    pub async fn receive(&self, name: &str, req: ReceiveRequest) -> Result<Vec<ReceivedMessage>, QueueError> {
+        let q = self.queue(name)?;
+        if !(1..=10).contains(&req.max_messages) {
+            return Err(QueueError::InvalidParameterValue(format!(
+                "Value {} for parameter MaxNumberOfMessages is invalid. Reason: Must be between 1 and 10, if provided.",
+                req.max_messages
+            )));
+        }
+        let config = lock(&q.state).config.clone();
+        let visibility_s = req.visibility_timeout_s.unwrap_or(config.visibility_timeout_s);
+        if visibility_s > 43_200 {
+            return Err(QueueError::InvalidParameterValue("VisibilityTimeout must be 0 to 43200".into()));
+        }
+        let wait_s = req.wait_time_s.unwrap_or(config.receive_wait_s);
+        if wait_s > 20 {
+            return Err(QueueError::InvalidParameterValue(format!(
+                "Value {wait_s} for parameter WaitTimeSeconds is invalid. Reason: Must be >= 0 and <= 20, if provided."
+            )));
+        }
+        let attempt_key = match &req.attempt_id {
+            Some(a) if config.fifo => {
+                check_fifo_id("ReceiveRequestAttemptId", a)?;
+                let key = (name.to_string(), a.clone());
+                if let Some(hit) = self.replay_attempt(&q, &key) {
+                    return Ok(hit);
+                }
+                Some(key)
+            }
+            _ => None,
+        };
+        let got = self.receive_waiting(name, &q, &req, visibility_s, wait_s).await?;
+        if let Some(key) = attempt_key {
+            let now = self.now_ms();
+            let mut attempts = lock(&self.inner.attempts);
+            attempts.retain(|_, a| a.expires_ms > now);
+            attempts.insert(key, Attempt { expires_ms: now + DEDUP_WINDOW_MS, received: got.clone() });
+        }
+        Ok(got)
+    }
+
+    /// The messages an earlier receive with the same attempt id returned, if every one
+    /// is still in flight under that receipt.
+    pub(super) fn replay_attempt(&self, q: &Queue, key: &(String, String)) -> Option<Vec<ReceivedMessage>> {
+        let now = self.now_ms();
+        let attempts = lock(&self.inner.attempts);
+        let a = attempts.get(key).filter(|a| a.expires_ms > now)?;
+        let s = lock(&q.state);
+        a.received
+            .iter()
+            .all(|r| s.check_handle(r.message.seq, r.message.receive_count) == HandleCheck::Current)
+            .then(|| a.received.clone())
+    }
+
+    pub(super) async fn receive_waiting(
+        &self,
+        name: &str,
+        q: &Queue,
+        req: &ReceiveRequest,
+        visibility_s: u32,
+        wait_s: u32,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(wait_s));
+        loop {
+            let notified = q.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if q.deleted.load(Ordering::SeqCst) {
+                return Err(QueueError::QueueDoesNotExist);
+            }
+            let got = self.try_receive(name, q, req.max_messages as usize, i64::from(visibility_s) * 1000)?;
+            let now = tokio::time::Instant::now();
+            if !got.is_empty() || now >= deadline {
+                return Ok(got);
+            }
+            // Sleep until a send wakes us, a hidden message becomes visible, or time is up.
+            let mut wake = deadline;
+            if let Some(at) = lock(&q.state).next_visible_ms() {
+                let ms = (at - self.now_ms()).max(1) as u64;
+                wake = wake.min(now + Duration::from_millis(ms));
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+        }
+    }
+
+    /// DeleteMessage: a stale handle (the message was received again since) succeeds
+    /// without deleting, as SQS documents.
+    pub fn delete_message(&self, name: &str, handle: &str) -> Result<(), QueueError> {
+        let q = self.queue(name)?;
+        let queue_id = lock(&q.record).id;
+        let r = self.open_receipt(queue_id, handle)?;
+        let removed = {
+            let mut s = lock(&q.state);
+            match s.check_handle(r.s, r.r) {
+                HandleCheck::Current => s.remove(r.s).is_some(),
+                HandleCheck::Stale | HandleCheck::Gone => false,
+            }
+        };
+        if removed {
+            self.inner.store.remove_messages(queue_id, &[r.s])?;
+            q.notify.notify_waiters();
+        }
+        Ok(())
+    }
+
+    pub fn change_visibility(&self, name: &str, handle: &str, timeout_s: i64) -> Result<(), QueueError> {
+        let q = self.queue(name)?;
+        if !(0..=43_200).contains(&timeout_s) {
+            return Err(QueueError::InvalidParameterValue(format!(
+                "Value {timeout_s} for parameter VisibilityTimeout is invalid. Reason: Must be between 0 and 43200."
+            )));
+        }
+        let queue_id = lock(&q.record).id;
+        let r = self.open_receipt(queue_id, handle)?;
+        let now = self.now_ms();
+        let changed = {
+            let mut s = lock(&q.state);
+            if s.check_handle(r.s, r.r) != HandleCheck::Current {
+                return Err(QueueError::MessageNotInflight);
+            }
+            s.change_visibility(r.s, timeout_s * 1000, now)
+        };
+        if let Some(m) = changed {
+            self.inner.store.write(queue_id, &[&m], &[])?;
+        }
+        q.notify.notify_waiters();
+        Ok(())
+    }
+}
