@@ -322,3 +322,26 @@ async fn the_in_flight_byte_budget_holds_producers_back_without_deadlock() {
     }
     assert_eq!(store.fragments_from(s.id, 0, 10).unwrap().len(), 5);
 }
+
+#[tokio::test]
+async fn a_store_written_in_a_newer_format_is_refused_not_misread() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    stored_then_closed(dir.path(), &clock, 1).await;
+    for (component, store) in [("index", "data/index"), ("media", "data/media")] {
+        let db = kinescope::sled_open::open(&dir.path().join("index"), 500).unwrap();
+        let key = format!("format/{component}");
+        let was = db.insert(&key, &9u32.to_be_bytes()).unwrap();
+        assert_eq!(was.as_deref(), Some(&1u32.to_be_bytes()[..]), "format 1 was recorded at the first open");
+        db.flush().unwrap();
+        drop(db);
+        let err = VideoStore::open(StoreConfig::new(dir.path()), clock.clone()).err().expect("refused");
+        let text = err.to_string();
+        assert!(text.contains(store) && text.contains("format 9"), "{text}");
+        let db = kinescope::sled_open::open(&dir.path().join("index"), 500).unwrap();
+        db.insert(&key, &1u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let (store, _) = open(dir.path(), clock);
+    assert!(store.resolve(Some("cam"), None).is_ok(), "format 1 opens again");
+}

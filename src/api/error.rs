@@ -104,7 +104,9 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Conflict(_) => ApiError::new(StatusCode::BAD_REQUEST, "ResourceInUseException", msg),
             StoreError::ShuttingDown => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", msg),
-            StoreError::Io(_) | StoreError::Index(_) | StoreError::Corrupt(_) => ApiError::internal(msg),
+            StoreError::Io(_) | StoreError::Index(_) | StoreError::Corrupt(_) | StoreError::Format(_) => {
+                ApiError::internal(msg)
+            }
         }
     }
 }

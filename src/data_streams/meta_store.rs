@@ -64,6 +64,9 @@ pub struct StreamMeta {
     pub updating_until_ms: i64,
 }
 
+/// The metadata's layout, recorded in it and checked at open (see docs/storage.md).
+pub const META_FORMAT: u32 = 1;
+
 pub struct MetaStore {
     db: sled::Db,
     streams: sled::Tree,
@@ -77,6 +80,11 @@ fn io(e: sled::Error) -> std::io::Error {
 impl MetaStore {
     pub fn open(dir: &Path) -> std::io::Result<Self> {
         let db = crate::sled_open::open(&dir.join("meta"), 500).map_err(io)?;
+        let check = |component, current, store| {
+            crate::sled_open::check_format(&db, component, current, store).map_err(std::io::Error::other)
+        };
+        check("meta", META_FORMAT, "the data-stream metadata (data/data_streams/meta)")?;
+        check("record_log", super::record_log::RECORD_LOG_FORMAT, "the data-stream record logs (data/data_streams)")?;
         let streams = db.open_tree("streams").map_err(io)?;
         let policies = db.open_tree("policies").map_err(io)?;
         Ok(MetaStore { db, streams, policies })

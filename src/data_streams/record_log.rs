@@ -18,6 +18,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// The frame layout above and the segment naming, recorded in the stream metadata's
+/// database and checked at open (see docs/storage.md).
+pub const RECORD_LOG_FORMAT: u32 = 1;
+
 /// Bytes of a frame before its partition key.
 pub const FRAME_HEADER: usize = 4 + 4 + 4 + 8 + 8 + 2;
 

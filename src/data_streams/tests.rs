@@ -160,3 +160,18 @@ async fn a_subscription_pushes_new_records_and_ends_at_a_closed_shard() {
     assert_eq!(end.child_shards.len(), 2);
     assert!(sub.next_event().await.is_none());
 }
+
+#[test]
+fn metadata_in_a_newer_format_is_refused_not_misread() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let open =
+        || DataStreamEngine::open(dir.path(), clock.clone(), "us-east-1", "123456789012", EngineOptions::default());
+    drop(open().unwrap());
+    let db = crate::sled_open::open(&dir.path().join("data_streams").join("meta"), 500).unwrap();
+    db.insert("format/record_log", &2u32.to_be_bytes()).unwrap();
+    db.flush().unwrap();
+    drop(db);
+    let text = open().err().expect("refused").to_string();
+    assert!(text.contains("record logs") && text.contains("format 2"), "{text}");
+}

@@ -123,6 +123,34 @@ impl SourceStatus {
     }
 }
 
+/// The layout of `data/sources.json` (see docs/storage.md).
+pub const SOURCES_FORMAT: u32 = 1;
+
+/// `data/sources.json`: the format, then each stream's source.
+#[derive(Serialize, Deserialize)]
+struct SourcesFile {
+    format: u32,
+    sources: BTreeMap<String, SourceConfig>,
+}
+
+/// Reads `sources.json`: the versioned file, or the bare map written before the file
+/// had a format (which is format 1). A newer format is refused, never misread.
+fn read_sources_file(bytes: &[u8]) -> Result<BTreeMap<String, SourceConfig>, String> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    match v.get("format") {
+        Some(serde_json::Value::Number(n)) => {
+            let found = n.as_u64().unwrap_or(u64::MAX);
+            if found == 0 || found > u64::from(SOURCES_FORMAT) {
+                return Err(format!(
+                    "format {n}, but this Kinescope reads format {SOURCES_FORMAT} at most (see docs/storage.md)"
+                ));
+            }
+            serde_json::from_value::<SourcesFile>(v).map(|f| f.sources).map_err(|e| e.to_string())
+        }
+        _ => serde_json::from_value(v).map_err(|e| e.to_string()),
+    }
+}
+
 /// A source as the API shows it: where, how, and what it is doing; no credentials.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SourceStatusView {
@@ -163,10 +191,8 @@ impl SourceManager {
         extra: BTreeMap<String, SourceConfig>,
     ) -> Result<Self, SourceError> {
         let path = data_dir.join("sources.json");
-        let mut saved: BTreeMap<String, SourceConfig> = match std::fs::read(&path) {
-            Ok(b) => {
-                serde_json::from_slice(&b).map_err(|e| SourceError::Storage(format!("{}: {e}", path.display())))?
-            }
+        let mut saved = match std::fs::read(&path) {
+            Ok(b) => read_sources_file(&b).map_err(|e| SourceError::Storage(format!("{}: {e}", path.display())))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(SourceError::Storage(e.to_string())),
         };
@@ -181,8 +207,11 @@ impl SourceManager {
     }
 
     fn save(&self, all: &BTreeMap<String, Running>) -> Result<(), SourceError> {
-        let configs: BTreeMap<&String, &SourceConfig> = all.iter().map(|(k, r)| (k, &r.config)).collect();
-        let bytes = serde_json::to_vec_pretty(&configs).map_err(|e| SourceError::Storage(e.to_string()))?;
+        let file = SourcesFile {
+            format: SOURCES_FORMAT,
+            sources: all.iter().map(|(k, r)| (k.clone(), r.config.clone())).collect(),
+        };
+        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| SourceError::Storage(e.to_string()))?;
         let tmp = self.path.with_extension("json.tmp");
         let write = || -> std::io::Result<()> {
             use std::io::Write;
@@ -418,4 +447,20 @@ async fn pull_once(
         Err(e) => tracing::warn!(stream = %stream, error = %e, "camera recording ended with an error"),
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_files_of_every_format_read_and_newer_ones_are_refused() {
+        let legacy = br#"{"door": {"url": "rtsp://cam/1", "transport": "tcp"}}"#;
+        assert_eq!(read_sources_file(legacy).unwrap()["door"].url, "rtsp://cam/1");
+        let file = SourcesFile { format: SOURCES_FORMAT, sources: read_sources_file(legacy).unwrap() };
+        let now = serde_json::to_vec(&file).unwrap();
+        assert_eq!(read_sources_file(&now).unwrap().len(), 1);
+        let newer = br#"{"format": 2, "sources": {}, "cameras": []}"#;
+        assert!(read_sources_file(newer).unwrap_err().contains("format 2"));
+    }
 }

@@ -61,6 +61,10 @@ fn storage(e: impl std::error::Error + Send + Sync + 'static) -> QueueError {
     QueueError::Storage(StorageFailure::caused("the queue store (data/queues)", e))
 }
 
+/// The queue store's layout (key scheme, JSON records), recorded in it and checked at
+/// open (see docs/storage.md).
+pub const QUEUES_FORMAT: u32 = 1;
+
 #[derive(Clone)]
 pub struct QueueStore {
     db: sled::Db,
@@ -72,6 +76,8 @@ pub struct QueueStore {
 impl QueueStore {
     pub fn open(dir: &Path) -> Result<Self, QueueError> {
         let db = crate::sled_open::open(dir, 500).map_err(storage)?;
+        crate::sled_open::check_format(&db, "queues", QUEUES_FORMAT, "the queue store (data/queues)")
+            .map_err(|e| QueueError::Storage(StorageFailure::caused("open the queue store", e)))?;
         let queues = db.open_tree("queues").map_err(storage)?;
         let data = db.open_tree("data").map_err(storage)?;
         let (tx, rx) = mpsc::channel::<tokio::sync::oneshot::Sender<Result<(), StorageFailure>>>();
@@ -187,5 +193,22 @@ impl QueueStore {
         batch.remove(key(KIND_MESSAGE, from, &from_seq.to_be_bytes()));
         batch.insert(key(KIND_MESSAGE, to, &m.seq.to_be_bytes()), serde_json::to_vec(m).map_err(storage)?);
         self.data.apply_batch(batch).map_err(storage)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_store_in_a_newer_format_is_refused_not_misread() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(QueueStore::open(dir.path()).unwrap());
+        let db = crate::sled_open::open(dir.path(), 500).unwrap();
+        db.insert("format/queues", &5u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+        drop(db);
+        let text = QueueStore::open(dir.path()).err().expect("refused").to_string();
+        assert!(text.contains("data/queues") && text.contains("format 5"), "{text}");
     }
 }

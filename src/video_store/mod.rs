@@ -61,6 +61,8 @@ pub enum StoreError {
     Index(#[from] sled::Error),
     #[error("store data is corrupt: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    Format(#[from] crate::sled_open::FormatError),
     #[error("the store is shutting down")]
     ShuttingDown,
 }
@@ -275,6 +277,8 @@ impl VideoStore {
     pub fn open(config: StoreConfig, clock: SharedClock) -> Result<(Self, recovery::RecoveryReport), StoreError> {
         std::fs::create_dir_all(config.media_root())?;
         let db = crate::sled_open::open(&config.data_dir.join("index"), 1000)?;
+        crate::sled_open::check_format(&db, "index", records::INDEX_FORMAT, "the fragment index (data/index)")?;
+        crate::sled_open::check_format(&db, "media", segment::MEDIA_FORMAT, "the segment files (data/media)")?;
         let catalog = catalog::Catalog::new(db.open_tree("streams")?);
         let index = db.open_tree("fragments")?;
         let report = recovery::recover(&db, &catalog, &index, &config.media_root())?;

@@ -16,6 +16,10 @@
 
 pub type StreamId = u64;
 
+/// The layout of the index (the key scheme and the fixed records below), recorded in
+/// the database's default tree and checked at open (see docs/storage.md).
+pub const INDEX_FORMAT: u32 = 1;
+
 pub const KIND_FRAGMENT: u8 = b'F';
 pub const KIND_PRODUCER_TIME: u8 = b'P';
 pub const KIND_SERVER_TIME: u8 = b'S';

@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 
 use super::records::StreamId;
 
+/// The segment files' format, recorded in the fragment index; the record magic names it
+/// too (`KSF1`), so a record of another format is never read as this one.
+pub const MEDIA_FORMAT: u32 = 1;
 pub const RECORD_MAGIC: [u8; 4] = *b"KSF1";
 pub const RECORD_HEADER_LEN: u64 = 32;
 
