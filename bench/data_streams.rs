@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kinescope::clock::SystemClock;
-use kinescope::data_streams::{DataStreamEngine, EngineOptions, Mode, NewRecord, StartingPosition};
+use kinescope::data_streams::{DataStreamEngine, DataStreamId, EngineOptions, Mode, NewRecord, StartingPosition};
+use kinescope::scope::Scope;
 
 const RECORD_BYTES: usize = 1024;
 const BATCH: usize = 500;
@@ -67,17 +68,12 @@ fn main() {
         "kinescope data-stream engine benchmark — {RECORD_BYTES}-byte records, PutRecords of {BATCH}, {PRODUCERS} producers × {batches_per_producer} batches, data in {}",
         tmp.path().display()
     );
-    let engine = DataStreamEngine::open(
-        tmp.path(),
-        Arc::new(SystemClock),
-        "us-east-1",
-        "000000000000",
-        EngineOptions::default(),
-    )
-    .expect("engine");
+    let scope = Scope::new("000000000000", "us-east-1");
+    let engine =
+        DataStreamEngine::open(tmp.path(), Arc::new(SystemClock), &scope, EngineOptions::default()).expect("engine");
     let mut rows = Vec::new();
     for shards in [1u32, 8] {
-        let name = format!("bench-{shards}");
+        let name = DataStreamId::new(&scope, &format!("bench-{shards}"));
         engine.create_stream(&name, Some(shards), Mode::Provisioned, None, BTreeMap::new()).expect("stream");
         let t = Instant::now();
         rt.block_on(async {
@@ -136,16 +132,18 @@ fn main() {
     // Put → pushed to a subscriber at the tip.
     let samples = common::scaled(300, 20);
     let delays = rt.block_on(async {
-        engine.create_stream("tip", Some(1), Mode::Provisioned, None, BTreeMap::new()).expect("stream");
-        let c = engine.register_consumer("tip", "bench", BTreeMap::new()).expect("consumer");
+        let tip = DataStreamId::new(&scope, "tip");
+        engine.create_stream(&tip, Some(1), Mode::Provisioned, None, BTreeMap::new()).expect("stream");
+        let c = engine.register_consumer(&tip, "bench", BTreeMap::new()).expect("consumer");
         let mut sub = engine.subscribe(&c.arn, "shardId-000000000000", StartingPosition::Latest).expect("subscribe");
         let mut delays = Vec::with_capacity(samples);
         for i in 0..samples {
             let e = engine.clone();
+            let tip = tip.clone();
             let start = Instant::now();
             let put = tokio::spawn(async move {
                 e.put_record(
-                    "tip",
+                    &tip,
                     NewRecord { partition_key: "k".into(), data: vec![i as u8; 100], explicit_hash_key: None },
                 )
                 .await

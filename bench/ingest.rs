@@ -106,7 +106,9 @@ fn open_store(dir: &std::path::Path) -> VideoStore {
 }
 
 fn create(store: &VideoStore, name: &str) -> StreamRecord {
-    store.create_stream(NewStream { name: name.into(), ..Default::default() }).expect("create stream")
+    store
+        .create_stream(&store.config().default_scope, NewStream { name: name.into(), ..Default::default() })
+        .expect("create stream")
 }
 
 /// Streams × fragments submitted as fast as PutMedia would (pipelined, acks awaited in

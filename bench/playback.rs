@@ -65,6 +65,7 @@ fn session(mode: PlaybackMode, protocol: Protocol, stream: u64, max: u32) -> Ses
         protocol,
         stream,
         stream_name: "bench".into(),
+        scope: kinescope::scope::Scope::new("000000000000", "us-east-1"),
         mode,
         clock: SelectorClock::Producer,
         start_us: Some(0),
@@ -98,7 +99,9 @@ fn main() {
     let Some((rt, tmp)) = common::setup() else { return };
     let (store, _) = VideoStore::open(StoreConfig::new(tmp.path()), Arc::new(SystemClock)).expect("store");
     let (init, fragments) = fixture();
-    let record = store.create_stream(NewStream { name: "bench".into(), ..Default::default() }).expect("stream");
+    let record = store
+        .create_stream(&store.config().default_scope, NewStream { name: "bench".into(), ..Default::default() })
+        .expect("stream");
     let init_id = rt.block_on(store.put_init(record.id, init.clone())).expect("init");
 
     // --- 1,000 stored fragments ------------------------------------------------------

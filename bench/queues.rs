@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kinescope::clock::SystemClock;
-use kinescope::queues::{QueueEngine, ReceiveRequest, SendRequest};
+use kinescope::queues::{QueueEngine, QueueId, ReceiveRequest, SendRequest};
+use kinescope::scope::Scope;
 
 #[path = "common.rs"]
 mod common;
@@ -24,12 +25,12 @@ fn send(body: String) -> SendRequest {
 
 /// Runs `clients` tasks doing send→receive→delete cycles of `batch` messages for
 /// `seconds`; returns messages per second.
-async fn cycles(engine: &QueueEngine, queue: &str, clients: usize, batch: usize, seconds: f64) -> f64 {
+async fn cycles(engine: &QueueEngine, queue: &QueueId, clients: usize, batch: usize, seconds: f64) -> f64 {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let mut tasks = Vec::new();
     for c in 0..clients {
         let engine = engine.clone();
-        let queue = queue.to_string();
+        let queue = queue.clone();
         tasks.push(tokio::spawn(async move {
             let mut done = 0u64;
             let mut i = 0u64;
@@ -98,13 +99,14 @@ fn raw_sled(dir: &std::path::Path, clients: usize, batch: usize, seconds: f64) -
 
 fn main() {
     let Some((rt, tmp)) = common::setup() else { return };
-    let engine = QueueEngine::open(tmp.path(), Arc::new(SystemClock), "us-east-1", "000000000000").expect("engine");
+    let scope = Scope::new("000000000000", "us-east-1");
+    let engine = QueueEngine::open(tmp.path(), Arc::new(SystemClock), &scope).expect("engine");
     let seconds = 3.0 * scale();
     println!("kinescope queue engine benchmark — data in {}, {seconds:.1} s per cell", tmp.path().display());
     let mut rows = Vec::new();
     rt.block_on(async {
         for (i, (clients, batch)) in [(1, 1), (1, 10), (32, 1), (32, 10)].into_iter().enumerate() {
-            let q = format!("bench-{i}");
+            let q = QueueId::new(&scope, &format!("bench-{i}"));
             engine.create_queue(&q, &BTreeMap::new(), &BTreeMap::new()).await.expect("queue");
             println!("[{}/4] {clients} client(s), batches of {batch}…", i + 1);
             let rate = cycles(&engine, &q, clients, batch, seconds).await;
@@ -113,26 +115,28 @@ fn main() {
             rows.push((clients, batch, rate, floor));
         }
         // Long-poll wake-up: a receiver waits; a send arrives; time until it returns.
-        engine.create_queue("wake", &BTreeMap::new(), &BTreeMap::new()).await.expect("queue");
+        let wake = QueueId::new(&scope, "wake");
+        engine.create_queue(&wake, &BTreeMap::new(), &BTreeMap::new()).await.expect("queue");
         let mut lat = Vec::new();
         let n = (200.0 * scale()).max(20.0) as usize;
         println!("[wake] {n} long polls woken by a send…");
         for i in 0..n {
             let e = engine.clone();
+            let q = wake.clone();
             let waiter = tokio::spawn(async move {
                 let got = e
-                    .receive("wake", ReceiveRequest { max_messages: 1, wait_time_s: Some(5), ..Default::default() })
+                    .receive(&q, ReceiveRequest { max_messages: 1, wait_time_s: Some(5), ..Default::default() })
                     .await
                     .expect("receive");
                 let at = Instant::now();
                 for m in got {
-                    e.delete_message("wake", &m.receipt_handle).expect("delete");
+                    e.delete_message(&q, &m.receipt_handle).expect("delete");
                 }
                 at
             });
             tokio::time::sleep(Duration::from_millis(5)).await;
             let sent = Instant::now();
-            engine.send("wake", send(format!("wake {i}"))).await.expect("send");
+            engine.send(&wake, send(format!("wake {i}"))).await.expect("send");
             let woke = waiter.await.expect("waiter");
             lat.push(woke.saturating_duration_since(sent));
         }

@@ -135,7 +135,7 @@ async fn publisher(url: String, name: String, seconds: u64, keyframes: Arc<Mutex
 
 /// The same bytes as fragments straight into the store, one per second.
 async fn direct(store: VideoStore, name: String, seconds: u64, keyframes: Arc<Mutex<Vec<Instant>>>) {
-    let record = store.resolve(Some(&name), None).expect("stream");
+    let record = store.resolve(&store.config().default_scope, Some(&name), None).expect("stream");
     let init = kinescope::media::fmp4_mux::FragmentMuxer::new(vec![kinescope::codec::CodecParams::H264(
         kinescope::codec::h264::Params {
             sps: vec![
@@ -198,7 +198,9 @@ async fn run(
     let mut watchers = Vec::new();
     let mut keyframes = Vec::new();
     for name in &names {
-        let record = store.create_stream(NewStream { name: name.clone(), ..Default::default() }).expect("create");
+        let record = store
+            .create_stream(&store.config().default_scope, NewStream { name: name.clone(), ..Default::default() })
+            .expect("create");
         let live = store.live(record.id).expect("live");
         let persisted: Arc<Mutex<Vec<Instant>>> = Arc::default();
         let p = persisted.clone();
@@ -297,7 +299,7 @@ fn main() {
         let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let server = RtspServer::new(
             store.clone(),
-            Arc::new(Credentials::new(std::iter::empty())),
+            Arc::new(Credentials::new(store.config().default_scope.clone())),
             Arc::new(SystemClock),
             false,
             [3; 32],

@@ -20,6 +20,7 @@ use crate::data_streams::DataStreamEngine;
 use crate::metrics::Metrics;
 use crate::playback::session::SessionSigner;
 use crate::queues::QueueEngine;
+use crate::scope::Scope;
 use crate::video_store::{StoreConfig, VideoStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,9 +55,9 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         );
     }
     let clock: SharedClock = Arc::new(SystemClock);
+    let default_scope = Scope::new(&config.account_id, &config.region);
     let mut store_config = StoreConfig::new(&config.data_dir);
-    store_config.region = config.region.clone();
-    store_config.account_id = config.account_id.clone();
+    store_config.default_scope = default_scope.clone();
     store_config.default_retention_hours = config.default_retention_hours;
     let (store, report) = VideoStore::open(store_config, clock.clone())?;
     tracing::info!(
@@ -74,26 +75,27 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         TcpListener::bind(config.http).await.map_err(|source| AppError::Bind { addr: config.http, source })?;
     let bound = listener.local_addr()?;
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
-    let queues = QueueEngine::open(&config.data_dir, clock.clone(), &config.region, &config.account_id)
+    let queues = QueueEngine::open(&config.data_dir, clock.clone(), &default_scope)
         .map_err(|e| AppError::Refused(format!("cannot open the queues: {e}")))?;
-    let data_streams = DataStreamEngine::open(
-        &config.data_dir,
-        clock.clone(),
-        &config.region,
-        &config.account_id,
-        config.data_streams.clone(),
-    )
-    .map_err(|e| AppError::Refused(format!("cannot open the data streams: {e}")))?;
+    let data_streams =
+        DataStreamEngine::open(&config.data_dir, clock.clone(), &default_scope, config.data_streams.clone())
+            .map_err(|e| AppError::Refused(format!("cannot open the data streams: {e}")))?;
     let metrics = Arc::new(Metrics::default());
     let sources = crate::ingest::rtsp_pull::SourceManager::start(
         &config.data_dir,
         store.clone(),
         clock.clone(),
         metrics.clone(),
+        &default_scope,
         config.sources.clone(),
     )
     .map_err(|e| AppError::Refused(format!("cannot start the camera sources: {e}")))?;
-    let credentials = Arc::new(Credentials::new(config.access_keys.iter().map(|k| (k.id.clone(), k.secret.clone()))));
+    let credentials = Arc::new(
+        config
+            .access_keys
+            .iter()
+            .fold(Credentials::new(default_scope.clone()), |c, k| c.with_key(&k.id, &k.secret, k.account_id.clone())),
+    );
     let pages = PageTokens::new(crate::secrets::load_or_create_key(&config.data_dir.join("page_tokens.key"))?);
     let kvs = KvsState {
         store: store.clone(),
@@ -106,11 +108,17 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         })?,
         sources: sources.clone(),
         pages: pages.clone(),
+        scope: default_scope.clone(),
     };
     let state = AppState::new(
         kvs,
-        Some(SqsState { engine: queues.clone(), base_url: public_url.clone(), pages: pages.clone() }),
-        Some(KinesisState { engine: data_streams.clone(), pages }),
+        Some(SqsState {
+            engine: queues.clone(),
+            base_url: public_url.clone(),
+            pages: pages.clone(),
+            scope: default_scope.clone(),
+        }),
+        Some(KinesisState { engine: data_streams.clone(), pages, scope: default_scope.clone() }),
         AuthState { credentials: credentials.clone(), clock: clock.clone(), query_namespace: sqs::XML_NAMESPACE },
     );
 

@@ -22,6 +22,9 @@ pub enum ConfigError {
 pub struct AccessKey {
     pub id: String,
     pub secret: String,
+    /// The account the key acts in (12 digits); the server's `account_id` if absent.
+    #[serde(default)]
+    pub account_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -124,7 +127,7 @@ impl ServerConfig {
         let http = o.http.or(file.http).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 4566)));
         let mut access_keys = file.access_keys;
         match (o.access_key_id, o.secret_access_key) {
-            (Some(id), Some(secret)) => access_keys.push(AccessKey { id, secret }),
+            (Some(id), Some(secret)) => access_keys.push(AccessKey { id, secret, account_id: None }),
             (None, None) => {}
             _ => {
                 return Err(ConfigError::Invalid(
@@ -133,8 +136,10 @@ impl ServerConfig {
             }
         }
         let account_id = o.account_id.or(file.account_id).unwrap_or_else(|| "000000000000".into());
-        if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ConfigError::Invalid(format!("account id '{account_id}' must be 12 digits")));
+        for a in std::iter::once(&account_id).chain(access_keys.iter().filter_map(|k| k.account_id.as_ref())) {
+            if !crate::scope::is_account(a) {
+                return Err(ConfigError::Invalid(format!("account id '{a}' must be 12 digits")));
+            }
         }
         let d = FragmentLimits::default();
         let limits = FragmentLimits {
@@ -195,7 +200,7 @@ mod tests {
         assert_eq!(c.http.port(), 9000);
         assert_eq!(c.region, "ap-south-1");
         assert_eq!(c.public_url, None);
-        assert_eq!(c.access_keys, vec![AccessKey { id: "AK1".into(), secret: "S1".into() }]);
+        assert_eq!(c.access_keys, vec![AccessKey { id: "AK1".into(), secret: "S1".into(), account_id: None }]);
         assert_eq!(c.limits.max_tracks, 2);
         assert_eq!(c.default_retention_hours, 24);
     }

@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod playback;
 pub mod queues;
 pub mod rtsp;
+pub mod scope;
 pub mod secrets;
 pub mod sled_open;
 pub mod storage_failure;

@@ -40,7 +40,12 @@ async fn put(store: &VideoStore, stream: &StreamRecord, i: i64, server_ts_us: i6
 }
 
 fn create(store: &VideoStore, name: &str, retention: Option<u32>) -> StreamRecord {
-    store.create_stream(NewStream { name: name.into(), data_retention_hours: retention, ..Default::default() }).unwrap()
+    store
+        .create_stream(
+            &store.config().default_scope,
+            NewStream { name: name.into(), data_retention_hours: retention, ..Default::default() },
+        )
+        .unwrap()
 }
 
 /// Stores `count` fragments in a new stream "cam", then closes the store: the state a
@@ -123,7 +128,7 @@ async fn recovery_truncates_unacknowledged_tails_and_keeps_acknowledged_fragment
     assert_eq!(report.truncated_bytes, 7_777);
     assert_eq!(report.dropped_fragments, 0);
     assert_eq!(std::fs::metadata(&files[0]).unwrap().len(), len_before);
-    let s = store.resolve(Some("cam"), None).unwrap();
+    let s = store.resolve(&store.config().default_scope, Some("cam"), None).unwrap();
     for n in &numbers {
         let meta = store.fragment(s.id, *n).unwrap().unwrap();
         assert_eq!(store.read_fragment(s.id, &meta).await.unwrap().len(), 10_000);
@@ -145,7 +150,7 @@ async fn recovery_drops_index_entries_whose_bytes_are_not_whole() {
 
     let (store, report) = open(dir.path(), clock.clone());
     assert_eq!(report.dropped_fragments, 1);
-    let s = store.resolve(Some("cam"), None).unwrap();
+    let s = store.resolve(&store.config().default_scope, Some("cam"), None).unwrap();
     assert!(store.fragment(s.id, numbers[3]).unwrap().is_none());
     for n in &numbers[..3] {
         let meta = store.fragment(s.id, *n).unwrap().unwrap();
@@ -178,7 +183,7 @@ async fn recovery_drops_segments_whose_file_is_gone() {
     std::fs::remove_file(&segment_files(dir.path())[0]).unwrap();
     let (store, report) = open(dir.path(), clock);
     assert_eq!(report.dropped_fragments, 3);
-    let s = store.resolve(Some("cam"), None).unwrap();
+    let s = store.resolve(&store.config().default_scope, Some("cam"), None).unwrap();
     assert!(store.first_fragment(s.id).unwrap().is_none());
 }
 
@@ -223,11 +228,17 @@ async fn retention_removes_whole_files_past_their_time() {
     assert_eq!(listed.len(), 2);
 
     // Decreasing retention applies to stored data at once; numbers are never reused.
-    let s2 = store.resolve(Some("cam"), None).unwrap();
+    let s2 = store.resolve(&store.config().default_scope, Some("cam"), None).unwrap();
     clock.set_us(T0 + 80 * MINUTE);
-    store.update_retention(Some("cam"), None, &s2.version, RetentionChange::Increase(1)).await.unwrap();
-    let s3 = store.resolve(Some("cam"), None).unwrap();
-    store.update_retention(Some("cam"), None, &s3.version, RetentionChange::Decrease(1)).await.unwrap();
+    store
+        .update_retention(&store.config().default_scope, Some("cam"), None, &s2.version, RetentionChange::Increase(1))
+        .await
+        .unwrap();
+    let s3 = store.resolve(&store.config().default_scope, Some("cam"), None).unwrap();
+    store
+        .update_retention(&store.config().default_scope, Some("cam"), None, &s3.version, RetentionChange::Decrease(1))
+        .await
+        .unwrap();
     assert!(store.fragment(s.id, numbers[5]).unwrap().is_some());
     clock.set_us(T0 + 200 * MINUTE);
     store.sweep_expired().await.unwrap();
@@ -258,10 +269,13 @@ async fn delete_stream_removes_data_and_refuses_late_appends() {
     let s = create(&store, "gone", None);
     put(&store, &s, 0, T0).await;
     let mut edge = store.live(s.id).unwrap().subscribe();
-    store.delete_stream(&s.arn, Some(&s.version)).await.unwrap();
+    store.delete_stream(&store.config().default_scope, &s.arn, Some(&s.version)).await.unwrap();
     assert!(edge.borrow_and_update().deleted);
     assert!(segment_files(dir.path()).is_empty());
-    assert!(matches!(store.resolve(Some("gone"), None), Err(StoreError::StreamNotFound(_))));
+    assert!(matches!(
+        store.resolve(&store.config().default_scope, Some("gone"), None),
+        Err(StoreError::StreamNotFound(_))
+    ));
     assert!(matches!(store.submit_fragment(&s, fragment(1, T0, 10)).await, Err(StoreError::StreamNotFound(_))));
 
     // The same name again is a new stream with nothing in it.
@@ -271,7 +285,7 @@ async fn delete_stream_removes_data_and_refuses_late_appends() {
     drop(store);
     let (store, report) = open(dir.path(), clock);
     assert_eq!(report.removed_files, 0);
-    assert!(store.resolve(Some("gone"), None).is_ok());
+    assert!(store.resolve(&store.config().default_scope, Some("gone"), None).is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,5 +357,40 @@ async fn a_store_written_in_a_newer_format_is_refused_not_misread() {
         db.flush().unwrap();
     }
     let (store, _) = open(dir.path(), clock);
-    assert!(store.resolve(Some("cam"), None).is_ok(), "format 1 opens again");
+    assert!(store.resolve(&store.config().default_scope, Some("cam"), None).is_ok(), "format 1 opens again");
+}
+
+/// A catalog written before stores were scoped (format 1: records keyed by name, no
+/// scope in them) opens with each stream in the scope of its ARN, fragments and all.
+#[tokio::test]
+async fn a_catalog_keyed_by_name_is_upgraded_to_the_default_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let numbers = stored_then_closed(dir.path(), &clock, 3).await;
+    // Rewrite the catalog as format 1 had it.
+    let db = kinescope::sled_open::open(&dir.path().join("index"), 500).unwrap();
+    let tree = db.open_tree("streams").unwrap();
+    let (key, value) = tree.iter().next().unwrap().unwrap();
+    assert_eq!(&key[..], b"000000000000/us-east-1/cam", "format 2 keys by scope and name");
+    let mut record: serde_json::Value = serde_json::from_slice(&value).unwrap();
+    record.as_object_mut().unwrap().remove("scope");
+    tree.remove(&key).unwrap();
+    tree.insert("cam", serde_json::to_vec(&record).unwrap()).unwrap();
+    db.remove("format/catalog").unwrap();
+    db.flush().unwrap();
+    drop((tree, db));
+
+    // The server now runs with another default scope: the stream stays in the account
+    // and region its ARN names.
+    let mut config = StoreConfig::new(dir.path());
+    config.default_scope = kinescope::scope::Scope::new("123456789012", "eu-west-1");
+    let (store, _) = VideoStore::open(config, clock).unwrap();
+    let scope = kinescope::scope::Scope::new("000000000000", "us-east-1");
+    let s = store.resolve(&scope, Some("cam"), None).expect("the stream keeps its ARN's scope");
+    assert_eq!(s.scope, scope);
+    let stored: Vec<u64> = store.fragments_from(s.id, 0, 10).unwrap().iter().map(|m| m.fragment_number).collect();
+    assert_eq!(stored, numbers, "its fragments are untouched");
+    let other = store.config().default_scope.clone();
+    assert!(matches!(store.resolve(&other, Some("cam"), None), Err(StoreError::StreamNotFound(_))));
+    assert_eq!(store.list_streams(&scope, "", None, 10).unwrap().len(), 1);
 }

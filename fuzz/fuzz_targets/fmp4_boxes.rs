@@ -32,6 +32,15 @@ fuzz_target!(|data: &[u8]| {
     let again: Vec<_> = BoxIter::new(&rewritten).map(|r| r.map(|(k, b)| (k, b.to_vec()))).collect::<Result<_, _>>().expect("rewritten boxes parse");
     assert_eq!(again, parsed);
 
+    // Rebasing decode times keeps the bytes' length and leaves every tfdt at or below
+    // where it was.
+    if let Ok(before) = fmp4::decode_time_fields(data) {
+        let shifted = fmp4::shift_decode_times(data, &|track| u64::from(track) * 1000).expect("fields parsed once");
+        assert_eq!(shifted.len(), data.len());
+        let after = fmp4::decode_time_fields(&shifted).expect("same boxes");
+        assert!(before.iter().zip(&after).all(|(b, a)| a.value <= b.value && a.offset == b.offset));
+    }
+
     // moov and moof parsers on the raw bytes and on each box body.
     if let Ok(init) = fmp4::parse_moov(data) {
         let _ = fmp4::parse_moof(data, &init);

@@ -29,14 +29,34 @@ pub struct AuthState {
 /// Requests whose body is a stream, verified on their headers alone.
 const STREAMING_PATHS: [&str; 1] = ["/putMedia"];
 
-pub async fn authenticate(State(state): State<AuthState>, req: Request, next: Next) -> Response {
+/// The access key and region a request claims in its `Authorization` header (verified
+/// below when keys are configured; taken as given in anonymous mode).
+fn claimed(headers: &axum::http::HeaderMap) -> (Option<String>, Option<String>) {
+    let auth =
+        headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| sigv4::parse_authorization(v).ok());
+    match auth {
+        Some(a) => (Some(a.access_key_id), Some(a.region)),
+        None => (None, None),
+    }
+}
+
+/// Verifies the request (with keys configured) and puts its [`Caller`] in its
+/// extensions: the account of its access key, the region of its credential scope.
+pub async fn authenticate(State(state): State<AuthState>, mut req: Request, next: Next) -> Response {
+    let (key, region) = claimed(req.headers());
+    let caller = state.credentials.caller(key.as_deref(), region.as_deref());
     if state.credentials.is_anonymous() {
+        req.extensions_mut().insert(caller);
         return next.run(req).await;
     }
     let protocol = Protocol::of_request(req.headers());
     let request_id = req.extensions().get::<RequestId>().cloned();
     match verify(&state, req).await {
-        Ok(req) => next.run(req).await,
+        Ok(mut req) => {
+            // verify() checked this very key's signature.
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
         Err((e, unread_body)) => {
             if let Some(body) = unread_body {
                 drain(body).await;

@@ -24,6 +24,7 @@ use crate::ingest::rtsp_pull::SourceManager;
 use crate::metrics::Metrics;
 use crate::playback::session::SessionSigner;
 use crate::queues::QueueEngine;
+use crate::scope::Scope;
 use crate::video_store::{StoreConfig, VideoStore};
 
 /// What a test talks to: the router, and the engines behind it.
@@ -53,19 +54,23 @@ impl Answer {
 }
 
 pub const PUBLIC_URL: &str = "http://kinescope.test";
+/// The server's default account in the harness.
+pub const ACCOUNT: &str = "123456789012";
 
 impl Harness {
     /// Every engine opened under `dir` on `clock`; `keys` empty means anonymous mode.
     pub fn open(dir: &Path, clock: SharedClock, keys: &[(&str, &str)]) -> Self {
-        let (store, _) = VideoStore::open(StoreConfig::new(dir), clock.clone()).expect("video store opens");
-        let queues = QueueEngine::open(dir, clock.clone(), "us-east-1", "123456789012").expect("queues open");
+        let scope = Scope::new(ACCOUNT, "us-east-1");
+        let store_config = StoreConfig { default_scope: scope.clone(), ..StoreConfig::new(dir) };
+        let (store, _) = VideoStore::open(store_config, clock.clone()).expect("video store opens");
+        let queues = QueueEngine::open(dir, clock.clone(), &scope).expect("queues open");
         let data_streams =
-            DataStreamEngine::open(dir, clock.clone(), "us-east-1", "123456789012", EngineOptions::default())
-                .expect("data streams open");
+            DataStreamEngine::open(dir, clock.clone(), &scope, EngineOptions::default()).expect("data streams open");
         let metrics = Arc::new(Metrics::default());
         let pages = PageTokens::new([4; 32]);
-        let sources = SourceManager::start(dir, store.clone(), clock.clone(), metrics.clone(), Default::default())
-            .expect("sources start");
+        let sources =
+            SourceManager::start(dir, store.clone(), clock.clone(), metrics.clone(), &scope, Default::default())
+                .expect("sources start");
         let kvs = KvsState {
             store: store.clone(),
             metrics,
@@ -75,12 +80,19 @@ impl Harness {
             cors_allow_origin: HeaderValue::from_static("*"),
             sources,
             pages: pages.clone(),
+            scope: scope.clone(),
         };
-        let credentials = Arc::new(Credentials::new(keys.iter().map(|(k, s)| (k.to_string(), s.to_string()))));
+        let credentials =
+            Arc::new(keys.iter().fold(Credentials::new(scope.clone()), |c, (k, s)| c.with_key(*k, *s, None)));
         let state = AppState::new(
             kvs,
-            Some(SqsState { engine: queues.clone(), base_url: PUBLIC_URL.into(), pages: pages.clone() }),
-            Some(KinesisState { engine: data_streams.clone(), pages }),
+            Some(SqsState {
+                engine: queues.clone(),
+                base_url: PUBLIC_URL.into(),
+                pages: pages.clone(),
+                scope: scope.clone(),
+            }),
+            Some(KinesisState { engine: data_streams.clone(), pages, scope: scope.clone() }),
             AuthState { credentials, clock, query_namespace: XML_NAMESPACE },
         );
         Harness { app: router(state.clone()), state, store, queues, data_streams }

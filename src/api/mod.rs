@@ -9,7 +9,8 @@
 //!   (StreamRef, tags, timestamps);
 //!   [`harness`]: the application over fresh engines, for router-level tests;
 //! - one folder per service: [`kvs`] (Kinesis Video, rest-json, by path), [`sqs`],
-//!   [`kinesis`].
+//!   [`kinesis`]; and [`sts`] (GetCallerIdentity, Query forms routed by the
+//!   service their signature names).
 //!
 //! Each service's routes get only the state they need ([`kvs::KvsState`],
 //! [`sqs::SqsState`], [`kinesis::KinesisState`]).
@@ -24,6 +25,7 @@ pub mod protocol;
 pub mod registry;
 pub mod shapes;
 pub mod sqs;
+pub mod sts;
 #[cfg(test)]
 mod tests;
 
@@ -65,8 +67,13 @@ impl AppState {
             let base_url = sqs.base_url.clone();
             let operations = Arc::new(sqs::operations(sqs));
             registry.register(sqs::TARGET_PREFIX, operations.clone());
-            registry.set_query_service(Arc::new(sqs::query::SqsQuery { operations, base_url }));
+            registry.add_query_service(
+                "sqs",
+                sqs::API_VERSION,
+                Arc::new(sqs::query::SqsQuery { operations, base_url }),
+            );
         }
+        registry.add_query_service("sts", sts::API_VERSION, Arc::new(sts::Sts));
         if let Some(kinesis) = kinesis {
             registry.register(kinesis::TARGET_PREFIX, Arc::new(kinesis::operations(kinesis)));
         }

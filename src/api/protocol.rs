@@ -169,7 +169,14 @@ pub fn error_response(e: &ApiError, protocol: Protocol, xml_namespace: Option<&s
 /// The headers every error carries, and what the middleware logs.
 fn decorate(resp: &mut Response, e: &ApiError) {
     let h = resp.headers_mut();
-    h.insert("x-amzn-ErrorType", HeaderValue::from_static(e.code));
+    // The same type as the body's `__type` (`com.amazonaws.sqs#QueueDoesNotExist`).
+    let kind = match e.type_namespace {
+        Some(ns) => HeaderValue::from_str(&format!("{ns}#{}", e.code)).ok(),
+        None => Some(HeaderValue::from_static(e.code)),
+    };
+    if let Some(kind) = kind {
+        h.insert("x-amzn-ErrorType", kind);
+    }
     if let Some(legacy) = e.legacy_code {
         if let Ok(v) = HeaderValue::from_str(&format!("{legacy};{}", e.fault())) {
             h.insert("x-amzn-query-error", v);
@@ -262,6 +269,7 @@ mod tests {
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(h["content-type"], "application/x-amz-json-1.0");
         assert_eq!(h["x-amzn-query-error"], "AWS.SimpleQueueService.NonExistentQueue;Sender");
+        assert_eq!(h["x-amzn-errortype"], "com.amazonaws.sqs#QueueDoesNotExist", "the header matches __type");
         let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
         assert_eq!(v["__type"], "com.amazonaws.sqs#QueueDoesNotExist");
         let (_, _, b) =

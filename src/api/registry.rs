@@ -23,6 +23,7 @@ use serde_json::Value;
 
 use super::error::ApiError;
 use super::protocol::{self, Protocol, RequestId};
+use crate::credentials::Caller;
 use crate::wire::xml::Element;
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -43,6 +44,28 @@ pub struct Call {
     pub protocol: Protocol,
     pub input: CallInput,
     pub request_id: RequestId,
+    /// Who calls, in which account and region.
+    pub caller: Caller,
+}
+
+/// A service's state, narrowed to one caller (its account and region) for a call.
+pub trait ForCaller: Clone + Send + Sync + 'static {
+    fn for_caller(&self, caller: &Caller) -> Self;
+}
+
+/// An axum extractor: the router's state narrowed to the request's [`Caller`] (put in
+/// the request's extensions by the SigV4 layer), for the REST-routed services.
+pub struct Scoped<S>(pub S);
+
+impl<S: ForCaller> axum::extract::FromRequestParts<S> for Scoped<S> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        match parts.extensions.get::<Caller>() {
+            Some(caller) => Ok(Scoped(state.for_caller(caller))),
+            None => Err(ApiError::internal("the request reached a service without passing authentication")),
+        }
+    }
 }
 
 /// What the operation's input is read from.
@@ -105,7 +128,7 @@ pub struct Operations<S> {
     handlers: HashMap<&'static str, Handler<S>>,
 }
 
-impl<S: Clone + Send + Sync + 'static> Operations<S> {
+impl<S: ForCaller> Operations<S> {
     pub fn new(state: S, json: Protocol) -> Self {
         Operations {
             state,
@@ -198,7 +221,7 @@ pub trait Service: Send + Sync + 'static {
     fn call(&self, call: Call) -> BoxFuture<Response>;
 }
 
-impl<S: Clone + Send + Sync + 'static> Service for Operations<S> {
+impl<S: ForCaller> Service for Operations<S> {
     fn json_protocol(&self) -> Protocol {
         self.json
     }
@@ -207,7 +230,7 @@ impl<S: Clone + Send + Sync + 'static> Service for Operations<S> {
         let (protocol, request_id) = (call.protocol, call.request_id.clone());
         let xml_namespace = self.xml_namespace.unwrap_or_default();
         let fut = match self.handlers.get(call.operation.as_str()) {
-            Some(h) => h(self.state.clone(), call),
+            Some(h) => h(self.state.for_caller(&call.caller), call),
             None => {
                 let e = (self.unknown)(&call.operation);
                 Box::pin(async move { Err(e) })
@@ -223,17 +246,26 @@ impl<S: Clone + Send + Sync + 'static> Service for Operations<S> {
     }
 }
 
-/// The services on `POST /`, by target prefix, and the one that answers Query forms.
+/// The services on `POST /`, by target prefix, and those that answer Query forms.
 #[derive(Default)]
 pub struct Registry {
     by_prefix: HashMap<&'static str, Arc<dyn Service>>,
-    query: Option<Arc<dyn QueryService>>,
+    /// Query services in registration order: the first is the default.
+    query: Vec<QueryRoute>,
 }
 
-/// A service that takes Query-protocol forms (SQS, the only one of ours that had it).
+/// A Query service and how its forms are recognised: the service name in a SigV4
+/// credential scope, else the form's `Version`.
+struct QueryRoute {
+    signing_name: &'static str,
+    version: &'static str,
+    service: Arc<dyn QueryService>,
+}
+
+/// A service that takes Query-protocol forms (SQS, STS).
 pub trait QueryService: Send + Sync + 'static {
     /// A form body sent to `path` (`/` or a resource's URL path).
-    fn call_query(&self, path: &str, form: &[u8], request_id: RequestId) -> BoxFuture<Response>;
+    fn call_query(&self, path: &str, form: &[u8], request_id: RequestId, caller: Caller) -> BoxFuture<Response>;
 }
 
 impl Registry {
@@ -241,16 +273,52 @@ impl Registry {
         self.by_prefix.insert(target_prefix, service);
     }
 
-    pub fn set_query_service(&mut self, service: Arc<dyn QueryService>) {
-        self.query = Some(service);
+    /// Adds a Query service: forms signed for `signing_name` (`sqs`, `sts`), or
+    /// unsigned with `Version=version`, go to it; the first added takes the rest.
+    pub fn add_query_service(
+        &mut self,
+        signing_name: &'static str,
+        version: &'static str,
+        service: Arc<dyn QueryService>,
+    ) {
+        self.query.push(QueryRoute { signing_name, version, service });
     }
 
-    pub fn query_service(&self) -> Option<Arc<dyn QueryService>> {
-        self.query.clone()
+    /// The Query service registered as `signing_name`.
+    pub fn query_service(&self, signing_name: &str) -> Option<Arc<dyn QueryService>> {
+        self.query.iter().find(|r| r.signing_name == signing_name).map(|r| r.service.clone())
+    }
+
+    /// The Query service a form is for: the one its signature names; unsigned, the one
+    /// of its `Version`, or the first registered when it has none. `Err` names a
+    /// service this server does not offer.
+    fn query_service_for(&self, headers: &HeaderMap, form: &[u8]) -> Result<Arc<dyn QueryService>, String> {
+        let signed_for = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| crate::wire::sigv4::parse_authorization(v).ok())
+            .map(|a| a.service);
+        let version = form_urlencoded::parse(form).find(|(k, _)| k == "Version").map(|(_, v)| v.into_owned());
+        let route = match (&signed_for, &version) {
+            (Some(service), _) => self.query.iter().find(|r| r.signing_name == service),
+            (None, Some(v)) => self.query.iter().find(|r| r.version == v),
+            (None, None) => self.query.first(),
+        };
+        route.map(|r| r.service.clone()).ok_or_else(|| match (signed_for, version) {
+            (Some(service), _) => format!("service '{service}'"),
+            (None, v) => format!("API version '{}'", v.unwrap_or_default()),
+        })
     }
 
     /// Runs the operation `target` names, or refuses it in the JSON protocol.
-    pub async fn dispatch(&self, target: &str, headers: &HeaderMap, body: Bytes, request_id: RequestId) -> Response {
+    pub async fn dispatch(
+        &self,
+        target: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+        request_id: RequestId,
+        caller: Caller,
+    ) -> Response {
         let unknown =
             |what: String| protocol::error_response(&ApiError::unknown_operation(&what), Protocol::AwsJson11, None);
         let Some((prefix, operation)) = target.rsplit_once('.') else { return unknown(target.to_string()) };
@@ -259,7 +327,7 @@ impl Registry {
         };
         let protocol = Protocol::of_json_request(headers, service.json_protocol());
         service
-            .call(Call { operation: operation.to_string(), protocol, input: CallInput::Body(body), request_id })
+            .call(Call { operation: operation.to_string(), protocol, input: CallInput::Body(body), request_id, caller })
             .await
     }
 }
@@ -268,19 +336,28 @@ impl Registry {
 pub async fn root(
     State(registry): State<Arc<Registry>>,
     Extension(request_id): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if protocol::is_query(&headers) {
-        if let Some(q) = registry.query_service() {
-            return q.call_query("/", &body, request_id).await;
-        }
+    if protocol::is_query(&headers) && !registry.query.is_empty() {
+        return match registry.query_service_for(&headers, &body) {
+            Ok(q) => q.call_query("/", &body, request_id, caller).await,
+            Err(what) => {
+                let e = ApiError::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "InvalidAction",
+                    format!("Kinescope does not serve the {what} this request is for."),
+                );
+                protocol::query_error(&e, "", Some(&request_id))
+            }
+        };
     }
     let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) else {
         let e = ApiError::unknown_operation("POST / without X-Amz-Target");
         return protocol::error_response(&e, Protocol::AwsJson11, None);
     };
-    registry.dispatch(target, &headers, body, request_id).await
+    registry.dispatch(target, &headers, body, request_id, caller).await
 }
 
 #[cfg(test)]
@@ -301,22 +378,35 @@ mod tests {
         said: String,
     }
 
-    async fn echo(prefix: String, i: EchoIn) -> Result<EchoOut, ApiError> {
+    #[derive(Clone)]
+    struct Prefix(String);
+
+    impl ForCaller for Prefix {
+        fn for_caller(&self, caller: &Caller) -> Self {
+            Prefix(format!("{}{}", caller.scope.region, self.0))
+        }
+    }
+
+    async fn echo(prefix: Prefix, i: EchoIn) -> Result<EchoOut, ApiError> {
         if i.word.is_empty() {
             return Err(ApiError::invalid_argument("say something"));
         }
-        Ok(EchoOut { said: format!("{prefix}{}", i.word.repeat(i.times.unwrap_or(1) as usize)) })
+        Ok(EchoOut { said: format!("{}{}", prefix.0, i.word.repeat(i.times.unwrap_or(1) as usize)) })
     }
 
     fn registry() -> Registry {
         let mut r = Registry::default();
-        r.register("Test_20200101", Arc::new(Operations::new(">".to_string(), Protocol::AwsJson11).op("Echo", echo)));
+        r.register(
+            "Test_20200101",
+            Arc::new(Operations::new(Prefix(">".into()), Protocol::AwsJson11).op("Echo", echo)),
+        );
         r
     }
 
     async fn call(target: &str, body: &str) -> (u16, serde_json::Value) {
-        let resp =
-            registry().dispatch(target, &HeaderMap::new(), Bytes::from(body.to_string()), RequestId::new()).await;
+        let caller = Caller { access_key_id: None, scope: crate::scope::Scope::new("123456789012", "eu-west-1") };
+        let body = Bytes::from(body.to_string());
+        let resp = registry().dispatch(target, &HeaderMap::new(), body, RequestId::new(), caller).await;
         let status = resp.status().as_u16();
         let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
         (status, serde_json::from_slice(&bytes).unwrap_or_default())
@@ -326,7 +416,8 @@ mod tests {
     async fn typed_operations_decode_run_and_encode() {
         assert_eq!(
             call("Test_20200101.Echo", r#"{"Word":"ab","Times":2}"#).await,
-            (200, serde_json::json!({"Said": ">abab"}))
+            (200, serde_json::json!({"Said": "eu-west-1>abab"})),
+            "the state took the caller's region"
         );
         let (status, body) = call("Test_20200101.Echo", r#"{"Word":""}"#).await;
         assert_eq!((status, body["__type"].as_str()), (400, Some("InvalidArgumentException")));

@@ -4,12 +4,12 @@
 use super::*;
 
 impl DataStreamEngine {
-    pub(super) fn consumer_view(&self, stream: &str, c: &ConsumerMeta, now: i64) -> ConsumerView {
+    pub(super) fn consumer_view(&self, stream: &DataStreamId, c: &ConsumerMeta, now: i64) -> ConsumerView {
         let ready = c.created_s * 1000 + self.inner.options.update_delay_ms;
         ConsumerView {
             name: c.name.clone(),
             arn: self.consumer_arn(stream, c),
-            stream_arn: self.stream_arn(stream),
+            stream_arn: stream.arn(),
             created_s: c.created_s,
             status: if now < ready { "CREATING" } else { "ACTIVE" },
         }
@@ -17,7 +17,7 @@ impl DataStreamEngine {
 
     pub fn register_consumer(
         &self,
-        name: &str,
+        name: &DataStreamId,
         consumer: &str,
         tags: BTreeMap<String, String>,
     ) -> Result<ConsumerView> {
@@ -44,9 +44,9 @@ impl DataStreamEngine {
     }
 
     /// The stream and consumer a consumer ARN names.
-    pub fn resolve_consumer_arn(&self, arn: &str) -> Result<(String, String)> {
+    pub fn resolve_consumer_arn(&self, arn: &str) -> Result<(DataStreamId, String)> {
         let not_found = || DataStreamError::ResourceNotFound(format!("Consumer {arn} not found."));
-        let stream = self.name_from_arn(arn).map_err(|_| not_found())?;
+        let stream = DataStreamId::from_arn(arn).map_err(|_| not_found())?;
         let rest = arn.split_once("/consumer/").map(|(_, r)| r).ok_or_else(not_found)?;
         let (consumer, created) = rest.rsplit_once(':').ok_or_else(not_found)?;
         let handle = self.handle(&stream).map_err(|_| not_found())?;
@@ -60,7 +60,7 @@ impl DataStreamEngine {
             .ok_or_else(not_found)
     }
 
-    pub fn describe_consumer(&self, name: &str, consumer: &str) -> Result<ConsumerView> {
+    pub fn describe_consumer(&self, name: &DataStreamId, consumer: &str) -> Result<ConsumerView> {
         let handle = self.handle(name)?;
         let state = handle.lock();
         state
@@ -74,7 +74,7 @@ impl DataStreamEngine {
             })
     }
 
-    pub fn list_consumers(&self, name: &str) -> Result<Vec<ConsumerView>> {
+    pub fn list_consumers(&self, name: &DataStreamId) -> Result<Vec<ConsumerView>> {
         let handle = self.handle(name)?;
         let state = handle.lock();
         let now = self.now_ms();
@@ -83,7 +83,7 @@ impl DataStreamEngine {
         Ok(v)
     }
 
-    pub fn deregister_consumer(&self, name: &str, consumer: &str) -> Result<()> {
+    pub fn deregister_consumer(&self, name: &DataStreamId, consumer: &str) -> Result<()> {
         self.update(name, |m, _| {
             let before = m.consumers.len();
             m.consumers.retain(|c| c.name != consumer);
@@ -96,7 +96,7 @@ impl DataStreamEngine {
         })
     }
 
-    pub fn consumer_tags(&self, name: &str, consumer: &str) -> Result<BTreeMap<String, String>> {
+    pub fn consumer_tags(&self, name: &DataStreamId, consumer: &str) -> Result<BTreeMap<String, String>> {
         let handle = self.handle(name)?;
         let state = handle.lock();
         state.meta.consumers.iter().find(|c| c.name == consumer).map(|c| c.tags.clone()).ok_or_else(|| {
@@ -106,7 +106,7 @@ impl DataStreamEngine {
 
     pub fn update_consumer_tags(
         &self,
-        name: &str,
+        name: &DataStreamId,
         consumer: &str,
         f: impl FnOnce(&mut BTreeMap<String, String>) -> Result<()>,
     ) -> Result<()> {
@@ -130,10 +130,11 @@ impl DataStreamEngine {
         self.inner.meta.set_policy(arn, policy).map_err(storage)
     }
 
-    /// (shard limit, open shards, on-demand streams) for DescribeLimits.
-    pub fn limits(&self) -> (u32, u32, u32) {
+    /// (shard limit, open shards, on-demand streams) of one account and region, for
+    /// DescribeLimits.
+    pub fn limits(&self, scope: &Scope) -> (u32, u32, u32) {
         let (mut open, mut on_demand) = (0, 0);
-        for h in self.handles() {
+        for h in self.handles_in(scope) {
             let state = h.lock();
             open += state.meta.shard_map.open_count();
             on_demand += u32::from(state.meta.mode == StreamMode::OnDemand);

@@ -7,13 +7,13 @@ use super::*;
 impl DataStreamEngine {
     pub fn create_stream(
         &self,
-        name: &str,
+        name: &DataStreamId,
         shard_count: Option<u32>,
         mode: StreamMode,
         max_record_kib: Option<u32>,
         tags: BTreeMap<String, String>,
     ) -> Result<StreamView> {
-        if !name_ok(name) {
+        if !name_ok(&name.name) {
             return Err(invalid(format!("StreamName '{name}' must be 1-128 characters from [a-zA-Z0-9_.-].")));
         }
         let count = match (mode, shard_count) {
@@ -37,17 +37,18 @@ impl DataStreamEngine {
         if tags.len() > MAX_TAGS {
             return Err(invalid(format!("A stream can have at most {MAX_TAGS} tags.")));
         }
-        let open = self.open_shards_total();
+        let open = self.open_shards_total(&name.scope);
         if open + count > self.inner.options.shard_limit {
             return Err(DataStreamError::LimitExceeded(format!(
                 "This request would exceed the shard limit for the account {}: {} open, {count} requested, limit {}.",
-                self.inner.account, open, self.inner.options.shard_limit
+                name.scope.account, open, self.inner.options.shard_limit
             )));
         }
         let now = self.now_ms();
         let uid = self.inner.next_uid.fetch_add(1, Ordering::SeqCst);
         let meta = StreamMeta {
-            name: name.to_string(),
+            name: name.name.clone(),
+            scope: name.scope.clone(),
             uid,
             created_ms: now,
             mode,
@@ -62,10 +63,10 @@ impl DataStreamEngine {
             updating_until_ms: 0,
         };
         let mut reg = self.inner.registry.write().unwrap_or_else(|p| p.into_inner());
-        if reg.by_name.contains_key(name) {
+        if reg.by_name.contains_key(&name.key()) {
             return Err(DataStreamError::ResourceInUse(format!(
                 "Stream {name} under account {} already exists.",
-                self.inner.account
+                name.scope.account
             )));
         }
         let (log, _) =
@@ -75,12 +76,12 @@ impl DataStreamEngine {
         let view = self.view(&state, now);
         let handle = Arc::new(StreamHandle { uid, state: Mutex::new(state), published: watch::channel(0).0 });
         reg.by_uid.insert(uid, handle.clone());
-        reg.by_name.insert(name.to_string(), handle);
-        tracing::info!(stream = name, shards = count, mode = mode.as_str(), "data stream created");
+        reg.by_name.insert(name.key(), handle);
+        tracing::info!(stream = %name, shards = count, mode = mode.as_str(), "data stream created");
         Ok(view)
     }
 
-    pub fn delete_stream(&self, name: &str, enforce_consumer_deletion: bool) -> Result<()> {
+    pub fn delete_stream(&self, name: &DataStreamId, enforce_consumer_deletion: bool) -> Result<()> {
         let handle = self.handle(name)?;
         {
             let state = handle.lock();
@@ -93,7 +94,7 @@ impl DataStreamEngine {
         }
         {
             let mut reg = self.inner.registry.write().unwrap_or_else(|p| p.into_inner());
-            reg.by_name.remove(name);
+            reg.by_name.remove(&name.key());
             reg.by_uid.remove(&handle.uid);
         }
         self.inner.meta.delete(name).map_err(storage)?;
@@ -103,24 +104,28 @@ impl DataStreamEngine {
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             tracing::warn!(dir = %dir.display(), error = %e, "could not remove a deleted stream's records");
         }
-        tracing::info!(stream = name, "data stream deleted");
+        tracing::info!(stream = %name, "data stream deleted");
         Ok(())
     }
 
-    pub fn describe(&self, name: &str) -> Result<StreamView> {
+    pub fn describe(&self, name: &DataStreamId) -> Result<StreamView> {
         let handle = self.handle(name)?;
         let state = handle.lock();
         Ok(self.view(&state, self.now_ms()))
     }
 
-    /// Every stream, in name order.
-    pub fn list(&self) -> Vec<StreamView> {
+    /// Every stream of `scope`, in name order.
+    pub fn list(&self, scope: &Scope) -> Vec<StreamView> {
         let now = self.now_ms();
-        self.handles().iter().map(|h| self.view(&h.lock(), now)).collect()
+        self.handles_in(scope).iter().map(|h| self.view(&h.lock(), now)).collect()
     }
 
     /// Runs `f` on a stream's metadata and saves it if `f` succeeds.
-    pub(super) fn update<T>(&self, name: &str, f: impl FnOnce(&mut StreamMeta, i64) -> Result<T>) -> Result<T> {
+    pub(super) fn update<T>(
+        &self,
+        name: &DataStreamId,
+        f: impl FnOnce(&mut StreamMeta, i64) -> Result<T>,
+    ) -> Result<T> {
         let handle = self.handle(name)?;
         let mut state = handle.lock();
         let now = self.now_ms();
@@ -136,37 +141,36 @@ impl DataStreamEngine {
             "ACTIVE" => Ok(()),
             s => Err(DataStreamError::ResourceInUse(format!(
                 "Stream {} under account {} not ACTIVE, instead in state {s}",
-                meta.name, self.inner.account
+                meta.name, meta.scope.account
             ))),
         }
     }
 
-    pub fn change_retention(&self, name: &str, hours: i64, increase: bool) -> Result<()> {
+    /// Increase- or DecreaseStreamRetentionPeriod: the bounds are checked first, then
+    /// the direction, each with Kinesis's text.
+    pub fn change_retention(&self, name: &DataStreamId, hours: i64, increase: bool) -> Result<()> {
+        if hours < i64::from(DEFAULT_RETENTION_HOURS) {
+            return Err(invalid(format!(
+                "Minimum allowed retention period is {DEFAULT_RETENTION_HOURS} hours. Requested retention period ({hours} hours) is too short."
+            )));
+        }
+        if hours > i64::from(MAX_RETENTION_HOURS) {
+            return Err(invalid(format!(
+                "Maximum allowed retention period is {MAX_RETENTION_HOURS} hours. Requested retention period ({hours} hours) is too long."
+            )));
+        }
         self.update(name, |m, now| {
             self.require_active(m, now)?;
             let current = i64::from(m.retention_hours);
-            if increase {
-                if hours > i64::from(MAX_RETENTION_HOURS) {
-                    return Err(invalid(format!(
-                        "Minimum allowed retention period is {DEFAULT_RETENTION_HOURS} hours. Maximum allowed retention period is {MAX_RETENTION_HOURS} hours. Requested retention period ({hours} hours) is too long."
-                    )));
-                }
-                if hours < current {
-                    return Err(invalid(format!(
-                        "Requested retention period ({hours} hours) for stream {name} can not be shorter than existing retention period ({current} hours). Use DecreaseRetentionPeriod API."
-                    )));
-                }
-            } else {
-                if hours < i64::from(DEFAULT_RETENTION_HOURS) {
-                    return Err(invalid(format!(
-                        "Minimum allowed retention period is {DEFAULT_RETENTION_HOURS} hours. Maximum allowed retention period is {MAX_RETENTION_HOURS} hours. Requested retention period ({hours} hours) is too short."
-                    )));
-                }
-                if hours > current {
-                    return Err(invalid(format!(
-                        "Requested retention period ({hours} hours) for stream {name} can not be longer than existing retention period ({current} hours). Use IncreaseRetentionPeriod API."
-                    )));
-                }
+            if increase && hours < current {
+                return Err(invalid(format!(
+                    "Requested retention period ({hours} hours) for stream {name} can not be shorter than existing retention period ({current} hours). Use DecreaseRetentionPeriod API."
+                )));
+            }
+            if !increase && hours > current {
+                return Err(invalid(format!(
+                    "Requested retention period ({hours} hours) for stream {name} can not be longer than existing retention period ({current} hours). Use IncreaseRetentionPeriod API."
+                )));
             }
             m.retention_hours = hours as u32;
             Ok(())
@@ -177,7 +181,7 @@ impl DataStreamEngine {
     /// between the old and the new topology.
     pub(super) fn reshard(
         &self,
-        name: &str,
+        name: &DataStreamId,
         op: impl FnOnce(&mut ShardMap, &mut Counter, i64) -> Result<(), ReshardError>,
     ) -> Result<()> {
         let handle = self.handle(name)?;
@@ -186,17 +190,11 @@ impl DataStreamEngine {
             let now = self.now_ms();
             self.require_active(&state.meta, now)?;
             if state.meta.mode == StreamMode::OnDemand {
-                return Err(DataStreamError::Validation(format!(
-                    "Stream {name} is in ON_DEMAND mode; resharding is only for PROVISIONED streams."
-                )));
+                return Err(on_demand(name));
             }
             let mut meta = state.meta.clone();
             let mut next_seq = state.next_seq;
-            op(&mut meta.shard_map, &mut Counter(&mut next_seq), now).map_err(|e| match e {
-                ReshardError::NoSuchShard(_) => DataStreamError::ResourceNotFound(e.to_string()),
-                ReshardError::Count(_) => DataStreamError::Validation(e.to_string()),
-                _ => invalid(e.to_string()),
-            })?;
+            op(&mut meta.shard_map, &mut Counter(&mut next_seq), now).map_err(|e| reshard_error(name, e))?;
             let open = meta.shard_map.open_count();
             if open > MAX_SHARDS_PER_STREAM {
                 return Err(DataStreamError::LimitExceeded(format!(
@@ -213,31 +211,34 @@ impl DataStreamEngine {
         Ok(())
     }
 
-    pub(super) fn shard_index(&self, name: &str, shard: &str) -> Result<u32> {
+    pub(super) fn shard_index(&self, name: &DataStreamId, shard: &str) -> Result<u32> {
         parse_shard_id(shard).ok_or_else(|| {
             DataStreamError::ResourceNotFound(format!(
                 "Could not find shard {shard} in stream {name} under account {}.",
-                self.inner.account
+                name.scope.account
             ))
         })
     }
 
-    pub fn split_shard(&self, name: &str, shard: &str, new_starting_hash_key: u128) -> Result<()> {
+    pub fn split_shard(&self, name: &DataStreamId, shard: &str, new_starting_hash_key: u128) -> Result<()> {
         let index = self.shard_index(name, shard)?;
         self.reshard(name, |map, counter, now| map.split(index, new_starting_hash_key, counter, now).map(|_| ()))
     }
 
-    pub fn merge_shards(&self, name: &str, shard: &str, adjacent: &str) -> Result<()> {
+    pub fn merge_shards(&self, name: &DataStreamId, shard: &str, adjacent: &str) -> Result<()> {
         let (a, b) = (self.shard_index(name, shard)?, self.shard_index(name, adjacent)?);
         self.reshard(name, |map, counter, now| map.merge(a, b, counter, now).map(|_| ()))
     }
 
     /// UpdateShardCount (UNIFORM_SCALING); returns (current, target).
-    pub fn update_shard_count(&self, name: &str, target: u32) -> Result<(u32, u32)> {
+    pub fn update_shard_count(&self, name: &DataStreamId, target: u32) -> Result<(u32, u32)> {
         let handle = self.handle(name)?;
         let current = {
             let state = handle.lock();
             let now = self.now_ms();
+            if state.meta.mode == StreamMode::OnDemand {
+                return Err(on_demand(name));
+            }
             let current = state.meta.shard_map.open_count();
             if target == 0 || target > current * 2 || target * 2 < current {
                 return Err(invalid(format!(
@@ -259,7 +260,7 @@ impl DataStreamEngine {
             }
             current
         };
-        if target > current && self.open_shards_total() + target - current > self.inner.options.shard_limit {
+        if target > current && self.open_shards_total(&name.scope) + target - current > self.inner.options.shard_limit {
             return Err(DataStreamError::LimitExceeded(format!(
                 "Scaling to {target} shards would exceed the account's shard limit of {}.",
                 self.inner.options.shard_limit
@@ -276,7 +277,7 @@ impl DataStreamEngine {
         Ok((current, target))
     }
 
-    pub fn set_stream_mode(&self, name: &str, mode: StreamMode) -> Result<()> {
+    pub fn set_stream_mode(&self, name: &DataStreamId, mode: StreamMode) -> Result<()> {
         self.update(name, |m, now| {
             self.require_active(m, now)?;
             if m.mode == mode {
@@ -288,7 +289,7 @@ impl DataStreamEngine {
         })
     }
 
-    pub fn set_max_record_size(&self, name: &str, kib: u32) -> Result<()> {
+    pub fn set_max_record_size(&self, name: &DataStreamId, kib: u32) -> Result<()> {
         if !(DEFAULT_MAX_RECORD_KIB..=MAX_RECORD_KIB).contains(&kib) {
             return Err(DataStreamError::Validation(format!(
                 "MaxRecordSizeInKiB must be between {DEFAULT_MAX_RECORD_KIB} and {MAX_RECORD_KIB}; got {kib}."
@@ -303,7 +304,7 @@ impl DataStreamEngine {
 
     /// Start (`Some(key)`) or stop (`None`) server-side encryption: stored and
     /// reported; records are not encrypted at rest by this server.
-    pub fn set_encryption(&self, name: &str, key_id: Option<String>) -> Result<()> {
+    pub fn set_encryption(&self, name: &DataStreamId, key_id: Option<String>) -> Result<()> {
         self.update(name, |m, now| {
             self.require_active(m, now)?;
             m.encryption_key = key_id;
@@ -314,7 +315,7 @@ impl DataStreamEngine {
     /// Enables or disables enhanced metrics; returns (before, after).
     pub fn set_enhanced_metrics(
         &self,
-        name: &str,
+        name: &DataStreamId,
         metrics: &[String],
         enable: bool,
     ) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
@@ -348,7 +349,7 @@ impl DataStreamEngine {
         })
     }
 
-    pub fn add_tags(&self, name: &str, tags: BTreeMap<String, String>) -> Result<()> {
+    pub fn add_tags(&self, name: &DataStreamId, tags: BTreeMap<String, String>) -> Result<()> {
         check_tags(&tags)?;
         self.update(name, |m, _| {
             let mut merged = m.tags.clone();
@@ -364,12 +365,40 @@ impl DataStreamEngine {
         })
     }
 
-    pub fn remove_tags(&self, name: &str, keys: &[String]) -> Result<()> {
+    pub fn remove_tags(&self, name: &DataStreamId, keys: &[String]) -> Result<()> {
         self.update(name, |m, _| {
             for k in keys {
                 m.tags.remove(k);
             }
             Ok(())
         })
+    }
+}
+
+/// Resharding an On-Demand stream, in Kinesis's words.
+fn on_demand(name: &DataStreamId) -> DataStreamError {
+    DataStreamError::Validation(format!(
+        "Request is invalid. Stream {name} under account {} is in On-Demand mode.",
+        name.scope.account
+    ))
+}
+
+/// A refused resharding step as Kinesis reports it, naming the stream and account.
+fn reshard_error(name: &DataStreamId, e: ReshardError) -> DataStreamError {
+    let account = &name.scope.account;
+    match e {
+        ReshardError::NoSuchShard(shard) => DataStreamError::ResourceNotFound(format!(
+            "Could not find shard {shard} in stream {name} under account {account}."
+        )),
+        ReshardError::Count(_) => DataStreamError::Validation(e.to_string()),
+        ReshardError::Closed(shard) => invalid(format!(
+            "Shard {shard} in stream {name} under account {account} has already been merged or split, and thus is not eligible for merging or splitting."
+        )),
+        ReshardError::KeyOutsideShard { key, shard, start, end } => invalid(format!(
+            "NewStartingHashKey {key} used in SplitShard() on shard {shard} in stream {name} under account {account} is not both greater than one plus the shard's StartingHashKey {start} and less than the shard's EndingHashKey {end}."
+        )),
+        ReshardError::NotAdjacent(a, b) => invalid(format!(
+            "Shards {a} and {b} in stream {name} under account {account} are not an adjacent pair of shards eligible for merging"
+        )),
     }
 }

@@ -2,6 +2,8 @@
 //! behind a narrow interface: load all, save one, delete one. Every change is flushed
 //! before the call that made it returns. Records live in [`super::record_log`].
 
+use super::DataStreamId;
+use crate::scope::Scope;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -45,6 +47,8 @@ pub struct ConsumerMeta {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamMeta {
     pub name: String,
+    /// The account and region the stream lives in.
+    pub scope: Scope,
     /// Unique over the server's life: names the record directory and binds iterators,
     /// so a re-created stream of the same name never serves the old one's iterators.
     pub uid: u64,
@@ -64,8 +68,17 @@ pub struct StreamMeta {
     pub updating_until_ms: i64,
 }
 
+impl StreamMeta {
+    pub fn id(&self) -> DataStreamId {
+        DataStreamId::new(&self.scope, &self.name)
+    }
+}
+
 /// The metadata's layout, recorded in it and checked at open (see docs/storage.md).
-pub const META_FORMAT: u32 = 1;
+/// 2: stream records carry their scope and are keyed by `ACCOUNT/REGION/NAME` (1: by
+/// name, all in the server's default scope).
+pub const META_FORMAT: u32 = 2;
+const META_STORE: &str = "the data-stream metadata (data/data_streams/meta)";
 
 pub struct MetaStore {
     db: sled::Db,
@@ -78,14 +91,24 @@ fn io(e: sled::Error) -> std::io::Error {
 }
 
 impl MetaStore {
-    pub fn open(dir: &Path) -> std::io::Result<Self> {
+    /// Opens the metadata; streams of format 1 are moved into `default_scope`.
+    pub fn open(dir: &Path, default_scope: &Scope) -> std::io::Result<Self> {
+        use crate::sled_open::{check_and_record_format, check_format, record_format, upgrade_to_scoped_keys};
         let db = crate::sled_open::open(&dir.join("meta"), 500).map_err(io)?;
-        let check = |component, current, store| {
-            crate::sled_open::check_format(&db, component, current, store).map_err(std::io::Error::other)
-        };
-        check("meta", META_FORMAT, "the data-stream metadata (data/data_streams/meta)")?;
-        check("record_log", super::record_log::RECORD_LOG_FORMAT, "the data-stream record logs (data/data_streams)")?;
         let streams = db.open_tree("streams").map_err(io)?;
+        let found = check_format(&db, "meta", META_FORMAT, META_STORE).map_err(std::io::Error::other)?;
+        if found < 2 {
+            let moved = upgrade_to_scoped_keys(&streams, default_scope).map_err(std::io::Error::other)?;
+            tracing::info!(streams = moved, account = %default_scope.account, region = %default_scope.region, "data-stream metadata upgraded to format 2 (streams scoped by account and region)");
+        }
+        record_format(&db, "meta", META_FORMAT, META_STORE).map_err(std::io::Error::other)?;
+        check_and_record_format(
+            &db,
+            "record_log",
+            super::record_log::RECORD_LOG_FORMAT,
+            "the data-stream record logs (data/data_streams)",
+        )
+        .map_err(std::io::Error::other)?;
         let policies = db.open_tree("policies").map_err(io)?;
         Ok(MetaStore { db, streams, policies })
     }
@@ -103,13 +126,13 @@ impl MetaStore {
 
     pub fn save(&self, meta: &StreamMeta) -> std::io::Result<()> {
         let v = serde_json::to_vec(meta).map_err(std::io::Error::other)?;
-        self.streams.insert(meta.name.as_bytes(), v).map_err(io)?;
+        self.streams.insert(meta.id().key(), v).map_err(io)?;
         self.db.flush().map_err(io)?;
         Ok(())
     }
 
-    pub fn delete(&self, name: &str) -> std::io::Result<()> {
-        self.streams.remove(name.as_bytes()).map_err(io)?;
+    pub fn delete(&self, id: &DataStreamId) -> std::io::Result<()> {
+        self.streams.remove(id.key()).map_err(io)?;
         self.db.flush().map_err(io)?;
         Ok(())
     }

@@ -35,6 +35,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::clock::SharedClock;
+use crate::scope::Scope;
 use crate::secrets::{load_or_create_key, TokenSigner};
 use crate::storage_failure::StorageFailure;
 use keys::{format_sequence, parse_sequence, parse_shard_id, shard_id};
@@ -63,6 +64,44 @@ pub const SUBSCRIPTION_MS: i64 = 300_000;
 pub const SUBSCRIPTION_TAKEOVER_MS: i64 = 5_000;
 const SCALING_OPS_PER_DAY: usize = 10;
 const DAY_MS: i64 = 86_400_000;
+
+/// A data stream: the scope (account, region) it lives in and its name. Displayed as
+/// its name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DataStreamId {
+    pub scope: Scope,
+    pub name: String,
+}
+
+impl DataStreamId {
+    pub fn new(scope: &Scope, name: &str) -> Self {
+        DataStreamId { scope: scope.clone(), name: name.to_string() }
+    }
+
+    /// `arn:aws:kinesis:REGION:ACCOUNT:stream/NAME`.
+    pub fn arn(&self) -> String {
+        self.scope.arn("kinesis", &format!("stream/{}", self.name))
+    }
+
+    /// The stream a Kinesis stream (or consumer) ARN names.
+    pub fn from_arn(arn: &str) -> Result<Self> {
+        let not_ours = || invalid(format!("StreamARN '{arn}' is not a Kinesis stream ARN."));
+        let (scope, resource) = Scope::parse_arn(arn, "kinesis").ok_or_else(not_ours)?;
+        let name = resource.strip_prefix("stream/").and_then(|r| r.split('/').next()).filter(|n| !n.is_empty());
+        Ok(DataStreamId { scope, name: name.ok_or_else(not_ours)?.to_string() })
+    }
+
+    /// Its key in the engine's registry and the metadata store.
+    pub fn key(&self) -> String {
+        self.scope.key(&self.name)
+    }
+}
+
+impl std::fmt::Display for DataStreamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
 
 /// Errors, named as Kinesis names them; the API layer maps each to its wire code once.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -292,8 +331,6 @@ type SubscriptionKey = (u64, String, u32);
 struct Inner {
     dir: PathBuf,
     clock: SharedClock,
-    region: String,
-    account: String,
     signer: TokenSigner,
     meta: MetaStore,
     registry: RwLock<Registry>,
@@ -351,17 +388,12 @@ fn check_tags(tags: &BTreeMap<String, String>) -> Result<()> {
 
 impl DataStreamEngine {
     /// Opens the engine over `data_dir/data_streams`, recovering every stream's records.
-    pub fn open(
-        data_dir: &Path,
-        clock: SharedClock,
-        region: &str,
-        account: &str,
-        options: EngineOptions,
-    ) -> Result<Self> {
+    /// Streams stored before scopes were recorded belong to `default_scope`.
+    pub fn open(data_dir: &Path, clock: SharedClock, default_scope: &Scope, options: EngineOptions) -> Result<Self> {
         let dir = data_dir.join("data_streams");
         std::fs::create_dir_all(&dir).map_err(storage)?;
         let signer = TokenSigner::new(load_or_create_key(&data_dir.join("data_streams.key")).map_err(storage)?);
-        let meta = MetaStore::open(&dir).map_err(storage)?;
+        let meta = MetaStore::open(&dir, default_scope).map_err(storage)?;
         let now = clock.now_ms();
         let mut registry = Registry::default();
         let mut max_uid = 0;
@@ -369,16 +401,14 @@ impl DataStreamEngine {
             max_uid = max_uid.max(m.uid);
             let handle = Arc::new(Self::recover_stream(&dir, m, now, options.roll)?);
             registry.by_uid.insert(handle.uid, handle.clone());
-            let name = handle.lock().meta.name.clone();
-            registry.by_name.insert(name, handle);
+            let key = handle.lock().meta.id().key();
+            registry.by_name.insert(key, handle);
         }
         let writer = writer::WriterHandle::start(clock.clone(), options.throughput_limits).map_err(storage)?;
         Ok(DataStreamEngine {
             inner: Arc::new(Inner {
                 dir,
                 clock,
-                region: region.to_string(),
-                account: account.to_string(),
                 signer,
                 meta,
                 registry: RwLock::new(registry),
@@ -429,33 +459,17 @@ impl DataStreamEngine {
         self.inner.signer.open(token)
     }
 
-    pub fn stream_arn(&self, name: &str) -> String {
-        format!("arn:aws:kinesis:{}:{}:stream/{name}", self.inner.region, self.inner.account)
+    fn consumer_arn(&self, stream: &DataStreamId, c: &ConsumerMeta) -> String {
+        format!("{}/consumer/{}:{}", stream.arn(), c.name, c.created_s)
     }
 
-    fn consumer_arn(&self, stream: &str, c: &ConsumerMeta) -> String {
-        format!("{}/consumer/{}:{}", self.stream_arn(stream), c.name, c.created_s)
+    fn not_found(&self, name: &DataStreamId) -> DataStreamError {
+        DataStreamError::ResourceNotFound(format!("Stream {name} under account {} not found.", name.scope.account))
     }
 
-    /// The stream name an ARN of this server names.
-    pub fn name_from_arn(&self, arn: &str) -> Result<String> {
-        let prefix = format!("arn:aws:kinesis:{}:{}:stream/", self.inner.region, self.inner.account);
-        match arn.strip_prefix(&prefix) {
-            Some(rest) if !rest.is_empty() => Ok(rest.split('/').next().unwrap_or(rest).to_string()),
-            _ if arn.starts_with("arn:aws") && arn.contains(":kinesis:") => {
-                Err(DataStreamError::ResourceNotFound(format!("Stream {arn} not found.")))
-            }
-            _ => Err(invalid(format!("StreamARN '{arn}' is not a Kinesis stream ARN."))),
-        }
-    }
-
-    fn not_found(&self, name: &str) -> DataStreamError {
-        DataStreamError::ResourceNotFound(format!("Stream {name} under account {} not found.", self.inner.account))
-    }
-
-    fn handle(&self, name: &str) -> Result<Arc<StreamHandle>> {
+    fn handle(&self, name: &DataStreamId) -> Result<Arc<StreamHandle>> {
         let reg = self.inner.registry.read().unwrap_or_else(|p| p.into_inner());
-        reg.by_name.get(name).cloned().ok_or_else(|| self.not_found(name))
+        reg.by_name.get(&name.key()).cloned().ok_or_else(|| self.not_found(name))
     }
 
     fn status(&self, meta: &StreamMeta, now: i64) -> &'static str {
@@ -473,7 +487,7 @@ impl DataStreamEngine {
         let shards =
             state.meta.shard_map.shards.iter().filter(|s| s.closed_ms.is_none_or(|c| c >= horizon)).cloned().collect();
         StreamView {
-            arn: self.stream_arn(&state.meta.name),
+            arn: state.meta.id().arn(),
             status: self.status(&state.meta, now),
             meta: state.meta.clone(),
             shards,
@@ -484,38 +498,52 @@ impl DataStreamEngine {
         self.inner.meta.save(meta).map_err(storage)
     }
 
-    /// Every stream's handle, in name order (the registry lock is not held after).
+    /// Every stream's handle, in key order (the registry lock is not held after).
     fn handles(&self) -> Vec<Arc<StreamHandle>> {
         let reg = self.inner.registry.read().unwrap_or_else(|p| p.into_inner());
         reg.by_name.values().cloned().collect()
     }
 
-    fn open_shards_total(&self) -> u32 {
-        self.handles().iter().map(|h| h.lock().meta.shard_map.open_count()).sum()
+    /// The handles of one scope's streams, in name order.
+    fn handles_in(&self, scope: &Scope) -> Vec<Arc<StreamHandle>> {
+        let prefix = scope.key_prefix();
+        let reg = self.inner.registry.read().unwrap_or_else(|p| p.into_inner());
+        reg.by_name
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, h)| h.clone())
+            .collect()
+    }
+
+    /// Open shards of one scope (the account's limit is per region).
+    fn open_shards_total(&self, scope: &Scope) -> u32 {
+        self.handles_in(scope).iter().map(|h| h.lock().meta.shard_map.open_count()).sum()
     }
 
     // ---- records in ----------------------------------------------------------------
 
     /// Checks a record against the stream's limits, as PutRecord(s) do before writing.
-    pub fn check_record(&self, name: &str, r: &NewRecord) -> Result<()> {
+    pub fn check_record(&self, name: &DataStreamId, r: &NewRecord) -> Result<()> {
         let kib = self.handle(name)?.lock().meta.max_record_kib;
         check_record(r, kib as usize * 1024)
     }
 
     /// Puts records into `name`, returning once they are on disk. Each record is
     /// placed or (with throughput limits on) refused on its own.
-    pub async fn put_records(&self, name: &str, records: Vec<NewRecord>) -> Result<PutRecordsOutput> {
-        if records.is_empty() || records.len() > MAX_PUT_RECORDS {
-            return Err(invalid(format!(
-                "A PutRecords request holds 1 to {MAX_PUT_RECORDS} records; it had {}.",
-                records.len()
+    pub async fn put_records(&self, name: &DataStreamId, records: Vec<NewRecord>) -> Result<PutRecordsOutput> {
+        let count = if records.is_empty() {
+            Some("greater than or equal to 1".to_string())
+        } else {
+            (records.len() > MAX_PUT_RECORDS).then(|| format!("less than or equal to {MAX_PUT_RECORDS}"))
+        };
+        if let Some(bound) = count {
+            return Err(DataStreamError::Validation(format!(
+                "1 validation error detected: Value at 'records' failed to satisfy constraint: Member must have length {bound}"
             )));
         }
         let total: usize = records.iter().map(|r| r.data.len() + r.partition_key.len()).sum();
         if total > MAX_PUT_RECORDS_BYTES {
-            return Err(invalid(format!(
-                "The PutRecords request holds {total} bytes; the limit is {MAX_PUT_RECORDS_BYTES} bytes."
-            )));
+            return Err(invalid(format!("Records size exceeds {} MB limit", MAX_PUT_RECORDS_BYTES >> 20)));
         }
         let handle = self.handle(name)?;
         let (max, encrypted) = {
@@ -536,7 +564,7 @@ impl DataStreamEngine {
     }
 
     /// Puts one record; a throughput refusal is the call's error.
-    pub async fn put_record(&self, name: &str, record: NewRecord) -> Result<PutResult> {
+    pub async fn put_record(&self, name: &DataStreamId, record: NewRecord) -> Result<PutResult> {
         let mut out = self.put_records(name, vec![record]).await?;
         out.records.pop().unwrap_or_else(|| Err(storage_failed("the writer returned no result")))
     }
@@ -565,7 +593,7 @@ impl DataStreamEngine {
     }
 
     /// Records held in a shard's index (for tests and benches).
-    pub fn stored_records(&self, name: &str) -> Result<usize> {
+    pub fn stored_records(&self, name: &DataStreamId) -> Result<usize> {
         let handle = self.handle(name)?;
         let state = handle.lock();
         Ok(state.shards.iter().map(|s| s.entries.len()).sum())

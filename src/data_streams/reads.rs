@@ -29,7 +29,7 @@ impl DataStreamEngine {
         let missing = || {
             DataStreamError::ResourceNotFound(format!(
                 "Shard {shard} in stream {name} under account {} does not exist",
-                self.inner.account
+                state.meta.scope.account
             ))
         };
         let index = parse_shard_id(shard).ok_or_else(missing)?;
@@ -45,7 +45,7 @@ impl DataStreamEngine {
                     "StartingSequenceNumber {s} used in GetShardIterator on shard {} in stream {} under account {} is invalid.",
                     info.id(),
                     state.meta.name,
-                    self.inner.account
+                    state.meta.scope.account
                 ))
             })?;
             let end = info.end_seq.unwrap_or(u64::MAX);
@@ -54,7 +54,7 @@ impl DataStreamEngine {
                     "StartingSequenceNumber {s} used in GetShardIterator on shard {} in stream {} under account {} is invalid because it did not come from this shard.",
                     info.id(),
                     state.meta.name,
-                    self.inner.account
+                    state.meta.scope.account
                 )));
             }
             Ok(seq)
@@ -71,7 +71,7 @@ impl DataStreamEngine {
         })
     }
 
-    pub fn get_shard_iterator(&self, name: &str, shard: &str, start: StartingPosition) -> Result<String> {
+    pub fn get_shard_iterator(&self, name: &DataStreamId, shard: &str, start: StartingPosition) -> Result<String> {
         let handle = self.handle(name)?;
         let state = handle.lock();
         let info = self.shard_for_read(&state, shard)?;
@@ -111,7 +111,7 @@ impl DataStreamEngine {
                         "Rate exceeded for shard {} in stream {} under account {}.",
                         shard_id(shard),
                         state.meta.name,
-                        self.inner.account
+                        state.meta.scope.account
                     )));
                 }
             }

@@ -10,15 +10,23 @@ use crate::clock::ManualClock;
 const T0: i64 = 1_700_000_000_000_000;
 
 fn open(dir: &Path, clock: Arc<ManualClock>) -> DataStreamEngine {
-    DataStreamEngine::open(dir, clock, "us-east-1", "123456789012", EngineOptions::default()).unwrap()
+    DataStreamEngine::open(dir, clock, &scope(), EngineOptions::default()).unwrap()
+}
+
+fn scope() -> Scope {
+    Scope::new("123456789012", "us-east-1")
+}
+
+fn s() -> DataStreamId {
+    DataStreamId::new(&scope(), "s")
 }
 
 fn rec(pk: &str, data: &str) -> NewRecord {
     NewRecord { partition_key: pk.into(), data: data.as_bytes().to_vec(), explicit_hash_key: None }
 }
 
-async fn read_all(e: &DataStreamEngine, name: &str, shard: &str) -> Vec<Record> {
-    let mut it = Some(e.get_shard_iterator(name, shard, StartingPosition::TrimHorizon).unwrap());
+async fn read_all(e: &DataStreamEngine, id: &DataStreamId, shard: &str) -> Vec<Record> {
+    let mut it = Some(e.get_shard_iterator(id, shard, StartingPosition::TrimHorizon).unwrap());
     let mut out = Vec::new();
     while let Some(i) = it {
         let r = e.get_records(&i, None).await.unwrap();
@@ -37,10 +45,10 @@ async fn a_torn_tail_is_dropped_on_reopen_and_acknowledged_records_stay() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let e = open(dir.path(), clock.clone());
-    e.create_stream("s", Some(1), StreamMode::Provisioned, None, BTreeMap::new()).unwrap();
+    e.create_stream(&s(), Some(1), StreamMode::Provisioned, None, BTreeMap::new()).unwrap();
     let mut acked = Vec::new();
     for i in 0..20 {
-        acked.push(e.put_record("s", rec("k", &format!("r{i}"))).await.unwrap());
+        acked.push(e.put_record(&s(), rec("k", &format!("r{i}"))).await.unwrap());
     }
     drop(e);
     // A crash in the middle of the next append leaves half a frame behind.
@@ -61,15 +69,15 @@ async fn a_torn_tail_is_dropped_on_reopen_and_acknowledged_records_stay() {
     std::fs::write(&seg, &bytes).unwrap();
 
     let e = open(dir.path(), clock);
-    let got = read_all(&e, "s", "shardId-000000000000").await;
+    let got = read_all(&e, &s(), "shardId-000000000000").await;
     assert_eq!(got.len(), 20);
     for (a, r) in acked.iter().zip(&got) {
         assert_eq!(a.sequence_number, r.sequence_number);
     }
     // Appends continue after the cut, with higher numbers.
-    let next = e.put_record("s", rec("k", "after")).await.unwrap();
+    let next = e.put_record(&s(), rec("k", "after")).await.unwrap();
     assert!(next.sequence_number > acked[19].sequence_number);
-    assert_eq!(read_all(&e, "s", "shardId-000000000000").await.last().unwrap().data, b"after");
+    assert_eq!(read_all(&e, &s(), "shardId-000000000000").await.last().unwrap().data, b"after");
 }
 
 #[tokio::test]
@@ -77,8 +85,8 @@ async fn iterators_expire_after_five_minutes() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let e = open(dir.path(), clock.clone());
-    e.create_stream("s", Some(1), StreamMode::Provisioned, None, BTreeMap::new()).unwrap();
-    let it = e.get_shard_iterator("s", "shardId-000000000000", StartingPosition::Latest).unwrap();
+    e.create_stream(&s(), Some(1), StreamMode::Provisioned, None, BTreeMap::new()).unwrap();
+    let it = e.get_shard_iterator(&s(), "shardId-000000000000", StartingPosition::Latest).unwrap();
     clock.advance_us(299_000_000);
     let next = e.get_records(&it, None).await.unwrap().next_iterator.unwrap();
     clock.advance_us(2_000_000);
@@ -92,20 +100,20 @@ async fn retention_hides_old_records_and_the_sweep_drops_them() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let e = open(dir.path(), clock.clone());
-    e.create_stream("s", Some(2), StreamMode::Provisioned, None, BTreeMap::new()).unwrap();
+    e.create_stream(&s(), Some(2), StreamMode::Provisioned, None, BTreeMap::new()).unwrap();
     for i in 0..10 {
-        e.put_record("s", rec(&format!("k{i}"), "old")).await.unwrap();
+        e.put_record(&s(), rec(&format!("k{i}"), "old")).await.unwrap();
     }
     clock.advance_us(23 * 3_600_000_000);
-    e.put_record("s", rec("k1", "new")).await.unwrap();
+    e.put_record(&s(), rec("k1", "new")).await.unwrap();
     clock.advance_us(2 * 3_600_000_000);
     let mut seen = Vec::new();
     for shard in ["shardId-000000000000", "shardId-000000000001"] {
-        seen.extend(read_all(&e, "s", shard).await.into_iter().map(|r| r.data));
+        seen.extend(read_all(&e, &s(), shard).await.into_iter().map(|r| r.data));
     }
     assert_eq!(seen, vec![b"new".to_vec()]);
     assert_eq!(e.sweep().unwrap(), 10);
-    assert_eq!(e.stored_records("s").unwrap(), 1);
+    assert_eq!(e.stored_records(&s()).unwrap(), 1);
 }
 
 #[tokio::test]
@@ -113,12 +121,12 @@ async fn at_timestamp_and_sequence_positions() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let e = open(dir.path(), clock.clone());
-    e.create_stream("s", Some(1), StreamMode::Provisioned, None, BTreeMap::new()).unwrap();
-    let a = e.put_record("s", rec("k", "a")).await.unwrap();
+    e.create_stream(&s(), Some(1), StreamMode::Provisioned, None, BTreeMap::new()).unwrap();
+    let a = e.put_record(&s(), rec("k", "a")).await.unwrap();
     clock.advance_us(1_000_000);
-    let b = e.put_record("s", rec("k", "b")).await.unwrap();
+    let b = e.put_record(&s(), rec("k", "b")).await.unwrap();
     let sid = "shardId-000000000000";
-    let at = |p| e.get_shard_iterator("s", sid, p).unwrap();
+    let at = |p| e.get_shard_iterator(&s(), sid, p).unwrap();
     let first = |it: String| {
         let e = e.clone();
         async move { e.get_records(&it, Some(1)).await.unwrap().records.first().map(|r| r.data.clone()) }
@@ -133,22 +141,16 @@ async fn at_timestamp_and_sequence_positions() {
 #[tokio::test]
 async fn a_subscription_pushes_new_records_and_ends_at_a_closed_shard() {
     let dir = tempfile::tempdir().unwrap();
-    let e = DataStreamEngine::open(
-        dir.path(),
-        Arc::new(crate::clock::SystemClock),
-        "us-east-1",
-        "123456789012",
-        EngineOptions::default(),
-    )
-    .unwrap();
-    e.create_stream("s", Some(1), StreamMode::Provisioned, None, BTreeMap::new()).unwrap();
-    let c = e.register_consumer("s", "app", BTreeMap::new()).unwrap();
+    let e = DataStreamEngine::open(dir.path(), Arc::new(crate::clock::SystemClock), &scope(), EngineOptions::default())
+        .unwrap();
+    e.create_stream(&s(), Some(1), StreamMode::Provisioned, None, BTreeMap::new()).unwrap();
+    let c = e.register_consumer(&s(), "app", BTreeMap::new()).unwrap();
     let mut sub = e.subscribe(&c.arn, "shardId-000000000000", StartingPosition::Latest).unwrap();
     let e2 = e.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        e2.put_record("s", rec("k", "pushed")).await.unwrap();
-        e2.split_shard("s", "shardId-000000000000", 1 << 100).unwrap();
+        e2.put_record(&s(), rec("k", "pushed")).await.unwrap();
+        e2.split_shard(&s(), "shardId-000000000000", 1 << 100).unwrap();
     });
     let ev = sub.next_event().await.unwrap().unwrap();
     assert_eq!(ev.records[0].data, b"pushed");
@@ -165,8 +167,7 @@ async fn a_subscription_pushes_new_records_and_ends_at_a_closed_shard() {
 fn metadata_in_a_newer_format_is_refused_not_misread() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(1_700_000_000_000));
-    let open =
-        || DataStreamEngine::open(dir.path(), clock.clone(), "us-east-1", "123456789012", EngineOptions::default());
+    let open = || DataStreamEngine::open(dir.path(), clock.clone(), &scope(), EngineOptions::default());
     drop(open().unwrap());
     let db = crate::sled_open::open(&dir.path().join("data_streams").join("meta"), 500).unwrap();
     db.insert("format/record_log", &2u32.to_be_bytes()).unwrap();

@@ -18,6 +18,7 @@ use crate::clock::SharedClock;
 use crate::codec::{aac, h264, h265, opus, AccessUnit as Unit, CodecKind, CodecParams};
 use crate::media::timeline::MediaTime;
 use crate::metrics::Metrics;
+use crate::scope::Scope;
 use crate::video_store::{StoreError, VideoStore};
 
 const BACKOFF_START: Duration = Duration::from_millis(500);
@@ -123,21 +124,23 @@ impl SourceStatus {
     }
 }
 
-/// The layout of `data/sources.json` (see docs/storage.md).
-pub const SOURCES_FORMAT: u32 = 1;
+/// The layout of `data/sources.json` (see docs/storage.md): 1 keyed sources by stream
+/// name; 2 by `ACCOUNT/REGION/STREAM` ([`Scope::key`]).
+pub const SOURCES_FORMAT: u32 = 2;
 
-/// `data/sources.json`: the format, then each stream's source.
+/// `data/sources.json`: the format, then each stream's source by its scoped key.
 #[derive(Serialize, Deserialize)]
 struct SourcesFile {
     format: u32,
     sources: BTreeMap<String, SourceConfig>,
 }
 
-/// Reads `sources.json`: the versioned file, or the bare map written before the file
-/// had a format (which is format 1). A newer format is refused, never misread.
-fn read_sources_file(bytes: &[u8]) -> Result<BTreeMap<String, SourceConfig>, String> {
+/// Reads `sources.json` into sources by scoped key. Format 1 (a bare map, or
+/// `"format": 1`) keyed them by stream name: those streams are `default_scope`'s. A
+/// newer format is refused, never misread.
+fn read_sources_file(bytes: &[u8], default_scope: &Scope) -> Result<BTreeMap<String, SourceConfig>, String> {
     let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-    match v.get("format") {
+    let (found, sources) = match v.get("format") {
         Some(serde_json::Value::Number(n)) => {
             let found = n.as_u64().unwrap_or(u64::MAX);
             if found == 0 || found > u64::from(SOURCES_FORMAT) {
@@ -145,10 +148,17 @@ fn read_sources_file(bytes: &[u8]) -> Result<BTreeMap<String, SourceConfig>, Str
                     "format {n}, but this Kinescope reads format {SOURCES_FORMAT} at most (see docs/storage.md)"
                 ));
             }
-            serde_json::from_value::<SourcesFile>(v).map(|f| f.sources).map_err(|e| e.to_string())
+            (found, serde_json::from_value::<SourcesFile>(v).map(|f| f.sources).map_err(|e| e.to_string())?)
         }
-        _ => serde_json::from_value(v).map_err(|e| e.to_string()),
+        _ => (1, serde_json::from_value(v).map_err(|e| e.to_string())?),
+    };
+    if found >= 2 {
+        if let Some(bad) = sources.keys().find(|k| Scope::split_key(k).is_none()) {
+            return Err(format!("'{bad}' is not an ACCOUNT/REGION/STREAM key"));
+        }
+        return Ok(sources);
     }
+    Ok(sources.into_iter().map(|(name, config)| (default_scope.key(&name), config)).collect())
 }
 
 /// A source as the API shows it: where, how, and what it is doing; no credentials.
@@ -166,7 +176,7 @@ struct Running {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Every stream's camera source.
+/// Every stream's camera source, by the stream's scoped key ([`Scope::key`]).
 #[derive(Clone)]
 pub struct SourceManager {
     inner: Arc<Mutex<BTreeMap<String, Running>>>,
@@ -182,25 +192,28 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl SourceManager {
     /// Loads `data/sources.json` and starts every source in it and in `extra` (the
-    /// config file's, which win).
+    /// config file's, by stream name in `default_scope`; they win).
     pub fn start(
         data_dir: &Path,
         store: VideoStore,
         clock: SharedClock,
         metrics: Arc<Metrics>,
+        default_scope: &Scope,
         extra: BTreeMap<String, SourceConfig>,
     ) -> Result<Self, SourceError> {
         let path = data_dir.join("sources.json");
         let mut saved = match std::fs::read(&path) {
-            Ok(b) => read_sources_file(&b).map_err(|e| SourceError::Storage(format!("{}: {e}", path.display())))?,
+            Ok(b) => read_sources_file(&b, default_scope)
+                .map_err(|e| SourceError::Storage(format!("{}: {e}", path.display())))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(SourceError::Storage(e.to_string())),
         };
-        saved.extend(extra);
+        saved.extend(extra.into_iter().map(|(name, config)| (default_scope.key(&name), config)));
         let m = SourceManager { inner: Arc::new(Mutex::new(BTreeMap::new())), path, store, clock, metrics };
-        for (stream, config) in saved {
-            if let Err(e) = m.set(&stream, config) {
-                tracing::warn!(stream = %stream, error = %e, "camera source not started");
+        for (key, config) in saved {
+            let Some((scope, stream)) = Scope::split_key(&key) else { continue };
+            if let Err(e) = m.set(&scope, stream, config) {
+                tracing::warn!(stream = %key, error = %e, "camera source not started");
             }
         }
         Ok(m)
@@ -227,10 +240,10 @@ impl SourceManager {
         write().map_err(|e| SourceError::Storage(e.to_string()))
     }
 
-    /// Attaches (or replaces) the source of `stream` and starts pulling it.
-    pub fn set(&self, stream: &str, config: SourceConfig) -> Result<(), SourceError> {
+    /// Attaches (or replaces) the source of `stream` (of `scope`) and starts pulling it.
+    pub fn set(&self, scope: &Scope, stream: &str, config: SourceConfig) -> Result<(), SourceError> {
         let config = config.normalized()?;
-        match self.store.resolve(Some(stream), None) {
+        match self.store.resolve(scope, Some(stream), None) {
             Ok(_) => {}
             Err(StoreError::StreamNotFound(_)) => return Err(SourceError::NoStream(stream.to_string())),
             Err(e) => return Err(SourceError::Storage(e.to_string())),
@@ -240,29 +253,29 @@ impl SourceManager {
             self.store.clone(),
             self.clock.clone(),
             self.metrics.clone(),
-            stream.to_string(),
+            (scope.clone(), stream.to_string()),
             config.clone(),
             status.clone(),
         ));
         let mut all = lock(&self.inner);
-        if let Some(old) = all.insert(stream.to_string(), Running { config, status, task }) {
+        if let Some(old) = all.insert(scope.key(stream), Running { config, status, task }) {
             old.task.abort();
         }
         self.save(&all)
     }
 
-    pub fn remove(&self, stream: &str) -> Result<(), SourceError> {
+    pub fn remove(&self, scope: &Scope, stream: &str) -> Result<(), SourceError> {
         let mut all = lock(&self.inner);
-        let old = all.remove(stream).ok_or_else(|| SourceError::NoSource(stream.to_string()))?;
+        let old = all.remove(&scope.key(stream)).ok_or_else(|| SourceError::NoSource(stream.to_string()))?;
         old.task.abort();
         self.save(&all)
     }
 
-    /// The source of `stream` without credentials, and its status.
-    /// A stream's source as the API shows it (credentials never included).
-    pub fn get(&self, stream: &str) -> Option<SourceStatusView> {
+    /// A stream's source as the API shows it (credentials never included), and its
+    /// status.
+    pub fn get(&self, scope: &Scope, stream: &str) -> Option<SourceStatusView> {
         let all = lock(&self.inner);
-        let r = all.get(stream)?;
+        let r = all.get(&scope.key(stream))?;
         let status = lock(&r.status).clone();
         Some(SourceStatusView {
             url: r.config.url.clone(),
@@ -289,14 +302,14 @@ async fn pull_loop(
     store: VideoStore,
     clock: SharedClock,
     metrics: Arc<Metrics>,
-    stream: String,
+    (scope, stream): (Scope, String),
     config: SourceConfig,
     status: Arc<Mutex<SourceStatus>>,
 ) {
     let mut backoff = BACKOFF_START;
     loop {
         let started = clock.now_ms();
-        let result = pull_once(&store, &clock, &metrics, &stream, &config, &status).await;
+        let result = pull_once(&store, &clock, &metrics, (&scope, &stream), &config, &status).await;
         let now = clock.now_ms();
         let why = match result {
             Ok(()) => "the camera ended the stream".to_string(),
@@ -357,14 +370,14 @@ async fn pull_once(
     store: &VideoStore,
     clock: &SharedClock,
     metrics: &Arc<Metrics>,
-    stream: &str,
+    (scope, stream): (&Scope, &str),
     config: &SourceConfig,
     status: &Mutex<SourceStatus>,
 ) -> Result<(), String> {
     use retina::client::{Credentials, PlayOptions, Session, SessionOptions, SetupOptions, Transport};
     use retina::codec::CodecItem;
 
-    let record = store.resolve(Some(stream), None).map_err(|e| e.to_string())?;
+    let record = store.resolve(scope, Some(stream), None).map_err(|e| e.to_string())?;
     let url = url::Url::parse(&config.url).map_err(|e| e.to_string())?;
     let creds = config
         .username
@@ -455,12 +468,23 @@ mod tests {
 
     #[test]
     fn sources_files_of_every_format_read_and_newer_ones_are_refused() {
-        let legacy = br#"{"door": {"url": "rtsp://cam/1", "transport": "tcp"}}"#;
-        assert_eq!(read_sources_file(legacy).unwrap()["door"].url, "rtsp://cam/1");
-        let file = SourcesFile { format: SOURCES_FORMAT, sources: read_sources_file(legacy).unwrap() };
+        let scope = Scope::new("123456789012", "eu-west-1");
+        let key = "123456789012/eu-west-1/door";
+        let bare = br#"{"door": {"url": "rtsp://cam/1", "transport": "tcp"}}"#;
+        assert_eq!(
+            read_sources_file(bare, &scope).unwrap()[key].url,
+            "rtsp://cam/1",
+            "format 1 takes the default scope"
+        );
+        let v1 = br#"{"format": 1, "sources": {"door": {"url": "rtsp://cam/1", "transport": "tcp"}}}"#;
+        assert_eq!(read_sources_file(v1, &scope).unwrap()[key].url, "rtsp://cam/1");
+        let file = SourcesFile { format: SOURCES_FORMAT, sources: read_sources_file(bare, &scope).unwrap() };
         let now = serde_json::to_vec(&file).unwrap();
-        assert_eq!(read_sources_file(&now).unwrap().len(), 1);
-        let newer = br#"{"format": 2, "sources": {}, "cameras": []}"#;
-        assert!(read_sources_file(newer).unwrap_err().contains("format 2"));
+        let other = Scope::new("000000000000", "us-east-1");
+        assert_eq!(read_sources_file(&now, &other).unwrap()[key].url, "rtsp://cam/1", "format 2 keeps its scopes");
+        let newer = br#"{"format": 3, "sources": {}, "cameras": []}"#;
+        assert!(read_sources_file(newer, &scope).unwrap_err().contains("format 3"));
+        let unscoped = br#"{"format": 2, "sources": {"door": {"url": "rtsp://cam/1", "transport": "tcp"}}}"#;
+        assert!(read_sources_file(unscoped, &scope).is_err());
     }
 }

@@ -6,6 +6,12 @@
 //! preceded by its init. The metadata box is a top-level `uuid` box (players skip it)
 //! holding JSON: where Kinesis Video puts MKV tags (fragment number, timestamps,
 //! continuation token, millis behind now, errors), we put the same names here.
+//!
+//! Stored fragments keep the producer's decode times, which for absolute timecodes and
+//! RTSP sources count from 1970. Each response moves its timeline back so that the
+//! track that starts first starts at zero, every track by the same instant (to within
+//! one tick of its timescale), so players draw a seek bar of the response and not of 56
+//! years; the metadata boxes keep the real producer and server timestamps.
 
 use std::collections::VecDeque;
 
@@ -16,6 +22,7 @@ use tokio::sync::watch;
 
 use crate::video_store::{FragmentMeta, LiveEdge, StoreError, StreamId, VideoStore};
 use crate::wire::bmff;
+use crate::wire::fmp4::{self, InitInfo};
 
 /// The user type of Kinescope's metadata `uuid` boxes: the ASCII of "kinescope-meta01".
 pub const METADATA_UUID: [u8; 16] = *b"kinescope-meta01";
@@ -61,11 +68,54 @@ pub struct StartAt {
 struct Writer {
     store: VideoStore,
     stream: StreamId,
-    current_init: Option<u32>,
+    current_init: Option<(u32, InitInfo)>,
+    /// Where this response's timeline starts; set by its first fragment.
+    origin: Option<Origin>,
     out: VecDeque<Bytes>,
 }
 
+/// The earliest decode time of a response's first fragment, as (ticks, timescale) of
+/// the track that starts first: every track's decode times move back by this much.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Origin {
+    ticks: u64,
+    timescale: u32,
+}
+
+impl Origin {
+    /// The origin in a track of `timescale` ticks per second (rounded down: at most one
+    /// tick, 1/timescale s, off the exact instant).
+    fn in_timescale(self, timescale: u32) -> u64 {
+        let ticks = u128::from(self.ticks) * u128::from(timescale) / u128::from(self.timescale.max(1));
+        u64::try_from(ticks).unwrap_or(u64::MAX)
+    }
+}
+
+/// The earliest decode time among `fragment`'s tracks.
+fn origin_of(fragment: &[u8], init: &InitInfo) -> Result<Origin, bmff::BoxError> {
+    let earliest = fmp4::decode_time_fields(fragment)?
+        .iter()
+        .filter_map(|f| {
+            let timescale = init.track(f.track_id)?.timescale;
+            (timescale > 0).then_some(Origin { ticks: f.value, timescale })
+        })
+        // a/ta < b/tb  ⇔  a·tb < b·ta
+        .min_by_key(|o| (u128::from(o.ticks) << 32) / u128::from(o.timescale))
+        .unwrap_or(Origin { ticks: 0, timescale: 1 });
+    Ok(earliest)
+}
+
+/// `fragment` with the origin taken off every track's decode times.
+fn rebase(fragment: &[u8], init: &InitInfo, origin: Origin) -> Result<Vec<u8>, bmff::BoxError> {
+    let shift = |track: u32| init.track(track).map_or(0, |t| origin.in_timescale(t.timescale));
+    fmp4::shift_decode_times(fragment, &shift)
+}
+
 impl Writer {
+    fn new(store: VideoStore, stream: StreamId) -> Self {
+        Writer { store, stream, current_init: None, origin: None, out: VecDeque::new() }
+    }
+
     async fn push_fragment(&mut self, meta: &FragmentMeta) -> Result<(), StoreError> {
         let bytes = match self.store.read_fragment(self.stream, meta).await {
             Ok(b) => b,
@@ -76,15 +126,32 @@ impl Writer {
             }
             Err(e) => return Err(e),
         };
-        if self.current_init != Some(meta.init_id) {
+        if self.current_init.as_ref().map(|(id, _)| *id) != Some(meta.init_id) {
             let init = self.store.init_segment(self.stream, meta.init_id)?.ok_or_else(|| {
                 StoreError::Corrupt(format!("init {} of fragment {} is missing", meta.init_id, meta.fragment_number))
             })?;
+            let info = fmp4::parse_init(&init)
+                .map_err(|e| StoreError::Corrupt(format!("init {} does not parse: {e}", meta.init_id)))?;
             self.out.push_back(init);
-            self.current_init = Some(meta.init_id);
+            self.current_init = Some((meta.init_id, info));
         }
+        let Some((_, init)) = &self.current_init else { return Ok(()) };
+        let rebased = match self.origin {
+            Some(origin) => rebase(&bytes, init, origin),
+            None => origin_of(&bytes, init).and_then(|origin| {
+                self.origin = Some(origin);
+                rebase(&bytes, init, origin)
+            }),
+        };
         self.out.push_back(metadata_box(meta, self.store.clock().now_us()));
-        self.out.push_back(bytes);
+        match rebased {
+            Ok(b) => self.out.push_back(Bytes::from(b)),
+            Err(e) => {
+                // Stored fragments were parsed at ingest; send what is stored.
+                tracing::warn!(error = %e, fragment = meta.fragment_number, "fragment timeline not rebased");
+                self.out.push_back(bytes);
+            }
+        }
         Ok(())
     }
 }
@@ -104,12 +171,7 @@ pub fn follow(
     start: StartAt,
 ) -> Result<impl Stream<Item = Bytes> + Send, StoreError> {
     let edge = store.live(stream)?.subscribe();
-    let state = Follow {
-        writer: Writer { store, stream, current_init: None, out: VecDeque::new() },
-        next: start.fragment_number,
-        edge,
-        done: false,
-    };
+    let state = Follow { writer: Writer::new(store, stream), next: start.fragment_number, edge, done: false };
     Ok(futures_util::stream::unfold(state, |mut s| async move {
         loop {
             if let Some(b) = s.writer.out.pop_front() {
@@ -156,7 +218,7 @@ pub fn fragment_list(
     stream: StreamId,
     fragments: Vec<FragmentMeta>,
 ) -> impl Stream<Item = Bytes> + Send {
-    let writer = Writer { store, stream, current_init: None, out: VecDeque::new() };
+    let writer = Writer::new(store, stream);
     futures_util::stream::unfold((writer, fragments.into_iter()), |(mut w, mut it)| async move {
         loop {
             if let Some(b) = w.out.pop_front() {
@@ -169,4 +231,61 @@ pub fn fragment_list(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::bmff::{full_box, kinds::*, write_box, FourCc};
+    use crate::wire::fmp4::{TrackDefaults, TrackInfo, TrackKind};
+
+    fn track(track_id: u32, timescale: u32) -> TrackInfo {
+        TrackInfo {
+            track_id,
+            kind: if timescale == 90_000 { TrackKind::Video } else { TrackKind::Audio },
+            timescale,
+            sample_entry: FourCc(*b"avc1"),
+            sample_entry_body: Vec::new(),
+            width: 0,
+            height: 0,
+            channels: 0,
+            sample_rate: 0,
+            defaults: TrackDefaults::default(),
+        }
+    }
+
+    /// A moof with one traf (tfhd + 64-bit tfdt) per (track, decode time).
+    fn moof(trafs: &[(u32, u64)]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (track, time) in trafs {
+            let mut tfhd = full_box(0, 0);
+            tfhd.extend_from_slice(&track.to_be_bytes());
+            let mut tfdt = full_box(1, 0);
+            tfdt.extend_from_slice(&time.to_be_bytes());
+            let mut traf = Vec::new();
+            write_box(&mut traf, TFHD, &tfhd);
+            write_box(&mut traf, TFDT, &tfdt);
+            write_box(&mut body, TRAF, &traf);
+        }
+        let mut out = Vec::new();
+        write_box(&mut out, MOOF, &body);
+        out
+    }
+
+    #[test]
+    fn the_track_that_starts_first_starts_at_zero_and_the_others_keep_their_offset() {
+        let init = InitInfo { tracks: vec![track(1, 90_000), track(2, 48_000)] };
+        // Wall-clock decode times: video at 1_795_969_379.6 s, audio 0.15 s earlier.
+        let (video, audio) = (1_795_969_379_600u64 * 90, 1_795_969_379_450u64 * 48);
+        let first = moof(&[(1, video), (2, audio)]);
+        let origin = origin_of(&first, &init).unwrap();
+        assert_eq!(origin, Origin { ticks: audio, timescale: 48_000 }, "audio starts first");
+        let rebased = rebase(&first, &init, origin).unwrap();
+        let times: Vec<(u32, u64)> =
+            fmp4::decode_time_fields(&rebased).unwrap().iter().map(|f| (f.track_id, f.value)).collect();
+        assert_eq!(times, vec![(1, 150 * 90), (2, 0)], "video still starts 150 ms after audio");
+        // Later fragments move by the same amount.
+        let later = rebase(&moof(&[(1, video + 90_000)]), &init, origin).unwrap();
+        assert_eq!(fmp4::decode_time_fields(&later).unwrap()[0].value, 150 * 90 + 90_000);
+    }
 }

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::scope::Scope;
 pub use crate::secrets::random_bytes;
 use crate::secrets::{self, load_or_create_key, TokenSigner};
 
@@ -84,6 +85,9 @@ pub struct Session {
     /// The stream's name: with the id, it tells a recreated stream of the same name apart.
     #[serde(rename = "sn")]
     pub stream_name: String,
+    /// The account and region the stream lives in (the caller's who asked for the URL).
+    #[serde(rename = "sc")]
+    pub scope: Scope,
     #[serde(rename = "m")]
     pub mode: PlaybackMode,
     #[serde(rename = "c")]
@@ -126,6 +130,7 @@ impl Session {
             protocol,
             stream: 1,
             stream_name: "cam".into(),
+            scope: Scope::new("123456789012", "us-east-1"),
             mode,
             clock: SelectorClock::Producer,
             start_us: None,

@@ -3,9 +3,56 @@
 
 use super::*;
 
+/// Most tags a queue holds.
+pub const MAX_TAGS: usize = 50;
+
+/// Actions AddPermission can grant to other accounts (`*` is all of them).
+const GRANTABLE_ACTIONS: [&str; 9] = [
+    "*",
+    "ChangeMessageVisibility",
+    "DeleteMessage",
+    "GetQueueAttributes",
+    "GetQueueUrl",
+    "ListDeadLetterSourceQueues",
+    "PurgeQueue",
+    "ReceiveMessage",
+    "SendMessage",
+];
+
+/// Actions only the queue's owner may call, which AddPermission refuses to grant.
+const OWNER_ONLY_ACTIONS: [&str; 10] = [
+    "AddPermission",
+    "RemovePermission",
+    "CreateQueue",
+    "DeleteQueue",
+    "SetQueueAttributes",
+    "TagQueue",
+    "UntagQueue",
+    "ListQueueTags",
+    "ListQueues",
+    "StartMessageMoveTask",
+];
+
+/// Tag keys of 1 to 128 characters, values of at most 256.
+fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), QueueError> {
+    for (k, v) in tags {
+        if k.is_empty() || k.chars().count() > 128 {
+            return Err(QueueError::InvalidParameterValue(
+                "Tag keys must be between 1 and 128 characters in length.".into(),
+            ));
+        }
+        if v.chars().count() > 256 {
+            return Err(QueueError::InvalidParameterValue(
+                "Tag values may only be up to 256 characters in length.".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl QueueEngine {
     /// Checks that a redrive target exists, has the source's type and admits it.
-    pub(super) fn check_redrive(&self, name: &str, config: &QueueConfig) -> Result<(), QueueError> {
+    pub(super) fn check_redrive(&self, name: &QueueId, config: &QueueConfig) -> Result<(), QueueError> {
         let Some(r) = &config.redrive else { return Ok(()) };
         let (dlq_name, dlq) = self.queue_by_arn(&r.dead_letter_target_arn).ok_or_else(|| {
             QueueError::InvalidParameterValue(format!(
@@ -19,10 +66,10 @@ impl QueueEngine {
                 "Value for parameter RedrivePolicy is invalid. Reason: Dead-letter queue must be same type of queue as the source.".into(),
             ));
         }
-        if dlq_name == name {
+        if &dlq_name == name {
             return Err(QueueError::InvalidParameterValue("A queue cannot be its own dead-letter queue".into()));
         }
-        if !dlq_config.allows_source(&self.arn(name)) {
+        if !dlq_config.allows_source(&name.arn()) {
             return Err(QueueError::InvalidParameterValue(
                 "Value for parameter RedrivePolicy is invalid. Reason: the dead-letter queue's RedriveAllowPolicy does not allow this queue.".into(),
             ));
@@ -36,11 +83,11 @@ impl QueueEngine {
     /// attributes.
     pub async fn create_queue(
         &self,
-        name: &str,
+        name: &QueueId,
         attributes: &BTreeMap<String, String>,
         tags: &BTreeMap<String, String>,
     ) -> Result<(), QueueError> {
-        let fifo = validate_queue_name(name)?;
+        let fifo = validate_queue_name(&name.name)?;
         if attributes.get("FifoQueue").is_some_and(|v| v.eq_ignore_ascii_case("true")) && !fifo {
             return Err(QueueError::InvalidParameterValue("The name of a FIFO queue can only include alphanumeric characters, hyphens, or underscores, must end with .fifo suffix and be 1 to 80 in length.".into()));
         }
@@ -62,21 +109,19 @@ impl QueueEngine {
                 return Err(QueueError::QueueNameExists(differing.join(", ")));
             }
             let now = self.now_ms();
-            if let Some(at) = lock(&self.inner.deleted_names).get(name) {
+            if let Some(at) = lock(&self.inner.deleted_names).get(&name.key()) {
                 if now - at < DELETED_NAME_HOLD_MS {
                     return Err(QueueError::QueueDeletedRecently);
                 }
             }
-            for k in tags.keys() {
-                if k.is_empty() || k.len() > 128 {
-                    return Err(QueueError::InvalidParameterValue(format!(
-                        "Tag key '{k}' must be 1 to 128 characters"
-                    )));
-                }
+            check_tags(tags)?;
+            if tags.len() > MAX_TAGS {
+                return Err(QueueError::InvalidParameterValue(format!("Too many tags added for queue {}.", name.name)));
             }
             let record = QueueRecord {
                 id: self.inner.store.next_queue_id()?,
-                name: name.to_string(),
+                name: name.name.clone(),
+                scope: name.scope.clone(),
                 config: config.clone(),
                 tags: tags.clone(),
                 permissions: BTreeMap::new(),
@@ -85,7 +130,7 @@ impl QueueEngine {
             };
             self.inner.store.put_queue(&record)?;
             self.inner.queues.write().unwrap_or_else(|p| p.into_inner()).insert(
-                name.to_string(),
+                name.key(),
                 Arc::new(Queue {
                     record: Mutex::new(record.clone()),
                     state: Mutex::new(QueueState::new(config)),
@@ -100,40 +145,41 @@ impl QueueEngine {
         Ok(())
     }
 
-    pub async fn delete_queue(&self, name: &str) -> Result<(), QueueError> {
+    pub async fn delete_queue(&self, name: &QueueId) -> Result<(), QueueError> {
         let q = self.queue(name)?;
         let record = lock(&q.record).clone();
-        self.inner.queues.write().unwrap_or_else(|p| p.into_inner()).remove(name);
+        self.inner.queues.write().unwrap_or_else(|p| p.into_inner()).remove(&name.key());
         q.deleted.store(true, Ordering::SeqCst);
         q.notify.notify_waiters();
-        lock(&self.inner.deleted_names).insert(name.to_string(), self.now_ms());
+        lock(&self.inner.deleted_names).insert(name.key(), self.now_ms());
         self.inner.store.delete_queue(&record)?;
         self.inner.store.flush().await?;
         tracing::info!(queue = %name, "queue deleted");
         Ok(())
     }
 
-    /// Queue names with `prefix`, sorted.
-    pub fn list_queues(&self, prefix: &str) -> Vec<String> {
+    /// The names of the queues of `scope` with `prefix`, sorted.
+    pub fn list_queues(&self, scope: &Scope, prefix: &str) -> Vec<String> {
+        let start = scope.key(prefix);
         let mut names: Vec<String> = self
             .inner
             .queues
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .keys()
-            .filter(|n| n.starts_with(prefix))
-            .cloned()
+            .filter(|k| k.starts_with(&start))
+            .filter_map(|k| Scope::split_key(k).map(|(_, n)| n.to_string()))
             .collect();
         names.sort();
         names
     }
 
-    pub fn exists(&self, name: &str) -> bool {
+    pub fn exists(&self, name: &QueueId) -> bool {
         self.queue(name).is_ok()
     }
 
     /// GetQueueAttributes: `names` may hold `All`.
-    pub fn get_attributes(&self, name: &str, names: &[String]) -> Result<BTreeMap<String, String>, QueueError> {
+    pub fn get_attributes(&self, name: &QueueId, names: &[String]) -> Result<BTreeMap<String, String>, QueueError> {
         let q = self.queue(name)?;
         let now = self.now_ms();
         let record = lock(&q.record).clone();
@@ -148,7 +194,7 @@ impl QueueEngine {
         all.insert("ApproximateNumberOfMessagesNotVisible".into(), in_flight.to_string());
         all.insert("CreatedTimestamp".into(), record.created_s.to_string());
         all.insert("LastModifiedTimestamp".into(), record.modified_s.to_string());
-        all.insert("QueueArn".into(), self.arn(name));
+        all.insert("QueueArn".into(), name.arn());
         let known = |n: &str| {
             n == "All"
                 || all.contains_key(n)
@@ -176,7 +222,11 @@ impl QueueEngine {
         Ok(all.into_iter().filter(|(k, _)| names.contains(k)).collect())
     }
 
-    pub async fn set_attributes(&self, name: &str, attributes: &BTreeMap<String, String>) -> Result<(), QueueError> {
+    pub async fn set_attributes(
+        &self,
+        name: &QueueId,
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<(), QueueError> {
         let q = self.queue(name)?;
         let current = lock(&q.state).config.clone();
         let config = current.with(attributes, false)?;
@@ -196,7 +246,7 @@ impl QueueEngine {
 
     pub(super) async fn update_record(
         &self,
-        name: &str,
+        name: &QueueId,
         change: impl FnOnce(&mut QueueRecord) -> Result<(), QueueError>,
     ) -> Result<(), QueueError> {
         let q = self.queue(name)?;
@@ -211,16 +261,31 @@ impl QueueEngine {
         self.inner.store.flush().await
     }
 
-    pub async fn tag_queue(&self, name: &str, tags: &BTreeMap<String, String>) -> Result<(), QueueError> {
+    /// TagQueue: adds or replaces tags; a queue holds at most 50.
+    pub async fn tag_queue(&self, name: &QueueId, tags: &BTreeMap<String, String>) -> Result<(), QueueError> {
         self.update_record(name, |r| {
-            r.tags.extend(tags.clone());
+            if tags.is_empty() {
+                return Err(QueueError::MissingParameter("The request must contain the parameter Tags.".into()));
+            }
+            check_tags(tags)?;
+            let mut merged = r.tags.clone();
+            merged.extend(tags.clone());
+            if merged.len() > MAX_TAGS {
+                return Err(QueueError::InvalidParameterValue(format!("Too many tags added for queue {}.", name.name)));
+            }
+            r.tags = merged;
             Ok(())
         })
         .await
     }
 
-    pub async fn untag_queue(&self, name: &str, keys: &[String]) -> Result<(), QueueError> {
+    pub async fn untag_queue(&self, name: &QueueId, keys: &[String]) -> Result<(), QueueError> {
         self.update_record(name, |r| {
+            if keys.is_empty() || keys.iter().any(|k| k.is_empty() || k.chars().count() > 128) {
+                return Err(QueueError::InvalidParameterValue(
+                    "Tag keys must be between 1 and 128 characters in length.".into(),
+                ));
+            }
             for k in keys {
                 r.tags.remove(k);
             }
@@ -229,13 +294,14 @@ impl QueueEngine {
         .await
     }
 
-    pub fn list_tags(&self, name: &str) -> Result<BTreeMap<String, String>, QueueError> {
+    pub fn list_tags(&self, name: &QueueId) -> Result<BTreeMap<String, String>, QueueError> {
         Ok(lock(&self.queue(name)?.record).tags.clone())
     }
 
+    /// AddPermission: grants `actions` on the queue to `accounts` under `label`.
     pub async fn add_permission(
         &self,
-        name: &str,
+        name: &QueueId,
         label: &str,
         accounts: &[String],
         actions: &[String],
@@ -244,21 +310,37 @@ impl QueueEngine {
             || label.len() > 80
             || !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return Err(QueueError::InvalidParameterValue(format!(
-                "Label '{label}' must be 1 to 80 alphanumerics, hyphens or underscores"
-            )));
+            return Err(invalid_value(
+                label,
+                "Label",
+                "Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length",
+            ));
         }
-        if accounts.is_empty() || actions.is_empty() {
-            return Err(QueueError::MissingParameter("AWSAccountIds and Actions are required".into()));
+        if actions.is_empty() {
+            return Err(QueueError::MissingParameter("The request must contain the parameter Actions.".into()));
+        }
+        if accounts.is_empty() {
+            return Err(invalid_value("[]", "PrincipalId", "Unable to verify."));
+        }
+        if let Some(bad) = accounts.iter().find(|a| !crate::scope::is_account(a)) {
+            return Err(invalid_value(bad, "PrincipalId", "Unable to verify."));
+        }
+        for action in actions {
+            if !GRANTABLE_ACTIONS.contains(&action.as_str()) {
+                let reason = if OWNER_ONLY_ACTIONS.contains(&action.as_str()) {
+                    "Only the queue owner is allowed to invoke this action."
+                } else {
+                    "Please refer to the appropriate WSDL for a list of valid actions."
+                };
+                return Err(invalid_value(format!("SQS:{action}"), "ActionName", reason));
+            }
         }
         if actions.len() > 7 {
-            return Err(QueueError::OverLimit("A policy statement may name at most 7 actions".into()));
+            return Err(QueueError::OverLimit(format!("{} Actions were found, maximum allowed is 7.", actions.len())));
         }
         self.update_record(name, |r| {
             if r.permissions.contains_key(label) {
-                return Err(QueueError::InvalidParameterValue(format!(
-                    "Value {label} for parameter Label is invalid. Reason: Already exists."
-                )));
+                return Err(invalid_value(label, "Label", "Already exists."));
             }
             r.permissions.insert(label.to_string(), (accounts.to_vec(), actions.to_vec()));
             Ok(())
@@ -266,46 +348,57 @@ impl QueueEngine {
         .await
     }
 
-    pub async fn remove_permission(&self, name: &str, label: &str) -> Result<(), QueueError> {
+    pub async fn remove_permission(&self, name: &QueueId, label: &str) -> Result<(), QueueError> {
         self.update_record(name, |r| {
-            r.permissions.remove(label).map(|_| ()).ok_or_else(|| {
-                QueueError::InvalidParameterValue(format!(
-                    "Value {label} for parameter Label is invalid. Reason: can't find label."
-                ))
-            })
+            r.permissions
+                .remove(label)
+                .map(|_| ())
+                .ok_or_else(|| invalid_value(label, "Label", "can't find label on existing policy."))
         })
         .await
     }
 
-    /// The permissions granted with AddPermission, as an IAM policy document.
-    pub fn policy(&self, name: &str) -> Result<Option<String>, QueueError> {
+    /// The permissions granted with AddPermission, as the policy document SQS writes
+    /// for them (`2008-10-17`, one statement per label, a single principal or action
+    /// as a string).
+    pub fn policy(&self, name: &QueueId) -> Result<Option<String>, QueueError> {
         let record = lock(&self.queue(name)?.record).clone();
         if record.permissions.is_empty() {
             return Ok(None);
         }
+        let one_or_many = |items: Vec<String>| match <[String; 1]>::try_from(items) {
+            Ok([one]) => serde_json::Value::String(one),
+            Err(many) => serde_json::json!(many),
+        };
         let statements: Vec<serde_json::Value> = record
             .permissions
             .iter()
             .map(|(label, (accounts, actions))| {
+                let principals = accounts.iter().map(|a| format!("arn:{}:iam::{a}:root", name.scope.partition()));
                 serde_json::json!({
                     "Sid": label,
                     "Effect": "Allow",
-                    "Principal": { "AWS": accounts.iter().map(|a| format!("arn:aws:iam::{a}:root")).collect::<Vec<_>>() },
-                    "Action": actions.iter().map(|a| format!("SQS:{a}")).collect::<Vec<_>>(),
-                    "Resource": self.arn(name),
+                    "Principal": { "AWS": one_or_many(principals.collect()) },
+                    "Action": one_or_many(actions.iter().map(|a| format!("SQS:{a}")).collect()),
+                    "Resource": name.arn(),
                 })
             })
             .collect();
-        Ok(Some(serde_json::json!({ "Version": "2012-10-17", "Id": format!("{}/SQSDefaultPolicy", self.arn(name)), "Statement": statements }).to_string()))
+        let policy = serde_json::json!({
+            "Version": "2008-10-17",
+            "Id": format!("{}/SQSDefaultPolicy", name.arn()),
+            "Statement": statements,
+        });
+        Ok(Some(policy.to_string()))
     }
 
-    pub async fn purge_queue(&self, name: &str) -> Result<(), QueueError> {
+    pub async fn purge_queue(&self, name: &QueueId) -> Result<(), QueueError> {
         let q = self.queue(name)?;
         let now = self.now_ms();
         let (id, removed) = {
             let mut s = lock(&q.state);
             if s.last_purge_ms.is_some_and(|t| now - t < PURGE_INTERVAL_MS) {
-                return Err(QueueError::PurgeQueueInProgress(self.arn(name)));
+                return Err(QueueError::PurgeQueueInProgress(name.name.clone()));
             }
             s.last_purge_ms = Some(now);
             (lock(&q.record).id, s.purge())
@@ -314,15 +407,15 @@ impl QueueEngine {
         self.inner.store.flush().await
     }
 
-    /// Queues whose RedrivePolicy points at `name`.
-    pub fn dead_letter_sources(&self, name: &str) -> Result<Vec<String>, QueueError> {
+    /// The names of the queues whose RedrivePolicy points at `name`.
+    pub fn dead_letter_sources(&self, name: &QueueId) -> Result<Vec<String>, QueueError> {
         self.queue(name)?;
-        let arn = self.arn(name);
+        let arn = name.arn();
         let queues = self.inner.queues.read().unwrap_or_else(|p| p.into_inner());
         let mut out: Vec<String> = queues
             .iter()
             .filter(|(_, q)| lock(&q.state).config.redrive.as_ref().is_some_and(|r| r.dead_letter_target_arn == arn))
-            .map(|(n, _)| n.clone())
+            .filter_map(|(k, _)| Scope::split_key(k).map(|(_, n)| n.to_string()))
             .collect();
         out.sort();
         Ok(out)

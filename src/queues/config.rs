@@ -54,18 +54,19 @@ pub const READ_ONLY: [&str; 6] = [
 ];
 
 fn ranged(name: &str, value: &str, lo: u32, hi: u32) -> Result<u32, QueueError> {
-    value.trim().parse::<u32>().ok().filter(|v| (lo..=hi).contains(v)).ok_or_else(|| {
-        QueueError::InvalidAttributeValue(format!("Invalid value for the parameter {name}: must be {lo} to {hi}"))
-    })
+    value
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|v| (lo..=hi).contains(v))
+        .ok_or_else(|| QueueError::InvalidAttributeValue(format!("Invalid value for the parameter {name}.")))
 }
 
 fn boolean(name: &str, value: &str) -> Result<bool, QueueError> {
     match value.to_ascii_lowercase().as_str() {
         "true" => Ok(true),
         "false" => Ok(false),
-        _ => Err(QueueError::InvalidAttributeValue(format!(
-            "Invalid value for the parameter {name}: must be true or false"
-        ))),
+        _ => Err(QueueError::InvalidAttributeValue(format!("Invalid value for the parameter {name}."))),
     }
 }
 
@@ -95,6 +96,11 @@ impl QueueConfig {
                 "MaximumMessageSize" => c.maximum_message_size = ranged(name, value, 1024, MAX_MESSAGE_SIZE)?,
                 "MessageRetentionPeriod" => c.retention_s = ranged(name, value, 60, 1_209_600)?,
                 "ReceiveMessageWaitTimeSeconds" => c.receive_wait_s = ranged(name, value, 0, 20)?,
+                // A standard queue has no FifoQueue attribute at all: SQS refuses even
+                // `false` (why Terraform leaves it out of standard queues).
+                "FifoQueue" if creating && !c.fifo => {
+                    return Err(QueueError::InvalidAttributeName("Unknown Attribute FifoQueue.".into()))
+                }
                 "FifoQueue" if creating => {
                     if boolean(name, value)? != c.fifo {
                         return Err(QueueError::InvalidAttributeValue(
@@ -170,6 +176,9 @@ impl QueueConfig {
         if self.fifo {
             m.insert("FifoQueue".into(), "true".into());
             m.insert("ContentBasedDeduplication".into(), self.content_based_deduplication.to_string());
+            // FIFO queues report the (non-high-throughput) defaults until set.
+            m.insert("DeduplicationScope".into(), "queue".into());
+            m.insert("FifoThroughputLimit".into(), "perQueue".into());
         }
         if let Some(r) = &self.redrive {
             m.insert(

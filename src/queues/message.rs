@@ -95,16 +95,27 @@ pub fn check_attributes(attrs: &BTreeMap<String, MessageAttribute>) -> Result<us
     for (name, a) in attrs {
         check_attribute_name(name)?;
         let base = a.data_type.split('.').next().unwrap_or("");
+        if !matches!(base, "String" | "Number" | "Binary") || a.data_type.len() > 256 {
+            return Err(QueueError::InvalidParameterValue(format!(
+                "The message attribute '{name}' has an invalid message attribute type, the set of supported type prefixes is Binary, Number, and String."
+            )));
+        }
         let ok = match (base, &a.value) {
-            ("String" | "Number", AttributeValue::String(s)) => !s.is_empty() && (base != "Number" || is_number(s)),
+            ("String" | "Number", AttributeValue::String(s)) => !s.is_empty(),
             ("Binary", AttributeValue::Binary(b)) => !b.is_empty(),
             _ => false,
         };
-        if !ok || a.data_type.len() > 256 {
+        if !ok {
             return Err(QueueError::InvalidParameterValue(format!(
-                "Message attribute '{name}' has an invalid type or value (type '{}')",
-                a.data_type
+                "The message attribute '{name}' must contain a non-empty message attribute value for message attribute type '{base}'."
             )));
+        }
+        if let ("Number", AttributeValue::String(s)) = (base, &a.value) {
+            if !is_number(s) {
+                return Err(QueueError::InvalidParameterValue(format!(
+                    "Can't cast the value of message (user) attribute '{name}' to a number."
+                )));
+            }
         }
         if let AttributeValue::String(s) = &a.value {
             check_body(s).map_err(|_| {
@@ -133,7 +144,9 @@ fn check_attribute_name(name: &str) -> Result<(), QueueError> {
     if ok {
         Ok(())
     } else {
-        Err(QueueError::InvalidParameterValue(format!("Message attribute name '{name}' is invalid")))
+        Err(QueueError::InvalidParameterValue(format!(
+            "The message attribute name '{name}' is invalid. Attribute name can contain A-Z, a-z, 0-9, underscore (_), hyphen (-), and period (.) characters."
+        )))
     }
 }
 

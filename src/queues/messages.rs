@@ -23,12 +23,10 @@ impl QueueEngine {
         }
         if let Some(d) = req.delay_s {
             if d > 900 {
-                return Err(QueueError::InvalidParameterValue("DelaySeconds must be 0 to 900".into()));
+                return Err(invalid_value(d, "DelaySeconds", "DelaySeconds must be >= 0 and <= 900."));
             }
             if config.fifo && d > 0 {
-                return Err(QueueError::InvalidParameterValue(
-                    "The request include parameter that is not valid for this queue type: DelaySeconds (per-message delay is not allowed on FIFO queues)".into(),
-                ));
+                return Err(invalid_value(d, "DelaySeconds", NOT_FOR_THIS_QUEUE_TYPE));
             }
         }
         if config.fifo {
@@ -46,11 +44,8 @@ impl QueueEngine {
                 }
             }
         } else {
-            if req.dedup_id.is_some() {
-                return Err(QueueError::InvalidParameterValue(
-                    "The request include parameter that is not valid for this queue type: MessageDeduplicationId"
-                        .into(),
-                ));
+            if let Some(d) = &req.dedup_id {
+                return Err(invalid_value(d, "MessageDeduplicationId", NOT_FOR_THIS_QUEUE_TYPE));
             }
             if let Some(g) = &req.group_id {
                 check_fifo_id("MessageGroupId", g)?;
@@ -60,19 +55,32 @@ impl QueueEngine {
     }
 
     /// SendMessage.
-    pub async fn send(&self, name: &str, req: SendRequest) -> Result<SendResult, QueueError> {
-        self.send_batch(name, vec![req]).await?.pop().unwrap_or(Err(QueueError::EmptyBatchRequest))
+    pub async fn send(&self, name: &QueueId, req: SendRequest) -> Result<SendResult, QueueError> {
+        self.send_batch(name, vec![req]).await?.pop().unwrap_or(Err(QueueError::EmptyBatchRequest("SendMessageBatch")))
     }
 
     /// Sends several messages with one flush; each gets its own result, in order.
     pub async fn send_batch(
         &self,
-        name: &str,
+        name: &QueueId,
         reqs: Vec<SendRequest>,
     ) -> Result<Vec<Result<SendResult, QueueError>>, QueueError> {
         let q = self.queue(name)?;
         let now = self.now_ms();
         let config = lock(&q.state).config.clone();
+        if config.fifo {
+            // On a FIFO queue these fail the whole request, not the one entry.
+            if reqs.iter().any(|r| r.group_id.is_none()) {
+                return Err(QueueError::MissingParameter(
+                    "The request must contain the parameter MessageGroupId.".into(),
+                ));
+            }
+            if !config.content_based_deduplication && reqs.iter().any(|r| r.dedup_id.is_none()) {
+                return Err(QueueError::InvalidParameterValue(
+                    "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly".into(),
+                ));
+            }
+        }
         let checked: Vec<Result<usize, QueueError>> = reqs.iter().map(|r| Self::check_send(&config, r)).collect();
         let (queue_id, _) = {
             let r = lock(&q.record);
@@ -134,7 +142,7 @@ impl QueueEngine {
                     attributes: req.attributes,
                     system_attributes: req.system_attributes,
                     sent_ms: now,
-                    sender_id: self.inner.account.clone(),
+                    sender_id: name.scope.account.clone(),
                     group_id: req.group_id,
                     dedup_id: req
                         .dedup_id
@@ -198,15 +206,12 @@ impl QueueEngine {
     }
 
     pub(super) fn open_receipt(&self, queue_id: u64, handle: &str) -> Result<Receipt, QueueError> {
-        let bytes = self
-            .inner
-            .receipts
-            .open(handle)
-            .map_err(|e| QueueError::ReceiptHandleIsInvalid(format!("{handle} ({e})")))?;
+        let bytes =
+            self.inner.receipts.open(handle).map_err(|_| QueueError::ReceiptHandleIsInvalid(handle.to_string()))?;
         let r: Receipt =
             serde_json::from_slice(&bytes).map_err(|_| QueueError::ReceiptHandleIsInvalid(handle.to_string()))?;
         if r.q != queue_id {
-            return Err(QueueError::ReceiptHandleIsInvalid(format!("{handle} is for another queue")));
+            return Err(QueueError::ReceiptHandleIsInvalid(handle.to_string()));
         }
         Ok(r)
     }
@@ -214,7 +219,7 @@ impl QueueEngine {
     /// One attempt to receive: applies retention and dead-lettering on the way.
     pub(super) fn try_receive(
         &self,
-        name: &str,
+        name: &QueueId,
         q: &Queue,
         max: usize,
         visibility_ms: i64,
@@ -249,7 +254,7 @@ impl QueueEngine {
     /// its id, body and first send time.
     pub(super) fn dead_letter(
         &self,
-        name: &str,
+        name: &QueueId,
         from_id: u64,
         m: StoredMessage,
         target: Option<&str>,
@@ -263,7 +268,7 @@ impl QueueEngine {
             }
             return Ok(());
         };
-        let moved = self.transfer(from_id, m, &dlq, Some(self.arn(name)))?;
+        let moved = self.transfer(from_id, m, &dlq, Some(name.arn()))?;
         tracing::debug!(queue = %name, dead_letter_queue = %dlq_name, message = %moved.id, "message moved to the dead-letter queue");
         let _ = now;
         Ok(())
@@ -302,7 +307,7 @@ impl QueueEngine {
 
     /// ReceiveMessage, long-polling up to the wait time; wakes as soon as a message
     /// may be available.
-    pub async fn receive(&self, name: &str, req: ReceiveRequest) -> Result<Vec<ReceivedMessage>, QueueError> {
+    pub async fn receive(&self, name: &QueueId, req: ReceiveRequest) -> Result<Vec<ReceivedMessage>, QueueError> {
         let q = self.queue(name)?;
         if !(1..=10).contains(&req.max_messages) {
             return Err(QueueError::InvalidParameterValue(format!(
@@ -324,7 +329,7 @@ impl QueueEngine {
         let attempt_key = match &req.attempt_id {
             Some(a) if config.fifo => {
                 check_fifo_id("ReceiveRequestAttemptId", a)?;
-                let key = (name.to_string(), a.clone());
+                let key = (name.key(), a.clone());
                 if let Some(hit) = self.replay_attempt(&q, &key) {
                     return Ok(hit);
                 }
@@ -357,7 +362,7 @@ impl QueueEngine {
 
     pub(super) async fn receive_waiting(
         &self,
-        name: &str,
+        name: &QueueId,
         q: &Queue,
         req: &ReceiveRequest,
         visibility_s: u32,
@@ -389,19 +394,14 @@ impl QueueEngine {
         }
     }
 
-    /// DeleteMessage: a stale handle (the message was received again since) succeeds
-    /// without deleting, as SQS documents.
-    pub fn delete_message(&self, name: &str, handle: &str) -> Result<(), QueueError> {
+    /// DeleteMessage. Any receipt handle of the message deletes it, the one of an
+    /// earlier receive too (as SQS does, though its documentation allows otherwise);
+    /// deleting a message already gone succeeds.
+    pub fn delete_message(&self, name: &QueueId, handle: &str) -> Result<(), QueueError> {
         let q = self.queue(name)?;
         let queue_id = lock(&q.record).id;
         let r = self.open_receipt(queue_id, handle)?;
-        let removed = {
-            let mut s = lock(&q.state);
-            match s.check_handle(r.s, r.r) {
-                HandleCheck::Current => s.remove(r.s).is_some(),
-                HandleCheck::Stale | HandleCheck::Gone => false,
-            }
-        };
+        let removed = lock(&q.state).remove(r.s).is_some();
         if removed {
             self.inner.store.remove_messages(queue_id, &[r.s])?;
             q.notify.notify_waiters();
@@ -409,7 +409,7 @@ impl QueueEngine {
         Ok(())
     }
 
-    pub fn change_visibility(&self, name: &str, handle: &str, timeout_s: i64) -> Result<(), QueueError> {
+    pub fn change_visibility(&self, name: &QueueId, handle: &str, timeout_s: i64) -> Result<(), QueueError> {
         let q = self.queue(name)?;
         if !(0..=43_200).contains(&timeout_s) {
             return Err(QueueError::InvalidParameterValue(format!(
@@ -419,9 +419,11 @@ impl QueueEngine {
         let queue_id = lock(&q.record).id;
         let r = self.open_receipt(queue_id, handle)?;
         let now = self.now_ms();
+        // Any receipt handle of an in-flight message changes it (an earlier receive's
+        // too, as on SQS); a message that is visible or gone is not in flight.
         let changed = {
             let mut s = lock(&q.state);
-            if s.check_handle(r.s, r.r) != HandleCheck::Current {
+            if !s.is_in_flight(r.s) {
                 return Err(QueueError::MessageNotInflight);
             }
             s.change_visibility(r.s, timeout_s * 1000, now)

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::clock::SharedClock;
+use crate::scope::Scope;
 use crate::secrets::{load_or_create_key, TokenSigner};
 use crate::storage_failure::StorageFailure;
 use config::QueueConfig;
@@ -62,21 +63,24 @@ pub enum QueueError {
     InvalidAttributeValue(String),
     #[error("{0}")]
     InvalidMessageContents(String),
-    #[error("The receipt handle provided is not valid: {0}")]
+    /// The handle as given (batch results quote it).
+    #[error("The input receipt handle is invalid.")]
     ReceiptHandleIsInvalid(String),
     #[error("Message does not exist or is not available for visibility timeout change.")]
     MessageNotInflight,
+    /// The queue's name.
     #[error("Only one PurgeQueue operation on {0} is allowed every 60 seconds.")]
     PurgeQueueInProgress(String),
     #[error("{0}")]
     OverLimit(String),
     #[error("Maximum number of entries per request are 10. You have sent {0}.")]
     TooManyEntriesInBatchRequest(usize),
-    #[error("There should be at least one entry in the request.")]
-    EmptyBatchRequest,
+    /// The batch operation's name (`SendMessageBatch`).
+    #[error("There should be at least one {0}RequestEntry in the request.")]
+    EmptyBatchRequest(&'static str),
     #[error("Id {0} repeated.")]
     BatchEntryIdsNotDistinct(String),
-    #[error("A batch entry id can only contain alphanumeric characters, hyphens and underscores. It can be at most 80 letters long: '{0}'")]
+    #[error("A batch entry id can only contain alphanumeric characters, hyphens and underscores. It can be at most 80 letters long.")]
     InvalidBatchEntryId(String),
     #[error("Batch requests cannot be longer than 1048576 bytes. You have sent {0} bytes.")]
     BatchRequestTooLong(usize),
@@ -86,6 +90,14 @@ pub enum QueueError {
     UnsupportedOperation(String),
     #[error("queue storage failed: {0}")]
     Storage(#[source] StorageFailure),
+}
+
+/// SQS's text for a parameter that is not valid for the queue's type (sic).
+pub const NOT_FOR_THIS_QUEUE_TYPE: &str = "The request include parameter that is not valid for this queue type.";
+
+/// SQS's text for a bad parameter value: `Value V for parameter P is invalid. Reason: R`.
+pub fn invalid_value(value: impl std::fmt::Display, parameter: &str, reason: &str) -> QueueError {
+    QueueError::InvalidParameterValue(format!("Value {value} for parameter {parameter} is invalid. Reason: {reason}"))
 }
 
 /// One message to send.
@@ -158,12 +170,45 @@ struct Inner {
     /// (queue, ReceiveRequestAttemptId) → what that receive returned.
     attempts: Mutex<HashMap<(String, String), Attempt>>,
     clock: SharedClock,
-    region: String,
-    account: String,
     receipts: TokenSigner,
     queues: RwLock<HashMap<String, Arc<Queue>>>,
     deleted_names: Mutex<HashMap<String, i64>>,
     create_lock: Mutex<()>,
+}
+
+/// A queue: the scope (account, region) it lives in and its name. Displayed as its name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct QueueId {
+    pub scope: Scope,
+    pub name: String,
+}
+
+impl QueueId {
+    pub fn new(scope: &Scope, name: &str) -> Self {
+        QueueId { scope: scope.clone(), name: name.to_string() }
+    }
+
+    /// `arn:aws:sqs:REGION:ACCOUNT:NAME`.
+    pub fn arn(&self) -> String {
+        self.scope.arn("sqs", &self.name)
+    }
+
+    /// The queue an SQS ARN names.
+    pub fn from_arn(arn: &str) -> Option<Self> {
+        let (scope, name) = Scope::parse_arn(arn, "sqs")?;
+        (!name.contains(':')).then(|| QueueId { scope, name: name.to_string() })
+    }
+
+    /// Its key in the engine's maps and the store.
+    pub fn key(&self) -> String {
+        self.scope.key(&self.name)
+    }
+}
+
+impl std::fmt::Display for QueueId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
 }
 
 /// The queue engine. Cheap to clone.
@@ -184,19 +229,20 @@ pub fn validate_queue_name(name: &str) -> Result<bool, QueueError> {
         || base.is_empty()
         || !base.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        return Err(QueueError::InvalidParameterValue(format!(
-            "Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length: '{name}'"
-        )));
+        return Err(QueueError::InvalidParameterValue(
+            "Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length".into(),
+        ));
     }
     Ok(name.ends_with(".fifo"))
 }
 
 impl QueueEngine {
-    /// Opens (or creates) the queues under `data_dir/queues` and loads them.
-    pub fn open(data_dir: &Path, clock: SharedClock, region: &str, account: &str) -> Result<Self, QueueError> {
+    /// Opens (or creates) the queues under `data_dir/queues` and loads them; queues
+    /// stored before scopes were recorded belong to `default_scope`.
+    pub fn open(data_dir: &Path, clock: SharedClock, default_scope: &Scope) -> Result<Self, QueueError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| QueueError::Storage(StorageFailure::caused("create the data directory", e)))?;
-        let store = QueueStore::open(&data_dir.join("queues"))?;
+        let store = QueueStore::open(&data_dir.join("queues"), default_scope)?;
         let key = load_or_create_key(&data_dir.join("queues.key"))
             .map_err(|e| QueueError::Storage(StorageFailure::caused("load data/queues.key", e)))?;
         let mut queues = HashMap::new();
@@ -209,9 +255,8 @@ impl QueueEngine {
             for (k, e) in stored.dedup {
                 state.restore_dedup(k, e);
             }
-            let name = record.name.clone();
             queues.insert(
-                name,
+                record.queue_id().key(),
                 Arc::new(Queue {
                     record: Mutex::new(record),
                     state: Mutex::new(state),
@@ -224,8 +269,6 @@ impl QueueEngine {
             inner: Arc::new(Inner {
                 store,
                 clock,
-                region: region.to_string(),
-                account: account.to_string(),
                 receipts: TokenSigner::new(key),
                 tasks: Mutex::new(HashMap::new()),
                 attempts: Mutex::new(HashMap::new()),
@@ -236,31 +279,23 @@ impl QueueEngine {
         })
     }
 
-    pub fn account(&self) -> &str {
-        &self.inner.account
-    }
-
-    pub fn arn(&self, name: &str) -> String {
-        format!("arn:aws:sqs:{}:{}:{name}", self.inner.region, self.inner.account)
-    }
-
     pub fn now_ms(&self) -> i64 {
         self.inner.clock.now_us() / 1000
     }
 
-    fn queue(&self, name: &str) -> Result<Arc<Queue>, QueueError> {
+    fn queue(&self, id: &QueueId) -> Result<Arc<Queue>, QueueError> {
         self.inner
             .queues
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(name)
+            .get(&id.key())
             .cloned()
             .ok_or(QueueError::QueueDoesNotExist)
     }
 
-    fn queue_by_arn(&self, arn: &str) -> Option<(String, Arc<Queue>)> {
-        let name = arn.strip_prefix(&format!("arn:aws:sqs:{}:{}:", self.inner.region, self.inner.account))?;
-        self.queue(name).ok().map(|q| (name.to_string(), q))
+    fn queue_by_arn(&self, arn: &str) -> Option<(QueueId, Arc<Queue>)> {
+        let id = QueueId::from_arn(arn)?;
+        self.queue(&id).ok().map(|q| (id, q))
     }
 
     /// Removes messages past retention and deduplication entries past their window.

@@ -72,7 +72,7 @@ impl MoveTask {
 }
 
 impl QueueEngine {
-    pub(super) fn source_queue(&self, source_arn: &str) -> Result<(String, Arc<Queue>), QueueError> {
+    pub(super) fn source_queue(&self, source_arn: &str) -> Result<(QueueId, Arc<Queue>), QueueError> {
         self.queue_by_arn(source_arn).ok_or_else(|| {
             QueueError::ResourceNotFound(format!(
                 "The resource that you specified for the SourceArn parameter doesn't exist: {source_arn}"
@@ -105,7 +105,7 @@ impl QueueEngine {
             return Err(QueueError::InvalidParameterValue("MaxNumberOfMessagesPerSecond must be 1 to 500".into()));
         }
         let mut tasks = lock(&self.inner.tasks);
-        let list = tasks.entry(source.clone()).or_default();
+        let list = tasks.entry(source.key()).or_default();
         if list.iter().any(|t| t.status().0 == move_task::TaskStatus::Running) {
             return Err(QueueError::InvalidParameterValue(format!(
                 "There is already a message move task running for {source_arn}."
@@ -134,7 +134,7 @@ impl QueueEngine {
         Ok(handle)
     }
 
-    pub(super) async fn run_move_task(&self, source: String, task: Arc<move_task::MoveTask>) {
+    pub(super) async fn run_move_task(&self, source: QueueId, task: Arc<move_task::MoveTask>) {
         use move_task::TaskStatus;
         let pause = Duration::from_secs_f64(1.0 / f64::from(task.rate.unwrap_or(move_task::MAX_RATE)));
         while task.moved() < task.to_move {
@@ -163,7 +163,7 @@ impl QueueEngine {
     }
 
     /// Moves one visible message out of `source`; false when none is left.
-    pub(super) fn move_one(&self, source: &str, destination_arn: Option<&str>) -> Result<bool, QueueError> {
+    pub(super) fn move_one(&self, source: &QueueId, destination_arn: Option<&str>) -> Result<bool, QueueError> {
         let src = self.queue(source)?;
         let src_id = lock(&src.record).id;
         let Some(m) = lock(&src.state).take_next_visible(self.now_ms()) else { return Ok(false) };
@@ -184,7 +184,7 @@ impl QueueEngine {
     pub fn list_move_tasks(&self, source_arn: &str, max: usize) -> Result<Vec<Arc<move_task::MoveTask>>, QueueError> {
         let (source, _) = self.source_queue(source_arn)?;
         let tasks = lock(&self.inner.tasks);
-        Ok(tasks.get(&source).map(|l| l.iter().rev().take(max).cloned().collect()).unwrap_or_default())
+        Ok(tasks.get(&source.key()).map(|l| l.iter().rev().take(max).cloned().collect()).unwrap_or_default())
     }
 
     /// CancelMessageMoveTask: returns how many messages were moved.

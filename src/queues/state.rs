@@ -279,6 +279,11 @@ impl QueueState {
         Some(m.clone())
     }
 
+    /// Whether message `seq` is in flight (received and not yet visible again).
+    pub fn is_in_flight(&self, seq: u64) -> bool {
+        self.in_flight.contains_key(&seq)
+    }
+
     pub fn get(&self, seq: u64) -> Option<&StoredMessage> {
         self.messages.get(&seq)
     }

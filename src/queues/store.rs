@@ -14,6 +14,8 @@
 //! waiting: after a crash such a message is delivered again, which at-least-once
 //! delivery allows, but a sent message is never lost.
 
+use super::QueueId;
+use crate::scope::Scope;
 use crate::storage_failure::StorageFailure;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -31,12 +33,20 @@ use super::QueueError;
 pub struct QueueRecord {
     pub id: u64,
     pub name: String,
+    /// The account and region the queue lives in.
+    pub scope: Scope,
     pub config: QueueConfig,
     pub tags: BTreeMap<String, String>,
     /// AddPermission labels → (account ids, actions).
     pub permissions: BTreeMap<String, (Vec<String>, Vec<String>)>,
     pub created_s: i64,
     pub modified_s: i64,
+}
+
+impl QueueRecord {
+    pub fn queue_id(&self) -> QueueId {
+        QueueId::new(&self.scope, &self.name)
+    }
 }
 
 /// What start-up reads back of one queue.
@@ -62,8 +72,10 @@ fn storage(e: impl std::error::Error + Send + Sync + 'static) -> QueueError {
 }
 
 /// The queue store's layout (key scheme, JSON records), recorded in it and checked at
-/// open (see docs/storage.md).
-pub const QUEUES_FORMAT: u32 = 1;
+/// open (see docs/storage.md). 2: queue records carry their scope and are keyed by
+/// `ACCOUNT/REGION/NAME` (1: by name, all in the server's default scope).
+pub const QUEUES_FORMAT: u32 = 2;
+const STORE: &str = "the queue store (data/queues)";
 
 #[derive(Clone)]
 pub struct QueueStore {
@@ -74,11 +86,18 @@ pub struct QueueStore {
 }
 
 impl QueueStore {
-    pub fn open(dir: &Path) -> Result<Self, QueueError> {
+    /// Opens the store; queues of format 1 are moved into `default_scope`.
+    pub fn open(dir: &Path, default_scope: &Scope) -> Result<Self, QueueError> {
         let db = crate::sled_open::open(dir, 500).map_err(storage)?;
-        crate::sled_open::check_format(&db, "queues", QUEUES_FORMAT, "the queue store (data/queues)")
-            .map_err(|e| QueueError::Storage(StorageFailure::caused("open the queue store", e)))?;
+        let format_error = |e| QueueError::Storage(StorageFailure::caused("open the queue store", e));
+        let found = crate::sled_open::check_format(&db, "queues", QUEUES_FORMAT, STORE).map_err(format_error)?;
         let queues = db.open_tree("queues").map_err(storage)?;
+        if found < 2 {
+            let moved = crate::sled_open::upgrade_to_scoped_keys(&queues, default_scope)
+                .map_err(|e| QueueError::Storage(StorageFailure::caused("upgrade the queue store to format 2", e)))?;
+            tracing::info!(queues = moved, account = %default_scope.account, region = %default_scope.region, "queue store upgraded to format 2 (queues scoped by account and region)");
+        }
+        crate::sled_open::record_format(&db, "queues", QUEUES_FORMAT, STORE).map_err(format_error)?;
         let data = db.open_tree("data").map_err(storage)?;
         let (tx, rx) = mpsc::channel::<tokio::sync::oneshot::Sender<Result<(), StorageFailure>>>();
         let flush_db = db.clone();
@@ -121,7 +140,7 @@ impl QueueStore {
     }
 
     pub fn put_queue(&self, q: &QueueRecord) -> Result<(), QueueError> {
-        self.queues.insert(q.name.as_bytes(), serde_json::to_vec(q).map_err(storage)?).map_err(storage)?;
+        self.queues.insert(q.queue_id().key(), serde_json::to_vec(q).map_err(storage)?).map_err(storage)?;
         Ok(())
     }
 
@@ -134,7 +153,7 @@ impl QueueStore {
             }
         }
         self.data.apply_batch(batch).map_err(storage)?;
-        self.queues.remove(q.name.as_bytes()).map_err(storage)?;
+        self.queues.remove(q.queue_id().key()).map_err(storage)?;
         Ok(())
     }
 
@@ -203,12 +222,13 @@ mod tests {
     #[test]
     fn a_queue_store_in_a_newer_format_is_refused_not_misread() {
         let dir = tempfile::tempdir().unwrap();
-        drop(QueueStore::open(dir.path()).unwrap());
+        drop(QueueStore::open(dir.path(), &Scope::new("123456789012", "us-east-1")).unwrap());
         let db = crate::sled_open::open(dir.path(), 500).unwrap();
         db.insert("format/queues", &5u32.to_be_bytes()).unwrap();
         db.flush().unwrap();
         drop(db);
-        let text = QueueStore::open(dir.path()).err().expect("refused").to_string();
+        let text =
+            QueueStore::open(dir.path(), &Scope::new("123456789012", "us-east-1")).err().expect("refused").to_string();
         assert!(text.contains("data/queues") && text.contains("format 5"), "{text}");
     }
 }

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 use super::player_session::PlayerSession;
 use super::publisher_session::{PublisherSession, UdpPacket};
 use super::{Refusal, RtspServer};
+use crate::scope::Scope;
 use crate::wire::rtsp::{self, Message, Request};
 
 /// A connection silent this long (no RTP, no keep-alive) is ended, unless media flows
@@ -133,7 +134,9 @@ impl Connection {
         let cseq = cseq.as_deref();
         let session = ("Session", format!("{};timeout={SESSION_TIMEOUT_S}", self.id));
         let needs_auth = matches!(req.method.as_str(), "ANNOUNCE" | "SETUP" | "DESCRIBE");
-        if needs_auth && !self.server.digest.allows(&req) {
+        let caller = self.server.digest.caller(&req);
+        let Some(scope) = caller.map(|c| c.scope).or_else(|| (!needs_auth).then(|| self.server.digest.default_scope()))
+        else {
             return rtsp::response(
                 401,
                 "Unauthorized",
@@ -141,17 +144,17 @@ impl Connection {
                 &[("WWW-Authenticate", self.server.digest.challenge())],
                 b"",
             );
-        }
+        };
         let answer = match req.method.as_str() {
             "OPTIONS" => Ok(vec![("Public", PUBLIC_METHODS.to_string())]),
-            "ANNOUNCE" => self.announce(&req).await.map(|()| Vec::new()),
+            "ANNOUNCE" => self.announce(&req, &scope).await.map(|()| Vec::new()),
             "SETUP" => self.setup(&req).await.map(|transport| vec![("Transport", transport), session.clone()]),
             "RECORD" => match &mut self.role {
                 Role::Publisher(p) => p.record(&self.server).map(|()| vec![session.clone()]),
                 _ => Err(Refusal::wrong_state("SETUP first")),
             },
             "DESCRIBE" => {
-                return match PlayerSession::describe(&self.server, &req) {
+                return match PlayerSession::describe(&self.server, &req, &scope) {
                     Ok((player, sdp)) => {
                         self.become_role(Role::Player(Box::new(player))).await;
                         let base = format!("{}/", req.uri.trim_end_matches('/'));
@@ -186,8 +189,8 @@ impl Connection {
         }
     }
 
-    async fn announce(&mut self, req: &Request) -> Result<(), Refusal> {
-        let publisher = PublisherSession::announce(&self.server, req)?;
+    async fn announce(&mut self, req: &Request, scope: &Scope) -> Result<(), Refusal> {
+        let publisher = PublisherSession::announce(&self.server, req, scope)?;
         self.become_role(Role::Publisher(Box::new(publisher))).await;
         Ok(())
     }

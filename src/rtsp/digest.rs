@@ -5,7 +5,8 @@
 use md5::{Digest, Md5};
 
 use crate::clock::SharedClock;
-use crate::credentials::Credentials;
+use crate::credentials::{Caller, Credentials};
+use crate::scope::Scope;
 use crate::wire::rtsp::Request;
 
 pub const REALM: &str = "Kinescope";
@@ -47,31 +48,38 @@ impl DigestAuth {
         format!("Digest realm=\"{REALM}\", nonce=\"{}\", algorithm=\"MD5\"", self.nonce(self.now_s()))
     }
 
-    /// Whether `req` may go on: anonymous mode, or a Digest response that checks out.
-    pub fn allows(&self, req: &Request) -> bool {
-        if self.credentials.is_anonymous() {
-            return true;
-        }
-        let Some(auth) = req.header("authorization").and_then(|a| a.strip_prefix("Digest ")) else { return false };
-        let fields = digest_fields(auth);
+    /// Where requests that need no authentication act.
+    pub fn default_scope(&self) -> Scope {
+        self.credentials.default_scope().clone()
+    }
+
+    /// Who `req` acts as, if it may go on: in anonymous mode the default scope (or the
+    /// account a twelve-digit user name gives); else the account of the key whose
+    /// Digest response checks out. RTSP carries no region: the default one.
+    pub fn caller(&self, req: &Request) -> Option<Caller> {
+        let auth = req.header("authorization").and_then(|a| a.strip_prefix("Digest "));
+        let fields = auth.map(digest_fields).unwrap_or_default();
         let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        if self.credentials.is_anonymous() {
+            return Some(self.credentials.caller(get("username"), None));
+        }
         let (Some(user), Some(nonce), Some(uri), Some(response)) =
             (get("username"), get("nonce"), get("uri"), get("response"))
         else {
-            return false;
+            return None;
         };
-        let Some(secret) = self.credentials.secret(user) else { return false };
+        let secret = self.credentials.secret(user)?;
         if !self.nonce_ok(nonce) {
-            return false;
+            return None;
         }
         let md5 = |s: String| hex::encode(Md5::digest(s.as_bytes()));
         let ha1 = md5(format!("{user}:{REALM}:{secret}"));
         let ha2 = md5(format!("{}:{uri}", req.method));
-        let ok = md5(format!("{ha1}:{nonce}:{ha2}")) == response;
-        if !ok {
+        if md5(format!("{ha1}:{nonce}:{ha2}")) != response {
             tracing::info!(user, "RTSP digest mismatch");
+            return None;
         }
-        ok
+        Some(self.credentials.caller(Some(user), None))
     }
 }
 
@@ -113,7 +121,10 @@ mod tests {
     fn a_response_computed_from_the_secret_passes_and_others_do_not() {
         let clock = std::sync::Arc::new(crate::clock::ManualClock::new(1_700_000_000_000_000));
         let auth = DigestAuth::new(
-            std::sync::Arc::new(Credentials::new([("AKID".to_string(), "secret".to_string())])),
+            std::sync::Arc::new(
+                Credentials::new(crate::scope::Scope::new("123456789012", "us-east-1"))
+                    .with_key("AKID", "secret", None),
+            ),
             clock.clone(),
             [3; 32],
         );
@@ -131,11 +142,12 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         };
-        assert!(auth.allows(&request("secret", &nonce)));
-        assert!(!auth.allows(&request("wrong", &nonce)));
-        assert!(!auth.allows(&request("secret", "0.00")), "a forged nonce");
+        let caller = auth.caller(&request("secret", &nonce)).expect("the right secret passes");
+        assert_eq!(caller.scope, crate::scope::Scope::new("123456789012", "us-east-1"));
+        assert!(auth.caller(&request("wrong", &nonce)).is_none());
+        assert!(auth.caller(&request("secret", "0.00")).is_none(), "a forged nonce");
         clock.advance_us(NONCE_LIFETIME_S * 1_000_000 + 1_000_000);
-        assert!(!auth.allows(&request("secret", &nonce)), "an expired nonce");
+        assert!(auth.caller(&request("secret", &nonce)).is_none(), "an expired nonce");
         assert!(auth.challenge().starts_with("Digest realm=\"Kinescope\", nonce=\""));
     }
 }

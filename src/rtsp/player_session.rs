@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use super::{Refusal, RtspServer};
 use crate::codec::CodecParams;
 use crate::playback::rtsp_play::PlayTrack;
+use crate::scope::Scope;
 use crate::video_store::{StoreError, StreamRecord};
 use crate::wire::rtsp::{self, Request, Transport};
 use crate::wire::sdp::{self, MediaDescription};
@@ -26,9 +27,9 @@ pub struct PlayerSession {
 
 impl PlayerSession {
     /// DESCRIBE: the session and the SDP to answer.
-    pub fn describe(server: &RtspServer, req: &Request) -> Result<(Self, String), Refusal> {
+    pub fn describe(server: &RtspServer, req: &Request, scope: &Scope) -> Result<(Self, String), Refusal> {
         let name = rtsp::path_of(&req.uri);
-        let stream = match server.store.resolve(Some(&name), None) {
+        let stream = match server.store.resolve(scope, Some(&name), None) {
             Ok(r) => r,
             Err(StoreError::StreamNotFound(_)) => {
                 return Err(Refusal::not_found(format!("stream {name} does not exist")))

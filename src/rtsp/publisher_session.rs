@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use super::{Refusal, RtspServer};
 use crate::ingest::publisher::{PublishStats, Publisher, TrackSpec};
 use crate::media::timeline::MediaTime;
+use crate::scope::Scope;
 use crate::video_store::{NewStream, StoreError, StreamRecord};
 use crate::wire::rtp::ReorderBuffer;
 use crate::wire::rtsp::{self, Request, Transport};
@@ -44,7 +45,7 @@ pub struct PublisherSession {
 impl PublisherSession {
     /// ANNOUNCE: the stream the URL names (created if the server may), and the tracks
     /// its SDP describes.
-    pub fn announce(server: &RtspServer, req: &Request) -> Result<Self, Refusal> {
+    pub fn announce(server: &RtspServer, req: &Request, scope: &Scope) -> Result<Self, Refusal> {
         let name = rtsp::path_of(&req.uri);
         if name.is_empty() {
             return Err(Refusal::bad_request("the URL must name a stream: rtsp://HOST:PORT/STREAM"));
@@ -57,10 +58,10 @@ impl PublisherSession {
             specs.push(Some(TrackSpec { params, kind, fmtp: m.fmtp.clone(), clock_rate: m.clock_rate.max(1) }));
         }
         let store = &server.store;
-        let stream = match store.resolve(Some(&name), None) {
+        let stream = match store.resolve(scope, Some(&name), None) {
             Ok(r) => r,
             Err(StoreError::StreamNotFound(_)) if server.create_streams => store
-                .create_stream(NewStream { name: name.clone(), ..Default::default() })
+                .create_stream(scope, NewStream { name: name.clone(), ..Default::default() })
                 .map_err(|e| Refusal::bad_request(e.to_string()))?,
             Err(StoreError::StreamNotFound(_)) => {
                 return Err(Refusal::not_found(format!("stream {name} does not exist; create it first")))

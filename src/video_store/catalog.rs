@@ -1,4 +1,5 @@
-//! The stream catalog: one record per stream, keyed by name, in its own sled tree.
+//! The stream catalog: one record per stream, keyed by its scope and name
+//! (`ACCOUNT/REGION/NAME`, see [`Scope::key`]), in its own sled tree.
 //!
 //! Every change is a compare-and-swap on the whole record, so two concurrent updates
 //! cannot both succeed against the same version.
@@ -9,6 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use super::records::StreamId;
 use super::StoreError;
+use crate::scope::Scope;
+
+/// The catalog's layout: 1 keyed records by name alone; 2 keys them by scope and name
+/// and stores the scope in the record. Opening a format-1 catalog upgrades it.
+pub const CATALOG_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StreamStatus {
@@ -30,6 +36,7 @@ impl StreamStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamRecord {
     pub id: StreamId,
+    pub scope: Scope,
     pub name: String,
     pub arn: String,
     pub device_name: Option<String>,
@@ -123,21 +130,36 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    pub fn new(tree: sled::Tree) -> Self {
-        Catalog { tree }
+    /// Opens the catalog tree of `db`, upgrading a format-1 catalog: its streams were
+    /// created before scopes existed, so they belong to `default_scope` (the server's
+    /// `--account-id` and `--region`, which their ARNs already carry).
+    pub fn open(db: &sled::Db, default_scope: &Scope) -> Result<Self, StoreError> {
+        const STORE: &str = "the stream catalog (data/index)";
+        let tree = db.open_tree("streams")?;
+        if crate::sled_open::check_format(db, "catalog", CATALOG_FORMAT, STORE)? < 2 {
+            let moved = crate::sled_open::upgrade_to_scoped_keys(&tree, default_scope)
+                .map_err(|e| StoreError::Corrupt(format!("upgrading the stream catalog: {e}")))?;
+            tracing::info!(moved, scope = %default_scope, "stream catalog upgraded to scoped keys (format 2)");
+        }
+        crate::sled_open::record_format(db, "catalog", CATALOG_FORMAT, STORE)?;
+        Ok(Catalog { tree })
     }
 
-    pub fn get(&self, name: &str) -> Result<Option<StreamRecord>, StoreError> {
-        match self.tree.get(name.as_bytes())? {
+    pub fn get(&self, scope: &Scope, name: &str) -> Result<Option<StreamRecord>, StoreError> {
+        match self.tree.get(scope.key(name).as_bytes())? {
             Some(v) => Ok(Some(decode(&v)?)),
             None => Ok(None),
         }
     }
 
+    fn key(record: &StreamRecord) -> String {
+        record.scope.key(&record.name)
+    }
+
     /// Inserts a record that must not exist yet.
     pub fn insert_new(&self, record: &StreamRecord) -> Result<(), StoreError> {
         let value = encode(record)?;
-        match self.tree.compare_and_swap(record.name.as_bytes(), None::<&[u8]>, Some(value))? {
+        match self.tree.compare_and_swap(Self::key(record).as_bytes(), None::<&[u8]>, Some(value))? {
             Ok(()) => Ok(()),
             Err(_) => Err(StoreError::StreamExists(record.name.clone())),
         }
@@ -146,26 +168,34 @@ impl Catalog {
     /// Replaces `old` by `new` if nobody changed it meanwhile.
     pub fn replace(&self, old: &StreamRecord, new: &StreamRecord) -> Result<(), StoreError> {
         let (old_v, new_v) = (encode(old)?, encode(new)?);
-        match self.tree.compare_and_swap(old.name.as_bytes(), Some(old_v), Some(new_v))? {
+        match self.tree.compare_and_swap(Self::key(old).as_bytes(), Some(old_v), Some(new_v))? {
             Ok(()) => Ok(()),
             Err(_) => Err(StoreError::Conflict(old.name.clone())),
         }
     }
 
     pub fn remove_if(&self, old: &StreamRecord) -> Result<(), StoreError> {
-        match self.tree.compare_and_swap(old.name.as_bytes(), Some(encode(old)?), None::<Vec<u8>>)? {
+        match self.tree.compare_and_swap(Self::key(old).as_bytes(), Some(encode(old)?), None::<Vec<u8>>)? {
             Ok(()) => Ok(()),
             Err(_) => Err(StoreError::Conflict(old.name.clone())),
         }
     }
 
-    /// Records in name order, starting after `after`, whose name begins with `prefix`.
-    pub fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<StreamRecord>, StoreError> {
+    /// The records of `scope` in name order, starting after the name `after`, whose
+    /// name begins with `prefix`.
+    pub fn list(
+        &self,
+        scope: &Scope,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StreamRecord>, StoreError> {
+        let prefix = scope.key(prefix);
         let mut out = Vec::new();
         let iter = match after {
-            Some(a) => {
-                self.tree.range::<&[u8], _>((std::ops::Bound::Excluded(a.as_bytes()), std::ops::Bound::Unbounded))
-            }
+            Some(a) => self
+                .tree
+                .range::<&[u8], _>((std::ops::Bound::Excluded(scope.key(a).as_bytes()), std::ops::Bound::Unbounded)),
             None => self.tree.range::<&[u8], _>(prefix.as_bytes()..),
         };
         for item in iter {
@@ -184,6 +214,7 @@ impl Catalog {
         Ok(out)
     }
 
+    /// Every record of every scope.
     pub fn all(&self) -> Result<Vec<StreamRecord>, StoreError> {
         self.tree.iter().map(|item| decode(&item?.1)).collect()
     }

@@ -36,6 +36,7 @@ pub use records::{FragmentMeta, StreamId};
 pub use writer::SweepStats;
 
 use crate::clock::SharedClock;
+use crate::scope::Scope;
 use records::{key1, key2, prefix, time_from_key, time_key};
 use writer::{AppendRequest, Writer, WriterCmd};
 
@@ -70,8 +71,9 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub data_dir: PathBuf,
-    pub region: String,
-    pub account_id: String,
+    /// The account and region of streams created before stores were scoped (format 1
+    /// catalogs); new streams take the scope of the request that creates them.
+    pub default_scope: Scope,
     /// Retention when CreateStream does not say (hours).
     pub default_retention_hours: u32,
     /// How long a stream with retention 0 keeps fragments for live readers.
@@ -89,8 +91,7 @@ impl StoreConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         StoreConfig {
             data_dir: data_dir.into(),
-            region: "us-east-1".into(),
-            account_id: "000000000000".into(),
+            default_scope: Scope::new("000000000000", "us-east-1"),
             default_retention_hours: 24,
             live_buffer_us: 5 * 60 * 1_000_000,
             segment_max_bytes: 128 * 1024 * 1024,
@@ -277,9 +278,19 @@ impl VideoStore {
     pub fn open(config: StoreConfig, clock: SharedClock) -> Result<(Self, recovery::RecoveryReport), StoreError> {
         std::fs::create_dir_all(config.media_root())?;
         let db = crate::sled_open::open(&config.data_dir.join("index"), 1000)?;
-        crate::sled_open::check_format(&db, "index", records::INDEX_FORMAT, "the fragment index (data/index)")?;
-        crate::sled_open::check_format(&db, "media", segment::MEDIA_FORMAT, "the segment files (data/media)")?;
-        let catalog = catalog::Catalog::new(db.open_tree("streams")?);
+        crate::sled_open::check_and_record_format(
+            &db,
+            "index",
+            records::INDEX_FORMAT,
+            "the fragment index (data/index)",
+        )?;
+        crate::sled_open::check_and_record_format(
+            &db,
+            "media",
+            segment::MEDIA_FORMAT,
+            "the segment files (data/media)",
+        )?;
+        let catalog = catalog::Catalog::open(&db, &config.default_scope)?;
         let index = db.open_tree("fragments")?;
         let report = recovery::recover(&db, &catalog, &index, &config.media_root())?;
         let files = Arc::new(FileCache::default());
@@ -323,14 +334,13 @@ impl VideoStore {
 
     // ---- streams ------------------------------------------------------------------
 
-    pub fn stream_arn(&self, name: &str, creation_ms: i64) -> String {
-        format!(
-            "arn:aws:kinesisvideo:{}:{}:stream/{}/{}",
-            self.inner.config.region, self.inner.config.account_id, name, creation_ms
-        )
+    /// `arn:PARTITION:kinesisvideo:REGION:ACCOUNT:stream/NAME/CREATION_MS`.
+    pub fn stream_arn(scope: &Scope, name: &str, creation_ms: i64) -> String {
+        scope.arn("kinesisvideo", &format!("stream/{name}/{creation_ms}"))
     }
 
-    pub fn create_stream(&self, req: NewStream) -> Result<StreamRecord, StoreError> {
+    /// Creates a stream in `scope` (the caller's account and region).
+    pub fn create_stream(&self, scope: &Scope, req: NewStream) -> Result<StreamRecord, StoreError> {
         catalog::validate_stream_name(&req.name)?;
         if let Some(d) = &req.device_name {
             catalog::validate_device_name(d)?;
@@ -354,22 +364,18 @@ impl VideoStore {
             return Err(StoreError::TooManyTags { max: catalog::MAX_TAGS, would_have: req.tags.len() });
         }
         catalog::validate_tags(&req.tags)?;
-        if self.inner.catalog.get(&req.name)?.is_some() {
+        if self.inner.catalog.get(scope, &req.name)?.is_some() {
             return Err(StoreError::StreamExists(req.name));
         }
         let now_ms = self.inner.clock.now_ms();
         let record = StreamRecord {
             id: self.inner.db.generate_id()? + 1,
-            arn: self.stream_arn(&req.name, now_ms),
+            arn: Self::stream_arn(scope, &req.name, now_ms),
+            scope: scope.clone(),
             name: req.name,
             device_name: req.device_name,
             media_type: req.media_type,
-            kms_key_id: req.kms_key_id.unwrap_or_else(|| {
-                format!(
-                    "arn:aws:kms:{}:{}:alias/aws/kinesisvideo",
-                    self.inner.config.region, self.inner.config.account_id
-                )
-            }),
+            kms_key_id: req.kms_key_id.unwrap_or_else(|| scope.arn("kms", "alias/aws/kinesisvideo")),
             version: catalog::new_version(),
             status: StreamStatus::Active,
             creation_time_ms: now_ms,
@@ -382,12 +388,18 @@ impl VideoStore {
         Ok(record)
     }
 
-    /// Finds a stream by name, ARN, or both (they must then agree).
-    pub fn resolve(&self, name: Option<&str>, arn: Option<&str>) -> Result<StreamRecord, StoreError> {
+    /// Finds a stream of `scope` by name, ARN, or both (they must then agree). An ARN
+    /// of another account or region names no stream the caller can see.
+    pub fn resolve(&self, scope: &Scope, name: Option<&str>, arn: Option<&str>) -> Result<StreamRecord, StoreError> {
         let arn_name = match arn {
-            Some(a) => Some(
-                parse_stream_arn(a).ok_or_else(|| StoreError::InvalidArgument(format!("'{a}' is not a stream ARN")))?.0,
-            ),
+            Some(a) => {
+                let (arn_scope, name, _) = parse_stream_arn(a)
+                    .ok_or_else(|| StoreError::InvalidArgument(format!("'{a}' is not a stream ARN")))?;
+                if &arn_scope != scope {
+                    return Err(StoreError::StreamNotFound(a.to_string()));
+                }
+                Some(name)
+            }
             None => None,
         };
         let name = match (name, arn_name.as_deref()) {
@@ -398,7 +410,7 @@ impl VideoStore {
             (None, Some(a)) => a.to_string(),
             (None, None) => return Err(StoreError::InvalidArgument("StreamName or StreamARN is required".into())),
         };
-        let record = self.inner.catalog.get(&name)?.ok_or_else(|| StoreError::StreamNotFound(name.clone()))?;
+        let record = self.inner.catalog.get(scope, &name)?.ok_or_else(|| StoreError::StreamNotFound(name.clone()))?;
         if let Some(a) = arn {
             if record.arn != a {
                 return Err(StoreError::StreamNotFound(a.to_string()));
@@ -407,24 +419,27 @@ impl VideoStore {
         Ok(record)
     }
 
+    /// The streams of `scope` in name order.
     pub fn list_streams(
         &self,
+        scope: &Scope,
         name_prefix: &str,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<StreamRecord>, StoreError> {
-        self.inner.catalog.list(name_prefix, after, limit)
+        self.inner.catalog.list(scope, name_prefix, after, limit)
     }
 
     /// Applies `change` to a stream record under compare-and-swap, retrying on races.
     fn modify(
         &self,
+        scope: &Scope,
         name: Option<&str>,
         arn: Option<&str>,
         mut change: impl FnMut(&mut StreamRecord) -> Result<(), StoreError>,
     ) -> Result<StreamRecord, StoreError> {
         loop {
-            let old = self.resolve(name, arn)?;
+            let old = self.resolve(scope, name, arn)?;
             let mut new = old.clone();
             change(&mut new)?;
             match self.inner.catalog.replace(&old, &new) {
@@ -447,6 +462,7 @@ impl VideoStore {
 
     pub fn update_stream(
         &self,
+        scope: &Scope,
         name: Option<&str>,
         arn: Option<&str>,
         current_version: &str,
@@ -459,7 +475,7 @@ impl VideoStore {
         if let Some(m) = &media_type {
             catalog::validate_media_type(m)?;
         }
-        self.modify(name, arn, |r| {
+        self.modify(scope, name, arn, |r| {
             Self::check_version(r, current_version)?;
             if device_name.is_some() {
                 r.device_name = device_name.clone();
@@ -475,12 +491,13 @@ impl VideoStore {
     /// Changes retention; a decrease removes data now past it before returning.
     pub async fn update_retention(
         &self,
+        scope: &Scope,
         name: Option<&str>,
         arn: Option<&str>,
         current_version: &str,
         change: RetentionChange,
     ) -> Result<StreamRecord, StoreError> {
-        let record = self.modify(name, arn, |r| {
+        let record = self.modify(scope, name, arn, |r| {
             Self::check_version(r, current_version)?;
             let new = match change {
                 RetentionChange::Increase(h) => r.data_retention_hours.checked_add(h),
@@ -505,12 +522,13 @@ impl VideoStore {
 
     pub fn tag_stream(
         &self,
+        scope: &Scope,
         name: Option<&str>,
         arn: Option<&str>,
         tags: &BTreeMap<String, String>,
     ) -> Result<(), StoreError> {
         catalog::validate_tags(tags)?;
-        self.modify(name, arn, |r| {
+        self.modify(scope, name, arn, |r| {
             let mut merged = r.tags.clone();
             merged.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
             if merged.len() > catalog::MAX_TAGS {
@@ -522,8 +540,14 @@ impl VideoStore {
         .map(|_| ())
     }
 
-    pub fn untag_stream(&self, name: Option<&str>, arn: Option<&str>, keys: &[String]) -> Result<(), StoreError> {
-        self.modify(name, arn, |r| {
+    pub fn untag_stream(
+        &self,
+        scope: &Scope,
+        name: Option<&str>,
+        arn: Option<&str>,
+        keys: &[String],
+    ) -> Result<(), StoreError> {
+        self.modify(scope, name, arn, |r| {
             for k in keys {
                 r.tags.remove(k);
             }
@@ -533,9 +557,14 @@ impl VideoStore {
     }
 
     /// Deletes a stream: its record at once, then its index entries and files.
-    pub async fn delete_stream(&self, arn: &str, current_version: Option<&str>) -> Result<(), StoreError> {
+    pub async fn delete_stream(
+        &self,
+        scope: &Scope,
+        arn: &str,
+        current_version: Option<&str>,
+    ) -> Result<(), StoreError> {
         let record = loop {
-            let record = self.resolve(None, Some(arn))?;
+            let record = self.resolve(scope, None, Some(arn))?;
             if let Some(v) = current_version {
                 Self::check_version(&record, v)?;
             }
@@ -828,15 +857,11 @@ fn time_index_kind(kind: TimeKind) -> u8 {
     }
 }
 
-/// Splits `arn:aws:kinesisvideo:REGION:ACCOUNT:stream/NAME/CREATION_MS` into the name
-/// and the creation time.
-pub fn parse_stream_arn(arn: &str) -> Option<(String, i64)> {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    if parts.len() != 6 || parts[0] != "arn" || parts[2] != "kinesisvideo" {
-        return None;
-    }
-    let resource = parts[5].strip_prefix("stream/")?;
-    let (name, ms) = resource.rsplit_once('/')?;
+/// Splits `arn:PARTITION:kinesisvideo:REGION:ACCOUNT:stream/NAME/CREATION_MS` into
+/// the scope, the name and the creation time.
+pub fn parse_stream_arn(arn: &str) -> Option<(Scope, String, i64)> {
+    let (scope, resource) = Scope::parse_arn(arn, "kinesisvideo")?;
+    let (name, ms) = resource.strip_prefix("stream/")?.rsplit_once('/')?;
     catalog::validate_stream_name(name).ok()?;
-    Some((name.to_string(), ms.parse().ok()?))
+    Some((scope, name.to_string(), ms.parse().ok()?))
 }

@@ -446,6 +446,66 @@ pub fn walk_traf(traf: &[u8], init: &InitInfo, visit: &mut dyn FnMut(&Sample)) -
     Ok(TrafHeader { track_id, base_decode_time, explicit_base_offset })
 }
 
+/// Where one `tfdt` sits in a run of `moof`/`mdat` boxes: its track, the offset of its
+/// baseMediaDecodeTime field, its version (0: 32 bits, 1: 64 bits) and its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeTimeField {
+    pub track_id: u32,
+    pub offset: usize,
+    pub version: u8,
+    pub value: u64,
+}
+
+/// The offset of `inner` (a sub-slice of `outer`) in `outer`.
+fn offset_in(outer: &[u8], inner: &[u8]) -> usize {
+    inner.as_ptr() as usize - outer.as_ptr() as usize
+}
+
+/// Every `tfdt` of every `moof` in `fragment` (one or more `moof`/`mdat` pairs, as a
+/// fragment is stored), in order.
+pub fn decode_time_fields(fragment: &[u8]) -> Result<Vec<DecodeTimeField>, BoxError> {
+    let mut out = Vec::new();
+    for item in BoxIter::new(fragment) {
+        let (kind, moof) = item?;
+        if kind != MOOF {
+            continue;
+        }
+        for item in BoxIter::new(moof) {
+            let (kind, traf) = item?;
+            if kind != TRAF {
+                continue;
+            }
+            let mut r = Reader::new(TFHD, require_child(traf, TRAF, TFHD)?);
+            r.full_box()?;
+            let track_id = r.u32()?;
+            let Some(tfdt) = find_child(traf, TFDT)? else { continue };
+            let mut r = Reader::new(TFDT, tfdt);
+            let (version, _) = r.full_box()?;
+            let offset = offset_in(fragment, tfdt) + 4;
+            let value = if version == 1 { r.u64()? } else { u64::from(r.u32()?) };
+            out.push(DecodeTimeField { track_id, offset, version, value });
+        }
+    }
+    Ok(out)
+}
+
+/// `fragment` with `shift(track_id)` subtracted from every `tfdt` (stopping at 0), so a
+/// response can start its timeline near zero. Box sizes do not change.
+pub fn shift_decode_times(fragment: &[u8], shift: &dyn Fn(u32) -> u64) -> Result<Vec<u8>, BoxError> {
+    let fields = decode_time_fields(fragment)?;
+    let mut out = fragment.to_vec();
+    for f in fields {
+        let value = f.value.saturating_sub(shift(f.track_id));
+        if f.version == 1 {
+            out[f.offset..f.offset + 8].copy_from_slice(&value.to_be_bytes());
+        } else {
+            // Smaller than the 32-bit value it came from, so it fits.
+            out[f.offset..f.offset + 4].copy_from_slice(&(value as u32).to_be_bytes());
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::bmff::{full_box, write_box};
@@ -496,6 +556,27 @@ mod tests {
         write_box(&mut body, MFHD, &mfhd);
         write_box(&mut body, TRAF, &traf);
         body
+    }
+
+    #[test]
+    fn decode_times_shift_in_place_and_stop_at_zero() {
+        let mut fragment = Vec::new();
+        write_box(&mut fragment, MOOF, &moof(Some(0), &[10], 1_795_969_379 * 90_000));
+        write_box(&mut fragment, MDAT, &[0; 10]);
+        write_box(&mut fragment, MOOF, &moof(Some(0), &[10], 1_795_969_380 * 90_000));
+        write_box(&mut fragment, MDAT, &[0; 10]);
+        let fields = decode_time_fields(&fragment).unwrap();
+        assert_eq!(fields.iter().map(|f| (f.track_id, f.version)).collect::<Vec<_>>(), vec![(1, 1), (1, 1)]);
+        let shifted =
+            shift_decode_times(&fragment, &|track| if track == 1 { 1_795_969_379 * 90_000 } else { 0 }).unwrap();
+        assert_eq!(shifted.len(), fragment.len());
+        let values: Vec<u64> = decode_time_fields(&shifted).unwrap().iter().map(|f| f.value).collect();
+        assert_eq!(values, vec![0, 90_000]);
+        let init = init_with_one_video_track();
+        let moof_body = BoxIter::new(&shifted).next().unwrap().unwrap().1;
+        assert_eq!(parse_moof(moof_body, &init).unwrap().trafs[0].base_decode_time, Some(0), "still a valid moof");
+        let past_zero = shift_decode_times(&fragment, &|_| u64::MAX).unwrap();
+        assert!(decode_time_fields(&past_zero).unwrap().iter().all(|f| f.value == 0));
     }
 
     #[test]

@@ -80,12 +80,12 @@ class Server:
     def kill9(self):
         self.stop(signal.SIGKILL)
 
-    def client(self, service, key=None, secret=None, **config):
+    def client(self, service, key=None, secret=None, region_name="us-east-1", **config):
         cfg = Config(retries={"total_max_attempts": 1, "mode": "standard"}, **config)
         return boto3.client(
             service,
             endpoint_url=self.url,
-            region_name="us-east-1",
+            region_name=region_name,
             aws_access_key_id=key or (self.keys[0] if self.keys else "anonymous"),
             aws_secret_access_key=secret or (self.keys[1] if self.keys else "anonymous"),
             config=cfg,

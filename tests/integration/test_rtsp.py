@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, Server, free_port
+from conftest import FIXTURES, Server, ffprobe, fragment_metadata, free_port
 
 
 def push(url, fixture="av.mp4", transport="tcp", timeout=60, check=True, extra=()):
@@ -82,6 +82,15 @@ def test_ffmpeg_push_h264_aac(server, transport, tmp_path):
     ts = [f["ProducerTimestamp"].timestamp() for f in frags]
     assert all(abs((b - a) - 1.0) < 0.05 for a, b in zip(ts, ts[1:]))
     assert abs(ts[0] - time.time()) < 60
+    # The returned MP4's timeline starts near zero (not at 1970) and lasts what the
+    # fragments last; the metadata boxes keep the real producer timestamps.
+    fmt = ffprobe(out)["format"]
+    assert 3.5 <= float(fmt["duration"]) <= 4.5, fmt
+    p = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=start_time", "-of", "json", str(out)],
+                       capture_output=True, text=True, check=True)
+    assert 0 <= float(json.loads(p.stdout)["format"]["start_time"]) < 1.0, p.stdout
+    meta = fragment_metadata(out.read_bytes())
+    assert [round(float(m["AWS_KINESISVIDEO_PRODUCER_TIMESTAMP"]), 3) for m in meta] == [round(t, 3) for t in ts]
 
 
 def test_ffmpeg_push_h265(server, tmp_path):

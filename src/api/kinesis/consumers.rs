@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{check_limit, invalid, ts, KinesisState};
 use crate::api::error::ApiError;
 use crate::api::protocol::Empty;
-use crate::data_streams::ConsumerView;
+use crate::data_streams::{ConsumerView, DataStreamId};
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -51,7 +51,7 @@ pub struct RegisterOutput {
 }
 
 pub async fn register(s: KinesisState, i: RegisterInput) -> Result<RegisterOutput, ApiError> {
-    let name = s.engine.name_from_arn(&i.stream_arn)?;
+    let name = s.stream_by_arn(&i.stream_arn)?;
     let c = s.engine.register_consumer(&name, &i.consumer_name, i.tags.unwrap_or_default())?;
     Ok(RegisterOutput { consumer: Consumer::of(&c, false) })
 }
@@ -68,11 +68,11 @@ pub struct ConsumerRef {
 }
 
 impl ConsumerRef {
-    /// (stream name, consumer name).
-    fn resolve(&self, s: &KinesisState) -> Result<(String, String), ApiError> {
+    /// (stream, consumer name).
+    fn resolve(&self, s: &KinesisState) -> Result<(DataStreamId, String), ApiError> {
         match (&self.consumer_arn, &self.stream_arn, &self.consumer_name) {
-            (Some(arn), _, _) => Ok(s.engine.resolve_consumer_arn(arn)?),
-            (None, Some(stream), Some(c)) => Ok((s.engine.name_from_arn(stream)?, c.clone())),
+            (Some(arn), _, _) => Ok(s.consumer_by_arn(arn)?),
+            (None, Some(stream), Some(c)) => Ok((s.stream_by_arn(stream)?, c.clone())),
             _ => Err(invalid("Give ConsumerARN, or both StreamARN and ConsumerName.")),
         }
     }
@@ -115,7 +115,7 @@ pub struct ListOutput {
 
 pub async fn list(s: KinesisState, i: ListInput) -> Result<ListOutput, ApiError> {
     let limit = check_limit(i.max_results, 10_000, "maxResults")?.unwrap_or(100).min(100) as usize;
-    let name = s.engine.name_from_arn(&i.stream_arn)?;
+    let name = s.stream_by_arn(&i.stream_arn)?;
     let after = i.next_token.as_deref().map(|t| s.open_page::<String>("ListStreamConsumers", t, true)).transpose()?;
     let all: Vec<_> =
         s.engine.list_consumers(&name)?.into_iter().filter(|c| after.as_ref().is_none_or(|a| c.name > *a)).collect();

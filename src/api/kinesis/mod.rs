@@ -25,11 +25,13 @@ use serde::Serialize;
 use super::error::ApiError;
 use super::page_token::{PageTokenError, PageTokens};
 use super::protocol::Protocol;
-use super::registry::Operations;
+use super::registry::{ForCaller, Operations};
 pub use super::shapes::{StreamRef, Tag};
+use crate::credentials::Caller;
 use crate::data_streams::keys::{format_sequence, shard_id};
 use crate::data_streams::shard_map::ShardInfo;
-use crate::data_streams::{ChildShard, DataStreamEngine, DataStreamError, LIST_TOKEN_TTL_MS};
+use crate::data_streams::{ChildShard, DataStreamEngine, DataStreamError, DataStreamId, LIST_TOKEN_TTL_MS};
+use crate::scope::Scope;
 
 pub const TARGET_PREFIX: &str = "Kinesis_20131202";
 
@@ -38,6 +40,14 @@ pub const TARGET_PREFIX: &str = "Kinesis_20131202";
 pub struct KinesisState {
     pub engine: DataStreamEngine,
     pub pages: PageTokens,
+    /// The caller's account and region (the server's default until a call sets it).
+    pub scope: Scope,
+}
+
+impl ForCaller for KinesisState {
+    fn for_caller(&self, caller: &Caller) -> Self {
+        KinesisState { scope: caller.scope.clone(), ..self.clone() }
+    }
 }
 
 /// The operation table registered under [`TARGET_PREFIX`].
@@ -114,20 +124,72 @@ fn invalid(msg: impl Into<String>) -> ApiError {
     DataStreamError::InvalidArgument(msg.into()).into()
 }
 
+/// A member that breaks its model constraint: AWS's ValidationException text,
+/// `1 validation error detected: Value 'V' at 'member' failed to satisfy constraint:
+/// Member must …`.
+fn violation(value: impl std::fmt::Display, member: &str, constraint: &str) -> ApiError {
+    DataStreamError::Validation(format!(
+        "1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: Member must {constraint}"
+    ))
+    .into()
+}
+
+/// A shard id as the model allows it (`[a-zA-Z0-9_.-]+`, 1 to 128 characters).
+fn check_shard_id(value: &str, member: &str) -> Result<(), ApiError> {
+    let ok =
+        (1..=128).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(violation(value, member, "satisfy regular expression pattern: [a-zA-Z0-9_.-]+"))
+    }
+}
 impl StreamRef {
-    /// The stream's name; a StreamARN wins, and must agree with a StreamName.
-    pub fn name(&self, engine: &DataStreamEngine) -> Result<String, ApiError> {
+    /// The stream in the caller's scope; a StreamARN wins, and must agree with a
+    /// StreamName.
+    pub fn id(&self, s: &KinesisState) -> Result<DataStreamId, ApiError> {
         match (&self.stream_name, &self.stream_arn) {
             (_, Some(arn)) => {
-                let from_arn = engine.name_from_arn(arn)?;
-                if self.stream_name.as_ref().is_some_and(|n| *n != from_arn) {
+                let from_arn = s.stream_by_arn(arn)?;
+                if self.stream_name.as_ref().is_some_and(|n| *n != from_arn.name) {
                     return Err(invalid("StreamName and StreamARN name different streams."));
                 }
                 Ok(from_arn)
             }
-            (Some(name), None) => Ok(name.clone()),
+            (Some(name), None) => Ok(DataStreamId::new(&s.scope, name)),
             (None, None) => Err(invalid("Either StreamName or StreamARN must be provided.")),
         }
+    }
+}
+
+impl KinesisState {
+    /// The stream an ARN names, if it is in the caller's account and region (another
+    /// account's stream does not exist for the caller).
+    pub fn stream_by_arn(&self, arn: &str) -> Result<DataStreamId, ApiError> {
+        let id = DataStreamId::from_arn(arn)?;
+        if id.scope != self.scope {
+            return Err(self.stream_not_found(arn).into());
+        }
+        Ok(id)
+    }
+
+    /// A stream named by ARN that the caller has not, in Kinesis's words.
+    pub fn stream_not_found(&self, arn: &str) -> DataStreamError {
+        DataStreamError::ResourceNotFound(format!("Stream {arn} under account {} not found.", self.scope.account))
+    }
+
+    /// The stream and consumer a consumer ARN names, in the caller's scope.
+    pub fn consumer_by_arn(&self, arn: &str) -> Result<(DataStreamId, String), ApiError> {
+        let not_found =
+            || DataStreamError::ResourceNotFound(format!("Consumer {arn}, account {} not found.", self.scope.account));
+        let (stream, consumer) = self.engine.resolve_consumer_arn(arn).map_err(|e| match e {
+            DataStreamError::ResourceNotFound(_) => not_found(),
+            e => e,
+        })?;
+        if stream.scope != self.scope {
+            return Err(not_found().into());
+        }
+        Ok((stream, consumer))
     }
 }
 
@@ -139,9 +201,7 @@ fn ts(ms: i64) -> f64 {
 /// A `Limit`/`MaxResults` member: out of range is AWS's validation message.
 fn check_limit(v: Option<u32>, max: u32, name: &str) -> Result<Option<u32>, ApiError> {
     match v {
-        Some(n) if n < 1 || n > max => Err(invalid(format!(
-            "1 validation error detected: Value '{n}' at '{name}' failed to satisfy constraint: Member must have value between 1 and {max}"
-        ))),
+        Some(n) if n < 1 || n > max => Err(violation(n, name, &format!("have value between 1 and {max}"))),
         other => Ok(other),
     }
 }

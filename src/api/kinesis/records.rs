@@ -9,7 +9,9 @@ use base64::Engine;
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
-use super::{child_shards, encryption_name, invalid, ts, ChildShardOut, KinesisState, StreamRef};
+use super::{
+    check_shard_id, child_shards, encryption_name, invalid, ts, violation, ChildShardOut, KinesisState, StreamRef,
+};
 use crate::api::error::ApiError;
 use crate::api::shapes::Timestamp;
 use crate::data_streams::keys::{parse_hash_key, parse_sequence};
@@ -70,7 +72,7 @@ pub struct PutRecordOutput {
 }
 
 pub async fn put_record(s: KinesisState, i: PutRecordInput) -> Result<PutRecordOutput, ApiError> {
-    let name = i.s.name(&s.engine)?;
+    let name = i.s.id(&s)?;
     if let Some(seq) = &i.sequence_number_for_ordering {
         if parse_sequence(seq).is_none() {
             return Err(invalid(format!("SequenceNumberForOrdering {seq} is not a sequence number of this stream.")));
@@ -118,7 +120,7 @@ pub struct PutRecordsOutput {
 }
 
 pub async fn put_records(s: KinesisState, i: PutRecordsInput) -> Result<PutRecordsOutput, ApiError> {
-    let name = i.s.name(&s.engine)?;
+    let name = i.s.id(&s)?;
     let records = i.records.into_iter().map(RecordInput::into_record).collect::<Result<Vec<_>, _>>()?;
     if i.dry_run == Some(true) {
         for r in &records {
@@ -158,11 +160,11 @@ fn starting_position(
         "AT_TIMESTAMP" => StartingPosition::AtTimestamp(
             timestamp.ok_or_else(|| invalid("Timestamp is required for AT_TIMESTAMP."))?.0 / 1000,
         ),
-        other => {
-            return Err(invalid(format!(
-                "1 validation error detected: Value '{other}' at 'shardIteratorType' failed to satisfy constraint: Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, AT_SEQUENCE_NUMBER, AT_TIMESTAMP, TRIM_HORIZON, LATEST]"
-            )))
-        }
+        other => return Err(violation(
+            other,
+            "shardIteratorType",
+            "satisfy enum value set: [AFTER_SEQUENCE_NUMBER, AT_SEQUENCE_NUMBER, AT_TIMESTAMP, TRIM_HORIZON, LATEST]",
+        )),
     })
 }
 
@@ -185,7 +187,8 @@ pub struct GetShardIteratorOutput {
 }
 
 pub async fn get_shard_iterator(s: KinesisState, i: GetShardIteratorInput) -> Result<GetShardIteratorOutput, ApiError> {
-    let name = i.s.name(&s.engine)?;
+    check_shard_id(&i.shard_id, "shardId")?;
+    let name = i.s.id(&s)?;
     let start = starting_position(&i.shard_iterator_type, i.starting_sequence_number, i.timestamp)?;
     let shard_iterator = s.engine.get_shard_iterator(&name, &i.shard_id, start)?;
     if i.dry_run == Some(true) {

@@ -11,20 +11,21 @@ use super::{check_limit, invalid, tag_list, KinesisState, StreamRef, Tag};
 use crate::api::error::ApiError;
 use crate::api::protocol::Empty;
 use crate::api::shapes::ResourceArn;
+use crate::data_streams::{DataStreamError, DataStreamId};
 
 /// What an ARN names: a stream, or a consumer of one.
 enum Resource {
-    Stream(String),
-    Consumer(String, String),
+    Stream(DataStreamId),
+    Consumer(DataStreamId, String),
 }
 
 impl Resource {
     fn of(s: &KinesisState, arn: &str) -> Result<Self, ApiError> {
         if arn.contains("/consumer/") {
-            let (stream, consumer) = s.engine.resolve_consumer_arn(arn)?;
+            let (stream, consumer) = s.consumer_by_arn(arn)?;
             Ok(Resource::Consumer(stream, consumer))
         } else {
-            Ok(Resource::Stream(s.engine.name_from_arn(arn)?))
+            Ok(Resource::Stream(s.stream_by_arn(arn)?))
         }
     }
 
@@ -35,9 +36,13 @@ impl Resource {
         })
     }
 
-    fn exists(&self, s: &KinesisState) -> Result<(), ApiError> {
+    /// Whether the resource exists; a stream named by ARN is reported by its ARN.
+    fn exists(&self, s: &KinesisState, arn: &str) -> Result<(), ApiError> {
         match self {
-            Resource::Stream(stream) => s.engine.describe(stream).map(|_| ())?,
+            Resource::Stream(stream) => s.engine.describe(stream).map(|_| ()).map_err(|e| match e {
+                DataStreamError::ResourceNotFound(_) => s.stream_not_found(arn),
+                e => e,
+            })?,
             Resource::Consumer(stream, c) => s.engine.describe_consumer(stream, c).map(|_| ())?,
         }
         Ok(())
@@ -56,7 +61,7 @@ pub async fn add_tags_to_stream(s: KinesisState, i: AddTagsToStreamInput) -> Res
     if i.tags.len() > 10 {
         return Err(invalid("AddTagsToStream takes at most 10 tags per call."));
     }
-    s.engine.add_tags(&i.s.name(&s.engine)?, i.tags)?;
+    s.engine.add_tags(&i.s.id(&s)?, i.tags)?;
     Ok(Empty {})
 }
 
@@ -69,7 +74,7 @@ pub struct RemoveTagsFromStreamInput {
 }
 
 pub async fn remove_tags_from_stream(s: KinesisState, i: RemoveTagsFromStreamInput) -> Result<Empty, ApiError> {
-    s.engine.remove_tags(&i.s.name(&s.engine)?, &i.tag_keys)?;
+    s.engine.remove_tags(&i.s.id(&s)?, &i.tag_keys)?;
     Ok(Empty {})
 }
 
@@ -94,7 +99,7 @@ pub async fn list_tags_for_stream(
     i: ListTagsForStreamInput,
 ) -> Result<ListTagsForStreamOutput, ApiError> {
     let limit = check_limit(i.limit, 50, "limit")?.unwrap_or(50) as usize;
-    let v = s.engine.describe(&i.s.name(&s.engine)?)?;
+    let v = s.engine.describe(&i.s.id(&s)?)?;
     let after = i.exclusive_start_tag_key.as_ref();
     let tags: Vec<(&String, &String)> = v.meta.tags.iter().filter(|(k, _)| after.is_none_or(|a| *k > a)).collect();
     Ok(ListTagsForStreamOutput { has_more_tags: tags.len() > limit, tags: tag_list(tags.into_iter().take(limit)) })
@@ -164,7 +169,7 @@ pub struct PutResourcePolicyInput {
 }
 
 pub async fn put_resource_policy(s: KinesisState, i: PutResourcePolicyInput) -> Result<Empty, ApiError> {
-    Resource::of(&s, &i.resource_arn)?.exists(&s)?;
+    Resource::of(&s, &i.resource_arn)?.exists(&s, &i.resource_arn)?;
     let p = i.policy.ok_or_else(|| invalid("Policy is required."))?;
     if serde_json::from_str::<serde_json::Value>(&p).is_err() {
         return Err(invalid("Policy is not a JSON document."));
@@ -180,13 +185,20 @@ pub struct GetResourcePolicyOutput {
 }
 
 pub async fn get_resource_policy(s: KinesisState, i: ResourceArn) -> Result<GetResourcePolicyOutput, ApiError> {
-    Resource::of(&s, &i.resource_arn)?.exists(&s)?;
+    Resource::of(&s, &i.resource_arn)?.exists(&s, &i.resource_arn)?;
     let policy = s.engine.resource_policy(&i.resource_arn)?.unwrap_or_else(|| "{}".into());
     Ok(GetResourcePolicyOutput { policy })
 }
 
 pub async fn delete_resource_policy(s: KinesisState, i: ResourceArn) -> Result<Empty, ApiError> {
-    Resource::of(&s, &i.resource_arn)?.exists(&s)?;
+    Resource::of(&s, &i.resource_arn)?.exists(&s, &i.resource_arn)?;
+    if s.engine.resource_policy(&i.resource_arn)?.is_none() {
+        return Err(DataStreamError::ResourceNotFound(format!(
+            "No resource policy found for resource ARN {}.",
+            i.resource_arn
+        ))
+        .into());
+    }
     s.engine.set_resource_policy(&i.resource_arn, None)?;
     Ok(Empty {})
 }

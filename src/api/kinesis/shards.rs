@@ -3,12 +3,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_limit, invalid, KinesisState, Shard, StreamRef};
+use super::{check_limit, check_shard_id, invalid, violation, KinesisState, Shard, StreamRef};
 use crate::api::error::ApiError;
 use crate::api::protocol::Empty;
 use crate::api::shapes::Timestamp;
 use crate::data_streams::keys::{parse_hash_key, parse_shard_id};
 use crate::data_streams::shard_map::ShardInfo;
+use crate::data_streams::DataStreamId;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -66,7 +67,8 @@ impl ShardFilter {
     }
 }
 
-/// Where a ListShards page ended.
+/// Where a ListShards page ended (the stream by name: the token is only good in the
+/// caller's scope).
 #[derive(Serialize, Deserialize)]
 struct ListShardsCursor {
     stream: String,
@@ -107,21 +109,20 @@ pub async fn list_shards(s: KinesisState, i: ListShardsInput) -> Result<ListShar
                 ));
             }
             let c: ListShardsCursor = s.open_page("ListShards", t, true)?;
-            (c.stream, Some(c.after), c.filter)
+            (DataStreamId::new(&s.scope, &c.stream), Some(c.after), c.filter)
         }
         None => {
             let filter = i.shard_filter.as_ref().map(ShardFilter::parse).transpose()?.unwrap_or(ShardFilter::All);
-            (i.s.name(&s.engine)?, i.exclusive_start_shard_id.as_deref().and_then(parse_shard_id), filter)
+            (i.s.id(&s)?, i.exclusive_start_shard_id.as_deref().and_then(parse_shard_id), filter)
         }
     };
     let v = s.engine.describe(&name)?;
     let shards: Vec<&ShardInfo> =
         v.shards.iter().filter(|x| filter.keeps(x, &v.shards)).filter(|x| after.is_none_or(|a| x.index > a)).collect();
     let page = &shards[..shards.len().min(limit)];
-    let next_token = page
-        .last()
-        .filter(|_| shards.len() > limit)
-        .map(|last| s.page_token("ListShards", &ListShardsCursor { stream: name.clone(), after: last.index, filter }));
+    let next_token = page.last().filter(|_| shards.len() > limit).map(|last| {
+        s.page_token("ListShards", &ListShardsCursor { stream: name.name.clone(), after: last.index, filter })
+    });
     Ok(ListShardsOutput { shards: page.iter().map(|x| Shard::from(*x)).collect(), next_token })
 }
 
@@ -135,10 +136,15 @@ pub struct SplitShardInput {
 }
 
 pub async fn split_shard(s: KinesisState, i: SplitShardInput) -> Result<Empty, ApiError> {
+    check_shard_id(&i.shard_to_split, "shardToSplit")?;
     let key = parse_hash_key(&i.new_starting_hash_key).ok_or_else(|| {
-        invalid(format!("NewStartingHashKey {} is not a hash key in [0, 2^128-1].", i.new_starting_hash_key))
+        violation(
+            &i.new_starting_hash_key,
+            "newStartingHashKey",
+            "satisfy regular expression pattern: 0|([1-9]\\d{0,38})",
+        )
     })?;
-    s.engine.split_shard(&i.s.name(&s.engine)?, &i.shard_to_split, key)?;
+    s.engine.split_shard(&i.s.id(&s)?, &i.shard_to_split, key)?;
     Ok(Empty {})
 }
 
@@ -152,7 +158,9 @@ pub struct MergeShardsInput {
 }
 
 pub async fn merge_shards(s: KinesisState, i: MergeShardsInput) -> Result<Empty, ApiError> {
-    s.engine.merge_shards(&i.s.name(&s.engine)?, &i.shard_to_merge, &i.adjacent_shard_to_merge)?;
+    check_shard_id(&i.shard_to_merge, "shardToMerge")?;
+    check_shard_id(&i.adjacent_shard_to_merge, "adjacentShardToMerge")?;
+    s.engine.merge_shards(&i.s.id(&s)?, &i.shard_to_merge, &i.adjacent_shard_to_merge)?;
     Ok(Empty {})
 }
 
@@ -179,11 +187,11 @@ pub async fn update_shard_count(s: KinesisState, i: UpdateShardCountInput) -> Re
     if i.scaling_type != "UNIFORM_SCALING" {
         return Err(invalid(format!("ScalingType '{}' is not UNIFORM_SCALING.", i.scaling_type)));
     }
-    let name = i.s.name(&s.engine)?;
+    let name = i.s.id(&s)?;
     let (current, target) = s.engine.update_shard_count(&name, i.target_shard_count)?;
     Ok(UpdateShardCountOutput {
-        stream_arn: s.engine.stream_arn(&name),
-        stream_name: name,
+        stream_arn: name.arn(),
+        stream_name: name.name,
         current_shard_count: current,
         target_shard_count: target,
     })

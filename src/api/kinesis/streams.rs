@@ -10,7 +10,7 @@ use crate::api::error::ApiError;
 use crate::api::protocol::Empty;
 use crate::data_streams::keys::parse_shard_id;
 use crate::data_streams::meta_store::StreamMode;
-use crate::data_streams::StreamView;
+use crate::data_streams::{DataStreamId, StreamView};
 
 const ON_DEMAND_STREAM_LIMIT: u32 = 50;
 
@@ -47,7 +47,13 @@ pub struct CreateStreamInput {
 pub async fn create_stream(s: KinesisState, i: CreateStreamInput) -> Result<Empty, ApiError> {
     let mode = mode_of(i.stream_mode_details.as_ref())?.unwrap_or(StreamMode::Provisioned);
     let tags = i.tags.unwrap_or_default();
-    s.engine.create_stream(&i.stream_name, i.shard_count, mode, i.max_record_size_in_ki_b, tags)?;
+    s.engine.create_stream(
+        &DataStreamId::new(&s.scope, &i.stream_name),
+        i.shard_count,
+        mode,
+        i.max_record_size_in_ki_b,
+        tags,
+    )?;
     Ok(Empty {})
 }
 
@@ -60,7 +66,7 @@ pub struct DeleteStreamInput {
 }
 
 pub async fn delete_stream(s: KinesisState, i: DeleteStreamInput) -> Result<Empty, ApiError> {
-    s.engine.delete_stream(&i.s.name(&s.engine)?, i.enforce_consumer_deletion.unwrap_or(false))?;
+    s.engine.delete_stream(&i.s.id(&s)?, i.enforce_consumer_deletion.unwrap_or(false))?;
     Ok(Empty {})
 }
 
@@ -147,7 +153,7 @@ pub struct DescribeStreamDescription {
 
 pub async fn describe_stream(s: KinesisState, i: DescribeStreamInput) -> Result<DescribeStreamOutput, ApiError> {
     let limit = check_limit(i.limit, 10_000, "limit")?.unwrap_or(100).min(100) as usize;
-    let v = s.engine.describe(&i.s.name(&s.engine)?)?;
+    let v = s.engine.describe(&i.s.id(&s)?)?;
     let after = i.exclusive_start_shard_id.as_deref().and_then(parse_shard_id);
     let shards: Vec<_> = v.shards.iter().filter(|s| after.is_none_or(|a| s.index > a)).collect();
     Ok(DescribeStreamOutput {
@@ -176,7 +182,7 @@ pub struct SummaryDescription {
 }
 
 pub async fn describe_stream_summary(s: KinesisState, i: StreamRef) -> Result<DescribeStreamSummaryOutput, ApiError> {
-    let v = s.engine.describe(&i.name(&s.engine)?)?;
+    let v = s.engine.describe(&i.id(&s)?)?;
     Ok(DescribeStreamSummaryOutput {
         stream_description_summary: SummaryDescription {
             d: (&v).into(),
@@ -212,7 +218,7 @@ pub async fn list_streams(s: KinesisState, i: ListStreamsInput) -> Result<ListSt
         None => i.exclusive_start_stream_name,
     };
     let all: Vec<StreamView> =
-        s.engine.list().into_iter().filter(|v| after.as_ref().is_none_or(|a| v.meta.name > *a)).collect();
+        s.engine.list(&s.scope).into_iter().filter(|v| after.as_ref().is_none_or(|a| v.meta.name > *a)).collect();
     let page = &all[..all.len().min(limit)];
     let more = all.len() > limit;
     Ok(ListStreamsOutput {
@@ -232,12 +238,12 @@ pub struct RetentionInput {
 }
 
 pub async fn increase_retention(s: KinesisState, i: RetentionInput) -> Result<Empty, ApiError> {
-    s.engine.change_retention(&i.s.name(&s.engine)?, i.retention_period_hours, true)?;
+    s.engine.change_retention(&i.s.id(&s)?, i.retention_period_hours, true)?;
     Ok(Empty {})
 }
 
 pub async fn decrease_retention(s: KinesisState, i: RetentionInput) -> Result<Empty, ApiError> {
-    s.engine.change_retention(&i.s.name(&s.engine)?, i.retention_period_hours, false)?;
+    s.engine.change_retention(&i.s.id(&s)?, i.retention_period_hours, false)?;
     Ok(Empty {})
 }
 
@@ -257,7 +263,7 @@ fn set_encryption(s: &KinesisState, i: EncryptionInput, on: bool) -> Result<Empt
     if i.key_id.is_empty() || i.key_id.len() > 2048 {
         return Err(invalid("KeyId must be 1-2048 characters."));
     }
-    s.engine.set_encryption(&i.s.name(&s.engine)?, on.then_some(i.key_id))?;
+    s.engine.set_encryption(&i.s.id(s)?, on.then_some(i.key_id))?;
     Ok(Empty {})
 }
 
@@ -288,11 +294,11 @@ pub struct MonitoringOutput {
 }
 
 fn set_monitoring(s: &KinesisState, i: MonitoringInput, enable: bool) -> Result<MonitoringOutput, ApiError> {
-    let name = i.s.name(&s.engine)?;
+    let name = i.s.id(s)?;
     let (before, after) = s.engine.set_enhanced_metrics(&name, &i.shard_level_metrics, enable)?;
     Ok(MonitoringOutput {
-        stream_arn: s.engine.stream_arn(&name),
-        stream_name: name,
+        stream_arn: name.arn(),
+        stream_name: name.name,
         current_shard_level_metrics: before,
         desired_shard_level_metrics: after,
     })
@@ -316,7 +322,7 @@ pub struct DescribeLimitsOutput {
 }
 
 pub async fn describe_limits(s: KinesisState, _: Empty) -> Result<DescribeLimitsOutput, ApiError> {
-    let (shard_limit, open_shard_count, on_demand_stream_count) = s.engine.limits();
+    let (shard_limit, open_shard_count, on_demand_stream_count) = s.engine.limits(&s.scope);
     Ok(DescribeLimitsOutput {
         shard_limit,
         open_shard_count,
@@ -335,7 +341,7 @@ pub struct UpdateStreamModeInput {
 
 pub async fn update_stream_mode(s: KinesisState, i: UpdateStreamModeInput) -> Result<Empty, ApiError> {
     let mode = mode_of(Some(&i.stream_mode_details))?.unwrap_or(StreamMode::Provisioned);
-    s.engine.set_stream_mode(&s.engine.name_from_arn(&i.stream_arn)?, mode)?;
+    s.engine.set_stream_mode(&s.stream_by_arn(&i.stream_arn)?, mode)?;
     Ok(Empty {})
 }
 
@@ -348,6 +354,6 @@ pub struct UpdateMaxRecordSizeInput {
 }
 
 pub async fn update_max_record_size(s: KinesisState, i: UpdateMaxRecordSizeInput) -> Result<Empty, ApiError> {
-    s.engine.set_max_record_size(&i.s.name(&s.engine)?, i.max_record_size_in_ki_b)?;
+    s.engine.set_max_record_size(&i.s.id(&s)?, i.max_record_size_in_ki_b)?;
     Ok(Empty {})
 }

@@ -4,7 +4,6 @@
 use std::convert::Infallible;
 
 use axum::body::Body;
-use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -15,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::{KvsState, StreamRef};
 use crate::api::error::ApiError;
 use crate::api::protocol::RestJson;
+use crate::api::registry::Scoped;
 use crate::api::shapes::{epoch_seconds, Timestamp};
 use crate::playback::get_media;
 use crate::video_store::{FragmentMeta, TimeKind};
@@ -93,10 +93,10 @@ pub struct ListFragmentsOutput {
 }
 
 async fn list_fragments(
-    State(s): State<KvsState>,
+    Scoped(s): Scoped<KvsState>,
     RestJson(input): RestJson<ListFragmentsInput>,
 ) -> Result<RestJson<ListFragmentsOutput>, ApiError> {
-    let record = input.stream.resolve(&s.store)?;
+    let record = input.stream.resolve(&s)?;
     let now = s.store.clock().now_ms();
     let limit = match input.max_results {
         None => 100,
@@ -158,10 +158,10 @@ pub struct GetMediaForFragmentListInput {
 }
 
 async fn get_media_for_fragment_list(
-    State(s): State<KvsState>,
+    Scoped(s): Scoped<KvsState>,
     RestJson(input): RestJson<GetMediaForFragmentListInput>,
 ) -> Result<Response, ApiError> {
-    let record = input.stream.resolve(&s.store)?;
+    let record = input.stream.resolve(&s)?;
     if input.fragments.is_empty() || input.fragments.len() > 1000 {
         return Err(ApiError::invalid_argument("Fragments must list 1 to 1000 fragment numbers"));
     }

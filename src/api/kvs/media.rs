@@ -5,7 +5,6 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -17,6 +16,7 @@ use tokio::sync::mpsc;
 use super::{KvsState, StreamRef};
 use crate::api::error::ApiError;
 use crate::api::protocol::RestJson;
+use crate::api::registry::Scoped;
 use crate::api::shapes::{parse_timestamp_str, Timestamp};
 use crate::ingest::put_media::{run_session, Ack, SessionParams, TimecodeType};
 use crate::playback::get_media::{self, StartAt};
@@ -38,13 +38,13 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiEr
     }
 }
 
-async fn put_media(State(s): State<KvsState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn put_media(Scoped(s): Scoped<KvsState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let name = header_str(&headers, "x-amzn-stream-name")?;
     let arn = header_str(&headers, "x-amzn-stream-arn")?;
     if name.is_some() && arn.is_some() {
         return Err(ApiError::invalid_argument("give x-amzn-stream-name or x-amzn-stream-arn, not both"));
     }
-    let record = s.store.resolve(name, arn)?;
+    let record = s.store.resolve(&s.scope, name, arn)?;
     let timecode_type = match header_str(&headers, "x-amzn-fragment-timecode-type")? {
         None | Some("RELATIVE") => TimecodeType::Relative,
         Some("ABSOLUTE") => TimecodeType::Absolute,
@@ -150,8 +150,11 @@ fn resolve_start(store: &VideoStore, stream: u64, sel: &StartSelector) -> Result
     Ok(StartAt { fragment_number: n })
 }
 
-async fn get_media(State(s): State<KvsState>, RestJson(input): RestJson<GetMediaInput>) -> Result<Response, ApiError> {
-    let record = input.stream.resolve(&s.store)?;
+async fn get_media(
+    Scoped(s): Scoped<KvsState>,
+    RestJson(input): RestJson<GetMediaInput>,
+) -> Result<Response, ApiError> {
+    let record = input.stream.resolve(&s)?;
     let start = resolve_start(&s.store, record.id, &input.start_selector)?;
     tracing::info!(stream = %record.name, from = start.fragment_number, "GetMedia started");
     let metrics = s.metrics.clone();

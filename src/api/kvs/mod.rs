@@ -20,11 +20,14 @@ pub mod streams;
 use std::sync::Arc;
 
 use super::page_token::PageTokens;
+use super::registry::ForCaller;
 pub use super::shapes::StreamRef;
+use crate::credentials::Caller;
 use crate::ingest::fragmenter::FragmentLimits;
 use crate::ingest::rtsp_pull::SourceManager;
 use crate::metrics::Metrics;
 use crate::playback::session::SessionSigner;
+use crate::scope::Scope;
 use crate::video_store::{StoreError, StreamRecord, VideoStore};
 use axum::http::HeaderValue;
 use axum::Router;
@@ -44,6 +47,15 @@ pub struct KvsState {
     /// IP cameras pulled into streams.
     pub sources: SourceManager,
     pub pages: PageTokens,
+    /// The caller's account and region (see [`ForCaller`]); the server's default scope
+    /// until narrowed to a request.
+    pub scope: Scope,
+}
+
+impl ForCaller for KvsState {
+    fn for_caller(&self, caller: &Caller) -> Self {
+        KvsState { scope: caller.scope.clone(), ..self.clone() }
+    }
 }
 
 /// The signed Kinesis Video routes (the session URLs are [`playback_http::routes`]).
@@ -57,8 +69,8 @@ pub fn routes() -> Router<KvsState> {
 }
 
 impl StreamRef {
-    /// The stream's record in the video store.
-    pub fn resolve(&self, store: &VideoStore) -> Result<StreamRecord, StoreError> {
-        store.resolve(self.stream_name.as_deref(), self.stream_arn.as_deref())
+    /// The stream's record in the video store, in the caller's scope.
+    pub fn resolve(&self, s: &KvsState) -> Result<StreamRecord, StoreError> {
+        s.store.resolve(&s.scope, self.stream_name.as_deref(), self.stream_arn.as_deref())
     }
 }

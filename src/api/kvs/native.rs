@@ -6,7 +6,7 @@
 //! - `PUT|GET|DELETE /v1/streams/{name}/source`: the IP camera a stream is pulled from
 //!   (credentials are taken, never shown).
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::routing::get;
 use axum::Router;
 use serde::Serialize;
@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::KvsState;
 use crate::api::error::ApiError;
 use crate::api::protocol::{Empty, RestJson};
+use crate::api::registry::Scoped;
 use crate::api::shapes::epoch_seconds;
 use crate::ingest::rtsp_pull::{SourceConfig, SourceError, SourceStatusView};
 
@@ -34,23 +35,26 @@ fn source_error(e: SourceError) -> ApiError {
 /// `PUT /v1/streams/{name}/source` `{"url": "rtsp://…", "transport": "tcp"|"udp",
 /// "username": …, "password": …}`: pull the stream from an IP camera.
 async fn put_source(
-    State(s): State<KvsState>,
+    Scoped(s): Scoped<KvsState>,
     Path(name): Path<String>,
     RestJson(config): RestJson<SourceConfig>,
 ) -> Result<RestJson<SourceStatusView>, ApiError> {
-    s.sources.set(&name, config).map_err(source_error)?;
-    Ok(RestJson(s.sources.get(&name).unwrap_or_default()))
+    s.sources.set(&s.scope, &name, config).map_err(source_error)?;
+    Ok(RestJson(s.sources.get(&s.scope, &name).unwrap_or_default()))
 }
 
 async fn get_source(
-    State(s): State<KvsState>,
+    Scoped(s): Scoped<KvsState>,
     Path(name): Path<String>,
 ) -> Result<RestJson<SourceStatusView>, ApiError> {
-    s.sources.get(&name).map(RestJson).ok_or_else(|| ApiError::not_found(format!("stream {name} has no source")))
+    s.sources
+        .get(&s.scope, &name)
+        .map(RestJson)
+        .ok_or_else(|| ApiError::not_found(format!("stream {name} has no source")))
 }
 
-async fn delete_source(State(s): State<KvsState>, Path(name): Path<String>) -> Result<RestJson<Empty>, ApiError> {
-    s.sources.remove(&name).map_err(source_error)?;
+async fn delete_source(Scoped(s): Scoped<KvsState>, Path(name): Path<String>) -> Result<RestJson<Empty>, ApiError> {
+    s.sources.remove(&s.scope, &name).map_err(source_error)?;
     Ok(RestJson(Empty {}))
 }
 
@@ -84,8 +88,8 @@ pub struct ListStreamsOutput {
     streams: Vec<StreamEntry>,
 }
 
-async fn list_streams(State(s): State<KvsState>) -> Result<RestJson<ListStreamsOutput>, ApiError> {
-    let records = s.store.list_streams("", None, LIST_LIMIT)?;
+async fn list_streams(Scoped(s): Scoped<KvsState>) -> Result<RestJson<ListStreamsOutput>, ApiError> {
+    let records = s.store.list_streams(&s.scope, "", None, LIST_LIMIT)?;
     let mut streams = Vec::with_capacity(records.len());
     for r in records {
         let last_fragment = s.store.last_fragment(r.id)?.map(|m| LastFragment {
@@ -94,7 +98,7 @@ async fn list_streams(State(s): State<KvsState>) -> Result<RestJson<ListStreamsO
             server_timestamp: epoch_seconds(m.server_ts_us),
         });
         streams.push(StreamEntry {
-            source: s.sources.get(&r.name),
+            source: s.sources.get(&s.scope, &r.name),
             stream_name: r.name,
             stream_arn: r.arn,
             status: r.status.as_str(),

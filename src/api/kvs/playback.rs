@@ -2,7 +2,6 @@
 //! GetDASHStreamingSessionURL and GetClip. The URLs these hand out are served by
 //! [`super::playback_http`].
 
-use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -12,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{KvsState, StreamRef};
 use crate::api::error::ApiError;
 use crate::api::protocol::RestJson;
+use crate::api::registry::Scoped;
 use crate::api::shapes::Timestamp;
 use crate::codec::CodecKind;
 use crate::playback::selection::{SelectError, LIVE_RECENT_US};
@@ -184,6 +184,7 @@ impl SessionUrlInput {
             protocol,
             stream: record.id,
             stream_name: record.name.clone(),
+            scope: record.scope.clone(),
             mode,
             clock,
             start_us,
@@ -284,7 +285,7 @@ async fn session_url(
     input: SessionUrlInput,
     protocol: Protocol,
 ) -> Result<RestJson<SessionUrlOutput>, ApiError> {
-    let record = input.stream.resolve(&s.store)?;
+    let record = input.stream.resolve(&s)?;
     no_retention(&record)?;
     let now_us = s.store.clock().now_us();
     let mut session = input.session(protocol, &record, now_us)?;
@@ -305,14 +306,14 @@ async fn session_url(
 }
 
 async fn get_hls_streaming_session_url(
-    State(s): State<KvsState>,
+    Scoped(s): Scoped<KvsState>,
     RestJson(i): RestJson<SessionUrlInput>,
 ) -> Result<RestJson<SessionUrlOutput>, ApiError> {
     session_url(s, i, Protocol::Hls).await
 }
 
 async fn get_dash_streaming_session_url(
-    State(s): State<KvsState>,
+    Scoped(s): Scoped<KvsState>,
     RestJson(i): RestJson<SessionUrlInput>,
 ) -> Result<RestJson<SessionUrlOutput>, ApiError> {
     session_url(s, i, Protocol::Dash).await
@@ -326,8 +327,8 @@ pub struct GetClipInput {
     clip_fragment_selector: Option<Selector>,
 }
 
-async fn get_clip(State(s): State<KvsState>, RestJson(input): RestJson<GetClipInput>) -> Result<Response, ApiError> {
-    let record = input.stream.resolve(&s.store)?;
+async fn get_clip(Scoped(s): Scoped<KvsState>, RestJson(input): RestJson<GetClipInput>) -> Result<Response, ApiError> {
+    let record = input.stream.resolve(&s)?;
     no_retention(&record)?;
     let selector = input
         .clip_fragment_selector

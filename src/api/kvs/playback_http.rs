@@ -66,7 +66,7 @@ fn session(s: &KvsState, q: &HashMap<String, String>, protocol: Protocol) -> Res
         .sessions
         .verify(token, protocol, s.store.clock().now_us())
         .map_err(|e: TokenError| ApiError::new(StatusCode::FORBIDDEN, "NotAuthorizedException", e.to_string()))?;
-    let record = s.store.resolve(Some(&session.stream_name), None)?;
+    let record = s.store.resolve(&session.scope, Some(&session.stream_name), None)?;
     if record.id != session.stream {
         return Err(ApiError::not_found(format!("stream '{}' was deleted", session.stream_name)));
     }

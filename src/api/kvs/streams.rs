@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::State;
 use axum::routing::post;
 use axum::Router;
 use serde::{Deserialize, Serialize};
@@ -13,6 +12,7 @@ use super::{KvsState, StreamRef};
 use crate::api::error::ApiError;
 use crate::api::page_token::PageTokenError;
 use crate::api::protocol::{Empty, RestJson};
+use crate::api::registry::Scoped;
 use crate::api::shapes::epoch_seconds;
 use crate::api::shapes::{ResourceArn, Tag};
 use crate::video_store::{NewStream, RetentionChange, StreamRecord};
@@ -89,7 +89,7 @@ pub struct CreateStreamOutput {
 }
 
 async fn create_stream(
-    State(s): State<KvsState>,
+    Scoped(s): Scoped<KvsState>,
     RestJson(i): RestJson<CreateStreamInput>,
 ) -> Answer<CreateStreamOutput> {
     let retention = match i.data_retention_in_hours {
@@ -97,14 +97,17 @@ async fn create_stream(
         Some(h) => Some(u32::try_from(h).map_err(|_| ApiError::invalid_argument("DataRetentionInHours is too large"))?),
         None => None,
     };
-    let record = s.store.create_stream(NewStream {
-        name: i.stream_name,
-        device_name: i.device_name,
-        media_type: i.media_type,
-        kms_key_id: i.kms_key_id,
-        data_retention_hours: retention,
-        tags: i.tags,
-    })?;
+    let record = s.store.create_stream(
+        &s.scope,
+        NewStream {
+            name: i.stream_name,
+            device_name: i.device_name,
+            media_type: i.media_type,
+            kms_key_id: i.kms_key_id,
+            data_retention_hours: retention,
+            tags: i.tags,
+        },
+    )?;
     tracing::info!(stream = %record.name, retention_hours = record.data_retention_hours, "stream created");
     Ok(RestJson(CreateStreamOutput { stream_arn: record.arn }))
 }
@@ -115,8 +118,11 @@ pub struct DescribeStreamOutput {
     stream_info: StreamInfo,
 }
 
-async fn describe_stream(State(s): State<KvsState>, RestJson(i): RestJson<StreamRef>) -> Answer<DescribeStreamOutput> {
-    Ok(RestJson(DescribeStreamOutput { stream_info: (&i.resolve(&s.store)?).into() }))
+async fn describe_stream(
+    Scoped(s): Scoped<KvsState>,
+    RestJson(i): RestJson<StreamRef>,
+) -> Answer<DescribeStreamOutput> {
+    Ok(RestJson(DescribeStreamOutput { stream_info: (&i.resolve(&s)?).into() }))
 }
 
 #[derive(Deserialize)]
@@ -142,7 +148,10 @@ pub struct ListStreamsOutput {
     next_token: Option<String>,
 }
 
-async fn list_streams(State(s): State<KvsState>, RestJson(i): RestJson<ListStreamsInput>) -> Answer<ListStreamsOutput> {
+async fn list_streams(
+    Scoped(s): Scoped<KvsState>,
+    RestJson(i): RestJson<ListStreamsInput>,
+) -> Answer<ListStreamsOutput> {
     let limit = match i.max_results {
         None => 10_000,
         Some(n) if (1..=10_000).contains(&n) => n as usize,
@@ -167,7 +176,7 @@ async fn list_streams(State(s): State<KvsState>, RestJson(i): RestJson<ListStrea
         None => None,
     };
     // One more than asked tells whether there is a next page.
-    let mut records = s.store.list_streams(&prefix, after.as_deref(), limit + 1)?;
+    let mut records = s.store.list_streams(&s.scope, &prefix, after.as_deref(), limit + 1)?;
     let more = records.len() > limit;
     records.truncate(limit);
     let next_token = records.last().filter(|_| more).map(|r| s.pages.issue("ListStreams", &r.name, now));
@@ -182,8 +191,8 @@ pub struct DeleteStreamInput {
     current_version: Option<String>,
 }
 
-async fn delete_stream(State(s): State<KvsState>, RestJson(i): RestJson<DeleteStreamInput>) -> Answer<Empty> {
-    s.store.delete_stream(&i.stream_arn, i.current_version.as_deref()).await?;
+async fn delete_stream(Scoped(s): Scoped<KvsState>, RestJson(i): RestJson<DeleteStreamInput>) -> Answer<Empty> {
+    s.store.delete_stream(&s.scope, &i.stream_arn, i.current_version.as_deref()).await?;
     tracing::info!(arn = %i.stream_arn, "stream deleted");
     Ok(RestJson(Empty {}))
 }
@@ -198,9 +207,10 @@ pub struct UpdateStreamInput {
     media_type: Option<String>,
 }
 
-async fn update_stream(State(s): State<KvsState>, RestJson(i): RestJson<UpdateStreamInput>) -> Answer<Empty> {
+async fn update_stream(Scoped(s): Scoped<KvsState>, RestJson(i): RestJson<UpdateStreamInput>) -> Answer<Empty> {
     let r = &i.stream;
     s.store.update_stream(
+        &s.scope,
         r.stream_name.as_deref(),
         r.stream_arn.as_deref(),
         &i.current_version,
@@ -221,7 +231,7 @@ pub struct UpdateDataRetentionInput {
 }
 
 async fn update_data_retention(
-    State(s): State<KvsState>,
+    Scoped(s): Scoped<KvsState>,
     RestJson(i): RestJson<UpdateDataRetentionInput>,
 ) -> Answer<Empty> {
     let hours = u32::try_from(i.data_retention_change_in_hours)
@@ -238,8 +248,10 @@ async fn update_data_retention(
         }
     };
     let r = &i.stream;
-    let record =
-        s.store.update_retention(r.stream_name.as_deref(), r.stream_arn.as_deref(), &i.current_version, change).await?;
+    let record = s
+        .store
+        .update_retention(&s.scope, r.stream_name.as_deref(), r.stream_arn.as_deref(), &i.current_version, change)
+        .await?;
     tracing::info!(stream = %record.name, retention_hours = record.data_retention_hours, "retention changed");
     Ok(RestJson(Empty {}))
 }
@@ -271,13 +283,13 @@ pub struct GetDataEndpointOutput {
 }
 
 async fn get_data_endpoint(
-    State(s): State<KvsState>,
+    Scoped(s): Scoped<KvsState>,
     RestJson(i): RestJson<GetDataEndpointInput>,
 ) -> Answer<GetDataEndpointOutput> {
     if !API_NAMES.contains(&i.api_name.as_str()) {
         return Err(ApiError::invalid_argument(format!("APIName must be one of {}", API_NAMES.join(", "))));
     }
-    i.stream.resolve(&s.store)?;
+    i.stream.resolve(&s)?;
     Ok(RestJson(GetDataEndpointOutput { data_endpoint: s.public_url.clone() }))
 }
 
@@ -289,11 +301,11 @@ pub struct TagStreamInput {
     tags: BTreeMap<String, String>,
 }
 
-async fn tag_stream(State(s): State<KvsState>, RestJson(i): RestJson<TagStreamInput>) -> Answer<Empty> {
+async fn tag_stream(Scoped(s): Scoped<KvsState>, RestJson(i): RestJson<TagStreamInput>) -> Answer<Empty> {
     if i.tags.is_empty() {
         return Err(ApiError::invalid_argument("Tags must hold 1 to 50 tags"));
     }
-    s.store.tag_stream(i.stream.stream_name.as_deref(), i.stream.stream_arn.as_deref(), &i.tags)?;
+    s.store.tag_stream(&s.scope, i.stream.stream_name.as_deref(), i.stream.stream_arn.as_deref(), &i.tags)?;
     Ok(RestJson(Empty {}))
 }
 
@@ -305,9 +317,9 @@ pub struct UntagStreamInput {
     tag_key_list: Vec<String>,
 }
 
-async fn untag_stream(State(s): State<KvsState>, RestJson(i): RestJson<UntagStreamInput>) -> Answer<Empty> {
+async fn untag_stream(Scoped(s): Scoped<KvsState>, RestJson(i): RestJson<UntagStreamInput>) -> Answer<Empty> {
     check_tag_keys(&i.tag_key_list)?;
-    s.store.untag_stream(i.stream.stream_name.as_deref(), i.stream.stream_arn.as_deref(), &i.tag_key_list)?;
+    s.store.untag_stream(&s.scope, i.stream.stream_name.as_deref(), i.stream.stream_arn.as_deref(), &i.tag_key_list)?;
     Ok(RestJson(Empty {}))
 }
 
@@ -324,8 +336,8 @@ pub struct TagsOutput {
     tags: BTreeMap<String, String>,
 }
 
-async fn list_tags_for_stream(State(s): State<KvsState>, RestJson(i): RestJson<StreamRef>) -> Answer<TagsOutput> {
-    Ok(RestJson(TagsOutput { tags: i.resolve(&s.store)?.tags }))
+async fn list_tags_for_stream(Scoped(s): Scoped<KvsState>, RestJson(i): RestJson<StreamRef>) -> Answer<TagsOutput> {
+    Ok(RestJson(TagsOutput { tags: i.resolve(&s)?.tags }))
 }
 
 #[derive(Deserialize)]
@@ -344,13 +356,13 @@ fn resource_stream(arn: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn tag_resource(State(s): State<KvsState>, RestJson(i): RestJson<TagResourceInput>) -> Answer<Empty> {
+async fn tag_resource(Scoped(s): Scoped<KvsState>, RestJson(i): RestJson<TagResourceInput>) -> Answer<Empty> {
     resource_stream(&i.resource_arn)?;
     if i.tags.is_empty() || i.tags.len() > 50 {
         return Err(ApiError::invalid_argument("Tags must hold 1 to 50 tags"));
     }
     let tags: BTreeMap<String, String> = i.tags.into_iter().map(|t| (t.key, t.value)).collect();
-    s.store.tag_stream(None, Some(&i.resource_arn), &tags)?;
+    s.store.tag_stream(&s.scope, None, Some(&i.resource_arn), &tags)?;
     Ok(RestJson(Empty {}))
 }
 
@@ -362,14 +374,14 @@ pub struct UntagResourceInput {
     tag_key_list: Vec<String>,
 }
 
-async fn untag_resource(State(s): State<KvsState>, RestJson(i): RestJson<UntagResourceInput>) -> Answer<Empty> {
+async fn untag_resource(Scoped(s): Scoped<KvsState>, RestJson(i): RestJson<UntagResourceInput>) -> Answer<Empty> {
     resource_stream(&i.resource_arn)?;
     check_tag_keys(&i.tag_key_list)?;
-    s.store.untag_stream(None, Some(&i.resource_arn), &i.tag_key_list)?;
+    s.store.untag_stream(&s.scope, None, Some(&i.resource_arn), &i.tag_key_list)?;
     Ok(RestJson(Empty {}))
 }
 
-async fn list_tags_for_resource(State(s): State<KvsState>, RestJson(i): RestJson<ResourceArn>) -> Answer<TagsOutput> {
+async fn list_tags_for_resource(Scoped(s): Scoped<KvsState>, RestJson(i): RestJson<ResourceArn>) -> Answer<TagsOutput> {
     resource_stream(&i.resource_arn)?;
-    Ok(RestJson(TagsOutput { tags: s.store.resolve(None, Some(&i.resource_arn))?.tags }))
+    Ok(RestJson(TagsOutput { tags: s.store.resolve(&s.scope, None, Some(&i.resource_arn))?.tags }))
 }

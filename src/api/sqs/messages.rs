@@ -12,7 +12,7 @@ use super::{invalid, lenient, missing, SqsState};
 use crate::api::error::ApiError;
 use crate::api::protocol::Empty;
 use crate::queues::message::{AttributeValue, MessageAttribute, StoredMessage};
-use crate::queues::{QueueError, ReceiveRequest, SendRequest, SendResult};
+use crate::queues::{invalid_value, QueueError, QueueId, ReceiveRequest, SendRequest, SendResult};
 
 type Result<T> = std::result::Result<T, QueueError>;
 
@@ -77,7 +77,9 @@ impl MessageInput {
         let body = self.message_body.ok_or_else(|| missing("MessageBody"))?;
         let delay_s = self
             .delay_seconds
-            .map(|d| u32::try_from(d).map_err(|_| invalid("DelaySeconds", "must be 0 to 900")))
+            .map(|d| {
+                u32::try_from(d).map_err(|_| invalid_value(d, "DelaySeconds", "DelaySeconds must be >= 0 and <= 900."))
+            })
             .transpose()?;
         Ok(SendRequest {
             body,
@@ -140,8 +142,16 @@ pub struct BatchFailure {
 
 impl BatchFailure {
     fn of(id: &str, e: QueueError) -> Self {
+        // A batch names the handle it refuses; the single operations do not.
+        let message = match &e {
+            QueueError::ReceiptHandleIsInvalid(h) => {
+                Some(format!("The input receipt handle \"{h}\" is not a valid receipt handle."))
+            }
+            _ => None,
+        };
         let w = ApiError::from(e);
-        BatchFailure { id: id.to_string(), sender_fault: !w.status.is_server_error(), code: w.code, message: w.message }
+        let message = message.unwrap_or(w.message);
+        BatchFailure { id: id.to_string(), sender_fault: !w.status.is_server_error(), code: w.code, message }
     }
 }
 
@@ -160,11 +170,11 @@ pub struct SentEntry {
     sent: SendOutput,
 }
 
-/// The entries of a batch request: 1 to 10, with distinct, well-formed ids.
-fn check_entries<T>(entries: Option<Vec<T>>, id: impl Fn(&T) -> Option<&str>) -> Result<Vec<T>> {
+/// The entries of batch operation `op`: 1 to 10, with distinct, well-formed ids.
+fn check_entries<T>(op: &'static str, entries: Option<Vec<T>>, id: impl Fn(&T) -> Option<&str>) -> Result<Vec<T>> {
     let entries = entries.ok_or_else(|| missing("Entries"))?;
     if entries.is_empty() {
-        return Err(QueueError::EmptyBatchRequest);
+        return Err(QueueError::EmptyBatchRequest(op));
     }
     if entries.len() > 10 {
         return Err(QueueError::TooManyEntriesInBatchRequest(entries.len()));
@@ -190,7 +200,7 @@ pub struct SendMessageBatchInput {
 
 pub async fn send_message_batch(s: SqsState, i: SendMessageBatchInput) -> Result<BatchOutput<SentEntry>> {
     let name = s.queue_name(&i.queue_url)?;
-    let mut entries = check_entries(i.entries, |e| e.id.as_deref())?;
+    let mut entries = check_entries("SendMessageBatch", i.entries, |e| e.id.as_deref())?;
     let total: usize = entries.iter().map(MessageInput::size).sum();
     if total > crate::queues::MAX_BATCH_BYTES {
         return Err(QueueError::BatchRequestTooLong(total));
@@ -229,14 +239,12 @@ const SYSTEM_ATTRIBUTES: [&str; 10] = [
     "All",
 ];
 
-/// Whether a received message attribute is asked for (`All`, `.*`, `prefix.*`, exact).
+/// Whether a received message attribute is asked for: `All`, `.*`, `prefix.*` (every
+/// name that starts with the prefix), or its exact name.
 fn wanted(name: &str, asked: &[String]) -> bool {
-    asked.iter().any(|a| {
-        a == "All"
-            || a == ".*"
-            || a == name
-            || a.strip_suffix(".*").is_some_and(|p| name.starts_with(p) && name[p.len()..].starts_with('.'))
-    })
+    asked
+        .iter()
+        .any(|a| a == "All" || a == ".*" || a == name || a.strip_suffix(".*").is_some_and(|p| name.starts_with(p)))
 }
 
 #[derive(Deserialize)]
@@ -345,8 +353,8 @@ pub struct ReceiveMessageOutput {
 pub async fn receive_message(s: SqsState, i: ReceiveMessageInput) -> Result<ReceiveMessageOutput> {
     let name = s.queue_name(&i.queue_url)?;
     let max = i.max_number_of_messages.unwrap_or(1);
-    if i.visibility_timeout.is_some_and(|v| !(0..=43_200).contains(&v)) {
-        return Err(invalid("VisibilityTimeout", "must be 0 to 43200"));
+    if let Some(v) = i.visibility_timeout.filter(|v| !(0..=43_200).contains(v)) {
+        return Err(invalid_value(v, "VisibilityTimeout", "Must be >= 0 and <= 43200, if provided."));
     }
     if let Some(w) = i.wait_time_seconds.filter(|w| !(0..=20).contains(w)) {
         return Err(QueueError::InvalidParameterValue(format!(
@@ -409,11 +417,12 @@ pub struct EntryId {
 /// Runs `f` on each entry's receipt handle; a missing queue fails the whole batch.
 fn handle_batch(
     s: &SqsState,
+    op: &'static str,
     i: HandleBatchInput,
-    f: impl Fn(&str, &str, &HandleEntry) -> Result<()>,
+    f: impl Fn(&QueueId, &str, &HandleEntry) -> Result<()>,
 ) -> Result<BatchOutput<EntryId>> {
     let name = s.queue_name(&i.queue_url)?;
-    let entries = check_entries(i.entries, |e| Some(e.id.as_str()))?;
+    let entries = check_entries(op, i.entries, |e| Some(e.id.as_str()))?;
     let (mut successful, mut failed) = (Vec::new(), Vec::new());
     for e in entries {
         let r = e.receipt_handle.as_deref().ok_or_else(|| missing("ReceiptHandle")).and_then(|h| f(&name, h, &e));
@@ -427,7 +436,7 @@ fn handle_batch(
 }
 
 pub async fn delete_message_batch(s: SqsState, i: HandleBatchInput) -> Result<BatchOutput<EntryId>> {
-    handle_batch(&s, i, |queue, handle, _| s.engine.delete_message(queue, handle))
+    handle_batch(&s, "DeleteMessageBatch", i, |queue, handle, _| s.engine.delete_message(queue, handle))
 }
 
 #[derive(Deserialize)]
@@ -447,7 +456,7 @@ pub async fn change_message_visibility(s: SqsState, i: ChangeMessageVisibilityIn
 }
 
 pub async fn change_message_visibility_batch(s: SqsState, i: HandleBatchInput) -> Result<BatchOutput<EntryId>> {
-    handle_batch(&s, i, |queue, handle, e| {
+    handle_batch(&s, "ChangeMessageVisibilityBatch", i, |queue, handle, e| {
         let timeout = e.visibility_timeout.ok_or_else(|| missing("VisibilityTimeout"))?;
         s.engine.change_visibility(queue, handle, timeout)
     })

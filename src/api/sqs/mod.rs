@@ -22,12 +22,16 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::page_token::PageTokens;
 use super::protocol::Protocol;
-use super::registry::{InputError, Operations};
-use crate::queues::{QueueEngine, QueueError};
+use super::registry::{ForCaller, InputError, Operations};
+use crate::credentials::Caller;
+use crate::queues::{QueueEngine, QueueError, QueueId};
+use crate::scope::Scope;
 
 pub const TARGET_PREFIX: &str = "AmazonSQS";
 const NAMESPACE: &str = "com.amazonaws.sqs";
 pub const XML_NAMESPACE: &str = "http://queue.amazonaws.com/doc/2012-11-05/";
+/// The `Version` an SQS Query form carries.
+pub const API_VERSION: &str = "2012-11-05";
 
 /// What the SQS operations reach.
 #[derive(Clone)]
@@ -36,6 +40,14 @@ pub struct SqsState {
     /// `http://HOST:PORT`, the base of queue URLs.
     pub base_url: String,
     pub pages: PageTokens,
+    /// The caller's account and region (the server's default until a call sets it).
+    pub scope: Scope,
+}
+
+impl ForCaller for SqsState {
+    fn for_caller(&self, caller: &Caller) -> Self {
+        SqsState { scope: caller.scope.clone(), ..self.clone() }
+    }
 }
 
 /// The operation table registered under [`TARGET_PREFIX`], answering Query forms too.
@@ -92,7 +104,7 @@ impl From<QueueError> for ApiError {
             TooManyEntriesInBatchRequest(_) => {
                 (bad, "TooManyEntriesInBatchRequest", "AWS.SimpleQueueService.TooManyEntriesInBatchRequest")
             }
-            EmptyBatchRequest => (bad, "EmptyBatchRequest", "AWS.SimpleQueueService.EmptyBatchRequest"),
+            EmptyBatchRequest(_) => (bad, "EmptyBatchRequest", "AWS.SimpleQueueService.EmptyBatchRequest"),
             BatchEntryIdsNotDistinct(_) => {
                 (bad, "BatchEntryIdsNotDistinct", "AWS.SimpleQueueService.BatchEntryIdsNotDistinct")
             }
@@ -134,17 +146,27 @@ fn input_error(e: InputError) -> ApiError {
 }
 
 impl SqsState {
+    /// `BASE/ACCOUNT/NAME` for a queue of the caller's scope.
     pub fn queue_url(&self, name: &str) -> String {
-        format!("{}/{}/{name}", self.base_url.trim_end_matches('/'), self.engine.account())
+        format!("{}/{}/{name}", self.base_url.trim_end_matches('/'), self.scope.account)
     }
 
-    /// The queue name a QueueUrl points at (`…/ACCOUNT/NAME`).
-    pub fn queue_name(&self, url: &str) -> Result<String, QueueError> {
+    /// The queue a QueueUrl names: `…/ACCOUNT/NAME` (the account must be the caller's;
+    /// a queue of another account does not exist for it), or a bare queue name, which
+    /// SQS also accepts. The region is the caller's.
+    pub fn queue_name(&self, url: &str) -> Result<QueueId, QueueError> {
+        if !url.contains('/') {
+            return if url.is_empty() {
+                Err(QueueError::QueueDoesNotExist)
+            } else {
+                Ok(QueueId::new(&self.scope, url))
+            };
+        }
         let path = url.split_once("://").map_or(url, |(_, rest)| rest.split_once('/').map_or("", |(_, p)| p));
         let mut parts = path.trim_matches('/').rsplitn(2, '/');
         let name = parts.next().unwrap_or_default();
         match parts.next() {
-            Some(account) if account == self.engine.account() && !name.is_empty() => Ok(name.to_string()),
+            Some(account) if account == self.scope.account && !name.is_empty() => Ok(QueueId::new(&self.scope, name)),
             _ => Err(QueueError::QueueDoesNotExist),
         }
     }
@@ -158,8 +180,12 @@ impl SqsState {
         max: Option<i64>,
         token: Option<&str>,
     ) -> Result<(Vec<String>, Option<String>), QueueError> {
-        if max.is_some_and(|m| !(1..=1000).contains(&m)) {
-            return Err(invalid("MaxResults", "must be 1 to 1000"));
+        if let Some(m) = max.filter(|m| !(1..=1000).contains(m)) {
+            return Err(crate::queues::invalid_value(
+                m,
+                "MaxResults",
+                "MaxResults must be an integer between 1 and 1000.",
+            ));
         }
         let now = self.engine.now_ms();
         let start = match token {
@@ -231,7 +257,7 @@ pub struct QueueRef {
 }
 
 impl QueueRef {
-    fn name(&self, s: &SqsState) -> Result<String, QueueError> {
+    fn name(&self, s: &SqsState) -> Result<QueueId, QueueError> {
         s.queue_name(&self.queue_url)
     }
 }

@@ -20,6 +20,7 @@ use super::{missing, SqsState, XML_NAMESPACE};
 use crate::api::error::ApiError;
 use crate::api::protocol::{self, Protocol, RequestId};
 use crate::api::registry::{BoxFuture, Call, CallInput, Operations, QueryService, Registry, Service};
+use crate::credentials::Caller;
 use crate::wire::xml::Element;
 
 /// The Query side of the SQS service: forms become calls of its operation table.
@@ -29,7 +30,7 @@ pub struct SqsQuery {
 }
 
 impl QueryService for SqsQuery {
-    fn call_query(&self, path: &str, form: &[u8], request_id: RequestId) -> BoxFuture<Response> {
+    fn call_query(&self, path: &str, form: &[u8], request_id: RequestId, caller: Caller) -> BoxFuture<Response> {
         let params: Vec<(String, String)> = form_urlencoded::parse(form).into_owned().collect();
         let (action, mut input) = form_to_json(&params);
         // A request sent to a queue's URL names the queue by its path.
@@ -41,8 +42,8 @@ impl QueryService for SqsQuery {
             let e = ApiError::from(missing("Action"));
             return Box::pin(async move { protocol::query_error(&e, XML_NAMESPACE, Some(&request_id)) });
         };
-        let call =
-            Call { operation, protocol: Protocol::Query, input: CallInput::Value(Value::Object(input)), request_id };
+        let input = CallInput::Value(Value::Object(input));
+        let call = Call { operation, protocol: Protocol::Query, input, request_id, caller };
         self.operations.call(call)
     }
 }
@@ -55,11 +56,12 @@ pub fn routes() -> Router<Arc<Registry>> {
 async fn queue_url_request(
     State(registry): State<Arc<Registry>>,
     Extension(request_id): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    match registry.query_service() {
-        Some(q) => q.call_query(uri.path(), &body, request_id).await,
+    match registry.query_service("sqs") {
+        Some(q) => q.call_query(uri.path(), &body, request_id, caller).await,
         None => protocol::query_error(
             &ApiError::unknown_operation("Query protocol request"),
             XML_NAMESPACE,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{lenient, missing, QueueRef, SqsState};
 use crate::api::protocol::Empty;
-use crate::queues::QueueError;
+use crate::queues::{QueueError, QueueId};
 
 type Result<T> = std::result::Result<T, QueueError>;
 
@@ -30,7 +30,7 @@ pub struct QueueUrlOutput {
 }
 
 pub async fn create_queue(s: SqsState, i: CreateQueueInput) -> Result<QueueUrlOutput> {
-    s.engine.create_queue(&i.queue_name, &i.attributes, &i.tags).await?;
+    s.engine.create_queue(&QueueId::new(&s.scope, &i.queue_name), &i.attributes, &i.tags).await?;
     Ok(QueueUrlOutput { queue_url: s.queue_url(&i.queue_name) })
 }
 
@@ -44,7 +44,8 @@ pub struct GetQueueUrlInput {
 
 pub async fn get_queue_url(s: SqsState, i: GetQueueUrlInput) -> Result<QueueUrlOutput> {
     let e = &s.engine;
-    if i.queue_owner_aws_account_id.as_deref().is_some_and(|a| a != e.account()) || !e.exists(&i.queue_name) {
+    let id = QueueId::new(&s.scope, &i.queue_name);
+    if i.queue_owner_aws_account_id.as_deref().is_some_and(|a| a != s.scope.account) || !e.exists(&id) {
         return Err(QueueError::QueueDoesNotExist);
     }
     Ok(QueueUrlOutput { queue_url: s.queue_url(&i.queue_name) })
@@ -73,7 +74,7 @@ pub struct ListQueuesOutput {
 }
 
 pub async fn list_queues(s: SqsState, i: ListQueuesInput) -> Result<ListQueuesOutput> {
-    let names = s.engine.list_queues(i.queue_name_prefix.as_deref().unwrap_or(""));
+    let names = s.engine.list_queues(&s.scope, i.queue_name_prefix.as_deref().unwrap_or(""));
     let urls = names.iter().map(|n| s.queue_url(n)).collect();
     let (queue_urls, next_token) = s.page("ListQueues", urls, i.max_results, i.next_token.as_deref())?;
     Ok(ListQueuesOutput { queue_urls, next_token })
