@@ -40,18 +40,23 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 pub async fn run(config: ServerConfig) -> Result<(), AppError> {
     if config.access_keys.is_empty() {
-        if !config.http.ip().is_loopback() && !config.allow_anonymous {
-            return Err(AppError::Refused(format!(
-                "no access keys are configured, so requests are not authenticated; refusing to listen on {} \
-                 (not a loopback address). Set KINESCOPE_ACCESS_KEY_ID and KINESCOPE_SECRET_ACCESS_KEY, or pass \
-                 --allow-anonymous to accept unauthenticated requests from the network.",
-                config.http
-            )));
+        // Every listener: RTSP publishes and plays with the same (absent) keys.
+        for (listener, addr) in [("HTTP", config.http), ("RTSP", config.rtsp)] {
+            if !addr.ip().is_loopback() && !config.allow_anonymous {
+                return Err(AppError::Refused(format!(
+                    "no access keys are configured, so requests are not authenticated; refusing to listen for \
+                     {listener} on {addr} (not a loopback address). Set KINESCOPE_ACCESS_KEY_ID and \
+                     KINESCOPE_SECRET_ACCESS_KEY, or pass --allow-anonymous to accept unauthenticated requests \
+                     from the network."
+                )));
+            }
         }
+        let loopback = config.http.ip().is_loopback() && config.rtsp.ip().is_loopback();
         tracing::warn!(
             http = %config.http,
+            rtsp = %config.rtsp,
             "no access keys configured: requests are accepted without signature checks{}",
-            if config.http.ip().is_loopback() { " (loopback only)" } else { " (--allow-anonymous)" }
+            if loopback { " (loopback only)" } else { " (--allow-anonymous)" }
         );
     }
     let clock: SharedClock = Arc::new(SystemClock);
@@ -110,7 +115,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         pages: pages.clone(),
         scope: default_scope.clone(),
     };
-    let state = AppState::new(
+    let mut state = AppState::new(
         kvs,
         Some(SqsState {
             engine: queues.clone(),
@@ -119,7 +124,18 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
             scope: default_scope.clone(),
         }),
         Some(KinesisState { engine: data_streams.clone(), pages, scope: default_scope.clone() }),
-        AuthState { credentials: credentials.clone(), clock: clock.clone(), query_namespace: sqs::XML_NAMESPACE },
+        AuthState {
+            credentials: credentials.clone(),
+            clock: clock.clone(),
+            query_namespace: sqs::XML_NAMESPACE,
+            anonymous_hosts: config
+                .public_url
+                .as_deref()
+                .and_then(|u| url::Url::parse(u).ok())
+                .and_then(|u| u.host_str().map(str::to_string))
+                .into_iter()
+                .collect(),
+        },
     );
 
     let sweeper = tokio::spawn(sweep_retention(store.clone(), Duration::from_secs(config.retention_sweep_secs)));
@@ -136,18 +152,19 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         config.rtsp_create_streams,
         crate::secrets::random_bytes::<32>()?,
         metrics.clone(),
-    );
+    )
+    .with_limits(config.rtsp_limits);
     let rtsp_task = tokio::spawn(rtsp.run(rtsp_listener, stop_rx.clone()));
     tracing::info!(http = %bound, rtsp = %rtsp_bound, public_url = %public_url, "kinescope ready");
 
-    let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, api::router(state))
-            .with_graceful_shutdown(async move {
-                let _ = server_stop.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    state.http = config.http_limits;
+    let server = tokio::spawn(api::serve::serve(
+        listener,
+        api::router(state),
+        config.http_limits,
+        metrics.clone(),
+        stop_rx.clone(),
+    ));
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);

@@ -33,6 +33,20 @@ pub struct LimitsFile {
     pub max_fragment_bytes: Option<u64>,
     pub max_fragment_duration_ms: Option<i64>,
     pub max_tracks: Option<usize>,
+    /// HTTP connections served at once; more are answered 503.
+    pub http_max_connections: Option<usize>,
+    /// Seconds a request's head may take, and an idle keep-alive connection may wait.
+    pub http_header_timeout_secs: Option<u64>,
+    /// Seconds a request body (PutMedia's stream too) may send nothing.
+    pub http_body_idle_timeout_secs: Option<u64>,
+    /// Seconds a response write may make no progress before the reader is dropped.
+    pub http_write_timeout_secs: Option<u64>,
+    /// RTSP connections served at once; more are answered 503.
+    pub rtsp_max_connections: Option<usize>,
+    /// Seconds an RTSP session may go without a request or media (TCP or UDP).
+    pub rtsp_idle_timeout_secs: Option<u64>,
+    /// Seconds an RTSP viewer's socket may take no bytes before the viewer is dropped.
+    pub rtsp_write_timeout_secs: Option<u64>,
 }
 
 /// The TOML file; every field optional.
@@ -98,6 +112,8 @@ pub struct ServerConfig {
     pub retention_sweep_secs: u64,
     pub access_keys: Vec<AccessKey>,
     pub limits: FragmentLimits,
+    pub http_limits: crate::api::serve::HttpLimits,
+    pub rtsp_limits: crate::rtsp::RtspLimits,
     pub data_streams: crate::data_streams::EngineOptions,
     pub rtsp_create_streams: bool,
     pub sources: std::collections::BTreeMap<String, crate::ingest::rtsp_pull::SourceConfig>,
@@ -150,6 +166,26 @@ impl ServerConfig {
                 .map_or(d.max_fragment_duration_us, |ms| ms * 1000),
             max_tracks: file.limits.max_tracks.unwrap_or(d.max_tracks),
         };
+        let h = crate::api::serve::HttpLimits::default();
+        let secs = |v: Option<u64>, default: std::time::Duration| {
+            v.map_or(default, |s| std::time::Duration::from_secs(s.max(1)))
+        };
+        let http_limits = crate::api::serve::HttpLimits {
+            max_connections: file.limits.http_max_connections.unwrap_or(h.max_connections).max(1),
+            header_timeout: secs(file.limits.http_header_timeout_secs, h.header_timeout),
+            body_idle_timeout: secs(file.limits.http_body_idle_timeout_secs, h.body_idle_timeout),
+            write_timeout: secs(file.limits.http_write_timeout_secs, h.write_timeout),
+        };
+        let r = crate::rtsp::RtspLimits::default();
+        let rtsp_limits = crate::rtsp::RtspLimits {
+            max_connections: file.limits.rtsp_max_connections.unwrap_or(r.max_connections).max(1),
+            idle_timeout: secs(file.limits.rtsp_idle_timeout_secs, r.idle_timeout),
+            write_timeout: secs(file.limits.rtsp_write_timeout_secs, r.write_timeout),
+            max_tracks: limits.max_tracks,
+            max_fragment_bytes: usize::try_from(limits.max_fragment_bytes)
+                .unwrap_or(usize::MAX)
+                .min(crate::media::fmp4_mux::MAX_FRAGMENT_BYTES),
+        };
         let ds = crate::data_streams::EngineOptions::default();
         let data_streams = crate::data_streams::EngineOptions {
             throughput_limits: o.kinesis_throughput_limits || file.data_streams.throughput_limits.unwrap_or(false),
@@ -173,6 +209,8 @@ impl ServerConfig {
             retention_sweep_secs: file.retention_sweep_secs.unwrap_or(60).max(1),
             access_keys,
             limits,
+            http_limits,
+            rtsp_limits,
         })
     }
 }

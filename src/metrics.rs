@@ -1,131 +1,157 @@
-//! Process metrics, rendered in the Prometheus text exposition format at `/metrics`.
+//! Process metrics at `/metrics`, in the OpenMetrics text format Prometheus scrapes.
 //!
-//! A handful of counters and one histogram do not need a metrics framework: atomics
-//! for the hot counters, a mutex-guarded map for the labelled request counter.
+//! Built on `prometheus-client`: label values are escaped by the encoder, and every
+//! label set is drawn from a bounded set (operation names the server knows, HTTP
+//! statuses, fixed refusal reasons), so no request can add a series of its choosing or
+//! forge a sample.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 /// Upper bounds (seconds) of the PERSISTED-ack latency histogram buckets.
 const ACK_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
-#[derive(Default)]
-pub struct Histogram {
-    buckets: [AtomicU64; ACK_BUCKETS.len()],
-    count: AtomicU64,
-    /// Sum in microseconds.
-    sum_us: AtomicU64,
+/// The label of a request that named no operation this server knows.
+pub const UNKNOWN_OPERATION: &str = "unknown";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// An operation name the server registered or a route it serves (or
+    /// [`UNKNOWN_OPERATION`]): never text a request chose.
+    pub api: String,
+    pub status: u16,
 }
 
-impl Histogram {
-    pub fn observe_secs(&self, secs: f64) {
-        for (i, &le) in ACK_BUCKETS.iter().enumerate() {
-            if secs <= le {
-                self.buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add((secs * 1e6) as u64, Ordering::Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str) {
-        for (i, le) in ACK_BUCKETS.iter().enumerate() {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {}", self.buckets[i].load(Ordering::Relaxed));
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {}", self.sum_us.load(Ordering::Relaxed) as f64 / 1e6);
-        let _ = writeln!(out, "{name}_count {count}");
-    }
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// `http` or `rtsp`.
+    pub listener: &'static str,
+    /// A fixed reason: `connections`, `header_timeout`, `body_timeout`, `idle_timeout`,
+    /// `slow_reader`, `too_large`, `limit`, `origin`.
+    pub reason: &'static str,
 }
 
-#[derive(Default)]
+/// Every metric of the process.
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
-    pub bytes_in: AtomicU64,
-    pub bytes_out: AtomicU64,
-    pub fragments_persisted: AtomicU64,
-    pub fragments_rejected: AtomicU64,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    refused: Family<RefusalLabels, Counter>,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    pub fragments_persisted: Counter,
+    pub fragments_rejected: Counter,
     pub ack_latency: Histogram,
     /// RTSP publishers and pulled cameras.
-    pub rtsp_packets: AtomicU64,
-    pub rtsp_packets_lost: AtomicU64,
-    pub rtsp_units_dropped: AtomicU64,
+    pub rtsp_packets: Counter,
+    pub rtsp_packets_lost: Counter,
+    pub rtsp_units_dropped: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("kinescope");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let refused = Family::<RefusalLabels, Counter>::default();
+        let m = Metrics {
+            requests: requests.clone(),
+            refused: refused.clone(),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            fragments_persisted: Counter::default(),
+            fragments_rejected: Counter::default(),
+            ack_latency: Histogram::new(ACK_BUCKETS),
+            rtsp_packets: Counter::default(),
+            rtsp_packets_lost: Counter::default(),
+            rtsp_units_dropped: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register("requests", "API requests by operation and HTTP status", requests);
+        registry.register("refused", "Connections and requests refused by a limit, by listener and reason", refused);
+        registry.register("bytes_in", "Request body bytes received", m.bytes_in.clone());
+        registry.register("bytes_out", "Response body bytes sent", m.bytes_out.clone());
+        registry.register(
+            "fragments_persisted",
+            "Fragments made durable and acknowledged PERSISTED",
+            m.fragments_persisted.clone(),
+        );
+        registry.register(
+            "fragments_rejected",
+            "Fragments refused with an ERROR acknowledgement",
+            m.fragments_rejected.clone(),
+        );
+        registry.register(
+            "put_media_ack_latency_seconds",
+            "Time from RECEIVED to PERSISTED per fragment",
+            m.ack_latency.clone(),
+        );
+        registry.register("rtsp_packets", "RTP packets (or camera frames) received over RTSP", m.rtsp_packets.clone());
+        registry.register(
+            "rtsp_packets_lost",
+            "RTP packets missing from the sequence (UDP gaps, camera-reported loss)",
+            m.rtsp_packets_lost.clone(),
+        );
+        registry.register(
+            "rtsp_units_dropped",
+            "Access units dropped: a packet of theirs lost or malformed, or before parameters were known",
+            m.rtsp_units_dropped.clone(),
+        );
+        Metrics { registry, ..m }
+    }
 }
 
 impl Metrics {
+    /// Counts a request; `api` must come from the server's own operation names.
     pub fn count_request(&self, api: &str, status: u16) {
-        let mut m = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        *m.entry((api.to_string(), status)).or_default() += 1;
+        self.requests.get_or_create(&RequestLabels { api: api.to_string(), status }).inc();
+    }
+
+    /// Counts a connection or request refused by a limit.
+    pub fn count_refusal(&self, listener: &'static str, reason: &'static str) {
+        self.refused.get_or_create(&RefusalLabels { listener, reason }).inc();
     }
 
     pub fn add_bytes_in(&self, n: u64) {
-        self.bytes_in.fetch_add(n, Ordering::Relaxed);
+        self.bytes_in.inc_by(n);
     }
 
     pub fn add_bytes_out(&self, n: u64) {
-        self.bytes_out.fetch_add(n, Ordering::Relaxed);
+        self.bytes_out.inc_by(n);
     }
 
+    /// The OpenMetrics text of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        out.push_str("# HELP kinescope_requests_total API requests by operation and HTTP status.\n");
-        out.push_str("# TYPE kinescope_requests_total counter\n");
-        for ((api, status), n) in self.requests.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(out, "kinescope_requests_total{{api=\"{api}\",status=\"{status}\"}} {n}");
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "metrics could not be encoded");
         }
-        let counters = [
-            ("kinescope_bytes_in_total", "Request body bytes received.", &self.bytes_in),
-            ("kinescope_bytes_out_total", "Response body bytes sent.", &self.bytes_out),
-            (
-                "kinescope_fragments_persisted_total",
-                "Fragments made durable and acknowledged PERSISTED.",
-                &self.fragments_persisted,
-            ),
-            (
-                "kinescope_fragments_rejected_total",
-                "Fragments refused with an ERROR acknowledgement.",
-                &self.fragments_rejected,
-            ),
-            ("kinescope_rtsp_packets_total", "RTP packets (or camera frames) received over RTSP.", &self.rtsp_packets),
-            (
-                "kinescope_rtsp_packets_lost_total",
-                "RTP packets missing from the sequence (UDP gaps, camera-reported loss).",
-                &self.rtsp_packets_lost,
-            ),
-            (
-                "kinescope_rtsp_units_dropped_total",
-                "Access units dropped: a packet of theirs lost or malformed, or before parameters were known.",
-                &self.rtsp_units_dropped,
-            ),
-        ];
-        for (name, help, v) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
-        }
-        out.push_str("# HELP kinescope_put_media_ack_latency_seconds Time from RECEIVED to PERSISTED per fragment.\n");
-        out.push_str("# TYPE kinescope_put_media_ack_latency_seconds histogram\n");
-        self.ack_latency.render(&mut out, "kinescope_put_media_ack_latency_seconds");
         out
     }
 }
+
+/// The `Content-Type` of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn renders_prometheus_text() {
+    fn renders_openmetrics_text() {
         let m = Metrics::default();
         m.count_request("CreateStream", 200);
         m.count_request("CreateStream", 200);
-        m.ack_latency.observe_secs(0.003);
+        m.count_refusal("http", "header_timeout");
+        m.ack_latency.observe(0.003);
         let text = m.render();
-        assert!(text.contains("kinescope_requests_total{api=\"CreateStream\",status=\"200\"} 2"));
+        assert!(text.contains("kinescope_requests_total{api=\"CreateStream\",status=\"200\"} 2"), "{text}");
+        assert!(text.contains("kinescope_refused_total{listener=\"http\",reason=\"header_timeout\"} 1"));
         assert!(text.contains("kinescope_put_media_ack_latency_seconds_bucket{le=\"0.005\"} 1"));
         assert!(text.contains("kinescope_put_media_ack_latency_seconds_bucket{le=\"0.0025\"} 0"));
         assert!(text.contains("kinescope_put_media_ack_latency_seconds_count 1"));
         assert!(text.contains("kinescope_rtsp_packets_lost_total 0"));
+        assert!(text.ends_with("# EOF\n"));
     }
 }

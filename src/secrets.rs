@@ -4,7 +4,6 @@
 //! A token is `base64url(payload) "." base64url(HMAC-SHA256(key, base64url(payload)))`:
 //! whoever lacks the key can neither mint one nor change a byte of one.
 
-use std::io::Write;
 use std::path::Path;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -36,17 +35,7 @@ pub fn load_or_create_key(path: &Path) -> std::io::Result<[u8; 32]> {
         Err(e) => return Err(e),
     }
     let key = random_bytes::<32>()?;
-    let tmp = path.with_extension("tmp");
-    {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let mut f = opts.open(&tmp)?;
-        f.write_all(&key)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
+    crate::durable_file::replace(path, &key, 0o600)?;
     Ok(key)
 }
 

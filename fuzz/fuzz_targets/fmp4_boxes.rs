@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
 
     // moov and moof parsers on the raw bytes and on each box body.
     if let Ok(init) = fmp4::parse_moov(data) {
-        let _ = fmp4::parse_moof(data, &init);
+        let _ = fmp4::parse_moof(data, &init, data.len() as u64);
         let _ = init.timing_track();
         init.tracks.iter().for_each(codec_round_trip);
     }
@@ -51,11 +51,11 @@ fuzz_target!(|data: &[u8]| {
         init.tracks.iter().for_each(codec_round_trip);
     }
     let empty = InitInfo { tracks: Vec::new() };
-    let _ = fmp4::parse_moof(data, &empty);
+    let _ = fmp4::parse_moof(data, &empty, data.len() as u64);
     for (_, body) in &parsed {
         if let Ok(init) = fmp4::parse_moov(body) {
             for (_, other) in &parsed {
-                let _ = fmp4::parse_moof(other, &init);
+                let _ = fmp4::parse_moof(other, &init, data.len() as u64);
             }
         }
     }

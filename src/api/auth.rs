@@ -1,8 +1,11 @@
 //! SigV4 verification for every AWS route.
 //!
-//! Bodies of ordinary requests are read (up to a limit) to hash them for the signature.
-//! Streaming requests (PutMedia, or any request signed with `UNSIGNED-PAYLOAD`) are
-//! verified on their headers alone and their bodies pass through untouched.
+//! The headers are checked first (a known key, a current date, a credential scope for
+//! the service the route belongs to): a request that cannot be authentic is refused
+//! before a byte of its body is read. Bodies of ordinary requests are then read (up to
+//! a limit) to hash them for the signature. PutMedia's body is a stream: it is signed
+//! `UNSIGNED-PAYLOAD`, verified on its headers alone, and passes through untouched; no
+//! other route accepts an unsigned payload.
 
 use std::sync::Arc;
 
@@ -24,6 +27,9 @@ pub struct AuthState {
     pub clock: SharedClock,
     /// The XML namespace of Query-protocol refusals (SQS's).
     pub query_namespace: &'static str,
+    /// Host names besides loopback ones that anonymous mode answers to (the host of
+    /// `--public-url`, when it set one).
+    pub anonymous_hosts: Vec<String>,
 }
 
 /// Requests whose body is a stream, verified on their headers alone.
@@ -45,12 +51,18 @@ fn claimed(headers: &axum::http::HeaderMap) -> (Option<String>, Option<String>) 
 pub async fn authenticate(State(state): State<AuthState>, mut req: Request, next: Next) -> Response {
     let (key, region) = claimed(req.headers());
     let caller = state.credentials.caller(key.as_deref(), region.as_deref());
+    let protocol = Protocol::of_request(req.headers());
+    let request_id = req.extensions().get::<RequestId>().cloned();
     if state.credentials.is_anonymous() {
+        if let Err(e) = same_machine(req.headers(), &state.anonymous_hosts) {
+            return match protocol {
+                Protocol::Query => protocol::query_error(&e, state.query_namespace, request_id.as_ref()),
+                p => protocol::error_response(&e, p, None),
+            };
+        }
         req.extensions_mut().insert(caller);
         return next.run(req).await;
     }
-    let protocol = Protocol::of_request(req.headers());
-    let request_id = req.extensions().get::<RequestId>().cloned();
     match verify(&state, req).await {
         Ok(mut req) => {
             // verify() checked this very key's signature.
@@ -67,6 +79,47 @@ pub async fn authenticate(State(state): State<AuthState>, mut req: Request, next
             }
         }
     }
+}
+
+/// Anonymous mode trusts whoever can reach a loopback address, which a web page can
+/// too: a form POST to `127.0.0.1` (CSRF) or a name of the page's site resolving to
+/// `127.0.0.1` (DNS rebinding). So an unsigned request must name a loopback host (or
+/// `--public-url`'s) in `Host`, and come from no other site's page (`Origin`).
+fn same_machine(headers: &axum::http::HeaderMap, extra_hosts: &[String]) -> Result<(), ApiError> {
+    let host_ok = |host: &str| {
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        host == "localhost"
+            || host.ends_with(".localhost")
+            || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+            || extra_hosts.iter().any(|h| h.eq_ignore_ascii_case(&host))
+    };
+    let refuse = |what: String| {
+        ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "AccessDeniedException",
+            format!(
+                "{what}: with no access keys configured, Kinescope answers unsigned requests from this machine only"
+            ),
+        )
+    };
+    if let Some(host) = headers.get(axum::http::header::HOST) {
+        let host = host.to_str().unwrap_or_default();
+        let name = match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.ends_with(':') => name,
+            _ => host,
+        };
+        if !host_ok(name) {
+            return Err(refuse(format!("Host '{host}' is not this machine")));
+        }
+    }
+    if let Some(origin) = headers.get(axum::http::header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default();
+        let from_here = url::Url::parse(origin).ok().and_then(|u| u.host_str().map(host_ok)).unwrap_or(false);
+        if !from_here {
+            return Err(refuse(format!("a page of {origin} may not call this server")));
+        }
+    }
+    Ok(())
 }
 
 /// Reads and drops (a bounded part of) a refused streaming body, so the client, which
@@ -87,7 +140,24 @@ async fn drain(body: Body) {
     .await;
 }
 
-/// Verifies a request; on refusal, hands back a streaming body that was not read.
+/// The services whose credential scope a request may carry: the one its route or
+/// target belongs to.
+fn signing_services(headers: &axum::http::HeaderMap) -> &'static [&'static str] {
+    const ALL: &[&str] = &["kinesisvideo", "kinesis", "sqs", "sts"];
+    if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        return match target.split('.').next() {
+            Some(super::sqs::TARGET_PREFIX) => &["sqs"],
+            Some(super::kinesis::TARGET_PREFIX) => &["kinesis"],
+            _ => ALL,
+        };
+    }
+    if protocol::is_query(headers) {
+        return &["sqs", "sts"];
+    }
+    &["kinesisvideo"]
+}
+
+/// Verifies a request; on refusal, hands back a body that was not read.
 async fn verify(state: &AuthState, req: Request) -> Result<Request, (ApiError, Option<Body>)> {
     let (parts, body) = req.into_parts();
     let mut headers: Vec<(String, String)> = Vec::with_capacity(parts.headers.len());
@@ -100,10 +170,16 @@ async fn verify(state: &AuthState, req: Request) -> Result<Request, (ApiError, O
             headers.push(("host".into(), a.to_string()));
         }
     }
-    let declared = parts.headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let now = state.clock.now_us() / 1_000_000;
+    let services = signing_services(&parts.headers);
+    let pre = match sigv4::preverify(&headers, now, services, |id| state.credentials.secret(id)) {
+        Ok(pre) => pre,
+        Err(e) => return Err((e.into(), Some(body))),
+    };
     let streaming = STREAMING_PATHS.contains(&parts.uri.path());
-    let (payload_hash, body) = if streaming || declared.as_deref() == Some(UNSIGNED_PAYLOAD) {
-        (declared.unwrap_or_else(|| UNSIGNED_PAYLOAD.to_string()), body)
+    let (payload_hash, body) = if streaming {
+        let declared = parts.headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok());
+        (declared.unwrap_or(UNSIGNED_PAYLOAD).to_string(), body)
     } else {
         let bytes = axum::body::to_bytes(body, MAX_BODY)
             .await
@@ -117,8 +193,7 @@ async fn verify(state: &AuthState, req: Request) -> Result<Request, (ApiError, O
         headers: &headers,
         payload_hash: &payload_hash,
     };
-    let now = state.clock.now_us() / 1_000_000;
-    let key = match sigv4::verify(&parts_for_sig, now, |id| state.credentials.secret(id)) {
+    let key = match sigv4::verify_signature(&pre, &parts_for_sig) {
         Ok(key) => key,
         Err(e) => return Err((e.into(), Some(body))),
     };

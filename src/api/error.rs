@@ -117,9 +117,10 @@ impl From<SigV4Error> for ApiError {
             SigV4Error::Missing => "MissingAuthenticationTokenException",
             SigV4Error::Incomplete(_) => "IncompleteSignatureException",
             SigV4Error::UnknownAccessKey => "UnrecognizedClientException",
-            SigV4Error::Mismatch | SigV4Error::Expired { .. } | SigV4Error::NotYetCurrent { .. } => {
-                "InvalidSignatureException"
-            }
+            SigV4Error::Mismatch
+            | SigV4Error::Expired { .. }
+            | SigV4Error::NotYetCurrent { .. }
+            | SigV4Error::WrongScope(_) => "InvalidSignatureException",
         };
         ApiError::new(StatusCode::FORBIDDEN, code, e.to_string())
     }

@@ -93,7 +93,7 @@ impl Harness {
                 scope: scope.clone(),
             }),
             Some(KinesisState { engine: data_streams.clone(), pages, scope: scope.clone() }),
-            AuthState { credentials, clock, query_namespace: XML_NAMESPACE },
+            AuthState { credentials, clock, query_namespace: XML_NAMESPACE, anonymous_hosts: Vec::new() },
         );
         Harness { app: router(state.clone()), state, store, queues, data_streams }
     }

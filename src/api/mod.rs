@@ -23,6 +23,7 @@ pub mod kvs;
 pub mod page_token;
 pub mod protocol;
 pub mod registry;
+pub mod serve;
 pub mod shapes;
 pub mod sqs;
 pub mod sts;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub auth: auth::AuthState,
     pub metrics: Arc<Metrics>,
+    /// The listener's limits; the body idle timeout applies in the router.
+    pub http: serve::HttpLimits,
 }
 
 impl AppState {
@@ -78,7 +81,7 @@ impl AppState {
             registry.register(kinesis::TARGET_PREFIX, Arc::new(kinesis::operations(kinesis)));
         }
         let metrics = kvs.metrics.clone();
-        AppState { kvs, registry: Arc::new(registry), auth, metrics }
+        AppState { kvs, registry: Arc::new(registry), auth, metrics, http: serve::HttpLimits::default() }
     }
 }
 
@@ -100,6 +103,10 @@ pub fn router(state: AppState) -> Router {
         .merge(kvs::playback_http::routes(state.kvs.clone()).with_state(state.kvs.clone()))
         .merge(crate::web::routes())
         .merge(aws)
+        .layer(middleware::from_fn_with_state(
+            (state.http.body_idle_timeout, state.metrics.clone()),
+            serve::body_idle_timeout,
+        ))
         .layer(middleware::from_fn_with_state(state.metrics.clone(), observe))
 }
 
@@ -108,21 +115,28 @@ async fn unknown_operation(req: Request) -> ApiError {
 }
 
 async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render())
+    ([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], metrics.render())
 }
 
-/// The operation a request names, for metrics and logs.
-pub fn operation_name(req: &Request) -> String {
-    if let Some(target) = req.headers().get("x-amz-target").and_then(|v| v.to_str().ok()) {
-        return target.rsplit('.').next().unwrap_or(target).to_string();
+/// The label a request is counted and logged under: the operation that answered it
+/// (the registries put it in the response), else the name of the route it matched
+/// (`/createStream` → `CreateStream`; the route table is the server's), else
+/// `unknown`. Never text the request chose.
+fn operation_label(route: Option<&str>, resp: &Response) -> String {
+    if let Some(registry::Operation(name)) = resp.extensions().get::<registry::Operation>() {
+        return (*name).to_string();
     }
-    let path = req.uri().path().trim_start_matches('/');
-    let op = path.rsplit('/').next().unwrap_or(path);
-    let op = op.split('.').next().unwrap_or(op);
-    let mut chars = op.chars();
-    match chars.next() {
-        Some(c) => c.to_uppercase().chain(chars).collect(),
-        None => "Root".to_string(),
+    match route {
+        Some("/") | None => crate::metrics::UNKNOWN_OPERATION.to_string(),
+        Some(path) if path.contains('{') => path.to_string(),
+        Some(path) => {
+            let op = path.trim_start_matches('/');
+            let mut chars = op.chars();
+            match chars.next() {
+                Some(c) => c.to_uppercase().chain(chars).collect(),
+                None => crate::metrics::UNKNOWN_OPERATION.to_string(),
+            }
+        }
     }
 }
 
@@ -130,10 +144,10 @@ pub fn operation_name(req: &Request) -> String {
 /// the `x-amzn-RequestId` header), counts it, and logs it in a span; failed requests
 /// are logged here, once, with the detail their error carried.
 async fn observe(State(metrics): State<Arc<Metrics>>, mut req: Request, next: Next) -> Response {
-    let op = operation_name(&req);
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_string());
     let request_id = RequestId::new();
     req.extensions_mut().insert(request_id.clone());
-    let span = tracing::info_span!("request", op = %op, id = %request_id.0);
+    let span = tracing::info_span!("request", id = %request_id.0, op = tracing::field::Empty);
     let counted = !matches!(req.uri().path(), "/health" | "/metrics");
     // Media bodies stream and are counted where they are read or written; the rest
     // have sizes known up front.
@@ -143,6 +157,8 @@ async fn observe(State(metrics): State<Arc<Metrics>>, mut req: Request, next: Ne
     }
     tracing::debug!(parent: &span, method = %req.method(), path = %req.uri().path(), "request");
     let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    let op = operation_label(route.as_deref(), &resp);
+    span.record("op", op.as_str());
     if counted {
         if !media || !resp.status().is_success() {
             metrics.add_bytes_out(http_body::Body::size_hint(resp.body()).exact().unwrap_or(0));

@@ -48,6 +48,11 @@ pub struct Call {
     pub caller: Caller,
 }
 
+/// The operation that answered a request, put in its response's extensions, so the
+/// metrics and logs name only operations the server has (never text a request chose).
+#[derive(Debug, Clone, Copy)]
+pub struct Operation(pub &'static str);
+
 /// A service's state, narrowed to one caller (its account and region) for a call.
 pub trait ForCaller: Clone + Send + Sync + 'static {
     fn for_caller(&self, caller: &Caller) -> Self;
@@ -229,19 +234,23 @@ impl<S: ForCaller> Service for Operations<S> {
     fn call(&self, call: Call) -> BoxFuture<Response> {
         let (protocol, request_id) = (call.protocol, call.request_id.clone());
         let xml_namespace = self.xml_namespace.unwrap_or_default();
-        let fut = match self.handlers.get(call.operation.as_str()) {
-            Some(h) => h(self.state.for_caller(&call.caller), call),
+        let (name, fut) = match self.handlers.get_key_value(call.operation.as_str()) {
+            Some((name, h)) => (Some(*name), h(self.state.for_caller(&call.caller), call)),
             None => {
                 let e = (self.unknown)(&call.operation);
-                Box::pin(async move { Err(e) })
+                (None, Box::pin(async move { Err(e) }) as BoxFuture<Result<Response, ApiError>>)
             }
         };
         Box::pin(async move {
-            match fut.await {
+            let mut resp = match fut.await {
                 Ok(resp) => resp,
                 Err(e) if protocol == Protocol::Query => protocol::query_error(&e, xml_namespace, Some(&request_id)),
                 Err(e) => protocol::error_response(&e, protocol, None),
+            };
+            if let Some(name) = name {
+                resp.extensions_mut().insert(Operation(name));
             }
+            resp
         })
     }
 }

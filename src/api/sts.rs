@@ -12,7 +12,7 @@ use axum::response::Response;
 
 use super::error::ApiError;
 use super::protocol::{self, RequestId};
-use super::registry::{BoxFuture, QueryService};
+use super::registry::{BoxFuture, Operation, QueryService};
 use crate::credentials::Caller;
 use crate::wire::xml::Element;
 
@@ -43,7 +43,9 @@ impl QueryService for Sts {
                     .child(Element::text("Arn", arn))
                     .child(Element::text("UserId", user_id))
                     .child(Element::text("Account", account));
-                protocol::query_response("GetCallerIdentity", XML_NAMESPACE, result, &request_id)
+                let mut resp = protocol::query_response("GetCallerIdentity", XML_NAMESPACE, result, &request_id);
+                resp.extensions_mut().insert(Operation("GetCallerIdentity"));
+                resp
             }
             Some(other) => {
                 let e = ApiError::new(

@@ -268,3 +268,39 @@ async fn kinesis_put_records_answers_per_record_and_refuses_an_oversize_batch_wh
     let (_, d) = kinesis(&h, "DescribeStreamSummary", json!({"StreamName": "s"})).await;
     assert_eq!(d["StreamDescriptionSummary"]["OpenShardCount"], 2);
 }
+
+/// Metrics label requests by the operation that answered or the route they matched,
+/// never by text the request chose: unknown targets and paths share one label, and a
+/// target built to close the label and forge a sample writes nothing of its own.
+#[tokio::test]
+async fn metrics_labels_come_from_the_server_not_the_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = harness(dir.path(), &[]);
+    let forged = "x.evil\",status=\"200\"} 1e9 #";
+    for target in [forged.to_string(), "Kinesis_20131202.NoSuchThing".into(), format!("a.{}", "z".repeat(60_000))] {
+        let req = Request::post("/")
+            .header("x-amz-target", target)
+            .header("content-type", KINESIS_JSON)
+            .body(Body::from("{}"))
+            .unwrap();
+        assert_eq!(h.send(req).await.status, StatusCode::NOT_FOUND);
+    }
+    for i in 0..50 {
+        h.rest(&format!("/nothing-here-{i}"), "{}").await;
+    }
+    h.rest("/createStream", r#"{"StreamName":"cam"}"#).await;
+    let req = Request::post("/")
+        .header("x-amz-target", "Kinesis_20131202.ListStreams")
+        .header("content-type", KINESIS_JSON)
+        .body(Body::from("{}"))
+        .unwrap();
+    assert_eq!(h.send(req).await.status, StatusCode::OK);
+
+    let text = h.state.metrics.render();
+    let series: Vec<&str> = text.lines().filter(|l| l.starts_with("kinescope_requests_total{")).collect();
+    assert!(series.contains(&"kinescope_requests_total{api=\"CreateStream\",status=\"200\"} 1"), "{text}");
+    assert!(series.contains(&"kinescope_requests_total{api=\"ListStreams\",status=\"200\"} 1"), "{text}");
+    assert!(series.contains(&"kinescope_requests_total{api=\"unknown\",status=\"404\"} 53"), "{text}");
+    assert_eq!(series.len(), 3, "{series:?}");
+    assert!(!text.contains("evil") && !text.contains("1e9") && text.len() < 8_000);
+}

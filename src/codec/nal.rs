@@ -101,15 +101,25 @@ pub enum Assembled {
     Dropped,
 }
 
+/// The most one access unit may hold (its NAL units, each counted with
+/// [`NAL_OVERHEAD`]): far above a 4K keyframe, far below what a publisher could make
+/// the server buffer by never ending a unit. A unit past it is dropped whole.
+pub const MAX_ACCESS_UNIT_BYTES: usize = 16 * 1024 * 1024;
+/// What one NAL unit costs beyond its bytes (so a million one-byte NAL units count).
+const NAL_OVERHEAD: usize = 32;
+
 /// Collects the NAL units of one access unit from RTP payloads: all packets of a unit
 /// share a timestamp and the last one has the marker bit (RFC 6184 5.1, RFC 7798 4.1).
-/// A unit that lost a packet, or had a malformed one, is dropped whole.
+/// A unit that lost a packet, or had a malformed one, or grew past
+/// [`MAX_ACCESS_UNIT_BYTES`], is dropped whole.
 #[derive(Default)]
 pub struct NalAssembler {
     cur_ts: Option<u32>,
     nals: Vec<Vec<u8>>,
     fragment: Option<Vec<u8>>,
     broken: bool,
+    /// Bytes held for the unit being collected (with the per-NAL overhead).
+    held: usize,
 }
 
 impl NalAssembler {
@@ -126,7 +136,25 @@ impl NalAssembler {
     }
 
     pub fn push_nal(&mut self, nal: &[u8]) {
-        self.nals.push(nal.to_vec());
+        if self.hold(nal.len() + NAL_OVERHEAD) {
+            self.nals.push(nal.to_vec());
+        }
+    }
+
+    /// Counts `n` more bytes against the unit; past the cap, the unit is broken and
+    /// what it held is let go at once.
+    fn hold(&mut self, n: usize) -> bool {
+        if self.broken {
+            return false;
+        }
+        self.held = self.held.saturating_add(n);
+        if self.held > MAX_ACCESS_UNIT_BYTES {
+            self.broken = true;
+            self.nals = Vec::new();
+            self.fragment = None;
+            return false;
+        }
+        true
     }
 
     /// Marks the unit being collected as broken (a malformed packet).
@@ -138,6 +166,10 @@ impl NalAssembler {
     /// S and E bits, `header` the reconstructed NAL header (used on the start piece).
     /// `false` when a piece arrives with no start before it and no loss explains it.
     pub fn fragment_piece(&mut self, start: bool, end: bool, header: &[u8], body: &[u8]) -> bool {
+        let cost = if start { header.len() + body.len() + NAL_OVERHEAD } else { body.len() };
+        if (start || self.fragment.is_some()) && !self.hold(cost) {
+            return true; // over the cap: counted as a dropped unit when it ends
+        }
         if start {
             let mut nal = header.to_vec();
             nal.extend_from_slice(body);
@@ -159,6 +191,7 @@ impl NalAssembler {
     /// Ends the unit being collected; `None` if there was none.
     pub fn finish(&mut self, classify: fn(&[u8]) -> NalClass) -> Option<Assembled> {
         let nals = std::mem::take(&mut self.nals);
+        self.held = 0;
         let ts = self.cur_ts.take()?;
         self.fragment = None;
         if std::mem::take(&mut self.broken) {
@@ -232,6 +265,32 @@ mod tests {
         let mut b = Bits::new(&[0b0100_1100]);
         assert_eq!((b.se(), b.se()), (Some(1), Some(-1)));
         assert_eq!(Bits::new(&[0, 0, 0, 0, 0]).ue(), None);
+    }
+
+    fn classify(_: &[u8]) -> NalClass {
+        NalClass { keyframe: true, parameter_set: false }
+    }
+
+    /// A publisher that never ends its access unit (FU-A pieces without an end bit,
+    /// one timestamp) holds at most the cap; the unit is then dropped and the next one
+    /// assembles normally.
+    #[test]
+    fn a_unit_that_never_ends_is_capped_and_dropped() {
+        let mut asm = NalAssembler::default();
+        assert_eq!(asm.begin(1, 0, classify), None);
+        let piece = vec![0xAB; 60_000];
+        assert!(asm.fragment_piece(true, false, &[0x65], &piece));
+        for _ in 0..(MAX_ACCESS_UNIT_BYTES / piece.len() + 10) {
+            asm.fragment_piece(false, false, &[0x65], &piece);
+            assert!(asm.held <= MAX_ACCESS_UNIT_BYTES + piece.len() + 64);
+        }
+        assert!(asm.fragment.is_none() && asm.nals.is_empty(), "what it held was let go");
+        assert_eq!(asm.begin(2, 0, classify), Some(Assembled::Dropped));
+        asm.push_nal(&[0x65, 1, 2]);
+        match asm.begin(3, 0, classify) {
+            Some(Assembled::Unit(u)) => assert_eq!(u.data, vec![0, 0, 0, 3, 0x65, 1, 2]),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

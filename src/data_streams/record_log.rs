@@ -116,6 +116,9 @@ struct Segment {
     len: u64,
     first_arrival_ms: Option<i64>,
     last_arrival_ms: i64,
+    /// A cut back after a failed write or sync failed too: the file may hold bytes past
+    /// `len`, so nothing more is appended to it (recovery trims it at the next start).
+    sealed: bool,
 }
 
 /// When the newest segment is closed and a new one started.
@@ -183,7 +186,10 @@ impl SegmentLog {
                 file.set_len(at as u64)?;
                 file.sync_all()?;
             }
-            segments.insert(id, Segment { file: Arc::new(file), len: at as u64, first_arrival_ms, last_arrival_ms });
+            segments.insert(
+                id,
+                Segment { file: Arc::new(file), len: at as u64, first_arrival_ms, last_arrival_ms, sealed: false },
+            );
         }
         Ok((SegmentLog { dir: dir.to_path_buf(), segments, policy }, frames))
     }
@@ -193,7 +199,10 @@ impl SegmentLog {
         let file = OpenOptions::new().read(true).append(true).create(true).open(&path)?;
         // The new file's name must survive a crash before anything in it is acknowledged.
         File::open(&self.dir)?.sync_all()?;
-        self.segments.insert(id, Segment { file: Arc::new(file), len: 0, first_arrival_ms: None, last_arrival_ms: 0 });
+        self.segments.insert(
+            id,
+            Segment { file: Arc::new(file), len: 0, first_arrival_ms: None, last_arrival_ms: 0, sealed: false },
+        );
         Ok(())
     }
 
@@ -205,7 +214,8 @@ impl SegmentLog {
             None => Some(1),
             Some((id, s)) => {
                 let old = s.first_arrival_ms.is_some_and(|t| arrival_ms - t > self.policy.max_age_ms);
-                (s.len > 0 && (s.len + frames.len() as u64 > self.policy.max_bytes || old)).then_some(id + 1)
+                let full = s.len > 0 && (s.len + frames.len() as u64 > self.policy.max_bytes || old);
+                (full || s.sealed).then_some(id + 1)
             }
         };
         if let Some(id) = roll {
@@ -220,13 +230,30 @@ impl SegmentLog {
         let offset = seg.len;
         if let Err(e) = (&*seg.file).write_all(frames) {
             // Leave no half-written frames behind the ones a later append will add.
-            let _ = seg.file.set_len(offset);
+            if let Err(cut) = seg.file.set_len(offset) {
+                tracing::error!(segment = id, error = %cut, "cutting a failed append back failed; sealing the segment");
+                seg.sealed = true;
+            }
             return Err(e);
         }
         seg.len += frames.len() as u64;
         seg.first_arrival_ms.get_or_insert(arrival_ms);
         seg.last_arrival_ms = seg.last_arrival_ms.max(arrival_ms);
         Ok((id, offset))
+    }
+
+    /// Cuts segment `id` back to `len` bytes: the frames after it were written but
+    /// their sync failed, so they were never acknowledged and must not come back at the
+    /// next start. If the cut fails, the segment takes no more appends.
+    pub fn rollback(&mut self, id: u32, len: u64) {
+        let Some(seg) = self.segments.get_mut(&id) else { return };
+        match seg.file.set_len(len) {
+            Ok(()) => seg.len = len,
+            Err(e) => {
+                tracing::error!(segment = id, error = %e, "cutting unsynced records back failed; sealing the segment");
+                seg.sealed = true;
+            }
+        }
     }
 
     /// The newest segment's file, to sync outside any lock.

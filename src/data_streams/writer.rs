@@ -4,10 +4,9 @@
 //! answers the puts. A record is visible to readers only once it is on disk.
 
 use crate::storage_failure::StorageFailure;
-use std::sync::mpsc;
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::keys::hash_of_partition_key;
 use super::record_log::{encode_frame, frame_len, Frame, Location};
@@ -29,10 +28,13 @@ pub(crate) struct WriterHandle {
 
 /// Jobs taken in one group at most.
 const GROUP: usize = 512;
+/// Puts waiting for the writer before callers wait too (each holds at most a 10 MiB
+/// request, so the queue's memory is bounded).
+const QUEUE: usize = 256;
 
 impl WriterHandle {
     pub fn start(clock: SharedClock, throttled: bool) -> std::io::Result<Self> {
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::channel::<Job>(QUEUE);
         std::thread::Builder::new().name("data-stream-writer".into()).spawn(move || run(rx, clock, throttled))?;
         Ok(WriterHandle { tx })
     }
@@ -45,6 +47,7 @@ impl WriterHandle {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Job { stream, records, reply })
+            .await
             .map_err(|_| DataStreamError::Storage(StorageFailure::new("the record writer has stopped")))?;
         rx.await.map_err(|_| DataStreamError::Storage(StorageFailure::new("the record writer dropped a put")))?
     }
@@ -56,11 +59,13 @@ struct Written {
     placements: Vec<Placement>,
     entries: Vec<(u32, IndexEntry)>,
     file: Option<Arc<std::fs::File>>,
+    /// Where this job's frames start: (segment, offset), to cut back to if the sync fails.
+    start: Option<(u32, u64)>,
 }
 
-fn run(rx: mpsc::Receiver<Job>, clock: SharedClock, throttled: bool) {
+fn run(mut rx: mpsc::Receiver<Job>, clock: SharedClock, throttled: bool) {
     let mut buf = Vec::new();
-    while let Ok(first) = rx.recv() {
+    while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         while jobs.len() < GROUP {
             match rx.try_recv() {
@@ -71,7 +76,9 @@ fn run(rx: mpsc::Receiver<Job>, clock: SharedClock, throttled: bool) {
         let mut written = Vec::with_capacity(jobs.len());
         for job in jobs {
             match append(&job, &clock, throttled, &mut buf) {
-                Ok((placements, entries, file)) => written.push(Written { job, placements, entries, file }),
+                Ok((placements, entries, file, start)) => {
+                    written.push(Written { job, placements, entries, file, start })
+                }
                 Err(e) => {
                     let _ = job.reply.send(Err(e));
                 }
@@ -86,6 +93,14 @@ fn run(rx: mpsc::Receiver<Job>, clock: SharedClock, throttled: bool) {
                     Arc::as_ptr(f),
                     f.sync_data().map_err(|e| StorageFailure::caused("sync a record segment", e)),
                 ));
+            }
+        }
+        // Unsynced frames are cut back, newest first, so they cannot reappear at restart
+        // as records nobody was told about (jobs of one stream share its file).
+        for w in written.iter().rev() {
+            let sync = w.file.as_ref().and_then(|f| synced.iter().find(|(p, _)| *p == Arc::as_ptr(f)));
+            if let (Some((_, Err(_))), Some((segment, offset))) = (sync, w.start) {
+                w.job.stream.lock().log.rollback(segment, offset);
             }
         }
         for w in written {
@@ -103,7 +118,7 @@ fn run(rx: mpsc::Receiver<Job>, clock: SharedClock, throttled: bool) {
     }
 }
 
-type Appended = (Vec<Placement>, Vec<(u32, IndexEntry)>, Option<Arc<std::fs::File>>);
+type Appended = (Vec<Placement>, Vec<(u32, IndexEntry)>, Option<Arc<std::fs::File>>, Option<(u32, u64)>);
 
 /// Phase one: route, number and append one job's records under its stream's lock.
 fn append(job: &Job, clock: &SharedClock, throttled: bool, buf: &mut Vec<u8>) -> Result<Appended, DataStreamError> {
@@ -141,7 +156,7 @@ fn append(job: &Job, clock: &SharedClock, throttled: bool, buf: &mut Vec<u8>) ->
         ));
     }
     if entries.is_empty() {
-        return Ok((placements, entries, None));
+        return Ok((placements, entries, None, None));
     }
     let (segment, base) = state.log.append(buf, arrival).map_err(|e| {
         tracing::error!(stream = %state.meta.name, error = %e, "appending data-stream records failed");
@@ -152,7 +167,7 @@ fn append(job: &Job, clock: &SharedClock, throttled: bool, buf: &mut Vec<u8>) ->
         e.at.offset += base;
         state.shards[*shard as usize].pending += 1;
     }
-    Ok((placements, entries, state.log.active_file()))
+    Ok((placements, entries, state.log.active_file(), Some((segment, base))))
 }
 
 /// Phase three: make synced records visible (or just release the pending marks).

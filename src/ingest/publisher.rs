@@ -7,7 +7,6 @@
 //! and the camera puller ([`super::rtsp_pull`]) feed it.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -90,6 +89,7 @@ pub struct Publisher {
     init_id: u32,
     persisted: mpsc::UnboundedSender<PendingFragment>,
     metrics: Arc<Metrics>,
+    max_fragment_bytes: usize,
     pub stats: PublishStats,
 }
 
@@ -117,7 +117,7 @@ impl Publisher {
             while let Some(p) = rx.recv().await {
                 match p.persisted.await {
                     Ok(Ok(_)) => {
-                        counted.fragments_persisted.fetch_add(1, Ordering::Relaxed);
+                        counted.fragments_persisted.inc();
                     }
                     Ok(Err(e)) => tracing::warn!(stream = %stream, error = %e, "a live fragment was not persisted"),
                     Err(_) => tracing::warn!(stream = %stream, "the store dropped a live fragment"),
@@ -133,8 +133,15 @@ impl Publisher {
             init_id: 0,
             persisted,
             metrics,
+            max_fragment_bytes: crate::media::fmp4_mux::MAX_FRAGMENT_BYTES,
             stats: PublishStats::default(),
         }
+    }
+
+    /// Cuts fragments before they hold `max` bytes (the store's fragment limit).
+    pub fn with_max_fragment_bytes(mut self, max: usize) -> Self {
+        self.max_fragment_bytes = max;
+        self
     }
 
     /// One RTP packet of track `track` (in sequence order; `lost_before` packets missing).
@@ -147,9 +154,9 @@ impl Publisher {
         let dropped = t.depacketizer.stats.dropped_units;
         let units = t.depacketizer.push(&p, lost_before);
         let m = &self.metrics;
-        m.rtsp_packets.fetch_add(1, Ordering::Relaxed);
-        m.rtsp_packets_lost.fetch_add(lost_before, Ordering::Relaxed);
-        m.rtsp_units_dropped.fetch_add(t.depacketizer.stats.dropped_units - dropped, Ordering::Relaxed);
+        m.rtsp_packets.inc();
+        m.rtsp_packets_lost.inc_by(lost_before);
+        m.rtsp_units_dropped.inc_by(t.depacketizer.stats.dropped_units - dropped);
         for u in units {
             let at = MediaTime::Rtp(u.rtp_ts);
             self.timed_unit(track, u, at).await?;
@@ -169,8 +176,8 @@ impl Publisher {
         if track >= self.tracks.len() {
             return Ok(());
         }
-        self.metrics.rtsp_packets.fetch_add(1, Ordering::Relaxed);
-        self.metrics.rtsp_packets_lost.fetch_add(lost_before, Ordering::Relaxed);
+        self.metrics.rtsp_packets.inc();
+        self.metrics.rtsp_packets_lost.inc_by(lost_before);
         self.timed_unit(track, unit, MediaTime::Elapsed(elapsed)).await
     }
 
@@ -214,12 +221,12 @@ impl Publisher {
             let video_before_keyframe = self.tracks[track].kind.is_video() && !unit.keyframe;
             if self.tracks.iter().any(|t| t.params.is_none()) || video_before_keyframe {
                 self.stats.waiting_dropped += 1;
-                self.metrics.rtsp_units_dropped.fetch_add(1, Ordering::Relaxed);
+                self.metrics.rtsp_units_dropped.inc();
                 tracing::debug!(track, keyframe = unit.keyframe, "waiting for parameters or a keyframe");
                 return Ok(());
             }
             let params: Vec<CodecParams> = self.tracks.iter().filter_map(|t| t.params.clone()).collect();
-            let muxer = FragmentMuxer::new(params);
+            let muxer = FragmentMuxer::new(params).with_max_bytes(self.max_fragment_bytes);
             let init = muxer.init_segment()?;
             self.init_id = self.store.put_init(self.record.id, Bytes::from(init)).await?;
             tracing::info!(stream = %self.record.name, tracks = self.tracks.len(), "live source recording");

@@ -204,8 +204,8 @@ pub async fn run_session<S, E>(
             let n = f.pending.fragment_number;
             let ack = match f.pending.persisted.await {
                 Ok(Ok(_)) => {
-                    persist_metrics.fragments_persisted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    persist_metrics.ack_latency.observe_secs(f.received_at.elapsed().as_secs_f64());
+                    persist_metrics.fragments_persisted.inc();
+                    persist_metrics.ack_latency.observe(f.received_at.elapsed().as_secs_f64());
                     Ack::event(AckEventType::Persisted, Some(f.timecode_ms), Some(n))
                 }
                 Ok(Err(e)) => {
@@ -274,7 +274,7 @@ pub async fn run_session<S, E>(
         }
         if let Err(fatal) = pushed {
             tracing::info!(stream = %stream.name, error = %fatal, "PutMedia stream rejected");
-            metrics.fragments_rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            metrics.fragments_rejected.inc();
             let _ = acks.send(Ack::error(fatal_to_ack_error(&fatal), None, None, fatal.to_string())).await;
             break;
         }
@@ -313,7 +313,7 @@ async fn handle_event(
             true
         }
         FragmenterEvent::Rejected { start_us, reason } => {
-            metrics.fragments_rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            metrics.fragments_rejected.inc();
             let _ = acks
                 .send(Ack::error(rejection_to_ack_error(&reason), Some(start_us / 1000), None, reason.to_string()))
                 .await;

@@ -225,19 +225,7 @@ impl SourceManager {
             sources: all.iter().map(|(k, r)| (k.clone(), r.config.clone())).collect(),
         };
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| SourceError::Storage(e.to_string()))?;
-        let tmp = self.path.with_extension("json.tmp");
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-            let mut f = opts.open(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)
-        };
-        write().map_err(|e| SourceError::Storage(e.to_string()))
+        crate::durable_file::replace(&self.path, &bytes, 0o600).map_err(|e| SourceError::Storage(e.to_string()))
     }
 
     /// Attaches (or replaces) the source of `stream` (of `scope`) and starts pulling it.

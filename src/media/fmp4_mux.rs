@@ -19,6 +19,9 @@ use crate::wire::fmp4::{
 pub const MAX_FRAGMENT_US: i64 = 10_000_000;
 /// Audio-only streams are cut into fragments of this length.
 pub const AUDIO_FRAGMENT_US: i64 = 2_000_000;
+/// Cut a fragment once its samples hold this many bytes (unless told otherwise with
+/// [`FragmentMuxer::with_max_bytes`]); the store's own limit is 50 MB.
+pub const MAX_FRAGMENT_BYTES: usize = 32 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MuxError {
@@ -54,6 +57,9 @@ pub struct FragmentMuxer {
     /// The track whose keyframes cut fragments (the first video track), if any.
     video: Option<usize>,
     sequence: u32,
+    /// Sample bytes pending, all tracks.
+    pending_bytes: usize,
+    max_bytes: usize,
 }
 
 const MATRIX: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000];
@@ -75,7 +81,13 @@ impl FragmentMuxer {
                 last_dts: None,
             })
             .collect();
-        FragmentMuxer { tracks, video, sequence: 0 }
+        FragmentMuxer { tracks, video, sequence: 0, pending_bytes: 0, max_bytes: MAX_FRAGMENT_BYTES }
+    }
+
+    /// Cuts fragments at `max_bytes` of samples at most.
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes.max(1);
+        self
     }
 
     pub fn params(&self) -> Vec<CodecParams> {
@@ -121,13 +133,16 @@ impl FragmentMuxer {
         Ok(out)
     }
 
+    /// The longest time any track's pending samples span.
     fn pending_span_us(&self) -> i64 {
-        let track = self.video.unwrap_or(0);
-        let t = &self.tracks[track];
-        match (t.pending.first(), t.pending.last()) {
-            (Some(a), Some(b)) => to_us(b.dts - a.dts, t.timescale),
-            _ => 0,
-        }
+        self.tracks
+            .iter()
+            .filter_map(|t| match (t.pending.first(), t.pending.last()) {
+                (Some(a), Some(b)) => Some(to_us(b.dts - a.dts, t.timescale)),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     /// Adds a frame; returns the fragment it completes, if it starts a new one.
@@ -138,12 +153,15 @@ impl FragmentMuxer {
                 return Err(MuxError::TimeWentBack { track: sample.track, dts: sample.dts, last });
             }
         }
+        // Keyframes cut; so do time and size, whatever arrives (a stream that announced
+        // video but sends only audio must not grow one endless fragment).
+        let full = self.pending_bytes.saturating_add(sample.data.len()) > self.max_bytes;
         let cut = match self.video {
             Some(v) => {
                 let has_video = !self.tracks[v].pending.is_empty();
-                has_video && ((sample.track == v && sample.keyframe) || self.pending_span_us() >= MAX_FRAGMENT_US)
+                (has_video && sample.track == v && sample.keyframe) || self.pending_span_us() >= MAX_FRAGMENT_US || full
             }
-            None => self.pending_span_us() >= AUDIO_FRAGMENT_US,
+            None => self.pending_span_us() >= AUDIO_FRAGMENT_US || full,
         };
         let out = if cut { self.cut(Some(&sample)) } else { None };
         let t = &mut self.tracks[sample.track];
@@ -155,6 +173,7 @@ impl FragmentMuxer {
                 return Ok(None);
             }
         }
+        self.pending_bytes = self.pending_bytes.saturating_add(sample.data.len());
         self.tracks[sample.track].pending.push(sample);
         Ok(out)
     }
@@ -169,6 +188,7 @@ impl FragmentMuxer {
             return None;
         }
         self.sequence += 1;
+        self.pending_bytes = 0;
         let timing = self
             .video
             .filter(|v| !self.tracks[*v].pending.is_empty())
@@ -372,6 +392,36 @@ mod tests {
         assert_eq!(&out[0].bytes[s.range(out[0].bytes.len()).unwrap()], &[0, 0, 0, 2, 0x65, 0]);
         assert!(matches!(m.push(video(base, true)), Err(MuxError::TimeWentBack { .. })));
         assert!(matches!(m.push(Frame { track: 9, ..video(0, true) }), Err(MuxError::UnknownTrack(9))));
+    }
+
+    /// A stream that announced video but sends only audio (or one huge GOP) is still cut
+    /// by time and by size: no fragment grows past either.
+    #[test]
+    fn without_video_keyframes_fragments_are_cut_by_time_and_size() {
+        let params = || {
+            vec![
+                CodecParams::H264(h264::Params { sps: SPS.to_vec(), pps: PPS.to_vec() }),
+                CodecParams::Aac(aac::Params { config: vec![0x12, 0x10], sample_rate: 48_000, channels: 2 }),
+            ]
+        };
+        let audio =
+            |i: i64, len: usize| Frame { track: 1, dts: i * 1024, cts_offset: 0, keyframe: true, data: vec![7; len] };
+        let mut m = FragmentMuxer::new(params());
+        let mut out = Vec::new();
+        for i in 0..(48_000 / 1024 * 35) {
+            out.extend(m.push(audio(i, 100)).unwrap());
+        }
+        assert!(out.len() >= 3, "35 s of audio alone is cut at most every 10 s");
+        assert!(
+            out.iter().all(|f| f.duration_us <= MAX_FRAGMENT_US + 30_000),
+            "{:?}",
+            out.iter().map(|f| f.duration_us).collect::<Vec<_>>()
+        );
+
+        let mut m = FragmentMuxer::new(params()).with_max_bytes(1_000_000);
+        let sizes: Vec<usize> =
+            (0..100).filter_map(|i| m.push(audio(i, 100_000)).unwrap()).map(|f| f.bytes.len()).collect();
+        assert!(sizes.len() >= 9 && sizes.iter().all(|&n| n <= 1_000_000 + 4096), "{sizes:?}");
     }
 
     #[test]

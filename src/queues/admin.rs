@@ -136,6 +136,7 @@ impl QueueEngine {
                     state: Mutex::new(QueueState::new(config)),
                     notify: Notify::new(),
                     deleted: AtomicBool::new(false),
+                    fifo_send: tokio::sync::Mutex::new(()),
                 }),
             );
             record

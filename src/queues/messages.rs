@@ -82,6 +82,7 @@ impl QueueEngine {
             }
         }
         let checked: Vec<Result<usize, QueueError>> = reqs.iter().map(|r| Self::check_send(&config, r)).collect();
+        let _fifo_send = if config.fifo { Some(q.fifo_send.lock().await) } else { None };
         let (queue_id, _) = {
             let r = lock(&q.record);
             (r.id, ())
@@ -106,7 +107,9 @@ impl QueueEngine {
                 });
                 let md5_of_body = crate::wire::sqs_md5::md5_hex(req.body.as_bytes());
                 if let Some(key) = &dedup_key {
-                    if let Some(hit) = s.duplicate_of(key, now) {
+                    // An earlier entry of this batch, or a durable earlier send.
+                    let earlier = new_dedup.iter().find(|(k, _)| k == key).map(|(_, e)| e.clone());
+                    if let Some(hit) = earlier.or_else(|| s.duplicate_of(key, now)) {
                         let probe = StoredMessage {
                             seq: 0,
                             id: hit.message_id.clone(),
@@ -161,7 +164,6 @@ impl QueueEngine {
                         message_id: m.id.clone(),
                         sequence_number: m.sequence_number.clone(),
                     };
-                    s.remember_dedup(key.clone(), entry.clone());
                     new_dedup.push((key, entry));
                 }
                 results.push(Ok(SendResult {
@@ -191,9 +193,13 @@ impl QueueEngine {
             return Err(e);
         }
         {
+            // Durable now: receivable, and remembered for deduplication.
             let mut s = lock(&q.state);
             for m in new_messages {
                 s.add(m);
+            }
+            for (key, entry) in new_dedup {
+                s.remember_dedup(key, entry);
             }
         }
         q.notify.notify_waiters();

@@ -151,6 +151,9 @@ struct Queue {
     /// Woken when a message may have become receivable.
     notify: Notify,
     deleted: AtomicBool,
+    /// FIFO sends hold this from their deduplication check until their messages are
+    /// durable, so a duplicate is answered only with a message that is stored.
+    fifo_send: tokio::sync::Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -262,6 +265,7 @@ impl QueueEngine {
                     state: Mutex::new(state),
                     notify: Notify::new(),
                     deleted: AtomicBool::new(false),
+                    fifo_send: tokio::sync::Mutex::new(()),
                 }),
             );
         }

@@ -4,7 +4,6 @@
 //! here.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -16,9 +15,6 @@ use super::{Refusal, RtspServer};
 use crate::scope::Scope;
 use crate::wire::rtsp::{self, Message, Request};
 
-/// A connection silent this long (no RTP, no keep-alive) is ended, unless media flows
-/// over UDP or to a viewer.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The session timeout announced in `Session` headers.
 const SESSION_TIMEOUT_S: u32 = 60;
 const PUBLIC_METHODS: &str = "OPTIONS, DESCRIBE, ANNOUNCE, SETUP, PLAY, RECORD, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
@@ -40,6 +36,8 @@ struct Connection {
     play_tx: mpsc::Sender<Vec<u8>>,
     /// TEARDOWN, or the publication failed.
     closed: bool,
+    /// When the peer last sent anything: a request, RTP or RTCP, over TCP or UDP.
+    last_heard: tokio::time::Instant,
 }
 
 pub async fn serve(server: RtspServer, mut sock: TcpStream, peer: SocketAddr, mut stop: watch::Receiver<bool>) {
@@ -47,7 +45,10 @@ pub async fn serve(server: RtspServer, mut sock: TcpStream, peer: SocketAddr, mu
     let (udp_tx, mut udp_rx) = mpsc::channel::<UdpPacket>(1024);
     let (play_tx, mut play_rx) = mpsc::channel::<Vec<u8>>(16);
     let id = hex::encode(crate::secrets::random_bytes::<8>().unwrap_or([7; 8]));
-    let mut conn = Connection { server, peer, local_ip, id, role: Role::None, udp_tx, play_tx, closed: false };
+    let (idle_timeout, write_timeout) = (server.limits.idle_timeout, server.limits.write_timeout);
+    let last_heard = tokio::time::Instant::now();
+    let mut conn =
+        Connection { server, peer, local_ip, id, role: Role::None, udp_tx, play_tx, closed: false, last_heard };
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
@@ -79,13 +80,23 @@ pub async fn serve(server: RtspServer, mut sock: TcpStream, peer: SocketAddr, mu
             }
         }
         tokio::select! {
-            read = tokio::time::timeout(IDLE_TIMEOUT, sock.read(&mut chunk)) => match read {
+            read = tokio::time::timeout(idle_timeout, sock.read(&mut chunk)) => match read {
                 Ok(Ok(0)) | Ok(Err(_)) => return conn.end("the peer went away").await,
-                Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
-                Err(_) if conn.media_flows_elsewhere() => {}
-                Err(_) => return conn.end("idle timeout").await,
+                Ok(Ok(n)) => {
+                    conn.last_heard = tokio::time::Instant::now();
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                // A viewer needs not speak while it is sent media; a UDP publisher
+                // speaks on its UDP ports, and is idle when those fall silent too.
+                Err(_) if conn.playing() => {}
+                Err(_) if conn.recording_over_udp() && conn.last_heard.elapsed() < idle_timeout => {}
+                Err(_) => {
+                    conn.server.metrics.count_refusal("rtsp", "idle_timeout");
+                    return conn.end("idle timeout").await;
+                }
             },
             Some(packet) = udp_rx.recv() => {
+                conn.last_heard = tokio::time::Instant::now();
                 if let Role::Publisher(p) = &mut conn.role {
                     if let Err(e) = p.udp(packet).await {
                         tracing::warn!(error = %e, "RTSP publication failed; ending it");
@@ -94,8 +105,13 @@ pub async fn serve(server: RtspServer, mut sock: TcpStream, peer: SocketAddr, mu
                 }
             }
             Some(bytes) = play_rx.recv() => {
-                if sock.write_all(&bytes).await.is_err() {
-                    return conn.end("the viewer went away").await;
+                match tokio::time::timeout(write_timeout, sock.write_all(&bytes)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return conn.end("the viewer went away").await,
+                    Err(_) => {
+                        conn.server.metrics.count_refusal("rtsp", "slow_reader");
+                        return conn.end("the viewer stopped reading").await;
+                    }
                 }
             }
             _ = async { let _ = stop.wait_for(|s| *s).await; } => return conn.end("server shutting down").await,
@@ -104,12 +120,16 @@ pub async fn serve(server: RtspServer, mut sock: TcpStream, peer: SocketAddr, mu
 }
 
 impl Connection {
-    /// Media flows over UDP or to a viewer, so a silent TCP connection is not idle.
-    fn media_flows_elsewhere(&self) -> bool {
+    /// A viewer is being sent media.
+    fn playing(&self) -> bool {
+        matches!(&self.role, Role::Player(p) if p.playing())
+    }
+
+    /// Media arrives over UDP (the TCP connection may then stay silent).
+    fn recording_over_udp(&self) -> bool {
         match &self.role {
             Role::Publisher(p) => p.recording_over_udp(),
-            Role::Player(p) => p.playing(),
-            Role::None => false,
+            Role::Player(_) | Role::None => false,
         }
     }
 

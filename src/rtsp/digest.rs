@@ -40,7 +40,8 @@ impl DigestAuth {
     fn nonce_ok(&self, nonce: &str) -> bool {
         let Some((at, _)) = nonce.split_once('.') else { return false };
         let Ok(at_s) = i64::from_str_radix(at, 16) else { return false };
-        (self.now_s() - at_s).abs() < NONCE_LIFETIME_S && self.nonce(at_s) == nonce
+        (self.now_s() - at_s).saturating_abs() < NONCE_LIFETIME_S
+            && crate::wire::sigv4::constant_time_eq(self.nonce(at_s).as_bytes(), nonce.as_bytes())
     }
 
     /// The `WWW-Authenticate` value of a 401.
@@ -72,10 +73,17 @@ impl DigestAuth {
         if !self.nonce_ok(nonce) {
             return None;
         }
+        // The response covers the URI it names: it must be this request's, or a
+        // response seen on the wire could be replayed for another stream.
+        if uri != req.uri {
+            tracing::info!(user, "RTSP digest for another URI");
+            return None;
+        }
         let md5 = |s: String| hex::encode(Md5::digest(s.as_bytes()));
         let ha1 = md5(format!("{user}:{REALM}:{secret}"));
         let ha2 = md5(format!("{}:{uri}", req.method));
-        if md5(format!("{ha1}:{nonce}:{ha2}")) != response {
+        let expected = md5(format!("{ha1}:{nonce}:{ha2}"));
+        if !crate::wire::sigv4::constant_time_eq(expected.as_bytes(), response.to_ascii_lowercase().as_bytes()) {
             tracing::info!(user, "RTSP digest mismatch");
             return None;
         }
@@ -144,6 +152,10 @@ mod tests {
         };
         let caller = auth.caller(&request("secret", &nonce)).expect("the right secret passes");
         assert_eq!(caller.scope, crate::scope::Scope::new("123456789012", "us-east-1"));
+        // The same Authorization replayed on a request for another stream does not pass.
+        let mut replayed = request("secret", &nonce);
+        replayed.uri = "rtsp://h/other".into();
+        assert!(auth.caller(&replayed).is_none(), "a response is for the URI it names");
         assert!(auth.caller(&request("wrong", &nonce)).is_none());
         assert!(auth.caller(&request("secret", "0.00")).is_none(), "a forged nonce");
         clock.advance_us(NONCE_LIFETIME_S * 1_000_000 + 1_000_000);

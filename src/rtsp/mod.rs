@@ -26,6 +26,33 @@ use crate::credentials::Credentials;
 use crate::metrics::Metrics;
 use crate::video_store::VideoStore;
 
+/// The limits of the RTSP listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtspLimits {
+    /// Connections served at once; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// A session with no request, no RTP (TCP or UDP) for this long is ended.
+    pub idle_timeout: Duration,
+    /// A viewer whose socket takes no bytes for this long is dropped.
+    pub write_timeout: Duration,
+    /// Tracks one publication may set up.
+    pub max_tracks: usize,
+    /// Bytes one stored fragment may hold (fragments are cut before it).
+    pub max_fragment_bytes: usize,
+}
+
+impl Default for RtspLimits {
+    fn default() -> Self {
+        RtspLimits {
+            max_connections: 256,
+            idle_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(10),
+            max_tracks: 3,
+            max_fragment_bytes: crate::media::fmp4_mux::MAX_FRAGMENT_BYTES,
+        }
+    }
+}
+
 /// What every connection of the server shares.
 #[derive(Clone)]
 pub struct RtspServer {
@@ -35,6 +62,7 @@ pub struct RtspServer {
     pub create_streams: bool,
     pub digest: digest::DigestAuth,
     pub metrics: Arc<Metrics>,
+    pub limits: RtspLimits,
 }
 
 impl RtspServer {
@@ -47,20 +75,36 @@ impl RtspServer {
         metrics: Arc<Metrics>,
     ) -> Self {
         let digest = digest::DigestAuth::new(credentials, clock.clone(), nonce_key);
-        RtspServer { store, clock, create_streams, digest, metrics }
+        RtspServer { store, clock, create_streams, digest, metrics, limits: RtspLimits::default() }
+    }
+
+    pub fn with_limits(mut self, limits: RtspLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Accepts connections until `stop` turns true.
     pub async fn run(self, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+        let slots = Arc::new(tokio::sync::Semaphore::new(self.limits.max_connections.max(1)));
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((sock, peer)) => {
+                    Ok((mut sock, peer)) => {
+                        let Ok(slot) = slots.clone().try_acquire_owned() else {
+                            self.metrics.count_refusal("rtsp", "connections");
+                            tokio::spawn(async move {
+                                use tokio::io::AsyncWriteExt;
+                                let busy = crate::wire::rtsp::response(503, "Service Unavailable", None, &[], b"too many connections");
+                                let _ = tokio::time::timeout(Duration::from_secs(2), sock.write_all(&busy)).await;
+                            });
+                            continue;
+                        };
                         let server = self.clone();
                         let stop = stop.clone();
                         tokio::spawn(async move {
                             let span = tracing::info_span!("rtsp", %peer);
                             tracing::Instrument::instrument(connection::serve(server, sock, peer, stop), span).await;
+                            drop(slot);
                         });
                     }
                     Err(e) => {

@@ -51,6 +51,15 @@ impl PublisherSession {
             return Err(Refusal::bad_request("the URL must name a stream: rtsp://HOST:PORT/STREAM"));
         }
         let media = sdp::parse(&req.body).map_err(|e| Refusal::bad_request(e.to_string()))?;
+        let max_tracks = server.limits.max_tracks;
+        if media.len() > max_tracks {
+            server.metrics.count_refusal("rtsp", "limit");
+            return Err(Refusal::new(
+                453,
+                "Not Enough Bandwidth",
+                format!("the SDP announces {} tracks; a publication may have {max_tracks}", media.len()),
+            ));
+        }
         let mut specs = Vec::new();
         for m in &media {
             let (kind, params) = crate::codec::from_sdp(m)
@@ -125,13 +134,16 @@ impl PublisherSession {
         }
         let specs: Vec<TrackSpec> = self.setup.iter().filter_map(|s| self.specs.get_mut(s.media)?.take()).collect();
         tracing::info!(stream = %self.stream.name, tracks = specs.len(), "RTSP RECORD");
-        self.publisher = Some(Publisher::new(
-            server.store.clone(),
-            self.stream.clone(),
-            server.clock.clone(),
-            server.metrics.clone(),
-            specs,
-        ));
+        self.publisher = Some(
+            Publisher::new(
+                server.store.clone(),
+                self.stream.clone(),
+                server.clock.clone(),
+                server.metrics.clone(),
+                specs,
+            )
+            .with_max_fragment_bytes(server.limits.max_fragment_bytes),
+        );
         Ok(())
     }
 

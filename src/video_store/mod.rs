@@ -833,6 +833,16 @@ impl VideoStore {
             io::ErrorKind::UnexpectedEof => StoreError::FragmentNotFound(meta.fragment_number),
             _ => StoreError::Io(e),
         })?;
+        // Bytes that rotted on disk are never served as media.
+        if crc32fast::hash(&buf) != meta.crc {
+            tracing::error!(
+                stream,
+                fragment = meta.fragment_number,
+                segment = meta.segment_id,
+                "fragment fails its CRC"
+            );
+            return Err(StoreError::Corrupt(format!("fragment {} fails its CRC", meta.fragment_number)));
+        }
         Ok(Bytes::from(buf))
     }
 

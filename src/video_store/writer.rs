@@ -69,6 +69,10 @@ struct OpenSegment {
     file: File,
     len: u64,
     meta: SegmentMeta,
+    /// A failed write could not be cut back: the file may hold bytes past `len`, so
+    /// nothing more is written to it; the next group rolls to a new segment (recovery
+    /// trims this one at the next start).
+    broken: bool,
 }
 
 pub(crate) struct Writer {
@@ -157,7 +161,8 @@ impl Writer {
         let roll = match self.open.get(&req.stream) {
             Some(seg) => {
                 first_in_group
-                    && (seg.len >= self.segment_max_bytes
+                    && (seg.broken
+                        || seg.len >= self.segment_max_bytes
                         || req.server_ts_us.saturating_sub(seg.meta.created_us) >= req.segment_max_age_us)
             }
             None => true,
@@ -173,13 +178,17 @@ impl Writer {
                 max_server_ts_us: req.server_ts_us,
                 ..SegmentMeta::default()
             };
-            self.open.insert(req.stream, OpenSegment { file, len: 0, meta });
+            self.open.insert(req.stream, OpenSegment { file, len: 0, meta, broken: false });
         }
         self.open.get_mut(&req.stream).ok_or_else(|| StoreError::Corrupt("open segment vanished".into()))
     }
 
     fn write_one(&mut self, req: &AppendRequest, first_in_group: bool) -> Result<FragmentMeta, StoreError> {
         let seg = self.segment_for(req, first_in_group)?;
+        if seg.broken {
+            // Until the group ends (its earlier records still get their sync).
+            return Err(StoreError::Io(io::Error::other("the segment was closed after a failed write")));
+        }
         let len: u64 = req.chunks.iter().map(|c| c.len() as u64).sum();
         let len32 = u32::try_from(len).map_err(|_| StoreError::InvalidArgument("fragment larger than 4 GiB".into()))?;
         let mut hasher = crc32fast::Hasher::new();
@@ -198,8 +207,13 @@ impl Writer {
             Ok(())
         })();
         if let Err(e) = result {
-            // Leave no partial record behind for the next one to follow.
-            let _ = seg.file.set_len(start);
+            // Leave no partial record behind for the next one to follow. If even that
+            // fails, the file may hold bytes past `start` that the next record's offset
+            // would not account for: stop appending to it (recovery trims it at start).
+            if let Err(cut) = seg.file.set_len(start) {
+                tracing::error!(stream = req.stream, error = %cut, "cutting a failed write back failed; closing the segment");
+                seg.broken = true;
+            }
             return Err(e.into());
         }
         seg.len = start + RECORD_HEADER_LEN + len;
@@ -253,14 +267,20 @@ impl Writer {
             match before.get(stream) {
                 // Same segment as before the group: cut it back to where it was.
                 Some(Some((len, meta))) if meta.segment_id == seg.meta.segment_id => {
-                    let _ = seg.file.set_len(*len);
+                    if let Err(cut) = seg.file.set_len(*len) {
+                        tracing::error!(stream, error = %cut, "cutting unsynced records back failed; closing the segment");
+                        self.open.remove(stream);
+                        continue;
+                    }
                     seg.len = *len;
                     seg.meta = *meta;
                 }
                 // A segment opened in this group: nothing indexed refers to it. Empty it
                 // and stop using it; recovery removes the file at the next start.
                 _ => {
-                    let _ = seg.file.set_len(0);
+                    if let Err(cut) = seg.file.set_len(0) {
+                        tracing::error!(stream, error = %cut, "emptying an unsynced segment failed");
+                    }
                     self.open.remove(stream);
                 }
             }

@@ -12,6 +12,10 @@ use base64::Engine;
 use serde_json::{Map, Number, Value};
 
 const MAX_DEPTH: usize = 64;
+/// Items one body may hold. A JSON value costs ~50 bytes of memory whatever its CBOR
+/// size (one byte for a small integer), so without a cap a 16 MiB body of one-byte
+/// items would cost ~800 MB; AWS requests hold a few thousand items at most.
+pub const MAX_ITEMS: usize = 100_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CborError {
@@ -21,11 +25,14 @@ pub enum CborError {
     Malformed(&'static str),
     #[error("nested deeper than {MAX_DEPTH} levels")]
     TooDeep,
+    #[error("more than {MAX_ITEMS} items")]
+    TooManyItems,
 }
 
 struct Reader<'a> {
     b: &'a [u8],
     at: usize,
+    items: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -82,6 +89,10 @@ impl<'a> Reader<'a> {
     fn item(&mut self, depth: usize) -> Result<Value, CborError> {
         if depth > MAX_DEPTH {
             return Err(CborError::TooDeep);
+        }
+        self.items += 1;
+        if self.items > MAX_ITEMS {
+            return Err(CborError::TooManyItems);
         }
         let head = self.byte()?;
         let (major, info) = (head >> 5, head & 31);
@@ -198,7 +209,7 @@ pub fn to_json(bytes: &[u8]) -> Result<Value, CborError> {
     if bytes.is_empty() {
         return Ok(Value::Object(Map::new()));
     }
-    let mut r = Reader { b: bytes, at: 0 };
+    let mut r = Reader { b: bytes, at: 0, items: 0 };
     let v = r.item(0)?;
     if r.at != bytes.len() {
         return Err(CborError::Malformed("bytes after the top-level item"));
@@ -317,5 +328,15 @@ mod tests {
         }
         let deep = vec![0x81; 1000];
         assert_eq!(to_json(&deep), Err(CborError::TooDeep));
+        // An indefinite array of a million one-byte nulls: refused at the item cap,
+        // before it costs a JSON value each.
+        let mut many = vec![0x9f];
+        many.extend(std::iter::repeat_n(0xf6, 1_000_000));
+        many.push(0xff);
+        assert_eq!(to_json(&many), Err(CborError::TooManyItems));
+        let mut fine = vec![0x9f];
+        fine.extend(std::iter::repeat_n(0xf6, MAX_ITEMS - 1));
+        fine.push(0xff);
+        assert_eq!(to_json(&fine).unwrap().as_array().map(Vec::len), Some(MAX_ITEMS - 1));
     }
 }

@@ -303,8 +303,11 @@ pub const TRUN_SIZE: u32 = 0x200;
 pub const TRUN_FLAGS: u32 = 0x400;
 pub const TRUN_CTO: u32 = 0x800;
 
-/// Parses the body of a `moof` box; `init` supplies the `trex` defaults.
-pub fn parse_moof(moof: &[u8], init: &InitInfo) -> Result<MoofInfo, BoxError> {
+/// Parses the body of a `moof` box; `init` supplies the `trex` defaults. `data_limit`
+/// is the most media data its samples may describe (the largest `mdat` the caller
+/// accepts): sample counts are bounded by it, so a 2 KB box cannot describe a billion
+/// samples and the parse stays linear in its input.
+pub fn parse_moof(moof: &[u8], init: &InitInfo, data_limit: u64) -> Result<MoofInfo, BoxError> {
     let mut r = Reader::new(MFHD, require_child(moof, MOOF, MFHD)?);
     r.full_box()?;
     let sequence_number = r.u32()?;
@@ -312,7 +315,7 @@ pub fn parse_moof(moof: &[u8], init: &InitInfo) -> Result<MoofInfo, BoxError> {
     for item in BoxIter::new(moof) {
         let (kind, body) = item?;
         if kind == TRAF {
-            trafs.push(parse_traf(body, init)?);
+            trafs.push(parse_traf(body, init, data_limit)?);
         }
     }
     if trafs.is_empty() {
@@ -321,7 +324,7 @@ pub fn parse_moof(moof: &[u8], init: &InitInfo) -> Result<MoofInfo, BoxError> {
     Ok(MoofInfo { sequence_number, trafs })
 }
 
-fn parse_traf(traf: &[u8], init: &InitInfo) -> Result<TrafInfo, BoxError> {
+fn parse_traf(traf: &[u8], init: &InitInfo, data_limit: u64) -> Result<TrafInfo, BoxError> {
     let mut info = TrafInfo {
         track_id: 0,
         base_decode_time: None,
@@ -333,7 +336,7 @@ fn parse_traf(traf: &[u8], init: &InitInfo) -> Result<TrafInfo, BoxError> {
         data_start: i64::MAX,
         data_end: i64::MIN,
     };
-    let header = walk_traf(traf, init, &mut |s: &Sample| {
+    let header = walk_traf(traf, init, data_limit, &mut |s: &Sample| {
         if info.first_sample_sync.is_none() {
             info.first_sample_sync = Some(s.is_sync());
         }
@@ -362,9 +365,16 @@ pub struct TrafHeader {
 /// Walks the samples of one `traf` in order, calling `visit` for each. Decode times
 /// count from the `tfdt` (from 0 without one); offsets from the base data offset.
 ///
-/// The sample count of every `trun` is checked against the bytes the box has before
-/// the first sample is read, so a lying count costs nothing.
-pub fn walk_traf(traf: &[u8], init: &InitInfo, visit: &mut dyn FnMut(&Sample)) -> Result<TrafHeader, BoxError> {
+/// The sample count of every `trun` is checked before the first sample is read, so a
+/// lying count costs nothing: against the bytes the box holds when samples have fields
+/// of their own, and against `data_limit` (the most media data the caller accepts, a
+/// byte at least per sample) when they take the default size.
+pub fn walk_traf(
+    traf: &[u8],
+    init: &InitInfo,
+    data_limit: u64,
+    visit: &mut dyn FnMut(&Sample),
+) -> Result<TrafHeader, BoxError> {
     let mut r = Reader::new(TFHD, require_child(traf, TRAF, TFHD)?);
     let (_, flags) = r.full_box()?;
     let track_id = r.u32()?;
@@ -400,6 +410,7 @@ pub fn walk_traf(traf: &[u8], init: &InitInfo, visit: &mut dyn FnMut(&Sample)) -
     // Without a data_offset, a trun's data follows the previous trun's (8.8.8.3).
     let mut next_data: i64 = 0;
     let mut decode_time = base_decode_time.unwrap_or(0);
+    let mut default_sized_bytes: u64 = 0;
     for item in BoxIter::new(traf) {
         let (kind, body) = item?;
         if kind != TRUN {
@@ -420,6 +431,16 @@ pub fn walk_traf(traf: &[u8], init: &InitInfo, visit: &mut dyn FnMut(&Sample)) -
                 needed: u64::from(count) * per_sample as u64,
                 available: r.remaining() as u64,
             });
+        }
+        if flags & TRUN_SIZE == 0 {
+            let each = u64::from(defaults.sample_size.max(1));
+            default_sized_bytes = default_sized_bytes.saturating_add(u64::from(count).saturating_mul(each));
+            if default_sized_bytes > data_limit {
+                return Err(BoxError::Malformed {
+                    kind: TRUN,
+                    detail: "more default-sized samples than the fragment's data can hold",
+                });
+            }
         }
         for i in 0..count {
             let duration = if flags & TRUN_DURATION != 0 { r.u32()? } else { defaults.sample_duration };
@@ -574,7 +595,11 @@ mod tests {
         assert_eq!(values, vec![0, 90_000]);
         let init = init_with_one_video_track();
         let moof_body = BoxIter::new(&shifted).next().unwrap().unwrap().1;
-        assert_eq!(parse_moof(moof_body, &init).unwrap().trafs[0].base_decode_time, Some(0), "still a valid moof");
+        assert_eq!(
+            parse_moof(moof_body, &init, 1 << 30).unwrap().trafs[0].base_decode_time,
+            Some(0),
+            "still a valid moof"
+        );
         let past_zero = shift_decode_times(&fragment, &|_| u64::MAX).unwrap();
         assert!(decode_time_fields(&past_zero).unwrap().iter().all(|f| f.value == 0));
     }
@@ -582,7 +607,7 @@ mod tests {
     #[test]
     fn moof_timing_and_sync() {
         let init = init_with_one_video_track();
-        let m = parse_moof(&moof(Some(0), &[10, 20, 30], 90_000), &init).unwrap();
+        let m = parse_moof(&moof(Some(0), &[10, 20, 30], 90_000), &init, 1 << 30).unwrap();
         assert_eq!(m.sequence_number, 7);
         let t = &m.trafs[0];
         assert_eq!(t.base_decode_time, Some(90_000));
@@ -590,7 +615,7 @@ mod tests {
         assert_eq!(t.first_sample_sync, Some(true));
         assert_eq!((t.data_start, t.data_end), (100, 160));
         // Without first-sample flags the trex default (non-sync) applies.
-        let m = parse_moof(&moof(None, &[10], 0), &init).unwrap();
+        let m = parse_moof(&moof(None, &[10], 0), &init, 1 << 30).unwrap();
         assert_eq!(m.trafs[0].first_sample_sync, Some(false));
     }
 
@@ -600,7 +625,7 @@ mod tests {
         let body = moof(Some(0), &[10, 20], 1000);
         let traf = find_child(&body, TRAF).unwrap().unwrap();
         let mut seen = Vec::new();
-        walk_traf(traf, &init, &mut |s| seen.push((s.decode_time, s.offset, s.is_sync()))).unwrap();
+        walk_traf(traf, &init, 1 << 30, &mut |s| seen.push((s.decode_time, s.offset, s.is_sync()))).unwrap();
         assert_eq!(seen, vec![(1000, 100, true), (4000, 110, false)]);
         let s = Sample { decode_time: 0, duration: 0, size: 4, flags: 0, composition_offset: 0, offset: 2 };
         assert_eq!((s.range(6), s.range(5)), (Some(2..6), None));
@@ -613,13 +638,16 @@ mod tests {
         // Overwrite the trun sample_count (first field after the full box header).
         let pos = b.windows(4).position(|w| w == b"trun").unwrap() + 8;
         b[pos..pos + 4].copy_from_slice(&u32::MAX.to_be_bytes());
-        assert!(matches!(parse_moof(&b, &init), Err(BoxError::Truncated { kind: TRUN, .. })));
+        assert!(matches!(parse_moof(&b, &init, 1 << 30), Err(BoxError::Truncated { kind: TRUN, .. })));
     }
 
     #[test]
     fn moof_for_unknown_track_is_rejected() {
         let mut init = init_with_one_video_track();
         init.tracks[0].track_id = 2;
-        assert!(matches!(parse_moof(&moof(Some(0), &[1], 0), &init), Err(BoxError::Malformed { kind: TFHD, .. })));
+        assert!(matches!(
+            parse_moof(&moof(Some(0), &[1], 0), &init, 1 << 30),
+            Err(BoxError::Malformed { kind: TFHD, .. })
+        ));
     }
 }

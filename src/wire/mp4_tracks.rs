@@ -68,7 +68,7 @@ pub fn fragment_samples(fragment: &[u8], init: &InitInfo) -> Result<Vec<TrackSam
                     continue;
                 }
                 let mut found = Vec::new();
-                let h = walk_traf(traf, init, &mut |s| found.push(*s))?;
+                let h = walk_traf(traf, init, fragment.len() as u64, &mut |s| found.push(*s))?;
                 if h.explicit_base_offset {
                     return Err(BoxError::Malformed { kind: TFHD, detail: "explicit base-data-offset" });
                 }

@@ -28,6 +28,9 @@ pub enum SigV4Error {
     Expired { request: String, earliest: String, now: String },
     #[error("Signature not yet current: {request} is still later than {latest} ({now} + 15 min.)")]
     NotYetCurrent { request: String, latest: String, now: String },
+    /// The credential scope names another service, or no valid region.
+    #[error("{0}")]
+    WrongScope(String),
 }
 
 /// The parts of `Authorization: AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…`.
@@ -227,7 +230,7 @@ pub fn signature(
 }
 
 /// Compares two strings in time independent of where they differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -282,8 +285,26 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 /// Verifies a header-signed request against the secrets `lookup` knows.
 ///
 /// `now` is seconds since the epoch. Returns the access key id that signed it.
-pub fn verify(req: &RequestParts<'_>, now: i64, lookup: impl Fn(&str) -> Option<String>) -> Result<String, SigV4Error> {
-    let header = |name: &str| req.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
+/// What the headers alone of a signed request establish: its Authorization, its date,
+/// and the secret of a known key. Checked before the body is read, so a request that
+/// cannot be authentic costs no body bytes.
+#[derive(Debug, Clone)]
+pub struct Preverified {
+    pub auth: Authorization,
+    amz_date: String,
+    secret: String,
+}
+
+/// The header checks of SigV4: an Authorization of a known key, a date within 15
+/// minutes of `now` that matches the credential scope, `host` signed, and a scope for
+/// one of `services` (`kinesisvideo`, `sqs`, …) in a well-formed region.
+pub fn preverify(
+    headers: &[(String, String)],
+    now: i64,
+    services: &[&str],
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Preverified, SigV4Error> {
+    let header = |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
     let auth = parse_authorization(header("authorization").ok_or(SigV4Error::Missing)?)?;
     let amz_date = header("x-amz-date").ok_or_else(|| {
         SigV4Error::Incomplete(
@@ -305,14 +326,47 @@ pub fn verify(req: &RequestParts<'_>, now: i64, lookup: impl Fn(&str) -> Option<
             "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.".into(),
         ));
     }
+    if !services.contains(&auth.service.as_str()) {
+        return Err(SigV4Error::WrongScope(format!(
+            "Credential should be scoped to correct service: '{}'. ",
+            services.first().copied().unwrap_or_default()
+        )));
+    }
+    if !valid_region(&auth.region) {
+        return Err(SigV4Error::WrongScope("Credential should be scoped to a valid region. ".into()));
+    }
     let secret = lookup(&auth.access_key_id).ok_or(SigV4Error::UnknownAccessKey)?;
+    Ok(Preverified { auth, amz_date: amz_date.to_string(), secret })
+}
+
+/// A region as AWS writes them: lower-case letters and digits in dash-separated parts.
+fn valid_region(region: &str) -> bool {
+    !region.is_empty()
+        && region.len() <= 32
+        && region.split('-').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+}
+
+/// The signature check of a request [`preverify`] passed: returns the access key id.
+pub fn verify_signature(pre: &Preverified, req: &RequestParts<'_>) -> Result<String, SigV4Error> {
+    let auth = &pre.auth;
     let canonical = canonical_request(req, &auth.signed_headers, &[]);
-    let expected = signature(&secret, &auth.date, &auth.region, &auth.service, amz_date, &canonical);
+    let expected = signature(&pre.secret, &auth.date, &auth.region, &auth.service, &pre.amz_date, &canonical);
     if constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
-        Ok(auth.access_key_id)
+        Ok(auth.access_key_id.clone())
     } else {
         Err(SigV4Error::Mismatch)
     }
+}
+
+/// [`preverify`] then [`verify_signature`], for a request whose body hash is known.
+pub fn verify(
+    req: &RequestParts<'_>,
+    now: i64,
+    services: &[&str],
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, SigV4Error> {
+    let pre = preverify(req.headers, now, services, lookup)?;
+    verify_signature(&pre, req)
 }
 
 fn check_skew(amz_date: &str, request_time: i64, now: i64) -> Result<(), SigV4Error> {
@@ -390,16 +444,23 @@ mod tests {
         let lookup = |id: &str| (id == "AKID").then(|| SECRET.to_string());
         let req =
             RequestParts { method: "POST", path: "/createStream", query: "", headers: &headers, payload_hash: &hash };
-        assert_eq!(verify(&req, now, lookup), Ok("AKID".to_string()));
+        assert_eq!(verify(&req, now, &["kinesisvideo"], lookup), Ok("AKID".to_string()));
+        assert!(
+            matches!(verify(&req, now, &["sqs"], lookup), Err(SigV4Error::WrongScope(_))),
+            "another service's scope"
+        );
 
         let other = sha256_hex(b"{\"x\":1}");
         let tampered = RequestParts { payload_hash: &other, ..req };
-        assert_eq!(verify(&tampered, now, lookup), Err(SigV4Error::Mismatch));
+        assert_eq!(verify(&tampered, now, &["kinesisvideo"], lookup), Err(SigV4Error::Mismatch));
         let req =
             RequestParts { method: "POST", path: "/createStream", query: "", headers: &headers, payload_hash: &hash };
-        assert!(matches!(verify(&req, now + 16 * 60, lookup), Err(SigV4Error::Expired { .. })));
-        assert!(matches!(verify(&req, now - 16 * 60, lookup), Err(SigV4Error::NotYetCurrent { .. })));
-        assert_eq!(verify(&req, now, |_| None), Err(SigV4Error::UnknownAccessKey));
+        assert!(matches!(verify(&req, now + 16 * 60, &["kinesisvideo"], lookup), Err(SigV4Error::Expired { .. })));
+        assert!(matches!(
+            verify(&req, now - 16 * 60, &["kinesisvideo"], lookup),
+            Err(SigV4Error::NotYetCurrent { .. })
+        ));
+        assert_eq!(verify(&req, now, &["kinesisvideo"], |_| None), Err(SigV4Error::UnknownAccessKey));
     }
 
     #[test]
@@ -407,7 +468,7 @@ mod tests {
         let headers = vanilla_headers();
         let req =
             RequestParts { method: "GET", path: "/", query: "", headers: &headers, payload_hash: UNSIGNED_PAYLOAD };
-        assert_eq!(verify(&req, 0, |_| None), Err(SigV4Error::Missing));
+        assert_eq!(verify(&req, 0, &["sqs"], |_| None), Err(SigV4Error::Missing));
         assert!(matches!(parse_authorization("AWS4-HMAC-SHA256 Credential=a/b"), Err(SigV4Error::Incomplete(_))));
         assert!(matches!(parse_authorization("Basic abc"), Err(SigV4Error::Incomplete(_))));
     }

@@ -177,6 +177,19 @@ def fragment_metadata(data):
     return metas
 
 
+def closed_within(sock, seconds):
+    """Whether the server closed `sock` (EOF or reset) within `seconds`."""
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(65536):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
 def wait_for(predicate, timeout=20, interval=0.1):
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -1,0 +1,259 @@
+//! The HTTP listener: accepts connections up to a cap and serves each with hyper, with
+//! a timer on every stage a client could stall to hold the server's memory or sockets.
+//!
+//! - **Connections**: at most `max_connections` at once; one more is answered `503`
+//!   (`ServiceUnavailableException`) and closed.
+//! - **Headers**: a request's head must arrive within `header_timeout`, counted from
+//!   the connection's start or the end of the previous response (so an idle keep-alive
+//!   connection is closed after it too).
+//! - **Bodies**: a request body that sends nothing for `body_idle_timeout` fails (the
+//!   handler sees a read error, hyper closes the connection). PutMedia's body is a
+//!   stream; this is its idle timeout.
+//! - **Slow readers**: a response write that makes no progress for `write_timeout`
+//!   ends the connection: the reader is dropped, not the server.
+//!
+//! Every refusal is counted in `kinescope_refused_total{listener="http",reason=…}`.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use bytes::Bytes;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::time::Sleep;
+
+use crate::metrics::Metrics;
+
+/// The limits of the HTTP listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub body_idle_timeout: Duration,
+    pub write_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What a connection over the cap reads before it is closed.
+fn busy_response() -> Vec<u8> {
+    let body = r#"{"__type":"ServiceUnavailableException","message":"Too many connections; retry with backoff."}"#;
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/x-amz-json-1.1\r\n\
+         x-amzn-ErrorType: ServiceUnavailableException\r\nRetry-After: 1\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Serves `app` on `listener` until `stop` turns true; connections in progress then
+/// finish their current request.
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: HttpLimits,
+    metrics: Arc<Metrics>,
+    stop: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    loop {
+        let stopping = stop.clone();
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = stopped(stopping) => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics.count_refusal("http", "connections");
+            tokio::spawn(refuse_busy(stream));
+            continue;
+        };
+        let (app, metrics, stopping) = (app.clone(), metrics.clone(), stop.clone());
+        tokio::spawn(async move {
+            let io = TokioIo::new(TimedIo::new(stream, limits.write_timeout, metrics.clone()));
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).max_buf_size(64 * 1024);
+            let conn = builder.serve_connection(io, TowerToHyperService::new(app));
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                () = stopped(stopping) => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.as_mut().await
+                }
+            };
+            if let Err(e) = result {
+                if e.is_timeout() {
+                    metrics.count_refusal("http", "header_timeout");
+                }
+                tracing::debug!(%peer, error = %e, "connection ended");
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+async fn refuse_busy(mut stream: TcpStream) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = stream.write_all(&busy_response()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+/// A socket whose writes fail once they have made no progress for `timeout`.
+struct TimedIo<S> {
+    inner: S,
+    timeout: Duration,
+    stalled: Option<Pin<Box<Sleep>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl<S> TimedIo<S> {
+    fn new(inner: S, timeout: Duration, metrics: Arc<Metrics>) -> Self {
+        TimedIo { inner, timeout, stalled: None, metrics }
+    }
+
+    /// On `Pending`, arms (or checks) the stall timer; on progress, disarms it.
+    fn watch<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match poll {
+            Poll::Pending => {
+                let timeout = self.timeout;
+                let sleep = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if sleep.as_mut().poll(cx).is_ready() {
+                    self.stalled = None;
+                    self.metrics.count_refusal("http", "slow_reader");
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading")));
+                }
+                Poll::Pending
+            }
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for TimedIo<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, poll)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Middleware: the request's body fails once it has sent nothing for `timeout`.
+pub async fn body_idle_timeout(
+    axum::extract::State((timeout, metrics)): axum::extract::State<(Duration, Arc<Metrics>)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let req = req.map(|body| Body::new(IdleBody { inner: body, timeout, idle: None, metrics }));
+    next.run(req).await
+}
+
+/// A request body with an idle timer between frames.
+struct IdleBody {
+    inner: Body,
+    timeout: Duration,
+    idle: Option<Pin<Box<Sleep>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl http_body::Body for IdleBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Pending => {
+                let timeout = self.timeout;
+                let idle = self.idle.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if idle.as_mut().poll(cx).is_ready() {
+                    self.idle = None;
+                    self.metrics.count_refusal("http", "body_timeout");
+                    let e = io::Error::new(io::ErrorKind::TimedOut, "the request body sent nothing for too long");
+                    return Poll::Ready(Some(Err(axum::Error::new(e))));
+                }
+                Poll::Pending
+            }
+            ready => {
+                self.idle = None;
+                ready
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
