@@ -61,8 +61,11 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
     }
     let clock: SharedClock = Arc::new(SystemClock);
     let default_scope = Scope::new(&config.account_id, &config.region);
+    std::fs::create_dir_all(&config.data_dir)?;
+    let disk = Arc::new(crate::disk_space::DiskGuard::new(&config.data_dir, config.disk_reserve_bytes));
     let mut store_config = StoreConfig::new(&config.data_dir);
     store_config.default_scope = default_scope.clone();
+    store_config.disk = disk.clone();
     store_config.default_retention_hours = config.default_retention_hours;
     let (store, report) = VideoStore::open(store_config, clock.clone())?;
     tracing::info!(
@@ -81,10 +84,11 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
     let bound = listener.local_addr()?;
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
     let queues = QueueEngine::open(&config.data_dir, clock.clone(), &default_scope)
-        .map_err(|e| AppError::Refused(format!("cannot open the queues: {e}")))?;
-    let data_streams =
-        DataStreamEngine::open(&config.data_dir, clock.clone(), &default_scope, config.data_streams.clone())
-            .map_err(|e| AppError::Refused(format!("cannot open the data streams: {e}")))?;
+        .map_err(|e| AppError::Refused(format!("cannot open the queues: {e}")))?
+        .with_disk_guard(disk.clone());
+    let data_stream_options = crate::data_streams::EngineOptions { disk, ..config.data_streams.clone() };
+    let data_streams = DataStreamEngine::open(&config.data_dir, clock.clone(), &default_scope, data_stream_options)
+        .map_err(|e| AppError::Refused(format!("cannot open the data streams: {e}")))?;
     let metrics = Arc::new(Metrics::default());
     let sources = crate::ingest::rtsp_pull::SourceManager::start(
         &config.data_dir,

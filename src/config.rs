@@ -47,6 +47,8 @@ pub struct LimitsFile {
     pub rtsp_idle_timeout_secs: Option<u64>,
     /// Seconds an RTSP viewer's socket may take no bytes before the viewer is dropped.
     pub rtsp_write_timeout_secs: Option<u64>,
+    /// MiB kept free on the data directory's filesystem: new data is refused below it.
+    pub disk_reserve_mb: Option<u64>,
 }
 
 /// The TOML file; every field optional.
@@ -114,6 +116,8 @@ pub struct ServerConfig {
     pub limits: FragmentLimits,
     pub http_limits: crate::api::serve::HttpLimits,
     pub rtsp_limits: crate::rtsp::RtspLimits,
+    /// Bytes kept free under the data directory (new data is refused below).
+    pub disk_reserve_bytes: u64,
     pub data_streams: crate::data_streams::EngineOptions,
     pub rtsp_create_streams: bool,
     pub sources: std::collections::BTreeMap<String, crate::ingest::rtsp_pull::SourceConfig>,
@@ -211,6 +215,7 @@ impl ServerConfig {
             limits,
             http_limits,
             rtsp_limits,
+            disk_reserve_bytes: file.limits.disk_reserve_mb.unwrap_or(64).saturating_mul(1024 * 1024),
         })
     }
 }

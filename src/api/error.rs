@@ -70,6 +70,12 @@ impl ApiError {
             .with_detail(detail)
     }
 
+    /// New data refused because the data directory's filesystem is (nearly) full or
+    /// read-only: 503, the refusal's own words, retryable.
+    pub fn disk_full(why: &crate::disk_space::DiskRefusal) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", why.to_string())
+    }
+
     pub fn with_detail(mut self, detail: impl std::fmt::Display) -> Self {
         self.detail = Some(detail.to_string());
         self
@@ -104,6 +110,17 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Conflict(_) => ApiError::new(StatusCode::BAD_REQUEST, "ResourceInUseException", msg),
             StoreError::ShuttingDown => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", msg),
+            StoreError::DiskFull(why) => ApiError::disk_full(&why),
+            StoreError::Io(e)
+                if matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::ReadOnlyFilesystem) =>
+            {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    "the data directory's filesystem is full or read-only",
+                )
+                .with_detail(e)
+            }
             StoreError::Io(_) | StoreError::Index(_) | StoreError::Corrupt(_) | StoreError::Format(_) => {
                 ApiError::internal(msg)
             }

@@ -99,7 +99,9 @@ impl MetaStore {
         let found = check_format(&db, "meta", META_FORMAT, META_STORE).map_err(std::io::Error::other)?;
         if found < 2 {
             let moved = upgrade_to_scoped_keys(&streams, default_scope).map_err(std::io::Error::other)?;
-            tracing::info!(streams = moved, account = %default_scope.account, region = %default_scope.region, "data-stream metadata upgraded to format 2 (streams scoped by account and region)");
+            if moved > 0 {
+                tracing::info!(streams = moved, account = %default_scope.account, region = %default_scope.region, "data-stream metadata upgraded to format 2 (streams scoped by account and region)");
+            }
         }
         record_format(&db, "meta", META_FORMAT, META_STORE).map_err(std::io::Error::other)?;
         check_and_record_format(

@@ -126,6 +126,8 @@ pub enum DataStreamError {
     DryRun,
     #[error("data stream storage failed: {0}")]
     Storage(#[source] StorageFailure),
+    #[error(transparent)]
+    DiskFull(#[from] crate::disk_space::DiskRefusal),
 }
 
 type Result<T, E = DataStreamError> = std::result::Result<T, E>;
@@ -155,11 +157,19 @@ pub struct EngineOptions {
     /// The account's shard limit, reported by DescribeLimits and enforced on create
     /// and resharding.
     pub shard_limit: u32,
+    /// Refuses puts before the filesystem fills up.
+    pub disk: Arc<crate::disk_space::DiskGuard>,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { throughput_limits: false, update_delay_ms: 0, roll: RollPolicy::default(), shard_limit: 10_000 }
+        EngineOptions {
+            throughput_limits: false,
+            update_delay_ms: 0,
+            roll: RollPolicy::default(),
+            shard_limit: 10_000,
+            disk: Arc::new(crate::disk_space::DiskGuard::unlimited()),
+        }
     }
 }
 
@@ -546,6 +556,7 @@ impl DataStreamEngine {
             return Err(invalid(format!("Records size exceeds {} MB limit", MAX_PUT_RECORDS_BYTES >> 20)));
         }
         let handle = self.handle(name)?;
+        self.inner.options.disk.check((total + 64 * records.len()) as u64)?;
         let (max, encrypted) = {
             let state = handle.lock();
             (state.meta.max_record_kib as usize * 1024, state.meta.encryption_key.is_some())

@@ -66,6 +66,8 @@ impl QueueEngine {
         reqs: Vec<SendRequest>,
     ) -> Result<Vec<Result<SendResult, QueueError>>, QueueError> {
         let q = self.queue(name)?;
+        let bytes: usize = reqs.iter().map(|r| r.body.len() + 256).sum();
+        self.inner.disk.check(bytes as u64)?;
         let now = self.now_ms();
         let config = lock(&q.state).config.clone();
         if config.fifo {

@@ -90,6 +90,8 @@ pub enum QueueError {
     UnsupportedOperation(String),
     #[error("queue storage failed: {0}")]
     Storage(#[source] StorageFailure),
+    #[error(transparent)]
+    DiskFull(#[from] crate::disk_space::DiskRefusal),
 }
 
 /// SQS's text for a parameter that is not valid for the queue's type (sic).
@@ -177,6 +179,8 @@ struct Inner {
     queues: RwLock<HashMap<String, Arc<Queue>>>,
     deleted_names: Mutex<HashMap<String, i64>>,
     create_lock: Mutex<()>,
+    /// Refuses sends before the filesystem fills up.
+    disk: Arc<crate::disk_space::DiskGuard>,
 }
 
 /// A queue: the scope (account, region) it lives in and its name. Displayed as its name.
@@ -279,8 +283,19 @@ impl QueueEngine {
                 queues: RwLock::new(queues),
                 deleted_names: Mutex::new(HashMap::new()),
                 create_lock: Mutex::new(()),
+                disk: Arc::new(crate::disk_space::DiskGuard::unlimited()),
             }),
         })
+    }
+
+    /// Refuses sends once `disk` says the filesystem is nearly full. Call right after
+    /// [`QueueEngine::open`], before the engine is shared.
+    pub fn with_disk_guard(mut self, disk: Arc<crate::disk_space::DiskGuard>) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.disk = disk,
+            None => tracing::error!("the disk guard was set on a queue engine already shared; ignored"),
+        }
+        self
     }
 
     pub fn now_ms(&self) -> i64 {

@@ -95,7 +95,9 @@ impl QueueStore {
         if found < 2 {
             let moved = crate::sled_open::upgrade_to_scoped_keys(&queues, default_scope)
                 .map_err(|e| QueueError::Storage(StorageFailure::caused("upgrade the queue store to format 2", e)))?;
-            tracing::info!(queues = moved, account = %default_scope.account, region = %default_scope.region, "queue store upgraded to format 2 (queues scoped by account and region)");
+            if moved > 0 {
+                tracing::info!(queues = moved, account = %default_scope.account, region = %default_scope.region, "queue store upgraded to format 2 (queues scoped by account and region)");
+            }
         }
         crate::sled_open::record_format(&db, "queues", QUEUES_FORMAT, STORE).map_err(format_error)?;
         let data = db.open_tree("data").map_err(storage)?;

@@ -139,7 +139,9 @@ impl Catalog {
         if crate::sled_open::check_format(db, "catalog", CATALOG_FORMAT, STORE)? < 2 {
             let moved = crate::sled_open::upgrade_to_scoped_keys(&tree, default_scope)
                 .map_err(|e| StoreError::Corrupt(format!("upgrading the stream catalog: {e}")))?;
-            tracing::info!(moved, scope = %default_scope, "stream catalog upgraded to scoped keys (format 2)");
+            if moved > 0 {
+                tracing::info!(moved, scope = %default_scope, "stream catalog upgraded to scoped keys (format 2)");
+            }
         }
         crate::sled_open::record_format(db, "catalog", CATALOG_FORMAT, STORE)?;
         Ok(Catalog { tree })

@@ -36,6 +36,7 @@ pub use records::{FragmentMeta, StreamId};
 pub use writer::SweepStats;
 
 use crate::clock::SharedClock;
+use crate::disk_space::{DiskGuard, DiskRefusal};
 use crate::scope::Scope;
 use records::{key1, key2, prefix, time_from_key, time_key};
 use writer::{AppendRequest, Writer, WriterCmd};
@@ -66,6 +67,8 @@ pub enum StoreError {
     Format(#[from] crate::sled_open::FormatError),
     #[error("the store is shutting down")]
     ShuttingDown,
+    #[error(transparent)]
+    DiskFull(#[from] DiskRefusal),
 }
 
 #[derive(Debug, Clone)]
@@ -85,6 +88,8 @@ pub struct StoreConfig {
     pub writer_queue: usize,
     /// Fragment bytes accepted but not yet persisted before producers wait too.
     pub max_inflight_bytes: u64,
+    /// Refuses new fragments before the filesystem fills up.
+    pub disk: Arc<DiskGuard>,
 }
 
 impl StoreConfig {
@@ -98,6 +103,7 @@ impl StoreConfig {
             segment_max_age_us: 3600 * 1_000_000,
             writer_queue: 4096,
             max_inflight_bytes: 256 * 1024 * 1024,
+            disk: Arc::new(DiskGuard::unlimited()),
         }
     }
 
@@ -662,6 +668,7 @@ impl VideoStore {
                 return Ok(*id);
             }
         }
+        self.inner.config.disk.check(bytes.len() as u64)?;
         let id = current.as_ref().map_or(1, |(id, _)| id + 1);
         let (reply, rx) = oneshot::channel();
         self.send(WriterCmd::PutInit(writer::InitRequest { stream, init_id: id, bytes: bytes.clone(), reply })).await?;
@@ -677,10 +684,12 @@ impl VideoStore {
         record: &StreamRecord,
         fragment: NewFragment,
     ) -> Result<PendingFragment, StoreError> {
+        let size: usize = fragment.chunks.iter().map(Bytes::len).sum();
+        // Refused before the disk fills (see `disk_space`), not when a write fails.
+        self.inner.config.disk.check(size as u64 + segment::RECORD_HEADER_LEN)?;
         // Room in the in-flight budget first (a fragment larger than the whole budget
         // takes all of it): a disk slower than the producers holds them back instead of
         // queueing unbounded memory.
-        let size: usize = fragment.chunks.iter().map(Bytes::len).sum();
         let want = u32::try_from(size.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, self.inner.inflight_kib_total);
         let budget =
             self.inner.inflight_kib.clone().acquire_many_owned(want).await.map_err(|_| StoreError::ShuttingDown)?;

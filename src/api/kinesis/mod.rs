@@ -111,9 +111,11 @@ impl From<DataStreamError> for ApiError {
             ProvisionedThroughputExceeded(_) => "ProvisionedThroughputExceededException",
             DryRun => "DryRunOperationException",
             Storage(_) => "InternalFailureException",
+            DiskFull(why) => return ApiError::disk_full(why),
         };
         if matches!(e, Storage(_)) {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, code, e.to_string()).with_detail(&e)
+            // The cause is for the log; the client learns only that it failed inside.
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, code, "Internal service failure.").with_detail(&e)
         } else {
             ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
         }

@@ -113,13 +113,14 @@ impl From<QueueError> for ApiError {
             ResourceNotFound(_) => (StatusCode::NOT_FOUND, "ResourceNotFoundException", "ResourceNotFoundException"),
             UnsupportedOperation(_) => (bad, "UnsupportedOperation", "AWS.SimpleQueueService.UnsupportedOperation"),
             Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "InternalError"),
+            DiskFull(_) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "ServiceUnavailable"),
         };
-        let wire = ApiError::query_compatible(status, NAMESPACE, code, legacy, e.to_string());
         if matches!(e, Storage(_)) {
-            wire.with_detail(&e)
-        } else {
-            wire
+            // The cause is for the log; the client learns only that it failed inside.
+            let message = "We encountered an internal error. Please try again.";
+            return ApiError::query_compatible(status, NAMESPACE, code, legacy, message).with_detail(&e);
         }
+        ApiError::query_compatible(status, NAMESPACE, code, legacy, e.to_string())
     }
 }
 
