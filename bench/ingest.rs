@@ -105,10 +105,11 @@ fn open_store(dir: &std::path::Path) -> VideoStore {
     store
 }
 
-fn create(store: &VideoStore, name: &str) -> StreamRecord {
-    store
-        .create_stream(&store.config().default_scope, NewStream { name: name.into(), ..Default::default() })
-        .expect("create stream")
+fn create(rt: &tokio::runtime::Runtime, store: &VideoStore, name: &str) -> StreamRecord {
+    rt.block_on(
+        store.create_stream(&store.config().default_scope, NewStream { name: name.into(), ..Default::default() }),
+    )
+    .expect("create stream")
 }
 
 /// Streams × fragments submitted as fast as PutMedia would (pipelined, acks awaited in
@@ -231,7 +232,7 @@ fn main() {
     println!("[1/4] 1 stream, {n1} fragments: raw write+fsync reference, then the store…");
     let raw1 = raw_write_fsync(tmp.path(), n1, &p);
     let store = open_store(&tmp.path().join("one"));
-    let one = create(&store, "one");
+    let one = create(&rt, &store, "one");
     let (d1, mut lat1) = rt.block_on(ingest(&store, std::slice::from_ref(&one), n1, &p));
     drop(store);
     lat1.sort();
@@ -243,7 +244,7 @@ fn main() {
     println!("[2/4] {streams_n} streams × {per} fragments, concurrently…");
     let raw100 = raw_write_fsync(tmp.path(), streams_n * per, &p);
     let store = open_store(&tmp.path().join("many"));
-    let streams: Vec<StreamRecord> = (0..streams_n).map(|i| create(&store, &format!("cam-{i}"))).collect();
+    let streams: Vec<StreamRecord> = (0..streams_n).map(|i| create(&rt, &store, &format!("cam-{i}"))).collect();
     let (d100, mut lat100) = rt.block_on(ingest(&store, &streams, per, &p));
     lat100.sort();
     let bytes100 = streams_n * per * FRAGMENT_BYTES;
@@ -262,7 +263,7 @@ fn main() {
     let before = common::rss_bytes() as usize;
     let mut subs = Vec::with_capacity(idle);
     for i in 0..idle {
-        let s = create(&store, &format!("idle-{i}"));
+        let s = create(&rt, &store, &format!("idle-{i}"));
         subs.push(store.live(s.id).expect("live").subscribe());
     }
     let per_stream = ((common::rss_bytes() as usize).saturating_sub(before)) / idle;

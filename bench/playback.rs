@@ -99,8 +99,11 @@ fn main() {
     let Some((rt, tmp)) = common::setup() else { return };
     let (store, _) = VideoStore::open(StoreConfig::new(tmp.path()), Arc::new(SystemClock)).expect("store");
     let (init, fragments) = fixture();
-    let record = store
-        .create_stream(&store.config().default_scope, NewStream { name: "bench".into(), ..Default::default() })
+    let record = rt
+        .block_on(
+            store
+                .create_stream(&store.config().default_scope, NewStream { name: "bench".into(), ..Default::default() }),
+        )
         .expect("stream");
     let init_id = rt.block_on(store.put_init(record.id, init.clone())).expect("init");
 

@@ -200,6 +200,7 @@ async fn run(
     for name in &names {
         let record = store
             .create_stream(&store.config().default_scope, NewStream { name: name.clone(), ..Default::default() })
+            .await
             .expect("create");
         let live = store.live(record.id).expect("live");
         let persisted: Arc<Mutex<Vec<Instant>>> = Arc::default();

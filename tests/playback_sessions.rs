@@ -46,6 +46,7 @@ impl Harness {
         }
         let record = store
             .create_stream(&store.config().default_scope, NewStream { name: "cam".into(), ..Default::default() })
+            .await
             .unwrap();
         let init_id = store.put_init(record.id, init.unwrap()).await.unwrap();
         Harness { app, store, clock, record, init_id, chunks, next_ts: T0, _dir: dir }

@@ -39,12 +39,13 @@ async fn put(store: &VideoStore, stream: &StreamRecord, i: i64, server_ts_us: i6
     pending.persisted.await.expect("writer answered").expect("persisted").fragment_number
 }
 
-fn create(store: &VideoStore, name: &str, retention: Option<u32>) -> StreamRecord {
+async fn create(store: &VideoStore, name: &str, retention: Option<u32>) -> StreamRecord {
     store
         .create_stream(
             &store.config().default_scope,
             NewStream { name: name.into(), data_retention_hours: retention, ..Default::default() },
         )
+        .await
         .unwrap()
 }
 
@@ -52,7 +53,7 @@ fn create(store: &VideoStore, name: &str, retention: Option<u32>) -> StreamRecor
 /// crash or restart starts from. Returns their numbers.
 async fn stored_then_closed(dir: &Path, clock: &Arc<ManualClock>, count: i64) -> Vec<u64> {
     let (store, _) = open(dir, clock.clone());
-    let s = create(&store, "cam", None);
+    let s = create(&store, "cam", None).await;
     let mut numbers = Vec::new();
     for i in 0..count {
         numbers.push(put(&store, &s, i, T0 + i).await);
@@ -76,7 +77,7 @@ async fn fragments_round_trip_and_time_lookups() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let (store, _) = open(dir.path(), clock.clone());
-    let s = create(&store, "cam", None);
+    let s = create(&store, "cam", None).await;
     store.put_init(s.id, Bytes::from_static(b"init-bytes")).await.unwrap();
     let mut numbers = Vec::new();
     for i in 0..10 {
@@ -192,7 +193,7 @@ async fn segment_files_roll_by_size() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let (store, _) = open(dir.path(), clock);
-    let s = create(&store, "cam", None);
+    let s = create(&store, "cam", None).await;
     // 1 MiB segments, 10 kB fragments: a new file about every 100 fragments.
     for i in 0..250 {
         put(&store, &s, i, T0 + i).await;
@@ -209,7 +210,7 @@ async fn retention_removes_whole_files_past_their_time() {
     let clock = Arc::new(ManualClock::new(T0));
     let (store, _) = open(dir.path(), clock.clone());
     // 1 h retention: segments roll every 7.5 minutes (an eighth of it).
-    let s = create(&store, "cam", Some(1));
+    let s = create(&store, "cam", Some(1)).await;
     let mut numbers = Vec::new();
     for (i, minute) in [0, 1, 10, 11, 20, 21].iter().enumerate() {
         numbers.push(put(&store, &s, i as i64, T0 + minute * MINUTE).await);
@@ -252,7 +253,7 @@ async fn live_only_streams_keep_a_five_minute_buffer() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let (store, _) = open(dir.path(), clock.clone());
-    let s = create(&store, "live", Some(0));
+    let s = create(&store, "live", Some(0)).await;
     let old = put(&store, &s, 0, T0).await;
     let recent = put(&store, &s, 1, T0 + 4 * MINUTE).await;
     clock.set_us(T0 + 6 * MINUTE);
@@ -266,7 +267,7 @@ async fn delete_stream_removes_data_and_refuses_late_appends() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let (store, _) = open(dir.path(), clock.clone());
-    let s = create(&store, "gone", None);
+    let s = create(&store, "gone", None).await;
     put(&store, &s, 0, T0).await;
     let mut edge = store.live(s.id).unwrap().subscribe();
     store.delete_stream(&store.config().default_scope, &s.arn, Some(&s.version)).await.unwrap();
@@ -279,7 +280,7 @@ async fn delete_stream_removes_data_and_refuses_late_appends() {
     assert!(matches!(store.submit_fragment(&s, fragment(1, T0, 10)).await, Err(StoreError::StreamNotFound(_))));
 
     // The same name again is a new stream with nothing in it.
-    let again = create(&store, "gone", None);
+    let again = create(&store, "gone", None).await;
     assert_ne!(again.id, s.id);
     assert!(store.first_fragment(again.id).unwrap().is_none());
     drop(store);
@@ -293,7 +294,10 @@ async fn many_streams_commit_together() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let (store, _) = open(dir.path(), clock.clone());
-    let streams: Vec<StreamRecord> = (0..40).map(|i| create(&store, &format!("cam-{i}"), None)).collect();
+    let mut streams: Vec<StreamRecord> = Vec::new();
+    for i in 0..40 {
+        streams.push(create(&store, &format!("cam-{i}"), None).await);
+    }
     let mut tasks = Vec::new();
     for s in streams.clone() {
         let store = store.clone();
@@ -323,7 +327,7 @@ async fn the_in_flight_byte_budget_holds_producers_back_without_deadlock() {
     let mut config = StoreConfig::new(dir.path());
     config.max_inflight_bytes = 64 * 1024;
     let (store, _) = VideoStore::open(config, Arc::new(ManualClock::new(T0))).unwrap();
-    let s = create(&store, "cam", None);
+    let s = create(&store, "cam", None).await;
     // Pipelined like PutMedia: submit everything, await later. Each 100 kB fragment is
     // larger than the whole 64 KiB budget, so each waits for the one before to persist.
     let mut pending = Vec::new();

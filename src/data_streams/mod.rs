@@ -447,7 +447,7 @@ impl DataStreamEngine {
                 continue;
             }
             shard.entries.push_back(IndexEntry { seq: f.seq, arrival_ms: f.arrival_ms, at: f.at });
-            next_seq = next_seq.max(f.seq + 1);
+            next_seq = next_seq.max(f.seq.saturating_add(1));
             state.last_arrival_ms = state.last_arrival_ms.max(f.arrival_ms);
         }
         state.next_seq = next_seq;

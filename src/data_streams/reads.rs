@@ -49,7 +49,7 @@ impl DataStreamEngine {
                 ))
             })?;
             let end = info.end_seq.unwrap_or(u64::MAX);
-            if seq + 1 < info.start_seq || seq > end {
+            if seq.saturating_add(1) < info.start_seq || seq > end {
                 return Err(invalid(format!(
                     "StartingSequenceNumber {s} used in GetShardIterator on shard {} in stream {} under account {} is invalid because it did not come from this shard.",
                     info.id(),
@@ -135,7 +135,7 @@ impl DataStreamEngine {
                 i += 1;
             }
             let more_after = recs.entries.get(i).map(|e| e.arrival_ms);
-            let next_pos = picked.last().map_or(pos, |e| e.seq + 1);
+            let next_pos = picked.last().map_or(pos, |e| e.seq.saturating_add(1));
             // Closed, nothing still on its way in, and everything read.
             let shard_done = more_after.is_none() && recs.pending == 0 && info.as_ref().is_some_and(|s| !s.is_open());
             let children = if shard_done {

@@ -180,6 +180,9 @@ struct Running {
 #[derive(Clone)]
 pub struct SourceManager {
     inner: Arc<Mutex<BTreeMap<String, Running>>>,
+    /// Held from taking a snapshot of the sources to having it on disk, so saves land
+    /// in the order their changes were made.
+    saving: Arc<tokio::sync::Mutex<()>>,
     path: PathBuf,
     store: VideoStore,
     clock: SharedClock,
@@ -209,27 +212,51 @@ impl SourceManager {
             Err(e) => return Err(SourceError::Storage(e.to_string())),
         };
         saved.extend(extra.into_iter().map(|(name, config)| (default_scope.key(&name), config)));
-        let m = SourceManager { inner: Arc::new(Mutex::new(BTreeMap::new())), path, store, clock, metrics };
+        let m = SourceManager {
+            inner: Arc::new(Mutex::new(BTreeMap::new())),
+            saving: Arc::new(tokio::sync::Mutex::new(())),
+            path,
+            store,
+            clock,
+            metrics,
+        };
         for (key, config) in saved {
             let Some((scope, stream)) = Scope::split_key(&key) else { continue };
-            if let Err(e) = m.set(&scope, stream, config) {
+            if let Err(e) = m.attach(&scope, stream, config) {
                 tracing::warn!(stream = %key, error = %e, "camera source not started");
             }
         }
         Ok(m)
     }
 
-    fn save(&self, all: &BTreeMap<String, Running>) -> Result<(), SourceError> {
-        let file = SourcesFile {
-            format: SOURCES_FORMAT,
-            sources: all.iter().map(|(k, r)| (k.clone(), r.config.clone())).collect(),
+    /// Writes the sources as they are now to `sources.json`, the fsyncs off the
+    /// runtime's threads.
+    async fn save(&self) -> Result<(), SourceError> {
+        let _order = self.saving.lock().await;
+        let file = {
+            let all = lock(&self.inner);
+            SourcesFile {
+                format: SOURCES_FORMAT,
+                sources: all.iter().map(|(k, r)| (k.clone(), r.config.clone())).collect(),
+            }
         };
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| SourceError::Storage(e.to_string()))?;
-        crate::durable_file::replace(&self.path, &bytes, 0o600).map_err(|e| SourceError::Storage(e.to_string()))
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || crate::durable_file::replace(&path, &bytes, 0o600))
+            .await
+            .map_err(|e| SourceError::Storage(e.to_string()))?
+            .map_err(|e| SourceError::Storage(e.to_string()))
     }
 
-    /// Attaches (or replaces) the source of `stream` (of `scope`) and starts pulling it.
-    pub fn set(&self, scope: &Scope, stream: &str, config: SourceConfig) -> Result<(), SourceError> {
+    /// Attaches (or replaces) the source of `stream` (of `scope`), starts pulling it,
+    /// and saves the sources.
+    pub async fn set(&self, scope: &Scope, stream: &str, config: SourceConfig) -> Result<(), SourceError> {
+        self.attach(scope, stream, config)?;
+        self.save().await
+    }
+
+    /// Attaches (or replaces) a source and starts pulling it, without saving.
+    fn attach(&self, scope: &Scope, stream: &str, config: SourceConfig) -> Result<(), SourceError> {
         let config = config.normalized()?;
         match self.store.resolve(scope, Some(stream), None) {
             Ok(_) => {}
@@ -245,18 +272,17 @@ impl SourceManager {
             config.clone(),
             status.clone(),
         ));
-        let mut all = lock(&self.inner);
-        if let Some(old) = all.insert(scope.key(stream), Running { config, status, task }) {
+        if let Some(old) = lock(&self.inner).insert(scope.key(stream), Running { config, status, task }) {
             old.task.abort();
         }
-        self.save(&all)
+        Ok(())
     }
 
-    pub fn remove(&self, scope: &Scope, stream: &str) -> Result<(), SourceError> {
-        let mut all = lock(&self.inner);
-        let old = all.remove(&scope.key(stream)).ok_or_else(|| SourceError::NoSource(stream.to_string()))?;
+    pub async fn remove(&self, scope: &Scope, stream: &str) -> Result<(), SourceError> {
+        let old =
+            lock(&self.inner).remove(&scope.key(stream)).ok_or_else(|| SourceError::NoSource(stream.to_string()))?;
         old.task.abort();
-        self.save(&all)
+        self.save().await
     }
 
     /// A stream's source as the API shows it (credentials never included), and its

@@ -74,7 +74,7 @@ impl QueueState {
     /// Restores a stored message (at start-up). Messages that were in flight become
     /// visible at their stored time, as after a visibility timeout.
     pub fn restore(&mut self, m: StoredMessage) {
-        self.next_seq = self.next_seq.max(m.seq + 1);
+        self.next_seq = self.next_seq.max(m.seq.saturating_add(1));
         self.place(m.seq, m.visible_at_ms, false);
         self.messages.insert(m.seq, m);
     }

@@ -210,7 +210,7 @@ impl Connection {
     }
 
     async fn announce(&mut self, req: &Request, scope: &Scope) -> Result<(), Refusal> {
-        let publisher = PublisherSession::announce(&self.server, req, scope)?;
+        let publisher = PublisherSession::announce(&self.server, req, scope).await?;
         self.become_role(Role::Publisher(Box::new(publisher))).await;
         Ok(())
     }

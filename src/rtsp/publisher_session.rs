@@ -45,7 +45,7 @@ pub struct PublisherSession {
 impl PublisherSession {
     /// ANNOUNCE: the stream the URL names (created if the server may), and the tracks
     /// its SDP describes.
-    pub fn announce(server: &RtspServer, req: &Request, scope: &Scope) -> Result<Self, Refusal> {
+    pub async fn announce(server: &RtspServer, req: &Request, scope: &Scope) -> Result<Self, Refusal> {
         let name = rtsp::path_of(&req.uri);
         if name.is_empty() {
             return Err(Refusal::bad_request("the URL must name a stream: rtsp://HOST:PORT/STREAM"));
@@ -71,6 +71,7 @@ impl PublisherSession {
             Ok(r) => r,
             Err(StoreError::StreamNotFound(_)) if server.create_streams => store
                 .create_stream(scope, NewStream { name: name.clone(), ..Default::default() })
+                .await
                 .map_err(|e| Refusal::bad_request(e.to_string()))?,
             Err(StoreError::StreamNotFound(_)) => {
                 return Err(Refusal::not_found(format!("stream {name} does not exist; create it first")))

@@ -346,7 +346,7 @@ impl VideoStore {
     }
 
     /// Creates a stream in `scope` (the caller's account and region).
-    pub fn create_stream(&self, scope: &Scope, req: NewStream) -> Result<StreamRecord, StoreError> {
+    pub async fn create_stream(&self, scope: &Scope, req: NewStream) -> Result<StreamRecord, StoreError> {
         catalog::validate_stream_name(&req.name)?;
         if let Some(d) = &req.device_name {
             catalog::validate_device_name(d)?;
@@ -390,7 +390,8 @@ impl VideoStore {
             storage_tier: "HOT".into(),
         };
         self.inner.catalog.insert_new(&record)?;
-        self.inner.db.flush()?;
+        // Durable before it is acknowledged; the fsync waits off the runtime's threads.
+        self.inner.db.flush_async().await?;
         Ok(record)
     }
 
@@ -437,7 +438,7 @@ impl VideoStore {
     }
 
     /// Applies `change` to a stream record under compare-and-swap, retrying on races.
-    fn modify(
+    async fn modify(
         &self,
         scope: &Scope,
         name: Option<&str>,
@@ -450,7 +451,7 @@ impl VideoStore {
             change(&mut new)?;
             match self.inner.catalog.replace(&old, &new) {
                 Ok(()) => {
-                    self.inner.db.flush()?;
+                    self.inner.db.flush_async().await?;
                     return Ok(new);
                 }
                 Err(StoreError::Conflict(_)) => continue,
@@ -466,7 +467,7 @@ impl VideoStore {
         Ok(())
     }
 
-    pub fn update_stream(
+    pub async fn update_stream(
         &self,
         scope: &Scope,
         name: Option<&str>,
@@ -492,6 +493,7 @@ impl VideoStore {
             r.version = catalog::new_version();
             Ok(())
         })
+        .await
     }
 
     /// Changes retention; a decrease removes data now past it before returning.
@@ -503,30 +505,32 @@ impl VideoStore {
         current_version: &str,
         change: RetentionChange,
     ) -> Result<StreamRecord, StoreError> {
-        let record = self.modify(scope, name, arn, |r| {
-            Self::check_version(r, current_version)?;
-            let new = match change {
-                RetentionChange::Increase(h) => r.data_retention_hours.checked_add(h),
-                RetentionChange::Decrease(h) => r.data_retention_hours.checked_sub(h),
-            };
-            match new {
-                Some(h) if h <= catalog::MAX_RETENTION_HOURS => r.data_retention_hours = h,
-                _ => {
-                    return Err(StoreError::InvalidArgument(format!(
-                        "the resulting retention must be between 0 and {} hours (current {})",
-                        catalog::MAX_RETENTION_HOURS,
-                        r.data_retention_hours
-                    )))
+        let record = self
+            .modify(scope, name, arn, |r| {
+                Self::check_version(r, current_version)?;
+                let new = match change {
+                    RetentionChange::Increase(h) => r.data_retention_hours.checked_add(h),
+                    RetentionChange::Decrease(h) => r.data_retention_hours.checked_sub(h),
+                };
+                match new {
+                    Some(h) if h <= catalog::MAX_RETENTION_HOURS => r.data_retention_hours = h,
+                    _ => {
+                        return Err(StoreError::InvalidArgument(format!(
+                            "the resulting retention must be between 0 and {} hours (current {})",
+                            catalog::MAX_RETENTION_HOURS,
+                            r.data_retention_hours
+                        )))
+                    }
                 }
-            }
-            r.version = catalog::new_version();
-            Ok(())
-        })?;
+                r.version = catalog::new_version();
+                Ok(())
+            })
+            .await?;
         self.sweep_stream(&record).await?;
         Ok(record)
     }
 
-    pub fn tag_stream(
+    pub async fn tag_stream(
         &self,
         scope: &Scope,
         name: Option<&str>,
@@ -543,10 +547,11 @@ impl VideoStore {
             r.tags = merged;
             Ok(())
         })
+        .await
         .map(|_| ())
     }
 
-    pub fn untag_stream(
+    pub async fn untag_stream(
         &self,
         scope: &Scope,
         name: Option<&str>,
@@ -559,6 +564,7 @@ impl VideoStore {
             }
             Ok(())
         })
+        .await
         .map(|_| ())
     }
 
@@ -580,7 +586,7 @@ impl VideoStore {
                 Err(e) => return Err(e),
             }
         };
-        self.inner.db.flush()?;
+        self.inner.db.flush_async().await?;
         // Under the append lock, so no append of this stream can queue behind the delete.
         let live = self.live(record.id)?;
         let rx = {

@@ -39,7 +39,7 @@ async fn put_source(
     Path(name): Path<String>,
     RestJson(config): RestJson<SourceConfig>,
 ) -> Result<RestJson<SourceStatusView>, ApiError> {
-    s.sources.set(&s.scope, &name, config).map_err(source_error)?;
+    s.sources.set(&s.scope, &name, config).await.map_err(source_error)?;
     Ok(RestJson(s.sources.get(&s.scope, &name).unwrap_or_default()))
 }
 
@@ -54,7 +54,7 @@ async fn get_source(
 }
 
 async fn delete_source(Scoped(s): Scoped<KvsState>, Path(name): Path<String>) -> Result<RestJson<Empty>, ApiError> {
-    s.sources.remove(&s.scope, &name).map_err(source_error)?;
+    s.sources.remove(&s.scope, &name).await.map_err(source_error)?;
     Ok(RestJson(Empty {}))
 }
 

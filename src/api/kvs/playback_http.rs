@@ -187,7 +187,7 @@ async fn dash_fragment(State(s): State<KvsState>, Query(q): Params, headers: Hea
     // Several fragments may share a producer time; the newest is the one shown.
     let meta = s
         .store
-        .fragments_in_range(session.stream, TimeKind::Producer, t_us, t_us + 999, None, 16)?
+        .fragments_in_range(session.stream, TimeKind::Producer, t_us, t_us.saturating_add(999), None, 16)?
         .into_iter()
         .rev()
         .find(|m| admits(&session, m))

@@ -97,17 +97,20 @@ async fn create_stream(
         Some(h) => Some(u32::try_from(h).map_err(|_| ApiError::invalid_argument("DataRetentionInHours is too large"))?),
         None => None,
     };
-    let record = s.store.create_stream(
-        &s.scope,
-        NewStream {
-            name: i.stream_name,
-            device_name: i.device_name,
-            media_type: i.media_type,
-            kms_key_id: i.kms_key_id,
-            data_retention_hours: retention,
-            tags: i.tags,
-        },
-    )?;
+    let record = s
+        .store
+        .create_stream(
+            &s.scope,
+            NewStream {
+                name: i.stream_name,
+                device_name: i.device_name,
+                media_type: i.media_type,
+                kms_key_id: i.kms_key_id,
+                data_retention_hours: retention,
+                tags: i.tags,
+            },
+        )
+        .await?;
     tracing::info!(stream = %record.name, retention_hours = record.data_retention_hours, "stream created");
     Ok(RestJson(CreateStreamOutput { stream_arn: record.arn }))
 }
@@ -209,14 +212,16 @@ pub struct UpdateStreamInput {
 
 async fn update_stream(Scoped(s): Scoped<KvsState>, RestJson(i): RestJson<UpdateStreamInput>) -> Answer<Empty> {
     let r = &i.stream;
-    s.store.update_stream(
-        &s.scope,
-        r.stream_name.as_deref(),
-        r.stream_arn.as_deref(),
-        &i.current_version,
-        i.device_name,
-        i.media_type,
-    )?;
+    s.store
+        .update_stream(
+            &s.scope,
+            r.stream_name.as_deref(),
+            r.stream_arn.as_deref(),
+            &i.current_version,
+            i.device_name,
+            i.media_type,
+        )
+        .await?;
     Ok(RestJson(Empty {}))
 }
 
@@ -305,7 +310,7 @@ async fn tag_stream(Scoped(s): Scoped<KvsState>, RestJson(i): RestJson<TagStream
     if i.tags.is_empty() {
         return Err(ApiError::invalid_argument("Tags must hold 1 to 50 tags"));
     }
-    s.store.tag_stream(&s.scope, i.stream.stream_name.as_deref(), i.stream.stream_arn.as_deref(), &i.tags)?;
+    s.store.tag_stream(&s.scope, i.stream.stream_name.as_deref(), i.stream.stream_arn.as_deref(), &i.tags).await?;
     Ok(RestJson(Empty {}))
 }
 
@@ -319,7 +324,9 @@ pub struct UntagStreamInput {
 
 async fn untag_stream(Scoped(s): Scoped<KvsState>, RestJson(i): RestJson<UntagStreamInput>) -> Answer<Empty> {
     check_tag_keys(&i.tag_key_list)?;
-    s.store.untag_stream(&s.scope, i.stream.stream_name.as_deref(), i.stream.stream_arn.as_deref(), &i.tag_key_list)?;
+    s.store
+        .untag_stream(&s.scope, i.stream.stream_name.as_deref(), i.stream.stream_arn.as_deref(), &i.tag_key_list)
+        .await?;
     Ok(RestJson(Empty {}))
 }
 
@@ -362,7 +369,7 @@ async fn tag_resource(Scoped(s): Scoped<KvsState>, RestJson(i): RestJson<TagReso
         return Err(ApiError::invalid_argument("Tags must hold 1 to 50 tags"));
     }
     let tags: BTreeMap<String, String> = i.tags.into_iter().map(|t| (t.key, t.value)).collect();
-    s.store.tag_stream(&s.scope, None, Some(&i.resource_arn), &tags)?;
+    s.store.tag_stream(&s.scope, None, Some(&i.resource_arn), &tags).await?;
     Ok(RestJson(Empty {}))
 }
 
@@ -377,7 +384,7 @@ pub struct UntagResourceInput {
 async fn untag_resource(Scoped(s): Scoped<KvsState>, RestJson(i): RestJson<UntagResourceInput>) -> Answer<Empty> {
     resource_stream(&i.resource_arn)?;
     check_tag_keys(&i.tag_key_list)?;
-    s.store.untag_stream(&s.scope, None, Some(&i.resource_arn), &i.tag_key_list)?;
+    s.store.untag_stream(&s.scope, None, Some(&i.resource_arn), &i.tag_key_list).await?;
     Ok(RestJson(Empty {}))
 }
 
