@@ -11,10 +11,16 @@ use std::time::{Duration, Instant};
 
 const LOCK_WAIT: Duration = Duration::from_secs(3);
 
+/// Each database's page cache.
+pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 pub fn open(path: &Path, flush_every_ms: u64) -> sled::Result<sled::Db> {
     let started = Instant::now();
     loop {
-        match sled::Config::new().path(path).flush_every_ms(Some(flush_every_ms)).open() {
+        // sled's page cache defaults to 1 GiB per database, which a backlog of queued
+        // bodies or a large index would fill: RSS is bounded by this instead.
+        let config = sled::Config::new().path(path).flush_every_ms(Some(flush_every_ms)).cache_capacity(CACHE_BYTES);
+        match config.open() {
             Err(sled::Error::Io(e)) if is_lock_contention(&e) && started.elapsed() < LOCK_WAIT => {
                 std::thread::sleep(Duration::from_millis(20));
             }

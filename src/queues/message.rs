@@ -49,9 +49,51 @@ pub struct StoredMessage {
     /// Hidden (delayed or in flight) until this time.
     pub visible_at_ms: i64,
     pub dead_letter_source_arn: Option<String>,
+    /// Where its payload is in the payload log (the message records of format 2 held
+    /// the payload inline instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_ref: Option<super::payload_log::PayloadRef>,
+}
+
+/// What the sender sent: body and attributes. Kept in the payload log only (the engine
+/// holds messages without it, so a backlog costs memory per message, not per byte) and
+/// read back when the message is received.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessagePayload {
+    pub body: String,
+    pub attributes: BTreeMap<String, MessageAttribute>,
+    pub system_attributes: BTreeMap<String, MessageAttribute>,
 }
 
 impl StoredMessage {
+    /// The message without its payload: what the engine keeps in memory and what the
+    /// store's metadata record holds.
+    pub fn without_payload(&self) -> StoredMessage {
+        StoredMessage {
+            body: String::new(),
+            attributes: BTreeMap::new(),
+            system_attributes: BTreeMap::new(),
+            ..self.clone()
+        }
+    }
+
+    /// Whether the payload is here (a message just sent, or read back).
+    pub fn has_payload(&self) -> bool {
+        !self.body.is_empty()
+    }
+
+    pub fn payload(&self) -> MessagePayload {
+        MessagePayload {
+            body: self.body.clone(),
+            attributes: self.attributes.clone(),
+            system_attributes: self.system_attributes.clone(),
+        }
+    }
+
+    pub fn with_payload(self, p: MessagePayload) -> StoredMessage {
+        StoredMessage { body: p.body, attributes: p.attributes, system_attributes: p.system_attributes, ..self }
+    }
+
     pub fn md5_of_body(&self) -> String {
         md5_hex(self.body.as_bytes())
     }

@@ -127,6 +127,7 @@ impl QueueEngine {
                             first_receive_ms: None,
                             visible_at_ms: 0,
                             dead_letter_source_arn: None,
+                            payload_ref: None,
                         };
                         results.push(Ok(SendResult {
                             message_id: hit.message_id,
@@ -159,6 +160,7 @@ impl QueueEngine {
                     first_receive_ms: None,
                     visible_at_ms: if delay > 0 { now + i64::from(delay) * 1000 } else { 0 },
                     dead_letter_source_arn: None,
+                    payload_ref: None,
                 };
                 if let Some(key) = dedup_key {
                     let entry = DedupEntry {
@@ -181,9 +183,9 @@ impl QueueEngine {
         if new_messages.is_empty() {
             return Ok(results);
         }
-        let written = self.inner.store.write(
+        let written = self.inner.store.write_new(
             queue_id,
-            &new_messages.iter().collect::<Vec<_>>(),
+            &mut new_messages,
             &new_dedup.iter().map(|(k, e)| (k.as_str(), e)).collect::<Vec<_>>(),
         );
         let durable = match written {
@@ -198,7 +200,7 @@ impl QueueEngine {
             // Durable now: receivable, and remembered for deduplication.
             let mut s = lock(&q.state);
             for m in new_messages {
-                s.add(m);
+                s.add(m.without_payload());
             }
             for (key, entry) in new_dedup {
                 s.remember_dedup(key, entry);
@@ -251,11 +253,30 @@ impl QueueEngine {
         if !got.messages.is_empty() {
             self.inner.store.write(queue_id, &got.messages.iter().collect::<Vec<_>>(), &[])?;
         }
-        Ok(got
-            .messages
-            .into_iter()
-            .map(|m| ReceivedMessage { receipt_handle: self.receipt(queue_id, &m), message: m })
-            .collect())
+        // Payloads live on disk only: read back for what is handed out.
+        let mut out = Vec::with_capacity(got.messages.len());
+        let mut torn = Vec::new();
+        for m in got.messages {
+            match self.inner.store.payload(&m)? {
+                Some(p) => {
+                    let receipt_handle = self.receipt(queue_id, &m);
+                    out.push(ReceivedMessage { receipt_handle, message: m.with_payload(p) });
+                }
+                None => {
+                    // Its record reached disk before its payload and a crash came in
+                    // between: the send was never acknowledged, so it never existed.
+                    tracing::warn!(queue = %name, message = %m.id, "a message whose payload a crash cut off is dropped (its send was never acknowledged)");
+                    torn.push(m.seq);
+                }
+            }
+        }
+        if !torn.is_empty() {
+            let mut s = lock(&q.state);
+            torn.iter().for_each(|seq| drop(s.remove(*seq)));
+            drop(s);
+            self.inner.store.remove_messages(queue_id, &torn)?;
+        }
+        Ok(out)
     }
 
     /// Moves a message that passed maxReceiveCount to the dead-letter queue, keeping
@@ -305,7 +326,7 @@ impl QueueEngine {
                 dead_letter_source_arn,
                 ..m
             };
-            s.add(moved.clone());
+            s.add(moved.without_payload());
             moved
         };
         self.inner.store.move_message(from_id, from_seq, dest_id, &moved)?;

@@ -16,6 +16,7 @@ pub mod config;
 pub mod message;
 mod messages;
 pub mod move_task;
+pub mod payload_log;
 pub mod state;
 pub mod store;
 
@@ -273,6 +274,8 @@ impl QueueEngine {
                 }),
             );
         }
+        // Every stored message has retained its payload segment: the rest are garbage.
+        store.sweep_payloads();
         Ok(QueueEngine {
             inner: Arc::new(Inner {
                 store,

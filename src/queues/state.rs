@@ -354,6 +354,7 @@ mod tests {
             first_receive_ms: None,
             visible_at_ms: if delay_ms > 0 { now + delay_ms } else { 0 },
             dead_letter_source_arn: None,
+            payload_ref: None,
         });
         seq
     }

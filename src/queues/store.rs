@@ -3,10 +3,14 @@
 //! Two trees: `queues` (name → [`QueueRecord`] as JSON) and `data`, whose keys are a
 //! kind byte, the queue id, then kind-specific bytes:
 //!
-//! | kind | after the queue id   | value                 |
-//! |------|----------------------|-----------------------|
-//! | `M`  | sequence (u64 BE)    | [`StoredMessage`] JSON |
-//! | `D`  | deduplication key    | [`DedupEntry`] JSON    |
+//! | kind | after the queue id   | value                                                 |
+//! |------|----------------------|-------------------------------------------------------|
+//! | `M`  | sequence (u64 BE)    | [`StoredMessage`] JSON, with a [`PayloadRef`] instead of its payload |
+//! | `D`  | deduplication key    | [`DedupEntry`] JSON                                   |
+//!
+//! Payloads (body and attributes) are in the [`PayloadLog`] next to the database
+//! (`data/queues/payloads/`), written once with the send and read when the message is
+//! received; receives, visibility changes and moves rewrite only the small `M` record.
 //!
 //! A send is one atomic batch (the message and its deduplication entry) and is
 //! acknowledged only after a flush; concurrent sends share flushes through the
@@ -24,9 +28,11 @@ use std::sync::mpsc;
 use serde::{Deserialize, Serialize};
 
 use super::config::QueueConfig;
-use super::message::StoredMessage;
+use super::message::{MessagePayload, StoredMessage};
+use super::payload_log::{PayloadLog, PayloadRef};
 use super::state::DedupEntry;
 use super::QueueError;
+use std::sync::Arc;
 
 /// A queue as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,8 +79,9 @@ fn storage(e: impl std::error::Error + Send + Sync + 'static) -> QueueError {
 
 /// The queue store's layout (key scheme, JSON records), recorded in it and checked at
 /// open (see docs/storage.md). 2: queue records carry their scope and are keyed by
-/// `ACCOUNT/REGION/NAME` (1: by name, all in the server's default scope).
-pub const QUEUES_FORMAT: u32 = 2;
+/// `ACCOUNT/REGION/NAME` (1: by name, all in the server's default scope). 3: message
+/// payloads in the payload log (2: inside the `M` record).
+pub const QUEUES_FORMAT: u32 = 3;
 const STORE: &str = "the queue store (data/queues)";
 
 #[derive(Clone)]
@@ -82,6 +89,7 @@ pub struct QueueStore {
     db: sled::Db,
     queues: sled::Tree,
     data: sled::Tree,
+    payloads: Arc<PayloadLog>,
     flusher: mpsc::Sender<tokio::sync::oneshot::Sender<Result<(), StorageFailure>>>,
 }
 
@@ -99,10 +107,18 @@ impl QueueStore {
                 tracing::info!(queues = moved, account = %default_scope.account, region = %default_scope.region, "queue store upgraded to format 2 (queues scoped by account and region)");
             }
         }
-        crate::sled_open::record_format(&db, "queues", QUEUES_FORMAT, STORE).map_err(format_error)?;
         let data = db.open_tree("data").map_err(storage)?;
+        let payloads = Arc::new(PayloadLog::open(&dir.join("payloads")).map_err(storage)?);
+        if found < 3 {
+            let moved = move_payloads_out(&data, &payloads)?;
+            if moved > 0 {
+                tracing::info!(messages = moved, "queue store upgraded to format 3 (payloads in data/queues/payloads)");
+            }
+        }
+        crate::sled_open::record_format(&db, "queues", QUEUES_FORMAT, STORE).map_err(format_error)?;
         let (tx, rx) = mpsc::channel::<tokio::sync::oneshot::Sender<Result<(), StorageFailure>>>();
         let flush_db = db.clone();
+        let flush_payloads = payloads.clone();
         std::thread::Builder::new()
             .name("queue-flusher".into())
             .spawn(move || {
@@ -110,15 +126,21 @@ impl QueueStore {
                 while let Ok(first) = rx.recv() {
                     let mut waiting = vec![first];
                     waiting.extend(rx.try_iter());
-                    let r =
-                        flush_db.flush().map(|_| ()).map_err(|e| StorageFailure::caused("flush the queue store", e));
+                    // Payloads first: a message record must never be durable before
+                    // the payload it refers to.
+                    let r = flush_payloads
+                        .sync()
+                        .map_err(|e| StorageFailure::caused("sync the queue payload log", e))
+                        .and_then(|()| {
+                            flush_db.flush().map(|_| ()).map_err(|e| StorageFailure::caused("flush the queue store", e))
+                        });
                     for w in waiting {
                         let _ = w.send(r.clone());
                     }
                 }
             })
             .map_err(storage)?;
-        Ok(QueueStore { db, queues, data, flusher: tx })
+        Ok(QueueStore { db, queues, data, payloads, flusher: tx })
     }
 
     /// Waits until everything written so far is on disk.
@@ -149,13 +171,19 @@ impl QueueStore {
     /// Removes a queue and everything in it.
     pub fn delete_queue(&self, q: &QueueRecord) -> Result<(), QueueError> {
         let mut batch = sled::Batch::default();
+        let mut refs = Vec::new();
         for kind in [KIND_MESSAGE, KIND_DEDUP] {
-            for k in self.data.scan_prefix(key(kind, q.id, &[])).keys() {
-                batch.remove(k.map_err(storage)?);
+            for item in self.data.scan_prefix(key(kind, q.id, &[])) {
+                let (k, v) = item.map_err(storage)?;
+                if kind == KIND_MESSAGE {
+                    refs.extend(payload_ref_of(&v));
+                }
+                batch.remove(k);
             }
         }
         self.data.apply_batch(batch).map_err(storage)?;
         self.queues.remove(q.queue_id().key()).map_err(storage)?;
+        refs.into_iter().for_each(|r| self.payloads.release(r));
         Ok(())
     }
 
@@ -164,7 +192,11 @@ impl QueueStore {
         let mut messages = Vec::new();
         for item in self.data.scan_prefix(key(KIND_MESSAGE, queue, &[])) {
             let (_, v) = item.map_err(storage)?;
-            messages.push(serde_json::from_slice(&v).map_err(storage)?);
+            let m: StoredMessage = serde_json::from_slice(&v).map_err(storage)?;
+            if let Some(r) = m.payload_ref {
+                self.payloads.retain(r);
+            }
+            messages.push(m);
         }
         let mut dedup = Vec::new();
         for item in self.data.scan_prefix(key(KIND_DEDUP, queue, &[])) {
@@ -175,7 +207,33 @@ impl QueueStore {
         Ok(StoredQueue { messages, dedup })
     }
 
-    /// Writes messages (new or changed) and deduplication entries in one atomic batch.
+    /// Writes new messages (with their payloads, which go to the payload log; each
+    /// message gets its [`PayloadRef`]) and deduplication entries in one atomic batch.
+    pub fn write_new(
+        &self,
+        queue: u64,
+        messages: &mut [StoredMessage],
+        dedup: &[(&str, &DedupEntry)],
+    ) -> Result<(), QueueError> {
+        let mut appended = Vec::with_capacity(messages.len());
+        let result = (|| {
+            for m in messages.iter_mut() {
+                let payload = serde_json::to_vec(&m.payload()).map_err(storage)?;
+                let r = self.payloads.append(&payload).map_err(storage)?;
+                self.payloads.retain(r);
+                appended.push(r);
+                m.payload_ref = Some(r);
+            }
+            self.write(queue, &messages.iter().collect::<Vec<_>>(), dedup)
+        })();
+        if result.is_err() {
+            appended.into_iter().for_each(|r| self.payloads.release(r));
+        }
+        result
+    }
+
+    /// Writes messages' records (their payloads are already in the log) and
+    /// deduplication entries in one atomic batch.
     pub fn write(
         &self,
         queue: u64,
@@ -184,7 +242,8 @@ impl QueueStore {
     ) -> Result<(), QueueError> {
         let mut batch = sled::Batch::default();
         for m in messages {
-            batch.insert(key(KIND_MESSAGE, queue, &m.seq.to_be_bytes()), serde_json::to_vec(m).map_err(storage)?);
+            let meta = serde_json::to_vec(&m.without_payload()).map_err(storage)?;
+            batch.insert(key(KIND_MESSAGE, queue, &m.seq.to_be_bytes()), meta);
         }
         for (k, e) in dedup {
             batch.insert(key(KIND_DEDUP, queue, k.as_bytes()), serde_json::to_vec(e).map_err(storage)?);
@@ -194,10 +253,17 @@ impl QueueStore {
 
     pub fn remove_messages(&self, queue: u64, seqs: &[u64]) -> Result<(), QueueError> {
         let mut batch = sled::Batch::default();
+        let mut refs = Vec::new();
         for s in seqs {
-            batch.remove(key(KIND_MESSAGE, queue, &s.to_be_bytes()));
+            let k = key(KIND_MESSAGE, queue, &s.to_be_bytes());
+            if let Some(v) = self.data.get(&k).map_err(storage)? {
+                refs.extend(payload_ref_of(&v));
+            }
+            batch.remove(k);
         }
-        self.data.apply_batch(batch).map_err(storage)
+        self.data.apply_batch(batch).map_err(storage)?;
+        refs.into_iter().for_each(|r| self.payloads.release(r));
+        Ok(())
     }
 
     pub fn remove_dedup(&self, queue: u64, keys: &[String]) -> Result<(), QueueError> {
@@ -208,13 +274,60 @@ impl QueueStore {
         self.data.apply_batch(batch).map_err(storage)
     }
 
-    /// Moves a message from one queue to another atomically (dead-letter, redrive).
+    /// Moves a message from one queue to another atomically (dead-letter, redrive);
+    /// its payload stays where it is.
     pub fn move_message(&self, from: u64, from_seq: u64, to: u64, m: &StoredMessage) -> Result<(), QueueError> {
         let mut batch = sled::Batch::default();
         batch.remove(key(KIND_MESSAGE, from, &from_seq.to_be_bytes()));
-        batch.insert(key(KIND_MESSAGE, to, &m.seq.to_be_bytes()), serde_json::to_vec(m).map_err(storage)?);
+        batch.insert(
+            key(KIND_MESSAGE, to, &m.seq.to_be_bytes()),
+            serde_json::to_vec(&m.without_payload()).map_err(storage)?,
+        );
         self.data.apply_batch(batch).map_err(storage)
     }
+
+    /// The payload of `m`, read back from the log; `None` if it is not whole (a
+    /// message whose payload sync a crash cut off: it was never acknowledged).
+    pub fn payload(&self, m: &StoredMessage) -> Result<Option<MessagePayload>, QueueError> {
+        let Some(r) = m.payload_ref else { return Ok(None) };
+        match self.payloads.read(r).map_err(storage)? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(storage)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// After every queue was loaded: deletes payload segments no message refers to.
+    pub fn sweep_payloads(&self) {
+        self.payloads.sweep_unreferenced();
+    }
+}
+
+/// The payload reference in a message record's JSON, if any.
+fn payload_ref_of(record: &[u8]) -> Option<PayloadRef> {
+    serde_json::from_slice::<StoredMessage>(record).ok()?.payload_ref
+}
+
+/// The upgrade from format 2: each message record holding its payload inline has it
+/// moved to the payload log (synced), then the records are rewritten in one atomic
+/// batch. A crash in between leaves format 2 and the upgrade runs again (the payloads
+/// appended the first time are then unreferenced and swept). Returns how many.
+fn move_payloads_out(data: &sled::Tree, payloads: &PayloadLog) -> Result<usize, QueueError> {
+    let mut batch = sled::Batch::default();
+    let mut moved = 0;
+    for item in data.scan_prefix([KIND_MESSAGE]) {
+        let (k, v) = item.map_err(storage)?;
+        let mut m: StoredMessage = serde_json::from_slice(&v).map_err(storage)?;
+        if !m.has_payload() {
+            continue;
+        }
+        m.payload_ref = Some(payloads.append(&serde_json::to_vec(&m.payload()).map_err(storage)?).map_err(storage)?);
+        batch.insert(k, serde_json::to_vec(&m.without_payload()).map_err(storage)?);
+        moved += 1;
+    }
+    payloads.sync().map_err(storage)?;
+    data.apply_batch(batch).map_err(storage)?;
+    data.flush().map_err(storage)?;
+    Ok(moved)
 }
 
 #[cfg(test)]
@@ -232,5 +345,84 @@ mod tests {
         let text =
             QueueStore::open(dir.path(), &Scope::new("123456789012", "us-east-1")).err().expect("refused").to_string();
         assert!(text.contains("data/queues") && text.contains("format 5"), "{text}");
+    }
+
+    fn message(seq: u64, body: &str) -> StoredMessage {
+        StoredMessage {
+            seq,
+            id: format!("m{seq}"),
+            body: body.into(),
+            attributes: BTreeMap::new(),
+            system_attributes: BTreeMap::new(),
+            sent_ms: 1,
+            sender_id: "123456789012".into(),
+            group_id: None,
+            dedup_id: None,
+            sequence_number: None,
+            receive_count: 0,
+            first_receive_ms: None,
+            visible_at_ms: 0,
+            dead_letter_source_arn: None,
+            payload_ref: None,
+        }
+    }
+
+    /// Payloads live in the payload log: metadata updates and moves never rewrite them,
+    /// deletes release them, and a format-2 store (payload inside the message record) is
+    /// split on open.
+    #[test]
+    fn payloads_are_kept_apart_and_format_2_is_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let scope = Scope::new("123456789012", "us-east-1");
+        {
+            let store = QueueStore::open(dir.path(), &scope).unwrap();
+            let mut sent = [message(1, "hello")];
+            store.write_new(7, &mut sent, &[]).unwrap();
+            let r = sent[0].payload_ref.expect("a payload reference");
+            let loaded = store.load(7).unwrap().messages;
+            assert_eq!((loaded.len(), loaded[0].body.as_str()), (1, ""), "the record holds no body");
+            assert_eq!(loaded[0].payload_ref, Some(r));
+            assert_eq!(store.payload(&loaded[0]).unwrap().map(|p| p.body), Some("hello".into()));
+            // Received (metadata rewritten), then moved to another queue.
+            store.write(7, &[&StoredMessage { receive_count: 1, ..loaded[0].clone() }], &[]).unwrap();
+            let moved = StoredMessage { seq: 5, ..loaded[0].clone() };
+            store.move_message(7, 1, 8, &moved).unwrap();
+            assert!(store.load(7).unwrap().messages.is_empty());
+            let at_8 = store.load(8).unwrap().messages;
+            assert_eq!(store.payload(&at_8[0]).unwrap().map(|p| p.body), Some("hello".into()), "moved with it");
+            store.remove_messages(8, &[5]).unwrap();
+            assert!(store.load(8).unwrap().messages.is_empty());
+            // A message record as format 2 wrote it.
+            store
+                .data
+                .insert(key(KIND_MESSAGE, 9, &3u64.to_be_bytes()), serde_json::to_vec(&message(3, "old")).unwrap())
+                .unwrap();
+            store.db.insert("format/queues", &2u32.to_be_bytes()).unwrap();
+            store.db.flush().unwrap();
+        }
+        let store = QueueStore::open(dir.path(), &scope).unwrap();
+        let upgraded = store.load(9).unwrap().messages;
+        assert_eq!(upgraded[0].body, "");
+        assert_eq!(store.payload(&upgraded[0]).unwrap().map(|p| p.body), Some("old".into()));
+    }
+
+    /// A record sled persisted before its payload was synced (a crash in between)
+    /// reads as no payload, never as other bytes.
+    #[test]
+    fn a_payload_cut_off_by_a_crash_reads_as_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let scope = Scope::new("123456789012", "us-east-1");
+        let store = QueueStore::open(dir.path(), &scope).unwrap();
+        let mut sent = [message(1, "hello")];
+        store.write_new(7, &mut sent, &[]).unwrap();
+        let r = sent[0].payload_ref.unwrap();
+        let beyond =
+            StoredMessage { payload_ref: Some(PayloadRef { offset: r.offset + 1000, ..r }), ..sent[0].clone() };
+        assert_eq!(store.payload(&beyond).unwrap(), None);
+        let shifted = StoredMessage {
+            payload_ref: Some(PayloadRef { offset: r.offset + 1, len: r.len - 1, ..r }),
+            ..sent[0].clone()
+        };
+        assert_eq!(store.payload(&shifted).unwrap(), None);
     }
 }

@@ -479,3 +479,28 @@ def test_fifo_receive_attempt_id_returns_the_same_messages(server):
     assert [(m["MessageId"], m["ReceiptHandle"]) for m in first] == [(m["MessageId"], m["ReceiptHandle"]) for m in retry]
     other = c.receive_message(QueueUrl=url, MaxNumberOfMessages=2, ReceiveRequestAttemptId="try-2")["Messages"]
     assert [m["Body"] for m in other] == ["m2"]
+
+
+def test_a_backlog_costs_memory_per_message_not_per_byte(server):
+    """200 MB of unreceived messages: their bodies stay on disk, not in the server."""
+    import os
+    c = sqs(server)
+    url = c.create_queue(QueueName="backlog")["QueueUrl"]
+
+    def rss_kb():
+        with open(f"/proc/{server.proc.pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+    c.send_message(QueueUrl=url, MessageBody="warm-up")
+    before = rss_kb()
+    body = "x" * 100_000
+    for b in range(200):
+        entries = [{"Id": f"m{i}", "MessageBody": f"{b}-{i}-{body}"} for i in range(10)]
+        assert not c.send_message_batch(QueueUrl=url, Entries=entries).get("Failed")
+    grown_mb = (rss_kb() - before) / 1024
+    print(f"RSS grew {grown_mb:.0f} MB for 200 MB of queued bodies")
+    assert grown_mb < 80, f"RSS grew {grown_mb:.0f} MB for 200 MB of queued bodies"
+    attrs = c.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+    assert attrs["ApproximateNumberOfMessages"] == "2001"
+    got = c.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert all(m["Body"].endswith(body) or m["Body"] == "warm-up" for m in got)
