@@ -15,9 +15,10 @@
 //! starts a new one, so no append follows a torn tail. Each segment counts the messages
 //! that refer to it (rebuilt at open from the message records); a segment no message
 //! refers to any more is deleted. A payload is synced before the message record that
-//! refers to it is acknowledged (the store's flusher syncs this log, then sled); a
-//! record sled persisted on its own before that sync may point at torn bytes after a
-//! crash, which the CRC catches: such a message was never acknowledged.
+//! refers to it is acknowledged (the store's flusher syncs this log and sled in
+//! parallel and answers once both are done); a record sled persisted before its payload
+//! was synced may point at torn bytes after a crash, which the CRC catches: such a
+//! message was never acknowledged.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};

@@ -13,7 +13,7 @@
 //! received; receives, visibility changes and moves rewrite only the small `M` record.
 //!
 //! A send is one atomic batch (the message and its deduplication entry) and is
-//! acknowledged only after a flush; concurrent sends share flushes through the
+//! acknowledged only after a flush (the payload log's and sled's, run in parallel); concurrent sends share flushes through the
 //! `Flusher` thread. Receives, deletes and visibility changes are written without
 //! waiting: after a crash such a message is delivered again, which at-least-once
 //! delivery allows, but a sent message is never lost.
@@ -126,14 +126,22 @@ impl QueueStore {
                 while let Ok(first) = rx.recv() {
                     let mut waiting = vec![first];
                     waiting.extend(rx.try_iter());
-                    // Payloads first: a message record must never be durable before
-                    // the payload it refers to.
-                    let r = flush_payloads
-                        .sync()
-                        .map_err(|e| StorageFailure::caused("sync the queue payload log", e))
-                        .and_then(|()| {
-                            flush_db.flush().map(|_| ()).map_err(|e| StorageFailure::caused("flush the queue store", e))
-                        });
+                    // Both syncs at once: a message record durable before its payload
+                    // (a crash between the two) reads as a torn payload, which is
+                    // dropped at receive; it was not acknowledged, both must finish
+                    // first.
+                    let r = std::thread::scope(|scope| {
+                        let payloads = scope.spawn(|| flush_payloads.sync());
+                        let db = flush_db
+                            .flush()
+                            .map(|_| ())
+                            .map_err(|e| StorageFailure::caused("flush the queue store", e));
+                        let payloads = payloads
+                            .join()
+                            .unwrap_or_else(|_| Err(std::io::Error::other("the payload sync panicked")))
+                            .map_err(|e| StorageFailure::caused("sync the queue payload log", e));
+                        payloads.and(db)
+                    });
                     for w in waiting {
                         let _ = w.send(r.clone());
                     }
