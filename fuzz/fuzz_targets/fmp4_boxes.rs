@@ -29,7 +29,10 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => break,
         }
     }
-    let again: Vec<_> = BoxIter::new(&rewritten).map(|r| r.map(|(k, b)| (k, b.to_vec()))).collect::<Result<_, _>>().expect("rewritten boxes parse");
+    let again: Vec<_> = BoxIter::new(&rewritten)
+        .map(|r| r.map(|(k, b)| (k, b.to_vec())))
+        .collect::<Result<_, _>>()
+        .expect("rewritten boxes parse");
     assert_eq!(again, parsed);
 
     // Rebasing decode times keeps the bytes' length and leaves every tfdt at or below

@@ -21,8 +21,15 @@ fuzz_target!(|data: &[u8]| {
         ("x-amz-date".to_string(), date.clone()),
         ("authorization".to_string(), auth),
     ];
-    let req = sigv4::RequestParts { method: "POST", path: &path, query: &query, headers: &headers, payload_hash: sigv4::UNSIGNED_PAYLOAD };
+    let req = sigv4::RequestParts {
+        method: "POST",
+        path: &path,
+        query: &query,
+        headers: &headers,
+        payload_hash: sigv4::UNSIGNED_PAYLOAD,
+    };
     let now = sigv4::parse_amz_date(&date).unwrap_or(0);
     // The fuzzer cannot know the secret: a signature it made up must never pass.
-    assert!(sigv4::verify(&req, now, &["service", "kinesisvideo"], |_| Some("secret-the-fuzzer-never-sees".into())).is_err());
+    assert!(sigv4::verify(&req, now, &["service", "kinesisvideo"], |_| Some("secret-the-fuzzer-never-sees".into()))
+        .is_err());
 });

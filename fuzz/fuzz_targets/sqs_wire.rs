@@ -22,8 +22,15 @@ fuzz_target!(|data: &[u8]| {
     let _ = check_body(&text);
     let mut attrs = BTreeMap::new();
     for (k, v) in params.iter().take(12) {
-        let value = if k.starts_with('b') { AttributeValue::Binary(v.as_bytes().to_vec()) } else { AttributeValue::String(v.clone()) };
-        attrs.insert(k.clone(), MessageAttribute { data_type: if k.starts_with('b') { "Binary".into() } else { "String".into() }, value });
+        let value = if k.starts_with('b') {
+            AttributeValue::Binary(v.as_bytes().to_vec())
+        } else {
+            AttributeValue::String(v.clone())
+        };
+        attrs.insert(
+            k.clone(),
+            MessageAttribute { data_type: if k.starts_with('b') { "Binary".into() } else { "String".into() }, value },
+        );
     }
     let _ = check_attributes(&attrs);
     let _ = attributes_md5(attrs.iter().map(|(n, a)| (n.as_str(), a.data_type.as_str(), &a.value)));

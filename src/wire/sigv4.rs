@@ -387,6 +387,100 @@ fn check_skew(amz_date: &str, request_time: i64, now: i64) -> Result<(), SigV4Er
     Ok(())
 }
 
+/// The longest `X-Amz-Expires` a presigned URL may ask for (7 days, as AWS allows).
+pub const MAX_PRESIGNED_EXPIRES_SECS: i64 = 7 * 24 * 3600;
+
+/// Verifies a presigned URL (the signature in the query string: `X-Amz-Algorithm`,
+/// `X-Amz-Credential`, `X-Amz-Date`, `X-Amz-Expires`, `X-Amz-SignedHeaders`,
+/// `X-Amz-Signature`), as the Kinesis Video WebRTC SDKs sign the signalling WebSocket
+/// URL. The canonical request leaves out `X-Amz-Signature`; `req.payload_hash` is what
+/// the signer hashed (the empty body's hash for `kinesisvideo`). Valid from 15 minutes
+/// before `X-Amz-Date` until it plus `X-Amz-Expires`. Returns the access key id.
+pub fn verify_presigned(
+    req: &RequestParts<'_>,
+    now: i64,
+    services: &[&str],
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, SigV4Error> {
+    let param = |name: &str| {
+        req.query.split('&').find_map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k, true) == name).then(|| percent_decode(v, true))
+        })
+    };
+    let signature = param("X-Amz-Signature").ok_or(SigV4Error::Missing)?;
+    let missing = |what: &str| {
+        SigV4Error::Incomplete(format!(
+            "AWS query-string parameters must include '{what}'. Re-examine the query-string parameters."
+        ))
+    };
+    let algorithm = param("X-Amz-Algorithm").ok_or_else(|| missing("X-Amz-Algorithm"))?;
+    let credential = param("X-Amz-Credential").ok_or_else(|| missing("X-Amz-Credential"))?;
+    let amz_date = param("X-Amz-Date").ok_or_else(|| missing("X-Amz-Date"))?;
+    let expires = param("X-Amz-Expires").ok_or_else(|| missing("X-Amz-Expires"))?;
+    let signed_headers = param("X-Amz-SignedHeaders").ok_or_else(|| missing("X-Amz-SignedHeaders"))?;
+    if algorithm != ALGORITHM {
+        return Err(SigV4Error::Incomplete(format!("X-Amz-Algorithm must be {ALGORITHM}")));
+    }
+    let auth = parse_authorization(&format!(
+        "{ALGORITHM} Credential={credential}, SignedHeaders={signed_headers}, Signature={signature}"
+    ))?;
+    let expires: i64 =
+        expires.parse().ok().filter(|e| (1..=MAX_PRESIGNED_EXPIRES_SECS).contains(e)).ok_or_else(|| {
+            SigV4Error::Incomplete(format!("X-Amz-Expires must be between 1 and {MAX_PRESIGNED_EXPIRES_SECS} seconds"))
+        })?;
+    let request_time = parse_amz_date(&amz_date)
+        .ok_or_else(|| SigV4Error::Incomplete(format!("Date must be in ISO-8601 'basic format'. Got '{amz_date}'.")))?;
+    if now > request_time + expires {
+        return Err(SigV4Error::Expired {
+            request: amz_date.clone(),
+            earliest: format_amz_date(now - expires),
+            now: format_amz_date(now),
+        });
+    }
+    if request_time > now + MAX_CLOCK_SKEW_SECS {
+        return Err(SigV4Error::NotYetCurrent {
+            request: amz_date.clone(),
+            latest: format_amz_date(now + MAX_CLOCK_SKEW_SECS),
+            now: format_amz_date(now),
+        });
+    }
+    if !amz_date.starts_with(&auth.date) {
+        return Err(SigV4Error::Incomplete("Date in Credential scope does not match X-Amz-Date".into()));
+    }
+    if !auth.signed_headers.iter().any(|h| h == "host") {
+        return Err(SigV4Error::Incomplete("'host' must be a signed header of a presigned URL".into()));
+    }
+    if !services.contains(&auth.service.as_str()) {
+        return Err(SigV4Error::WrongScope(format!(
+            "Credential should be scoped to correct service: '{}'. ",
+            services.first().copied().unwrap_or_default()
+        )));
+    }
+    if !valid_region(&auth.region) {
+        return Err(SigV4Error::WrongScope("Credential should be scoped to a valid region. ".into()));
+    }
+    let secret = lookup(&auth.access_key_id).ok_or(SigV4Error::UnknownAccessKey)?;
+    let canonical = canonical_request(req, &auth.signed_headers, &["X-Amz-Signature"]);
+    let expected = self::signature(&secret, &auth.date, &auth.region, &auth.service, &amz_date, &canonical);
+    if constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
+        Ok(auth.access_key_id)
+    } else {
+        Err(SigV4Error::Mismatch)
+    }
+}
+
+/// The credential a presigned URL claims (access key id, region), unverified: what
+/// anonymous mode takes as given, and what picks the caller's scope.
+pub fn presigned_credential(query: &str) -> Option<(String, String)> {
+    let credential = query.split('&').find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        (k == "X-Amz-Credential").then(|| percent_decode(v, true))
+    })?;
+    let parts: Vec<&str> = credential.split('/').collect();
+    (parts.len() == 5).then(|| (parts[0].to_string(), parts[2].to_string()))
+}
+
 /// Signs a request: returns the `Authorization` header value. The caller must already
 /// have put `host` and `x-amz-date` (and any other header to sign) into `req.headers`.
 pub fn sign(req: &RequestParts<'_>, access_key_id: &str, secret: &str, region: &str, service: &str) -> String {
@@ -485,5 +579,73 @@ mod tests {
         assert_eq!(format_amz_date(t), "20261125T005219Z");
         assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));
         assert_eq!(parse_amz_date("2026-11-25"), None);
+    }
+
+    /// A URL signed as the Kinesis Video WebRTC SDK for JavaScript signs its WebSocket
+    /// URL (`SigV4RequestSigner.getSignedURL`: `host` signed, the empty body's hash,
+    /// query keys sorted and encoded with `encodeURIComponent`).
+    fn presigned_like_the_kvs_sdk(date: &str, expires: i64, secret: &str) -> String {
+        let arn = "arn:aws:kinesisvideo:us-west-2:123456789012:channel/demo/1700000000000";
+        let mut q: Vec<(String, String)> = vec![
+            ("X-Amz-Algorithm".into(), ALGORITHM.into()),
+            ("X-Amz-ChannelARN".into(), arn.into()),
+            ("X-Amz-ClientId".into(), "viewer-1".into()),
+            ("X-Amz-Credential".into(), format!("AKID/{}/us-west-2/kinesisvideo/aws4_request", &date[..8])),
+            ("X-Amz-Date".into(), date.into()),
+            ("X-Amz-Expires".into(), expires.to_string()),
+            ("X-Amz-SignedHeaders".into(), "host".into()),
+        ];
+        q.sort();
+        let qs = q.iter().map(|(k, v)| format!("{k}={}", uri_encode(v, false))).collect::<Vec<_>>().join("&");
+        let canonical = format!("GET\n/signaling\n{qs}\nhost:127.0.0.1:8443\n\nhost\n{}", sha256_hex(b""));
+        let sig = signature(secret, &date[..8], "us-west-2", "kinesisvideo", date, &canonical);
+        format!("{qs}&X-Amz-Signature={sig}")
+    }
+
+    #[test]
+    fn presigned_urls_verify_until_they_expire() {
+        let headers = vec![("host".to_string(), "127.0.0.1:8443".to_string())];
+        let lookup = |id: &str| (id == "AKID").then(|| SECRET.to_string());
+        let now = parse_amz_date("20261129T120000Z").unwrap();
+        let query = presigned_like_the_kvs_sdk("20261129T120000Z", 299, SECRET);
+        let empty = sha256_hex(b"");
+        let req =
+            RequestParts { method: "GET", path: "/signaling", query: &query, headers: &headers, payload_hash: &empty };
+        assert_eq!(verify_presigned(&req, now + 10, &["kinesisvideo"], lookup), Ok("AKID".into()));
+        assert_eq!(presigned_credential(&query), Some(("AKID".into(), "us-west-2".into())));
+        assert!(matches!(
+            verify_presigned(&req, now + 300, &["kinesisvideo"], lookup),
+            Err(SigV4Error::Expired { .. })
+        ));
+        assert!(matches!(verify_presigned(&req, now, &["sqs"], lookup), Err(SigV4Error::WrongScope(_))));
+        let wrong_secret = presigned_like_the_kvs_sdk("20261129T120000Z", 299, "not-the-secret");
+        let req2 = RequestParts { query: &wrong_secret, ..req };
+        assert_eq!(verify_presigned(&req2, now, &["kinesisvideo"], lookup), Err(SigV4Error::Mismatch));
+        let tampered = query.replace("viewer-1", "viewer-2");
+        let req3 = RequestParts {
+            method: "GET",
+            path: "/signaling",
+            query: &tampered,
+            headers: &headers,
+            payload_hash: &empty,
+        };
+        assert_eq!(verify_presigned(&req3, now, &["kinesisvideo"], lookup), Err(SigV4Error::Mismatch));
+        let unsigned = RequestParts {
+            method: "GET",
+            path: "/signaling",
+            query: "X-Amz-ChannelARN=x",
+            headers: &headers,
+            payload_hash: &empty,
+        };
+        assert_eq!(verify_presigned(&unsigned, now, &["kinesisvideo"], lookup), Err(SigV4Error::Missing));
+        let forever = presigned_like_the_kvs_sdk("20261129T120000Z", MAX_PRESIGNED_EXPIRES_SECS + 1, SECRET);
+        let req4 = RequestParts {
+            method: "GET",
+            path: "/signaling",
+            query: &forever,
+            headers: &headers,
+            payload_hash: &empty,
+        };
+        assert!(matches!(verify_presigned(&req4, now, &["kinesisvideo"], lookup), Err(SigV4Error::Incomplete(_))));
     }
 }
