@@ -89,6 +89,8 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
     let data_stream_options = crate::data_streams::EngineOptions { disk, ..config.data_streams.clone() };
     let data_streams = DataStreamEngine::open(&config.data_dir, clock.clone(), &default_scope, data_stream_options)
         .map_err(|e| AppError::Refused(format!("cannot open the data streams: {e}")))?;
+    let signaling = crate::signaling::SignalingEngine::open(&config.data_dir, clock.clone())
+        .map_err(|e| AppError::Refused(format!("cannot open the signalling channels: {e}")))?;
     let metrics = Arc::new(Metrics::default());
     let sources = crate::ingest::rtsp_pull::SourceManager::start(
         &config.data_dir,
@@ -116,6 +118,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
             AppError::Refused(format!("cors_allow_origin '{}' is not a valid header value", config.cors_allow_origin))
         })?,
         sources: sources.clone(),
+        signaling,
         pages: pages.clone(),
         scope: default_scope.clone(),
     };

@@ -34,6 +34,7 @@ pub mod queues;
 pub mod rtsp;
 pub mod scope;
 pub mod secrets;
+pub mod signaling;
 pub mod sled_open;
 pub mod storage_failure;
 pub mod video_store;

@@ -142,3 +142,23 @@ impl From<SigV4Error> for ApiError {
         ApiError::new(StatusCode::FORBIDDEN, code, e.to_string())
     }
 }
+
+impl From<crate::signaling::SignalingError> for ApiError {
+    fn from(e: crate::signaling::SignalingError) -> Self {
+        use crate::signaling::SignalingError as E;
+        let msg = e.to_string();
+        match e {
+            E::ChannelNotFound(_) => ApiError::not_found(msg),
+            E::ChannelExists(_) => ApiError::new(StatusCode::BAD_REQUEST, "ResourceInUseException", msg),
+            E::VersionMismatch { .. } => ApiError::new(StatusCode::BAD_REQUEST, "VersionMismatchException", msg),
+            E::InvalidArgument(_) => ApiError::invalid_argument(msg),
+            E::TooManyTags { .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "TagsPerResourceExceededLimitException", msg)
+            }
+            E::TooManyChannels(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "AccountChannelLimitExceededException", msg)
+            }
+            E::Storage(f) => ApiError::internal(f),
+        }
+    }
+}

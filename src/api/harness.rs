@@ -79,6 +79,7 @@ impl Harness {
             sessions: Arc::new(SessionSigner::new([9; 32])),
             cors_allow_origin: HeaderValue::from_static("*"),
             sources,
+            signaling: crate::signaling::SignalingEngine::open(dir, clock.clone()).expect("signalling channels open"),
             pages: pages.clone(),
             scope: scope.clone(),
         };

@@ -3,6 +3,7 @@
 //!
 //! - [`streams`]: the control plane (`kinesisvideo`): streams, retention, tags, data
 //!   endpoints;
+//! - [`channels`]: the control plane's signalling channels and their media storage;
 //! - [`media`]: PutMedia and GetMedia (`kinesis-video-media`), long-lived streams;
 //! - [`archived`]: ListFragments, GetMediaForFragmentList;
 //! - [`playback`]: GetHLS/DASHStreamingSessionURL and GetClip;
@@ -11,6 +12,7 @@
 //! - [`native`]: Kinescope's own endpoints (`/v1/streams`, camera sources).
 
 pub mod archived;
+pub mod channels;
 pub mod media;
 pub mod native;
 pub mod playback;
@@ -46,6 +48,8 @@ pub struct KvsState {
     pub cors_allow_origin: HeaderValue,
     /// IP cameras pulled into streams.
     pub sources: SourceManager,
+    /// WebRTC signalling channels.
+    pub signaling: crate::signaling::SignalingEngine,
     pub pages: PageTokens,
     /// The caller's account and region (see [`ForCaller`]); the server's default scope
     /// until narrowed to a request.
@@ -62,6 +66,7 @@ impl ForCaller for KvsState {
 pub fn routes() -> Router<KvsState> {
     Router::new()
         .merge(streams::routes())
+        .merge(channels::routes())
         .merge(media::routes())
         .merge(archived::routes())
         .merge(playback::routes())
@@ -72,5 +77,74 @@ impl StreamRef {
     /// The stream's record in the video store, in the caller's scope.
     pub fn resolve(&self, s: &KvsState) -> Result<StreamRecord, StoreError> {
         s.store.resolve(&s.scope, self.stream_name.as_deref(), self.stream_arn.as_deref())
+    }
+}
+
+/// `StreamNameCondition` / `ChannelNameCondition`: only `BEGINS_WITH`.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NameCondition {
+    comparison_operator: Option<String>,
+    comparison_value: Option<String>,
+}
+
+/// One page of a name-ordered listing (ListStreams, ListSignalingChannels): names
+/// starting with `prefix`, after `after`, at most `limit`.
+pub struct NamePage {
+    pub prefix: String,
+    pub after: Option<String>,
+    pub limit: usize,
+    operation: &'static str,
+}
+
+impl NamePage {
+    /// Reads `MaxResults` (1–10000, `default` when absent), the name condition and a
+    /// `NextToken` signed for `operation`.
+    pub fn new(
+        s: &KvsState,
+        operation: &'static str,
+        max_results: Option<i64>,
+        default: usize,
+        condition: Option<&NameCondition>,
+        next_token: Option<&str>,
+    ) -> Result<Self, crate::api::error::ApiError> {
+        use crate::api::error::ApiError;
+        let limit = match max_results {
+            None => default,
+            Some(n) if (1..=10_000).contains(&n) => n as usize,
+            Some(_) => return Err(ApiError::invalid_argument("MaxResults must be between 1 and 10000")),
+        };
+        let prefix = match condition {
+            Some(c) => {
+                if c.comparison_operator.as_deref().is_some_and(|op| op != "BEGINS_WITH") {
+                    return Err(ApiError::invalid_argument("ComparisonOperator must be BEGINS_WITH"));
+                }
+                c.comparison_value.clone().unwrap_or_default()
+            }
+            None => String::new(),
+        };
+        let now = s.store.clock().now_ms();
+        let after = match next_token.filter(|t| !t.is_empty()) {
+            Some(t) => Some(s.pages.open::<String>(operation, t, now, None).map_err(
+                |_: super::page_token::PageTokenError| ApiError::invalid_argument("NextToken is not valid"),
+            )?),
+            None => None,
+        };
+        Ok(NamePage { prefix, after, limit, operation })
+    }
+
+    /// How many to ask the engine for: one more than the page tells whether there is a
+    /// next one.
+    pub fn fetch(&self) -> usize {
+        self.limit + 1
+    }
+
+    /// Cuts `records` (fetched with [`NamePage::fetch`]) to the page; the token of the
+    /// next page, if there is one.
+    pub fn finish<T>(&self, s: &KvsState, records: &mut Vec<T>, name: impl Fn(&T) -> &str) -> Option<String> {
+        let more = records.len() > self.limit;
+        records.truncate(self.limit);
+        let now = s.store.clock().now_ms();
+        records.last().filter(|_| more).map(|r| s.pages.issue(self.operation, &name(r).to_string(), now))
     }
 }

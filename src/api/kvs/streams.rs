@@ -8,9 +8,8 @@ use axum::routing::post;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
-use super::{KvsState, StreamRef};
+use super::{KvsState, NameCondition, NamePage, StreamRef};
 use crate::api::error::ApiError;
-use crate::api::page_token::PageTokenError;
 use crate::api::protocol::{Empty, RestJson};
 use crate::api::registry::Scoped;
 use crate::api::shapes::epoch_seconds;
@@ -130,17 +129,10 @@ async fn describe_stream(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct StreamNameCondition {
-    comparison_operator: Option<String>,
-    comparison_value: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
 pub struct ListStreamsInput {
     max_results: Option<i64>,
     next_token: Option<String>,
-    stream_name_condition: Option<StreamNameCondition>,
+    stream_name_condition: Option<NameCondition>,
 }
 
 #[derive(Serialize)]
@@ -155,34 +147,16 @@ async fn list_streams(
     Scoped(s): Scoped<KvsState>,
     RestJson(i): RestJson<ListStreamsInput>,
 ) -> Answer<ListStreamsOutput> {
-    let limit = match i.max_results {
-        None => 10_000,
-        Some(n) if (1..=10_000).contains(&n) => n as usize,
-        Some(_) => return Err(ApiError::invalid_argument("MaxResults must be between 1 and 10000")),
-    };
-    let prefix = match &i.stream_name_condition {
-        Some(c) => {
-            if c.comparison_operator.as_deref().is_some_and(|op| op != "BEGINS_WITH") {
-                return Err(ApiError::invalid_argument("ComparisonOperator must be BEGINS_WITH"));
-            }
-            c.comparison_value.clone().unwrap_or_default()
-        }
-        None => String::new(),
-    };
-    let now = s.store.clock().now_ms();
-    let after = match i.next_token.as_deref().filter(|t| !t.is_empty()) {
-        Some(t) => Some(
-            s.pages
-                .open::<String>("ListStreams", t, now, None)
-                .map_err(|_: PageTokenError| ApiError::invalid_argument("NextToken is not valid"))?,
-        ),
-        None => None,
-    };
-    // One more than asked tells whether there is a next page.
-    let mut records = s.store.list_streams(&s.scope, &prefix, after.as_deref(), limit + 1)?;
-    let more = records.len() > limit;
-    records.truncate(limit);
-    let next_token = records.last().filter(|_| more).map(|r| s.pages.issue("ListStreams", &r.name, now));
+    let page = NamePage::new(
+        &s,
+        "ListStreams",
+        i.max_results,
+        10_000,
+        i.stream_name_condition.as_ref(),
+        i.next_token.as_deref(),
+    )?;
+    let mut records = s.store.list_streams(&s.scope, &page.prefix, page.after.as_deref(), page.fetch())?;
+    let next_token = page.finish(&s, &mut records, |r| &r.name);
     Ok(RestJson(ListStreamsOutput { stream_info_list: records.iter().map(StreamInfo::from).collect(), next_token }))
 }
 
@@ -355,21 +329,29 @@ pub struct TagResourceInput {
     tags: Vec<Tag>,
 }
 
-/// The stream an ARN names (signalling channels join in their own issue).
-fn resource_stream(arn: &str) -> Result<(), ApiError> {
-    if crate::video_store::parse_stream_arn(arn).is_none() {
-        return Err(ApiError::invalid_argument(format!("'{arn}' is not a Kinesis Video stream ARN")));
+/// What a `ResourceARN` of TagResource and friends names.
+enum Resource {
+    Stream,
+    Channel,
+}
+
+fn resource(arn: &str) -> Result<Resource, ApiError> {
+    if crate::video_store::parse_stream_arn(arn).is_some() {
+        return Ok(Resource::Stream);
     }
-    Ok(())
+    if crate::signaling::channel::parse_channel_arn(arn).is_some() {
+        return Ok(Resource::Channel);
+    }
+    Err(ApiError::invalid_argument(format!("'{arn}' is not a Kinesis Video stream or signaling channel ARN")))
 }
 
 async fn tag_resource(Scoped(s): Scoped<KvsState>, RestJson(i): RestJson<TagResourceInput>) -> Answer<Empty> {
-    resource_stream(&i.resource_arn)?;
-    if i.tags.is_empty() || i.tags.len() > 50 {
-        return Err(ApiError::invalid_argument("Tags must hold 1 to 50 tags"));
+    let kind = resource(&i.resource_arn)?;
+    let tags = super::channels::tag_map(i.tags, 1)?;
+    match kind {
+        Resource::Stream => drop(s.store.tag_stream(&s.scope, None, Some(&i.resource_arn), &tags).await?),
+        Resource::Channel => drop(s.signaling.tag(&s.scope, &i.resource_arn, &tags).await?),
     }
-    let tags: BTreeMap<String, String> = i.tags.into_iter().map(|t| (t.key, t.value)).collect();
-    s.store.tag_stream(&s.scope, None, Some(&i.resource_arn), &tags).await?;
     Ok(RestJson(Empty {}))
 }
 
@@ -382,13 +364,19 @@ pub struct UntagResourceInput {
 }
 
 async fn untag_resource(Scoped(s): Scoped<KvsState>, RestJson(i): RestJson<UntagResourceInput>) -> Answer<Empty> {
-    resource_stream(&i.resource_arn)?;
+    let kind = resource(&i.resource_arn)?;
     check_tag_keys(&i.tag_key_list)?;
-    s.store.untag_stream(&s.scope, None, Some(&i.resource_arn), &i.tag_key_list).await?;
+    match kind {
+        Resource::Stream => drop(s.store.untag_stream(&s.scope, None, Some(&i.resource_arn), &i.tag_key_list).await?),
+        Resource::Channel => drop(s.signaling.untag(&s.scope, &i.resource_arn, &i.tag_key_list).await?),
+    }
     Ok(RestJson(Empty {}))
 }
 
 async fn list_tags_for_resource(Scoped(s): Scoped<KvsState>, RestJson(i): RestJson<ResourceArn>) -> Answer<TagsOutput> {
-    resource_stream(&i.resource_arn)?;
-    Ok(RestJson(TagsOutput { tags: s.store.resolve(&s.scope, None, Some(&i.resource_arn))?.tags }))
+    let tags = match resource(&i.resource_arn)? {
+        Resource::Stream => s.store.resolve(&s.scope, None, Some(&i.resource_arn))?.tags,
+        Resource::Channel => s.signaling.resolve(&s.scope, None, Some(&i.resource_arn))?.tags,
+    };
+    Ok(RestJson(TagsOutput { tags }))
 }

@@ -1,0 +1,328 @@
+//! Who is connected to which channel, and the routing of signalling messages between
+//! them (ConnectAsMaster / ConnectAsViewer). In memory only: a connection is a
+//! [`Membership`] with a bounded outbox the WebSocket task drains; dropping the
+//! membership leaves the channel.
+//!
+//! - One master per channel: a newer master replaces the older one, whose connection
+//!   is told to close. The same for a viewer reconnecting with the same client id.
+//! - At most [`HubLimits::max_viewers`] viewers per channel (AWS: 10).
+//! - A viewer's message while no master is connected is held for the channel's
+//!   `MessageTtlSeconds` (at most [`HubLimits::max_pending`] per channel, oldest dropped)
+//!   and delivered when a master connects.
+//! - A recipient whose outbox is full is not reading: the message is refused to the
+//!   sender rather than buffered without bound.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+
+use crate::clock::SharedClock;
+use crate::wire::kvs_signaling::{render_delivery, ClientMessage, Refusal};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Master,
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Master => "MASTER",
+            Role::Viewer => "VIEWER",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubLimits {
+    pub max_viewers: usize,
+    /// Messages waiting for one connection's socket.
+    pub outbox: usize,
+    /// Messages held for an absent master, per channel.
+    pub max_pending: usize,
+}
+
+impl Default for HubLimits {
+    fn default() -> Self {
+        HubLimits { max_viewers: 10, outbox: 64, max_pending: 100 }
+    }
+}
+
+/// What a connection's task is told to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {
+    /// Send this text frame.
+    Text(String),
+    /// Close: a newer connection with the same role and id replaced this one.
+    Replaced,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HubError {
+    #[error("the channel already has {0} viewers connected, the most it may have")]
+    TooManyViewers(usize),
+}
+
+struct Member {
+    conn: u64,
+    tx: mpsc::Sender<Outbound>,
+}
+
+struct Pending {
+    expires_ms: i64,
+    text: String,
+}
+
+#[derive(Default)]
+struct Room {
+    master: Option<Member>,
+    viewers: HashMap<String, Member>,
+    pending: VecDeque<Pending>,
+}
+
+impl Room {
+    fn is_empty(&self) -> bool {
+        self.master.is_none() && self.viewers.is_empty() && self.pending.is_empty()
+    }
+}
+
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+struct HubInner {
+    rooms: Mutex<HashMap<String, Room>>,
+    next_conn: AtomicU64,
+    clock: SharedClock,
+    limits: HubLimits,
+}
+
+/// One connection's place in a channel; leaving is dropping it.
+pub struct Membership {
+    hub: Hub,
+    pub channel_arn: String,
+    pub role: Role,
+    /// The viewer's client id; empty for the master.
+    pub client_id: String,
+    conn: u64,
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        let mut rooms = self.hub.rooms();
+        let Some(room) = rooms.get_mut(&self.channel_arn) else { return };
+        match self.role {
+            Role::Master => {
+                if room.master.as_ref().is_some_and(|m| m.conn == self.conn) {
+                    room.master = None;
+                }
+            }
+            Role::Viewer => {
+                if room.viewers.get(&self.client_id).is_some_and(|m| m.conn == self.conn) {
+                    room.viewers.remove(&self.client_id);
+                }
+            }
+        }
+        if room.is_empty() {
+            rooms.remove(&self.channel_arn);
+        }
+    }
+}
+
+impl Hub {
+    pub fn new(clock: SharedClock, limits: HubLimits) -> Self {
+        Hub {
+            inner: Arc::new(HubInner {
+                rooms: Mutex::new(HashMap::new()),
+                next_conn: AtomicU64::new(1),
+                clock,
+                limits,
+            }),
+        }
+    }
+
+    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Room>> {
+        self.inner.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Connects to `channel_arn` as `role` (`client_id` for a viewer). Returns the
+    /// membership and the outbox the connection's task drains.
+    pub fn join(
+        &self,
+        channel_arn: &str,
+        role: Role,
+        client_id: &str,
+    ) -> Result<(Membership, mpsc::Receiver<Outbound>), HubError> {
+        let (tx, rx) = mpsc::channel(self.inner.limits.outbox);
+        let conn = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
+        let now = self.inner.clock.now_ms();
+        let mut rooms = self.rooms();
+        let room = rooms.entry(channel_arn.to_string()).or_default();
+        match role {
+            Role::Master => {
+                if let Some(old) = room.master.replace(Member { conn, tx: tx.clone() }) {
+                    let _ = old.tx.try_send(Outbound::Replaced);
+                }
+                // What viewers sent while no master was here, if still current.
+                for p in room.pending.drain(..) {
+                    if p.expires_ms >= now {
+                        let _ = tx.try_send(Outbound::Text(p.text));
+                    }
+                }
+            }
+            Role::Viewer => {
+                if !room.viewers.contains_key(client_id) && room.viewers.len() >= self.inner.limits.max_viewers {
+                    let n = room.viewers.len();
+                    if room.is_empty() {
+                        rooms.remove(channel_arn);
+                    }
+                    return Err(HubError::TooManyViewers(n));
+                }
+                if let Some(old) = room.viewers.insert(client_id.to_string(), Member { conn, tx: tx.clone() }) {
+                    let _ = old.tx.try_send(Outbound::Replaced);
+                }
+            }
+        }
+        let membership = Membership {
+            hub: self.clone(),
+            channel_arn: channel_arn.to_string(),
+            role,
+            client_id: if role == Role::Viewer { client_id.to_string() } else { String::new() },
+            conn,
+        };
+        Ok((membership, rx))
+    }
+
+    /// Routes a message from `from`: a master's to the viewer it names, a viewer's to
+    /// the master (held for `ttl_s` while none is connected).
+    pub fn send(&self, from: &Membership, msg: ClientMessage, ttl_s: u32) -> Result<(), Refusal> {
+        let cid = msg.correlation_id.clone();
+        let mut rooms = self.rooms();
+        let room = rooms.entry(from.channel_arn.clone()).or_default();
+        match from.role {
+            Role::Master => {
+                let Some(recipient) = msg.recipient_client_id.as_deref() else {
+                    return Err(Refusal::invalid(cid, "recipientClientId is required when the master sends"));
+                };
+                let Some(viewer) = room.viewers.get(recipient) else {
+                    return Err(Refusal::invalid(cid, format!("the viewer '{recipient}' is not connected")));
+                };
+                let text = render_delivery("", msg.action, &msg.message_payload);
+                viewer.tx.try_send(Outbound::Text(text)).map_err(|_| slow(cid))
+            }
+            Role::Viewer => {
+                let text = render_delivery(&from.client_id, msg.action, &msg.message_payload);
+                match &room.master {
+                    Some(master) => master.tx.try_send(Outbound::Text(text)).map_err(|_| slow(cid)),
+                    None => {
+                        if room.pending.len() >= self.inner.limits.max_pending {
+                            room.pending.pop_front();
+                        }
+                        let expires_ms = self.inner.clock.now_ms() + i64::from(ttl_s) * 1000;
+                        room.pending.push_back(Pending { expires_ms, text });
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+
+    /// (master connected, viewers connected) of a channel.
+    pub fn presence(&self, channel_arn: &str) -> (bool, usize) {
+        self.rooms().get(channel_arn).map_or((false, 0), |r| (r.master.is_some(), r.viewers.len()))
+    }
+
+    /// Connections across all channels.
+    pub fn connections(&self) -> usize {
+        self.rooms().values().map(|r| usize::from(r.master.is_some()) + r.viewers.len()).sum()
+    }
+}
+
+fn slow(correlation_id: Option<String>) -> Refusal {
+    Refusal {
+        correlation_id,
+        error_type: "ClientLimitExceededException",
+        status_code: 400,
+        description: "the recipient is not reading its messages; the message was not delivered".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::wire::kvs_signaling::{parse_client_message, Action};
+
+    const ARN: &str = "arn:aws:kinesisvideo:us-east-1:123456789012:channel/c/1";
+
+    fn hub(clock: Arc<ManualClock>) -> Hub {
+        Hub::new(clock, HubLimits { max_viewers: 2, outbox: 4, max_pending: 3 })
+    }
+
+    fn msg(action: &str, to: Option<&str>) -> ClientMessage {
+        let to = to.map(|t| format!(r#","recipientClientId":"{t}""#)).unwrap_or_default();
+        parse_client_message(&format!(r#"{{"action":"{action}","messagePayload":"e30="{to},"correlationId":"k"}}"#))
+            .unwrap()
+    }
+
+    fn text(rx: &mut mpsc::Receiver<Outbound>) -> serde_json::Value {
+        match rx.try_recv() {
+            Ok(Outbound::Text(t)) => serde_json::from_str(&t).unwrap(),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn offers_wait_for_the_master_until_their_ttl() {
+        let clock = Arc::new(ManualClock::new(0));
+        let h = hub(clock.clone());
+        let (v1, _v1rx) = h.join(ARN, Role::Viewer, "v1").unwrap();
+        h.send(&v1, msg("SDP_OFFER", None), 5).unwrap();
+        clock.advance_us(6_000_000);
+        h.send(&v1, msg("ICE_CANDIDATE", None), 5).unwrap();
+        let (_m, mut mrx) = h.join(ARN, Role::Master, "").unwrap();
+        let got = text(&mut mrx);
+        assert_eq!((got["messageType"].as_str(), got["senderClientId"].as_str()), (Some("ICE_CANDIDATE"), Some("v1")));
+        assert!(mrx.try_recv().is_err(), "the expired offer was not delivered");
+    }
+
+    #[test]
+    fn masters_answer_viewers_by_id_and_newer_connections_replace_older() {
+        let h = hub(Arc::new(ManualClock::new(0)));
+        let (m, _mrx) = h.join(ARN, Role::Master, "").unwrap();
+        let (_v1, mut v1rx) = h.join(ARN, Role::Viewer, "v1").unwrap();
+        h.send(&m, msg("SDP_ANSWER", Some("v1")), 60).unwrap();
+        assert_eq!(text(&mut v1rx)["messageType"], Action::SdpAnswer.as_str());
+        assert_eq!(h.send(&m, msg("SDP_ANSWER", None), 60).unwrap_err().correlation_id.as_deref(), Some("k"));
+        assert!(h.send(&m, msg("SDP_ANSWER", Some("nobody")), 60).is_err());
+        // v1 again: the older connection is told to close, the newer gets the messages.
+        let (_v1b, mut v1brx) = h.join(ARN, Role::Viewer, "v1").unwrap();
+        assert_eq!(v1rx.try_recv(), Ok(Outbound::Replaced));
+        h.send(&m, msg("ICE_CANDIDATE", Some("v1")), 60).unwrap();
+        assert_eq!(text(&mut v1brx)["messageType"], "ICE_CANDIDATE");
+        // A viewer limit of 2: a third id is refused.
+        let (_v2, _) = h.join(ARN, Role::Viewer, "v2").unwrap();
+        assert_eq!(h.join(ARN, Role::Viewer, "v3").err(), Some(HubError::TooManyViewers(2)));
+        assert_eq!(h.presence(ARN), (true, 2));
+    }
+
+    #[test]
+    fn a_recipient_not_reading_is_refused_not_buffered_and_leaving_cleans_up() {
+        let h = hub(Arc::new(ManualClock::new(0)));
+        let (m, _mrx) = h.join(ARN, Role::Master, "").unwrap();
+        let (v1, _v1rx) = h.join(ARN, Role::Viewer, "v1").unwrap();
+        for _ in 0..4 {
+            h.send(&m, msg("ICE_CANDIDATE", Some("v1")), 60).unwrap();
+        }
+        let r = h.send(&m, msg("ICE_CANDIDATE", Some("v1")), 60).unwrap_err();
+        assert_eq!(r.error_type, "ClientLimitExceededException");
+        drop(v1);
+        drop(m);
+        assert_eq!(h.presence(ARN), (false, 0));
+        assert_eq!(h.connections(), 0);
+    }
+}
