@@ -6,7 +6,7 @@ use std::path::Path;
 
 fn main() {
     let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
-    for name in ["hls.min.js", "dash.all.min.js"] {
+    for name in ["hls.min.js", "dash.all.min.js", "kvs-webrtc.min.js", "aws-kvs.js"] {
         let from = Path::new("web/dist/vendor").join(name);
         println!("cargo:rerun-if-changed={}", from.display());
         let to = Path::new(&out).join(name);

@@ -41,7 +41,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub async fn run(config: ServerConfig) -> Result<(), AppError> {
     if config.access_keys.is_empty() {
         // Every listener: RTSP publishes and plays with the same (absent) keys.
-        for (listener, addr) in [("HTTP", config.http), ("RTSP", config.rtsp)] {
+        let https = config.https.as_ref().map(|h| ("HTTPS", h.addr));
+        for (listener, addr) in [("HTTP", config.http), ("RTSP", config.rtsp)].into_iter().chain(https) {
             if !addr.ip().is_loopback() && !config.allow_anonymous {
                 return Err(AppError::Refused(format!(
                     "no access keys are configured, so requests are not authenticated; refusing to listen for \
@@ -83,6 +84,10 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         TcpListener::bind(config.http).await.map_err(|source| AppError::Bind { addr: config.http, source })?;
     let bound = listener.local_addr()?;
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
+    let https = match &config.https {
+        Some(h) => Some(bind_https(h, &config.data_dir).await?),
+        None => None,
+    };
     let queues = QueueEngine::open(&config.data_dir, clock.clone(), &default_scope)
         .map_err(|e| AppError::Refused(format!("cannot open the queues: {e}")))?
         .with_disk_guard(disk.clone());
@@ -119,6 +124,12 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         })?,
         sources: sources.clone(),
         signaling,
+        webrtc: api::kvs::signaling::SignalingSettings::new(
+            &public_url,
+            https.as_ref().map(|h| h.public_url.as_str()),
+            config.turn.clone(),
+            crate::signaling::hub::Hub::new(clock.clone(), Default::default()),
+        ),
         pages: pages.clone(),
         scope: default_scope.clone(),
     };
@@ -162,22 +173,38 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
     )
     .with_limits(config.rtsp_limits);
     let rtsp_task = tokio::spawn(rtsp.run(rtsp_listener, stop_rx.clone()));
-    tracing::info!(http = %bound, rtsp = %rtsp_bound, public_url = %public_url, "kinescope ready");
+    let https_url = https.as_ref().map(|h| h.public_url.clone());
+    tracing::info!(
+        http = %bound,
+        rtsp = %rtsp_bound,
+        https = %https_url.as_deref().unwrap_or("off"),
+        public_url = %public_url,
+        "kinescope ready"
+    );
 
     state.http = config.http_limits;
-    let server = tokio::spawn(api::serve::serve(
-        listener,
-        api::router(state),
-        config.http_limits,
-        metrics.clone(),
-        stop_rx.clone(),
-    ));
+    let app = api::router(state);
+    let https_task = https.map(|h| {
+        tokio::spawn(api::serve::serve(
+            h.listener,
+            app.clone(),
+            config.http_limits,
+            metrics.clone(),
+            stop_rx.clone(),
+            Some(h.acceptor),
+        ))
+    });
+    let server =
+        tokio::spawn(api::serve::serve(listener, app, config.http_limits, metrics.clone(), stop_rx.clone(), None));
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     // Long-lived streams (GetMedia followers) would hold graceful shutdown forever.
     if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
         tracing::info!("streams still open after {SHUTDOWN_GRACE:?}; closing them");
+    }
+    if let Some(t) = https_task {
+        t.abort();
     }
     sweeper.abort();
     queue_sweeper.abort();
@@ -187,6 +214,29 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
     store.flush()?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The HTTPS listener, bound, with its certificate and the URL clients reach it at.
+struct Https {
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    public_url: String,
+}
+
+async fn bind_https(h: &crate::config::HttpsConfig, data_dir: &std::path::Path) -> Result<Https, AppError> {
+    let listener = TcpListener::bind(h.addr).await.map_err(|source| AppError::Bind { addr: h.addr, source })?;
+    let bound = listener.local_addr()?;
+    let public_url = h.public_url.clone().unwrap_or_else(|| format!("https://{bound}"));
+    let source = match (&h.cert, &h.key) {
+        (Some(cert), Some(key)) => api::tls::CertSource::Files { cert, key },
+        _ => {
+            let host = url::Url::parse(&public_url).ok().and_then(|u| u.host_str().map(str::to_string));
+            let names = host.into_iter().chain([bound.ip().to_string()]).collect();
+            api::tls::CertSource::SelfSigned { dir: &data_dir.join("tls"), names }
+        }
+    };
+    let acceptor = api::tls::acceptor(source).map_err(|e| AppError::Refused(format!("HTTPS listener: {e}")))?;
+    Ok(Https { listener, acceptor, public_url })
 }
 
 async fn sweep_retention(store: VideoStore, every: Duration) {

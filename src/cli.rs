@@ -46,6 +46,10 @@ pub struct ServeArgs {
     /// Address of the RTSP server [default: 127.0.0.1:8554]
     #[arg(long, env = "KINESCOPE_RTSP")]
     pub rtsp: Option<SocketAddr>,
+    /// Address of the HTTPS listener (the same APIs, TLS; the signalling WebSocket is
+    /// `wss://` there) [default: none]
+    #[arg(long, env = "KINESCOPE_HTTPS")]
+    pub https: Option<SocketAddr>,
     /// Region in ARNs [default: us-east-1]
     #[arg(long, env = "KINESCOPE_REGION")]
     pub region: Option<String>,
@@ -94,6 +98,7 @@ impl ServeArgs {
                 data_dir: self.data_dir,
                 http: self.http,
                 rtsp: self.rtsp,
+                https: self.https,
                 region: self.region,
                 account_id: self.account_id,
                 public_url: self.public_url,

@@ -58,6 +58,16 @@ pub struct ConfigFile {
     pub data_dir: Option<PathBuf>,
     pub http: Option<SocketAddr>,
     pub rtsp: Option<SocketAddr>,
+    /// The HTTPS listener (off unless set).
+    pub https: Option<SocketAddr>,
+    /// PEM certificate chain and private key of the HTTPS listener; without them a
+    /// self-signed certificate is made once in `data/tls/`.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// URL clients reach the HTTPS listener at [default: https://<https>].
+    pub public_https_url: Option<String>,
+    #[serde(default)]
+    pub webrtc: WebRtcFile,
     pub region: Option<String>,
     pub account_id: Option<String>,
     pub public_url: Option<String>,
@@ -77,6 +87,29 @@ pub struct ConfigFile {
     /// `[sources.STREAM]`: IP cameras to pull (url, transport, username, password).
     #[serde(default)]
     pub sources: std::collections::BTreeMap<String, crate::ingest::rtsp_pull::SourceConfig>,
+}
+
+/// `[webrtc]`: what GetIceServerConfig hands out.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebRtcFile {
+    /// TURN server URIs (`turn:host:3478?transport=udp`, `turns:…`).
+    #[serde(default)]
+    pub turn_uris: Vec<String>,
+    /// The secret the TURN server checks credentials with (coturn's
+    /// `static-auth-secret` with `use-auth-secret`).
+    pub turn_secret: Option<String>,
+    /// Lifetime of the credentials, 30–86400 s [default: 3600].
+    pub turn_ttl_secs: Option<u32>,
+}
+
+/// The HTTPS listener's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpsConfig {
+    pub addr: SocketAddr,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub public_url: Option<String>,
 }
 
 /// `[data_streams]`: the Kinesis Data Streams engine's options.
@@ -104,6 +137,9 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub http: SocketAddr,
     pub rtsp: SocketAddr,
+    pub https: Option<HttpsConfig>,
+    /// TURN servers GetIceServerConfig hands out, when set.
+    pub turn: Option<crate::signaling::TurnServers>,
     pub region: String,
     pub account_id: String,
     /// `None`: derived from the bound HTTP address.
@@ -129,6 +165,7 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub http: Option<SocketAddr>,
     pub rtsp: Option<SocketAddr>,
+    pub https: Option<SocketAddr>,
     pub region: Option<String>,
     pub account_id: Option<String>,
     pub public_url: Option<String>,
@@ -197,7 +234,29 @@ impl ServerConfig {
             shard_limit: file.data_streams.shard_limit.unwrap_or(ds.shard_limit),
             ..ds
         };
+        let https = o.https.or(file.https).map(|addr| HttpsConfig {
+            addr,
+            cert: file.tls_cert.clone(),
+            key: file.tls_key.clone(),
+            public_url: file.public_https_url.clone(),
+        });
+        if https.as_ref().is_some_and(|h| h.cert.is_some() != h.key.is_some()) {
+            return Err(ConfigError::Invalid("tls_cert and tls_key go together: set both or neither".into()));
+        }
+        let turn = match (&file.webrtc.turn_uris[..], &file.webrtc.turn_secret) {
+            ([], _) => None,
+            (_, None) => return Err(ConfigError::Invalid("[webrtc] turn_uris needs turn_secret".into())),
+            (uris, Some(secret)) => {
+                let ttl_secs = file.webrtc.turn_ttl_secs.unwrap_or(3600);
+                if !(30..=86_400).contains(&ttl_secs) {
+                    return Err(ConfigError::Invalid("[webrtc] turn_ttl_secs must be between 30 and 86400".into()));
+                }
+                Some(crate::signaling::TurnServers { uris: uris.to_vec(), secret: secret.clone(), ttl_secs })
+            }
+        };
         Ok(ServerConfig {
+            https,
+            turn,
             data_streams,
             rtsp_create_streams: o.rtsp_create_streams || file.rtsp_create_streams.unwrap_or(false),
             sources: file.sources,

@@ -34,6 +34,20 @@ pub struct RefusalLabels {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SignalingLabels {
+    /// `MASTER` or `VIEWER`.
+    pub role: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SignalingMessageLabels {
+    /// `SDP_OFFER`, `SDP_ANSWER`, `ICE_CANDIDATE`, or `invalid` for a refused frame.
+    pub action: &'static str,
+    /// `delivered`, `held` (for an absent master) or `refused`.
+    pub outcome: &'static str,
+}
+
 /// Every metric of the process.
 pub struct Metrics {
     registry: Registry,
@@ -48,6 +62,8 @@ pub struct Metrics {
     pub rtsp_packets: Counter,
     pub rtsp_packets_lost: Counter,
     pub rtsp_units_dropped: Counter,
+    signaling_clients: Family<SignalingLabels, prometheus_client::metrics::gauge::Gauge>,
+    signaling_messages: Family<SignalingMessageLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -66,6 +82,8 @@ impl Default for Metrics {
             rtsp_packets: Counter::default(),
             rtsp_packets_lost: Counter::default(),
             rtsp_units_dropped: Counter::default(),
+            signaling_clients: Family::default(),
+            signaling_messages: Family::default(),
             registry: Registry::default(),
         };
         registry.register("requests", "API requests by operation and HTTP status", requests);
@@ -98,6 +116,16 @@ impl Default for Metrics {
             "Access units dropped: a packet of theirs lost or malformed, or before parameters were known",
             m.rtsp_units_dropped.clone(),
         );
+        registry.register(
+            "signaling_clients",
+            "WebSocket signalling clients connected, by role",
+            m.signaling_clients.clone(),
+        );
+        registry.register(
+            "signaling_messages",
+            "Signalling messages by action and outcome",
+            m.signaling_messages.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -106,6 +134,15 @@ impl Metrics {
     /// Counts a request; `api` must come from the server's own operation names.
     pub fn count_request(&self, api: &str, status: u16) {
         self.requests.get_or_create(&RequestLabels { api: api.to_string(), status }).inc();
+    }
+
+    /// A signalling client connected (`+1`) or left (`-1`).
+    pub fn signaling_client(&self, role: &'static str, delta: i64) {
+        self.signaling_clients.get_or_create(&SignalingLabels { role }).inc_by(delta);
+    }
+
+    pub fn count_signaling_message(&self, action: &'static str, outcome: &'static str) {
+        self.signaling_messages.get_or_create(&SignalingMessageLabels { action, outcome }).inc();
     }
 
     /// Counts a connection or request refused by a limit.

@@ -1,5 +1,6 @@
-//! The watch page at `/`, embedded in the binary: the page itself from `web/src/`, the
-//! players (hls.js, dash.js) from `web/dist/vendor/` as `build.rs` found them.
+//! The pages, embedded in the binary: the watch page at `/` and the two-party WebRTC
+//! page at `/webrtc` from `web/src/`; the players (hls.js, dash.js), the KVS WebRTC SDK
+//! and the AWS SDK bundle from `web/dist/vendor/` as `build.rs` found them.
 
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -11,6 +12,10 @@ const APP_JS: &str = include_str!("../web/src/app.js");
 const STYLE_CSS: &str = include_str!("../web/src/style.css");
 const HLS_JS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hls.min.js"));
 const DASH_JS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/dash.all.min.js"));
+const WEBRTC_HTML: &str = include_str!("../web/src/webrtc.html");
+const WEBRTC_JS: &str = include_str!("../web/src/webrtc.js");
+const KVS_WEBRTC_JS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kvs-webrtc.min.js"));
+const AWS_KVS_JS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/aws-kvs.js"));
 
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
@@ -24,6 +29,16 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             "/web/vendor/dash.all.min.js",
             get(|| asset("text/javascript; charset=utf-8", "public, max-age=86400", DASH_JS)),
+        )
+        .route("/webrtc", get(|| asset("text/html; charset=utf-8", "no-cache", WEBRTC_HTML.as_bytes())))
+        .route("/web/webrtc.js", get(|| asset("text/javascript; charset=utf-8", "no-cache", WEBRTC_JS.as_bytes())))
+        .route(
+            "/web/vendor/kvs-webrtc.min.js",
+            get(|| asset("text/javascript; charset=utf-8", "public, max-age=86400", KVS_WEBRTC_JS)),
+        )
+        .route(
+            "/web/vendor/aws-kvs.js",
+            get(|| asset("text/javascript; charset=utf-8", "public, max-age=86400", AWS_KVS_JS)),
         )
 }
 

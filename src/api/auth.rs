@@ -35,21 +35,32 @@ pub struct AuthState {
 /// Requests whose body is a stream, verified on their headers alone.
 const STREAMING_PATHS: [&str; 1] = ["/putMedia"];
 
-/// The access key and region a request claims in its `Authorization` header (verified
-/// below when keys are configured; taken as given in anonymous mode).
-fn claimed(headers: &axum::http::HeaderMap) -> (Option<String>, Option<String>) {
+/// The access key and region a request claims in its `Authorization` header, or in a
+/// presigned URL's query (verified below when keys are configured; taken as given in
+/// anonymous mode).
+fn claimed(headers: &axum::http::HeaderMap, query: Option<&str>) -> (Option<String>, Option<String>) {
     let auth =
         headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| sigv4::parse_authorization(v).ok());
     match auth {
         Some(a) => (Some(a.access_key_id), Some(a.region)),
-        None => (None, None),
+        None => match query.and_then(sigv4::presigned_credential) {
+            Some((key, region)) => (Some(key), Some(region)),
+            None => (None, None),
+        },
     }
+}
+
+/// A presigned request: no `Authorization` header, the signature in the query (the
+/// signalling WebSocket URL the KVS WebRTC SDKs sign).
+fn is_presigned(parts: &axum::http::request::Parts) -> bool {
+    !parts.headers.contains_key("authorization")
+        && parts.uri.query().is_some_and(|q| q.split('&').any(|p| p.starts_with("X-Amz-Signature=")))
 }
 
 /// Verifies the request (with keys configured) and puts its [`Caller`] in its
 /// extensions: the account of its access key, the region of its credential scope.
 pub async fn authenticate(State(state): State<AuthState>, mut req: Request, next: Next) -> Response {
-    let (key, region) = claimed(req.headers());
+    let (key, region) = claimed(req.headers(), req.uri().query());
     let caller = state.credentials.caller(key.as_deref(), region.as_deref());
     let protocol = Protocol::of_request(req.headers());
     let request_id = req.extensions().get::<RequestId>().cloned();
@@ -171,6 +182,24 @@ async fn verify(state: &AuthState, req: Request) -> Result<Request, (ApiError, O
         }
     }
     let now = state.clock.now_us() / 1_000_000;
+    if is_presigned(&parts) {
+        // Signed with the empty body's hash; the body is not read (the WebSocket's GET).
+        let empty = sigv4::sha256_hex(b"");
+        let req_parts = RequestParts {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or(""),
+            headers: &headers,
+            payload_hash: &empty,
+        };
+        return match sigv4::verify_presigned(&req_parts, now, &["kinesisvideo"], |id| state.credentials.secret(id)) {
+            Ok(key) => {
+                tracing::trace!(access_key = %key, "presigned URL verified");
+                Ok(Request::from_parts(parts, body))
+            }
+            Err(e) => Err((e.into(), None)),
+        };
+    }
     let services = signing_services(&parts.headers);
     let pre = match sigv4::preverify(&headers, now, services, |id| state.credentials.secret(id)) {
         Ok(pre) => pre,

@@ -80,6 +80,12 @@ impl Harness {
             cors_allow_origin: HeaderValue::from_static("*"),
             sources,
             signaling: crate::signaling::SignalingEngine::open(dir, clock.clone()).expect("signalling channels open"),
+            webrtc: super::kvs::signaling::SignalingSettings::new(
+                PUBLIC_URL,
+                None,
+                None,
+                crate::signaling::hub::Hub::new(clock.clone(), Default::default()),
+            ),
             pages: pages.clone(),
             scope: scope.clone(),
         };

@@ -29,6 +29,7 @@ pub mod sqs;
 pub mod sts;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 
 use std::sync::Arc;
 

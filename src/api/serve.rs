@@ -68,14 +68,17 @@ fn busy_response() -> Vec<u8> {
 }
 
 /// Serves `app` on `listener` until `stop` turns true; connections in progress then
-/// finish their current request.
+/// finish their current request. With `tls`, every connection is TLS first (the
+/// handshake must finish within `header_timeout`).
 pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
     limits: HttpLimits,
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
+    let listener_name = if tls.is_some() { "https" } else { "http" };
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     loop {
         let stopping = stop.clone();
@@ -93,32 +96,56 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            metrics.count_refusal("http", "connections");
-            tokio::spawn(refuse_busy(stream));
+            metrics.count_refusal(listener_name, "connections");
+            if tls.is_none() {
+                tokio::spawn(refuse_busy(stream));
+            }
             continue;
         };
-        let (app, metrics, stopping) = (app.clone(), metrics.clone(), stop.clone());
+        let (app, metrics, stopping, tls) = (app.clone(), metrics.clone(), stop.clone(), tls.clone());
         tokio::spawn(async move {
-            let io = TokioIo::new(TimedIo::new(stream, limits.write_timeout, metrics.clone()));
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).max_buf_size(64 * 1024);
-            let conn = builder.serve_connection(io, TowerToHyperService::new(app));
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                () = stopped(stopping) => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.as_mut().await
-                }
-            };
-            if let Err(e) = result {
-                if e.is_timeout() {
-                    metrics.count_refusal("http", "header_timeout");
-                }
-                tracing::debug!(%peer, error = %e, "connection ended");
+            let io = TimedIo::new(stream, limits.write_timeout, metrics.clone());
+            match tls {
+                None => serve_connection(io, app, limits, &metrics, stopping, peer).await,
+                Some(acceptor) => match tokio::time::timeout(limits.header_timeout, acceptor.accept(io)).await {
+                    Ok(Ok(tls_io)) => serve_connection(tls_io, app, limits, &metrics, stopping, peer).await,
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => metrics.count_refusal("https", "handshake_timeout"),
+                },
             }
             drop(slot);
         });
+    }
+}
+
+/// One connection, HTTP/1.1 with upgrades (the signalling WebSocket), until it ends or
+/// the server stops.
+async fn serve_connection<I>(
+    io: I,
+    app: axum::Router,
+    limits: HttpLimits,
+    metrics: &Metrics,
+    stopping: watch::Receiver<bool>,
+    peer: std::net::SocketAddr,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).max_buf_size(64 * 1024);
+    let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(app)).with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = stopped(stopping) => {
+            conn.as_mut().graceful_shutdown();
+            conn.as_mut().await
+        }
+    };
+    if let Err(e) = result {
+        if e.is_timeout() {
+            metrics.count_refusal("http", "header_timeout");
+        }
+        tracing::debug!(%peer, error = %e, "connection ended");
     }
 }
 

@@ -60,6 +60,24 @@ pub enum Outbound {
     Replaced,
 }
 
+/// What became of a routed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routed {
+    /// In the recipient's outbox.
+    Delivered,
+    /// Held for a master that is not connected.
+    Held,
+}
+
+impl Routed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Routed::Delivered => "delivered",
+            Routed::Held => "held",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum HubError {
     #[error("the channel already has {0} viewers connected, the most it may have")]
@@ -199,7 +217,7 @@ impl Hub {
 
     /// Routes a message from `from`: a master's to the viewer it names, a viewer's to
     /// the master (held for `ttl_s` while none is connected).
-    pub fn send(&self, from: &Membership, msg: ClientMessage, ttl_s: u32) -> Result<(), Refusal> {
+    pub fn send(&self, from: &Membership, msg: ClientMessage, ttl_s: u32) -> Result<Routed, Refusal> {
         let cid = msg.correlation_id.clone();
         let mut rooms = self.rooms();
         let room = rooms.entry(from.channel_arn.clone()).or_default();
@@ -212,19 +230,21 @@ impl Hub {
                     return Err(Refusal::invalid(cid, format!("the viewer '{recipient}' is not connected")));
                 };
                 let text = render_delivery("", msg.action, &msg.message_payload);
-                viewer.tx.try_send(Outbound::Text(text)).map_err(|_| slow(cid))
+                viewer.tx.try_send(Outbound::Text(text)).map(|()| Routed::Delivered).map_err(|_| slow(cid))
             }
             Role::Viewer => {
                 let text = render_delivery(&from.client_id, msg.action, &msg.message_payload);
                 match &room.master {
-                    Some(master) => master.tx.try_send(Outbound::Text(text)).map_err(|_| slow(cid)),
+                    Some(master) => {
+                        master.tx.try_send(Outbound::Text(text)).map(|()| Routed::Delivered).map_err(|_| slow(cid))
+                    }
                     None => {
                         if room.pending.len() >= self.inner.limits.max_pending {
                             room.pending.pop_front();
                         }
                         let expires_ms = self.inner.clock.now_ms() + i64::from(ttl_s) * 1000;
                         room.pending.push_back(Pending { expires_ms, text });
-                        Ok(())
+                        Ok(Routed::Held)
                     }
                 }
             }

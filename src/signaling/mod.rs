@@ -46,6 +46,16 @@ fn storage(e: impl std::error::Error + Send + Sync + 'static) -> SignalingError 
     SignalingError::Storage(StorageFailure::caused(STORE, e))
 }
 
+/// The TURN servers GetIceServerConfig hands out, with time-limited credentials made
+/// from the secret they share with this server (`wire::turn_rest`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnServers {
+    pub uris: Vec<String>,
+    pub secret: String,
+    /// Credential lifetime, 30–86400 s.
+    pub ttl_secs: u32,
+}
+
 /// What CreateSignalingChannel asks for.
 pub struct NewChannel {
     pub name: String,

@@ -54,6 +54,8 @@ class Server:
                 if m:
                     self.url = f"http://{m.group(1)}"
                     self.rtsp_url = f"rtsp://{m.group(2)}"
+                    h = re.search(r" https=(https://\S+)", line)
+                    self.https_url = h.group(1) if h else None
                     ready.set()
 
         threading.Thread(target=pump, daemon=True).start()

@@ -1,11 +1,14 @@
-"""Kinesis Video signalling channels through boto3's `kinesisvideo` client and the aws CLI:
-the control plane (create, describe, list, update, delete, tags, media storage), AWS's
-errors, and durability across a restart."""
+"""Kinesis Video signalling channels: the control plane through boto3 and the aws CLI
+(create, describe, list, update, delete, tags, media storage, AWS's errors, durability
+across a restart), the signalling WebSocket through the KVS WebRTC SDK (Node) and a raw
+WebSocket client (hostile input), and two-party calls between Chromium pages with the
+KVS WebRTC SDK and the AWS SDK v3, directly and relayed through coturn."""
 
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -135,3 +138,222 @@ def test_channels_survive_a_restart_and_the_cli_sees_them(server):
                         "--channel-arn", arn, "--output", "json"], capture_output=True, text=True, env=env, timeout=60)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["ChannelInfo"]["SingleMasterConfiguration"]["MessageTtlSeconds"] == 15
+
+
+KEYS = ("AKIDSIGNALING", "signaling-secret")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def https_server(data_dir):
+    from conftest import Server, free_port
+    s = Server(data_dir, keys=KEYS, extra_args=["--https", f"127.0.0.1:{free_port()}"]).start()
+    yield s
+    s.stop()
+
+
+def node(script, *args, env_extra=None, timeout=60):
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run(["node", str(ROOT / "web" / "tests" / script), *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, cwd=ROOT / "web")
+
+
+def test_the_kvs_webrtc_sdk_signals_through_the_websocket(https_server):
+    """The SDK's SignalingClient, unmodified, as master and viewers over wss:// (the
+    server's self-signed certificate trusted through NODE_EXTRA_CA_CERTS)."""
+    kv = https_server.client("kinesisvideo")
+    arn = kv.create_signaling_channel(ChannelName="sdk")["ChannelARN"]
+    endpoints = kv.get_signaling_channel_endpoint(
+        ChannelARN=arn, SingleMasterChannelEndpointConfiguration={"Protocols": ["WSS", "HTTPS"], "Role": "MASTER"}
+    )["ResourceEndpointList"]
+    by = {e["Protocol"]: e["ResourceEndpoint"] for e in endpoints}
+    assert by["HTTPS"] == https_server.https_url
+    assert by["WSS"] == https_server.https_url.replace("https://", "wss://") + "/v1/signaling"
+    cert = https_server.data_dir / "tls" / "cert.pem"
+    p = node("signaling_sdk.mjs", arn, by["WSS"], "us-east-1", *KEYS, env_extra={"NODE_EXTRA_CA_CERTS": str(cert)})
+    assert p.returncode == 0, p.stderr + p.stdout
+    seen = json.loads(p.stdout.strip().splitlines()[-1])
+    assert seen["heldOffer"]["event"] == "sdpOffer" and seen["heldOffer"]["payload"]["type"] == "offer"
+    assert [s["event"] for s in seen["master"]] == ["sdpOffer", "iceCandidate"]
+    assert [s["event"] for s in seen["viewer"]] == ["sdpAnswer", "iceCandidate"]
+    assert seen["viewer"][0]["payload"]["type"] == "answer"
+    assert seen["master"][1]["payload"]["candidate"].startswith("candidate:1 1 udp")
+    assert seen["status"]["correlationId"] == "corr-1" and seen["status"]["statusCode"] == "400"
+    assert seen["replacedClosed"] and seen["newerGotAnswer"]
+
+
+def presigned_ws_url(server, arn, client_id=None, secret=KEYS[1], region="us-east-1"):
+    """A WebSocket URL signed as botocore presigns (SigV4 in the query)."""
+    from urllib.parse import urlencode
+    from botocore.auth import SigV4QueryAuth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    params = {"X-Amz-ChannelARN": arn}
+    if client_id:
+        params["X-Amz-ClientId"] = client_id
+    req = AWSRequest(method="GET", url=f"{server.https_url}/v1/signaling?{urlencode(params)}")
+    SigV4QueryAuth(Credentials(KEYS[0], secret), "kinesisvideo", region, expires=300).add_auth(req)
+    return req.url.replace("https://", "wss://")
+
+
+def ws_connect(server, url):
+    import ssl
+    from websockets.sync.client import connect
+    ctx = ssl.create_default_context(cafile=str(server.data_dir / "tls" / "cert.pem"))
+    return connect(url, ssl=ctx, open_timeout=10, max_size=2**20)
+
+
+def handshake_refusal(server, url):
+    from websockets.exceptions import InvalidStatus
+    with pytest.raises(InvalidStatus) as e:
+        ws_connect(server, url)
+    resp = e.value.response
+    return resp.status_code, json.loads(resp.body)
+
+
+def test_bad_signalling_input_gets_aws_errors_and_breaks_nothing(https_server):
+    kv = https_server.client("kinesisvideo")
+    arn = kv.create_signaling_channel(ChannelName="hostile")["ChannelARN"]
+    # The handshake: a wrong signature, no signature, an unknown channel, a bad client id.
+    status, body = handshake_refusal(https_server, presigned_ws_url(https_server, arn, secret="wrong"))
+    assert status == 403 and "signature" in body["message"].lower()
+    unsigned = f"{https_server.https_url.replace('https://', 'wss://')}/v1/signaling?X-Amz-ChannelARN={arn}"
+    assert handshake_refusal(https_server, unsigned)[0] == 403
+    status, body = handshake_refusal(https_server, presigned_ws_url(https_server, arn.replace("hostile", "nope")))
+    assert status == 404
+    status, body = handshake_refusal(https_server, presigned_ws_url(https_server, arn, client_id="AWS_x"))
+    assert status == 400
+
+    master = ws_connect(https_server, presigned_ws_url(https_server, arn))
+    viewer = ws_connect(https_server, presigned_ws_url(https_server, arn, client_id="v1"))
+    # A malformed message with a correlation id: a status response, the connection stays.
+    master.send(json.dumps({"action": "HELLO", "messagePayload": "e30=", "correlationId": "c1"}))
+    status = json.loads(master.recv(timeout=5))
+    assert status["messageType"] == "STATUS_RESPONSE"
+    assert status["statusResponse"]["correlationId"] == "c1" and status["statusResponse"]["statusCode"] == "400"
+    master.send("not json at all")
+    master.send(json.dumps({"action": "SDP_OFFER", "messagePayload": "A" * 11_000, "correlationId": "big"}))
+    assert json.loads(master.recv(timeout=5))["statusResponse"]["correlationId"] == "big"
+    # Still routing both ways.
+    viewer.send(json.dumps({"action": "SDP_OFFER", "messagePayload": "e30="}))
+    got = json.loads(master.recv(timeout=5))
+    assert (got["messageType"], got["senderClientId"]) == ("SDP_OFFER", "v1")
+    # A frame over the limit ends that connection only.
+    intruder = ws_connect(https_server, presigned_ws_url(https_server, arn, client_id="v2"))
+    intruder.send("x" * 200_000)
+    from websockets.exceptions import ConnectionClosed
+    with pytest.raises(ConnectionClosed) as closed:
+        intruder.recv(timeout=5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    master.send(json.dumps({"action": "SDP_ANSWER", "messagePayload": "e30=", "recipientClientId": "v1"}))
+    assert json.loads(viewer.recv(timeout=5))["messageType"] == "SDP_ANSWER"
+    # Ten viewers at most (v1 is one).
+    more = [ws_connect(https_server, presigned_ws_url(https_server, arn, client_id=f"extra-{i}")) for i in range(9)]
+    status, body = handshake_refusal(https_server, presigned_ws_url(https_server, arn, client_id="one-too-many"))
+    assert status == 400 and "10 viewers" in body["message"]
+    for c in more + [viewer, master]:
+        c.close()
+    # The control plane never noticed; /metrics counted what happened.
+    assert kv.describe_signaling_channel(ChannelARN=arn)["ChannelInfo"]["ChannelName"] == "hostile"
+    import urllib.request
+    metrics = urllib.request.urlopen(https_server.url + "/metrics", timeout=5).read().decode()
+    assert 'kinescope_signaling_messages_total{action="invalid",outcome="refused"} 3' in metrics, metrics[-2000:]
+    assert 'kinescope_signaling_messages_total{action="SDP_OFFER",outcome="delivered"} 1' in metrics
+
+
+def test_ice_servers_carry_turn_rest_credentials(data_dir):
+    """GetIceServerConfig: the configured TURN URIs with credentials coturn's
+    use-auth-secret accepts (username EXPIRY:NAME, password base64 HMAC-SHA1)."""
+    import base64
+    import hashlib
+    import hmac
+    import time
+    from conftest import Server
+    config = data_dir / "kinescope.toml"
+    config.write_text('[webrtc]\nturn_uris = ["turn:127.0.0.1:3478?transport=udp"]\nturn_secret = "s3cret"\nturn_ttl_secs = 600\n')
+    s = Server(data_dir, keys=KEYS, extra_args=["--config", str(config)]).start()
+    try:
+        kv = s.client("kinesisvideo")
+        arn = kv.create_signaling_channel(ChannelName="turn")["ChannelARN"]
+        https = kv.get_signaling_channel_endpoint(
+            ChannelARN=arn, SingleMasterChannelEndpointConfiguration={"Protocols": ["HTTPS"], "Role": "VIEWER"}
+        )["ResourceEndpointList"][0]["ResourceEndpoint"]
+        signaling = s.client("kinesis-video-signaling")
+        signaling = __import__("boto3").client(
+            "kinesis-video-signaling", endpoint_url=https, region_name="us-east-1",
+            aws_access_key_id=KEYS[0], aws_secret_access_key=KEYS[1])
+        ice = signaling.get_ice_server_config(ChannelARN=arn, ClientId="viewer-7")["IceServerList"]
+        assert len(ice) == 1 and ice[0]["Uris"] == ["turn:127.0.0.1:3478?transport=udp"] and ice[0]["Ttl"] == 600
+        expiry, name = ice[0]["Username"].split(":", 1)
+        assert name == "viewer-7" and abs(int(expiry) - (time.time() + 600)) < 30
+        expected = base64.b64encode(hmac.new(b"s3cret", ice[0]["Username"].encode(), hashlib.sha1).digest()).decode()
+        assert ice[0]["Password"] == expected
+        with pytest.raises(ClientError) as e:
+            signaling.get_ice_server_config(ChannelARN=arn.replace("turn", "none"))
+        assert error_code(e) == ("ResourceNotFoundException", 404)
+        with pytest.raises(ClientError) as e:
+            kv.get_signaling_channel_endpoint(
+                ChannelARN=arn, SingleMasterChannelEndpointConfiguration={"Protocols": ["WEBRTC"], "Role": "MASTER"})
+        assert error_code(e) == ("InvalidArgumentException", 400)
+    finally:
+        s.stop()
+
+
+def webrtc_call(server, channel, ice="all", timeout=40):
+    p = node("webrtc_call.mjs", "--origin", server.https_url, "--channel", channel, "--key", KEYS[0],
+             "--secret", KEYS[1], "--ice", ice, "--timeout", str(timeout), timeout=timeout + 60)
+    report = json.loads(p.stdout.strip().splitlines()[-1]) if p.stdout.strip() else {"stderr": p.stderr}
+    assert p.returncode == 0 and report.get("ok"), json.dumps(report, indent=1)[:4000]
+    return report
+
+
+def test_two_browsers_call_through_a_channel(https_server):
+    """Chromium as master (fake camera) and as viewer, with the KVS WebRTC SDK and the AWS
+    SDK v3 for JavaScript unmodified: the viewer connects and plays the master's video."""
+    report = webrtc_call(https_server, "browser-call")
+    assert report["viewer"]["width"] > 0 and report["master"]["connection"] == "connected"
+    assert report["pair"]["local"] == "host"
+
+
+def test_two_browsers_call_through_coturn_relay_only(data_dir):
+    """The same call with iceTransportPolicy 'relay': every byte through Debian's coturn on
+    loopback, with the time-limited credentials GetIceServerConfig handed out."""
+    import shutil
+    import socket
+    from conftest import Server, free_port
+    turnserver = shutil.which("turnserver")
+    assert turnserver, "run scripts/setup test first (coturn)"
+    turn_port = free_port()
+    relay_low = 49152 + (turn_port % 1000) * 10
+    turn = subprocess.Popen(
+        [turnserver, "-n", "--no-cli", "--no-tls", "--no-dtls", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1",
+         f"--listening-port={turn_port}", f"--min-port={relay_low}", f"--max-port={relay_low + 9}",
+         "--use-auth-secret", "--static-auth-secret=relay-secret", "--realm=kinescope", "--allow-loopback-peers",
+         "--fingerprint", "--log-file=stdout", "--simple-log"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    config = data_dir / "kinescope.toml"
+    config.write_text(f'[webrtc]\nturn_uris = ["turn:127.0.0.1:{turn_port}?transport=udp"]\n'
+                      'turn_secret = "relay-secret"\nturn_ttl_secs = 600\n')
+    s = Server(data_dir, keys=KEYS, extra_args=["--config", str(config), "--https", f"127.0.0.1:{free_port()}"])
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                try:
+                    probe.settimeout(0.5)
+                    # A STUN binding request: coturn answers once it listens.
+                    probe.sendto(bytes.fromhex("000100002112a442") + b"\x00" * 12, ("127.0.0.1", turn_port))
+                    probe.recv(100)
+                    break
+                except OSError:
+                    time.sleep(0.2)
+        s.start()
+        report = webrtc_call(s, "relay-call", ice="relay")
+        assert report["pair"]["local"] == "relay", report["pair"]
+    finally:
+        s.stop()
+        turn.terminate()
+        try:
+            turn.wait(5)
+        except subprocess.TimeoutExpired:
+            turn.kill()

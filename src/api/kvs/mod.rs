@@ -4,6 +4,8 @@
 //! - [`streams`]: the control plane (`kinesisvideo`): streams, retention, tags, data
 //!   endpoints;
 //! - [`channels`]: the control plane's signalling channels and their media storage;
+//! - [`signaling`]: GetSignalingChannelEndpoint, GetIceServerConfig,
+//!   SendAlexaOfferToMaster and the signalling WebSocket;
 //! - [`media`]: PutMedia and GetMedia (`kinesis-video-media`), long-lived streams;
 //! - [`archived`]: ListFragments, GetMediaForFragmentList;
 //! - [`playback`]: GetHLS/DASHStreamingSessionURL and GetClip;
@@ -17,6 +19,7 @@ pub mod media;
 pub mod native;
 pub mod playback;
 pub mod playback_http;
+pub mod signaling;
 pub mod streams;
 
 use std::sync::Arc;
@@ -50,6 +53,8 @@ pub struct KvsState {
     pub sources: SourceManager,
     /// WebRTC signalling channels.
     pub signaling: crate::signaling::SignalingEngine,
+    /// Signalling endpoints, TURN servers and the connected clients.
+    pub webrtc: signaling::SignalingSettings,
     pub pages: PageTokens,
     /// The caller's account and region (see [`ForCaller`]); the server's default scope
     /// until narrowed to a request.
@@ -67,6 +72,7 @@ pub fn routes() -> Router<KvsState> {
     Router::new()
         .merge(streams::routes())
         .merge(channels::routes())
+        .merge(signaling::routes())
         .merge(media::routes())
         .merge(archived::routes())
         .merge(playback::routes())
