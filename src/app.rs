@@ -84,6 +84,8 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         TcpListener::bind(config.http).await.map_err(|source| AppError::Bind { addr: config.http, source })?;
     let bound = listener.local_addr()?;
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let signaling_hub = crate::signaling::hub::Hub::new(clock.clone(), Default::default());
     let https = match &config.https {
         Some(h) => Some(bind_https(h, &config.data_dir).await?),
         None => None,
@@ -128,7 +130,8 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
             &public_url,
             https.as_ref().map(|h| h.public_url.as_str()),
             config.turn.clone(),
-            crate::signaling::hub::Hub::new(clock.clone(), Default::default()),
+            signaling_hub.clone(),
+            stop_rx.clone(),
         ),
         pages: pages.clone(),
         scope: default_scope.clone(),
@@ -159,7 +162,6 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
     let sweeper = tokio::spawn(sweep_retention(store.clone(), Duration::from_secs(config.retention_sweep_secs)));
     let queue_sweeper = tokio::spawn(sweep_queues(queues.clone()));
     let data_stream_sweeper = tokio::spawn(sweep_data_streams(data_streams.clone()));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let rtsp_listener =
         TcpListener::bind(config.rtsp).await.map_err(|source| AppError::Bind { addr: config.rtsp, source })?;
     let rtsp_bound = rtsp_listener.local_addr()?;
@@ -199,6 +201,12 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
+    // Signalling clients are told GO_AWAY (so they reconnect elsewhere or later) before
+    // the process goes; give their sockets a moment to carry it.
+    let go_away_deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while signaling_hub.connections() > 0 && tokio::time::Instant::now() < go_away_deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Long-lived streams (GetMedia followers) would hold graceful shutdown forever.
     if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
         tracing::info!("streams still open after {SHUTDOWN_GRACE:?}; closing them");

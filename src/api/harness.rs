@@ -85,6 +85,7 @@ impl Harness {
                 None,
                 None,
                 crate::signaling::hub::Hub::new(clock.clone(), Default::default()),
+                tokio::sync::watch::channel(false).1,
             ),
             pages: pages.clone(),
             scope: scope.clone(),

@@ -73,6 +73,10 @@ struct Inner {
     db: sled::Db,
     channels: sled::Tree,
     clock: SharedClock,
+    /// Channel ARN → MessageTtlSeconds, for the signalling hot path (every message
+    /// routed needs the channel's current TTL). Filled on first use, replaced by every
+    /// change made through this engine, removed on delete.
+    ttl_cache: std::sync::RwLock<std::collections::HashMap<String, u32>>,
 }
 
 impl SignalingEngine {
@@ -83,7 +87,7 @@ impl SignalingEngine {
         crate::sled_open::check_format(&db, "channels", channel::CHANNELS_FORMAT, STORE).map_err(format)?;
         crate::sled_open::record_format(&db, "channels", channel::CHANNELS_FORMAT, STORE).map_err(format)?;
         let channels = db.open_tree("channels").map_err(storage)?;
-        Ok(SignalingEngine { inner: Arc::new(Inner { db, channels, clock }) })
+        Ok(SignalingEngine { inner: Arc::new(Inner { db, channels, clock, ttl_cache: Default::default() }) })
     }
 
     async fn flush(&self) -> Result<(), SignalingError> {
@@ -191,6 +195,24 @@ impl SignalingEngine {
         Ok(record)
     }
 
+    /// The current MessageTtlSeconds of a channel (cached; `None` if it is gone).
+    pub fn message_ttl(&self, scope: &Scope, arn: &str) -> Option<u32> {
+        if let Some(ttl) = self.ttl_cache().get(arn) {
+            return Some(*ttl);
+        }
+        let ttl = self.resolve(scope, None, Some(arn)).ok()?.message_ttl_s;
+        self.ttl_cache_mut().insert(arn.to_string(), ttl);
+        Some(ttl)
+    }
+
+    fn ttl_cache(&self) -> std::sync::RwLockReadGuard<'_, std::collections::HashMap<String, u32>> {
+        self.inner.ttl_cache.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn ttl_cache_mut(&self) -> std::sync::RwLockWriteGuard<'_, std::collections::HashMap<String, u32>> {
+        self.inner.ttl_cache.write().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The channels of `scope` in name order, names starting with `prefix`, after
     /// `after` (a name), at most `limit`.
     pub fn list(
@@ -247,6 +269,7 @@ impl SignalingEngine {
                 .compare_and_swap(key.as_bytes(), Some(Self::encode(&old)?), Some(Self::encode(&new)?))
                 .map_err(storage)?;
             if swapped.is_ok() {
+                self.ttl_cache_mut().insert(new.arn.clone(), new.message_ttl_s);
                 self.flush().await?;
                 return Ok(new);
             }
@@ -299,6 +322,7 @@ impl SignalingEngine {
                 .compare_and_swap(key.as_bytes(), Some(Self::encode(&old)?), None::<&[u8]>)
                 .map_err(storage)?;
             if removed.is_ok() {
+                self.ttl_cache_mut().remove(&old.arn);
                 self.flush().await?;
                 return Ok(old);
             }
@@ -374,8 +398,10 @@ mod tests {
             e.create(&elsewhere, new("door")).await.expect("another region, another channel");
             assert!(matches!(e.resolve(&elsewhere, None, Some(&c.arn)), Err(SignalingError::ChannelNotFound(_))));
             let stale = c.version.clone();
+            assert_eq!(e.message_ttl(&here, &c.arn), Some(60));
             let updated = e.update(&here, &c.arn, &c.version, Some(30)).await.unwrap();
             assert_eq!(updated.message_ttl_s, 30);
+            assert_eq!(e.message_ttl(&here, &c.arn), Some(30), "the cache follows updates");
             assert!(matches!(
                 e.update(&here, &c.arn, &stale, Some(40)).await,
                 Err(SignalingError::VersionMismatch { .. })
@@ -388,5 +414,6 @@ mod tests {
         assert_eq!(e.list(&here, "", None, 10).unwrap().len(), 1);
         e.delete(&here, &arn, Some(&c.version)).await.unwrap();
         assert!(e.list(&here, "", None, 10).unwrap().is_empty());
+        assert_eq!(e.message_ttl(&here, &arn), None);
     }
 }

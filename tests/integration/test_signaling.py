@@ -357,3 +357,13 @@ def test_two_browsers_call_through_coturn_relay_only(data_dir):
             turn.wait(5)
         except subprocess.TimeoutExpired:
             turn.kill()
+
+
+def test_clients_get_go_away_when_the_server_stops(https_server):
+    kv = https_server.client("kinesisvideo")
+    arn = kv.create_signaling_channel(ChannelName="stopping")["ChannelARN"]
+    master = ws_connect(https_server, presigned_ws_url(https_server, arn))
+    viewer = ws_connect(https_server, presigned_ws_url(https_server, arn, client_id="v1"))
+    https_server.stop()
+    for c in (master, viewer):
+        assert json.loads(c.recv(timeout=5))["messageType"] == "GO_AWAY"

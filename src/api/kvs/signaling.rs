@@ -44,12 +44,20 @@ pub struct SignalingSettings {
     pub wss_endpoint: String,
     pub turn: Option<TurnServers>,
     pub hub: Hub,
+    /// Turns true when the server stops: every connection gets `GO_AWAY` and closes.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl SignalingSettings {
     /// Endpoints derived from the server's public URLs (`https_url` when the HTTPS
     /// listener runs).
-    pub fn new(public_url: &str, https_url: Option<&str>, turn: Option<TurnServers>, hub: Hub) -> Self {
+    pub fn new(
+        public_url: &str,
+        https_url: Option<&str>,
+        turn: Option<TurnServers>,
+        hub: Hub,
+        stopping: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
         let base = https_url.unwrap_or(public_url).trim_end_matches('/');
         let ws_base = if let Some(rest) = base.strip_prefix("https://") {
             format!("wss://{rest}")
@@ -61,6 +69,7 @@ impl SignalingSettings {
             wss_endpoint: format!("{ws_base}{WEBSOCKET_PATH}"),
             turn,
             hub,
+            stopping,
         }
     }
 }
@@ -295,6 +304,7 @@ async fn session(
     let deadline = tokio::time::sleep(SESSION_LIMIT);
     tokio::pin!(deadline);
     let hub = s.webrtc.hub.clone();
+    let mut stopping = s.webrtc.stopping.clone();
     let ending = loop {
         tokio::select! {
             frame = stream.next() => match frame {
@@ -303,7 +313,7 @@ async fn session(
                     let action = parsed.as_ref().map_or("invalid", |m| m.action.as_str());
                     let result = parsed.and_then(|msg| {
                         // The TTL as the channel has it now (an update applies to later messages).
-                        let ttl = s.signaling.resolve(&s.scope, None, Some(&channel.arn)).map_or(channel.message_ttl_s, |c| c.message_ttl_s);
+                        let ttl = s.signaling.message_ttl(&s.scope, &channel.arn).unwrap_or(channel.message_ttl_s);
                         hub.send(&membership, msg, ttl)
                     });
                     s.metrics.count_signaling_message(action, result.as_ref().map_or("refused", |r| r.as_str()));
@@ -350,11 +360,23 @@ async fn session(
                 let _ = send(&mut sink, kvs_signaling::render_go_away()).await;
                 break "the 45-minute session ended";
             }
+            () = server_stopping(&mut stopping) => {
+                let _ = send(&mut sink, kvs_signaling::render_go_away()).await;
+                break "the server is stopping";
+            }
         }
     };
     let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
     s.metrics.signaling_client(membership.role.as_str(), -1);
     tracing::info!(channel = %channel.name, role = membership.role.as_str(), client = %membership.client_id, why = ending, "signalling client disconnected");
+}
+
+/// Resolves when the server starts stopping; never if nobody can stop it (tests).
+async fn server_stopping(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+    let stopped = stopping.wait_for(|stop| *stop).await.map(|_| ()).is_ok();
+    if !stopped {
+        std::future::pending::<()>().await;
+    }
 }
 
 async fn send(sink: &mut futures_util::stream::SplitSink<WebSocket, Message>, text: String) -> Result<(), ()> {
