@@ -27,9 +27,37 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Push a fragmented MP4 file (or stdin) into a stream with PutMedia.
     Put(PutArgs),
+    /// Exit 0 if a server answers `GET /health` (the container health check; no shell
+    /// or HTTP tool needed in the image).
+    Health(HealthArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct HealthArgs {
+    /// The server's HTTP address [default: http://127.0.0.1:4566]
+    #[arg(long, env = "KINESCOPE_HEALTH_URL", default_value = "http://127.0.0.1:4566")]
+    pub url: String,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 3)]
+    pub timeout_secs: u64,
+}
+
+/// `kinescope health`: `GET URL/health` must answer 200 within the timeout.
+pub async fn health(args: HealthArgs) -> Result<(), String> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(args.timeout_secs.max(1)))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let url = format!("{}/health", args.url.trim_end_matches('/'));
+    let resp = client.get(&url).send().await.map_err(|e| format!("{url}: {e}"))?;
+    if resp.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("{url}: {}", resp.status()))
+    }
 }
 
 #[derive(Args, Debug)]
@@ -50,6 +78,9 @@ pub struct ServeArgs {
     /// `wss://` there) [default: none]
     #[arg(long, env = "KINESCOPE_HTTPS")]
     pub https: Option<SocketAddr>,
+    /// URL clients reach the HTTPS listener at [default: https://<--https>]
+    #[arg(long, env = "KINESCOPE_PUBLIC_HTTPS_URL")]
+    pub public_https_url: Option<String>,
     /// Region in ARNs [default: us-east-1]
     #[arg(long, env = "KINESCOPE_REGION")]
     pub region: Option<String>,
@@ -99,6 +130,7 @@ impl ServeArgs {
                 http: self.http,
                 rtsp: self.rtsp,
                 https: self.https,
+                public_https_url: self.public_https_url,
                 region: self.region,
                 account_id: self.account_id,
                 public_url: self.public_url,

@@ -166,6 +166,7 @@ pub struct Overrides {
     pub http: Option<SocketAddr>,
     pub rtsp: Option<SocketAddr>,
     pub https: Option<SocketAddr>,
+    pub public_https_url: Option<String>,
     pub region: Option<String>,
     pub account_id: Option<String>,
     pub public_url: Option<String>,
@@ -238,7 +239,7 @@ impl ServerConfig {
             addr,
             cert: file.tls_cert.clone(),
             key: file.tls_key.clone(),
-            public_url: file.public_https_url.clone(),
+            public_url: o.public_https_url.clone().or_else(|| file.public_https_url.clone()),
         });
         if https.as_ref().is_some_and(|h| h.cert.is_some() != h.key.is_some()) {
             return Err(ConfigError::Invalid("tls_cert and tls_key go together: set both or neither".into()));

@@ -23,10 +23,11 @@ fn main() -> std::process::ExitCode {
     let result: Result<(), String> = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => {
-                let config = args.into_config().map_err(|e| e.to_string())?;
+                let config = (*args).into_config().map_err(|e| e.to_string())?;
                 kinescope::app::run(config).await.map_err(|e| e.to_string())
             }
             Command::Put(args) => kinescope::cli::put(args).await.map_err(|e| e.to_string()),
+            Command::Health(args) => kinescope::cli::health(args).await,
         }
     });
     match result {

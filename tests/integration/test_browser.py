@@ -22,12 +22,14 @@ def browser_tools():
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
 
-def play(url, name, click=None, advance=1.0, timeout=40):
+def play(url, name, click=None, advance=1.0, timeout=40, keys=None):
     """Runs the page in Chromium until playback advances; returns play.mjs's report."""
     args = ["node", str(PLAY), "--url", url, "--screenshot", str(ARTIFACTS / f"{name}.png"),
             "--advance", str(advance), "--timeout", str(timeout)]
     if click:
         args += ["--click", click]
+    if keys:
+        args += ["--keys", f"{keys[0]}:{keys[1]}"]
     p = subprocess.run(args, capture_output=True, text=True, timeout=timeout + 60, cwd=ROOT / "web")
     report = json.loads(p.stdout.strip().splitlines()[-1]) if p.stdout.strip() else {"stderr": p.stderr}
     assert p.returncode == 0 and report.get("ok"), json.dumps(report, indent=1)[:4000]
@@ -55,6 +57,16 @@ def test_the_page_lists_streams_and_plays_the_one_clicked(server):
     recorded(server, "garage")
     report = play(f"{server.url}/?player=hls&mode=ON_DEMAND&from={since}", "list-click", click="garage")
     assert report["final"]["status"] == "playing"
+
+
+def test_with_access_keys_the_page_signs_in_and_plays(signed_server):
+    """Keys configured (as any deployment past loopback has them): the page asks for one,
+    signs its requests with SigV4 in the browser, lists the streams and plays."""
+    since = recorded(signed_server, "signed-cam")
+    report = play(f"{signed_server.url}/?player=hls&mode=ON_DEMAND&from={since}", "signed-in",
+                  click="signed-cam", keys=signed_server.keys)
+    assert report["final"]["status"] == "playing"
+    assert any("signed-cam" in row for row in report["rows"])
 
 
 def test_live_plays_in_hls_and_dash_while_a_camera_pushes(server):

@@ -190,3 +190,15 @@ def test_sigterm_shuts_down_gracefully_with_a_reader_attached(data_dir):
     assert s.proc.wait(15) == 0
     assert any("stopped" in line for line in s.log)
     resp["Payload"].close()
+
+
+def test_health_command_is_the_container_health_check(server):
+    """`kinescope health`, the Docker HEALTHCHECK: exit 0 while the server answers, 1 once
+    it is gone (with what went wrong on stderr)."""
+    from conftest import BIN
+    ok = subprocess.run([BIN, "health", "--url", server.url], capture_output=True, text=True, timeout=30)
+    assert ok.returncode == 0, ok.stderr
+    server.stop()
+    down = subprocess.run([BIN, "health", "--url", server.url, "--timeout-secs", "2"], capture_output=True, text=True,
+                          timeout=30)
+    assert down.returncode == 1 and "/health" in down.stderr

@@ -145,10 +145,33 @@ def test_half_sent_headers_and_bodies_are_cut_off(limited):
     limited.client("kinesisvideo").create_stream(StreamName="still-answering")
 
 
-def test_connections_over_the_cap_get_503_and_others_are_served_after(limited):
-    held = [socket.create_connection(("127.0.0.1", limited.port)) for _ in range(8)]
-    try:
+def hold_silent_connections(server, n, within=10):
+    """`n` connections the server accepted and holds. A connection opened while an earlier
+    one (the fixture's health check, say) still held its slot is refused with 503 and
+    closed: those are replaced until `n` silent ones hold every slot."""
+    held = []
+    deadline = time.time() + within
+    while time.time() < deadline:
+        while len(held) < n:
+            held.append(socket.create_connection(("127.0.0.1", server.port)))
         time.sleep(0.3)
+        alive = []
+        for c in held:
+            c.setblocking(False)
+            try:
+                c.recv(1, socket.MSG_PEEK)
+                c.close()  # answered (503) or closed: not holding a slot
+            except BlockingIOError:
+                alive.append(c)
+        held = alive
+        if len(held) == n:
+            return held
+    raise AssertionError(f"could not hold {n} connections")
+
+
+def test_connections_over_the_cap_get_503_and_others_are_served_after(limited):
+    held = hold_silent_connections(limited, 8)
+    try:
         answer = raw(limited, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         status, rest = answer.split(b"\r\n", 1)
         assert b" 503 " in status, answer[:300]

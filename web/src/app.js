@@ -4,6 +4,11 @@
 // Query parameters pre-fill and start playback: ?stream=NAME&player=hls|dash
 // &mode=LIVE|ON_DEMAND&from=ISO-8601&autoplay=1. `window.kinescope` exposes the
 // player's state for scripts and tests.
+//
+// With access keys configured on the server, sign in with one: the page then signs its
+// API requests with SigV4 in the browser (the AWS SDK's own signer, @smithy/signature-v4,
+// bundled as window.AwsKvs). The key stays in this tab's sessionStorage and goes nowhere
+// but into signatures; no cookie, so no CSRF to defend against.
 'use strict';
 
 const $ = (sel) => document.querySelector(sel);
@@ -20,12 +25,45 @@ function setStatus(status, text) {
   $('#status').dataset.status = status;
 }
 
-async function api(path, body) {
-  const resp = await fetch(path, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body || {}),
+const KEYS = 'kinescope.keys';
+
+function keys() {
+  try {
+    return JSON.parse(sessionStorage.getItem(KEYS) || 'null');
+  } catch (_) {
+    return null;
+  }
+}
+
+// fetch(), signed with SigV4 (service kinesisvideo) when signed in.
+async function call(path, method, body) {
+  const headers = { 'content-type': 'application/json' };
+  const k = keys();
+  if (!k || !window.AwsKvs) return fetch(path, { method, headers, body });
+  const url = new URL(path, location.origin);
+  const signer = new AwsKvs.SignatureV4({
+    credentials: { accessKeyId: k.accessKeyId, secretAccessKey: k.secretAccessKey },
+    region: k.region,
+    service: 'kinesisvideo',
+    sha256: AwsKvs.Sha256,
   });
+  const signed = await signer.sign({
+    method,
+    protocol: url.protocol,
+    hostname: url.hostname,
+    port: url.port ? Number(url.port) : undefined,
+    path: url.pathname,
+    query: Object.fromEntries(url.searchParams),
+    headers: { ...headers, host: url.host },
+    body,
+  });
+  const sent = { ...signed.headers };
+  delete sent.host; // the browser sets it (to the same value)
+  return fetch(path, { method, headers: sent, body });
+}
+
+async function api(path, body) {
+  const resp = await call(path, 'POST', JSON.stringify(body || {}));
   const json = await resp.json().catch(() => ({}));
   if (!resp.ok) {
     const code = json.__type || resp.status;
@@ -53,11 +91,18 @@ function sourceText(source) {
 async function loadStreams() {
   const tbody = $('#streams tbody');
   try {
-    const streams = await fetch('/v1/streams').then(async (r) => {
+    const streams = await call('/v1/streams', 'GET').then(async (r) => {
       const json = await r.json();
-      if (!r.ok) throw new Error(`${json.__type || r.status}: ${json.Message || json.message || ''}`);
+      if (!r.ok) {
+        const e = new Error(`${json.__type || r.status}: ${json.Message || json.message || ''}`);
+        e.status = r.status;
+        throw e;
+      }
       return json.Streams;
     });
+    $('#server-note').textContent = keys() ? `signed in as ${keys().accessKeyId}` : '';
+    $('#signin').hidden = true;
+    $('#signout').hidden = !keys();
     tbody.replaceChildren();
     for (const s of streams) {
       const row = document.createElement('tr');
@@ -82,10 +127,30 @@ async function loadStreams() {
     }
     $('#streams-empty').hidden = streams.length > 0;
   } catch (e) {
-    $('#server-note').textContent = `Cannot list streams (${e.message}). ` +
-      'With access keys configured, the page needs anonymous access; use the SDKs instead.';
+    if (e.status === 403 || e.status === 400) {
+      // Keys are configured on the server: ask for one.
+      $('#signin').hidden = false;
+      $('#server-note').textContent = keys() ? `Signed requests refused (${e.message}).` : 'Sign in with an access key.';
+    } else {
+      $('#server-note').textContent = `Cannot list streams (${e.message}).`;
+    }
   }
 }
+
+$('#signin').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const f = e.target;
+  sessionStorage.setItem(KEYS, JSON.stringify({
+    accessKeyId: f.key.value.trim(), secretAccessKey: f.secret.value, region: f.region.value.trim() || 'us-east-1',
+  }));
+  f.secret.value = '';
+  loadStreams();
+});
+$('#signout').addEventListener('click', () => {
+  sessionStorage.removeItem(KEYS);
+  $('#signout').hidden = true;
+  loadStreams();
+});
 
 function stop() {
   if (hls) { hls.destroy(); hls = null; }
@@ -181,5 +246,6 @@ if (params.get('from')) {
   $('#from').value = local.toISOString().slice(0, 19);
 }
 $('#from-label').hidden = $('#mode').value === 'LIVE';
-loadStreams();
-if (params.get('autoplay') && $('#stream').value) play();
+loadStreams().then(() => {
+  if (params.get('autoplay') && $('#stream').value) play();
+});

@@ -3,6 +3,7 @@
 // line with what it saw and saves a screenshot.
 //
 //   node web/tests/play.mjs --url URL --screenshot out.png [--click STREAM] [--timeout 40]
+//        [--keys KEY:SECRET]   (sign in through the page's form first)
 //
 // Exit status 0 when playback advanced, 1 otherwise. Driven by
 // tests/integration/test_browser.py.
@@ -37,6 +38,15 @@ try {
     if (r.status() >= 400) result.console.push(`${r.status()} ${r.url().replace(/SessionToken=[^&]+/, 'SessionToken=…')}`);
   });
   await page.goto(opts.url, { waitUntil: 'load' });
+  if (opts.keys) {
+    // The server has keys: sign in the way a person would, through the form.
+    const [key, secret] = opts.keys.split(':');
+    await page.locator('#signin').waitFor({ state: 'visible', timeout: 10000 });
+    await page.fill('#signin input[name=key]', key);
+    await page.fill('#signin input[name=secret]', secret);
+    await page.click('#signin button[type=submit]');
+    await page.locator('#signout').waitFor({ state: 'visible', timeout: 10000 });
+  }
   if (opts.click) {
     const row = page.locator(`#streams tbody tr[data-stream="${opts.click}"]`);
     await row.waitFor({ timeout: 10000 });
