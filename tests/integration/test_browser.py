@@ -22,7 +22,7 @@ def browser_tools():
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
 
-def play(url, name, click=None, advance=1.0, timeout=40, keys=None):
+def play(url, name, click=None, advance=1.0, timeout=40, keys=None, timeline=False):
     """Runs the page in Chromium until playback advances; returns play.mjs's report."""
     args = ["node", str(PLAY), "--url", url, "--screenshot", str(ARTIFACTS / f"{name}.png"),
             "--advance", str(advance), "--timeout", str(timeout)]
@@ -30,6 +30,8 @@ def play(url, name, click=None, advance=1.0, timeout=40, keys=None):
         args += ["--click", click]
     if keys:
         args += ["--keys", f"{keys[0]}:{keys[1]}"]
+    if timeline:
+        args += ["--timeline", "1"]
     p = subprocess.run(args, capture_output=True, text=True, timeout=timeout + 60, cwd=ROOT / "web")
     report = json.loads(p.stdout.strip().splitlines()[-1]) if p.stdout.strip() else {"stderr": p.stderr}
     assert p.returncode == 0 and report.get("ok"), json.dumps(report, indent=1)[:4000]
@@ -67,6 +69,18 @@ def test_with_access_keys_the_page_signs_in_and_plays(signed_server):
                   click="signed-cam", keys=signed_server.keys)
     assert report["final"]["status"] == "playing"
     assert any("signed-cam" in row for row in report["rows"])
+
+
+def test_the_timeline_shows_what_was_recorded_and_plays_from_a_click(server):
+    """ListFragments drawn as a bar of recorded ranges; clicking one plays from there. The
+    page starts at a time with nothing recorded (its first play fails), so only the click
+    can start playback."""
+    recorded(server, "timeline-cam")
+    empty = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    report = play(f"{server.url}/?stream=timeline-cam&player=hls&mode=ON_DEMAND&from={empty}&autoplay=1",
+                  "timeline", timeline=True)
+    assert report["timelineRanges"] >= 1
+    assert report["final"]["status"] == "playing"
 
 
 def test_live_plays_in_hls_and_dash_while_a_camera_pushes(server):

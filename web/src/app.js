@@ -152,6 +152,95 @@ $('#signout').addEventListener('click', () => {
   loadStreams();
 });
 
+// The recorded ranges of the last 24 hours, from ListFragments (SERVER_TIMESTAMP), drawn
+// as a bar; a click plays ON_DEMAND from that moment.
+const DAY_S = 24 * 3600;
+const timeline = { stream: null, from: 0, to: 0, ranges: [] };
+state.timeline = timeline;
+
+async function loadTimeline(name) {
+  const to = Date.now() / 1000;
+  const from = to - DAY_S;
+  const fragments = [];
+  let token;
+  do {
+    const page = await api('/listFragments', token ? { StreamName: name, NextToken: token } : {
+      StreamName: name,
+      MaxResults: 1000,
+      FragmentSelector: {
+        FragmentSelectorType: 'SERVER_TIMESTAMP',
+        TimestampRange: { StartTimestamp: from, EndTimestamp: to },
+      },
+    });
+    fragments.push(...(page.Fragments || []));
+    token = page.NextToken;
+  } while (token && fragments.length < 20000);
+  // Adjacent fragments (less than a second apart) make one range.
+  const spans = fragments
+    .map((f) => [f.ServerTimestamp, f.ServerTimestamp + f.FragmentLengthInMilliseconds / 1000])
+    .sort((a, b) => a[0] - b[0]);
+  const ranges = [];
+  for (const [a, b] of spans) {
+    const last = ranges[ranges.length - 1];
+    if (last && a - last[1] < 1) last[1] = Math.max(last[1], b);
+    else ranges.push([a, b]);
+  }
+  Object.assign(timeline, { stream: name, from, to, ranges, starts: spans.map(([a]) => a) });
+  drawTimeline();
+}
+
+function drawTimeline() {
+  const bar = $('#timeline');
+  bar.replaceChildren();
+  const span = timeline.to - timeline.from;
+  // Short recordings would be invisible on a day: the bar zooms to what exists.
+  const first = timeline.ranges.length ? timeline.ranges[0][0] : timeline.from;
+  const start = Math.max(timeline.from, Math.min(first - 60, timeline.to - 600));
+  timeline.shownFrom = start;
+  const width = timeline.to - start || span;
+  for (const [a, b] of timeline.ranges) {
+    const el = document.createElement('div');
+    el.className = 'range';
+    el.style.left = `${((a - start) / width) * 100}%`;
+    el.style.width = `${((b - a) / width) * 100}%`;
+    el.title = `${new Date(a * 1000).toLocaleString()} – ${new Date(b * 1000).toLocaleTimeString()}`;
+    bar.appendChild(el);
+  }
+  $('#timeline-start').textContent = new Date(start * 1000).toLocaleString();
+  $('#timeline-panel').hidden = false;
+}
+
+$('#timeline').addEventListener('click', (e) => {
+  const rect = e.currentTarget.getBoundingClientRect();
+  const at = timeline.shownFrom + ((e.clientX - rect.left) / rect.width) * (timeline.to - timeline.shownFrom);
+  // Snap into the range clicked (or the next one), to the start of the fragment there:
+  // a time selects the fragments that start after it.
+  // Past the last range (a click on its last pixel, say): the last range.
+  const range = timeline.ranges.find(([, b]) => b > at) || timeline.ranges[timeline.ranges.length - 1];
+  if (!range) return;
+  const inside = Math.max(at, range[0]);
+  const t = timeline.starts.filter((a) => a >= range[0] && a <= inside).pop() ?? range[0];
+  const local = new Date(t * 1000 - new Date().getTimezoneOffset() * 60000);
+  $('#from').value = local.toISOString().slice(0, 19);
+  $('#mode').value = 'ON_DEMAND';
+  $('#from-label').hidden = false;
+  play();
+});
+
+// The live delay the player reports (hls.js's latency, dash.js's live latency).
+setInterval(() => {
+  let latency = null;
+  if (hls && state.mode === 'LIVE' && hls.latency) latency = hls.latency;
+  if (dash && dash.isDynamic && dash.isDynamic()) latency = dash.getCurrentLiveLatency();
+  state.latency = latency;
+  $('#latency').textContent = latency ? `live delay ${latency.toFixed(1)} s` : '';
+}, 1000);
+
+$('#copy-url').addEventListener('click', () => {
+  $('#session-url').select();
+  navigator.clipboard?.writeText($('#session-url').value).catch(() => document.execCommand('copy'));
+});
+
 function stop() {
   if (hls) { hls.destroy(); hls = null; }
   if (dash) { dash.reset(); dash = null; }
@@ -166,15 +255,22 @@ function selector(mode) {
   return { FragmentSelectorType: 'SERVER_TIMESTAMP', TimestampRange: { StartTimestamp: from, EndTimestamp: end } };
 }
 
+// Each play() supersedes the ones before: a slow answer to an older one (an error
+// especially) must not overwrite what the newer one shows.
+let generation = 0;
+
 async function play(event) {
   if (event) event.preventDefault();
+  const mine = ++generation;
   stop();
   const name = $('#stream').value.trim();
   const player = $('#player').value;
   const mode = $('#mode').value;
   if (!name) return;
   state.player = player;
+  state.mode = mode;
   state.error = null;
+  if (timeline.stream !== name) loadTimeline(name).catch((e) => console.warn(`timeline: ${e.message}`));
   setStatus('loading', `Opening ${name} (${player.toUpperCase()}, ${mode})…`);
   try {
     if (player === 'hls') {
@@ -185,7 +281,9 @@ async function play(event) {
         HLSFragmentSelector: selector(mode),
         Expires: 43200,
       });
+      if (mine !== generation) return;
       state.url = url;
+      showSession(url);
       if (window.Hls && Hls.isSupported()) {
         hls = new Hls({ debug: Boolean(params.get('debug')) });
         hls.on(Hls.Events.ERROR, (_, data) => {
@@ -205,7 +303,9 @@ async function play(event) {
         DASHFragmentSelector: selector(mode),
         Expires: 43200,
       });
+      if (mine !== generation) return;
       state.url = url;
+      showSession(url);
       dash = dashjs.MediaPlayer().create();
       if (params.get('debug')) dash.updateSettings({ debug: { logLevel: dashjs.Debug.LOG_LEVEL_DEBUG } });
       dash.on(dashjs.MediaPlayer.events.ERROR, (e) => fail(`dash.js: ${JSON.stringify(e.error || e)}`));
@@ -218,8 +318,13 @@ async function play(event) {
     video.muted = true;
     await video.play().catch(() => {});
   } catch (e) {
-    fail(e.message);
+    if (mine === generation) fail(e.message);
   }
+}
+
+function showSession(url) {
+  $('#session-url').value = url;
+  $('#session').hidden = false;
 }
 
 function fail(message) {

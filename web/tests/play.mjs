@@ -4,6 +4,7 @@
 //
 //   node web/tests/play.mjs --url URL --screenshot out.png [--click STREAM] [--timeout 40]
 //        [--keys KEY:SECRET]   (sign in through the page's form first)
+//        [--timeline 1]        (click the first recorded range on the stream's timeline)
 //
 // Exit status 0 when playback advanced, 1 otherwise. Driven by
 // tests/integration/test_browser.py.
@@ -46,6 +47,13 @@ try {
     await page.fill('#signin input[name=secret]', secret);
     await page.click('#signin button[type=submit]');
     await page.locator('#signout').waitFor({ state: 'visible', timeout: 10000 });
+  }
+  if (opts.timeline) {
+    // Play first (to load the stream's timeline), then click into its first range.
+    await page.waitForFunction(() => window.kinescope.timeline.ranges.length > 0, null, { timeout: 20000 });
+    const range = page.locator('#timeline .range').first();
+    await range.click({ position: { x: 0, y: 5 } });
+    result.timelineRanges = await page.evaluate(() => window.kinescope.timeline.ranges.length);
   }
   if (opts.click) {
     const row = page.locator(`#streams tbody tr[data-stream="${opts.click}"]`);
