@@ -172,3 +172,30 @@ mod upgrade_tests {
         assert_eq!(upgrade_to_scoped_keys(&tree, &scope).unwrap(), 0, "idempotent");
     }
 }
+
+/// The values of a tree keyed `ACCOUNT/REGION/NAME` ([`Scope::key`]) whose name starts
+/// with `prefix`, in name order, after the name `after`: a listing page starts where the
+/// last one ended instead of reading every record before it.
+pub fn scoped_values_after<'a>(
+    tree: &'a sled::Tree,
+    scope: &crate::scope::Scope,
+    prefix: &str,
+    after: Option<&str>,
+) -> impl Iterator<Item = sled::Result<sled::IVec>> + 'a {
+    let prefix = scope.key(prefix).into_bytes();
+    let range = match after {
+        Some(a) => {
+            tree.range::<&[u8], _>((std::ops::Bound::Excluded(scope.key(a).as_bytes()), std::ops::Bound::Unbounded))
+        }
+        None => tree.range::<&[u8], _>(prefix.as_slice()..),
+    };
+    range
+        // Past the prefix (keys sort by it): done. Before it (`after` sorts below the
+        // prefix): skip on.
+        .skip_while({
+            let prefix = prefix.clone();
+            move |item| item.as_ref().is_ok_and(|(k, _)| k.as_ref() < prefix.as_slice())
+        })
+        .take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+        .map(|item| item.map(|(_, v)| v))
+}

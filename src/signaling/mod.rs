@@ -222,20 +222,10 @@ impl SignalingEngine {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<ChannelRecord>, SignalingError> {
-        let start = scope.key(prefix);
-        let mut out = Vec::new();
-        for item in self.inner.channels.scan_prefix(start.as_bytes()) {
-            let (_, v) = item.map_err(storage)?;
-            let record = Self::decode(&v)?;
-            if after.is_some_and(|a| record.name.as_str() <= a) {
-                continue;
-            }
-            out.push(record);
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
+        crate::sled_open::scoped_values_after(&self.inner.channels, scope, prefix, after)
+            .take(limit)
+            .map(|v| Self::decode(&v.map_err(storage)?))
+            .collect()
     }
 
     /// Every channel whose media storage records into `stream_arn`.

@@ -192,28 +192,10 @@ impl Catalog {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<StreamRecord>, StoreError> {
-        let prefix = scope.key(prefix);
-        let mut out = Vec::new();
-        let iter = match after {
-            Some(a) => self
-                .tree
-                .range::<&[u8], _>((std::ops::Bound::Excluded(scope.key(a).as_bytes()), std::ops::Bound::Unbounded)),
-            None => self.tree.range::<&[u8], _>(prefix.as_bytes()..),
-        };
-        for item in iter {
-            let (k, v) = item?;
-            if !k.starts_with(prefix.as_bytes()) {
-                if k.as_ref() > prefix.as_bytes() {
-                    break;
-                }
-                continue;
-            }
-            out.push(decode(&v)?);
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
+        crate::sled_open::scoped_values_after(&self.tree, scope, prefix, after)
+            .take(limit)
+            .map(|v| decode(&v?))
+            .collect()
     }
 
     /// Every record of every scope.

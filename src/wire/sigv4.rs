@@ -326,6 +326,17 @@ pub fn preverify(
             "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.".into(),
         ));
     }
+    let secret = scoped_secret(&auth, services, lookup)?;
+    Ok(Preverified { auth, amz_date: amz_date.to_string(), secret })
+}
+
+/// The credential scope names one of `services` and a well-formed region, and its key
+/// is known: returns the key's secret.
+fn scoped_secret(
+    auth: &Authorization,
+    services: &[&str],
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, SigV4Error> {
     if !services.contains(&auth.service.as_str()) {
         return Err(SigV4Error::WrongScope(format!(
             "Credential should be scoped to correct service: '{}'. ",
@@ -335,8 +346,18 @@ pub fn preverify(
     if !valid_region(&auth.region) {
         return Err(SigV4Error::WrongScope("Credential should be scoped to a valid region. ".into()));
     }
-    let secret = lookup(&auth.access_key_id).ok_or(SigV4Error::UnknownAccessKey)?;
-    Ok(Preverified { auth, amz_date: amz_date.to_string(), secret })
+    lookup(&auth.access_key_id).ok_or(SigV4Error::UnknownAccessKey)
+}
+
+/// Compares `auth`'s signature with the one `secret` gives `canonical`; returns the
+/// access key id.
+fn check_signature(auth: &Authorization, secret: &str, amz_date: &str, canonical: &str) -> Result<String, SigV4Error> {
+    let expected = signature(secret, &auth.date, &auth.region, &auth.service, amz_date, canonical);
+    if constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
+        Ok(auth.access_key_id.clone())
+    } else {
+        Err(SigV4Error::Mismatch)
+    }
 }
 
 /// A region as AWS writes them: lower-case letters and digits in dash-separated parts.
@@ -348,14 +369,8 @@ fn valid_region(region: &str) -> bool {
 
 /// The signature check of a request [`preverify`] passed: returns the access key id.
 pub fn verify_signature(pre: &Preverified, req: &RequestParts<'_>) -> Result<String, SigV4Error> {
-    let auth = &pre.auth;
-    let canonical = canonical_request(req, &auth.signed_headers, &[]);
-    let expected = signature(&pre.secret, &auth.date, &auth.region, &auth.service, &pre.amz_date, &canonical);
-    if constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
-        Ok(auth.access_key_id.clone())
-    } else {
-        Err(SigV4Error::Mismatch)
-    }
+    let canonical = canonical_request(req, &pre.auth.signed_headers, &[]);
+    check_signature(&pre.auth, &pre.secret, &pre.amz_date, &canonical)
 }
 
 /// [`preverify`] then [`verify_signature`], for a request whose body hash is known.
@@ -387,6 +402,14 @@ fn check_skew(amz_date: &str, request_time: i64, now: i64) -> Result<(), SigV4Er
     Ok(())
 }
 
+/// The first value of `name` in a raw query string, percent-decoded.
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|p| {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        (percent_decode(k, true) == name).then(|| percent_decode(v, true))
+    })
+}
+
 /// The longest `X-Amz-Expires` a presigned URL may ask for (7 days, as AWS allows).
 pub const MAX_PRESIGNED_EXPIRES_SECS: i64 = 7 * 24 * 3600;
 
@@ -402,12 +425,7 @@ pub fn verify_presigned(
     services: &[&str],
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<String, SigV4Error> {
-    let param = |name: &str| {
-        req.query.split('&').find_map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k, true) == name).then(|| percent_decode(v, true))
-        })
-    };
+    let param = |name: &str| query_param(req.query, name);
     let signature = param("X-Amz-Signature").ok_or(SigV4Error::Missing)?;
     let missing = |what: &str| {
         SigV4Error::Incomplete(format!(
@@ -451,32 +469,15 @@ pub fn verify_presigned(
     if !auth.signed_headers.iter().any(|h| h == "host") {
         return Err(SigV4Error::Incomplete("'host' must be a signed header of a presigned URL".into()));
     }
-    if !services.contains(&auth.service.as_str()) {
-        return Err(SigV4Error::WrongScope(format!(
-            "Credential should be scoped to correct service: '{}'. ",
-            services.first().copied().unwrap_or_default()
-        )));
-    }
-    if !valid_region(&auth.region) {
-        return Err(SigV4Error::WrongScope("Credential should be scoped to a valid region. ".into()));
-    }
-    let secret = lookup(&auth.access_key_id).ok_or(SigV4Error::UnknownAccessKey)?;
+    let secret = scoped_secret(&auth, services, lookup)?;
     let canonical = canonical_request(req, &auth.signed_headers, &["X-Amz-Signature"]);
-    let expected = self::signature(&secret, &auth.date, &auth.region, &auth.service, &amz_date, &canonical);
-    if constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
-        Ok(auth.access_key_id)
-    } else {
-        Err(SigV4Error::Mismatch)
-    }
+    check_signature(&auth, &secret, &amz_date, &canonical)
 }
 
 /// The credential a presigned URL claims (access key id, region), unverified: what
 /// anonymous mode takes as given, and what picks the caller's scope.
 pub fn presigned_credential(query: &str) -> Option<(String, String)> {
-    let credential = query.split('&').find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        (k == "X-Amz-Credential").then(|| percent_decode(v, true))
-    })?;
+    let credential = query_param(query, "X-Amz-Credential")?;
     let parts: Vec<&str> = credential.split('/').collect();
     (parts.len() == 5).then(|| (parts[0].to_string(), parts[2].to_string()))
 }
