@@ -61,6 +61,10 @@ pub fn acceptor(source: CertSource<'_>) -> Result<TlsAcceptor, TlsError> {
         .with_no_client_auth()
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // No TLS 1.3 session tickets: clients that read and write one TLS socket from two
+    // threads (Python's `websockets` sync client) lose their first request when the
+    // tickets arrive while they write; docs/known-issues.md. Resumption is all we give up.
+    config.send_tls13_tickets = 0;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

@@ -40,7 +40,7 @@ class Server:
         env = dict(os.environ)
         env.pop("KINESCOPE_ACCESS_KEY_ID", None)
         env.pop("KINESCOPE_SECRET_ACCESS_KEY", None)
-        env["KINESCOPE_LOG"] = "info,sled=warn"
+        env["KINESCOPE_LOG"] = os.environ.get("KINESCOPE_TEST_LOG", "info,sled=warn")
         if self.keys:
             env["KINESCOPE_ACCESS_KEY_ID"], env["KINESCOPE_SECRET_ACCESS_KEY"] = self.keys
         args = [BIN, "serve", "--data-dir", str(self.data_dir), "--http", f"127.0.0.1:{port}", "--rtsp", "127.0.0.1:0"]

@@ -217,8 +217,6 @@ def handshake_refusal(server, url):
     return resp.status_code, json.loads(resp.body)
 
 
-@pytest.mark.xfail(strict=False, reason="known bug, open: a WebSocket handshake on the HTTPS listener sometimes "
-                   "gets no answer (about half the runs on a quiet machine); docs/known-issues.md")
 def test_bad_signalling_input_gets_aws_errors_and_breaks_nothing(https_server):
     kv = https_server.client("kinesisvideo")
     arn = kv.create_signaling_channel(ChannelName="hostile")["ChannelARN"]
