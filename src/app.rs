@@ -93,12 +93,21 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
     let queues = QueueEngine::open(&config.data_dir, clock.clone(), &default_scope)
         .map_err(|e| AppError::Refused(format!("cannot open the queues: {e}")))?
         .with_disk_guard(disk.clone());
-    let data_stream_options = crate::data_streams::EngineOptions { disk, ..config.data_streams.clone() };
+    let data_stream_options = crate::data_streams::EngineOptions { disk: disk.clone(), ..config.data_streams.clone() };
     let data_streams = DataStreamEngine::open(&config.data_dir, clock.clone(), &default_scope, data_stream_options)
         .map_err(|e| AppError::Refused(format!("cannot open the data streams: {e}")))?;
     let signaling = crate::signaling::SignalingEngine::open(&config.data_dir, clock.clone())
         .map_err(|e| AppError::Refused(format!("cannot open the signalling channels: {e}")))?;
     let metrics = Arc::new(Metrics::default());
+    let delivery_options = crate::delivery_streams::DeliveryOptions {
+        disk: disk.clone(),
+        metrics: Some(metrics.clone()),
+        data_streams: Some(data_streams.clone()),
+        ..config.delivery_streams.clone()
+    };
+    let delivery_streams =
+        crate::delivery_streams::DeliveryStreamEngine::open(&config.data_dir, clock.clone(), delivery_options)
+            .map_err(|e| AppError::Refused(format!("cannot open the delivery streams: {e}")))?;
     let sources = crate::ingest::rtsp_pull::SourceManager::start(
         &config.data_dir,
         store.clone(),
@@ -157,7 +166,11 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
                 .into_iter()
                 .collect(),
         },
-    );
+    )
+    .with_firehose(crate::api::firehose::FirehoseState {
+        engine: delivery_streams.clone(),
+        scope: default_scope.clone(),
+    });
 
     let sweeper = tokio::spawn(sweep_retention(store.clone(), Duration::from_secs(config.retention_sweep_secs)));
     let queue_sweeper = tokio::spawn(sweep_queues(queues.clone()));
@@ -219,6 +232,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
     rtsp_task.abort();
     sources.stop_all();
     data_stream_sweeper.abort();
+    delivery_streams.shutdown().await;
     store.flush()?;
     tracing::info!("stopped");
     Ok(())

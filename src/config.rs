@@ -82,6 +82,8 @@ pub struct ConfigFile {
     pub limits: LimitsFile,
     #[serde(default)]
     pub data_streams: DataStreamsFile,
+    #[serde(default)]
+    pub delivery_streams: DeliveryStreamsFile,
     /// Create a Kinesis Video stream on its first RTSP ANNOUNCE (default false).
     pub rtsp_create_streams: Option<bool>,
     /// `[sources.STREAM]`: IP cameras to pull (url, transport, username, password).
@@ -124,6 +126,19 @@ pub struct DataStreamsFile {
     pub shard_limit: Option<u32>,
 }
 
+/// `[delivery_streams]`: the Firehose engine's options.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryStreamsFile {
+    /// Accept `http://` HTTP endpoint destinations (AWS requires https; default false).
+    pub allow_http_endpoints: Option<bool>,
+    /// Records one stream may hold for its destination before puts get
+    /// ServiceUnavailableException (default 1,000,000).
+    pub max_backlog_records: Option<usize>,
+    /// Bytes one stream may hold for its destination (default 8 GiB).
+    pub max_backlog_mib: Option<u64>,
+}
+
 impl ConfigFile {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
@@ -155,6 +170,7 @@ pub struct ServerConfig {
     /// Bytes kept free under the data directory (new data is refused below).
     pub disk_reserve_bytes: u64,
     pub data_streams: crate::data_streams::EngineOptions,
+    pub delivery_streams: crate::delivery_streams::DeliveryOptions,
     pub rtsp_create_streams: bool,
     pub sources: std::collections::BTreeMap<String, crate::ingest::rtsp_pull::SourceConfig>,
 }
@@ -255,10 +271,24 @@ impl ServerConfig {
                 Some(crate::signaling::TurnServers { uris: uris.to_vec(), secret: secret.clone(), ttl_secs })
             }
         };
+        let delivery_defaults = crate::delivery_streams::DeliveryOptions::default();
+        let delivery_streams = crate::delivery_streams::DeliveryOptions {
+            allow_http_endpoints: file.delivery_streams.allow_http_endpoints.unwrap_or(false),
+            max_backlog_records: file
+                .delivery_streams
+                .max_backlog_records
+                .unwrap_or(delivery_defaults.max_backlog_records),
+            max_backlog_bytes: file
+                .delivery_streams
+                .max_backlog_mib
+                .map_or(delivery_defaults.max_backlog_bytes, |m| m.saturating_mul(1 << 20)),
+            ..delivery_defaults
+        };
         Ok(ServerConfig {
             https,
             turn,
             data_streams,
+            delivery_streams,
             rtsp_create_streams: o.rtsp_create_streams || file.rtsp_create_streams.unwrap_or(false),
             sources: file.sources,
             data_dir: o.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./data")),

@@ -24,6 +24,7 @@ pub mod codec;
 pub mod config;
 pub mod credentials;
 pub mod data_streams;
+pub mod delivery_streams;
 pub mod disk_space;
 pub mod durable_file;
 pub mod ingest;

@@ -48,6 +48,16 @@ pub struct SignalingMessageLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    /// A delivery stream's name (streams are created by signed requests and capped per
+    /// region, so the set is bounded).
+    pub stream: String,
+    /// `incoming` (accepted), `delivered`, `failed_attempt`, `error_output` (written
+    /// under the error prefix) or `expired` (given up after the retry window).
+    pub outcome: &'static str,
+}
+
 /// Every metric of the process.
 pub struct Metrics {
     registry: Registry,
@@ -64,6 +74,8 @@ pub struct Metrics {
     pub rtsp_units_dropped: Counter,
     signaling_clients: Family<SignalingLabels, prometheus_client::metrics::gauge::Gauge>,
     signaling_messages: Family<SignalingMessageLabels, Counter>,
+    delivery_records: Family<DeliveryLabels, Counter>,
+    delivery_bytes: Family<DeliveryLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -84,6 +96,8 @@ impl Default for Metrics {
             rtsp_units_dropped: Counter::default(),
             signaling_clients: Family::default(),
             signaling_messages: Family::default(),
+            delivery_records: Family::default(),
+            delivery_bytes: Family::default(),
             registry: Registry::default(),
         };
         registry.register("requests", "API requests by operation and HTTP status", requests);
@@ -126,6 +140,16 @@ impl Default for Metrics {
             "Signalling messages by action and outcome",
             m.signaling_messages.clone(),
         );
+        registry.register(
+            "delivery_records",
+            "Delivery-stream records by stream and outcome (Firehose's IncomingRecords, DeliveryToS3.Records, ...)",
+            m.delivery_records.clone(),
+        );
+        registry.register(
+            "delivery_bytes",
+            "Delivery-stream record bytes by stream and outcome",
+            m.delivery_bytes.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -146,6 +170,13 @@ impl Metrics {
     }
 
     /// Counts a connection or request refused by a limit.
+    /// Counts delivery-stream records and their bytes.
+    pub fn count_delivery(&self, stream: &str, outcome: &'static str, records: u64, bytes: u64) {
+        let labels = DeliveryLabels { stream: stream.to_string(), outcome };
+        self.delivery_records.get_or_create(&labels).inc_by(records);
+        self.delivery_bytes.get_or_create(&labels).inc_by(bytes);
+    }
+
     pub fn count_refusal(&self, listener: &'static str, reason: &'static str) {
         self.refused.get_or_create(&RefusalLabels { listener, reason }).inc();
     }

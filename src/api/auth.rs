@@ -154,11 +154,12 @@ async fn drain(body: Body) {
 /// The services whose credential scope a request may carry: the one its route or
 /// target belongs to.
 fn signing_services(headers: &axum::http::HeaderMap) -> &'static [&'static str] {
-    const ALL: &[&str] = &["kinesisvideo", "kinesis", "sqs", "sts"];
+    const ALL: &[&str] = &["kinesisvideo", "kinesis", "sqs", "sts", "firehose"];
     if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
         return match target.split('.').next() {
             Some(super::sqs::TARGET_PREFIX) => &["sqs"],
             Some(super::kinesis::TARGET_PREFIX) => &["kinesis"],
+            Some(super::firehose::TARGET_PREFIX) => &["firehose"],
             _ => ALL,
         };
     }

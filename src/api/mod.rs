@@ -17,6 +17,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod firehose;
 pub mod harness;
 pub mod kinesis;
 pub mod kvs;
@@ -83,6 +84,15 @@ impl AppState {
         }
         let metrics = kvs.metrics.clone();
         AppState { kvs, registry: Arc::new(registry), auth, metrics, http: serve::HttpLimits::default() }
+    }
+
+    /// The state with Firehose registered too (call right after [`AppState::new`]).
+    pub fn with_firehose(mut self, firehose: firehose::FirehoseState) -> Self {
+        match Arc::get_mut(&mut self.registry) {
+            Some(registry) => registry.register(firehose::TARGET_PREFIX, Arc::new(firehose::operations(firehose))),
+            None => tracing::error!("Firehose registered after the registry was shared; it is not served"),
+        }
+        self
     }
 }
 

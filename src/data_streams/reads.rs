@@ -65,8 +65,14 @@ impl DataStreamEngine {
             StartingPosition::AtSequence(s) => parse(s)?,
             StartingPosition::AfterSequence(s) => parse(s)? + 1,
             StartingPosition::AtTimestamp(ms) => {
+                // No record at or after the time yet: start after the shard's newest
+                // indexed record, not at the stream's counter, so records being synced
+                // right now (numbered, not yet indexed) are not skipped.
                 let i = recs.entries.partition_point(|e| e.arrival_ms < *ms);
-                recs.entries.get(i).map_or(state.next_seq.max(info.start_seq), |e| e.seq)
+                recs.entries.get(i).map_or_else(
+                    || recs.entries.back().map_or(info.start_seq, |e| e.seq + 1).max(info.start_seq),
+                    |e| e.seq,
+                )
             }
         })
     }

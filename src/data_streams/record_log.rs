@@ -265,6 +265,17 @@ impl SegmentLog {
         self.segments.get(&segment).map(|s| s.file.clone())
     }
 
+    /// Deletes segment `id` unless it is the newest (appends go there); returns whether
+    /// it was deleted.
+    pub fn remove(&mut self, id: u32) -> std::io::Result<bool> {
+        if self.segments.last_key_value().is_none_or(|(newest, _)| *newest == id) || !self.segments.contains_key(&id) {
+            return Ok(false);
+        }
+        std::fs::remove_file(segment_path(&self.dir, id))?;
+        self.segments.remove(&id);
+        Ok(true)
+    }
+
     /// Deletes every segment but the newest whose records all arrived before
     /// `horizon_ms`; returns the ids dropped.
     pub fn drop_older_than(&mut self, horizon_ms: i64) -> std::io::Result<Vec<u32>> {

@@ -192,11 +192,11 @@ def closed_within(sock, seconds):
         return False
 
 
-def wait_for(predicate, timeout=20, interval=0.1):
+def wait_for(predicate, timeout=20, interval=0.1, what="condition"):
     deadline = time.time() + timeout
     while time.time() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError("condition not met in time")
+    raise AssertionError(f"{what}: not met within {timeout} s")

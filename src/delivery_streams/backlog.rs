@@ -1,0 +1,237 @@
+//! One delivery stream's accepted, not yet delivered records: the data streams'
+//! checksummed segment files (`data/delivery_streams/<uid>/`, [`SegmentLog`]), one frame
+//! per record with its serial number and arrival time, and in memory the queue of
+//! pending records in serial order.
+//!
+//! Invariants:
+//! - A record is in the queue only once its bytes are synced: [`Backlog::append`]
+//!   writes and syncs before it queues or returns, so an acknowledged record survives a
+//!   crash, and on open a torn tail is cut (never acknowledged).
+//! - Delivery is in serial order, so one number, `delivered_through`, says what is done
+//!   (kept in the metadata store after each delivery); on open, frames at or below it
+//!   are skipped and whole files of them deleted.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::data_streams::record_log::{
+    decode_frame, encode_frame, read_frames, Frame, Location, RollPolicy, SegmentLog,
+};
+
+/// A record waiting for delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pending {
+    pub serial: u64,
+    pub arrival_ms: i64,
+    pub at: Location,
+    pub data_len: u32,
+}
+
+pub struct Backlog {
+    log: SegmentLog,
+    queue: VecDeque<Pending>,
+    queued_bytes: u64,
+    next_serial: u64,
+    /// The highest serial in each segment file.
+    segment_last: BTreeMap<u32, u64>,
+}
+
+impl Backlog {
+    /// Opens the backlog in `dir`; records up to `delivered_through` are done.
+    pub fn open(dir: &Path, delivered_through: u64, roll: RollPolicy) -> std::io::Result<Self> {
+        let (mut log, frames) = SegmentLog::open(dir, roll)?;
+        let mut queue = VecDeque::new();
+        let mut queued_bytes = 0;
+        let mut next_serial = delivered_through + 1;
+        let mut segment_last: BTreeMap<u32, u64> = BTreeMap::new();
+        for f in frames {
+            next_serial = next_serial.max(f.seq + 1);
+            let last = segment_last.entry(f.at.segment).or_default();
+            *last = (*last).max(f.seq);
+            if f.seq > delivered_through {
+                let data_len = f.at.len - crate::data_streams::record_log::FRAME_HEADER as u32;
+                queued_bytes += u64::from(data_len);
+                queue.push_back(Pending { serial: f.seq, arrival_ms: f.arrival_ms, at: f.at, data_len });
+            }
+        }
+        for (&segment, &last) in segment_last.clone().iter() {
+            if last <= delivered_through && log.remove(segment)? {
+                segment_last.remove(&segment);
+            }
+        }
+        Ok(Backlog { log, queue, queued_bytes, next_serial, segment_last })
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    pub fn queued_bytes(&self) -> u64 {
+        self.queued_bytes
+    }
+
+    pub fn oldest_arrival_ms(&self) -> Option<i64> {
+        self.queue.front().map(|p| p.arrival_ms)
+    }
+
+    /// Writes `records` (arrived at `now_ms`), syncs them, then queues them; returns
+    /// their serials. On failure nothing is queued and the bytes are cut back.
+    pub fn append(&mut self, records: &[&[u8]], now_ms: i64) -> std::io::Result<Vec<u64>> {
+        let mut bytes = Vec::with_capacity(records.iter().map(|r| r.len() + 40).sum());
+        let mut spans = Vec::with_capacity(records.len());
+        for (i, data) in records.iter().enumerate() {
+            let start = bytes.len();
+            let frame =
+                Frame { shard: 0, seq: self.next_serial + i as u64, arrival_ms: now_ms, partition_key: "", data };
+            encode_frame(&mut bytes, &frame);
+            spans.push((start, bytes.len() - start, data.len()));
+        }
+        let (segment, offset) = self.log.append(&bytes, now_ms)?;
+        let synced = match self.log.file(segment) {
+            Some(f) => f.sync_data(),
+            None => Err(std::io::Error::other("the segment just written is gone")),
+        };
+        if let Err(e) = synced {
+            self.log.rollback(segment, offset);
+            return Err(e);
+        }
+        let mut serials = Vec::with_capacity(records.len());
+        for (start, len, data_len) in spans {
+            let serial = self.next_serial;
+            self.next_serial += 1;
+            let at = Location { segment, offset: offset + start as u64, len: len as u32 };
+            self.queue.push_back(Pending { serial, arrival_ms: now_ms, at, data_len: data_len as u32 });
+            self.queued_bytes += data_len as u64;
+            serials.push(serial);
+        }
+        let last = self.segment_last.entry(segment).or_default();
+        *last = (*last).max(self.next_serial - 1);
+        Ok(serials)
+    }
+
+    /// The oldest pending records, up to `max_bytes` of data (at least one record).
+    pub fn next_batch(&self, max_bytes: u64) -> Vec<Pending> {
+        let mut batch = Vec::new();
+        let mut bytes = 0u64;
+        for p in &self.queue {
+            if !batch.is_empty() && bytes + u64::from(p.data_len) > max_bytes {
+                break;
+            }
+            bytes += u64::from(p.data_len);
+            batch.push(*p);
+        }
+        batch
+    }
+
+    /// What reading `batch` needs: each segment's file and the batch's locations in it.
+    pub fn files_for(&self, batch: &[Pending]) -> std::io::Result<Vec<(Arc<std::fs::File>, Vec<Location>)>> {
+        let mut out: Vec<(u32, Arc<std::fs::File>, Vec<Location>)> = Vec::new();
+        for p in batch {
+            match out.last_mut() {
+                Some((segment, _, locations)) if *segment == p.at.segment => locations.push(p.at),
+                _ => {
+                    let file = self.log.file(p.at.segment).ok_or_else(|| {
+                        std::io::Error::other(format!("segment {} of a pending record is gone", p.at.segment))
+                    })?;
+                    out.push((p.at.segment, file, vec![p.at]));
+                }
+            }
+        }
+        Ok(out.into_iter().map(|(_, f, l)| (f, l)).collect())
+    }
+
+    /// Marks every record up to `serial` delivered and deletes the files that hold only
+    /// delivered records. The caller has recorded `serial` durably first.
+    pub fn delivered_through(&mut self, serial: u64) -> std::io::Result<()> {
+        while let Some(p) = self.queue.front() {
+            if p.serial > serial {
+                break;
+            }
+            self.queued_bytes -= u64::from(p.data_len);
+            self.queue.pop_front();
+        }
+        let done: Vec<u32> = self.segment_last.iter().filter(|(_, &last)| last <= serial).map(|(&s, _)| s).collect();
+        for segment in done {
+            if self.log.remove(segment)? {
+                self.segment_last.remove(&segment);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads the data of the records at `locations` of one file; blocking.
+pub fn read_records(file: &std::fs::File, locations: &[Location]) -> std::io::Result<Vec<Vec<u8>>> {
+    let bytes = read_frames(file, locations)?;
+    let mut out = Vec::with_capacity(locations.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        match decode_frame(&bytes[at..]) {
+            Ok(Some((frame, n))) => {
+                out.push(frame.data.to_vec());
+                at += n;
+            }
+            Ok(None) => return Err(std::io::Error::other("a pending record is cut short on disk")),
+            Err(e) => return Err(std::io::Error::other(format!("a pending record is damaged on disk: {e}"))),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(b: &Backlog, batch: &[Pending]) -> Vec<Vec<u8>> {
+        b.files_for(batch).unwrap().iter().flat_map(|(f, l)| read_records(f, l).unwrap()).collect()
+    }
+
+    #[test]
+    fn records_survive_reopening_until_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let roll = RollPolicy { max_bytes: 200, max_age_ms: 3_600_000 };
+        let mut b = Backlog::open(dir.path(), 0, roll).unwrap();
+        let serials = b.append(&[b"one", b"two"], 1_000).unwrap();
+        assert_eq!(serials, vec![1, 2]);
+        for i in 0..20u8 {
+            b.append(&[&[i; 30]], 2_000).unwrap();
+        }
+        assert_eq!(b.len(), 22);
+        let batch = b.next_batch(10);
+        assert_eq!(batch.len(), 2, "at least one record, then up to the size");
+        assert_eq!(read_all(&b, &batch), vec![b"one".to_vec(), b"two".to_vec()]);
+        let files_before = std::fs::read_dir(dir.path()).unwrap().count();
+        b.delivered_through(12).unwrap();
+        assert_eq!(b.len(), 10);
+        assert!(std::fs::read_dir(dir.path()).unwrap().count() < files_before, "delivered files are deleted");
+        drop(b);
+
+        let b = Backlog::open(dir.path(), 12, roll).unwrap();
+        assert_eq!(b.len(), 10);
+        let batch = b.next_batch(u64::MAX);
+        assert_eq!(batch[0].serial, 13);
+        assert_eq!(read_all(&b, &batch)[0], vec![10u8; 30]);
+        let mut b = b;
+        assert_eq!(b.append(&[b"next"], 3_000).unwrap(), vec![23]);
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_and_never_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = Backlog::open(dir.path(), 0, RollPolicy::default()).unwrap();
+        b.append(&[b"kept"], 1).unwrap();
+        drop(b);
+        let file = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes.extend_from_slice(&[0, 0, 0, 40, 1, 2, 3]);
+        std::fs::write(&file, bytes).unwrap();
+        let b = Backlog::open(dir.path(), 0, RollPolicy::default()).unwrap();
+        assert_eq!(b.len(), 1);
+        assert_eq!(read_all(&b, &b.next_batch(u64::MAX)), vec![b"kept".to_vec()]);
+    }
+}

@@ -1,0 +1,254 @@
+//! The delivery task of one stream: waits until the backlog holds a buffer's worth
+//! (BufferingHints size) or its oldest record has waited the buffer interval, delivers
+//! the oldest records as one batch, records the checkpoint, and repeats. A failed
+//! delivery is retried with backoff; once the batch's oldest record is older than the
+//! destination's retry window it is written under the error prefix (an HTTP endpoint's
+//! backup bucket, `http-endpoint-failed`) or given up (a bucket that stays unwritable
+//! for 24 hours), and the task moves on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::object_key::{KeyContext, KeyNaming};
+use super::settings::{BucketDestination, Destination, HttpDestination, BUCKET_RETRY_SECS};
+use super::{backlog, compression, http_endpoint, lock, processing, read, Inner, LiveStream};
+
+/// What one attempt at a batch came to.
+enum Outcome {
+    Delivered,
+    Failed(String),
+}
+
+pub(super) async fn run(inner: Arc<Inner>, live: Arc<LiveStream>, mut stopped: watch::Receiver<bool>) {
+    let mut failures: u32 = 0;
+    loop {
+        if *stopped.borrow() {
+            return;
+        }
+        let meta = read(&live.meta).clone();
+        let hints = meta.destination.buffering();
+        let now = inner.clock.now_ms();
+        let (batch, wait) = {
+            let b = lock(&live.backlog);
+            match b.oldest_arrival_ms() {
+                None => (Vec::new(), None),
+                Some(oldest) => {
+                    let due = oldest + hints.interval_ms();
+                    if b.queued_bytes() >= hints.size_bytes() || now >= due {
+                        (b.next_batch(hints.size_bytes()), None)
+                    } else {
+                        (Vec::new(), Some(Duration::from_millis((due - now).max(1) as u64)))
+                    }
+                }
+            }
+        };
+        if batch.is_empty() {
+            let wait = wait.unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                () = live.wake.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+                _ = stopped.changed() => {}
+            }
+            continue;
+        }
+        let oldest_ms = batch[0].arrival_ms;
+        let last_serial = batch[batch.len() - 1].serial;
+        let records = batch.len() as u64;
+        let bytes: u64 = batch.iter().map(|p| u64::from(p.data_len)).sum();
+        let outcome = match attempt(&inner, &live, &meta, &batch).await {
+            Ok(()) => Outcome::Delivered,
+            Err(why) => Outcome::Failed(why),
+        };
+        let outcome = match outcome {
+            Outcome::Failed(why) if now - oldest_ms >= retry_window_ms(&meta.destination) => {
+                give_up(&inner, &live, &meta, &batch, &why).await
+            }
+            other => other,
+        };
+        match outcome {
+            Outcome::Delivered => {
+                failures = 0;
+                if let Err(e) = checkpoint(&inner, &live, meta.uid, last_serial) {
+                    // Delivered but not recorded: it will be delivered again (at least once).
+                    tracing::error!(stream = %meta.name, error = %e, "recording a delivery failed");
+                    failures += 1;
+                } else if let Some(m) = &inner.options.metrics {
+                    m.count_delivery(&meta.name, "delivered", records, bytes);
+                }
+            }
+            Outcome::Failed(why) => {
+                failures = failures.saturating_add(1);
+                if let Some(m) = &inner.options.metrics {
+                    m.count_delivery(&meta.name, "failed_attempt", records, bytes);
+                }
+                tracing::warn!(stream = %meta.name, attempt = failures, error = %why, "delivery failed; will retry");
+            }
+        }
+        if failures > 0 {
+            let backoff = inner.options.retry_min_ms.saturating_mul(1 << failures.min(16).saturating_sub(1));
+            let backoff = Duration::from_millis(backoff.min(inner.options.retry_max_ms));
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                _ = stopped.changed() => {}
+            }
+        }
+    }
+}
+
+fn retry_window_ms(d: &Destination) -> i64 {
+    let secs = match d {
+        Destination::ExtendedS3(_) => BUCKET_RETRY_SECS,
+        Destination::HttpEndpoint(h) => h.retry_secs(),
+    };
+    i64::from(secs) * 1000
+}
+
+fn checkpoint(inner: &Inner, live: &LiveStream, uid: u64, serial: u64) -> std::io::Result<()> {
+    inner.meta.set_delivered_through(uid, serial).map_err(std::io::Error::other)?;
+    lock(&live.backlog).delivered_through(serial)
+}
+
+/// Reads the batch's records back from the backlog, after the processors.
+async fn load(
+    live: &LiveStream,
+    meta_destination: &Destination,
+    batch: &[backlog::Pending],
+) -> Result<Vec<Vec<u8>>, String> {
+    let files = lock(&live.backlog).files_for(batch).map_err(|e| e.to_string())?;
+    let processors = meta_destination.processors().to_vec();
+    tokio::task::spawn_blocking(move || {
+        let mut records = Vec::new();
+        for (file, locations) in files {
+            records.extend(backlog::read_records(&file, &locations)?);
+        }
+        Ok::<_, std::io::Error>(processing::process(records, &processors))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("reading the backlog failed: {e}"))
+}
+
+async fn attempt(
+    inner: &Arc<Inner>,
+    live: &LiveStream,
+    meta: &super::meta_store::StreamMeta,
+    batch: &[backlog::Pending],
+) -> Result<(), String> {
+    let records = load(live, &meta.destination, batch).await?;
+    let oldest_ms = batch[0].arrival_ms;
+    match &meta.destination {
+        Destination::ExtendedS3(b) => write_object(inner, meta, b, records, oldest_ms, None).await,
+        Destination::HttpEndpoint(h) => {
+            let arn = super::DeliveryStreamId::new(&meta.scope, &meta.name).arn();
+            post(inner, h, &arn, &records).await?;
+            if h.backs_up_all() {
+                write_object(inner, meta, &h.s3_configuration, records, oldest_ms, None).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The batch's retry window is over: an HTTP endpoint's data goes to its bucket under
+/// the error prefix; a bucket's is dropped.
+async fn give_up(
+    inner: &Arc<Inner>,
+    live: &LiveStream,
+    meta: &super::meta_store::StreamMeta,
+    batch: &[backlog::Pending],
+    why: &str,
+) -> Outcome {
+    let records = batch.len() as u64;
+    let bytes: u64 = batch.iter().map(|p| u64::from(p.data_len)).sum();
+    match &meta.destination {
+        Destination::HttpEndpoint(h) => {
+            let loaded = match load(live, &meta.destination, batch).await {
+                Ok(r) => r,
+                Err(e) => return Outcome::Failed(e),
+            };
+            match write_object(
+                inner,
+                meta,
+                &h.s3_configuration,
+                loaded,
+                batch[0].arrival_ms,
+                Some("http-endpoint-failed"),
+            )
+            .await
+            {
+                Ok(()) => {
+                    tracing::warn!(stream = %meta.name, records, error = %why, "retry time over; the batch was written under the error prefix");
+                    if let Some(m) = &inner.options.metrics {
+                        m.count_delivery(&meta.name, "error_output", records, bytes);
+                    }
+                    Outcome::Delivered
+                }
+                Err(e) => Outcome::Failed(format!("{why}; and its error output failed too: {e}")),
+            }
+        }
+        Destination::ExtendedS3(_) => {
+            tracing::error!(stream = %meta.name, records, bytes, error = %why, "records older than 24 hours could not be delivered; they are dropped");
+            if let Some(m) = &inner.options.metrics {
+                m.count_delivery(&meta.name, "expired", records, bytes);
+            }
+            Outcome::Delivered
+        }
+    }
+}
+
+async fn write_object(
+    inner: &Arc<Inner>,
+    meta: &super::meta_store::StreamMeta,
+    b: &BucketDestination,
+    records: Vec<Vec<u8>>,
+    oldest_ms: i64,
+    error_output_type: Option<&'static str>,
+) -> Result<(), String> {
+    let ext = b.file_extension.clone().unwrap_or_else(|| b.compression_format.extension().to_string());
+    let naming = KeyNaming::new(&meta.name, meta.version, b.prefix.as_deref(), b.error_output_prefix.as_deref(), &ext)?;
+    let random = || uuid::Uuid::new_v4().to_string();
+    let ctx = KeyContext { arrival_ms: oldest_ms, error_output_type, partition_keys: &[], random: &random };
+    let key = match error_output_type {
+        Some(_) => naming.error_key(&ctx)?,
+        None => naming.data_key(&ctx)?,
+    };
+    let bucket = b.bucket_name()?.to_string();
+    let format = b.compression_format;
+    let buckets = inner.buckets.clone();
+    tokio::task::spawn_blocking(move || {
+        let body = compression::compress(format, &records.concat())?;
+        buckets.put(&bucket, &key, &body)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map(|_| ())
+    .map_err(|e| format!("writing the object failed: {e}"))
+}
+
+async fn post(inner: &Inner, d: &HttpDestination, source_arn: &str, records: &[Vec<u8>]) -> Result<(), String> {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let req = http_endpoint::build_request(d, source_arn, &request_id, inner.clock.now_ms(), records)
+        .map_err(|e| e.to_string())?;
+    let mut call = inner.http.post(&d.endpoint_configuration.url);
+    for (name, value) in &req.headers {
+        call = call.header(*name, value);
+    }
+    let resp = call.body(req.body).send().await.map_err(|e| format!("the endpoint could not be reached: {e}"))?;
+    let status = resp.status().as_u16();
+    // An acknowledgement is small; a huge body is not one.
+    let body = read_capped(resp, 64 * 1024).await?;
+    http_endpoint::check_response(&req.request_id, status, &body)
+}
+
+async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| format!("reading the endpoint's response failed: {e}"))? {
+        if body.len() + chunk.len() > cap {
+            return Err(format!("the endpoint's response is over {cap} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

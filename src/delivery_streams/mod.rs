@@ -1,0 +1,634 @@
+//! The delivery-stream engine: Firehose's delivery streams, with a plain Rust API so the
+//! video side can publish into them without HTTP.
+//!
+//! - [`settings`]: sources and destinations, as the API names them, validated.
+//! - [`object_key`]: object keys and prefix expressions (pure).
+//! - [`compression`], [`processing`]: what a batch becomes (pure).
+//! - [`backlog`]: accepted records on disk until delivered.
+//! - [`meta_store`]: stream metadata and delivery checkpoints in sled.
+//! - [`buckets`]: where `arn:aws:s3:::NAME` writes (a directory by default).
+//! - [`http_endpoint`]: Firehose's HTTP endpoint delivery request and response.
+//! - [`delivery`]: the task per stream that buffers, delivers and retries.
+//!
+//! A put returns only after its records are synced to the stream's backlog; the
+//! stream's delivery task then takes batches in order (by BufferingHints size or
+//! interval, whichever comes first), delivers each, records the checkpoint, and only
+//! then forgets them: every acknowledged record is delivered at least once, across
+//! crashes. A destination that fails is retried with backoff; records older than the
+//! retry window (24 h for a bucket, RetryOptions for an HTTP endpoint) are given up
+//! (a bucket) or written under the error prefix (an HTTP endpoint).
+
+pub mod backlog;
+pub mod buckets;
+pub mod compression;
+mod delivery;
+pub mod http_endpoint;
+mod kinesis_source;
+pub mod meta_store;
+pub mod object_key;
+pub mod processing;
+pub mod settings;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::{watch, Notify};
+
+use crate::clock::SharedClock;
+use crate::data_streams::record_log::RollPolicy;
+use crate::metrics::Metrics;
+use crate::scope::Scope;
+use crate::storage_failure::StorageFailure;
+use backlog::Backlog;
+use meta_store::{Encryption, MetaStore, StreamMeta};
+use settings::{Destination, Source};
+
+pub const MAX_RECORD_BYTES: usize = 1_024_000;
+pub const MAX_BATCH_RECORDS: usize = 500;
+pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+pub const MAX_STREAMS_PER_REGION: usize = 5_000;
+pub const MAX_TAGS: usize = 50;
+const MAX_ENCRYPTION_CALLS_PER_DAY: usize = 25;
+const DAY_MS: i64 = 86_400_000;
+
+/// A delivery stream: its scope and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DeliveryStreamId {
+    pub scope: Scope,
+    pub name: String,
+}
+
+impl std::fmt::Display for DeliveryStreamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+impl DeliveryStreamId {
+    pub fn new(scope: &Scope, name: &str) -> Self {
+        DeliveryStreamId { scope: scope.clone(), name: name.to_string() }
+    }
+
+    /// `arn:aws:firehose:REGION:ACCOUNT:deliverystream/NAME`.
+    pub fn arn(&self) -> String {
+        self.scope.arn("firehose", &format!("deliverystream/{}", self.name))
+    }
+
+    fn key(&self) -> String {
+        self.scope.key(&self.name)
+    }
+}
+
+/// Errors, named as Firehose names them; the API layer maps each to its wire code once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryStreamError {
+    #[error("{0}")]
+    ResourceNotFound(String),
+    #[error("{0}")]
+    ResourceInUse(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    LimitExceeded(String),
+    #[error("{0}")]
+    ConcurrentModification(String),
+    #[error("{0}")]
+    ServiceUnavailable(String),
+    #[error("delivery stream storage failed: {0}")]
+    Storage(#[source] StorageFailure),
+    #[error(transparent)]
+    DiskFull(#[from] crate::disk_space::DiskRefusal),
+}
+
+pub type Result<T, E = DeliveryStreamError> = std::result::Result<T, E>;
+
+fn storage(e: impl std::error::Error + Send + Sync + 'static) -> DeliveryStreamError {
+    DeliveryStreamError::Storage(StorageFailure::caused("the delivery-stream store (data/delivery_streams)", e))
+}
+
+fn invalid(msg: impl Into<String>) -> DeliveryStreamError {
+    DeliveryStreamError::InvalidArgument(msg.into())
+}
+
+/// The engine's options.
+#[derive(Clone)]
+pub struct DeliveryOptions {
+    /// Backlog files roll by size or age, so delivered records go by whole files.
+    pub roll: RollPolicy,
+    /// Puts are refused (ServiceUnavailableException, which clients retry) while a
+    /// stream has this many records or bytes waiting: a destination that is down
+    /// cannot make the server hold more than this.
+    pub max_backlog_records: usize,
+    pub max_backlog_bytes: u64,
+    /// Accept `http://` HTTP endpoint URLs (AWS requires https; tests and local
+    /// receivers may not have a certificate).
+    pub allow_http_endpoints: bool,
+    /// Backoff between delivery attempts: doubles from `retry_min_ms` to `retry_max_ms`.
+    pub retry_min_ms: u64,
+    pub retry_max_ms: u64,
+    pub disk: Arc<crate::disk_space::DiskGuard>,
+    pub metrics: Option<Arc<Metrics>>,
+    /// The data streams KinesisStreamAsSource delivery streams read.
+    pub data_streams: Option<crate::data_streams::DataStreamEngine>,
+}
+
+impl std::fmt::Debug for DeliveryOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryOptions")
+            .field("roll", &self.roll)
+            .field("max_backlog_records", &self.max_backlog_records)
+            .field("max_backlog_bytes", &self.max_backlog_bytes)
+            .field("allow_http_endpoints", &self.allow_http_endpoints)
+            .field("retry_min_ms", &self.retry_min_ms)
+            .field("retry_max_ms", &self.retry_max_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for DeliveryOptions {
+    fn default() -> Self {
+        DeliveryOptions {
+            roll: RollPolicy { max_bytes: 64 << 20, max_age_ms: 600_000 },
+            max_backlog_records: 1_000_000,
+            max_backlog_bytes: 8 << 30,
+            allow_http_endpoints: false,
+            retry_min_ms: 500,
+            retry_max_ms: 10_000,
+            disk: Arc::new(crate::disk_space::DiskGuard::unlimited()),
+            metrics: None,
+            data_streams: None,
+        }
+    }
+}
+
+/// What Describe reports of a stream.
+#[derive(Debug, Clone)]
+pub struct StreamView {
+    pub meta: StreamMeta,
+    pub arn: String,
+    pub pending_records: usize,
+    pub pending_bytes: u64,
+}
+
+/// A stream being served: its settings, its backlog and its delivery task's controls.
+struct LiveStream {
+    meta: RwLock<StreamMeta>,
+    backlog: Mutex<Backlog>,
+    dir: PathBuf,
+    wake: Notify,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    meta: MetaStore,
+    clock: SharedClock,
+    buckets: buckets::Buckets,
+    options: DeliveryOptions,
+    streams: RwLock<HashMap<String, Arc<LiveStream>>>,
+    /// Serializes control-plane changes (create, delete, update).
+    control: Mutex<()>,
+    http: reqwest::Client,
+}
+
+/// The engine; cheap to clone.
+#[derive(Clone)]
+pub struct DeliveryStreamEngine {
+    inner: Arc<Inner>,
+}
+
+impl DeliveryStreamEngine {
+    /// Opens the store under `data_dir/delivery_streams`, buckets under
+    /// `data_dir/buckets`, and starts a delivery task per stream (call within a tokio
+    /// runtime).
+    pub fn open(data_dir: &Path, clock: SharedClock, options: DeliveryOptions) -> Result<Self, String> {
+        let dir = data_dir.join("delivery_streams");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let meta = MetaStore::open(&dir)?;
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(180))
+            // Firehose's header names as it writes them, for receivers that match case.
+            .http1_title_case_headers()
+            .build()
+            .map_err(|e| format!("cannot make the HTTP endpoint client: {e}"))?;
+        let engine = DeliveryStreamEngine {
+            inner: Arc::new(Inner {
+                dir,
+                meta,
+                clock,
+                buckets: buckets::Buckets::in_directory(data_dir.join("buckets")),
+                options,
+                streams: RwLock::new(HashMap::new()),
+                control: Mutex::new(()),
+                http,
+            }),
+        };
+        let all = engine.inner.meta.all().map_err(|e| format!("cannot read the delivery streams: {e}"))?;
+        for m in all {
+            let id = DeliveryStreamId::new(&m.scope, &m.name);
+            engine.start(m).map_err(|e| format!("cannot open delivery stream {id}: {e}"))?;
+        }
+        Ok(engine)
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// Where buckets write (for tests and the README's examples).
+    pub fn buckets(&self) -> &buckets::Buckets {
+        &self.inner.buckets
+    }
+
+    fn start(&self, meta: StreamMeta) -> Result<Arc<LiveStream>> {
+        let dir = self.inner.dir.join(format!("{:016x}", meta.uid));
+        let delivered = self.inner.meta.delivered_through(meta.uid).map_err(storage)?;
+        let backlog = Backlog::open(&dir, delivered, self.inner.options.roll).map_err(storage)?;
+        let (stop, stopped) = watch::channel(false);
+        let key = meta.scope.key(&meta.name);
+        let live = Arc::new(LiveStream {
+            meta: RwLock::new(meta),
+            backlog: Mutex::new(backlog),
+            dir,
+            wake: Notify::new(),
+            stop,
+            tasks: Mutex::new(Vec::new()),
+        });
+        write(&self.inner.streams).insert(key, live.clone());
+        let mut tasks = vec![tokio::spawn(delivery::run(self.inner.clone(), live.clone(), stopped.clone()))];
+        if let Source::KinesisStream { stream_arn, .. } = &read(&live.meta).source {
+            match (&self.inner.options.data_streams, crate::data_streams::DataStreamId::from_arn(stream_arn)) {
+                (Some(engine), Ok(source)) => tasks.push(tokio::spawn(kinesis_source::run(
+                    self.inner.clone(),
+                    live.clone(),
+                    engine.clone(),
+                    source,
+                    stopped,
+                ))),
+                _ => {
+                    tracing::error!(stream_arn = %stream_arn, "a Kinesis-sourced delivery stream has no data stream to read")
+                }
+            }
+        }
+        *lock(&live.tasks) = tasks;
+        Ok(live)
+    }
+
+    fn live(&self, id: &DeliveryStreamId) -> Result<Arc<LiveStream>> {
+        read(&self.inner.streams).get(&id.key()).cloned().ok_or_else(|| not_found(id))
+    }
+
+    /// Creates a stream; returns its ARN.
+    pub fn create(
+        &self,
+        id: &DeliveryStreamId,
+        source: Source,
+        destination: Destination,
+        tags: BTreeMap<String, String>,
+    ) -> Result<String> {
+        check_name(&id.name)?;
+        self.check_destination(&destination, "")?;
+        self.check_source(id, &source)?;
+        check_tags(&tags)?;
+        if tags.len() > MAX_TAGS {
+            return Err(invalid(format!("A delivery stream has at most {MAX_TAGS} tags.")));
+        }
+        let _control = lock(&self.inner.control);
+        if read(&self.inner.streams).contains_key(&id.key()) {
+            return Err(DeliveryStreamError::ResourceInUse(format!(
+                "Firehose {} under accountId {} already exists",
+                id.name, id.scope.account
+            )));
+        }
+        let in_scope = read(&self.inner.streams).values().filter(|s| read(&s.meta).scope == id.scope).count();
+        if in_scope >= MAX_STREAMS_PER_REGION {
+            return Err(DeliveryStreamError::LimitExceeded(format!(
+                "You have already consumed your firehose quota of {MAX_STREAMS_PER_REGION} hoses."
+            )));
+        }
+        let now = self.now_ms();
+        let meta = StreamMeta {
+            scope: id.scope.clone(),
+            name: id.name.clone(),
+            uid: self.inner.meta.next_uid().map_err(storage)?,
+            source,
+            destination,
+            destination_id: "destinationId-000000000001".into(),
+            version: 1,
+            created_ms: now,
+            updated_ms: now,
+            tags,
+            encryption: None,
+            encryption_calls_ms: Vec::new(),
+        };
+        self.inner.meta.save(&meta).map_err(storage)?;
+        self.start(meta)?;
+        tracing::info!(stream = %id.name, "delivery stream created");
+        Ok(id.arn())
+    }
+
+    fn check_source(&self, id: &DeliveryStreamId, source: &Source) -> Result<()> {
+        let Source::KinesisStream { stream_arn, role_arn } = source else { return Ok(()) };
+        if !role_arn.starts_with("arn:") {
+            return Err(invalid("KinesisStreamSourceConfiguration.RoleARN is not an IAM role ARN."));
+        }
+        let engine =
+            self.inner.options.data_streams.as_ref().ok_or_else(|| invalid("This server has no data streams."))?;
+        let stream = crate::data_streams::DataStreamId::from_arn(stream_arn)
+            .map_err(|_| invalid(format!("KinesisStreamARN '{stream_arn}' is not a Kinesis stream ARN.")))?;
+        if stream.scope != id.scope || engine.describe(&stream).is_err() {
+            return Err(invalid(format!("The Kinesis stream {stream_arn} does not exist in this account and region.")));
+        }
+        Ok(())
+    }
+
+    fn check_destination(&self, d: &Destination, member: &str) -> Result<()> {
+        let checked = match d {
+            Destination::ExtendedS3(b) => {
+                b.check(if member.is_empty() { "extendedS3DestinationConfiguration" } else { member })
+            }
+            Destination::HttpEndpoint(h) => h.check(
+                if member.is_empty() { "httpEndpointDestinationConfiguration" } else { member },
+                self.inner.options.allow_http_endpoints,
+            ),
+        };
+        checked.map_err(invalid)?;
+        let b = d.bucket();
+        let ext = b.file_extension.clone().unwrap_or_else(|| b.compression_format.extension().to_string());
+        object_key::KeyNaming::new("x", 1, b.prefix.as_deref(), b.error_output_prefix.as_deref(), &ext)
+            .map_err(invalid)?;
+        Ok(())
+    }
+
+    pub fn describe(&self, id: &DeliveryStreamId) -> Result<StreamView> {
+        let live = self.live(id)?;
+        let meta = read(&live.meta).clone();
+        let b = lock(&live.backlog);
+        Ok(StreamView { arn: id.arn(), meta, pending_records: b.len(), pending_bytes: b.queued_bytes() })
+    }
+
+    /// Names in `scope` in order, after `start_after`, of `source_type` if given;
+    /// returns them and whether more follow.
+    pub fn list(
+        &self,
+        scope: &Scope,
+        source_type: Option<&str>,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<String>, bool) {
+        let mut names: Vec<String> = read(&self.inner.streams)
+            .values()
+            .map(|s| read(&s.meta).clone())
+            .filter(|m| &m.scope == scope && source_type.is_none_or(|t| m.source.type_name() == t))
+            .map(|m| m.name)
+            .filter(|n| start_after.is_none_or(|after| n.as_str() > after))
+            .collect();
+        names.sort();
+        let more = names.len() > limit;
+        names.truncate(limit);
+        (names, more)
+    }
+
+    /// Deletes a stream and its undelivered records.
+    pub fn delete(&self, id: &DeliveryStreamId) -> Result<()> {
+        let _control = lock(&self.inner.control);
+        let live = self.live(id)?;
+        let meta = read(&live.meta).clone();
+        let _ = live.stop.send(true);
+        self.inner.meta.remove(&meta).map_err(storage)?;
+        write(&self.inner.streams).remove(&id.key());
+        let pending = lock(&live.backlog).len();
+        if let Err(e) = std::fs::remove_dir_all(&live.dir) {
+            tracing::warn!(stream = %id.name, error = %e, "the deleted stream's backlog files were not all removed");
+        }
+        tracing::info!(stream = %id.name, undelivered = pending, "delivery stream deleted");
+        Ok(())
+    }
+
+    /// Accepts records: synced to the backlog before this returns; returns their ids.
+    pub fn put(&self, id: &DeliveryStreamId, records: &[&[u8]]) -> Result<Vec<String>> {
+        let live = self.live(id)?;
+        if !matches!(read(&live.meta).source, Source::DirectPut { .. }) {
+            return Err(invalid(format!(
+                "This operation is not permitted on KinesisStreamAsSource delivery stream type. ({})",
+                id.arn()
+            )));
+        }
+        self.append(id, &live, records)
+    }
+
+    fn append(&self, id: &DeliveryStreamId, live: &LiveStream, records: &[&[u8]]) -> Result<Vec<String>> {
+        if let Some(r) = records.iter().find(|r| r.len() > MAX_RECORD_BYTES) {
+            return Err(invalid(format!("A record is {} bytes; the limit is {MAX_RECORD_BYTES}.", r.len())));
+        }
+        let bytes: usize = records.iter().map(|r| r.len()).sum();
+        self.inner.options.disk.check(bytes as u64 + 64 * records.len() as u64)?;
+        let uid = read(&live.meta).uid;
+        let serials = {
+            let mut b = lock(&live.backlog);
+            if b.len() + records.len() > self.inner.options.max_backlog_records
+                || b.queued_bytes() + bytes as u64 > self.inner.options.max_backlog_bytes
+            {
+                return Err(DeliveryStreamError::ServiceUnavailable(format!(
+                    "Slow down: delivery stream {} has {} records ({} bytes) waiting for its destination.",
+                    id.name,
+                    b.len(),
+                    b.queued_bytes()
+                )));
+            }
+            b.append(records, self.now_ms()).map_err(storage)?
+        };
+        live.wake.notify_one();
+        if let Some(m) = &self.inner.options.metrics {
+            m.count_delivery(&id.name, "incoming", records.len() as u64, bytes as u64);
+        }
+        Ok(serials.into_iter().map(|s| record_id(uid, s)).collect())
+    }
+
+    /// Changes the destination; `update` is the `*DestinationUpdate` member's JSON,
+    /// `kind` which one (`ExtendedS3`, `HttpEndpoint`).
+    pub fn update_destination(
+        &self,
+        id: &DeliveryStreamId,
+        current_version: u64,
+        destination_id: &str,
+        kind: &str,
+        update: &serde_json::Value,
+    ) -> Result<()> {
+        let _control = lock(&self.inner.control);
+        let live = self.live(id)?;
+        let mut meta = read(&live.meta).clone();
+        if meta.version != current_version {
+            return Err(DeliveryStreamError::ConcurrentModification(format!(
+                "Cannot update firehose: {} since the current version id: {} and specified version id: {} do not match",
+                id.name, meta.version, current_version
+            )));
+        }
+        if meta.destination_id != destination_id {
+            return Err(invalid(format!("Destination Id {destination_id} not found")));
+        }
+        let next = match (&meta.destination, kind) {
+            (Destination::ExtendedS3(b), "ExtendedS3") => Destination::ExtendedS3(b.merged(update).map_err(invalid)?),
+            (Destination::HttpEndpoint(h), "HttpEndpoint") => {
+                Destination::HttpEndpoint(h.merged(update).map_err(invalid)?)
+            }
+            (_, "ExtendedS3") => Destination::ExtendedS3(serde_json::from_value(update.clone()).map_err(|e| {
+                invalid(format!("Changing the destination type needs a whole ExtendedS3DestinationUpdate: {e}"))
+            })?),
+            (_, "HttpEndpoint") => Destination::HttpEndpoint(serde_json::from_value(update.clone()).map_err(|e| {
+                invalid(format!("Changing the destination type needs a whole HttpEndpointDestinationUpdate: {e}"))
+            })?),
+            (_, other) => return Err(invalid(format!("{other} destinations are not supported by Kinescope."))),
+        };
+        self.check_destination(&next, "")?;
+        meta.destination = next;
+        meta.version += 1;
+        meta.updated_ms = self.now_ms();
+        self.inner.meta.save(&meta).map_err(storage)?;
+        *write(&live.meta) = meta;
+        live.wake.notify_one();
+        Ok(())
+    }
+
+    pub fn tag(&self, id: &DeliveryStreamId, tags: BTreeMap<String, String>) -> Result<()> {
+        check_tags(&tags)?;
+        self.change(id, |m| {
+            let mut next = m.tags.clone();
+            next.extend(tags);
+            if next.len() > MAX_TAGS {
+                return Err(DeliveryStreamError::LimitExceeded(format!(
+                    "Number of tags would exceed the maximum of {MAX_TAGS} per delivery stream."
+                )));
+            }
+            m.tags = next;
+            Ok(())
+        })
+    }
+
+    pub fn untag(&self, id: &DeliveryStreamId, keys: &[String]) -> Result<()> {
+        self.change(id, |m| {
+            for k in keys {
+                m.tags.remove(k);
+            }
+            Ok(())
+        })
+    }
+
+    /// Records server-side encryption as asked (`Some((key_type, key_arn))`) or
+    /// stopped (`None`); Kinescope reports it, it does not encrypt the backlog.
+    pub fn set_encryption(&self, id: &DeliveryStreamId, to: Option<(String, Option<String>)>) -> Result<()> {
+        let now = self.now_ms();
+        self.change(id, |m| {
+            if !matches!(m.source, Source::DirectPut { .. }) {
+                return Err(invalid("Server-side encryption is only for DirectPut delivery streams."));
+            }
+            m.encryption_calls_ms.retain(|t| now - t < DAY_MS);
+            if m.encryption_calls_ms.len() >= MAX_ENCRYPTION_CALLS_PER_DAY {
+                return Err(DeliveryStreamError::LimitExceeded(format!(
+                    "StartDeliveryStreamEncryption and StopDeliveryStreamEncryption may be called {MAX_ENCRYPTION_CALLS_PER_DAY} times per stream in 24 hours."
+                )));
+            }
+            m.encryption_calls_ms.push(now);
+            m.encryption = Some(match to {
+                Some((key_type, key_arn)) => Encryption { key_type, key_arn, status: "ENABLED".into() },
+                None => Encryption { key_type: "AWS_OWNED_CMK".into(), key_arn: None, status: "DISABLED".into() },
+            });
+            Ok(())
+        })
+    }
+
+    fn change(&self, id: &DeliveryStreamId, f: impl FnOnce(&mut StreamMeta) -> Result<()>) -> Result<()> {
+        let _control = lock(&self.inner.control);
+        let live = self.live(id)?;
+        let mut meta = read(&live.meta).clone();
+        f(&mut meta)?;
+        meta.updated_ms = self.now_ms();
+        self.inner.meta.save(&meta).map_err(storage)?;
+        *write(&live.meta) = meta;
+        Ok(())
+    }
+
+    /// Waits until `id` has nothing pending (tests and benches), at most `timeout`.
+    pub async fn wait_delivered(&self, id: &DeliveryStreamId, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match self.live(id) {
+                Ok(l) if lock(&l.backlog).is_empty() => return true,
+                Err(_) => return true,
+                _ => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Stops every delivery task and waits for them (records not yet delivered stay
+    /// in their backlogs for the next start; a delivery under way finishes first).
+    pub async fn shutdown(&self) {
+        let streams: Vec<Arc<LiveStream>> = read(&self.inner.streams).values().cloned().collect();
+        for s in streams {
+            let _ = s.stop.send(true);
+            let tasks = std::mem::take(&mut *lock(&s.tasks));
+            for task in tasks {
+                let _ = task.await;
+            }
+        }
+    }
+}
+
+/// A record id: the stream's uid and the record's serial, hex, as long as AWS's.
+fn record_id(uid: u64, serial: u64) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(uid.to_be_bytes());
+    h.update(serial.to_be_bytes());
+    format!("{uid:016x}{serial:016x}{}", hex::encode(&h.finalize()[..16]))
+}
+
+fn not_found(id: &DeliveryStreamId) -> DeliveryStreamError {
+    DeliveryStreamError::ResourceNotFound(format!("Firehose {} not found under account {}.", id.name, id.scope.account))
+}
+
+fn check_name(name: &str) -> Result<()> {
+    let ok = (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(settings::violation(
+            name,
+            "deliveryStreamName",
+            "satisfy regular expression pattern: [a-zA-Z0-9_.-]+ and have length between 1 and 64",
+        )))
+    }
+}
+
+fn check_tags(tags: &BTreeMap<String, String>) -> Result<()> {
+    for (k, v) in tags {
+        if k.is_empty() || k.chars().count() > 128 || k.starts_with("aws:") {
+            return Err(invalid(format!("Tag key '{k}' must be 1 to 128 characters and not start with 'aws:'.")));
+        }
+        if v.chars().count() > 256 {
+            return Err(invalid(format!("The value of tag '{k}' is longer than 256 characters.")));
+        }
+    }
+    Ok(())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests;
