@@ -47,6 +47,7 @@ pub struct HealthArgs {
 
 /// `kinescope health`: `GET URL/health` must answer 200 within the timeout.
 pub async fn health(args: HealthArgs) -> Result<(), String> {
+    crate::tls_provider::install();
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(args.timeout_secs.max(1)))
         .build()
@@ -267,6 +268,7 @@ async fn create_stream(
 }
 
 pub async fn put(args: PutArgs) -> Result<(), PutError> {
+    crate::tls_provider::install();
     let client = reqwest::Client::builder().build()?;
     let base = reqwest::Url::parse(&args.endpoint)
         .map_err(|e| PutError::Refused { status: 0, body: format!("bad endpoint: {e}") })?;

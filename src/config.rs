@@ -84,6 +84,10 @@ pub struct ConfigFile {
     pub data_streams: DataStreamsFile,
     #[serde(default)]
     pub delivery_streams: DeliveryStreamsFile,
+    /// `[buckets.NAME]`: buckets kept in S3-compatible object stores (endpoint, region,
+    /// access_key_id, secret_access_key, bucket); others are `data/buckets/NAME/`.
+    #[serde(default)]
+    pub buckets: std::collections::HashMap<String, crate::delivery_streams::buckets::RemoteBucket>,
     /// Create a Kinesis Video stream on its first RTSP ANNOUNCE (default false).
     pub rtsp_create_streams: Option<bool>,
     /// `[sources.STREAM]`: IP cameras to pull (url, transport, username, password).
@@ -282,6 +286,7 @@ impl ServerConfig {
                 .delivery_streams
                 .max_backlog_mib
                 .map_or(delivery_defaults.max_backlog_bytes, |m| m.saturating_mul(1 << 20)),
+            remote_buckets: file.buckets.clone(),
             ..delivery_defaults
         };
         Ok(ServerConfig {

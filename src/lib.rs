@@ -38,6 +38,7 @@ pub mod secrets;
 pub mod signaling;
 pub mod sled_open;
 pub mod storage_failure;
+pub mod tls_provider;
 pub mod video_store;
 pub mod web;
 pub mod wire;

@@ -256,6 +256,14 @@ impl SegmentLog {
         }
     }
 
+    /// Takes no more appends into the newest segment (a sync of it failed: what it
+    /// holds past the last good sync is unknown); the next append starts a new one.
+    pub fn seal_newest(&mut self) {
+        if let Some((_, seg)) = self.segments.iter_mut().next_back() {
+            seg.sealed = true;
+        }
+    }
+
     /// The newest segment's file, to sync outside any lock.
     pub fn active_file(&self) -> Option<Arc<File>> {
         self.segments.last_key_value().map(|(_, s)| s.file.clone())

@@ -4,9 +4,12 @@
 //! pending records in serial order.
 //!
 //! Invariants:
-//! - A record is in the queue only once its bytes are synced: [`Backlog::append`]
-//!   writes and syncs before it queues or returns, so an acknowledged record survives a
-//!   crash, and on open a torn tail is cut (never acknowledged).
+//! - A record is in the queue only once its bytes are synced, so an acknowledged record
+//!   survives a crash, and on open a torn tail is cut (never acknowledged). Concurrent
+//!   puts share syncs: [`Backlog::write`] appends under the caller's lock and hands back
+//!   a ticket; the caller syncs the ticket's file outside the lock, then
+//!   [`Backlog::synced`] queues every record written up to that ticket (a sync covers
+//!   all writes before it, and files before the newest were synced when they rolled).
 //! - Delivery is in serial order, so one number, `delivered_through`, says what is done
 //!   (kept in the metadata store after each delivery); on open, frames at or below it
 //!   are skipped and whole files of them deleted.
@@ -28,9 +31,19 @@ pub struct Pending {
     pub data_len: u32,
 }
 
+/// A write waiting for its sync: syncing `file` makes it, and every write before it,
+/// durable.
+pub struct WriteTicket {
+    pub id: u64,
+    pub file: Arc<std::fs::File>,
+}
+
 pub struct Backlog {
     log: SegmentLog,
     queue: VecDeque<Pending>,
+    /// Written, not yet known synced, with the id of the write that wrote them.
+    unsynced: VecDeque<(u64, Pending)>,
+    writes: u64,
     queued_bytes: u64,
     next_serial: u64,
     /// The highest serial in each segment file.
@@ -60,7 +73,7 @@ impl Backlog {
                 segment_last.remove(&segment);
             }
         }
-        Ok(Backlog { log, queue, queued_bytes, next_serial, segment_last })
+        Ok(Backlog { log, queue, unsynced: VecDeque::new(), writes: 0, queued_bytes, next_serial, segment_last })
     }
 
     pub fn len(&self) -> usize {
@@ -79,9 +92,25 @@ impl Backlog {
         self.queue.front().map(|p| p.arrival_ms)
     }
 
-    /// Writes `records` (arrived at `now_ms`), syncs them, then queues them; returns
-    /// their serials. On failure nothing is queued and the bytes are cut back.
+    /// Writes `records` (arrived at `now_ms`) and syncs them before it queues them;
+    /// returns their serials. Holds `self` across the sync: for one caller at a time.
     pub fn append(&mut self, records: &[&[u8]], now_ms: i64) -> std::io::Result<Vec<u64>> {
+        let (ticket, serials) = self.write(records, now_ms)?;
+        match ticket.file.sync_data() {
+            Ok(()) => {
+                self.synced(ticket.id);
+                Ok(serials)
+            }
+            Err(e) => {
+                self.sync_failed();
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes `records` (not yet synced, not yet queued); returns the ticket to sync and
+    /// their serials.
+    pub fn write(&mut self, records: &[&[u8]], now_ms: i64) -> std::io::Result<(WriteTicket, Vec<u64>)> {
         let mut bytes = Vec::with_capacity(records.iter().map(|r| r.len() + 40).sum());
         let mut spans = Vec::with_capacity(records.len());
         for (i, data) in records.iter().enumerate() {
@@ -92,26 +121,39 @@ impl Backlog {
             spans.push((start, bytes.len() - start, data.len()));
         }
         let (segment, offset) = self.log.append(&bytes, now_ms)?;
-        let synced = match self.log.file(segment) {
-            Some(f) => f.sync_data(),
-            None => Err(std::io::Error::other("the segment just written is gone")),
-        };
-        if let Err(e) = synced {
-            self.log.rollback(segment, offset);
-            return Err(e);
-        }
+        let file = self.log.file(segment).ok_or_else(|| std::io::Error::other("the segment just written is gone"))?;
+        self.writes += 1;
+        let id = self.writes;
         let mut serials = Vec::with_capacity(records.len());
         for (start, len, data_len) in spans {
             let serial = self.next_serial;
             self.next_serial += 1;
             let at = Location { segment, offset: offset + start as u64, len: len as u32 };
-            self.queue.push_back(Pending { serial, arrival_ms: now_ms, at, data_len: data_len as u32 });
-            self.queued_bytes += data_len as u64;
+            self.unsynced.push_back((id, Pending { serial, arrival_ms: now_ms, at, data_len: data_len as u32 }));
             serials.push(serial);
         }
         let last = self.segment_last.entry(segment).or_default();
         *last = (*last).max(self.next_serial - 1);
-        Ok(serials)
+        Ok((WriteTicket { id, file }, serials))
+    }
+
+    /// A sync that began after write `id` succeeded: that write and all before it are
+    /// durable; their records join the queue, in order.
+    pub fn synced(&mut self, id: u64) {
+        while self.unsynced.front().is_some_and(|(w, _)| *w <= id) {
+            if let Some((_, p)) = self.unsynced.pop_front() {
+                self.queued_bytes += u64::from(p.data_len);
+                self.queue.push_back(p);
+            }
+        }
+    }
+
+    /// A sync failed: nothing written since the last good sync is known durable. Those
+    /// records are not queued (their puts fail; a restart may still find and deliver
+    /// some, which is at least once), and the segment takes no more appends.
+    pub fn sync_failed(&mut self) {
+        self.unsynced.clear();
+        self.log.seal_newest();
     }
 
     /// The oldest pending records, up to `max_bytes` of data (at least one record).

@@ -1,5 +1,7 @@
 //! Where `arn:aws:s3:::NAME` puts its objects: by default a directory,
-//! `data/buckets/NAME/`, one file per object at its key.
+//! `data/buckets/NAME/`, one file per object at its key; or, for a bucket named in the
+//! configuration (`[buckets.NAME]`), any S3-compatible object store (endpoint, region,
+//! credentials) through the `object_store` crate.
 //!
 //! A key is a path below the bucket's directory, its `/`-separated parts as
 //! directories. Parts that would leave the directory or name nothing (`..`, `.`, the
@@ -8,19 +10,84 @@
 //! synced, renamed into place and its directories synced: once `put` returns it
 //! survives a crash, and a reader never sees half an object.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use object_store::{ObjectStore, ObjectStoreExt};
+
+/// A bucket kept in an S3-compatible object store.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteBucket {
+    /// The store's URL, e.g. `https://s3.eu-west-1.amazonaws.com` or `http://127.0.0.1:9000`.
+    pub endpoint: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// The bucket's name at the store, if not the name in the ARN.
+    pub bucket: Option<String>,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
 
 /// The buckets of one server.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Buckets {
     root: PathBuf,
+    remote: HashMap<String, Arc<dyn ObjectStore>>,
+}
+
+impl std::fmt::Debug for Buckets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Buckets").field("root", &self.root).field("remote", &self.remote.keys()).finish()
+    }
 }
 
 impl Buckets {
     /// Buckets as directories under `root` (`data/buckets`).
     pub fn in_directory(root: impl Into<PathBuf>) -> Self {
-        Buckets { root: root.into() }
+        Buckets { root: root.into(), remote: HashMap::new() }
+    }
+
+    /// Buckets under `root`, except those in `remote`, which live in object stores.
+    pub fn with_remote(root: impl Into<PathBuf>, remote: &HashMap<String, RemoteBucket>) -> Result<Self, String> {
+        let mut stores: HashMap<String, Arc<dyn ObjectStore>> = HashMap::new();
+        for (name, r) in remote {
+            let url = url::Url::parse(&r.endpoint).map_err(|e| format!("[buckets.{name}] endpoint: {e}"))?;
+            let store = object_store::aws::AmazonS3Builder::new()
+                .with_endpoint(r.endpoint.trim_end_matches('/'))
+                .with_allow_http(url.scheme() == "http")
+                .with_region(&r.region)
+                .with_bucket_name(r.bucket.as_deref().unwrap_or(name))
+                .with_access_key_id(&r.access_key_id)
+                .with_secret_access_key(&r.secret_access_key)
+                .with_virtual_hosted_style_request(false)
+                .build()
+                .map_err(|e| format!("[buckets.{name}]: {e}"))?;
+            stores.insert(name.clone(), Arc::new(store));
+        }
+        Ok(Buckets { root: root.into(), remote: stores })
+    }
+
+    /// Writes an object: durably into a directory bucket (blocking work off the
+    /// runtime), or with one PUT into an object store.
+    pub async fn write(&self, bucket: &str, key: &str, bytes: Vec<u8>) -> std::io::Result<()> {
+        if let Some(store) = self.remote.get(bucket) {
+            let path = object_store::path::Path::parse(key)
+                .map_err(|e| std::io::Error::other(format!("object key '{key}' is not usable: {e}")))?;
+            store.put(&path, bytes.into()).await.map_err(|e| std::io::Error::other(e.to_string()))?;
+            return Ok(());
+        }
+        let this = self.clone();
+        let (bucket, key) = (bucket.to_string(), key.to_string());
+        tokio::task::spawn_blocking(move || this.put(&bucket, &key, &bytes).map(|_| ()))
+            .await
+            .map_err(std::io::Error::other)?
     }
 
     /// The file an object of `bucket` at `key` is written to.

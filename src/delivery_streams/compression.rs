@@ -10,7 +10,12 @@ use super::settings::Compression;
 /// Hadoop's default block size for its Snappy codec.
 const HADOOP_BLOCK: usize = 256 * 1024;
 
-pub fn compress(format: Compression, data: &[u8]) -> std::io::Result<Vec<u8>> {
+/// `data` in `format` (uncompressed: `data` itself, not copied).
+pub fn compress(format: Compression, data: Vec<u8>) -> std::io::Result<Vec<u8>> {
+    if format == Compression::Uncompressed {
+        return Ok(data);
+    }
+    let data = &data[..];
     match format {
         Compression::Uncompressed => Ok(data.to_vec()),
         Compression::Gzip => {
@@ -51,21 +56,21 @@ mod tests {
     #[test]
     fn gzip_and_snappy_round_trip() {
         let data = sample();
-        let gz = compress(Compression::Gzip, &data).unwrap();
+        let gz = compress(Compression::Gzip, data.clone()).unwrap();
         let mut back = Vec::new();
         flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut back).unwrap();
         assert_eq!(back, data);
-        let sn = compress(Compression::Snappy, &data).unwrap();
+        let sn = compress(Compression::Snappy, data.clone()).unwrap();
         let mut back = Vec::new();
         snap::read::FrameDecoder::new(&sn[..]).read_to_end(&mut back).unwrap();
         assert_eq!(back, data);
-        assert_eq!(compress(Compression::Uncompressed, &data).unwrap(), data);
+        assert_eq!(compress(Compression::Uncompressed, data.clone()).unwrap(), data);
     }
 
     #[test]
     fn hadoop_snappy_is_length_prefixed_blocks() {
         let data = sample();
-        let out = compress(Compression::HadoopSnappy, &data).unwrap();
+        let out = compress(Compression::HadoopSnappy, data.clone()).unwrap();
         let (mut at, mut back) = (0, Vec::new());
         while at < out.len() {
             let raw = u32::from_be_bytes(out[at..at + 4].try_into().unwrap()) as usize;

@@ -216,15 +216,11 @@ async fn write_object(
     };
     let bucket = b.bucket_name()?.to_string();
     let format = b.compression_format;
-    let buckets = inner.buckets.clone();
-    tokio::task::spawn_blocking(move || {
-        let body = compression::compress(format, &records.concat())?;
-        buckets.put(&bucket, &key, &body)
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map(|_| ())
-    .map_err(|e| format!("writing the object failed: {e}"))
+    let body = tokio::task::spawn_blocking(move || compression::compress(format, records.concat()))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("compressing the object failed: {e}"))?;
+    inner.buckets.write(&bucket, &key, body).await.map_err(|e| format!("writing the object failed: {e}"))
 }
 
 async fn post(inner: &Inner, d: &HttpDestination, source_arn: &str, records: &[Vec<u8>]) -> Result<(), String> {

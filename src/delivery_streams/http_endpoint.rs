@@ -63,7 +63,7 @@ pub fn build_request(
         headers.push(("X-Amz-Firehose-Common-Attributes", serde_json::json!({ "commonAttributes": map }).to_string()));
     }
     if d.gzip() {
-        body = super::compression::compress(super::settings::Compression::Gzip, &body)?;
+        body = super::compression::compress(super::settings::Compression::Gzip, body)?;
         headers.push(("Content-Encoding", "gzip".to_string()));
     }
     Ok(EndpointRequest { request_id: request_id.to_string(), headers, body })

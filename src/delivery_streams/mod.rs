@@ -131,6 +131,8 @@ pub struct DeliveryOptions {
     pub metrics: Option<Arc<Metrics>>,
     /// The data streams KinesisStreamAsSource delivery streams read.
     pub data_streams: Option<crate::data_streams::DataStreamEngine>,
+    /// Buckets kept in S3-compatible object stores (the rest are directories).
+    pub remote_buckets: HashMap<String, buckets::RemoteBucket>,
 }
 
 impl std::fmt::Debug for DeliveryOptions {
@@ -142,6 +144,7 @@ impl std::fmt::Debug for DeliveryOptions {
             .field("allow_http_endpoints", &self.allow_http_endpoints)
             .field("retry_min_ms", &self.retry_min_ms)
             .field("retry_max_ms", &self.retry_max_ms)
+            .field("remote_buckets", &self.remote_buckets.keys())
             .finish_non_exhaustive()
     }
 }
@@ -158,6 +161,7 @@ impl Default for DeliveryOptions {
             disk: Arc::new(crate::disk_space::DiskGuard::unlimited()),
             metrics: None,
             data_streams: None,
+            remote_buckets: HashMap::new(),
         }
     }
 }
@@ -207,6 +211,7 @@ impl DeliveryStreamEngine {
         let dir = data_dir.join("delivery_streams");
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let meta = MetaStore::open(&dir)?;
+        crate::tls_provider::install();
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(180))
             // Firehose's header names as it writes them, for receivers that match case.
@@ -218,7 +223,7 @@ impl DeliveryStreamEngine {
                 dir,
                 meta,
                 clock,
-                buckets: buckets::Buckets::in_directory(data_dir.join("buckets")),
+                buckets: buckets::Buckets::with_remote(data_dir.join("buckets"), &options.remote_buckets)?,
                 options,
                 streams: RwLock::new(HashMap::new()),
                 control: Mutex::new(()),
@@ -438,8 +443,21 @@ impl DeliveryStreamEngine {
                     b.queued_bytes()
                 )));
             }
-            b.append(records, self.now_ms()).map_err(storage)?
+            b.write(records, self.now_ms()).map_err(storage)?
         };
+        // Synced outside the lock, so concurrent puts share syncs.
+        let (ticket, serials) = serials;
+        let synced = ticket.file.sync_data();
+        {
+            let mut b = lock(&live.backlog);
+            match synced {
+                Ok(()) => b.synced(ticket.id),
+                Err(e) => {
+                    b.sync_failed();
+                    return Err(storage(e));
+                }
+            }
+        }
         live.wake.notify_one();
         if let Some(m) = &self.inner.options.metrics {
             m.count_delivery(&id.name, "incoming", records.len() as u64, bytes as u64);

@@ -369,3 +369,49 @@ def test_a_kinesis_data_stream_as_source(fh_server):
     assert lines == sorted(f"detection {i}" for i in range(50))
     assert fh.list_delivery_streams(DeliveryStreamType="KinesisStreamAsSource")["DeliveryStreamNames"] == ["from-kinesis"]
     assert fh.list_delivery_streams(DeliveryStreamType="DirectPut")["DeliveryStreamNames"] == []
+
+
+def test_a_bucket_in_an_s3_compatible_store(data_dir):
+    """`[buckets.NAME]` sends a bucket's objects to an S3-compatible server (moto's, here)."""
+    import sys
+    import boto3
+    from conftest import free_port
+    port = free_port()
+    moto = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                          aws_access_key_id="moto", aws_secret_access_key="moto")
+        wait_for(lambda: _up(s3), what="moto's S3")
+        s3.create_bucket(Bucket="remote-archive")
+        config = data_dir / "kinescope.toml"
+        config.write_text(f'[buckets.archive]\nendpoint = "http://127.0.0.1:{port}"\nregion = "us-east-1"\n'
+                          'access_key_id = "moto"\nsecret_access_key = "moto"\nbucket = "remote-archive"\n')
+        s = Server(data_dir, keys=KEYS, extra_args=["--config", str(config)]).start()
+        try:
+            fh = s.client("firehose")
+            fh.create_delivery_stream(DeliveryStreamName="to-s3", ExtendedS3DestinationConfiguration=s3_destination(
+                "archive", Prefix="events/", CompressionFormat="GZIP"))
+            fh.put_record_batch(DeliveryStreamName="to-s3", Records=[{"Data": f"e{i}\n".encode()} for i in range(10)])
+
+            def listed():
+                return s3.list_objects_v2(Bucket="remote-archive").get("Contents")
+            objs = wait_for(listed, what="an object in the S3 store")
+            key = objs[0]["Key"]
+            assert key.startswith("events/") and key.endswith(".gz") and "/to-s3-1-" in key, key
+            body = gzip.decompress(s3.get_object(Bucket="remote-archive", Key=key)["Body"].read()).decode()
+            assert body == "".join(f"e{i}\n" for i in range(10))
+            assert not (data_dir / "buckets" / "archive").exists(), "nothing written locally"
+        finally:
+            s.stop()
+    finally:
+        moto.terminate()
+        moto.wait(10)
+
+
+def _up(s3):
+    try:
+        s3.list_buckets()
+        return True
+    except Exception:
+        return False
