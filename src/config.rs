@@ -88,6 +88,10 @@ pub struct ConfigFile {
     /// access_key_id, secret_access_key, bucket); others are `data/buckets/NAME/`.
     #[serde(default)]
     pub buckets: std::collections::HashMap<String, crate::delivery_streams::buckets::RemoteBucket>,
+    /// `[functions.NAME]`: the URL (`url = "…"`) a Firehose Lambda processor with
+    /// `arn:aws:lambda:…:function:NAME` calls.
+    #[serde(default)]
+    pub functions: std::collections::HashMap<String, FunctionFile>,
     /// Create a Kinesis Video stream on its first RTSP ANNOUNCE (default false).
     pub rtsp_create_streams: Option<bool>,
     /// `[sources.STREAM]`: IP cameras to pull (url, transport, username, password).
@@ -128,6 +132,13 @@ pub struct DataStreamsFile {
     pub update_delay_ms: Option<i64>,
     /// The account's shard limit (default 10,000).
     pub shard_limit: Option<u32>,
+}
+
+/// `[functions.NAME]`: where a Lambda processor's function is served.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionFile {
+    pub url: String,
 }
 
 /// `[delivery_streams]`: the Firehose engine's options.
@@ -287,6 +298,7 @@ impl ServerConfig {
                 .max_backlog_mib
                 .map_or(delivery_defaults.max_backlog_bytes, |m| m.saturating_mul(1 << 20)),
             remote_buckets: file.buckets.clone(),
+            functions: file.functions.iter().map(|(name, f)| (name.clone(), f.url.clone())).collect(),
             ..delivery_defaults
         };
         Ok(ServerConfig {

@@ -110,20 +110,15 @@ fn checkpoint(inner: &Inner, live: &LiveStream, uid: u64, serial: u64) -> std::i
     lock(&live.backlog).delivered_through(serial)
 }
 
-/// Reads the batch's records back from the backlog, after the processors.
-async fn load(
-    live: &LiveStream,
-    meta_destination: &Destination,
-    batch: &[backlog::Pending],
-) -> Result<Vec<Vec<u8>>, String> {
+/// Reads the batch's records back from the backlog, as they were put.
+async fn load(live: &LiveStream, batch: &[backlog::Pending]) -> Result<Vec<Vec<u8>>, String> {
     let files = lock(&live.backlog).files_for(batch).map_err(|e| e.to_string())?;
-    let processors = meta_destination.processors().to_vec();
     tokio::task::spawn_blocking(move || {
         let mut records = Vec::new();
         for (file, locations) in files {
             records.extend(backlog::read_records(&file, &locations)?);
         }
-        Ok::<_, std::io::Error>(processing::process(records, &processors))
+        Ok::<_, std::io::Error>(records)
     })
     .await
     .map_err(|e| e.to_string())?
@@ -136,19 +131,192 @@ async fn attempt(
     meta: &super::meta_store::StreamMeta,
     batch: &[backlog::Pending],
 ) -> Result<(), String> {
-    let records = load(live, &meta.destination, batch).await?;
+    let raw = load(live, batch).await?;
     let oldest_ms = batch[0].arrival_ms;
+    let processors = meta.destination.processors();
+    let (raw, failed) = match processors.iter().find(|p| p.kind == "Lambda") {
+        Some(lambda) => transform(inner, meta, lambda, raw, oldest_ms).await?,
+        None => (raw, Vec::new()),
+    };
+    if !failed.is_empty() {
+        write_object(inner, meta, meta.destination.bucket(), failed, oldest_ms, Some("processing-failed"), &[]).await?;
+    }
     match &meta.destination {
-        Destination::ExtendedS3(b) => write_object(inner, meta, b, records, oldest_ms, None).await,
+        Destination::ExtendedS3(b) => match b.partition_query() {
+            Some(query) => deliver_partitioned(inner, meta, b, query, raw, oldest_ms).await,
+            None => write_object(inner, meta, b, processing::process(raw, processors), oldest_ms, None, &[]).await,
+        },
         Destination::HttpEndpoint(h) => {
+            let records = processing::process(raw, processors);
             let arn = super::DeliveryStreamId::new(&meta.scope, &meta.name).arn();
             post(inner, h, &arn, &records).await?;
             if h.backs_up_all() {
-                write_object(inner, meta, &h.s3_configuration, records, oldest_ms, None).await?;
+                write_object(inner, meta, &h.s3_configuration, records, oldest_ms, None, &[]).await?;
             }
             Ok(())
         }
     }
+}
+
+/// Dynamic partitioning: each record's keys from the JQ query; one object per set of
+/// keys (records in their order within it), and the records the query fails on in one
+/// object under the error prefix (`processing-failed`).
+async fn deliver_partitioned(
+    inner: &Arc<Inner>,
+    meta: &super::meta_store::StreamMeta,
+    b: &BucketDestination,
+    query: &str,
+    raw: Vec<Vec<u8>>,
+    oldest_ms: i64,
+) -> Result<(), String> {
+    let query = query.to_string();
+    type Groups = Vec<(Vec<(String, String)>, Vec<Vec<u8>>)>;
+    let (groups, failed) = tokio::task::spawn_blocking(move || -> Result<(Groups, Vec<Vec<u8>>), String> {
+        let q = super::jq::PartitionQuery::compile(&query)?;
+        let mut groups: Groups = Vec::new();
+        let mut failed = Vec::new();
+        for r in raw {
+            match q.keys(&r) {
+                Ok(keys) => match groups.iter_mut().find(|(k, _)| *k == keys) {
+                    Some((_, records)) => records.push(r),
+                    None => groups.push((keys, vec![r])),
+                },
+                Err(_) => failed.push(r),
+            }
+        }
+        Ok((groups, failed))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let processors = meta.destination.processors();
+    for (keys, records) in groups {
+        let records = processing::process(records, processors);
+        match write_object(inner, meta, b, records.clone(), oldest_ms, None, &keys).await {
+            Ok(()) => {}
+            // A key the prefix names but the query did not give: the records fail.
+            Err(e) if e.starts_with("the record has no partition key") => {
+                write_object(inner, meta, b, records, oldest_ms, Some("processing-failed"), &[]).await?
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if !failed.is_empty() {
+        let now = inner.clock.now_ms();
+        let failed: Vec<Vec<u8>> = failed
+            .iter()
+            .map(|r| {
+                processing::failure_record(
+                    r,
+                    oldest_ms,
+                    now,
+                    "DynamicPartitioning.MetadataExtractionFailed",
+                    "The MetadataExtractionQuery gave no object of partition keys for the record.",
+                    None,
+                )
+            })
+            .collect();
+        write_object(inner, meta, b, failed, oldest_ms, Some("processing-failed"), &[]).await?;
+    }
+    Ok(())
+}
+
+/// The Lambda processor: the records sent to the function in invocations of up to
+/// BufferSizeInMBs (1 MiB by default), each retried NumberOfRetries times (3); returns
+/// the records it kept (transformed, in order) and, as Firehose's failure records, those
+/// it failed or whose invocation kept failing.
+async fn transform(
+    inner: &Arc<Inner>,
+    meta: &super::meta_store::StreamMeta,
+    processor: &super::settings::Processor,
+    raw: Vec<Vec<u8>>,
+    oldest_ms: i64,
+) -> Result<(Vec<Vec<u8>>, Vec<Vec<u8>>), String> {
+    let arn = processor.parameter("LambdaArn").unwrap_or_default().to_string();
+    let url = inner.function_url(&arn)?;
+    let retries: u32 = processor.parameter("NumberOfRetries").and_then(|n| n.parse().ok()).unwrap_or(3);
+    let chunk_bytes = processor
+        .parameter("BufferSizeInMBs")
+        .and_then(|n| n.parse::<f64>().ok())
+        .map_or(1 << 20, |mb| (mb * 1_048_576.0) as usize)
+        .max(1);
+    let stream_arn = super::DeliveryStreamId::new(&meta.scope, &meta.name).arn();
+    let (mut kept, mut failed) = (Vec::new(), Vec::new());
+    let mut at = 0;
+    while at < raw.len() {
+        let mut end = at + 1;
+        let mut size = raw[at].len();
+        while end < raw.len() && size + raw[end].len() <= chunk_bytes {
+            size += raw[end].len();
+            end += 1;
+        }
+        let chunk = &raw[at..end];
+        let body = super::lambda::invocation(
+            &uuid::Uuid::new_v4().to_string(),
+            &stream_arn,
+            &meta.scope.region,
+            oldest_ms,
+            chunk,
+        );
+        let mut outcome = Err(String::new());
+        for attempt in 0..=retries {
+            outcome = invoke(inner, &url, body.clone(), chunk.len()).await;
+            match &outcome {
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(stream = %meta.name, function = %arn, attempt = attempt + 1, error = %e, "the Lambda processor failed")
+                }
+            }
+        }
+        let now = inner.clock.now_ms();
+        match outcome {
+            Ok(results) => {
+                for (r, t) in chunk.iter().zip(results) {
+                    match t {
+                        super::lambda::Transformed::Ok(data) => kept.push(data),
+                        super::lambda::Transformed::Dropped => {}
+                        super::lambda::Transformed::Failed => failed.push(processing::failure_record(
+                            r,
+                            oldest_ms,
+                            now,
+                            "Lambda.ProcessingFailedStatus",
+                            "ProcessingFailed status set for record",
+                            Some(&arn),
+                        )),
+                    }
+                }
+            }
+            Err(e) => failed.extend(
+                chunk
+                    .iter()
+                    .map(|r| processing::failure_record(r, oldest_ms, now, "Lambda.FunctionError", &e, Some(&arn))),
+            ),
+        }
+        at = end;
+    }
+    Ok((kept, failed))
+}
+
+async fn invoke(
+    inner: &Inner,
+    url: &str,
+    body: Vec<u8>,
+    sent: usize,
+) -> Result<Vec<super::lambda::Transformed>, String> {
+    let resp = inner
+        .http
+        .post(url)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("the function could not be reached: {e}"))?;
+    let status = resp.status().as_u16();
+    // A Lambda's response is at most 6 MB.
+    let body = read_capped(resp, 6 << 20).await?;
+    if status != 200 {
+        return Err(format!("the function answered {status}"));
+    }
+    super::lambda::read_answer(sent, &body)
 }
 
 /// The batch's retry window is over: an HTTP endpoint's data goes to its bucket under
@@ -164,8 +332,8 @@ async fn give_up(
     let bytes: u64 = batch.iter().map(|p| u64::from(p.data_len)).sum();
     match &meta.destination {
         Destination::HttpEndpoint(h) => {
-            let loaded = match load(live, &meta.destination, batch).await {
-                Ok(r) => r,
+            let loaded = match load(live, batch).await {
+                Ok(r) => processing::process(r, meta.destination.processors()),
                 Err(e) => return Outcome::Failed(e),
             };
             match write_object(
@@ -175,6 +343,7 @@ async fn give_up(
                 loaded,
                 batch[0].arrival_ms,
                 Some("http-endpoint-failed"),
+                &[],
             )
             .await
             {
@@ -205,11 +374,12 @@ async fn write_object(
     records: Vec<Vec<u8>>,
     oldest_ms: i64,
     error_output_type: Option<&'static str>,
+    partition_keys: &[(String, String)],
 ) -> Result<(), String> {
     let ext = b.file_extension.clone().unwrap_or_else(|| b.compression_format.extension().to_string());
     let naming = KeyNaming::new(&meta.name, meta.version, b.prefix.as_deref(), b.error_output_prefix.as_deref(), &ext)?;
     let random = || uuid::Uuid::new_v4().to_string();
-    let ctx = KeyContext { arrival_ms: oldest_ms, error_output_type, partition_keys: &[], random: &random };
+    let ctx = KeyContext { arrival_ms: oldest_ms, error_output_type, partition_keys, random: &random };
     let key = match error_output_type {
         Some(_) => naming.error_key(&ctx)?,
         None => naming.data_key(&ctx)?,

@@ -23,7 +23,9 @@ pub mod buckets;
 pub mod compression;
 mod delivery;
 pub mod http_endpoint;
+pub mod jq;
 mod kinesis_source;
+pub mod lambda;
 pub mod meta_store;
 pub mod object_key;
 pub mod processing;
@@ -89,6 +91,9 @@ pub enum DeliveryStreamError {
     ResourceInUse(String),
     #[error("{0}")]
     InvalidArgument(String),
+    /// A member breaking its model constraint (AWS's generic ValidationException).
+    #[error("{0}")]
+    Validation(String),
     #[error("{0}")]
     LimitExceeded(String),
     #[error("{0}")]
@@ -133,6 +138,8 @@ pub struct DeliveryOptions {
     pub data_streams: Option<crate::data_streams::DataStreamEngine>,
     /// Buckets kept in S3-compatible object stores (the rest are directories).
     pub remote_buckets: HashMap<String, buckets::RemoteBucket>,
+    /// Lambda processors' functions by name (`arn:aws:lambda:…:function:NAME`) → URL.
+    pub functions: HashMap<String, String>,
 }
 
 impl std::fmt::Debug for DeliveryOptions {
@@ -145,6 +152,7 @@ impl std::fmt::Debug for DeliveryOptions {
             .field("retry_min_ms", &self.retry_min_ms)
             .field("retry_max_ms", &self.retry_max_ms)
             .field("remote_buckets", &self.remote_buckets.keys())
+            .field("functions", &self.functions)
             .finish_non_exhaustive()
     }
 }
@@ -162,6 +170,7 @@ impl Default for DeliveryOptions {
             metrics: None,
             data_streams: None,
             remote_buckets: HashMap::new(),
+            functions: HashMap::new(),
         }
     }
 }
@@ -195,6 +204,23 @@ struct Inner {
     /// Serializes control-plane changes (create, delete, update).
     control: Mutex<()>,
     http: reqwest::Client,
+}
+
+impl Inner {
+    /// The URL a Lambda processor's `LambdaArn` is called at.
+    fn function_url(&self, arn: &str) -> Result<String, String> {
+        if arn.starts_with("http://") || arn.starts_with("https://") {
+            return Ok(arn.to_string());
+        }
+        let name = arn
+            .strip_prefix("arn:")
+            .and_then(|rest| rest.split(":function:").nth(1))
+            .map(|n| n.split(':').next().unwrap_or(n))
+            .ok_or_else(|| format!("LambdaArn '{arn}' is not a Lambda function ARN or an http(s) URL."))?;
+        self.options.functions.get(name).cloned().ok_or_else(|| {
+            format!("No URL is configured for function '{name}' ([functions.{name}] url = \"…\" in the configuration file).")
+        })
+    }
 }
 
 /// The engine; cheap to clone.
@@ -360,6 +386,21 @@ impl DeliveryStreamEngine {
             ),
         };
         checked.map_err(invalid)?;
+        if let Some(lambda) = d.processors().iter().find(|p| p.kind == "Lambda") {
+            let arn =
+                lambda.parameter("LambdaArn").ok_or_else(|| invalid("The Lambda processor needs a LambdaArn."))?;
+            self.inner.function_url(arn).map_err(invalid)?;
+            if let Some(n) = lambda.parameter("NumberOfRetries") {
+                if n.parse::<u32>().map_or(true, |n| n > 300) {
+                    return Err(invalid("NumberOfRetries must be 0 to 300."));
+                }
+            }
+            if let Some(mb) = lambda.parameter("BufferSizeInMBs") {
+                if mb.parse::<f64>().map_or(true, |mb| !(0.2..=3.0).contains(&mb)) {
+                    return Err(invalid("The Lambda processor's BufferSizeInMBs must be 0.2 to 3."));
+                }
+            }
+        }
         let b = d.bucket();
         let ext = b.file_extension.clone().unwrap_or_else(|| b.compression_format.extension().to_string());
         object_key::KeyNaming::new("x", 1, b.prefix.as_deref(), b.error_output_prefix.as_deref(), &ext)
@@ -476,7 +517,13 @@ impl DeliveryStreamEngine {
         update: &serde_json::Value,
     ) -> Result<()> {
         let _control = lock(&self.inner.control);
-        let live = self.live(id)?;
+        // UpdateDestination words it differently from the other operations.
+        let live = self.live(id).map_err(|_| {
+            DeliveryStreamError::ResourceNotFound(format!(
+                "Firehose {} under accountId {} not found.",
+                id.name, id.scope.account
+            ))
+        })?;
         let mut meta = read(&live.meta).clone();
         if meta.version != current_version {
             return Err(DeliveryStreamError::ConcurrentModification(format!(
@@ -492,12 +539,12 @@ impl DeliveryStreamEngine {
             (Destination::HttpEndpoint(h), "HttpEndpoint") => {
                 Destination::HttpEndpoint(h.merged(update).map_err(invalid)?)
             }
-            (_, "ExtendedS3") => Destination::ExtendedS3(serde_json::from_value(update.clone()).map_err(|e| {
-                invalid(format!("Changing the destination type needs a whole ExtendedS3DestinationUpdate: {e}"))
-            })?),
-            (_, "HttpEndpoint") => Destination::HttpEndpoint(serde_json::from_value(update.clone()).map_err(|e| {
-                invalid(format!("Changing the destination type needs a whole HttpEndpointDestinationUpdate: {e}"))
-            })?),
+            // As AWS: an HTTP endpoint destination stays one, and nothing becomes one.
+            (Destination::HttpEndpoint(_), _) | (_, "HttpEndpoint") => {
+                return Err(invalid(
+                    "Changing the destination type to or from HttpEndpoint is not supported at this time.",
+                ))
+            }
             (_, other) => return Err(invalid(format!("{other} destinations are not supported by Kinescope."))),
         };
         self.check_destination(&next, "")?;
@@ -608,7 +655,7 @@ fn record_id(uid: u64, serial: u64) -> String {
 }
 
 fn not_found(id: &DeliveryStreamId) -> DeliveryStreamError {
-    DeliveryStreamError::ResourceNotFound(format!("Firehose {} not found under account {}.", id.name, id.scope.account))
+    DeliveryStreamError::ResourceNotFound(format!("Firehose {} under account {} not found.", id.name, id.scope.account))
 }
 
 fn check_name(name: &str) -> Result<()> {
@@ -625,12 +672,18 @@ fn check_name(name: &str) -> Result<()> {
 }
 
 fn check_tags(tags: &BTreeMap<String, String>) -> Result<()> {
+    // The model's patterns: letters, numbers, spaces and `_.:/=+-@%`; keys not `aws:`.
+    let allowed = |c: char| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@%".contains(c);
     for (k, v) in tags {
-        if k.is_empty() || k.chars().count() > 128 || k.starts_with("aws:") {
-            return Err(invalid(format!("Tag key '{k}' must be 1 to 128 characters and not start with 'aws:'.")));
+        if k.is_empty() || k.chars().count() > 128 || k.starts_with("aws:") || !k.chars().all(allowed) {
+            return Err(DeliveryStreamError::Validation(format!(
+                "1 validation error detected: Value '{k}' at 'tags.member.key' failed to satisfy constraint: Member must satisfy regular expression pattern: ^(?!aws:)[\\p{{L}}\\p{{Z}}\\p{{N}}_.:\\/=+\\-@%]*$ and have length between 1 and 128"
+            )));
         }
-        if v.chars().count() > 256 {
-            return Err(invalid(format!("The value of tag '{k}' is longer than 256 characters.")));
+        if v.chars().count() > 256 || !v.chars().all(allowed) {
+            return Err(DeliveryStreamError::Validation(format!(
+                "1 validation error detected: Value '{v}' at 'tags.member.value' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[\\p{{L}}\\p{{Z}}\\p{{N}}_.:\\/=+\\-@%]*$ and have length less than or equal to 256"
+            )));
         }
     }
     Ok(())

@@ -1,5 +1,6 @@
-//! Record processors that run inside the server (pure): today
-//! `AppendDelimiterToRecord`.
+//! Record processors that transform records inside the server (pure): today
+//! `AppendDelimiterToRecord`. (MetadataExtraction leaves records as they are: its keys
+//! come from [`super::jq`].)
 
 use super::settings::Processor;
 
@@ -15,6 +16,33 @@ pub fn process(mut records: Vec<Vec<u8>>, processors: &[Processor]) -> Vec<Vec<u
         }
     }
     records
+}
+
+/// A record that failed processing as Firehose writes it under the error prefix: one
+/// JSON object per line with the original bytes in base64.
+pub fn failure_record(
+    raw: &[u8],
+    arrival_ms: i64,
+    now_ms: i64,
+    code: &str,
+    message: &str,
+    lambda_arn: Option<&str>,
+) -> Vec<u8> {
+    use base64::Engine;
+    let mut v = serde_json::json!({
+        "attemptsMade": 1,
+        "arrivalTimestamp": arrival_ms,
+        "errorCode": code,
+        "errorMessage": message,
+        "attemptEndingTimestamp": now_ms,
+        "rawData": base64::engine::general_purpose::STANDARD.encode(raw),
+    });
+    if let (Some(arn), Some(o)) = (lambda_arn, v.as_object_mut()) {
+        o.insert("lambdaArn".into(), arn.into());
+    }
+    let mut line = v.to_string().into_bytes();
+    line.push(b'\n');
+    line
 }
 
 /// `\n`, `\t`, `\r` and `\\` in a delimiter parameter, as the console writes them.

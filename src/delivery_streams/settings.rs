@@ -120,7 +120,7 @@ pub struct ProcessingConfiguration {
 }
 
 /// The processor types Kinescope runs today.
-pub const SUPPORTED_PROCESSORS: &[&str] = &["AppendDelimiterToRecord"];
+pub const SUPPORTED_PROCESSORS: &[&str] = &["AppendDelimiterToRecord", "MetadataExtraction", "Lambda"];
 /// The processor types the model has.
 const KNOWN_PROCESSORS: &[&str] = &[
     "RecordDeAggregation",
@@ -252,8 +252,26 @@ impl BucketDestination {
                 "DataFormatConversionConfiguration (Parquet/ORC conversion) is not supported by Kinescope yet.".into(),
             );
         }
-        if self.dynamic_partitioning_configuration.as_ref().is_some_and(|d| d.enabled) {
-            return Err("DynamicPartitioningConfiguration is not supported by Kinescope yet.".into());
+        let partitioning = self.dynamic_partitioning_configuration.as_ref().is_some_and(|d| d.enabled);
+        let uses_keys = self.prefix.as_deref().is_some_and(|p| p.contains("partitionKeyFromQuery"));
+        match (partitioning, self.partition_query()) {
+            (true, Some(q)) => {
+                super::jq::PartitionQuery::compile(q)?;
+            }
+            (true, None) => {
+                return Err("Dynamic partitioning needs a MetadataExtraction processor with a MetadataExtractionQuery (Kinescope does not run Lambda partitioning).".into())
+            }
+            (false, _) if uses_keys => {
+                return Err("Prefix uses partitionKeyFromQuery, but dynamic partitioning is not enabled.".into())
+            }
+            (false, _) => {}
+        }
+        if let Some(engine) = self.processing_configuration.as_ref().and_then(|p| {
+            p.processors.iter().find(|x| x.kind == "MetadataExtraction").and_then(|x| x.parameter("JsonParsingEngine"))
+        }) {
+            if engine != "JQ-1.6" {
+                return Err(format!("JsonParsingEngine '{engine}' is not JQ-1.6."));
+            }
         }
         if matches!(self.compression_format, Compression::Zip) {
             return Err(
@@ -261,6 +279,20 @@ impl BucketDestination {
             );
         }
         Ok(())
+    }
+
+    /// The JQ query of dynamic partitioning, if it is enabled with MetadataExtraction.
+    pub fn partition_query(&self) -> Option<&str> {
+        if !self.dynamic_partitioning_configuration.as_ref().is_some_and(|d| d.enabled) {
+            return None;
+        }
+        self.processing_configuration
+            .as_ref()
+            .filter(|p| p.enabled)?
+            .processors
+            .iter()
+            .find(|p| p.kind == "MetadataExtraction")?
+            .parameter("MetadataExtractionQuery")
     }
 
     /// The settings of an update merged into these: members the update names replace
@@ -471,8 +503,14 @@ impl Source {
 }
 
 /// `arn:aws:s3:::NAME` → `NAME` (the model's pattern `arn:.*:s3:::[\w\.\-]{1,255}`).
+/// `arn:aws:s3::NAME`, with one colon fewer, is read too: moto's tests (and so some
+/// users' fixtures) write it, and it names the bucket just as clearly.
 pub fn bucket_name(arn: &str) -> Result<&str, String> {
-    let name = arn.split_once(":s3:::").filter(|(head, _)| head.starts_with("arn:")).map(|(_, n)| n);
+    let name = arn
+        .split_once(":s3:::")
+        .or_else(|| arn.split_once(":s3::"))
+        .filter(|(head, _)| head.starts_with("arn:"))
+        .map(|(_, n)| n);
     match name {
         Some(n)
             if (1..=255).contains(&n.len())
@@ -561,7 +599,7 @@ mod tests {
         let mut b = bucket();
         b.processing_configuration = Some(ProcessingConfiguration {
             enabled: true,
-            processors: vec![Processor { kind: "Lambda".into(), parameters: vec![] }],
+            processors: vec![Processor { kind: "RecordDeAggregation".into(), parameters: vec![] }],
         });
         assert!(b.check("x").unwrap_err().contains("not supported by Kinescope yet"));
         b.processing_configuration.as_mut().unwrap().processors[0].kind = "Nope".into();

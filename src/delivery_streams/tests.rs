@@ -256,3 +256,46 @@ async fn wait<T>(mut f: impl FnMut() -> Option<T>) -> T {
     }
     panic!("timed out");
 }
+
+#[tokio::test]
+async fn dynamic_partitioning_writes_an_object_per_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = DeliveryStreamEngine::open(dir.path(), Arc::new(SystemClock), options()).unwrap();
+    let id = DeliveryStreamId::new(&scope(), "parts");
+    let Destination::ExtendedS3(mut b) = bucket_destination(0, Compression::Uncompressed) else { unreachable!() };
+    b.prefix = Some("camera=!{partitionKeyFromQuery:camera}/".into());
+    b.error_output_prefix = Some("errors/!{firehose:error-output-type}/".into());
+    b.dynamic_partitioning_configuration = Some(DynamicPartitioning { enabled: true, retry_options: None });
+    let processing = b.processing_configuration.as_mut().unwrap();
+    processing.processors.push(Processor {
+        kind: "MetadataExtraction".into(),
+        parameters: vec![
+            ProcessorParameter {
+                parameter_name: "MetadataExtractionQuery".into(),
+                parameter_value: "{camera: .cam}".into(),
+            },
+            ProcessorParameter { parameter_name: "JsonParsingEngine".into(), parameter_value: "JQ-1.6".into() },
+        ],
+    });
+    let mut bad = b.clone();
+    bad.processing_configuration.as_mut().unwrap().processors[1].parameters[0].parameter_value = "{camera: .cam".into();
+    let other = DeliveryStreamId::new(&scope(), "bad");
+    assert!(matches!(
+        engine.create(&other, direct(), Destination::ExtendedS3(bad), BTreeMap::new()),
+        Err(DeliveryStreamError::InvalidArgument(_))
+    ));
+    engine.create(&id, direct(), Destination::ExtendedS3(b), BTreeMap::new()).unwrap();
+    engine
+        .put(&id, &[br#"{"cam":"door","n":1}"#, br#"{"cam":"yard","n":2}"#, br#"{"cam":"door","n":3}"#, b"not json"])
+        .unwrap();
+    assert!(engine.wait_delivered(&id, Duration::from_secs(10)).await);
+    let root = dir.path().join("buckets/frames");
+    let read_under = |prefix: &str| -> String {
+        objects(&root.join(prefix)).iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
+    };
+    assert_eq!(read_under("camera=door"), "{\"cam\":\"door\",\"n\":1}\n{\"cam\":\"door\",\"n\":3}\n");
+    assert_eq!(read_under("camera=yard"), "{\"cam\":\"yard\",\"n\":2}\n");
+    let failure: serde_json::Value = serde_json::from_str(&read_under("errors/processing-failed")).unwrap();
+    assert_eq!(failure["errorCode"], "DynamicPartitioning.MetadataExtractionFailed");
+    assert_eq!(failure["rawData"], "bm90IGpzb24=", "the record as it was put: 'not json'");
+}

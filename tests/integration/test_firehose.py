@@ -160,7 +160,7 @@ def test_bad_input_gets_firehoses_errors(fh_server):
                 DestinationId="destinationId-000000000009",
                 ExtendedS3DestinationUpdate={"Prefix": "a/"})[0] == "InvalidArgumentException"
     assert code(fh.tag_delivery_stream, DeliveryStreamName="strict",
-                Tags=[{"Key": "aws:x", "Value": "y"}])[0] == "InvalidArgumentException"
+                Tags=[{"Key": "aws:x", "Value": "y"}])[0] == "ValidationException"
     # Nothing accepted before was harmed.
     fh.put_record(DeliveryStreamName="strict", Record={"Data": b"still here"})
     wait_for(lambda: objects(fh_server.data_dir / "buckets" / "b"), what="the good record delivered")
@@ -210,27 +210,24 @@ def fh_server_metrics(server):
     return urllib.request.urlopen(server.url + "/metrics", timeout=5).read().decode()
 
 
-class Endpoint:
-    """An HTTP endpoint speaking Firehose's delivery protocol, failing its first
-    `fail_first` requests with 500."""
+class JsonServer:
+    """A loopback HTTP server taking JSON POSTs: `respond(headers, request)` returns
+    (status, JSON-able answer or None)."""
 
-    def __init__(self, fail_first=0, always_fail=False):
-        self.requests, self.fail_first, self.always_fail = [], fail_first, always_fail
+    def __init__(self, respond, path):
         outer = self
+        self.requests = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
-                req = json.loads(body)
-                outer.requests.append(({k.lower(): v for k, v in self.headers.items()}, req))
-                if outer.always_fail or len(outer.requests) <= outer.fail_first:
-                    self.send_response(500)
-                    self.end_headers()
-                    return
-                out = json.dumps({"requestId": req["requestId"], "timestamp": int(time.time() * 1000)}).encode()
-                self.send_response(200)
+                headers, req = {k.lower(): v for k, v in self.headers.items()}, json.loads(body)
+                outer.requests.append((headers, req))
+                status, answer = respond(headers, req)
+                out = json.dumps(answer).encode() if answer is not None else b""
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(out)))
                 self.end_headers()
@@ -240,14 +237,23 @@ class Endpoint:
                 pass
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/ingest"
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/{path}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def records(self):
-        return [base64.b64decode(r["data"]) for _, req in self.requests for r in req["records"]]
 
     def close(self):
         self.httpd.shutdown()
+
+
+class Endpoint(JsonServer):
+    """An HTTP endpoint speaking Firehose's delivery protocol, failing its first
+    `fail_first` requests with 500."""
+
+    def __init__(self, fail_first=0, always_fail=False):
+        def respond(_headers, req):
+            if always_fail or len(self.requests) <= fail_first:
+                return 500, None
+            return 200, {"requestId": req["requestId"], "timestamp": int(time.time() * 1000)}
+        super().__init__(respond, "ingest")
 
 
 def http_destination(url, **extra):
@@ -415,3 +421,66 @@ def _up(s3):
         return True
     except Exception:
         return False
+
+
+class Function(JsonServer):
+    """An HTTP function speaking the Lambda record-transformation contract: upper-cases
+    records, drops those that say "drop", fails those that say "fail"."""
+
+    def __init__(self):
+        def respond(_headers, req):
+            out = []
+            for r in req["records"]:
+                data = base64.b64decode(r["data"])
+                result = "Dropped" if b"drop" in data else "ProcessingFailed" if b"fail" in data else "Ok"
+                out.append({"recordId": r["recordId"], "result": result, "data": base64.b64encode(data.upper()).decode()})
+            return 200, {"records": out}
+        super().__init__(respond, "transform")
+
+    @property
+    def invocations(self):
+        return [req for _, req in self.requests]
+
+
+def test_lambda_processor_and_dynamic_partitioning(data_dir):
+    function = Function()
+    config = data_dir / "kinescope.toml"
+    config.write_text(f'[functions.upper]\nurl = "{function.url}"\n')
+    s = Server(data_dir, keys=KEYS, extra_args=["--config", str(config)]).start()
+    try:
+        fh = s.client("firehose")
+        with pytest.raises(ClientError) as e:
+            fh.create_delivery_stream(DeliveryStreamName="nofn", ExtendedS3DestinationConfiguration=s3_destination(
+                "x", ProcessingConfiguration={"Enabled": True, "Processors": [{"Type": "Lambda", "Parameters": [
+                    {"ParameterName": "LambdaArn", "ParameterValue": "arn:aws:lambda:us-east-1:123456789012:function:missing"}]}]}))
+        assert "[functions.missing]" in e.value.response["Error"]["Message"]
+        fh.create_delivery_stream(DeliveryStreamName="cv", ExtendedS3DestinationConfiguration=s3_destination(
+            "cv", Prefix="cam=!{partitionKeyFromQuery:cam}/", ErrorOutputPrefix="errors/!{firehose:error-output-type}/",
+            DynamicPartitioningConfiguration={"Enabled": True},
+            ProcessingConfiguration={"Enabled": True, "Processors": [
+                {"Type": "Lambda", "Parameters": [
+                    {"ParameterName": "LambdaArn", "ParameterValue": "arn:aws:lambda:us-east-1:123456789012:function:upper"},
+                    {"ParameterName": "NumberOfRetries", "ParameterValue": "1"}]},
+                {"Type": "MetadataExtraction", "Parameters": [
+                    {"ParameterName": "MetadataExtractionQuery", "ParameterValue": "{cam: .CAM}"},
+                    {"ParameterName": "JsonParsingEngine", "ParameterValue": "JQ-1.6"}]},
+                {"Type": "AppendDelimiterToRecord"}]}))
+        records = [{"cam": "door", "label": "person"}, {"cam": "yard", "label": "cat"},
+                   {"cam": "door", "label": "drop me"}, {"cam": "door", "label": "fail me"}]
+        fh.put_record_batch(DeliveryStreamName="cv", Records=[{"Data": json.dumps(r).encode()} for r in records])
+        bucket = data_dir / "buckets" / "cv"
+
+        def read_under(prefix):
+            return "".join(p.read_text() for p in objects(bucket / prefix).values())
+        wait_for(lambda: read_under("errors/processing-failed"), what="the failed record under the error prefix")
+        wait_for(lambda: read_under("cam=YARD"), what="the YARD partition")
+        assert read_under("cam=DOOR") == '{"CAM": "DOOR", "LABEL": "PERSON"}\n'
+        assert read_under("cam=YARD") == '{"CAM": "YARD", "LABEL": "CAT"}\n'
+        failure = json.loads(read_under("errors/processing-failed"))
+        assert failure["errorCode"] == "Lambda.ProcessingFailedStatus"
+        assert json.loads(base64.b64decode(failure["rawData"])) == records[3]
+        assert len(function.invocations) == 1 and len(function.invocations[0]["records"]) == 4
+        assert function.invocations[0]["deliveryStreamArn"].endswith(":deliverystream/cv")
+    finally:
+        s.stop()
+        function.close()

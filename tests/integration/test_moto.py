@@ -1,4 +1,4 @@
-"""moto 5's own test files for SQS, Kinesis and Kinesis Video, run in moto's server
+"""moto 5's own test files for SQS, Kinesis, Kinesis Video and Firehose, run in moto's server
 mode against the real binary (a fresh server per test; tests/moto/kinescope_plugin.py).
 
 Every test must pass, except those in tests/moto/expected_failures.txt, each listed with
@@ -30,6 +30,13 @@ FILES = [
     "tests/test_kinesis/test_kinesis_stream_consumers.py",
     "tests/test_kinesis/test_kinesis_stream_limits.py",
     "tests/test_kinesisvideo/test_kinesisvideo.py",
+    "tests/test_firehose/test_firehose.py",
+    "tests/test_firehose/test_firehose_destination_types.py",
+    "tests/test_firehose/test_firehose_encryption.py",
+    "tests/test_firehose/test_firehose_integration.py",
+    "tests/test_firehose/test_firehose_put.py",
+    "tests/test_firehose/test_firehose_tags.py",
+    "tests/test_firehose/test_http_destinations.py",
     "tests/test_kinesisvideoarchivedmedia/test_kinesisvideoarchivedmedia.py",
 ]
 

@@ -63,6 +63,7 @@ impl From<DeliveryStreamError> for ApiError {
             ResourceNotFound(_) => (StatusCode::BAD_REQUEST, "ResourceNotFoundException"),
             ResourceInUse(_) => (StatusCode::BAD_REQUEST, "ResourceInUseException"),
             InvalidArgument(_) => (StatusCode::BAD_REQUEST, "InvalidArgumentException"),
+            Validation(_) => (StatusCode::BAD_REQUEST, "ValidationException"),
             LimitExceeded(_) => (StatusCode::BAD_REQUEST, "LimitExceededException"),
             ConcurrentModification(_) => (StatusCode::BAD_REQUEST, "ConcurrentModificationException"),
             ServiceUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailableException"),
@@ -98,7 +99,11 @@ pub struct FirehoseTag {
 fn tag_map(tags: Option<Vec<FirehoseTag>>) -> Result<BTreeMap<String, String>, ApiError> {
     let tags = tags.unwrap_or_default();
     if tags.len() > crate::delivery_streams::MAX_TAGS {
-        return Err(invalid(format!("At most {} tags may be given.", crate::delivery_streams::MAX_TAGS)));
+        return Err(DeliveryStreamError::Validation(format!(
+            "1 validation error detected: Value at 'tags' failed to satisfy constraint: Member must have length less than or equal to {}",
+            crate::delivery_streams::MAX_TAGS
+        ))
+        .into());
     }
     Ok(tags.into_iter().map(|t| (t.key, t.value.unwrap_or_default())).collect())
 }
@@ -205,7 +210,7 @@ pub async fn create_delivery_stream(s: FirehoseState, i: CreateInput) -> Result<
         i.http_endpoint_destination_configuration.is_some(),
     ];
     let destination = match destinations.iter().filter(|d| **d).count() {
-        0 => return Err(invalid("A delivery stream needs one destination configuration.")),
+        0 => return Err(invalid("Exactly one destination configuration is supported for a Firehose (none given).")),
         1 => {
             if let Some(v) = i.extended_s3_destination_configuration {
                 Destination::ExtendedS3(parse::<BucketDestination>(v, "ExtendedS3DestinationConfiguration")?)
@@ -217,7 +222,7 @@ pub async fn create_delivery_stream(s: FirehoseState, i: CreateInput) -> Result<
                 return Err(invalid("A delivery stream needs one destination configuration."));
             }
         }
-        _ => return Err(invalid("Exactly one destination configuration may be given.")),
+        _ => return Err(invalid("Exactly one destination configuration is supported for a Firehose.")),
     };
     let id = s.id(&i.delivery_stream_name);
     let arn = s.engine.create(&id, source, destination, tag_map(i.tags)?)?;
@@ -522,8 +527,10 @@ pub async fn update_destination(s: FirehoseState, i: UpdateInput) -> Result<Empt
         match (i.extended_s3_destination_update, i.s3_destination_update, i.http_endpoint_destination_update) {
             (Some(u), None, None) | (None, Some(u), None) => ("ExtendedS3", u),
             (None, None, Some(u)) => ("HttpEndpoint", u),
-            (None, None, None) => return Err(invalid("UpdateDestination needs one destination update.")),
-            _ => return Err(invalid("Exactly one destination update may be given.")),
+            (None, None, None) => {
+                return Err(invalid("Exactly one destination configuration is supported for a Firehose (none given)."))
+            }
+            _ => return Err(invalid("Exactly one destination configuration is supported for a Firehose.")),
         };
     s.engine.update_destination(&s.id(&i.delivery_stream_name), version, &i.destination_id, kind, &update)?;
     Ok(Empty {})

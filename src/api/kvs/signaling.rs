@@ -286,10 +286,15 @@ async fn connect(
     tracing::info!(channel = %channel.name, role = role.as_str(), client = %client_id, "signalling client connected");
     let settings = s.clone();
     Ok(ws
-        .max_message_size(kvs_signaling::MAX_FRAME_BYTES)
-        .max_frame_size(kvs_signaling::MAX_FRAME_BYTES)
+        .max_message_size(READ_LIMIT_BYTES)
+        .max_frame_size(READ_LIMIT_BYTES)
         .on_upgrade(move |socket| session(socket, membership, outbox, settings, channel)))
 }
+
+/// Frames up to this size are read whole (and refused with 1009 if over the 16 KiB a
+/// signalling message may be), so the client's socket gets our close frame instead of
+/// a reset from unread bytes; bigger ones end the connection as they arrive.
+const READ_LIMIT_BYTES: usize = 256 * 1024;
 
 /// One connection until it closes, is replaced, or its 45 minutes are up.
 async fn session(
@@ -308,6 +313,20 @@ async fn session(
     let ending = loop {
         tokio::select! {
             frame = stream.next() => match frame {
+                Some(Ok(Message::Text(text))) if text.len() > kvs_signaling::MAX_FRAME_BYTES => {
+                    let frame = axum::extract::ws::CloseFrame { code: 1009, reason: "message too big".into() };
+                    let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+                    // The closing handshake: the client's close frame, briefly.
+                    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                        while let Some(Ok(m)) = stream.next().await {
+                            if matches!(m, Message::Close(_)) {
+                                break;
+                            }
+                        }
+                    })
+                    .await;
+                    break "a message over the size limit";
+                }
                 Some(Ok(Message::Text(text))) => {
                     let parsed = kvs_signaling::parse_client_message(text.as_str());
                     let action = parsed.as_ref().map_or("invalid", |m| m.action.as_str());
