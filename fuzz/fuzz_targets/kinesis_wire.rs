@@ -1,10 +1,12 @@
 //! The data-stream wire and storage formats on arbitrary bytes: the event-stream
 //! decoder (and a round trip of what it accepts), CBOR → JSON → CBOR, and the record
-//! frame decoder that recovery runs over whatever a crash left on disk. No panic.
+//! frame decoder that recovery runs over whatever a crash left on disk, and KPL
+//! de-aggregation (with a valid digest over the input, so the protobuf reader is
+//! reached). No panic.
 #![no_main]
 
 use kinescope::data_streams::record_log::{decode_frame, encode_frame};
-use kinescope::wire::{cbor, eventstream};
+use kinescope::wire::{cbor, eventstream, kpl};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -36,4 +38,20 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(&out[..], &data[at..at + n]);
         at += n;
     }
+
+    // KPL: whatever the bytes, no panic; with a matching digest, what splits out
+    // aggregates and splits back the same.
+    let _ = kpl::deaggregate(data);
+    let mut framed = kpl::MAGIC.to_vec();
+    framed.extend_from_slice(data);
+    framed.extend_from_slice(&md5_of(data));
+    if let Some(records) = kpl::deaggregate(&framed) {
+        let again = kpl::encode("k", &records);
+        assert_eq!(kpl::deaggregate(&again).expect("own aggregate"), records);
+    }
 });
+
+fn md5_of(data: &[u8]) -> [u8; 16] {
+    use md5::{Digest, Md5};
+    Md5::digest(data).into()
+}

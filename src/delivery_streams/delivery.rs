@@ -134,6 +134,10 @@ async fn attempt(
     let raw = load(live, batch).await?;
     let oldest_ms = batch[0].arrival_ms;
     let processors = meta.destination.processors();
+    let raw = match processors.iter().find(|p| p.kind == "RecordDeAggregation") {
+        Some(p) => processing::deaggregate(raw, p),
+        None => raw,
+    };
     let (raw, failed) = match processors.iter().find(|p| p.kind == "Lambda") {
         Some(lambda) => transform(inner, meta, lambda, raw, oldest_ms).await?,
         None => (raw, Vec::new()),
@@ -386,7 +390,9 @@ async fn write_object(
     };
     let bucket = b.bucket_name()?.to_string();
     let format = b.compression_format;
-    let body = tokio::task::spawn_blocking(move || compression::compress(format, records.concat()))
+    // A ZIP's one entry is named as the object, without its extension.
+    let entry = key.rsplit('/').next().unwrap_or("data").trim_end_matches(".zip").to_string();
+    let body = tokio::task::spawn_blocking(move || compression::compress_named(format, records.concat(), &entry))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("compressing the object failed: {e}"))?;

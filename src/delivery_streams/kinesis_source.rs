@@ -111,7 +111,16 @@ async fn read_shard(
     let out = data_streams.get_records(&iterator, Some(READ_LIMIT)).await.map_err(|e| e.to_string())?;
     let n = out.records.len();
     if let Some(last) = out.records.last().map(|r| r.sequence_number.clone()) {
-        let data: Vec<Vec<u8>> = out.records.into_iter().map(|r| r.data).collect();
+        // As Firehose does with a Kinesis source: KPL-aggregated records are split into
+        // the user records they carry.
+        let mut data: Vec<Vec<u8>> = Vec::with_capacity(out.records.len());
+        for r in out.records {
+            match crate::wire::kpl::deaggregate(&r.data) {
+                Some(user) => data.extend(user.into_iter().map(<[u8]>::to_vec)),
+                None => data.push(r.data),
+            }
+        }
+        let n = data.len();
         let bytes: usize = data.iter().map(Vec::len).sum();
         let now = inner.clock.now_ms();
         let target = live.clone();

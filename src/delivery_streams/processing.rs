@@ -18,6 +18,62 @@ pub fn process(mut records: Vec<Vec<u8>>, processors: &[Processor]) -> Vec<Vec<u
     records
 }
 
+/// RecordDeAggregation: each record split into the records it carries, by
+/// `SubRecordType`: `JSON` (JSON values one after another, as `{..}{..}` or one per
+/// line) or `DELIMITED` (split at `Delimiter`, given base64-encoded as AWS asks). A
+/// record that does not split (not JSON, no delimiter) passes whole.
+pub fn deaggregate(records: Vec<Vec<u8>>, processor: &Processor) -> Vec<Vec<u8>> {
+    use base64::Engine;
+    let delimiter = processor
+        .parameter("Delimiter")
+        .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+        .filter(|d| !d.is_empty());
+    let json = processor.parameter("SubRecordType").is_none_or(|t| t == "JSON");
+    let mut out = Vec::with_capacity(records.len());
+    for r in records {
+        let pieces: Option<Vec<Vec<u8>>> =
+            if json { split_json(&r) } else { delimiter.as_ref().map(|d| split_at(&r, d)) };
+        match pieces {
+            Some(p) if !p.is_empty() => out.extend(p),
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+fn split_json(r: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut stream = serde_json::Deserializer::from_slice(r).into_iter::<serde::de::IgnoredAny>();
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    while let Some(item) = stream.next() {
+        item.ok()?;
+        let end = stream.byte_offset();
+        let piece = r[start..end].trim_ascii();
+        pieces.push(piece.to_vec());
+        start = end;
+    }
+    Some(pieces)
+}
+
+fn split_at(r: &[u8], delimiter: &[u8]) -> Vec<Vec<u8>> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i + delimiter.len() <= r.len() {
+        if &r[i..i + delimiter.len()] == delimiter {
+            pieces.push(r[start..i].to_vec());
+            i += delimiter.len();
+            start = i;
+        } else {
+            i += 1;
+        }
+    }
+    if start < r.len() {
+        pieces.push(r[start..].to_vec());
+    }
+    pieces
+}
+
 /// A record that failed processing as Firehose writes it under the error prefix: one
 /// JSON object per line with the original bytes in base64.
 pub fn failure_record(
@@ -74,6 +130,33 @@ fn unescape(s: &str) -> Vec<u8> {
 mod tests {
     use super::super::settings::ProcessorParameter;
     use super::*;
+
+    #[test]
+    fn aggregated_records_are_split() {
+        let json = Processor {
+            kind: "RecordDeAggregation".into(),
+            parameters: vec![ProcessorParameter {
+                parameter_name: "SubRecordType".into(),
+                parameter_value: "JSON".into(),
+            }],
+        };
+        let out = deaggregate(vec![b"{\"a\":1}{\"a\":2}\n {\"a\":3}".to_vec(), b"not json".to_vec()], &json);
+        assert_eq!(
+            out,
+            vec![b"{\"a\":1}".to_vec(), b"{\"a\":2}".to_vec(), b"{\"a\":3}".to_vec(), b"not json".to_vec()]
+        );
+        let delimited = Processor {
+            kind: "RecordDeAggregation".into(),
+            parameters: vec![
+                ProcessorParameter { parameter_name: "SubRecordType".into(), parameter_value: "DELIMITED".into() },
+                ProcessorParameter { parameter_name: "Delimiter".into(), parameter_value: "fHw=".into() },
+            ],
+        };
+        assert_eq!(
+            deaggregate(vec![b"a||b||c".to_vec()], &delimited),
+            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
+        );
+    }
 
     #[test]
     fn records_are_concatenated_or_delimited() {

@@ -120,7 +120,8 @@ pub struct ProcessingConfiguration {
 }
 
 /// The processor types Kinescope runs today.
-pub const SUPPORTED_PROCESSORS: &[&str] = &["AppendDelimiterToRecord", "MetadataExtraction", "Lambda"];
+pub const SUPPORTED_PROCESSORS: &[&str] =
+    &["RecordDeAggregation", "Lambda", "MetadataExtraction", "AppendDelimiterToRecord"];
 /// The processor types the model has.
 const KNOWN_PROCESSORS: &[&str] = &[
     "RecordDeAggregation",
@@ -272,11 +273,6 @@ impl BucketDestination {
             if engine != "JQ-1.6" {
                 return Err(format!("JsonParsingEngine '{engine}' is not JQ-1.6."));
             }
-        }
-        if matches!(self.compression_format, Compression::Zip) {
-            return Err(
-                "CompressionFormat ZIP is not supported by Kinescope yet; use GZIP, Snappy or HADOOP_SNAPPY.".into()
-            );
         }
         Ok(())
     }
@@ -599,7 +595,7 @@ mod tests {
         let mut b = bucket();
         b.processing_configuration = Some(ProcessingConfiguration {
             enabled: true,
-            processors: vec![Processor { kind: "RecordDeAggregation".into(), parameters: vec![] }],
+            processors: vec![Processor { kind: "Decompression".into(), parameters: vec![] }],
         });
         assert!(b.check("x").unwrap_err().contains("not supported by Kinescope yet"));
         b.processing_configuration.as_mut().unwrap().processors[0].kind = "Nope".into();

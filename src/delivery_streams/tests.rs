@@ -299,3 +299,36 @@ async fn dynamic_partitioning_writes_an_object_per_key() {
     assert_eq!(failure["errorCode"], "DynamicPartitioning.MetadataExtractionFailed");
     assert_eq!(failure["rawData"], "bm90IGpzb24=", "the record as it was put: 'not json'");
 }
+
+#[tokio::test]
+async fn kpl_aggregated_records_from_a_data_stream_are_split() {
+    use crate::data_streams::{DataStreamEngine, DataStreamId, EngineOptions, Mode, NewRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let clock: crate::clock::SharedClock = Arc::new(SystemClock);
+    let ds = DataStreamEngine::open(dir.path(), clock.clone(), &scope(), EngineOptions::default()).unwrap();
+    let source = DataStreamId::new(&scope(), "kpl");
+    ds.create_stream(&source, Some(1), Mode::Provisioned, None, BTreeMap::new()).unwrap();
+    let opts = DeliveryOptions { data_streams: Some(ds.clone()), ..options() };
+    let engine = DeliveryStreamEngine::open(dir.path(), clock, opts).unwrap();
+    let id = DeliveryStreamId::new(&scope(), "split");
+    let from = Source::KinesisStream { stream_arn: source.arn(), role_arn: "arn:aws:iam::123456789012:role/r".into() };
+    engine.create(&id, from, bucket_destination(0, Compression::Uncompressed), BTreeMap::new()).unwrap();
+    let aggregated = crate::wire::kpl::encode("cam", &[b"one", b"two", b"three"]);
+    ds.put_records(
+        &source,
+        vec![
+            NewRecord { partition_key: "cam".into(), data: aggregated, explicit_hash_key: None },
+            NewRecord { partition_key: "cam".into(), data: b"plain".to_vec(), explicit_hash_key: None },
+        ],
+    )
+    .await
+    .unwrap();
+    let root = dir.path().join("buckets/frames");
+    let text = wait(|| {
+        let t: String = objects(&root).iter().map(|p| std::fs::read_to_string(p).unwrap()).collect();
+        (t.lines().count() >= 4).then_some(t)
+    })
+    .await;
+    assert_eq!(text, "one\ntwo\nthree\nplain\n");
+    engine.shutdown().await;
+}

@@ -6,6 +6,7 @@ pub mod bmff;
 pub mod cbor;
 pub mod eventstream;
 pub mod fmp4;
+pub mod kpl;
 pub mod kvs_signaling;
 pub mod mp4_tracks;
 pub mod rtcp;

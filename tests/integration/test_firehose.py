@@ -484,3 +484,24 @@ def test_lambda_processor_and_dynamic_partitioning(data_dir):
     finally:
         s.stop()
         function.close()
+
+
+def test_zip_and_record_deaggregation(fh_server):
+    """ZIP objects open with Python's zipfile; RecordDeAggregation splits concatenated
+    JSON records before the delimiter is added."""
+    import io
+    import zipfile
+    fh = fh_server.client("firehose")
+    fh.create_delivery_stream(DeliveryStreamName="zipped", ExtendedS3DestinationConfiguration=s3_destination(
+        "zips", CompressionFormat="ZIP", ProcessingConfiguration={"Enabled": True, "Processors": [
+            {"Type": "RecordDeAggregation", "Parameters": [{"ParameterName": "SubRecordType", "ParameterValue": "JSON"}]},
+            {"Type": "AppendDelimiterToRecord"}]}))
+    fh.put_record(DeliveryStreamName="zipped", Record={"Data": b'{"box":1}{"box":2}{"box":3}'})
+    found = wait_for(lambda: objects(fh_server.data_dir / "buckets" / "zips"), what="a ZIP object")
+    key, path = next(iter(found.items()))
+    assert key.endswith(".zip"), key
+    with zipfile.ZipFile(io.BytesIO(path.read_bytes())) as z:
+        (entry,) = z.namelist()
+        assert z.testzip() is None
+        assert z.read(entry) == b'{"box":1}\n{"box":2}\n{"box":3}\n'
+        assert entry == key.rsplit("/", 1)[1].removesuffix(".zip")
