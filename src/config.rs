@@ -92,6 +92,10 @@ pub struct ConfigFile {
     /// `arn:aws:lambda:…:function:NAME` calls.
     #[serde(default)]
     pub functions: std::collections::HashMap<String, FunctionFile>,
+    /// `[tables.DATABASE.TABLE]`: `columns = [{ name, type }]`, the schema Firehose
+    /// format conversion reads where AWS reads a Glue table.
+    #[serde(default)]
+    pub tables: std::collections::HashMap<String, std::collections::HashMap<String, TableFile>>,
     /// Create a Kinesis Video stream on its first RTSP ANNOUNCE (default false).
     pub rtsp_create_streams: Option<bool>,
     /// `[sources.STREAM]`: IP cameras to pull (url, transport, username, password).
@@ -132,6 +136,13 @@ pub struct DataStreamsFile {
     pub update_delay_ms: Option<i64>,
     /// The account's shard limit (default 10,000).
     pub shard_limit: Option<u32>,
+}
+
+/// `[tables.DATABASE.TABLE]`: a table's columns.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableFile {
+    pub columns: Vec<crate::delivery_streams::format_conversion::Column>,
 }
 
 /// `[functions.NAME]`: where a Lambda processor's function is served.
@@ -299,6 +310,11 @@ impl ServerConfig {
                 .map_or(delivery_defaults.max_backlog_bytes, |m| m.saturating_mul(1 << 20)),
             remote_buckets: file.buckets.clone(),
             functions: file.functions.iter().map(|(name, f)| (name.clone(), f.url.clone())).collect(),
+            tables: file
+                .tables
+                .iter()
+                .flat_map(|(db, tables)| tables.iter().map(move |(t, f)| (format!("{db}.{t}"), f.columns.clone())))
+                .collect(),
             ..delivery_defaults
         };
         Ok(ServerConfig {

@@ -389,6 +389,11 @@ async fn write_object(
         None => naming.data_key(&ctx)?,
     };
     let bucket = b.bucket_name()?.to_string();
+    if error_output_type.is_none() {
+        if let Some((schema, compression)) = inner.conversion(b)? {
+            return write_parquet(inner, meta, b, &bucket, key, records, oldest_ms, schema, compression).await;
+        }
+    }
     let format = b.compression_format;
     // A ZIP's one entry is named as the object, without its extension.
     let entry = key.rsplit('/').next().unwrap_or("data").trim_end_matches(".zip").to_string();
@@ -397,6 +402,48 @@ async fn write_object(
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("compressing the object failed: {e}"))?;
     inner.buckets.write(&bucket, &key, body).await.map_err(|e| format!("writing the object failed: {e}"))
+}
+
+/// A converting destination's object: the records as Parquet; those that do not fit
+/// the schema under the error prefix (`format-conversion-failed`).
+#[allow(clippy::too_many_arguments)]
+async fn write_parquet(
+    inner: &Arc<Inner>,
+    meta: &super::meta_store::StreamMeta,
+    b: &BucketDestination,
+    bucket: &str,
+    key: String,
+    records: Vec<Vec<u8>>,
+    oldest_ms: i64,
+    schema: Arc<arrow_schema::Schema>,
+    compression: parquet::basic::Compression,
+) -> Result<(), String> {
+    let (file, failed, records) = tokio::task::spawn_blocking(move || {
+        super::format_conversion::to_parquet(&schema, compression, &records).map(|(f, failed)| (f, failed, records))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    if let Some(file) = file {
+        inner.buckets.write(bucket, &key, file).await.map_err(|e| format!("writing the object failed: {e}"))?;
+    }
+    if !failed.is_empty() {
+        let now = inner.clock.now_ms();
+        let failures = failed
+            .iter()
+            .map(|(i, why)| {
+                processing::failure_record(
+                    &records[*i],
+                    oldest_ms,
+                    now,
+                    "DataFormatConversion.MalformedData",
+                    why,
+                    None,
+                )
+            })
+            .collect();
+        Box::pin(write_object(inner, meta, b, failures, oldest_ms, Some("format-conversion-failed"), &[])).await?;
+    }
+    Ok(())
 }
 
 async fn post(inner: &Inner, d: &HttpDestination, source_arn: &str, records: &[Vec<u8>]) -> Result<(), String> {

@@ -22,6 +22,7 @@ pub mod backlog;
 pub mod buckets;
 pub mod compression;
 mod delivery;
+pub mod format_conversion;
 pub mod http_endpoint;
 pub mod jq;
 mod kinesis_source;
@@ -140,6 +141,8 @@ pub struct DeliveryOptions {
     pub remote_buckets: HashMap<String, buckets::RemoteBucket>,
     /// Lambda processors' functions by name (`arn:aws:lambda:…:function:NAME`) → URL.
     pub functions: HashMap<String, String>,
+    /// Format conversion's tables (`DATABASE.TABLE` → columns), where AWS has Glue.
+    pub tables: HashMap<String, Vec<format_conversion::Column>>,
 }
 
 impl std::fmt::Debug for DeliveryOptions {
@@ -153,6 +156,7 @@ impl std::fmt::Debug for DeliveryOptions {
             .field("retry_max_ms", &self.retry_max_ms)
             .field("remote_buckets", &self.remote_buckets.keys())
             .field("functions", &self.functions)
+            .field("tables", &self.tables.keys())
             .finish_non_exhaustive()
     }
 }
@@ -171,6 +175,7 @@ impl Default for DeliveryOptions {
             data_streams: None,
             remote_buckets: HashMap::new(),
             functions: HashMap::new(),
+            tables: HashMap::new(),
         }
     }
 }
@@ -207,6 +212,23 @@ struct Inner {
 }
 
 impl Inner {
+    /// The schema and Parquet compression of a destination converting to Parquet.
+    fn conversion(
+        &self,
+        b: &settings::BucketDestination,
+    ) -> Result<Option<(Arc<arrow_schema::Schema>, parquet::basic::Compression)>, String> {
+        let Some(c) = b.conversion()? else { return Ok(None) };
+        let key = format!("{}.{}", c.database, c.table);
+        let columns = self.options.tables.get(&key).ok_or_else(|| {
+            format!(
+                "No schema is configured for table {key} (Kinescope reads it from [tables.{}.{}] columns = [...] where AWS reads Glue).",
+                c.database, c.table
+            )
+        })?;
+        let schema = format_conversion::schema(columns).map_err(|e| format!("[tables.{key}]: {e}"))?;
+        Ok(Some((schema, format_conversion::parquet_compression(c.compression.as_deref())?)))
+    }
+
     /// The URL a Lambda processor's `LambdaArn` is called at.
     fn function_url(&self, arn: &str) -> Result<String, String> {
         if arn.starts_with("http://") || arn.starts_with("https://") {
@@ -400,6 +422,9 @@ impl DeliveryStreamEngine {
                     return Err(invalid("The Lambda processor's BufferSizeInMBs must be 0.2 to 3."));
                 }
             }
+        }
+        if let Destination::ExtendedS3(b) = d {
+            self.inner.conversion(b).map_err(invalid)?;
         }
         let b = d.bucket();
         let ext = b.file_extension.clone().unwrap_or_else(|| b.compression_format.extension().to_string());

@@ -248,10 +248,8 @@ impl BucketDestination {
                 ));
             }
         }
-        if self.data_format_conversion_configuration.as_ref().is_some_and(|c| c.get("Enabled") != Some(&false.into())) {
-            return Err(
-                "DataFormatConversionConfiguration (Parquet/ORC conversion) is not supported by Kinescope yet.".into(),
-            );
+        if self.conversion()?.is_some() && self.compression_format != Compression::Uncompressed {
+            return Err("CompressionFormat must be UNCOMPRESSED when format conversion is enabled (Parquet compresses inside the file: ParquetSerDe.Compression).".into());
         }
         let partitioning = self.dynamic_partitioning_configuration.as_ref().is_some_and(|d| d.enabled);
         let uses_keys = self.prefix.as_deref().is_some_and(|p| p.contains("partitionKeyFromQuery"));
@@ -275,6 +273,27 @@ impl BucketDestination {
             }
         }
         Ok(())
+    }
+
+    /// Format conversion, if enabled: the table its schema comes from and the Parquet
+    /// compression. ORC output is refused.
+    pub fn conversion(&self) -> Result<Option<Conversion>, String> {
+        let Some(c) = &self.data_format_conversion_configuration else { return Ok(None) };
+        if c.get("Enabled").and_then(serde_json::Value::as_bool) == Some(false) {
+            return Ok(None);
+        }
+        let text = |v: Option<&serde_json::Value>| v.and_then(serde_json::Value::as_str).map(str::to_string);
+        let schema = c.get("SchemaConfiguration");
+        let database = text(schema.and_then(|s| s.get("DatabaseName")))
+            .ok_or("DataFormatConversionConfiguration.SchemaConfiguration.DatabaseName is required.")?;
+        let table = text(schema.and_then(|s| s.get("TableName")))
+            .ok_or("DataFormatConversionConfiguration.SchemaConfiguration.TableName is required.")?;
+        let serializer = c.get("OutputFormatConfiguration").and_then(|o| o.get("Serializer"));
+        if serializer.and_then(|s| s.get("OrcSerDe")).is_some() {
+            return Err("ORC output (OrcSerDe) is not supported by Kinescope; use ParquetSerDe.".into());
+        }
+        let compression = text(serializer.and_then(|s| s.get("ParquetSerDe")).and_then(|p| p.get("Compression")));
+        Ok(Some(Conversion { database, table, compression }))
     }
 
     /// The JQ query of dynamic partitioning, if it is enabled with MetadataExtraction.
@@ -306,6 +325,14 @@ impl BucketDestination {
         serde_json::from_value(current)
             .map_err(|e| format!("The update is not a valid ExtendedS3DestinationUpdate: {e}"))
     }
+}
+
+/// Where a converting destination's schema comes from, and its Parquet compression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversion {
+    pub database: String,
+    pub table: String,
+    pub compression: Option<String>,
 }
 
 /// `HttpEndpointDestinationConfiguration`: batches POSTed to an HTTP endpoint in

@@ -505,3 +505,46 @@ def test_zip_and_record_deaggregation(fh_server):
         assert z.testzip() is None
         assert z.read(entry) == b'{"box":1}\n{"box":2}\n{"box":3}\n'
         assert entry == key.rsplit("/", 1)[1].removesuffix(".zip")
+
+
+def test_json_records_converted_to_parquet(data_dir):
+    """DataFormatConversionConfiguration: JSON records to Parquet, the schema from
+    [tables.DB.TABLE] where AWS reads Glue; read back with pyarrow."""
+    import io
+    import pyarrow.parquet as pq
+    config = data_dir / "kinescope.toml"
+    config.write_text('[tables.vision.detections]\ncolumns = [{ name = "camera", type = "string" }, '
+                      '{ name = "score", type = "double" }, { name = "frame", type = "bigint" }]\n')
+    s = Server(data_dir, keys=KEYS, extra_args=["--config", str(config)]).start()
+    try:
+        fh = s.client("firehose")
+        conversion = {"Enabled": True,
+                      "SchemaConfiguration": {"DatabaseName": "vision", "TableName": "detections", "RoleARN": ROLE},
+                      "InputFormatConfiguration": {"Deserializer": {"OpenXJsonSerDe": {}}},
+                      "OutputFormatConfiguration": {"Serializer": {"ParquetSerDe": {"Compression": "SNAPPY"}}}}
+        with pytest.raises(ClientError) as e:
+            fh.create_delivery_stream(DeliveryStreamName="nope", ExtendedS3DestinationConfiguration=s3_destination(
+                "pq", DataFormatConversionConfiguration={**conversion, "SchemaConfiguration": {
+                    "DatabaseName": "vision", "TableName": "missing", "RoleARN": ROLE}}))
+        assert "[tables.vision.missing]" in e.value.response["Error"]["Message"]
+        fh.create_delivery_stream(DeliveryStreamName="to-parquet", ExtendedS3DestinationConfiguration=s3_destination(
+            "pq", Prefix="detections/", ErrorOutputPrefix="errors/!{firehose:error-output-type}/",
+            DataFormatConversionConfiguration=conversion))
+        rows = [{"camera": "door", "score": 0.91, "frame": 1, "boxes": [[1, 2, 3, 4]]},
+                {"camera": "yard", "score": 0.42, "frame": 2}]
+        fh.put_record_batch(DeliveryStreamName="to-parquet",
+                            Records=[{"Data": json.dumps(r).encode()} for r in rows] + [{"Data": b'{"frame": "x"}'}])
+        bucket = data_dir / "buckets" / "pq"
+        files = wait_for(lambda: [p for k, p in objects(bucket).items() if k.startswith("detections/")],
+                         what="a Parquet object")
+        table = pq.read_table(io.BytesIO(files[0].read_bytes()))
+        assert table.column_names == ["camera", "score", "frame"]
+        assert table.to_pylist() == [{"camera": "door", "score": 0.91, "frame": 1},
+                                     {"camera": "yard", "score": 0.42, "frame": 2}]
+        failed = wait_for(lambda: [p for k, p in objects(bucket).items()
+                                   if k.startswith("errors/format-conversion-failed/")], what="the bad record")
+        failure = json.loads(failed[0].read_text())
+        assert failure["errorCode"] == "DataFormatConversion.MalformedData"
+        assert base64.b64decode(failure["rawData"]) == b'{"frame": "x"}'
+    finally:
+        s.stop()
