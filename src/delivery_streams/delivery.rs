@@ -134,6 +134,11 @@ async fn attempt(
     let raw = load(live, batch).await?;
     let oldest_ms = batch[0].arrival_ms;
     let processors = meta.destination.processors();
+    if let Destination::ExtendedS3(b) = &meta.destination {
+        if let Some(backup) = b.source_backup() {
+            write_object(inner, meta, backup, raw.clone(), oldest_ms, None, &[]).await?;
+        }
+    }
     let raw = match processors.iter().find(|p| p.kind == "RecordDeAggregation") {
         Some(p) => processing::deaggregate(raw, p),
         None => raw,

@@ -208,6 +208,10 @@ pub struct BucketDestination {
     pub processing_configuration: Option<ProcessingConfiguration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3_backup_mode: Option<String>,
+    /// With `S3BackupMode` `Enabled`: where every record is also written as it arrived,
+    /// before any processing (an `S3DestinationConfiguration`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_backup_configuration: Option<Box<BucketDestination>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_format_conversion_configuration: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -232,6 +236,18 @@ impl BucketDestination {
         self.buffering_hints.check(&format!("{member}.bufferingHints"), 128)?;
         if let Some(p) = &self.processing_configuration {
             p.check(member)?;
+        }
+        match (self.s3_backup_mode.as_deref(), &self.s3_backup_configuration) {
+            (None | Some("Disabled"), _) => {}
+            (Some("Enabled"), Some(backup)) => backup.check(&format!("{member}.s3BackupConfiguration"))?,
+            (Some("Enabled"), None) => return Err("S3BackupMode Enabled needs an S3BackupConfiguration.".into()),
+            (Some(other), _) => {
+                return Err(violation(
+                    other,
+                    &format!("{member}.s3BackupMode"),
+                    "satisfy enum value set: [Disabled, Enabled]",
+                ))
+            }
         }
         if let Some(ext) = &self.file_extension {
             let ok = ext.is_empty()
@@ -273,6 +289,11 @@ impl BucketDestination {
             }
         }
         Ok(())
+    }
+
+    /// The bucket that gets every record as it arrived (`S3BackupMode` `Enabled`).
+    pub fn source_backup(&self) -> Option<&BucketDestination> {
+        self.s3_backup_configuration.as_deref().filter(|_| self.s3_backup_mode.as_deref() == Some("Enabled"))
     }
 
     /// Format conversion, if enabled: the table its schema comes from and the Parquet
@@ -317,6 +338,14 @@ impl BucketDestination {
         if let (Some(cur), Some(upd)) = (current.as_object_mut(), update.as_object()) {
             for (k, v) in upd {
                 if k == "S3BackupUpdate" {
+                    let merged = match &self.s3_backup_configuration {
+                        Some(b) => b.merged(v)?,
+                        None => serde_json::from_value(v.clone()).map_err(|e| format!("S3BackupUpdate: {e}"))?,
+                    };
+                    cur.insert(
+                        "S3BackupConfiguration".into(),
+                        serde_json::to_value(merged).map_err(|e| e.to_string())?,
+                    );
                     continue;
                 }
                 cur.insert(k.clone(), v.clone());

@@ -548,3 +548,20 @@ def test_json_records_converted_to_parquet(data_dir):
         assert base64.b64decode(failure["rawData"]) == b'{"frame": "x"}'
     finally:
         s.stop()
+
+
+def test_source_records_backed_up_before_processing(fh_server):
+    fh = fh_server.client("firehose")
+    fh.create_delivery_stream(DeliveryStreamName="backed", ExtendedS3DestinationConfiguration=s3_destination(
+        "main", S3BackupMode="Enabled", S3BackupConfiguration=s3_destination("raw", Prefix="source/"),
+        ProcessingConfiguration={"Enabled": True, "Processors": [{"Type": "AppendDelimiterToRecord"}]}))
+    desc = fh.describe_delivery_stream(DeliveryStreamName="backed")["DeliveryStreamDescription"]
+    backup = desc["Destinations"][0]["ExtendedS3DestinationDescription"]["S3BackupDescription"]
+    assert backup["BucketARN"] == "arn:aws:s3:::raw" and backup["Prefix"] == "source/"
+    fh.put_record_batch(DeliveryStreamName="backed", Records=[{"Data": b"a"}, {"Data": b"b"}])
+    buckets = fh_server.data_dir / "buckets"
+    main = wait_for(lambda: objects(buckets / "main"), what="the processed object")
+    raw = wait_for(lambda: objects(buckets / "raw"), what="the source backup")
+    assert next(iter(main.values())).read_bytes() == b"a\nb\n"
+    key, path = next(iter(raw.items()))
+    assert key.startswith("source/") and path.read_bytes() == b"ab"

@@ -299,6 +299,10 @@ fn secs(ms: i64) -> f64 {
 fn bucket_description(b: &BucketDestination) -> Value {
     let mut v = serde_json::to_value(b).unwrap_or(Value::Null);
     if let Some(o) = v.as_object_mut() {
+        if let Some(backup) = o.remove("S3BackupConfiguration") {
+            let described = serde_json::from_value::<BucketDestination>(backup).map(|b| bucket_description(&b));
+            o.insert("S3BackupDescription".into(), described.unwrap_or(Value::Null));
+        }
         o.insert("BufferingHints".into(), serde_json::to_value(b.buffering_hints.filled()).unwrap_or(Value::Null));
         o.entry("EncryptionConfiguration").or_insert(json!({"NoEncryptionConfig": "NoEncryption"}));
         o.entry("S3BackupMode").or_insert(json!("Disabled"));
