@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Seed inputs for the fuzz targets that need a well-formed start (scripts/fuzz runs
-this): an RTSP publisher's and a viewer's whole session for `rtsp_session`, and one
-request per protocol and service for `api_requests` (the first byte picks the route)."""
+this): an RTSP publisher's and a viewer's whole session for `rtsp_session`, one
+request per protocol and service for `api_requests` (the first byte picks the route),
+and a KPL aggregate for `kinesis_wire`."""
 
 import json
 import struct
@@ -67,3 +68,25 @@ seeds = {
 }
 for name, (pick, body) in seeds.items():
     write("api_requests", name, bytes([pick]) + body)
+
+
+# kinesis_wire: a KPL aggregate's protobuf body (the target adds the magic and digest).
+def varint(v):
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def length_field(number, data):
+    return varint((number << 3) | 2) + varint(len(data)) + data
+
+
+def kpl_record(data):
+    return varint(1 << 3) + varint(0) + length_field(3, data)
+
+
+write("kinesis_wire", "kpl-aggregate",
+      length_field(1, b"cam") + length_field(3, kpl_record(b'{"box":1}')) + length_field(3, kpl_record(b"two")))
