@@ -670,13 +670,17 @@ impl DeliveryStreamEngine {
     }
 }
 
-/// A record id: the stream's uid and the record's serial, hex, as long as AWS's.
+/// A record id: the stream's uid and the record's serial, 32 hex digits (opaque to
+/// clients, as AWS's are; unique per server).
 fn record_id(uid: u64, serial: u64) -> String {
-    use sha2::Digest;
-    let mut h = sha2::Sha256::new();
-    h.update(uid.to_be_bytes());
-    h.update(serial.to_be_bytes());
-    format!("{uid:016x}{serial:016x}{}", hex::encode(&h.finalize()[..16]))
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(32);
+    for v in [uid, serial] {
+        for shift in (0..16).rev() {
+            out.push(char::from(HEX[((v >> (shift * 4)) & 0xF) as usize]));
+        }
+    }
+    out
 }
 
 fn not_found(id: &DeliveryStreamId) -> DeliveryStreamError {
