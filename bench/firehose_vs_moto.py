@@ -11,7 +11,6 @@ SECONDS_PER_CELL=3 by default. Both servers run on 127.0.0.1 ports chosen here.
 
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -23,9 +22,7 @@ from botocore.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
-from benchlib import free_port  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 SECONDS = float(os.environ.get("SECONDS_PER_CELL", "3"))
 ROUNDS = 3
 RECORD = b"x" * 1023 + b"\n"
@@ -70,15 +67,9 @@ def put_rate(url, name, threads):
 
 def main():
     work = Path(tempfile.mkdtemp(prefix="kinescope-firehose-bench-"))
-    kport, mport = free_port(), free_port()
-    binary = ROOT / "target" / "release" / "kinescope"
-    servers = [
-        subprocess.Popen([str(binary), "serve", "--data-dir", str(work / "data"), "--http", f"127.0.0.1:{kport}",
-                          "--rtsp", "127.0.0.1:0"], stderr=subprocess.DEVNULL),
-        subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(mport)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-    ]
-    targets = {"kinescope": f"http://127.0.0.1:{kport}", "moto": f"http://127.0.0.1:{mport}"}
+    (kinescope, kurl), (moto, murl) = benchlib.start_kinescope(work), benchlib.start_moto()
+    servers = [kinescope, moto]
+    targets = {"kinescope": kurl, "moto": murl}
     try:
         for url in targets.values():
             benchlib.wait_up(url, lambda u=url: client(u).list_delivery_streams())
@@ -103,9 +94,7 @@ def main():
             m = statistics.median(rates[("moto", threads)])
             print(f"| {threads} | {k:.0f} | {m:.0f} | {statistics.median(rs):.2f} ({min(rs):.2f}–{max(rs):.2f}) |")
     finally:
-        for s in servers:
-            s.terminate()
-            s.wait(10)
+        benchlib.stop_all(servers)
 
 
 if __name__ == "__main__":

@@ -102,17 +102,16 @@ def tip_delay(url):
 
 def main():
     work = Path(tempfile.mkdtemp(prefix="kinescope-kinesis-bench-"))
-    kport, lport = free_port(), free_port()
-    binary = ROOT / "target" / "release" / "kinescope"
+    lport = free_port()
+    kinescope, kurl = benchlib.start_kinescope(work)
     kinesalite = ROOT / "target" / "kinesalite" / "node_modules" / ".bin" / "kinesalite"
     servers = [
-        subprocess.Popen([str(binary), "serve", "--data-dir", str(work / "data"), "--http", f"127.0.0.1:{kport}",
-                          "--rtsp", "127.0.0.1:0"], stderr=subprocess.DEVNULL),
+        kinescope,
         subprocess.Popen([str(kinesalite), "--port", str(lport), "--createStreamMs", "0", "--deleteStreamMs", "0",
                           "--updateStreamMs", "0", "--shardLimit", "100"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
     ]
-    targets = {"kinescope": f"http://127.0.0.1:{kport}", "kinesalite": f"http://127.0.0.1:{lport}"}
+    targets = {"kinescope": kurl, "kinesalite": f"http://127.0.0.1:{lport}"}
     try:
         for url in targets.values():
             wait_up(url)
@@ -144,9 +143,7 @@ def main():
         k, l = tips["kinescope"], tips["kinesalite"]
         print(f"| put → GetRecords at the tip p50 / p99 | {k[0]:.1f} / {k[1]:.1f} ms | {l[0]:.1f} / {l[1]:.1f} ms | |")
     finally:
-        for s in servers:
-            s.terminate()
-            s.wait(10)
+        benchlib.stop_all(servers)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import os
 import re
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -25,9 +24,7 @@ from botocore.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
-from benchlib import free_port  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 SECONDS = float(os.environ.get("SECONDS_PER_CELL", "5"))
 
 
@@ -98,15 +95,9 @@ def wake_latency(url, queue_url, samples=40):
 
 def main():
     work = Path(tempfile.mkdtemp(prefix="kinescope-sqs-bench-"))
-    kport, mport = free_port(), free_port()
-    binary = ROOT / "target" / "release" / "kinescope"
-    servers = [
-        subprocess.Popen([str(binary), "serve", "--data-dir", str(work / "data"), "--http", f"127.0.0.1:{kport}",
-                          "--rtsp", "127.0.0.1:0"], stderr=subprocess.DEVNULL),
-        subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(mport)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-    ]
-    targets = {"kinescope": f"http://127.0.0.1:{kport}", "moto": f"http://127.0.0.1:{mport}"}
+    (kinescope, kurl), (moto, murl) = benchlib.start_kinescope(work), benchlib.start_moto()
+    servers = [kinescope, moto]
+    targets = {"kinescope": kurl, "moto": murl}
     try:
         for url in targets.values():
             wait_up(url)
@@ -132,9 +123,7 @@ def main():
         k, m = wake["kinescope"], wake["moto"]
         print(f"| long-poll wake-up p50 / p99 | | {k[0]:.1f} / {k[1]:.1f} ms | {m[0]:.1f} / {m[1]:.1f} ms | |")
     finally:
-        for s in servers:
-            s.terminate()
-            s.wait(10)
+        benchlib.stop_all(servers)
 
 
 if __name__ == "__main__":

@@ -93,7 +93,9 @@ impl Backlog {
     }
 
     /// Writes `records` (arrived at `now_ms`) and syncs them before it queues them;
-    /// returns their serials. Holds `self` across the sync: for one caller at a time.
+    /// returns their serials. Holds `self` across the sync: the tests' one-caller form
+    /// of what `LiveStream::append` does with shared syncs.
+    #[cfg(test)]
     pub fn append(&mut self, records: &[&[u8]], now_ms: i64) -> std::io::Result<Vec<u64>> {
         let (ticket, serials) = self.write(records, now_ms)?;
         match ticket.file.sync_data() {

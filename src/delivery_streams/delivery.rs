@@ -198,15 +198,15 @@ async fn deliver_partitioned(
     .await
     .map_err(|e| e.to_string())??;
     let processors = meta.destination.processors();
+    let named = super::object_key::PrefixTemplate::parse(b.prefix.as_deref().unwrap_or(""), false)?;
     for (keys, records) in groups {
         let records = processing::process(records, processors);
-        match write_object(inner, meta, b, records.clone(), oldest_ms, None, &keys).await {
-            Ok(()) => {}
-            // A key the prefix names but the query did not give: the records fail.
-            Err(e) if e.starts_with("the record has no partition key") => {
-                write_object(inner, meta, b, records, oldest_ms, Some("processing-failed"), &[]).await?
-            }
-            Err(e) => return Err(e),
+        // A key the prefix names but the query did not give: the records fail.
+        let complete = named.partition_keys().all(|k| keys.iter().any(|(name, _)| name == k));
+        if complete {
+            write_object(inner, meta, b, records, oldest_ms, None, &keys).await?;
+        } else {
+            write_object(inner, meta, b, records, oldest_ms, Some("processing-failed"), &[]).await?;
         }
     }
     if !failed.is_empty() {

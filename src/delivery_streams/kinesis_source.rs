@@ -124,14 +124,17 @@ async fn read_shard(
         let bytes: usize = data.iter().map(Vec::len).sum();
         let now = inner.clock.now_ms();
         let target = live.clone();
+        // Paused above while full, so no limit here: what was read is taken.
         tokio::task::spawn_blocking(move || {
             let refs: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
-            lock(&target.backlog).append(&refs, now)
+            target.append(&refs, now, (usize::MAX, u64::MAX))
         })
         .await
         .map_err(|e| e.to_string())?
-        .map_err(|e| format!("the backlog could not take the records: {e}"))?;
-        live.wake.notify_one();
+        .map_err(|e| match e {
+            super::Refused::Storage(e) => format!("the backlog could not take the records: {e}"),
+            super::Refused::Full { .. } => "the backlog is full".to_string(),
+        })?;
         if let Some(m) = &inner.options.metrics {
             m.count_delivery(&read(&live.meta).name, "incoming", n as u64, bytes as u64);
         }

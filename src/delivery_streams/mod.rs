@@ -189,6 +189,24 @@ pub struct StreamView {
     pub pending_bytes: u64,
 }
 
+/// What a put returns: the records' ids, and whether the stream encrypts (Firehose's
+/// `Encrypted`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub record_ids: Vec<String>,
+    pub encrypted: bool,
+}
+
+/// Why records were not appended.
+enum Refused {
+    /// The backlog already holds this many records (bytes): past its limits.
+    Full {
+        records: usize,
+        bytes: u64,
+    },
+    Storage(std::io::Error),
+}
+
 /// A stream being served: its settings, its backlog and its delivery task's controls.
 struct LiveStream {
     meta: RwLock<StreamMeta>,
@@ -209,6 +227,35 @@ struct Inner {
     /// Serializes control-plane changes (create, delete, update).
     control: Mutex<()>,
     http: reqwest::Client,
+}
+
+impl LiveStream {
+    /// Appends records to the backlog, refused if it would hold more than `limits`
+    /// (records, bytes); returns their serials once synced. The sync runs outside the
+    /// lock, so concurrent appends share syncs; then every record written up to it is
+    /// queued, in order, and the delivery task woken.
+    fn append(&self, records: &[&[u8]], now_ms: i64, limits: (usize, u64)) -> Result<Vec<u64>, Refused> {
+        let bytes: u64 = records.iter().map(|r| r.len() as u64).sum();
+        let (ticket, serials) = {
+            let mut b = lock(&self.backlog);
+            if b.len() + records.len() > limits.0 || b.queued_bytes() + bytes > limits.1 {
+                return Err(Refused::Full { records: b.len(), bytes: b.queued_bytes() });
+            }
+            b.write(records, now_ms).map_err(Refused::Storage)?
+        };
+        let synced = ticket.file.sync_data();
+        let mut b = lock(&self.backlog);
+        match synced {
+            Ok(()) => b.synced(ticket.id),
+            Err(e) => {
+                b.sync_failed();
+                return Err(Refused::Storage(e));
+            }
+        }
+        drop(b);
+        self.wake.notify_one();
+        Ok(serials)
+    }
 }
 
 impl Inner {
@@ -478,57 +525,42 @@ impl DeliveryStreamEngine {
         Ok(())
     }
 
-    /// Accepts records: synced to the backlog before this returns; returns their ids.
-    pub fn put(&self, id: &DeliveryStreamId, records: &[&[u8]]) -> Result<Vec<String>> {
+    /// Accepts records: synced to the backlog before this returns.
+    pub fn put(&self, id: &DeliveryStreamId, records: &[&[u8]]) -> Result<Accepted> {
         let live = self.live(id)?;
-        if !matches!(read(&live.meta).source, Source::DirectPut { .. }) {
-            return Err(invalid(format!(
-                "This operation is not permitted on KinesisStreamAsSource delivery stream type. ({})",
-                id.arn()
-            )));
-        }
-        self.append(id, &live, records)
-    }
-
-    fn append(&self, id: &DeliveryStreamId, live: &LiveStream, records: &[&[u8]]) -> Result<Vec<String>> {
+        let (uid, encrypted) = {
+            let m = read(&live.meta);
+            if !matches!(m.source, Source::DirectPut { .. }) {
+                return Err(invalid(format!(
+                    "This operation is not permitted on KinesisStreamAsSource delivery stream type. ({})",
+                    id.arn()
+                )));
+            }
+            (m.uid, m.encryption.as_ref().is_some_and(|e| e.status == "ENABLED"))
+        };
         if let Some(r) = records.iter().find(|r| r.len() > MAX_RECORD_BYTES) {
             return Err(invalid(format!("A record is {} bytes; the limit is {MAX_RECORD_BYTES}.", r.len())));
         }
         let bytes: usize = records.iter().map(|r| r.len()).sum();
         self.inner.options.disk.check(bytes as u64 + 64 * records.len() as u64)?;
-        let uid = read(&live.meta).uid;
-        let serials = {
-            let mut b = lock(&live.backlog);
-            if b.len() + records.len() > self.inner.options.max_backlog_records
-                || b.queued_bytes() + bytes as u64 > self.inner.options.max_backlog_bytes
-            {
-                return Err(DeliveryStreamError::ServiceUnavailable(format!(
-                    "Slow down: delivery stream {} has {} records ({} bytes) waiting for its destination.",
-                    id.name,
-                    b.len(),
-                    b.queued_bytes()
-                )));
-            }
-            b.write(records, self.now_ms()).map_err(storage)?
-        };
-        // Synced outside the lock, so concurrent puts share syncs.
-        let (ticket, serials) = serials;
-        let synced = ticket.file.sync_data();
-        {
-            let mut b = lock(&live.backlog);
-            match synced {
-                Ok(()) => b.synced(ticket.id),
-                Err(e) => {
-                    b.sync_failed();
-                    return Err(storage(e));
-                }
-            }
-        }
-        live.wake.notify_one();
+        let limits = (self.inner.options.max_backlog_records, self.inner.options.max_backlog_bytes);
+        let serials = live.append(records, self.now_ms(), limits).map_err(|refused| match refused {
+            Refused::Full { records, bytes } => DeliveryStreamError::ServiceUnavailable(format!(
+                "Slow down: delivery stream {} has {records} records ({bytes} bytes) waiting for its destination.",
+                id.name
+            )),
+            Refused::Storage(e) => storage(e),
+        })?;
         if let Some(m) = &self.inner.options.metrics {
             m.count_delivery(&id.name, "incoming", records.len() as u64, bytes as u64);
         }
-        Ok(serials.into_iter().map(|s| record_id(uid, s)).collect())
+        Ok(Accepted { record_ids: serials.into_iter().map(|s| record_id(uid, s)).collect(), encrypted })
+    }
+
+    /// Whether the stream encrypts (server-side encryption ENABLED); false for a stream
+    /// that does not exist.
+    pub fn encrypted(&self, id: &DeliveryStreamId) -> bool {
+        self.live(id).is_ok_and(|l| read(&l.meta).encryption.as_ref().is_some_and(|e| e.status == "ENABLED"))
     }
 
     /// Changes the destination; `update` is the `*DestinationUpdate` member's JSON,
@@ -673,14 +705,7 @@ impl DeliveryStreamEngine {
 /// A record id: the stream's uid and the record's serial, 32 hex digits (opaque to
 /// clients, as AWS's are; unique per server).
 fn record_id(uid: u64, serial: u64) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(32);
-    for v in [uid, serial] {
-        for shift in (0..16).rev() {
-            out.push(char::from(HEX[((v >> (shift * 4)) & 0xF) as usize]));
-        }
-    }
-    out
+    format!("{uid:016x}{serial:016x}")
 }
 
 fn not_found(id: &DeliveryStreamId) -> DeliveryStreamError {

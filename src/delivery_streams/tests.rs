@@ -60,7 +60,7 @@ async fn records_are_delivered_to_the_bucket_in_order() {
     let id = DeliveryStreamId::new(&scope(), "detections");
     let arn = engine.create(&id, direct(), bucket_destination(0, Compression::Gzip), BTreeMap::new()).unwrap();
     assert_eq!(arn, "arn:aws:firehose:us-east-1:123456789012:deliverystream/detections");
-    let ids = engine.put(&id, &[b"{\"n\":1}", b"{\"n\":2}"]).unwrap();
+    let ids = engine.put(&id, &[b"{\"n\":1}", b"{\"n\":2}"]).unwrap().record_ids;
     assert_eq!(ids.len(), 2);
     assert_ne!(ids[0], ids[1]);
     assert!(engine.wait_delivered(&id, Duration::from_secs(10)).await);

@@ -395,18 +395,6 @@ pub struct RecordIn {
     data: String,
 }
 
-fn decode(r: &RecordIn) -> Result<Vec<u8>, ApiError> {
-    let data = base64::engine::general_purpose::STANDARD
-        .decode(&r.data)
-        .map_err(|_| ApiError::serialization("Record.Data is not valid base64."))?;
-    if data.len() > MAX_RECORD_BYTES {
-        return Err(invalid(format!(
-            "1 validation error detected: Value at 'record.data' failed to satisfy constraint: Member must have length less than or equal to {MAX_RECORD_BYTES}"
-        )));
-    }
-    Ok(data)
-}
-
 /// Every record's data decoded into one buffer, and where each lies in it.
 fn decode_all(records: &[RecordIn]) -> Result<(Vec<u8>, Vec<std::ops::Range<usize>>), ApiError> {
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -444,17 +432,14 @@ pub struct PutRecordOutput {
     encrypted: bool,
 }
 
-fn encrypted(s: &FirehoseState, name: &str) -> bool {
-    s.engine.describe(&s.id(name)).ok().and_then(|v| v.meta.encryption).is_some_and(|e| e.status == "ENABLED")
-}
-
 pub async fn put_record(s: FirehoseState, i: PutRecordInput) -> Result<PutRecordOutput, ApiError> {
-    let data = decode(&i.record)?;
+    let (data, _) = decode_all(std::slice::from_ref(&i.record))?;
     let engine = s.engine.clone();
     let id = s.id(&i.delivery_stream_name);
-    let ids = tokio::task::spawn_blocking(move || engine.put(&id, &[&data])).await.map_err(ApiError::internal)??;
-    let record_id = ids.into_iter().next().ok_or_else(|| ApiError::internal("no record id"))?;
-    Ok(PutRecordOutput { record_id, encrypted: encrypted(&s, &i.delivery_stream_name) })
+    let accepted =
+        tokio::task::spawn_blocking(move || engine.put(&id, &[&data])).await.map_err(ApiError::internal)??;
+    let record_id = accepted.record_ids.into_iter().next().ok_or_else(|| ApiError::internal("no record id"))?;
+    Ok(PutRecordOutput { record_id, encrypted: accepted.encrypted })
 }
 
 #[derive(Deserialize)]
@@ -504,27 +489,31 @@ pub async fn put_record_batch(s: FirehoseState, i: PutRecordBatchInput) -> Resul
     })
     .await
     .map_err(ApiError::internal)?;
-    let responses: Vec<BatchEntry> = match put {
-        Ok(ids) => {
-            ids.into_iter().map(|r| BatchEntry { record_id: Some(r), error_code: None, error_message: None }).collect()
-        }
+    let (responses, encrypted): (Vec<BatchEntry>, bool) = match put {
+        Ok(accepted) => (
+            accepted
+                .record_ids
+                .into_iter()
+                .map(|r| BatchEntry { record_id: Some(r), error_code: None, error_message: None })
+                .collect(),
+            accepted.encrypted,
+        ),
         // Records that cannot be taken now are reported per record, as Firehose does,
         // so the client retries just those.
-        Err(DeliveryStreamError::ServiceUnavailable(msg)) => (0..n)
-            .map(|_| BatchEntry {
-                record_id: None,
-                error_code: Some("ServiceUnavailableException"),
-                error_message: Some(msg.clone()),
-            })
-            .collect(),
+        Err(DeliveryStreamError::ServiceUnavailable(msg)) => (
+            (0..n)
+                .map(|_| BatchEntry {
+                    record_id: None,
+                    error_code: Some("ServiceUnavailableException"),
+                    error_message: Some(msg.clone()),
+                })
+                .collect(),
+            s.engine.encrypted(&s.id(&i.delivery_stream_name)),
+        ),
         Err(e) => return Err(e.into()),
     };
     let failed = responses.iter().filter(|r| r.error_code.is_some()).count();
-    Ok(PutRecordBatchOutput {
-        failed_put_count: failed,
-        encrypted: encrypted(&s, &i.delivery_stream_name),
-        request_responses: responses,
-    })
+    Ok(PutRecordBatchOutput { failed_put_count: failed, encrypted, request_responses: responses })
 }
 
 #[derive(Deserialize)]
