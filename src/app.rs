@@ -124,6 +124,8 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
             .fold(Credentials::new(default_scope.clone()), |c, k| c.with_key(&k.id, &k.secret, k.account_id.clone())),
     );
     let pages = PageTokens::new(crate::secrets::load_or_create_key(&config.data_dir.join("page_tokens.key"))?);
+    let image_pool = crate::images::RenderPool::start(config.images.threads, config.images.queue, metrics.clone())?;
+    let images = crate::images::ImageService::new(store.clone(), image_pool, metrics.clone());
     let kvs = KvsState {
         store: store.clone(),
         metrics: metrics.clone(),
@@ -143,6 +145,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
             stop_rx.clone(),
         ),
         pages: pages.clone(),
+        images: images.clone(),
         scope: default_scope.clone(),
     };
     let mut state = AppState::new(
@@ -172,6 +175,19 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         scope: default_scope.clone(),
     });
 
+    let events = crate::stream_events::start(
+        crate::stream_events::EventTargets {
+            store: store.clone(),
+            images,
+            queues: queues.clone(),
+            data_streams: data_streams.clone(),
+            delivery_streams: delivery_streams.clone(),
+            metrics: metrics.clone(),
+        },
+        &config.data_dir,
+        stop_rx.clone(),
+    )
+    .map_err(|e| AppError::Refused(format!("cannot start the stream events: {e}")))?;
     let sweeper = tokio::spawn(sweep_retention(store.clone(), Duration::from_secs(config.retention_sweep_secs)));
     let queue_sweeper = tokio::spawn(sweep_queues(queues.clone()));
     let data_stream_sweeper = tokio::spawn(sweep_data_streams(data_streams.clone()));
@@ -231,6 +247,10 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
     queue_sweeper.abort();
     rtsp_task.abort();
     sources.stop_all();
+    // Followers stop between events; what they had not finished is sent again at start.
+    if tokio::time::timeout(Duration::from_secs(5), events).await.is_err() {
+        tracing::warn!("stream events still being sent after 5 s; they resume at the next start");
+    }
     data_stream_sweeper.abort();
     delivery_streams.shutdown().await;
     store.flush()?;

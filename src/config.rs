@@ -84,6 +84,9 @@ pub struct ConfigFile {
     pub data_streams: DataStreamsFile,
     #[serde(default)]
     pub delivery_streams: DeliveryStreamsFile,
+    /// `[images]`: the threads GetImages and image generation decode on.
+    #[serde(default)]
+    pub images: ImagesFile,
     /// `[buckets.NAME]`: buckets kept in S3-compatible object stores (endpoint, region,
     /// access_key_id, secret_access_key, bucket); others are `data/buckets/NAME/`.
     #[serde(default)]
@@ -197,8 +200,36 @@ pub struct ServerConfig {
     pub disk_reserve_bytes: u64,
     pub data_streams: crate::data_streams::EngineOptions,
     pub delivery_streams: crate::delivery_streams::DeliveryOptions,
+    pub images: ImageSettings,
     pub rtsp_create_streams: bool,
     pub sources: std::collections::BTreeMap<String, crate::ingest::rtsp_pull::SourceConfig>,
+}
+
+/// `[images]` in the file.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagesFile {
+    /// Image threads [default: half the CPUs, at least one].
+    pub threads: Option<usize>,
+    /// Render jobs (one GOP each) that may wait for a thread [default: 64].
+    pub queue: Option<usize>,
+}
+
+/// The image threads: few enough that decoding never starves ingest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageSettings {
+    pub threads: usize,
+    pub queue: usize,
+}
+
+impl ImageSettings {
+    fn from_file(f: &ImagesFile) -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        ImageSettings {
+            threads: f.threads.unwrap_or(cpus / 2).clamp(1, 256),
+            queue: f.queue.unwrap_or(64).clamp(1, 4096),
+        }
+    }
 }
 
 /// Values given on the command line or in the environment (these win over the file).
@@ -322,6 +353,7 @@ impl ServerConfig {
             turn,
             data_streams,
             delivery_streams,
+            images: ImageSettings::from_file(&file.images),
             rtsp_create_streams: o.rtsp_create_streams || file.rtsp_create_streams.unwrap_or(false),
             sources: file.sources,
             data_dir: o.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./data")),

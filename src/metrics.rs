@@ -12,6 +12,9 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 /// Upper bounds (seconds) of the PERSISTED-ack latency histogram buckets.
+/// Upper bounds (seconds) of the image render-time histogram buckets.
+const RENDER_BUCKETS: [f64; 10] = [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
 const ACK_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
 /// The label of a request that named no operation this server knows.
@@ -49,6 +52,22 @@ pub struct SignalingMessageLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ImageLabels {
+    /// `image` (encoded), `no_media` or `media_error`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    /// `fragment` or `image`.
+    pub kind: &'static str,
+    /// `queue`, `data_stream` or `delivery_stream`.
+    pub destination: &'static str,
+    /// `sent` or `failed_attempt`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DeliveryLabels {
     /// A delivery stream's name (streams are created by signed requests and capped per
     /// region, so the set is bounded).
@@ -76,6 +95,14 @@ pub struct Metrics {
     signaling_messages: Family<SignalingMessageLabels, Counter>,
     delivery_records: Family<DeliveryLabels, Counter>,
     delivery_bytes: Family<DeliveryLabels, Counter>,
+    images: Family<ImageLabels, Counter>,
+    /// Render jobs (one GOP each) waiting for or on an image thread.
+    pub image_queue_depth: prometheus_client::metrics::gauge::Gauge,
+    /// Time an image thread spends on one job: decode, scale, encode.
+    pub image_render_seconds: Histogram,
+    events: Family<EventLabels, Counter>,
+    /// Time from a fragment's PERSISTED acknowledgement to its event being accepted by the destination.
+    pub event_delay_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -98,6 +125,11 @@ impl Default for Metrics {
             signaling_messages: Family::default(),
             delivery_records: Family::default(),
             delivery_bytes: Family::default(),
+            images: Family::default(),
+            image_queue_depth: Default::default(),
+            image_render_seconds: Histogram::new(RENDER_BUCKETS),
+            events: Family::default(),
+            event_delay_seconds: Histogram::new(ACK_BUCKETS),
             registry: Registry::default(),
         };
         registry.register("requests", "API requests by operation and HTTP status", requests);
@@ -150,6 +182,27 @@ impl Default for Metrics {
             "Delivery-stream record bytes by stream and outcome",
             m.delivery_bytes.clone(),
         );
+        registry.register("images", "Images asked of the image threads, by outcome", m.images.clone());
+        registry.register(
+            "image_queue_depth",
+            "Image render jobs (one GOP each) queued or running",
+            m.image_queue_depth.clone(),
+        );
+        registry.register(
+            "image_render_seconds",
+            "Time to decode, scale and encode the images of one GOP",
+            m.image_render_seconds.clone(),
+        );
+        registry.register(
+            "stream_events",
+            "Fragment and image events by kind, destination type and outcome",
+            m.events.clone(),
+        );
+        registry.register(
+            "stream_event_delay_seconds",
+            "Time from a fragment's PERSISTED acknowledgement to its event's acceptance by the destination",
+            m.event_delay_seconds.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -175,6 +228,14 @@ impl Metrics {
         let labels = DeliveryLabels { stream: stream.to_string(), outcome };
         self.delivery_records.get_or_create(&labels).inc_by(records);
         self.delivery_bytes.get_or_create(&labels).inc_by(bytes);
+    }
+
+    pub fn count_images(&self, outcome: &'static str, n: u64) {
+        self.images.get_or_create(&ImageLabels { outcome }).inc_by(n);
+    }
+
+    pub fn count_event(&self, kind: &'static str, destination: &'static str, outcome: &'static str) {
+        self.events.get_or_create(&EventLabels { kind, destination, outcome }).inc();
     }
 
     pub fn count_refusal(&self, listener: &'static str, reason: &'static str) {

@@ -71,6 +71,8 @@ impl Harness {
         let sources =
             SourceManager::start(dir, store.clone(), clock.clone(), metrics.clone(), &scope, Default::default())
                 .expect("sources start");
+        let pool = crate::images::RenderPool::start(1, 4, metrics.clone()).expect("image thread starts");
+        let images = crate::images::ImageService::new(store.clone(), pool, metrics.clone());
         let kvs = KvsState {
             store: store.clone(),
             metrics,
@@ -88,6 +90,7 @@ impl Harness {
                 tokio::sync::watch::channel(false).1,
             ),
             pages: pages.clone(),
+            images,
             scope: scope.clone(),
         };
         let credentials =

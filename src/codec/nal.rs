@@ -28,6 +28,24 @@ pub fn nal_units(sample: &[u8]) -> Vec<&[u8]> {
     out
 }
 
+/// A length-prefixed sample rewritten as an Annex B byte stream (start codes), led by
+/// `parameter_sets` when given: what a decoder fed without an out-of-band
+/// configuration record needs for a keyframe. A truncated last unit is left out.
+pub fn to_annex_b(parameter_sets: &[Vec<u8>], sample: &[u8]) -> Vec<u8> {
+    const START: [u8; 4] = [0, 0, 0, 1];
+    let sets: usize = parameter_sets.iter().map(|s| s.len() + 4).sum();
+    let mut out = Vec::with_capacity(sets + sample.len());
+    for set in parameter_sets {
+        out.extend_from_slice(&START);
+        out.extend_from_slice(set);
+    }
+    for nal in nal_units(sample) {
+        out.extend_from_slice(&START);
+        out.extend_from_slice(nal);
+    }
+    out
+}
+
 /// Removes emulation-prevention bytes (`00 00 03` → `00 00`; H.264 7.4.1, H.265 7.4.2).
 pub fn unescape(nal: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(nal.len());
@@ -244,6 +262,20 @@ mod tests {
     #[test]
     fn emulation_prevention_is_removed() {
         assert_eq!(unescape(&[0, 0, 3, 1, 0, 0, 3]), vec![0, 0, 1, 0, 0]);
+    }
+
+    #[test]
+    fn annex_b_puts_start_codes_before_the_sets_and_each_unit() {
+        let mut s = Vec::new();
+        push_length_prefixed(&mut s, &[0x65, 9]);
+        push_length_prefixed(&mut s, &[0x06]);
+        s.extend_from_slice(&[0, 0, 0, 9, 1]); // truncated
+        let sets = vec![vec![0x67, 1], vec![0x68]];
+        assert_eq!(
+            to_annex_b(&sets, &s),
+            vec![0, 0, 0, 1, 0x67, 1, 0, 0, 0, 1, 0x68, 0, 0, 0, 1, 0x65, 9, 0, 0, 0, 1, 6]
+        );
+        assert_eq!(to_annex_b(&[], &s), vec![0, 0, 0, 1, 0x65, 9, 0, 0, 0, 1, 6]);
     }
 
     #[test]

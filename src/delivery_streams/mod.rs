@@ -337,7 +337,7 @@ impl DeliveryStreamEngine {
         self.inner.clock.now_ms()
     }
 
-    /// Where buckets write (for tests and the README's examples).
+    /// Where buckets write: deliveries, and the images streams generate.
     pub fn buckets(&self) -> &buckets::Buckets {
         &self.inner.buckets
     }

@@ -48,6 +48,106 @@ pub struct StreamRecord {
     pub data_retention_hours: u32,
     pub tags: BTreeMap<String, String>,
     pub storage_tier: String,
+    /// UpdateNotificationConfiguration: where fragment and image events go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification: Option<NotificationSettings>,
+    /// UpdateImageGenerationConfiguration: images made as fragments arrive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_generation: Option<ImageGenerationSettings>,
+}
+
+/// A stream's `NotificationConfiguration`, as given (checked at the API edge).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationSettings {
+    /// `ENABLED` or `DISABLED`.
+    pub status: String,
+    /// The destination: a queue, data stream or delivery stream ARN.
+    pub uri: String,
+}
+
+impl NotificationSettings {
+    pub fn enabled(&self) -> bool {
+        self.status == "ENABLED"
+    }
+
+    pub fn destination(&self) -> Option<EventDestination> {
+        EventDestination::parse(&self.uri)
+    }
+}
+
+/// Where a stream's events go: AWS sends them to an SNS topic; we take the ARN of one
+/// of our own queues, data streams or delivery streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventDestination {
+    Queue { scope: Scope, name: String },
+    DataStream { scope: Scope, name: String },
+    DeliveryStream { scope: Scope, name: String },
+}
+
+impl EventDestination {
+    /// `arn:aws:sqs:R:A:NAME`, `arn:aws:kinesis:R:A:stream/NAME` or
+    /// `arn:aws:firehose:R:A:deliverystream/NAME`.
+    pub fn parse(arn: &str) -> Option<Self> {
+        let plain = |n: &str| !n.is_empty() && !n.contains([':', '/']);
+        if let Some((scope, name)) = Scope::parse_arn(arn, "sqs") {
+            return plain(name).then(|| EventDestination::Queue { scope, name: name.to_string() });
+        }
+        if let Some((scope, rest)) = Scope::parse_arn(arn, "kinesis") {
+            let name = rest.strip_prefix("stream/")?;
+            return plain(name).then(|| EventDestination::DataStream { scope, name: name.to_string() });
+        }
+        let (scope, rest) = Scope::parse_arn(arn, "firehose")?;
+        let name = rest.strip_prefix("deliverystream/")?;
+        plain(name).then(|| EventDestination::DeliveryStream { scope, name: name.to_string() })
+    }
+
+    /// `queue`, `data_stream` or `delivery_stream` (a metrics label).
+    pub fn label(&self) -> &'static str {
+        match self {
+            EventDestination::Queue { .. } => "queue",
+            EventDestination::DataStream { .. } => "data_stream",
+            EventDestination::DeliveryStream { .. } => "delivery_stream",
+        }
+    }
+}
+
+/// A stream's `ImageGenerationConfiguration`, as given (checked at the API edge).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageGenerationSettings {
+    pub status: String,
+    /// `SERVER_TIMESTAMP` or `PRODUCER_TIMESTAMP`.
+    pub image_selector_type: String,
+    /// `s3://bucket/prefix`.
+    pub uri: String,
+    pub region: String,
+    pub sampling_interval_ms: i64,
+    /// `JPEG` or `PNG`.
+    pub format: String,
+    #[serde(default)]
+    pub format_config: BTreeMap<String, String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+}
+
+impl ImageGenerationSettings {
+    pub fn enabled(&self) -> bool {
+        self.status == "ENABLED"
+    }
+
+    /// The bucket and key prefix of the destination.
+    pub fn bucket_and_prefix(&self) -> Option<(String, String)> {
+        parse_bucket_uri(&self.uri)
+    }
+}
+
+/// `s3://bucket/prefix` (prefix optional, without leading or trailing `/`).
+pub fn parse_bucket_uri(uri: &str) -> Option<(String, String)> {
+    let rest = uri.strip_prefix("s3://")?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let ok = !bucket.is_empty()
+        && bucket.len() <= 63
+        && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    ok.then(|| (bucket.to_string(), prefix.trim_matches('/').to_string()))
 }
 
 impl StreamRecord {
@@ -215,6 +315,15 @@ fn decode(v: &[u8]) -> Result<StreamRecord, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bucket_uris_split_into_bucket_and_prefix() {
+        assert_eq!(parse_bucket_uri("s3://frames"), Some(("frames".into(), String::new())));
+        assert_eq!(parse_bucket_uri("s3://frames/a/b/"), Some(("frames".into(), "a/b".into())));
+        assert_eq!(parse_bucket_uri("s3://"), None);
+        assert_eq!(parse_bucket_uri("http://frames"), None);
+        assert_eq!(parse_bucket_uri("s3://Frames"), None);
+    }
 
     #[test]
     fn names_and_media_types() {

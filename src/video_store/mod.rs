@@ -31,7 +31,9 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use catalog::{StreamRecord, StreamStatus};
+pub use catalog::{
+    parse_bucket_uri, EventDestination, ImageGenerationSettings, NotificationSettings, StreamRecord, StreamStatus,
+};
 pub use records::{FragmentMeta, StreamId};
 pub use writer::SweepStats;
 
@@ -254,6 +256,9 @@ struct StoreInner {
     /// In-flight fragment bytes, in KiB permits: bounds the memory queued for the writer.
     inflight_kib: Arc<tokio::sync::Semaphore>,
     inflight_kib_total: u32,
+    /// Bumped when a stream's notification or image-generation settings change or a
+    /// stream is deleted: what the event publisher watches.
+    settings_changes: watch::Sender<u64>,
 }
 
 impl Drop for StoreInner {
@@ -318,6 +323,7 @@ impl VideoStore {
                 writer_thread: Mutex::new(Some(writer_thread)),
                 inflight_kib: Arc::new(tokio::sync::Semaphore::new(inflight_kib_total as usize)),
                 inflight_kib_total,
+                settings_changes: watch::Sender::new(0),
             }),
         };
         Ok((store, report))
@@ -388,6 +394,8 @@ impl VideoStore {
             data_retention_hours: retention,
             tags: req.tags,
             storage_tier: "HOT".into(),
+            notification: None,
+            image_generation: None,
         };
         self.inner.catalog.insert_new(&record)?;
         // Durable before it is acknowledged; the fsync waits off the runtime's threads.
@@ -458,6 +466,61 @@ impl VideoStore {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Sets (or with `None` removes) a stream's notification settings.
+    pub async fn set_notification(
+        &self,
+        scope: &Scope,
+        name: Option<&str>,
+        arn: Option<&str>,
+        settings: Option<NotificationSettings>,
+    ) -> Result<StreamRecord, StoreError> {
+        self.change_event_settings(scope, name, arn, |r| r.notification = settings.clone()).await
+    }
+
+    /// Sets (or with `None` removes) a stream's image-generation settings.
+    pub async fn set_image_generation(
+        &self,
+        scope: &Scope,
+        name: Option<&str>,
+        arn: Option<&str>,
+        settings: Option<ImageGenerationSettings>,
+    ) -> Result<StreamRecord, StoreError> {
+        self.change_event_settings(scope, name, arn, |r| r.image_generation = settings.clone()).await
+    }
+
+    async fn change_event_settings(
+        &self,
+        scope: &Scope,
+        name: Option<&str>,
+        arn: Option<&str>,
+        mut change: impl FnMut(&mut StreamRecord),
+    ) -> Result<StreamRecord, StoreError> {
+        let r = self
+            .modify(scope, name, arn, |r| {
+                change(r);
+                Ok(())
+            })
+            .await?;
+        self.inner.settings_changes.send_modify(|n| *n += 1);
+        Ok(r)
+    }
+
+    /// Every stream with notification or image-generation settings, of every scope.
+    pub fn streams_with_events(&self) -> Result<Vec<StreamRecord>, StoreError> {
+        Ok(self
+            .inner
+            .catalog
+            .all()?
+            .into_iter()
+            .filter(|r| r.notification.is_some() || r.image_generation.is_some())
+            .collect())
+    }
+
+    /// Changes whenever [`Self::streams_with_events`] may have.
+    pub fn settings_changes(&self) -> watch::Receiver<u64> {
+        self.inner.settings_changes.subscribe()
     }
 
     fn check_version(record: &StreamRecord, given: &str) -> Result<(), StoreError> {
@@ -587,6 +650,9 @@ impl VideoStore {
             }
         };
         self.inner.db.flush_async().await?;
+        if record.notification.is_some() || record.image_generation.is_some() {
+            self.inner.settings_changes.send_modify(|n| *n += 1);
+        }
         // Under the append lock, so no append of this stream can queue behind the delete.
         let live = self.live(record.id)?;
         let rx = {

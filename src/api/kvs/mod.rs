@@ -8,6 +8,8 @@
 //!   SendAlexaOfferToMaster and the signalling WebSocket;
 //! - [`media`]: PutMedia and GetMedia (`kinesis-video-media`), long-lived streams;
 //! - [`archived`]: ListFragments, GetMediaForFragmentList;
+//! - [`images`]: GetImages, images at a sampling interval;
+//! - [`stream_events`]: notification and image-generation settings;
 //! - [`playback`]: GetHLS/DASHStreamingSessionURL and GetClip;
 //! - [`playback_http`]: the session URLs those hand out (playlists, manifests,
 //!   fragments), fetched by players with a signed token instead of SigV4;
@@ -15,11 +17,13 @@
 
 pub mod archived;
 pub mod channels;
+pub mod images;
 pub mod media;
 pub mod native;
 pub mod playback;
 pub mod playback_http;
 pub mod signaling;
+pub mod stream_events;
 pub mod streams;
 
 use std::sync::Arc;
@@ -56,6 +60,8 @@ pub struct KvsState {
     /// Signalling endpoints, TURN servers and the connected clients.
     pub webrtc: signaling::SignalingSettings,
     pub pages: PageTokens,
+    /// Pictures decoded from stored video (GetImages).
+    pub images: crate::images::ImageService,
     /// The caller's account and region (see [`ForCaller`]); the server's default scope
     /// until narrowed to a request.
     pub scope: Scope,
@@ -75,6 +81,8 @@ pub fn routes() -> Router<KvsState> {
         .merge(signaling::routes())
         .merge(media::routes())
         .merge(archived::routes())
+        .merge(images::routes())
+        .merge(stream_events::routes())
         .merge(playback::routes())
         .merge(native::routes())
 }

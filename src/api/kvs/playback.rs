@@ -120,7 +120,7 @@ fn check_playable(
     Ok(())
 }
 
-fn no_retention(record: &StreamRecord) -> Result<(), ApiError> {
+pub(super) fn no_retention(record: &StreamRecord) -> Result<(), ApiError> {
     if record.data_retention_hours == 0 {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
