@@ -124,7 +124,12 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
             .fold(Credentials::new(default_scope.clone()), |c, k| c.with_key(&k.id, &k.secret, k.account_id.clone())),
     );
     let pages = PageTokens::new(crate::secrets::load_or_create_key(&config.data_dir.join("page_tokens.key"))?);
-    let image_pool = crate::images::RenderPool::start(config.images.threads, config.images.queue, metrics.clone())?;
+    let image_pool = crate::images::RenderPool::start(
+        config.images.threads,
+        config.images.queue,
+        config.images.queue_bytes,
+        metrics.clone(),
+    )?;
     let images = crate::images::ImageService::new(store.clone(), image_pool, metrics.clone());
     let kvs = KvsState {
         store: store.clone(),
@@ -146,6 +151,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         ),
         pages: pages.clone(),
         images: images.clone(),
+        data_streams: data_streams.clone(),
         scope: default_scope.clone(),
     };
     let mut state = AppState::new(

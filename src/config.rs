@@ -213,6 +213,8 @@ pub struct ImagesFile {
     pub threads: Option<usize>,
     /// Render jobs (one GOP each) that may wait for a thread [default: 64].
     pub queue: Option<usize>,
+    /// MiB of media the queued and running jobs may hold [default: 256].
+    pub queue_mb: Option<u64>,
 }
 
 /// The image threads: few enough that decoding never starves ingest.
@@ -220,6 +222,7 @@ pub struct ImagesFile {
 pub struct ImageSettings {
     pub threads: usize,
     pub queue: usize,
+    pub queue_bytes: u64,
 }
 
 impl ImageSettings {
@@ -228,6 +231,7 @@ impl ImageSettings {
         ImageSettings {
             threads: f.threads.unwrap_or(cpus / 2).clamp(1, 256),
             queue: f.queue.unwrap_or(64).clamp(1, 4096),
+            queue_bytes: f.queue_mb.unwrap_or(256).clamp(1, 1 << 20) * 1024 * 1024,
         }
     }
 }

@@ -15,6 +15,9 @@ use prometheus_client::registry::Registry;
 /// Upper bounds (seconds) of the image render-time histogram buckets.
 const RENDER_BUCKETS: [f64; 10] = [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
+/// Upper bounds (seconds) of the event-age histogram buckets.
+const AGE_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0];
+
 const ACK_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
 /// The label of a request that named no operation this server knows.
@@ -63,7 +66,7 @@ pub struct EventLabels {
     pub kind: &'static str,
     /// `queue`, `data_stream` or `delivery_stream`.
     pub destination: &'static str,
-    /// `sent` or `failed_attempt`.
+    /// `sent`, `failed_attempt` (retried) or `dropped` (its destination does not exist).
     pub outcome: &'static str,
 }
 
@@ -101,8 +104,8 @@ pub struct Metrics {
     /// Time an image thread spends on one job: decode, scale, encode.
     pub image_render_seconds: Histogram,
     events: Family<EventLabels, Counter>,
-    /// Time from a fragment's PERSISTED acknowledgement to its event being accepted by the destination.
-    pub event_delay_seconds: Histogram,
+    /// Age of a fragment (now minus its server timestamp) when its event is accepted.
+    pub event_age_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -129,7 +132,7 @@ impl Default for Metrics {
             image_queue_depth: Default::default(),
             image_render_seconds: Histogram::new(RENDER_BUCKETS),
             events: Family::default(),
-            event_delay_seconds: Histogram::new(ACK_BUCKETS),
+            event_age_seconds: Histogram::new(AGE_BUCKETS),
             registry: Registry::default(),
         };
         registry.register("requests", "API requests by operation and HTTP status", requests);
@@ -199,9 +202,9 @@ impl Default for Metrics {
             m.events.clone(),
         );
         registry.register(
-            "stream_event_delay_seconds",
-            "Time from a fragment's PERSISTED acknowledgement to its event's acceptance by the destination",
-            m.event_delay_seconds.clone(),
+            "stream_event_age_seconds",
+            "Age of a fragment (now minus its server timestamp) when its event is accepted: grows when events fall behind",
+            m.event_age_seconds.clone(),
         );
         Metrics { registry, ..m }
     }

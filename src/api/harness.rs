@@ -71,7 +71,7 @@ impl Harness {
         let sources =
             SourceManager::start(dir, store.clone(), clock.clone(), metrics.clone(), &scope, Default::default())
                 .expect("sources start");
-        let pool = crate::images::RenderPool::start(1, 4, metrics.clone()).expect("image thread starts");
+        let pool = crate::images::RenderPool::start(1, 4, 64 << 20, metrics.clone()).expect("image thread starts");
         let images = crate::images::ImageService::new(store.clone(), pool, metrics.clone());
         let kvs = KvsState {
             store: store.clone(),
@@ -91,6 +91,7 @@ impl Harness {
             ),
             pages: pages.clone(),
             images,
+            data_streams: data_streams.clone(),
             scope: scope.clone(),
         };
         let credentials =

@@ -60,7 +60,8 @@ pub fn plan_fragment(
     let pts: Vec<i64> =
         samples.iter().map(|s| (s.decode_time as i64).saturating_add(i64::from(s.composition_offset))).collect();
     let base = pts.iter().copied().min().unwrap_or(0);
-    let time_of = |p: i64| fragment_start_us.saturating_add((p - base).saturating_mul(1_000_000) / timescale);
+    let time_of =
+        |p: i64| fragment_start_us.saturating_add(p.saturating_sub(base).saturating_mul(1_000_000) / timescale);
 
     // Presentation order: (time, index in decode order).
     let mut shown: Vec<(i64, usize)> = pts.iter().enumerate().map(|(i, p)| (time_of(*p), i)).collect();

@@ -2,8 +2,10 @@
 //! queue, so that images (GetImages, image generation) never take more CPU than they
 //! were given and never starve ingest of the async runtime's threads.
 //!
-//! Admission is a semaphore with as many permits as the queue has places: a caller
-//! waits (asynchronously) for a place, so the queue never grows past its bound however
+//! Admission is by bytes: a job holds the access units it decodes (up to a whole GOP,
+//! and a fragment may be 50 MB), so a caller first takes as many KiB of the pool's byte
+//! budget as its job holds, waiting (asynchronously) while the budget is spent. Queued
+//! jobs never hold more than the budget (a single larger job takes all of it), however
 //! many requests arrive.
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -21,24 +23,34 @@ struct Task {
     job: RenderJob,
     reply: oneshot::Sender<RenderResults>,
     _place: OwnedSemaphorePermit,
+    _bytes: OwnedSemaphorePermit,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("the image threads have stopped")]
 pub struct PoolStopped;
 
+/// The byte budget of queued and running jobs, by default.
+pub const DEFAULT_BUDGET_BYTES: u64 = 256 * 1024 * 1024;
+
 /// A handle on the image threads; clones share them.
 #[derive(Clone)]
 pub struct RenderPool {
     tasks: SyncSender<Task>,
+    /// A place in the channel per job.
     places: Arc<Semaphore>,
+    /// KiB of media the queued and running jobs may hold.
+    budget_kib: Arc<Semaphore>,
+    total_kib: u32,
     metrics: Arc<Metrics>,
 }
 
 impl RenderPool {
-    /// Starts `threads` image threads (at least one) behind a queue of `queue` jobs.
-    pub fn start(threads: usize, queue: usize, metrics: Arc<Metrics>) -> std::io::Result<Self> {
+    /// Starts `threads` image threads (at least one) behind a queue of at most `queue`
+    /// jobs holding at most `budget_bytes` of media between them.
+    pub fn start(threads: usize, queue: usize, budget_bytes: u64, metrics: Arc<Metrics>) -> std::io::Result<Self> {
         let queue = queue.max(1);
+        let total_kib = u32::try_from(budget_bytes / 1024).unwrap_or(u32::MAX).clamp(1, 1 << 30);
         let (tasks, receiver) = sync_channel::<Task>(queue);
         let receiver = Arc::new(Mutex::new(receiver));
         for i in 0..threads.max(1) {
@@ -46,16 +58,26 @@ impl RenderPool {
             let metrics = metrics.clone();
             std::thread::Builder::new().name(format!("image-{i}")).spawn(move || work(&receiver, &metrics))?;
         }
-        Ok(RenderPool { tasks, places: Arc::new(Semaphore::new(queue)), metrics })
+        Ok(RenderPool {
+            tasks,
+            places: Arc::new(Semaphore::new(queue)),
+            budget_kib: Arc::new(Semaphore::new(total_kib as usize)),
+            total_kib,
+            metrics,
+        })
     }
 
-    /// Renders `job` on an image thread, waiting for a place in the queue first.
+    /// Renders `job` on an image thread, waiting for a place in the queue and for its
+    /// bytes in the budget first (a job larger than the whole budget takes all of it).
     pub async fn render(&self, job: RenderJob) -> Result<RenderResults, PoolStopped> {
+        let bytes: usize = job.units.iter().map(|u| u.annex_b.len()).sum();
+        let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, self.total_kib);
+        let bytes_permit = self.budget_kib.clone().acquire_many_owned(kib).await.map_err(|_| PoolStopped)?;
         let place = self.places.clone().acquire_owned().await.map_err(|_| PoolStopped)?;
         let (reply, answer) = oneshot::channel();
         self.metrics.image_queue_depth.inc();
         // A place is held, so the channel has room: this never blocks the runtime.
-        if self.tasks.try_send(Task { job, reply, _place: place }).is_err() {
+        if self.tasks.try_send(Task { job, reply, _place: place, _bytes: bytes_permit }).is_err() {
             self.metrics.image_queue_depth.dec();
             return Err(PoolStopped);
         }

@@ -8,6 +8,7 @@
 
 pub mod clip;
 pub mod dash;
+pub mod frame_metadata;
 pub mod get_media;
 pub mod hls;
 pub mod rtsp_play;

@@ -264,8 +264,8 @@ async fn publish_fragment(
         let body = serde_json::to_vec(&event).unwrap_or_default();
         let dedup = format!("F-{}-{}", record.id, meta.fragment_number);
         if send(t, dest, &record.name, body, &dedup, event::FRAGMENT, stop).await? {
-            let delay_us = t.store.clock().now_us().saturating_sub(meta.server_ts_us + meta.duration_us);
-            t.metrics.event_delay_seconds.observe(delay_us.max(0) as f64 / 1e6);
+            let age_us = t.store.clock().now_us().saturating_sub(meta.server_ts_us);
+            t.metrics.event_age_seconds.observe(age_us.max(0) as f64 / 1e6);
         }
     }
     Ok(())

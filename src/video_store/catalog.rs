@@ -54,6 +54,10 @@ pub struct StreamRecord {
     /// UpdateImageGenerationConfiguration: images made as fragments arrive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_generation: Option<ImageGenerationSettings>,
+    /// The data stream (ARN) whose records describe this stream's frames (detections
+    /// drawn over the video).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame_metadata_stream: Option<String>,
 }
 
 /// A stream's `NotificationConfiguration`, as given (checked at the API edge).

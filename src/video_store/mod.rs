@@ -396,6 +396,7 @@ impl VideoStore {
             storage_tier: "HOT".into(),
             notification: None,
             image_generation: None,
+            frame_metadata_stream: None,
         };
         self.inner.catalog.insert_new(&record)?;
         // Durable before it is acknowledged; the fsync waits off the runtime's threads.
@@ -488,6 +489,20 @@ impl VideoStore {
         settings: Option<ImageGenerationSettings>,
     ) -> Result<StreamRecord, StoreError> {
         self.change_event_settings(scope, name, arn, |r| r.image_generation = settings.clone()).await
+    }
+
+    /// Binds (or with `None` unbinds) the data stream describing a stream's frames.
+    pub async fn set_frame_metadata_stream(
+        &self,
+        scope: &Scope,
+        name: &str,
+        data_stream_arn: Option<String>,
+    ) -> Result<StreamRecord, StoreError> {
+        self.modify(scope, Some(name), None, |r| {
+            r.frame_metadata_stream = data_stream_arn.clone();
+            Ok(())
+        })
+        .await
     }
 
     async fn change_event_settings(

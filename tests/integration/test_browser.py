@@ -22,7 +22,7 @@ def browser_tools():
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
 
-def play(url, name, click=None, advance=1.0, timeout=40, keys=None, timeline=False):
+def play(url, name, click=None, advance=1.0, timeout=40, keys=None, timeline=False, overlay=False):
     """Runs the page in Chromium until playback advances; returns play.mjs's report."""
     args = ["node", str(PLAY), "--url", url, "--screenshot", str(ARTIFACTS / f"{name}.png"),
             "--advance", str(advance), "--timeout", str(timeout)]
@@ -32,6 +32,8 @@ def play(url, name, click=None, advance=1.0, timeout=40, keys=None, timeline=Fal
         args += ["--keys", f"{keys[0]}:{keys[1]}"]
     if timeline:
         args += ["--timeline", "1"]
+    if overlay:
+        args += ["--overlay", "1"]
     p = subprocess.run(args, capture_output=True, text=True, timeout=timeout + 60, cwd=ROOT / "web")
     report = json.loads(p.stdout.strip().splitlines()[-1]) if p.stdout.strip() else {"stderr": p.stderr}
     assert p.returncode == 0 and report.get("ok"), json.dumps(report, indent=1)[:4000]
@@ -131,3 +133,42 @@ def test_a_pulled_ip_camera_plays_live_in_the_page(server):
         assert "camera · 25 fps" in row or ("camera" in row and "fps" in row), row
     finally:
         cam.stop()
+
+
+def test_detections_in_a_bound_data_stream_are_drawn_over_the_video(server):
+    """Frame-event metadata back on the video: records a vision program wrote into a data
+    stream, bound to the video stream, show as boxes over the frames they describe."""
+    since = recorded(server, "overlay-cam")
+    kinesis = server.client("kinesis")
+    kinesis.create_stream(StreamName="overlay-meta", ShardCount=1)
+    kinesis.get_waiter("stream_exists").wait(StreamName="overlay-meta", WaiterConfig={"Delay": 1})
+    arn = kinesis.describe_stream_summary(StreamName="overlay-meta")["StreamDescriptionSummary"]["StreamARN"]
+    frags = server.client("kinesis-video-archived-media").list_fragments(StreamName="overlay-cam")["Fragments"]
+    first = int(min(f["ProducerTimestamp"] for f in frags).timestamp() * 1000)
+    detections = [{"streamName": "overlay-cam", "frameTimestampMs": first + k * 200, "label": "person",
+                   "score": 0.9, "x": 0.25, "y": 0.2, "w": 0.5, "h": 0.6} for k in range(20)]
+    # Noise the overlay must skip: another camera, and a record that is not JSON.
+    kinesis.put_records(StreamName="overlay-meta", Records=[
+        {"Data": json.dumps(d).encode(), "PartitionKey": "overlay-cam"} for d in detections] + [
+        {"Data": json.dumps({**detections[0], "streamName": "other"}).encode(), "PartitionKey": "x"},
+        {"Data": b"\xff", "PartitionKey": "x"}])
+
+    import urllib.request
+    req = urllib.request.Request(f"{server.url}/v1/streams/overlay-cam/metadata", method="PUT",
+                                 data=json.dumps({"DataStreamARN": arn}).encode(),
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert json.loads(r.read())["DataStreamARN"] == arn
+    with urllib.request.urlopen(f"{server.url}/v1/streams/overlay-cam/detections?start={first}&end={first + 4000}",
+                                timeout=10) as r:
+        got = json.loads(r.read())["Detections"]
+    assert [d["frameTimestampMs"] for d in got] == [d["frameTimestampMs"] for d in detections]
+    numbers = sorted((f["FragmentNumber"] for f in frags), key=int)
+    # Each detection placed in the video: its fragment, and where in it.
+    assert [(d["fragmentNumber"], d["fragmentOffsetMs"]) for d in got] == [
+        (numbers[k // 5], (k % 5) * 200) for k in range(20)]
+
+    report = play(f"{server.url}/?stream=overlay-cam&player=hls&mode=ON_DEMAND&from={since}&autoplay=1",
+                  "detections-overlay", overlay=True)
+    assert report["overlay"]["drawn"] == 1
+    assert report["overlay"]["fragment"] in numbers and report["overlay"]["frameMs"] in (0, 200, 400, 600, 800)

@@ -242,6 +242,7 @@ $('#copy-url').addEventListener('click', () => {
 });
 
 function stop() {
+  playingFragment = null;
   if (hls) { hls.destroy(); hls = null; }
   if (dash) { dash.reset(); dash = null; }
   video.removeAttribute('src');
@@ -286,6 +287,13 @@ async function play(event) {
       showSession(url);
       if (window.Hls && Hls.isSupported()) {
         hls = new Hls({ debug: Boolean(params.get('debug')) });
+        hls.on(Hls.Events.FRAG_CHANGED, (_, data) => {
+          const changed = fragmentOf(data.frag);
+          const fresh = changed && (!playingFragment || playingFragment.number !== changed.number);
+          playingFragment = changed;
+          // A fragment not in what was fetched: fetch from it now.
+          if (fresh && !overlay.items.some((d) => d.fragmentNumber === changed.number)) refreshDetections();
+        });
         hls.on(Hls.Events.ERROR, (_, data) => {
           if (data.fatal) fail(`hls.js: ${data.type} ${data.details}`);
         });
@@ -332,12 +340,106 @@ function fail(message) {
   setStatus('error', message);
 }
 
-video.addEventListener('playing', () => setStatus('playing', `Playing ${$('#stream').value} (${state.player.toUpperCase()})`));
+video.addEventListener('playing', () => {
+  setStatus('playing', `Playing ${$('#stream').value} (${state.player.toUpperCase()})`);
+  refreshDetections();
+});
 video.addEventListener('timeupdate', () => {
   if (state.status === 'playing') {
     $('#status').dataset.time = video.currentTime.toFixed(2);
   }
 });
+// Detections over the video: the stream's frame metadata (records of the data stream
+// bound with PUT /v1/streams/NAME/metadata, fetched from /v1/streams/NAME/detections),
+// drawn at the frame showing. hls.js says which stored fragment plays (its URL names it)
+// and where in it; each detection comes with its fragmentNumber and fragmentOffsetMs,
+// so no clock has to agree with another. Boxes are {x, y, w, h} as fractions of the
+// picture, with a label and a score. (HLS only: dash.js's segments do not name fragments.)
+const overlay = { stream: null, items: [], drawn: 0, frameMs: null, fragment: null, fetching: false };
+state.overlay = overlay;
+let playingFragment = null; // { number, start } from hls.js
+
+function fragmentOf(frag) {
+  const m = /[?&]FragmentNumber=(\d+)/.exec(frag.relurl || frag.url || '');
+  return m ? { number: m[1], start: frag.start } : null;
+}
+
+async function refreshDetections() {
+  const name = $('#stream').value.trim();
+  if (!name || !playingFragment || overlay.fetching) return;
+  overlay.fetching = true;
+  try {
+    const q = `fragment=${playingFragment.number}&count=10`;
+    const r = await call(`/v1/streams/${encodeURIComponent(name)}/detections?${q}`, 'GET');
+    if (r.ok) {
+      const json = await r.json();
+      Object.assign(overlay, { stream: name, items: json.Detections || [] });
+    }
+  } catch (e) {
+    console.warn(`detections: ${e.message}`);
+  } finally {
+    overlay.fetching = false;
+  }
+}
+setInterval(() => { if (state.status === 'playing') refreshDetections(); }, 2000);
+
+// The rectangle the picture fills inside the <video> element (letterboxed).
+function pictureRect() {
+  const w = video.clientWidth;
+  const h = video.clientHeight;
+  const vw = video.videoWidth || w;
+  const vh = video.videoHeight || h;
+  const scale = Math.min(w / vw, h / vh);
+  return { x: (w - vw * scale) / 2, y: (h - vh * scale) / 2, w: vw * scale, h: vh * scale };
+}
+
+function drawOverlay() {
+  const canvas = $('#overlay');
+  const ratio = window.devicePixelRatio || 1;
+  if (canvas.width !== video.clientWidth * ratio || canvas.height !== video.clientHeight * ratio) {
+    canvas.width = video.clientWidth * ratio;
+    canvas.height = video.clientHeight * ratio;
+    canvas.style.width = `${video.clientWidth}px`;
+    canvas.style.height = `${video.clientHeight}px`;
+  }
+  const ctx = canvas.getContext('2d');
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  let frame = null;
+  let boxes = [];
+  const f = playingFragment;
+  if (f && overlay.stream === $('#stream').value.trim()) {
+    const at = (video.currentTime - f.start) * 1000;
+    const here = overlay.items.filter((d) => d.fragmentNumber === f.number);
+    for (const d of here) {
+      if (d.fragmentOffsetMs <= at && (frame === null || d.fragmentOffsetMs > frame)) frame = d.fragmentOffsetMs;
+    }
+    // A frame's boxes stay up until the next sampled frame, at most 0.5 s.
+    if (frame !== null && at - frame <= 500) boxes = here.filter((d) => d.fragmentOffsetMs === frame);
+    else frame = null;
+  }
+  const pic = pictureRect();
+  ctx.lineWidth = 2;
+  ctx.font = '13px sans-serif';
+  for (const b of boxes) {
+    const x = pic.x + b.x * pic.w;
+    const y = pic.y + b.y * pic.h;
+    ctx.strokeStyle = '#ff2d55';
+    ctx.strokeRect(x, y, b.w * pic.w, b.h * pic.h);
+    const label = `${b.label || ''}${b.score !== undefined ? ` ${Number(b.score).toFixed(2)}` : ''}`;
+    if (label.trim()) {
+      ctx.fillStyle = '#ff2d55';
+      ctx.fillText(label, x + 3, Math.max(12, y - 4));
+    }
+  }
+  overlay.drawn = boxes.length;
+  overlay.frameMs = frame;
+  overlay.fragment = f ? f.number : null;
+  canvas.dataset.boxes = String(boxes.length);
+  requestAnimationFrame(drawOverlay);
+}
+requestAnimationFrame(drawOverlay);
+
 $('#mode').addEventListener('change', () => { $('#from-label').hidden = $('#mode').value === 'LIVE'; });
 $('#controls').addEventListener('submit', play);
 $('#refresh').addEventListener('click', loadStreams);

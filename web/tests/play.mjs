@@ -5,6 +5,7 @@
 //   node web/tests/play.mjs --url URL --screenshot out.png [--click STREAM] [--timeout 40]
 //        [--keys KEY:SECRET]   (sign in through the page's form first)
 //        [--timeline 1]        (click the first recorded range on the stream's timeline)
+//        [--overlay 1]         (after playback advances, wait for detections drawn over it)
 //
 // Exit status 0 when playback advanced, 1 otherwise. Driven by
 // tests/integration/test_browser.py.
@@ -77,6 +78,24 @@ try {
       break;
     }
     await page.waitForTimeout(250);
+  }
+  if (result.ok && opts.overlay) {
+    // Detections drawn over the video: wait for a frame with boxes, and the screenshot
+    // is taken while they show.
+    result.ok = false;
+    const overlayDeadline = Date.now() + 20000;
+    while (Date.now() < overlayDeadline) {
+      const o = await page.evaluate(() => {
+        const { drawn, frameMs, fragment, items } = window.kinescope.overlay;
+        return { drawn, frameMs, fragment, items: items.length, playing: window.kinescope.status };
+      });
+      result.overlay = o;
+      if (o.drawn > 0) {
+        result.ok = true;
+        break;
+      }
+      await page.waitForTimeout(50);
+    }
   }
   result.final = result.samples[result.samples.length - 1];
   result.rows = await page.$$eval('#streams tbody tr', (rows) => rows.map((r) => r.textContent));

@@ -60,6 +60,8 @@ pub struct KvsState {
     /// Signalling endpoints, TURN servers and the connected clients.
     pub webrtc: signaling::SignalingSettings,
     pub pages: PageTokens,
+    /// Data streams (frame metadata bound to a video stream is read from one).
+    pub data_streams: crate::data_streams::DataStreamEngine,
     /// Pictures decoded from stored video (GetImages).
     pub images: crate::images::ImageService,
     /// The caller's account and region (see [`ForCaller`]); the server's default scope

@@ -5,6 +5,10 @@
 //!   camera source.
 //! - `PUT|GET|DELETE /v1/streams/{name}/source`: the IP camera a stream is pulled from
 //!   (credentials are taken, never shown).
+//! - `PUT|GET|DELETE /v1/streams/{name}/metadata`: the data stream whose records
+//!   describe the stream's frames (`{"DataStreamARN": "arn:aws:kinesis:…"}`).
+//! - `GET /v1/streams/{name}/detections?start=MS&end=MS`: those records for frames with
+//!   producer times in the window (see [`crate::playback::frame_metadata`]).
 
 use axum::extract::Path;
 use axum::routing::get;
@@ -22,6 +26,8 @@ pub fn routes() -> Router<KvsState> {
     Router::new()
         .route("/v1/streams", get(list_streams))
         .route("/v1/streams/{name}/source", get(get_source).put(put_source).delete(delete_source))
+        .route("/v1/streams/{name}/metadata", get(get_metadata).put(put_metadata).delete(delete_metadata))
+        .route("/v1/streams/{name}/detections", get(get_detections))
 }
 
 fn source_error(e: SourceError) -> ApiError {
@@ -108,4 +114,100 @@ async fn list_streams(Scoped(s): Scoped<KvsState>) -> Result<RestJson<ListStream
         });
     }
     Ok(RestJson(ListStreamsOutput { streams }))
+}
+
+#[derive(serde::Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MetadataBinding {
+    #[serde(rename = "DataStreamARN")]
+    data_stream_arn: String,
+}
+
+/// `PUT /v1/streams/{name}/metadata`: bind a data stream (same account and region) whose
+/// records describe this stream's frames.
+async fn put_metadata(
+    Scoped(s): Scoped<KvsState>,
+    Path(name): Path<String>,
+    RestJson(b): RestJson<MetadataBinding>,
+) -> Result<RestJson<MetadataBinding>, ApiError> {
+    let id = crate::data_streams::DataStreamId::from_arn(&b.data_stream_arn)
+        .map_err(|_| ApiError::invalid_argument(format!("'{}' is not a data stream ARN", b.data_stream_arn)))?;
+    if id.scope != s.scope {
+        return Err(ApiError::invalid_argument("the data stream must be in the video stream's account and region"));
+    }
+    s.data_streams.describe(&id).map_err(|_| ApiError::not_found(format!("data stream {} not found", id.name)))?;
+    s.store.set_frame_metadata_stream(&s.scope, &name, Some(b.data_stream_arn.clone())).await?;
+    Ok(RestJson(b))
+}
+
+async fn get_metadata(
+    Scoped(s): Scoped<KvsState>,
+    Path(name): Path<String>,
+) -> Result<RestJson<MetadataBinding>, ApiError> {
+    let record = s.store.resolve(&s.scope, Some(&name), None)?;
+    record
+        .frame_metadata_stream
+        .map(|data_stream_arn| RestJson(MetadataBinding { data_stream_arn }))
+        .ok_or_else(|| ApiError::not_found(format!("stream {name} has no frame metadata stream")))
+}
+
+async fn delete_metadata(Scoped(s): Scoped<KvsState>, Path(name): Path<String>) -> Result<RestJson<Empty>, ApiError> {
+    s.store.set_frame_metadata_stream(&s.scope, &name, None).await?;
+    Ok(RestJson(Empty {}))
+}
+
+/// `start`/`end` (producer times, ms), or `fragment` (a fragment number) and `count`
+/// (fragments from it, default 5).
+#[derive(serde::Deserialize)]
+pub struct DetectionsQuery {
+    start: Option<i64>,
+    end: Option<i64>,
+    fragment: Option<u64>,
+    count: Option<usize>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DetectionsOutput {
+    detections: Vec<serde_json::Value>,
+}
+
+/// `GET /v1/streams/{name}/detections?start=MS&end=MS` (producer times, a window of at
+/// most two minutes) or `?fragment=N&count=K` (the frames of K fragments from fragment
+/// N): what the bound data stream says about those frames.
+async fn get_detections(
+    Scoped(s): Scoped<KvsState>,
+    Path(name): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<DetectionsQuery>,
+) -> Result<RestJson<DetectionsOutput>, ApiError> {
+    use crate::playback::frame_metadata::{fragments_window, frame_metadata, MetadataError, MAX_WINDOW_MS};
+    let record = s.store.resolve(&s.scope, Some(&name), None)?;
+    let (start, end) = match (q.start, q.end, q.fragment) {
+        (Some(start), Some(end), None) => {
+            if end <= start || end - start > MAX_WINDOW_MS {
+                return Err(ApiError::invalid_argument(format!(
+                    "end must be after start, by at most {MAX_WINDOW_MS} ms"
+                )));
+            }
+            (start, end)
+        }
+        (None, None, Some(first)) => match fragments_window(&s.store, &record, first, q.count.unwrap_or(5))? {
+            Some(w) => w,
+            None => return Ok(RestJson(DetectionsOutput { detections: Vec::new() })),
+        },
+        _ => return Err(ApiError::invalid_argument("give start and end, or fragment (and count)")),
+    };
+    let Some(arn) = &record.frame_metadata_stream else {
+        return Ok(RestJson(DetectionsOutput { detections: Vec::new() }));
+    };
+    let id = crate::data_streams::DataStreamId::from_arn(arn).map_err(|e| ApiError::internal(e.to_string()))?;
+    let detections =
+        frame_metadata(&s.store, &s.data_streams, &id, &record, start, end).await.map_err(|e| match e {
+            MetadataError::Store(e) => ApiError::from(e),
+            MetadataError::DataStream(crate::data_streams::DataStreamError::ResourceNotFound(m)) => {
+                ApiError::not_found(m)
+            }
+            MetadataError::DataStream(e) => ApiError::internal(e.to_string()),
+        })?;
+    Ok(RestJson(DetectionsOutput { detections }))
 }
