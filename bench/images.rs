@@ -168,8 +168,8 @@ fn main() {
     // --- ingest with image generation on and off ------------------------------------
     let ingest_n = common::scaled(300, 30);
     println!(
-        "[2/3] ingest with image generation on (every 200 ms) and off, {ingest_n} fragments each, interleaved;\n      \
-         each round waits until the images of the one before are made…"
+        "[2/3] ingest while another stream's images are made (every 200 ms) and with the image threads idle,\n      \
+         {ingest_n} fragments × 5 passes each, interleaved; each round waits until its images are made…"
     );
     let metrics = Arc::new(Metrics::default());
     let threads = std::thread::available_parallelism().map_or(1, usize::from) / 2;
