@@ -68,6 +68,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
     store_config.default_scope = default_scope.clone();
     store_config.disk = disk.clone();
     store_config.default_retention_hours = config.default_retention_hours;
+    store_config.recent_fragment_bytes = config.recent_fragment_bytes;
     let (store, report) = VideoStore::open(store_config, clock.clone())?;
     tracing::info!(
         data_dir = %config.data_dir.display(),

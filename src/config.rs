@@ -49,6 +49,8 @@ pub struct LimitsFile {
     pub rtsp_write_timeout_secs: Option<u64>,
     /// MiB kept free on the data directory's filesystem: new data is refused below it.
     pub disk_reserve_mb: Option<u64>,
+    /// MiB of recently read fragments kept in memory for the next viewers [default: 128].
+    pub recent_fragments_mb: Option<u64>,
 }
 
 /// The TOML file; every field optional.
@@ -198,6 +200,8 @@ pub struct ServerConfig {
     pub rtsp_limits: crate::rtsp::RtspLimits,
     /// Bytes kept free under the data directory (new data is refused below).
     pub disk_reserve_bytes: u64,
+    /// Recently read fragments kept in memory (bytes).
+    pub recent_fragment_bytes: usize,
     pub data_streams: crate::data_streams::EngineOptions,
     pub delivery_streams: crate::delivery_streams::DeliveryOptions,
     pub images: ImageSettings,
@@ -375,6 +379,9 @@ impl ServerConfig {
             http_limits,
             rtsp_limits,
             disk_reserve_bytes: file.limits.disk_reserve_mb.unwrap_or(64).saturating_mul(1024 * 1024),
+            recent_fragment_bytes: usize::try_from(file.limits.recent_fragments_mb.unwrap_or(128).min(1 << 20))
+                .unwrap_or(usize::MAX)
+                .saturating_mul(1024 * 1024),
         })
     }
 }

@@ -17,6 +17,7 @@
 //! there, whatever moment the process dies at.
 
 pub mod catalog;
+mod recent;
 pub mod records;
 pub mod recovery;
 pub mod segment;
@@ -92,6 +93,8 @@ pub struct StoreConfig {
     pub max_inflight_bytes: u64,
     /// Refuses new fragments before the filesystem fills up.
     pub disk: Arc<DiskGuard>,
+    /// Recently read fragments kept in memory for the next readers (bytes).
+    pub recent_fragment_bytes: usize,
 }
 
 impl StoreConfig {
@@ -106,6 +109,7 @@ impl StoreConfig {
             writer_queue: 4096,
             max_inflight_bytes: 256 * 1024 * 1024,
             disk: Arc::new(DiskGuard::unlimited()),
+            recent_fragment_bytes: 128 * 1024 * 1024,
         }
     }
 
@@ -259,6 +263,7 @@ struct StoreInner {
     /// Bumped when a stream's notification or image-generation settings change or a
     /// stream is deleted: what the event publisher watches.
     settings_changes: watch::Sender<u64>,
+    recent: recent::RecentFragments,
 }
 
 impl Drop for StoreInner {
@@ -309,6 +314,7 @@ impl VideoStore {
         let writer =
             Writer::new(db.clone(), index.clone(), config.media_root(), config.segment_max_bytes, files.clone());
         let writer_thread = std::thread::Builder::new().name("fragment-writer".into()).spawn(move || writer.run(rx))?;
+        let recent = recent::RecentFragments::new(config.recent_fragment_bytes);
         let inflight_kib_total = u32::try_from(config.max_inflight_bytes / 1024).unwrap_or(u32::MAX).clamp(1, 1 << 30);
         let store = VideoStore {
             inner: Arc::new(StoreInner {
@@ -324,6 +330,7 @@ impl VideoStore {
                 inflight_kib: Arc::new(tokio::sync::Semaphore::new(inflight_kib_total as usize)),
                 inflight_kib_total,
                 settings_changes: watch::Sender::new(0),
+                recent,
             }),
         };
         Ok((store, report))
@@ -678,6 +685,7 @@ impl VideoStore {
             rx
         };
         live.edge.send_modify(|e| e.deleted = true);
+        self.inner.recent.remove_stream(record.id);
         rx.await.map_err(|_| StoreError::ShuttingDown)?
     }
 
@@ -909,8 +917,14 @@ impl VideoStore {
     /// hand-off, 0.67-1.18 over four runs without). Older fragments may need the disk,
     /// so they go to a blocking thread rather than stall a runtime worker.
     pub async fn read_fragment(&self, stream: StreamId, meta: &FragmentMeta) -> Result<Bytes, StoreError> {
+        if let Some(b) = self.inner.recent.get(stream, meta.fragment_number) {
+            return Ok(b);
+        }
         if self.inner.clock.now_us().saturating_sub(meta.server_ts_us) < HOT_FRAGMENT_AGE_US {
-            return self.read_fragment_now(stream, meta);
+            // Live readers come in crowds: the next ones get these very bytes.
+            let b = self.read_fragment_now(stream, meta)?;
+            self.inner.recent.insert(stream, meta.fragment_number, b.clone());
+            return Ok(b);
         }
         let store = self.clone();
         let meta = *meta;
