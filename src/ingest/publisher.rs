@@ -90,6 +90,9 @@ pub struct Publisher {
     persisted: mpsc::UnboundedSender<PendingFragment>,
     metrics: Arc<Metrics>,
     max_fragment_bytes: usize,
+    /// When the first frame of the fragment being muxed arrived: its server timestamp
+    /// (AWS's: the time the fragment started to be received, not when it closed).
+    fragment_arrival_us: Option<i64>,
     pub stats: PublishStats,
 }
 
@@ -130,6 +133,7 @@ impl Publisher {
             clock,
             tracks: tracks.into_iter().map(Track::new).collect(),
             muxer: None,
+            fragment_arrival_us: None,
             init_id: 0,
             persisted,
             metrics,
@@ -241,9 +245,18 @@ impl Publisher {
             data: unit.data,
         };
         self.stats.samples += 1;
+        let now_us = self.clock.now_us();
         match muxer.push(frame) {
-            Ok(Some(f)) => self.submit(f).await,
-            Ok(None) => Ok(()),
+            Ok(Some(f)) => {
+                self.submit(f).await?;
+                // The frame that closed that fragment starts the next one.
+                self.fragment_arrival_us = Some(now_us);
+                Ok(())
+            }
+            Ok(None) => {
+                self.fragment_arrival_us.get_or_insert(now_us);
+                Ok(())
+            }
             Err(e) => {
                 tracing::debug!(stream = %self.record.name, error = %e, "frame dropped");
                 self.stats.waiting_dropped += 1;
@@ -259,7 +272,7 @@ impl Publisher {
                 &self.record,
                 NewFragment {
                     producer_ts_us: f.start_us,
-                    server_ts_us: self.clock.now_us(),
+                    server_ts_us: self.fragment_arrival_us.take().unwrap_or_else(|| self.clock.now_us()),
                     duration_us: f.duration_us,
                     init_id: self.init_id,
                     keyframe: f.keyframe,
@@ -287,5 +300,58 @@ impl Publisher {
             stats.depacketize += t.depacketizer.stats;
         }
         Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::codec::h264;
+    use crate::video_store::{NewStream, StoreConfig, TimeKind};
+
+    /// A fragment's server timestamp is when its first frame arrived (AWS: when the
+    /// fragment started to be received), not when the next keyframe closed it.
+    #[tokio::test]
+    async fn server_timestamps_are_when_a_fragment_began_to_arrive() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = 1_700_000_000_000_000;
+        let clock = Arc::new(ManualClock::new(start));
+        let (store, _) = VideoStore::open(StoreConfig::new(dir.path()), clock.clone()).unwrap();
+        let scope = store.config().default_scope.clone();
+        let record = store.create_stream(&scope, NewStream { name: "cam".into(), ..Default::default() }).await.unwrap();
+        let sets = vec![h264::tests::SPS.to_vec(), h264::tests::PPS.to_vec()];
+        let spec = TrackSpec {
+            params: CodecParams::from_parameter_sets(CodecKind::H264, &sets),
+            kind: CodecKind::H264,
+            fmtp: BTreeMap::new(),
+            clock_rate: 90_000,
+        };
+        let mut p =
+            Publisher::new(store.clone(), record.clone(), clock.clone(), Arc::new(Metrics::default()), vec![spec]);
+        // Three GOPs of 25 frames at 25 fps, arriving in real time.
+        for i in 0..75i64 {
+            let keyframe = i % 25 == 0;
+            let mut data = Vec::new();
+            crate::codec::nal::push_length_prefixed(&mut data, &[if keyframe { 0x65 } else { 0x41 }, 0x88, i as u8]);
+            let unit = AccessUnit {
+                rtp_ts: (i * 3600) as u32,
+                data,
+                keyframe,
+                parameter_sets: if keyframe { sets.clone() } else { Vec::new() },
+            };
+            p.frame(0, i * 3600, 0, unit).await.unwrap();
+            clock.advance_us(40_000);
+        }
+        p.finish().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let metas = store.fragments_in_range(record.id, TimeKind::Server, 0, i64::MAX, None, 10).unwrap();
+        assert_eq!(metas.len(), 3, "{metas:?}");
+        // Each GOP is released by the reorder window a few frames after it arrives, and a
+        // second before the next GOP's, never when that next GOP closes it.
+        assert!(metas[0].server_ts_us - start < 400_000, "{}", metas[0].server_ts_us - start);
+        for w in metas.windows(2) {
+            assert_eq!(w[1].server_ts_us - w[0].server_ts_us, 1_000_000);
+        }
     }
 }

@@ -31,7 +31,7 @@ use crate::images::{ImageFormat, ImageOutcome, ImageService, OutputSpec};
 use crate::metrics::Metrics;
 use crate::queues::{QueueEngine, QueueError, QueueId, SendRequest};
 use crate::video_store::{
-    EventDestination, FragmentMeta, ImageGenerationSettings, StreamId, StreamRecord, TimeKind, VideoStore,
+    EventDestination, FragmentMeta, ImageGenerationSettings, StoreError, StreamId, StreamRecord, TimeKind, VideoStore,
 };
 use crate::wire::fmp4::{parse_init, TrackKind};
 use crate::wire::mp4_tracks::fragment_samples;
@@ -357,6 +357,12 @@ async fn generate_images(
     let outcomes = loop {
         match t.images.images_in_fragment(record.id, meta, kind, &times, output).await {
             Ok(o) => break o,
+            // Retention (or a deleted stream) took the fragment meanwhile: nothing to make.
+            Err(StoreError::FragmentNotFound(_) | StoreError::StreamNotFound(_)) => {
+                tracing::warn!(stream = %record.name, fragment = meta.fragment_number, "no images: the fragment is gone");
+                cursor.next_image_us = last.saturating_add(interval_us);
+                return Ok(());
+            }
             Err(e) => {
                 tracing::error!(stream = %record.name, error = %e, "images could not be made; retrying");
                 pause(stop, Duration::from_secs(1)).await?;

@@ -227,14 +227,53 @@ $('#timeline').addEventListener('click', (e) => {
   play();
 });
 
-// The live delay the player reports (hls.js's latency, dash.js's live latency).
+// The live delay, two ways. Measured (HLS): now minus the time the frame showing reached
+// the server — its fragment's ServerTimestamp (when the fragment began to arrive, from
+// ListFragments) plus the frame's offset into the fragment; the producer's capture and
+// encoding come before that, a frame or two on a local network. Estimated: what the
+// player itself reports (hls.js's latency, dash.js's live latency).
+const arrivals = new Map(); // fragment number → ServerTimestamp (s)
+let arrivalsFetching = false;
+
+async function learnArrivals(name) {
+  if (arrivalsFetching) return;
+  arrivalsFetching = true;
+  try {
+    const to = Date.now() / 1000;
+    const page = await api('/listFragments', {
+      StreamName: name,
+      MaxResults: 1000,
+      FragmentSelector: {
+        FragmentSelectorType: 'SERVER_TIMESTAMP',
+        TimestampRange: { StartTimestamp: to - 120, EndTimestamp: to },
+      },
+    });
+    for (const f of page.Fragments || []) arrivals.set(f.FragmentNumber, f.ServerTimestamp);
+  } catch (e) {
+    console.warn(`arrivals: ${e.message}`);
+  } finally {
+    arrivalsFetching = false;
+  }
+}
+
 setInterval(() => {
   let latency = null;
   if (hls && state.mode === 'LIVE' && hls.latency) latency = hls.latency;
   if (dash && dash.isDynamic && dash.isDynamic()) latency = dash.getCurrentLiveLatency();
   state.latency = latency;
-  $('#latency').textContent = latency ? `live delay ${latency.toFixed(1)} s` : '';
-}, 1000);
+  let measured = null;
+  const f = playingFragment;
+  if (f && state.mode === 'LIVE' && state.status === 'playing') {
+    const arrived = arrivals.get(f.number);
+    if (arrived === undefined) learnArrivals($('#stream').value.trim());
+    else measured = Date.now() / 1000 - (arrived + (video.currentTime - f.start));
+  }
+  state.measuredDelay = measured;
+  const parts = [];
+  if (measured !== null) parts.push(`live delay ${measured.toFixed(2)} s (measured)`);
+  if (latency) parts.push(`player's estimate ${latency.toFixed(1)} s`);
+  $('#latency').textContent = parts.join(', ');
+}, 250);
 
 $('#copy-url').addEventListener('click', () => {
   $('#session-url').select();

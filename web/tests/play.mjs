@@ -6,6 +6,7 @@
 //        [--keys KEY:SECRET]   (sign in through the page's form first)
 //        [--timeline 1]        (click the first recorded range on the stream's timeline)
 //        [--overlay 1]         (after playback advances, wait for detections drawn over it)
+//        [--sample SECONDS]    (after playback advances, sample the live delay every 250 ms)
 //
 // Exit status 0 when playback advanced, 1 otherwise. Driven by
 // tests/integration/test_browser.py.
@@ -95,6 +96,18 @@ try {
         break;
       }
       await page.waitForTimeout(50);
+    }
+  }
+  if (result.ok && opts.sample) {
+    result.delays = [];
+    const until = Date.now() + Number(opts.sample) * 1000;
+    while (Date.now() < until) {
+      result.delays.push(await page.evaluate(() => ({
+        measured: window.kinescope.measuredDelay,
+        estimate: window.kinescope.latency,
+        status: window.kinescope.status,
+      })));
+      await page.waitForTimeout(250);
     }
   }
   result.final = result.samples[result.samples.length - 1];
