@@ -85,6 +85,14 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         TcpListener::bind(config.http).await.map_err(|source| AppError::Bind { addr: config.http, source })?;
     let bound = listener.local_addr()?;
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
+    let rtsp_listener =
+        TcpListener::bind(config.rtsp).await.map_err(|source| AppError::Bind { addr: config.rtsp, source })?;
+    let rtsp_bound = rtsp_listener.local_addr()?;
+    // Where viewers reach RTSP: the public URL's host, else the bound address.
+    let rtsp_public = match url::Url::parse(&public_url).ok().and_then(|u| u.host_str().map(str::to_string)) {
+        Some(host) if config.public_url.is_some() => format!("rtsp://{host}:{}", rtsp_bound.port()),
+        _ => format!("rtsp://{rtsp_bound}"),
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let signaling_hub = crate::signaling::hub::Hub::new(clock.clone(), Default::default());
     let https = match &config.https {
@@ -153,6 +161,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         pages: pages.clone(),
         images: images.clone(),
         data_streams: data_streams.clone(),
+        rtsp_url: Some(rtsp_public),
         scope: default_scope.clone(),
     };
     let mut state = AppState::new(
@@ -198,9 +207,6 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
     let sweeper = tokio::spawn(sweep_retention(store.clone(), Duration::from_secs(config.retention_sweep_secs)));
     let queue_sweeper = tokio::spawn(sweep_queues(queues.clone()));
     let data_stream_sweeper = tokio::spawn(sweep_data_streams(data_streams.clone()));
-    let rtsp_listener =
-        TcpListener::bind(config.rtsp).await.map_err(|source| AppError::Bind { addr: config.rtsp, source })?;
-    let rtsp_bound = rtsp_listener.local_addr()?;
     let rtsp = crate::rtsp::RtspServer::new(
         store.clone(),
         credentials,

@@ -92,6 +92,7 @@ impl Harness {
             pages: pages.clone(),
             images,
             data_streams: data_streams.clone(),
+            rtsp_url: None,
             scope: scope.clone(),
         };
         let credentials =

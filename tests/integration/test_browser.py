@@ -63,6 +63,8 @@ def test_the_page_lists_streams_and_plays_the_one_clicked(server):
     recorded(server, "garage")
     report = play(f"{server.url}/?player=hls&mode=ON_DEMAND&from={since}", "list-click", click="garage")
     assert report["final"]["status"] == "playing"
+    # Beside the session URL, the stream's RTSP URL to copy.
+    assert report["rtspUrl"] == f"{server.rtsp_url}/garage"
 
 
 def test_with_access_keys_the_page_signs_in_and_plays(signed_server):

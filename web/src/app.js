@@ -26,6 +26,8 @@ function setStatus(status, text) {
 }
 
 const KEYS = 'kinescope.keys';
+// Each listed stream's RTSP URL (GET /v1/streams), shown to copy beside the session URL.
+const rtspUrls = new Map();
 
 function keys() {
   try {
@@ -104,7 +106,9 @@ async function loadStreams() {
     $('#signin').hidden = true;
     $('#signout').hidden = !keys();
     tbody.replaceChildren();
+    rtspUrls.clear();
     for (const s of streams) {
+      if (s.RtspUrl) rtspUrls.set(s.StreamName, s.RtspUrl);
       const row = document.createElement('tr');
       row.dataset.stream = s.StreamName;
       const cells = [
@@ -275,9 +279,13 @@ setInterval(() => {
   $('#latency').textContent = parts.join(', ');
 }, 250);
 
+function copyField(input) {
+  input.select();
+  navigator.clipboard?.writeText(input.value).catch(() => document.execCommand('copy'));
+}
+$('#copy-rtsp').addEventListener('click', () => copyField($('#rtsp-url')));
 $('#copy-url').addEventListener('click', () => {
-  $('#session-url').select();
-  navigator.clipboard?.writeText($('#session-url').value).catch(() => document.execCommand('copy'));
+  copyField($('#session-url'));
 });
 
 function stop() {
@@ -371,6 +379,9 @@ async function play(event) {
 
 function showSession(url) {
   $('#session-url').value = url;
+  const rtsp = rtspUrls.get($('#stream').value.trim());
+  $('#rtsp-url').value = rtsp || '';
+  $('#rtsp').hidden = !rtsp;
   $('#session').hidden = false;
 }
 

@@ -112,6 +112,7 @@ try {
   }
   result.final = result.samples[result.samples.length - 1];
   result.rows = await page.$$eval('#streams tbody tr', (rows) => rows.map((r) => r.textContent));
+  result.rtspUrl = await page.$eval('#rtsp-url', (e) => e.value);
   result.samples = result.samples.slice(-8);
   if (opts.screenshot) await page.screenshot({ path: opts.screenshot });
 } catch (e) {

@@ -86,6 +86,9 @@ pub struct StreamEntry {
     creation_time: f64,
     last_fragment: Option<LastFragment>,
     source: Option<SourceStatusView>,
+    /// Where an RTSP player (VLC, ffplay) plays it live.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rtsp_url: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -105,6 +108,7 @@ async fn list_streams(Scoped(s): Scoped<KvsState>) -> Result<RestJson<ListStream
         });
         streams.push(StreamEntry {
             source: s.sources.get(&s.scope, &r.name),
+            rtsp_url: s.rtsp_url.as_ref().map(|u| format!("{u}/{}", r.name)),
             stream_name: r.name,
             stream_arn: r.arn,
             status: r.status.as_str(),
