@@ -93,6 +93,7 @@ impl Harness {
             images,
             data_streams: data_streams.clone(),
             rtsp_url: None,
+            whep: crate::playback::whep::WhepSessions::new(store.clone(), Default::default()),
             scope: scope.clone(),
         };
         let credentials =

@@ -14,3 +14,4 @@ pub mod hls;
 pub mod rtsp_play;
 pub mod selection;
 pub mod session;
+pub mod whep;

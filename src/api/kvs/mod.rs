@@ -62,6 +62,8 @@ pub struct KvsState {
     pub pages: PageTokens,
     /// Data streams (frame metadata bound to a video stream is read from one).
     pub data_streams: crate::data_streams::DataStreamEngine,
+    /// WHEP viewers' WebRTC sessions.
+    pub whep: crate::playback::whep::WhepSessions,
     /// Where viewers reach the RTSP server (`rtsp://host:port`), for the watch page.
     pub rtsp_url: Option<String>,
     /// Pictures decoded from stored video (GetImages).

@@ -28,6 +28,8 @@ pub fn routes() -> Router<KvsState> {
         .route("/v1/streams/{name}/source", get(get_source).put(put_source).delete(delete_source))
         .route("/v1/streams/{name}/metadata", get(get_metadata).put(put_metadata).delete(delete_metadata))
         .route("/v1/streams/{name}/detections", get(get_detections))
+        .route("/v1/streams/{name}/whep", axum::routing::post(post_whep))
+        .route("/v1/whep/{id}", axum::routing::delete(delete_whep).patch(patch_whep))
 }
 
 fn source_error(e: SourceError) -> ApiError {
@@ -214,4 +216,61 @@ async fn get_detections(
             MetadataError::DataStream(e) => ApiError::internal(e.to_string()),
         })?;
     Ok(RestJson(DetectionsOutput { detections }))
+}
+
+/// `POST /v1/streams/{name}/whep` with an SDP offer (`application/sdp`): `201 Created`, the
+/// answer, and the session's resource in `Location` (WHEP).
+async fn post_whep(
+    Scoped(s): Scoped<KvsState>,
+    Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<axum::response::Response, ApiError> {
+    use crate::playback::whep::{WhepError, MAX_OFFER_BYTES};
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    let sdp_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !sdp_type.starts_with("application/sdp") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaTypeException",
+            "a WHEP offer is application/sdp",
+        ));
+    }
+    if body.len() > MAX_OFFER_BYTES {
+        return Err(ApiError::invalid_argument(format!("an SDP offer is at most {MAX_OFFER_BYTES} bytes")));
+    }
+    let offer = String::from_utf8(body.to_vec()).map_err(|_| ApiError::invalid_argument("the offer is not UTF-8"))?;
+    let record = s.store.resolve(&s.scope, Some(&name), None)?;
+    let (id, answer) = s.whep.open(record.id, offer).await.map_err(|e| match e {
+        WhepError::BadOffer(m) => ApiError::invalid_argument(m),
+        WhepError::NoVideo => ApiError::invalid_argument(format!("stream {name} has no H.264 video to send")),
+        WhepError::TooMany(_) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ClientLimitExceededException", e.to_string())
+        }
+        WhepError::Store(e) => ApiError::from(e),
+        WhepError::NoSession => ApiError::not_found(e.to_string()),
+        WhepError::WebRtc(m) => ApiError::internal(m),
+    })?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/sdp".to_string()), (header::LOCATION, format!("/v1/whep/{id}"))],
+        answer,
+    )
+        .into_response())
+}
+
+/// `DELETE /v1/whep/{id}`: the viewer leaves.
+async fn delete_whep(Scoped(s): Scoped<KvsState>, Path(id): Path<String>) -> Result<RestJson<Empty>, ApiError> {
+    s.whep.close(&id).await.map_err(|e| ApiError::not_found(e.to_string()))?;
+    Ok(RestJson(Empty {}))
+}
+
+/// `PATCH /v1/whep/{id}`: trickle ICE is not taken; the answer carried every candidate.
+async fn patch_whep() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowedException",
+        "trickle ICE is not supported: the answer carries every candidate",
+    )
 }

@@ -1,0 +1,83 @@
+// A WHEP viewer in headless Chromium: posts an SDP offer (recvonly video) to
+// /v1/streams/NAME/whep on the page's own origin, applies the answer, and checks that the
+// video plays (videoWidth > 0, currentTime advancing). Prints one JSON line; exit 0 on
+// success. Driven by tests/integration/test_whep.py.
+//
+//   node web/tests/whep.mjs --url http://127.0.0.1:PORT --stream NAME --screenshot out.png
+import { chromium } from 'playwright-core';
+
+const opts = { timeout: 40 };
+const argv = process.argv.slice(2);
+for (let i = 0; i < argv.length; i += 2) opts[argv[i].replace(/^--/, '')] = argv[i + 1];
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--autoplay-policy=no-user-gesture-required',
+    // Host candidates as addresses, not mDNS names the server cannot resolve.
+    '--disable-features=WebRtcHideLocalIpsWithMdns',
+  ],
+});
+const result = { ok: false, console: [] };
+try {
+  const page = await browser.newPage({ viewport: { width: 800, height: 600 } });
+  page.on('console', (m) => { if (m.type() === 'error') result.console.push(m.text()); });
+  await page.goto(`${opts.url}/health`);
+  const out = await page.evaluate(async ({ stream, timeout }) => {
+    const pc = new RTCPeerConnection();
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    const video = document.createElement('video');
+    video.muted = true;
+    video.autoplay = true;
+    video.playsInline = true;
+    document.body.appendChild(video);
+    pc.ontrack = (e) => { video.srcObject = new MediaStream([e.track]); video.play().catch(() => {}); };
+    await pc.setLocalDescription(await pc.createOffer());
+    await new Promise((resolve) => {
+      if (pc.iceGatheringState === 'complete') return resolve();
+      pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === 'complete') resolve(); };
+      setTimeout(resolve, 3000);
+    });
+    const resp = await fetch(`/v1/streams/${stream}/whep`, {
+      method: 'POST', headers: { 'content-type': 'application/sdp' }, body: pc.localDescription.sdp,
+    });
+    const answer = await resp.text();
+    const report = { status: resp.status, location: resp.headers.get('location'), type: resp.headers.get('content-type') };
+    if (resp.status !== 201) return { ...report, answer };
+    await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+    const deadline = Date.now() + timeout * 1000;
+    let first = null;
+    while (Date.now() < deadline) {
+      if (video.videoWidth > 0 && first === null) first = video.currentTime;
+      if (first !== null && video.currentTime > first + 1.0) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const stats = await pc.getStats();
+    let pair = null;
+    stats.forEach((s) => { if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') pair = s; });
+    let framesDecoded = 0;
+    stats.forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') framesDecoded = s.framesDecoded; });
+    const deleted = await fetch(report.location, { method: 'DELETE' });
+    return {
+      ...report,
+      connection: pc.connectionState,
+      width: video.videoWidth,
+      height: video.videoHeight,
+      played: first === null ? 0 : video.currentTime - first,
+      framesDecoded,
+      pair: pair ? { local: pair.localCandidateId, remote: pair.remoteCandidateId } : null,
+      deleted: deleted.status,
+    };
+  }, { stream: opts.stream, timeout: Number(opts.timeout) });
+  Object.assign(result, out);
+  result.ok = out.status === 201 && out.width > 0 && out.played >= 1.0;
+  if (opts.screenshot) await page.screenshot({ path: opts.screenshot });
+} catch (e) {
+  result.error = String(e);
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(result));
+process.exit(result.ok ? 0 : 1);
