@@ -162,7 +162,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         images: images.clone(),
         data_streams: data_streams.clone(),
         rtsp_url: Some(rtsp_public),
-        whep: crate::playback::whep::WhepSessions::new(store.clone(), Default::default()),
+        whep: crate::playback::whep::WhepSessions::new(store.clone(), Default::default(), metrics.clone()),
         scope: default_scope.clone(),
     };
     let mut state = AppState::new(

@@ -55,6 +55,12 @@ pub struct SignalingMessageLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ViewerLabels {
+    /// `live_bus` (frames as a live source delivers them) or `fragments` (stored GOPs).
+    pub source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ImageLabels {
     /// `image` (encoded), `no_media` or `media_error`.
     pub outcome: &'static str,
@@ -99,6 +105,9 @@ pub struct Metrics {
     delivery_records: Family<DeliveryLabels, Counter>,
     delivery_bytes: Family<DeliveryLabels, Counter>,
     images: Family<ImageLabels, Counter>,
+    webrtc_viewers: Family<ViewerLabels, Counter>,
+    /// WHEP peer connections open now.
+    pub webrtc_peers: prometheus_client::metrics::gauge::Gauge,
     /// Render jobs (one GOP each) waiting for or on an image thread.
     pub image_queue_depth: prometheus_client::metrics::gauge::Gauge,
     /// Time an image thread spends on one job: decode, scale, encode.
@@ -129,6 +138,8 @@ impl Default for Metrics {
             delivery_records: Family::default(),
             delivery_bytes: Family::default(),
             images: Family::default(),
+            webrtc_viewers: Family::default(),
+            webrtc_peers: Default::default(),
             image_queue_depth: Default::default(),
             image_render_seconds: Histogram::new(RENDER_BUCKETS),
             events: Family::default(),
@@ -187,6 +198,12 @@ impl Default for Metrics {
         );
         registry.register("images", "Images asked of the image threads, by outcome", m.images.clone());
         registry.register(
+            "webrtc_viewers",
+            "WHEP viewers that started receiving video, by where their frames came from",
+            m.webrtc_viewers.clone(),
+        );
+        registry.register("webrtc_peers", "WHEP peer connections open", m.webrtc_peers.clone());
+        registry.register(
             "image_queue_depth",
             "Image render jobs (one GOP each) queued or running",
             m.image_queue_depth.clone(),
@@ -231,6 +248,10 @@ impl Metrics {
         let labels = DeliveryLabels { stream: stream.to_string(), outcome };
         self.delivery_records.get_or_create(&labels).inc_by(records);
         self.delivery_bytes.get_or_create(&labels).inc_by(bytes);
+    }
+
+    pub fn count_viewer(&self, source: &'static str) {
+        self.webrtc_viewers.get_or_create(&ViewerLabels { source }).inc();
     }
 
     pub fn count_images(&self, outcome: &'static str, n: u64) {

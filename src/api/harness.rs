@@ -75,7 +75,7 @@ impl Harness {
         let images = crate::images::ImageService::new(store.clone(), pool, metrics.clone());
         let kvs = KvsState {
             store: store.clone(),
-            metrics,
+            metrics: metrics.clone(),
             public_url: PUBLIC_URL.into(),
             limits: FragmentLimits::default(),
             sessions: Arc::new(SessionSigner::new([9; 32])),
@@ -93,7 +93,7 @@ impl Harness {
             images,
             data_streams: data_streams.clone(),
             rtsp_url: None,
-            whep: crate::playback::whep::WhepSessions::new(store.clone(), Default::default()),
+            whep: crate::playback::whep::WhepSessions::new(store.clone(), Default::default(), metrics.clone()),
             scope: scope.clone(),
         };
         let credentials =

@@ -18,7 +18,7 @@ use crate::media::fmp4_mux::{FragmentMuxer, MuxedFragment};
 use crate::media::timeline::{DecodeOrder, MediaTime, TrackTimeline};
 use crate::media::Frame;
 use crate::metrics::Metrics;
-use crate::video_store::{NewFragment, PendingFragment, StoreError, StreamRecord, VideoStore};
+use crate::video_store::{LiveFrame, LiveStream, NewFragment, PendingFragment, StoreError, StreamRecord, VideoStore};
 use crate::wire::rtp;
 
 /// Frames held to turn presentation order (RTP timestamps) into decode order: enough
@@ -93,6 +93,8 @@ pub struct Publisher {
     /// When the first frame of the fragment being muxed arrived: its server timestamp
     /// (AWS's: the time the fragment started to be received, not when it closed).
     fragment_arrival_us: Option<i64>,
+    /// The stream's live bus, where frames go as they are muxed.
+    live: Option<Arc<LiveStream>>,
     pub stats: PublishStats,
 }
 
@@ -127,6 +129,7 @@ impl Publisher {
                 }
             }
         });
+        let live = store.live(record.id).ok();
         Publisher {
             store,
             record,
@@ -134,6 +137,7 @@ impl Publisher {
             tracks: tracks.into_iter().map(Track::new).collect(),
             muxer: None,
             fragment_arrival_us: None,
+            live,
             init_id: 0,
             persisted,
             metrics,
@@ -235,6 +239,21 @@ impl Publisher {
             self.init_id = self.store.put_init(self.record.id, Bytes::from(init)).await?;
             tracing::info!(stream = %self.record.name, tracks = self.tracks.len(), "live source recording");
             self.muxer = Some(muxer);
+        }
+        // Live viewers (WHEP) get the frame now, not a GOP later with its fragment.
+        if let Some(live) = self.live.as_ref().filter(|l| l.has_frame_readers()) {
+            let t = &self.tracks[track];
+            if t.kind.is_video() {
+                live.publish_frame(LiveFrame {
+                    codec: t.kind,
+                    data: Bytes::copy_from_slice(&unit.data),
+                    keyframe: unit.keyframe,
+                    parameter_sets: match (&t.params, unit.keyframe) {
+                        (Some(p), true) => p.parameter_sets(),
+                        _ => Vec::new(),
+                    },
+                });
+            }
         }
         let Some(muxer) = self.muxer.as_mut() else { return Ok(()) };
         let frame = Frame {

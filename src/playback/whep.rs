@@ -2,10 +2,12 @@
 //! offer for a stream and gets an answer; a WebRTC peer connection (the `webrtc` crate)
 //! then carries the stream's H.264 video, passed through, from its newest keyframe on.
 //!
-//! The media comes from the live fragment pipeline: the newest stored fragment (a whole
-//! GOP, starting on a keyframe) and every fragment after it, each sample written at its
-//! own pace (its duration). A viewer is therefore about one GOP behind the camera; a
-//! frame-level live bus from the publishers would bring that under a second. Audio
+//! The media comes from the stream's live bus when a live source feeds it (an RTSP
+//! publisher or a pulled camera puts each video frame there as it muxes it): frames are
+//! sent as they arrive, from the next keyframe, so a viewer is a frame or two behind the
+//! camera. Streams fed by PutMedia have no bus; for them the newest stored fragment (a
+//! whole GOP, from its keyframe) and every later one are sent, each sample at its own
+//! pace, about one GOP behind. Audio
 //! (AAC) is not carried: WebRTC has no AAC, and nothing is transcoded. B-frames are sent
 //! in decode order as stored (WebRTC decoders expect streams without them).
 //!
@@ -36,8 +38,8 @@ use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
 };
 
-use crate::codec::{nal, CodecParams};
-use crate::video_store::{StoreError, StreamId, VideoStore};
+use crate::codec::{nal, CodecKind, CodecParams};
+use crate::video_store::{LiveFrame, StoreError, StreamId, VideoStore};
 use crate::wire::fmp4::{parse_init, TrackKind};
 use crate::wire::mp4_tracks::fragment_samples;
 
@@ -46,6 +48,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest SDP offer taken.
 pub const MAX_OFFER_BYTES: usize = 64 * 1024;
 const H264_PAYLOAD_TYPE: u8 = 102;
+/// How long a new viewer waits for a keyframe on the live bus before it takes the
+/// stored fragments instead (a GOP or two of a live source).
+const LIVE_BUS_WAIT: Duration = Duration::from_millis(2500);
 
 #[derive(Debug, Clone)]
 pub struct WhepConfig {
@@ -90,6 +95,7 @@ struct Session {
 pub struct WhepSessions {
     store: VideoStore,
     config: WhepConfig,
+    metrics: Arc<crate::metrics::Metrics>,
     sessions: Arc<Mutex<HashMap<String, Session>>>,
 }
 
@@ -113,8 +119,8 @@ impl PeerConnectionEventHandler for Events {
 }
 
 impl WhepSessions {
-    pub fn new(store: VideoStore, config: WhepConfig) -> Self {
-        WhepSessions { store, config, sessions: Arc::new(Mutex::new(HashMap::new())) }
+    pub fn new(store: VideoStore, config: WhepConfig, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        WhepSessions { store, config, metrics, sessions: Arc::new(Mutex::new(HashMap::new())) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
@@ -204,10 +210,11 @@ impl WhepSessions {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let (stop, stop_rx) = watch::channel(false);
         self.lock().insert(id.clone(), Session { pc: pc.clone(), stop });
+        self.metrics.webrtc_peers.inc();
         let this = self.clone();
         let session_id = id.clone();
         tokio::spawn(async move {
-            let fed = feed(&this.store, stream, &track, ssrc, payload_type, state_rx, stop_rx).await;
+            let fed = feed(&this.store, &this.metrics, stream, &track, ssrc, payload_type, state_rx, stop_rx).await;
             if let Err(e) = fed {
                 tracing::debug!(session = %session_id, error = %e, "WHEP session ended");
             }
@@ -219,6 +226,7 @@ impl WhepSessions {
     /// Ends a session (DELETE on its resource).
     pub async fn close(&self, id: &str) -> Result<(), WhepError> {
         let session = self.lock().remove(id).ok_or(WhepError::NoSession)?;
+        self.metrics.webrtc_peers.dec();
         let _ = session.stop.send(true);
         let _ = session.pc.close().await;
         Ok(())
@@ -227,6 +235,7 @@ impl WhepSessions {
     async fn remove(&self, id: &str) {
         let session = self.lock().remove(id);
         if let Some(s) = session {
+            self.metrics.webrtc_peers.dec();
             let _ = s.pc.close().await;
         }
     }
@@ -252,8 +261,10 @@ fn newest_video(store: &VideoStore, stream: StreamId) -> Result<Option<(CodecPar
 
 /// Sends the stream's video from its newest fragment on, each sample at its pace, until
 /// the peer goes, the session is closed or the stream is deleted.
+#[allow(clippy::too_many_arguments)]
 async fn feed(
     store: &VideoStore,
+    metrics: &crate::metrics::Metrics,
     stream: StreamId,
     track: &TrackLocalStaticSample,
     ssrc: u32,
@@ -273,6 +284,15 @@ async fn feed(
         return Err(rtc_error("the peer did not connect"));
     }
     let live = store.live(stream)?;
+    // A live source (RTSP, a pulled camera) puts its frames on the stream's bus: send
+    // them as they come. Otherwise (PutMedia producers), the stored fragments.
+    let mut bus = live.subscribe_frames();
+    if let Some(first) = next_keyframe(&mut bus, LIVE_BUS_WAIT).await {
+        metrics.count_viewer("live_bus");
+        return feed_live(track, ssrc, payload_type, bus, first, state, stop).await;
+    }
+    drop(bus);
+    metrics.count_viewer("fragments");
     let mut edge = live.subscribe();
     let mut next = match store.last_fragment(stream)? {
         Some(m) => m.fragment_number,
@@ -351,5 +371,71 @@ async fn feed(
             deadline = now;
         }
         next += 1;
+    }
+}
+
+/// The next H.264 keyframe on the live bus, if one comes within `wait`.
+async fn next_keyframe(
+    bus: &mut tokio::sync::broadcast::Receiver<Arc<LiveFrame>>,
+    wait: Duration,
+) -> Option<Arc<LiveFrame>> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, bus.recv()).await {
+            Ok(Ok(f)) if f.keyframe && f.codec == CodecKind::H264 => return Some(f),
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) | Err(_) => return None,
+        }
+    }
+}
+
+/// Sends the live bus's frames as they arrive, from `first` (a keyframe). A viewer that
+/// falls behind (lags) waits for the next keyframe.
+async fn feed_live(
+    track: &TrackLocalStaticSample,
+    ssrc: u32,
+    payload_type: u8,
+    mut bus: tokio::sync::broadcast::Receiver<Arc<LiveFrame>>,
+    first: Arc<LiveFrame>,
+    mut state: watch::Receiver<RTCPeerConnectionState>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), WhepError> {
+    let mut frame = first;
+    let mut last_sent: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        // The RTP clock advances by the time since the previous frame.
+        let duration =
+            last_sent.map_or(Duration::from_millis(40), |t| now.duration_since(t).max(Duration::from_millis(1)));
+        last_sent = Some(now);
+        let sample = Sample {
+            data: Bytes::from(nal::to_annex_b(&frame.parameter_sets, &frame.data)),
+            duration,
+            ..Sample::new(now)
+        };
+        track.sample_writer(ssrc, payload_type).write_sample(&sample).await.map_err(rtc_error)?;
+        frame = loop {
+            tokio::select! {
+                got = bus.recv() => match got {
+                    Ok(f) if f.codec == CodecKind::H264 => break f,
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        match next_keyframe(&mut bus, Duration::from_secs(10)).await {
+                            Some(k) => break k,
+                            None => return Ok(()),
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+                _ = stop.changed() => return Ok(()),
+                _ = state.changed() => {
+                    let s = *state.borrow();
+                    if matches!(s, RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed
+                        | RTCPeerConnectionState::Disconnected) {
+                        return Ok(());
+                    }
+                }
+            }
+        };
     }
 }

@@ -148,7 +148,25 @@ pub struct LiveStream {
     next_fragment: tokio::sync::Mutex<NextFragment>,
     edge: watch::Sender<LiveEdge>,
     init: tokio::sync::Mutex<Option<(u32, Bytes)>>,
+    /// Video frames as a live source (an RTSP publisher, a pulled camera) muxes them,
+    /// for viewers that cannot wait for a whole fragment (WHEP). Bounded: a reader that
+    /// falls behind lags, and waits for the next keyframe.
+    frames: tokio::sync::broadcast::Sender<Arc<LiveFrame>>,
 }
+
+/// One video frame on a stream's live bus.
+#[derive(Debug, Clone)]
+pub struct LiveFrame {
+    pub codec: crate::codec::CodecKind,
+    /// Length-prefixed NAL units, as stored.
+    pub data: Bytes,
+    pub keyframe: bool,
+    /// On keyframes: the parameter sets a decoder needs first (H.264: SPS, PPS).
+    pub parameter_sets: Vec<Vec<u8>>,
+}
+
+/// Frames a live-bus reader may fall behind by before it lags (about 10 s at 25 fps).
+const LIVE_FRAMES: usize = 256;
 
 struct NextFragment {
     number: u64,
@@ -172,6 +190,23 @@ impl LiveStream {
     /// stream is deleted.
     pub fn subscribe(&self) -> watch::Receiver<LiveEdge> {
         self.edge.subscribe()
+    }
+
+    /// Whether anyone reads the live bus (a publisher copies frames only then).
+    pub fn has_frame_readers(&self) -> bool {
+        self.frames.receiver_count() > 0
+    }
+
+    /// Offers a frame to the live bus's readers (none listening: it goes nowhere).
+    pub fn publish_frame(&self, frame: LiveFrame) {
+        if self.frames.receiver_count() > 0 {
+            let _ = self.frames.send(Arc::new(frame));
+        }
+    }
+
+    /// The frames published from now on.
+    pub fn subscribe_frames(&self) -> tokio::sync::broadcast::Receiver<Arc<LiveFrame>> {
+        self.frames.subscribe()
     }
 }
 
@@ -745,6 +780,7 @@ impl VideoStore {
             }),
             edge: watch::Sender::new(LiveEdge { last_persisted: last, deleted: false }),
             init: tokio::sync::Mutex::new(init),
+            frames: tokio::sync::broadcast::channel(LIVE_FRAMES).0,
         });
         Ok(self.live_map().entry(stream).or_insert(live).clone())
     }

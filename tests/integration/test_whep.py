@@ -30,6 +30,55 @@ def live_camera(server, name):
     return ffmpeg, put
 
 
+def rtsp_camera(server, name):
+    """ffmpeg in real time publishing over RTSP (H.264 without B-frames, 1 s GOP)."""
+    server.client("kinesisvideo").create_stream(StreamName=name, DataRetentionInHours=24)
+    ffmpeg = subprocess.Popen(
+        ["ffmpeg", "-v", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "120",
+         "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-bf", "0", "-g", "25",
+         "-keyint_min", "25", "-sc_threshold", "0", "-f", "rtsp", "-rtsp_transport", "tcp",
+         f"{server.rtsp_url}/{name}"],
+    )
+    am = server.client("kinesis-video-archived-media")
+    wait_for(lambda: len(am.list_fragments(StreamName=name)["Fragments"]) >= 1, timeout=30, what="RTSP fragments")
+    return ffmpeg
+
+
+def watch(server, name, shot):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    p = subprocess.run(["node", str(WHEP), "--url", server.url, "--stream", name,
+                        "--screenshot", str(ARTIFACTS / shot)],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT / "web")
+    report = json.loads(p.stdout.strip().splitlines()[-1]) if p.stdout.strip() else {"stderr": p.stderr}
+    assert p.returncode == 0 and report["ok"], json.dumps(report, indent=1)[:3000]
+    return report
+
+
+def viewers(server):
+    """kinescope_webrtc_viewers_total by source, from /metrics."""
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("kinescope_webrtc_viewers_total{"):
+            source = line.split('source="')[1].split('"')[0]
+            out[source] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def test_an_rtsp_camera_is_watched_over_whep_frame_by_frame(server):
+    """A live source puts its frames on the stream's bus: the WHEP viewer gets them as
+    they arrive, not a GOP later with the fragment."""
+    ffmpeg = rtsp_camera(server, "whep-rtsp")
+    try:
+        report = watch(server, "whep-rtsp", "whep-rtsp.png")
+        assert (report["width"], report["height"]) == (320, 240) and report["framesDecoded"] > 10
+        assert viewers(server) == {"live_bus": 1.0}
+    finally:
+        ffmpeg.kill()
+        ffmpeg.wait()
+
+
 def request(url, method, body=b"", content_type="application/sdp"):
     req = urllib.request.Request(url, method=method, data=body, headers={"content-type": content_type})
     try:
@@ -40,15 +89,12 @@ def request(url, method, body=b"", content_type="application/sdp"):
 
 
 def test_a_browser_watches_a_live_stream_over_whep(server):
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     ffmpeg, put = live_camera(server, "whep-cam")
     try:
-        p = subprocess.run(["node", str(WHEP), "--url", server.url, "--stream", "whep-cam",
-                            "--screenshot", str(ARTIFACTS / "whep.png")],
-                           capture_output=True, text=True, timeout=120, cwd=ROOT / "web")
-        report = json.loads(p.stdout.strip().splitlines()[-1]) if p.stdout.strip() else {"stderr": p.stderr}
-        assert p.returncode == 0 and report["ok"], json.dumps(report, indent=1)[:3000]
+        report = watch(server, "whep-cam", "whep.png")
         assert report["type"].startswith("application/sdp") and report["location"].startswith("/v1/whep/")
+        # PutMedia producers have no frame bus: the stored fragments are sent.
+        assert viewers(server) == {"fragments": 1.0}
         assert (report["width"], report["height"]) == (320, 240) and report["framesDecoded"] > 10
         assert report["deleted"] == 200
     finally:
