@@ -5,7 +5,10 @@
 # delay (now minus the arrival at the server of the frame showing: its fragment's
 # ServerTimestamp plus the frame's offset in it) and hls.js's own estimate. Each round
 # opens a new page; the figures are set against the fragment duration, the unit below
-# which plain HLS cannot go (LL-HLS and WHEP will be measured here too).
+# which plain HLS cannot go. Then, the same camera watched over WHEP (frames from the
+# stream's live bus): the browser's jitter-buffer delay per frame, the part of a WebRTC
+# viewer's delay we can read without a clock burned into the frames (the server forwards
+# each frame as it is muxed).
 #
 #   bench/live_delay.sh          (ROUNDS=3 SECONDS=20 to change)
 set -euo pipefail
@@ -44,6 +47,11 @@ for r in $(seq "$ROUNDS"); do
     > "$work/round$r.json" || { echo "round $r did not play" >&2; cat "$work/round$r.json" >&2; exit 1; }
 done
 
+for r in $(seq "$ROUNDS"); do
+  (cd web && node tests/whep.mjs --url "$base" --stream cam --sample "$SECONDS_PER_ROUND") > "$work/whep$r.json" \
+    || { echo "WHEP round $r did not play" >&2; cat "$work/whep$r.json" >&2; exit 1; }
+done
+
 python3 - "$work" "$ROUNDS" <<'EOF'
 import json, statistics, sys
 work, rounds = sys.argv[1], int(sys.argv[2])
@@ -64,4 +72,14 @@ for i, (m50, m90, e50, n) in enumerate(rows, 1):
 meds = sorted(r[0] for r in rows)
 print(f"median of the rounds' p50: {statistics.median(meds):.2f} s (spread {meds[0]:.2f}-{meds[-1]:.2f}),"
       f" {statistics.median(meds) / fragment_s:.2f} fragment durations")
+buffers = []
+for r in range(1, rounds + 1):
+    report = json.loads(open(f"{work}/whep{r}.json").read().strip().splitlines()[-1])
+    b = [d["buffer"] for d in report["delays"] if d["buffer"] is not None]
+    buffers.append(statistics.median(b))
+    print(f"WHEP round {r}: jitter buffer p50 {statistics.median(b):.1f} ms over {len(b)} samples, "
+          f"{report['framesDecoded']} frames decoded")
+buffers.sort()
+print(f"WHEP from the live bus, browser jitter buffer: {statistics.median(buffers):.1f} ms "
+      f"(spread {buffers[0]:.1f}-{buffers[-1]:.1f}), {statistics.median(buffers) / 1000 / fragment_s:.3f} fragment durations")
 EOF

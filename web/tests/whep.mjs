@@ -4,6 +4,9 @@
 // success. Driven by tests/integration/test_whep.py.
 //
 //   node web/tests/whep.mjs --url http://127.0.0.1:PORT --stream NAME --screenshot out.png
+//        [--sample SECONDS]  (then sample the receiver's delay every 250 ms: its jitter
+//                             buffer, and now minus the sender time of the frame playing
+//                             out, from RTCP sender reports — estimatedPlayoutTimestamp)
 import { chromium } from 'playwright-core';
 
 const opts = { timeout: 40 };
@@ -25,7 +28,7 @@ try {
   const page = await browser.newPage({ viewport: { width: 800, height: 600 } });
   page.on('console', (m) => { if (m.type() === 'error') result.console.push(m.text()); });
   await page.goto(`${opts.url}/health`);
-  const out = await page.evaluate(async ({ stream, timeout }) => {
+  const out = await page.evaluate(async ({ stream, timeout, sample }) => {
     const pc = new RTCPeerConnection();
     pc.addTransceiver('video', { direction: 'recvonly' });
     const video = document.createElement('video');
@@ -59,6 +62,19 @@ try {
     stats.forEach((s) => { if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') pair = s; });
     let framesDecoded = 0;
     stats.forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') framesDecoded = s.framesDecoded; });
+    const delays = [];
+    const until = Date.now() + sample * 1000;
+    while (Date.now() < until) {
+      (await pc.getStats()).forEach((s) => {
+        if (s.type !== 'inbound-rtp' || s.kind !== 'video') return;
+        const buffer = s.jitterBufferEmittedCount ? (s.jitterBufferDelay / s.jitterBufferEmittedCount) * 1000 : null;
+        // estimatedPlayoutTimestamp is NTP time in ms (since 1900) on the sender's clock,
+        // the same machine's clock here.
+        const playout = s.estimatedPlayoutTimestamp ? Date.now() + 2208988800000 - s.estimatedPlayoutTimestamp : null;
+        delays.push({ buffer, playout });
+      });
+      await new Promise((r) => setTimeout(r, 250));
+    }
     const deleted = await fetch(report.location, { method: 'DELETE' });
     return {
       ...report,
@@ -69,8 +85,9 @@ try {
       framesDecoded,
       pair: pair ? { local: pair.localCandidateId, remote: pair.remoteCandidateId } : null,
       deleted: deleted.status,
+      delays,
     };
-  }, { stream: opts.stream, timeout: Number(opts.timeout) });
+  }, { stream: opts.stream, timeout: Number(opts.timeout), sample: Number(opts.sample || 0) });
   Object.assign(result, out);
   result.ok = out.status === 201 && out.width > 0 && out.played >= 1.0;
   if (opts.screenshot) await page.screenshot({ path: opts.screenshot });
