@@ -17,13 +17,8 @@ ROUNDS="${ROUNDS:-3}"
 SECONDS_PER_ROUND="${SECONDS:-20}"
 
 scripts/setup test >/dev/null
-cargo build --release --quiet --bin kinescope
-BIN="$PWD/target/release/kinescope"
-work=$(mktemp -d "${TMPDIR:-/tmp}/kinescope-delay.XXXXXX")
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/lib.sh
+bench_start delay
 
 port=$(free_port); rport=$(free_port)
 "$BIN" serve --data-dir "$work/data" --http "127.0.0.1:$port" --rtsp "127.0.0.1:$rport" --rtsp-create-streams \

@@ -22,9 +22,6 @@ pub use plan::PlanError;
 pub use pool::RenderPool;
 pub use render::{ImageFormat, OutputSpec};
 
-/// How far before a fragment's start a time still asks for that fragment.
-const TIME_TOLERANCE_US: i64 = 1_000;
-
 /// What is at one asked time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageOutcome {
@@ -72,22 +69,14 @@ impl ImageService {
         let mut i = 0;
         while i < times_us.len() {
             let t = times_us[i];
-            let Some(meta) = self.store.fragment_at(stream, kind, t)? else {
+            let Some(meta) = self.store.fragment_holding(stream, kind, t)? else {
                 out.push(ImageOutcome::NoMedia);
                 i += 1;
                 continue;
             };
-            let start = start_of(&meta, kind);
-            // Timestamps in requests have millisecond precision; fragment starts have
-            // microseconds: a time just before a start asks for that fragment.
-            if t < start - TIME_TOLERANCE_US {
-                // The next fragment starts later: a gap.
-                out.push(ImageOutcome::NoMedia);
-                i += 1;
-                continue;
-            }
-            let end = start.saturating_add(meta.duration_us.max(1));
-            let n = times_us[i..].iter().take_while(|x| **x >= start - TIME_TOLERANCE_US && **x < end).count().max(1);
+            // The times are ascending: those after `t` up to the fragment's end are its too.
+            let end = meta.start_us(kind).saturating_add(meta.duration_us.max(1));
+            let n = times_us[i..].iter().take_while(|x| **x < end).count().max(1);
             out.extend(self.images_in_fragment(stream, &meta, kind, &times_us[i..i + n], output).await?);
             i += n;
         }
@@ -136,7 +125,7 @@ impl ImageService {
             Err(StoreError::Corrupt(why)) => return Err(RenderFailure::Media(why)),
             Err(e) => return Err(e.into()),
         };
-        let plan = plan::plan_fragment(&init, &bytes, start_of(meta, kind), times_us, output)
+        let plan = plan::plan_fragment(&init, &bytes, meta.start_us(kind), times_us, output)
             .map_err(|e| RenderFailure::Media(e.to_string()))?;
         let rendered = self.pool.render(plan.job).await.map_err(|e| RenderFailure::Media(e.to_string()))?;
         Ok(plan
@@ -158,13 +147,5 @@ enum RenderFailure {
 impl From<StoreError> for RenderFailure {
     fn from(e: StoreError) -> Self {
         RenderFailure::Store(e)
-    }
-}
-
-/// A fragment's start on the `kind` clock.
-pub fn start_of(meta: &FragmentMeta, kind: TimeKind) -> i64 {
-    match kind {
-        TimeKind::Producer => meta.producer_ts_us,
-        TimeKind::Server => meta.server_ts_us,
     }
 }

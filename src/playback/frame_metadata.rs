@@ -73,7 +73,7 @@ pub async fn frame_metadata(
     let mut out = Vec::with_capacity(found.len());
     for (t, mut v) in found {
         let us = t * 1000;
-        let holder = store.fragment_at(video.id, TimeKind::Producer, us)?.filter(|m| m.producer_ts_us <= us + 1000);
+        let holder = store.fragment_holding(video.id, TimeKind::Producer, us)?;
         if let Some(m) = holder {
             let offset_us = (us - m.producer_ts_us).max(0);
             v["fragmentNumber"] = Value::from(m.fragment_number.to_string());

@@ -40,7 +40,7 @@ use webrtc::peer_connection::{
 
 use crate::codec::{nal, CodecKind, CodecParams};
 use crate::video_store::{LiveFrame, StoreError, StreamId, VideoStore};
-use crate::wire::fmp4::{parse_init, TrackKind};
+use crate::wire::fmp4::{parse_init, InitInfo, TrackKind};
 use crate::wire::mp4_tracks::fragment_samples;
 
 /// A viewer that has not connected by then is dropped.
@@ -299,7 +299,7 @@ async fn feed(
         None => return Err(WhepError::NoVideo),
     };
     let mut deadline = tokio::time::Instant::now();
-    let mut inits: HashMap<u32, (u32, u32, Vec<Vec<u8>>)> = HashMap::new(); // init → (track id, timescale, sets)
+    let mut inits: HashMap<u32, VideoInit> = HashMap::new();
     loop {
         let gone = |s: &RTCPeerConnectionState| {
             matches!(
@@ -338,21 +338,16 @@ async fn feed(
         }
         if let std::collections::hash_map::Entry::Vacant(v) = inits.entry(meta.init_id) {
             let init = store.init_segment(stream, meta.init_id)?.unwrap_or_default();
-            let info = parse_init(&init).map_err(|e| rtc_error(e.to_string()))?;
-            let t = info.tracks.iter().find(|t| t.kind == TrackKind::Video).ok_or(WhepError::NoVideo)?;
-            let sets = CodecParams::from_track(t).map(|p| p.parameter_sets()).unwrap_or_default();
-            v.insert((t.track_id, t.timescale.max(1), sets));
+            v.insert(VideoInit::parse(&init)?);
         }
-        let (track_id, timescale, sets) = inits[&meta.init_id].clone();
-        let init = store.init_segment(stream, meta.init_id)?.unwrap_or_default();
-        let info = parse_init(&init).map_err(|e| rtc_error(e.to_string()))?;
+        let VideoInit { info, track_id, timescale, sets } = &inits[&meta.init_id];
         let bytes = store.read_fragment(stream, &meta).await?;
-        let samples = fragment_samples(&bytes, &info).map_err(|e| rtc_error(e.to_string()))?;
-        let video = samples.into_iter().find(|t| t.track_id == track_id).map(|t| t.samples).unwrap_or_default();
+        let samples = fragment_samples(&bytes, info).map_err(|e| rtc_error(e.to_string()))?;
+        let video = samples.into_iter().find(|t| t.track_id == *track_id).map(|t| t.samples).unwrap_or_default();
         for s in &video {
             let Some(range) = s.range(bytes.len()) else { continue };
-            let leading: &[Vec<u8>] = if s.is_sync() { &sets } else { &[] };
-            let duration = Duration::from_micros(u64::from(s.duration) * 1_000_000 / u64::from(timescale));
+            let leading: &[Vec<u8>] = if s.is_sync() { sets } else { &[] };
+            let duration = Duration::from_micros(u64::from(s.duration) * 1_000_000 / u64::from(*timescale));
             let sample = Sample {
                 data: Bytes::from(nal::to_annex_b(leading, &bytes[range])),
                 duration,
@@ -371,6 +366,25 @@ async fn feed(
             deadline = now;
         }
         next += 1;
+    }
+}
+
+/// An init segment as the fragment feeder needs it, parsed once per init.
+struct VideoInit {
+    info: InitInfo,
+    track_id: u32,
+    timescale: u32,
+    /// The video track's parameter sets, sent before each keyframe.
+    sets: Vec<Vec<u8>>,
+}
+
+impl VideoInit {
+    fn parse(init: &[u8]) -> Result<Self, WhepError> {
+        let info = parse_init(init).map_err(|e| rtc_error(e.to_string()))?;
+        let t = info.tracks.iter().find(|t| t.kind == TrackKind::Video).ok_or(WhepError::NoVideo)?;
+        let sets = CodecParams::from_track(t).map(|p| p.parameter_sets()).unwrap_or_default();
+        let (track_id, timescale) = (t.track_id, t.timescale.max(1));
+        Ok(VideoInit { info, track_id, timescale, sets })
     }
 }
 

@@ -33,7 +33,7 @@ use crate::queues::{QueueEngine, QueueError, QueueId, SendRequest};
 use crate::video_store::{
     EventDestination, FragmentMeta, ImageGenerationSettings, StoreError, StreamId, StreamRecord, TimeKind, VideoStore,
 };
-use crate::wire::fmp4::{parse_init, TrackKind};
+use crate::wire::fmp4::{parse_init, InitInfo, TrackKind};
 use crate::wire::mp4_tracks::fragment_samples;
 use event::{FragmentEvent, ImageEvent};
 
@@ -191,7 +191,7 @@ async fn follow(
             c
         }
     };
-    let mut init_cache: HashMap<u32, (String, u32, u32)> = HashMap::new();
+    let mut init_cache: HashMap<u32, Option<InitInfo>> = HashMap::new();
     loop {
         if *stop.borrow() {
             return;
@@ -252,7 +252,7 @@ async fn publish_fragment(
     record: &StreamRecord,
     meta: &FragmentMeta,
     cursor: &mut Cursor,
-    init_cache: &mut HashMap<u32, (String, u32, u32)>,
+    init_cache: &mut HashMap<u32, Option<InitInfo>>,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), Interrupted> {
     let destination = record.notification.as_ref().filter(|n| n.enabled()).and_then(|n| n.destination());
@@ -272,26 +272,25 @@ async fn publish_fragment(
 }
 
 /// Describes a fragment: its times, the video track's codec and size (from its init
-/// segment, remembered per init), its bytes and keyframes.
+/// segment, parsed once per init), its bytes and keyframes.
 async fn fragment_event(
     t: &EventTargets,
     record: &StreamRecord,
     meta: &FragmentMeta,
-    init_cache: &mut HashMap<u32, (String, u32, u32)>,
+    init_cache: &mut HashMap<u32, Option<InitInfo>>,
 ) -> FragmentEvent {
-    let init = t.store.init_segment(record.id, meta.init_id).ok().flatten();
-    let info = init.as_deref().and_then(|i| parse_init(i).ok());
-    let (codec, width, height) = init_cache
+    let info = init_cache
         .entry(meta.init_id)
         .or_insert_with(|| {
-            let track = info.as_ref().and_then(|i| i.timing_track());
-            track.map_or((String::new(), 0, 0), |tr| {
-                (crate::codec::codec_string(tr), u32::from(tr.width), u32::from(tr.height))
-            })
+            let init = t.store.init_segment(record.id, meta.init_id).ok().flatten();
+            init.as_deref().and_then(|i| parse_init(i).ok())
         })
-        .clone();
+        .as_ref();
+    let (codec, width, height) = info.and_then(InitInfo::timing_track).map_or((String::new(), 0, 0), |tr| {
+        (crate::codec::codec_string(tr), u32::from(tr.width), u32::from(tr.height))
+    });
     let mut keyframes = 0;
-    if let (Some(info), Ok(bytes)) = (&info, t.store.read_fragment(record.id, meta).await) {
+    if let (Some(info), Ok(bytes)) = (info, t.store.read_fragment(record.id, meta).await) {
         let video = info.tracks.iter().find(|tr| tr.kind == TrackKind::Video).map(|tr| tr.track_id);
         if let Ok(tracks) = fragment_samples(&bytes, info) {
             keyframes = tracks
@@ -323,12 +322,11 @@ async fn fragment_event(
 }
 
 /// The image generation settings as render settings and the image clock.
-fn image_settings(g: &ImageGenerationSettings) -> Option<(OutputSpec, TimeKind, String)> {
-    let (bucket, prefix) = g.bucket_and_prefix()?;
+fn image_settings(g: &ImageGenerationSettings) -> (OutputSpec, TimeKind) {
     let format = if g.format == "PNG" { ImageFormat::Png } else { ImageFormat::Jpeg };
     let jpeg_quality = g.format_config.get("JPEGQuality").and_then(|q| q.parse().ok()).unwrap_or(80);
     let kind = if g.image_selector_type == "SERVER_TIMESTAMP" { TimeKind::Server } else { TimeKind::Producer };
-    Some((OutputSpec { format, jpeg_quality, width: g.width, height: g.height }, kind, format!("{bucket}/{prefix}")))
+    (OutputSpec { format, jpeg_quality, width: g.width, height: g.height }, kind)
 }
 
 async fn generate_images(
@@ -340,12 +338,12 @@ async fn generate_images(
     destination: Option<&EventDestination>,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), Interrupted> {
-    let Some((output, kind, place)) = image_settings(g) else {
+    let Some((bucket, prefix)) = g.bucket_and_prefix() else {
         tracing::warn!(stream = %record.name, uri = %g.uri, "image generation has no usable destination");
         return Ok(());
     };
-    let (bucket, prefix) = place.split_once('/').unwrap_or((place.as_str(), ""));
-    let start = crate::images::start_of(meta, kind);
+    let (output, kind) = image_settings(g);
+    let start = meta.start_us(kind);
     let end = start + meta.duration_us.max(1);
     let interval_us = g.sampling_interval_ms.max(1) * 1000;
     // A clock that went back (a producer restarted its timestamps) starts over.
@@ -374,10 +372,10 @@ async fn generate_images(
             tracing::debug!(stream = %record.name, time, ?outcome, "no image at this time");
             continue;
         };
-        let key = event::image_key(prefix, &record.name, time / 1000, output.format.extension());
+        let key = event::image_key(&prefix, &record.name, time / 1000, output.format.extension());
         let size = bytes.len() as u64;
         let mut backoff = Duration::from_millis(100);
-        while let Err(e) = t.delivery_streams.buckets().write(bucket, &key, bytes.clone()).await {
+        while let Err(e) = t.delivery_streams.buckets().write(&bucket, &key, bytes.clone()).await {
             tracing::error!(stream = %record.name, bucket, key, error = %e, "an image could not be stored; retrying");
             pause(stop, backoff).await?;
             backoff = (backoff * 2).min(Duration::from_secs(5));

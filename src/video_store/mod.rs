@@ -945,6 +945,19 @@ impl VideoStore {
         Ok(self.fragments_in_range(stream, kind, t_us, i64::MAX, None, 1)?.into_iter().next())
     }
 
+    /// The fragment holding the time `t_us` on the `kind` clock, or none (a gap). API
+    /// timestamps have millisecond precision and fragment starts microseconds, so a time
+    /// less than a millisecond before a fragment's start asks for that fragment.
+    pub fn fragment_holding(
+        &self,
+        stream: StreamId,
+        kind: TimeKind,
+        t_us: i64,
+    ) -> Result<Option<FragmentMeta>, StoreError> {
+        const TIMESTAMP_PRECISION_US: i64 = 1_000;
+        Ok(self.fragment_at(stream, kind, t_us)?.filter(|m| m.start_us(kind) - TIMESTAMP_PRECISION_US <= t_us))
+    }
+
     /// The bytes of a stored fragment: one positioned read.
     ///
     /// A fragment stored in the last few minutes is read on the calling task: it sits

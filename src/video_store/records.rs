@@ -86,6 +86,14 @@ pub struct FragmentMeta {
 pub const FLAG_KEYFRAME: u16 = 1;
 
 impl FragmentMeta {
+    /// When the fragment starts on the `kind` clock (µs).
+    pub fn start_us(&self, kind: super::TimeKind) -> i64 {
+        match kind {
+            super::TimeKind::Producer => self.producer_ts_us,
+            super::TimeKind::Server => self.server_ts_us,
+        }
+    }
+
     pub const ENCODED_LEN: usize = 64;
 
     pub fn encode(&self) -> [u8; Self::ENCODED_LEN] {

@@ -10,26 +10,12 @@
 //
 // Exit status 0 when playback advanced, 1 otherwise. Driven by
 // tests/integration/test_browser.py.
-import { chromium } from 'playwright-core';
+import { launch, options } from './browser.mjs';
 
-function args() {
-  const out = { timeout: 40, advance: 1.0 };
-  const argv = process.argv.slice(2);
-  for (let i = 0; i < argv.length; i += 2) out[argv[i].replace(/^--/, '')] = argv[i + 1];
-  out.timeout = Number(out.timeout);
-  out.advance = Number(out.advance);
-  return out;
-}
-
-const opts = args();
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--autoplay-policy=no-user-gesture-required',
-  ],
-});
+const opts = options({ timeout: 40, advance: 1.0 });
+opts.timeout = Number(opts.timeout);
+opts.advance = Number(opts.advance);
+const browser = await launch();
 const result = { ok: false, url: opts.url, samples: [], console: [] };
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });

@@ -5,23 +5,15 @@
 //
 //   node web/tests/webrtc_call.mjs --origin https://127.0.0.1:PORT --channel NAME
 //        --key K --secret S [--ice all|relay] [--timeout 40]
-import { chromium } from 'playwright-core';
+import { launch, options } from './browser.mjs';
 
-const opts = { ice: 'all', timeout: '40' };
-const argv = process.argv.slice(2);
-for (let i = 0; i < argv.length; i += 2) opts[argv[i].replace(/^--/, '')] = argv[i + 1];
+const opts = options({ ice: 'all', timeout: '40' });
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-    '--autoplay-policy=no-user-gesture-required',
-    // The server's certificate is self-signed (data/tls/); the test trusts it.
-    '--ignore-certificate-errors',
-  ],
-});
+const browser = await launch([
+  '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+  // The server's certificate is self-signed (data/tls/); the test trusts it.
+  '--ignore-certificate-errors',
+]);
 const result = { ok: false, console: [], master: null, viewer: null, samples: [] };
 try {
   const context = await browser.newContext({ ignoreHTTPSErrors: true });

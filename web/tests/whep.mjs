@@ -7,22 +7,11 @@
 //        [--sample SECONDS]  (then sample the receiver's delay every 250 ms: its jitter
 //                             buffer, and now minus the sender time of the frame playing
 //                             out, from RTCP sender reports — estimatedPlayoutTimestamp)
-import { chromium } from 'playwright-core';
+import { launch, options } from './browser.mjs';
 
-const opts = { timeout: 40 };
-const argv = process.argv.slice(2);
-for (let i = 0; i < argv.length; i += 2) opts[argv[i].replace(/^--/, '')] = argv[i + 1];
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--autoplay-policy=no-user-gesture-required',
-    // Host candidates as addresses, not mDNS names the server cannot resolve.
-    '--disable-features=WebRtcHideLocalIpsWithMdns',
-  ],
-});
+const opts = options({ timeout: 40 });
+// Host candidates as addresses, not mDNS names the server cannot resolve.
+const browser = await launch(['--disable-features=WebRtcHideLocalIpsWithMdns']);
 const result = { ok: false, console: [] };
 try {
   const page = await browser.newPage({ viewport: { width: 800, height: 600 } });
