@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Live delay of the watch page: an RTSP camera (ffmpeg, real time, x264 zerolatency, 1 s
-# GOP) publishing into Kinescope, played LIVE in headless Chromium with hls.js, the delay
-# sampled every 250 ms for SECONDS per round. Two figures per sample: the page's measured
+# GOP) publishing into Kinescope, played LIVE in headless Chromium with hls.js — plain
+# HLS and Low-Latency HLS (200 ms parts) in turn, interleaved round by round — the delay
+# sampled every 250 ms for ROUND_SECONDS per round. Glass to glass: ffmpeg burns the capture
+# time into each frame (16 black/white blocks and their complement, top left; see
+# web/tests/browser.mjs), and the browser reads it back from the frame it presents
+# (requestVideoFrameCallback): now minus that time, the whole path from the camera's
+# capture through x264, RTSP, Kinescope and the player to the screen. Two more figures
+# per HLS sample: the page's measured
 # delay (now minus the arrival at the server of the frame showing: its fragment's
 # ServerTimestamp plus the frame's offset in it) and hls.js's own estimate. Each round
 # opens a new page; the figures are set against the fragment duration, the unit below
@@ -10,11 +16,11 @@
 # viewer's delay we can read without a clock burned into the frames (the server forwards
 # each frame as it is muxed).
 #
-#   bench/live_delay.sh          (ROUNDS=3 SECONDS=20 to change)
+#   bench/live_delay.sh          (ROUNDS=3 ROUND_SECONDS=20 to change)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-3}"
-SECONDS_PER_ROUND="${SECONDS:-20}"
+SECONDS_PER_ROUND="${ROUND_SECONDS:-20}"
 
 scripts/setup test >/dev/null
 . bench/lib.sh
@@ -28,53 +34,67 @@ base="http://127.0.0.1:$port"
 for _ in $(seq 100); do curl -sf "$base/health" >/dev/null && break; sleep 0.1; done
 curl -sf -X POST "$base/createStream" -d '{"StreamName":"cam","DataRetentionInHours":24}' >/dev/null
 
-echo "[1/2] an RTSP camera: ffmpeg testsrc2 640x360 at 25 fps, real time, 1 s GOP…" >&2
-ffmpeg -v error -re -f lavfi -i testsrc2=size=640x360:rate=25 -c:v libx264 -preset ultrafast -tune zerolatency \
+# The capture time in ms modulo 65,536, bit b white in block b of the first row and black in
+# the second: timestamps are the wall clock (RTCTIME) while the boxes are drawn, then
+# renumbered from 0 for the encoder.
+clock="settb=AVTB,setpts=RTCTIME,drawbox=x=0:y=0:w=384:h=48:color=black:t=fill"
+for b in $(seq 0 15); do
+  bit="mod(floor(mod(floor(t*1000)\,65536)/$((1 << b)))\,2)"
+  clock="$clock,drawbox=x=$((b * 24)):y=0:w=24:h=24:color=white:t=fill:enable='eq($bit\,1)'"
+  clock="$clock,drawbox=x=$((b * 24)):y=24:w=24:h=24:color=white:t=fill:enable='eq($bit\,0)'"
+done
+clock="$clock,setpts=N/FRAME_RATE/TB"
+
+echo "[1/2] an RTSP camera: ffmpeg testsrc2 640x360 at 25 fps, real time, 1 s GOP, a clock burned in…" >&2
+ffmpeg -v error -re -f lavfi -i testsrc2=size=640x360:rate=25 -vf "$clock" -c:v libx264 -preset ultrafast -tune zerolatency \
   -g 25 -keyint_min 25 -sc_threshold 0 -b:v 1M -f rtsp -rtsp_transport tcp "rtsp://127.0.0.1:$rport/cam" \
   2>"$work/ffmpeg.log" &
 pids+=($!)
 sleep 4
 
-echo "[2/2] $ROUNDS rounds of $SECONDS_PER_ROUND s of LIVE HLS in Chromium…" >&2
+echo "[2/2] $ROUNDS rounds of $SECONDS_PER_ROUND s each of plain HLS, LL-HLS and WHEP in Chromium…" >&2
 for r in $(seq "$ROUNDS"); do
-  (cd web && node tests/play.mjs --url "$base/?stream=cam&player=hls&mode=LIVE&autoplay=1" \
-    --screenshot "$work/round$r.png" --advance 1 --timeout 40 --sample "$SECONDS_PER_ROUND") \
-    > "$work/round$r.json" || { echo "round $r did not play" >&2; cat "$work/round$r.json" >&2; exit 1; }
-done
-
-for r in $(seq "$ROUNDS"); do
-  (cd web && node tests/whep.mjs --url "$base" --stream cam --sample "$SECONDS_PER_ROUND") > "$work/whep$r.json" \
+  for kind in plain ll; do
+    ll=$([ "$kind" = ll ] && echo 1 || echo 0)
+    (cd web && node tests/play.mjs --url "$base/?stream=cam&player=hls&mode=LIVE&autoplay=1&lowlatency=$ll" \
+      --screenshot "$work/$kind$r.png" --advance 1 --timeout 40 --sample "$SECONDS_PER_ROUND" --clock 1) \
+      > "$work/$kind$r.json" || { echo "$kind round $r did not play" >&2; cat "$work/$kind$r.json" >&2; exit 1; }
+    echo "  round $r: $kind HLS sampled" >&2
+  done
+  (cd web && node tests/whep.mjs --url "$base" --stream cam --sample "$SECONDS_PER_ROUND" --clock 1) > "$work/whep$r.json" \
     || { echo "WHEP round $r did not play" >&2; cat "$work/whep$r.json" >&2; exit 1; }
+  echo "  round $r: WHEP sampled" >&2
 done
 
 python3 - "$work" "$ROUNDS" <<'EOF'
 import json, statistics, sys
 work, rounds = sys.argv[1], int(sys.argv[2])
 fragment_s = 1.0
-rows = []
-for r in range(1, rounds + 1):
-    report = json.loads(open(f"{work}/round{r}.json").read().strip().splitlines()[-1])
-    measured = sorted(d["measured"] for d in report["delays"] if d["measured"] is not None)
-    estimate = sorted(d["estimate"] for d in report["delays"] if d["estimate"])
-    p = lambda v, q: v[min(len(v) - 1, int(q * (len(v) - 1) + 0.5))]
-    rows.append((statistics.median(measured), p(measured, 0.9), statistics.median(estimate) if estimate else float("nan"),
-                 len(measured)))
-print("live delay, LIVE HLS in Chromium (hls.js defaults), RTSP camera at 25 fps with 1 s GOPs")
-print("| round | measured p50 | measured p90 | hls.js estimate p50 | samples | p50 / fragment duration |")
-print("|---|---|---|---|---|---|")
-for i, (m50, m90, e50, n) in enumerate(rows, 1):
-    print(f"| {i} | {m50:.2f} s | {m90:.2f} s | {e50:.2f} s | {n} | {m50 / fragment_s:.2f} |")
-meds = sorted(r[0] for r in rows)
-print(f"median of the rounds' p50: {statistics.median(meds):.2f} s (spread {meds[0]:.2f}-{meds[-1]:.2f}),"
-      f" {statistics.median(meds) / fragment_s:.2f} fragment durations")
-buffers = []
-for r in range(1, rounds + 1):
-    report = json.loads(open(f"{work}/whep{r}.json").read().strip().splitlines()[-1])
-    b = [d["buffer"] for d in report["delays"] if d["buffer"] is not None]
-    buffers.append(statistics.median(b))
-    print(f"WHEP round {r}: jitter buffer p50 {statistics.median(b):.1f} ms over {len(b)} samples, "
-          f"{report['framesDecoded']} frames decoded")
-buffers.sort()
-print(f"WHEP from the live bus, browser jitter buffer: {statistics.median(buffers):.1f} ms "
-      f"(spread {buffers[0]:.1f}-{buffers[-1]:.1f}), {statistics.median(buffers) / 1000 / fragment_s:.3f} fragment durations")
+p = lambda v, q: v[min(len(v) - 1, int(q * (len(v) - 1) + 0.5))]
+med = lambda v: statistics.median(v) if v else float("nan")
+kinds = (("plain", "plain HLS"), ("ll", "LL-HLS"), ("whep", "WHEP"))
+glass, rows = {}, []
+for kind, name in kinds:
+    for r in range(1, rounds + 1):
+        report = json.loads(open(f"{work}/{kind}{r}.json").read().strip().splitlines()[-1])
+        d = report["delays"]
+        g = sorted(x["glass"] / 1000 for x in d if x.get("glass") is not None)
+        m = sorted(x["measured"] for x in d if x.get("measured") is not None)
+        e = sorted(x["estimate"] for x in d if x.get("estimate"))
+        b = sorted(x["buffer"] for x in d if x.get("buffer") is not None)
+        glass.setdefault(kind, []).append(med(g))
+        rows.append((name, r, med(g), p(g, 0.9) if g else float("nan"), len(g), med(m), med(e), med(b)))
+print("live delay in Chromium, RTSP camera (ffmpeg, x264 zerolatency) at 25 fps with 1 s GOPs")
+print("| kind | round | glass-to-glass p50 | p90 | frames read | server-arrival p50 | hls.js estimate p50 | WebRTC jitter buffer p50 |")
+print("|---|---|---|---|---|---|---|---|")
+for name, r, g50, g90, n, m50, e50, b50 in rows:
+    print(f"| {name} | {r} | {g50:.3f} s | {g90:.3f} s | {n} | {m50:.2f} s | {e50:.2f} s | {b50:.1f} ms |")
+for kind, name in kinds:
+    v = sorted(glass[kind])
+    print(f"{name}: glass to glass, median of the rounds' p50 {med(v):.3f} s (spread {v[0]:.3f}-{v[-1]:.3f}),"
+          f" {med(v) / fragment_s:.2f} fragment durations")
+for kind in ("ll", "whep"):
+    ratios = sorted(a / b for a, b in zip(glass[kind], glass["plain"]))
+    print(f"{dict(kinds)[kind]} / plain HLS, glass to glass, round by round: median {med(ratios):.2f}"
+          f" (spread {ratios[0]:.2f}-{ratios[-1]:.2f})")
 EOF

@@ -79,6 +79,7 @@ fn session(mode: PlaybackMode, protocol: Protocol, stream: u64, max: u32) -> Ses
         anchor_fragment: 0,
         origin_us: 0,
         nonce: String::new(),
+        low_latency: false,
     }
 }
 
@@ -140,7 +141,7 @@ fn main() {
     let mut window: Option<Window> = None;
     let hls_time = median(runs, || {
         let w = selection::window(&store, &on_demand, 0).expect("window");
-        let text = hls::media_playlist(&w, &on_demand, "TOKEN");
+        let text = hls::media_playlist(&w, &on_demand, "TOKEN", None);
         assert!(text.len() > 1000);
         window = Some(w);
     });
@@ -200,7 +201,7 @@ fn main() {
             let acked = Instant::now();
             loop {
                 let w = selection::window(&store, &live, 0).expect("live window");
-                let text = hls::media_playlist(&w, &live, "TOKEN");
+                let text = hls::media_playlist(&w, &live, "TOKEN", None);
                 if text.contains(&format!("FragmentNumber={number}\n")) {
                     break;
                 }

@@ -92,6 +92,14 @@ pub enum FragmenterEvent {
     FragmentStarted {
         start_us: i64,
     },
+    /// One `moof`+`mdat` chunk of the fragment being received, as soon as it is whole
+    /// (after `FragmentStarted`, before the `Fragment` it belongs to): an LL-HLS part.
+    Chunk {
+        bytes: Bytes,
+        duration_us: i64,
+        /// It starts with a sync sample of the timing track.
+        independent: bool,
+    },
     Fragment(AssembledFragment),
     Rejected {
         start_us: i64,
@@ -367,7 +375,9 @@ impl Fragmenter {
                 let mut chunk = BytesMut::with_capacity(size as usize);
                 chunk.extend_from_slice(&moof);
                 chunk.extend_from_slice(&mdat);
-                p.chunks.push(chunk.freeze());
+                let chunk = chunk.freeze();
+                p.chunks.push(chunk.clone());
+                out.push(FragmenterEvent::Chunk { bytes: chunk, duration_us, independent: sync });
             }
         }
         Ok(())
@@ -492,6 +502,34 @@ mod tests {
         assert_eq!(frags[0].chunks.len(), 5);
         assert_eq!(frags[1].start_us, 1_000_000);
         assert_eq!(frags[0].duration_us, 1_000_000);
+        // Each chunk was handed out on its own before its fragment: the same bytes, the
+        // first of each fragment independent, 200 ms each.
+        let mut chunks: Vec<(Bytes, i64, bool)> = Vec::new();
+        for e in &events {
+            match e {
+                FragmenterEvent::Chunk { bytes, duration_us, independent } => {
+                    chunks.push((bytes.clone(), *duration_us, *independent))
+                }
+                FragmenterEvent::Fragment(f) => {
+                    let sent: Vec<Bytes> = chunks.drain(..).map(|c| c.0).collect();
+                    assert_eq!(sent, f.chunks);
+                }
+                FragmenterEvent::FragmentStarted { .. } => {
+                    assert!(chunks.is_empty(), "a fragment starts after the previous one's chunks were assembled")
+                }
+                _ => {}
+            }
+        }
+        let mut all = Vec::new();
+        for e in &events {
+            if let FragmenterEvent::Chunk { duration_us, independent, .. } = e {
+                all.push((*duration_us, *independent));
+            }
+        }
+        assert_eq!(all.len(), 10);
+        assert!(all.iter().all(|(d, _)| (190_000..=210_000).contains(d)), "{all:?}");
+        assert_eq!(all.iter().filter(|(_, i)| *i).count(), 2);
+        assert!(all[0].1 && all[5].1);
     }
 
     #[test]

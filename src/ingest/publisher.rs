@@ -14,17 +14,23 @@ use tokio::sync::mpsc;
 
 use crate::clock::SharedClock;
 use crate::codec::{AccessUnit, CodecKind, CodecParams, DepacketizeStats, Depacketizer};
-use crate::media::fmp4_mux::{FragmentMuxer, MuxedFragment};
+use crate::media::fmp4_mux::{FragmentMuxer, Muxed, MuxedFragment};
 use crate::media::timeline::{DecodeOrder, MediaTime, TrackTimeline};
 use crate::media::Frame;
 use crate::metrics::Metrics;
-use crate::video_store::{LiveFrame, LiveStream, NewFragment, PendingFragment, StoreError, StreamRecord, VideoStore};
+use crate::video_store::{
+    LiveFrame, LivePart, LiveStream, NewFragment, PartSink, PendingFragment, StoreError, StreamRecord, VideoStore,
+};
 use crate::wire::rtp;
 
 /// Frames held to turn presentation order (RTP timestamps) into decode order: enough
 /// for B-frame pyramids of depth 2–3. Streams that cannot reorder (H.264 with
 /// `pic_order_cnt_type` 2) hold none.
 const REORDER_DEPTH: usize = 4;
+
+/// Live sources' fragments are written as chunks of at most this long inside each GOP,
+/// each published as it closes: the parts low-latency HLS serves.
+pub const LIVE_CHUNK_US: i64 = 200_000;
 
 /// A track as announced: codec (parameters possibly still unknown) and `fmtp`.
 pub struct TrackSpec {
@@ -93,8 +99,11 @@ pub struct Publisher {
     /// When the first frame of the fragment being muxed arrived: its server timestamp
     /// (AWS's: the time the fragment started to be received, not when it closed).
     fragment_arrival_us: Option<i64>,
-    /// The stream's live bus, where frames go as they are muxed.
+    /// The stream's live bus, where frames go as they are muxed, and its parts.
     live: Option<Arc<LiveStream>>,
+    /// This publisher's claim on the stream's parts.
+    parts: Option<PartSink>,
+    chunk_us: i64,
     pub stats: PublishStats,
 }
 
@@ -130,6 +139,7 @@ impl Publisher {
             }
         });
         let live = store.live(record.id).ok();
+        let parts = live.as_ref().map(LiveStream::part_sink);
         Publisher {
             store,
             record,
@@ -138,12 +148,20 @@ impl Publisher {
             muxer: None,
             fragment_arrival_us: None,
             live,
+            parts,
+            chunk_us: LIVE_CHUNK_US,
             init_id: 0,
             persisted,
             metrics,
             max_fragment_bytes: crate::media::fmp4_mux::MAX_FRAGMENT_BYTES,
             stats: PublishStats::default(),
         }
+    }
+
+    /// Writes chunks of at most `us` inside each fragment (0: one chunk per fragment).
+    pub fn with_chunk_duration(mut self, us: i64) -> Self {
+        self.chunk_us = us;
+        self
     }
 
     /// Cuts fragments before they hold `max` bytes (the store's fragment limit).
@@ -217,8 +235,8 @@ impl Publisher {
             let changed =
                 CodecParams::from_parameter_sets(t.kind, &unit.parameter_sets).filter(|p| t.params.as_ref() != Some(p));
             if let Some(new) = changed {
-                if let Some(f) = self.muxer.as_mut().and_then(FragmentMuxer::flush) {
-                    self.submit(f).await?;
+                if let Some(m) = self.muxer.as_mut().map(FragmentMuxer::flush_frame) {
+                    self.emit(m).await?;
                     tracing::info!(stream = %self.record.name, track, "parameter sets changed; starting a new init segment");
                 }
                 self.tracks[track].params = Some(new);
@@ -234,7 +252,8 @@ impl Publisher {
                 return Ok(());
             }
             let params: Vec<CodecParams> = self.tracks.iter().filter_map(|t| t.params.clone()).collect();
-            let muxer = FragmentMuxer::new(params).with_max_bytes(self.max_fragment_bytes);
+            let muxer =
+                FragmentMuxer::new(params).with_max_bytes(self.max_fragment_bytes).with_chunk_duration(self.chunk_us);
             let init = muxer.init_segment()?;
             self.init_id = self.store.put_init(self.record.id, Bytes::from(init)).await?;
             tracing::info!(stream = %self.record.name, tracks = self.tracks.len(), "live source recording");
@@ -265,15 +284,14 @@ impl Publisher {
         };
         self.stats.samples += 1;
         let now_us = self.clock.now_us();
-        match muxer.push(frame) {
-            Ok(Some(f)) => {
-                self.submit(f).await?;
-                // The frame that closed that fragment starts the next one.
-                self.fragment_arrival_us = Some(now_us);
-                Ok(())
-            }
-            Ok(None) => {
-                self.fragment_arrival_us.get_or_insert(now_us);
+        match muxer.push_frame(frame) {
+            Ok(m) => {
+                if self.emit(m).await? {
+                    // The frame that closed that fragment starts the next one.
+                    self.fragment_arrival_us = Some(now_us);
+                } else {
+                    self.fragment_arrival_us.get_or_insert(now_us);
+                }
                 Ok(())
             }
             Err(e) => {
@@ -284,7 +302,25 @@ impl Publisher {
         }
     }
 
-    async fn submit(&mut self, f: MuxedFragment) -> Result<(), PublishError> {
+    /// Publishes a closed chunk as a part and submits a completed fragment; `true` if
+    /// a fragment was submitted.
+    async fn emit(&mut self, m: Muxed) -> Result<bool, PublishError> {
+        if let (Some(c), Some(parts)) = (m.chunk, self.parts.as_ref()) {
+            let part = LivePart { bytes: c.bytes, duration_us: c.duration_us, independent: c.independent };
+            parts.push(self.init_id, part);
+        }
+        let Some(f) = m.fragment else { return Ok(false) };
+        let submitted = self.submit(f).await;
+        if let Some(parts) = &self.parts {
+            match &submitted {
+                Ok(number) => parts.close(*number),
+                Err(_) => parts.abandon(),
+            }
+        }
+        submitted.map(|_| true)
+    }
+
+    async fn submit(&mut self, f: MuxedFragment) -> Result<u64, PublishError> {
         let pending = self
             .store
             .submit_fragment(
@@ -295,13 +331,14 @@ impl Publisher {
                     duration_us: f.duration_us,
                     init_id: self.init_id,
                     keyframe: f.keyframe,
-                    chunks: vec![Bytes::from(f.bytes)],
+                    chunks: f.chunks,
                 },
             )
             .await?;
         self.stats.fragments += 1;
+        let number = pending.fragment_number;
         let _ = self.persisted.send(pending);
-        Ok(())
+        Ok(number)
     }
 
     /// Ends the publication: what is still buffered becomes the last fragment.
@@ -311,8 +348,8 @@ impl Publisher {
                 self.sample(track, dts, pts, unit).await?;
             }
         }
-        if let Some(f) = self.muxer.as_mut().and_then(FragmentMuxer::flush) {
-            self.submit(f).await?;
+        if let Some(m) = self.muxer.as_mut().map(FragmentMuxer::flush_frame) {
+            self.emit(m).await?;
         }
         let mut stats = self.stats;
         for t in &self.tracks {

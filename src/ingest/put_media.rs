@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::fragmenter::{FatalError, FragmentLimits, FragmentRejection, Fragmenter, FragmenterEvent};
 use crate::metrics::Metrics;
-use crate::video_store::{NewFragment, PendingFragment, StoreError, StreamRecord, VideoStore};
+use crate::video_store::{LivePart, NewFragment, PartSink, PendingFragment, StoreError, StreamRecord, VideoStore};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimecodeType {
@@ -218,6 +218,8 @@ pub async fn run_session<S, E>(
         }
     });
 
+    // The chunks of the fragment being received are the stream's LL-HLS parts.
+    let parts = store.live(stream.id).ok().map(|l| l.part_sink());
     let mut fragmenter = Fragmenter::new(params.limits);
     let mut init_id: Option<u32> = None;
     let mut fragment_server_ts = clock.now_us();
@@ -265,6 +267,7 @@ pub async fn run_session<S, E>(
                 &acks,
                 &inflight_tx,
                 &metrics,
+                parts.as_ref(),
             )
             .await;
             if !ok {
@@ -295,6 +298,7 @@ async fn handle_event(
     acks: &mpsc::Sender<Ack>,
     inflight: &mpsc::Sender<InFlight>,
     metrics: &Metrics,
+    parts: Option<&PartSink>,
 ) -> bool {
     match event {
         FragmenterEvent::Init(init) => match store.put_init(stream.id, init.bytes).await {
@@ -312,7 +316,16 @@ async fn handle_event(
             let _ = acks.send(Ack::event(AckEventType::Buffering, Some(start_us / 1000), None)).await;
             true
         }
+        FragmenterEvent::Chunk { bytes, duration_us, independent } => {
+            if let (Some(parts), Some(init)) = (parts, *init_id) {
+                parts.push(init, LivePart { bytes, duration_us, independent });
+            }
+            true
+        }
         FragmenterEvent::Rejected { start_us, reason } => {
+            if let Some(parts) = parts {
+                parts.abandon();
+            }
             metrics.fragments_rejected.inc();
             let _ = acks
                 .send(Ack::error(rejection_to_ack_error(&reason), Some(start_us / 1000), None, reason.to_string()))
@@ -337,11 +350,17 @@ async fn handle_event(
             match store.submit_fragment(stream, fragment).await {
                 Ok(pending) => {
                     let n = pending.fragment_number;
+                    if let Some(parts) = parts {
+                        parts.close(n);
+                    }
                     let _ = acks.send(Ack::event(AckEventType::Received, Some(timecode_ms), Some(n))).await;
                     let inflight_msg = InFlight { pending, timecode_ms, received_at: Instant::now(), size };
                     inflight.send(inflight_msg).await.is_ok()
                 }
                 Err(e) => {
+                    if let Some(parts) = parts {
+                        parts.abandon();
+                    }
                     let _ = acks.send(Ack::error(store_to_ack_error(&e), Some(timecode_ms), None, e.to_string())).await;
                     false
                 }

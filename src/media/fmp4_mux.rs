@@ -1,10 +1,16 @@
 //! Frames in, the store's unit out: an init segment (`ftyp`+`moov` with one track per
-//! input, sample entries built from the codec parameters) and fragments of one
-//! `moof`+`mdat` per GOP, cut where a video keyframe begins. Sans-IO.
+//! input, sample entries built from the codec parameters) and a fragment per GOP, cut
+//! where a video keyframe begins. Sans-IO.
+//!
+//! A fragment is one `moof`+`mdat` chunk, or, with [`FragmentMuxer::with_chunk_duration`],
+//! a chunk every so often inside the GOP (CMAF chunks; LL-HLS parts): each chunk is
+//! handed out as soon as it closes, and the fragment is the chunks in order.
 //!
 //! Decode times are written as given (`tfdt`), so the caller passes them on the
 //! timeline it wants stored: RTSP ingest passes producer wall-clock time in each
 //! track's timescale, as `ffmpeg -movflags frag_keyframe` with absolute times would.
+
+use bytes::Bytes;
 
 use super::Frame;
 use crate::codec::{CodecError, CodecParams};
@@ -33,10 +39,21 @@ pub enum MuxError {
     TimeWentBack { track: usize, dts: i64, last: i64 },
 }
 
-/// One fragment ready for the store.
+/// One `moof`+`mdat` chunk of the fragment being muxed, ready as soon as it closes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MuxedChunk {
+    pub bytes: Bytes,
+    /// The timing track's first decode time in the chunk, µs.
+    pub start_us: i64,
+    pub duration_us: i64,
+    /// Whether it starts with a video keyframe (the first chunk of a fragment).
+    pub independent: bool,
+}
+
+/// One fragment ready for the store: its chunks, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MuxedFragment {
-    pub bytes: Vec<u8>,
+    pub chunks: Vec<Bytes>,
     /// The first sample's decode time, µs (the timing track's).
     pub start_us: i64,
     pub duration_us: i64,
@@ -44,10 +61,28 @@ pub struct MuxedFragment {
     pub keyframe: bool,
 }
 
+impl MuxedFragment {
+    /// The fragment's bytes in one piece.
+    pub fn bytes(&self) -> Vec<u8> {
+        self.chunks.concat()
+    }
+}
+
+/// What one frame closed: the chunk before it, and the fragment if it was the last
+/// chunk of one.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Muxed {
+    pub chunk: Option<MuxedChunk>,
+    pub fragment: Option<MuxedFragment>,
+}
+
 struct Track {
     params: CodecParams,
     timescale: u32,
+    /// Samples of the chunk being muxed.
     pending: Vec<Frame>,
+    /// The decode time of the fragment's first sample on this track.
+    fragment_first_dts: Option<i64>,
     last_dts: Option<i64>,
     last_duration: u32,
 }
@@ -57,9 +92,13 @@ pub struct FragmentMuxer {
     /// The track whose keyframes cut fragments (the first video track), if any.
     video: Option<usize>,
     sequence: u32,
-    /// Sample bytes pending, all tracks.
+    /// Sample bytes of the fragment being muxed, all tracks.
     pending_bytes: usize,
     max_bytes: usize,
+    /// Close a chunk before it would last longer than this (None: one chunk per fragment).
+    chunk_us: Option<i64>,
+    /// The closed chunks of the fragment being muxed.
+    chunks: Vec<MuxedChunk>,
 }
 
 const MATRIX: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000];
@@ -78,10 +117,26 @@ impl FragmentMuxer {
                 last_duration: if p.is_video() { 3000 } else { 1024 },
                 params: p,
                 pending: Vec::new(),
+                fragment_first_dts: None,
                 last_dts: None,
             })
             .collect();
-        FragmentMuxer { tracks, video, sequence: 0, pending_bytes: 0, max_bytes: MAX_FRAGMENT_BYTES }
+        FragmentMuxer {
+            tracks,
+            video,
+            sequence: 0,
+            pending_bytes: 0,
+            max_bytes: MAX_FRAGMENT_BYTES,
+            chunk_us: None,
+            chunks: Vec::new(),
+        }
+    }
+
+    /// Closes a chunk inside the fragment whenever the next frame would make it last
+    /// longer than `us` (a chunk holds at least one frame of the timing track).
+    pub fn with_chunk_duration(mut self, us: i64) -> Self {
+        self.chunk_us = (us > 0).then_some(us);
+        self
     }
 
     /// Cuts fragments at `max_bytes` of samples at most.
@@ -133,20 +188,33 @@ impl FragmentMuxer {
         Ok(out)
     }
 
-    /// The longest time any track's pending samples span.
+    /// The longest time any track's samples in the fragment span.
     fn pending_span_us(&self) -> i64 {
         self.tracks
             .iter()
-            .filter_map(|t| match (t.pending.first(), t.pending.last()) {
-                (Some(a), Some(b)) => Some(to_us(b.dts - a.dts, t.timescale)),
+            .filter_map(|t| match (t.fragment_first_dts, t.last_dts) {
+                (Some(a), Some(b)) => Some(to_us(b - a, t.timescale)),
                 _ => None,
             })
             .max()
             .unwrap_or(0)
     }
 
+    /// The track whose time is the chunk's and the fragment's: the video track once it
+    /// has samples in the fragment, else the first track that has.
+    fn timing_track(&self) -> Option<usize> {
+        let has = |t: &Track| !t.pending.is_empty() || t.fragment_first_dts.is_some();
+        self.video.filter(|v| has(&self.tracks[*v])).or_else(|| self.tracks.iter().position(has))
+    }
+
     /// Adds a frame; returns the fragment it completes, if it starts a new one.
     pub fn push(&mut self, sample: Frame) -> Result<Option<MuxedFragment>, MuxError> {
+        Ok(self.push_frame(sample)?.fragment)
+    }
+
+    /// Adds a frame; returns the chunk it closes and, if it starts a new fragment, the
+    /// fragment that chunk completes.
+    pub fn push_frame(&mut self, sample: Frame) -> Result<Muxed, MuxError> {
         let track = self.tracks.get(sample.track).ok_or(MuxError::UnknownTrack(sample.track))?;
         if let Some(last) = track.last_dts {
             if sample.dts < last {
@@ -158,37 +226,88 @@ impl FragmentMuxer {
         let full = self.pending_bytes.saturating_add(sample.data.len()) > self.max_bytes;
         let cut = match self.video {
             Some(v) => {
-                let has_video = !self.tracks[v].pending.is_empty();
+                let has_video = self.tracks[v].fragment_first_dts.is_some();
                 (has_video && sample.track == v && sample.keyframe) || self.pending_span_us() >= MAX_FRAGMENT_US || full
             }
             None => self.pending_span_us() >= AUDIO_FRAGMENT_US || full,
         };
-        let out = if cut { self.cut(Some(&sample)) } else { None };
-        let t = &mut self.tracks[sample.track];
-        t.last_dts = Some(sample.dts);
-        // Video before its first keyframe cannot be decoded: drop it.
-        if Some(sample.track) == self.video && t.pending.is_empty() && !sample.keyframe && out.is_none() {
-            let no_video_yet = self.tracks.iter().all(|t| t.pending.is_empty());
+        let mut out = Muxed::default();
+        if cut {
+            out.chunk = self.cut_chunk(Some(&sample));
+            out.fragment = self.take_fragment();
+        } else if self.chunk_full(&sample) {
+            out.chunk = self.cut_chunk(Some(&sample));
+        }
+        let t = &self.tracks[sample.track];
+        // Video before its first keyframe cannot be decoded: drop it (after a cut by
+        // time or size, the frame starts the next fragment whatever it is).
+        if Some(sample.track) == self.video
+            && t.fragment_first_dts.is_none()
+            && !sample.keyframe
+            && out.fragment.is_none()
+        {
+            let no_video_yet = self.tracks.iter().all(|t| t.fragment_first_dts.is_none());
             if no_video_yet {
-                return Ok(None);
+                self.tracks[sample.track].last_dts = Some(sample.dts);
+                return Ok(out);
             }
         }
+        let t = &mut self.tracks[sample.track];
+        t.last_dts = Some(sample.dts);
+        t.fragment_first_dts.get_or_insert(sample.dts);
         self.pending_bytes = self.pending_bytes.saturating_add(sample.data.len());
-        self.tracks[sample.track].pending.push(sample);
+        t.pending.push(sample);
         Ok(out)
+    }
+
+    /// Whether the chunk being muxed would last longer than the chunk duration if it
+    /// waited for the frame after `next` (only the timing track's frames close chunks).
+    fn chunk_full(&self, next: &Frame) -> bool {
+        let Some(limit) = self.chunk_us else { return false };
+        if self.timing_track() != Some(next.track) {
+            return false;
+        }
+        let t = &self.tracks[next.track];
+        let (Some(first), Some(last)) = (t.pending.first(), t.pending.last()) else { return false };
+        let interval = next.dts - last.dts;
+        to_us(next.dts - first.dts + interval, t.timescale) > limit
     }
 
     /// Emits whatever is pending (at the end of a stream).
     pub fn flush(&mut self) -> Option<MuxedFragment> {
-        self.cut(None)
+        self.flush_frame().fragment
     }
 
-    fn cut(&mut self, next: Option<&Frame>) -> Option<MuxedFragment> {
+    /// Emits whatever is pending as a last chunk and the fragment it completes.
+    pub fn flush_frame(&mut self) -> Muxed {
+        let chunk = self.cut_chunk(None);
+        Muxed { chunk, fragment: self.take_fragment() }
+    }
+
+    /// The closed chunks as one fragment; the next frame starts a new one.
+    fn take_fragment(&mut self) -> Option<MuxedFragment> {
+        self.pending_bytes = 0;
+        for t in &mut self.tracks {
+            t.fragment_first_dts = None;
+        }
+        let chunks = std::mem::take(&mut self.chunks);
+        let first = chunks.first()?;
+        let last = chunks.last()?;
+        Some(MuxedFragment {
+            start_us: first.start_us,
+            duration_us: (last.start_us + last.duration_us - first.start_us).max(0),
+            keyframe: first.independent,
+            chunks: chunks.into_iter().map(|c| c.bytes).collect(),
+        })
+    }
+
+    /// Writes the pending samples as one `moof`+`mdat`, adds it to the fragment's
+    /// chunks and returns it.
+    fn cut_chunk(&mut self, next: Option<&Frame>) -> Option<MuxedChunk> {
         if self.tracks.iter().all(|t| t.pending.is_empty()) {
             return None;
         }
         self.sequence += 1;
-        self.pending_bytes = 0;
         let timing = self
             .video
             .filter(|v| !self.tracks[*v].pending.is_empty())
@@ -261,7 +380,14 @@ impl FragmentMuxer {
         for (_, _, data) in &trafs {
             bytes.extend_from_slice(data);
         }
-        Some(MuxedFragment { bytes, start_us, duration_us: (end_us - start_us).max(0), keyframe })
+        let chunk = MuxedChunk {
+            bytes: Bytes::from(bytes),
+            start_us,
+            duration_us: (end_us - start_us).max(0),
+            independent: keyframe,
+        };
+        self.chunks.push(chunk.clone());
+        Some(chunk)
     }
 }
 
@@ -381,7 +507,8 @@ mod tests {
         assert!(out.iter().all(|f| f.keyframe));
         assert_eq!(out[0].start_us, 1_700_000_000_000_000);
         assert_eq!(out[0].duration_us, 1_000_000);
-        let tracks = fragment_samples(&out[0].bytes, &info).unwrap();
+        let bytes = out[0].bytes();
+        let tracks = fragment_samples(&bytes, &info).unwrap();
         assert_eq!(tracks.len(), 2);
         assert_eq!(tracks[0].samples.len(), 25);
         assert!(tracks[0].samples[0].is_sync() && !tracks[0].samples[1].is_sync());
@@ -389,7 +516,7 @@ mod tests {
         assert_eq!(tracks[0].start(), Some(base as u64));
         // The sample bytes are where the trun says.
         let s = &tracks[0].samples[0];
-        assert_eq!(&out[0].bytes[s.range(out[0].bytes.len()).unwrap()], &[0, 0, 0, 2, 0x65, 0]);
+        assert_eq!(&bytes[s.range(bytes.len()).unwrap()], &[0, 0, 0, 2, 0x65, 0]);
         assert!(matches!(m.push(video(base, true)), Err(MuxError::TimeWentBack { .. })));
         assert!(matches!(m.push(Frame { track: 9, ..video(0, true) }), Err(MuxError::UnknownTrack(9))));
     }
@@ -420,8 +547,60 @@ mod tests {
 
         let mut m = FragmentMuxer::new(params()).with_max_bytes(1_000_000);
         let sizes: Vec<usize> =
-            (0..100).filter_map(|i| m.push(audio(i, 100_000)).unwrap()).map(|f| f.bytes.len()).collect();
+            (0..100).filter_map(|i| m.push(audio(i, 100_000)).unwrap()).map(|f| f.bytes().len()).collect();
         assert!(sizes.len() >= 9 && sizes.iter().all(|&n| n <= 1_000_000 + 4096), "{sizes:?}");
+    }
+
+    /// With a chunk duration, each GOP is written as chunks of at most that long, each
+    /// handed out when the frame after it arrives; the fragment is those chunks, and
+    /// reads back as the same samples as one chunk would.
+    #[test]
+    fn chunks_inside_a_gop_close_as_they_fill_and_make_up_the_fragment() {
+        let params = vec![
+            CodecParams::H264(h264::Params { sps: SPS.to_vec(), pps: PPS.to_vec() }),
+            CodecParams::Aac(aac::Params { config: vec![0x12, 0x10], sample_rate: 48_000, channels: 2 }),
+        ];
+        let mut m = FragmentMuxer::new(params.clone()).with_chunk_duration(200_000);
+        let info = parse_init(&m.init_segment().unwrap()).unwrap();
+        let (mut chunks, mut fragments) = (Vec::new(), Vec::new());
+        // 25 fps video, keyframe every second; AAC frames of 1024 samples at 48 kHz.
+        let mut audio_dts = 0;
+        for i in 0..51i64 {
+            let out = m.push_frame(video(i * 3600, i % 25 == 0)).unwrap();
+            chunks.extend(out.chunk);
+            fragments.extend(out.fragment);
+            while audio_dts * 90_000 / 48_000 < (i + 1) * 3600 {
+                let out = m
+                    .push_frame(Frame { track: 1, dts: audio_dts, cts_offset: 0, keyframe: true, data: vec![1; 8] })
+                    .unwrap();
+                assert!(out.chunk.is_none() && out.fragment.is_none(), "audio never closes a chunk here");
+                audio_dts += 1024;
+            }
+        }
+        // Two GOPs of 1 s: five chunks of 200 ms each, the first of each independent.
+        assert_eq!(fragments.len(), 2);
+        assert_eq!(chunks.len(), 10, "{:?}", chunks.iter().map(|c| c.duration_us).collect::<Vec<_>>());
+        assert!(chunks.iter().all(|c| c.duration_us == 200_000));
+        let independent: Vec<bool> = chunks.iter().map(|c| c.independent).collect();
+        assert_eq!(independent, [true, false, false, false, false, true, false, false, false, false]);
+        assert_eq!(fragments[0].chunks, chunks[..5].iter().map(|c| c.bytes.clone()).collect::<Vec<_>>());
+        assert_eq!((fragments[0].start_us, fragments[0].duration_us), (0, 1_000_000));
+        assert_eq!((fragments[1].start_us, fragments[1].duration_us), (1_000_000, 1_000_000));
+        let tracks = fragment_samples(&fragments[0].bytes(), &info).unwrap();
+        assert_eq!(tracks[0].samples.len(), 25);
+        assert_eq!(tracks[0].start(), Some(0));
+        assert!(tracks[1].samples.len() >= 46, "{}", tracks[1].samples.len());
+        // The same frames without chunking: one chunk, the same samples.
+        let mut whole = FragmentMuxer::new(params);
+        let one = (0..26i64).filter_map(|i| whole.push(video(i * 3600, i % 25 == 0)).unwrap()).next().unwrap();
+        assert_eq!(one.chunks.len(), 1);
+        let single = fragment_samples(&one.bytes(), &info).unwrap();
+        let durations =
+            |t: &crate::wire::mp4_tracks::TrackSamples| t.samples.iter().map(|s| s.duration).collect::<Vec<_>>();
+        assert_eq!(durations(&single[0]), durations(&tracks[0]));
+        // The last chunk is flushed with the fragment it ends.
+        let last = m.flush_frame();
+        assert!(last.chunk.is_some() && last.fragment.map(|f| f.chunks.len()) == Some(1));
     }
 
     #[test]

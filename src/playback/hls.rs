@@ -5,12 +5,12 @@
 //! playlists are relative, carrying the session token, so the playlists work behind
 //! any proxy. Everything here is pure: the caller supplies the window and the token.
 //!
-//! Low-latency HLS fits on top without a rewrite: the stored chunks of a fragment are
-//! its parts, and [`media_playlist`] is where `EXT-X-PART` and a blocking reload would
-//! be added.
+//! Low-latency sessions add parts ([`super::ll_hls`]): `EXT-X-PART` before the last
+//! segments, the segment being received after them, and the playlist-level tags.
 
 use m3u8_rs::{MasterPlaylist, MediaPlaylist, MediaPlaylistType, MediaSegment, Resolution, VariantStream};
 
+use super::ll_hls::{self, LowLatencyView};
 use super::selection::{clock_time, Window};
 use super::session::{PlaybackMode, Session};
 use crate::wire::fmp4::{InitInfo, TrackKind};
@@ -45,8 +45,9 @@ pub fn master_playlist(init: &InitInfo, bandwidth: u64, token: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The media playlist for the session's current window.
-pub fn media_playlist(window: &Window, session: &Session, token: &str) -> String {
+/// The media playlist for the session's current window (with the live edge's parts for
+/// a low-latency session).
+pub fn media_playlist(window: &Window, session: &Session, token: &str, ll: Option<&LowLatencyView>) -> String {
     let longest_us = window.entries.iter().map(|e| e.meta.duration_us).max().unwrap_or(1_000_000);
     let mut segments = Vec::with_capacity(window.entries.len());
     let mut current_init = None;
@@ -62,8 +63,22 @@ pub fn media_playlist(window: &Window, session: &Session, token: &str) -> String
             .then(|| chrono::DateTime::from_timestamp_micros(clock_time(m, session.clock)))
             .flatten()
             .map(|t| t.fixed_offset());
+        let parts = ll.and_then(|v| v.segments.iter().find(|s| s.fragment_number == m.fragment_number));
+        let unknown_tags = parts
+            .map(|s| {
+                s.parts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| m3u8_rs::ExtTag {
+                        tag: "X-PART".into(),
+                        rest: Some(ll_hls::part_attributes(p, &ll_hls::part_uri(token, m.fragment_number, i))),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         segments.push(MediaSegment {
             uri: format!("{MEDIA_FRAGMENT}?SessionToken={token}&FragmentNumber={}", m.fragment_number),
+            unknown_tags,
             duration: (m.duration_us as f64 / 1e6) as f32,
             discontinuity: e.discontinuity,
             map,
@@ -88,7 +103,27 @@ pub fn media_playlist(window: &Window, session: &Session, token: &str) -> String
     };
     let mut out = Vec::new();
     let _ = playlist.write_to(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
+    let text = String::from_utf8_lossy(&out).into_owned();
+    match ll {
+        Some(view) => with_live_edge(text, view, token),
+        None => text,
+    }
+}
+
+/// Adds the low-latency tags m3u8-rs does not write: the server control and part
+/// target after the target duration, the partial segment and preload hint at the end.
+fn with_live_edge(text: String, view: &LowLatencyView, token: &str) -> String {
+    let header = ll_hls::header_lines(view);
+    let mut out = String::with_capacity(text.len() + header.len() + 512);
+    for line in text.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if line.starts_with("#EXT-X-TARGETDURATION:") {
+            out.push_str(&header);
+        }
+    }
+    out.push_str(&ll_hls::trailer_lines(view, token));
+    out
 }
 
 #[cfg(test)]
@@ -134,7 +169,7 @@ mod tests {
             discontinuity_sequence: 3,
             ended: false,
         };
-        let text = media_playlist(&w, &session(PlaybackMode::Live, true), "TOK");
+        let text = media_playlist(&w, &session(PlaybackMode::Live, true), "TOK", None);
         let parsed = m3u8_rs::parse_media_playlist_res(text.as_bytes()).unwrap();
         assert_eq!(parsed.media_sequence, 10);
         assert_eq!(parsed.discontinuity_sequence, 3);
@@ -155,7 +190,7 @@ mod tests {
     #[test]
     fn on_demand_playlist_is_vod_and_ends() {
         let w = Window { entries: vec![entry(1, 1, false)], media_sequence: 0, discontinuity_sequence: 0, ended: true };
-        let text = media_playlist(&w, &session(PlaybackMode::OnDemand, false), "T");
+        let text = media_playlist(&w, &session(PlaybackMode::OnDemand, false), "T", None);
         assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD"));
         assert!(text.contains("#EXT-X-ENDLIST"));
         assert!(!text.contains("PROGRAM-DATE-TIME"));

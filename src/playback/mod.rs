@@ -11,6 +11,7 @@ pub mod dash;
 pub mod frame_metadata;
 pub mod get_media;
 pub mod hls;
+pub mod ll_hls;
 pub mod rtsp_play;
 pub mod selection;
 pub mod session;

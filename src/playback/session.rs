@@ -120,6 +120,9 @@ pub struct Session {
     pub origin_us: i64,
     #[serde(rename = "r")]
     pub nonce: String,
+    /// LIVE HLS with parts and blocking reloads (our `LowLatency` extension).
+    #[serde(rename = "ll", default, skip_serializing_if = "std::ops::Not::not")]
+    pub low_latency: bool,
 }
 
 impl Session {
@@ -144,6 +147,7 @@ impl Session {
             anchor_fragment: 0,
             origin_us: 0,
             nonce: String::new(),
+            low_latency: false,
         }
     }
 }

@@ -17,6 +17,7 @@
 //! there, whatever moment the process dies at.
 
 pub mod catalog;
+pub mod live_parts;
 mod recent;
 pub mod records;
 pub mod recovery;
@@ -35,12 +36,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use catalog::{
     parse_bucket_uri, EventDestination, ImageGenerationSettings, NotificationSettings, StreamRecord, StreamStatus,
 };
+pub use live_parts::{LivePart, PartLookup, PartedFragment};
 pub use records::{FragmentMeta, StreamId};
 pub use writer::SweepStats;
 
 use crate::clock::SharedClock;
 use crate::disk_space::{DiskGuard, DiskRefusal};
 use crate::scope::Scope;
+use live_parts::LiveParts;
 use records::{key1, key2, prefix, time_from_key, time_key};
 use writer::{AppendRequest, Writer, WriterCmd};
 
@@ -152,6 +155,12 @@ pub struct LiveStream {
     /// for viewers that cannot wait for a whole fragment (WHEP). Bounded: a reader that
     /// falls behind lags, and waits for the next keyframe.
     frames: tokio::sync::broadcast::Sender<Arc<LiveFrame>>,
+    /// The chunks of the fragment being received and the few before it (LL-HLS parts).
+    parts: Mutex<LiveParts>,
+    /// Bumped whenever `parts` changes: what blocking playlist reloads wait on.
+    parts_changed: watch::Sender<u64>,
+    /// The number the next submitted fragment will get (mirrors `next_fragment`).
+    next_number: std::sync::atomic::AtomicU64,
 }
 
 /// One video frame on a stream's live bus.
@@ -207,6 +216,71 @@ impl LiveStream {
     /// The frames published from now on.
     pub fn subscribe_frames(&self) -> tokio::sync::broadcast::Receiver<Arc<LiveFrame>> {
         self.frames.subscribe()
+    }
+
+    fn parts_lock(&self) -> std::sync::MutexGuard<'_, LiveParts> {
+        self.parts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn parts_changed(&self) {
+        self.parts_changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Makes the caller the producer whose chunks are the stream's parts (see
+    /// [`live_parts`]); the previous producer's open fragment is dropped.
+    pub fn part_sink(self: &Arc<Self>) -> PartSink {
+        let producer = self.parts_lock().claim();
+        self.parts_changed();
+        PartSink { live: self.clone(), producer }
+    }
+
+    /// The parted fragments numbered `from` or later, oldest first.
+    pub fn parts_since(&self, from: u64) -> Vec<PartedFragment> {
+        self.parts_lock().since(from)
+    }
+
+    pub fn part(&self, number: u64, index: usize) -> PartLookup {
+        self.parts_lock().part(number, index)
+    }
+
+    /// A receiver that changes whenever a part is added, closed or dropped.
+    pub fn subscribe_parts(&self) -> watch::Receiver<u64> {
+        self.parts_changed.subscribe()
+    }
+}
+
+/// A producer's claim on its stream's parts (see [`LiveStream::part_sink`]). Dropped, it
+/// drops the parts of a fragment it left unfinished.
+pub struct PartSink {
+    live: Arc<LiveStream>,
+    producer: u64,
+}
+
+impl PartSink {
+    /// A chunk of the fragment being received, as soon as it is complete.
+    pub fn push(&self, init_id: u32, part: LivePart) {
+        let expected = self.live.next_number.load(std::sync::atomic::Ordering::Acquire);
+        if self.live.parts_lock().push(self.producer, expected, init_id, part) {
+            self.live.parts_changed();
+        }
+    }
+
+    /// The fragment being received was submitted and numbered `number`.
+    pub fn close(&self, number: u64) {
+        self.live.parts_lock().close(self.producer, number);
+        self.live.parts_changed();
+    }
+
+    /// The fragment being received will not be stored.
+    pub fn abandon(&self) {
+        self.live.parts_lock().abandon(self.producer);
+        self.live.parts_changed();
+    }
+}
+
+impl Drop for PartSink {
+    fn drop(&mut self) {
+        self.abandon();
     }
 }
 
@@ -720,6 +794,8 @@ impl VideoStore {
             rx
         };
         live.edge.send_modify(|e| e.deleted = true);
+        live.parts_lock().clear();
+        live.parts_changed();
         self.inner.recent.remove_stream(record.id);
         rx.await.map_err(|_| StoreError::ShuttingDown)?
     }
@@ -781,6 +857,9 @@ impl VideoStore {
             edge: watch::Sender::new(LiveEdge { last_persisted: last, deleted: false }),
             init: tokio::sync::Mutex::new(init),
             frames: tokio::sync::broadcast::channel(LIVE_FRAMES).0,
+            parts: Mutex::new(LiveParts::default()),
+            parts_changed: watch::Sender::new(0),
+            next_number: std::sync::atomic::AtomicU64::new(last.max(hw.fragment_number) + 1),
         });
         Ok(self.live_map().entry(stream).or_insert(live).clone())
     }
@@ -849,6 +928,7 @@ impl VideoStore {
         };
         self.send(WriterCmd::Append(req)).await?;
         next.number += 1;
+        live.next_number.store(next.number, std::sync::atomic::Ordering::Release);
         Ok(PendingFragment { fragment_number, persisted })
     }
 

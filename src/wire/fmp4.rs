@@ -510,6 +510,23 @@ pub fn decode_time_fields(fragment: &[u8]) -> Result<Vec<DecodeTimeField>, BoxEr
     Ok(out)
 }
 
+/// The byte ranges of a stored fragment's chunks: each from a `moof` to the next one
+/// (boxes before the first `moof` belong to the first chunk).
+pub fn chunk_ranges(fragment: &[u8]) -> Result<Vec<Range<usize>>, BoxError> {
+    let mut starts = Vec::new();
+    let mut boxes = BoxIter::new(fragment);
+    loop {
+        let at = boxes.position();
+        let Some(item) = boxes.next() else { break };
+        if item?.0 == MOOF {
+            starts.push(if starts.is_empty() { 0 } else { at });
+        }
+    }
+    let mut ends: Vec<usize> = starts.iter().skip(1).copied().collect();
+    ends.push(fragment.len());
+    Ok(starts.into_iter().zip(ends).map(|(a, b)| a..b).collect())
+}
+
 /// `fragment` with `shift(track_id)` subtracted from every `tfdt` (stopping at 0), so a
 /// response can start its timeline near zero. Box sizes do not change.
 pub fn shift_decode_times(fragment: &[u8], shift: &dyn Fn(u32) -> u64) -> Result<Vec<u8>, BoxError> {
@@ -531,6 +548,22 @@ pub fn shift_decode_times(fragment: &[u8], shift: &dyn Fn(u32) -> u64) -> Result
 mod tests {
     use super::super::bmff::{full_box, write_box};
     use super::*;
+
+    #[test]
+    fn chunk_ranges_split_at_each_moof() {
+        let mut f = Vec::new();
+        write_box(&mut f, FourCc(*b"styp"), b"iso6");
+        let first = f.len();
+        write_box(&mut f, MOOF, &[1; 4]);
+        write_box(&mut f, MDAT, &[2; 10]);
+        let second = f.len();
+        write_box(&mut f, MOOF, &[3; 4]);
+        write_box(&mut f, MDAT, &[4; 3]);
+        assert!(first > 0);
+        assert_eq!(chunk_ranges(&f).unwrap(), vec![0..second, second..f.len()]);
+        assert!(chunk_ranges(&[]).unwrap().is_empty());
+        assert!(chunk_ranges(&f[..f.len() - 1]).is_err(), "a torn box is an error");
+    }
 
     fn init_with_one_video_track() -> InitInfo {
         InitInfo {

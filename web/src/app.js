@@ -227,7 +227,7 @@ $('#timeline').addEventListener('click', (e) => {
   const local = new Date(t * 1000 - new Date().getTimezoneOffset() * 60000);
   $('#from').value = local.toISOString().slice(0, 19);
   $('#mode').value = 'ON_DEMAND';
-  $('#from-label').hidden = false;
+  showModeFields();
   play();
 });
 
@@ -322,18 +322,22 @@ async function play(event) {
   setStatus('loading', `Opening ${name} (${player.toUpperCase()}, ${mode})…`);
   try {
     if (player === 'hls') {
+      // LowLatency is Kinescope's extension of the call (LL-HLS parts, blocking reloads).
+      const lowLatency = mode === 'LIVE' && $('#lowlatency').checked;
+      state.lowLatency = lowLatency;
       const { HLSStreamingSessionURL: url } = await api('/getHLSStreamingSessionURL', {
         StreamName: name,
         PlaybackMode: mode,
         DiscontinuityMode: 'ON_DISCONTINUITY',
         HLSFragmentSelector: selector(mode),
         Expires: 43200,
+        ...(lowLatency ? { LowLatency: true } : {}),
       });
       if (mine !== generation) return;
       state.url = url;
       showSession(url);
       if (window.Hls && Hls.isSupported()) {
-        hls = new Hls({ debug: Boolean(params.get('debug')) });
+        hls = new Hls({ debug: Boolean(params.get('debug')), lowLatencyMode: lowLatency });
         hls.on(Hls.Events.FRAG_CHANGED, (_, data) => {
           const changed = fragmentOf(data.frag);
           const fresh = changed && (!playingFragment || playingFragment.number !== changed.number);
@@ -411,7 +415,11 @@ let playingFragment = null; // { number, start } from hls.js
 
 function fragmentOf(frag) {
   const m = /[?&]FragmentNumber=(\d+)/.exec(frag.relurl || frag.url || '');
-  return m ? { number: m[1], start: frag.start } : null;
+  if (m) return { number: m[1], start: frag.start };
+  // A low-latency segment still being received has parts but no URI yet; in LIVE
+  // sessions its media sequence number is its fragment number.
+  if (state.mode === 'LIVE' && Number.isFinite(frag.sn)) return { number: String(frag.sn), start: frag.start };
+  return null;
 }
 
 async function refreshDetections() {
@@ -490,7 +498,13 @@ function drawOverlay() {
 }
 requestAnimationFrame(drawOverlay);
 
-$('#mode').addEventListener('change', () => { $('#from-label').hidden = $('#mode').value === 'LIVE'; });
+function showModeFields() {
+  const live = $('#mode').value === 'LIVE';
+  $('#from-label').hidden = live;
+  $('#lowlatency-label').hidden = !(live && $('#player').value === 'hls');
+}
+$('#mode').addEventListener('change', showModeFields);
+$('#player').addEventListener('change', showModeFields);
 $('#controls').addEventListener('submit', play);
 $('#refresh').addEventListener('click', loadStreams);
 
@@ -502,7 +516,8 @@ if (params.get('from')) {
   const local = new Date(d.getTime() - d.getTimezoneOffset() * 60000);
   $('#from').value = local.toISOString().slice(0, 19);
 }
-$('#from-label').hidden = $('#mode').value === 'LIVE';
+if (params.get('lowlatency') === '0') $('#lowlatency').checked = false;
+showModeFields();
 loadStreams().then(() => {
   if (params.get('autoplay') && $('#stream').value) play();
 });

@@ -7,10 +7,12 @@
 //        [--timeline 1]        (click the first recorded range on the stream's timeline)
 //        [--overlay 1]         (after playback advances, wait for detections drawn over it)
 //        [--sample SECONDS]    (after playback advances, sample the live delay every 250 ms)
+//        [--clock 1]           (with --sample: also read the clock burned into the frames,
+//                               the glass-to-glass delay; see browser.mjs)
 //
 // Exit status 0 when playback advanced, 1 otherwise. Driven by
 // tests/integration/test_browser.py.
-import { launch, options } from './browser.mjs';
+import { installBurnedClockReader, launch, options } from './browser.mjs';
 
 const opts = options({ timeout: 40, advance: 1.0 });
 opts.timeout = Number(opts.timeout);
@@ -19,6 +21,7 @@ const browser = await launch();
 const result = { ok: false, url: opts.url, samples: [], console: [] };
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  if (opts.clock) await installBurnedClockReader(page);
   page.on('console', (m) => {
     if (m.type() === 'error' || m.type() === 'warning' || process.env.PLAY_LOG) result.console.push(m.text());
   });
@@ -88,11 +91,12 @@ try {
     result.delays = [];
     const until = Date.now() + Number(opts.sample) * 1000;
     while (Date.now() < until) {
-      result.delays.push(await page.evaluate(() => ({
+      result.delays.push(await page.evaluate(async (clock) => ({
         measured: window.kinescope.measuredDelay,
         estimate: window.kinescope.latency,
         status: window.kinescope.status,
-      })));
+        glass: clock ? await window.readBurnedClock(document.querySelector('#video')) : null,
+      }), Boolean(opts.clock)));
       await page.waitForTimeout(250);
     }
   }

@@ -7,7 +7,9 @@
 //        [--sample SECONDS]  (then sample the receiver's delay every 250 ms: its jitter
 //                             buffer, and now minus the sender time of the frame playing
 //                             out, from RTCP sender reports — estimatedPlayoutTimestamp)
-import { launch, options } from './browser.mjs';
+//        [--clock 1]         (with --sample: also read the clock burned into the frames,
+//                             the glass-to-glass delay; see browser.mjs)
+import { installBurnedClockReader, launch, options } from './browser.mjs';
 
 const opts = options({ timeout: 40 });
 // Host candidates as addresses, not mDNS names the server cannot resolve.
@@ -16,8 +18,9 @@ const result = { ok: false, console: [] };
 try {
   const page = await browser.newPage({ viewport: { width: 800, height: 600 } });
   page.on('console', (m) => { if (m.type() === 'error') result.console.push(m.text()); });
+  if (opts.clock) await installBurnedClockReader(page);
   await page.goto(`${opts.url}/health`);
-  const out = await page.evaluate(async ({ stream, timeout, sample }) => {
+  const out = await page.evaluate(async ({ stream, timeout, sample, clock }) => {
     const pc = new RTCPeerConnection();
     pc.addTransceiver('video', { direction: 'recvonly' });
     const video = document.createElement('video');
@@ -62,6 +65,7 @@ try {
         const playout = s.estimatedPlayoutTimestamp ? Date.now() + 2208988800000 - s.estimatedPlayoutTimestamp : null;
         delays.push({ buffer, playout });
       });
+      if (clock && delays.length) delays[delays.length - 1].glass = await window.readBurnedClock(video);
       await new Promise((r) => setTimeout(r, 250));
     }
     const deleted = await fetch(report.location, { method: 'DELETE' });
@@ -76,7 +80,7 @@ try {
       deleted: deleted.status,
       delays,
     };
-  }, { stream: opts.stream, timeout: Number(opts.timeout), sample: Number(opts.sample || 0) });
+  }, { stream: opts.stream, timeout: Number(opts.timeout), sample: Number(opts.sample || 0), clock: Boolean(opts.clock) });
   Object.assign(result, out);
   result.ok = out.status === 201 && out.width > 0 && out.played >= 1.0;
   if (opts.screenshot) await page.screenshot({ path: opts.screenshot });

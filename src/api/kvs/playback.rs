@@ -59,6 +59,8 @@ pub struct SessionUrlInput {
     expires: Option<i64>,
     #[serde(alias = "MaxManifestFragmentResults")]
     max_media_playlist_fragment_results: Option<i64>,
+    /// Our extension: Low-Latency HLS (parts, blocking reloads) for a LIVE HLS session.
+    low_latency: Option<bool>,
 }
 
 fn clock_of(selector: Option<&Selector>) -> Result<SelectorClock, ApiError> {
@@ -180,6 +182,10 @@ impl SessionUrlInput {
                 ApiError::invalid_argument(format!("DiscontinuityMode '{m}' must be ALWAYS, NEVER or ON_DISCONTINUITY"))
             })?,
         };
+        let low_latency = self.low_latency.unwrap_or(false);
+        if low_latency && (protocol != Protocol::Hls || mode != PlaybackMode::Live) {
+            return Err(ApiError::invalid_argument("LowLatency is only for HLS sessions with PlaybackMode LIVE"));
+        }
         Ok(Session {
             protocol,
             stream: record.id,
@@ -198,6 +204,7 @@ impl SessionUrlInput {
             anchor_fragment: 0,
             origin_us: 0,
             nonce: hex::encode(crate::playback::session::random_bytes::<16>().map_err(ApiError::internal)?),
+            low_latency,
         })
     }
 }

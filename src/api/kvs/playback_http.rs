@@ -19,11 +19,12 @@ use bytes::Bytes;
 use super::playback::select_error;
 use super::KvsState;
 use crate::api::error::ApiError;
+use crate::playback::ll_hls::LowLatencyView;
 use crate::playback::selection::{self, admits};
 use crate::playback::session::{Protocol, Session, TokenError};
 use crate::playback::{dash, hls};
-use crate::video_store::{FragmentMeta, TimeKind};
-use crate::wire::fmp4::{parse_init, InitInfo};
+use crate::video_store::{FragmentMeta, PartLookup, TimeKind};
+use crate::wire::fmp4::{chunk_ranges, parse_init, InitInfo};
 use crate::wire::mp4_tracks::{fragment_samples, track_init, write_track_fragment};
 
 pub fn routes(state: KvsState) -> Router<KvsState> {
@@ -32,6 +33,7 @@ pub fn routes(state: KvsState) -> Router<KvsState> {
         .route("/hls/v1/getHLSMediaPlaylist.m3u8", get(hls_media))
         .route("/hls/v1/getMP4InitFragment.mp4", get(hls_init))
         .route("/hls/v1/getMP4MediaFragment.mp4", get(hls_fragment))
+        .route("/hls/v1/getMP4MediaPart.mp4", get(hls_part))
         .route("/dash/v1/getDASHManifest.mpd", get(dash_manifest))
         .route("/dash/v1/getMP4InitFragment.mp4", get(dash_init))
         .route("/dash/v1/getMP4MediaFragment.mp4", get(dash_fragment))
@@ -118,9 +120,101 @@ async fn hls_master(State(s): State<KvsState>, Query(q): Params) -> Result<Respo
 
 async fn hls_media(State(s): State<KvsState>, Query(q): Params) -> Result<Response, ApiError> {
     let (session, token) = session(&s, &q, Protocol::Hls)?;
-    let window = selection::window(&s.store, &session, s.store.clock().now_us()).map_err(select_error)?;
-    let body = hls::media_playlist(&window, &session, &token);
-    Ok(text("application/vnd.apple.mpegurl", playlist_cache(window.ended), body))
+    if !session.low_latency {
+        let window = selection::window(&s.store, &session, s.store.clock().now_us()).map_err(select_error)?;
+        let body = hls::media_playlist(&window, &session, &token, None);
+        return Ok(text("application/vnd.apple.mpegurl", playlist_cache(window.ended), body));
+    }
+    let block = blocking_reload(&q)?;
+    let live = s.store.live(session.stream)?;
+    let (mut edge, mut parts) = (live.subscribe(), live.subscribe_parts());
+    let started = tokio::time::Instant::now();
+    loop {
+        edge.borrow_and_update();
+        parts.borrow_and_update();
+        let window = selection::window(&s.store, &session, s.store.clock().now_us()).map_err(select_error)?;
+        let from = window.entries.first().map_or(0, |e| e.meta.fragment_number);
+        let view = LowLatencyView::new(&window, &live.parts_since(from));
+        let Some((msn, part)) = block.filter(|(msn, part)| !view.holds(*msn, *part)) else {
+            let body = hls::media_playlist(&window, &session, &token, Some(&view));
+            return Ok(text("application/vnd.apple.mpegurl", NO_CACHE, body));
+        };
+        if view.too_far(msn) {
+            return Err(ApiError::invalid_argument(format!(
+                "_HLS_msn {msn} is more than two segments past the playlist's last ({})",
+                view.last_msn.unwrap_or(0)
+            )));
+        }
+        // RFC 8216bis: give up after three target durations.
+        let longest_us = window.entries.iter().map(|e| e.meta.duration_us).max().unwrap_or(1_000_000);
+        let limit = std::time::Duration::from_micros((3 * longest_us.clamp(1_000_000, 20_000_000)) as u64);
+        let Some(left) = limit.checked_sub(started.elapsed()) else {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailableException",
+                format!("segment {msn} part {part:?} did not arrive within {} s", limit.as_secs()),
+            ));
+        };
+        tokio::select! {
+            _ = edge.changed() => {}
+            _ = parts.changed() => {}
+            _ = tokio::time::sleep(left) => {}
+        }
+    }
+}
+
+/// A blocking reload's `_HLS_msn` and `_HLS_part` (RFC 8216bis 6.2.5.2), if asked.
+fn blocking_reload(q: &HashMap<String, String>) -> Result<Option<(u64, Option<usize>)>, ApiError> {
+    let msn = q.get("_HLS_msn").map(|_| number_param::<u64>(q, "_HLS_msn")).transpose()?;
+    let part = q.get("_HLS_part").map(|_| number_param::<usize>(q, "_HLS_part")).transpose()?;
+    match (msn, part) {
+        (None, Some(_)) => Err(ApiError::invalid_argument("_HLS_part needs _HLS_msn")),
+        (msn, part) => Ok(msn.map(|m| (m, part))),
+    }
+}
+
+/// How long a part request waits for a part still to come (a preload hint).
+const PART_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One part of a fragment: from memory while the fragment is received or recent (held
+/// until it arrives, for preload hints), else cut from the stored fragment.
+async fn hls_part(State(s): State<KvsState>, Query(q): Params, headers: HeaderMap) -> Result<Response, ApiError> {
+    let (session, _) = session(&s, &q, Protocol::Hls)?;
+    if !session.low_latency {
+        return Err(ApiError::not_found("parts are served to LowLatency sessions only"));
+    }
+    let number: u64 = number_param(&q, "FragmentNumber")?;
+    let index: usize = number_param(&q, "PartNumber")?;
+    let live = s.store.live(session.stream)?;
+    let mut changes = live.subscribe_parts();
+    let deadline = tokio::time::Instant::now() + PART_WAIT;
+    loop {
+        changes.borrow_and_update();
+        match live.part(number, index) {
+            PartLookup::Ready(bytes) => {
+                let mut resp = ranged(bytes, &headers);
+                // Not immutable: a fragment still open could, in a race of two
+                // producers, be stored under another number.
+                resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
+                return Ok(resp);
+            }
+            PartLookup::NotYet => {
+                tokio::select! {
+                    _ = changes.changed() => {}
+                    _ = tokio::time::sleep_until(deadline) => {
+                        return Err(ApiError::not_found(format!("part {index} of fragment {number} did not arrive")));
+                    }
+                }
+            }
+            PartLookup::Absent => break,
+        }
+    }
+    let meta = session_fragment(&s, &session, number)?;
+    let bytes = s.store.read_fragment(session.stream, &meta).await?;
+    let ranges = chunk_ranges(&bytes).map_err(|e| ApiError::internal(format!("fragment {number}: {e}")))?;
+    let range =
+        ranges.get(index).ok_or_else(|| ApiError::not_found(format!("fragment {number} has no part {index}")))?;
+    Ok(ranged(bytes.slice(range.clone()), &headers))
 }
 
 async fn hls_init(State(s): State<KvsState>, Query(q): Params, headers: HeaderMap) -> Result<Response, ApiError> {
