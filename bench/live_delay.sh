@@ -14,7 +14,9 @@
 # which plain HLS cannot go. Then, the same camera watched over WHEP (frames from the
 # stream's live bus): the browser's jitter-buffer delay per frame, the part of a WebRTC
 # viewer's delay we can read without a clock burned into the frames (the server forwards
-# each frame as it is muxed).
+# each frame as it is muxed). Last, WHIP to WHEP: a second page publishes a canvas with
+# the clock drawn in (web/src/publish.js, `source=clock`) over WHIP, and a WHEP viewer in
+# another browser reads it back.
 #
 #   bench/live_delay.sh          (ROUNDS=3 ROUND_SECONDS=20 to change)
 set -euo pipefail
@@ -50,9 +52,14 @@ ffmpeg -v error -re -f lavfi -i testsrc2=size=640x360:rate=25 -vf "$clock" -c:v 
   -g 25 -keyint_min 25 -sc_threshold 0 -b:v 1M -f rtsp -rtsp_transport tcp "rtsp://127.0.0.1:$rport/cam" \
   2>"$work/ffmpeg.log" &
 pids+=($!)
-sleep 4
+curl -sf -X POST "$base/createStream" -d '{"StreamName":"clock","DataRetentionInHours":24}' >/dev/null
+echo "      and a browser publishing a clock canvas over WHIP…" >&2
+node web/tests/whip.mjs --url "$base" --stream clock --source clock --keep 1 \
+  --seconds $((ROUNDS * (4 * SECONDS_PER_ROUND + 40))) > "$work/whip.json" 2>&1 &
+pids+=($!)
+sleep 6
 
-echo "[2/2] $ROUNDS rounds of $SECONDS_PER_ROUND s each of plain HLS, LL-HLS and WHEP in Chromium…" >&2
+echo "[2/2] $ROUNDS rounds of $SECONDS_PER_ROUND s each of plain HLS, LL-HLS, WHEP and WHIP → WHEP in Chromium…" >&2
 for r in $(seq "$ROUNDS"); do
   for kind in plain ll; do
     ll=$([ "$kind" = ll ] && echo 1 || echo 0)
@@ -64,6 +71,9 @@ for r in $(seq "$ROUNDS"); do
   (cd web && node tests/whep.mjs --url "$base" --stream cam --sample "$SECONDS_PER_ROUND" --clock 1) > "$work/whep$r.json" \
     || { echo "WHEP round $r did not play" >&2; cat "$work/whep$r.json" >&2; exit 1; }
   echo "  round $r: WHEP sampled" >&2
+  (cd web && node tests/whep.mjs --url "$base" --stream clock --sample "$SECONDS_PER_ROUND" --clock 1) > "$work/whip$r.json" \
+    || { echo "WHIP→WHEP round $r did not play" >&2; cat "$work/whip$r.json" >&2; exit 1; }
+  echo "  round $r: WHIP → WHEP sampled" >&2
 done
 
 python3 - "$work" "$ROUNDS" <<'EOF'
@@ -72,7 +82,7 @@ work, rounds = sys.argv[1], int(sys.argv[2])
 fragment_s = 1.0
 p = lambda v, q: v[min(len(v) - 1, int(q * (len(v) - 1) + 0.5))]
 med = lambda v: statistics.median(v) if v else float("nan")
-kinds = (("plain", "plain HLS"), ("ll", "LL-HLS"), ("whep", "WHEP"))
+kinds = (("plain", "plain HLS"), ("ll", "LL-HLS"), ("whep", "WHEP"), ("whip", "WHIP → WHEP"))
 glass, rows = {}, []
 for kind, name in kinds:
     for r in range(1, rounds + 1):
@@ -93,7 +103,7 @@ for kind, name in kinds:
     v = sorted(glass[kind])
     print(f"{name}: glass to glass, median of the rounds' p50 {med(v):.3f} s (spread {v[0]:.3f}-{v[-1]:.3f}),"
           f" {med(v) / fragment_s:.2f} fragment durations")
-for kind in ("ll", "whep"):
+for kind in ("ll", "whep", "whip"):
     ratios = sorted(a / b for a, b in zip(glass[kind], glass["plain"]))
     print(f"{dict(kinds)[kind]} / plain HLS, glass to glass, round by round: median {med(ratios):.2f}"
           f" (spread {ratios[0]:.2f}-{ratios[-1]:.2f})")

@@ -163,6 +163,12 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         data_streams: data_streams.clone(),
         rtsp_url: Some(rtsp_public),
         whep: crate::playback::whep::WhepSessions::new(store.clone(), Default::default(), metrics.clone()),
+        whip: crate::ingest::whip::WhipSessions::new(
+            store.clone(),
+            store.clock().clone(),
+            Default::default(),
+            metrics.clone(),
+        ),
         scope: default_scope.clone(),
     };
     let mut state = AppState::new(

@@ -43,4 +43,5 @@ pub mod stream_events;
 pub mod tls_provider;
 pub mod video_store;
 pub mod web;
+pub mod webrtc_peer;
 pub mod wire;

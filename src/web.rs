@@ -1,5 +1,5 @@
-//! The pages, embedded in the binary: the watch page at `/` and the two-party WebRTC
-//! page at `/webrtc` from `web/src/`; the players (hls.js, dash.js), the KVS WebRTC SDK
+//! The pages, embedded in the binary: the watch page at `/`, the two-party WebRTC page
+//! at `/webrtc` and the camera publisher (WHIP) at `/publish` from `web/src/`; the players (hls.js, dash.js), the KVS WebRTC SDK
 //! and the AWS SDK bundle from `web/dist/vendor/` as `build.rs` found them.
 
 use axum::http::header;
@@ -14,6 +14,8 @@ const HLS_JS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hls.min.js"));
 const DASH_JS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/dash.all.min.js"));
 const WEBRTC_HTML: &str = include_str!("../web/src/webrtc.html");
 const WEBRTC_JS: &str = include_str!("../web/src/webrtc.js");
+const PUBLISH_HTML: &str = include_str!("../web/src/publish.html");
+const PUBLISH_JS: &str = include_str!("../web/src/publish.js");
 const KVS_WEBRTC_JS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kvs-webrtc.min.js"));
 const AWS_KVS_JS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/aws-kvs.js"));
 
@@ -32,6 +34,8 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         )
         .route("/webrtc", get(|| asset("text/html; charset=utf-8", "no-cache", WEBRTC_HTML.as_bytes())))
         .route("/web/webrtc.js", get(|| asset("text/javascript; charset=utf-8", "no-cache", WEBRTC_JS.as_bytes())))
+        .route("/publish", get(|| asset("text/html; charset=utf-8", "no-cache", PUBLISH_HTML.as_bytes())))
+        .route("/web/publish.js", get(|| asset("text/javascript; charset=utf-8", "no-cache", PUBLISH_JS.as_bytes())))
         .route(
             "/web/vendor/kvs-webrtc.min.js",
             get(|| asset("text/javascript; charset=utf-8", "public, max-age=86400", KVS_WEBRTC_JS)),

@@ -94,6 +94,12 @@ impl Harness {
             data_streams: data_streams.clone(),
             rtsp_url: None,
             whep: crate::playback::whep::WhepSessions::new(store.clone(), Default::default(), metrics.clone()),
+            whip: crate::ingest::whip::WhipSessions::new(
+                store.clone(),
+                store.clock().clone(),
+                Default::default(),
+                metrics.clone(),
+            ),
             scope: scope.clone(),
         };
         let credentials =

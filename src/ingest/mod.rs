@@ -5,8 +5,10 @@
 //! * [`publisher`]: a live source's RTP (or frames) → timed frames → fragments; fed by
 //!   the RTSP server's publisher sessions and by [`rtsp_pull`].
 //! * [`rtsp_pull`]: IP cameras pulled with retina, reconnected with backoff.
+//! * [`whip`]: WebRTC publishers (WHIP): the peer's RTP into a [`publisher`].
 
 pub mod fragmenter;
 pub mod publisher;
 pub mod put_media;
 pub mod rtsp_pull;
+pub mod whip;

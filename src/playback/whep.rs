@@ -21,25 +21,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rtc::interceptor::Registry;
 use rtc::media::Sample;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264};
-use rtc::peer_connection::configuration::RTCConfigurationBuilder;
-use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
 use tokio::sync::watch;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_local::TrackLocal;
-use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
-};
+use webrtc::peer_connection::PeerConnection;
 
 use crate::codec::{nal, CodecKind, CodecParams};
 use crate::video_store::{LiveFrame, StoreError, StreamId, VideoStore};
+use crate::webrtc_peer::{self, Peer, PeerError, H264_PAYLOAD_TYPE};
 use crate::wire::fmp4::{parse_init, InitInfo, TrackKind};
 use crate::wire::mp4_tracks::fragment_samples;
 
@@ -47,7 +39,6 @@ use crate::wire::mp4_tracks::fragment_samples;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest SDP offer taken.
 pub const MAX_OFFER_BYTES: usize = 64 * 1024;
-const H264_PAYLOAD_TYPE: u8 = 102;
 /// How long a new viewer waits for a keyframe on the live bus before it takes the
 /// stored fragments instead (a GOP or two of a live source).
 const LIVE_BUS_WAIT: Duration = Duration::from_millis(2500);
@@ -62,6 +53,15 @@ pub struct WhepConfig {
 impl Default for WhepConfig {
     fn default() -> Self {
         WhepConfig { bind_ip: IpAddr::from([127, 0, 0, 1]), max_sessions: 64 }
+    }
+}
+
+impl From<PeerError> for WhepError {
+    fn from(e: PeerError) -> Self {
+        match e {
+            PeerError::BadOffer(m) => WhepError::BadOffer(m),
+            PeerError::WebRtc(m) => WhepError::WebRtc(m),
+        }
     }
 }
 
@@ -99,25 +99,6 @@ pub struct WhepSessions {
     sessions: Arc<Mutex<HashMap<String, Session>>>,
 }
 
-/// Tells a session's feeder when the peer is gone or connected.
-struct Events {
-    gathered: watch::Sender<bool>,
-    state: watch::Sender<RTCPeerConnectionState>,
-}
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for Events {
-    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        if state == RTCIceGatheringState::Complete {
-            let _ = self.gathered.send(true);
-        }
-    }
-
-    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        let _ = self.state.send(state);
-    }
-}
-
 impl WhepSessions {
     pub fn new(store: VideoStore, config: WhepConfig, metrics: Arc<crate::metrics::Metrics>) -> Self {
         WhepSessions { store, config, metrics, sessions: Arc::new(Mutex::new(HashMap::new())) }
@@ -141,38 +122,12 @@ impl WhepSessions {
         if !matches!(params, CodecParams::H264(_)) {
             return Err(WhepError::NoVideo);
         }
-        let offer = RTCSessionDescription::offer(offer).map_err(|e| WhepError::BadOffer(e.to_string()))?;
-
-        let codec = RTCRtpCodec {
-            mime_type: MIME_TYPE_H264.to_owned(),
-            clock_rate: 90_000,
-            channels: 0,
-            sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f".to_owned(),
-            rtcp_feedback: vec![],
-        };
-        let mut media_engine = MediaEngine::default();
-        media_engine
-            .register_codec(
-                RTCRtpCodecParameters { rtp_codec: codec.clone(), payload_type: H264_PAYLOAD_TYPE },
-                RtpCodecKind::Video,
-            )
-            .map_err(rtc_error)?;
-        let registry = register_default_interceptors(Registry::new(), &mut media_engine).map_err(rtc_error)?;
-        let (gathered, mut gathered_rx) = watch::channel(false);
-        let (state, state_rx) = watch::channel(RTCPeerConnectionState::New);
-        let runtime = webrtc::runtime::default_runtime().ok_or_else(|| rtc_error("no WebRTC runtime"))?;
-        let pc = PeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
-            .with_media_engine(media_engine)
-            .with_interceptor_registry(registry)
-            .with_handler(Arc::new(Events { gathered, state }))
-            .with_runtime(runtime)
-            .with_udp_addrs(vec![format!("{}:0", self.config.bind_ip)])
-            .build()
+        let codec = webrtc_peer::h264_codec();
+        let mut peer = Peer::build(self.config.bind_ip, &[(codec.clone(), H264_PAYLOAD_TYPE, RtpCodecKind::Video)])
             .await
-            .map_err(rtc_error)?;
-        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
-        let ssrc = rand_ssrc();
+            .map_err(WhepError::from)?;
+        let pc = peer.pc.clone();
+        let ssrc = webrtc_peer::random_ssrc();
         let track = Arc::new(
             TrackLocalStaticSample::new(
                 Instant::now(),
@@ -191,12 +146,7 @@ impl WhepSessions {
             .map_err(rtc_error)?,
         );
         let sender = pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal>).await.map_err(rtc_error)?;
-        pc.set_remote_description(offer).await.map_err(|e| WhepError::BadOffer(e.to_string()))?;
-        let answer = pc.create_answer(None).await.map_err(|e| WhepError::BadOffer(e.to_string()))?;
-        pc.set_local_description(answer).await.map_err(rtc_error)?;
-        // Non-trickle: the answer carries every candidate (host candidates gather at once).
-        let _ = tokio::time::timeout(Duration::from_secs(5), gathered_rx.wait_for(|g| *g)).await;
-        let answer = pc.local_description().await.ok_or_else(|| rtc_error("no local description"))?.sdp;
+        let answer = peer.answer(offer).await?;
         let payload_type = sender
             .get_parameters()
             .await
@@ -214,7 +164,7 @@ impl WhepSessions {
         let this = self.clone();
         let session_id = id.clone();
         tokio::spawn(async move {
-            let fed = feed(&this.store, &this.metrics, stream, &track, ssrc, payload_type, state_rx, stop_rx).await;
+            let fed = feed(&this.store, &this.metrics, stream, &track, ssrc, payload_type, peer, stop_rx).await;
             if let Err(e) = fed {
                 tracing::debug!(session = %session_id, error = %e, "WHEP session ended");
             }
@@ -241,11 +191,6 @@ impl WhepSessions {
     }
 }
 
-fn rand_ssrc() -> u32 {
-    let b = uuid::Uuid::new_v4().into_bytes();
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
-}
-
 /// The video parameters of the stream's newest init segment, and that init's id.
 fn newest_video(store: &VideoStore, stream: StreamId) -> Result<Option<(CodecParams, u32)>, StoreError> {
     let Some(last) = store.last_fragment(stream)? else { return Ok(None) };
@@ -269,20 +214,13 @@ async fn feed(
     track: &TrackLocalStaticSample,
     ssrc: u32,
     payload_type: u8,
-    mut state: watch::Receiver<RTCPeerConnectionState>,
+    mut peer: Peer,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), WhepError> {
-    // Wait for the peer.
-    let wanted = |s: &RTCPeerConnectionState| {
-        matches!(s, RTCPeerConnectionState::Connected | RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed)
-    };
-    let connected = match tokio::time::timeout(CONNECT_TIMEOUT, state.wait_for(wanted)).await {
-        Ok(Ok(s)) => *s == RTCPeerConnectionState::Connected,
-        _ => false,
-    };
-    if !connected {
+    if !peer.connected(CONNECT_TIMEOUT).await {
         return Err(rtc_error("the peer did not connect"));
     }
+    let mut state = peer.state;
     let live = store.live(stream)?;
     // A live source (RTSP, a pulled camera) puts its frames on the stream's bus: send
     // them as they come. Otherwise (PutMedia producers), the stored fragments.
@@ -301,13 +239,7 @@ async fn feed(
     let mut deadline = tokio::time::Instant::now();
     let mut inits: HashMap<u32, VideoInit> = HashMap::new();
     loop {
-        let gone = |s: &RTCPeerConnectionState| {
-            matches!(
-                s,
-                RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed | RTCPeerConnectionState::Disconnected
-            )
-        };
-        if *stop.borrow() || gone(&state.borrow()) {
+        if *stop.borrow() || webrtc_peer::is_gone(&state.borrow()) {
             return Ok(());
         }
         let Some(meta) = store.fragment(stream, next)? else {
@@ -411,7 +343,7 @@ async fn feed_live(
     payload_type: u8,
     mut bus: tokio::sync::broadcast::Receiver<Arc<LiveFrame>>,
     first: Arc<LiveFrame>,
-    mut state: watch::Receiver<RTCPeerConnectionState>,
+    mut state: watch::Receiver<webrtc_peer::PeerState>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), WhepError> {
     let mut frame = first;
@@ -443,9 +375,7 @@ async fn feed_live(
                 },
                 _ = stop.changed() => return Ok(()),
                 _ = state.changed() => {
-                    let s = *state.borrow();
-                    if matches!(s, RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed
-                        | RTCPeerConnectionState::Disconnected) {
+                    if webrtc_peer::is_gone(&state.borrow()) {
                         return Ok(());
                     }
                 }

@@ -64,6 +64,8 @@ pub struct KvsState {
     pub data_streams: crate::data_streams::DataStreamEngine,
     /// WHEP viewers' WebRTC sessions.
     pub whep: crate::playback::whep::WhepSessions,
+    /// WHIP publishers' WebRTC sessions.
+    pub whip: crate::ingest::whip::WhipSessions,
     /// Where viewers reach the RTSP server (`rtsp://host:port`), for the watch page.
     pub rtsp_url: Option<String>,
     /// Pictures decoded from stored video (GetImages).

@@ -29,7 +29,9 @@ pub fn routes() -> Router<KvsState> {
         .route("/v1/streams/{name}/metadata", get(get_metadata).put(put_metadata).delete(delete_metadata))
         .route("/v1/streams/{name}/detections", get(get_detections))
         .route("/v1/streams/{name}/whep", axum::routing::post(post_whep))
-        .route("/v1/whep/{id}", axum::routing::delete(delete_whep).patch(patch_whep))
+        .route("/v1/whep/{id}", axum::routing::delete(delete_whep).patch(patch_webrtc))
+        .route("/v1/streams/{name}/whip", axum::routing::post(post_whip))
+        .route("/v1/whip/{id}", axum::routing::delete(delete_whip).patch(patch_webrtc))
 }
 
 fn source_error(e: SourceError) -> ApiError {
@@ -227,20 +229,8 @@ async fn post_whep(
     body: axum::body::Bytes,
 ) -> Result<axum::response::Response, ApiError> {
     use crate::playback::whep::{WhepError, MAX_OFFER_BYTES};
-    use axum::http::{header, StatusCode};
-    use axum::response::IntoResponse;
-    let sdp_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !sdp_type.starts_with("application/sdp") {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UnsupportedMediaTypeException",
-            "a WHEP offer is application/sdp",
-        ));
-    }
-    if body.len() > MAX_OFFER_BYTES {
-        return Err(ApiError::invalid_argument(format!("an SDP offer is at most {MAX_OFFER_BYTES} bytes")));
-    }
-    let offer = String::from_utf8(body.to_vec()).map_err(|_| ApiError::invalid_argument("the offer is not UTF-8"))?;
+    use axum::http::StatusCode;
+    let offer = sdp_offer(&headers, &body, MAX_OFFER_BYTES)?;
     let record = s.store.resolve(&s.scope, Some(&name), None)?;
     let (id, answer) = s.whep.open(record.id, offer).await.map_err(|e| match e {
         WhepError::BadOffer(m) => ApiError::invalid_argument(m),
@@ -252,12 +242,63 @@ async fn post_whep(
         WhepError::NoSession => ApiError::not_found(e.to_string()),
         WhepError::WebRtc(m) => ApiError::internal(m),
     })?;
-    Ok((
-        StatusCode::CREATED,
-        [(header::CONTENT_TYPE, "application/sdp".to_string()), (header::LOCATION, format!("/v1/whep/{id}"))],
-        answer,
-    )
-        .into_response())
+    Ok(sdp_answer(format!("/v1/whep/{id}"), answer))
+}
+
+/// The SDP offer a WHIP or WHEP request carries (`application/sdp`, at most `max` bytes).
+fn sdp_offer(headers: &axum::http::HeaderMap, body: &[u8], max: usize) -> Result<String, ApiError> {
+    use axum::http::{header, StatusCode};
+    let sdp_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !sdp_type.starts_with("application/sdp") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaTypeException",
+            "an offer is application/sdp",
+        ));
+    }
+    if body.len() > max {
+        return Err(ApiError::invalid_argument(format!("an SDP offer is at most {max} bytes")));
+    }
+    String::from_utf8(body.to_vec()).map_err(|_| ApiError::invalid_argument("the offer is not UTF-8"))
+}
+
+/// `201 Created` with the answer and the session's resource in `Location`.
+fn sdp_answer(location: String, answer: String) -> axum::response::Response {
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    (StatusCode::CREATED, [(header::CONTENT_TYPE, "application/sdp".to_string()), (header::LOCATION, location)], answer)
+        .into_response()
+}
+
+/// `POST /v1/streams/{name}/whip` with an SDP offer that sends H.264 and/or Opus: `201
+/// Created`, the answer, and the session's resource in `Location` (WHIP, RFC 9725). What
+/// arrives is recorded into the stream.
+async fn post_whip(
+    Scoped(s): Scoped<KvsState>,
+    Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<axum::response::Response, ApiError> {
+    use crate::ingest::whip::{WhipError, MAX_OFFER_BYTES};
+    use axum::http::StatusCode;
+    let offer = sdp_offer(&headers, &body, MAX_OFFER_BYTES)?;
+    let record = s.store.resolve(&s.scope, Some(&name), None)?;
+    let (id, answer) = s.whip.open(record, offer).await.map_err(|e| match e {
+        WhipError::BadOffer(m) => ApiError::invalid_argument(m),
+        WhipError::TooMany(_) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ClientLimitExceededException", e.to_string())
+        }
+        WhipError::Store(e) => ApiError::from(e),
+        WhipError::NoSession => ApiError::not_found(e.to_string()),
+        WhipError::WebRtc(m) => ApiError::internal(m),
+    })?;
+    Ok(sdp_answer(format!("/v1/whip/{id}"), answer))
+}
+
+/// `DELETE /v1/whip/{id}`: the publisher stops; what it sent is kept.
+async fn delete_whip(Scoped(s): Scoped<KvsState>, Path(id): Path<String>) -> Result<RestJson<Empty>, ApiError> {
+    s.whip.close(&id).await.map_err(|e| ApiError::not_found(e.to_string()))?;
+    Ok(RestJson(Empty {}))
 }
 
 /// `DELETE /v1/whep/{id}`: the viewer leaves.
@@ -266,8 +307,9 @@ async fn delete_whep(Scoped(s): Scoped<KvsState>, Path(id): Path<String>) -> Res
     Ok(RestJson(Empty {}))
 }
 
-/// `PATCH /v1/whep/{id}`: trickle ICE is not taken; the answer carried every candidate.
-async fn patch_whep() -> ApiError {
+/// `PATCH /v1/whep/{id}` and `/v1/whip/{id}`: trickle ICE is not taken; the answer
+/// carried every candidate.
+async fn patch_webrtc() -> ApiError {
     ApiError::new(
         axum::http::StatusCode::METHOD_NOT_ALLOWED,
         "MethodNotAllowedException",

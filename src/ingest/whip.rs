@@ -1,0 +1,368 @@
+//! WHIP publishers (RFC 9725): a browser (or OBS, or GStreamer's `whipclientsink`) posts
+//! an SDP offer that sends H.264 video and/or Opus audio to a stream; the server answers
+//! and records what arrives into the stream like any live source. Each RTP packet the
+//! peer connection (the `webrtc` crate, with its NACK and RTCP interceptors) delivers
+//! goes through the same [`Publisher`] as RTSP's: the codec layer's depacketizers, the
+//! track timeline, the chunked muxer, the store. So ListFragments, GetMedia, HLS (and
+//! LL-HLS), DASH, GetClip and WHEP read a WHIP stream like any other.
+//!
+//! Browsers send a keyframe when a stream starts and then only when asked, so the
+//! server asks (a Picture Loss Indication) every [`WhipConfig::keyframe_interval`]: that
+//! is the stream's fragment (GOP) length. Opus is stored as Opus in ISO BMFF (`Opus`
+//! sample entry, `dOps`), which Chromium and Firefox play from MSE; AWS's WebRTC
+//! ingestion stores AAC instead.
+//!
+//! ICE: host candidates on the configured address (non-trickle); a session ends when the
+//! peer disconnects, when DELETE asks, when a newer publisher of the same stream
+//! arrives, or if it has not connected within [`CONNECT_TIMEOUT`]; at most
+//! [`WhipConfig::max_sessions`] at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rtc::shared::marshal::Marshal;
+use tokio::sync::{mpsc, watch};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::PeerConnection;
+
+use super::publisher::{Publisher, TrackSpec};
+use crate::clock::SharedClock;
+use crate::codec::{opus, CodecKind, CodecParams};
+use crate::metrics::Metrics;
+use crate::video_store::{StoreError, StreamRecord, VideoStore};
+use crate::webrtc_peer::{self, Peer, PeerError, H264_PAYLOAD_TYPE, OPUS_PAYLOAD_TYPE};
+
+/// A publisher that has not connected by then is dropped.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest SDP offer taken.
+pub const MAX_OFFER_BYTES: usize = 64 * 1024;
+/// RTP packets queued from the tracks to the publisher before the readers wait.
+const PACKET_QUEUE: usize = 1024;
+/// Track indexes in the publisher (and the stored init segment): video first.
+const VIDEO: usize = 0;
+
+#[derive(Debug, Clone)]
+pub struct WhipConfig {
+    /// The address the peer connections' UDP sockets bind (their host candidates).
+    pub bind_ip: IpAddr,
+    pub max_sessions: usize,
+    /// How often a keyframe is asked for: the fragment length of a WHIP stream.
+    pub keyframe_interval: Duration,
+    /// Bytes one stored fragment may hold.
+    pub max_fragment_bytes: usize,
+}
+
+impl Default for WhipConfig {
+    fn default() -> Self {
+        WhipConfig {
+            bind_ip: IpAddr::from([127, 0, 0, 1]),
+            max_sessions: 16,
+            keyframe_interval: Duration::from_secs(2),
+            max_fragment_bytes: crate::media::fmp4_mux::MAX_FRAGMENT_BYTES,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WhipError {
+    #[error("the offer is not usable: {0}")]
+    BadOffer(String),
+    #[error("{0} publishers are connected already; try later")]
+    TooMany(usize),
+    #[error("no such WHIP session")]
+    NoSession,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("WebRTC: {0}")]
+    WebRtc(String),
+}
+
+impl From<PeerError> for WhipError {
+    fn from(e: PeerError) -> Self {
+        match e {
+            PeerError::BadOffer(m) => WhipError::BadOffer(m),
+            PeerError::WebRtc(m) => WhipError::WebRtc(m),
+        }
+    }
+}
+
+/// What an offer sends, per media section: H.264 video, Opus audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OfferedMedia {
+    pub video: bool,
+    pub audio: bool,
+}
+
+/// Reads which media an offer sends (its `m=` sections not marked `recvonly` or
+/// `inactive`, and offering the codec we take). Pure.
+pub fn offered_media(sdp: &str) -> OfferedMedia {
+    let mut out = OfferedMedia::default();
+    for section in sdp.split("\nm=").skip(1) {
+        let sends = !section.lines().any(|l| matches!(l.trim(), "a=recvonly" | "a=inactive"));
+        let has =
+            |codec: &str| section.lines().any(|l| l.starts_with("a=rtpmap:") && l.to_ascii_lowercase().contains(codec));
+        if section.starts_with("video") && sends && has(" h264/90000") {
+            out.video = true;
+        }
+        if section.starts_with("audio") && sends && has(" opus/48000") {
+            out.audio = true;
+        }
+    }
+    out
+}
+
+struct Session {
+    pc: Arc<dyn PeerConnection>,
+    stop: watch::Sender<bool>,
+    stream: String,
+}
+
+/// The WHIP sessions of one server.
+#[derive(Clone)]
+pub struct WhipSessions {
+    store: VideoStore,
+    clock: SharedClock,
+    config: WhipConfig,
+    metrics: Arc<Metrics>,
+    sessions: Arc<Mutex<HashMap<String, Session>>>,
+}
+
+impl WhipSessions {
+    pub fn new(store: VideoStore, clock: SharedClock, config: WhipConfig, metrics: Arc<Metrics>) -> Self {
+        WhipSessions { store, clock, config, metrics, sessions: Arc::new(Mutex::new(HashMap::new())) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn count(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Answers `offer` for `record`: the session id and the answer SDP. The recording
+    /// starts when the peer connects.
+    pub async fn open(&self, record: StreamRecord, offer: String) -> Result<(String, String), WhipError> {
+        if self.count() >= self.config.max_sessions {
+            return Err(WhipError::TooMany(self.config.max_sessions));
+        }
+        let media = offered_media(&offer);
+        if !media.video && !media.audio {
+            return Err(WhipError::BadOffer("it sends neither H.264 video nor Opus audio".into()));
+        }
+        // A newer publisher replaces an older one (a camera that reconnects before its old
+        // connection timed out): the older finishes its last fragment and ends.
+        for s in self.lock().values().filter(|s| s.stream == record.arn) {
+            let _ = s.stop.send(true);
+        }
+        let mut codecs = Vec::new();
+        let mut specs = Vec::new();
+        if media.video {
+            codecs.push((webrtc_peer::h264_codec(), H264_PAYLOAD_TYPE, RtpCodecKind::Video));
+            specs.push(TrackSpec {
+                params: None, // from the SPS and PPS the browser sends with its keyframes
+                kind: CodecKind::H264,
+                fmtp: BTreeMap::from([("packetization-mode".to_string(), "1".to_string())]),
+                clock_rate: 90_000,
+            });
+        }
+        if media.audio {
+            codecs.push((webrtc_peer::opus_codec(), OPUS_PAYLOAD_TYPE, RtpCodecKind::Audio));
+            specs.push(TrackSpec {
+                params: Some(CodecParams::Opus(opus::Params { channels: 2 })),
+                kind: CodecKind::Opus,
+                fmtp: BTreeMap::new(),
+                clock_rate: 48_000,
+            });
+        }
+        let mut peer = Peer::build(self.config.bind_ip, &codecs).await?;
+        for (_, _, kind) in &codecs {
+            let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() };
+            peer.pc.add_transceiver_from_kind(*kind, Some(init)).await.map_err(|e| WhipError::WebRtc(e.to_string()))?;
+        }
+        let answer = peer.answer(offer).await?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let (stop, stop_rx) = watch::channel(false);
+        self.lock().insert(id.clone(), Session { pc: peer.pc.clone(), stop, stream: record.arn.clone() });
+        self.metrics.webrtc_peers.inc();
+        let this = self.clone();
+        let session_id = id.clone();
+        tokio::spawn(async move {
+            let name = record.name.clone();
+            match this.record(record, peer, specs, media, stop_rx).await {
+                Ok(()) => tracing::info!(session = %session_id, stream = %name, "WHIP publisher ended"),
+                Err(e) => tracing::info!(session = %session_id, stream = %name, error = %e, "WHIP publisher ended"),
+            }
+            this.remove(&session_id).await;
+        });
+        Ok((id, answer))
+    }
+
+    /// Records the peer's tracks until it goes, the session is closed or the stream is
+    /// deleted.
+    async fn record(
+        &self,
+        record: StreamRecord,
+        mut peer: Peer,
+        specs: Vec<TrackSpec>,
+        media: OfferedMedia,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<(), WhipError> {
+        let connected = tokio::select! {
+            c = peer.connected(CONNECT_TIMEOUT) => c,
+            _ = stop.changed() => return Ok(()),
+        };
+        if !connected {
+            return Err(WhipError::WebRtc("the peer did not connect".into()));
+        }
+        tracing::info!(stream = %record.name, video = media.video, audio = media.audio, "WHIP publisher connected");
+        let mut publisher = Publisher::new(self.store.clone(), record, self.clock.clone(), self.metrics.clone(), specs)
+            .with_max_fragment_bytes(self.config.max_fragment_bytes);
+        let (packets, mut incoming) = mpsc::channel::<(usize, Vec<u8>)>(PACKET_QUEUE);
+        let mut sequences: HashMap<usize, u16> = HashMap::new();
+        let audio_index = usize::from(media.video);
+        let mut readers = Vec::new();
+        let mut state = peer.state.clone();
+        let result = loop {
+            tokio::select! {
+                got = incoming.recv() => {
+                    let Some((track, packet)) = got else { break Ok(()) };
+                    let Some(lost) = lost_before(&mut sequences, track, &packet) else { continue };
+                    if let Err(e) = publisher.packet(track, &packet, lost).await {
+                        break Err(WhipError::WebRtc(format!("recording: {e}")));
+                    }
+                }
+                track = peer.tracks.recv() => {
+                    let Some(track) = track else { continue };
+                    let index = match track.kind().await {
+                        RtpCodecKind::Video if media.video => VIDEO,
+                        RtpCodecKind::Audio if media.audio => audio_index,
+                        _ => continue,
+                    };
+                    readers.push(tokio::spawn(read_track(track, index, packets.clone(), self.config.keyframe_interval)));
+                }
+                _ = stop.changed() => break Ok(()),
+                _ = state.changed() => {
+                    if webrtc_peer::is_gone(&state.borrow()) {
+                        break Ok(());
+                    }
+                }
+            }
+        };
+        for r in readers {
+            r.abort();
+        }
+        let stats = publisher.finish().await.map_err(|e| WhipError::WebRtc(format!("recording: {e}")))?;
+        tracing::info!(fragments = stats.fragments, samples = stats.samples, "WHIP recording finished");
+        result
+    }
+
+    /// Ends a session (DELETE on its resource). The recording task finishes the
+    /// publication (its last fragment is stored), then removes the session.
+    pub async fn close(&self, id: &str) -> Result<(), WhipError> {
+        let stop = self.lock().get(id).map(|s| s.stop.clone()).ok_or(WhipError::NoSession)?;
+        let _ = stop.send(true);
+        Ok(())
+    }
+
+    async fn remove(&self, id: &str) {
+        let session = self.lock().remove(id);
+        if let Some(s) = session {
+            self.metrics.webrtc_peers.dec();
+            let _ = s.pc.close().await;
+        }
+    }
+}
+
+/// Packets lost before this one on its track, from the RTP sequence numbers; `None` for
+/// a duplicate or one older than the last (the peer connection already reordered what
+/// it could).
+fn lost_before(last: &mut HashMap<usize, u16>, track: usize, packet: &[u8]) -> Option<u64> {
+    let seq = u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?]);
+    let lost = match last.get(&track) {
+        None => 0,
+        Some(&prev) => {
+            let ahead = seq.wrapping_sub(prev);
+            if ahead == 0 || ahead > 0x8000 {
+                return None;
+            }
+            u64::from(ahead - 1)
+        }
+    };
+    last.insert(track, seq);
+    Some(lost)
+}
+
+/// Forwards a remote track's RTP packets to the recorder; for video, asks for a keyframe
+/// every `keyframe_interval`.
+async fn read_track(
+    track: Arc<dyn TrackRemote>,
+    index: usize,
+    packets: mpsc::Sender<(usize, Vec<u8>)>,
+    keyframe_interval: Duration,
+) {
+    let media_ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
+    // The browser starts with a keyframe: the first request is one interval later.
+    let mut keyframes = tokio::time::interval_at(tokio::time::Instant::now() + keyframe_interval, keyframe_interval);
+    keyframes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            event = track.poll() => match event {
+                Some(TrackRemoteEvent::OnRtpPacket(p)) => {
+                    let Ok(bytes) = p.marshal() else { continue };
+                    if packets.send((index, bytes.to_vec())).await.is_err() {
+                        return;
+                    }
+                }
+                Some(_) => {}
+                None => return,
+            },
+            _ = keyframes.tick(), if index == VIDEO => {
+                let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
+                if track.write_rtcp(vec![Box::new(pli)]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_offer_says_what_it_sends() {
+        let offer = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\na=rtpmap:111 opus/48000/2\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96 102\r\na=sendonly\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:102 H264/90000\r\n";
+        assert_eq!(offered_media(offer), OfferedMedia { video: true, audio: true });
+        let vp8_only = offer.replace("a=rtpmap:102 H264/90000\r\n", "");
+        assert_eq!(offered_media(&vp8_only), OfferedMedia { video: false, audio: true });
+        let receiving = offer.replace("a=sendonly", "a=recvonly");
+        assert_eq!(offered_media(&receiving), OfferedMedia::default());
+        assert_eq!(offered_media("not sdp"), OfferedMedia::default());
+    }
+
+    #[test]
+    fn lost_packets_are_counted_from_sequence_numbers() {
+        let mut last = HashMap::new();
+        let p = |seq: u16| {
+            let mut b = vec![0x80, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+            b[2..4].copy_from_slice(&seq.to_be_bytes());
+            b
+        };
+        assert_eq!(lost_before(&mut last, 0, &p(65534)), Some(0));
+        assert_eq!(lost_before(&mut last, 0, &p(65535)), Some(0));
+        assert_eq!(lost_before(&mut last, 0, &p(2)), Some(2), "wraps");
+        assert_eq!(lost_before(&mut last, 0, &p(2)), None, "duplicate");
+        assert_eq!(lost_before(&mut last, 0, &p(1)), None, "late");
+        assert_eq!(lost_before(&mut last, 1, &p(7)), Some(0), "each track its own");
+        assert_eq!(lost_before(&mut last, 0, &[0x80]), None, "too short");
+    }
+}
