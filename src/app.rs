@@ -140,6 +140,12 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         metrics.clone(),
     )?;
     let images = crate::images::ImageService::new(store.clone(), image_pool, metrics.clone());
+    let whip = crate::ingest::whip::WhipSessions::new(
+        store.clone(),
+        clock.clone(),
+        crate::ingest::whip::WhipConfig { network: config.webrtc_network.clone(), ..Default::default() },
+        metrics.clone(),
+    );
     let kvs = KvsState {
         store: store.clone(),
         metrics: metrics.clone(),
@@ -162,13 +168,17 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         images: images.clone(),
         data_streams: data_streams.clone(),
         rtsp_url: Some(rtsp_public),
-        whep: crate::playback::whep::WhepSessions::new(store.clone(), Default::default(), metrics.clone()),
-        whip: crate::ingest::whip::WhipSessions::new(
+        whep: crate::playback::whep::WhepSessions::new(
             store.clone(),
-            store.clock().clone(),
-            Default::default(),
+            crate::playback::whep::WhepConfig { network: config.webrtc_network.clone(), ..Default::default() },
             metrics.clone(),
         ),
+        storage_sessions: crate::ingest::storage_session::StorageSessions::new(
+            signaling_hub.clone(),
+            whip.recorder(),
+            config.webrtc_network.clone(),
+        ),
+        whip,
         scope: default_scope.clone(),
     };
     let mut state = AppState::new(

@@ -116,6 +116,16 @@ pub struct ServeArgs {
     /// Create a stream on its first RTSP publish (ANNOUNCE) when it does not exist.
     #[arg(long, env = "KINESCOPE_RTSP_CREATE_STREAMS")]
     pub rtsp_create_streams: bool,
+    /// Address WHIP/WHEP peer connections bind, their host candidate [default: 127.0.0.1;
+    /// 0.0.0.0: every interface]
+    #[arg(long, env = "KINESCOPE_WEBRTC_IP")]
+    pub webrtc_ip: Option<std::net::IpAddr>,
+    /// Public address a NAT maps to --webrtc-ip one to one, advertised beside it
+    #[arg(long, env = "KINESCOPE_WEBRTC_PUBLIC_IP")]
+    pub webrtc_public_ip: Option<std::net::IpAddr>,
+    /// UDP ports WHIP/WHEP peer connections may use, LOW-HIGH [default: any]
+    #[arg(long, env = "KINESCOPE_WEBRTC_UDP_PORTS")]
+    pub webrtc_udp_ports: Option<String>,
 }
 
 impl ServeArgs {
@@ -143,6 +153,9 @@ impl ServeArgs {
                 kinesis_throughput_limits: self.kinesis_throughput_limits,
                 kinesis_update_delay_ms: self.kinesis_update_delay_ms,
                 rtsp_create_streams: self.rtsp_create_streams,
+                webrtc_ip: self.webrtc_ip,
+                webrtc_public_ip: self.webrtc_public_ip,
+                webrtc_udp_ports: self.webrtc_udp_ports,
             },
         )
     }

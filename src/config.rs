@@ -108,7 +108,8 @@ pub struct ConfigFile {
     pub sources: std::collections::BTreeMap<String, crate::ingest::rtsp_pull::SourceConfig>,
 }
 
-/// `[webrtc]`: what GetIceServerConfig hands out.
+/// `[webrtc]`: what GetIceServerConfig hands out, and where the server's own peer
+/// connections (WHIP, WHEP, storage sessions) listen.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebRtcFile {
@@ -120,6 +121,14 @@ pub struct WebRtcFile {
     pub turn_secret: Option<String>,
     /// Lifetime of the credentials, 30–86400 s [default: 3600].
     pub turn_ttl_secs: Option<u32>,
+    /// The address WHIP, WHEP and storage-session peer connections bind (their host
+    /// candidate) [default: 127.0.0.1; 0.0.0.0 for every interface].
+    pub bind_ip: Option<std::net::IpAddr>,
+    /// Public addresses a NAT maps to `bind_ip` one to one, advertised beside it.
+    #[serde(default)]
+    pub public_ips: Vec<std::net::IpAddr>,
+    /// The UDP ports peer connections may use, `LOW-HIGH` [default: any].
+    pub udp_ports: Option<String>,
 }
 
 /// The HTTPS listener's settings.
@@ -186,6 +195,8 @@ pub struct ServerConfig {
     pub https: Option<HttpsConfig>,
     /// TURN servers GetIceServerConfig hands out, when set.
     pub turn: Option<crate::signaling::TurnServers>,
+    /// Where WHIP, WHEP and storage-session peer connections listen.
+    pub webrtc_network: crate::webrtc_peer::Network,
     pub region: String,
     pub account_id: String,
     /// `None`: derived from the bound HTTP address.
@@ -259,6 +270,9 @@ pub struct Overrides {
     pub kinesis_throughput_limits: bool,
     pub kinesis_update_delay_ms: Option<i64>,
     pub rtsp_create_streams: bool,
+    pub webrtc_ip: Option<std::net::IpAddr>,
+    pub webrtc_public_ip: Option<std::net::IpAddr>,
+    pub webrtc_udp_ports: Option<String>,
 }
 
 impl ServerConfig {
@@ -336,6 +350,20 @@ impl ServerConfig {
                 Some(crate::signaling::TurnServers { uris: uris.to_vec(), secret: secret.clone(), ttl_secs })
             }
         };
+        let udp_ports = match o.webrtc_udp_ports.as_deref().or(file.webrtc.udp_ports.as_deref()) {
+            None => None,
+            Some(r) => Some(crate::webrtc_peer::parse_port_range(r).ok_or_else(|| {
+                ConfigError::Invalid(format!("WebRTC UDP ports '{r}' must be LOW-HIGH, 1 to 65535, LOW at most HIGH"))
+            })?),
+        };
+        let webrtc_network = crate::webrtc_peer::Network {
+            bind_ip: o.webrtc_ip.or(file.webrtc.bind_ip).unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
+            public_ips: match o.webrtc_public_ip {
+                Some(ip) => vec![ip],
+                None => file.webrtc.public_ips.clone(),
+            },
+            udp_ports,
+        };
         let delivery_defaults = crate::delivery_streams::DeliveryOptions::default();
         let delivery_streams = crate::delivery_streams::DeliveryOptions {
             allow_http_endpoints: file.delivery_streams.allow_http_endpoints.unwrap_or(false),
@@ -359,6 +387,7 @@ impl ServerConfig {
         Ok(ServerConfig {
             https,
             turn,
+            webrtc_network,
             data_streams,
             delivery_streams,
             images: ImageSettings::from_file(&file.images),
@@ -412,6 +441,27 @@ mod tests {
         assert_eq!(c.access_keys, vec![AccessKey { id: "AK1".into(), secret: "S1".into(), account_id: None }]);
         assert_eq!(c.limits.max_tracks, 2);
         assert_eq!(c.default_retention_hours, 24);
+    }
+
+    #[test]
+    fn webrtc_network_from_the_file_and_the_flags() {
+        let file: ConfigFile = toml::from_str(
+            r#"
+            [webrtc]
+            bind_ip = "0.0.0.0"
+            public_ips = ["203.0.113.7"]
+            udp_ports = "50000-50099"
+            "#,
+        )
+        .unwrap();
+        let c = ServerConfig::resolve(file.clone(), Overrides::default()).unwrap();
+        assert_eq!(c.webrtc_network.bind_ip, std::net::IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(c.webrtc_network.public_ips, vec![std::net::IpAddr::from([203, 0, 113, 7])]);
+        assert_eq!(c.webrtc_network.udp_ports, Some((50000, 50099)));
+        let o = Overrides { webrtc_udp_ports: Some("7-3".into()), ..Default::default() };
+        assert!(ServerConfig::resolve(file, o).is_err(), "a backwards range is refused");
+        let c = ServerConfig::resolve(ConfigFile::default(), Overrides::default()).unwrap();
+        assert_eq!(c.webrtc_network, crate::webrtc_peer::Network::default());
     }
 
     #[test]

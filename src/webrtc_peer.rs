@@ -12,6 +12,7 @@ use rtc::peer_connection::configuration::interceptor_registry::register_default_
 use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
+pub use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
 use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_remote::TrackRemote;
@@ -24,6 +25,55 @@ pub use webrtc::peer_connection::RTCPeerConnectionState as PeerState;
 /// The payload types the server offers and answers with.
 pub const H264_PAYLOAD_TYPE: u8 = 102;
 pub const OPUS_PAYLOAD_TYPE: u8 = 111;
+/// Where the server's peer connections listen and what they advertise: the address
+/// their UDP sockets bind (each connection's host candidate), public addresses a NAT
+/// maps to it one to one (advertised as server-reflexive candidates beside it), and the
+/// UDP ports they may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    pub bind_ip: IpAddr,
+    pub public_ips: Vec<IpAddr>,
+    /// Inclusive; `None`: any ephemeral port.
+    pub udp_ports: Option<(u16, u16)>,
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Network { bind_ip: IpAddr::from([127, 0, 0, 1]), public_ips: Vec::new(), udp_ports: None }
+    }
+}
+
+/// Parses `LOW-HIGH` (inclusive, LOW ≤ HIGH, not 0).
+pub fn parse_port_range(s: &str) -> Option<(u16, u16)> {
+    let (a, b) = s.trim().split_once('-')?;
+    let (a, b) = (a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?);
+    (a > 0 && a <= b).then_some((a, b))
+}
+
+/// Where the next search for a free port in the range starts (spreads connections over
+/// the range instead of probing from its start each time).
+static NEXT_PORT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Network {
+    /// The UDP address a new peer connection binds: an ephemeral port, or the first port
+    /// of the range free right now (probed by binding it).
+    fn udp_addr(&self) -> Result<String, PeerError> {
+        let Some((low, high)) = self.udp_ports else {
+            return Ok(std::net::SocketAddr::new(self.bind_ip, 0).to_string());
+        };
+        let count = usize::from(high - low) + 1;
+        let start = NEXT_PORT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for i in 0..count {
+            let port = low + ((start + i) % count) as u16;
+            let addr = std::net::SocketAddr::new(self.bind_ip, port);
+            if std::net::UdpSocket::bind(addr).is_ok() {
+                return Ok(addr.to_string());
+            }
+        }
+        Err(PeerError::NoPort { low, high })
+    }
+}
+
 /// How long an answer waits for host candidates.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Remote tracks a peer may announce (a publisher sends one video and one audio track).
@@ -35,6 +85,8 @@ pub enum PeerError {
     BadOffer(String),
     #[error("WebRTC: {0}")]
     WebRtc(String),
+    #[error("no UDP port is free in {low}-{high}")]
+    NoPort { low: u16, high: u16 },
 }
 
 fn rtc_error(e: impl std::fmt::Display) -> PeerError {
@@ -96,11 +148,12 @@ pub struct Peer {
     /// Tracks the remote peer sends, as they open.
     pub tracks: mpsc::Receiver<Arc<dyn TrackRemote>>,
     gathered: watch::Receiver<bool>,
+    public_ips: Vec<IpAddr>,
 }
 
 impl Peer {
-    /// A peer connection whose UDP sockets bind `bind_ip` and that may use `codecs`.
-    pub async fn build(bind_ip: IpAddr, codecs: &[(RTCRtpCodec, u8, RtpCodecKind)]) -> Result<Peer, PeerError> {
+    /// A peer connection on `network` that may use `codecs`.
+    pub async fn build(network: &Network, codecs: &[(RTCRtpCodec, u8, RtpCodecKind)]) -> Result<Peer, PeerError> {
         let mut media_engine = MediaEngine::default();
         for (codec, payload_type, kind) in codecs {
             media_engine
@@ -118,11 +171,17 @@ impl Peer {
             .with_interceptor_registry(registry)
             .with_handler(Arc::new(Events { gathered, state, tracks }))
             .with_runtime(runtime)
-            .with_udp_addrs(vec![format!("{bind_ip}:0")])
+            .with_udp_addrs(vec![network.udp_addr()?])
             .build()
             .await
             .map_err(rtc_error)?;
-        Ok(Peer { pc: Arc::new(pc), state: state_rx, tracks: tracks_rx, gathered: gathered_rx })
+        Ok(Peer {
+            pc: Arc::new(pc),
+            state: state_rx,
+            tracks: tracks_rx,
+            gathered: gathered_rx,
+            public_ips: network.public_ips.clone(),
+        })
     }
 
     /// Applies `offer` and returns the answer with every host candidate in it.
@@ -133,7 +192,18 @@ impl Peer {
         self.pc.set_local_description(answer).await.map_err(rtc_error)?;
         // Non-trickle: host candidates gather at once.
         let _ = tokio::time::timeout(GATHER_TIMEOUT, self.gathered.wait_for(|g| *g)).await;
-        Ok(self.pc.local_description().await.ok_or_else(|| rtc_error("no local description"))?.sdp)
+        let sdp = self.pc.local_description().await.ok_or_else(|| rtc_error("no local description"))?.sdp;
+        Ok(with_public_candidates(&sdp, &self.public_ips))
+    }
+
+    /// An offer to receive what the transceivers added ask for, with every host
+    /// candidate in it (the server offers when it joins a channel as a viewer).
+    pub async fn offer(&mut self) -> Result<String, PeerError> {
+        let offer = self.pc.create_offer(None).await.map_err(rtc_error)?;
+        self.pc.set_local_description(offer).await.map_err(rtc_error)?;
+        let _ = tokio::time::timeout(GATHER_TIMEOUT, self.gathered.wait_for(|g| *g)).await;
+        let sdp = self.pc.local_description().await.ok_or_else(|| rtc_error("no local description"))?.sdp;
+        Ok(with_public_candidates(&sdp, &self.public_ips))
     }
 
     /// Waits up to `timeout` for the connection; whether it connected.
@@ -151,6 +221,37 @@ impl Peer {
     }
 }
 
+/// `sdp` with a server-reflexive candidate for each public address after each UDP host
+/// candidate: same port, lower priority, `raddr`/`rport` naming the host candidate. The
+/// remote peer's checks to the public address reach the host socket through the 1:1 NAT,
+/// and ICE answers them like any other (the `webrtc` crate does not apply its
+/// `nat_1to1_ips` setting to gathering, so the answer is written here). Pure.
+pub fn with_public_candidates(sdp: &str, public_ips: &[IpAddr]) -> String {
+    if public_ips.is_empty() {
+        return sdp.to_string();
+    }
+    let mut out = String::with_capacity(sdp.len() + 256);
+    for line in sdp.split_inclusive('\n') {
+        out.push_str(line);
+        let fields: Vec<&str> = line.trim_end().split(' ').collect();
+        // a=candidate:FOUNDATION COMPONENT udp PRIORITY IP PORT typ host …
+        let [foundation, component, proto, _, ip, port, "typ", "host", ..] = fields[..] else { continue };
+        if !foundation.starts_with("a=candidate:") || !proto.eq_ignore_ascii_case("udp") {
+            continue;
+        }
+        let Ok(component_id) = component.parse::<u32>() else { continue };
+        for (i, public) in public_ips.iter().enumerate() {
+            // RFC 8445 5.1.2.1: type preference 100 for server-reflexive.
+            let priority = (100u32 << 24) | ((65_535 - i as u32) << 8) | (256 - component_id.min(256));
+            out.push_str(&format!(
+                "a=candidate:{}nat{i} {component} udp {priority} {public} {port} typ srflx raddr {ip} rport {port}\r\n",
+                &foundation["a=candidate:".len()..]
+            ));
+        }
+    }
+    out
+}
+
 /// Whether a connection state means the peer is gone.
 pub fn is_gone(state: &RTCPeerConnectionState) -> bool {
     matches!(
@@ -163,4 +264,47 @@ pub fn is_gone(state: &RTCPeerConnectionState) -> bool {
 pub fn random_ssrc() -> u32 {
     let b = uuid::Uuid::new_v4().into_bytes();
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_addresses_are_advertised_beside_each_udp_host_candidate() {
+        let sdp = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\n\
+            a=candidate:123 1 udp 2130706431 10.0.0.5 50001 typ host\r\n\
+            a=candidate:124 1 tcp 2130706431 10.0.0.5 50002 typ host tcptype passive\r\n\
+            a=end-of-candidates\r\n";
+        let out = with_public_candidates(sdp, &[IpAddr::from([203, 0, 113, 7])]);
+        let added: Vec<&str> = out.lines().filter(|l| l.contains("srflx")).collect();
+        assert_eq!(
+            added,
+            ["a=candidate:123nat0 1 udp 1694498815 203.0.113.7 50001 typ srflx raddr 10.0.0.5 rport 50001"]
+        );
+        assert!(out.starts_with("v=0\r\nm=video") && out.ends_with("a=end-of-candidates\r\n"));
+        assert_eq!(with_public_candidates(sdp, &[]), sdp);
+    }
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!(parse_port_range("50000-50099"), Some((50000, 50099)));
+        assert_eq!(parse_port_range(" 7 - 7 "), Some((7, 7)));
+        assert_eq!(parse_port_range("9-8"), None);
+        assert_eq!(parse_port_range("0-10"), None);
+        assert_eq!(parse_port_range("10"), None);
+        assert_eq!(parse_port_range("a-b"), None);
+    }
+
+    #[test]
+    fn a_range_gives_free_ports_inside_it_and_says_when_none_is() {
+        let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let full = Network { udp_ports: Some((port, port)), ..Network::default() };
+        assert!(matches!(full.udp_addr(), Err(PeerError::NoPort { .. })));
+        drop(taken);
+        let addr: std::net::SocketAddr = full.udp_addr().unwrap().parse().unwrap();
+        assert_eq!(addr.port(), port);
+        assert_eq!(Network::default().udp_addr().unwrap(), "127.0.0.1:0");
+    }
 }

@@ -73,6 +73,13 @@ impl Harness {
                 .expect("sources start");
         let pool = crate::images::RenderPool::start(1, 4, 64 << 20, metrics.clone()).expect("image thread starts");
         let images = crate::images::ImageService::new(store.clone(), pool, metrics.clone());
+        let kvs_hub = crate::signaling::hub::Hub::new(clock.clone(), Default::default());
+        let whip = crate::ingest::whip::WhipSessions::new(
+            store.clone(),
+            store.clock().clone(),
+            Default::default(),
+            metrics.clone(),
+        );
         let kvs = KvsState {
             store: store.clone(),
             metrics: metrics.clone(),
@@ -86,7 +93,7 @@ impl Harness {
                 PUBLIC_URL,
                 None,
                 None,
-                crate::signaling::hub::Hub::new(clock.clone(), Default::default()),
+                kvs_hub.clone(),
                 tokio::sync::watch::channel(false).1,
             ),
             pages: pages.clone(),
@@ -94,12 +101,12 @@ impl Harness {
             data_streams: data_streams.clone(),
             rtsp_url: None,
             whep: crate::playback::whep::WhepSessions::new(store.clone(), Default::default(), metrics.clone()),
-            whip: crate::ingest::whip::WhipSessions::new(
-                store.clone(),
-                store.clock().clone(),
+            storage_sessions: crate::ingest::storage_session::StorageSessions::new(
+                kvs_hub.clone(),
+                whip.recorder(),
                 Default::default(),
-                metrics.clone(),
             ),
+            whip,
             scope: scope.clone(),
         };
         let credentials =

@@ -6,9 +6,12 @@
 //!   the RTSP server's publisher sessions and by [`rtsp_pull`].
 //! * [`rtsp_pull`]: IP cameras pulled with retina, reconnected with backoff.
 //! * [`whip`]: WebRTC publishers (WHIP): the peer's RTP into a [`publisher`].
+//! * [`storage_session`]: JoinStorageSession: a signalling channel's master recorded
+//!   through the same path, the server joining the channel as a viewer.
 
 pub mod fragmenter;
 pub mod publisher;
 pub mod put_media;
 pub mod rtsp_pull;
+pub mod storage_session;
 pub mod whip;

@@ -18,12 +18,11 @@
 //! [`WhipConfig::max_sessions`] at once.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RtpCodecKind};
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::shared::marshal::Marshal;
 use tokio::sync::{mpsc, watch};
@@ -35,7 +34,7 @@ use crate::clock::SharedClock;
 use crate::codec::{opus, CodecKind, CodecParams};
 use crate::metrics::Metrics;
 use crate::video_store::{StoreError, StreamRecord, VideoStore};
-use crate::webrtc_peer::{self, Peer, PeerError, H264_PAYLOAD_TYPE, OPUS_PAYLOAD_TYPE};
+use crate::webrtc_peer::{self, Network, Peer, PeerError, H264_PAYLOAD_TYPE, OPUS_PAYLOAD_TYPE};
 
 /// A publisher that has not connected by then is dropped.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -48,8 +47,8 @@ const VIDEO: usize = 0;
 
 #[derive(Debug, Clone)]
 pub struct WhipConfig {
-    /// The address the peer connections' UDP sockets bind (their host candidates).
-    pub bind_ip: IpAddr,
+    /// Where the peer connections listen and what they advertise.
+    pub network: Network,
     pub max_sessions: usize,
     /// How often a keyframe is asked for: the fragment length of a WHIP stream.
     pub keyframe_interval: Duration,
@@ -60,7 +59,7 @@ pub struct WhipConfig {
 impl Default for WhipConfig {
     fn default() -> Self {
         WhipConfig {
-            bind_ip: IpAddr::from([127, 0, 0, 1]),
+            network: Network::default(),
             max_sessions: 16,
             keyframe_interval: Duration::from_secs(2),
             max_fragment_bytes: crate::media::fmp4_mux::MAX_FRAGMENT_BYTES,
@@ -70,6 +69,9 @@ impl Default for WhipConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum WhipError {
+    /// Every UDP port of the configured range is in use.
+    #[error("{0}")]
+    NoPort(String),
     #[error("the offer is not usable: {0}")]
     BadOffer(String),
     #[error("{0} publishers are connected already; try later")]
@@ -87,6 +89,7 @@ impl From<PeerError> for WhipError {
         match e {
             PeerError::BadOffer(m) => WhipError::BadOffer(m),
             PeerError::WebRtc(m) => WhipError::WebRtc(m),
+            e @ PeerError::NoPort { .. } => WhipError::NoPort(e.to_string()),
         }
     }
 }
@@ -116,96 +119,48 @@ pub fn offered_media(sdp: &str) -> OfferedMedia {
     out
 }
 
-struct Session {
-    pc: Arc<dyn PeerConnection>,
-    stop: watch::Sender<bool>,
-    stream: String,
-}
-
-/// The WHIP sessions of one server.
-#[derive(Clone)]
-pub struct WhipSessions {
-    store: VideoStore,
-    clock: SharedClock,
-    config: WhipConfig,
-    metrics: Arc<Metrics>,
-    sessions: Arc<Mutex<HashMap<String, Session>>>,
-}
-
-impl WhipSessions {
-    pub fn new(store: VideoStore, clock: SharedClock, config: WhipConfig, metrics: Arc<Metrics>) -> Self {
-        WhipSessions { store, clock, config, metrics, sessions: Arc::new(Mutex::new(HashMap::new())) }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn count(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Answers `offer` for `record`: the session id and the answer SDP. The recording
-    /// starts when the peer connects.
-    pub async fn open(&self, record: StreamRecord, offer: String) -> Result<(String, String), WhipError> {
-        if self.count() >= self.config.max_sessions {
-            return Err(WhipError::TooMany(self.config.max_sessions));
-        }
-        let media = offered_media(&offer);
-        if !media.video && !media.audio {
-            return Err(WhipError::BadOffer("it sends neither H.264 video nor Opus audio".into()));
-        }
-        // A newer publisher replaces an older one (a camera that reconnects before its old
-        // connection timed out): the older finishes its last fragment and ends.
-        for s in self.lock().values().filter(|s| s.stream == record.arn) {
-            let _ = s.stop.send(true);
-        }
-        let mut codecs = Vec::new();
-        let mut specs = Vec::new();
-        if media.video {
-            codecs.push((webrtc_peer::h264_codec(), H264_PAYLOAD_TYPE, RtpCodecKind::Video));
-            specs.push(TrackSpec {
-                params: None, // from the SPS and PPS the browser sends with its keyframes
-                kind: CodecKind::H264,
-                fmtp: BTreeMap::from([("packetization-mode".to_string(), "1".to_string())]),
-                clock_rate: 90_000,
-            });
-        }
-        if media.audio {
-            codecs.push((webrtc_peer::opus_codec(), OPUS_PAYLOAD_TYPE, RtpCodecKind::Audio));
-            specs.push(TrackSpec {
-                params: Some(CodecParams::Opus(opus::Params { channels: 2 })),
-                kind: CodecKind::Opus,
-                fmtp: BTreeMap::new(),
-                clock_rate: 48_000,
-            });
-        }
-        let mut peer = Peer::build(self.config.bind_ip, &codecs).await?;
-        for (_, _, kind) in &codecs {
-            let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() };
-            peer.pc.add_transceiver_from_kind(*kind, Some(init)).await.map_err(|e| WhipError::WebRtc(e.to_string()))?;
-        }
-        let answer = peer.answer(offer).await?;
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let (stop, stop_rx) = watch::channel(false);
-        self.lock().insert(id.clone(), Session { pc: peer.pc.clone(), stop, stream: record.arn.clone() });
-        self.metrics.webrtc_peers.inc();
-        let this = self.clone();
-        let session_id = id.clone();
-        tokio::spawn(async move {
-            let name = record.name.clone();
-            match this.record(record, peer, specs, media, stop_rx).await {
-                Ok(()) => tracing::info!(session = %session_id, stream = %name, "WHIP publisher ended"),
-                Err(e) => tracing::info!(session = %session_id, stream = %name, error = %e, "WHIP publisher ended"),
-            }
-            this.remove(&session_id).await;
+/// The codecs a peer connection needs and the publisher's tracks (video first) for what
+/// a peer sends.
+pub fn tracks_for(media: OfferedMedia) -> (Vec<(RTCRtpCodec, u8, RtpCodecKind)>, Vec<TrackSpec>) {
+    let mut codecs = Vec::new();
+    let mut specs = Vec::new();
+    if media.video {
+        codecs.push((webrtc_peer::h264_codec(), H264_PAYLOAD_TYPE, RtpCodecKind::Video));
+        specs.push(TrackSpec {
+            params: None, // from the SPS and PPS the browser sends with its keyframes
+            kind: CodecKind::H264,
+            fmtp: BTreeMap::from([("packetization-mode".to_string(), "1".to_string())]),
+            clock_rate: 90_000,
         });
-        Ok((id, answer))
     }
+    if media.audio {
+        codecs.push((webrtc_peer::opus_codec(), OPUS_PAYLOAD_TYPE, RtpCodecKind::Audio));
+        specs.push(TrackSpec {
+            params: Some(CodecParams::Opus(opus::Params { channels: 2 })),
+            kind: CodecKind::Opus,
+            fmtp: BTreeMap::new(),
+            clock_rate: 48_000,
+        });
+    }
+    (codecs, specs)
+}
 
-    /// Records the peer's tracks until it goes, the session is closed or the stream is
-    /// deleted.
-    async fn record(
+/// Records a connected peer's tracks into a stream: what WHIP publishers and storage
+/// sessions share.
+#[derive(Clone)]
+pub struct Recorder {
+    pub store: VideoStore,
+    pub clock: SharedClock,
+    pub metrics: Arc<Metrics>,
+    /// How often a keyframe is asked for.
+    pub keyframe_interval: Duration,
+    pub max_fragment_bytes: usize,
+}
+
+impl Recorder {
+    /// Waits for the peer to connect, then records its tracks until it goes, `stop`
+    /// turns, or the stream is deleted; the last fragment is stored at the end.
+    pub async fn record(
         &self,
         record: StreamRecord,
         mut peer: Peer,
@@ -220,9 +175,9 @@ impl WhipSessions {
         if !connected {
             return Err(WhipError::WebRtc("the peer did not connect".into()));
         }
-        tracing::info!(stream = %record.name, video = media.video, audio = media.audio, "WHIP publisher connected");
+        tracing::info!(stream = %record.name, video = media.video, audio = media.audio, "WebRTC publisher connected");
         let mut publisher = Publisher::new(self.store.clone(), record, self.clock.clone(), self.metrics.clone(), specs)
-            .with_max_fragment_bytes(self.config.max_fragment_bytes);
+            .with_max_fragment_bytes(self.max_fragment_bytes);
         let (packets, mut incoming) = mpsc::channel::<(usize, Vec<u8>)>(PACKET_QUEUE);
         let mut sequences: HashMap<usize, u16> = HashMap::new();
         let audio_index = usize::from(media.video);
@@ -244,7 +199,7 @@ impl WhipSessions {
                         RtpCodecKind::Audio if media.audio => audio_index,
                         _ => continue,
                     };
-                    readers.push(tokio::spawn(read_track(track, index, packets.clone(), self.config.keyframe_interval)));
+                    readers.push(tokio::spawn(read_track(track, index, packets.clone(), self.keyframe_interval)));
                 }
                 _ = stop.changed() => break Ok(()),
                 _ = state.changed() => {
@@ -258,8 +213,88 @@ impl WhipSessions {
             r.abort();
         }
         let stats = publisher.finish().await.map_err(|e| WhipError::WebRtc(format!("recording: {e}")))?;
-        tracing::info!(fragments = stats.fragments, samples = stats.samples, "WHIP recording finished");
+        tracing::info!(fragments = stats.fragments, samples = stats.samples, "WebRTC recording finished");
         result
+    }
+}
+
+struct Session {
+    pc: Arc<dyn PeerConnection>,
+    stop: watch::Sender<bool>,
+    stream: String,
+}
+
+/// The WHIP sessions of one server.
+#[derive(Clone)]
+pub struct WhipSessions {
+    recorder: Recorder,
+    config: WhipConfig,
+    metrics: Arc<Metrics>,
+    sessions: Arc<Mutex<HashMap<String, Session>>>,
+}
+
+impl WhipSessions {
+    pub fn new(store: VideoStore, clock: SharedClock, config: WhipConfig, metrics: Arc<Metrics>) -> Self {
+        let recorder = Recorder {
+            store,
+            clock,
+            metrics: metrics.clone(),
+            keyframe_interval: config.keyframe_interval,
+            max_fragment_bytes: config.max_fragment_bytes,
+        };
+        WhipSessions { recorder, config, metrics, sessions: Arc::new(Mutex::new(HashMap::new())) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn count(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// How this server records a peer (shared with storage sessions).
+    pub fn recorder(&self) -> Recorder {
+        self.recorder.clone()
+    }
+
+    /// Answers `offer` for `record`: the session id and the answer SDP. The recording
+    /// starts when the peer connects.
+    pub async fn open(&self, record: StreamRecord, offer: String) -> Result<(String, String), WhipError> {
+        if self.count() >= self.config.max_sessions {
+            return Err(WhipError::TooMany(self.config.max_sessions));
+        }
+        let media = offered_media(&offer);
+        if !media.video && !media.audio {
+            return Err(WhipError::BadOffer("it sends neither H.264 video nor Opus audio".into()));
+        }
+        // A newer publisher replaces an older one (a camera that reconnects before its old
+        // connection timed out): the older finishes its last fragment and ends.
+        for s in self.lock().values().filter(|s| s.stream == record.arn) {
+            let _ = s.stop.send(true);
+        }
+        let (codecs, specs) = tracks_for(media);
+        let mut peer = Peer::build(&self.config.network, &codecs).await?;
+        for (_, _, kind) in &codecs {
+            let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() };
+            peer.pc.add_transceiver_from_kind(*kind, Some(init)).await.map_err(|e| WhipError::WebRtc(e.to_string()))?;
+        }
+        let answer = peer.answer(offer).await?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let (stop, stop_rx) = watch::channel(false);
+        self.lock().insert(id.clone(), Session { pc: peer.pc.clone(), stop, stream: record.arn.clone() });
+        self.metrics.webrtc_peers.inc();
+        let this = self.clone();
+        let session_id = id.clone();
+        tokio::spawn(async move {
+            let name = record.name.clone();
+            match this.recorder.record(record, peer, specs, media, stop_rx).await {
+                Ok(()) => tracing::info!(session = %session_id, stream = %name, "WHIP publisher ended"),
+                Err(e) => tracing::info!(session = %session_id, stream = %name, error = %e, "WHIP publisher ended"),
+            }
+            this.remove(&session_id).await;
+        });
+        Ok((id, answer))
     }
 
     /// Ends a session (DELETE on its resource). The recording task finishes the

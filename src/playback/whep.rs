@@ -16,7 +16,6 @@
 //! [`CONNECT_TIMEOUT`]; at most [`WhepConfig::max_sessions`] at once.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,7 +30,7 @@ use webrtc::peer_connection::PeerConnection;
 
 use crate::codec::{nal, CodecKind, CodecParams};
 use crate::video_store::{LiveFrame, StoreError, StreamId, VideoStore};
-use crate::webrtc_peer::{self, Peer, PeerError, H264_PAYLOAD_TYPE};
+use crate::webrtc_peer::{self, Network, Peer, PeerError, H264_PAYLOAD_TYPE};
 use crate::wire::fmp4::{parse_init, InitInfo, TrackKind};
 use crate::wire::mp4_tracks::fragment_samples;
 
@@ -45,14 +44,14 @@ const LIVE_BUS_WAIT: Duration = Duration::from_millis(2500);
 
 #[derive(Debug, Clone)]
 pub struct WhepConfig {
-    /// The address the peer connections' UDP sockets bind (their host candidates).
-    pub bind_ip: IpAddr,
+    /// Where the peer connections listen and what they advertise.
+    pub network: Network,
     pub max_sessions: usize,
 }
 
 impl Default for WhepConfig {
     fn default() -> Self {
-        WhepConfig { bind_ip: IpAddr::from([127, 0, 0, 1]), max_sessions: 64 }
+        WhepConfig { network: Network::default(), max_sessions: 64 }
     }
 }
 
@@ -61,12 +60,16 @@ impl From<PeerError> for WhepError {
         match e {
             PeerError::BadOffer(m) => WhepError::BadOffer(m),
             PeerError::WebRtc(m) => WhepError::WebRtc(m),
+            e @ PeerError::NoPort { .. } => WhepError::NoPort(e.to_string()),
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum WhepError {
+    /// Every UDP port of the configured range is in use.
+    #[error("{0}")]
+    NoPort(String),
     #[error("the offer is not usable: {0}")]
     BadOffer(String),
     #[error("{0} viewers are watching already; try later")]
@@ -123,7 +126,7 @@ impl WhepSessions {
             return Err(WhepError::NoVideo);
         }
         let codec = webrtc_peer::h264_codec();
-        let mut peer = Peer::build(self.config.bind_ip, &[(codec.clone(), H264_PAYLOAD_TYPE, RtpCodecKind::Video)])
+        let mut peer = Peer::build(&self.config.network, &[(codec.clone(), H264_PAYLOAD_TYPE, RtpCodecKind::Video)])
             .await
             .map_err(WhepError::from)?;
         let pc = peer.pc.clone();

@@ -12,6 +12,7 @@
 //! `messageType` one of the actions, `GO_AWAY`, `RECONNECT_ICE_SERVER` or
 //! `STATUS_RESPONSE` (only for a message that carried a `correlationId` and failed).
 
+use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 /// The longest `messagePayload` (base64 characters), as AWS documents it (10K).
@@ -171,6 +172,58 @@ pub fn render_delivery(sender: &str, action: Action, payload: &str) -> String {
     serde_json::to_string(&e).unwrap_or_default()
 }
 
+/// A delivered message as its recipient reads it, for a client inside the server (a
+/// storage session that joined a channel as a viewer): who sent it, what it is, and
+/// its payload decoded from base64.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub sender_client_id: String,
+    pub action: Action,
+    pub payload: Vec<u8>,
+}
+
+/// Reads a delivery as [`render_delivery`] writes it; `None` for anything else (a
+/// status response, a `GO_AWAY`).
+pub fn parse_delivery(text: &str) -> Option<Delivery> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct In {
+        #[serde(default)]
+        sender_client_id: String,
+        message_type: String,
+        #[serde(default)]
+        message_payload: String,
+    }
+    let e: In = serde_json::from_str(text).ok()?;
+    let action = match e.message_type.as_str() {
+        "SDP_OFFER" => Action::SdpOffer,
+        "SDP_ANSWER" => Action::SdpAnswer,
+        "ICE_CANDIDATE" => Action::IceCandidate,
+        _ => return None,
+    };
+    let payload = base64::engine::general_purpose::STANDARD.decode(e.message_payload.as_bytes()).ok()?;
+    Some(Delivery { sender_client_id: e.sender_client_id, action, payload })
+}
+
+/// The `messagePayload` of an SDP offer or answer as the KVS SDKs write it: base64 of
+/// `{"type": "offer"|"answer", "sdp": …}`.
+pub fn session_description_payload(kind: &str, sdp: &str) -> String {
+    let json = serde_json::json!({ "type": kind, "sdp": sdp }).to_string();
+    base64::engine::general_purpose::STANDARD.encode(json)
+}
+
+/// The SDP of an offer or answer payload (decoded from base64), if it is `kind`.
+pub fn session_description(payload: &[u8], kind: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Description {
+        #[serde(rename = "type")]
+        kind: String,
+        sdp: String,
+    }
+    let d: Description = serde_json::from_slice(payload).ok()?;
+    (d.kind == kind).then_some(d.sdp)
+}
+
 /// The status response for a refused message that carried a correlation id.
 pub fn render_status(refusal: &Refusal) -> Option<String> {
     let correlation_id = refusal.correlation_id.as_deref()?;
@@ -197,6 +250,19 @@ pub fn render_go_away() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deliveries_read_back_what_was_rendered() {
+        let payload = session_description_payload("answer", "v=0\r\n");
+        let text = render_delivery("", Action::SdpAnswer, &payload);
+        let d = parse_delivery(&text).unwrap();
+        assert_eq!((d.sender_client_id.as_str(), d.action), ("", Action::SdpAnswer));
+        assert_eq!(session_description(&d.payload, "answer").as_deref(), Some("v=0\r\n"));
+        assert_eq!(session_description(&d.payload, "offer"), None);
+        assert!(parse_delivery(r#"{"messageType":"GO_AWAY","messagePayload":""}"#).is_none());
+        assert!(parse_delivery(r#"{"messageType":"SDP_ANSWER","messagePayload":"%%%"}"#).is_none());
+        assert!(parse_delivery("not json").is_none());
+    }
 
     #[test]
     fn sdk_frames_parse() {

@@ -149,6 +149,21 @@ def ffprobe(path):
     return json.loads(out)
 
 
+def recent_clip(server, stream, name, minutes=2):
+    """GetClip of a stream's last minutes into the data dir; its streams by codec name,
+    after checking that ffmpeg decodes every frame without complaint."""
+    import datetime as dt
+    now = dt.datetime.now(dt.timezone.utc)
+    clip = server.client("kinesis-video-archived-media").get_clip(StreamName=stream, ClipFragmentSelector={
+        "FragmentSelectorType": "SERVER_TIMESTAMP",
+        "TimestampRange": {"StartTimestamp": now - dt.timedelta(minutes=minutes), "EndTimestamp": now}})
+    path = server.data_dir / name
+    path.write_bytes(clip["Payload"].read())
+    rc, errors = decode_errors(path)
+    assert rc == 0 and not errors.strip(), errors
+    return {s["codec_name"]: s for s in ffprobe(path)["streams"]}
+
+
 def decode_errors(path):
     """Decodes every frame with ffmpeg; returns what it complained about."""
     p = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "null", "-"], capture_output=True, text=True)

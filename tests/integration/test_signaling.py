@@ -414,3 +414,59 @@ def test_send_alexa_offer_to_master_returns_the_masters_answer(https_server):
     with pytest.raises(ClientError) as e:
         signaling.send_alexa_offer_to_master(ChannelARN=arn, SenderClientId="alexa-2", MessagePayload=offer)
     assert error_code(e) == ("ResourceNotFoundException", 404) and "answered" in e.value.response["Error"]["Message"]
+
+
+def test_join_storage_session_records_the_master_into_the_mapped_stream(https_server):
+    """Kinesis Video WebRTC ingestion: a KVS SDK master page (Chromium's fake camera and
+    microphone) on a channel whose media storage names a stream; JoinStorageSession through
+    boto3's kinesis-video-webrtc-storage client makes the server join as a viewer, and what
+    the master sends becomes fragments of the stream: listed with boto3, H.264 + Opus."""
+    import threading
+    from conftest import recent_clip, wait_for
+    kv = https_server.client("kinesisvideo")
+    arn = kv.create_signaling_channel(ChannelName="doorbell")["ChannelARN"]
+    stream = kv.create_stream(StreamName="doorbell-recording", DataRetentionInHours=24)["StreamARN"]
+    storage = https_server.client("kinesis-video-webrtc-storage")
+    # Before media storage is enabled, there is nothing to join.
+    with pytest.raises(ClientError) as e:
+        storage.join_storage_session(channelArn=arn)
+    assert error_code(e) == ("InvalidArgumentException", 400)
+    kv.update_media_storage_configuration(ChannelARN=arn, MediaStorageConfiguration={"StreamARN": stream, "Status": "ENABLED"})
+    endpoint = kv.get_signaling_channel_endpoint(
+        ChannelARN=arn, SingleMasterChannelEndpointConfiguration={"Protocols": ["WEBRTC"], "Role": "MASTER"})
+    webrtc = endpoint["ResourceEndpointList"][0]["ResourceEndpoint"]
+    import boto3
+    from botocore.config import Config
+    storage = boto3.client("kinesis-video-webrtc-storage", endpoint_url=webrtc, region_name="us-east-1",
+                           aws_access_key_id=KEYS[0], aws_secret_access_key=KEYS[1],
+                           verify=str(https_server.data_dir / "tls" / "cert.pem"),
+                           config=Config(retries={"total_max_attempts": 1}))
+
+    master = {}
+
+    def run_master():
+        p = node("webrtc_call.mjs", "--origin", https_server.https_url, "--channel", "doorbell", "--key", KEYS[0],
+                 "--secret", KEYS[1], "--only", "master", "--seconds", "14", timeout=90)
+        master["report"] = json.loads(p.stdout.strip().splitlines()[-1]) if p.stdout.strip() else {"stderr": p.stderr}
+        master["rc"] = p.returncode
+
+    t = threading.Thread(target=run_master)
+    t.start()
+    try:
+        storage.join_storage_session(channelArn=arn)  # the offer waits for the master if it is not there yet
+        am = https_server.client("kinesis-video-archived-media")
+        wait_for(lambda: len(am.list_fragments(StreamName="doorbell-recording")["Fragments"]) >= 2, timeout=40,
+                 what="fragments recorded from the master")
+    finally:
+        t.join()
+    assert master["rc"] == 0, json.dumps(master["report"], indent=1)[:3000]
+    streams = recent_clip(https_server, "doorbell-recording", "doorbell.mp4")
+    assert streams["h264"]["width"] == 640 and streams["h264"]["height"] == 480, streams
+    assert "opus" in streams, streams
+    # Errors in AWS's shape.
+    with pytest.raises(ClientError) as e:
+        storage.join_storage_session(channelArn=arn.replace("doorbell", "nobody"))
+    assert error_code(e)[0] == "ResourceNotFoundException"
+    with pytest.raises(ClientError) as e:
+        storage.join_storage_session_as_viewer(channelArn=arn, clientId="v1")
+    assert error_code(e) == ("InvalidArgumentException", 400)

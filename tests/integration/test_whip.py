@@ -10,7 +10,7 @@ import threading
 import urllib.error
 import urllib.request
 
-from conftest import ROOT, decode_errors, ffprobe, wait_for
+from conftest import ROOT, recent_clip, wait_for
 
 WHIP = ROOT / "web" / "tests" / "whip.mjs"
 
@@ -65,17 +65,10 @@ def test_a_browser_camera_and_microphone_publish_into_a_stream(server):
     # A keyframe is asked for every 2 s: whole fragments of about that length.
     lengths = sorted(int(f["FragmentLengthInMilliseconds"]) for f in frags)
     assert any(1800 <= n <= 2200 for n in lengths), lengths
-    now = dt.datetime.now(dt.timezone.utc)
-    clip = am.get_clip(StreamName="webcam", ClipFragmentSelector={
-        "FragmentSelectorType": "SERVER_TIMESTAMP",
-        "TimestampRange": {"StartTimestamp": now - dt.timedelta(minutes=2), "EndTimestamp": now}})
-    path = server.data_dir / "webcam.mp4"
-    path.write_bytes(clip["Payload"].read())
-    streams = {s["codec_name"]: s for s in ffprobe(path)["streams"]}
+    streams = recent_clip(server, "webcam", "webcam.mp4")
     assert streams["h264"]["width"] == 640 and streams["h264"]["height"] == 360, streams
     assert "opus" in streams, streams
-    rc, errors = decode_errors(path)
-    assert rc == 0 and not errors.strip(), errors
+    now = dt.datetime.now(dt.timezone.utc)
 
     from test_browser import play
     since = (now - dt.timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -130,3 +123,32 @@ def test_bad_whip_requests_get_clear_errors(server):
     assert post(server, None, None, method="DELETE", path="/v1/whip/unknown")[0] == 404
     # The server still takes a real publisher.
     publish(server, "cam", seconds=3)
+
+
+def test_nat_settings_shape_the_candidates_and_a_browser_still_publishes(data_dir):
+    """--webrtc-udp-ports keeps every peer connection's socket in the range, and
+    --webrtc-public-ip is advertised as a server-reflexive candidate beside the host one
+    (what a server behind a 1:1 NAT needs); a real publisher still connects."""
+    import re
+    from conftest import Server, free_port
+    low = free_port()
+    s = Server(data_dir, extra_args=["--webrtc-udp-ports", f"{low}-{low + 20}",
+                                     "--webrtc-public-ip", "203.0.113.7"]).start()
+    try:
+        s.client("kinesisvideo").create_stream(StreamName="cam", DataRetentionInHours=24)
+        status, _, answer = post(s, "cam", offer())
+        assert status == 201, answer
+        candidates = re.findall(r"a=candidate:\S+ \d+ udp \d+ (\S+) (\d+) typ (\w+)", answer.decode())
+        assert ("127.0.0.1", "host") in [(ip, kind) for ip, _, kind in candidates], candidates
+        assert ("203.0.113.7", "srflx") in [(ip, kind) for ip, _, kind in candidates], candidates
+        assert all(low <= int(port) <= low + 20 for _, port, _ in candidates), candidates
+        report = publish(s, "cam", seconds=3)
+        assert report["state"]["stats"]["framesEncoded"] > 0
+    finally:
+        s.stop()
+    # A range that is not one refuses to start.
+    import subprocess as sp
+    from conftest import BIN
+    p = sp.run([BIN, "serve", "--data-dir", str(data_dir), "--http", "127.0.0.1:0", "--webrtc-udp-ports", "9-3"],
+               capture_output=True, text=True, timeout=20)
+    assert p.returncode != 0 and "LOW-HIGH" in p.stderr, p.stderr[-500:]

@@ -5,12 +5,17 @@
 //
 //   node web/tests/webrtc_call.mjs --origin https://127.0.0.1:PORT --channel NAME
 //        --key K --secret S [--ice all|relay] [--timeout 40]
+//        [--only master --seconds N]  (the master alone, for N seconds: for a viewer
+//                                      that is not a page, such as a storage session;
+//                                      exit 0 when its peer connection connected)
 import { launch, options } from './browser.mjs';
 
 const opts = options({ ice: 'all', timeout: '40' });
 
 const browser = await launch([
   '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+  // Host candidates as addresses: a server-side peer (a storage session) resolves no mDNS.
+  ...(opts.only ? ['--disable-features=WebRtcHideLocalIpsWithMdns'] : []),
   // The server's certificate is self-signed (data/tls/); the test trusts it.
   '--ignore-certificate-errors',
 ]);
@@ -28,6 +33,22 @@ try {
     return page;
   };
   const master = await open('master');
+  if (opts.only === 'master') {
+    const until = Date.now() + Number(opts.seconds || 10) * 1000;
+    let connectedAt = null;
+    while (Date.now() < until) {
+      const m = await master.evaluate(() => ({ status: window.call.status, error: window.call.error, connection: window.call.connection }));
+      result.samples.push(m);
+      if (result.samples.length > 20) result.samples.shift();
+      if (m.connection === 'connected' && connectedAt === null) connectedAt = Date.now();
+      if (m.error) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    result.master = result.samples[result.samples.length - 1];
+    result.connectedFor = connectedAt === null ? 0 : (Date.now() - connectedAt) / 1000;
+    result.ok = connectedAt !== null;
+    throw Object.assign(new Error('done'), { done: true });
+  }
   // The master is listening before the viewer offers (an earlier offer would wait
   // for it anyway, for MessageTtlSeconds).
   await master.waitForFunction(() => window.call.status.startsWith('master: waiting') || window.call.error, null, { timeout: 20000 });
@@ -63,7 +84,7 @@ try {
     return { local: local && local.candidateType, remote: remote && remote.candidateType };
   });
 } catch (e) {
-  result.console.push(`test: ${e.message}`);
+  if (!e.done) result.console.push(`test: ${e.message}`);
 } finally {
   await browser.close();
 }

@@ -14,6 +14,7 @@
 //! - [`playback_http`]: the session URLs those hand out (playlists, manifests,
 //!   fragments), fetched by players with a signed token instead of SigV4;
 //! - [`native`]: Kinescope's own endpoints (`/v1/streams`, camera sources).
+//! - [`webrtc_storage`]: JoinStorageSession (`kinesis-video-webrtc-storage`).
 
 pub mod archived;
 pub mod channels;
@@ -25,6 +26,7 @@ pub mod playback_http;
 pub mod signaling;
 pub mod stream_events;
 pub mod streams;
+pub mod webrtc_storage;
 
 use std::sync::Arc;
 
@@ -66,6 +68,8 @@ pub struct KvsState {
     pub whep: crate::playback::whep::WhepSessions,
     /// WHIP publishers' WebRTC sessions.
     pub whip: crate::ingest::whip::WhipSessions,
+    /// Channels recorded into streams (JoinStorageSession).
+    pub storage_sessions: crate::ingest::storage_session::StorageSessions,
     /// Where viewers reach the RTSP server (`rtsp://host:port`), for the watch page.
     pub rtsp_url: Option<String>,
     /// Pictures decoded from stored video (GetImages).
@@ -93,6 +97,7 @@ pub fn routes() -> Router<KvsState> {
         .merge(stream_events::routes())
         .merge(playback::routes())
         .merge(native::routes())
+        .merge(webrtc_storage::routes())
 }
 
 impl StreamRef {

@@ -241,6 +241,7 @@ async fn post_whep(
         WhepError::Store(e) => ApiError::from(e),
         WhepError::NoSession => ApiError::not_found(e.to_string()),
         WhepError::WebRtc(m) => ApiError::internal(m),
+        WhepError::NoPort(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ClientLimitExceededException", m),
     })?;
     Ok(sdp_answer(format!("/v1/whep/{id}"), answer))
 }
@@ -291,6 +292,7 @@ async fn post_whip(
         WhipError::Store(e) => ApiError::from(e),
         WhipError::NoSession => ApiError::not_found(e.to_string()),
         WhipError::WebRtc(m) => ApiError::internal(m),
+        WhipError::NoPort(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ClientLimitExceededException", m),
     })?;
     Ok(sdp_answer(format!("/v1/whip/{id}"), answer))
 }
