@@ -146,6 +146,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         crate::ingest::whip::WhipConfig { network: config.webrtc_network.clone(), ..Default::default() },
         metrics.clone(),
     );
+    let publish_tokens = Arc::new(crate::ingest::whip::PublishTokens::load_or_create(&config.data_dir)?);
     let kvs = KvsState {
         store: store.clone(),
         metrics: metrics.clone(),
@@ -173,6 +174,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
             crate::playback::whep::WhepConfig { network: config.webrtc_network.clone(), ..Default::default() },
             metrics.clone(),
         ),
+        publish_tokens: publish_tokens.clone(),
         storage_sessions: crate::ingest::storage_session::StorageSessions::new(
             signaling_hub.clone(),
             whip.recorder(),
@@ -194,6 +196,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
             credentials: credentials.clone(),
             clock: clock.clone(),
             query_namespace: sqs::XML_NAMESPACE,
+            publish_tokens: Some(publish_tokens),
             anonymous_hosts: config
                 .public_url
                 .as_deref()

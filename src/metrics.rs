@@ -61,6 +61,15 @@ pub struct ViewerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabels {
+    /// `whep` (a viewer), `whip` (a publisher) or `storage_session` (a channel's master
+    /// recorded).
+    pub role: &'static str,
+    /// `connected`, or `not_connected` (ICE or DTLS did not complete in time).
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ImageLabels {
     /// `image` (encoded), `no_media` or `media_error`.
     pub outcome: &'static str,
@@ -106,8 +115,13 @@ pub struct Metrics {
     delivery_bytes: Family<DeliveryLabels, Counter>,
     images: Family<ImageLabels, Counter>,
     webrtc_viewers: Family<ViewerLabels, Counter>,
-    /// WHEP peer connections open now.
+    /// WHEP and WHIP peer connections open now.
     pub webrtc_peers: prometheus_client::metrics::gauge::Gauge,
+    webrtc_connections: Family<PeerLabels, Counter>,
+    /// RTP packets received from WHIP publishers and storage sessions' masters.
+    pub webrtc_rtp_in: Counter,
+    /// Video frames sent to WHEP viewers (each packetized into RTP by the peer).
+    pub webrtc_frames_out: Counter,
     /// Render jobs (one GOP each) waiting for or on an image thread.
     pub image_queue_depth: prometheus_client::metrics::gauge::Gauge,
     /// Time an image thread spends on one job: decode, scale, encode.
@@ -140,6 +154,9 @@ impl Default for Metrics {
             images: Family::default(),
             webrtc_viewers: Family::default(),
             webrtc_peers: Default::default(),
+            webrtc_connections: Family::default(),
+            webrtc_rtp_in: Counter::default(),
+            webrtc_frames_out: Counter::default(),
             image_queue_depth: Default::default(),
             image_render_seconds: Histogram::new(RENDER_BUCKETS),
             events: Family::default(),
@@ -202,7 +219,14 @@ impl Default for Metrics {
             "WHEP viewers that started receiving video, by where their frames came from",
             m.webrtc_viewers.clone(),
         );
-        registry.register("webrtc_peers", "WHEP peer connections open", m.webrtc_peers.clone());
+        registry.register("webrtc_peers", "WHEP and WHIP peer connections open", m.webrtc_peers.clone());
+        registry.register(
+            "webrtc_connections",
+            "WebRTC peer connections by role and whether they connected",
+            m.webrtc_connections.clone(),
+        );
+        registry.register("webrtc_rtp_in", "RTP packets received from WebRTC publishers", m.webrtc_rtp_in.clone());
+        registry.register("webrtc_frames_out", "Video frames sent to WHEP viewers", m.webrtc_frames_out.clone());
         registry.register(
             "image_queue_depth",
             "Image render jobs (one GOP each) queued or running",
@@ -248,6 +272,11 @@ impl Metrics {
         let labels = DeliveryLabels { stream: stream.to_string(), outcome };
         self.delivery_records.get_or_create(&labels).inc_by(records);
         self.delivery_bytes.get_or_create(&labels).inc_by(bytes);
+    }
+
+    pub fn count_peer(&self, role: &'static str, connected: bool) {
+        let outcome = if connected { "connected" } else { "not_connected" };
+        self.webrtc_connections.get_or_create(&PeerLabels { role, outcome }).inc();
     }
 
     pub fn count_viewer(&self, source: &'static str) {

@@ -17,7 +17,8 @@ use axum::response::Response;
 use super::error::ApiError;
 use super::protocol::{self, Protocol, RequestId, MAX_BODY};
 use crate::clock::SharedClock;
-use crate::credentials::Credentials;
+use crate::credentials::{Caller, Credentials};
+use crate::ingest::whip::PublishToken;
 use crate::wire::sigv4::{self, RequestParts, UNSIGNED_PAYLOAD};
 
 /// What the SigV4 check needs.
@@ -30,6 +31,34 @@ pub struct AuthState {
     /// Host names besides loopback ones that anonymous mode answers to (the host of
     /// `--public-url`, when it set one).
     pub anonymous_hosts: Vec<String>,
+    /// What checks `Authorization: Bearer` on WHIP (stream-scoped publishing tokens).
+    pub publish_tokens: Option<Arc<crate::ingest::whip::PublishTokens>>,
+}
+
+/// The token of an `Authorization: Bearer …` header.
+fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let v = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    v.strip_prefix("Bearer ").map(str::trim)
+}
+
+/// A WHIP request with a publishing token: the token must be this server's, current,
+/// and (on a stream's WHIP URL) for that stream. Its scope is the caller's; the token
+/// rides along for the handler, which checks the stream's id.
+fn whip_bearer(state: &AuthState, path: &str, token: &str) -> Result<(Caller, PublishToken), ApiError> {
+    let denied = |m: String| ApiError::new(axum::http::StatusCode::FORBIDDEN, "AccessDeniedException", m);
+    let tokens = state.publish_tokens.as_ref().ok_or_else(|| denied("bearer tokens are not accepted here".into()))?;
+    let stream = match path.strip_prefix("/v1/streams/").and_then(|p| p.strip_suffix("/whip")) {
+        Some(name) => Some(name),
+        None if path.starts_with("/v1/whip/") => None,
+        None => {
+            return Err(denied("a bearer token authorises WHIP publishing only; sign other requests with SigV4".into()))
+        }
+    };
+    let opened = tokens.open(token, state.clock.now_us()).map_err(|e| denied(e.to_string()))?;
+    if stream.is_some_and(|name| name != opened.stream) {
+        return Err(denied(format!("the bearer token is for stream '{}'", opened.stream)));
+    }
+    Ok((Caller { access_key_id: None, scope: opened.scope.clone() }, opened))
 }
 
 /// Requests whose body is a stream, verified on their headers alone.
@@ -64,6 +93,16 @@ pub async fn authenticate(State(state): State<AuthState>, mut req: Request, next
     let caller = state.credentials.caller(key.as_deref(), region.as_deref());
     let protocol = Protocol::of_request(req.headers());
     let request_id = req.extensions().get::<RequestId>().cloned();
+    if let Some(token) = bearer(req.headers()) {
+        return match whip_bearer(&state, req.uri().path(), token) {
+            Ok((caller, token)) => {
+                req.extensions_mut().insert(caller);
+                req.extensions_mut().insert(token);
+                next.run(req).await
+            }
+            Err(e) => protocol::error_response(&e, Protocol::RestJson, None),
+        };
+    }
     if state.credentials.is_anonymous() {
         if let Err(e) = same_machine(req.headers(), &state.anonymous_hosts) {
             return match protocol {

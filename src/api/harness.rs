@@ -101,6 +101,7 @@ impl Harness {
             data_streams: data_streams.clone(),
             rtsp_url: None,
             whep: crate::playback::whep::WhepSessions::new(store.clone(), Default::default(), metrics.clone()),
+            publish_tokens: Arc::new(crate::ingest::whip::PublishTokens::new([5; 32])),
             storage_sessions: crate::ingest::storage_session::StorageSessions::new(
                 kvs_hub.clone(),
                 whip.recorder(),
@@ -120,7 +121,13 @@ impl Harness {
                 scope: scope.clone(),
             }),
             Some(KinesisState { engine: data_streams.clone(), pages, scope: scope.clone() }),
-            AuthState { credentials, clock, query_namespace: XML_NAMESPACE, anonymous_hosts: Vec::new() },
+            AuthState {
+                credentials,
+                clock,
+                query_namespace: XML_NAMESPACE,
+                anonymous_hosts: Vec::new(),
+                publish_tokens: None,
+            },
         );
         Harness { app: router(state.clone()), state, store, queues, data_streams }
     }

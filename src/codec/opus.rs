@@ -73,9 +73,41 @@ pub fn packetize(out: &mut Vec<Vec<u8>>, frame: &[u8]) {
     out.push(frame.to_vec());
 }
 
+/// How long an Opus packet plays, µs, from its TOC byte and frame count (RFC 6716 3.1
+/// and 3.2); `None` for an empty or malformed packet.
+pub fn packet_duration_us(packet: &[u8]) -> Option<u32> {
+    let toc = *packet.first()?;
+    let config = toc >> 3;
+    // Frame sizes: SILK 10/20/40/60 ms, hybrid 10/20 ms, CELT 2.5/5/10/20 ms.
+    let frame_us: u32 = match config {
+        0..=11 => [10_000, 20_000, 40_000, 60_000][usize::from(config % 4)],
+        12..=15 => [10_000, 20_000][usize::from(config % 2)],
+        _ => [2_500, 5_000, 10_000, 20_000][usize::from(config % 4)],
+    };
+    let frames = match toc & 0b11 {
+        0 => 1,
+        1 | 2 => 2,
+        _ => u32::from(*packet.get(1)? & 0b0011_1111),
+    };
+    // A packet holds at most 120 ms (RFC 6716 3.2.5).
+    let total = frame_us.checked_mul(frames)?;
+    (frames > 0 && total <= 120_000).then_some(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packet_durations_come_from_the_toc() {
+        assert_eq!(packet_duration_us(&[0xfc, 1, 2]), Some(20_000), "CELT FB 20 ms, one frame (browsers)");
+        assert_eq!(packet_duration_us(&[0x79]), Some(40_000), "hybrid FB 20 ms, two frames (code 1)");
+        assert_eq!(packet_duration_us(&[0xfd, 0]), Some(40_000), "CELT 20 ms, two frames");
+        assert_eq!(packet_duration_us(&[0xd3, 0x03]), Some(30_000), "code 3: three CELT 10 ms frames");
+        assert_eq!(packet_duration_us(&[0x1b, 0x03]), None, "three SILK 60 ms frames: over 120 ms");
+        assert_eq!(packet_duration_us(&[0xfb, 0x00]), None, "code 3 with no frames");
+        assert_eq!(packet_duration_us(&[]), None);
+    }
 
     #[test]
     fn entry_reads_back() {

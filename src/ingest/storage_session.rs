@@ -120,7 +120,7 @@ impl StorageSessions {
                     if specs.is_empty() {
                         Err(WhipError::BadOffer("the master sends neither H.264 video nor Opus audio".into()))
                     } else {
-                        this.recorder.record(stream, peer, specs, media, stop_rx).await
+                        this.recorder.record("storage_session", stream, peer, specs, media, stop_rx).await
                     }
                 }
                 _ => Err(WhipError::WebRtc("the master did not answer".into())),

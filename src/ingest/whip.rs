@@ -94,6 +94,76 @@ impl From<PeerError> for WhipError {
     }
 }
 
+/// A stream-scoped publishing token: what a WHIP client without SigV4 (OBS) sends as
+/// `Authorization: Bearer …`. Signed with a random key kept in `data/whip.key`; bound to
+/// the stream's id, so a stream deleted and created again under the same name does not
+/// take the old tokens.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PublishToken {
+    #[serde(rename = "sc")]
+    pub scope: crate::scope::Scope,
+    #[serde(rename = "sn")]
+    pub stream: String,
+    #[serde(rename = "s")]
+    pub stream_id: crate::video_store::StreamId,
+    /// µs since the epoch.
+    #[serde(rename = "x")]
+    pub expires_us: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRefusal {
+    #[error("the bearer token is malformed")]
+    Malformed,
+    #[error("the bearer token's signature does not match")]
+    BadSignature,
+    #[error("the bearer token expired")]
+    Expired,
+}
+
+/// Mints and checks [`PublishToken`]s.
+pub struct PublishTokens {
+    signer: crate::secrets::TokenSigner,
+}
+
+impl PublishTokens {
+    pub fn new(key: [u8; 32]) -> Self {
+        PublishTokens { signer: crate::secrets::TokenSigner::new(key) }
+    }
+
+    /// The key in `data_dir/whip.key`, created (random, mode 0600) if missing.
+    pub fn load_or_create(data_dir: &std::path::Path) -> std::io::Result<Self> {
+        Ok(Self::new(crate::secrets::load_or_create_key(&data_dir.join("whip.key"))?))
+    }
+
+    pub fn mint(&self, record: &StreamRecord, expires_us: i64) -> String {
+        self.mint_for(&record.scope, &record.name, record.id, expires_us)
+    }
+
+    fn mint_for(
+        &self,
+        scope: &crate::scope::Scope,
+        stream: &str,
+        stream_id: crate::video_store::StreamId,
+        expires_us: i64,
+    ) -> String {
+        let token = PublishToken { scope: scope.clone(), stream: stream.to_string(), stream_id, expires_us };
+        self.signer.sign(&serde_json::to_vec(&token).unwrap_or_default())
+    }
+
+    pub fn open(&self, token: &str, now_us: i64) -> Result<PublishToken, TokenRefusal> {
+        let payload = self.signer.open(token).map_err(|e| match e {
+            crate::secrets::TokenError::BadSignature => TokenRefusal::BadSignature,
+            _ => TokenRefusal::Malformed,
+        })?;
+        let token: PublishToken = serde_json::from_slice(&payload).map_err(|_| TokenRefusal::Malformed)?;
+        if token.expires_us < now_us {
+            return Err(TokenRefusal::Expired);
+        }
+        Ok(token)
+    }
+}
+
 /// What an offer sends, per media section: H.264 video, Opus audio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct OfferedMedia {
@@ -162,6 +232,7 @@ impl Recorder {
     /// turns, or the stream is deleted; the last fragment is stored at the end.
     pub async fn record(
         &self,
+        role: &'static str,
         record: StreamRecord,
         mut peer: Peer,
         specs: Vec<TrackSpec>,
@@ -172,6 +243,7 @@ impl Recorder {
             c = peer.connected(CONNECT_TIMEOUT) => c,
             _ = stop.changed() => return Ok(()),
         };
+        self.metrics.count_peer(role, connected);
         if !connected {
             return Err(WhipError::WebRtc("the peer did not connect".into()));
         }
@@ -187,6 +259,7 @@ impl Recorder {
             tokio::select! {
                 got = incoming.recv() => {
                     let Some((track, packet)) = got else { break Ok(()) };
+                    self.metrics.webrtc_rtp_in.inc();
                     let Some(lost) = lost_before(&mut sequences, track, &packet) else { continue };
                     if let Err(e) = publisher.packet(track, &packet, lost).await {
                         break Err(WhipError::WebRtc(format!("recording: {e}")));
@@ -288,7 +361,7 @@ impl WhipSessions {
         let session_id = id.clone();
         tokio::spawn(async move {
             let name = record.name.clone();
-            match this.recorder.record(record, peer, specs, media, stop_rx).await {
+            match this.recorder.record("whip", record, peer, specs, media, stop_rx).await {
                 Ok(()) => tracing::info!(session = %session_id, stream = %name, "WHIP publisher ended"),
                 Err(e) => tracing::info!(session = %session_id, stream = %name, error = %e, "WHIP publisher ended"),
             }
@@ -382,6 +455,20 @@ mod tests {
         let receiving = offer.replace("a=sendonly", "a=recvonly");
         assert_eq!(offered_media(&receiving), OfferedMedia::default());
         assert_eq!(offered_media("not sdp"), OfferedMedia::default());
+    }
+
+    #[test]
+    fn publish_tokens_open_only_as_minted_and_in_time() {
+        let tokens = PublishTokens::new([7; 32]);
+        let t = tokens.mint_for(&crate::scope::Scope::new("123456789012", "us-east-1"), "cam", 3, 1_000);
+        let opened = tokens.open(&t, 999).unwrap();
+        assert_eq!((opened.stream.as_str(), opened.stream_id), ("cam", 3));
+        assert_eq!(tokens.open(&t, 1_001), Err(TokenRefusal::Expired));
+        assert_eq!(PublishTokens::new([8; 32]).open(&t, 0), Err(TokenRefusal::BadSignature));
+        let (payload, tag) = t.split_once('.').unwrap();
+        let forged = format!("{}x.{tag}", payload);
+        assert!(tokens.open(&forged, 0).is_err());
+        assert_eq!(tokens.open("garbage", 0), Err(TokenRefusal::Malformed));
     }
 
     #[test]

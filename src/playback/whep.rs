@@ -28,7 +28,7 @@ use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::peer_connection::PeerConnection;
 
-use crate::codec::{nal, CodecKind, CodecParams};
+use crate::codec::{nal, opus, CodecKind, CodecParams};
 use crate::video_store::{LiveFrame, StoreError, StreamId, VideoStore};
 use crate::webrtc_peer::{self, Network, Peer, PeerError, H264_PAYLOAD_TYPE};
 use crate::wire::fmp4::{parse_init, InitInfo, TrackKind};
@@ -125,40 +125,30 @@ impl WhepSessions {
         if !matches!(params, CodecParams::H264(_)) {
             return Err(WhepError::NoVideo);
         }
-        let codec = webrtc_peer::h264_codec();
-        let mut peer = Peer::build(&self.config.network, &[(codec.clone(), H264_PAYLOAD_TYPE, RtpCodecKind::Video)])
-            .await
-            .map_err(WhepError::from)?;
+        // Opus passes through too, when the stream has it and the viewer asks for audio.
+        let audio = newest_has_opus(&self.store, stream)? && offer_receives_opus(&offer);
+        let mut codecs = vec![(webrtc_peer::h264_codec(), H264_PAYLOAD_TYPE, RtpCodecKind::Video)];
+        if audio {
+            codecs.push((webrtc_peer::opus_codec(), webrtc_peer::OPUS_PAYLOAD_TYPE, RtpCodecKind::Audio));
+        }
+        let mut peer = Peer::build(&self.config.network, &codecs).await.map_err(WhepError::from)?;
         let pc = peer.pc.clone();
-        let ssrc = webrtc_peer::random_ssrc();
-        let track = Arc::new(
-            TrackLocalStaticSample::new(
-                Instant::now(),
-                MediaStreamTrack::new(
-                    "kinescope".to_string(),
-                    "video".to_string(),
-                    "video".to_string(),
-                    RtpCodecKind::Video,
-                    vec![RTCRtpEncodingParameters {
-                        rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
-                        codec,
-                        ..Default::default()
-                    }],
-                ),
-            )
-            .map_err(rtc_error)?,
-        );
-        let sender = pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal>).await.map_err(rtc_error)?;
+        let (video, video_sender) = SampleOut::add(&pc, RtpCodecKind::Video, webrtc_peer::h264_codec()).await?;
+        let audio = match audio {
+            true => Some(SampleOut::add(&pc, RtpCodecKind::Audio, webrtc_peer::opus_codec()).await?),
+            false => None,
+        };
         let answer = peer.answer(offer).await?;
-        let payload_type = sender
-            .get_parameters()
-            .await
-            .map_err(rtc_error)?
-            .rtp_parameters
-            .codecs
-            .first()
-            .map(|c| c.payload_type)
+        let mut out = Outputs { video, audio: None };
+        out.video.payload_type = payload_type(&video_sender)
+            .await?
             .ok_or_else(|| WhepError::BadOffer("the offer accepts no H.264".into()))?;
+        if let Some((mut a, sender)) = audio {
+            if let Some(pt) = payload_type(&sender).await? {
+                a.payload_type = pt;
+                out.audio = Some(a);
+            }
+        }
 
         let id = uuid::Uuid::new_v4().simple().to_string();
         let (stop, stop_rx) = watch::channel(false);
@@ -167,7 +157,7 @@ impl WhepSessions {
         let this = self.clone();
         let session_id = id.clone();
         tokio::spawn(async move {
-            let fed = feed(&this.store, &this.metrics, stream, &track, ssrc, payload_type, peer, stop_rx).await;
+            let fed = feed(&this.store, &this.metrics, stream, &out, peer, stop_rx).await;
             if let Err(e) = fed {
                 tracing::debug!(session = %session_id, error = %e, "WHEP session ended");
             }
@@ -194,6 +184,76 @@ impl WhepSessions {
     }
 }
 
+/// A track the server sends samples on: its SSRC and the payload type negotiated.
+struct SampleOut {
+    track: Arc<TrackLocalStaticSample>,
+    ssrc: u32,
+    payload_type: u8,
+}
+
+impl SampleOut {
+    /// Adds a `kind` track sending `codec` to the peer connection.
+    async fn add(
+        pc: &Arc<dyn PeerConnection>,
+        kind: RtpCodecKind,
+        codec: rtc::rtp_transceiver::rtp_sender::RTCRtpCodec,
+    ) -> Result<(SampleOut, Arc<dyn webrtc::rtp_transceiver::RtpSender>), WhepError> {
+        let ssrc = webrtc_peer::random_ssrc();
+        let label = if kind == RtpCodecKind::Video { "video" } else { "audio" };
+        let track = Arc::new(
+            TrackLocalStaticSample::new(
+                Instant::now(),
+                MediaStreamTrack::new(
+                    "kinescope".to_string(),
+                    label.to_string(),
+                    label.to_string(),
+                    kind,
+                    vec![RTCRtpEncodingParameters {
+                        rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                        codec,
+                        ..Default::default()
+                    }],
+                ),
+            )
+            .map_err(rtc_error)?,
+        );
+        let sender = pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal>).await.map_err(rtc_error)?;
+        Ok((SampleOut { track, ssrc, payload_type: 0 }, sender))
+    }
+
+    async fn write(&self, sample: &Sample) -> Result<(), WhepError> {
+        self.track.sample_writer(self.ssrc, self.payload_type).write_sample(sample).await.map_err(rtc_error)
+    }
+}
+
+/// What a viewer is sent on: H.264 video, and Opus audio when the stream has it.
+struct Outputs {
+    video: SampleOut,
+    audio: Option<SampleOut>,
+}
+
+/// The payload type the answer gave a sender's codec, if it kept one.
+async fn payload_type(sender: &Arc<dyn webrtc::rtp_transceiver::RtpSender>) -> Result<Option<u8>, WhepError> {
+    Ok(sender.get_parameters().await.map_err(rtc_error)?.rtp_parameters.codecs.first().map(|c| c.payload_type))
+}
+
+/// Whether the viewer's offer takes Opus audio.
+fn offer_receives_opus(offer: &str) -> bool {
+    offer.split("\nm=").skip(1).any(|section| {
+        section.starts_with("audio")
+            && section.lines().any(|l| l.starts_with("a=rtpmap:") && l.to_ascii_lowercase().contains(" opus/48000"))
+    })
+}
+
+/// Whether the stream's newest init segment has an Opus track.
+fn newest_has_opus(store: &VideoStore, stream: StreamId) -> Result<bool, StoreError> {
+    let Some(last) = store.last_fragment(stream)? else { return Ok(false) };
+    let Some(init) = store.init_segment(stream, last.init_id)? else { return Ok(false) };
+    Ok(parse_init(&init).is_ok_and(|info| {
+        info.tracks.iter().any(|t| CodecKind::from_sample_entry(t.sample_entry) == Some(CodecKind::Opus))
+    }))
+}
+
 /// The video parameters of the stream's newest init segment, and that init's id.
 fn newest_video(store: &VideoStore, stream: StreamId) -> Result<Option<(CodecParams, u32)>, StoreError> {
     let Some(last) = store.last_fragment(stream)? else { return Ok(None) };
@@ -214,13 +274,13 @@ async fn feed(
     store: &VideoStore,
     metrics: &crate::metrics::Metrics,
     stream: StreamId,
-    track: &TrackLocalStaticSample,
-    ssrc: u32,
-    payload_type: u8,
+    out: &Outputs,
     mut peer: Peer,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), WhepError> {
-    if !peer.connected(CONNECT_TIMEOUT).await {
+    let connected = peer.connected(CONNECT_TIMEOUT).await;
+    metrics.count_peer("whep", connected);
+    if !connected {
         return Err(rtc_error("the peer did not connect"));
     }
     let mut state = peer.state;
@@ -230,7 +290,7 @@ async fn feed(
     let mut bus = live.subscribe_frames();
     if let Some(first) = next_keyframe(&mut bus, LIVE_BUS_WAIT).await {
         metrics.count_viewer("live_bus");
-        return feed_live(track, ssrc, payload_type, bus, first, state, stop).await;
+        return feed_live(metrics, out, bus, first, state, stop).await;
     }
     drop(bus);
     metrics.count_viewer("fragments");
@@ -288,7 +348,8 @@ async fn feed(
                 duration,
                 ..Sample::new(Instant::now())
             };
-            track.sample_writer(ssrc, payload_type).write_sample(&sample).await.map_err(rtc_error)?;
+            out.video.write(&sample).await?;
+            metrics.webrtc_frames_out.inc();
             deadline += duration;
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => {}
@@ -341,9 +402,8 @@ async fn next_keyframe(
 /// Sends the live bus's frames as they arrive, from `first` (a keyframe). A viewer that
 /// falls behind (lags) waits for the next keyframe.
 async fn feed_live(
-    track: &TrackLocalStaticSample,
-    ssrc: u32,
-    payload_type: u8,
+    metrics: &crate::metrics::Metrics,
+    out: &Outputs,
     mut bus: tokio::sync::broadcast::Receiver<Arc<LiveFrame>>,
     first: Arc<LiveFrame>,
     mut state: watch::Receiver<webrtc_peer::PeerState>,
@@ -362,11 +422,24 @@ async fn feed_live(
             duration,
             ..Sample::new(now)
         };
-        track.sample_writer(ssrc, payload_type).write_sample(&sample).await.map_err(rtc_error)?;
+        out.video.write(&sample).await?;
+        metrics.webrtc_frames_out.inc();
         frame = loop {
             tokio::select! {
                 got = bus.recv() => match got {
                     Ok(f) if f.codec == CodecKind::H264 => break f,
+                    Ok(f) if f.codec == CodecKind::Opus => {
+                        if let Some(audio) = &out.audio {
+                            let us = opus::packet_duration_us(&f.data).unwrap_or(20_000);
+                            let sample = Sample {
+                                data: f.data.clone(),
+                                duration: Duration::from_micros(u64::from(us)),
+                                ..Sample::new(Instant::now())
+                            };
+                            audio.write(&sample).await?;
+                        }
+                        continue;
+                    }
                     Ok(_) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         match next_keyframe(&mut bus, Duration::from_secs(10)).await {

@@ -151,7 +151,7 @@ pub struct LiveStream {
     next_fragment: tokio::sync::Mutex<NextFragment>,
     edge: watch::Sender<LiveEdge>,
     init: tokio::sync::Mutex<Option<(u32, Bytes)>>,
-    /// Video frames as a live source (an RTSP publisher, a pulled camera) muxes them,
+    /// Video (and Opus) frames as a live source (an RTSP or WHIP publisher, a pulled camera) muxes them,
     /// for viewers that cannot wait for a whole fragment (WHEP). Bounded: a reader that
     /// falls behind lags, and waits for the next keyframe.
     frames: tokio::sync::broadcast::Sender<Arc<LiveFrame>>,
@@ -163,19 +163,20 @@ pub struct LiveStream {
     next_number: std::sync::atomic::AtomicU64,
 }
 
-/// One video frame on a stream's live bus.
+/// One frame on a stream's live bus: video, or Opus audio.
 #[derive(Debug, Clone)]
 pub struct LiveFrame {
     pub codec: crate::codec::CodecKind,
-    /// Length-prefixed NAL units, as stored.
+    /// As stored: length-prefixed NAL units (video), one Opus packet (audio).
     pub data: Bytes,
     pub keyframe: bool,
     /// On keyframes: the parameter sets a decoder needs first (H.264: SPS, PPS).
     pub parameter_sets: Vec<Vec<u8>>,
 }
 
-/// Frames a live-bus reader may fall behind by before it lags (about 10 s at 25 fps).
-const LIVE_FRAMES: usize = 256;
+/// Frames a live-bus reader may fall behind by before it lags (about 7 s of 25 fps video
+/// with 20 ms Opus packets).
+const LIVE_FRAMES: usize = 512;
 
 struct NextFragment {
     number: u64,

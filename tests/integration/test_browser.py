@@ -180,3 +180,23 @@ def test_detections_in_a_bound_data_stream_are_drawn_over_the_video(server):
                   "detections-overlay", overlay=True)
     assert report["overlay"]["drawn"] == 1
     assert report["overlay"]["fragment"] in numbers and report["overlay"]["frameMs"] in (0, 200, 400, 600, 800)
+
+
+def test_live_plays_over_webrtc_in_the_page(server):
+    """The watch page's WebRTC player: WHEP from an RTSP camera's live bus, in Chromium."""
+    server.client("kinesisvideo").create_stream(StreamName="rtc", DataRetentionInHours=24)
+    ffmpeg = subprocess.Popen(
+        ["ffmpeg", "-v", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "90",
+         "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25",
+         "-f", "rtsp", "-rtsp_transport", "tcp", f"{server.rtsp_url}/rtc"])
+    try:
+        am = server.client("kinesis-video-archived-media")
+        deadline = time.time() + 30
+        while time.time() < deadline and not am.list_fragments(StreamName="rtc")["Fragments"]:
+            time.sleep(0.5)
+        report = play(f"{server.url}/?stream=rtc&player=whep&mode=LIVE&autoplay=1", "live-whep", advance=2.0)
+        assert report["final"]["status"] == "playing"
+        assert report["final"]["time"] > 0
+    finally:
+        ffmpeg.kill()
+        ffmpeg.wait()

@@ -5,6 +5,7 @@ hls.js, and watched live over WHEP. Bad offers get clear errors."""
 
 import datetime as dt
 import json
+import re
 import subprocess
 import threading
 import urllib.error
@@ -15,8 +16,10 @@ from conftest import ROOT, recent_clip, wait_for
 WHIP = ROOT / "web" / "tests" / "whip.mjs"
 
 
-def publish(server, stream, seconds=6, audio=False, source=None, keep=False):
+def publish(server, stream, seconds=6, audio=False, source=None, keep=False, token=None):
     args = ["node", str(WHIP), "--url", server.url, "--stream", stream, "--seconds", str(seconds)]
+    if token:
+        args += ["--token", token]
     if audio:
         args += ["--audio", "1"]
     if source:
@@ -70,6 +73,13 @@ def test_a_browser_camera_and_microphone_publish_into_a_stream(server):
     assert "opus" in streams, streams
     now = dt.datetime.now(dt.timezone.utc)
 
+    # The metrics saw the publisher connect and its packets arrive.
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as r:
+        metrics = r.read().decode()
+    assert 'kinescope_webrtc_connections_total{role="whip",outcome="connected"} 1' in metrics, metrics[-3000:]
+    rtp_in = re.search(r"^kinescope_webrtc_rtp_in_total (\d+)", metrics, re.M)
+    assert rtp_in and int(rtp_in.group(1)) > 100, metrics[-3000:]
+
     from test_browser import play
     since = (now - dt.timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
     played = play(f"{server.url}/?stream=webcam&player=hls&mode=ON_DEMAND&from={since}&autoplay=1", "whip-hls")
@@ -78,7 +88,8 @@ def test_a_browser_camera_and_microphone_publish_into_a_stream(server):
 
 def test_whip_to_whep_while_publishing(server):
     """A page's clock canvas published over WHIP, watched over WHEP from the live bus;
-    the glass-to-glass delay read back from the frames is printed."""
+    the glass-to-glass delay read back from the frames is printed. Then a camera with a
+    microphone: the WHEP viewer gets its Opus audio too, passed through."""
     server.client("kinesisvideo").create_stream(StreamName="clock", DataRetentionInHours=24)
     publisher = threading.Thread(target=publish, args=(server, "clock"), kwargs={"seconds": 25, "source": "clock"})
     publisher.start()
@@ -92,6 +103,21 @@ def test_whip_to_whep_while_publishing(server):
         glass = sorted(d["glass"] for d in report["delays"] if d.get("glass") is not None)
         assert glass, report["delays"]
         print(f"\nWHIP → WHEP glass to glass: p50 {glass[len(glass) // 2]} ms over {len(glass)} frames")
+        assert report["audioPackets"] == 0, "the clock canvas has no audio"
+    finally:
+        publisher.join()
+    server.client("kinesisvideo").create_stream(StreamName="talk", DataRetentionInHours=24)
+    publisher = threading.Thread(target=publish, args=(server, "talk"), kwargs={"seconds": 20, "audio": True})
+    publisher.start()
+    try:
+        am = server.client("kinesis-video-archived-media")
+        wait_for(lambda: am.list_fragments(StreamName="talk")["Fragments"], timeout=30, what="a fragment")
+        p = subprocess.run(["node", "tests/whep.mjs", "--url", server.url, "--stream", "talk", "--sample", "2"],
+                           capture_output=True, text=True, timeout=90, cwd=ROOT / "web")
+        report = json.loads(p.stdout.strip().splitlines()[-1])
+        assert p.returncode == 0 and report["ok"], report
+        assert report["audioPackets"] > 20, report
+        print(f"WHEP with Opus: {report['framesDecoded']} frames and {report['audioPackets']} audio packets")
     finally:
         publisher.join()
 
@@ -129,7 +155,6 @@ def test_nat_settings_shape_the_candidates_and_a_browser_still_publishes(data_di
     """--webrtc-udp-ports keeps every peer connection's socket in the range, and
     --webrtc-public-ip is advertised as a server-reflexive candidate beside the host one
     (what a server behind a 1:1 NAT needs); a real publisher still connects."""
-    import re
     from conftest import Server, free_port
     low = free_port()
     s = Server(data_dir, extra_args=["--webrtc-udp-ports", f"{low}-{low + 20}",
@@ -152,3 +177,63 @@ def test_nat_settings_shape_the_candidates_and_a_browser_still_publishes(data_di
     p = sp.run([BIN, "serve", "--data-dir", str(data_dir), "--http", "127.0.0.1:0", "--webrtc-udp-ports", "9-3"],
                capture_output=True, text=True, timeout=20)
     assert p.returncode != 0 and "LOW-HIGH" in p.stderr, p.stderr[-500:]
+
+
+def signed_post(server, path, body=b""):
+    """A SigV4-signed POST to one of Kinescope's own endpoints (service kinesisvideo)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    req = AWSRequest(method="POST", url=server.url + path, data=body, headers={"content-type": "application/json"})
+    SigV4Auth(Credentials(*server.keys), "kinesisvideo", "us-east-1").add_auth(req)
+    r = urllib.request.Request(req.url, data=body, method="POST", headers=dict(req.headers))
+    try:
+        with urllib.request.urlopen(r, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def bearer(server, path, token, body=None, method="POST", content_type="application/sdp"):
+    req = urllib.request.Request(server.url + path, data=body.encode() if body is not None else None, method=method,
+                                 headers={"content-type": content_type, "authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def test_a_publishing_token_lets_a_client_without_sigv4_publish(signed_server):
+    """With access keys configured, a WHIP client that cannot sign (OBS) publishes with a
+    stream-scoped bearer token minted by a signed request; the token opens WHIP for that
+    stream only."""
+    s = signed_server
+    kv = s.client("kinesisvideo")
+    kv.create_stream(StreamName="obs", DataRetentionInHours=24)
+    kv.create_stream(StreamName="other", DataRetentionInHours=24)
+    status, minted = signed_post(s, "/v1/streams/obs/whip-token", b'{"ExpiresInSeconds": 3600}')
+    assert status == 200 and minted["WhipUrl"].endswith("/v1/streams/obs/whip"), minted
+    token = minted["Token"]
+    # Unsigned and without a token: refused; the token elsewhere: refused.
+    assert post(s, "obs", offer())[0] == 403
+    status, _, body = bearer(s, "/v1/streams/other/whip", token, offer())
+    assert status == 403 and b"for stream 'obs'" in body
+    status, _, body = bearer(s, "/listStreams", token, "{}", content_type="application/json")
+    assert status == 403 and b"WHIP publishing only" in body
+    status, _, body = bearer(s, "/v1/streams/obs/whip", token[:-3] + "AAA", offer())
+    assert status == 403 and json.loads(body)["__type"] == "AccessDeniedException"
+    assert signed_post(s, "/v1/streams/obs/whip-token", b'{"ExpiresInSeconds": 5}')[0] == 400
+    assert signed_post(s, "/v1/streams/nope/whip-token")[0] == 404
+    # The minting endpoint itself wants a signature, not a token.
+    assert bearer(s, "/v1/streams/obs/whip-token", token, "{}", content_type="application/json")[0] == 403
+    # A real publisher with the token (the publish page sends it as Bearer).
+    report = publish(s, "obs", seconds=4, token=token)
+    assert report["stopped"] == "stopped"
+    am = s.client("kinesis-video-archived-media")
+    assert wait_for(lambda: am.list_fragments(StreamName="obs")["Fragments"], timeout=15, what="fragments")
+    # A stream deleted and created again does not take the old tokens.
+    kv.delete_stream(StreamARN=kv.describe_stream(StreamName="obs")["StreamInfo"]["StreamARN"])
+    kv.create_stream(StreamName="obs", DataRetentionInHours=24)
+    status, _, body = bearer(s, "/v1/streams/obs/whip", token, offer())
+    assert status == 403 and b"earlier stream" in body

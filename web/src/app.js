@@ -18,6 +18,7 @@ window.kinescope = state;
 const params = new URLSearchParams(location.search);
 let hls = null;
 let dash = null;
+let whep = null; // { pc, resource }
 
 function setStatus(status, text) {
   state.status = status;
@@ -38,8 +39,8 @@ function keys() {
 }
 
 // fetch(), signed with SigV4 (service kinesisvideo) when signed in.
-async function call(path, method, body) {
-  const headers = { 'content-type': 'application/json' };
+async function call(path, method, body, contentType = 'application/json') {
+  const headers = { 'content-type': contentType };
   const k = keys();
   if (!k || !window.AwsKvs) return fetch(path, { method, headers, body });
   const url = new URL(path, location.origin);
@@ -260,10 +261,21 @@ async function learnArrivals(name) {
   }
 }
 
+// WHEP: the receiver's jitter buffer per frame, what WebRTC itself holds.
+setInterval(async () => {
+  if (!whep) return;
+  (await whep.pc.getStats()).forEach((s) => {
+    if (s.type === 'inbound-rtp' && s.kind === 'video' && s.jitterBufferEmittedCount) {
+      if (whep) whep.jitter = s.jitterBufferDelay / s.jitterBufferEmittedCount;
+    }
+  });
+}, 1000);
+
 setInterval(() => {
   let latency = null;
   if (hls && state.mode === 'LIVE' && hls.latency) latency = hls.latency;
   if (dash && dash.isDynamic && dash.isDynamic()) latency = dash.getCurrentLiveLatency();
+  if (whep) latency = whep.jitter || null;
   state.latency = latency;
   let measured = null;
   const f = playingFragment;
@@ -275,7 +287,8 @@ setInterval(() => {
   state.measuredDelay = measured;
   const parts = [];
   if (measured !== null) parts.push(`live delay ${measured.toFixed(2)} s (measured)`);
-  if (latency) parts.push(`player's estimate ${latency.toFixed(1)} s`);
+  if (latency && whep) parts.push(`WebRTC jitter buffer ${(latency * 1000).toFixed(0)} ms`);
+  else if (latency) parts.push(`player's estimate ${latency.toFixed(1)} s`);
   $('#latency').textContent = parts.join(', ');
 }, 250);
 
@@ -292,7 +305,50 @@ function stop() {
   playingFragment = null;
   if (hls) { hls.destroy(); hls = null; }
   if (dash) { dash.reset(); dash = null; }
+  if (whep) {
+    if (whep.resource) call(whep.resource, 'DELETE').catch(() => {});
+    whep.pc.close();
+    whep = null;
+    video.srcObject = null;
+  }
   video.removeAttribute('src');
+}
+
+// WHEP: the stream's video over WebRTC, frames as the camera sends them (a live RTSP,
+// WHIP or camera source; a PutMedia stream a GOP behind). The offer is sent once its
+// candidates are gathered (the server takes no trickle ICE).
+async function playWhep(name, mine) {
+  const pc = new RTCPeerConnection();
+  whep = { pc, resource: null };
+  pc.addTransceiver('video', { direction: 'recvonly' });
+  pc.addTransceiver('audio', { direction: 'recvonly' });
+  const media = new MediaStream();
+  pc.ontrack = (e) => {
+    media.addTrack(e.track);
+    video.srcObject = media;
+    video.play().catch(() => {});
+  };
+  pc.onconnectionstatechange = () => {
+    if (['failed', 'closed'].includes(pc.connectionState) && whep && whep.pc === pc) fail(`WebRTC ${pc.connectionState}`);
+  };
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((resolve) => {
+    if (pc.iceGatheringState === 'complete') return resolve();
+    pc.addEventListener('icegatheringstatechange', () => { if (pc.iceGatheringState === 'complete') resolve(); });
+    setTimeout(resolve, 3000);
+  });
+  const resp = await call(`/v1/streams/${encodeURIComponent(name)}/whep`, 'POST', pc.localDescription.sdp, 'application/sdp');
+  const body = await resp.text();
+  if (resp.status !== 201) {
+    let message = body;
+    try { const j = JSON.parse(body); message = `${j.__type}: ${j.Message || j.message}`; } catch (_) { /* text */ }
+    throw new Error(message);
+  }
+  if (mine !== generation) return;
+  whep.resource = resp.headers.get('location');
+  state.url = new URL(`/v1/streams/${encodeURIComponent(name)}/whep`, location.origin).href;
+  showSession(state.url);
+  await pc.setRemoteDescription({ type: 'answer', sdp: body });
 }
 
 function selector(mode) {
@@ -355,6 +411,9 @@ async function play(event) {
       } else {
         throw new Error('this browser plays neither MSE nor native HLS');
       }
+    } else if (player === 'whep') {
+      if (mode !== 'LIVE') throw new Error('WebRTC (WHEP) plays the live stream only; choose Live');
+      await playWhep(name, mine);
     } else {
       const { DASHStreamingSessionURL: url } = await api('/getDASHStreamingSessionURL', {
         StreamName: name,

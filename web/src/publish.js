@@ -17,6 +17,12 @@ function setStatus(status, text) {
   $('#status').dataset.status = status;
 }
 
+// With access keys on the server, WHIP takes a stream's publishing token (Bearer).
+function auth() {
+  const token = $('#token').value.trim();
+  return token ? { authorization: `Bearer ${token}` } : {};
+}
+
 async function start(event) {
   if (event) event.preventDefault();
   await stop();
@@ -41,7 +47,7 @@ async function start(event) {
     });
     setStatus('starting', `Offering to ${name}…`);
     const resp = await fetch(`/v1/streams/${encodeURIComponent(name)}/whip`, {
-      method: 'POST', headers: { 'content-type': 'application/sdp' }, body: pc.localDescription.sdp,
+      method: 'POST', headers: { 'content-type': 'application/sdp', ...auth() }, body: pc.localDescription.sdp,
     });
     const body = await resp.text();
     if (resp.status !== 201) {
@@ -93,7 +99,7 @@ function clockStream() {
 async function stop() {
   clearInterval(clockTimer);
   if (state.resource) {
-    await fetch(state.resource, { method: 'DELETE' }).catch(() => {});
+    await fetch(state.resource, { method: 'DELETE', headers: auth() }).catch(() => {});
     state.resource = null;
   }
   if (pc) { pc.close(); pc = null; }
@@ -121,4 +127,5 @@ $('#controls').addEventListener('submit', start);
 $('#stop').addEventListener('click', () => stop().then(() => setStatus('stopped', 'Stopped.')));
 if (params.get('stream')) $('#stream').value = params.get('stream');
 if (params.get('audio') === '1') $('#audio').checked = true;
+if (params.get('token')) $('#token').value = params.get('token');
 if (params.get('autostart') && $('#stream').value) start();

@@ -23,12 +23,14 @@ try {
   const out = await page.evaluate(async ({ stream, timeout, sample, clock }) => {
     const pc = new RTCPeerConnection();
     pc.addTransceiver('video', { direction: 'recvonly' });
+    pc.addTransceiver('audio', { direction: 'recvonly' });
     const video = document.createElement('video');
     video.muted = true;
     video.autoplay = true;
     video.playsInline = true;
     document.body.appendChild(video);
-    pc.ontrack = (e) => { video.srcObject = new MediaStream([e.track]); video.play().catch(() => {}); };
+    const media = new MediaStream();
+    pc.ontrack = (e) => { media.addTrack(e.track); video.srcObject = media; video.play().catch(() => {}); };
     await pc.setLocalDescription(await pc.createOffer());
     await new Promise((resolve) => {
       if (pc.iceGatheringState === 'complete') return resolve();
@@ -68,6 +70,8 @@ try {
       if (clock && delays.length) delays[delays.length - 1].glass = await window.readBurnedClock(video);
       await new Promise((r) => setTimeout(r, 250));
     }
+    let audioPackets = 0;
+    (await pc.getStats()).forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'audio') audioPackets = s.packetsReceived; });
     const deleted = await fetch(report.location, { method: 'DELETE' });
     return {
       ...report,
@@ -76,6 +80,7 @@ try {
       height: video.videoHeight,
       played: first === null ? 0 : video.currentTime - first,
       framesDecoded,
+      audioPackets,
       pair: pair ? { local: pair.localCandidateId, remote: pair.remoteCandidateId } : null,
       deleted: deleted.status,
       delays,

@@ -5,6 +5,7 @@
 //
 //   node web/tests/whip.mjs --url http://127.0.0.1:PORT --stream NAME [--seconds 6]
 //        [--audio 1] [--screenshot out.png] [--keep 1 (do not stop)]
+//        [--token T]       (a publishing token: sent as Authorization: Bearer)
 //        [--source clock]  (the page's clock canvas instead of the fake camera: a
 //                           glass-to-glass source, see publish.js)
 import { launch, options } from './browser.mjs';
@@ -19,7 +20,8 @@ try {
   const page = await browser.newPage({ viewport: { width: 900, height: 700 } });
   page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') result.console.push(m.text()); });
   page.on('pageerror', (e) => result.console.push(`pageerror: ${e.message}`));
-  const extra = (opts.audio ? '&audio=1' : '') + (opts.source ? `&source=${opts.source}` : '');
+  const extra = (opts.audio ? '&audio=1' : '') + (opts.source ? `&source=${opts.source}` : '')
+    + (opts.token ? `&token=${encodeURIComponent(opts.token)}` : '');
   await page.goto(`${opts.url}/publish?stream=${encodeURIComponent(opts.stream)}&autostart=1${extra}`);
   const deadline = Date.now() + Number(opts.timeout) * 1000;
   let state = null;

@@ -68,6 +68,8 @@ pub struct KvsState {
     pub whep: crate::playback::whep::WhepSessions,
     /// WHIP publishers' WebRTC sessions.
     pub whip: crate::ingest::whip::WhipSessions,
+    /// Stream-scoped bearer tokens for WHIP clients without SigV4.
+    pub publish_tokens: Arc<crate::ingest::whip::PublishTokens>,
     /// Channels recorded into streams (JoinStorageSession).
     pub storage_sessions: crate::ingest::storage_session::StorageSessions,
     /// Where viewers reach the RTSP server (`rtsp://host:port`), for the watch page.

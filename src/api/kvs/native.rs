@@ -31,6 +31,7 @@ pub fn routes() -> Router<KvsState> {
         .route("/v1/streams/{name}/whep", axum::routing::post(post_whep))
         .route("/v1/whep/{id}", axum::routing::delete(delete_whep).patch(patch_webrtc))
         .route("/v1/streams/{name}/whip", axum::routing::post(post_whip))
+        .route("/v1/streams/{name}/whip-token", axum::routing::post(post_whip_token))
         .route("/v1/whip/{id}", axum::routing::delete(delete_whip).patch(patch_webrtc))
 }
 
@@ -277,6 +278,7 @@ fn sdp_answer(location: String, answer: String) -> axum::response::Response {
 async fn post_whip(
     Scoped(s): Scoped<KvsState>,
     Path(name): Path<String>,
+    token: Option<axum::Extension<crate::ingest::whip::PublishToken>>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<axum::response::Response, ApiError> {
@@ -284,6 +286,13 @@ async fn post_whip(
     use axum::http::StatusCode;
     let offer = sdp_offer(&headers, &body, MAX_OFFER_BYTES)?;
     let record = s.store.resolve(&s.scope, Some(&name), None)?;
+    if token.is_some_and(|t| t.stream_id != record.id) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "AccessDeniedException",
+            format!("the bearer token is for an earlier stream named '{name}'"),
+        ));
+    }
     let (id, answer) = s.whip.open(record, offer).await.map_err(|e| match e {
         WhipError::BadOffer(m) => ApiError::invalid_argument(m),
         WhipError::TooMany(_) => {
@@ -295,6 +304,49 @@ async fn post_whip(
         WhipError::NoPort(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ClientLimitExceededException", m),
     })?;
     Ok(sdp_answer(format!("/v1/whip/{id}"), answer))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct WhipTokenInput {
+    expires_in_seconds: Option<i64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct WhipTokenOutput {
+    token: String,
+    whip_url: String,
+    expires: f64,
+}
+
+/// Publishing tokens live 30 days unless asked otherwise, a year at most.
+const WHIP_TOKEN_DEFAULT_S: i64 = 30 * 24 * 3600;
+const WHIP_TOKEN_MAX_S: i64 = 365 * 24 * 3600;
+
+/// `POST /v1/streams/{name}/whip-token` (signed): a bearer token that lets a WHIP client
+/// without SigV4 (OBS) publish to this stream, and the URL to publish to.
+async fn post_whip_token(
+    Scoped(s): Scoped<KvsState>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<RestJson<WhipTokenOutput>, ApiError> {
+    let input: WhipTokenInput = if body.iter().all(u8::is_ascii_whitespace) {
+        WhipTokenInput::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid_argument(format!("the body is not valid: {e}")))?
+    };
+    let seconds = input.expires_in_seconds.unwrap_or(WHIP_TOKEN_DEFAULT_S);
+    if !(60..=WHIP_TOKEN_MAX_S).contains(&seconds) {
+        return Err(ApiError::invalid_argument(format!("ExpiresInSeconds must be between 60 and {WHIP_TOKEN_MAX_S}")));
+    }
+    let record = s.store.resolve(&s.scope, Some(&name), None)?;
+    let expires_us = s.store.clock().now_us().saturating_add(seconds * 1_000_000);
+    Ok(RestJson(WhipTokenOutput {
+        token: s.publish_tokens.mint(&record, expires_us),
+        whip_url: format!("{}/v1/streams/{name}/whip", s.public_url.trim_end_matches('/')),
+        expires: epoch_seconds(expires_us),
+    }))
 }
 
 /// `DELETE /v1/whip/{id}`: the publisher stops; what it sent is kept.
