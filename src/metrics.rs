@@ -61,6 +61,15 @@ pub struct ViewerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LowLatencyLabels {
+    /// `reload` (a blocking playlist reload) or `part` (a part request).
+    pub request: &'static str,
+    /// reload: `immediate`, `waited`, `timeout`, `too_far`; part: `memory`, `waited`,
+    /// `store`, `missing`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PeerLabels {
     /// `whep` (a viewer), `whip` (a publisher) or `storage_session` (a channel's master
     /// recorded).
@@ -118,6 +127,7 @@ pub struct Metrics {
     /// WHEP and WHIP peer connections open now.
     pub webrtc_peers: prometheus_client::metrics::gauge::Gauge,
     webrtc_connections: Family<PeerLabels, Counter>,
+    ll_hls: Family<LowLatencyLabels, Counter>,
     /// RTP packets received from WHIP publishers and storage sessions' masters.
     pub webrtc_rtp_in: Counter,
     /// Video frames sent to WHEP viewers (each packetized into RTP by the peer).
@@ -155,6 +165,7 @@ impl Default for Metrics {
             webrtc_viewers: Family::default(),
             webrtc_peers: Default::default(),
             webrtc_connections: Family::default(),
+            ll_hls: Family::default(),
             webrtc_rtp_in: Counter::default(),
             webrtc_frames_out: Counter::default(),
             image_queue_depth: Default::default(),
@@ -225,6 +236,11 @@ impl Default for Metrics {
             "WebRTC peer connections by role and whether they connected",
             m.webrtc_connections.clone(),
         );
+        registry.register(
+            "ll_hls_requests",
+            "Low-Latency HLS blocking reloads and part requests, by outcome",
+            m.ll_hls.clone(),
+        );
         registry.register("webrtc_rtp_in", "RTP packets received from WebRTC publishers", m.webrtc_rtp_in.clone());
         registry.register("webrtc_frames_out", "Video frames sent to WHEP viewers", m.webrtc_frames_out.clone());
         registry.register(
@@ -272,6 +288,10 @@ impl Metrics {
         let labels = DeliveryLabels { stream: stream.to_string(), outcome };
         self.delivery_records.get_or_create(&labels).inc_by(records);
         self.delivery_bytes.get_or_create(&labels).inc_by(bytes);
+    }
+
+    pub fn count_ll_hls(&self, request: &'static str, outcome: &'static str) {
+        self.ll_hls.get_or_create(&LowLatencyLabels { request, outcome }).inc();
     }
 
     pub fn count_peer(&self, role: &'static str, connected: bool) {

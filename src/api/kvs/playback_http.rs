@@ -129,6 +129,7 @@ async fn hls_media(State(s): State<KvsState>, Query(q): Params) -> Result<Respon
     let live = s.store.live(session.stream)?;
     let (mut edge, mut parts) = (live.subscribe(), live.subscribe_parts());
     let started = tokio::time::Instant::now();
+    let mut waited = false;
     loop {
         edge.borrow_and_update();
         parts.borrow_and_update();
@@ -136,10 +137,14 @@ async fn hls_media(State(s): State<KvsState>, Query(q): Params) -> Result<Respon
         let from = window.entries.first().map_or(0, |e| e.meta.fragment_number);
         let view = LowLatencyView::new(&window, &live.parts_since(from));
         let Some((msn, part)) = block.filter(|(msn, part)| !view.holds(*msn, *part)) else {
+            if block.is_some() {
+                s.metrics.count_ll_hls("reload", if waited { "waited" } else { "immediate" });
+            }
             let body = hls::media_playlist(&window, &session, &token, Some(&view));
             return Ok(text("application/vnd.apple.mpegurl", NO_CACHE, body));
         };
         if view.too_far(msn) {
+            s.metrics.count_ll_hls("reload", "too_far");
             return Err(ApiError::invalid_argument(format!(
                 "_HLS_msn {msn} is more than two segments past the playlist's last ({})",
                 view.last_msn.unwrap_or(0)
@@ -149,12 +154,14 @@ async fn hls_media(State(s): State<KvsState>, Query(q): Params) -> Result<Respon
         let longest_us = window.entries.iter().map(|e| e.meta.duration_us).max().unwrap_or(1_000_000);
         let limit = std::time::Duration::from_micros((3 * longest_us.clamp(1_000_000, 20_000_000)) as u64);
         let Some(left) = limit.checked_sub(started.elapsed()) else {
+            s.metrics.count_ll_hls("reload", "timeout");
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailableException",
                 format!("segment {msn} part {part:?} did not arrive within {} s", limit.as_secs()),
             ));
         };
+        waited = true;
         tokio::select! {
             _ = edge.changed() => {}
             _ = parts.changed() => {}
@@ -188,10 +195,12 @@ async fn hls_part(State(s): State<KvsState>, Query(q): Params, headers: HeaderMa
     let live = s.store.live(session.stream)?;
     let mut changes = live.subscribe_parts();
     let deadline = tokio::time::Instant::now() + PART_WAIT;
+    let mut waited = false;
     loop {
         changes.borrow_and_update();
         match live.part(number, index) {
             PartLookup::Ready(bytes) => {
+                s.metrics.count_ll_hls("part", if waited { "waited" } else { "memory" });
                 let mut resp = ranged(bytes, &headers);
                 // Not immutable: a fragment still open could, in a race of two
                 // producers, be stored under another number.
@@ -199,9 +208,11 @@ async fn hls_part(State(s): State<KvsState>, Query(q): Params, headers: HeaderMa
                 return Ok(resp);
             }
             PartLookup::NotYet => {
+                waited = true;
                 tokio::select! {
                     _ = changes.changed() => {}
                     _ = tokio::time::sleep_until(deadline) => {
+                        s.metrics.count_ll_hls("part", "missing");
                         return Err(ApiError::not_found(format!("part {index} of fragment {number} did not arrive")));
                     }
                 }
@@ -209,11 +220,14 @@ async fn hls_part(State(s): State<KvsState>, Query(q): Params, headers: HeaderMa
             PartLookup::Absent => break,
         }
     }
-    let meta = session_fragment(&s, &session, number)?;
+    let meta = session_fragment(&s, &session, number).inspect_err(|_| s.metrics.count_ll_hls("part", "missing"))?;
     let bytes = s.store.read_fragment(session.stream, &meta).await?;
     let ranges = chunk_ranges(&bytes).map_err(|e| ApiError::internal(format!("fragment {number}: {e}")))?;
-    let range =
-        ranges.get(index).ok_or_else(|| ApiError::not_found(format!("fragment {number} has no part {index}")))?;
+    let Some(range) = ranges.get(index) else {
+        s.metrics.count_ll_hls("part", "missing");
+        return Err(ApiError::not_found(format!("fragment {number} has no part {index}")));
+    };
+    s.metrics.count_ll_hls("part", "store");
     Ok(ranged(bytes.slice(range.clone()), &headers))
 }
 
