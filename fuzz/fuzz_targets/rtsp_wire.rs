@@ -1,16 +1,22 @@
 //! The RTSP push path on arbitrary bytes: message and interleaved-frame parsing (fed in
 //! arbitrary pieces, as a socket delivers them), Transport headers, SDP and the codec
 //! parameters taken from it, RTP parsing and every depacketizer, and the sample muxer
-//! on what comes out; every packetizer on the same bytes. No panic.
+//! on what comes out, with chunks inside each fragment (LL-HLS parts) that must make up
+//! the fragment and split back at its `moof`s; every packetizer on the same bytes; and
+//! what the WebRTC paths read of SDP and signalling (WHIP offers, public candidates,
+//! storage-session deliveries, Opus packet durations, port ranges). No panic.
 #![no_main]
 
 use std::collections::BTreeMap;
 
 use kinescope::codec::{self, h264, h265, opus, CodecKind, CodecParams, Depacketizer};
+use kinescope::ingest::whip;
 use kinescope::media::fmp4_mux::FragmentMuxer;
 use kinescope::media::Frame;
+use kinescope::webrtc_peer;
+use kinescope::wire::fmp4::chunk_ranges;
 use kinescope::wire::rtp::ReorderBuffer;
-use kinescope::wire::{rtp, rtsp, sdp};
+use kinescope::wire::{kvs_signaling, rtp, rtsp, sdp};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -55,7 +61,8 @@ fuzz_target!(|data: &[u8]| {
     let packets: Vec<&[u8]> = data.split(|b| *b == 0xA5).collect();
     for (k, kind) in kinds.iter().enumerate() {
         let mut d = Depacketizer::new(*kind, &fmtp);
-        let mut mux = FragmentMuxer::new(vec![CodecParams::Opus(opus::Params { channels: 2 })]);
+        let mut mux =
+            FragmentMuxer::new(vec![CodecParams::Opus(opus::Params { channels: 2 })]).with_chunk_duration(100_000);
         let mut dts = 0i64;
         for (i, p) in packets.iter().enumerate() {
             if k == 0 {
@@ -66,7 +73,15 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(pkt) = rtp::parse(p) {
                 for u in d.push(&pkt, (i % 3) as u64) {
                     dts += 960;
-                    let _ = mux.push(Frame { track: 0, dts, cts_offset: 0, keyframe: u.keyframe, data: u.data });
+                    if let Ok(m) =
+                        mux.push_frame(Frame { track: 0, dts, cts_offset: 0, keyframe: u.keyframe, data: u.data })
+                    {
+                        if let Some(f) = m.fragment {
+                            let bytes = f.bytes();
+                            let ranges = chunk_ranges(&bytes).expect("a muxed fragment splits at its moofs");
+                            assert_eq!(ranges.len(), f.chunks.len());
+                        }
+                    }
                 }
             }
         }
@@ -79,4 +94,19 @@ fuzz_target!(|data: &[u8]| {
     // SPS parsers on raw bytes.
     let _ = h264::parse_sps(data);
     let _ = h265::parse_sps_size(data);
+
+    // What the WebRTC paths read.
+    let text = String::from_utf8_lossy(data);
+    let _ = whip::offered_media(&text);
+    let with = webrtc_peer::with_public_candidates(&text, &[std::net::IpAddr::from([203, 0, 113, 7])]);
+    assert!(with.len() >= text.len(), "candidates are only added");
+    if let Some(d) = kvs_signaling::parse_delivery(&text) {
+        let _ = kvs_signaling::session_description(&d.payload, "answer");
+    }
+    let _ = kvs_signaling::session_description(data, "offer");
+    if let Some(us) = opus::packet_duration_us(data) {
+        assert!(us > 0 && us <= 120_000);
+    }
+    let _ = webrtc_peer::parse_port_range(&text);
+    let _ = chunk_ranges(data);
 });
