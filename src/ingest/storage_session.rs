@@ -156,9 +156,7 @@ async fn apply_messages(
             Action::SdpAnswer => {
                 let Some(sdp) = kvs_signaling::session_description(&d.payload, "answer") else { continue };
                 let Some(tx) = answer.take() else { continue };
-                let applied =
-                    rtc::peer_connection::sdp::RTCSessionDescription::answer(sdp.clone()).map(|desc| (desc, sdp));
-                let Ok((desc, sdp)) = applied else { continue };
+                let Ok(desc) = rtc::peer_connection::sdp::RTCSessionDescription::answer(sdp.clone()) else { continue };
                 if let Err(e) = pc.set_remote_description(desc).await {
                     tracing::info!(error = %e, "the master's answer was refused");
                     return;

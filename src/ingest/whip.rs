@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RtpCodecKind};
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
@@ -35,6 +36,7 @@ use crate::codec::{opus, CodecKind, CodecParams};
 use crate::metrics::Metrics;
 use crate::video_store::{StoreError, StreamRecord, VideoStore};
 use crate::webrtc_peer::{self, Network, Peer, PeerError, H264_PAYLOAD_TYPE, OPUS_PAYLOAD_TYPE};
+use crate::wire::sdp;
 
 /// A publisher that has not connected by then is dropped.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -171,22 +173,13 @@ pub struct OfferedMedia {
     pub audio: bool,
 }
 
-/// Reads which media an offer sends (its `m=` sections not marked `recvonly` or
-/// `inactive`, and offering the codec we take). Pure.
-pub fn offered_media(sdp: &str) -> OfferedMedia {
-    let mut out = OfferedMedia::default();
-    for section in sdp.split("\nm=").skip(1) {
-        let sends = !section.lines().any(|l| matches!(l.trim(), "a=recvonly" | "a=inactive"));
-        let has =
-            |codec: &str| section.lines().any(|l| l.starts_with("a=rtpmap:") && l.to_ascii_lowercase().contains(codec));
-        if section.starts_with("video") && sends && has(" h264/90000") {
-            out.video = true;
-        }
-        if section.starts_with("audio") && sends && has(" opus/48000") {
-            out.audio = true;
-        }
+/// Reads which media an offer sends: a video section offering H.264, an audio section
+/// offering Opus, not marked `recvonly` or `inactive`. Pure.
+pub fn offered_media(offer: &str) -> OfferedMedia {
+    OfferedMedia {
+        video: sdp::offers(offer, "video", "h264/90000").any(sdp::Direction::sends),
+        audio: sdp::offers(offer, "audio", "opus/48000").any(sdp::Direction::sends),
     }
-    out
 }
 
 /// The codecs a peer connection needs and the publisher's tracks (video first) for what
@@ -250,7 +243,7 @@ impl Recorder {
         tracing::info!(stream = %record.name, video = media.video, audio = media.audio, "WebRTC publisher connected");
         let mut publisher = Publisher::new(self.store.clone(), record, self.clock.clone(), self.metrics.clone(), specs)
             .with_max_fragment_bytes(self.max_fragment_bytes);
-        let (packets, mut incoming) = mpsc::channel::<(usize, Vec<u8>)>(PACKET_QUEUE);
+        let (packets, mut incoming) = mpsc::channel::<(usize, Bytes)>(PACKET_QUEUE);
         let mut sequences: HashMap<usize, u16> = HashMap::new();
         let audio_index = usize::from(media.video);
         let mut readers = Vec::new();
@@ -411,7 +404,7 @@ fn lost_before(last: &mut HashMap<usize, u16>, track: usize, packet: &[u8]) -> O
 async fn read_track(
     track: Arc<dyn TrackRemote>,
     index: usize,
-    packets: mpsc::Sender<(usize, Vec<u8>)>,
+    packets: mpsc::Sender<(usize, Bytes)>,
     keyframe_interval: Duration,
 ) {
     let media_ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
@@ -423,7 +416,7 @@ async fn read_track(
             event = track.poll() => match event {
                 Some(TrackRemoteEvent::OnRtpPacket(p)) => {
                     let Ok(bytes) = p.marshal() else { continue };
-                    if packets.send((index, bytes.to_vec())).await.is_err() {
+                    if packets.send((index, bytes.freeze())).await.is_err() {
                         return;
                     }
                 }

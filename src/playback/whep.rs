@@ -33,6 +33,7 @@ use crate::video_store::{LiveFrame, StoreError, StreamId, VideoStore};
 use crate::webrtc_peer::{self, Network, Peer, PeerError, H264_PAYLOAD_TYPE};
 use crate::wire::fmp4::{parse_init, InitInfo, TrackKind};
 use crate::wire::mp4_tracks::fragment_samples;
+use crate::wire::sdp;
 
 /// A viewer that has not connected by then is dropped.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -121,12 +122,15 @@ impl WhepSessions {
             return Err(WhepError::TooMany(self.config.max_sessions));
         }
         // Only what can be sent: the stream's newest init must have H.264 video.
-        let (params, _) = newest_video(&self.store, stream)?.ok_or(WhepError::NoVideo)?;
-        if !matches!(params, CodecParams::H264(_)) {
+        let info = newest_init(&self.store, stream)?.ok_or(WhepError::NoVideo)?;
+        let video = info.tracks.iter().find(|t| t.kind == TrackKind::Video).and_then(CodecParams::from_track);
+        if !matches!(video, Some(CodecParams::H264(_))) {
             return Err(WhepError::NoVideo);
         }
         // Opus passes through too, when the stream has it and the viewer asks for audio.
-        let audio = newest_has_opus(&self.store, stream)? && offer_receives_opus(&offer);
+        let has_opus =
+            info.tracks.iter().any(|t| CodecKind::from_sample_entry(t.sample_entry) == Some(CodecKind::Opus));
+        let audio = has_opus && sdp::offers(&offer, "audio", "opus/48000").next().is_some();
         let mut codecs = vec![(webrtc_peer::h264_codec(), H264_PAYLOAD_TYPE, RtpCodecKind::Video)];
         if audio {
             codecs.push((webrtc_peer::opus_codec(), webrtc_peer::OPUS_PAYLOAD_TYPE, RtpCodecKind::Audio));
@@ -237,39 +241,16 @@ async fn payload_type(sender: &Arc<dyn webrtc::rtp_transceiver::RtpSender>) -> R
     Ok(sender.get_parameters().await.map_err(rtc_error)?.rtp_parameters.codecs.first().map(|c| c.payload_type))
 }
 
-/// Whether the viewer's offer takes Opus audio.
-fn offer_receives_opus(offer: &str) -> bool {
-    offer.split("\nm=").skip(1).any(|section| {
-        section.starts_with("audio")
-            && section.lines().any(|l| l.starts_with("a=rtpmap:") && l.to_ascii_lowercase().contains(" opus/48000"))
-    })
-}
-
-/// Whether the stream's newest init segment has an Opus track.
-fn newest_has_opus(store: &VideoStore, stream: StreamId) -> Result<bool, StoreError> {
-    let Some(last) = store.last_fragment(stream)? else { return Ok(false) };
-    let Some(init) = store.init_segment(stream, last.init_id)? else { return Ok(false) };
-    Ok(parse_init(&init).is_ok_and(|info| {
-        info.tracks.iter().any(|t| CodecKind::from_sample_entry(t.sample_entry) == Some(CodecKind::Opus))
-    }))
-}
-
-/// The video parameters of the stream's newest init segment, and that init's id.
-fn newest_video(store: &VideoStore, stream: StreamId) -> Result<Option<(CodecParams, u32)>, StoreError> {
+/// The stream's newest init segment, parsed (`None`: no fragment yet, or an init that
+/// does not parse).
+fn newest_init(store: &VideoStore, stream: StreamId) -> Result<Option<InitInfo>, StoreError> {
     let Some(last) = store.last_fragment(stream)? else { return Ok(None) };
     let Some(init) = store.init_segment(stream, last.init_id)? else { return Ok(None) };
-    let Ok(info) = parse_init(&init) else { return Ok(None) };
-    Ok(info
-        .tracks
-        .iter()
-        .find(|t| t.kind == TrackKind::Video)
-        .and_then(CodecParams::from_track)
-        .map(|p| (p, last.init_id)))
+    Ok(parse_init(&init).ok())
 }
 
 /// Sends the stream's video from its newest fragment on, each sample at its pace, until
 /// the peer goes, the session is closed or the stream is deleted.
-#[allow(clippy::too_many_arguments)]
 async fn feed(
     store: &VideoStore,
     metrics: &crate::metrics::Metrics,

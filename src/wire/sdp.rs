@@ -105,9 +105,63 @@ pub fn write(session_name: &str, media: &[MediaDescription]) -> String {
     s
 }
 
+/// Which way a media section of an offer flows (its `a=` direction attribute; none
+/// means `sendrecv`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+    Inactive,
+}
+
+impl Direction {
+    /// Whether the offerer sends media in the section.
+    pub fn sends(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::SendOnly)
+    }
+}
+
+/// The direction of each `kind` (`video`, `audio`) section of `sdp` that lists `codec`
+/// (`encoding/clock rate`, e.g. `h264/90000`, any case) among its `a=rtpmap`s. A browser's
+/// offer lists many payload types per section, which [`parse`] (one codec per section,
+/// as ANNOUNCE has it) does not keep. Pure.
+pub fn offers<'a>(sdp: &'a str, kind: &'a str, codec: &'a str) -> impl Iterator<Item = Direction> + 'a {
+    sdp.split("\nm=")
+        .skip(1)
+        .filter(move |s| s.starts_with(kind) && s.as_bytes().get(kind.len()) == Some(&b' '))
+        .filter_map(move |section| {
+            let lists = section.lines().filter_map(|l| l.trim_end().strip_prefix("a=rtpmap:")).any(|map| {
+                map.split_once(' ').is_some_and(|(_, enc)| {
+                    enc.as_bytes().get(..codec.len()).is_some_and(|e| e.eq_ignore_ascii_case(codec.as_bytes()))
+                })
+            });
+            let direction = section.lines().find_map(|l| match l.trim_end() {
+                "a=sendonly" => Some(Direction::SendOnly),
+                "a=recvonly" => Some(Direction::RecvOnly),
+                "a=inactive" => Some(Direction::Inactive),
+                "a=sendrecv" => Some(Direction::SendRecv),
+                _ => None,
+            });
+            lists.then(|| direction.unwrap_or(Direction::SendRecv))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offered_sections_by_kind_codec_and_direction() {
+        let offer = "v=0\r\ns=-\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\na=rtpmap:111 opus/48000/2\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96 102\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:102 H264/90000\r\n";
+        assert_eq!(offers(offer, "audio", "opus/48000").collect::<Vec<_>>(), [Direction::RecvOnly]);
+        assert_eq!(offers(offer, "video", "h264/90000").collect::<Vec<_>>(), [Direction::SendRecv]);
+        assert!(offers(offer, "video", "h265/90000").next().is_none());
+        assert!(offers(offer, "vid", "h264/90000").next().is_none(), "the kind is a whole word");
+        assert!(!Direction::RecvOnly.sends() && !Direction::Inactive.sends() && Direction::SendOnly.sends());
+        assert!(offers("garbage", "video", "h264/90000").next().is_none());
+    }
 
     // What `ffmpeg -f rtsp` announces for H.264 + AAC.
     const FFMPEG_SDP: &str = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=No Name\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\na=tool:libavformat 59.27.100\r\nm=video 0 RTP/AVP 96\r\nb=AS:200\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1; sprop-parameter-sets=Z2QAHqzZQKAv+XARAAADAAEAAAMAMg8WLZY=,aOvjyyLA; profile-level-id=64001E\r\na=control:streamid=0\r\nm=audio 0 RTP/AVP 97\r\nb=AS:128\r\na=rtpmap:97 MPEG4-GENERIC/44100/2\r\na=fmtp:97 profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3; config=121056E500\r\na=control:streamid=1\r\n";
