@@ -5,20 +5,29 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use rtc::interceptor::Registry;
+use rtc::media::Sample;
+use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 pub use rtc::peer_connection::transport::RTCIceCandidateInit;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
 use tokio::sync::{mpsc, watch};
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
 };
+use webrtc::rtp_transceiver::RtpSender;
 
 pub use webrtc::peer_connection::RTCPeerConnectionState as PeerState;
 
@@ -252,12 +261,86 @@ pub fn with_public_candidates(sdp: &str, public_ips: &[IpAddr]) -> String {
     out
 }
 
+/// A track the server sends samples on (H.264 access units in Annex B, Opus packets):
+/// its SSRC, and the payload type the peer agreed to once the exchange is done.
+pub struct SampleTrack {
+    track: Arc<TrackLocalStaticSample>,
+    sender: Arc<dyn RtpSender>,
+    ssrc: u32,
+    payload_type: u8,
+}
+
+impl SampleTrack {
+    /// Adds a `kind` track sending `codec` to `pc` (a send-and-receive transceiver: the
+    /// peer may send on it too).
+    pub async fn add(pc: &Arc<dyn PeerConnection>, kind: RtpCodecKind, codec: RTCRtpCodec) -> Result<Self, PeerError> {
+        let ssrc = random_ssrc();
+        let label = if kind == RtpCodecKind::Video { "video" } else { "audio" };
+        let encoding = RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+            codec,
+            ..Default::default()
+        };
+        let stream = MediaStreamTrack::new("kinescope".into(), label.into(), label.into(), kind, vec![encoding]);
+        let track = Arc::new(TrackLocalStaticSample::new(Instant::now(), stream).map_err(rtc_error)?);
+        let sender = pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal>).await.map_err(rtc_error)?;
+        Ok(SampleTrack { track, sender, ssrc, payload_type: 0 })
+    }
+
+    /// Takes the payload type the completed exchange gave the codec; `false` when the
+    /// peer kept none (it will not receive this track).
+    pub async fn negotiated(&mut self) -> Result<bool, PeerError> {
+        let params = self.sender.get_parameters().await.map_err(rtc_error)?;
+        match params.rtp_parameters.codecs.first() {
+            Some(c) => {
+                self.payload_type = c.payload_type;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    pub async fn write(&self, sample: &Sample) -> Result<(), PeerError> {
+        self.track.sample_writer(self.ssrc, self.payload_type).write_sample(sample).await.map_err(rtc_error)
+    }
+}
+
+/// Samples of a live source, timed by arrival: each one's duration is the time since the
+/// one before (the RTP clock advances as the source's frames came), the first one's
+/// `first`.
+pub struct ArrivalPacer {
+    last: Option<Instant>,
+    first: Duration,
+}
+
+impl ArrivalPacer {
+    pub fn new(first: Duration) -> Self {
+        ArrivalPacer { last: None, first }
+    }
+
+    pub fn sample(&mut self, data: Bytes) -> Sample {
+        let now = Instant::now();
+        let duration = self.last.map_or(self.first, |t| now.duration_since(t).max(Duration::from_millis(1)));
+        self.last = Some(now);
+        Sample { data, duration, ..Sample::new(now) }
+    }
+}
+
 /// Whether a connection state means the peer is gone.
 pub fn is_gone(state: &RTCPeerConnectionState) -> bool {
     matches!(
         state,
         RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed | RTCPeerConnectionState::Disconnected
     )
+}
+
+/// Resolves once `stop` is set (or its sender dropped) or the peer is gone: the end of a
+/// session's media loop.
+pub async fn ended(stop: &mut watch::Receiver<bool>, state: &mut watch::Receiver<RTCPeerConnectionState>) {
+    tokio::select! {
+        _ = stop.wait_for(|s| *s) => {}
+        _ = state.wait_for(is_gone) => {}
+    }
 }
 
 /// A random SSRC for a track the server sends.

@@ -8,8 +8,6 @@
 //! references precede it in decode order, so that prefix is enough, and a wanted
 //! keyframe costs the decode of one access unit.
 
-use std::sync::Once;
-
 use ffmpeg_next as ff;
 
 use ff::codec::{self, Id};
@@ -93,7 +91,7 @@ impl From<ff::Error> for RenderError {
 
 /// One result per `job.wanted`, in that order.
 pub fn render(job: &RenderJob) -> Vec<Result<Vec<u8>, RenderError>> {
-    init_ffmpeg();
+    crate::media::init_ffmpeg();
     let mut results: Vec<Option<Result<Vec<u8>, RenderError>>> = vec![None; job.wanted.len()];
     if let Err(e) = decode_wanted(job, &mut results) {
         for r in results.iter_mut().filter(|r| r.is_none()) {
@@ -101,18 +99,6 @@ pub fn render(job: &RenderJob) -> Vec<Result<Vec<u8>, RenderError>> {
         }
     }
     results.into_iter().map(|r| r.unwrap_or(Err(RenderError::NoPicture))).collect()
-}
-
-/// FFmpeg's global set-up, once per process; its own logging is silenced (every
-/// failure comes back as an error value and is logged by the caller).
-fn init_ffmpeg() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        if let Err(e) = ff::init() {
-            tracing::error!(error = %e, "FFmpeg did not initialise");
-        }
-        ff::util::log::set_level(ff::util::log::Level::Quiet);
-    });
 }
 
 /// How many leading access units must be decoded for every wanted picture.

@@ -1,34 +1,58 @@
-//! JoinStorageSession (`kinesis-video-webrtc-storage`), Kinesis Video's WebRTC ingestion:
-//! the server joins a signalling channel as a viewer, offers the master to receive its
-//! camera (H.264 video, Opus audio), and records what the master sends into the stream
-//! the channel's media storage configuration names — through the same [`Recorder`] as a
-//! WHIP publisher, so the stream reads like any camera.
+//! Kinesis Video WebRTC ingestion (`kinesis-video-webrtc-storage`): a storage session
+//! per signalling channel that records the channel's master into the stream its media
+//! storage configuration names, and that viewers may join to talk with the master.
 //!
-//! The exchange is the KVS signalling protocol, in-process through the hub: the master
-//! (the KVS WebRTC SDK, unchanged) sees an ordinary viewer with client id
-//! `kinescope-storage-…` that sends an `SDP_OFFER` carrying every host candidate, and
-//! answers with an `SDP_ANSWER` and trickled `ICE_CANDIDATE`s, which the session applies.
-//! An offer to a master that is not connected waits in the channel for its message TTL,
-//! as any viewer's would. One session per channel: joining again replaces it.
+//! - **JoinStorageSession**: the server joins the channel as a viewer
+//!   (`kinescope-storage-…`) and offers the master to receive its camera (H.264) and
+//!   microphone (Opus), sending back what the joined viewers say. The video is recorded
+//!   through the same [`Recorder`] as a WHIP publisher, so the stream reads like any
+//!   camera. A newer join replaces the master's older one.
+//! - **JoinStorageSessionAsViewer**: the session claims a connected viewer
+//!   ([`crate::signaling::hub::ViewerClaim`]) and offers it the master's video (from
+//!   the stream's live bus, as it is recorded) and the session's audio; the viewer may
+//!   send its microphone. A viewer that joins before the master waits for it. A newer
+//!   join of the same client id replaces the older.
+//! - **Audio**: every participant's Opus is decoded and mixed ([`crate::media::audio_mix`],
+//!   [`crate::media::opus_pcm`]) every 20 ms: the recording keeps everyone (one Opus
+//!   track, mono), and each participant hears everyone but itself. (AWS stores AAC; we
+//!   store Opus, see the README.)
+//!
+//! The exchange is the KVS signalling protocol, in-process through the hub: the peers
+//! (the KVS WebRTC SDK, unchanged) see an ordinary `SDP_OFFER` carrying every host
+//! candidate, and answer with an `SDP_ANSWER` and trickled `ICE_CANDIDATE`s. An offer to
+//! a master that is not connected waits in the channel for its message TTL, as any
+//! viewer's would. The session ends when its last participant goes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
+use rtc::media::Sample;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
-use super::whip::{offered_media, tracks_for, OfferedMedia, Recorder, WhipError};
+use super::whip::{
+    offered_media, tracks_for, MixLink, OfferedMedia, Publication, Recorder, WhipError, CONNECT_TIMEOUT,
+};
+use crate::codec::{nal, opus, CodecKind, CodecParams};
+use crate::media::audio_mix::AudioMix;
+use crate::media::opus_pcm::{OpusDecoder, OpusEncoder, OpusPcmError, FRAME_SAMPLES};
 use crate::signaling::hub::{Hub, HubError, Outbound, Role};
-use crate::video_store::StreamRecord;
-use crate::webrtc_peer::{Network, Peer, RTCIceCandidateInit};
+use crate::video_store::{LiveFrame, StreamRecord};
+use crate::webrtc_peer::{self, ArrivalPacer, Network, Peer, RTCIceCandidateInit, SampleTrack};
 use crate::wire::kvs_signaling::{self, Action, ClientMessage};
 
 /// Storage sessions at once (one per channel).
 pub const MAX_SESSIONS: usize = 16;
 /// Candidates applied before the answer arrives are held, up to this many.
 const MAX_EARLY_CANDIDATES: usize = 64;
+/// The mix's step: one Opus frame.
+const MIX_STEP: Duration = Duration::from_millis(20);
+/// Mixed packets waiting for the recorder (a second).
+const RECORDING_QUEUE: usize = 50;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -38,10 +62,27 @@ pub enum StorageError {
     Hub(#[from] HubError),
     #[error(transparent)]
     Session(#[from] WhipError),
+    #[error("audio: {0}")]
+    Audio(#[from] OpusPcmError),
 }
 
-/// Channel ARN → the running session's id and stop switch.
-type Running = HashMap<String, (u64, watch::Sender<bool>)>;
+/// Who takes part in a session.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Party {
+    Master,
+    Viewer(String),
+}
+
+/// A participant's place: its id (to tell a replaced one from its successor) and stop switch.
+type Leg = (u64, watch::Sender<bool>);
+
+/// One channel's session.
+struct Call {
+    mixing: Arc<Mutex<Mixing>>,
+    master: Option<Leg>,
+    viewers: HashMap<String, Leg>,
+    mixer: tokio::task::AbortHandle,
+}
 
 /// The storage sessions of one server.
 #[derive(Clone)]
@@ -49,7 +90,7 @@ pub struct StorageSessions {
     hub: Hub,
     recorder: Recorder,
     network: Network,
-    sessions: Arc<Mutex<Running>>,
+    calls: Arc<Mutex<HashMap<String, Call>>>,
     next_id: Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -59,52 +100,95 @@ impl StorageSessions {
             hub,
             recorder,
             network,
-            sessions: Arc::new(Mutex::new(HashMap::new())),
+            calls: Arc::new(Mutex::new(HashMap::new())),
             next_id: Arc::new(std::sync::atomic::AtomicU64::new(1)),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Running> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Call>> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Sessions running.
     pub fn count(&self) -> usize {
         self.lock().len()
     }
 
-    /// Joins `channel_arn` as a viewer and offers its master to be recorded into
-    /// `stream`; returns once the offer is sent (or held for an absent master for
-    /// `ttl_s`). The recording runs until the master goes.
-    pub async fn join(&self, channel_arn: &str, ttl_s: u32, stream: StreamRecord) -> Result<(), StorageError> {
-        {
-            let sessions = self.lock();
-            if !sessions.contains_key(channel_arn) && sessions.len() >= MAX_SESSIONS {
-                return Err(StorageError::TooMany(MAX_SESSIONS));
-            }
+    /// The channel's mixing, its session started if there is none.
+    fn call_mixing(&self, channel_arn: &str) -> Result<Arc<Mutex<Mixing>>, StorageError> {
+        let mut calls = self.lock();
+        if let Some(call) = calls.get(channel_arn) {
+            return Ok(call.mixing.clone());
         }
-        let client_id = format!("kinescope-storage-{}", uuid::Uuid::new_v4().simple());
-        let (membership, outbox) = self.hub.join(channel_arn, Role::Viewer, &client_id)?;
-        // Offer to receive both; the answer says what the master sends.
-        let (codecs, _) = tracks_for(OfferedMedia { video: true, audio: true });
-        let mut peer = Peer::build(&self.network, &codecs).await.map_err(WhipError::from)?;
-        for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
-            let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() };
-            peer.pc.add_transceiver_from_kind(kind, Some(init)).await.map_err(|e| WhipError::WebRtc(e.to_string()))?;
+        if calls.len() >= MAX_SESSIONS {
+            return Err(StorageError::TooMany(MAX_SESSIONS));
         }
-        let offer = peer.offer().await.map_err(WhipError::from)?;
-        let msg = ClientMessage {
-            action: Action::SdpOffer,
-            recipient_client_id: None,
-            message_payload: kvs_signaling::session_description_payload("offer", &offer),
-            correlation_id: None,
-        };
-        self.hub.send(&membership, msg, ttl_s).map_err(|r| WhipError::WebRtc(r.description))?;
+        let mixing = Arc::new(Mutex::new(Mixing::default()));
+        let mixer = tokio::spawn(run_mixer(mixing.clone())).abort_handle();
+        calls.insert(
+            channel_arn.to_string(),
+            Call { mixing: mixing.clone(), master: None, viewers: HashMap::new(), mixer },
+        );
+        Ok(mixing)
+    }
 
-        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (stop, stop_rx) = watch::channel(false);
-        if let Some((_, older)) = self.lock().insert(channel_arn.to_string(), (id, stop)) {
+    /// Puts a leg in the channel's session, stopping the one it replaces.
+    fn enter(&self, channel_arn: &str, party: &Party, id: u64, stop: watch::Sender<bool>) {
+        let mut calls = self.lock();
+        let Some(call) = calls.get_mut(channel_arn) else { return };
+        let older = match party {
+            Party::Master => call.master.replace((id, stop)),
+            Party::Viewer(v) => call.viewers.insert(v.clone(), (id, stop)),
+        };
+        if let Some((_, older)) = older {
             let _ = older.send(true);
         }
+    }
+
+    /// Takes a finished leg out; the session ends with its last one.
+    fn leave(&self, channel_arn: &str, party: &Party, id: u64) {
+        let mut calls = self.lock();
+        let Some(call) = calls.get_mut(channel_arn) else { return };
+        let current = match party {
+            Party::Master => call.master.as_ref().is_some_and(|(i, _)| *i == id),
+            Party::Viewer(v) => call.viewers.get(v).is_some_and(|(i, _)| *i == id),
+        };
+        if !current {
+            return;
+        }
+        match party {
+            Party::Master => call.master = None,
+            Party::Viewer(v) => {
+                call.viewers.remove(v);
+            }
+        }
+        lock_mixing(&call.mixing).leave(party);
+        if call.master.is_none() && call.viewers.is_empty() {
+            call.mixer.abort();
+            calls.remove(channel_arn);
+        }
+    }
+
+    fn new_id(&self) -> u64 {
+        self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// JoinStorageSession: joins `channel_arn` as a viewer and offers its master to be
+    /// recorded into `stream`; returns once the offer is sent (or held for an absent
+    /// master for `ttl_s`). The recording runs until the master goes.
+    pub async fn join(&self, channel_arn: &str, ttl_s: u32, stream: StreamRecord) -> Result<(), StorageError> {
+        let mixing = self.call_mixing(channel_arn)?;
+        let joined = self.offer_master(channel_arn, ttl_s).await;
+        let (membership, outbox, peer, audio_out) = match joined {
+            Ok(j) => j,
+            Err(e) => {
+                self.forget_if_empty(channel_arn);
+                return Err(e);
+            }
+        };
+        let id = self.new_id();
+        let (stop, stop_rx) = watch::channel(false);
+        self.enter(channel_arn, &Party::Master, id, stop);
         let this = self.clone();
         let channel = channel_arn.to_string();
         let answer_wait = Duration::from_secs(u64::from(ttl_s) + 30);
@@ -114,33 +198,346 @@ impl StorageSessions {
             let signalling = tokio::spawn(apply_messages(outbox, peer.pc.clone(), answer_tx));
             let name = stream.name.clone();
             let outcome = match tokio::time::timeout(answer_wait, answer_rx).await {
-                Ok(Ok(answer)) => {
-                    let media = offered_media(&answer);
-                    let (_, specs) = tracks_for(media);
-                    if specs.is_empty() {
-                        Err(WhipError::BadOffer("the master sends neither H.264 video nor Opus audio".into()))
-                    } else {
-                        this.recorder.record("storage_session", stream, peer, specs, media, stop_rx).await
-                    }
-                }
+                Ok(Ok(answer)) => this.record_master(&mixing, stream, peer, audio_out, &answer, stop_rx).await,
                 _ => Err(WhipError::WebRtc("the master did not answer".into())),
             };
             match outcome {
-                Ok(()) => tracing::info!(channel = %channel, stream = %name, "storage session ended"),
-                Err(e) => tracing::info!(channel = %channel, stream = %name, error = %e, "storage session ended"),
+                Ok(()) => tracing::info!(channel = %channel, stream = %name, "storage session's master left"),
+                Err(e) => {
+                    tracing::info!(channel = %channel, stream = %name, error = %e, "storage session's master left")
+                }
             }
             signalling.abort();
             drop(membership);
-            let mut sessions = this.lock();
-            if sessions.get(&channel).is_some_and(|(i, _)| *i == id) {
-                sessions.remove(&channel);
-            }
+            this.leave(&channel, &Party::Master, id);
         });
         Ok(())
     }
+
+    /// The session's viewer membership and its offer to the master, sent.
+    async fn offer_master(
+        &self,
+        channel_arn: &str,
+        ttl_s: u32,
+    ) -> Result<(crate::signaling::hub::Membership, mpsc::Receiver<Outbound>, Peer, SampleTrack), StorageError> {
+        let client_id = format!("kinescope-storage-{}", uuid::Uuid::new_v4().simple());
+        let (membership, outbox) = self.hub.join(channel_arn, Role::Viewer, &client_id)?;
+        // Offer to receive both (the answer says what the master sends) and to send the
+        // viewers' voices back on the audio transceiver.
+        let (codecs, _) = tracks_for(OfferedMedia { video: true, audio: true });
+        let peer = Peer::build(&self.network, &codecs).await.map_err(WhipError::from)?;
+        let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() };
+        peer.pc.add_transceiver_from_kind(RtpCodecKind::Video, Some(init)).await.map_err(webrtc_error)?;
+        let audio_out = SampleTrack::add(&peer.pc, RtpCodecKind::Audio, webrtc_peer::opus_codec())
+            .await
+            .map_err(WhipError::from)?;
+        let mut peer = peer;
+        let offer = peer.offer().await.map_err(WhipError::from)?;
+        self.hub.send(&membership, offer_message(&offer), ttl_s).map_err(|r| WhipError::WebRtc(r.description))?;
+        Ok((membership, outbox, peer, audio_out))
+    }
+
+    /// Records the master once it answered: its video as sent, its voice into the mix,
+    /// the mix as the recording's audio; it hears the viewers.
+    async fn record_master(
+        &self,
+        mixing: &Arc<Mutex<Mixing>>,
+        stream: StreamRecord,
+        peer: Peer,
+        mut audio_out: SampleTrack,
+        answer: &str,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(), WhipError> {
+        let media = offered_media(answer);
+        let (_, mut specs) = tracks_for(media);
+        if specs.is_empty() {
+            return Err(WhipError::BadOffer("the master sends neither H.264 video nor Opus audio".into()));
+        }
+        let mix = if media.audio {
+            // The recorded audio is the mix: mono Opus.
+            if let Some(spec) = specs.iter_mut().find(|s| s.kind == CodecKind::Opus) {
+                spec.params = Some(CodecParams::Opus(opus::Params { channels: 1 }));
+            }
+            let (tx, rx) = mpsc::channel(RECORDING_QUEUE);
+            let encoder = OpusEncoder::new().map_err(audio_error)?;
+            let mut m = lock_mixing(mixing);
+            m.recording = Some((encoder, tx));
+            let voices = mixing.clone();
+            Some(MixLink { voice: Box::new(move |p| lock_mixing(&voices).voice(&Party::Master, p)), mixed: rx })
+        } else {
+            None
+        };
+        if audio_out.negotiated().await? {
+            lock_mixing(mixing).listen(Party::Master, audio_out).map_err(audio_error)?;
+        }
+        self.recorder.record("storage_session", Publication { stream, specs, media, mix }, peer, stop).await
+    }
+
+    /// JoinStorageSessionAsViewer: claims the connected viewer `client_id` of
+    /// `channel_arn` and offers it a place in the session (the master's video, everyone
+    /// else's voices; its own voice taken). Returns once the offer is sent.
+    pub async fn join_as_viewer(
+        &self,
+        channel_arn: &str,
+        client_id: &str,
+        stream: StreamRecord,
+    ) -> Result<(), StorageError> {
+        let (claim, outbox) = self.hub.claim_viewer(channel_arn, client_id)?;
+        let mixing = self.call_mixing(channel_arn)?;
+        let offered = self.offer_viewer(&claim).await;
+        let (peer, video_out, audio_out) = match offered {
+            Ok(o) => o,
+            Err(e) => {
+                self.forget_if_empty(channel_arn);
+                return Err(e);
+            }
+        };
+        let id = self.new_id();
+        let party = Party::Viewer(client_id.to_string());
+        let (stop, stop_rx) = watch::channel(false);
+        self.enter(channel_arn, &party, id, stop);
+        let this = self.clone();
+        let channel = channel_arn.to_string();
+        tokio::spawn(async move {
+            let (answer_tx, answer_rx) = oneshot::channel();
+            let signalling = tokio::spawn(apply_messages(outbox, peer.pc.clone(), answer_tx));
+            let legs = ViewerLeg { party: party.clone(), mixing, video_out, audio_out };
+            let outcome = match tokio::time::timeout(CONNECT_TIMEOUT, answer_rx).await {
+                Ok(Ok(_)) => this.run_viewer(legs, &stream, peer, stop_rx).await,
+                _ => Err(WhipError::WebRtc("the viewer did not answer".into())),
+            };
+            match outcome {
+                Ok(()) => tracing::info!(channel = %channel, viewer = ?party, "storage session's viewer left"),
+                Err(e) => {
+                    tracing::info!(channel = %channel, viewer = ?party, error = %e, "storage session's viewer left")
+                }
+            }
+            signalling.abort();
+            drop(claim);
+            this.leave(&channel, &party, id);
+        });
+        Ok(())
+    }
+
+    /// A peer for a viewer (the master's video out; audio both ways) and its offer, sent.
+    async fn offer_viewer(
+        &self,
+        claim: &crate::signaling::hub::ViewerClaim,
+    ) -> Result<(Peer, SampleTrack, SampleTrack), StorageError> {
+        let (codecs, _) = tracks_for(OfferedMedia { video: true, audio: true });
+        let mut peer = Peer::build(&self.network, &codecs).await.map_err(WhipError::from)?;
+        let video_out = SampleTrack::add(&peer.pc, RtpCodecKind::Video, webrtc_peer::h264_codec())
+            .await
+            .map_err(WhipError::from)?;
+        let audio_out = SampleTrack::add(&peer.pc, RtpCodecKind::Audio, webrtc_peer::opus_codec())
+            .await
+            .map_err(WhipError::from)?;
+        let offer = peer.offer().await.map_err(WhipError::from)?;
+        self.hub.send_to_claimed(claim, offer_message(&offer)).map_err(|r| WhipError::WebRtc(r.description))?;
+        Ok((peer, video_out, audio_out))
+    }
+
+    /// A viewer after its answer: the master's video from the stream's live bus, the mix
+    /// without its own voice, its voice into the mix; until it goes or is replaced.
+    async fn run_viewer(
+        &self,
+        mut leg: ViewerLeg,
+        stream: &StreamRecord,
+        mut peer: Peer,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<(), WhipError> {
+        let connected = tokio::select! {
+            c = peer.connected(CONNECT_TIMEOUT) => c,
+            _ = stop.changed() => return Ok(()),
+        };
+        self.recorder.metrics.count_peer("storage_viewer", connected);
+        if !connected {
+            return Err(WhipError::WebRtc("the viewer did not connect".into()));
+        }
+        let sends_video = leg.video_out.negotiated().await?;
+        if leg.audio_out.negotiated().await? {
+            lock_mixing(&leg.mixing).listen(leg.party.clone(), leg.audio_out).map_err(audio_error)?;
+        }
+        let mut bus = self.recorder.store.live(stream.id)?.subscribe_frames();
+        let mut pacer = ArrivalPacer::new(Duration::from_millis(40));
+        // A viewer starts (and restarts after falling behind) at a keyframe.
+        let mut want_keyframe = true;
+        let mut readers = Vec::new();
+        let mut state = peer.state.clone();
+        let result = loop {
+            tokio::select! {
+                frame = bus.recv() => match frame {
+                    Ok(f) if sends_video && f.codec == CodecKind::H264 && (f.keyframe || !want_keyframe) => {
+                        want_keyframe = false;
+                        if let Err(e) = leg.video_out.write(&pacer.sample(annex_b(&f))).await {
+                            break Err(WhipError::from(e));
+                        }
+                        self.recorder.metrics.webrtc_frames_out.inc();
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => want_keyframe = true,
+                    // The stream was deleted.
+                    Err(broadcast::error::RecvError::Closed) => break Ok(()),
+                },
+                track = peer.tracks.recv() => {
+                    let Some(track) = track else { continue };
+                    if track.kind().await == RtpCodecKind::Audio {
+                        readers.push(tokio::spawn(read_voice(track, leg.party.clone(), leg.mixing.clone())));
+                    }
+                }
+                _ = webrtc_peer::ended(&mut stop, &mut state) => break Ok(()),
+            }
+        };
+        for r in readers {
+            r.abort();
+        }
+        let _ = peer.pc.close().await;
+        result
+    }
+
+    /// Drops a session that a failed first join left with nobody in it.
+    fn forget_if_empty(&self, channel_arn: &str) {
+        let mut calls = self.lock();
+        if calls.get(channel_arn).is_some_and(|c| c.master.is_none() && c.viewers.is_empty()) {
+            if let Some(call) = calls.remove(channel_arn) {
+                call.mixer.abort();
+            }
+        }
+    }
 }
 
-/// Applies what the master sends this viewer: the answer (handed to `answer`, once) and
+/// What a viewer's task holds.
+struct ViewerLeg {
+    party: Party,
+    mixing: Arc<Mutex<Mixing>>,
+    video_out: SampleTrack,
+    audio_out: SampleTrack,
+}
+
+fn webrtc_error(e: impl std::fmt::Display) -> WhipError {
+    WhipError::WebRtc(e.to_string())
+}
+
+fn audio_error(e: OpusPcmError) -> WhipError {
+    WhipError::WebRtc(format!("audio: {e}"))
+}
+
+fn offer_message(sdp: &str) -> ClientMessage {
+    ClientMessage {
+        action: Action::SdpOffer,
+        recipient_client_id: None,
+        message_payload: kvs_signaling::session_description_payload("offer", sdp),
+        correlation_id: None,
+    }
+}
+
+fn annex_b(f: &LiveFrame) -> Bytes {
+    Bytes::from(nal::to_annex_b(&f.parameter_sets, &f.data))
+}
+
+/// One session's audio: each participant's decoder, the mix, an encoder per listener
+/// and one for the recording.
+#[derive(Default)]
+struct Mixing {
+    mix: AudioMix<Party>,
+    decoders: HashMap<Party, OpusDecoder>,
+    listeners: HashMap<Party, Listener>,
+    recording: Option<(OpusEncoder, mpsc::Sender<Vec<u8>>)>,
+    pcm: Vec<f32>,
+}
+
+/// What one participant hears through.
+struct Listener {
+    encoder: OpusEncoder,
+    track: Arc<SampleTrack>,
+}
+
+fn lock_mixing(m: &Mutex<Mixing>) -> std::sync::MutexGuard<'_, Mixing> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Mixing {
+    /// One Opus payload from `who`.
+    fn voice(&mut self, who: &Party, packet: &[u8]) {
+        if !self.decoders.contains_key(who) {
+            match OpusDecoder::new() {
+                Ok(d) => {
+                    self.decoders.insert(who.clone(), d);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "no Opus decoder; this participant is not mixed");
+                    return;
+                }
+            }
+        }
+        let Some(decoder) = self.decoders.get_mut(who) else { return };
+        self.pcm.clear();
+        decoder.decode(packet, &mut self.pcm);
+        self.mix.push(who, &self.pcm);
+    }
+
+    /// `who` hears the session on `track` from now on.
+    fn listen(&mut self, who: Party, track: SampleTrack) -> Result<(), OpusPcmError> {
+        let encoder = OpusEncoder::new()?;
+        self.listeners.insert(who, Listener { encoder, track: Arc::new(track) });
+        Ok(())
+    }
+
+    fn leave(&mut self, who: &Party) {
+        self.mix.remove(who);
+        self.decoders.remove(who);
+        self.listeners.remove(who);
+        if *who == Party::Master {
+            self.recording = None;
+        }
+    }
+
+    /// One 20 ms step: the recording's packet handed to the recorder, and each
+    /// listener's packet with the track to write it to.
+    fn step(&mut self) -> Vec<(Arc<SampleTrack>, Vec<u8>)> {
+        let frame = self.mix.tick();
+        if let Some((encoder, tx)) = self.recording.as_mut() {
+            if let Ok(Some(p)) = encoder.encode(frame.everyone()) {
+                // A recorder a second behind loses the mix's newest packets, not memory.
+                let _ = tx.try_send(p);
+            }
+        }
+        let mut out = Vec::with_capacity(self.listeners.len());
+        for (who, l) in &mut self.listeners {
+            if let Ok(Some(p)) = l.encoder.encode(&frame.without(who)) {
+                out.push((l.track.clone(), p));
+            }
+        }
+        out
+    }
+}
+
+/// Steps the session's mix every 20 ms and sends each listener its part.
+async fn run_mixer(mixing: Arc<Mutex<Mixing>>) {
+    let mut ticks = tokio::time::interval(MIX_STEP);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let duration = Duration::from_micros(FRAME_SAMPLES as u64 * 1_000_000 / u64::from(crate::media::opus_pcm::RATE));
+    loop {
+        ticks.tick().await;
+        let out = lock_mixing(&mixing).step();
+        for (track, packet) in out {
+            let sample = Sample { data: Bytes::from(packet), duration, ..Sample::new(std::time::Instant::now()) };
+            // A listener not connected yet, or gone, misses this step.
+            let _ = track.write(&sample).await;
+        }
+    }
+}
+
+/// A participant's microphone into the mix.
+async fn read_voice(track: Arc<dyn TrackRemote>, who: Party, mixing: Arc<Mutex<Mixing>>) {
+    while let Some(event) = track.poll().await {
+        if let TrackRemoteEvent::OnRtpPacket(p) = event {
+            lock_mixing(&mixing).voice(&who, &p.payload);
+        }
+    }
+}
+
+/// Applies what a peer sends the session: the answer (handed to `answer`, once) and
 /// trickled candidates (held until the answer is applied).
 async fn apply_messages(
     mut outbox: mpsc::Receiver<Outbound>,
@@ -155,16 +552,20 @@ async fn apply_messages(
         match d.action {
             Action::SdpAnswer => {
                 let Some(sdp) = kvs_signaling::session_description(&d.payload, "answer") else { continue };
-                let Some(tx) = answer.take() else { continue };
+                if answer.is_none() {
+                    continue;
+                }
                 let Ok(desc) = rtc::peer_connection::sdp::RTCSessionDescription::answer(sdp.clone()) else { continue };
                 if let Err(e) = pc.set_remote_description(desc).await {
-                    tracing::info!(error = %e, "the master's answer was refused");
-                    return;
+                    tracing::info!(error = %e, "an answer was refused");
+                    continue;
                 }
                 for c in early.drain(..) {
                     let _ = pc.add_ice_candidate(c).await;
                 }
-                let _ = tx.send(sdp);
+                if let Some(tx) = answer.take() {
+                    let _ = tx.send(sdp);
+                }
             }
             Action::IceCandidate => {
                 let Ok(c) = serde_json::from_slice::<RTCIceCandidateInit>(&d.payload) else { continue };

@@ -32,7 +32,7 @@ use webrtc::peer_connection::PeerConnection;
 
 use super::publisher::{Publisher, TrackSpec};
 use crate::clock::SharedClock;
-use crate::codec::{opus, CodecKind, CodecParams};
+use crate::codec::{opus, AccessUnit, CodecKind, CodecParams};
 use crate::metrics::Metrics;
 use crate::video_store::{StoreError, StreamRecord, VideoStore};
 use crate::webrtc_peer::{self, Network, Peer, PeerError, H264_PAYLOAD_TYPE, OPUS_PAYLOAD_TYPE};
@@ -210,6 +210,26 @@ pub fn tracks_for(media: OfferedMedia) -> (Vec<(RTCRtpCodec, u8, RtpCodecKind)>,
 
 /// Records a connected peer's tracks into a stream: what WHIP publishers and storage
 /// sessions share.
+pub type VoiceSink = Box<dyn FnMut(&[u8]) + Send>;
+
+/// What a peer's recording is: the stream, the tracks it sends, and the mix its audio
+/// joins, if any.
+pub struct Publication {
+    pub stream: StreamRecord,
+    pub specs: Vec<TrackSpec>,
+    pub media: OfferedMedia,
+    pub mix: Option<MixLink>,
+}
+
+/// A peer whose audio is mixed with others' (a multi-party storage session): its Opus
+/// goes to the mix instead of the recording, and the recording's audio track is the mix.
+pub struct MixLink {
+    /// Takes each Opus payload the peer sends.
+    pub voice: VoiceSink,
+    /// The mix to record: one 20 ms Opus packet per item.
+    pub mixed: mpsc::Receiver<Vec<u8>>,
+}
+
 #[derive(Clone)]
 pub struct Recorder {
     pub store: VideoStore,
@@ -226,12 +246,11 @@ impl Recorder {
     pub async fn record(
         &self,
         role: &'static str,
-        record: StreamRecord,
+        publication: Publication,
         mut peer: Peer,
-        specs: Vec<TrackSpec>,
-        media: OfferedMedia,
         mut stop: watch::Receiver<bool>,
     ) -> Result<(), WhipError> {
+        let Publication { stream: record, specs, media, mut mix } = publication;
         let connected = tokio::select! {
             c = peer.connected(CONNECT_TIMEOUT) => c,
             _ = stop.changed() => return Ok(()),
@@ -248,15 +267,30 @@ impl Recorder {
         let audio_index = usize::from(media.video);
         let mut readers = Vec::new();
         let mut state = peer.state.clone();
+        // The mix's clock: 48 kHz units since its first packet.
+        let mut mixed_elapsed = 0i64;
         let result = loop {
             tokio::select! {
                 got = incoming.recv() => {
                     let Some((track, packet)) = got else { break Ok(()) };
                     self.metrics.webrtc_rtp_in.inc();
                     let Some(lost) = lost_before(&mut sequences, track, &packet) else { continue };
+                    if let Some(link) = mix.as_mut().filter(|_| media.audio && track == audio_index) {
+                        if let Ok(p) = crate::wire::rtp::parse(&packet) {
+                            (link.voice)(p.payload);
+                        }
+                        continue;
+                    }
                     if let Err(e) = publisher.packet(track, &packet, lost).await {
                         break Err(WhipError::WebRtc(format!("recording: {e}")));
                     }
+                }
+                Some(opus) = next_mixed(&mut mix) => {
+                    let unit = AccessUnit { rtp_ts: 0, data: opus, keyframe: true, parameter_sets: Vec::new() };
+                    if let Err(e) = publisher.frame(audio_index, mixed_elapsed, 0, unit).await {
+                        break Err(WhipError::WebRtc(format!("recording: {e}")));
+                    }
+                    mixed_elapsed += crate::media::opus_pcm::FRAME_SAMPLES as i64;
                 }
                 track = peer.tracks.recv() => {
                     let Some(track) = track else { continue };
@@ -267,12 +301,7 @@ impl Recorder {
                     };
                     readers.push(tokio::spawn(read_track(track, index, packets.clone(), self.keyframe_interval)));
                 }
-                _ = stop.changed() => break Ok(()),
-                _ = state.changed() => {
-                    if webrtc_peer::is_gone(&state.borrow()) {
-                        break Ok(());
-                    }
-                }
+                _ = webrtc_peer::ended(&mut stop, &mut state) => break Ok(()),
             }
         };
         for r in readers {
@@ -354,7 +383,11 @@ impl WhipSessions {
         let session_id = id.clone();
         tokio::spawn(async move {
             let name = record.name.clone();
-            match this.recorder.record("whip", record, peer, specs, media, stop_rx).await {
+            match this
+                .recorder
+                .record("whip", Publication { stream: record, specs, media, mix: None }, peer, stop_rx)
+                .await
+            {
                 Ok(()) => tracing::info!(session = %session_id, stream = %name, "WHIP publisher ended"),
                 Err(e) => tracing::info!(session = %session_id, stream = %name, error = %e, "WHIP publisher ended"),
             }
@@ -383,6 +416,14 @@ impl WhipSessions {
 /// Packets lost before this one on its track, from the RTP sequence numbers; `None` for
 /// a duplicate or one older than the last (the peer connection already reordered what
 /// it could).
+/// The next packet of the mix, if there is one (else never).
+async fn next_mixed(mix: &mut Option<MixLink>) -> Option<Vec<u8>> {
+    match mix {
+        Some(link) => link.mixed.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 fn lost_before(last: &mut HashMap<usize, u16>, track: usize, packet: &[u8]) -> Option<u64> {
     let seq = u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?]);
     let lost = match last.get(&track) {

@@ -6,9 +6,15 @@
 //! - [`fmp4_mux`]: frames → `ftyp`+`moov` and `moof`+`mdat` per GOP.
 //! - [`timeline`]: a live track's clock anchored on the producer's, RTP timestamps
 //!   extended, presentation order turned into decode order.
+//! - [`audio_mix`]: the voices of a multi-party session summed, each listener hearing
+//!   everyone but itself; [`opus_pcm`]: Opus ⇄ PCM for it (libavcodec).
 
+pub mod audio_mix;
 pub mod fmp4_mux;
+pub mod opus_pcm;
 pub mod timeline;
+
+pub use opus_pcm::init_ffmpeg;
 
 /// One encoded frame (an access unit or an audio frame) on its track's timeline, as the
 /// muxer takes it. (Frames already inside an MP4 fragment are described by

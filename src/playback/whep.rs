@@ -21,16 +21,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rtc::media::Sample;
-use rtc::media_stream::MediaStreamTrack;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use tokio::sync::watch;
-use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
-use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::peer_connection::PeerConnection;
 
 use crate::codec::{nal, opus, CodecKind, CodecParams};
 use crate::video_store::{LiveFrame, StoreError, StreamId, VideoStore};
-use crate::webrtc_peer::{self, Network, Peer, PeerError, H264_PAYLOAD_TYPE};
+use crate::webrtc_peer::{self, ArrivalPacer, Network, Peer, PeerError, SampleTrack, H264_PAYLOAD_TYPE};
 use crate::wire::fmp4::{parse_init, InitInfo, TrackKind};
 use crate::wire::mp4_tracks::fragment_samples;
 use crate::wire::sdp;
@@ -137,19 +134,18 @@ impl WhepSessions {
         }
         let mut peer = Peer::build(&self.config.network, &codecs).await.map_err(WhepError::from)?;
         let pc = peer.pc.clone();
-        let (video, video_sender) = SampleOut::add(&pc, RtpCodecKind::Video, webrtc_peer::h264_codec()).await?;
+        let mut video = SampleTrack::add(&pc, RtpCodecKind::Video, webrtc_peer::h264_codec()).await?;
         let audio = match audio {
-            true => Some(SampleOut::add(&pc, RtpCodecKind::Audio, webrtc_peer::opus_codec()).await?),
+            true => Some(SampleTrack::add(&pc, RtpCodecKind::Audio, webrtc_peer::opus_codec()).await?),
             false => None,
         };
         let answer = peer.answer(offer).await?;
+        if !video.negotiated().await? {
+            return Err(WhepError::BadOffer("the offer accepts no H.264".into()));
+        }
         let mut out = Outputs { video, audio: None };
-        out.video.payload_type = payload_type(&video_sender)
-            .await?
-            .ok_or_else(|| WhepError::BadOffer("the offer accepts no H.264".into()))?;
-        if let Some((mut a, sender)) = audio {
-            if let Some(pt) = payload_type(&sender).await? {
-                a.payload_type = pt;
+        if let Some(mut a) = audio {
+            if a.negotiated().await? {
                 out.audio = Some(a);
             }
         }
@@ -188,57 +184,10 @@ impl WhepSessions {
     }
 }
 
-/// A track the server sends samples on: its SSRC and the payload type negotiated.
-struct SampleOut {
-    track: Arc<TrackLocalStaticSample>,
-    ssrc: u32,
-    payload_type: u8,
-}
-
-impl SampleOut {
-    /// Adds a `kind` track sending `codec` to the peer connection.
-    async fn add(
-        pc: &Arc<dyn PeerConnection>,
-        kind: RtpCodecKind,
-        codec: rtc::rtp_transceiver::rtp_sender::RTCRtpCodec,
-    ) -> Result<(SampleOut, Arc<dyn webrtc::rtp_transceiver::RtpSender>), WhepError> {
-        let ssrc = webrtc_peer::random_ssrc();
-        let label = if kind == RtpCodecKind::Video { "video" } else { "audio" };
-        let track = Arc::new(
-            TrackLocalStaticSample::new(
-                Instant::now(),
-                MediaStreamTrack::new(
-                    "kinescope".to_string(),
-                    label.to_string(),
-                    label.to_string(),
-                    kind,
-                    vec![RTCRtpEncodingParameters {
-                        rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
-                        codec,
-                        ..Default::default()
-                    }],
-                ),
-            )
-            .map_err(rtc_error)?,
-        );
-        let sender = pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal>).await.map_err(rtc_error)?;
-        Ok((SampleOut { track, ssrc, payload_type: 0 }, sender))
-    }
-
-    async fn write(&self, sample: &Sample) -> Result<(), WhepError> {
-        self.track.sample_writer(self.ssrc, self.payload_type).write_sample(sample).await.map_err(rtc_error)
-    }
-}
-
 /// What a viewer is sent on: H.264 video, and Opus audio when the stream has it.
 struct Outputs {
-    video: SampleOut,
-    audio: Option<SampleOut>,
-}
-
-/// The payload type the answer gave a sender's codec, if it kept one.
-async fn payload_type(sender: &Arc<dyn webrtc::rtp_transceiver::RtpSender>) -> Result<Option<u8>, WhepError> {
-    Ok(sender.get_parameters().await.map_err(rtc_error)?.rtp_parameters.codecs.first().map(|c| c.payload_type))
+    video: SampleTrack,
+    audio: Option<SampleTrack>,
 }
 
 /// The stream's newest init segment, parsed (`None`: no fragment yet, or an init that
@@ -391,18 +340,9 @@ async fn feed_live(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), WhepError> {
     let mut frame = first;
-    let mut last_sent: Option<Instant> = None;
+    let mut pacer = ArrivalPacer::new(Duration::from_millis(40));
     loop {
-        let now = Instant::now();
-        // The RTP clock advances by the time since the previous frame.
-        let duration =
-            last_sent.map_or(Duration::from_millis(40), |t| now.duration_since(t).max(Duration::from_millis(1)));
-        last_sent = Some(now);
-        let sample = Sample {
-            data: Bytes::from(nal::to_annex_b(&frame.parameter_sets, &frame.data)),
-            duration,
-            ..Sample::new(now)
-        };
+        let sample = pacer.sample(Bytes::from(nal::to_annex_b(&frame.parameter_sets, &frame.data)));
         out.video.write(&sample).await?;
         metrics.webrtc_frames_out.inc();
         frame = loop {
@@ -430,12 +370,7 @@ async fn feed_live(
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
                 },
-                _ = stop.changed() => return Ok(()),
-                _ = state.changed() => {
-                    if webrtc_peer::is_gone(&state.borrow()) {
-                        return Ok(());
-                    }
-                }
+                _ = webrtc_peer::ended(&mut stop, &mut state) => return Ok(()),
             }
         };
     }

@@ -11,6 +11,9 @@
 //!   and delivered when a master connects.
 //! - A recipient whose outbox is full is not reading: the message is refused to the
 //!   sender rather than buffered without bound.
+//! - A storage session may claim a connected viewer (JoinStorageSessionAsViewer): while
+//!   the [`ViewerClaim`] lives, that viewer's messages go to the session instead of the
+//!   master, and the session sends to the viewer as a master would.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,6 +85,8 @@ impl Routed {
 pub enum HubError {
     #[error("the channel already has {0} viewers connected, the most it may have")]
     TooManyViewers(usize),
+    #[error("no viewer '{0}' is connected to the channel; connect it as VIEWER first")]
+    NoViewer(String),
 }
 
 struct Member {
@@ -98,12 +103,14 @@ struct Pending {
 struct Room {
     master: Option<Member>,
     viewers: HashMap<String, Member>,
+    /// Viewers whose messages a storage session takes: viewer id → the session's outbox.
+    claims: HashMap<String, Member>,
     pending: VecDeque<Pending>,
 }
 
 impl Room {
     fn is_empty(&self) -> bool {
-        self.master.is_none() && self.viewers.is_empty() && self.pending.is_empty()
+        self.master.is_none() && self.viewers.is_empty() && self.claims.is_empty() && self.pending.is_empty()
     }
 }
 
@@ -144,6 +151,27 @@ impl Drop for Membership {
                     room.viewers.remove(&self.client_id);
                 }
             }
+        }
+        if room.is_empty() {
+            rooms.remove(&self.channel_arn);
+        }
+    }
+}
+
+/// A storage session's hold on one viewer; releasing it is dropping it.
+pub struct ViewerClaim {
+    hub: Hub,
+    pub channel_arn: String,
+    pub client_id: String,
+    conn: u64,
+}
+
+impl Drop for ViewerClaim {
+    fn drop(&mut self) {
+        let mut rooms = self.hub.rooms();
+        let Some(room) = rooms.get_mut(&self.channel_arn) else { return };
+        if room.claims.get(&self.client_id).is_some_and(|m| m.conn == self.conn) {
+            room.claims.remove(&self.client_id);
         }
         if room.is_empty() {
             rooms.remove(&self.channel_arn);
@@ -215,8 +243,46 @@ impl Hub {
         Ok((membership, rx))
     }
 
+    /// Claims the connected viewer `client_id` for a storage session: its messages come
+    /// to the returned outbox from now on. A newer claim replaces an older one (told
+    /// [`Outbound::Replaced`]).
+    pub fn claim_viewer(
+        &self,
+        channel_arn: &str,
+        client_id: &str,
+    ) -> Result<(ViewerClaim, mpsc::Receiver<Outbound>), HubError> {
+        let mut rooms = self.rooms();
+        let Some(room) = rooms.get_mut(channel_arn).filter(|r| r.viewers.contains_key(client_id)) else {
+            return Err(HubError::NoViewer(client_id.to_string()));
+        };
+        let (tx, rx) = mpsc::channel(self.inner.limits.outbox);
+        let conn = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
+        if let Some(old) = room.claims.insert(client_id.to_string(), Member { conn, tx }) {
+            let _ = old.tx.try_send(Outbound::Replaced);
+        }
+        let claim = ViewerClaim {
+            hub: self.clone(),
+            channel_arn: channel_arn.to_string(),
+            client_id: client_id.to_string(),
+            conn,
+        };
+        Ok((claim, rx))
+    }
+
+    /// Sends `msg` from a storage session to the viewer it claimed.
+    pub fn send_to_claimed(&self, claim: &ViewerClaim, msg: ClientMessage) -> Result<Routed, Refusal> {
+        let cid = msg.correlation_id.clone();
+        let rooms = self.rooms();
+        let Some(viewer) = rooms.get(&claim.channel_arn).and_then(|r| r.viewers.get(&claim.client_id)) else {
+            return Err(Refusal::invalid(cid, format!("the viewer '{}' is not connected", claim.client_id)));
+        };
+        let text = render_delivery("", msg.action, &msg.message_payload);
+        viewer.tx.try_send(Outbound::Text(text)).map(|()| Routed::Delivered).map_err(|_| slow(cid))
+    }
+
     /// Routes a message from `from`: a master's to the viewer it names, a viewer's to
-    /// the master (held for `ttl_s` while none is connected).
+    /// the storage session that claimed it, else to the master (held for `ttl_s` while
+    /// none is connected).
     pub fn send(&self, from: &Membership, msg: ClientMessage, ttl_s: u32) -> Result<Routed, Refusal> {
         let cid = msg.correlation_id.clone();
         let mut rooms = self.rooms();
@@ -234,6 +300,13 @@ impl Hub {
             }
             Role::Viewer => {
                 let text = render_delivery(&from.client_id, msg.action, &msg.message_payload);
+                if let Some(session) = room.claims.get(&from.client_id) {
+                    return session
+                        .tx
+                        .try_send(Outbound::Text(text))
+                        .map(|()| Routed::Delivered)
+                        .map_err(|_| slow(cid));
+                }
                 match &room.master {
                     Some(master) => {
                         master.tx.try_send(Outbound::Text(text)).map(|()| Routed::Delivered).map_err(|_| slow(cid))
@@ -328,6 +401,37 @@ mod tests {
         let (_v2, _) = h.join(ARN, Role::Viewer, "v2").unwrap();
         assert_eq!(h.join(ARN, Role::Viewer, "v3").err(), Some(HubError::TooManyViewers(2)));
         assert_eq!(h.presence(ARN), (true, 2));
+    }
+
+    #[test]
+    fn a_claimed_viewer_talks_to_its_storage_session_not_the_master() {
+        let h = hub(Arc::new(ManualClock::new(0)));
+        let (_m, mut mrx) = h.join(ARN, Role::Master, "").unwrap();
+        assert_eq!(h.claim_viewer(ARN, "v1").err(), Some(HubError::NoViewer("v1".into())));
+        let (v1, mut v1rx) = h.join(ARN, Role::Viewer, "v1").unwrap();
+        let (claim, mut crx) = h.claim_viewer(ARN, "v1").unwrap();
+        h.send_to_claimed(&claim, msg("SDP_OFFER", None)).unwrap();
+        let got = text(&mut v1rx);
+        assert_eq!((got["messageType"].as_str(), got["senderClientId"].as_str()), (Some("SDP_OFFER"), Some("")));
+        h.send(&v1, msg("SDP_ANSWER", None), 60).unwrap();
+        assert_eq!(text(&mut crx)["senderClientId"], "v1");
+        assert!(mrx.try_recv().is_err(), "the master saw nothing");
+        // A newer claim replaces the older; released, the viewer talks to the master again.
+        let (claim2, _c2rx) = h.claim_viewer(ARN, "v1").unwrap();
+        assert_eq!(crx.try_recv(), Ok(Outbound::Replaced));
+        drop(claim);
+        h.send(&v1, msg("ICE_CANDIDATE", None), 60).unwrap();
+        assert!(mrx.try_recv().is_err(), "the older claim's release left the newer in place");
+        drop(claim2);
+        h.send(&v1, msg("ICE_CANDIDATE", None), 60).unwrap();
+        assert_eq!(text(&mut mrx)["messageType"], "ICE_CANDIDATE");
+        drop(v1);
+        assert_eq!(h.claim_viewer(ARN, "v1").err(), Some(HubError::NoViewer("v1".into())));
+        // A claimed viewer that left: sending to it is refused.
+        let (v9, _v9rx) = h.join(ARN, Role::Viewer, "v9").unwrap();
+        let (claim9, _) = h.claim_viewer(ARN, "v9").unwrap();
+        drop(v9);
+        assert!(h.send_to_claimed(&claim9, msg("SDP_OFFER", None)).is_err());
     }
 
     #[test]

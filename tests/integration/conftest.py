@@ -143,7 +143,7 @@ def signed_server(data_dir):
 
 def ffprobe(path):
     out = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,width,height:format=duration", "-of", "json", str(path)],
+        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,width,height,channels:format=duration", "-of", "json", str(path)],
         capture_output=True, text=True, check=True,
     ).stdout
     return json.loads(out)

@@ -5,6 +5,7 @@ WebSocket client (hostile input), and two-party calls between Chromium pages wit
 KVS WebRTC SDK and the AWS SDK v3, directly and relayed through coturn."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -467,6 +468,51 @@ def test_join_storage_session_records_the_master_into_the_mapped_stream(https_se
     with pytest.raises(ClientError) as e:
         storage.join_storage_session(channelArn=arn.replace("doorbell", "nobody"))
     assert error_code(e)[0] == "ResourceNotFoundException"
+    # A viewer must be connected to the channel to join its session.
     with pytest.raises(ClientError) as e:
         storage.join_storage_session_as_viewer(channelArn=arn, clientId="v1")
+    assert error_code(e) == ("ResourceNotFoundException", 404)
+    assert "v1" in e.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as e:
+        storage.join_storage_session_as_viewer(channelArn=arn, clientId="not a valid id!")
     assert error_code(e) == ("InvalidArgumentException", 400)
+
+
+def test_a_viewer_joins_the_storage_session_and_talks_with_the_master(https_server):
+    """JoinStorageSessionAsViewer: the KVS SDK master page joins the channel's storage
+    session (JoinStorageSession, signed by the page), a KVS SDK viewer page joins it as a
+    viewer (JoinStorageSessionAsViewer) and answers the session's offer with its
+    microphone. The viewer plays the master's camera through the session, each side
+    receives the other's voice through the server's mix, and the recording (boto3) is the
+    master's H.264 with the mixed audio as one Opus track."""
+    kv = https_server.client("kinesisvideo")
+    arn = kv.create_signaling_channel(ChannelName="family")["ChannelARN"]
+    stream = kv.create_stream(StreamName="family-call", DataRetentionInHours=24)["StreamARN"]
+    kv.update_media_storage_configuration(ChannelARN=arn, MediaStorageConfiguration={"StreamARN": stream, "Status": "ENABLED"})
+    p = node("webrtc_call.mjs", "--origin", https_server.https_url, "--channel", "family", "--key", KEYS[0],
+             "--secret", KEYS[1], "--ingest", "1", "--timeout", "45", timeout=120)
+    report = json.loads(p.stdout.strip().splitlines()[-1]) if p.stdout.strip() else {"stderr": p.stderr}
+    print("heard:", report.get("heard"), "viewer:", report.get("viewer"))
+    assert p.returncode == 0, json.dumps(report, indent=1)[:3000]
+    assert report["viewer"]["width"] == 640 and report["viewer"]["height"] == 480, report["viewer"]
+    # Each side heard the other through the mix: packets arrived and played loud (the
+    # master hears only the viewer, the viewer only the master).
+    for side in ("viewer", "master"):
+        assert report["heard"][side]["packets"] > 50 and report["heard"][side]["peak"] > 0.05, report["heard"]
+    from conftest import recent_clip
+    am = https_server.client("kinesis-video-archived-media")
+    assert len(am.list_fragments(StreamName="family-call")["Fragments"]) >= 2
+    streams = recent_clip(https_server, "family-call", "family.mp4")
+    assert streams["h264"]["width"] == 640 and streams["h264"]["height"] == 480, streams
+    assert streams["opus"]["channels"] == 1, streams
+    # The mix holds the beeps of Chromium's fake microphones, and quiet between them
+    # (continuous noise would be a mixing or decoding fault).
+    p = subprocess.run(["ffmpeg", "-v", "info", "-i", str(https_server.data_dir / "family.mp4"), "-vn", "-af",
+                        "volumedetect", "-f", "null", "-"], capture_output=True, text=True)
+    volume = {k: float(v) for k, v in re.findall(r"(mean_volume|max_volume): (-?[\d.]+) dB", p.stderr)}
+    print("recorded mix:", volume)
+    assert volume["max_volume"] > -6 and volume["mean_volume"] < volume["max_volume"] - 8, volume
+    import urllib.request
+    with urllib.request.urlopen(f"{https_server.url}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    assert 'kinescope_webrtc_connections_total{role="storage_viewer",outcome="connected"} 1' in text, text[-3000:]

@@ -5,7 +5,7 @@
 // State for tests and the curious: window.call.
 'use strict';
 
-const call = (window.call = { status: 'idle', error: null, connection: null, ice: null, role: null });
+const call = (window.call = { status: 'idle', error: null, connection: null, ice: null, role: null, joined: false });
 
 function status(text) {
   call.status = text;
@@ -35,9 +35,13 @@ async function start(form) {
     channelARN = (await kv.send(new AwsKvs.CreateSignalingChannelCommand({ ChannelName: form.channel.value })))
       .ChannelARN;
   }
+  const ingest = form.ingest.checked;
   const endpoints = await kv.send(new AwsKvs.GetSignalingChannelEndpointCommand({
     ChannelARN: channelARN,
-    SingleMasterChannelEndpointConfiguration: { Protocols: ['WSS', 'HTTPS'], Role: role.toUpperCase() },
+    SingleMasterChannelEndpointConfiguration: {
+      Protocols: ingest ? ['WSS', 'HTTPS', 'WEBRTC'] : ['WSS', 'HTTPS'],
+      Role: role.toUpperCase(),
+    },
   }));
   const by = Object.fromEntries(endpoints.ResourceEndpointList.map((e) => [e.Protocol, e.ResourceEndpoint]));
   const signalingApi = new AwsKvs.KinesisVideoSignalingClient({ region, endpoint: by.HTTPS, credentials });
@@ -54,8 +58,31 @@ async function start(form) {
     credentials,
   });
   call.signaling = signaling;
-  if (role === 'master') await master(signaling, rtcConfig);
+  // kinesis-video-webrtc-storage, at the WEBRTC endpoint, signed like the SDK signs.
+  const join = ingest
+    ? () => storageCall(by.WEBRTC, region, credentials, role === 'master'
+      ? ['/joinStorageSession', { channelArn: channelARN }]
+      : ['/joinStorageSessionAsViewer', { channelArn: channelARN, clientId }])
+    : null;
+  if (role === 'master') await master(signaling, rtcConfig, join);
+  else if (join) await sessionViewer(signaling, rtcConfig, join);
   else await viewer(signaling, rtcConfig);
+}
+
+async function storageCall(endpoint, region, credentials, [path, input]) {
+  const url = new URL(path, endpoint);
+  const body = JSON.stringify(input);
+  const signer = new AwsKvs.SignatureV4({ credentials, region, service: 'kinesisvideo', sha256: AwsKvs.Sha256 });
+  const signed = await signer.sign({
+    method: 'POST', protocol: url.protocol, hostname: url.hostname,
+    port: url.port ? Number(url.port) : undefined, path: url.pathname,
+    headers: { 'content-type': 'application/json', host: url.host }, body,
+  });
+  const headers = { ...signed.headers };
+  delete headers.host;
+  const r = await fetch(url, { method: 'POST', headers, body });
+  if (!r.ok) throw new Error(`${path.slice(1)}: ${r.status} ${await r.text()}`);
+  call.joined = true;
 }
 
 function watch(pc) {
@@ -66,17 +93,23 @@ function watch(pc) {
   pc.addEventListener('iceconnectionstatechange', () => (call.ice = pc.iceConnectionState));
 }
 
-async function master(signaling, rtcConfig) {
+async function master(signaling, rtcConfig, join) {
   status('opening the camera');
   const local = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true });
   document.getElementById('local').srcObject = local;
   const peers = new Map();
+  call.peers = peers;
+  // What viewers send back (a storage session sends the voices of its viewers).
+  const remote = document.getElementById('remote');
   signaling.on('sdpOffer', async (offer, viewerId) => {
     const pc = new RTCPeerConnection(rtcConfig);
     peers.set(viewerId, pc);
     watch(pc);
     pc.addEventListener('icecandidate', ({ candidate }) => {
       if (candidate) signaling.sendIceCandidate(candidate, viewerId);
+    });
+    pc.addEventListener('track', ({ streams }) => {
+      if (streams[0] && remote.srcObject !== streams[0]) remote.srcObject = streams[0];
     });
     local.getTracks().forEach((t) => pc.addTrack(t, local));
     await pc.setRemoteDescription(offer);
@@ -87,7 +120,47 @@ async function master(signaling, rtcConfig) {
     const pc = peers.get(viewerId);
     if (pc) pc.addIceCandidate(candidate).catch(fail);
   });
-  signaling.on('open', () => status('master: waiting for viewers'));
+  signaling.on('open', async () => {
+    status('master: waiting for viewers');
+    if (join) await join().then(() => status('master: joined the storage session'), fail);
+  });
+  signaling.on('error', fail);
+  signaling.open();
+}
+
+// A viewer in the channel's storage session: the session offers, this page answers with
+// its microphone, and plays what the session sends (the master's camera, the others'
+// voices).
+async function sessionViewer(signaling, rtcConfig, join) {
+  status('opening the microphone');
+  const mic = await navigator.mediaDevices.getUserMedia({ audio: true });
+  const pc = new RTCPeerConnection(rtcConfig);
+  call.pc = pc;
+  watch(pc);
+  const remote = document.getElementById('remote');
+  const heard = new MediaStream();
+  pc.addEventListener('track', ({ track }) => {
+    heard.addTrack(track);
+    if (remote.srcObject !== heard) remote.srcObject = heard;
+  });
+  pc.addEventListener('icecandidate', ({ candidate }) => {
+    if (candidate) signaling.sendIceCandidate(candidate);
+  });
+  signaling.on('sdpOffer', async (offer) => {
+    await pc.setRemoteDescription(offer);
+    const audio = pc.getTransceivers().find((t) => t.receiver.track.kind === 'audio');
+    if (audio) {
+      audio.direction = 'sendrecv';
+      await audio.sender.replaceTrack(mic.getAudioTracks()[0]);
+    }
+    await pc.setLocalDescription(await pc.createAnswer());
+    signaling.sendSdpAnswer(pc.localDescription);
+  });
+  signaling.on('iceCandidate', (candidate) => pc.addIceCandidate(candidate).catch(fail));
+  signaling.on('open', async () => {
+    status('viewer: joining the storage session');
+    await join().then(() => status('viewer: waiting for the storage session'), fail);
+  });
   signaling.on('error', fail);
   signaling.open();
 }
@@ -121,6 +194,7 @@ const params = new URLSearchParams(location.search);
 for (const name of ['channel', 'role', 'region', 'key', 'secret', 'ice']) {
   if (params.has(name)) form[name].value = params.get(name);
 }
+form.ingest.checked = params.get('ingest') === '1';
 form.addEventListener('submit', (e) => {
   e.preventDefault();
   start(form).catch(fail);

@@ -1,7 +1,8 @@
-//! `kinesis-video-webrtc-storage`: JoinStorageSession, the server joining a signalling
-//! channel to record its master's camera into the channel's mapped stream (see
-//! [`crate::ingest::storage_session`]). JoinStorageSessionAsViewer (multi-party
-//! sessions) is refused with a message saying so.
+//! `kinesis-video-webrtc-storage`: JoinStorageSession (the server joins a signalling
+//! channel to record its master's camera into the channel's mapped stream) and
+//! JoinStorageSessionAsViewer (a connected viewer joins that session: it sees the
+//! master, and its voice is mixed into the call and the recording). See
+//! [`crate::ingest::storage_session`].
 
 use axum::http::StatusCode;
 use axum::routing::post;
@@ -13,8 +14,11 @@ use crate::api::error::ApiError;
 use crate::api::protocol::{Empty, RestJson};
 use crate::api::registry::Scoped;
 use crate::ingest::storage_session::StorageError;
+use crate::ingest::whip::WhipError;
+use crate::signaling::channel::ChannelRecord;
 use crate::signaling::channel::MediaStorageStatus;
 use crate::signaling::hub::HubError;
+use crate::video_store::StreamRecord;
 
 pub fn routes() -> Router<KvsState> {
     Router::new()
@@ -26,13 +30,12 @@ pub fn routes() -> Router<KvsState> {
 #[serde(rename_all = "camelCase")]
 pub struct JoinInput {
     channel_arn: Option<String>,
+    client_id: Option<String>,
 }
 
-async fn join_storage_session(
-    Scoped(s): Scoped<KvsState>,
-    RestJson(i): RestJson<JoinInput>,
-) -> Result<RestJson<Empty>, ApiError> {
-    let arn = i.channel_arn.ok_or_else(|| ApiError::invalid_argument("channelArn is required"))?;
+/// The channel `arn` names and the stream its media storage records into.
+fn storage_target(s: &KvsState, arn: Option<String>) -> Result<(ChannelRecord, StreamRecord), ApiError> {
+    let arn = arn.ok_or_else(|| ApiError::invalid_argument("channelArn is required"))?;
     let channel = s.signaling.resolve(&s.scope, None, Some(&arn))?;
     let storage = &channel.media_storage;
     let stream_arn = match (storage.status, storage.stream_arn.as_deref()) {
@@ -45,22 +48,50 @@ async fn join_storage_session(
         }
     };
     let stream = s.store.resolve(&s.scope, None, Some(stream_arn))?;
-    s.storage_sessions.join(&channel.arn, channel.message_ttl_s, stream).await.map_err(|e| match e {
+    Ok((channel, stream))
+}
+
+fn storage_error(e: StorageError) -> ApiError {
+    match e {
         StorageError::TooMany(_) | StorageError::Hub(HubError::TooManyViewers(_)) => {
             ApiError::new(StatusCode::BAD_REQUEST, "ClientLimitExceededException", e.to_string())
         }
-        StorageError::Session(e @ crate::ingest::whip::WhipError::NoPort(_)) => {
+        StorageError::Session(e @ WhipError::NoPort(_)) => {
             ApiError::new(StatusCode::BAD_REQUEST, "ClientLimitExceededException", e.to_string())
         }
-        StorageError::Session(e) => ApiError::internal(e.to_string()),
-    })?;
+        StorageError::Hub(e @ HubError::NoViewer(_)) => {
+            ApiError::new(StatusCode::NOT_FOUND, "ResourceNotFoundException", e.to_string())
+        }
+        StorageError::Session(WhipError::Store(e)) => ApiError::from(e),
+        StorageError::Session(_) | StorageError::Audio(_) => ApiError::internal(e.to_string()),
+    }
+}
+
+async fn join_storage_session(
+    Scoped(s): Scoped<KvsState>,
+    RestJson(i): RestJson<JoinInput>,
+) -> Result<RestJson<Empty>, ApiError> {
+    let (channel, stream) = storage_target(&s, i.channel_arn)?;
+    s.storage_sessions.join(&channel.arn, channel.message_ttl_s, stream).await.map_err(storage_error)?;
     Ok(RestJson(Empty {}))
 }
 
-async fn join_storage_session_as_viewer() -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "InvalidArgumentException",
-        "JoinStorageSessionAsViewer (multi-party sessions) is not supported; JoinStorageSession records a channel's master",
-    )
+async fn join_storage_session_as_viewer(
+    Scoped(s): Scoped<KvsState>,
+    RestJson(i): RestJson<JoinInput>,
+) -> Result<RestJson<Empty>, ApiError> {
+    let client_id = i.client_id.ok_or_else(|| ApiError::invalid_argument("clientId is required"))?;
+    if !valid_client_id(&client_id) {
+        return Err(ApiError::invalid_argument(
+            "clientId must be 1 to 256 characters of letters, digits, '_', '.' and '-'",
+        ));
+    }
+    let (channel, stream) = storage_target(&s, i.channel_arn)?;
+    s.storage_sessions.join_as_viewer(&channel.arn, &client_id, stream).await.map_err(storage_error)?;
+    Ok(RestJson(Empty {}))
+}
+
+/// AWS's ClientId: `^[a-zA-Z0-9_.-]+$`, 1–256.
+fn valid_client_id(id: &str) -> bool {
+    (1..=256).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
