@@ -38,8 +38,8 @@ use super::whip::{
     offered_media, tracks_for, MixLink, OfferedMedia, Publication, Recorder, WhipError, CONNECT_TIMEOUT,
 };
 use crate::codec::{nal, opus, CodecKind, CodecParams};
-use crate::media::audio_mix::AudioMix;
-use crate::media::opus_pcm::{OpusDecoder, OpusEncoder, OpusPcmError, FRAME_SAMPLES};
+use crate::media::audio_mix::OpusMix;
+use crate::media::opus_pcm::{OpusPcmError, FRAME_SAMPLES};
 use crate::signaling::hub::{Hub, HubError, Outbound, Role};
 use crate::video_store::{LiveFrame, StreamRecord};
 use crate::webrtc_peer::{self, ArrivalPacer, Network, Peer, RTCIceCandidateInit, SampleTrack};
@@ -62,8 +62,6 @@ pub enum StorageError {
     Hub(#[from] HubError),
     #[error(transparent)]
     Session(#[from] WhipError),
-    #[error("audio: {0}")]
-    Audio(#[from] OpusPcmError),
 }
 
 /// Who takes part in a session.
@@ -259,9 +257,7 @@ impl StorageSessions {
                 spec.params = Some(CodecParams::Opus(opus::Params { channels: 1 }));
             }
             let (tx, rx) = mpsc::channel(RECORDING_QUEUE);
-            let encoder = OpusEncoder::new().map_err(audio_error)?;
-            let mut m = lock_mixing(mixing);
-            m.recording = Some((encoder, tx));
+            lock_mixing(mixing).record(tx).map_err(audio_error)?;
             let voices = mixing.clone();
             Some(MixLink { voice: Box::new(move |p| lock_mixing(&voices).voice(&Party::Master, p)), mixed: rx })
         } else {
@@ -435,21 +431,13 @@ fn annex_b(f: &LiveFrame) -> Bytes {
     Bytes::from(nal::to_annex_b(&f.parameter_sets, &f.data))
 }
 
-/// One session's audio: each participant's decoder, the mix, an encoder per listener
-/// and one for the recording.
+/// One session's audio: the mix, where each listener's packets go, and the recorder's
+/// queue.
 #[derive(Default)]
 struct Mixing {
-    mix: AudioMix<Party>,
-    decoders: HashMap<Party, OpusDecoder>,
-    listeners: HashMap<Party, Listener>,
-    recording: Option<(OpusEncoder, mpsc::Sender<Vec<u8>>)>,
-    pcm: Vec<f32>,
-}
-
-/// What one participant hears through.
-struct Listener {
-    encoder: OpusEncoder,
-    track: Arc<SampleTrack>,
+    mix: OpusMix<Party>,
+    tracks: HashMap<Party, Arc<SampleTrack>>,
+    recording: Option<mpsc::Sender<Vec<u8>>>,
 }
 
 fn lock_mixing(m: &Mutex<Mixing>) -> std::sync::MutexGuard<'_, Mixing> {
@@ -459,56 +447,43 @@ fn lock_mixing(m: &Mutex<Mixing>) -> std::sync::MutexGuard<'_, Mixing> {
 impl Mixing {
     /// One Opus payload from `who`.
     fn voice(&mut self, who: &Party, packet: &[u8]) {
-        if !self.decoders.contains_key(who) {
-            match OpusDecoder::new() {
-                Ok(d) => {
-                    self.decoders.insert(who.clone(), d);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "no Opus decoder; this participant is not mixed");
-                    return;
-                }
-            }
+        if let Err(e) = self.mix.voice(who, packet) {
+            tracing::warn!(error = %e, "no Opus decoder; this participant is not mixed");
         }
-        let Some(decoder) = self.decoders.get_mut(who) else { return };
-        self.pcm.clear();
-        decoder.decode(packet, &mut self.pcm);
-        self.mix.push(who, &self.pcm);
     }
 
     /// `who` hears the session on `track` from now on.
     fn listen(&mut self, who: Party, track: SampleTrack) -> Result<(), OpusPcmError> {
-        let encoder = OpusEncoder::new()?;
-        self.listeners.insert(who, Listener { encoder, track: Arc::new(track) });
+        self.mix.listen(who.clone())?;
+        self.tracks.insert(who, Arc::new(track));
+        Ok(())
+    }
+
+    /// The mix is recorded: its packets go to `to`.
+    fn record(&mut self, to: mpsc::Sender<Vec<u8>>) -> Result<(), OpusPcmError> {
+        self.mix.record(true)?;
+        self.recording = Some(to);
         Ok(())
     }
 
     fn leave(&mut self, who: &Party) {
-        self.mix.remove(who);
-        self.decoders.remove(who);
-        self.listeners.remove(who);
+        self.mix.leave(who);
+        self.tracks.remove(who);
         if *who == Party::Master {
             self.recording = None;
+            let _ = self.mix.record(false);
         }
     }
 
     /// One 20 ms step: the recording's packet handed to the recorder, and each
     /// listener's packet with the track to write it to.
     fn step(&mut self) -> Vec<(Arc<SampleTrack>, Vec<u8>)> {
-        let frame = self.mix.tick();
-        if let Some((encoder, tx)) = self.recording.as_mut() {
-            if let Ok(Some(p)) = encoder.encode(frame.everyone()) {
-                // A recorder a second behind loses the mix's newest packets, not memory.
-                let _ = tx.try_send(p);
-            }
+        let out = self.mix.step();
+        if let (Some(p), Some(tx)) = (out.recording, self.recording.as_ref()) {
+            // A recorder a second behind loses the mix's newest packets, not memory.
+            let _ = tx.try_send(p);
         }
-        let mut out = Vec::with_capacity(self.listeners.len());
-        for (who, l) in &mut self.listeners {
-            if let Ok(Some(p)) = l.encoder.encode(&frame.without(who)) {
-                out.push((l.track.clone(), p));
-            }
-        }
-        out
+        out.listeners.into_iter().filter_map(|(who, p)| self.tracks.get(&who).map(|t| (t.clone(), p))).collect()
     }
 }
 

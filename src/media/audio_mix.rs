@@ -2,7 +2,8 @@
 //! arrives, and every 20 ms one frame of each summed — the whole for the recording, the
 //! whole without one's own voice for each listener (an N−1 mix, so nobody hears an
 //! echo of themselves). Pure: PCM in, PCM out; the clock and the codec are the
-//! caller's ([`super::opus_pcm`]).
+//! caller's. [`OpusMix`] wraps it with the codec ([`super::opus_pcm`]): Opus packets
+//! in, an Opus packet per listener and one for the recording out.
 //!
 //! Voices arrive over the network with jitter and on clocks of their own, so each queue
 //! - starts to be heard only once [`PRIME`] is queued (and again after running dry),
@@ -12,7 +13,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::opus_pcm::FRAME_SAMPLES;
+use super::opus_pcm::{OpusDecoder, OpusEncoder, OpusPcmError, FRAME_SAMPLES};
 
 /// What a voice must have queued to be heard: 40 ms.
 pub const PRIME: usize = FRAME_SAMPLES * 2;
@@ -113,6 +114,88 @@ impl<K: Ord> MixFrame<K> {
     }
 }
 
+/// A session's mix in Opus: each participant's packets decoded into an [`AudioMix`],
+/// and at every 20 ms step one Opus packet for the recording (everyone) and one for each
+/// listener (everyone but itself). What the WebRTC storage session runs; no I/O.
+pub struct OpusMix<K> {
+    mix: AudioMix<K>,
+    decoders: BTreeMap<K, OpusDecoder>,
+    listeners: BTreeMap<K, OpusEncoder>,
+    recording: Option<OpusEncoder>,
+    pcm: Vec<f32>,
+}
+
+/// One step's packets.
+#[derive(Debug, Default)]
+pub struct MixOut<K> {
+    /// Everyone, for the recording (when one is kept).
+    pub recording: Option<Vec<u8>>,
+    /// Each listener's packet.
+    pub listeners: Vec<(K, Vec<u8>)>,
+}
+
+impl<K> Default for OpusMix<K> {
+    fn default() -> Self {
+        OpusMix {
+            mix: AudioMix::default(),
+            decoders: BTreeMap::new(),
+            listeners: BTreeMap::new(),
+            recording: None,
+            pcm: Vec::new(),
+        }
+    }
+}
+
+impl<K: Ord + Clone> OpusMix<K> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One Opus packet from `who` (a packet the decoder refuses is silence).
+    pub fn voice(&mut self, who: &K, packet: &[u8]) -> Result<(), OpusPcmError> {
+        if !self.decoders.contains_key(who) {
+            self.decoders.insert(who.clone(), OpusDecoder::new()?);
+        }
+        if let Some(decoder) = self.decoders.get_mut(who) {
+            self.pcm.clear();
+            decoder.decode(packet, &mut self.pcm);
+            self.mix.push(who, &self.pcm);
+        }
+        Ok(())
+    }
+
+    /// `who` hears the session from the next step on.
+    pub fn listen(&mut self, who: K) -> Result<(), OpusPcmError> {
+        self.listeners.insert(who, OpusEncoder::new()?);
+        Ok(())
+    }
+
+    /// Whether a recording's packet is made at each step.
+    pub fn record(&mut self, on: bool) -> Result<(), OpusPcmError> {
+        self.recording = if on { Some(OpusEncoder::new()?) } else { None };
+        Ok(())
+    }
+
+    /// Forgets a participant: its voice, its decoder, its listening.
+    pub fn leave(&mut self, who: &K) {
+        self.mix.remove(who);
+        self.decoders.remove(who);
+        self.listeners.remove(who);
+    }
+
+    /// One 20 ms step.
+    pub fn step(&mut self) -> MixOut<K> {
+        let frame = self.mix.tick();
+        let recording = self.recording.as_mut().and_then(|e| e.encode(frame.everyone()).ok().flatten());
+        let listeners = self
+            .listeners
+            .iter_mut()
+            .filter_map(|(who, e)| e.encode(&frame.without(who)).ok().flatten().map(|p| (who.clone(), p)))
+            .collect();
+        MixOut { recording, listeners }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,5 +256,50 @@ mod tests {
         mix.push(&"fast", &constant(0.1, 3));
         mix.remove(&"fast");
         assert!(!mix.tick().has_voices());
+    }
+
+    #[test]
+    fn in_opus_each_listener_hears_the_others_and_the_recording_everyone() {
+        use crate::media::opus_pcm::RATE;
+        let rms = |s: &[f32]| (s.iter().map(|x| x * x).sum::<f32>() / s.len().max(1) as f32).sqrt();
+        // "a" says a 440 Hz tone, "b" is silent; both listen; the recording is kept.
+        let (mut say_a, mut say_b) = (OpusEncoder::new().unwrap(), OpusEncoder::new().unwrap());
+        let mut mix = OpusMix::new();
+        mix.listen("a").unwrap();
+        mix.listen("b").unwrap();
+        mix.record(true).unwrap();
+        let mut hear: BTreeMap<&str, (OpusDecoder, Vec<f32>)> = BTreeMap::new();
+        for who in ["a", "b", "recording"] {
+            hear.insert(who, (OpusDecoder::new().unwrap(), Vec::new()));
+        }
+        for i in 0..60 {
+            let tone: Vec<f32> = (0..FRAME_SAMPLES)
+                .map(|k| {
+                    0.5 * (2.0 * std::f32::consts::PI * 440.0 * (i * FRAME_SAMPLES + k) as f32 / RATE as f32).sin()
+                })
+                .collect();
+            if let Some(p) = say_a.encode(&tone).unwrap() {
+                mix.voice(&"a", &p).unwrap();
+            }
+            if let Some(p) = say_b.encode(&[0.0; FRAME_SAMPLES]).unwrap() {
+                mix.voice(&"b", &p).unwrap();
+            }
+            let out = mix.step();
+            let heard = out.listeners.into_iter().chain(out.recording.map(|p| ("recording", p)));
+            for (who, p) in heard {
+                let (d, pcm) = hear.get_mut(who).unwrap();
+                d.decode(&p, pcm);
+            }
+        }
+        let tail = |who: &str| {
+            let pcm = &hear[who].1;
+            rms(&pcm[pcm.len() - 20 * FRAME_SAMPLES..])
+        };
+        assert!(tail("b") > 0.25, "b hears a: {}", tail("b"));
+        assert!(tail("recording") > 0.25, "the recording has a: {}", tail("recording"));
+        assert!(tail("a") < 0.02, "a does not hear itself: {}", tail("a"));
+        // A participant that leaves is no longer heard nor mixed for.
+        mix.leave(&"a");
+        assert_eq!(mix.step().listeners.len(), 1);
     }
 }

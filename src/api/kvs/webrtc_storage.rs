@@ -63,7 +63,7 @@ fn storage_error(e: StorageError) -> ApiError {
             ApiError::new(StatusCode::NOT_FOUND, "ResourceNotFoundException", e.to_string())
         }
         StorageError::Session(WhipError::Store(e)) => ApiError::from(e),
-        StorageError::Session(_) | StorageError::Audio(_) => ApiError::internal(e.to_string()),
+        StorageError::Session(_) => ApiError::internal(e.to_string()),
     }
 }
 
