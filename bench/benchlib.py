@@ -51,3 +51,43 @@ def stop_all(procs):
     for p in procs:
         p.terminate()
         p.wait(10)
+
+
+def start_instant(work, body, content_type):
+    """nginx answering every request, POST included, with `body` at once: a server that
+    takes no time, for the ceiling a client can reach. Returns (process, URL)."""
+    import subprocess
+    from pathlib import Path
+    import os
+    root = Path(work) / "instant"
+    (root / "html").mkdir(parents=True, exist_ok=True)
+    (root / "html" / "answer").write_bytes(body)
+    # nginx's workers run as an unprivileged user: they must reach the answer.
+    for p in (Path(work), root, root / "html"):
+        os.chmod(p, 0o755)
+    os.chmod(root / "html" / "answer", 0o644)
+    port = free_port()
+    (root / "nginx.conf").write_text(f"""
+worker_processes 1;
+daemon off;
+error_log {root}/error.log;
+pid {root}/nginx.pid;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  client_max_body_size 16m;
+  client_body_buffer_size 16m;
+  server {{
+    listen 127.0.0.1:{port};
+    root {root}/html;
+    location / {{
+      default_type {content_type};
+      error_page 405 =200 /answer;
+      try_files /answer =404;
+    }}
+  }}
+}}
+""")
+    proc = subprocess.Popen(["nginx", "-c", str(root / "nginx.conf"), "-p", str(root)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, f"http://127.0.0.1:{port}"

@@ -112,6 +112,9 @@ impl Buckets {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(bytes)?;
             f.sync_all()?;
+            // Delivered objects are for other programs, later: their pages need not
+            // stay cached (see release_cached for what that saves).
+            crate::durable_file::release_cached(&f);
             std::fs::rename(&tmp, &path)
         })();
         if let Err(e) = written {

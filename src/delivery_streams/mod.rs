@@ -705,7 +705,15 @@ impl DeliveryStreamEngine {
 /// A record id: the stream's uid and the record's serial, 32 hex digits (opaque to
 /// clients, as AWS's are; unique per server).
 fn record_id(uid: u64, serial: u64) -> String {
-    format!("{uid:016x}{serial:016x}")
+    // By hand rather than format!: a batch makes 500 of them per call.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(32);
+    for v in [uid, serial] {
+        for shift in (0..16).rev() {
+            out.push(char::from(HEX[((v >> (shift * 4)) & 0xf) as usize]));
+        }
+    }
+    out
 }
 
 fn not_found(id: &DeliveryStreamId) -> DeliveryStreamError {

@@ -332,3 +332,9 @@ async fn kpl_aggregated_records_from_a_data_stream_are_split() {
     assert_eq!(text, "one\ntwo\nthree\nplain\n");
     engine.shutdown().await;
 }
+
+#[test]
+fn record_ids_are_the_uid_and_serial_in_hex() {
+    assert_eq!(super::record_id(0xab, 0x1234_5678_9abc_def0), "00000000000000ab123456789abcdef0");
+    assert_eq!(super::record_id(u64::MAX, 0), format!("{:016x}{:016x}", u64::MAX, 0));
+}
