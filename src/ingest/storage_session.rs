@@ -9,7 +9,8 @@
 //!   camera. A newer join replaces the master's older one.
 //! - **JoinStorageSessionAsViewer**: the session claims a connected viewer
 //!   ([`crate::signaling::hub::ViewerClaim`]) and offers it the master's video (from
-//!   the stream's live bus, as it is recorded) and the session's audio; the viewer may
+//!   the stream's live bus, as it is recorded, from a keyframe the master is asked for
+//!   as the viewer connects) and the session's audio; the viewer may
 //!   send its microphone. A viewer that joins before the master waits for it. A newer
 //!   join of the same client id replaces the older.
 //! - **Audio**: every participant's Opus is decoded and mixed ([`crate::media::audio_mix`],
@@ -31,7 +32,7 @@ use bytes::Bytes;
 use rtc::media::Sample;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 use super::whip::{
@@ -74,9 +75,17 @@ enum Party {
 /// A participant's place: its id (to tell a replaced one from its successor) and stop switch.
 type Leg = (u64, watch::Sender<bool>);
 
+/// What a session's legs share: the audio mix, and the master's keyframe requests (a
+/// viewer that arrives asks for one rather than wait for the periodic ask).
+#[derive(Clone)]
+struct Shared {
+    mixing: Arc<Mutex<Mixing>>,
+    keyframes: Arc<Notify>,
+}
+
 /// One channel's session.
 struct Call {
-    mixing: Arc<Mutex<Mixing>>,
+    shared: Shared,
     master: Option<Leg>,
     viewers: HashMap<String, Leg>,
     mixer: tokio::task::AbortHandle,
@@ -112,28 +121,22 @@ impl StorageSessions {
         self.lock().len()
     }
 
-    /// The channel's mixing, its session started if there is none.
-    fn call_mixing(&self, channel_arn: &str) -> Result<Arc<Mutex<Mixing>>, StorageError> {
+    /// Puts a new leg for `party` in the channel's session (started if there is none),
+    /// stopping the leg it replaces; in one step, so a leg leaving meanwhile cannot end
+    /// the session under it. Returns what the session shares, the leg's id and its stop
+    /// switch.
+    fn enter(&self, channel_arn: &str, party: &Party) -> Result<(Shared, u64, watch::Receiver<bool>), StorageError> {
         let mut calls = self.lock();
-        if let Some(call) = calls.get(channel_arn) {
-            return Ok(call.mixing.clone());
-        }
-        if calls.len() >= MAX_SESSIONS {
+        if !calls.contains_key(channel_arn) && calls.len() >= MAX_SESSIONS {
             return Err(StorageError::TooMany(MAX_SESSIONS));
         }
-        let mixing = Arc::new(Mutex::new(Mixing::default()));
-        let mixer = tokio::spawn(run_mixer(mixing.clone())).abort_handle();
-        calls.insert(
-            channel_arn.to_string(),
-            Call { mixing: mixing.clone(), master: None, viewers: HashMap::new(), mixer },
-        );
-        Ok(mixing)
-    }
-
-    /// Puts a leg in the channel's session, stopping the one it replaces.
-    fn enter(&self, channel_arn: &str, party: &Party, id: u64, stop: watch::Sender<bool>) {
-        let mut calls = self.lock();
-        let Some(call) = calls.get_mut(channel_arn) else { return };
+        let call = calls.entry(channel_arn.to_string()).or_insert_with(|| {
+            let shared = Shared { mixing: Arc::new(Mutex::new(Mixing::default())), keyframes: Arc::new(Notify::new()) };
+            let mixer = tokio::spawn(run_mixer(shared.mixing.clone())).abort_handle();
+            Call { shared, master: None, viewers: HashMap::new(), mixer }
+        });
+        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (stop, stop_rx) = watch::channel(false);
         let older = match party {
             Party::Master => call.master.replace((id, stop)),
             Party::Viewer(v) => call.viewers.insert(v.clone(), (id, stop)),
@@ -141,6 +144,7 @@ impl StorageSessions {
         if let Some((_, older)) = older {
             let _ = older.send(true);
         }
+        Ok((call.shared.clone(), id, stop_rx))
     }
 
     /// Takes a finished leg out; the session ends with its last one.
@@ -160,33 +164,25 @@ impl StorageSessions {
                 call.viewers.remove(v);
             }
         }
-        lock_mixing(&call.mixing).leave(party);
+        lock_mixing(&call.shared.mixing).leave(party);
         if call.master.is_none() && call.viewers.is_empty() {
             call.mixer.abort();
             calls.remove(channel_arn);
         }
     }
 
-    fn new_id(&self) -> u64 {
-        self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    }
-
     /// JoinStorageSession: joins `channel_arn` as a viewer and offers its master to be
     /// recorded into `stream`; returns once the offer is sent (or held for an absent
     /// master for `ttl_s`). The recording runs until the master goes.
     pub async fn join(&self, channel_arn: &str, ttl_s: u32, stream: StreamRecord) -> Result<(), StorageError> {
-        let mixing = self.call_mixing(channel_arn)?;
-        let joined = self.offer_master(channel_arn, ttl_s).await;
-        let (membership, outbox, peer, audio_out) = match joined {
+        let (shared, id, stop_rx) = self.enter(channel_arn, &Party::Master)?;
+        let (membership, outbox, peer, audio_out) = match self.offer_master(channel_arn, ttl_s).await {
             Ok(j) => j,
             Err(e) => {
-                self.forget_if_empty(channel_arn);
+                self.leave(channel_arn, &Party::Master, id);
                 return Err(e);
             }
         };
-        let id = self.new_id();
-        let (stop, stop_rx) = watch::channel(false);
-        self.enter(channel_arn, &Party::Master, id, stop);
         let this = self.clone();
         let channel = channel_arn.to_string();
         let answer_wait = Duration::from_secs(u64::from(ttl_s) + 30);
@@ -194,9 +190,10 @@ impl StorageSessions {
             let (answer_tx, answer_rx) = oneshot::channel();
             // The channel's messages for this viewer, for the session's life.
             let signalling = tokio::spawn(apply_messages(outbox, peer.pc.clone(), answer_tx));
+            let pc = peer.pc.clone();
             let name = stream.name.clone();
             let outcome = match tokio::time::timeout(answer_wait, answer_rx).await {
-                Ok(Ok(answer)) => this.record_master(&mixing, stream, peer, audio_out, &answer, stop_rx).await,
+                Ok(Ok(answer)) => this.record_master(&shared, stream, peer, audio_out, &answer, stop_rx).await,
                 _ => Err(WhipError::WebRtc("the master did not answer".into())),
             };
             match outcome {
@@ -206,6 +203,7 @@ impl StorageSessions {
                 }
             }
             signalling.abort();
+            let _ = pc.close().await;
             drop(membership);
             this.leave(&channel, &Party::Master, id);
         });
@@ -239,13 +237,14 @@ impl StorageSessions {
     /// the mix as the recording's audio; it hears the viewers.
     async fn record_master(
         &self,
-        mixing: &Arc<Mutex<Mixing>>,
+        shared: &Shared,
         stream: StreamRecord,
         peer: Peer,
         mut audio_out: SampleTrack,
         answer: &str,
         stop: watch::Receiver<bool>,
     ) -> Result<(), WhipError> {
+        let mixing = &shared.mixing;
         let media = offered_media(answer);
         let (_, mut specs) = tracks_for(media);
         if specs.is_empty() {
@@ -266,7 +265,9 @@ impl StorageSessions {
         if audio_out.negotiated().await? {
             lock_mixing(mixing).listen(Party::Master, audio_out).map_err(audio_error)?;
         }
-        self.recorder.record("storage_session", Publication { stream, specs, media, mix }, peer, stop).await
+        let keyframe_requests = Some(shared.keyframes.clone());
+        let publication = Publication { stream, specs, media, mix, keyframe_requests };
+        self.recorder.record("storage_session", publication, peer, stop).await
     }
 
     /// JoinStorageSessionAsViewer: claims the connected viewer `client_id` of
@@ -279,25 +280,21 @@ impl StorageSessions {
         stream: StreamRecord,
     ) -> Result<(), StorageError> {
         let (claim, outbox) = self.hub.claim_viewer(channel_arn, client_id)?;
-        let mixing = self.call_mixing(channel_arn)?;
-        let offered = self.offer_viewer(&claim).await;
-        let (peer, video_out, audio_out) = match offered {
+        let party = Party::Viewer(client_id.to_string());
+        let (shared, id, stop_rx) = self.enter(channel_arn, &party)?;
+        let (peer, video_out, audio_out) = match self.offer_viewer(&claim).await {
             Ok(o) => o,
             Err(e) => {
-                self.forget_if_empty(channel_arn);
+                self.leave(channel_arn, &party, id);
                 return Err(e);
             }
         };
-        let id = self.new_id();
-        let party = Party::Viewer(client_id.to_string());
-        let (stop, stop_rx) = watch::channel(false);
-        self.enter(channel_arn, &party, id, stop);
         let this = self.clone();
         let channel = channel_arn.to_string();
         tokio::spawn(async move {
             let (answer_tx, answer_rx) = oneshot::channel();
             let signalling = tokio::spawn(apply_messages(outbox, peer.pc.clone(), answer_tx));
-            let legs = ViewerLeg { party: party.clone(), mixing, video_out, audio_out };
+            let legs = ViewerLeg { party: party.clone(), shared, video_out, audio_out };
             let outcome = match tokio::time::timeout(CONNECT_TIMEOUT, answer_rx).await {
                 Ok(Ok(_)) => this.run_viewer(legs, &stream, peer, stop_rx).await,
                 _ => Err(WhipError::WebRtc("the viewer did not answer".into())),
@@ -352,9 +349,11 @@ impl StorageSessions {
         }
         let sends_video = leg.video_out.negotiated().await?;
         if leg.audio_out.negotiated().await? {
-            lock_mixing(&leg.mixing).listen(leg.party.clone(), leg.audio_out).map_err(audio_error)?;
+            lock_mixing(&leg.shared.mixing).listen(leg.party.clone(), leg.audio_out).map_err(audio_error)?;
         }
         let mut bus = self.recorder.store.live(stream.id)?.subscribe_frames();
+        // The master's next keyframe now rather than at its next periodic ask.
+        leg.shared.keyframes.notify_one();
         let mut pacer = ArrivalPacer::new(Duration::from_millis(40));
         // A viewer starts (and restarts after falling behind) at a keyframe.
         let mut want_keyframe = true;
@@ -371,14 +370,17 @@ impl StorageSessions {
                         self.recorder.metrics.webrtc_frames_out.inc();
                     }
                     Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(_)) => want_keyframe = true,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        want_keyframe = true;
+                        leg.shared.keyframes.notify_one();
+                    }
                     // The stream was deleted.
                     Err(broadcast::error::RecvError::Closed) => break Ok(()),
                 },
                 track = peer.tracks.recv() => {
                     let Some(track) = track else { continue };
                     if track.kind().await == RtpCodecKind::Audio {
-                        readers.push(tokio::spawn(read_voice(track, leg.party.clone(), leg.mixing.clone())));
+                        readers.push(tokio::spawn(read_voice(track, leg.party.clone(), leg.shared.mixing.clone())));
                     }
                 }
                 _ = webrtc_peer::ended(&mut stop, &mut state) => break Ok(()),
@@ -390,22 +392,12 @@ impl StorageSessions {
         let _ = peer.pc.close().await;
         result
     }
-
-    /// Drops a session that a failed first join left with nobody in it.
-    fn forget_if_empty(&self, channel_arn: &str) {
-        let mut calls = self.lock();
-        if calls.get(channel_arn).is_some_and(|c| c.master.is_none() && c.viewers.is_empty()) {
-            if let Some(call) = calls.remove(channel_arn) {
-                call.mixer.abort();
-            }
-        }
-    }
 }
 
 /// What a viewer's task holds.
 struct ViewerLeg {
     party: Party,
-    mixing: Arc<Mutex<Mixing>>,
+    shared: Shared,
     video_out: SampleTrack,
     audio_out: SampleTrack,
 }

@@ -26,7 +26,7 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RtpCodecKind};
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::shared::marshal::Marshal;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::PeerConnection;
 
@@ -219,6 +219,8 @@ pub struct Publication {
     pub specs: Vec<TrackSpec>,
     pub media: OfferedMedia,
     pub mix: Option<MixLink>,
+    /// Asks the peer for a keyframe now (a viewer arrived), besides the periodic asks.
+    pub keyframe_requests: Option<Arc<Notify>>,
 }
 
 /// A peer whose audio is mixed with others' (a multi-party storage session): its Opus
@@ -250,7 +252,7 @@ impl Recorder {
         mut peer: Peer,
         mut stop: watch::Receiver<bool>,
     ) -> Result<(), WhipError> {
-        let Publication { stream: record, specs, media, mut mix } = publication;
+        let Publication { stream: record, specs, media, mut mix, keyframe_requests } = publication;
         let connected = tokio::select! {
             c = peer.connected(CONNECT_TIMEOUT) => c,
             _ = stop.changed() => return Ok(()),
@@ -299,7 +301,8 @@ impl Recorder {
                         RtpCodecKind::Audio if media.audio => audio_index,
                         _ => continue,
                     };
-                    readers.push(tokio::spawn(read_track(track, index, packets.clone(), self.keyframe_interval)));
+                    let asked = keyframe_requests.clone();
+                    readers.push(tokio::spawn(read_track(track, index, packets.clone(), self.keyframe_interval, asked)));
                 }
                 _ = webrtc_peer::ended(&mut stop, &mut state) => break Ok(()),
             }
@@ -385,7 +388,12 @@ impl WhipSessions {
             let name = record.name.clone();
             match this
                 .recorder
-                .record("whip", Publication { stream: record, specs, media, mix: None }, peer, stop_rx)
+                .record(
+                    "whip",
+                    Publication { stream: record, specs, media, mix: None, keyframe_requests: None },
+                    peer,
+                    stop_rx,
+                )
                 .await
             {
                 Ok(()) => tracing::info!(session = %session_id, stream = %name, "WHIP publisher ended"),
@@ -416,6 +424,14 @@ impl WhipSessions {
 /// Packets lost before this one on its track, from the RTP sequence numbers; `None` for
 /// a duplicate or one older than the last (the peer connection already reordered what
 /// it could).
+/// `notify`'s next notification (never, without one).
+async fn notified(notify: Option<&Notify>) {
+    match notify {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The next packet of the mix, if there is one (else never).
 async fn next_mixed(mix: &mut Option<MixLink>) -> Option<Vec<u8>> {
     match mix {
@@ -441,12 +457,13 @@ fn lost_before(last: &mut HashMap<usize, u16>, track: usize, packet: &[u8]) -> O
 }
 
 /// Forwards a remote track's RTP packets to the recorder; for video, asks for a keyframe
-/// every `keyframe_interval`.
+/// every `keyframe_interval`, and whenever `asked` is notified.
 async fn read_track(
     track: Arc<dyn TrackRemote>,
     index: usize,
     packets: mpsc::Sender<(usize, Bytes)>,
     keyframe_interval: Duration,
+    asked: Option<Arc<Notify>>,
 ) {
     let media_ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
     // The browser starts with a keyframe: the first request is one interval later.
@@ -465,6 +482,13 @@ async fn read_track(
                 None => return,
             },
             _ = keyframes.tick(), if index == VIDEO => {
+                let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
+                if track.write_rtcp(vec![Box::new(pli)]).await.is_err() {
+                    return;
+                }
+            }
+            _ = notified(asked.as_deref()), if index == VIDEO => {
+                keyframes.reset();
                 let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
                 if track.write_rtcp(vec![Box::new(pli)]).await.is_err() {
                     return;

@@ -492,7 +492,8 @@ def test_a_viewer_joins_the_storage_session_and_talks_with_the_master(https_serv
     p = node("webrtc_call.mjs", "--origin", https_server.https_url, "--channel", "family", "--key", KEYS[0],
              "--secret", KEYS[1], "--ingest", "1", "--timeout", "45", timeout=120)
     report = json.loads(p.stdout.strip().splitlines()[-1]) if p.stdout.strip() else {"stderr": p.stderr}
-    print("heard:", report.get("heard"), "viewer:", report.get("viewer"))
+    print("heard:", report.get("heard"), "viewer:", report.get("viewer"),
+          "first picture after connecting (ms):", report.get("firstPictureMs"))
     assert p.returncode == 0, json.dumps(report, indent=1)[:3000]
     assert report["viewer"]["width"] == 640 and report["viewer"]["height"] == 480, report["viewer"]
     # Each side heard the other through the mix: packets arrived and played loud (the

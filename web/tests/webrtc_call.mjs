@@ -92,6 +92,7 @@ try {
   const viewer = await open('viewer');
   const deadline = Date.now() + Number(opts.timeout) * 1000;
   let first = null;
+  let connectedAt = null;
   while (Date.now() < deadline) {
     const v = await viewer.evaluate(() => {
       const video = document.getElementById('remote');
@@ -102,8 +103,13 @@ try {
     result.samples.push(v);
     if (result.samples.length > 20) result.samples.shift();
     if (v.error) break;
+    if (v.connection === 'connected' && connectedAt === null) connectedAt = Date.now();
     if (v.connection === 'connected' && v.width > 0) {
-      if (first === null) first = v.time;
+      if (first === null) {
+        first = v.time;
+        // From the connection to the first picture (a keyframe), to the 250 ms poll.
+        result.firstPictureMs = Date.now() - connectedAt;
+      }
       else if (v.time > first + 1.0 && !opts.ingest) { result.ok = true; break; }
       else if (v.time > first + 3.0) {
         // Long enough for voices (Chromium's fake microphone beeps) to cross the mix.
