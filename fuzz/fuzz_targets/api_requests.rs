@@ -1,7 +1,8 @@
 //! The HTTP adapters end to end, on arbitrary bytes: the whole application (every
 //! engine, anonymous mode, in one directory for the whole run) answers a request whose
 //! body or query string is the input: CBOR and JSON to Kinesis targets, JSON and Query
-//! forms to SQS, rest-json to Kinesis Video, query strings to the playback URLs.
+//! forms to SQS, JSON to Firehose, rest-json to Kinesis Video (storage sessions
+//! included), query strings to the playback URLs.
 //! Whatever arrives: no panic, never a 500, and the body is in the protocol's shape
 //! (JSON for the JSON protocols, XML for Query, CBOR decodable for CBOR).
 #![no_main]
@@ -48,8 +49,22 @@ const SQS: [&str; 6] = [
     "AmazonSQS.DeleteMessageBatch",
     "AmazonSQS.ChangeMessageVisibilityBatch",
 ];
-const KVS: [&str; 6] =
-    ["/createStream", "/listFragments", "/getHLSStreamingSessionURL", "/getClip", "/getMedia", "/TagResource"];
+const KVS: [&str; 8] = [
+    "/createStream",
+    "/listFragments",
+    "/getHLSStreamingSessionURL",
+    "/getClip",
+    "/getMedia",
+    "/TagResource",
+    "/joinStorageSession",
+    "/joinStorageSessionAsViewer",
+];
+const FIREHOSE: [&str; 4] = [
+    "Firehose_20150804.PutRecordBatch",
+    "Firehose_20150804.PutRecord",
+    "Firehose_20150804.CreateDeliveryStream",
+    "Firehose_20150804.DescribeDeliveryStream",
+];
 const PLAYBACK: [&str; 4] = [
     "/hls/v1/getHLSMediaPlaylist.m3u8",
     "/hls/v1/getMP4MediaFragment.mp4",
@@ -76,6 +91,7 @@ fuzz_target!(|data: &[u8]| {
                 .body(Body::from(body.to_vec())),
             Shape::Any,
         ),
+        6 => (target(FIREHOSE[choice % FIREHOSE.len()], "application/x-amz-json-1.1", body), Shape::Json),
         _ => {
             // Query strings the playback URLs get: only what a URI can hold.
             let query: String =

@@ -52,6 +52,8 @@ pub const MAX_SESSIONS: usize = 16;
 const MAX_EARLY_CANDIDATES: usize = 64;
 /// The mix's step: one Opus frame.
 const MIX_STEP: Duration = Duration::from_millis(20);
+/// How long the mixer waits for one listener's connection to take a packet.
+const LISTENER_WRITE: Duration = Duration::from_millis(5);
 /// Mixed packets waiting for the recorder (a second).
 const RECORDING_QUEUE: usize = 50;
 
@@ -192,9 +194,10 @@ impl StorageSessions {
             let signalling = tokio::spawn(apply_messages(outbox, peer.pc.clone(), answer_tx));
             let pc = peer.pc.clone();
             let name = stream.name.clone();
-            let outcome = match tokio::time::timeout(answer_wait, answer_rx).await {
-                Ok(Ok(answer)) => this.record_master(&shared, stream, peer, audio_out, &answer, stop_rx).await,
-                _ => Err(WhipError::WebRtc("the master did not answer".into())),
+            let mut stop = stop_rx;
+            let outcome = match answered(answer_rx, answer_wait, &mut stop).await {
+                Some(answer) => this.record_master(&shared, stream, peer, audio_out, &answer, stop).await,
+                None => Err(WhipError::WebRtc("the master did not answer".into())),
             };
             match outcome {
                 Ok(()) => tracing::info!(channel = %channel, stream = %name, "storage session's master left"),
@@ -294,10 +297,12 @@ impl StorageSessions {
         tokio::spawn(async move {
             let (answer_tx, answer_rx) = oneshot::channel();
             let signalling = tokio::spawn(apply_messages(outbox, peer.pc.clone(), answer_tx));
-            let legs = ViewerLeg { party: party.clone(), shared, video_out, audio_out };
-            let outcome = match tokio::time::timeout(CONNECT_TIMEOUT, answer_rx).await {
-                Ok(Ok(_)) => this.run_viewer(legs, &stream, peer, stop_rx).await,
-                _ => Err(WhipError::WebRtc("the viewer did not answer".into())),
+            let pc = peer.pc.clone();
+            let leg = ViewerLeg { party: party.clone(), shared, video_out, audio_out };
+            let mut stop = stop_rx;
+            let outcome = match answered(answer_rx, CONNECT_TIMEOUT, &mut stop).await {
+                Some(_) => this.run_viewer(leg, &stream, peer, stop).await,
+                None => Err(WhipError::WebRtc("the viewer did not answer".into())),
             };
             match outcome {
                 Ok(()) => tracing::info!(channel = %channel, viewer = ?party, "storage session's viewer left"),
@@ -306,6 +311,7 @@ impl StorageSessions {
                 }
             }
             signalling.abort();
+            let _ = pc.close().await;
             drop(claim);
             this.leave(&channel, &party, id);
         });
@@ -389,8 +395,19 @@ impl StorageSessions {
         for r in readers {
             r.abort();
         }
-        let _ = peer.pc.close().await;
         result
+    }
+}
+
+/// The peer's answer, unless `wait` passes or the leg is stopped (replaced) first.
+async fn answered(
+    answer: oneshot::Receiver<String>,
+    wait: Duration,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<String> {
+    tokio::select! {
+        got = tokio::time::timeout(wait, answer) => got.ok().and_then(Result::ok),
+        _ = stop.wait_for(|s| *s) => None,
     }
 }
 
@@ -429,7 +446,9 @@ fn annex_b(f: &LiveFrame) -> Bytes {
 struct Mixing {
     mix: OpusMix<Party>,
     tracks: HashMap<Party, Arc<SampleTrack>>,
-    recording: Option<mpsc::Sender<Vec<u8>>>,
+    recording: Option<mpsc::Sender<(i64, Vec<u8>)>>,
+    /// Steps since the recording began (its clock, in steps of 20 ms).
+    recorded_steps: i64,
 }
 
 fn lock_mixing(m: &Mutex<Mixing>) -> std::sync::MutexGuard<'_, Mixing> {
@@ -451,10 +470,11 @@ impl Mixing {
         Ok(())
     }
 
-    /// The mix is recorded: its packets go to `to`.
-    fn record(&mut self, to: mpsc::Sender<Vec<u8>>) -> Result<(), OpusPcmError> {
+    /// The mix is recorded: its packets go to `to`, each with its time.
+    fn record(&mut self, to: mpsc::Sender<(i64, Vec<u8>)>) -> Result<(), OpusPcmError> {
         self.mix.record(true)?;
         self.recording = Some(to);
+        self.recorded_steps = 0;
         Ok(())
     }
 
@@ -471,9 +491,11 @@ impl Mixing {
     /// listener's packet with the track to write it to.
     fn step(&mut self) -> Vec<(Arc<SampleTrack>, Vec<u8>)> {
         let out = self.mix.step();
+        let elapsed = self.recorded_steps * FRAME_SAMPLES as i64;
+        self.recorded_steps += 1;
         if let (Some(p), Some(tx)) = (out.recording, self.recording.as_ref()) {
             // A recorder a second behind loses the mix's newest packets, not memory.
-            let _ = tx.try_send(p);
+            let _ = tx.try_send((elapsed, p));
         }
         out.listeners.into_iter().filter_map(|(who, p)| self.tracks.get(&who).map(|t| (t.clone(), p))).collect()
     }
@@ -489,8 +511,10 @@ async fn run_mixer(mixing: Arc<Mutex<Mixing>>) {
         let out = lock_mixing(&mixing).step();
         for (track, packet) in out {
             let sample = Sample { data: Bytes::from(packet), duration, ..Sample::new(std::time::Instant::now()) };
-            // A listener not connected yet, or gone, misses this step.
-            let _ = track.write(&sample).await;
+            // A listener not connected yet, or gone, misses this step; one whose
+            // connection does not take the packet at once (a full send queue) misses it
+            // too rather than hold up everyone else's.
+            let _ = tokio::time::timeout(LISTENER_WRITE, track.write(&sample)).await;
         }
     }
 }

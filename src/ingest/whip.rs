@@ -208,8 +208,7 @@ pub fn tracks_for(media: OfferedMedia) -> (Vec<(RTCRtpCodec, u8, RtpCodecKind)>,
     (codecs, specs)
 }
 
-/// Records a connected peer's tracks into a stream: what WHIP publishers and storage
-/// sessions share.
+/// Where a mixed peer's Opus payloads go.
 pub type VoiceSink = Box<dyn FnMut(&[u8]) + Send>;
 
 /// What a peer's recording is: the stream, the tracks it sends, and the mix its audio
@@ -228,10 +227,14 @@ pub struct Publication {
 pub struct MixLink {
     /// Takes each Opus payload the peer sends.
     pub voice: VoiceSink,
-    /// The mix to record: one 20 ms Opus packet per item.
-    pub mixed: mpsc::Receiver<Vec<u8>>,
+    /// The mix to record: 20 ms Opus packets, each at its time in 48 kHz units since
+    /// the recording began (a packet the recorder could not take leaves a gap, not a
+    /// shift).
+    pub mixed: mpsc::Receiver<(i64, Vec<u8>)>,
 }
 
+/// Records a connected peer's tracks into a stream: what WHIP publishers and storage
+/// sessions share.
 #[derive(Clone)]
 pub struct Recorder {
     pub store: VideoStore,
@@ -269,8 +272,6 @@ impl Recorder {
         let audio_index = usize::from(media.video);
         let mut readers = Vec::new();
         let mut state = peer.state.clone();
-        // The mix's clock: 48 kHz units since its first packet.
-        let mut mixed_elapsed = 0i64;
         let result = loop {
             tokio::select! {
                 got = incoming.recv() => {
@@ -287,12 +288,11 @@ impl Recorder {
                         break Err(WhipError::WebRtc(format!("recording: {e}")));
                     }
                 }
-                Some(opus) = next_mixed(&mut mix) => {
+                Some((elapsed, opus)) = next_mixed(&mut mix) => {
                     let unit = AccessUnit { rtp_ts: 0, data: opus, keyframe: true, parameter_sets: Vec::new() };
-                    if let Err(e) = publisher.frame(audio_index, mixed_elapsed, 0, unit).await {
+                    if let Err(e) = publisher.frame(audio_index, elapsed, 0, unit).await {
                         break Err(WhipError::WebRtc(format!("recording: {e}")));
                     }
-                    mixed_elapsed += crate::media::opus_pcm::FRAME_SAMPLES as i64;
                 }
                 track = peer.tracks.recv() => {
                     let Some(track) = track else { continue };
@@ -421,9 +421,6 @@ impl WhipSessions {
     }
 }
 
-/// Packets lost before this one on its track, from the RTP sequence numbers; `None` for
-/// a duplicate or one older than the last (the peer connection already reordered what
-/// it could).
 /// `notify`'s next notification (never, without one).
 async fn notified(notify: Option<&Notify>) {
     match notify {
@@ -433,13 +430,16 @@ async fn notified(notify: Option<&Notify>) {
 }
 
 /// The next packet of the mix, if there is one (else never).
-async fn next_mixed(mix: &mut Option<MixLink>) -> Option<Vec<u8>> {
+async fn next_mixed(mix: &mut Option<MixLink>) -> Option<(i64, Vec<u8>)> {
     match mix {
         Some(link) => link.mixed.recv().await,
         None => std::future::pending().await,
     }
 }
 
+/// Packets lost before this one on its track, from the RTP sequence numbers; `None` for
+/// a duplicate or one older than the last (the peer connection already reordered what
+/// it could).
 fn lost_before(last: &mut HashMap<usize, u16>, track: usize, packet: &[u8]) -> Option<u64> {
     let seq = u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?]);
     let lost = match last.get(&track) {

@@ -65,3 +65,18 @@ export async function installBurnedClockReader(page) {
     });
   });
 }
+
+// Runs a test's body, then closes the browser, prints `result` as one JSON line and
+// exits 0 when `result.ok`: what every runner ends with. An error thrown by the body
+// lands in `result.error`.
+export async function report(browser, result, body) {
+  try {
+    await body();
+  } catch (e) {
+    result.error = String(e);
+  } finally {
+    await browser.close();
+  }
+  console.log(JSON.stringify(result));
+  process.exit(result.ok ? 0 : 1);
+}

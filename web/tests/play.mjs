@@ -12,14 +12,14 @@
 //
 // Exit status 0 when playback advanced, 1 otherwise. Driven by
 // tests/integration/test_browser.py.
-import { installBurnedClockReader, launch, options } from './browser.mjs';
+import { installBurnedClockReader, launch, options, report } from './browser.mjs';
 
 const opts = options({ timeout: 40, advance: 1.0 });
 opts.timeout = Number(opts.timeout);
 opts.advance = Number(opts.advance);
 const browser = await launch();
 const result = { ok: false, url: opts.url, samples: [], console: [] };
-try {
+await report(browser, result, async () => {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   if (opts.clock) await installBurnedClockReader(page);
   page.on('console', (m) => {
@@ -105,10 +105,4 @@ try {
   result.rtspUrl = await page.$eval('#rtsp-url', (e) => e.value);
   result.samples = result.samples.slice(-8);
   if (opts.screenshot) await page.screenshot({ path: opts.screenshot });
-} catch (e) {
-  result.error = String(e);
-} finally {
-  await browser.close();
-}
-console.log(JSON.stringify(result));
-process.exit(result.ok ? 0 : 1);
+});

@@ -12,7 +12,7 @@
 //                       JoinStorageSession, the viewer page JoinStorageSessionAsViewer and
 //                       answers the session's offer; exit 0 when the viewer played the
 //                       master's video and each side received the other's voice)
-import { launch, options } from './browser.mjs';
+import { launch, options, report } from './browser.mjs';
 
 const opts = options({ ice: 'all', timeout: '40' });
 
@@ -56,7 +56,7 @@ async function audioIn() {
   }
   return out;
 }
-try {
+await report(browser, result, async () => {
   const context = await browser.newContext({ ignoreHTTPSErrors: true });
   const open = async (role) => {
     const page = await context.newPage();
@@ -83,7 +83,7 @@ try {
     result.master = result.samples[result.samples.length - 1];
     result.connectedFor = connectedAt === null ? 0 : (Date.now() - connectedAt) / 1000;
     result.ok = connectedAt !== null;
-    throw Object.assign(new Error('done'), { done: true });
+    return;
   }
   // The master is listening before the viewer offers (an earlier offer would wait
   // for it anyway, for MessageTtlSeconds).
@@ -132,10 +132,4 @@ try {
     const remote = stats.get(pair.remoteCandidateId);
     return { local: local && local.candidateType, remote: remote && remote.candidateType };
   });
-} catch (e) {
-  if (!e.done) result.console.push(`test: ${e.message}`);
-} finally {
-  await browser.close();
-}
-console.log(JSON.stringify(result));
-process.exit(result.ok ? 0 : 1);
+});

@@ -9,13 +9,13 @@
 //                             out, from RTCP sender reports — estimatedPlayoutTimestamp)
 //        [--clock 1]         (with --sample: also read the clock burned into the frames,
 //                             the glass-to-glass delay; see browser.mjs)
-import { installBurnedClockReader, launch, options } from './browser.mjs';
+import { installBurnedClockReader, launch, options, report } from './browser.mjs';
 
 const opts = options({ timeout: 40 });
 // Host candidates as addresses, not mDNS names the server cannot resolve.
 const browser = await launch(['--disable-features=WebRtcHideLocalIpsWithMdns']);
 const result = { ok: false, console: [] };
-try {
+await report(browser, result, async () => {
   const page = await browser.newPage({ viewport: { width: 800, height: 600 } });
   page.on('console', (m) => { if (m.type() === 'error') result.console.push(m.text()); });
   if (opts.clock) await installBurnedClockReader(page);
@@ -89,10 +89,4 @@ try {
   Object.assign(result, out);
   result.ok = out.status === 201 && out.width > 0 && out.played >= 1.0;
   if (opts.screenshot) await page.screenshot({ path: opts.screenshot });
-} catch (e) {
-  result.error = String(e);
-} finally {
-  await browser.close();
-}
-console.log(JSON.stringify(result));
-process.exit(result.ok ? 0 : 1);
+});

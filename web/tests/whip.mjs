@@ -8,7 +8,7 @@
 //        [--token T]       (a publishing token: sent as Authorization: Bearer)
 //        [--source clock]  (the page's clock canvas instead of the fake camera: a
 //                           glass-to-glass source, see publish.js)
-import { launch, options } from './browser.mjs';
+import { launch, options, report } from './browser.mjs';
 
 const opts = options({ seconds: 6, timeout: 30 });
 const browser = await launch([
@@ -16,7 +16,7 @@ const browser = await launch([
   '--disable-features=WebRtcHideLocalIpsWithMdns',
 ]);
 const result = { ok: false, console: [] };
-try {
+await report(browser, result, async () => {
   const page = await browser.newPage({ viewport: { width: 900, height: 700 } });
   page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') result.console.push(m.text()); });
   page.on('pageerror', (e) => result.console.push(`pageerror: ${e.message}`));
@@ -43,10 +43,4 @@ try {
     result.stopped = await page.evaluate(() => window.kinescopePublish.status);
   }
   result.ok = Boolean(result.connected && state.stats && state.stats.framesEncoded > 0);
-} catch (e) {
-  result.error = String(e);
-} finally {
-  await browser.close();
-}
-console.log(JSON.stringify(result));
-process.exit(result.ok ? 0 : 1);
+});
