@@ -334,6 +334,67 @@ pub fn is_gone(state: &RTCPeerConnectionState) -> bool {
     )
 }
 
+/// Peer connections by session id (WHIP publishers, WHEP viewers): each with its stop
+/// switch and what its owner keeps beside (`T`). Ending one (`remove`) closes its
+/// connection and tells its task to stop.
+pub struct Sessions<T> {
+    table: Arc<std::sync::Mutex<std::collections::HashMap<String, Session<T>>>>,
+}
+
+/// One entry of [`Sessions`].
+pub struct Session<T> {
+    pub pc: Arc<dyn PeerConnection>,
+    pub stop: watch::Sender<bool>,
+    pub extra: T,
+}
+
+impl<T> Clone for Sessions<T> {
+    fn clone(&self) -> Self {
+        Sessions { table: self.table.clone() }
+    }
+}
+
+impl<T> Default for Sessions<T> {
+    fn default() -> Self {
+        Sessions { table: Arc::default() }
+    }
+}
+
+impl<T> Sessions<T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Session<T>>> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn count(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn insert(&self, id: String, session: Session<T>) {
+        self.lock().insert(id, session);
+    }
+
+    /// Tells the session's task to stop; whether there was such a session.
+    pub fn stop(&self, id: &str) -> bool {
+        self.lock().get(id).map(|s| s.stop.send(true)).is_some()
+    }
+
+    /// Tells every session whose `extra` matches to stop.
+    pub fn stop_where(&self, matches: impl Fn(&T) -> bool) {
+        for s in self.lock().values().filter(|s| matches(&s.extra)) {
+            let _ = s.stop.send(true);
+        }
+    }
+
+    /// Ends a session: out of the table, told to stop, its connection closed; whether
+    /// there was such a session.
+    pub async fn remove(&self, id: &str) -> bool {
+        let Some(s) = self.lock().remove(id) else { return false };
+        let _ = s.stop.send(true);
+        let _ = s.pc.close().await;
+        true
+    }
+}
+
 /// Resolves once `stop` is set (or its sender dropped) or the peer is gone: the end of a
 /// session's media loop.
 pub async fn ended(stop: &mut watch::Receiver<bool>, state: &mut watch::Receiver<RTCPeerConnectionState>) {

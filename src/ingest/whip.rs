@@ -18,7 +18,7 @@
 //! [`WhipConfig::max_sessions`] at once.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,14 +28,13 @@ use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::shared::marshal::Marshal;
 use tokio::sync::{mpsc, watch, Notify};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc::peer_connection::PeerConnection;
 
 use super::publisher::{Publisher, TrackSpec};
 use crate::clock::SharedClock;
 use crate::codec::{opus, AccessUnit, CodecKind, CodecParams};
 use crate::metrics::Metrics;
 use crate::video_store::{StoreError, StreamRecord, VideoStore};
-use crate::webrtc_peer::{self, Network, Peer, PeerError, H264_PAYLOAD_TYPE, OPUS_PAYLOAD_TYPE};
+use crate::webrtc_peer::{self, Network, Peer, PeerError, Session, Sessions, H264_PAYLOAD_TYPE, OPUS_PAYLOAD_TYPE};
 use crate::wire::sdp;
 
 /// A publisher that has not connected by then is dropped.
@@ -316,19 +315,14 @@ impl Recorder {
     }
 }
 
-struct Session {
-    pc: Arc<dyn PeerConnection>,
-    stop: watch::Sender<bool>,
-    stream: String,
-}
-
 /// The WHIP sessions of one server.
 #[derive(Clone)]
 pub struct WhipSessions {
     recorder: Recorder,
     config: WhipConfig,
     metrics: Arc<Metrics>,
-    sessions: Arc<Mutex<HashMap<String, Session>>>,
+    /// Each publisher's peer, with the ARN of the stream it publishes.
+    sessions: Sessions<String>,
 }
 
 impl WhipSessions {
@@ -340,15 +334,11 @@ impl WhipSessions {
             keyframe_interval: config.keyframe_interval,
             max_fragment_bytes: config.max_fragment_bytes,
         };
-        WhipSessions { recorder, config, metrics, sessions: Arc::new(Mutex::new(HashMap::new())) }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+        WhipSessions { recorder, config, metrics, sessions: Sessions::default() }
     }
 
     pub fn count(&self) -> usize {
-        self.lock().len()
+        self.sessions.count()
     }
 
     /// How this server records a peer (shared with storage sessions).
@@ -368,9 +358,7 @@ impl WhipSessions {
         }
         // A newer publisher replaces an older one (a camera that reconnects before its old
         // connection timed out): the older finishes its last fragment and ends.
-        for s in self.lock().values().filter(|s| s.stream == record.arn) {
-            let _ = s.stop.send(true);
-        }
+        self.sessions.stop_where(|arn| *arn == record.arn);
         let (codecs, specs) = tracks_for(media);
         let mut peer = Peer::build(&self.config.network, &codecs).await?;
         for (_, _, kind) in &codecs {
@@ -380,7 +368,7 @@ impl WhipSessions {
         let answer = peer.answer(offer).await?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let (stop, stop_rx) = watch::channel(false);
-        self.lock().insert(id.clone(), Session { pc: peer.pc.clone(), stop, stream: record.arn.clone() });
+        self.sessions.insert(id.clone(), Session { pc: peer.pc.clone(), stop, extra: record.arn.clone() });
         self.metrics.webrtc_peers.inc();
         let this = self.clone();
         let session_id = id.clone();
@@ -407,16 +395,17 @@ impl WhipSessions {
     /// Ends a session (DELETE on its resource). The recording task finishes the
     /// publication (its last fragment is stored), then removes the session.
     pub async fn close(&self, id: &str) -> Result<(), WhipError> {
-        let stop = self.lock().get(id).map(|s| s.stop.clone()).ok_or(WhipError::NoSession)?;
-        let _ = stop.send(true);
-        Ok(())
+        // The publisher's task ends the session, storing its last fragment first.
+        if self.sessions.stop(id) {
+            Ok(())
+        } else {
+            Err(WhipError::NoSession)
+        }
     }
 
     async fn remove(&self, id: &str) {
-        let session = self.lock().remove(id);
-        if let Some(s) = session {
+        if self.sessions.remove(id).await {
             self.metrics.webrtc_peers.dec();
-            let _ = s.pc.close().await;
         }
     }
 }

@@ -16,18 +16,19 @@
 //! [`CONNECT_TIMEOUT`]; at most [`WhepConfig::max_sessions`] at once.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rtc::media::Sample;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use tokio::sync::watch;
-use webrtc::peer_connection::PeerConnection;
 
 use crate::codec::{nal, opus, CodecKind, CodecParams};
 use crate::video_store::{LiveFrame, StoreError, StreamId, VideoStore};
-use crate::webrtc_peer::{self, ArrivalPacer, Network, Peer, PeerError, SampleTrack, H264_PAYLOAD_TYPE};
+use crate::webrtc_peer::{
+    self, ArrivalPacer, Network, Peer, PeerError, SampleTrack, Session, Sessions, H264_PAYLOAD_TYPE,
+};
 use crate::wire::fmp4::{parse_init, InitInfo, TrackKind};
 use crate::wire::mp4_tracks::fragment_samples;
 use crate::wire::sdp;
@@ -86,31 +87,22 @@ fn rtc_error(e: impl std::fmt::Display) -> WhepError {
     WhepError::WebRtc(e.to_string())
 }
 
-struct Session {
-    pc: Arc<dyn PeerConnection>,
-    stop: watch::Sender<bool>,
-}
-
 /// The WHEP sessions of one server.
 #[derive(Clone)]
 pub struct WhepSessions {
     store: VideoStore,
     config: WhepConfig,
     metrics: Arc<crate::metrics::Metrics>,
-    sessions: Arc<Mutex<HashMap<String, Session>>>,
+    sessions: Sessions<()>,
 }
 
 impl WhepSessions {
     pub fn new(store: VideoStore, config: WhepConfig, metrics: Arc<crate::metrics::Metrics>) -> Self {
-        WhepSessions { store, config, metrics, sessions: Arc::new(Mutex::new(HashMap::new())) }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+        WhepSessions { store, config, metrics, sessions: Sessions::default() }
     }
 
     pub fn count(&self) -> usize {
-        self.lock().len()
+        self.sessions.count()
     }
 
     /// Answers `offer` for `stream`: the session id and the answer SDP.
@@ -152,7 +144,7 @@ impl WhepSessions {
 
         let id = uuid::Uuid::new_v4().simple().to_string();
         let (stop, stop_rx) = watch::channel(false);
-        self.lock().insert(id.clone(), Session { pc: pc.clone(), stop });
+        self.sessions.insert(id.clone(), Session { pc: pc.clone(), stop, extra: () });
         self.metrics.webrtc_peers.inc();
         let this = self.clone();
         let session_id = id.clone();
@@ -168,19 +160,19 @@ impl WhepSessions {
 
     /// Ends a session (DELETE on its resource).
     pub async fn close(&self, id: &str) -> Result<(), WhepError> {
-        let session = self.lock().remove(id).ok_or(WhepError::NoSession)?;
-        self.metrics.webrtc_peers.dec();
-        let _ = session.stop.send(true);
-        let _ = session.pc.close().await;
+        if !self.remove(id).await {
+            return Err(WhepError::NoSession);
+        }
         Ok(())
     }
 
-    async fn remove(&self, id: &str) {
-        let session = self.lock().remove(id);
-        if let Some(s) = session {
+    /// Ends a session if it is still there; whether it was.
+    async fn remove(&self, id: &str) -> bool {
+        let removed = self.sessions.remove(id).await;
+        if removed {
             self.metrics.webrtc_peers.dec();
-            let _ = s.pc.close().await;
         }
+        removed
     }
 }
 
