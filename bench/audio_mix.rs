@@ -87,11 +87,6 @@ fn floor(input: &[Vec<Vec<u8>>]) -> (f64, usize) {
     (start.elapsed().as_secs_f64() * 1e6 / steps as f64, out_bytes)
 }
 
-fn median_spread(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(|a, b| a.total_cmp(b));
-    (v[v.len() / 2], v[0], v[v.len() - 1])
-}
-
 fn main() {
     if common::setup().is_none() {
         return;
@@ -115,9 +110,9 @@ fn main() {
         }
         eprint!("\r");
         let ratios: Vec<f64> = ours.iter().zip(&base).map(|(s, f)| s / f).collect();
-        let (s, s_lo, s_hi) = median_spread(ours);
-        let (f, f_lo, f_hi) = median_spread(base);
-        let (r, r_lo, r_hi) = median_spread(ratios);
+        let (s, s_lo, s_hi) = common::median_spread(ours);
+        let (f, f_lo, f_hi) = common::median_spread(base);
+        let (r, r_lo, r_hi) = common::median_spread(ratios);
         println!(
             "{n:>12} | {s:>8.0} ({s_lo:.0}–{s_hi:.0}) | {f:>8.0} ({f_lo:.0}–{f_hi:.0}) | {r:.2} ({r_lo:.2}–{r_hi:.2}) | {:.0}",
             20_000.0 / s

@@ -76,11 +76,6 @@ fn raw_deliver(dir: &std::path::Path, records: usize) -> f64 {
     rate
 }
 
-fn median_spread(v: &mut [f64]) -> (f64, f64, f64) {
-    v.sort_by(|a, b| a.total_cmp(b));
-    (v[v.len() / 2], v[0], v[v.len() - 1])
-}
-
 fn main() {
     let Some((rt, tmp)) = common::setup() else { return };
     // The engine spawns its delivery tasks on the runtime it is called in.
@@ -188,13 +183,13 @@ fn main() {
     });
 
     let ratio = |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(x, y)| x / y).collect() };
-    let (am, _, _) = median_spread(&mut accept.clone());
-    let (arm, _, _) = median_spread(&mut accept_ref.clone());
-    let (ar, ar_lo, ar_hi) = median_spread(&mut ratio(&accept, &accept_ref));
-    let (dm, _, _) = median_spread(&mut deliver.clone());
-    let (drm, _, _) = median_spread(&mut deliver_ref.clone());
-    let (dr, dr_lo, dr_hi) = median_spread(&mut ratio(&deliver, &deliver_ref));
-    let (delay, d_lo, d_hi) = median_spread(&mut delays.clone());
+    let (am, _, _) = common::median_spread(accept.clone());
+    let (arm, _, _) = common::median_spread(accept_ref.clone());
+    let (ar, ar_lo, ar_hi) = common::median_spread(ratio(&accept, &accept_ref));
+    let (dm, _, _) = common::median_spread(deliver.clone());
+    let (drm, _, _) = common::median_spread(deliver_ref.clone());
+    let (dr, dr_lo, dr_hi) = common::median_spread(ratio(&deliver, &deliver_ref));
+    let (delay, d_lo, d_hi) = common::median_spread(delays.clone());
     let mb = |r: f64| r * RECORD_BYTES as f64 / 1e6;
     println!("\n| figure (median of {ROUNDS}) | engine | reference, same run | ratio (spread) |\n|---|---|---|---|");
     println!(

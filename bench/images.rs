@@ -119,11 +119,6 @@ fn cli_batch(all: &Path, out: &Path, n: usize) -> Duration {
     started.elapsed()
 }
 
-fn median_and_spread(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    (v[v.len() / 2], v[0], v[v.len() - 1])
-}
-
 fn main() {
     let Some((rt, tmp)) = common::setup() else { return };
     let seconds = common::scaled(30, 5);
@@ -160,8 +155,8 @@ fn main() {
         vs_each.push(rate(a) / rate(b));
         vs_batch.push(rate(a) / rate(c));
     }
-    let (m1, lo1, hi1) = median_and_spread(vs_each);
-    let (m2, lo2, hi2) = median_and_spread(vs_batch);
+    let (m1, lo1, hi1) = common::median_spread(vs_each);
+    let (m2, lo2, hi2) = common::median_spread(vs_batch);
     println!("  images/s on one core vs the ffmpeg CLI per image: {m1:.2}x (spread {lo1:.2}-{hi1:.2})");
     println!("  images/s on one core vs one ffmpeg CLI run, keyframes only: {m2:.2}x (spread {lo2:.2}-{hi2:.2})");
 
@@ -298,7 +293,7 @@ fn main() {
         );
         on_off.push(rates[1] / rates[0]);
     }
-    let (m, lo, hi) = median_and_spread(on_off);
+    let (m, lo, hi) = common::median_spread(on_off);
     println!("  ingest while images are made vs idle: {m:.2}x (spread {lo:.2}-{hi:.2})");
 
     // --- event delay -------------------------------------------------------------------

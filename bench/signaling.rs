@@ -186,11 +186,6 @@ async fn relay_session(socket: WebSocket, relay: Relay, id: Option<String>) {
     }
 }
 
-fn median_spread(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    (v[v.len() / 2], v[0], v[v.len() - 1])
-}
-
 fn main() {
     let Some((rt, tmp)) = common::setup() else { return };
     let seconds = 2.0 * scale();
@@ -241,7 +236,12 @@ fn main() {
                 }
             }
             let ratios: Vec<f64> = ours_rates.iter().zip(&bare_rates).map(|(a, b)| a / b).collect();
-            rows.push((viewers, median_spread(ours_rates), median_spread(bare_rates), median_spread(ratios)));
+            rows.push((
+                viewers,
+                common::median_spread(ours_rates),
+                common::median_spread(bare_rates),
+                common::median_spread(ratios),
+            ));
         }
         println!();
         println!("| viewers | signalling messages/s, median (min–max) | bare relay messages/s | ratio |");

@@ -71,8 +71,8 @@ pub struct LowLatencyLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PeerLabels {
-    /// `whep` (a viewer), `whip` (a publisher) or `storage_session` (a channel's master
-    /// recorded).
+    /// `whep` (a viewer), `whip` (a publisher), `storage_session` (a channel's master
+    /// recorded) or `storage_viewer` (a viewer in a storage session).
     pub role: &'static str,
     /// `connected`, or `not_connected` (ICE or DTLS did not complete in time).
     pub outcome: &'static str,
@@ -130,7 +130,8 @@ pub struct Metrics {
     ll_hls: Family<LowLatencyLabels, Counter>,
     /// RTP packets received from WHIP publishers and storage sessions' masters.
     pub webrtc_rtp_in: Counter,
-    /// Video frames sent to WHEP viewers (each packetized into RTP by the peer).
+    /// Video frames sent to WHEP and storage-session viewers (each packetized into RTP by
+    /// the peer).
     pub webrtc_frames_out: Counter,
     /// Render jobs (one GOP each) waiting for or on an image thread.
     pub image_queue_depth: prometheus_client::metrics::gauge::Gauge,
@@ -242,7 +243,11 @@ impl Default for Metrics {
             m.ll_hls.clone(),
         );
         registry.register("webrtc_rtp_in", "RTP packets received from WebRTC publishers", m.webrtc_rtp_in.clone());
-        registry.register("webrtc_frames_out", "Video frames sent to WHEP viewers", m.webrtc_frames_out.clone());
+        registry.register(
+            "webrtc_frames_out",
+            "Video frames sent to WHEP and storage-session viewers",
+            m.webrtc_frames_out.clone(),
+        );
         registry.register(
             "image_queue_depth",
             "Image render jobs (one GOP each) queued or running",

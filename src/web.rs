@@ -9,6 +9,7 @@ use axum::Router;
 
 const INDEX_HTML: &str = include_str!("../web/src/index.html");
 const APP_JS: &str = include_str!("../web/src/app.js");
+const SIGNED_JS: &str = include_str!("../web/src/signed.js");
 const STYLE_CSS: &str = include_str!("../web/src/style.css");
 const HLS_JS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hls.min.js"));
 const DASH_JS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/dash.all.min.js"));
@@ -23,6 +24,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", get(|| asset("text/html; charset=utf-8", "no-cache", INDEX_HTML.as_bytes())))
         .route("/web/app.js", get(|| asset("text/javascript; charset=utf-8", "no-cache", APP_JS.as_bytes())))
+        .route("/web/signed.js", get(|| asset("text/javascript; charset=utf-8", "no-cache", SIGNED_JS.as_bytes())))
         .route("/web/style.css", get(|| asset("text/css; charset=utf-8", "no-cache", STYLE_CSS.as_bytes())))
         .route(
             "/web/vendor/hls.min.js",

@@ -38,11 +38,11 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use super::whip::{
     offered_media, tracks_for, MixLink, OfferedMedia, Publication, Recorder, WhipError, CONNECT_TIMEOUT,
 };
-use crate::codec::{nal, opus, CodecKind, CodecParams};
+use crate::codec::{opus, CodecKind, CodecParams};
 use crate::media::audio_mix::OpusMix;
-use crate::media::opus_pcm::{OpusPcmError, FRAME_SAMPLES};
+use crate::media::opus_pcm::{OpusPcmError, FRAME_SAMPLES, RATE};
 use crate::signaling::hub::{Hub, HubError, Outbound, Role};
-use crate::video_store::{LiveFrame, StreamRecord};
+use crate::video_store::StreamRecord;
 use crate::webrtc_peer::{self, ArrivalPacer, Network, Peer, RTCIceCandidateInit, SampleTrack};
 use crate::wire::kvs_signaling::{self, Action, ClientMessage};
 
@@ -50,8 +50,8 @@ use crate::wire::kvs_signaling::{self, Action, ClientMessage};
 pub const MAX_SESSIONS: usize = 16;
 /// Candidates applied before the answer arrives are held, up to this many.
 const MAX_EARLY_CANDIDATES: usize = 64;
-/// The mix's step: one Opus frame.
-const MIX_STEP: Duration = Duration::from_millis(20);
+/// The mix's step: one Opus frame (20 ms).
+const MIX_STEP: Duration = Duration::from_micros(FRAME_SAMPLES as u64 * 1_000_000 / RATE as u64);
 /// How long the mixer waits for one listener's connection to take a packet.
 const LISTENER_WRITE: Duration = Duration::from_millis(5);
 /// Mixed packets waiting for the recorder (a second).
@@ -370,7 +370,7 @@ impl StorageSessions {
                 frame = bus.recv() => match frame {
                     Ok(f) if sends_video && f.codec == CodecKind::H264 && (f.keyframe || !want_keyframe) => {
                         want_keyframe = false;
-                        if let Err(e) = leg.video_out.write(&pacer.sample(annex_b(&f))).await {
+                        if let Err(e) = leg.video_out.write(&pacer.sample(f.annex_b())).await {
                             break Err(WhipError::from(e));
                         }
                         self.recorder.metrics.webrtc_frames_out.inc();
@@ -434,10 +434,6 @@ fn offer_message(sdp: &str) -> ClientMessage {
         message_payload: kvs_signaling::session_description_payload("offer", sdp),
         correlation_id: None,
     }
-}
-
-fn annex_b(f: &LiveFrame) -> Bytes {
-    Bytes::from(nal::to_annex_b(&f.parameter_sets, &f.data))
 }
 
 /// One session's audio: the mix, where each listener's packets go, and the recorder's
@@ -505,12 +501,12 @@ impl Mixing {
 async fn run_mixer(mixing: Arc<Mutex<Mixing>>) {
     let mut ticks = tokio::time::interval(MIX_STEP);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let duration = Duration::from_micros(FRAME_SAMPLES as u64 * 1_000_000 / u64::from(crate::media::opus_pcm::RATE));
     loop {
         ticks.tick().await;
         let out = lock_mixing(&mixing).step();
         for (track, packet) in out {
-            let sample = Sample { data: Bytes::from(packet), duration, ..Sample::new(std::time::Instant::now()) };
+            let sample =
+                Sample { data: Bytes::from(packet), duration: MIX_STEP, ..Sample::new(std::time::Instant::now()) };
             // A listener not connected yet, or gone, misses this step; one whose
             // connection does not take the packet at once (a full send queue) misses it
             // too rather than hold up everyone else's.

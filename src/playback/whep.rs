@@ -334,7 +334,7 @@ async fn feed_live(
     let mut frame = first;
     let mut pacer = ArrivalPacer::new(Duration::from_millis(40));
     loop {
-        let sample = pacer.sample(Bytes::from(nal::to_annex_b(&frame.parameter_sets, &frame.data)));
+        let sample = pacer.sample(frame.annex_b());
         out.video.write(&sample).await?;
         metrics.webrtc_frames_out.inc();
         frame = loop {

@@ -138,23 +138,15 @@ pub struct Membership {
 
 impl Drop for Membership {
     fn drop(&mut self) {
-        let mut rooms = self.hub.rooms();
-        let Some(room) = rooms.get_mut(&self.channel_arn) else { return };
-        match self.role {
+        let (conn, id) = (self.conn, self.client_id.as_str());
+        self.hub.leave_room(&self.channel_arn, |room| match self.role {
             Role::Master => {
-                if room.master.as_ref().is_some_and(|m| m.conn == self.conn) {
+                if room.master.as_ref().is_some_and(|m| m.conn == conn) {
                     room.master = None;
                 }
             }
-            Role::Viewer => {
-                if room.viewers.get(&self.client_id).is_some_and(|m| m.conn == self.conn) {
-                    room.viewers.remove(&self.client_id);
-                }
-            }
-        }
-        if room.is_empty() {
-            rooms.remove(&self.channel_arn);
-        }
+            Role::Viewer => remove_if_current(&mut room.viewers, id, conn),
+        });
     }
 }
 
@@ -168,14 +160,15 @@ pub struct ViewerClaim {
 
 impl Drop for ViewerClaim {
     fn drop(&mut self) {
-        let mut rooms = self.hub.rooms();
-        let Some(room) = rooms.get_mut(&self.channel_arn) else { return };
-        if room.claims.get(&self.client_id).is_some_and(|m| m.conn == self.conn) {
-            room.claims.remove(&self.client_id);
-        }
-        if room.is_empty() {
-            rooms.remove(&self.channel_arn);
-        }
+        let (conn, id) = (self.conn, self.client_id.as_str());
+        self.hub.leave_room(&self.channel_arn, |room| remove_if_current(&mut room.claims, id, conn));
+    }
+}
+
+/// Removes `id`'s entry if it is still connection `conn` (not a newer one that replaced it).
+fn remove_if_current(members: &mut HashMap<String, Member>, id: &str, conn: u64) {
+    if members.get(id).is_some_and(|m| m.conn == conn) {
+        members.remove(id);
     }
 }
 
@@ -193,6 +186,16 @@ impl Hub {
 
     fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Room>> {
         self.inner.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes something out of a channel's room (`leave`), and the room with it once empty.
+    fn leave_room(&self, channel_arn: &str, leave: impl FnOnce(&mut Room)) {
+        let mut rooms = self.rooms();
+        let Some(room) = rooms.get_mut(channel_arn) else { return };
+        leave(room);
+        if room.is_empty() {
+            rooms.remove(channel_arn);
+        }
     }
 
     /// Connects to `channel_arn` as `role` (`client_id` for a viewer). Returns the

@@ -174,6 +174,14 @@ pub struct LiveFrame {
     pub parameter_sets: Vec<Vec<u8>>,
 }
 
+impl LiveFrame {
+    /// A video frame as a decoder or RTP packetizer takes it: Annex B, led by its
+    /// parameter sets on a keyframe.
+    pub fn annex_b(&self) -> Bytes {
+        Bytes::from(crate::codec::nal::to_annex_b(&self.parameter_sets, &self.data))
+    }
+}
+
 /// Frames a live-bus reader may fall behind by before it lags (about 7 s of 25 fps video
 /// with 20 ms Opus packets).
 const LIVE_FRAMES: usize = 512;

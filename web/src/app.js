@@ -43,26 +43,8 @@ async function call(path, method, body, contentType = 'application/json') {
   const headers = { 'content-type': contentType };
   const k = keys();
   if (!k || !window.AwsKvs) return fetch(path, { method, headers, body });
-  const url = new URL(path, location.origin);
-  const signer = new AwsKvs.SignatureV4({
-    credentials: { accessKeyId: k.accessKeyId, secretAccessKey: k.secretAccessKey },
-    region: k.region,
-    service: 'kinesisvideo',
-    sha256: AwsKvs.Sha256,
-  });
-  const signed = await signer.sign({
-    method,
-    protocol: url.protocol,
-    hostname: url.hostname,
-    port: url.port ? Number(url.port) : undefined,
-    path: url.pathname,
-    query: Object.fromEntries(url.searchParams),
-    headers: { ...headers, host: url.host },
-    body,
-  });
-  const sent = { ...signed.headers };
-  delete sent.host; // the browser sets it (to the same value)
-  return fetch(path, { method, headers: sent, body });
+  const credentials = { accessKeyId: k.accessKeyId, secretAccessKey: k.secretAccessKey };
+  return signedFetch(path, { method, headers, body }, credentials, k.region);
 }
 
 async function api(path, body) {

@@ -70,17 +70,9 @@ async function start(form) {
 }
 
 async function storageCall(endpoint, region, credentials, [path, input]) {
-  const url = new URL(path, endpoint);
   const body = JSON.stringify(input);
-  const signer = new AwsKvs.SignatureV4({ credentials, region, service: 'kinesisvideo', sha256: AwsKvs.Sha256 });
-  const signed = await signer.sign({
-    method: 'POST', protocol: url.protocol, hostname: url.hostname,
-    port: url.port ? Number(url.port) : undefined, path: url.pathname,
-    headers: { 'content-type': 'application/json', host: url.host }, body,
-  });
-  const headers = { ...signed.headers };
-  delete headers.host;
-  const r = await fetch(url, { method: 'POST', headers, body });
+  const headers = { 'content-type': 'application/json' };
+  const r = await signedFetch(new URL(path, endpoint), { method: 'POST', headers, body }, credentials, region);
   if (!r.ok) throw new Error(`${path.slice(1)}: ${r.status} ${await r.text()}`);
   call.joined = true;
 }

@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 
 use axum::http::StatusCode;
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -395,29 +394,6 @@ pub struct RecordIn {
     data: String,
 }
 
-/// Every record's data decoded into one buffer, and where each lies in it.
-fn decode_all(records: &[RecordIn]) -> Result<(Vec<u8>, Vec<std::ops::Range<usize>>), ApiError> {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let room: usize = records.iter().map(|r| base64::decoded_len_estimate(r.data.len())).sum();
-    let mut buffer = vec![0u8; room];
-    let mut spans = Vec::with_capacity(records.len());
-    let mut at = 0;
-    for r in records {
-        let n = b64
-            .decode_slice(r.data.as_bytes(), &mut buffer[at..])
-            .map_err(|_| ApiError::serialization("Record.Data is not valid base64."))?;
-        if n > MAX_RECORD_BYTES {
-            return Err(invalid(format!(
-                "1 validation error detected: Value at 'record.data' failed to satisfy constraint: Member must have length less than or equal to {MAX_RECORD_BYTES}"
-            )));
-        }
-        spans.push(at..at + n);
-        at += n;
-    }
-    buffer.truncate(at);
-    Ok((buffer, spans))
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PutRecordInput {
@@ -433,7 +409,9 @@ pub struct PutRecordOutput {
 }
 
 pub async fn put_record(s: FirehoseState, i: PutRecordInput) -> Result<PutRecordOutput, ApiError> {
-    let (data, _) = decode_all(std::slice::from_ref(&i.record))?;
+    let mut one = BatchRecords::default();
+    one.push(&i.record.data);
+    let (data, _) = one.checked()?;
     let engine = s.engine.clone();
     let id = s.id(&i.delivery_stream_name);
     let accepted =
@@ -481,6 +459,22 @@ impl BatchRecords {
             self.buffer.truncate(at);
             self.bad_base64 = true;
         }
+    }
+}
+
+impl BatchRecords {
+    /// The decoded records, once every one is base64 and within the size of a record:
+    /// the buffer and where each record lies in it.
+    fn checked(self) -> Result<(Vec<u8>, Vec<std::ops::Range<usize>>), ApiError> {
+        if self.bad_base64 {
+            return Err(ApiError::serialization("Record.Data is not valid base64."));
+        }
+        if self.spans.iter().any(|r| r.len() > MAX_RECORD_BYTES) {
+            return Err(invalid(format!(
+                "1 validation error detected: Value at 'record.data' failed to satisfy constraint: Member must have length less than or equal to {MAX_RECORD_BYTES}"
+            )));
+        }
+        Ok((self.buffer, self.spans))
     }
 }
 
@@ -558,15 +552,7 @@ pub async fn put_record_batch(s: FirehoseState, i: PutRecordBatchInput) -> Resul
             "1 validation error detected: Value at 'records' failed to satisfy constraint: Member must have length between 1 and {MAX_BATCH_RECORDS}"
         )));
     }
-    let BatchRecords { buffer, spans, bad_base64, .. } = i.records;
-    if bad_base64 {
-        return Err(ApiError::serialization("Record.Data is not valid base64."));
-    }
-    if spans.iter().any(|r| r.len() > MAX_RECORD_BYTES) {
-        return Err(invalid(format!(
-            "1 validation error detected: Value at 'record.data' failed to satisfy constraint: Member must have length less than or equal to {MAX_RECORD_BYTES}"
-        )));
-    }
+    let (buffer, spans) = i.records.checked()?;
     let total = buffer.len();
     if total > MAX_BATCH_BYTES {
         return Err(invalid(format!("The batch holds {total} bytes of records; the limit is {MAX_BATCH_BYTES}.")));
