@@ -110,6 +110,8 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
     let metrics = Arc::new(Metrics::default());
     let delivery_options = crate::delivery_streams::DeliveryOptions {
         disk: disk.clone(),
+        egress: config.egress.clone(),
+        default_account: config.account_id.clone(),
         metrics: Some(metrics.clone()),
         data_streams: Some(data_streams.clone()),
         ..config.delivery_streams.clone()
@@ -124,6 +126,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         metrics.clone(),
         &default_scope,
         config.sources.clone(),
+        config.egress.clone(),
     )
     .map_err(|e| AppError::Refused(format!("cannot start the camera sources: {e}")))?;
     let credentials = Arc::new(
@@ -168,6 +171,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         pages: pages.clone(),
         images: images.clone(),
         data_streams: data_streams.clone(),
+        buckets: delivery_streams.buckets().clone(),
         rtsp_url: Some(rtsp_public),
         whep: crate::playback::whep::WhepSessions::new(
             store.clone(),
@@ -227,6 +231,17 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
     let sweeper = tokio::spawn(sweep_retention(store.clone(), Duration::from_secs(config.retention_sweep_secs)));
     let queue_sweeper = tokio::spawn(sweep_queues(queues.clone()));
     let data_stream_sweeper = tokio::spawn(sweep_data_streams(data_streams.clone()));
+    // Every connection cap at once must leave descriptors for files and outbound sockets.
+    let (mut http_limits, mut rtsp_limits) = (config.http_limits, config.rtsp_limits);
+    let listeners = if https.is_some() { 2 } else { 1 };
+    let mut caps = vec![http_limits.max_connections; listeners];
+    caps.push(rtsp_limits.max_connections);
+    let fitted = api::serve::fit_to_descriptors(&caps);
+    if fitted != caps {
+        tracing::warn!(asked = ?caps, fitted = ?fitted, "connection caps lowered to fit the open-file limit (raise `ulimit -n`)");
+        http_limits.max_connections = fitted[0];
+        rtsp_limits.max_connections = fitted[listeners];
+    }
     let rtsp = crate::rtsp::RtspServer::new(
         store.clone(),
         credentials,
@@ -235,7 +250,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         crate::secrets::random_bytes::<32>()?,
         metrics.clone(),
     )
-    .with_limits(config.rtsp_limits);
+    .with_limits(rtsp_limits);
     let rtsp_task = tokio::spawn(rtsp.run(rtsp_listener, stop_rx.clone()));
     let https_url = https.as_ref().map(|h| h.public_url.clone());
     tracing::info!(
@@ -246,20 +261,19 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         "kinescope ready"
     );
 
-    state.http = config.http_limits;
+    state.http = http_limits;
     let app = api::router(state);
     let https_task = https.map(|h| {
         tokio::spawn(api::serve::serve(
             h.listener,
             app.clone(),
-            config.http_limits,
+            http_limits,
             metrics.clone(),
             stop_rx.clone(),
             Some(h.acceptor),
         ))
     });
-    let server =
-        tokio::spawn(api::serve::serve(listener, app, config.http_limits, metrics.clone(), stop_rx.clone(), None));
+    let server = tokio::spawn(api::serve::serve(listener, app, http_limits, metrics.clone(), stop_rx.clone(), None));
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);

@@ -33,6 +33,10 @@ pub enum Command {
     /// Exit 0 if a server answers `GET /health` (the container health check; no shell
     /// or HTTP tool needed in the image).
     Health(HealthArgs),
+    /// Internal: evaluates dynamic partitioning's JQ queries for the server, framed over
+    /// stdin and stdout, inside the limits the server sets (not for direct use).
+    #[command(hide = true)]
+    QueryWorker,
 }
 
 #[derive(Args, Debug)]
@@ -126,6 +130,11 @@ pub struct ServeArgs {
     /// UDP ports WHIP/WHEP peer connections may use, LOW-HIGH [default: any]
     #[arg(long, env = "KINESCOPE_WEBRTC_UDP_PORTS")]
     pub webrtc_udp_ports: Option<String>,
+    /// Address range (ADDRESS/BITS) outbound connections for users' settings (Lambda
+    /// processors, HTTP endpoints, camera sources) may reach besides public addresses,
+    /// once access keys are set; repeatable, or comma-separated in the variable
+    #[arg(long, env = "KINESCOPE_EGRESS_ALLOW", value_delimiter = ',')]
+    pub egress_allow: Vec<String>,
 }
 
 impl ServeArgs {
@@ -156,6 +165,7 @@ impl ServeArgs {
                 webrtc_ip: self.webrtc_ip,
                 webrtc_public_ip: self.webrtc_public_ip,
                 webrtc_udp_ports: self.webrtc_udp_ports,
+                egress_allow: self.egress_allow,
             },
         )
     }
@@ -346,6 +356,7 @@ pub async fn put(args: PutArgs) -> Result<(), PutError> {
     let mut last_progress = Instant::now();
     let mut pending = Vec::new();
     let mut acks = resp.bytes_stream();
+    let mut stdout_closed = false;
     while let Some(chunk) = acks.next().await {
         pending.extend_from_slice(&chunk?);
         while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
@@ -363,8 +374,14 @@ pub async fn put(args: PutArgs) -> Result<(), PutError> {
                 }
                 _ => {}
             }
-            if !args.quiet {
-                println!("{text}");
+            if !args.quiet && !stdout_closed {
+                // A reader that went away (`| head`) stops the acknowledgements, not
+                // the upload: it goes on, with progress on stderr, and ends as usual.
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
+                    stdout_closed = true;
+                }
             }
         }
         if last_progress.elapsed() >= Duration::from_secs(1) {

@@ -70,6 +70,8 @@ pub struct ConfigFile {
     pub public_https_url: Option<String>,
     #[serde(default)]
     pub webrtc: WebRtcFile,
+    #[serde(default)]
+    pub egress: EgressFile,
     pub region: Option<String>,
     pub account_id: Option<String>,
     pub public_url: Option<String>,
@@ -129,6 +131,21 @@ pub struct WebRtcFile {
     pub public_ips: Vec<std::net::IpAddr>,
     /// The UDP ports peer connections may use, `LOW-HIGH` [default: any].
     pub udp_ports: Option<String>,
+    /// Address ranges (`ADDRESS/BITS`) remote ICE candidates may be in [default: any
+    /// unicast address]: the server sends connectivity checks only there.
+    #[serde(default)]
+    pub peer_networks: Vec<String>,
+}
+
+/// `[egress]`: where the server's own outbound connections (Lambda processors, HTTP
+/// endpoints, camera sources) may go.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressFile {
+    /// Address ranges allowed besides public addresses once access keys are configured
+    /// (`["127.0.0.1/32", "10.20.0.0/16"]`); without keys every address is allowed.
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 /// The HTTPS listener's settings.
@@ -197,6 +214,8 @@ pub struct ServerConfig {
     pub turn: Option<crate::signaling::TurnServers>,
     /// Where WHIP, WHEP and storage-session peer connections listen.
     pub webrtc_network: crate::webrtc_peer::Network,
+    /// Where outbound connections made for users' settings may go.
+    pub egress: crate::egress::EgressPolicy,
     pub region: String,
     pub account_id: String,
     /// `None`: derived from the bound HTTP address.
@@ -273,6 +292,12 @@ pub struct Overrides {
     pub webrtc_ip: Option<std::net::IpAddr>,
     pub webrtc_public_ip: Option<std::net::IpAddr>,
     pub webrtc_udp_ports: Option<String>,
+    /// `--egress-allow`: ranges added to `[egress] allow`.
+    pub egress_allow: Vec<String>,
+}
+
+fn cidrs<'a>(what: &str, list: impl IntoIterator<Item = &'a String>) -> Result<Vec<crate::egress::Cidr>, ConfigError> {
+    list.into_iter().map(|c| c.parse().map_err(|e: String| ConfigError::Invalid(format!("{what}: {e}")))).collect()
 }
 
 impl ServerConfig {
@@ -363,6 +388,15 @@ impl ServerConfig {
                 None => file.webrtc.public_ips.clone(),
             },
             udp_ports,
+            peer_networks: cidrs("[webrtc] peer_networks", &file.webrtc.peer_networks)?,
+        };
+        let egress_allow = cidrs("[egress] allow", file.egress.allow.iter().chain(&o.egress_allow))?;
+        // Without access keys whoever writes settings is the operator; with them, only
+        // public addresses and what the operator lists.
+        let egress = if access_keys.is_empty() {
+            crate::egress::EgressPolicy::open()
+        } else {
+            crate::egress::EgressPolicy::public(egress_allow)
         };
         let delivery_defaults = crate::delivery_streams::DeliveryOptions::default();
         let delivery_streams = crate::delivery_streams::DeliveryOptions {
@@ -388,6 +422,7 @@ impl ServerConfig {
             https,
             turn,
             webrtc_network,
+            egress,
             data_streams,
             delivery_streams,
             images: ImageSettings::from_file(&file.images),

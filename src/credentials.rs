@@ -57,6 +57,12 @@ impl Credentials {
         &self.default
     }
 
+    /// Whether requests signed for `region` are served: AWS's regions and the server's
+    /// own.
+    pub fn serves_region(&self, region: &str) -> bool {
+        region == self.default.region || crate::scope::is_aws_region(region)
+    }
+
     /// Who a request acts as: the account of its (verified, or in anonymous mode
     /// given) access key and the region of its credential scope; the defaults for
     /// what it does not say.

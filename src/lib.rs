@@ -27,6 +27,7 @@ pub mod data_streams;
 pub mod delivery_streams;
 pub mod disk_space;
 pub mod durable_file;
+pub mod egress;
 pub mod images;
 pub mod ingest;
 pub mod media;

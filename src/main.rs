@@ -5,6 +5,10 @@ use kinescope::cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Command::QueryWorker = cli.command {
+        // Before any thread or runtime: the worker limits its own address space.
+        return kinescope::delivery_streams::query_sandbox::worker_main();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KINESCOPE_LOG")
@@ -28,6 +32,7 @@ fn main() -> std::process::ExitCode {
             }
             Command::Put(args) => kinescope::cli::put(args).await.map_err(|e| e.to_string()),
             Command::Health(args) => kinescope::cli::health(args).await,
+            Command::QueryWorker => Ok(()),
         }
     });
     match result {

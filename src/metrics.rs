@@ -96,9 +96,6 @@ pub struct EventLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DeliveryLabels {
-    /// A delivery stream's name (streams are created by signed requests and capped per
-    /// region, so the set is bounded).
-    pub stream: String,
     /// `incoming` (accepted), `delivered`, `failed_attempt`, `error_output` (written
     /// under the error prefix) or `expired` (given up after the retry window).
     pub outcome: &'static str,
@@ -126,6 +123,8 @@ pub struct Metrics {
     webrtc_viewers: Family<ViewerLabels, Counter>,
     /// WHEP and WHIP peer connections open now.
     pub webrtc_peers: prometheus_client::metrics::gauge::Gauge,
+    /// Bytes of signalling messages held for masters not connected, across channels.
+    pub signaling_held_bytes: prometheus_client::metrics::gauge::Gauge,
     webrtc_connections: Family<PeerLabels, Counter>,
     ll_hls: Family<LowLatencyLabels, Counter>,
     /// RTP packets received from WHIP publishers and storage sessions' masters.
@@ -165,6 +164,7 @@ impl Default for Metrics {
             images: Family::default(),
             webrtc_viewers: Family::default(),
             webrtc_peers: Default::default(),
+            signaling_held_bytes: Default::default(),
             webrtc_connections: Family::default(),
             ll_hls: Family::default(),
             webrtc_rtp_in: Counter::default(),
@@ -233,6 +233,11 @@ impl Default for Metrics {
         );
         registry.register("webrtc_peers", "WHEP and WHIP peer connections open", m.webrtc_peers.clone());
         registry.register(
+            "signaling_held_bytes",
+            "Bytes of signalling messages held for masters not connected",
+            m.signaling_held_bytes.clone(),
+        );
+        registry.register(
             "webrtc_connections",
             "WebRTC peer connections by role and whether they connected",
             m.webrtc_connections.clone(),
@@ -288,9 +293,11 @@ impl Metrics {
     }
 
     /// Counts a connection or request refused by a limit.
-    /// Counts delivery-stream records and their bytes.
-    pub fn count_delivery(&self, stream: &str, outcome: &'static str, records: u64, bytes: u64) {
-        let labels = DeliveryLabels { stream: stream.to_string(), outcome };
+    /// Counts delivery-stream records and their bytes, over every stream: `/metrics` is
+    /// unauthenticated, so it names no account's resources (a stream's own figures are
+    /// in its logs).
+    pub fn count_delivery(&self, outcome: &'static str, records: u64, bytes: u64) {
+        let labels = DeliveryLabels { outcome };
         self.delivery_records.get_or_create(&labels).inc_by(records);
         self.delivery_bytes.get_or_create(&labels).inc_by(bytes);
     }

@@ -96,6 +96,56 @@ pub fn is_region(s: &str) -> bool {
         && parts.last().is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// AWS's regions (commercial, China, GovCloud, the European Sovereign Cloud): a request
+/// signed for one of these, or for the server's own `--region`, is served; any other
+/// well-formed name is refused, so made-up regions cannot multiply per-region quotas.
+pub const AWS_REGIONS: &[&str] = &[
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ca-central-1",
+    "ca-west-1",
+    "cn-north-1",
+    "cn-northwest-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eusc-de-east-1",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-gov-east-1",
+    "us-gov-west-1",
+    "us-west-1",
+    "us-west-2",
+];
+
+/// Whether `s` is one of [`AWS_REGIONS`].
+pub fn is_aws_region(s: &str) -> bool {
+    AWS_REGIONS.contains(&s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::Registry;
 use rtc::media::Sample;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 pub use rtc::peer_connection::transport::RTCIceCandidateInit;
@@ -44,11 +46,76 @@ pub struct Network {
     pub public_ips: Vec<IpAddr>,
     /// Inclusive; `None`: any ephemeral port.
     pub udp_ports: Option<(u16, u16)>,
+    /// The addresses remote candidates may have (empty: any unicast address). The
+    /// server sends connectivity checks to each candidate a peer gives, so this also
+    /// bounds where a peer can make it send them.
+    pub peer_networks: Vec<crate::egress::Cidr>,
 }
 
 impl Default for Network {
     fn default() -> Self {
-        Network { bind_ip: IpAddr::from([127, 0, 0, 1]), public_ips: Vec::new(), udp_ports: None }
+        Network {
+            bind_ip: IpAddr::from([127, 0, 0, 1]),
+            public_ips: Vec::new(),
+            udp_ports: None,
+            peer_networks: vec![],
+        }
+    }
+}
+
+/// Remote candidates one peer connection takes, in its description and trickled
+/// together: a browser gives a handful; more only multiplies the checks sent.
+pub const MAX_REMOTE_CANDIDATES: usize = 16;
+
+impl Network {
+    /// Whether a remote candidate's address may be checked: an IP address (no mDNS
+    /// names: the server resolves none) that is unicast and, when the operator listed
+    /// networks, inside one of them.
+    pub fn admits_candidate_address(&self, address: &str) -> bool {
+        let Ok(ip) = address.parse::<IpAddr>() else { return false };
+        let unicast = !(ip.is_unspecified() || ip.is_multicast() || ip == IpAddr::from([255, 255, 255, 255]));
+        unicast && (self.peer_networks.is_empty() || self.peer_networks.iter().any(|n| n.contains(ip)))
+    }
+}
+
+/// Screens what a remote peer says about its candidates: at most
+/// [`MAX_REMOTE_CANDIDATES`] per connection, each admitted by the [`Network`].
+#[derive(Debug, Clone)]
+pub struct CandidateScreen {
+    network: Network,
+    taken: usize,
+}
+
+impl CandidateScreen {
+    pub fn new(network: &Network) -> Self {
+        CandidateScreen { network: network.clone(), taken: 0 }
+    }
+
+    /// A remote description with only the candidates the screen admits.
+    pub fn description(&mut self, sdp: &str) -> String {
+        let room = MAX_REMOTE_CANDIDATES.saturating_sub(self.taken);
+        let (kept, dropped) =
+            crate::wire::sdp::keep_candidates(sdp, room, |a| self.network.admits_candidate_address(a));
+        self.taken += kept.matches("a=candidate:").count();
+        if dropped > 0 {
+            tracing::debug!(dropped, "remote candidates dropped (over the cap, mDNS names or outside peer networks)");
+        }
+        kept
+    }
+
+    /// Whether a trickled candidate may be added.
+    pub fn candidate(&mut self, c: &RTCIceCandidateInit) -> bool {
+        if c.candidate.trim().is_empty() {
+            // The end-of-candidates marker.
+            return true;
+        }
+        let ok = self.taken < MAX_REMOTE_CANDIDATES
+            && crate::wire::sdp::candidate_address(&c.candidate)
+                .is_some_and(|a| self.network.admits_candidate_address(a));
+        if ok {
+            self.taken += 1;
+        }
+        ok
     }
 }
 
@@ -150,7 +217,9 @@ impl PeerConnectionEventHandler for Events {
     }
 }
 
-/// A peer connection and its events.
+/// A peer connection and its events. Dropping it closes the connection (the `webrtc`
+/// crate keeps a dropped connection's sockets and tasks running until it is closed), so
+/// every path that builds one, a refused offer included, frees what it took.
 pub struct Peer {
     pub pc: Arc<dyn PeerConnection>,
     pub state: watch::Receiver<RTCPeerConnectionState>,
@@ -158,6 +227,19 @@ pub struct Peer {
     pub tracks: mpsc::Receiver<Arc<dyn TrackRemote>>,
     gathered: watch::Receiver<bool>,
     public_ips: Vec<IpAddr>,
+    /// What the remote side may say about its candidates.
+    pub screen: CandidateScreen,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let pc = self.pc.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = pc.close().await;
+            });
+        }
+    }
 }
 
 impl Peer {
@@ -174,8 +256,12 @@ impl Peer {
         let (state, state_rx) = watch::channel(RTCPeerConnectionState::New);
         let (tracks, tracks_rx) = mpsc::channel(MAX_REMOTE_TRACKS);
         let runtime = webrtc::runtime::default_runtime().ok_or_else(|| rtc_error("no WebRTC runtime"))?;
+        // No mDNS: it would open a multicast socket on every interface, and the server
+        // neither advertises nor resolves `.local` names.
+        let settings = SettingEngineBuilder::new().with_multicast_dns_mode(MulticastDnsMode::Disabled).build();
         let pc = PeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_setting_engine(settings)
             .with_media_engine(media_engine)
             .with_interceptor_registry(registry)
             .with_handler(Arc::new(Events { gathered, state, tracks }))
@@ -190,11 +276,13 @@ impl Peer {
             tracks: tracks_rx,
             gathered: gathered_rx,
             public_ips: network.public_ips.clone(),
+            screen: CandidateScreen::new(network),
         })
     }
 
     /// Applies `offer` and returns the answer with every host candidate in it.
     pub async fn answer(&mut self, offer: String) -> Result<String, PeerError> {
+        let offer = self.screen.description(&offer);
         let offer = RTCSessionDescription::offer(offer).map_err(|e| PeerError::BadOffer(e.to_string()))?;
         self.pc.set_remote_description(offer).await.map_err(|e| PeerError::BadOffer(e.to_string()))?;
         let answer = self.pc.create_answer(None).await.map_err(|e| PeerError::BadOffer(e.to_string()))?;
@@ -338,7 +426,39 @@ pub fn is_gone(state: &RTCPeerConnectionState) -> bool {
 /// switch and what its owner keeps beside (`T`). Ending one (`remove`) closes its
 /// connection and tells its task to stop.
 pub struct Sessions<T> {
-    table: Arc<std::sync::Mutex<std::collections::HashMap<String, Session<T>>>>,
+    table: Arc<std::sync::Mutex<Table<T>>>,
+}
+
+struct Table<T> {
+    live: std::collections::HashMap<String, Session<T>>,
+    /// Places taken by sessions still being set up (between the cap's check and their
+    /// insertion, across awaits): they count against the cap.
+    reserved: usize,
+}
+
+/// A place in [`Sessions`] held for a session being set up; given back if dropped
+/// before [`Reservation::fill`].
+pub struct Reservation<T> {
+    sessions: Sessions<T>,
+    filled: bool,
+}
+
+impl<T> Reservation<T> {
+    /// The session takes its place.
+    pub fn fill(mut self, id: String, session: Session<T>) {
+        let mut t = self.sessions.lock();
+        t.reserved -= 1;
+        t.live.insert(id, session);
+        self.filled = true;
+    }
+}
+
+impl<T> Drop for Reservation<T> {
+    fn drop(&mut self) {
+        if !self.filled {
+            self.sessions.lock().reserved -= 1;
+        }
+    }
 }
 
 /// One entry of [`Sessions`].
@@ -356,31 +476,40 @@ impl<T> Clone for Sessions<T> {
 
 impl<T> Default for Sessions<T> {
     fn default() -> Self {
-        Sessions { table: Arc::default() }
+        Sessions { table: Arc::new(std::sync::Mutex::new(Table { live: Default::default(), reserved: 0 })) }
     }
 }
 
 impl<T> Sessions<T> {
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Session<T>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table<T>> {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Sessions live and being set up.
     pub fn count(&self) -> usize {
-        self.lock().len()
+        let t = self.lock();
+        t.live.len() + t.reserved
     }
 
-    pub fn insert(&self, id: String, session: Session<T>) {
-        self.lock().insert(id, session);
+    /// A place for a new session, if fewer than `max` are live or being set up: checked
+    /// and taken in one step, so concurrent offers cannot all pass the check.
+    pub fn reserve(&self, max: usize) -> Option<Reservation<T>> {
+        let mut t = self.lock();
+        if t.live.len() + t.reserved >= max {
+            return None;
+        }
+        t.reserved += 1;
+        Some(Reservation { sessions: self.clone(), filled: false })
     }
 
     /// Tells the session's task to stop; whether there was such a session.
     pub fn stop(&self, id: &str) -> bool {
-        self.lock().get(id).map(|s| s.stop.send(true)).is_some()
+        self.lock().live.get(id).map(|s| s.stop.send(true)).is_some()
     }
 
     /// Tells every session whose `extra` matches to stop.
     pub fn stop_where(&self, matches: impl Fn(&T) -> bool) {
-        for s in self.lock().values().filter(|s| matches(&s.extra)) {
+        for s in self.lock().live.values().filter(|s| matches(&s.extra)) {
             let _ = s.stop.send(true);
         }
     }
@@ -388,7 +517,7 @@ impl<T> Sessions<T> {
     /// Ends a session: out of the table, told to stop, its connection closed; whether
     /// there was such a session.
     pub async fn remove(&self, id: &str) -> bool {
-        let Some(s) = self.lock().remove(id) else { return false };
+        let Some(s) = self.lock().live.remove(id) else { return false };
         let _ = s.stop.send(true);
         let _ = s.pc.close().await;
         true
@@ -428,6 +557,37 @@ mod tests {
         );
         assert!(out.starts_with("v=0\r\nm=video") && out.ends_with("a=end-of-candidates\r\n"));
         assert_eq!(with_public_candidates(sdp, &[]), sdp);
+    }
+
+    #[test]
+    fn reservations_count_against_the_cap_until_filled_or_dropped() {
+        let sessions: Sessions<()> = Sessions::default();
+        let a = sessions.reserve(2).unwrap();
+        let b = sessions.reserve(2).unwrap();
+        assert!(sessions.reserve(2).is_none(), "two places are taken while set up");
+        drop(a);
+        assert_eq!(sessions.count(), 1);
+        let c = sessions.reserve(2).unwrap();
+        drop((b, c));
+        assert_eq!(sessions.count(), 0);
+    }
+
+    #[test]
+    fn remote_candidates_are_screened() {
+        let any = Network::default();
+        assert!(any.admits_candidate_address("192.0.2.7") && any.admits_candidate_address("::1"));
+        assert!(!any.admits_candidate_address("abcd.local") && !any.admits_candidate_address("224.0.0.1"));
+        assert!(!any.admits_candidate_address("0.0.0.0"));
+        let lan = Network { peer_networks: vec!["10.0.0.0/8".parse().unwrap()], ..Network::default() };
+        assert!(lan.admits_candidate_address("10.9.8.7") && !lan.admits_candidate_address("192.0.2.7"));
+        let mut screen = CandidateScreen::new(&any);
+        let c = |a: &str| RTCIceCandidateInit {
+            candidate: format!("candidate:1 1 udp 2130706431 {a} 5000 typ host"),
+            ..Default::default()
+        };
+        let taken = (0..40).filter(|i| screen.candidate(&c(&format!("192.0.2.{i}")))).count();
+        assert_eq!(taken, MAX_REMOTE_CANDIDATES);
+        assert!(screen.candidate(&RTCIceCandidateInit::default()), "end of candidates passes");
     }
 
     #[test]

@@ -93,6 +93,17 @@ pub async fn authenticate(State(state): State<AuthState>, mut req: Request, next
     let caller = state.credentials.caller(key.as_deref(), region.as_deref());
     let protocol = Protocol::of_request(req.headers());
     let request_id = req.extensions().get::<RequestId>().cloned();
+    // A region nobody serves (a made-up one would be a fresh set of quotas) is refused
+    // as AWS refuses a credential scope it does not know.
+    if let Some(r) = region.as_deref().filter(|r| !state.credentials.serves_region(r)) {
+        tracing::debug!(region = r, "a request signed for a region the server does not serve");
+        let e: ApiError =
+            crate::wire::sigv4::SigV4Error::WrongScope("Credential should be scoped to a valid region. ".into()).into();
+        return match protocol {
+            Protocol::Query => protocol::query_error(&e, state.query_namespace, request_id.as_ref()),
+            p => protocol::error_response(&e, p, None),
+        };
+    }
     if let Some(token) = bearer(req.headers()) {
         return match whip_bearer(&state, req.uri().path(), token) {
             Ok((caller, token)) => {

@@ -68,9 +68,16 @@ impl Harness {
             DataStreamEngine::open(dir, clock.clone(), &scope, EngineOptions::default()).expect("data streams open");
         let metrics = Arc::new(Metrics::default());
         let pages = PageTokens::new([4; 32]);
-        let sources =
-            SourceManager::start(dir, store.clone(), clock.clone(), metrics.clone(), &scope, Default::default())
-                .expect("sources start");
+        let sources = SourceManager::start(
+            dir,
+            store.clone(),
+            clock.clone(),
+            metrics.clone(),
+            &scope,
+            Default::default(),
+            crate::egress::EgressPolicy::open(),
+        )
+        .expect("sources start");
         let pool = crate::images::RenderPool::start(1, 4, 64 << 20, metrics.clone()).expect("image thread starts");
         let images = crate::images::ImageService::new(store.clone(), pool, metrics.clone());
         let kvs_hub = crate::signaling::hub::Hub::new(clock.clone(), Default::default());
@@ -99,6 +106,8 @@ impl Harness {
             pages: pages.clone(),
             images,
             data_streams: data_streams.clone(),
+            buckets: crate::delivery_streams::buckets::Buckets::in_directory(dir.join("buckets"), ACCOUNT)
+                .expect("buckets open"),
             rtsp_url: None,
             whep: crate::playback::whep::WhepSessions::new(store.clone(), Default::default(), metrics.clone()),
             publish_tokens: Arc::new(crate::ingest::whip::PublishTokens::new([5; 32])),

@@ -2,7 +2,11 @@
 //! a timer on every stage a client could stall to hold the server's memory or sockets.
 //!
 //! - **Connections**: at most `max_connections` at once; one more is answered `503`
-//!   (`ServiceUnavailableException`) and closed.
+//!   (`ServiceUnavailableException`) and closed. A connection's place is held by its
+//!   socket, so a connection upgraded to a WebSocket (signalling) keeps counting until
+//!   the socket closes. A failed accept (EMFILE: out of descriptors) backs off instead
+//!   of spinning, and the caps are fitted to the descriptor limit at start
+//!   ([`fit_to_descriptors`]), with a reserve left for files and outbound sockets.
 //! - **Headers**: a request's head must arrive within `header_timeout`, counted from
 //!   the connection's start or the end of the previous response (so an idle keep-alive
 //!   connection is closed after it too).
@@ -88,6 +92,7 @@ pub async fn serve(
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
+                    metrics.count_refusal(listener_name, "accept_failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -104,7 +109,7 @@ pub async fn serve(
         };
         let (app, metrics, stopping, tls) = (app.clone(), metrics.clone(), stop.clone(), tls.clone());
         tokio::spawn(async move {
-            let io = TimedIo::new(stream, limits.write_timeout, metrics.clone());
+            let io = TimedIo::new(stream, limits.write_timeout, metrics.clone(), slot);
             match tls {
                 None => serve_connection(io, app, limits, &metrics, stopping, peer).await,
                 Some(acceptor) => match tokio::time::timeout(limits.header_timeout, acceptor.accept(io)).await {
@@ -113,7 +118,6 @@ pub async fn serve(
                     Err(_) => metrics.count_refusal("https", "handshake_timeout"),
                 },
             }
-            drop(slot);
         });
     }
 }
@@ -149,6 +153,43 @@ async fn serve_connection<I>(
     }
 }
 
+/// Descriptors kept out of the connection caps: data files, sled, segment writers,
+/// outbound sockets, WebRTC sockets, the query workers' pipes.
+pub const DESCRIPTOR_RESERVE: u64 = 256;
+
+/// Raises the soft descriptor limit to the hard one, and returns the caps (each
+/// listener's connections, in order) scaled down together so that all of them at once
+/// leave [`DESCRIPTOR_RESERVE`] descriptors free: a full server refuses connections
+/// with 503 rather than failing `accept` and every file it opens with EMFILE.
+pub fn fit_to_descriptors(caps: &[usize]) -> Vec<usize> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit read or fill the struct given; they change only
+    // this process's limit.
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    if !got {
+        return caps.to_vec();
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit.rlim_cur = limit.rlim_max;
+        }
+    }
+    fit_caps(caps, limit.rlim_cur)
+}
+
+/// `caps` scaled down proportionally (each at least 1) to fit `descriptors` less the
+/// reserve. Pure.
+pub fn fit_caps(caps: &[usize], descriptors: u64) -> Vec<usize> {
+    let room = descriptors.saturating_sub(DESCRIPTOR_RESERVE).max(caps.len() as u64);
+    let total: u64 = caps.iter().map(|&c| c as u64).sum();
+    if total <= room {
+        return caps.to_vec();
+    }
+    caps.iter().map(|&c| ((c as u64 * room / total.max(1)) as usize).max(1)).collect()
+}
+
 /// Resolves once `stop` turns true (or its sender is gone).
 async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
@@ -162,17 +203,20 @@ async fn refuse_busy(mut stream: TcpStream) {
     .await;
 }
 
-/// A socket whose writes fail once they have made no progress for `timeout`.
+/// A socket whose writes fail once they have made no progress for `timeout`, holding
+/// its connection's place under the cap for as long as it is open (an upgraded
+/// connection's too: hyper hands this very socket to the WebSocket).
 struct TimedIo<S> {
     inner: S,
     timeout: Duration,
     stalled: Option<Pin<Box<Sleep>>>,
     metrics: Arc<Metrics>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl<S> TimedIo<S> {
-    fn new(inner: S, timeout: Duration, metrics: Arc<Metrics>) -> Self {
-        TimedIo { inner, timeout, stalled: None, metrics }
+    fn new(inner: S, timeout: Duration, metrics: Arc<Metrics>, slot: tokio::sync::OwnedSemaphorePermit) -> Self {
+        TimedIo { inner, timeout, stalled: None, metrics, _slot: slot }
     }
 
     /// On `Pending`, arms (or checks) the stall timer; on progress, disarms it.
@@ -282,5 +326,19 @@ impl http_body::Body for IdleBody {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod descriptor_tests {
+    use super::*;
+
+    #[test]
+    fn caps_shrink_together_to_leave_the_reserve() {
+        assert_eq!(fit_caps(&[1024, 256], 65_536), vec![1024, 256]);
+        let fitted = fit_caps(&[1024, 1024, 256], 1024);
+        assert!(fitted.iter().sum::<usize>() as u64 <= 1024 - DESCRIPTOR_RESERVE, "{fitted:?}");
+        assert_eq!(fitted[0], fitted[1]);
+        assert_eq!(fit_caps(&[10, 10], 100), vec![1, 1], "at least one each");
     }
 }

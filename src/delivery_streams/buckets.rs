@@ -9,6 +9,13 @@
 //! key reaches outside its bucket. An object is written to a hidden temporary file,
 //! synced, renamed into place and its directories synced: once `put` returns it
 //! survives a crash, and a reader never sees half an object.
+//!
+//! A bucket belongs to one account. A remote bucket's is its `account_id` in the
+//! configuration (the server's account if absent); a directory bucket's is recorded in
+//! `data/buckets/.owners.json` by the first account that writes to it or names it as a
+//! destination (a delivery stream, image generation), and a directory that predates
+//! the record belongs to the server's account. Writes and claims by any other account
+//! are refused ([`BucketError::AccessDenied`]), as S3 refuses another account's bucket.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -29,10 +36,62 @@ pub struct RemoteBucket {
     pub secret_access_key: String,
     /// The bucket's name at the store, if not the name in the ARN.
     pub bucket: Option<String>,
+    /// The account the bucket belongs to [default: the server's account].
+    pub account_id: Option<String>,
 }
 
 fn default_region() -> String {
     "us-east-1".into()
+}
+
+/// The longest object key S3 accepts, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// The longest part of a key between two `/` that a directory bucket can hold as a file
+/// or directory name (the filesystem's NAME_MAX, with room for the temporary name).
+pub const MAX_KEY_PART_BYTES: usize = 200;
+
+/// Whether `key` can name an object in every kind of bucket: at most
+/// [`MAX_KEY_BYTES`], each `/`-separated part at most [`MAX_KEY_PART_BYTES`].
+pub fn check_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(format!("an object key is 1 to {MAX_KEY_BYTES} bytes; this one is {}", key.len()));
+    }
+    match key.split('/').find(|p| p.len() > MAX_KEY_PART_BYTES) {
+        Some(p) => Err(format!(
+            "a part of an object key between slashes is at most {MAX_KEY_PART_BYTES} bytes; one is {}",
+            p.len()
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Why an object was not written or a bucket not claimed.
+#[derive(Debug, thiserror::Error)]
+pub enum BucketError {
+    #[error("Access Denied: bucket '{bucket}' belongs to another account")]
+    AccessDenied { bucket: String },
+    #[error("the object key cannot be written: {0}")]
+    InvalidKey(String),
+    #[error("the bucket store failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl BucketError {
+    /// Whether trying again later could succeed (a disk that fills, a store that is
+    /// down), as opposed to a write that can never be made.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, BucketError::Io(_))
+    }
+}
+
+/// Who owns the directory buckets.
+#[derive(Debug)]
+struct Owners {
+    /// `data/buckets/.owners.json`: bucket → account.
+    path: PathBuf,
+    claimed: HashMap<String, String>,
+    /// The server's account: owner of directories that predate the record.
+    default_account: String,
 }
 
 /// The buckets of one server.
@@ -40,6 +99,11 @@ fn default_region() -> String {
 pub struct Buckets {
     root: PathBuf,
     remote: HashMap<String, Arc<dyn ObjectStore>>,
+    /// Remote buckets' accounts.
+    remote_owners: HashMap<String, String>,
+    /// Directory buckets share the data directory's filesystem and its reserve.
+    disk: Arc<crate::disk_space::DiskGuard>,
+    owners: Arc<std::sync::Mutex<Owners>>,
 }
 
 impl std::fmt::Debug for Buckets {
@@ -49,15 +113,41 @@ impl std::fmt::Debug for Buckets {
 }
 
 impl Buckets {
-    /// Buckets as directories under `root` (`data/buckets`).
-    pub fn in_directory(root: impl Into<PathBuf>) -> Self {
-        Buckets { root: root.into(), remote: HashMap::new() }
+    /// Buckets as directories under `root` (`data/buckets`), owned by
+    /// `default_account` unless the ownership record says otherwise.
+    pub fn in_directory(root: impl Into<PathBuf>, default_account: &str) -> Result<Self, String> {
+        Buckets::with_remote(root, &HashMap::new(), default_account)
+    }
+
+    /// Directory buckets refuse writes that would eat into `disk`'s reserve.
+    pub fn with_disk(mut self, disk: Arc<crate::disk_space::DiskGuard>) -> Self {
+        self.disk = disk;
+        self
     }
 
     /// Buckets under `root`, except those in `remote`, which live in object stores.
-    pub fn with_remote(root: impl Into<PathBuf>, remote: &HashMap<String, RemoteBucket>) -> Result<Self, String> {
+    pub fn with_remote(
+        root: impl Into<PathBuf>,
+        remote: &HashMap<String, RemoteBucket>,
+        default_account: &str,
+    ) -> Result<Self, String> {
+        let root = root.into();
+        let path = root.join(".owners.json");
+        let claimed: HashMap<String, String> = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{} is not a bucket ownership record ({e}); fix or move it", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        let owners = Owners { path, claimed, default_account: default_account.to_string() };
         let mut stores: HashMap<String, Arc<dyn ObjectStore>> = HashMap::new();
+        let mut remote_owners = HashMap::new();
         for (name, r) in remote {
+            let account = r.account_id.clone().unwrap_or_else(|| default_account.to_string());
+            if !crate::scope::is_account(&account) {
+                return Err(format!("[buckets.{name}] account_id '{account}' must be 12 digits"));
+            }
+            remote_owners.insert(name.clone(), account);
             let url = url::Url::parse(&r.endpoint).map_err(|e| format!("[buckets.{name}] endpoint: {e}"))?;
             let store = object_store::aws::AmazonS3Builder::new()
                 .with_endpoint(r.endpoint.trim_end_matches('/'))
@@ -71,23 +161,81 @@ impl Buckets {
                 .map_err(|e| format!("[buckets.{name}]: {e}"))?;
             stores.insert(name.clone(), Arc::new(store));
         }
-        Ok(Buckets { root: root.into(), remote: stores })
+        Ok(Buckets {
+            root,
+            remote: stores,
+            remote_owners,
+            disk: Arc::new(crate::disk_space::DiskGuard::unlimited()),
+            owners: Arc::new(std::sync::Mutex::new(owners)),
+        })
     }
 
-    /// Writes an object: durably into a directory bucket (blocking work off the
-    /// runtime), or with one PUT into an object store.
-    pub async fn write(&self, bucket: &str, key: &str, bytes: Vec<u8>) -> std::io::Result<()> {
+    /// The account `bucket` belongs to, if anyone's yet.
+    pub fn owner(&self, bucket: &str) -> Option<String> {
+        if let Some(account) = self.remote_owners.get(bucket) {
+            return Some(account.clone());
+        }
+        let owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(account) = owners.claimed.get(bucket) {
+            return Some(account.clone());
+        }
+        self.root.join(escape_part(bucket)).exists().then(|| owners.default_account.clone())
+    }
+
+    /// Makes `bucket` `account`'s if nobody owns it yet (recorded durably); refused if
+    /// another account does. Blocking (one small file write on a first claim).
+    pub fn claim(&self, account: &str, bucket: &str) -> Result<(), BucketError> {
+        if let Some(owner) = self.remote_owners.get(bucket) {
+            return if owner == account { Ok(()) } else { Err(BucketError::AccessDenied { bucket: bucket.into() }) };
+        }
+        let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+        let owner = match owners.claimed.get(bucket) {
+            Some(a) => Some(a.clone()),
+            None => self.root.join(escape_part(bucket)).exists().then(|| owners.default_account.clone()),
+        };
+        match owner {
+            Some(owner) if owner == account => {
+                // A directory that predates the record: write its owner down now.
+                if !owners.claimed.contains_key(bucket) {
+                    owners.claimed.insert(bucket.to_string(), owner);
+                    save_owners(&owners)?;
+                }
+                Ok(())
+            }
+            Some(_) => Err(BucketError::AccessDenied { bucket: bucket.into() }),
+            None => {
+                owners.claimed.insert(bucket.to_string(), account.to_string());
+                if let Err(e) = save_owners(&owners) {
+                    owners.claimed.remove(bucket);
+                    return Err(e);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes an object for `account`: durably into a directory bucket (blocking work
+    /// off the runtime), or with one PUT into an object store. Refused if the bucket
+    /// is another account's, if the key cannot name an object, or (a directory bucket)
+    /// if the data directory's disk reserve would be spent.
+    pub async fn write(&self, account: &str, bucket: &str, key: &str, bytes: Vec<u8>) -> Result<(), BucketError> {
+        check_key(key).map_err(BucketError::InvalidKey)?;
         if let Some(store) = self.remote.get(bucket) {
+            self.claim(account, bucket)?;
             let path = object_store::path::Path::parse(key)
-                .map_err(|e| std::io::Error::other(format!("object key '{key}' is not usable: {e}")))?;
+                .map_err(|e| BucketError::InvalidKey(format!("object key '{key}' is not usable: {e}")))?;
             store.put(&path, bytes.into()).await.map_err(|e| std::io::Error::other(e.to_string()))?;
             return Ok(());
         }
+        self.disk.check(bytes.len() as u64).map_err(|e| std::io::Error::new(std::io::ErrorKind::StorageFull, e))?;
         let this = self.clone();
-        let (bucket, key) = (bucket.to_string(), key.to_string());
-        tokio::task::spawn_blocking(move || this.put(&bucket, &key, &bytes).map(|_| ()))
-            .await
-            .map_err(std::io::Error::other)?
+        let (account, bucket, key) = (account.to_string(), bucket.to_string(), key.to_string());
+        tokio::task::spawn_blocking(move || {
+            this.claim(&account, &bucket)?;
+            this.put(&bucket, &key, &bytes).map(|_| ()).map_err(BucketError::from)
+        })
+        .await
+        .map_err(std::io::Error::other)?
     }
 
     /// The file an object of `bucket` at `key` is written to.
@@ -137,6 +285,16 @@ impl Buckets {
     }
 }
 
+fn save_owners(owners: &Owners) -> Result<(), BucketError> {
+    let sorted: std::collections::BTreeMap<&String, &String> = owners.claimed.iter().collect();
+    let bytes = serde_json::to_vec_pretty(&sorted).map_err(std::io::Error::other)?;
+    if let Some(dir) = owners.path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    crate::durable_file::replace(&owners.path, &bytes, 0o600)?;
+    Ok(())
+}
+
 /// The highest directory of `dir`'s chain that does not exist yet.
 fn first_missing(dir: &Path) -> Option<PathBuf> {
     let mut missing = None;
@@ -165,9 +323,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_bucket_is_its_first_accounts_and_refused_to_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("buckets");
+        std::fs::create_dir_all(root.join("legacy")).unwrap();
+        let b = Buckets::in_directory(&root, "111111111111").unwrap();
+        b.claim("222222222222", "evidence").unwrap();
+        assert!(matches!(b.claim("333333333333", "evidence"), Err(BucketError::AccessDenied { .. })));
+        b.claim("222222222222", "evidence").unwrap();
+        // A directory from before the record is the server's account's.
+        assert_eq!(b.owner("legacy").as_deref(), Some("111111111111"));
+        assert!(matches!(b.claim("222222222222", "legacy"), Err(BucketError::AccessDenied { .. })));
+        assert_eq!(b.owner("nobodys"), None);
+        // The record survives a restart.
+        let again = Buckets::in_directory(&root, "111111111111").unwrap();
+        assert_eq!(again.owner("evidence").as_deref(), Some("222222222222"));
+        std::fs::write(root.join(".owners.json"), b"{not json").unwrap();
+        assert!(Buckets::in_directory(&root, "111111111111").is_err(), "an unreadable record stops the start");
+    }
+
+    #[test]
     fn objects_land_at_their_keys_and_never_outside_the_bucket() {
         let dir = tempfile::tempdir().unwrap();
-        let b = Buckets::in_directory(dir.path().join("buckets"));
+        let b = Buckets::in_directory(dir.path().join("buckets"), "000000000000").unwrap();
         let p = b.put("frames", "2026/11/29/08/events-1-x", b"abc").unwrap();
         assert_eq!(p, dir.path().join("buckets/frames/2026/11/29/08/events-1-x"));
         assert_eq!(std::fs::read(&p).unwrap(), b"abc");
@@ -188,7 +366,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("buckets")).unwrap();
         std::fs::write(dir.path().join("buckets/frames"), b"in the way").unwrap();
-        let b = Buckets::in_directory(dir.path().join("buckets"));
+        let b = Buckets::in_directory(dir.path().join("buckets"), "000000000000").unwrap();
         assert!(b.put("frames", "k", b"x").is_err());
     }
 }

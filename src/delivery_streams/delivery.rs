@@ -6,14 +6,37 @@
 //! backup bucket, `http-endpoint-failed`) or given up (a bucket that stays unwritable
 //! for 24 hours), and the task moves on.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::jq::PartitionKeys;
 use super::object_key::{KeyContext, KeyNaming};
 use super::settings::{BucketDestination, Destination, HttpDestination, BUCKET_RETRY_SECS};
 use super::{backlog, compression, http_endpoint, lock, processing, read, Inner, LiveStream};
+
+/// The objects of a batch already written by earlier attempts at it: the source
+/// backup, the failure objects, each partition's object.
+#[derive(Default)]
+struct Progress {
+    written: HashSet<String>,
+}
+
+impl Progress {
+    fn done(&self, part: &str) -> bool {
+        self.written.contains(part)
+    }
+
+    fn wrote(&mut self, part: String) {
+        self.written.insert(part);
+    }
+}
+
+/// Partitions one batch may fill; the records of any further partition go under the
+/// error prefix (`activePartitionExceeded`), as AWS does past its default quota.
+pub const MAX_ACTIVE_PARTITIONS: usize = 500;
 
 /// What one attempt at a batch came to.
 enum Outcome {
@@ -23,6 +46,10 @@ enum Outcome {
 
 pub(super) async fn run(inner: Arc<Inner>, live: Arc<LiveStream>, mut stopped: watch::Receiver<bool>) {
     let mut failures: u32 = 0;
+    // A failed batch is retried as it was (not re-cut from a backlog that grew
+    // meanwhile), so what an attempt already wrote is known and not written again.
+    let mut retrying: Option<Vec<backlog::Pending>> = None;
+    let mut progress = Progress::default();
     loop {
         if *stopped.borrow() {
             return;
@@ -30,16 +57,19 @@ pub(super) async fn run(inner: Arc<Inner>, live: Arc<LiveStream>, mut stopped: w
         let meta = read(&live.meta).clone();
         let hints = meta.destination.buffering();
         let now = inner.clock.now_ms();
-        let (batch, wait) = {
-            let b = lock(&live.backlog);
-            match b.oldest_arrival_ms() {
-                None => (Vec::new(), None),
-                Some(oldest) => {
-                    let due = oldest + hints.interval_ms();
-                    if b.queued_bytes() >= hints.size_bytes() || now >= due {
-                        (b.next_batch(hints.size_bytes()), None)
-                    } else {
-                        (Vec::new(), Some(Duration::from_millis((due - now).max(1) as u64)))
+        let (batch, wait) = match retrying.take() {
+            Some(batch) => (batch, None),
+            None => {
+                let b = lock(&live.backlog);
+                match b.oldest_arrival_ms() {
+                    None => (Vec::new(), None),
+                    Some(oldest) => {
+                        let due = oldest + hints.interval_ms();
+                        if b.queued_bytes() >= hints.size_bytes() || now >= due {
+                            (b.next_batch(hints.size_bytes()), None)
+                        } else {
+                            (Vec::new(), Some(Duration::from_millis((due - now).max(1) as u64)))
+                        }
                     }
                 }
             }
@@ -57,7 +87,12 @@ pub(super) async fn run(inner: Arc<Inner>, live: Arc<LiveStream>, mut stopped: w
         let last_serial = batch[batch.len() - 1].serial;
         let records = batch.len() as u64;
         let bytes: u64 = batch.iter().map(|p| u64::from(p.data_len)).sum();
-        let outcome = match attempt(&inner, &live, &meta, &batch).await {
+        // The batch's records are held in memory while it is delivered: its share of
+        // the engine-wide budget first.
+        let kib =
+            u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, (super::BATCH_MEMORY_BYTES >> 10) as u32);
+        let Ok(memory) = inner.batch_memory.acquire_many(kib).await else { return };
+        let outcome = match attempt(&inner, &live, &meta, &batch, &mut progress).await {
             Ok(()) => Outcome::Delivered,
             Err(why) => Outcome::Failed(why),
         };
@@ -70,22 +105,25 @@ pub(super) async fn run(inner: Arc<Inner>, live: Arc<LiveStream>, mut stopped: w
         match outcome {
             Outcome::Delivered => {
                 failures = 0;
+                progress = Progress::default();
                 if let Err(e) = checkpoint(&inner, &live, meta.uid, last_serial) {
                     // Delivered but not recorded: it will be delivered again (at least once).
                     tracing::error!(stream = %meta.name, error = %e, "recording a delivery failed");
                     failures += 1;
                 } else if let Some(m) = &inner.options.metrics {
-                    m.count_delivery(&meta.name, "delivered", records, bytes);
+                    m.count_delivery("delivered", records, bytes);
                 }
             }
             Outcome::Failed(why) => {
                 failures = failures.saturating_add(1);
+                retrying = Some(batch);
                 if let Some(m) = &inner.options.metrics {
-                    m.count_delivery(&meta.name, "failed_attempt", records, bytes);
+                    m.count_delivery("failed_attempt", records, bytes);
                 }
                 tracing::warn!(stream = %meta.name, attempt = failures, error = %why, "delivery failed; will retry");
             }
         }
+        drop(memory);
         if failures > 0 {
             let backoff = inner.options.retry_min_ms.saturating_mul(1 << failures.min(16).saturating_sub(1));
             let backoff = Duration::from_millis(backoff.min(inner.options.retry_max_ms));
@@ -130,13 +168,15 @@ async fn attempt(
     live: &LiveStream,
     meta: &super::meta_store::StreamMeta,
     batch: &[backlog::Pending],
+    progress: &mut Progress,
 ) -> Result<(), String> {
     let raw = load(live, batch).await?;
     let oldest_ms = batch[0].arrival_ms;
     let processors = meta.destination.processors();
     if let Destination::ExtendedS3(b) = &meta.destination {
-        if let Some(backup) = b.source_backup() {
+        if let Some(backup) = b.source_backup().filter(|_| !progress.done("backup")) {
             write_object(inner, meta, backup, raw.clone(), oldest_ms, None, &[]).await?;
+            progress.wrote("backup".into());
         }
     }
     let raw = match processors.iter().find(|p| p.kind == "RecordDeAggregation") {
@@ -147,12 +187,13 @@ async fn attempt(
         Some(lambda) => transform(inner, meta, lambda, raw, oldest_ms).await?,
         None => (raw, Vec::new()),
     };
-    if !failed.is_empty() {
+    if !failed.is_empty() && !progress.done("lambda-failed") {
         write_object(inner, meta, meta.destination.bucket(), failed, oldest_ms, Some("processing-failed"), &[]).await?;
+        progress.wrote("lambda-failed".into());
     }
     match &meta.destination {
         Destination::ExtendedS3(b) => match b.partition_query() {
-            Some(query) => deliver_partitioned(inner, meta, b, query, raw, oldest_ms).await,
+            Some(query) => deliver_partitioned(inner, meta, b, query, raw, oldest_ms, progress).await,
             None => write_object(inner, meta, b, processing::process(raw, processors), oldest_ms, None, &[]).await,
         },
         Destination::HttpEndpoint(h) => {
@@ -167,9 +208,11 @@ async fn attempt(
     }
 }
 
-/// Dynamic partitioning: each record's keys from the JQ query; one object per set of
-/// keys (records in their order within it), and the records the query fails on in one
-/// object under the error prefix (`processing-failed`).
+/// Dynamic partitioning: each record's keys from the JQ query (run in the query
+/// sandbox); one object per set of keys (records in their order within it). Records
+/// the query fails on, records whose keys make an object key no bucket can hold, and
+/// records of partitions past [`MAX_ACTIVE_PARTITIONS`] go under the error prefix, each
+/// kind in its own object; the rest of the batch is delivered as usual.
 async fn deliver_partitioned(
     inner: &Arc<Inner>,
     meta: &super::meta_store::StreamMeta,
@@ -177,56 +220,104 @@ async fn deliver_partitioned(
     query: &str,
     raw: Vec<Vec<u8>>,
     oldest_ms: i64,
+    progress: &mut Progress,
 ) -> Result<(), String> {
-    let query = query.to_string();
-    type Groups = Vec<(Vec<(String, String)>, Vec<Vec<u8>>)>;
-    let (groups, failed) = tokio::task::spawn_blocking(move || -> Result<(Groups, Vec<Vec<u8>>), String> {
-        let q = super::jq::PartitionQuery::compile(&query)?;
-        let mut groups: Groups = Vec::new();
-        let mut failed = Vec::new();
-        for r in raw {
-            match q.keys(&r) {
-                Ok(keys) => match groups.iter_mut().find(|(k, _)| *k == keys) {
-                    Some((_, records)) => records.push(r),
-                    None => groups.push((keys, vec![r])),
-                },
-                Err(_) => failed.push(r),
-            }
-        }
-        Ok((groups, failed))
-    })
-    .await
-    .map_err(|e| e.to_string())??;
+    let outcomes = inner.partition_keys(query, raw.clone()).await.map_err(|e| e.to_string())?;
     let processors = meta.destination.processors();
-    let named = super::object_key::PrefixTemplate::parse(b.prefix.as_deref().unwrap_or(""), false)?;
-    for (keys, records) in groups {
-        let records = processing::process(records, processors);
-        // A key the prefix names but the query did not give: the records fail.
-        let complete = named.partition_keys().all(|k| keys.iter().any(|(name, _)| name == k));
-        if complete {
-            write_object(inner, meta, b, records, oldest_ms, None, &keys).await?;
-        } else {
-            write_object(inner, meta, b, records, oldest_ms, Some("processing-failed"), &[]).await?;
+    let naming = naming_of(meta, b)?;
+    let wanted = naming.partition_keys();
+    let mut groups: Vec<(PartitionKeys, Vec<Vec<u8>>)> = Vec::new();
+    let mut index: HashMap<PartitionKeys, usize> = HashMap::new();
+    let mut failed: Vec<(Vec<u8>, &'static str, String)> = Vec::new();
+    let mut incomplete = Vec::new();
+    let mut over_limit = Vec::new();
+    for (record, outcome) in raw.into_iter().zip(outcomes) {
+        let keys = match outcome {
+            Ok(keys) => keys,
+            Err(why) => {
+                failed.push((record, "DynamicPartitioning.MetadataExtractionFailed", why));
+                continue;
+            }
+        };
+        // A key the prefix names but the query did not give: the record fails.
+        if !wanted.iter().all(|k| keys.iter().any(|(name, _)| name == k)) {
+            incomplete.push(record);
+            continue;
+        }
+        if let Some(&at) = index.get(&keys) {
+            groups[at].1.push(record);
+            continue;
+        }
+        if groups.len() >= MAX_ACTIVE_PARTITIONS {
+            over_limit.push(record);
+            continue;
+        }
+        let key = naming.data_key(&KeyContext {
+            arrival_ms: oldest_ms,
+            error_output_type: None,
+            partition_keys: &keys,
+            random: &|| uuid::Uuid::nil().to_string(),
+        });
+        match key.and_then(|k| super::buckets::check_key(&k)) {
+            Ok(()) => {
+                index.insert(keys.clone(), groups.len());
+                groups.push((keys, vec![record]));
+            }
+            Err(why) => failed.push((
+                record,
+                "DynamicPartitioning.InvalidPartitionKey",
+                format!("the record's partition keys make an object key that cannot be written: {why}"),
+            )),
         }
     }
-    if !failed.is_empty() {
-        let now = inner.clock.now_ms();
-        let failed: Vec<Vec<u8>> = failed
+    for (keys, records) in groups {
+        let part = format!("partition:{}", serde_json::to_string(&keys).unwrap_or_default());
+        if progress.done(&part) {
+            continue;
+        }
+        write_object(inner, meta, b, processing::process(records, processors), oldest_ms, None, &keys).await?;
+        progress.wrote(part);
+    }
+    if !incomplete.is_empty() && !progress.done("incomplete") {
+        let records = processing::process(incomplete, processors);
+        write_object(inner, meta, b, records, oldest_ms, Some("processing-failed"), &[]).await?;
+        progress.wrote("incomplete".into());
+    }
+    let now = inner.clock.now_ms();
+    if !failed.is_empty() && !progress.done("failed") {
+        let failed = failed
+            .iter()
+            .map(|(r, code, why)| processing::failure_record(r, oldest_ms, now, code, why, None))
+            .collect();
+        write_object(inner, meta, b, failed, oldest_ms, Some("processing-failed"), &[]).await?;
+        progress.wrote("failed".into());
+    }
+    if !over_limit.is_empty() && !progress.done("over-limit") {
+        tracing::warn!(stream = %meta.name, records = over_limit.len(), limit = MAX_ACTIVE_PARTITIONS,
+            "records of partitions past the active-partition limit went under the error prefix");
+        let why = format!("The batch already has {MAX_ACTIVE_PARTITIONS} active partitions.");
+        let records = over_limit
             .iter()
             .map(|r| {
                 processing::failure_record(
                     r,
                     oldest_ms,
                     now,
-                    "DynamicPartitioning.MetadataExtractionFailed",
-                    "The MetadataExtractionQuery gave no object of partition keys for the record.",
+                    "DynamicPartitioning.ActivePartitionsExceeded",
+                    &why,
                     None,
                 )
             })
             .collect();
-        write_object(inner, meta, b, failed, oldest_ms, Some("processing-failed"), &[]).await?;
+        write_object(inner, meta, b, records, oldest_ms, Some("activePartitionExceeded"), &[]).await?;
+        progress.wrote("over-limit".into());
     }
     Ok(())
+}
+
+fn naming_of(meta: &super::meta_store::StreamMeta, b: &BucketDestination) -> Result<KeyNaming, String> {
+    let ext = b.file_extension.clone().unwrap_or_else(|| b.compression_format.extension().to_string());
+    KeyNaming::new(&meta.name, meta.version, b.prefix.as_deref(), b.error_output_prefix.as_deref(), &ext)
 }
 
 /// The Lambda processor: the records sent to the function in invocations of up to
@@ -359,7 +450,7 @@ async fn give_up(
                 Ok(()) => {
                     tracing::warn!(stream = %meta.name, records, error = %why, "retry time over; the batch was written under the error prefix");
                     if let Some(m) = &inner.options.metrics {
-                        m.count_delivery(&meta.name, "error_output", records, bytes);
+                        m.count_delivery("error_output", records, bytes);
                     }
                     Outcome::Delivered
                 }
@@ -369,7 +460,7 @@ async fn give_up(
         Destination::ExtendedS3(_) => {
             tracing::error!(stream = %meta.name, records, bytes, error = %why, "records older than 24 hours could not be delivered; they are dropped");
             if let Some(m) = &inner.options.metrics {
-                m.count_delivery(&meta.name, "expired", records, bytes);
+                m.count_delivery("expired", records, bytes);
             }
             Outcome::Delivered
         }
@@ -385,8 +476,7 @@ async fn write_object(
     error_output_type: Option<&'static str>,
     partition_keys: &[(String, String)],
 ) -> Result<(), String> {
-    let ext = b.file_extension.clone().unwrap_or_else(|| b.compression_format.extension().to_string());
-    let naming = KeyNaming::new(&meta.name, meta.version, b.prefix.as_deref(), b.error_output_prefix.as_deref(), &ext)?;
+    let naming = naming_of(meta, b)?;
     let random = || uuid::Uuid::new_v4().to_string();
     let ctx = KeyContext { arrival_ms: oldest_ms, error_output_type, partition_keys, random: &random };
     let key = match error_output_type {
@@ -406,7 +496,11 @@ async fn write_object(
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("compressing the object failed: {e}"))?;
-    inner.buckets.write(&bucket, &key, body).await.map_err(|e| format!("writing the object failed: {e}"))
+    inner
+        .buckets
+        .write(&meta.scope.account, &bucket, &key, body)
+        .await
+        .map_err(|e| format!("writing the object failed: {e}"))
 }
 
 /// A converting destination's object: the records as Parquet; those that do not fit
@@ -429,7 +523,11 @@ async fn write_parquet(
     .await
     .map_err(|e| e.to_string())??;
     if let Some(file) = file {
-        inner.buckets.write(bucket, &key, file).await.map_err(|e| format!("writing the object failed: {e}"))?;
+        inner
+            .buckets
+            .write(&meta.scope.account, bucket, &key, file)
+            .await
+            .map_err(|e| format!("writing the object failed: {e}"))?;
     }
     if !failed.is_empty() {
         let now = inner.clock.now_ms();
@@ -452,6 +550,7 @@ async fn write_parquet(
 }
 
 async fn post(inner: &Inner, d: &HttpDestination, source_arn: &str, records: &[Vec<u8>]) -> Result<(), String> {
+    inner.check_outbound(&d.endpoint_configuration.url)?;
     let request_id = uuid::Uuid::new_v4().to_string();
     let req = http_endpoint::build_request(d, source_arn, &request_id, inner.clock.now_ms(), records)
         .map_err(|e| e.to_string())?;

@@ -136,7 +136,7 @@ async fn read_shard(
             super::Refused::Full { .. } => "the backlog is full".to_string(),
         })?;
         if let Some(m) = &inner.options.metrics {
-            m.count_delivery(&read(&live.meta).name, "incoming", n as u64, bytes as u64);
+            m.count_delivery("incoming", n as u64, bytes as u64);
         }
         inner.meta.set_source_checkpoint(uid, shard, &last).map_err(|e| e.to_string())?;
     }

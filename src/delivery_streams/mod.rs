@@ -30,6 +30,7 @@ pub mod lambda;
 pub mod meta_store;
 pub mod object_key;
 pub mod processing;
+pub mod query_sandbox;
 pub mod settings;
 
 use std::collections::{BTreeMap, HashMap};
@@ -143,6 +144,14 @@ pub struct DeliveryOptions {
     pub functions: HashMap<String, String>,
     /// Format conversion's tables (`DATABASE.TABLE` → columns), where AWS has Glue.
     pub tables: HashMap<String, Vec<format_conversion::Column>>,
+    /// Where dynamic partitioning's JQ queries run (worker processes) and their limits.
+    pub queries: query_sandbox::QuerySandbox,
+    /// How many query workers may run at once, across streams.
+    pub max_query_workers: usize,
+    /// Where Lambda processors and HTTP endpoints may be.
+    pub egress: crate::egress::EgressPolicy,
+    /// The server's account: owner of buckets that predate the ownership record.
+    pub default_account: String,
 }
 
 impl std::fmt::Debug for DeliveryOptions {
@@ -157,6 +166,9 @@ impl std::fmt::Debug for DeliveryOptions {
             .field("remote_buckets", &self.remote_buckets.keys())
             .field("functions", &self.functions)
             .field("tables", &self.tables.keys())
+            .field("queries", &self.queries)
+            .field("max_query_workers", &self.max_query_workers)
+            .field("egress", &self.egress)
             .finish_non_exhaustive()
     }
 }
@@ -176,6 +188,10 @@ impl Default for DeliveryOptions {
             remote_buckets: HashMap::new(),
             functions: HashMap::new(),
             tables: HashMap::new(),
+            queries: query_sandbox::QuerySandbox::this_executable(query_sandbox::QueryLimits::default()),
+            max_query_workers: 4,
+            egress: crate::egress::EgressPolicy::open(),
+            default_account: "000000000000".into(),
         }
     }
 }
@@ -227,6 +243,29 @@ struct Inner {
     /// Serializes control-plane changes (create, delete, update).
     control: Mutex<()>,
     http: reqwest::Client,
+    /// Bounds the query workers alive at once (`max_query_workers`).
+    query_slots: tokio::sync::Semaphore,
+    /// KiB of batches being delivered, across streams ([`BATCH_MEMORY_BYTES`]).
+    batch_memory: tokio::sync::Semaphore,
+}
+
+/// The record bytes all streams' deliveries may hold in memory at once: a batch waits
+/// for its share (a batch larger than the whole takes all of it).
+pub const BATCH_MEMORY_BYTES: u64 = 512 << 20;
+
+impl Inner {
+    /// Each record's partition keys, by the stream's query, in a worker process.
+    async fn partition_keys(
+        &self,
+        query: &str,
+        records: Vec<Vec<u8>>,
+    ) -> std::result::Result<Vec<query_sandbox::KeysOutcome>, query_sandbox::SandboxError> {
+        let _slot = self.query_slots.acquire().await;
+        let (sandbox, query) = (self.options.queries.clone(), query.to_string());
+        tokio::task::spawn_blocking(move || sandbox.keys(&query, Arc::new(records)))
+            .await
+            .unwrap_or_else(|e| Err(query_sandbox::SandboxError::Query(format!("the query task failed: {e}"))))
+    }
 }
 
 impl LiveStream {
@@ -277,7 +316,21 @@ impl Inner {
     }
 
     /// The URL a Lambda processor's `LambdaArn` is called at.
+    /// The URL a Lambda processor calls, if the egress policy lets the server call it.
     fn function_url(&self, arn: &str) -> Result<String, String> {
+        let url = self.configured_function_url(arn)?;
+        self.check_outbound(&url)?;
+        Ok(url)
+    }
+
+    /// Whether the server may call `url` (scheme and a literal address; names are
+    /// checked as they resolve).
+    fn check_outbound(&self, url: &str) -> Result<(), String> {
+        let parsed = url::Url::parse(url).map_err(|e| format!("'{url}' is not a URL: {e}"))?;
+        self.options.egress.check_url(&parsed, &["http", "https"]).map_err(|e| format!("'{url}': {e}"))
+    }
+
+    fn configured_function_url(&self, arn: &str) -> Result<String, String> {
         if arn.starts_with("http://") || arn.starts_with("https://") {
             return Ok(arn.to_string());
         }
@@ -307,22 +360,28 @@ impl DeliveryStreamEngine {
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let meta = MetaStore::open(&dir)?;
         crate::tls_provider::install();
-        let http = reqwest::Client::builder()
+        let http = crate::egress::http_client(&options.egress)
             .timeout(std::time::Duration::from_secs(180))
             // Firehose's header names as it writes them, for receivers that match case.
             .http1_title_case_headers()
             .build()
             .map_err(|e| format!("cannot make the HTTP endpoint client: {e}"))?;
+        let options_workers = options.max_query_workers.max(1);
+        let buckets =
+            buckets::Buckets::with_remote(data_dir.join("buckets"), &options.remote_buckets, &options.default_account)?
+                .with_disk(options.disk.clone());
         let engine = DeliveryStreamEngine {
             inner: Arc::new(Inner {
                 dir,
                 meta,
                 clock,
-                buckets: buckets::Buckets::with_remote(data_dir.join("buckets"), &options.remote_buckets)?,
+                buckets,
                 options,
                 streams: RwLock::new(HashMap::new()),
                 control: Mutex::new(()),
                 http,
+                query_slots: tokio::sync::Semaphore::new(options_workers),
+                batch_memory: tokio::sync::Semaphore::new((BATCH_MEMORY_BYTES >> 10) as usize),
             }),
         };
         let all = engine.inner.meta.all().map_err(|e| format!("cannot read the delivery streams: {e}"))?;
@@ -389,7 +448,7 @@ impl DeliveryStreamEngine {
         tags: BTreeMap<String, String>,
     ) -> Result<String> {
         check_name(&id.name)?;
-        self.check_destination(&destination, "")?;
+        self.check_destination(&destination, "", &id.scope.account)?;
         self.check_source(id, &source)?;
         check_tags(&tags)?;
         if tags.len() > MAX_TAGS {
@@ -444,7 +503,7 @@ impl DeliveryStreamEngine {
         Ok(())
     }
 
-    fn check_destination(&self, d: &Destination, member: &str) -> Result<()> {
+    fn check_destination(&self, d: &Destination, member: &str, account: &str) -> Result<()> {
         let checked = match d {
             Destination::ExtendedS3(b) => {
                 b.check(if member.is_empty() { "extendedS3DestinationConfiguration" } else { member })
@@ -455,6 +514,31 @@ impl DeliveryStreamEngine {
             ),
         };
         checked.map_err(invalid)?;
+        if let Destination::HttpEndpoint(h) = d {
+            self.inner.check_outbound(&h.endpoint_configuration.url).map_err(invalid)?;
+        }
+        // Every bucket it writes must be the stream's account's (claimed now if nobody's).
+        let backup = match d {
+            Destination::ExtendedS3(b) => b.source_backup(),
+            Destination::HttpEndpoint(_) => None,
+        };
+        for b in std::iter::once(d.bucket()).chain(backup) {
+            let name = b.bucket_name().map_err(invalid)?;
+            self.inner.buckets.claim(account, name).map_err(|e| match e {
+                buckets::BucketError::AccessDenied { .. } => invalid(format!(
+                    "Access was denied to bucket '{name}' ({}): it belongs to another account.",
+                    b.bucket_arn
+                )),
+                other => storage(other),
+            })?;
+        }
+        if let Destination::ExtendedS3(b) = d {
+            if let Some(query) = b.partition_query() {
+                // Blocking (a worker runs the query once): the API calls create and
+                // update off the runtime's threads.
+                self.inner.options.queries.check(query).map_err(|e| invalid(e.to_string()))?;
+            }
+        }
         if let Some(lambda) = d.processors().iter().find(|p| p.kind == "Lambda") {
             let arn =
                 lambda.parameter("LambdaArn").ok_or_else(|| invalid("The Lambda processor needs a LambdaArn."))?;
@@ -552,7 +636,7 @@ impl DeliveryStreamEngine {
             Refused::Storage(e) => storage(e),
         })?;
         if let Some(m) = &self.inner.options.metrics {
-            m.count_delivery(&id.name, "incoming", records.len() as u64, bytes as u64);
+            m.count_delivery("incoming", records.len() as u64, bytes as u64);
         }
         Ok(Accepted { record_ids: serials.into_iter().map(|s| record_id(uid, s)).collect(), encrypted })
     }
@@ -604,7 +688,7 @@ impl DeliveryStreamEngine {
             }
             (_, other) => return Err(invalid(format!("{other} destinations are not supported by Kinescope."))),
         };
-        self.check_destination(&next, "")?;
+        self.check_destination(&next, "", &id.scope.account)?;
         meta.destination = next;
         meta.version += 1;
         meta.updated_ms = self.now_ms();

@@ -29,7 +29,23 @@ fn bucket_destination(interval_secs: u32, compression: Compression) -> Destinati
 }
 
 fn options() -> DeliveryOptions {
-    DeliveryOptions { retry_min_ms: 20, retry_max_ms: 100, ..Default::default() }
+    DeliveryOptions {
+        retry_min_ms: 20,
+        retry_max_ms: 100,
+        queries: query_workers(),
+        default_account: scope().account,
+        ..Default::default()
+    }
+}
+
+/// Query workers are the `kinescope` binary, built beside this test binary
+/// (`target/debug/deps/…` → `target/debug/kinescope`) whenever the package's tests are.
+fn query_workers() -> query_sandbox::QuerySandbox {
+    let exe = std::env::current_exe().unwrap();
+    let program = exe.parent().and_then(|d| d.parent()).unwrap().join("kinescope");
+    assert!(program.exists(), "{} is not built (cargo build --bin kinescope)", program.display());
+    let limits = query_sandbox::QueryLimits { record_budget: Duration::from_millis(400), memory_bytes: 1 << 30 };
+    query_sandbox::QuerySandbox::new(program, limits)
 }
 
 fn objects(root: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -47,6 +63,11 @@ fn objects(root: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out.sort();
     out
+}
+
+/// Every object under `root`, read and joined in key order.
+fn text_under(root: &std::path::Path) -> String {
+    objects(root).iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
 }
 
 fn direct() -> Source {
@@ -290,14 +311,104 @@ async fn dynamic_partitioning_writes_an_object_per_key() {
         .unwrap();
     assert!(engine.wait_delivered(&id, Duration::from_secs(10)).await);
     let root = dir.path().join("buckets/frames");
-    let read_under = |prefix: &str| -> String {
-        objects(&root.join(prefix)).iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
-    };
+    let read_under = |prefix: &str| text_under(&root.join(prefix));
     assert_eq!(read_under("camera=door"), "{\"cam\":\"door\",\"n\":1}\n{\"cam\":\"door\",\"n\":3}\n");
     assert_eq!(read_under("camera=yard"), "{\"cam\":\"yard\",\"n\":2}\n");
     let failure: serde_json::Value = serde_json::from_str(&read_under("errors/processing-failed")).unwrap();
     assert_eq!(failure["errorCode"], "DynamicPartitioning.MetadataExtractionFailed");
     assert_eq!(failure["rawData"], "bm90IGpzb24=", "the record as it was put: 'not json'");
+}
+
+/// A dynamic-partitioning stream whose query is `query`, created on `engine`.
+fn partitioned(query: &str) -> Destination {
+    let Destination::ExtendedS3(mut b) = bucket_destination(0, Compression::Uncompressed) else { unreachable!() };
+    b.prefix = Some("camera=!{partitionKeyFromQuery:camera}/".into());
+    b.error_output_prefix = Some("errors/!{firehose:error-output-type}/".into());
+    b.dynamic_partitioning_configuration = Some(DynamicPartitioning { enabled: true, retry_options: None });
+    b.processing_configuration.as_mut().unwrap().processors.push(Processor {
+        kind: "MetadataExtraction".into(),
+        parameters: vec![ProcessorParameter {
+            parameter_name: "MetadataExtractionQuery".into(),
+            parameter_value: query.into(),
+        }],
+    });
+    Destination::ExtendedS3(b)
+}
+
+fn failures_under(root: &std::path::Path) -> Vec<serde_json::Value> {
+    objects(root)
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn hostile_records_and_queries_fail_alone_and_never_reach_the_server_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = DeliveryStreamEngine::open(dir.path(), Arc::new(SystemClock), options()).unwrap();
+    // What cannot end or crashes on any record is refused when the stream is created.
+    for q in ["def f: [f]; f", "last(range(1e18))", "{c: ([range(1e10)] | length)}", &"(".repeat(6000)] {
+        let id = DeliveryStreamId::new(&scope(), "refused");
+        match engine.create(&id, direct(), partitioned(q), BTreeMap::new()) {
+            Err(DeliveryStreamError::InvalidArgument(why)) => assert!(why.contains("MetadataExtractionQuery"), "{why}"),
+            other => panic!("{q}: {other:?}"),
+        }
+    }
+    // A query that loops or recurses for one record only: that record fails, alone.
+    let query = "if .slow then last(range(1e18)) elif .boom then (def f: [f]; f) else {camera: .cam} end";
+    let id = DeliveryStreamId::new(&scope(), "hostile");
+    engine.create(&id, direct(), partitioned(query), BTreeMap::new()).unwrap();
+    let deep = "[".repeat(20_000);
+    let long_key = format!(r#"{{"cam":"{}"}}"#, "k".repeat(300));
+    let records: Vec<&[u8]> = vec![
+        br#"{"cam":"door"}"#,
+        br#"{"slow":true}"#,
+        br#"{"cam":"yard"}"#,
+        br#"{"boom":true}"#,
+        deep.as_bytes(),
+        long_key.as_bytes(),
+        br#"{"cam":"door"}"#,
+    ];
+    engine.put(&id, &records).unwrap();
+    assert!(engine.wait_delivered(&id, Duration::from_secs(30)).await);
+    let root = dir.path().join("buckets/frames");
+    let read_under = |prefix: &str| text_under(&root.join(prefix));
+    assert_eq!(read_under("camera=door"), "{\"cam\":\"door\"}\n{\"cam\":\"door\"}\n");
+    assert_eq!(read_under("camera=yard"), "{\"cam\":\"yard\"}\n");
+    let failures = failures_under(&root.join("errors/processing-failed"));
+    let messages: Vec<String> = failures.iter().map(|f| f["errorMessage"].as_str().unwrap().to_string()).collect();
+    assert_eq!(failures.len(), 4, "{messages:?}");
+    assert!(messages.iter().any(|m| m.contains("time budget")), "{messages:?}");
+    assert!(messages.iter().any(|m| m.contains("crashed")), "{messages:?}");
+    assert!(messages.iter().any(|m| m.contains("nests deeper")), "{messages:?}");
+    assert!(failures.iter().any(|f| f["errorCode"] == "DynamicPartitioning.InvalidPartitionKey"), "{messages:?}");
+}
+
+#[tokio::test]
+async fn partitions_past_the_limit_go_under_the_error_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = DeliveryStreamEngine::open(dir.path(), Arc::new(SystemClock), options()).unwrap();
+    let id = DeliveryStreamId::new(&scope(), "many");
+    engine.create(&id, direct(), partitioned("{camera: .cam}"), BTreeMap::new()).unwrap();
+    let records: Vec<Vec<u8>> =
+        (0..delivery::MAX_ACTIVE_PARTITIONS + 20).map(|i| format!(r#"{{"cam":"c{i}"}}"#).into_bytes()).collect();
+    let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+    engine.put(&id, &refs).unwrap();
+    assert!(engine.wait_delivered(&id, Duration::from_secs(30)).await);
+    let root = dir.path().join("buckets/frames");
+    let partitions = std::fs::read_dir(&root)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("camera="));
+    assert_eq!(partitions.count(), delivery::MAX_ACTIVE_PARTITIONS);
+    let over = failures_under(&root.join("errors/activePartitionExceeded"));
+    assert_eq!(over.len(), 20);
+    assert_eq!(over[0]["errorCode"], "DynamicPartitioning.ActivePartitionsExceeded");
 }
 
 #[tokio::test]

@@ -2,7 +2,8 @@
 //! queue, so that images (GetImages, image generation) never take more CPU than they
 //! were given and never starve ingest of the async runtime's threads.
 //!
-//! Admission is by bytes: a job holds the access units it decodes (up to a whole GOP,
+//! Admission is by bytes: a job holds the access units it decodes and the pictures it
+//! makes ([`RenderJob::output_bytes`]; the access units are up to a whole GOP,
 //! and a fragment may be 50 MB), so a caller first takes as many KiB of the pool's byte
 //! budget as its job holds, waiting (asynchronously) while the budget is spent. Queued
 //! jobs never hold more than the budget (a single larger job takes all of it), however
@@ -70,7 +71,8 @@ impl RenderPool {
     /// Renders `job` on an image thread, waiting for a place in the queue and for its
     /// bytes in the budget first (a job larger than the whole budget takes all of it).
     pub async fn render(&self, job: RenderJob) -> Result<RenderResults, PoolStopped> {
-        let bytes: usize = job.units.iter().map(|u| u.annex_b.len()).sum();
+        // The media it decodes and the pictures it makes.
+        let bytes = job.units.iter().map(|u| u.annex_b.len() as u64).sum::<u64>() + job.output_bytes();
         let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, self.total_kib);
         let bytes_permit = self.budget_kib.clone().acquire_many_owned(kib).await.map_err(|_| PoolStopped)?;
         let place = self.places.clone().acquire_owned().await.map_err(|_| PoolStopped)?;

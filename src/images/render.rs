@@ -208,18 +208,52 @@ pub fn jpeg_qscale(quality: u8) -> i32 {
     2 + (100 - i32::from(quality.clamp(1, 100))) * 29 / 99
 }
 
+/// The widest and tallest image made (GetImages' WidthPixels and HeightPixels limits).
+pub const MAX_WIDTH: u32 = 3840;
+pub const MAX_HEIGHT: u32 = 2160;
+
 /// The output size for a `w`×`h` picture: both asked, as asked; one asked, the other
-/// from the aspect ratio (at least 1); none, the picture's size.
+/// from the aspect ratio (at least 1); none, the picture's size. A side that comes out
+/// over [`MAX_WIDTH`]×[`MAX_HEIGHT`] (from the aspect ratio of a tall or wide picture,
+/// or the picture's own size) shrinks both, keeping the ratio: no image is ever larger.
 pub fn target_size(w: u32, h: u32, want_w: Option<u32>, want_h: Option<u32>) -> (u32, u32) {
     let scale = |a: u32, num: u32, den: u32| -> u32 {
         let v = (u64::from(a) * u64::from(num) + u64::from(den) / 2) / u64::from(den.max(1));
         v.clamp(1, u64::from(u32::MAX)) as u32
     };
-    match (want_w, want_h) {
+    let (tw, th) = match (want_w, want_h) {
         (Some(a), Some(b)) => (a, b),
         (Some(a), None) => (a, scale(a, h, w)),
         (None, Some(b)) => (scale(b, w, h), b),
         (None, None) => (w, h),
+    };
+    let (tw, th) = (tw.max(1), th.max(1));
+    if tw <= MAX_WIDTH && th <= MAX_HEIGHT {
+        return (tw, th);
+    }
+    // Fit inside the limits by the tighter side.
+    if u64::from(tw) * u64::from(MAX_HEIGHT) >= u64::from(th) * u64::from(MAX_WIDTH) {
+        (MAX_WIDTH, scale(MAX_WIDTH, th, tw).min(MAX_HEIGHT))
+    } else {
+        (scale(MAX_HEIGHT, tw, th).min(MAX_WIDTH), MAX_HEIGHT)
+    }
+}
+
+impl RenderJob {
+    /// Bytes the job's pictures may take at most: one scaled picture (4 bytes a pixel)
+    /// and each encoded image (PNG up to 3 bytes a pixel, JPEG 1), at the size asked, or
+    /// at the largest size when a side follows the picture.
+    pub fn output_bytes(&self) -> u64 {
+        let (w, h) = match (self.output.width, self.output.height) {
+            (Some(w), Some(h)) => target_size(1, 1, Some(w), Some(h)),
+            _ => (MAX_WIDTH, MAX_HEIGHT),
+        };
+        let pixels = u64::from(w) * u64::from(h);
+        let per_image = match self.output.format {
+            ImageFormat::Png => 3,
+            ImageFormat::Jpeg => 1,
+        };
+        pixels * 4 + pixels * per_image * self.wanted.len() as u64
     }
 }
 
@@ -234,6 +268,14 @@ mod tests {
         assert_eq!(target_size(1280, 720, Some(100), Some(100)), (100, 100));
         assert_eq!(target_size(320, 240, None, None), (320, 240));
         assert_eq!(target_size(4000, 2, Some(1), None), (1, 1));
+        // A tall picture asked 3840 wide would be 67,200 high: both shrink to fit.
+        assert_eq!(target_size(64, 1120, Some(3840), None), (123, 2160));
+        assert_eq!(target_size(20_000, 100, None, Some(2160)), (3840, 19));
+        assert_eq!(target_size(7680, 4320, None, None), (3840, 2160));
+        for (w, h, ww, wh) in [(1, 60_000, Some(3840), None), (60_000, 1, None, Some(2160)), (9, 9, None, None)] {
+            let (a, b) = target_size(w, h, ww, wh);
+            assert!(a >= 1 && b >= 1 && a <= MAX_WIDTH && b <= MAX_HEIGHT, "{a}x{b}");
+        }
     }
 
     #[test]

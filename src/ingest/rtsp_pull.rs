@@ -187,6 +187,8 @@ pub struct SourceManager {
     store: VideoStore,
     clock: SharedClock,
     metrics: Arc<Metrics>,
+    /// Where cameras may be: a source's address outside it is refused.
+    egress: crate::egress::EgressPolicy,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -203,6 +205,7 @@ impl SourceManager {
         metrics: Arc<Metrics>,
         default_scope: &Scope,
         extra: BTreeMap<String, SourceConfig>,
+        egress: crate::egress::EgressPolicy,
     ) -> Result<Self, SourceError> {
         let path = data_dir.join("sources.json");
         let mut saved = match std::fs::read(&path) {
@@ -219,6 +222,7 @@ impl SourceManager {
             store,
             clock,
             metrics,
+            egress,
         };
         for (key, config) in saved {
             let Some((scope, stream)) = Scope::split_key(&key) else { continue };
@@ -258,6 +262,8 @@ impl SourceManager {
     /// Attaches (or replaces) a source and starts pulling it, without saving.
     fn attach(&self, scope: &Scope, stream: &str, config: SourceConfig) -> Result<(), SourceError> {
         let config = config.normalized()?;
+        let url = url::Url::parse(&config.url).map_err(|e| SourceError::Invalid(format!("url: {e}")))?;
+        self.egress.check_url(&url, &["rtsp"]).map_err(|e| SourceError::Invalid(e.to_string()))?;
         match self.store.resolve(scope, Some(stream), None) {
             Ok(_) => {}
             Err(StoreError::StreamNotFound(_)) => return Err(SourceError::NoStream(stream.to_string())),
@@ -271,6 +277,7 @@ impl SourceManager {
             (scope.clone(), stream.to_string()),
             config.clone(),
             status.clone(),
+            self.egress.clone(),
         ));
         if let Some(old) = lock(&self.inner).insert(scope.key(stream), Running { config, status, task }) {
             old.task.abort();
@@ -319,11 +326,15 @@ async fn pull_loop(
     (scope, stream): (Scope, String),
     config: SourceConfig,
     status: Arc<Mutex<SourceStatus>>,
+    egress: crate::egress::EgressPolicy,
 ) {
     let mut backoff = BACKOFF_START;
     loop {
         let started = clock.now_ms();
-        let result = pull_once(&store, &clock, &metrics, (&scope, &stream), &config, &status).await;
+        let result = match camera_allowed(&config.url, &egress).await {
+            Ok(()) => pull_once(&store, &clock, &metrics, (&scope, &stream), &config, &status).await,
+            Err(why) => Err(why),
+        };
         let now = clock.now_ms();
         let why = match result {
             Ok(()) => "the camera ended the stream".to_string(),
@@ -343,6 +354,42 @@ async fn pull_loop(
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Whether every address the camera's host resolves to is one the egress policy allows
+/// (a name could otherwise lead the server to its own loopback or network).
+async fn camera_allowed(url: &str, egress: &crate::egress::EgressPolicy) -> Result<(), String> {
+    if egress.is_open() {
+        return Ok(());
+    }
+    let url = url::Url::parse(url).map_err(|e| format!("url: {e}"))?;
+    let host = url.host_str().ok_or("the url has no host")?.trim_start_matches('[').trim_end_matches(']');
+    let port = url.port().unwrap_or(554);
+    let addrs = tokio::net::lookup_host((host, port)).await.map_err(|e| format!("cannot resolve the camera: {e}"))?;
+    for a in addrs {
+        egress.check(a.ip()).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// What a failed RTSP exchange with a camera is called in its status: the status code,
+/// or the kind of failure, never the bytes the other side sent (a source pointed at
+/// some other TCP service must not read that service back to whoever set it).
+fn camera_error(e: &retina::Error) -> String {
+    if let Some(code) = e.status_code() {
+        return format!("the camera answered RTSP status {code}");
+    }
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    if first.starts_with("Unable to connect") || first.starts_with("Timeout") {
+        // Local socket errors (refused, unreachable, timed out): nothing of the peer's.
+        return first.chars().take(160).collect();
+    }
+    let kind = first.split(':').next().unwrap_or_default().trim();
+    match kind {
+        "" => "the RTSP exchange with the camera failed".into(),
+        k => format!("the RTSP exchange with the camera failed ({})", k.chars().take(60).collect::<String>()),
     }
 }
 
@@ -401,7 +448,7 @@ async fn pull_once(
     let mut session = tokio::time::timeout(FRAME_TIMEOUT, Session::describe(url, options))
         .await
         .map_err(|_| "DESCRIBE timed out".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| camera_error(&e))?;
     let transport: Transport = config.transport.parse().map_err(|e: retina::Error| e.to_string())?;
     let mut tracks = Vec::new();
     let mut specs = Vec::new();
@@ -415,10 +462,14 @@ async fn pull_once(
         return Err("the camera offers no H.264, H.265, AAC or Opus stream".into());
     }
     for &i in &tracks {
-        session.setup(i, SetupOptions::default().transport(transport.clone())).await.map_err(|e| e.to_string())?;
+        session.setup(i, SetupOptions::default().transport(transport.clone())).await.map_err(|e| camera_error(&e))?;
     }
-    let mut demuxed =
-        session.play(PlayOptions::default()).await.map_err(|e| e.to_string())?.demuxed().map_err(|e| e.to_string())?;
+    let mut demuxed = session
+        .play(PlayOptions::default())
+        .await
+        .map_err(|e| camera_error(&e))?
+        .demuxed()
+        .map_err(|e| camera_error(&e))?;
     tracing::info!(stream = %stream, source = %config.url, tracks = tracks.len(), "camera source connected");
     set_status(status, clock.now_ms(), |s| {
         s.connected = true;
@@ -429,7 +480,7 @@ async fn pull_once(
         let item = match tokio::time::timeout(FRAME_TIMEOUT, demuxed.next()).await {
             Err(_) => break Err(format!("no data from the camera for {FRAME_TIMEOUT:?}")),
             Ok(None) => break Ok(()),
-            Ok(Some(Err(e))) => break Err(e.to_string()),
+            Ok(Some(Err(e))) => break Err(camera_error(&e)),
             Ok(Some(Ok(item))) => item,
         };
         let (stream_id, elapsed, loss, keyframe, data, params) = match item {

@@ -191,7 +191,7 @@ impl StorageSessions {
         tokio::spawn(async move {
             let (answer_tx, answer_rx) = oneshot::channel();
             // The channel's messages for this viewer, for the session's life.
-            let signalling = tokio::spawn(apply_messages(outbox, peer.pc.clone(), answer_tx));
+            let signalling = tokio::spawn(apply_messages(outbox, peer.pc.clone(), peer.screen.clone(), answer_tx));
             let pc = peer.pc.clone();
             let name = stream.name.clone();
             let mut stop = stop_rx;
@@ -296,7 +296,7 @@ impl StorageSessions {
         let channel = channel_arn.to_string();
         tokio::spawn(async move {
             let (answer_tx, answer_rx) = oneshot::channel();
-            let signalling = tokio::spawn(apply_messages(outbox, peer.pc.clone(), answer_tx));
+            let signalling = tokio::spawn(apply_messages(outbox, peer.pc.clone(), peer.screen.clone(), answer_tx));
             let pc = peer.pc.clone();
             let leg = ViewerLeg { party: party.clone(), shared, video_out, audio_out };
             let mut stop = stop_rx;
@@ -529,6 +529,7 @@ async fn read_voice(track: Arc<dyn TrackRemote>, who: Party, mixing: Arc<Mutex<M
 async fn apply_messages(
     mut outbox: mpsc::Receiver<Outbound>,
     pc: Arc<dyn webrtc::peer_connection::PeerConnection>,
+    mut screen: webrtc_peer::CandidateScreen,
     answer: oneshot::Sender<String>,
 ) {
     let mut answer = Some(answer);
@@ -542,7 +543,8 @@ async fn apply_messages(
                 if answer.is_none() {
                     continue;
                 }
-                let Ok(desc) = rtc::peer_connection::sdp::RTCSessionDescription::answer(sdp.clone()) else { continue };
+                let screened = screen.description(&sdp);
+                let Ok(desc) = rtc::peer_connection::sdp::RTCSessionDescription::answer(screened) else { continue };
                 if let Err(e) = pc.set_remote_description(desc).await {
                     tracing::info!(error = %e, "an answer was refused");
                     continue;
@@ -556,6 +558,9 @@ async fn apply_messages(
             }
             Action::IceCandidate => {
                 let Ok(c) = serde_json::from_slice::<RTCIceCandidateInit>(&d.payload) else { continue };
+                if !screen.candidate(&c) {
+                    continue;
+                }
                 if answer.is_some() {
                     if early.len() < MAX_EARLY_CANDIDATES {
                         early.push(c);

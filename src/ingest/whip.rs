@@ -349,9 +349,10 @@ impl WhipSessions {
     /// Answers `offer` for `record`: the session id and the answer SDP. The recording
     /// starts when the peer connects.
     pub async fn open(&self, record: StreamRecord, offer: String) -> Result<(String, String), WhipError> {
-        if self.count() >= self.config.max_sessions {
-            return Err(WhipError::TooMany(self.config.max_sessions));
-        }
+        // The place is taken before the first await, so concurrent offers cannot all
+        // pass the cap; a refused offer gives it back (and its peer is closed on drop).
+        let place =
+            self.sessions.reserve(self.config.max_sessions).ok_or(WhipError::TooMany(self.config.max_sessions))?;
         let media = offered_media(&offer);
         if !media.video && !media.audio {
             return Err(WhipError::BadOffer("it sends neither H.264 video nor Opus audio".into()));
@@ -368,7 +369,7 @@ impl WhipSessions {
         let answer = peer.answer(offer).await?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let (stop, stop_rx) = watch::channel(false);
-        self.sessions.insert(id.clone(), Session { pc: peer.pc.clone(), stop, extra: record.arn.clone() });
+        place.fill(id.clone(), Session { pc: peer.pc.clone(), stop, extra: record.arn.clone() });
         self.metrics.webrtc_peers.inc();
         let this = self.clone();
         let session_id = id.clone();

@@ -12,7 +12,10 @@
 //!
 //! Records are read by arrival time, from a minute before the window (producers' and
 //! the server's clocks differ) to a minute after it (detections arrive after their
-//! frames); at most [`MAX_SCANNED`] records per request.
+//! frames); at most [`MAX_SCANNED`] records and [`MAX_SCANNED_BYTES`] per request. A
+//! record over [`MAX_RECORD_BYTES`] is no detection and is skipped unparsed; matching
+//! runs on a blocking thread, a page at a time, and at most [`MAX_CONCURRENT`] requests
+//! scan at once (the others wait their turn).
 
 use serde_json::Value;
 
@@ -23,8 +26,18 @@ use crate::video_store::{StoreError, StreamRecord, TimeKind, VideoStore};
 pub const MAX_WINDOW_MS: i64 = 120_000;
 /// Records read per request, over all shards.
 pub const MAX_SCANNED: usize = 20_000;
+/// Record bytes read per request, over all shards.
+pub const MAX_SCANNED_BYTES: usize = 32 << 20;
+/// The largest record parsed as a detection.
+pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 /// Records returned per request.
 pub const MAX_RETURNED: usize = 2_000;
+/// Requests scanning at once, server-wide.
+pub const MAX_CONCURRENT: usize = 4;
+/// Records read per page.
+const PAGE_RECORDS: u32 = 200;
+
+static SCANS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT);
 const ARRIVAL_SLACK_MS: i64 = 60_000;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,24 +59,42 @@ pub async fn frame_metadata(
     end_ms: i64,
 ) -> Result<Vec<Value>, MetadataError> {
     let view = data_streams.describe(source)?;
+    let _turn = SCANS.acquire().await;
     let mut found: Vec<(i64, Value)> = Vec::new();
-    let mut scanned = 0;
-    for shard in &view.shards {
+    let (mut scanned, mut scanned_bytes) = (0usize, 0usize);
+    'shards: for shard in &view.shards {
         let from = StartingPosition::AtTimestamp(start_ms - ARRIVAL_SLACK_MS);
         let mut iterator = Some(data_streams.get_shard_iterator(source, &shard.id(), from)?);
-        'shard: while let Some(it) = iterator.take() {
-            let page = data_streams.get_records(&it, Some(1000)).await?;
+        while let Some(it) = iterator.take() {
+            let page = data_streams.get_records(&it, Some(PAGE_RECORDS)).await?;
             if page.records.is_empty() {
                 break;
             }
-            for r in &page.records {
+            let mut take = Vec::new();
+            let mut last_page = false;
+            for r in page.records {
                 scanned += 1;
-                if r.arrival_ms > end_ms + ARRIVAL_SLACK_MS || scanned > MAX_SCANNED {
-                    break 'shard;
+                scanned_bytes += r.data.len();
+                if r.arrival_ms > end_ms + ARRIVAL_SLACK_MS {
+                    last_page = true;
+                    break;
                 }
-                if let Some((t, v)) = matching(&r.data, &video.name, start_ms, end_ms) {
-                    found.push((t, v));
+                if scanned > MAX_SCANNED || scanned_bytes > MAX_SCANNED_BYTES {
+                    break 'shards;
                 }
+                if r.data.len() <= MAX_RECORD_BYTES {
+                    take.push(r.data);
+                }
+            }
+            let name = video.name.clone();
+            let matched = tokio::task::spawn_blocking(move || {
+                take.iter().filter_map(|d| matching(d, &name, start_ms, end_ms)).collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+            found.extend(matched);
+            if last_page || found.len() > MAX_RETURNED * 4 {
+                break;
             }
             iterator = page.next_iterator;
         }
@@ -101,6 +132,9 @@ pub fn fragments_window(
 
 /// The record's JSON and frame time if it describes a frame of `stream` in the window.
 pub fn matching(data: &[u8], stream: &str, start_ms: i64, end_ms: i64) -> Option<(i64, Value)> {
+    if data.len() > MAX_RECORD_BYTES {
+        return None;
+    }
     let v: Value = serde_json::from_slice(data).ok()?;
     if v.get("streamName")?.as_str()? != stream {
         return None;

@@ -107,9 +107,10 @@ impl WhepSessions {
 
     /// Answers `offer` for `stream`: the session id and the answer SDP.
     pub async fn open(&self, stream: StreamId, offer: String) -> Result<(String, String), WhepError> {
-        if self.count() >= self.config.max_sessions {
-            return Err(WhepError::TooMany(self.config.max_sessions));
-        }
+        // Taken before the first await (see WhipSessions::open); a refused offer gives
+        // the place back, and its peer is closed when dropped.
+        let place =
+            self.sessions.reserve(self.config.max_sessions).ok_or(WhepError::TooMany(self.config.max_sessions))?;
         // Only what can be sent: the stream's newest init must have H.264 video.
         let info = newest_init(&self.store, stream)?.ok_or(WhepError::NoVideo)?;
         let video = info.tracks.iter().find(|t| t.kind == TrackKind::Video).and_then(CodecParams::from_track);
@@ -144,7 +145,7 @@ impl WhepSessions {
 
         let id = uuid::Uuid::new_v4().simple().to_string();
         let (stop, stop_rx) = watch::channel(false);
-        self.sessions.insert(id.clone(), Session { pc: pc.clone(), stop, extra: () });
+        place.fill(id.clone(), Session { pc: pc.clone(), stop, extra: () });
         self.metrics.webrtc_peers.inc();
         let this = self.clone();
         let session_id = id.clone();
@@ -205,7 +206,7 @@ async fn feed(
     if !connected {
         return Err(rtc_error("the peer did not connect"));
     }
-    let mut state = peer.state;
+    let mut state = peer.state.clone();
     let live = store.live(stream)?;
     // A live source (RTSP, a pulled camera) puts its frames on the stream's bus: send
     // them as they come. Otherwise (PutMedia producers), the stored fragments.

@@ -7,8 +7,12 @@
 //!   is told to close. The same for a viewer reconnecting with the same client id.
 //! - At most [`HubLimits::max_viewers`] viewers per channel (AWS: 10).
 //! - A viewer's message while no master is connected is held for the channel's
-//!   `MessageTtlSeconds` (at most [`HubLimits::max_pending`] per channel, oldest dropped)
-//!   and delivered when a master connects.
+//!   `MessageTtlSeconds` (at most [`HubLimits::max_pending`] messages and
+//!   [`HubLimits::max_pending_bytes`] per channel, oldest dropped; at most
+//!   [`HubLimits::max_pending_bytes_total`] across channels, past which new ones are
+//!   refused) and delivered when a master connects. Expired messages are swept (at most
+//!   once a second, on the next join or send), and a deleted channel's go with it
+//!   ([`Hub::forget`]).
 //! - A recipient whose outbox is full is not reading: the message is refused to the
 //!   sender rather than buffered without bound.
 //! - A storage session may claim a connected viewer (JoinStorageSessionAsViewer): while
@@ -46,11 +50,21 @@ pub struct HubLimits {
     pub outbox: usize,
     /// Messages held for an absent master, per channel.
     pub max_pending: usize,
+    /// Bytes of messages held for an absent master, per channel.
+    pub max_pending_bytes: usize,
+    /// Bytes of messages held, across every channel.
+    pub max_pending_bytes_total: usize,
 }
 
 impl Default for HubLimits {
     fn default() -> Self {
-        HubLimits { max_viewers: 10, outbox: 64, max_pending: 100 }
+        HubLimits {
+            max_viewers: 10,
+            outbox: 64,
+            max_pending: 100,
+            max_pending_bytes: 256 * 1024,
+            max_pending_bytes_total: 32 << 20,
+        }
     }
 }
 
@@ -99,6 +113,49 @@ struct Pending {
     text: String,
 }
 
+/// The rooms, and what their held messages weigh together.
+#[derive(Default)]
+struct Rooms {
+    by_arn: HashMap<String, Room>,
+    pending_bytes: usize,
+    last_sweep_ms: i64,
+}
+
+impl std::ops::Deref for Rooms {
+    type Target = HashMap<String, Room>;
+    fn deref(&self) -> &Self::Target {
+        &self.by_arn
+    }
+}
+
+impl std::ops::DerefMut for Rooms {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.by_arn
+    }
+}
+
+impl Rooms {
+    /// Drops held messages that expired (at most once a second), and rooms left empty.
+    fn sweep(&mut self, now_ms: i64) {
+        if now_ms - self.last_sweep_ms < 1000 {
+            return;
+        }
+        self.last_sweep_ms = now_ms;
+        let mut freed = 0;
+        self.by_arn.retain(|_, room| {
+            room.pending.retain(|p| {
+                let keep = p.expires_ms >= now_ms;
+                if !keep {
+                    freed += p.text.len();
+                }
+                keep
+            });
+            !room.is_empty()
+        });
+        self.pending_bytes = self.pending_bytes.saturating_sub(freed);
+    }
+}
+
 #[derive(Default)]
 struct Room {
     master: Option<Member>,
@@ -120,7 +177,7 @@ pub struct Hub {
 }
 
 struct HubInner {
-    rooms: Mutex<HashMap<String, Room>>,
+    rooms: Mutex<Rooms>,
     next_conn: AtomicU64,
     clock: SharedClock,
     limits: HubLimits,
@@ -176,7 +233,7 @@ impl Hub {
     pub fn new(clock: SharedClock, limits: HubLimits) -> Self {
         Hub {
             inner: Arc::new(HubInner {
-                rooms: Mutex::new(HashMap::new()),
+                rooms: Mutex::new(Rooms::default()),
                 next_conn: AtomicU64::new(1),
                 clock,
                 limits,
@@ -184,8 +241,26 @@ impl Hub {
         }
     }
 
-    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Room>> {
+    fn rooms(&self) -> std::sync::MutexGuard<'_, Rooms> {
         self.inner.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A channel is gone (deleted): its held messages are dropped and its connections
+    /// told to close.
+    pub fn forget(&self, channel_arn: &str) {
+        let mut rooms = self.rooms();
+        if let Some(room) = rooms.by_arn.remove(channel_arn) {
+            let held: usize = room.pending.iter().map(|p| p.text.len()).sum();
+            rooms.pending_bytes = rooms.pending_bytes.saturating_sub(held);
+            for m in room.master.iter().chain(room.viewers.values()).chain(room.claims.values()) {
+                let _ = m.tx.try_send(Outbound::Replaced);
+            }
+        }
+    }
+
+    /// Bytes of messages held for absent masters, across channels.
+    pub fn pending_bytes(&self) -> usize {
+        self.rooms().pending_bytes
     }
 
     /// Takes something out of a channel's room (`leave`), and the room with it once empty.
@@ -210,6 +285,8 @@ impl Hub {
         let conn = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
         let now = self.inner.clock.now_ms();
         let mut rooms = self.rooms();
+        rooms.sweep(now);
+        let mut released = 0;
         let room = rooms.entry(channel_arn.to_string()).or_default();
         match role {
             Role::Master => {
@@ -218,6 +295,7 @@ impl Hub {
                 }
                 // What viewers sent while no master was here, if still current.
                 for p in room.pending.drain(..) {
+                    released += p.text.len();
                     if p.expires_ms >= now {
                         let _ = tx.try_send(Outbound::Text(p.text));
                     }
@@ -236,6 +314,7 @@ impl Hub {
                 }
             }
         }
+        rooms.pending_bytes = rooms.pending_bytes.saturating_sub(released);
         let membership = Membership {
             hub: self.clone(),
             channel_arn: channel_arn.to_string(),
@@ -288,8 +367,12 @@ impl Hub {
     /// none is connected).
     pub fn send(&self, from: &Membership, msg: ClientMessage, ttl_s: u32) -> Result<Routed, Refusal> {
         let cid = msg.correlation_id.clone();
-        let mut rooms = self.rooms();
-        let room = rooms.entry(from.channel_arn.clone()).or_default();
+        let now = self.inner.clock.now_ms();
+        let limits = self.inner.limits;
+        let mut guard = self.rooms();
+        guard.sweep(now);
+        let rooms = &mut *guard;
+        let room = rooms.by_arn.entry(from.channel_arn.clone()).or_default();
         match from.role {
             Role::Master => {
                 let Some(recipient) = msg.recipient_client_id.as_deref() else {
@@ -315,10 +398,24 @@ impl Hub {
                         master.tx.try_send(Outbound::Text(text)).map(|()| Routed::Delivered).map_err(|_| slow(cid))
                     }
                     None => {
-                        if room.pending.len() >= self.inner.limits.max_pending {
-                            room.pending.pop_front();
+                        if text.len() > limits.max_pending_bytes {
+                            return Err(held_full(cid));
                         }
-                        let expires_ms = self.inner.clock.now_ms() + i64::from(ttl_s) * 1000;
+                        let mut held: usize = room.pending.iter().map(|p| p.text.len()).sum();
+                        while !room.pending.is_empty()
+                            && (room.pending.len() >= limits.max_pending
+                                || held + text.len() > limits.max_pending_bytes)
+                        {
+                            if let Some(old) = room.pending.pop_front() {
+                                held -= old.text.len();
+                                rooms.pending_bytes = rooms.pending_bytes.saturating_sub(old.text.len());
+                            }
+                        }
+                        if rooms.pending_bytes + text.len() > limits.max_pending_bytes_total {
+                            return Err(held_full(cid));
+                        }
+                        rooms.pending_bytes += text.len();
+                        let expires_ms = now + i64::from(ttl_s) * 1000;
                         room.pending.push_back(Pending { expires_ms, text });
                         Ok(Routed::Held)
                     }
@@ -335,6 +432,16 @@ impl Hub {
     /// Connections across all channels.
     pub fn connections(&self) -> usize {
         self.rooms().values().map(|r| usize::from(r.master.is_some()) + r.viewers.len()).sum()
+    }
+}
+
+fn held_full(correlation_id: Option<String>) -> Refusal {
+    Refusal {
+        correlation_id,
+        error_type: "ClientLimitExceededException",
+        status_code: 400,
+        description: "no master is connected and no more messages can be held for one; try again once it connects"
+            .into(),
     }
 }
 
@@ -356,7 +463,58 @@ mod tests {
     const ARN: &str = "arn:aws:kinesisvideo:us-east-1:123456789012:channel/c/1";
 
     fn hub(clock: Arc<ManualClock>) -> Hub {
-        Hub::new(clock, HubLimits { max_viewers: 2, outbox: 4, max_pending: 3 })
+        Hub::new(
+            clock,
+            HubLimits {
+                max_viewers: 2,
+                outbox: 4,
+                max_pending: 3,
+                max_pending_bytes: 1024,
+                max_pending_bytes_total: 4096,
+            },
+        )
+    }
+
+    fn big(n: usize) -> ClientMessage {
+        let payload = "A".repeat(n);
+        parse_client_message(&format!(r#"{{"action":"SDP_OFFER","messagePayload":"{payload}"}}"#)).unwrap()
+    }
+
+    #[test]
+    fn held_messages_are_bounded_expire_and_leave_with_their_channel() {
+        let clock = Arc::new(ManualClock::new(0));
+        let h = hub(clock.clone());
+        // Per channel: by bytes, oldest dropped; one message over the channel's bound is refused.
+        let arns: Vec<String> = (0..8).map(|i| format!("{ARN}{i}")).collect();
+        let (v, _rx) = h.join(&arns[0], Role::Viewer, "v").unwrap();
+        assert!(h.send(&v, big(2000), 60).is_err());
+        for _ in 0..5 {
+            h.send(&v, big(400), 60).unwrap();
+        }
+        assert!(h.pending_bytes() <= 1024, "{}", h.pending_bytes());
+        // Across channels: past the total, new held messages are refused.
+        let mut refused = 0;
+        let mut viewers = Vec::new();
+        for arn in &arns[1..] {
+            let (v, rx) = h.join(arn, Role::Viewer, "v").unwrap();
+            for _ in 0..2 {
+                refused += usize::from(h.send(&v, big(400), 60).is_err());
+            }
+            viewers.push((v, rx));
+        }
+        assert!(refused > 0 && h.pending_bytes() <= 4096, "{refused} {}", h.pending_bytes());
+        // Expired ones are swept on the next send or join, rooms and all.
+        drop(viewers);
+        drop(v);
+        clock.advance_us(61_000_000);
+        let (_other, _orx) = h.join("arn:other", Role::Viewer, "x").unwrap();
+        assert_eq!(h.pending_bytes(), 0);
+        // A deleted channel's held messages go, and its connections are told to close.
+        let (v, mut vrx) = h.join(ARN, Role::Viewer, "v").unwrap();
+        h.send(&v, big(100), 60).unwrap();
+        h.forget(ARN);
+        assert_eq!(h.pending_bytes(), 0);
+        assert_eq!(vrx.try_recv(), Ok(Outbound::Replaced));
     }
 
     fn msg(action: &str, to: Option<&str>) -> ClientMessage {

@@ -375,10 +375,22 @@ async fn generate_images(
         let key = event::image_key(&prefix, &record.name, time / 1000, output.format.extension());
         let size = bytes.len() as u64;
         let mut backoff = Duration::from_millis(100);
-        while let Err(e) = t.delivery_streams.buckets().write(&bucket, &key, bytes.clone()).await {
+        let mut stored = true;
+        while let Err(e) = t.delivery_streams.buckets().write(&record.scope.account, &bucket, &key, bytes.clone()).await
+        {
+            if !e.is_transient() {
+                // Another account's bucket, a key no bucket can hold: trying again
+                // cannot help, and the stream's other images must go on.
+                tracing::error!(stream = %record.name, bucket, key, error = %e, "an image cannot be stored; skipped");
+                stored = false;
+                break;
+            }
             tracing::error!(stream = %record.name, bucket, key, error = %e, "an image could not be stored; retrying");
             pause(stop, backoff).await?;
             backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        if !stored {
+            continue;
         }
         if let Some(dest) = destination {
             let e = ImageEvent {

@@ -147,9 +147,53 @@ pub fn offers<'a>(sdp: &'a str, kind: &'a str, codec: &'a str) -> impl Iterator<
         })
 }
 
+/// The address of an ICE candidate (`candidate:FOUNDATION COMPONENT TRANSPORT PRIORITY
+/// ADDRESS PORT typ …`, with or without `a=`): an IP address, or the name it gives
+/// (an mDNS `….local` name). Pure.
+pub fn candidate_address(candidate: &str) -> Option<&str> {
+    let rest = candidate.trim().strip_prefix("a=").unwrap_or(candidate.trim()).strip_prefix("candidate:")?;
+    rest.split_ascii_whitespace().nth(4)
+}
+
+/// `sdp` keeping at most `max` `a=candidate` lines, and only those whose address
+/// `keep` accepts; and how many it dropped. Every other line is kept as it was. Pure.
+pub fn keep_candidates(sdp: &str, max: usize, keep: impl Fn(&str) -> bool) -> (String, usize) {
+    let (mut out, mut kept, mut dropped) = (String::with_capacity(sdp.len()), 0usize, 0usize);
+    for line in sdp.split_inclusive('\n') {
+        if line.starts_with("a=candidate:") {
+            let ok = kept < max && candidate_address(line).is_some_and(&keep);
+            if !ok {
+                dropped += 1;
+                continue;
+            }
+            kept += 1;
+        }
+        out.push_str(line);
+    }
+    (out, dropped)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn candidates_are_capped_and_screened_by_address() {
+        let mut offer = String::from("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\n");
+        for i in 0..40 {
+            offer.push_str(&format!("a=candidate:{i} 1 udp 2130706431 10.0.0.{i} 5000{i} typ host\r\n"));
+        }
+        offer.push_str("a=candidate:99 1 udp 2130706431 0b6c7c9e-1c4a.local 50000 typ host\r\na=end-of-candidates\r\n");
+        let (out, dropped) = keep_candidates(&offer, 16, |a| a.parse::<std::net::IpAddr>().is_ok());
+        assert_eq!(out.matches("a=candidate:").count(), 16);
+        assert_eq!(dropped, 25);
+        assert!(out.starts_with("v=0\r\nm=video") && out.ends_with("a=end-of-candidates\r\n"));
+        let (only_one, _) = keep_candidates(&offer, 16, |a| a == "10.0.0.7");
+        assert_eq!(only_one.matches("a=candidate:").count(), 1);
+        assert_eq!(candidate_address("candidate:1 1 udp 2 192.0.2.1 9 typ host"), Some("192.0.2.1"));
+        assert_eq!(candidate_address("a=candidate:1 1 udp"), None);
+        assert_eq!(candidate_address("garbage"), None);
+    }
 
     #[test]
     fn offered_sections_by_kind_codec_and_direction() {

@@ -28,10 +28,12 @@ SECRET_KEY = "kinescope-test-secret-key"
 class Server:
     """One server process with its own data directory."""
 
-    def __init__(self, data_dir, keys=None, extra_args=()):
+    def __init__(self, data_dir, keys=None, extra_args=(), egress_allow=("127.0.0.0/8",)):
         self.data_dir = data_dir
         self.keys = keys
-        self.extra_args = list(extra_args)
+        # The test helpers (functions, endpoints, cameras) listen on loopback: the
+        # operator's allowance. Hostile tests pass () to see the default policy.
+        self.extra_args = [a for c in egress_allow for a in ("--egress-allow", c)] + list(extra_args)
         self.proc = None
         self.url = None
         self.log = []

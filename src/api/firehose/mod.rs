@@ -224,7 +224,11 @@ pub async fn create_delivery_stream(s: FirehoseState, i: CreateInput) -> Result<
         _ => return Err(invalid("Exactly one destination configuration is supported for a Firehose.")),
     };
     let id = s.id(&i.delivery_stream_name);
-    let arn = s.engine.create(&id, source, destination, tag_map(i.tags)?)?;
+    let (engine, tags, created) = (s.engine.clone(), tag_map(i.tags)?, id.clone());
+    // Off the runtime's threads: a partitioning query is tried once in a worker process.
+    let arn = tokio::task::spawn_blocking(move || engine.create(&created, source, destination, tags))
+        .await
+        .map_err(ApiError::internal)??;
     if let Some(e) = i.delivery_stream_encryption_configuration_input {
         check_key_type(&e)?;
         s.engine.set_encryption(&id, Some((e.key_type, e.key_arn)))?;
@@ -626,7 +630,10 @@ pub async fn update_destination(s: FirehoseState, i: UpdateInput) -> Result<Empt
             }
             _ => return Err(invalid("Exactly one destination configuration is supported for a Firehose.")),
         };
-    s.engine.update_destination(&s.id(&i.delivery_stream_name), version, &i.destination_id, kind, &update)?;
+    let (engine, id, destination_id) = (s.engine.clone(), s.id(&i.delivery_stream_name), i.destination_id);
+    tokio::task::spawn_blocking(move || engine.update_destination(&id, version, &destination_id, kind, &update))
+        .await
+        .map_err(ApiError::internal)??;
     Ok(Empty {})
 }
 

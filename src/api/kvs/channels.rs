@@ -213,6 +213,9 @@ async fn delete_signaling_channel(
     RestJson(i): RestJson<DeleteSignalingChannelInput>,
 ) -> Answer<Empty> {
     let gone = s.signaling.delete(&s.scope, &i.channel_arn, i.current_version.as_deref()).await?;
+    // Its connections close and the messages held for its master go with it.
+    s.webrtc.hub.forget(&gone.arn);
+    s.metrics.signaling_held_bytes.set(s.webrtc.hub.pending_bytes() as i64);
     tracing::info!(channel = %gone.name, "signalling channel deleted");
     Ok(RestJson(Empty {}))
 }

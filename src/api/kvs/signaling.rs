@@ -31,6 +31,8 @@ pub const WEBSOCKET_PATH: &str = "/v1/signaling";
 /// How long a connected client's session lasts (AWS: 45 minutes); it gets `GO_AWAY`
 /// and is closed, and reconnects.
 pub const SESSION_LIMIT: Duration = Duration::from_secs(45 * 60);
+/// A connection that sends nothing for this long is closed (AWS: 10 minutes).
+pub const IDLE_LIMIT: Duration = Duration::from_secs(10 * 60);
 /// A client whose socket takes no bytes for this long is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -233,7 +235,9 @@ async fn send_alexa_offer_to_master(
         .map_err(|r| ApiError::invalid_argument(format!("MessagePayload: {}", r.description)))?;
     let (membership, mut outbox) =
         s.webrtc.hub.join(&channel.arn, Role::Viewer, &i.sender_client_id).map_err(hub_error)?;
-    s.webrtc.hub.send(&membership, offer, channel.message_ttl_s).map_err(refusal_error)?;
+    let sent = s.webrtc.hub.send(&membership, offer, channel.message_ttl_s);
+    s.metrics.signaling_held_bytes.set(s.webrtc.hub.pending_bytes() as i64);
+    sent.map_err(refusal_error)?;
     let wait = Duration::from_secs(u64::from(channel.message_ttl_s));
     let answer = tokio::time::timeout(wait, async {
         while let Some(out) = outbox.recv().await {
@@ -308,11 +312,17 @@ async fn session(
     let (mut sink, mut stream) = socket.split();
     let deadline = tokio::time::sleep(SESSION_LIMIT);
     tokio::pin!(deadline);
+    // A connection that sends nothing (not even a ping) for IDLE_LIMIT is closed, as
+    // AWS closes idle signalling connections: it holds a place under the cap.
+    let idle = tokio::time::sleep(IDLE_LIMIT);
+    tokio::pin!(idle);
     let hub = s.webrtc.hub.clone();
     let mut stopping = s.webrtc.stopping.clone();
     let ending = loop {
         tokio::select! {
-            frame = stream.next() => match frame {
+            frame = stream.next() => {
+                idle.as_mut().reset(tokio::time::Instant::now() + IDLE_LIMIT);
+                match frame {
                 Some(Ok(Message::Text(text))) if text.len() > kvs_signaling::MAX_FRAME_BYTES => {
                     let frame = axum::extract::ws::CloseFrame { code: 1009, reason: "message too big".into() };
                     let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
@@ -335,6 +345,7 @@ async fn session(
                         let ttl = s.signaling.message_ttl(&s.scope, &channel.arn).unwrap_or(channel.message_ttl_s);
                         hub.send(&membership, msg, ttl)
                     });
+                    s.metrics.signaling_held_bytes.set(hub.pending_bytes() as i64);
                     s.metrics.count_signaling_message(action, result.as_ref().map_or("refused", |r| r.as_str()));
                     if let Err(refusal) = result {
                         tracing::debug!(channel = %channel.name, error = %refusal, "signalling message refused");
@@ -363,7 +374,11 @@ async fn session(
                     }
                     break "connection lost";
                 }
-            },
+            }},
+            () = &mut idle => {
+                let _ = send(&mut sink, kvs_signaling::render_go_away()).await;
+                break "idle for 10 minutes";
+            }
             out = outbox.recv() => match out {
                 Some(Outbound::Text(text)) => {
                     if send(&mut sink, text).await.is_err() {

@@ -192,6 +192,24 @@ async fn update_image_generation_configuration(
                 )));
             }
             keeps_data(&record)?;
+            // The images go into a bucket of the stream's account, or nowhere.
+            if let Some((bucket, _)) = crate::video_store::parse_bucket_uri(&d.uri) {
+                let (buckets, account) = (s.buckets.clone(), record.scope.account.clone());
+                let claimed = tokio::task::spawn_blocking(move || buckets.claim(&account, &bucket))
+                    .await
+                    .map_err(ApiError::internal)?;
+                match claimed {
+                    Ok(()) => {}
+                    Err(e @ crate::delivery_streams::buckets::BucketError::AccessDenied { .. }) => {
+                        return Err(ApiError::new(
+                            axum::http::StatusCode::UNAUTHORIZED,
+                            "AccessDeniedException",
+                            format!("DestinationConfig.Uri '{}': {e}", d.uri),
+                        ))
+                    }
+                    Err(e) => return Err(ApiError::internal(e)),
+                }
+            }
             Some(ImageGenerationSettings {
                 status: c.status,
                 image_selector_type: c.image_selector_type,
