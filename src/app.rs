@@ -78,8 +78,16 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         truncated_bytes = report.truncated_bytes,
         dropped_fragments = report.dropped_fragments,
         removed_files = report.removed_files,
+        unreadable_records = report.unreadable_records,
         "store opened"
     );
+    if report.unreadable_records > 0 {
+        tracing::warn!(
+            unreadable_records = report.unreadable_records,
+            quarantine = %config.data_dir.join("quarantine").display(),
+            "records the store cannot read were kept as they are and copied to quarantine; nothing of theirs was deleted"
+        );
+    }
 
     let listener =
         TcpListener::bind(config.http).await.map_err(|source| AppError::Bind { addr: config.http, source })?;
@@ -108,6 +116,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
     let signaling = crate::signaling::SignalingEngine::open(&config.data_dir, clock.clone())
         .map_err(|e| AppError::Refused(format!("cannot open the signalling channels: {e}")))?;
     let metrics = Arc::new(Metrics::default());
+    metrics.recovery_unreadable_records.set(report.unreadable_records as i64);
     let delivery_options = crate::delivery_streams::DeliveryOptions {
         disk: disk.clone(),
         egress: config.egress.clone(),

@@ -125,6 +125,10 @@ pub struct Metrics {
     pub webrtc_peers: prometheus_client::metrics::gauge::Gauge,
     /// Bytes of signalling messages held for masters not connected, across channels.
     pub signaling_held_bytes: prometheus_client::metrics::gauge::Gauge,
+    /// Stream-event followers stopped because their cursor could not be read.
+    pub event_followers_stopped: Counter,
+    /// Records recovery could not read at start (kept, copied to quarantine/).
+    pub recovery_unreadable_records: prometheus_client::metrics::gauge::Gauge,
     webrtc_connections: Family<PeerLabels, Counter>,
     ll_hls: Family<LowLatencyLabels, Counter>,
     /// RTP packets received from WHIP publishers and storage sessions' masters.
@@ -165,6 +169,8 @@ impl Default for Metrics {
             webrtc_viewers: Family::default(),
             webrtc_peers: Default::default(),
             signaling_held_bytes: Default::default(),
+            event_followers_stopped: Default::default(),
+            recovery_unreadable_records: Default::default(),
             webrtc_connections: Family::default(),
             ll_hls: Family::default(),
             webrtc_rtp_in: Counter::default(),
@@ -232,6 +238,16 @@ impl Default for Metrics {
             m.webrtc_viewers.clone(),
         );
         registry.register("webrtc_peers", "WHEP and WHIP peer connections open", m.webrtc_peers.clone());
+        registry.register(
+            "event_followers_stopped",
+            "Stream-event followers stopped because their cursor could not be read",
+            m.event_followers_stopped.clone(),
+        );
+        registry.register(
+            "recovery_unreadable_records",
+            "Records the video store's recovery could not read at start (kept, copied to quarantine/)",
+            m.recovery_unreadable_records.clone(),
+        );
         registry.register(
             "signaling_held_bytes",
             "Bytes of signalling messages held for masters not connected",

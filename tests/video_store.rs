@@ -398,3 +398,87 @@ async fn a_catalog_keyed_by_name_is_upgraded_to_the_default_scope() {
     assert!(matches!(store.resolve(&other, Some("cam"), None), Err(StoreError::StreamNotFound(_))));
     assert_eq!(store.list_streams(&scope, "", None, 10).unwrap().len(), 1);
 }
+
+/// Replaces, in the closed store under `dir`, the value of the first record of `tree`
+/// whose key starts with `kind` (any record when `kind` is `None`); returns its key.
+fn damage_record(dir: &Path, tree: &str, kind: Option<u8>, value: &[u8]) -> Vec<u8> {
+    let db = kinescope::sled_open::open(&dir.join("index"), 500).unwrap();
+    let t = db.open_tree(tree).unwrap();
+    let key = t
+        .iter()
+        .keys()
+        .map(|k| k.unwrap().to_vec())
+        .find(|k| kind.is_none_or(|kind| k.first() == Some(&kind)))
+        .expect("a record to damage");
+    t.insert(&key, value).unwrap();
+    db.flush().unwrap();
+    key
+}
+
+fn quarantined(dir: &Path, store: &str) -> usize {
+    std::fs::read_dir(dir.join("quarantine").join(store)).map_or(0, |d| d.count())
+}
+
+#[tokio::test]
+async fn a_segment_summary_that_cannot_be_read_deletes_nothing() {
+    use kinescope::video_store::records::KIND_SEGMENT;
+    for (what, value) in [("damaged", vec![0xde, 0xad]), ("from a newer format", vec![7u8; 72])] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(T0));
+        let numbers = stored_then_closed(dir.path(), &clock, 3).await;
+        let files = segment_files(dir.path());
+        let len = std::fs::metadata(&files[0]).unwrap().len();
+        damage_record(dir.path(), "fragments", Some(KIND_SEGMENT), &value);
+
+        let (store, report) = open(dir.path(), clock.clone());
+        assert_eq!(report.unreadable_records, 1, "{what}");
+        assert_eq!((report.removed_files, report.dropped_fragments, report.truncated_bytes), (0, 0, 0), "{what}");
+        assert_eq!(segment_files(dir.path()), files, "{what}: the segment file is kept");
+        assert_eq!(std::fs::metadata(&files[0]).unwrap().len(), len, "{what}: and whole");
+        assert_eq!(quarantined(dir.path(), "index"), 1, "{what}: a copy of the record is quarantined");
+        let s = store.resolve(&store.config().default_scope, Some("cam"), None).unwrap();
+        for n in &numbers {
+            let meta = store.fragment(s.id, *n).unwrap().expect("the acknowledged fragment is still indexed");
+            assert_eq!(store.read_fragment(s.id, &meta).await.unwrap().len(), 10_000, "{what}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_fragment_record_that_cannot_be_read_leaves_its_segment_whole() {
+    use kinescope::video_store::records::KIND_FRAGMENT;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    stored_then_closed(dir.path(), &clock, 4).await;
+    let files = segment_files(dir.path());
+    let len = std::fs::metadata(&files[0]).unwrap().len();
+    // Outside damage beside the unreadable record: a torn tail would normally be cut.
+    std::fs::OpenOptions::new().append(true).open(&files[0]).unwrap().write_all(&[0x5A; 100]).unwrap();
+    damage_record(dir.path(), "fragments", Some(KIND_FRAGMENT), &[1, 2, 3]);
+    let (_store, report) = open(dir.path(), clock);
+    assert_eq!(report.unreadable_records, 1);
+    assert_eq!((report.removed_files, report.dropped_fragments, report.truncated_bytes), (0, 0, 0));
+    assert_eq!(
+        std::fs::metadata(&files[0]).unwrap().len(),
+        len + 100,
+        "nothing cut while it cannot be told what is safe"
+    );
+}
+
+#[tokio::test]
+async fn an_unreadable_stream_record_takes_no_stream_for_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let numbers = stored_then_closed(dir.path(), &clock, 2).await;
+    let files = segment_files(dir.path());
+    damage_record(dir.path(), "streams", None, b"{\"written by\": \"a newer Kinescope\"}");
+    let (store, report) = open(dir.path(), clock.clone());
+    assert_eq!(report.unreadable_records, 1);
+    assert_eq!(report.removed_files, 0);
+    assert_eq!(segment_files(dir.path()), files, "the stream's media is kept");
+    assert_eq!(quarantined(dir.path(), "catalog"), 1);
+    assert!(store.streams_with_events().is_ok(), "the other records still read");
+    assert!(store.sweep_expired().await.is_ok(), "retention goes on, and takes nothing it cannot account for");
+    assert_eq!(segment_files(dir.path()), files);
+    assert_eq!(numbers.len(), 2);
+}

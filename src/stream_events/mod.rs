@@ -56,6 +56,15 @@ struct Cursor {
     next_image_us: i64,
 }
 
+/// Why a follower's cursor could not be had.
+#[derive(Debug, thiserror::Error)]
+enum CursorError {
+    #[error("the event cursor could not be read from data/stream_events: {0}")]
+    Read(String),
+    #[error("the event cursor in data/stream_events cannot be understood (damaged, or from a newer Kinescope): {0}")]
+    Unreadable(String),
+}
+
 #[derive(Clone)]
 struct Cursors {
     db: sled::Db,
@@ -72,9 +81,14 @@ impl Cursors {
         Ok(Cursors { db })
     }
 
-    fn get(&self, stream: StreamId) -> Option<Cursor> {
-        let v = self.db.get(stream.to_be_bytes()).ok().flatten()?;
-        serde_json::from_slice(&v).ok()
+    /// The stream's cursor, `None` if it has none yet. A cursor that cannot be read is
+    /// an error, not "none": taken for none, the follower would restart at the live
+    /// edge and skip every event in between without a word.
+    fn get(&self, stream: StreamId) -> Result<Option<Cursor>, CursorError> {
+        let Some(v) = self.db.get(stream.to_be_bytes()).map_err(|e| CursorError::Read(e.to_string()))? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&v).map(Some).map_err(|e| CursorError::Unreadable(e.to_string()))
     }
 
     async fn put(&self, stream: StreamId, c: &Cursor) -> Result<(), sled::Error> {
@@ -182,8 +196,13 @@ async fn follow(
     };
     let mut edge = live.subscribe();
     let mut cursor = match cursors.get(stream) {
-        Some(c) => c,
-        None => {
+        Ok(Some(c)) => c,
+        Err(e) => {
+            // Stopped, loudly: resuming anywhere would skip or repeat events unseen.
+            t.metrics.event_followers_stopped.inc();
+            return tracing::error!(stream, error = %e, "the stream's event follower is stopped; no events are published for it until the cursor is mended");
+        }
+        Ok(None) => {
             let c = Cursor { next_fragment: edge.borrow().last_persisted + 1, next_image_us: i64::MIN };
             if let Err(e) = cursors.put(stream, &c).await {
                 tracing::error!(stream, error = %e, "an event cursor could not be stored");

@@ -302,11 +302,32 @@ impl Catalog {
             .collect()
     }
 
-    /// Every record of every scope.
+    /// Every stream record of every scope that can be read. One that cannot (damaged, or written by a
+    /// newer Kinescope) is left where it is, logged, and not listed.
     pub fn all(&self) -> Result<Vec<StreamRecord>, StoreError> {
-        self.tree.iter().map(|item| decode(&item?.1)).collect()
+        Ok(self.all_and_unreadable()?.0)
+    }
+
+    /// The readable stream records, and the keys and bytes of those that are not (for
+    /// recovery, which must not take their streams for deleted).
+    pub fn all_and_unreadable(&self) -> Result<(Vec<StreamRecord>, Vec<RawRecord>), StoreError> {
+        let (mut readable, mut unreadable) = (Vec::new(), Vec::new());
+        for item in self.tree.iter() {
+            let (k, v) = item?;
+            match decode(&v) {
+                Ok(r) => readable.push(r),
+                Err(e) => {
+                    tracing::warn!(key = %String::from_utf8_lossy(&k), error = %e, "a stream record cannot be read; it is kept and not listed");
+                    unreadable.push((k.to_vec(), v.to_vec()));
+                }
+            }
+        }
+        Ok((readable, unreadable))
     }
 }
+
+/// A record as stored: key and value bytes.
+pub type RawRecord = (Vec<u8>, Vec<u8>);
 
 fn encode(r: &StreamRecord) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(r).map_err(|e| StoreError::Corrupt(format!("encoding stream record: {e}")))

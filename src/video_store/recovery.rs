@@ -11,6 +11,15 @@
 //! * indexed records that are not whole on disk (too short, bad CRC), checked from the
 //!   end of each segment backwards, lose their index entries;
 //! * files and directories that no index entry refers to are removed.
+//!
+//! Recovery never removes what it cannot account for. A record it cannot read (damaged,
+//! or written by a newer Kinescope) is kept in place, copied to
+//! `quarantine/<store>/<key>.bin` beside the data, logged, and counted
+//! ([`RecoveryReport::unreadable_records`], `kinescope_recovery_unreadable_records` at
+//! `/metrics`); the server still starts. A segment whose summary or any of whose
+//! fragment records cannot be read is left whole (no truncation, no dropped entries),
+//! and while any stream record is unreadable no stream is taken for deleted: its
+//! entries and files stay.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
@@ -31,6 +40,25 @@ pub struct RecoveryReport {
     pub truncated_bytes: u64,
     pub dropped_fragments: u64,
     pub removed_files: usize,
+    /// Records that could not be read: kept, quarantined as copies, reported.
+    pub unreadable_records: usize,
+}
+
+/// Keeps a copy of a record recovery cannot read under `quarantine/STORE/`, named by
+/// its key in hex (the record itself stays where it is).
+fn quarantine(media_root: &Path, store: &str, key: &[u8], value: &[u8]) {
+    let Some(data_dir) = media_root.parent() else { return };
+    let dir = data_dir.join("quarantine").join(store);
+    let path = dir.join(format!("{}.bin", hex::encode(key)));
+    let saved = std::fs::create_dir_all(&dir).and_then(|()| crate::durable_file::replace(&path, value, 0o600));
+    match saved {
+        Ok(()) => {
+            tracing::warn!(store, key = %hex::encode(key), copy = %path.display(), "an unreadable record was kept and copied to quarantine")
+        }
+        Err(e) => {
+            tracing::error!(store, key = %hex::encode(key), error = %e, "an unreadable record was kept, but its copy could not be written")
+        }
+    }
 }
 
 pub fn recover(
@@ -40,15 +68,22 @@ pub fn recover(
     media_root: &Path,
 ) -> Result<RecoveryReport, StoreError> {
     let mut report = RecoveryReport::default();
-    let live: HashSet<StreamId> = catalog.all()?.iter().map(|r| r.id).collect();
+    let (readable, unreadable) = catalog.all_and_unreadable()?;
+    let live: HashSet<StreamId> = readable.iter().map(|r| r.id).collect();
     report.streams = live.len();
+    for (k, v) in &unreadable {
+        quarantine(media_root, "catalog", k, v);
+    }
+    report.unreadable_records += unreadable.len();
+    // With a stream record unreadable, any stream might be that one: none is deleted.
+    let judge_deleted = unreadable.is_empty();
 
     // Index entries of deleted streams.
     let mut orphan_streams = HashSet::new();
     for item in index.iter().keys() {
         let key = item?;
         if let Some(s) = records::key_u64(&key, 1) {
-            if !live.contains(&s) {
+            if !live.contains(&s) && judge_deleted {
                 orphan_streams.insert(s);
             }
         }
@@ -65,11 +100,22 @@ pub fn recover(
 
     let mut referenced: HashMap<StreamId, HashSet<u64>> = HashMap::new();
     for &stream in &live {
-        let segments: Vec<SegmentMeta> = index
-            .scan_prefix(prefix(records::KIND_SEGMENT, stream))
-            .values()
-            .filter_map(|v| v.ok().and_then(|v| SegmentMeta::decode(&v)))
-            .collect();
+        let mut segments: Vec<SegmentMeta> = Vec::new();
+        for item in index.scan_prefix(prefix(records::KIND_SEGMENT, stream)) {
+            let (k, v) = item?;
+            match SegmentMeta::decode(&v) {
+                Some(seg) => segments.push(seg),
+                None => {
+                    // Kept, and its file with it: the segment id is in the key.
+                    quarantine(media_root, "index", &k, &v);
+                    report.unreadable_records += 1;
+                    report.segments += 1;
+                    if let Some(id) = records::key_u64(&k, 9) {
+                        referenced.entry(stream).or_default().insert(id);
+                    }
+                }
+            }
+        }
         for seg in segments {
             report.segments += 1;
             let kept = check_segment(index, media_root, stream, seg, &mut report)?;
@@ -91,6 +137,9 @@ pub fn recover(
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(stream) = segment::stream_id_from_dir_name(&name) else { continue };
         if !live.contains(&stream) {
+            if !judge_deleted {
+                continue;
+            }
             std::fs::remove_dir_all(entry.path())?;
             report.removed_files += 1;
             continue;
@@ -124,12 +173,29 @@ fn check_segment(
     let from = key1(records::KIND_FRAGMENT, stream, seg.first_fragment);
     let to = key1(records::KIND_FRAGMENT, stream, seg.last_fragment);
     let mut fragments: Vec<FragmentMeta> = Vec::new();
+    let mut unreadable = 0;
     for item in index.range(from..=to) {
-        if let Some(m) = FragmentMeta::decode(&item?.1) {
-            if m.segment_id == seg.segment_id {
-                fragments.push(m);
+        let (k, v) = item?;
+        match FragmentMeta::decode(&v) {
+            Some(m) if m.segment_id == seg.segment_id => fragments.push(m),
+            Some(_) => {}
+            None => {
+                quarantine(media_root, "index", &k, &v);
+                unreadable += 1;
             }
         }
+    }
+    if unreadable > 0 {
+        // Which fragments this segment holds cannot be told for sure: leave it whole.
+        report.unreadable_records += unreadable;
+        report.fragments += fragments.len() as u64;
+        tracing::warn!(
+            stream,
+            segment = seg.segment_id,
+            unreadable,
+            "a segment with unreadable fragment records is kept as it is"
+        );
+        return Ok(true);
     }
     let file = match OpenOptions::new().read(true).write(true).open(&path) {
         Ok(f) => Some(f),
