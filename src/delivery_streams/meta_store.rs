@@ -1,27 +1,21 @@
-//! Delivery-stream metadata in sled (`data/delivery_streams/meta`), format 1:
-//!
-//! - `stream/<ACCOUNT/REGION/NAME>` → the stream's [`StreamMeta`] as JSON;
-//! - `delivered/<uid>` → the serial (u64 BE) through which its records are delivered;
-//! - `source/<uid>/<shard>` → for a Kinesis-sourced stream, the last sequence number of
-//!   that shard in the backlog, or `DONE` once a closed shard is read to its end;
-//! - `next_uid` → the next stream uid (u64 BE); a uid names the stream's backlog
-//!   directory, so a stream deleted and created again never sees the old records.
-//!
-//! Every write is flushed before the call that made it returns.
+//! Delivery-stream metadata behind [`DeliveryMetaStore`], the engine's only way to it:
+//! each stream's settings, its delivery checkpoint (the serial through which its
+//! records are delivered), a Kinesis-sourced stream's per-shard read checkpoints, and
+//! the uid counter (a uid names a stream's backlog, so a stream deleted and created
+//! again never sees the old records). Every write is durable before it returns. The
+//! embedded implementation is [`super::embedded`] (sled); [`conformance`] is what every
+//! implementation must pass.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::settings::{Destination, Source};
 use crate::scope::Scope;
-use crate::sled_open;
+use crate::storage_failure::StorageFailure;
 
-pub const FORMAT: u32 = 1;
 /// A source shard's checkpoint once it is closed and read to its end.
 pub const SHARD_DONE: &str = "DONE";
-const STORE: &str = "the delivery-stream store (data/delivery_streams/meta)";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Encryption {
@@ -48,83 +42,94 @@ pub struct StreamMeta {
     pub encryption_calls_ms: Vec<i64>,
 }
 
-pub struct MetaStore {
-    db: sled::Db,
+/// Where the delivery streams' metadata and checkpoints are kept.
+pub trait DeliveryMetaStore: Send + Sync + 'static {
+    /// Every stream that can be read (one that cannot is logged and left alone).
+    fn all(&self) -> Result<Vec<StreamMeta>, StorageFailure>;
+    /// Creates or replaces the stream's record (by scope and name).
+    fn save(&self, meta: &StreamMeta) -> Result<(), StorageFailure>;
+    /// Removes the stream's record and every checkpoint of its uid.
+    fn remove(&self, meta: &StreamMeta) -> Result<(), StorageFailure>;
+    /// A uid no stream has had: greater than every one handed out before.
+    fn next_uid(&self) -> Result<u64, StorageFailure>;
+    /// The serial through which the stream's records are delivered (0: none yet).
+    fn delivered_through(&self, uid: u64) -> Result<u64, StorageFailure>;
+    fn set_delivered_through(&self, uid: u64, serial: u64) -> Result<(), StorageFailure>;
+    /// A source shard's read checkpoint (a sequence number, or [`SHARD_DONE`]).
+    fn source_checkpoint(&self, uid: u64, shard: &str) -> Result<Option<String>, StorageFailure>;
+    fn set_source_checkpoint(&self, uid: u64, shard: &str, checkpoint: &str) -> Result<(), StorageFailure>;
 }
 
-fn key(scope: &Scope, name: &str) -> String {
-    format!("stream/{}", scope.key(name))
-}
+/// The behaviour the engine relies on, as checks any [`DeliveryMetaStore`] must pass.
+/// `open` opens the same store each time (the previous one dropped first).
+#[doc(hidden)]
+pub mod conformance {
+    use super::*;
+    use crate::delivery_streams::settings::{BucketDestination, Destination, Source};
 
-impl MetaStore {
-    pub fn open(dir: &Path) -> Result<Self, String> {
-        let db = sled_open::open(&dir.join("meta"), 500).map_err(|e| format!("cannot open {STORE}: {e}"))?;
-        sled_open::check_format(&db, "delivery_streams", FORMAT, STORE).map_err(|e| e.to_string())?;
-        sled_open::record_format(&db, "delivery_streams", FORMAT, STORE).map_err(|e| e.to_string())?;
-        Ok(MetaStore { db })
-    }
-
-    pub fn all(&self) -> Result<Vec<StreamMeta>, sled::Error> {
-        let mut out = Vec::new();
-        for item in self.db.scan_prefix("stream/") {
-            let (k, v) = item?;
-            match serde_json::from_slice::<StreamMeta>(&v) {
-                Ok(m) => out.push(m),
-                Err(e) => {
-                    tracing::error!(key = %String::from_utf8_lossy(&k), error = %e, "unreadable delivery stream; skipped")
-                }
-            }
+    fn meta(scope: &Scope, name: &str, uid: u64) -> StreamMeta {
+        StreamMeta {
+            scope: scope.clone(),
+            name: name.into(),
+            uid,
+            source: Source::DirectPut { throughput_hint_mib: None },
+            destination: Destination::ExtendedS3(BucketDestination {
+                bucket_arn: "arn:aws:s3:::frames".into(),
+                ..Default::default()
+            }),
+            destination_id: "destinationId-000000000001".into(),
+            version: 1,
+            created_ms: 1,
+            updated_ms: 1,
+            tags: BTreeMap::new(),
+            encryption: None,
+            encryption_calls_ms: vec![],
         }
-        Ok(out)
     }
 
-    pub fn save(&self, meta: &StreamMeta) -> Result<(), sled::Error> {
-        let bytes = serde_json::to_vec(meta).map_err(|e| sled::Error::Unsupported(e.to_string()))?;
-        self.db.insert(key(&meta.scope, &meta.name), bytes)?;
-        self.db.flush()?;
-        Ok(())
-    }
-
-    pub fn remove(&self, meta: &StreamMeta) -> Result<(), sled::Error> {
-        self.db.remove(key(&meta.scope, &meta.name))?;
-        self.db.remove(format!("delivered/{:016x}", meta.uid))?;
-        for item in self.db.scan_prefix(format!("source/{:016x}/", meta.uid)) {
-            self.db.remove(item?.0)?;
+    pub fn run<S: DeliveryMetaStore>(open: impl Fn() -> S) {
+        let here = Scope::new("123456789012", "us-east-1");
+        let there = Scope::new("210987654321", "us-east-1");
+        let (a, b);
+        {
+            let s = open();
+            // Uids only grow, across reopens too.
+            let first = s.next_uid().unwrap();
+            let second = s.next_uid().unwrap();
+            assert!(second > first);
+            a = meta(&here, "logs", second);
+            b = meta(&there, "logs", s.next_uid().unwrap());
+            s.save(&a).unwrap();
+            s.save(&b).unwrap();
+            let mut a2 = a.clone();
+            a2.version = 2;
+            s.save(&a2).unwrap();
+            let all = s.all().unwrap();
+            assert_eq!(all.len(), 2, "one record per scope and name");
+            assert!(all.contains(&a2) && all.contains(&b));
+            // Checkpoints: none, then set, per uid and shard.
+            assert_eq!(s.delivered_through(a.uid).unwrap(), 0);
+            s.set_delivered_through(a.uid, 41).unwrap();
+            s.set_delivered_through(a.uid, 42).unwrap();
+            assert_eq!(s.delivered_through(a.uid).unwrap(), 42);
+            assert_eq!(s.delivered_through(b.uid).unwrap(), 0);
+            assert_eq!(s.source_checkpoint(a.uid, "shardId-000000000000").unwrap(), None);
+            s.set_source_checkpoint(a.uid, "shardId-000000000000", "4960").unwrap();
+            s.set_source_checkpoint(a.uid, "shardId-000000000001", SHARD_DONE).unwrap();
         }
-        self.db.flush()?;
-        Ok(())
-    }
-
-    pub fn next_uid(&self) -> Result<u64, sled::Error> {
-        let next = self.db.update_and_fetch("next_uid", |old| {
-            let n = old.and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes) + 1;
-            Some(n.to_be_bytes().to_vec())
-        })?;
-        self.db.flush()?;
-        Ok(next.and_then(|b| b.as_ref().try_into().ok()).map_or(1, u64::from_be_bytes))
-    }
-
-    pub fn delivered_through(&self, uid: u64) -> Result<u64, sled::Error> {
-        Ok(self
-            .db
-            .get(format!("delivered/{uid:016x}"))?
-            .and_then(|b| b.as_ref().try_into().ok())
-            .map_or(0, u64::from_be_bytes))
-    }
-
-    pub fn source_checkpoint(&self, uid: u64, shard: &str) -> Result<Option<String>, sled::Error> {
-        Ok(self.db.get(format!("source/{uid:016x}/{shard}"))?.map(|v| String::from_utf8_lossy(&v).into_owned()))
-    }
-
-    pub fn set_source_checkpoint(&self, uid: u64, shard: &str, sequence: &str) -> Result<(), sled::Error> {
-        self.db.insert(format!("source/{uid:016x}/{shard}"), sequence.as_bytes())?;
-        self.db.flush()?;
-        Ok(())
-    }
-
-    pub fn set_delivered_through(&self, uid: u64, serial: u64) -> Result<(), sled::Error> {
-        self.db.insert(format!("delivered/{uid:016x}"), &serial.to_be_bytes())?;
-        self.db.flush()?;
-        Ok(())
+        let s = open();
+        let last = s.next_uid().unwrap();
+        assert!(last > b.uid, "a reopened store hands out no uid twice");
+        assert_eq!(s.all().unwrap().len(), 2, "records are durable");
+        assert_eq!(s.delivered_through(a.uid).unwrap(), 42, "checkpoints are durable");
+        assert_eq!(s.source_checkpoint(a.uid, "shardId-000000000000").unwrap().as_deref(), Some("4960"));
+        assert_eq!(s.source_checkpoint(a.uid, "shardId-000000000001").unwrap().as_deref(), Some(SHARD_DONE));
+        // Removal takes the record and its checkpoints, and nothing of another's.
+        s.remove(&a).unwrap();
+        assert_eq!(s.all().unwrap(), vec![b.clone()]);
+        assert_eq!(s.delivered_through(a.uid).unwrap(), 0);
+        assert_eq!(s.source_checkpoint(a.uid, "shardId-000000000000").unwrap(), None);
+        drop(s);
+        assert_eq!(open().all().unwrap(), vec![b], "a removal is durable");
     }
 }

@@ -5,7 +5,8 @@
 //! - [`object_key`]: object keys and prefix expressions (pure).
 //! - [`compression`], [`processing`]: what a batch becomes (pure).
 //! - [`backlog`]: accepted records on disk until delivered.
-//! - [`meta_store`]: stream metadata and delivery checkpoints in sled.
+//! - [`meta_store`]: stream metadata and delivery checkpoints, behind a trait;
+//!   [`embedded`]: their implementation in sled.
 //! - [`buckets`]: where `arn:aws:s3:::NAME` writes (a directory by default).
 //! - [`http_endpoint`]: Firehose's HTTP endpoint delivery request and response.
 //! - [`delivery`]: the task per stream that buffers, delivers and retries.
@@ -22,6 +23,7 @@ pub mod backlog;
 pub mod buckets;
 pub mod compression;
 mod delivery;
+pub mod embedded;
 pub mod format_conversion;
 pub mod http_endpoint;
 pub mod jq;
@@ -45,7 +47,7 @@ use crate::metrics::Metrics;
 use crate::scope::Scope;
 use crate::storage_failure::StorageFailure;
 use backlog::Backlog;
-use meta_store::{Encryption, MetaStore, StreamMeta};
+use meta_store::{DeliveryMetaStore, Encryption, StreamMeta};
 use settings::{Destination, Source};
 
 pub const MAX_RECORD_BYTES: usize = 1_024_000;
@@ -235,7 +237,7 @@ struct LiveStream {
 
 struct Inner {
     dir: PathBuf,
-    meta: MetaStore,
+    meta: Arc<dyn DeliveryMetaStore>,
     clock: SharedClock,
     buckets: buckets::Buckets,
     options: DeliveryOptions,
@@ -358,7 +360,7 @@ impl DeliveryStreamEngine {
     pub fn open(data_dir: &Path, clock: SharedClock, options: DeliveryOptions) -> Result<Self, String> {
         let dir = data_dir.join("delivery_streams");
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let meta = MetaStore::open(&dir)?;
+        let meta: Arc<dyn DeliveryMetaStore> = Arc::new(embedded::SledDeliveryMeta::open(&dir)?);
         crate::tls_provider::install();
         let http = crate::egress::http_client(&options.egress)
             .timeout(std::time::Duration::from_secs(180))
@@ -403,7 +405,7 @@ impl DeliveryStreamEngine {
 
     fn start(&self, meta: StreamMeta) -> Result<Arc<LiveStream>> {
         let dir = self.inner.dir.join(format!("{:016x}", meta.uid));
-        let delivered = self.inner.meta.delivered_through(meta.uid).map_err(storage)?;
+        let delivered = self.inner.meta.delivered_through(meta.uid).map_err(DeliveryStreamError::Storage)?;
         let backlog = Backlog::open(&dir, delivered, self.inner.options.roll).map_err(storage)?;
         let (stop, stopped) = watch::channel(false);
         let key = meta.scope.key(&meta.name);
@@ -471,7 +473,7 @@ impl DeliveryStreamEngine {
         let meta = StreamMeta {
             scope: id.scope.clone(),
             name: id.name.clone(),
-            uid: self.inner.meta.next_uid().map_err(storage)?,
+            uid: self.inner.meta.next_uid().map_err(DeliveryStreamError::Storage)?,
             source,
             destination,
             destination_id: "destinationId-000000000001".into(),
@@ -482,7 +484,7 @@ impl DeliveryStreamEngine {
             encryption: None,
             encryption_calls_ms: Vec::new(),
         };
-        self.inner.meta.save(&meta).map_err(storage)?;
+        self.inner.meta.save(&meta).map_err(DeliveryStreamError::Storage)?;
         self.start(meta)?;
         tracing::info!(stream = %id.name, "delivery stream created");
         Ok(id.arn())
@@ -599,7 +601,7 @@ impl DeliveryStreamEngine {
         let live = self.live(id)?;
         let meta = read(&live.meta).clone();
         let _ = live.stop.send(true);
-        self.inner.meta.remove(&meta).map_err(storage)?;
+        self.inner.meta.remove(&meta).map_err(DeliveryStreamError::Storage)?;
         write(&self.inner.streams).remove(&id.key());
         let pending = lock(&live.backlog).len();
         if let Err(e) = std::fs::remove_dir_all(&live.dir) {
@@ -692,7 +694,7 @@ impl DeliveryStreamEngine {
         meta.destination = next;
         meta.version += 1;
         meta.updated_ms = self.now_ms();
-        self.inner.meta.save(&meta).map_err(storage)?;
+        self.inner.meta.save(&meta).map_err(DeliveryStreamError::Storage)?;
         *write(&live.meta) = meta;
         live.wake.notify_one();
         Ok(())
@@ -751,7 +753,7 @@ impl DeliveryStreamEngine {
         let mut meta = read(&live.meta).clone();
         f(&mut meta)?;
         meta.updated_ms = self.now_ms();
-        self.inner.meta.save(&meta).map_err(storage)?;
+        self.inner.meta.save(&meta).map_err(DeliveryStreamError::Storage)?;
         *write(&live.meta) = meta;
         Ok(())
     }

@@ -1,14 +1,18 @@
 //! WebRTC signalling channels (the `kinesisvideo` channel operations): a durable
-//! catalog of channels in sled (`data/signaling/`), one record per channel keyed by its
-//! scope and name. Like the video store's catalog, every change is a compare-and-swap
-//! of the whole record and is flushed before it is answered. No HTTP here: `api`
-//! drives it.
+//! catalog of channels, one record per channel keyed by its scope and name, behind
+//! [`channel_store::ChannelStore`]. Like the video store's catalog, every change is a
+//! compare-and-swap of the whole record and is durable before it is answered. No HTTP
+//! here: `api` drives it.
 //!
 //! - [`channel`]: the record, ARNs and the rules of its fields (pure).
+//! - [`channel_store`]: the catalog's trait and its conformance suite;
+//!   [`embedded`]: its implementation in sled (`data/signaling/`).
 //! - [`hub`]: who is connected to which channel and the routing of their messages (in
 //!   memory).
 
 pub mod channel;
+pub mod channel_store;
+pub mod embedded;
 pub mod hub;
 
 use std::collections::BTreeMap;
@@ -19,10 +23,10 @@ use crate::clock::SharedClock;
 use crate::scope::Scope;
 use crate::storage_failure::StorageFailure;
 use channel::{ChannelRecord, MediaStorage, MediaStorageStatus};
+use channel_store::ChannelStore;
 
 /// Channels one account may have in one region (AWS's default quota).
 pub const MAX_CHANNELS_PER_SCOPE: usize = 10_000;
-const STORE: &str = "the signalling channel catalog (data/signaling)";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignalingError {
@@ -40,10 +44,6 @@ pub enum SignalingError {
     TooManyChannels(usize),
     #[error(transparent)]
     Storage(#[from] StorageFailure),
-}
-
-fn storage(e: impl std::error::Error + Send + Sync + 'static) -> SignalingError {
-    SignalingError::Storage(StorageFailure::caused(STORE, e))
 }
 
 /// The TURN servers GetIceServerConfig hands out, with time-limited credentials made
@@ -70,8 +70,7 @@ pub struct SignalingEngine {
 }
 
 struct Inner {
-    db: sled::Db,
-    channels: sled::Tree,
+    channels: Arc<dyn ChannelStore>,
     clock: SharedClock,
     /// Channel ARN → MessageTtlSeconds, for the signalling hot path (every message
     /// routed needs the channel's current TTL). Filled on first use, replaced by every
@@ -80,26 +79,14 @@ struct Inner {
 }
 
 impl SignalingEngine {
-    /// Opens (or creates) the catalog in `data_dir/signaling`.
+    /// Opens (or creates) the embedded catalog in `data_dir/signaling`.
     pub fn open(data_dir: &Path, clock: SharedClock) -> Result<Self, SignalingError> {
-        let db = crate::sled_open::open(&data_dir.join("signaling"), 500).map_err(storage)?;
-        let format = |e| SignalingError::Storage(StorageFailure::caused("open the signalling channel catalog", e));
-        crate::sled_open::check_format(&db, "channels", channel::CHANNELS_FORMAT, STORE).map_err(format)?;
-        crate::sled_open::record_format(&db, "channels", channel::CHANNELS_FORMAT, STORE).map_err(format)?;
-        let channels = db.open_tree("channels").map_err(storage)?;
-        Ok(SignalingEngine { inner: Arc::new(Inner { db, channels, clock, ttl_cache: Default::default() }) })
+        Ok(Self::with_store(Arc::new(embedded::SledChannels::open(data_dir)?), clock))
     }
 
-    async fn flush(&self) -> Result<(), SignalingError> {
-        self.inner.db.flush_async().await.map(|_| ()).map_err(storage)
-    }
-
-    fn decode(bytes: &[u8]) -> Result<ChannelRecord, SignalingError> {
-        serde_json::from_slice(bytes).map_err(storage)
-    }
-
-    fn encode(record: &ChannelRecord) -> Result<Vec<u8>, SignalingError> {
-        serde_json::to_vec(record).map_err(storage)
+    /// The engine over any channel store.
+    pub fn with_store(channels: Arc<dyn ChannelStore>, clock: SharedClock) -> Self {
+        SignalingEngine { inner: Arc::new(Inner { channels, clock, ttl_cache: Default::default() }) }
     }
 
     /// CreateSignalingChannel in `scope` (the caller's account and region).
@@ -124,7 +111,7 @@ impl SignalingEngine {
             None => channel::DEFAULT_MESSAGE_TTL_S,
         };
         channel::validate_tags(&req.tags)?;
-        let existing = self.inner.channels.scan_prefix(scope.key_prefix().as_bytes()).count();
+        let existing = self.inner.channels.count(scope)?;
         if existing >= MAX_CHANNELS_PER_SCOPE {
             return Err(SignalingError::TooManyChannels(existing));
         }
@@ -140,16 +127,9 @@ impl SignalingEngine {
             tags: req.tags,
             media_storage: MediaStorage { status: MediaStorageStatus::Disabled, stream_arn: None },
         };
-        let key = scope.key(&record.name);
-        let inserted = self
-            .inner
-            .channels
-            .compare_and_swap(key.as_bytes(), None::<&[u8]>, Some(Self::encode(&record)?))
-            .map_err(storage)?;
-        if inserted.is_err() {
+        if !self.inner.channels.insert_new(&record).await? {
             return Err(SignalingError::ChannelExists(record.name));
         }
-        self.flush().await?;
         Ok(record)
     }
 
@@ -184,9 +164,8 @@ impl SignalingEngine {
                 return Err(SignalingError::InvalidArgument("ChannelName or ChannelARN is required".into()))
             }
         };
-        let found = self.inner.channels.get(scope.key(&name).as_bytes()).map_err(storage)?;
-        let record = match found {
-            Some(v) => Self::decode(&v)?,
+        let record = match self.inner.channels.get(scope, &name)? {
+            Some(r) => r,
             None => return Err(SignalingError::ChannelNotFound(arn.unwrap_or(&name).to_string())),
         };
         if arn.is_some_and(|a| a != record.arn) {
@@ -222,23 +201,12 @@ impl SignalingEngine {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<ChannelRecord>, SignalingError> {
-        crate::sled_open::scoped_values_after(&self.inner.channels, scope, prefix, after)
-            .take(limit)
-            .map(|v| Self::decode(&v.map_err(storage)?))
-            .collect()
+        Ok(self.inner.channels.list(scope, prefix, after, limit)?)
     }
 
     /// Every channel whose media storage records into `stream_arn`.
     pub fn storing_into(&self, stream_arn: &str) -> Result<Vec<ChannelRecord>, SignalingError> {
-        let mut out = Vec::new();
-        for item in self.inner.channels.iter() {
-            let (_, v) = item.map_err(storage)?;
-            let record = Self::decode(&v)?;
-            if record.storage_stream() == Some(stream_arn) {
-                out.push(record);
-            }
-        }
-        Ok(out)
+        Ok(self.inner.channels.all()?.into_iter().filter(|r| r.storage_stream() == Some(stream_arn)).collect())
     }
 
     /// Applies `change` to a channel under compare-and-swap, retrying on races.
@@ -252,15 +220,8 @@ impl SignalingEngine {
             let old = self.resolve(scope, None, Some(arn))?;
             let mut new = old.clone();
             change(&mut new)?;
-            let key = scope.key(&old.name);
-            let swapped = self
-                .inner
-                .channels
-                .compare_and_swap(key.as_bytes(), Some(Self::encode(&old)?), Some(Self::encode(&new)?))
-                .map_err(storage)?;
-            if swapped.is_ok() {
+            if self.inner.channels.replace(&old, &new).await? {
                 self.ttl_cache_mut().insert(new.arn.clone(), new.message_ttl_s);
-                self.flush().await?;
                 return Ok(new);
             }
         }
@@ -305,15 +266,8 @@ impl SignalingEngine {
         loop {
             let old = self.resolve(scope, None, Some(arn))?;
             Self::check_version(&old, version)?;
-            let key = scope.key(&old.name);
-            let removed = self
-                .inner
-                .channels
-                .compare_and_swap(key.as_bytes(), Some(Self::encode(&old)?), None::<&[u8]>)
-                .map_err(storage)?;
-            if removed.is_ok() {
+            if self.inner.channels.remove(&old).await? {
                 self.ttl_cache_mut().remove(&old.arn);
-                self.flush().await?;
                 return Ok(old);
             }
         }

@@ -14,6 +14,8 @@
 //! (a full disk, a store error) are retried with backoff, holding the stream's events
 //! back meanwhile.
 
+pub mod cursors;
+pub mod embedded;
 pub mod event;
 
 use std::collections::HashMap;
@@ -21,7 +23,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -35,7 +36,11 @@ use crate::video_store::{
 };
 use crate::wire::fmp4::{parse_init, InitInfo, TrackKind};
 use crate::wire::mp4_tracks::fragment_samples;
+use cursors::{Cursor, CursorStore};
 use event::{FragmentEvent, ImageEvent};
+
+/// The followers' cursors, shared by the supervisor and the followers.
+type Cursors = Arc<dyn CursorStore>;
 
 /// What the events reach.
 #[derive(Clone)]
@@ -48,75 +53,16 @@ pub struct EventTargets {
     pub metrics: Arc<Metrics>,
 }
 
-/// Where each stream's follower has got to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-struct Cursor {
-    next_fragment: u64,
-    /// The next image time (µs on the image clock); `i64::MIN` before the first.
-    next_image_us: i64,
-}
-
-/// Why a follower's cursor could not be had.
-#[derive(Debug, thiserror::Error)]
-enum CursorError {
-    #[error("the event cursor could not be read from data/stream_events: {0}")]
-    Read(String),
-    #[error("the event cursor in data/stream_events cannot be understood (damaged, or from a newer Kinescope): {0}")]
-    Unreadable(String),
-}
-
-#[derive(Clone)]
-struct Cursors {
-    db: sled::Db,
-}
-
-const CURSORS_FORMAT: u32 = 1;
-
-impl Cursors {
-    fn open(data_dir: &Path) -> Result<Self, String> {
-        let path = data_dir.join("stream_events");
-        let db = crate::sled_open::open(&path, 1000).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        crate::sled_open::check_and_record_format(&db, "cursors", CURSORS_FORMAT, "the event cursors")
-            .map_err(|e| e.to_string())?;
-        Ok(Cursors { db })
-    }
-
-    /// The stream's cursor, `None` if it has none yet. A cursor that cannot be read is
-    /// an error, not "none": taken for none, the follower would restart at the live
-    /// edge and skip every event in between without a word.
-    fn get(&self, stream: StreamId) -> Result<Option<Cursor>, CursorError> {
-        let Some(v) = self.db.get(stream.to_be_bytes()).map_err(|e| CursorError::Read(e.to_string()))? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&v).map(Some).map_err(|e| CursorError::Unreadable(e.to_string()))
-    }
-
-    async fn put(&self, stream: StreamId, c: &Cursor) -> Result<(), sled::Error> {
-        let v = serde_json::to_vec(c).unwrap_or_default();
-        self.db.insert(stream.to_be_bytes(), v)?;
-        self.db.flush_async().await.map(|_| ())
-    }
-
-    fn remove(&self, stream: StreamId) {
-        if let Err(e) = self.db.remove(stream.to_be_bytes()) {
-            tracing::warn!(stream, error = %e, "an event cursor could not be removed");
-        }
-    }
-
-    fn streams(&self) -> Vec<StreamId> {
-        self.db
-            .iter()
-            .keys()
-            .filter_map(|k| k.ok().and_then(|k| <[u8; 8]>::try_from(k.as_ref()).ok()).map(u64::from_be_bytes))
-            .collect()
-    }
-}
-
 /// Starts the publisher: a task that keeps one follower per stream with enabled
 /// settings, until `stop` turns true.
 pub fn start(targets: EventTargets, data_dir: &Path, stop: watch::Receiver<bool>) -> Result<JoinHandle<()>, String> {
-    let cursors = Cursors::open(data_dir)?;
-    Ok(tokio::spawn(supervise(Arc::new(targets), cursors, stop)))
+    let cursors: Cursors = Arc::new(embedded::SledCursors::open(data_dir)?);
+    Ok(start_with(targets, cursors, stop))
+}
+
+/// Starts the publisher over any cursor store.
+pub fn start_with(targets: EventTargets, cursors: Arc<dyn CursorStore>, stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(supervise(Arc::new(targets), cursors, stop))
 }
 
 fn active(r: &StreamRecord) -> bool {
@@ -138,10 +84,15 @@ async fn supervise(t: Arc<EventTargets>, cursors: Cursors, mut stop: watch::Rece
                     }
                     keep
                 });
-                for id in cursors.streams() {
-                    if !wanted.contains_key(&id) {
-                        cursors.remove(id);
+                match cursors.streams() {
+                    Ok(ids) => {
+                        for id in ids.into_iter().filter(|id| !wanted.contains_key(id)) {
+                            if let Err(e) = cursors.remove(id) {
+                                tracing::warn!(stream = id, error = %e, "an event cursor could not be removed");
+                            }
+                        }
                     }
+                    Err(e) => tracing::warn!(error = %e, "the event cursors could not be listed"),
                 }
                 for (id, record) in wanted {
                     match followers.get(&id) {
