@@ -123,11 +123,11 @@ impl DataStreamEngine {
     }
 
     pub fn resource_policy(&self, arn: &str) -> Result<Option<String>> {
-        self.inner.meta.policy(arn).map_err(storage)
+        self.inner.meta.policy(arn).map_err(DataStreamError::Storage)
     }
 
     pub fn set_resource_policy(&self, arn: &str, policy: Option<&str>) -> Result<()> {
-        self.inner.meta.set_policy(arn, policy).map_err(storage)
+        self.inner.meta.set_policy(arn, policy).map_err(DataStreamError::Storage)
     }
 
     /// (shard limit, open shards, on-demand streams) of one account and region, for

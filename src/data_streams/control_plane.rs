@@ -97,7 +97,7 @@ impl DataStreamEngine {
             reg.by_name.remove(&name.key());
             reg.by_uid.remove(&handle.uid);
         }
-        self.inner.meta.delete(name).map_err(storage)?;
+        self.inner.meta.delete(name).map_err(DataStreamError::Storage)?;
         handle.lock().deleted = true;
         handle.notify();
         let dir = self.inner.dir.join(handle.uid.to_string());

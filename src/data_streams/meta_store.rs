@@ -1,11 +1,13 @@
-//! Stream metadata (topology, settings, consumers, tags) in sled (`data/data_streams/meta`),
-//! behind a narrow interface: load all, save one, delete one. Every change is flushed
-//! before the call that made it returns. Records live in [`super::record_log`].
+//! Stream metadata (topology, settings, consumers, tags) and resource policies behind
+//! [`DataStreamMetaStore`], the engine's only way to them: load all, save one, delete
+//! one, a policy by ARN. Every change is durable before the call that made it returns.
+//! Records live in [`super::record_log`]. The embedded implementation is
+//! [`super::embedded`] (sled); [`conformance`] is what every implementation must pass.
 
 use super::DataStreamId;
 use crate::scope::Scope;
+use crate::storage_failure::StorageFailure;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -74,82 +76,76 @@ impl StreamMeta {
     }
 }
 
-/// The metadata's layout, recorded in it and checked at open (see docs/storage.md).
-/// 2: stream records carry their scope and are keyed by `ACCOUNT/REGION/NAME` (1: by
-/// name, all in the server's default scope).
-pub const META_FORMAT: u32 = 2;
-const META_STORE: &str = "the data-stream metadata (data/data_streams/meta)";
-
-pub struct MetaStore {
-    db: sled::Db,
-    streams: sled::Tree,
-    policies: sled::Tree,
+/// Where the data streams' metadata and policies are kept.
+pub trait DataStreamMetaStore: Send + Sync + 'static {
+    /// Every stream (one that cannot be read fails the load: the engine does not start
+    /// without a stream it cannot account for).
+    fn load(&self) -> Result<Vec<StreamMeta>, StorageFailure>;
+    /// Creates or replaces a stream's record (by scope and name).
+    fn save(&self, meta: &StreamMeta) -> Result<(), StorageFailure>;
+    fn delete(&self, id: &DataStreamId) -> Result<(), StorageFailure>;
+    /// The resource policy of a stream or consumer ARN.
+    fn policy(&self, arn: &str) -> Result<Option<String>, StorageFailure>;
+    /// Sets (or, with `None`, removes) the policy of an ARN.
+    fn set_policy(&self, arn: &str, policy: Option<&str>) -> Result<(), StorageFailure>;
 }
 
-fn io(e: sled::Error) -> std::io::Error {
-    std::io::Error::other(e.to_string())
-}
+/// The behaviour the engine relies on, as checks any [`DataStreamMetaStore`] must pass.
+/// `open` opens the same store each time (the previous one dropped first).
+#[doc(hidden)]
+pub mod conformance {
+    use super::*;
 
-impl MetaStore {
-    /// Opens the metadata; streams of format 1 are moved into `default_scope`.
-    pub fn open(dir: &Path, default_scope: &Scope) -> std::io::Result<Self> {
-        use crate::sled_open::{check_and_record_format, check_format, record_format, upgrade_to_scoped_keys};
-        let db = crate::sled_open::open(&dir.join("meta"), 500).map_err(io)?;
-        let streams = db.open_tree("streams").map_err(io)?;
-        let found = check_format(&db, "meta", META_FORMAT, META_STORE).map_err(std::io::Error::other)?;
-        if found < 2 {
-            let moved = upgrade_to_scoped_keys(&streams, default_scope).map_err(std::io::Error::other)?;
-            if moved > 0 {
-                tracing::info!(streams = moved, account = %default_scope.account, region = %default_scope.region, "data-stream metadata upgraded to format 2 (streams scoped by account and region)");
-            }
+    fn meta(scope: &Scope, name: &str, uid: u64) -> StreamMeta {
+        StreamMeta {
+            name: name.into(),
+            scope: scope.clone(),
+            uid,
+            created_ms: 1,
+            mode: StreamMode::Provisioned,
+            retention_hours: 24,
+            shard_map: ShardMap::new(2, 1, 1),
+            tags: BTreeMap::new(),
+            consumers: vec![],
+            encryption_key: None,
+            max_record_kib: 1024,
+            enhanced_metrics: BTreeSet::new(),
+            scaling_ops_ms: vec![],
+            updating_until_ms: 0,
         }
-        record_format(&db, "meta", META_FORMAT, META_STORE).map_err(std::io::Error::other)?;
-        check_and_record_format(
-            &db,
-            "record_log",
-            super::record_log::RECORD_LOG_FORMAT,
-            "the data-stream record logs (data/data_streams)",
-        )
-        .map_err(std::io::Error::other)?;
-        let policies = db.open_tree("policies").map_err(io)?;
-        Ok(MetaStore { db, streams, policies })
     }
 
-    pub fn load(&self) -> std::io::Result<Vec<StreamMeta>> {
-        self.streams
-            .iter()
-            .values()
-            .map(|v| {
-                let v = v.map_err(io)?;
-                serde_json::from_slice(&v).map_err(|e| std::io::Error::other(format!("stream record: {e}")))
-            })
-            .collect()
-    }
-
-    pub fn save(&self, meta: &StreamMeta) -> std::io::Result<()> {
-        let v = serde_json::to_vec(meta).map_err(std::io::Error::other)?;
-        self.streams.insert(meta.id().key(), v).map_err(io)?;
-        self.db.flush().map_err(io)?;
-        Ok(())
-    }
-
-    pub fn delete(&self, id: &DataStreamId) -> std::io::Result<()> {
-        self.streams.remove(id.key()).map_err(io)?;
-        self.db.flush().map_err(io)?;
-        Ok(())
-    }
-
-    pub fn policy(&self, arn: &str) -> std::io::Result<Option<String>> {
-        Ok(self.policies.get(arn.as_bytes()).map_err(io)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
-    }
-
-    pub fn set_policy(&self, arn: &str, policy: Option<&str>) -> std::io::Result<()> {
-        match policy {
-            Some(p) => self.policies.insert(arn.as_bytes(), p.as_bytes()).map(|_| ()),
-            None => self.policies.remove(arn.as_bytes()).map(|_| ()),
+    pub fn run<S: DataStreamMetaStore>(open: impl Fn() -> S) {
+        let here = Scope::new("123456789012", "us-east-1");
+        let there = Scope::new("123456789012", "eu-west-1");
+        let a = meta(&here, "events", 1);
+        let b = meta(&there, "events", 2);
+        {
+            let s = open();
+            assert!(s.load().unwrap().is_empty());
+            s.save(&a).unwrap();
+            s.save(&b).unwrap();
+            let mut a2 = a.clone();
+            a2.retention_hours = 48;
+            s.save(&a2).unwrap();
+            let loaded = s.load().unwrap();
+            assert_eq!(loaded.len(), 2, "one record per scope and name");
+            assert!(loaded.contains(&a2) && loaded.contains(&b));
+            assert_eq!(s.policy("arn:aws:kinesis:us-east-1:123456789012:stream/events").unwrap(), None);
+            s.set_policy("arn:aws:kinesis:us-east-1:123456789012:stream/events", Some("{\"Version\":\"2012-10-17\"}"))
+                .unwrap();
         }
-        .map_err(io)?;
-        self.db.flush().map_err(io)?;
-        Ok(())
+        let s = open();
+        let loaded = s.load().unwrap();
+        assert_eq!(loaded.len(), 2, "records are durable");
+        assert!(loaded.iter().any(|m| m.retention_hours == 48), "the newest save is what was kept");
+        assert!(s.policy("arn:aws:kinesis:us-east-1:123456789012:stream/events").unwrap().is_some());
+        s.delete(&a.id()).unwrap();
+        s.set_policy("arn:aws:kinesis:us-east-1:123456789012:stream/events", None).unwrap();
+        assert_eq!(s.load().unwrap(), vec![b.clone()]);
+        drop(s);
+        let s = open();
+        assert_eq!(s.load().unwrap(), vec![b], "a deletion is durable");
+        assert_eq!(s.policy("arn:aws:kinesis:us-east-1:123456789012:stream/events").unwrap(), None);
     }
 }

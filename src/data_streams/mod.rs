@@ -16,6 +16,7 @@
 
 mod consumers;
 mod control_plane;
+pub mod embedded;
 pub mod keys;
 pub mod meta_store;
 mod reads;
@@ -39,7 +40,7 @@ use crate::scope::Scope;
 use crate::secrets::{load_or_create_key, TokenSigner};
 use crate::storage_failure::StorageFailure;
 use keys::{format_sequence, parse_sequence, parse_shard_id, shard_id};
-use meta_store::{ConsumerMeta, MetaStore, StreamMeta, StreamMode};
+use meta_store::{ConsumerMeta, DataStreamMetaStore, StreamMeta, StreamMode};
 use record_log::{decode_frame, read_frames, Location, RollPolicy, SegmentLog};
 use shard_map::{Counter, ReshardError, ShardInfo, ShardMap};
 use throttle::ShardThrottle;
@@ -342,7 +343,7 @@ struct Inner {
     dir: PathBuf,
     clock: SharedClock,
     signer: TokenSigner,
-    meta: MetaStore,
+    meta: Arc<dyn DataStreamMetaStore>,
     registry: RwLock<Registry>,
     writer: writer::WriterHandle,
     options: EngineOptions,
@@ -403,11 +404,12 @@ impl DataStreamEngine {
         let dir = data_dir.join("data_streams");
         std::fs::create_dir_all(&dir).map_err(storage)?;
         let signer = TokenSigner::new(load_or_create_key(&data_dir.join("data_streams.key")).map_err(storage)?);
-        let meta = MetaStore::open(&dir, default_scope).map_err(storage)?;
+        let meta: Arc<dyn DataStreamMetaStore> =
+            Arc::new(embedded::SledDataStreamMeta::open(&dir, default_scope).map_err(storage)?);
         let now = clock.now_ms();
         let mut registry = Registry::default();
         let mut max_uid = 0;
-        for m in meta.load().map_err(storage)? {
+        for m in meta.load().map_err(DataStreamError::Storage)? {
             max_uid = max_uid.max(m.uid);
             let handle = Arc::new(Self::recover_stream(&dir, m, now, options.roll)?);
             registry.by_uid.insert(handle.uid, handle.clone());
@@ -505,7 +507,7 @@ impl DataStreamEngine {
     }
 
     fn save(&self, meta: &StreamMeta) -> Result<()> {
-        self.inner.meta.save(meta).map_err(storage)
+        self.inner.meta.save(meta).map_err(DataStreamError::Storage)
     }
 
     /// Every stream's handle, in key order (the registry lock is not held after).

@@ -1,0 +1,107 @@
+//! Data-stream metadata in sled (`data/data_streams/meta`): the `streams` tree (JSON
+//! stream records keyed `ACCOUNT/REGION/NAME`) and the `policies` tree (ARN → policy);
+//! format 2 (`format/meta`), with the 1 → 2 upgrade run at open, and the record logs'
+//! format (`format/record_log`) recorded beside it.
+
+use std::path::Path;
+
+use super::meta_store::{DataStreamMetaStore, StreamMeta};
+use super::DataStreamId;
+use crate::scope::Scope;
+use crate::storage_failure::StorageFailure;
+
+/// The metadata's layout, recorded in it and checked at open (see docs/storage.md).
+/// 2: stream records carry their scope and are keyed by `ACCOUNT/REGION/NAME` (1: by
+/// name, all in the server's default scope).
+pub const META_FORMAT: u32 = 2;
+const META_STORE: &str = "the data-stream metadata (data/data_streams/meta)";
+
+pub struct SledDataStreamMeta {
+    db: sled::Db,
+    streams: sled::Tree,
+    policies: sled::Tree,
+}
+
+fn io(e: sled::Error) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+fn failed(e: impl std::error::Error + Send + Sync + 'static) -> StorageFailure {
+    StorageFailure::caused(META_STORE, e)
+}
+
+impl SledDataStreamMeta {
+    /// Opens the metadata; streams of format 1 are moved into `default_scope`.
+    pub fn open(dir: &Path, default_scope: &Scope) -> std::io::Result<Self> {
+        use crate::sled_open::{check_and_record_format, check_format, record_format, upgrade_to_scoped_keys};
+        let db = crate::sled_open::open(&dir.join("meta"), 500).map_err(io)?;
+        let streams = db.open_tree("streams").map_err(io)?;
+        let found = check_format(&db, "meta", META_FORMAT, META_STORE).map_err(std::io::Error::other)?;
+        if found < 2 {
+            let moved = upgrade_to_scoped_keys(&streams, default_scope).map_err(std::io::Error::other)?;
+            if moved > 0 {
+                tracing::info!(streams = moved, account = %default_scope.account, region = %default_scope.region, "data-stream metadata upgraded to format 2 (streams scoped by account and region)");
+            }
+        }
+        record_format(&db, "meta", META_FORMAT, META_STORE).map_err(std::io::Error::other)?;
+        check_and_record_format(
+            &db,
+            "record_log",
+            super::record_log::RECORD_LOG_FORMAT,
+            "the data-stream record logs (data/data_streams)",
+        )
+        .map_err(std::io::Error::other)?;
+        let policies = db.open_tree("policies").map_err(io)?;
+        Ok(SledDataStreamMeta { db, streams, policies })
+    }
+}
+
+impl DataStreamMetaStore for SledDataStreamMeta {
+    fn load(&self) -> Result<Vec<StreamMeta>, StorageFailure> {
+        self.streams
+            .iter()
+            .values()
+            .map(|v| {
+                let v = v.map_err(failed)?;
+                serde_json::from_slice(&v).map_err(failed)
+            })
+            .collect()
+    }
+
+    fn save(&self, meta: &StreamMeta) -> Result<(), StorageFailure> {
+        let v = serde_json::to_vec(meta).map_err(failed)?;
+        self.streams.insert(meta.id().key(), v).map_err(failed)?;
+        self.db.flush().map_err(failed)?;
+        Ok(())
+    }
+
+    fn delete(&self, id: &DataStreamId) -> Result<(), StorageFailure> {
+        self.streams.remove(id.key()).map_err(failed)?;
+        self.db.flush().map_err(failed)?;
+        Ok(())
+    }
+
+    fn policy(&self, arn: &str) -> Result<Option<String>, StorageFailure> {
+        Ok(self.policies.get(arn.as_bytes()).map_err(failed)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn set_policy(&self, arn: &str, policy: Option<&str>) -> Result<(), StorageFailure> {
+        match policy {
+            Some(p) => self.policies.insert(arn.as_bytes(), p.as_bytes()).map(|_| ()),
+            None => self.policies.remove(arn.as_bytes()).map(|_| ()),
+        }
+        .map_err(failed)?;
+        self.db.flush().map_err(failed)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sled_data_stream_metadata_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let scope = crate::scope::Scope::new("123456789012", "us-east-1");
+        super::super::meta_store::conformance::run(|| super::SledDataStreamMeta::open(dir.path(), &scope).unwrap());
+    }
+}
