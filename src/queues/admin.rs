@@ -259,7 +259,7 @@ impl QueueEngine {
             copy
         };
         self.inner.store.put_queue(&record)?;
-        self.inner.store.flush().await
+        Ok(self.inner.store.flush().await?)
     }
 
     /// TagQueue: adds or replaces tags; a queue holds at most 50.
@@ -405,7 +405,7 @@ impl QueueEngine {
             (lock(&q.record).id, s.purge())
         };
         self.inner.store.remove_messages(id, &removed)?;
-        self.inner.store.flush().await
+        Ok(self.inner.store.flush().await?)
     }
 
     /// The names of the queues whose RedrivePolicy points at `name`.

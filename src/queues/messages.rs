@@ -194,7 +194,7 @@ impl QueueEngine {
         };
         if let Err(e) = durable {
             tracing::error!(queue = %name, error = %e, "send not persisted");
-            return Err(e);
+            return Err(e.into());
         }
         {
             // Durable now: receivable, and remembered for deduplication.

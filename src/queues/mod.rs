@@ -5,14 +5,17 @@
 //! - [`message`]: stored messages and the checks of what a sender gives.
 //! - [`state`]: one queue in memory: visibility, delay, FIFO groups and deduplication,
 //!   retention, the dead-letter threshold (pure, clock passed in).
-//! - [`store`]: the durable copy in sled, with flushes shared by concurrent sends.
+//! - [`store`]: the durable copy behind [`store::QueueStorage`] and its conformance
+//!   suite; [`embedded`]: its implementation in sled and the [`payload_log`], with
+//!   flushes shared by concurrent sends and one file per format upgrade.
 //!
-//! Every queue's messages are held in memory and mirrored in sled; a send is
+//! Every queue's messages are held in memory and mirrored in the store; a send is
 //! acknowledged once its record is flushed. Receipt handles are tokens signed with a
 //! key in `data/queues.key`, so they cannot be forged or pointed at another message.
 
 mod admin;
 pub mod config;
+pub mod embedded;
 pub mod message;
 mod messages;
 pub mod move_task;
@@ -36,7 +39,7 @@ use crate::storage_failure::StorageFailure;
 use config::QueueConfig;
 use message::{check_attributes, check_body, check_fifo_id, MessageAttribute, StoredMessage};
 use state::{DedupEntry, HandleCheck, QueueState, DEDUP_WINDOW_MS};
-use store::{QueueRecord, QueueStore};
+use store::{QueueRecord, QueueStorage};
 
 /// How long a deleted queue's name stays taken.
 pub const DELETED_NAME_HOLD_MS: i64 = 60_000;
@@ -90,7 +93,7 @@ pub enum QueueError {
     #[error("{0}")]
     UnsupportedOperation(String),
     #[error("queue storage failed: {0}")]
-    Storage(#[source] StorageFailure),
+    Storage(#[from] StorageFailure),
     #[error(transparent)]
     DiskFull(#[from] crate::disk_space::DiskRefusal),
 }
@@ -170,7 +173,7 @@ struct Attempt {
 }
 
 struct Inner {
-    store: QueueStore,
+    store: Arc<dyn QueueStorage>,
     /// Message move tasks, newest last, per source queue name.
     tasks: Mutex<HashMap<String, Vec<Arc<move_task::MoveTask>>>>,
     /// (queue, ReceiveRequestAttemptId) → what that receive returned.
@@ -250,7 +253,8 @@ impl QueueEngine {
     pub fn open(data_dir: &Path, clock: SharedClock, default_scope: &Scope) -> Result<Self, QueueError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| QueueError::Storage(StorageFailure::caused("create the data directory", e)))?;
-        let store = QueueStore::open(&data_dir.join("queues"), default_scope)?;
+        let store: Arc<dyn QueueStorage> =
+            Arc::new(embedded::SledQueues::open(&data_dir.join("queues"), default_scope)?);
         let key = load_or_create_key(&data_dir.join("queues.key"))
             .map_err(|e| QueueError::Storage(StorageFailure::caused("load data/queues.key", e)))?;
         let mut queues = HashMap::new();

@@ -1,38 +1,26 @@
-//! The queues' durable state in sled (`data/queues/`), behind a narrow interface.
+//! The queues' durable state behind [`QueueStorage`], the engine's only way to it: the
+//! queue records, each queue's messages (a small record, and a payload written once
+//! with the send) and deduplication entries.
 //!
-//! Two trees: `queues` (name → [`QueueRecord`] as JSON) and `data`, whose keys are a
-//! kind byte, the queue id, then kind-specific bytes:
-//!
-//! | kind | after the queue id   | value                                                 |
-//! |------|----------------------|-------------------------------------------------------|
-//! | `M`  | sequence (u64 BE)    | [`StoredMessage`] JSON, with a [`PayloadRef`] instead of its payload |
-//! | `D`  | deduplication key    | [`DedupEntry`] JSON                                   |
-//!
-//! Payloads (body and attributes) are in the [`PayloadLog`] next to the database
-//! (`data/queues/payloads/`), written once with the send and read when the message is
-//! received; receives, visibility changes and moves rewrite only the small `M` record.
-//!
-//! A send is one atomic batch (the message and its deduplication entry) and is
-//! acknowledged only after a flush (the payload log's and sled's, run in parallel); concurrent sends share flushes through the
-//! `Flusher` thread. Receives, deletes and visibility changes are written without
-//! waiting: after a crash such a message is delivered again, which at-least-once
-//! delivery allows, but a sent message is never lost.
+//! What the engine relies on: new messages and their deduplication entries are written
+//! in one atomic step; a message moves between queues atomically; [`QueueStorage::flush`]
+//! returns once everything written before it is durable (a send is acknowledged only
+//! after it; receives, deletes and visibility changes are not waited for: after a crash
+//! such a message is delivered again, which at-least-once delivery allows, but a sent
+//! message is never lost); a payload whose write a crash cut off reads as `None`.
+//! The embedded implementation is [`super::embedded`] (sled and a payload log);
+//! [`conformance`] is what every implementation must pass.
 
 use super::QueueId;
 use crate::scope::Scope;
 use crate::storage_failure::StorageFailure;
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::mpsc;
 
 use serde::{Deserialize, Serialize};
 
 use super::config::QueueConfig;
 use super::message::{MessagePayload, StoredMessage};
-use super::payload_log::{PayloadLog, PayloadRef};
 use super::state::DedupEntry;
-use super::QueueError;
-use std::sync::Arc;
 
 /// A queue as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,305 +50,79 @@ pub struct StoredQueue {
     pub dedup: Vec<(String, DedupEntry)>,
 }
 
-const KIND_MESSAGE: u8 = b'M';
-const KIND_DEDUP: u8 = b'D';
-
-fn key(kind: u8, queue: u64, rest: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(9 + rest.len());
-    k.push(kind);
-    k.extend_from_slice(&queue.to_be_bytes());
-    k.extend_from_slice(rest);
-    k
-}
-
-fn storage(e: impl std::error::Error + Send + Sync + 'static) -> QueueError {
-    QueueError::Storage(StorageFailure::caused("the queue store (data/queues)", e))
-}
-
-/// The queue store's layout (key scheme, JSON records), recorded in it and checked at
-/// open (see docs/storage.md). 2: queue records carry their scope and are keyed by
-/// `ACCOUNT/REGION/NAME` (1: by name, all in the server's default scope). 3: message
-/// payloads in the payload log (2: inside the `M` record).
-pub const QUEUES_FORMAT: u32 = 3;
-const STORE: &str = "the queue store (data/queues)";
-
-#[derive(Clone)]
-pub struct QueueStore {
-    db: sled::Db,
-    queues: sled::Tree,
-    data: sled::Tree,
-    payloads: Arc<PayloadLog>,
-    flusher: mpsc::Sender<tokio::sync::oneshot::Sender<Result<(), StorageFailure>>>,
-}
-
-impl QueueStore {
-    /// Opens the store; queues of format 1 are moved into `default_scope`.
-    pub fn open(dir: &Path, default_scope: &Scope) -> Result<Self, QueueError> {
-        let db = crate::sled_open::open(dir, 500).map_err(storage)?;
-        let format_error = |e| QueueError::Storage(StorageFailure::caused("open the queue store", e));
-        let found = crate::sled_open::check_format(&db, "queues", QUEUES_FORMAT, STORE).map_err(format_error)?;
-        let queues = db.open_tree("queues").map_err(storage)?;
-        if found < 2 {
-            let moved = crate::sled_open::upgrade_to_scoped_keys(&queues, default_scope)
-                .map_err(|e| QueueError::Storage(StorageFailure::caused("upgrade the queue store to format 2", e)))?;
-            if moved > 0 {
-                tracing::info!(queues = moved, account = %default_scope.account, region = %default_scope.region, "queue store upgraded to format 2 (queues scoped by account and region)");
-            }
-        }
-        let data = db.open_tree("data").map_err(storage)?;
-        let payloads = Arc::new(PayloadLog::open(&dir.join("payloads")).map_err(storage)?);
-        if found < 3 {
-            let moved = move_payloads_out(&data, &payloads)?;
-            if moved > 0 {
-                tracing::info!(messages = moved, "queue store upgraded to format 3 (payloads in data/queues/payloads)");
-            }
-        }
-        crate::sled_open::record_format(&db, "queues", QUEUES_FORMAT, STORE).map_err(format_error)?;
-        let (tx, rx) = mpsc::channel::<tokio::sync::oneshot::Sender<Result<(), StorageFailure>>>();
-        let flush_db = db.clone();
-        let flush_payloads = payloads.clone();
-        std::thread::Builder::new()
-            .name("queue-flusher".into())
-            .spawn(move || {
-                // One flush answers every request that queued up while the last ran.
-                while let Ok(first) = rx.recv() {
-                    let mut waiting = vec![first];
-                    waiting.extend(rx.try_iter());
-                    // Both syncs at once: a message record durable before its payload
-                    // (a crash between the two) reads as a torn payload, which is
-                    // dropped at receive; it was not acknowledged, both must finish
-                    // first.
-                    let r = std::thread::scope(|scope| {
-                        let payloads = scope.spawn(|| flush_payloads.sync());
-                        let db = flush_db
-                            .flush()
-                            .map(|_| ())
-                            .map_err(|e| StorageFailure::caused("flush the queue store", e));
-                        let payloads = payloads
-                            .join()
-                            .unwrap_or_else(|_| Err(std::io::Error::other("the payload sync panicked")))
-                            .map_err(|e| StorageFailure::caused("sync the queue payload log", e));
-                        payloads.and(db)
-                    });
-                    for w in waiting {
-                        let _ = w.send(r.clone());
-                    }
-                }
-            })
-            .map_err(storage)?;
-        Ok(QueueStore { db, queues, data, payloads, flusher: tx })
-    }
-
-    /// Waits until everything written so far is on disk.
-    pub async fn flush(&self) -> Result<(), QueueError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let stopped = || QueueError::Storage(StorageFailure::new("the queue flusher stopped"));
-        self.flusher.send(tx).map_err(|_| stopped())?;
-        rx.await.map_err(|_| stopped())?.map_err(QueueError::Storage)
-    }
-
-    pub fn next_queue_id(&self) -> Result<u64, QueueError> {
-        self.db.generate_id().map(|id| id + 1).map_err(storage)
-    }
-
-    pub fn queues(&self) -> Result<Vec<QueueRecord>, QueueError> {
-        self.queues
-            .iter()
-            .values()
-            .map(|v| v.map_err(storage).and_then(|v| serde_json::from_slice(&v).map_err(storage)))
-            .collect()
-    }
-
-    pub fn put_queue(&self, q: &QueueRecord) -> Result<(), QueueError> {
-        self.queues.insert(q.queue_id().key(), serde_json::to_vec(q).map_err(storage)?).map_err(storage)?;
-        Ok(())
-    }
-
+/// Where the queues are kept.
+#[async_trait::async_trait]
+pub trait QueueStorage: Send + Sync + 'static {
+    /// Returns once everything written before it is durable.
+    async fn flush(&self) -> Result<(), StorageFailure>;
+    /// A queue id no queue has had.
+    fn next_queue_id(&self) -> Result<u64, StorageFailure>;
+    /// Every queue.
+    fn queues(&self) -> Result<Vec<QueueRecord>, StorageFailure>;
+    /// Creates or replaces a queue's record (by scope and name).
+    fn put_queue(&self, q: &QueueRecord) -> Result<(), StorageFailure>;
     /// Removes a queue and everything in it.
-    pub fn delete_queue(&self, q: &QueueRecord) -> Result<(), QueueError> {
-        let mut batch = sled::Batch::default();
-        let mut refs = Vec::new();
-        for kind in [KIND_MESSAGE, KIND_DEDUP] {
-            for item in self.data.scan_prefix(key(kind, q.id, &[])) {
-                let (k, v) = item.map_err(storage)?;
-                if kind == KIND_MESSAGE {
-                    refs.extend(payload_ref_of(&v));
-                }
-                batch.remove(k);
-            }
-        }
-        self.data.apply_batch(batch).map_err(storage)?;
-        self.queues.remove(q.queue_id().key()).map_err(storage)?;
-        refs.into_iter().for_each(|r| self.payloads.release(r));
-        Ok(())
-    }
-
+    fn delete_queue(&self, q: &QueueRecord) -> Result<(), StorageFailure>;
     /// Every message and deduplication entry of a queue (at start-up).
-    pub fn load(&self, queue: u64) -> Result<StoredQueue, QueueError> {
-        let mut messages = Vec::new();
-        for item in self.data.scan_prefix(key(KIND_MESSAGE, queue, &[])) {
-            let (_, v) = item.map_err(storage)?;
-            let m: StoredMessage = serde_json::from_slice(&v).map_err(storage)?;
-            if let Some(r) = m.payload_ref {
-                self.payloads.retain(r);
-            }
-            messages.push(m);
-        }
-        let mut dedup = Vec::new();
-        for item in self.data.scan_prefix(key(KIND_DEDUP, queue, &[])) {
-            let (k, v) = item.map_err(storage)?;
-            let id = String::from_utf8_lossy(&k[9..]).into_owned();
-            dedup.push((id, serde_json::from_slice(&v).map_err(storage)?));
-        }
-        Ok(StoredQueue { messages, dedup })
-    }
-
-    /// Writes new messages (with their payloads, which go to the payload log; each
-    /// message gets its [`PayloadRef`]) and deduplication entries in one atomic batch.
-    pub fn write_new(
+    fn load(&self, queue: u64) -> Result<StoredQueue, StorageFailure>;
+    /// New messages with their payloads (each given its reference) and deduplication
+    /// entries, in one atomic step.
+    fn write_new(
         &self,
         queue: u64,
         messages: &mut [StoredMessage],
         dedup: &[(&str, &DedupEntry)],
-    ) -> Result<(), QueueError> {
-        let mut appended = Vec::with_capacity(messages.len());
-        let result = (|| {
-            for m in messages.iter_mut() {
-                let payload = serde_json::to_vec(&m.payload()).map_err(storage)?;
-                let r = self.payloads.append(&payload).map_err(storage)?;
-                self.payloads.retain(r);
-                appended.push(r);
-                m.payload_ref = Some(r);
-            }
-            self.write(queue, &messages.iter().collect::<Vec<_>>(), dedup)
-        })();
-        if result.is_err() {
-            appended.into_iter().for_each(|r| self.payloads.release(r));
-        }
-        result
-    }
-
-    /// Writes messages' records (their payloads are already in the log) and
-    /// deduplication entries in one atomic batch.
-    pub fn write(
+    ) -> Result<(), StorageFailure>;
+    /// Rewrites messages' records (their payloads are stored already) and deduplication
+    /// entries, in one atomic step.
+    fn write(
         &self,
         queue: u64,
         messages: &[&StoredMessage],
         dedup: &[(&str, &DedupEntry)],
-    ) -> Result<(), QueueError> {
-        let mut batch = sled::Batch::default();
-        for m in messages {
-            let meta = serde_json::to_vec(&m.without_payload()).map_err(storage)?;
-            batch.insert(key(KIND_MESSAGE, queue, &m.seq.to_be_bytes()), meta);
-        }
-        for (k, e) in dedup {
-            batch.insert(key(KIND_DEDUP, queue, k.as_bytes()), serde_json::to_vec(e).map_err(storage)?);
-        }
-        self.data.apply_batch(batch).map_err(storage)
-    }
-
-    pub fn remove_messages(&self, queue: u64, seqs: &[u64]) -> Result<(), QueueError> {
-        let mut batch = sled::Batch::default();
-        let mut refs = Vec::new();
-        for s in seqs {
-            let k = key(KIND_MESSAGE, queue, &s.to_be_bytes());
-            if let Some(v) = self.data.get(&k).map_err(storage)? {
-                refs.extend(payload_ref_of(&v));
-            }
-            batch.remove(k);
-        }
-        self.data.apply_batch(batch).map_err(storage)?;
-        refs.into_iter().for_each(|r| self.payloads.release(r));
-        Ok(())
-    }
-
-    pub fn remove_dedup(&self, queue: u64, keys: &[String]) -> Result<(), QueueError> {
-        let mut batch = sled::Batch::default();
-        for k in keys {
-            batch.remove(key(KIND_DEDUP, queue, k.as_bytes()));
-        }
-        self.data.apply_batch(batch).map_err(storage)
-    }
-
-    /// Moves a message from one queue to another atomically (dead-letter, redrive);
-    /// its payload stays where it is.
-    pub fn move_message(&self, from: u64, from_seq: u64, to: u64, m: &StoredMessage) -> Result<(), QueueError> {
-        let mut batch = sled::Batch::default();
-        batch.remove(key(KIND_MESSAGE, from, &from_seq.to_be_bytes()));
-        batch.insert(
-            key(KIND_MESSAGE, to, &m.seq.to_be_bytes()),
-            serde_json::to_vec(&m.without_payload()).map_err(storage)?,
-        );
-        self.data.apply_batch(batch).map_err(storage)
-    }
-
-    /// The payload of `m`, read back from the log; `None` if it is not whole (a
-    /// message whose payload sync a crash cut off: it was never acknowledged).
-    pub fn payload(&self, m: &StoredMessage) -> Result<Option<MessagePayload>, QueueError> {
-        let Some(r) = m.payload_ref else { return Ok(None) };
-        match self.payloads.read(r).map_err(storage)? {
-            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(storage)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// After every queue was loaded: deletes payload segments no message refers to.
-    pub fn sweep_payloads(&self) {
-        self.payloads.sweep_unreferenced();
-    }
+    ) -> Result<(), StorageFailure>;
+    fn remove_messages(&self, queue: u64, seqs: &[u64]) -> Result<(), StorageFailure>;
+    fn remove_dedup(&self, queue: u64, keys: &[String]) -> Result<(), StorageFailure>;
+    /// Moves a message to another queue (as `m`, its new sequence) atomically.
+    fn move_message(&self, from: u64, from_seq: u64, to: u64, m: &StoredMessage) -> Result<(), StorageFailure>;
+    /// The payload of `m`; `None` if it is not whole (a send a crash cut off, never
+    /// acknowledged).
+    fn payload(&self, m: &StoredMessage) -> Result<Option<MessagePayload>, StorageFailure>;
+    /// After every queue was loaded: frees payload space no message refers to.
+    fn sweep_payloads(&self);
 }
 
-/// The payload reference in a message record's JSON, if any.
-fn payload_ref_of(record: &[u8]) -> Option<PayloadRef> {
-    serde_json::from_slice::<StoredMessage>(record).ok()?.payload_ref
-}
-
-/// The upgrade from format 2: each message record holding its payload inline has it
-/// moved to the payload log (synced), then the records are rewritten in one atomic
-/// batch. A crash in between leaves format 2 and the upgrade runs again (the payloads
-/// appended the first time are then unreferenced and swept). Returns how many.
-fn move_payloads_out(data: &sled::Tree, payloads: &PayloadLog) -> Result<usize, QueueError> {
-    let mut batch = sled::Batch::default();
-    let mut moved = 0;
-    for item in data.scan_prefix([KIND_MESSAGE]) {
-        let (k, v) = item.map_err(storage)?;
-        let mut m: StoredMessage = serde_json::from_slice(&v).map_err(storage)?;
-        if !m.has_payload() {
-            continue;
-        }
-        m.payload_ref = Some(payloads.append(&serde_json::to_vec(&m.payload()).map_err(storage)?).map_err(storage)?);
-        batch.insert(k, serde_json::to_vec(&m.without_payload()).map_err(storage)?);
-        moved += 1;
-    }
-    payloads.sync().map_err(storage)?;
-    data.apply_batch(batch).map_err(storage)?;
-    data.flush().map_err(storage)?;
-    Ok(moved)
-}
-
-#[cfg(test)]
-mod tests {
+/// The behaviour the engine relies on, as checks any [`QueueStorage`] must pass. `open`
+/// opens the same store each time (the previous one dropped first).
+#[doc(hidden)]
+pub mod conformance {
     use super::*;
+    use crate::queues::message::{AttributeValue, MessageAttribute};
 
-    #[test]
-    fn a_queue_store_in_a_newer_format_is_refused_not_misread() {
-        let dir = tempfile::tempdir().unwrap();
-        drop(QueueStore::open(dir.path(), &Scope::new("123456789012", "us-east-1")).unwrap());
-        let db = crate::sled_open::open(dir.path(), 500).unwrap();
-        db.insert("format/queues", &5u32.to_be_bytes()).unwrap();
-        db.flush().unwrap();
-        drop(db);
-        let text =
-            QueueStore::open(dir.path(), &Scope::new("123456789012", "us-east-1")).err().expect("refused").to_string();
-        assert!(text.contains("data/queues") && text.contains("format 5"), "{text}");
+    fn queue(id: u64, name: &str) -> QueueRecord {
+        QueueRecord {
+            id,
+            name: name.into(),
+            scope: Scope::new("123456789012", "us-east-1"),
+            config: QueueConfig::new(false),
+            tags: BTreeMap::new(),
+            permissions: BTreeMap::new(),
+            created_s: 1,
+            modified_s: 1,
+        }
     }
 
     fn message(seq: u64, body: &str) -> StoredMessage {
+        let mut attributes = BTreeMap::new();
+        attributes.insert(
+            "camera".to_string(),
+            MessageAttribute { data_type: "String".into(), value: AttributeValue::String("door".into()) },
+        );
         StoredMessage {
             seq,
             id: format!("m{seq}"),
             body: body.into(),
-            attributes: BTreeMap::new(),
+            attributes,
             system_attributes: BTreeMap::new(),
             sent_ms: 1,
             sender_id: "123456789012".into(),
@@ -375,62 +137,57 @@ mod tests {
         }
     }
 
-    /// Payloads live in the payload log: metadata updates and moves never rewrite them,
-    /// deletes release them, and a format-2 store (payload inside the message record) is
-    /// split on open.
-    #[test]
-    fn payloads_are_kept_apart_and_format_2_is_split() {
-        let dir = tempfile::tempdir().unwrap();
-        let scope = Scope::new("123456789012", "us-east-1");
+    pub async fn run<S: QueueStorage>(open: impl Fn() -> S) {
+        let (q1, q2);
         {
-            let store = QueueStore::open(dir.path(), &scope).unwrap();
-            let mut sent = [message(1, "hello")];
-            store.write_new(7, &mut sent, &[]).unwrap();
-            let r = sent[0].payload_ref.expect("a payload reference");
-            let loaded = store.load(7).unwrap().messages;
-            assert_eq!((loaded.len(), loaded[0].body.as_str()), (1, ""), "the record holds no body");
-            assert_eq!(loaded[0].payload_ref, Some(r));
-            assert_eq!(store.payload(&loaded[0]).unwrap().map(|p| p.body), Some("hello".into()));
-            // Received (metadata rewritten), then moved to another queue.
-            store.write(7, &[&StoredMessage { receive_count: 1, ..loaded[0].clone() }], &[]).unwrap();
-            let moved = StoredMessage { seq: 5, ..loaded[0].clone() };
-            store.move_message(7, 1, 8, &moved).unwrap();
-            assert!(store.load(7).unwrap().messages.is_empty());
-            let at_8 = store.load(8).unwrap().messages;
-            assert_eq!(store.payload(&at_8[0]).unwrap().map(|p| p.body), Some("hello".into()), "moved with it");
-            store.remove_messages(8, &[5]).unwrap();
-            assert!(store.load(8).unwrap().messages.is_empty());
-            // A message record as format 2 wrote it.
-            store
-                .data
-                .insert(key(KIND_MESSAGE, 9, &3u64.to_be_bytes()), serde_json::to_vec(&message(3, "old")).unwrap())
-                .unwrap();
-            store.db.insert("format/queues", &2u32.to_be_bytes()).unwrap();
-            store.db.flush().unwrap();
+            let s = open();
+            let a = s.next_queue_id().unwrap();
+            let b = s.next_queue_id().unwrap();
+            assert!(b > a, "queue ids only grow");
+            q1 = queue(a, "jobs");
+            q2 = queue(b, "dead");
+            s.put_queue(&q1).unwrap();
+            s.put_queue(&q2).unwrap();
+            // New messages and a deduplication entry, atomically; flushed: acknowledged.
+            let mut new = vec![message(1, "first"), message(2, "second"), message(3, "third")];
+            let entry = DedupEntry { expires_ms: 1_000, message_id: "m1".into(), sequence_number: None };
+            s.write_new(q1.id, &mut new, &[("dedup-1", &entry)]).unwrap();
+            assert!(new.iter().all(|m| m.payload_ref.is_some()), "each message got its payload's reference");
+            s.flush().await.unwrap();
+            // A receive rewrites a record; a delete removes one; a dead-letter move.
+            let mut seen = new[0].clone();
+            seen.receive_count = 1;
+            s.write(q1.id, &[&seen], &[]).unwrap();
+            s.remove_messages(q1.id, &[2]).unwrap();
+            let mut moved = new[2].clone();
+            moved.seq = 10;
+            s.move_message(q1.id, 3, q2.id, &moved).unwrap();
+            s.flush().await.unwrap();
         }
-        let store = QueueStore::open(dir.path(), &scope).unwrap();
-        let upgraded = store.load(9).unwrap().messages;
-        assert_eq!(upgraded[0].body, "");
-        assert_eq!(store.payload(&upgraded[0]).unwrap().map(|p| p.body), Some("old".into()));
-    }
-
-    /// A record sled persisted before its payload was synced (a crash in between)
-    /// reads as no payload, never as other bytes.
-    #[test]
-    fn a_payload_cut_off_by_a_crash_reads_as_missing() {
-        let dir = tempfile::tempdir().unwrap();
-        let scope = Scope::new("123456789012", "us-east-1");
-        let store = QueueStore::open(dir.path(), &scope).unwrap();
-        let mut sent = [message(1, "hello")];
-        store.write_new(7, &mut sent, &[]).unwrap();
-        let r = sent[0].payload_ref.unwrap();
-        let beyond =
-            StoredMessage { payload_ref: Some(PayloadRef { offset: r.offset + 1000, ..r }), ..sent[0].clone() };
-        assert_eq!(store.payload(&beyond).unwrap(), None);
-        let shifted = StoredMessage {
-            payload_ref: Some(PayloadRef { offset: r.offset + 1, len: r.len - 1, ..r }),
-            ..sent[0].clone()
-        };
-        assert_eq!(store.payload(&shifted).unwrap(), None);
+        let s = open();
+        let queues = s.queues().unwrap();
+        assert_eq!(queues.len(), 2, "queue records are durable");
+        let jobs = s.load(q1.id).unwrap();
+        assert_eq!(jobs.messages.len(), 1);
+        assert_eq!((jobs.messages[0].seq, jobs.messages[0].receive_count), (1, 1), "the rewrite is what is kept");
+        assert_eq!(jobs.dedup.len(), 1);
+        let payload = s.payload(&jobs.messages[0]).unwrap().expect("a flushed payload reads back whole");
+        assert_eq!(payload.body, "first");
+        assert_eq!(payload.attributes["camera"].value, AttributeValue::String("door".into()));
+        let dead = s.load(q2.id).unwrap();
+        assert_eq!(dead.messages.len(), 1);
+        assert_eq!(dead.messages[0].seq, 10, "moved under its new sequence");
+        assert_eq!(s.payload(&dead.messages[0]).unwrap().unwrap().body, "third", "its payload moved with it");
+        s.remove_dedup(q1.id, &["dedup-1".into()]).unwrap();
+        s.sweep_payloads();
+        assert!(s.load(q1.id).unwrap().dedup.is_empty());
+        // A deleted queue takes its messages with it.
+        s.delete_queue(&q2).unwrap();
+        s.flush().await.unwrap();
+        drop(s);
+        let s = open();
+        assert_eq!(s.queues().unwrap().len(), 1);
+        assert!(s.load(q2.id).unwrap().messages.is_empty());
+        assert!(s.next_queue_id().unwrap() > q2.id, "a reopened store hands out no queue id twice");
     }
 }
