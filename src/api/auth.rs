@@ -234,6 +234,17 @@ async fn verify(state: &AuthState, req: Request) -> Result<Request, (ApiError, O
     }
     let now = state.clock.now_us() / 1_000_000;
     if is_presigned(&parts) {
+        // Presigned URLs are what the signalling WebSocket is opened with (a browser
+        // cannot set headers on it); nothing else takes one, so a URL handed out for
+        // one purpose cannot be replayed against any other operation.
+        if parts.method != axum::http::Method::GET || parts.uri.path() != super::kvs::signaling::WEBSOCKET_PATH {
+            let e = ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "AccessDeniedException",
+                "Presigned URLs are accepted for the signalling WebSocket (GET /v1/signaling) only; sign other requests with the Authorization header.",
+            );
+            return Err((e, Some(body)));
+        }
         // Signed with the empty body's hash; the body is not read (the WebSocket's GET).
         let empty = sigv4::sha256_hex(b"");
         let req_parts = RequestParts {

@@ -546,3 +546,17 @@ def test_a_region_nobody_serves_is_refused(signed_server):
             call(c)
         assert "valid region" in e.value.response["Error"]["Message"], (service, e.value.response)
     assert signed_server.client("sqs", region_name="ap-southeast-2").list_queues() is not None
+
+
+# Also hardened: a presigned URL opens the signalling WebSocket and nothing else.
+def test_presigned_urls_are_taken_for_the_signalling_websocket_only(signed_server):
+    from botocore.auth import SigV4QueryAuth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    req = AWSRequest(method="POST", url=signed_server.url + "/listStreams", data=b"")
+    SigV4QueryAuth(Credentials(ACCESS_KEY, SECRET_KEY), "kinesisvideo", "us-east-1", expires=300).add_auth(req)
+    r = urllib.request.Request(req.url, data=b"", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(r, timeout=10)
+    assert e.value.code == 403
+    assert b"signalling WebSocket" in e.value.read()
