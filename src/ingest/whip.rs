@@ -110,6 +110,10 @@ pub struct PublishToken {
     /// µs since the epoch.
     #[serde(rename = "x")]
     pub expires_us: i64,
+    /// When it was minted, µs since the epoch (0 in tokens minted before this was
+    /// recorded: any revocation takes those).
+    #[serde(rename = "i", default)]
+    pub issued_us: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,19 +141,19 @@ impl PublishTokens {
         Ok(Self::new(crate::secrets::load_or_create_key(&data_dir.join("whip.key"))?))
     }
 
-    pub fn mint(&self, record: &StreamRecord, expires_us: i64) -> String {
-        self.mint_for(&record.scope, &record.name, record.id, expires_us)
+    pub fn mint(&self, record: &StreamRecord, now_us: i64, expires_us: i64) -> String {
+        let token = PublishToken {
+            scope: record.scope.clone(),
+            stream: record.name.clone(),
+            stream_id: record.id,
+            expires_us,
+            issued_us: now_us,
+        };
+        self.sign(&token)
     }
 
-    fn mint_for(
-        &self,
-        scope: &crate::scope::Scope,
-        stream: &str,
-        stream_id: crate::video_store::StreamId,
-        expires_us: i64,
-    ) -> String {
-        let token = PublishToken { scope: scope.clone(), stream: stream.to_string(), stream_id, expires_us };
-        self.signer.sign(&serde_json::to_vec(&token).unwrap_or_default())
+    fn sign(&self, token: &PublishToken) -> String {
+        self.signer.sign(&serde_json::to_vec(token).unwrap_or_default())
     }
 
     pub fn open(&self, token: &str, now_us: i64) -> Result<PublishToken, TokenRefusal> {
@@ -508,9 +512,15 @@ mod tests {
     #[test]
     fn publish_tokens_open_only_as_minted_and_in_time() {
         let tokens = PublishTokens::new([7; 32]);
-        let t = tokens.mint_for(&crate::scope::Scope::new("123456789012", "us-east-1"), "cam", 3, 1_000);
+        let t = tokens.sign(&PublishToken {
+            scope: crate::scope::Scope::new("123456789012", "us-east-1"),
+            stream: "cam".into(),
+            stream_id: 3,
+            expires_us: 1_000,
+            issued_us: 10,
+        });
         let opened = tokens.open(&t, 999).unwrap();
-        assert_eq!((opened.stream.as_str(), opened.stream_id), ("cam", 3));
+        assert_eq!((opened.stream.as_str(), opened.stream_id, opened.issued_us), ("cam", 3, 10));
         assert_eq!(tokens.open(&t, 1_001), Err(TokenRefusal::Expired));
         assert_eq!(PublishTokens::new([8; 32]).open(&t, 0), Err(TokenRefusal::BadSignature));
         let (payload, tag) = t.split_once('.').unwrap();

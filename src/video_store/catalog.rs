@@ -58,6 +58,13 @@ pub struct StreamRecord {
     /// drawn over the video).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frame_metadata_stream: Option<String>,
+    /// WHIP publishing tokens issued before this (µs since the epoch) are revoked.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub publish_tokens_not_before_us: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 /// A stream's `NotificationConfiguration`, as given (checked at the API edge).

@@ -58,6 +58,7 @@ impl VideoStore {
             notification: None,
             image_generation: None,
             frame_metadata_stream: None,
+            publish_tokens_not_before_us: 0,
         };
         self.inner.catalog.insert_new(&record)?;
         // Durable before it is acknowledged; the fsync waits off the runtime's threads.
@@ -128,6 +129,16 @@ impl VideoStore {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Revokes every WHIP publishing token of the stream issued until now.
+    pub async fn revoke_publish_tokens(&self, scope: &Scope, name: &str) -> Result<StreamRecord, StoreError> {
+        let now = self.inner.clock.now_us();
+        self.modify(scope, Some(name), None, |r| {
+            r.publish_tokens_not_before_us = now;
+            Ok(())
+        })
+        .await
     }
 
     /// Sets (or with `None` removes) a stream's notification settings.

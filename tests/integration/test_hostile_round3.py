@@ -560,3 +560,24 @@ def test_presigned_urls_are_taken_for_the_signalling_websocket_only(signed_serve
         urllib.request.urlopen(r, timeout=10)
     assert e.value.code == 403
     assert b"signalling WebSocket" in e.value.read()
+
+
+# Also hardened: publishing tokens can be revoked without deleting the stream.
+def test_publishing_tokens_are_revoked_on_request(signed_server):
+    from test_whip import bearer, signed_post
+    s = signed_server
+    s.client("kinesisvideo").create_stream(StreamName="obs-revoke", DataRetentionInHours=24)
+    old = signed_post(s, "/v1/streams/obs-revoke/whip-token", b'{"ExpiresInSeconds": 3600}')[1]["Token"]
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    req = AWSRequest(method="DELETE", url=s.url + "/v1/streams/obs-revoke/whip-token", data=b"")
+    SigV4Auth(Credentials(*s.keys), "kinesisvideo", "us-east-1").add_auth(req)
+    with urllib.request.urlopen(urllib.request.Request(req.url, method="DELETE", headers=dict(req.headers)), timeout=10) as r:
+        assert r.status == 200
+    status, _, body = bearer(s, "/v1/streams/obs-revoke/whip", old, whip_offer())
+    assert status == 403 and b"revoked" in body, body
+    time.sleep(0.01)
+    new = signed_post(s, "/v1/streams/obs-revoke/whip-token", b'{"ExpiresInSeconds": 3600}')[1]["Token"]
+    status, _, body = bearer(s, "/v1/streams/obs-revoke/whip", new, whip_offer())
+    assert status == 201, body

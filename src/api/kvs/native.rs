@@ -31,7 +31,7 @@ pub fn routes() -> Router<KvsState> {
         .route("/v1/streams/{name}/whep", axum::routing::post(post_whep))
         .route("/v1/whep/{id}", axum::routing::delete(delete_whep).patch(patch_webrtc))
         .route("/v1/streams/{name}/whip", axum::routing::post(post_whip))
-        .route("/v1/streams/{name}/whip-token", axum::routing::post(post_whip_token))
+        .route("/v1/streams/{name}/whip-token", axum::routing::post(post_whip_token).delete(delete_whip_tokens))
         .route("/v1/whip/{id}", axum::routing::delete(delete_whip).patch(patch_webrtc))
 }
 
@@ -286,11 +286,18 @@ async fn post_whip(
     use axum::http::StatusCode;
     let offer = sdp_offer(&headers, &body, MAX_OFFER_BYTES)?;
     let record = s.store.resolve(&s.scope, Some(&name), None)?;
-    if token.is_some_and(|t| t.stream_id != record.id) {
+    if token.as_ref().is_some_and(|t| t.stream_id != record.id) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "AccessDeniedException",
             format!("the bearer token is for an earlier stream named '{name}'"),
+        ));
+    }
+    if token.is_some_and(|t| t.issued_us < record.publish_tokens_not_before_us) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "AccessDeniedException",
+            format!("the bearer token was revoked (DELETE /v1/streams/{name}/whip-token); ask for a new one"),
         ));
     }
     let (id, answer) = s.whip.open(record, offer).await.map_err(|e| match e {
@@ -341,12 +348,23 @@ async fn post_whip_token(
         return Err(ApiError::invalid_argument(format!("ExpiresInSeconds must be between 60 and {WHIP_TOKEN_MAX_S}")));
     }
     let record = s.store.resolve(&s.scope, Some(&name), None)?;
-    let expires_us = s.store.clock().now_us().saturating_add(seconds * 1_000_000);
+    let now_us = s.store.clock().now_us();
+    let expires_us = now_us.saturating_add(seconds * 1_000_000);
     Ok(RestJson(WhipTokenOutput {
-        token: s.publish_tokens.mint(&record, expires_us),
+        token: s.publish_tokens.mint(&record, now_us, expires_us),
         whip_url: format!("{}/v1/streams/{name}/whip", s.public_url.trim_end_matches('/')),
         expires: epoch_seconds(expires_us),
     }))
+}
+
+/// `DELETE /v1/streams/{name}/whip-token` (signed): every publishing token of the stream
+/// issued so far stops working (sessions already publishing go on until they end).
+async fn delete_whip_tokens(
+    Scoped(s): Scoped<KvsState>,
+    Path(name): Path<String>,
+) -> Result<RestJson<Empty>, ApiError> {
+    s.store.revoke_publish_tokens(&s.scope, &name).await?;
+    Ok(RestJson(Empty {}))
 }
 
 /// `DELETE /v1/whip/{id}`: the publisher stops; what it sent is kept.
