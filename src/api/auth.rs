@@ -61,6 +61,9 @@ fn whip_bearer(state: &AuthState, path: &str, token: &str) -> Result<(Caller, Pu
     Ok((Caller { access_key_id: None, scope: opened.scope.clone() }, opened))
 }
 
+/// The longest a presigned signalling URL may be valid for.
+const MAX_SIGNALING_URL_SECS: u64 = 900;
+
 /// Requests whose body is a stream, verified on their headers alone.
 const STREAMING_PATHS: [&str; 1] = ["/putMedia"];
 
@@ -242,6 +245,19 @@ async fn verify(state: &AuthState, req: Request) -> Result<Request, (ApiError, O
                 axum::http::StatusCode::FORBIDDEN,
                 "AccessDeniedException",
                 "Presigned URLs are accepted for the signalling WebSocket (GET /v1/signaling) only; sign other requests with the Authorization header.",
+            );
+            return Err((e, Some(body)));
+        }
+        // Whoever holds a master's URL can connect as that master: such a URL may live
+        // minutes (the SDKs sign for 299 s), not the days SigV4 allows.
+        let expires = parts.uri.query().and_then(|q| {
+            form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "X-Amz-Expires").map(|(_, v)| v.into_owned())
+        });
+        if expires.and_then(|v| v.parse::<u64>().ok()).is_some_and(|secs| secs > MAX_SIGNALING_URL_SECS) {
+            let e = ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "AccessDeniedException",
+                format!("A presigned signalling URL may be valid for at most {MAX_SIGNALING_URL_SECS} seconds (X-Amz-Expires)."),
             );
             return Err((e, Some(body)));
         }

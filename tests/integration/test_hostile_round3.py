@@ -581,3 +581,23 @@ def test_publishing_tokens_are_revoked_on_request(signed_server):
     new = signed_post(s, "/v1/streams/obs-revoke/whip-token", b'{"ExpiresInSeconds": 3600}')[1]["Token"]
     status, _, body = bearer(s, "/v1/streams/obs-revoke/whip", new, whip_offer())
     assert status == 201, body
+
+
+# Also hardened: a master's signalling URL is valid for minutes, not days.
+def test_a_long_lived_signalling_url_is_refused(data_dir):
+    from websockets.exceptions import InvalidStatus
+    from botocore.auth import SigV4QueryAuth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    from urllib.parse import urlencode
+    s = Server(data_dir, keys=SIGNALING_KEYS, extra_args=["--https", f"127.0.0.1:{free_port()}"]).start()
+    try:
+        arn = s.client("kinesisvideo").create_signaling_channel(ChannelName="week")["ChannelARN"]
+        req = AWSRequest(method="GET", url=f"{s.https_url}/v1/signaling?{urlencode({'X-Amz-ChannelARN': arn})}")
+        SigV4QueryAuth(Credentials(*SIGNALING_KEYS), "kinesisvideo", "us-east-1", expires=7 * 24 * 3600).add_auth(req)
+        with pytest.raises(InvalidStatus) as e:
+            ws_connect(s, req.url.replace("https://", "wss://"))
+        assert e.value.response.status_code == 403 and b"at most 900 seconds" in e.value.response.body
+        ws_connect(s, presigned_ws_url(s, arn)).close()
+    finally:
+        s.stop()
