@@ -112,7 +112,8 @@ pub mod conformance {
         }
     }
 
-    fn message(seq: u64, body: &str) -> StoredMessage {
+    /// A message as a send makes one (a string attribute, no payload reference yet).
+    pub fn message(seq: u64, body: &str) -> StoredMessage {
         let mut attributes = BTreeMap::new();
         attributes.insert(
             "camera".to_string(),

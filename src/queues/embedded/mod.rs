@@ -286,7 +286,6 @@ mod tests {
 #[cfg(test)]
 mod format_tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     #[test]
     fn a_queue_store_in_a_newer_format_is_refused_not_misread() {
@@ -301,25 +300,7 @@ mod format_tests {
         assert!(text.contains("data/queues") && text.contains("format 5"), "{text}");
     }
 
-    fn message(seq: u64, body: &str) -> StoredMessage {
-        StoredMessage {
-            seq,
-            id: format!("m{seq}"),
-            body: body.into(),
-            attributes: BTreeMap::new(),
-            system_attributes: BTreeMap::new(),
-            sent_ms: 1,
-            sender_id: "123456789012".into(),
-            group_id: None,
-            dedup_id: None,
-            sequence_number: None,
-            receive_count: 0,
-            first_receive_ms: None,
-            visible_at_ms: 0,
-            dead_letter_source_arn: None,
-            payload_ref: None,
-        }
-    }
+    use crate::queues::store::conformance::message;
 
     /// Payloads live in the payload log: metadata updates and moves never rewrite them,
     /// deletes release them, and a format-2 store (payload inside the message record) is
