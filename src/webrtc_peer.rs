@@ -96,7 +96,7 @@ impl CandidateScreen {
         let room = MAX_REMOTE_CANDIDATES.saturating_sub(self.taken);
         let (kept, dropped) =
             crate::wire::sdp::keep_candidates(sdp, room, |a| self.network.admits_candidate_address(a));
-        self.taken += kept.matches("a=candidate:").count();
+        self.taken += crate::wire::sdp::candidate_lines(&kept);
         if dropped > 0 {
             tracing::debug!(dropped, "remote candidates dropped (over the cap, mDNS names or outside peer networks)");
         }

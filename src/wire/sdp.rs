@@ -155,12 +155,23 @@ pub fn candidate_address(candidate: &str) -> Option<&str> {
     rest.split_ascii_whitespace().nth(4)
 }
 
+/// Whether a line (as split on `\n`) is an `a=candidate` attribute as SDP parsers read
+/// one: they skip any `\r` (and `\n`) before a line's type, so `\ra=candidate:` is one.
+pub fn is_candidate_line(line: &str) -> bool {
+    line.trim_start_matches(['\r', '\n']).starts_with("a=candidate:")
+}
+
+/// How many `a=candidate` lines `sdp` has, counted as [`is_candidate_line`] does.
+pub fn candidate_lines(sdp: &str) -> usize {
+    sdp.split_inclusive('\n').filter(|l| is_candidate_line(l)).count()
+}
+
 /// `sdp` keeping at most `max` `a=candidate` lines, and only those whose address
 /// `keep` accepts; and how many it dropped. Every other line is kept as it was. Pure.
 pub fn keep_candidates(sdp: &str, max: usize, keep: impl Fn(&str) -> bool) -> (String, usize) {
     let (mut out, mut kept, mut dropped) = (String::with_capacity(sdp.len()), 0usize, 0usize);
     for line in sdp.split_inclusive('\n') {
-        if line.starts_with("a=candidate:") {
+        if is_candidate_line(line) {
             let ok = kept < max && candidate_address(line).is_some_and(&keep);
             if !ok {
                 dropped += 1;
@@ -185,7 +196,10 @@ mod tests {
         }
         offer.push_str("a=candidate:99 1 udp 2130706431 0b6c7c9e-1c4a.local 50000 typ host\r\na=end-of-candidates\r\n");
         let (out, dropped) = keep_candidates(&offer, 16, |a| a.parse::<std::net::IpAddr>().is_ok());
-        assert_eq!(out.matches("a=candidate:").count(), 16);
+        assert_eq!(candidate_lines(&out), 16);
+        // A line led by a bare CR is a candidate to a parser too: counted and capped.
+        let sneaky = format!("v=0\n{}", "\ra=candidate:1 1 udp 1 10.0.0.1 9 typ host\n".repeat(40));
+        assert_eq!(candidate_lines(&keep_candidates(&sneaky, 16, |_| true).0), 16);
         assert_eq!(dropped, 25);
         assert!(out.starts_with("v=0\r\nm=video") && out.ends_with("a=end-of-candidates\r\n"));
         let (only_one, _) = keep_candidates(&offer, 16, |a| a == "10.0.0.7");
