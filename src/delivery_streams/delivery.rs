@@ -222,7 +222,7 @@ async fn deliver_partitioned(
     oldest_ms: i64,
     progress: &mut Progress,
 ) -> Result<(), String> {
-    let outcomes = inner.partition_keys(query, raw.clone()).await.map_err(|e| e.to_string())?;
+    let (raw, outcomes) = inner.partition_keys(query, raw).await.map_err(|e| e.to_string())?;
     let processors = meta.destination.processors();
     let naming = naming_of(meta, b)?;
     let wanted = naming.partition_keys();

@@ -256,17 +256,24 @@ struct Inner {
 pub const BATCH_MEMORY_BYTES: u64 = 512 << 20;
 
 impl Inner {
-    /// Each record's partition keys, by the stream's query, in a worker process.
+    /// Each record's partition keys, by the stream's query, in a worker process; the
+    /// records come back with them (lent to the worker's feeder, not copied).
     async fn partition_keys(
         &self,
         query: &str,
         records: Vec<Vec<u8>>,
-    ) -> std::result::Result<Vec<query_sandbox::KeysOutcome>, query_sandbox::SandboxError> {
+    ) -> std::result::Result<(Vec<Vec<u8>>, Vec<query_sandbox::KeysOutcome>), query_sandbox::SandboxError> {
         let _slot = self.query_slots.acquire().await;
         let (sandbox, query) = (self.options.queries.clone(), query.to_string());
-        tokio::task::spawn_blocking(move || sandbox.keys(&query, Arc::new(records)))
-            .await
-            .unwrap_or_else(|e| Err(query_sandbox::SandboxError::Query(format!("the query task failed: {e}"))))
+        tokio::task::spawn_blocking(move || {
+            let records = Arc::new(records);
+            let outcomes = sandbox.keys(&query, records.clone())?;
+            // The workers' feeder threads are joined by now: this is the only holder.
+            let records = Arc::try_unwrap(records).unwrap_or_else(|shared| (*shared).clone());
+            Ok((records, outcomes))
+        })
+        .await
+        .unwrap_or_else(|e| Err(query_sandbox::SandboxError::Query(format!("the query task failed: {e}"))))
     }
 }
 
