@@ -28,6 +28,7 @@ pub mod delivery_streams;
 pub mod disk_space;
 pub mod durable_file;
 pub mod egress;
+pub mod embedded;
 pub mod images;
 pub mod ingest;
 pub mod media;
@@ -38,7 +39,7 @@ pub mod rtsp;
 pub mod scope;
 pub mod secrets;
 pub mod signaling;
-pub mod sled_open;
+
 pub mod storage_failure;
 pub mod stream_events;
 pub mod tls_provider;

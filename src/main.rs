@@ -12,7 +12,7 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KINESCOPE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(kinescope::embedded::DEFAULT_LOG_FILTER)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -121,7 +121,7 @@ async fn a_cursor_that_cannot_be_read_stops_the_follower_and_no_event_is_skipped
     task.await.unwrap();
 
     // The cursor is damaged; two fragments arrive meanwhile.
-    let cursors = kinescope::sled_open::open(&dir.path().join("stream_events"), 500).unwrap();
+    let cursors = kinescope::embedded::sled_db::open(&dir.path().join("stream_events"), 500).unwrap();
     let key = record.id.to_be_bytes();
     let good = cursors.get(key).unwrap().expect("the follower kept a cursor");
     cursors.insert(key, &b"\xff not a cursor"[..]).unwrap();
@@ -144,7 +144,7 @@ async fn a_cursor_that_cannot_be_read_stops_the_follower_and_no_event_is_skipped
     task.await.unwrap();
 
     // Mended, it goes on where it was: the two fragments stored meanwhile are not skipped.
-    let cursors = kinescope::sled_open::open(&dir.path().join("stream_events"), 500).unwrap();
+    let cursors = kinescope::embedded::sled_db::open(&dir.path().join("stream_events"), 500).unwrap();
     cursors.insert(key, good).unwrap();
     cursors.flush().unwrap();
     drop(cursors);

@@ -1,5 +1,9 @@
 //! The video store engine driven directly: durability, recovery from torn files,
 //! retention on a manual clock, deletion, and many streams committing together.
+//!
+//! The engine is opened on its storage traits through `backend()`, so a second backend
+//! runs these tests by changing that one function. Tests that damage stored records
+//! reach into the embedded implementation on purpose (they say so).
 
 use std::io::Write;
 use std::path::Path;
@@ -8,17 +12,28 @@ use std::sync::Arc;
 use bytes::Bytes;
 use kinescope::clock::{Clock, ManualClock};
 use kinescope::video_store::{
-    recovery::RecoveryReport, NewFragment, NewStream, RetentionChange, StoreConfig, StoreError, StreamRecord, TimeKind,
-    VideoStore,
+    recovery::RecoveryReport, NewFragment, NewStream, RetentionChange, StoreBackend, StoreConfig, StoreError,
+    StreamRecord, TimeKind, VideoStore,
 };
 
 const T0: i64 = 1_700_000_000_000_000;
 const MINUTE: i64 = 60_000_000;
 
+/// Where the store keeps its data: the embedded implementation.
+fn backend(config: &StoreConfig) -> StoreBackend {
+    kinescope::video_store::embedded::open(&config.data_dir, &config.default_scope, config.segment_max_bytes)
+        .expect("open the embedded backend")
+}
+
+fn open_config(config: StoreConfig, clock: Arc<ManualClock>) -> (VideoStore, RecoveryReport) {
+    let backend = backend(&config);
+    VideoStore::open_with(config, clock, backend).expect("open store")
+}
+
 fn open(dir: &Path, clock: Arc<ManualClock>) -> (VideoStore, RecoveryReport) {
     let mut config = StoreConfig::new(dir);
     config.segment_max_bytes = 1 << 20;
-    VideoStore::open(config, clock).expect("open store")
+    open_config(config, clock)
 }
 
 fn fragment(i: i64, server_ts_us: i64, size: usize) -> NewFragment {
@@ -326,7 +341,7 @@ async fn the_in_flight_byte_budget_holds_producers_back_without_deadlock() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = StoreConfig::new(dir.path());
     config.max_inflight_bytes = 64 * 1024;
-    let (store, _) = VideoStore::open(config, Arc::new(ManualClock::new(T0))).unwrap();
+    let (store, _) = open_config(config, Arc::new(ManualClock::new(T0)));
     let s = create(&store, "cam", None).await;
     // Pipelined like PutMedia: submit everything, await later. Each 100 kB fragment is
     // larger than the whole 64 KiB budget, so each waits for the one before to persist.
@@ -347,7 +362,7 @@ async fn a_store_written_in_a_newer_format_is_refused_not_misread() {
     let clock = Arc::new(ManualClock::new(T0));
     stored_then_closed(dir.path(), &clock, 1).await;
     for (component, store) in [("index", "data/index"), ("media", "data/media")] {
-        let db = kinescope::sled_open::open(&dir.path().join("index"), 500).unwrap();
+        let db = kinescope::embedded::sled_db::open(&dir.path().join("index"), 500).unwrap();
         let key = format!("format/{component}");
         let was = db.insert(&key, &9u32.to_be_bytes()).unwrap();
         assert_eq!(was.as_deref(), Some(&1u32.to_be_bytes()[..]), "format 1 was recorded at the first open");
@@ -356,7 +371,7 @@ async fn a_store_written_in_a_newer_format_is_refused_not_misread() {
         let err = VideoStore::open(StoreConfig::new(dir.path()), clock.clone()).err().expect("refused");
         let text = err.to_string();
         assert!(text.contains(store) && text.contains("format 9"), "{text}");
-        let db = kinescope::sled_open::open(&dir.path().join("index"), 500).unwrap();
+        let db = kinescope::embedded::sled_db::open(&dir.path().join("index"), 500).unwrap();
         db.insert(&key, &1u32.to_be_bytes()).unwrap();
         db.flush().unwrap();
     }
@@ -372,7 +387,7 @@ async fn a_catalog_keyed_by_name_is_upgraded_to_the_default_scope() {
     let clock = Arc::new(ManualClock::new(T0));
     let numbers = stored_then_closed(dir.path(), &clock, 3).await;
     // Rewrite the catalog as format 1 had it.
-    let db = kinescope::sled_open::open(&dir.path().join("index"), 500).unwrap();
+    let db = kinescope::embedded::sled_db::open(&dir.path().join("index"), 500).unwrap();
     let tree = db.open_tree("streams").unwrap();
     let (key, value) = tree.iter().next().unwrap().unwrap();
     assert_eq!(&key[..], b"000000000000/us-east-1/cam", "format 2 keys by scope and name");
@@ -388,7 +403,7 @@ async fn a_catalog_keyed_by_name_is_upgraded_to_the_default_scope() {
     // and region its ARN names.
     let mut config = StoreConfig::new(dir.path());
     config.default_scope = kinescope::scope::Scope::new("123456789012", "eu-west-1");
-    let (store, _) = VideoStore::open(config, clock).unwrap();
+    let (store, _) = open_config(config, clock);
     let scope = kinescope::scope::Scope::new("000000000000", "us-east-1");
     let s = store.resolve(&scope, Some("cam"), None).expect("the stream keeps its ARN's scope");
     assert_eq!(s.scope, scope);
@@ -402,7 +417,7 @@ async fn a_catalog_keyed_by_name_is_upgraded_to_the_default_scope() {
 /// Replaces, in the closed store under `dir`, the value of the first record of `tree`
 /// whose key starts with `kind` (any record when `kind` is `None`); returns its key.
 fn damage_record(dir: &Path, tree: &str, kind: Option<u8>, value: &[u8]) -> Vec<u8> {
-    let db = kinescope::sled_open::open(&dir.join("index"), 500).unwrap();
+    let db = kinescope::embedded::sled_db::open(&dir.join("index"), 500).unwrap();
     let t = db.open_tree(tree).unwrap();
     let key = t
         .iter()
@@ -421,7 +436,7 @@ fn quarantined(dir: &Path, store: &str) -> usize {
 
 #[tokio::test]
 async fn a_segment_summary_that_cannot_be_read_deletes_nothing() {
-    use kinescope::video_store::records::KIND_SEGMENT;
+    use kinescope::video_store::embedded::index::KIND_SEGMENT;
     for (what, value) in [("damaged", vec![0xde, 0xad]), ("from a newer format", vec![7u8; 72])] {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(T0));
@@ -446,7 +461,7 @@ async fn a_segment_summary_that_cannot_be_read_deletes_nothing() {
 
 #[tokio::test]
 async fn a_fragment_record_that_cannot_be_read_leaves_its_segment_whole() {
-    use kinescope::video_store::records::KIND_FRAGMENT;
+    use kinescope::video_store::embedded::index::KIND_FRAGMENT;
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     stored_then_closed(dir.path(), &clock, 4).await;

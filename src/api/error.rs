@@ -121,9 +121,7 @@ impl From<StoreError> for ApiError {
                 )
                 .with_detail(e)
             }
-            StoreError::Io(_) | StoreError::Index(_) | StoreError::Corrupt(_) | StoreError::Format(_) => {
-                ApiError::internal(msg)
-            }
+            StoreError::Io(_) | StoreError::Storage(_) | StoreError::Corrupt(_) => ApiError::internal(msg),
         }
     }
 }

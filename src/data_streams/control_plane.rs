@@ -70,7 +70,7 @@ impl DataStreamEngine {
             )));
         }
         let (log, _) =
-            SegmentLog::open(&self.inner.dir.join(uid.to_string()), self.inner.options.roll).map_err(storage)?;
+            self.inner.logs.open(&uid.to_string(), self.inner.options.roll).map_err(DataStreamError::Storage)?;
         self.save(&meta)?;
         let state = StreamState::new(meta, log, now);
         let view = self.view(&state, now);
@@ -100,9 +100,8 @@ impl DataStreamEngine {
         self.inner.meta.delete(name).map_err(DataStreamError::Storage)?;
         handle.lock().deleted = true;
         handle.notify();
-        let dir = self.inner.dir.join(handle.uid.to_string());
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            tracing::warn!(dir = %dir.display(), error = %e, "could not remove a deleted stream's records");
+        if let Err(e) = self.inner.logs.remove(&handle.uid.to_string()) {
+            tracing::warn!(stream = %name, error = %e, "could not remove a deleted stream's records");
         }
         tracing::info!(stream = %name, "data stream deleted");
         Ok(())

@@ -28,7 +28,7 @@ pub mod throttle;
 pub mod writer;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -41,7 +41,7 @@ use crate::secrets::{load_or_create_key, TokenSigner};
 use crate::storage_failure::StorageFailure;
 use keys::{format_sequence, parse_sequence, parse_shard_id, shard_id};
 use meta_store::{ConsumerMeta, DataStreamMetaStore, StreamMeta, StreamMode};
-use record_log::{decode_frame, read_frames, Location, RollPolicy, SegmentLog};
+use record_log::{decode_frame, Location, RecordLog, RecordLogs, RollPolicy};
 use shard_map::{Counter, ReshardError, ShardInfo, ShardMap};
 use throttle::ShardThrottle;
 
@@ -279,12 +279,12 @@ struct StreamState {
     last_arrival_ms: i64,
     shards: Vec<ShardRecords>,
     throttles: Vec<ShardThrottle>,
-    log: SegmentLog,
+    log: Box<dyn RecordLog>,
     deleted: bool,
 }
 
 impl StreamState {
-    fn new(meta: StreamMeta, log: SegmentLog, now_ms: i64) -> Self {
+    fn new(meta: StreamMeta, log: Box<dyn RecordLog>, now_ms: i64) -> Self {
         let mut state = StreamState {
             meta,
             next_seq: 1,
@@ -340,7 +340,8 @@ struct Registry {
 type SubscriptionKey = (u64, String, u32);
 
 struct Inner {
-    dir: PathBuf,
+    /// Every stream's records: the engine's only way to them.
+    logs: Arc<dyn RecordLogs>,
     clock: SharedClock,
     signer: TokenSigner,
     meta: Arc<dyn DataStreamMetaStore>,
@@ -403,15 +404,30 @@ impl DataStreamEngine {
     pub fn open(data_dir: &Path, clock: SharedClock, default_scope: &Scope, options: EngineOptions) -> Result<Self> {
         let dir = data_dir.join("data_streams");
         std::fs::create_dir_all(&dir).map_err(storage)?;
-        let signer = TokenSigner::new(load_or_create_key(&data_dir.join("data_streams.key")).map_err(storage)?);
+        let key = load_or_create_key(&data_dir.join("data_streams.key")).map_err(storage)?;
         let meta: Arc<dyn DataStreamMetaStore> =
             Arc::new(embedded::SledDataStreamMeta::open(&dir, default_scope).map_err(storage)?);
+        let logs: Arc<dyn RecordLogs> = Arc::new(embedded::log_files::LogFiles::new(&dir));
+        Self::open_with(meta, logs, key, clock, options)
+    }
+
+    /// Opens the engine over the streams `meta` describes and the records `logs` keeps,
+    /// recovering every stream's records. `iterator_key` signs shard iterators: the
+    /// same key across restarts keeps iterators valid.
+    pub fn open_with(
+        meta: Arc<dyn DataStreamMetaStore>,
+        logs: Arc<dyn RecordLogs>,
+        iterator_key: [u8; 32],
+        clock: SharedClock,
+        options: EngineOptions,
+    ) -> Result<Self> {
+        let signer = TokenSigner::new(iterator_key);
         let now = clock.now_ms();
         let mut registry = Registry::default();
         let mut max_uid = 0;
         for m in meta.load().map_err(DataStreamError::Storage)? {
             max_uid = max_uid.max(m.uid);
-            let handle = Arc::new(Self::recover_stream(&dir, m, now, options.roll)?);
+            let handle = Arc::new(Self::recover_stream(logs.as_ref(), m, now, options.roll)?);
             registry.by_uid.insert(handle.uid, handle.clone());
             let key = handle.lock().meta.id().key();
             registry.by_name.insert(key, handle);
@@ -419,7 +435,7 @@ impl DataStreamEngine {
         let writer = writer::WriterHandle::start(clock.clone(), options.throughput_limits).map_err(storage)?;
         Ok(DataStreamEngine {
             inner: Arc::new(Inner {
-                dir,
+                logs,
                 clock,
                 signer,
                 meta,
@@ -433,8 +449,8 @@ impl DataStreamEngine {
         })
     }
 
-    fn recover_stream(dir: &Path, meta: StreamMeta, now_ms: i64, roll: RollPolicy) -> Result<StreamHandle> {
-        let (log, frames) = SegmentLog::open(&dir.join(meta.uid.to_string()), roll).map_err(storage)?;
+    fn recover_stream(logs: &dyn RecordLogs, meta: StreamMeta, now_ms: i64, roll: RollPolicy) -> Result<StreamHandle> {
+        let (log, frames) = logs.open(&meta.uid.to_string(), roll).map_err(DataStreamError::Storage)?;
         let mut state = StreamState::new(meta, log, now_ms);
         let mut next_seq = 1u64;
         for s in &state.meta.shard_map.shards {
@@ -600,7 +616,7 @@ impl DataStreamEngine {
             }
             // A dropped segment holds only records that arrived before the horizon,
             // and those left the index just above.
-            state.log.drop_older_than(horizon).map_err(storage)?;
+            state.log.drop_older_than(horizon).map_err(DataStreamError::Storage)?;
         }
         Ok(dropped)
     }

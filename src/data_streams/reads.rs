@@ -162,7 +162,7 @@ impl DataStreamEngine {
             let mut files = BTreeMap::new();
             for e in &picked {
                 if let std::collections::btree_map::Entry::Vacant(v) = files.entry(e.at.segment) {
-                    if let Some(f) = state.log.file(e.at.segment) {
+                    if let Some(f) = state.log.segment(e.at.segment) {
                         v.insert(f);
                     }
                 }
@@ -180,7 +180,7 @@ impl DataStreamEngine {
                 let end = picked[start..].iter().position(|e| e.at.segment != seg).map_or(picked.len(), |n| start + n);
                 let locations: Vec<Location> = picked[start..end].iter().map(|e| e.at).collect();
                 let file = files.get(&seg).ok_or_else(|| storage_failed(format!("segment {seg} is gone")))?;
-                let bytes = read_frames(file, &locations).map_err(storage)?;
+                let bytes = file.read(&locations).map_err(DataStreamError::Storage)?;
                 let mut at = 0;
                 for e in &picked[start..end] {
                     let (f, n) = decode_frame(&bytes[at..])

@@ -5,18 +5,17 @@
 //!       | shard u32 | sequence u64 | arrival_ms i64 | key_len u16 | partition key | data
 //! ```
 //!
-//! The frame codec ([`encode_frame`], [`decode_frame`]) is pure. [`SegmentLog`] owns the
-//! files of one stream (`data/data_streams/<uid>/<segment>.log`): appends go to the
-//! newest segment, which rolls by size or age so that retention drops whole files; on
-//! open every segment is scanned and cut at its first torn or corrupt frame, so the
-//! index rebuilt from them never points at bytes that are not whole.
+//! The frame codec ([`encode_frame`], [`decode_frame`]) is pure. A stream's frames are
+//! kept by a [`RecordLog`]: appended in segments, synced, read back by location, and
+//! dropped a whole segment at a time. The data streams keep their records in one, the
+//! delivery streams their backlogs. [`RecordLogs`] opens a log by name, recovering
+//! every whole frame it holds; it is both engines' only way to their records. The
+//! embedded implementation is [`super::embedded::log_files`] (append-only files);
+//! [`conformance`] is what every implementation must pass.
 
-use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use crate::storage_failure::StorageFailure;
 
 /// The frame layout above and the segment naming, recorded in the stream metadata's
 /// database and checked at open (see docs/storage.md).
@@ -111,16 +110,6 @@ pub struct Location {
     pub len: u32,
 }
 
-struct Segment {
-    file: Arc<File>,
-    len: u64,
-    first_arrival_ms: Option<i64>,
-    last_arrival_ms: i64,
-    /// A cut back after a failed write or sync failed too: the file may hold bytes past
-    /// `len`, so nothing more is appended to it (recovery trims it at the next start).
-    sealed: bool,
-}
-
 /// When the newest segment is closed and a new one started.
 #[derive(Debug, Clone, Copy)]
 pub struct RollPolicy {
@@ -134,13 +123,8 @@ impl Default for RollPolicy {
     }
 }
 
-pub struct SegmentLog {
-    dir: PathBuf,
-    segments: BTreeMap<u32, Segment>,
-    policy: RollPolicy,
-}
-
 /// One frame found when a log is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecoveredFrame {
     pub shard: u32,
     pub seq: u64,
@@ -148,243 +132,168 @@ pub struct RecoveredFrame {
     pub at: Location,
 }
 
-fn segment_path(dir: &Path, id: u32) -> PathBuf {
-    dir.join(format!("{id:010}.log"))
+/// One segment of a log, usable without the log: the writer syncs it outside the
+/// stream's lock, readers read it on a blocking thread.
+pub trait LogSegment: Send + Sync {
+    /// Makes every frame appended to this segment so far durable.
+    fn sync(&self) -> Result<(), StorageFailure>;
+    /// The frames at `locations` (all in this segment, in order), back to back;
+    /// blocking.
+    fn read(&self, locations: &[Location]) -> Result<Vec<u8>, StorageFailure>;
 }
 
-impl SegmentLog {
-    /// Opens (or creates) the log in `dir`, cutting each segment at its first bad frame,
-    /// and reports every whole frame in file order.
-    pub fn open(dir: &Path, policy: RollPolicy) -> std::io::Result<(Self, Vec<RecoveredFrame>)> {
-        std::fs::create_dir_all(dir)?;
-        let mut ids: Vec<u32> = std::fs::read_dir(dir)?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".log")?.parse().ok())
-            .collect();
-        ids.sort_unstable();
-        let mut segments = BTreeMap::new();
-        let mut frames = Vec::new();
-        for id in ids {
-            let path = segment_path(dir, id);
-            let bytes = std::fs::read(&path)?;
-            let file = OpenOptions::new().read(true).append(true).open(&path)?;
-            let mut at = 0usize;
-            let (mut first_arrival_ms, mut last_arrival_ms) = (None, 0);
-            while let Ok(Some((f, n))) = decode_frame(&bytes[at..]) {
-                frames.push(RecoveredFrame {
-                    shard: f.shard,
-                    seq: f.seq,
-                    arrival_ms: f.arrival_ms,
-                    at: Location { segment: id, offset: at as u64, len: n as u32 },
-                });
-                first_arrival_ms.get_or_insert(f.arrival_ms);
-                last_arrival_ms = last_arrival_ms.max(f.arrival_ms);
-                at += n;
-            }
-            if at < bytes.len() {
-                tracing::warn!(segment = %path.display(), kept = at, dropped = bytes.len() - at, "cutting a torn or corrupt tail");
-                file.set_len(at as u64)?;
-                file.sync_all()?;
-            }
-            segments.insert(
-                id,
-                Segment { file: Arc::new(file), len: at as u64, first_arrival_ms, last_arrival_ms, sealed: false },
-            );
-        }
-        Ok((SegmentLog { dir: dir.to_path_buf(), segments, policy }, frames))
-    }
-
-    fn start_segment(&mut self, id: u32) -> std::io::Result<()> {
-        let path = segment_path(&self.dir, id);
-        let file = OpenOptions::new().read(true).append(true).create(true).open(&path)?;
-        // The new file's name must survive a crash before anything in it is acknowledged.
-        File::open(&self.dir)?.sync_all()?;
-        self.segments.insert(
-            id,
-            Segment { file: Arc::new(file), len: 0, first_arrival_ms: None, last_arrival_ms: 0, sealed: false },
-        );
-        Ok(())
-    }
-
-    /// Appends encoded frames that arrived at `arrival_ms` (not yet synced), rolling
-    /// first if the newest segment is full or old. Returns the segment and the offset of
-    /// the first byte.
-    pub fn append(&mut self, frames: &[u8], arrival_ms: i64) -> std::io::Result<(u32, u64)> {
-        let roll = match self.segments.last_key_value() {
-            None => Some(1),
-            Some((id, s)) => {
-                let old = s.first_arrival_ms.is_some_and(|t| arrival_ms - t > self.policy.max_age_ms);
-                let full = s.len > 0 && (s.len + frames.len() as u64 > self.policy.max_bytes || old);
-                (full || s.sealed).then_some(id + 1)
-            }
-        };
-        if let Some(id) = roll {
-            if let Some((_, s)) = self.segments.last_key_value() {
-                s.file.sync_data()?;
-            }
-            self.start_segment(id)?;
-        }
-        let Some((&id, seg)) = self.segments.iter_mut().next_back() else {
-            return Err(std::io::Error::other("no segment to append to"));
-        };
-        let offset = seg.len;
-        if let Err(e) = (&*seg.file).write_all(frames) {
-            // Leave no half-written frames behind the ones a later append will add.
-            if let Err(cut) = seg.file.set_len(offset) {
-                tracing::error!(segment = id, error = %cut, "cutting a failed append back failed; sealing the segment");
-                seg.sealed = true;
-            }
-            return Err(e);
-        }
-        seg.len += frames.len() as u64;
-        seg.first_arrival_ms.get_or_insert(arrival_ms);
-        seg.last_arrival_ms = seg.last_arrival_ms.max(arrival_ms);
-        Ok((id, offset))
-    }
-
-    /// Cuts segment `id` back to `len` bytes: the frames after it were written but
-    /// their sync failed, so they were never acknowledged and must not come back at the
-    /// next start. If the cut fails, the segment takes no more appends.
-    pub fn rollback(&mut self, id: u32, len: u64) {
-        let Some(seg) = self.segments.get_mut(&id) else { return };
-        match seg.file.set_len(len) {
-            Ok(()) => seg.len = len,
-            Err(e) => {
-                tracing::error!(segment = id, error = %e, "cutting unsynced records back failed; sealing the segment");
-                seg.sealed = true;
-            }
-        }
-    }
-
-    /// Takes no more appends into the newest segment (a sync of it failed: what it
-    /// holds past the last good sync is unknown); the next append starts a new one.
-    pub fn seal_newest(&mut self) {
-        if let Some((_, seg)) = self.segments.iter_mut().next_back() {
-            seg.sealed = true;
-        }
-    }
-
-    /// The newest segment's file, to sync outside any lock.
-    pub fn active_file(&self) -> Option<Arc<File>> {
-        self.segments.last_key_value().map(|(_, s)| s.file.clone())
-    }
-
-    pub fn file(&self, segment: u32) -> Option<Arc<File>> {
-        self.segments.get(&segment).map(|s| s.file.clone())
-    }
-
-    /// Deletes segment `id` unless it is the newest (appends go there); returns whether
-    /// it was deleted.
-    pub fn remove(&mut self, id: u32) -> std::io::Result<bool> {
-        if self.segments.last_key_value().is_none_or(|(newest, _)| *newest == id) || !self.segments.contains_key(&id) {
-            return Ok(false);
-        }
-        std::fs::remove_file(segment_path(&self.dir, id))?;
-        self.segments.remove(&id);
-        Ok(true)
-    }
-
-    /// Deletes every segment but the newest whose records all arrived before
-    /// `horizon_ms`; returns the ids dropped.
-    pub fn drop_older_than(&mut self, horizon_ms: i64) -> std::io::Result<Vec<u32>> {
-        let newest = self.segments.last_key_value().map(|(id, _)| *id);
-        let old: Vec<u32> = self
-            .segments
-            .iter()
-            .filter(|(id, s)| Some(**id) != newest && s.last_arrival_ms < horizon_ms)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in &old {
-            std::fs::remove_file(segment_path(&self.dir, *id))?;
-            self.segments.remove(id);
-        }
-        Ok(old)
-    }
+/// One stream's log.
+pub trait RecordLog: Send {
+    /// Appends encoded frames that arrived at `arrival_ms` (not durable until the
+    /// segment is synced), rolling first if the newest segment is full, old or sealed.
+    /// Returns the segment and the offset of the first byte.
+    fn append(&mut self, frames: &[u8], arrival_ms: i64) -> Result<(u32, u64), StorageFailure>;
+    /// Cuts segment `segment` back to `len` bytes: what was appended after it was never
+    /// synced, so never acknowledged, and must not come back at the next open. If the
+    /// cut fails, the segment takes no more appends.
+    fn rollback(&mut self, segment: u32, len: u64);
+    /// The newest segment takes no more appends (a sync of it failed: what it holds
+    /// past the last good sync is unknown); the next append starts a new one.
+    fn seal_newest(&mut self);
+    /// The newest segment, to sync.
+    fn active(&self) -> Option<Arc<dyn LogSegment>>;
+    fn segment(&self, segment: u32) -> Option<Arc<dyn LogSegment>>;
+    /// Removes segment `segment` unless it is the newest (appends go there); returns
+    /// whether it was removed.
+    fn remove(&mut self, segment: u32) -> Result<bool, StorageFailure>;
+    /// Removes every segment but the newest whose frames all arrived before
+    /// `horizon_ms`; returns their ids.
+    fn drop_older_than(&mut self, horizon_ms: i64) -> Result<Vec<u32>, StorageFailure>;
 }
 
-/// Reads the frames at `locations` (of one file, in order), coalescing neighbours into
-/// one read; blocking.
-pub fn read_frames(file: &File, locations: &[Location]) -> std::io::Result<Vec<u8>> {
-    let Some(first) = locations.first() else { return Ok(Vec::new()) };
-    let last = locations[locations.len() - 1];
-    let contiguous = locations.windows(2).all(|w| w[0].offset + u64::from(w[0].len) == w[1].offset);
-    if contiguous {
-        let mut buf = vec![0u8; (last.offset + u64::from(last.len) - first.offset) as usize];
-        file.read_exact_at(&mut buf, first.offset)?;
-        return Ok(buf);
-    }
-    let mut out = Vec::new();
-    for l in locations {
-        let at = out.len();
-        out.resize(at + l.len as usize, 0);
-        file.read_exact_at(&mut out[at..], l.offset)?;
-    }
-    Ok(out)
+/// Where the logs are, by name (a stream's uid).
+pub trait RecordLogs: Send + Sync {
+    /// Opens (or creates) a log, cutting what is not whole, and reports every whole
+    /// frame in order.
+    fn open(&self, log: &str, policy: RollPolicy) -> Result<(Box<dyn RecordLog>, Vec<RecoveredFrame>), StorageFailure>;
+    /// Removes a log and everything in it.
+    fn remove(&self, log: &str) -> Result<(), StorageFailure>;
 }
 
-#[cfg(test)]
-mod tests {
+/// The behaviour the engines rely on, as checks any [`RecordLogs`] must pass. `open`
+/// opens the same store each time (the previous one dropped first).
+#[doc(hidden)]
+pub mod conformance {
     use super::*;
 
-    fn frame(seq: u64, data: &[u8]) -> Vec<u8> {
+    fn frame(seq: u64, arrival_ms: i64, data: &[u8]) -> Vec<u8> {
         let mut v = Vec::new();
-        encode_frame(&mut v, &Frame { shard: 3, seq, arrival_ms: 1000 + seq as i64, partition_key: "pk", data });
+        encode_frame(&mut v, &Frame { shard: (seq % 3) as u32, seq, arrival_ms, partition_key: "pk", data });
         v
     }
 
-    #[test]
-    fn frames_round_trip_and_refuse_damage() {
-        let v = frame(7, b"hello");
-        let (f, n) = decode_frame(&v).unwrap().unwrap();
-        assert_eq!(
-            (f.shard, f.seq, f.arrival_ms, f.partition_key, f.data, n),
-            (3, 7, 1007, "pk", &b"hello"[..], v.len())
-        );
-        for cut in 0..v.len() {
-            assert_eq!(decode_frame(&v[..cut]), Ok(None), "cut at {cut}");
+    /// Appends frames `seqs` in one call and syncs; returns their locations.
+    fn put(log: &mut dyn RecordLog, seqs: std::ops::RangeInclusive<u64>, arrival_ms: i64) -> Vec<Location> {
+        let mut bytes = Vec::new();
+        let mut spans = Vec::new();
+        for seq in seqs {
+            let start = bytes.len();
+            bytes.extend(frame(seq, arrival_ms, format!("record {seq}").as_bytes()));
+            spans.push((start, bytes.len() - start));
         }
-        let mut bad = v.clone();
-        bad[30] ^= 1;
-        assert_eq!(decode_frame(&bad), Err(FrameError::Checksum));
-        let mut short = v.clone();
-        short[..4].copy_from_slice(&3u32.to_be_bytes());
-        assert!(decode_frame(&short).is_err());
+        let (segment, offset) = log.append(&bytes, arrival_ms).unwrap();
+        log.active().expect("a newest segment").sync().unwrap();
+        spans.into_iter().map(|(s, n)| Location { segment, offset: offset + s as u64, len: n as u32 }).collect()
     }
 
-    #[test]
-    fn a_torn_tail_is_cut_on_open_and_appends_continue_after_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut log, found) = SegmentLog::open(dir.path(), RollPolicy::default()).unwrap();
-        assert!(found.is_empty());
-        let mut two = frame(1, b"a");
-        two.extend(frame(2, b"bb"));
-        let (seg, off) = log.append(&two, 1002).unwrap();
-        assert_eq!((seg, off), (1, 0));
-        // A torn third frame, as a crash mid-write leaves it.
-        let third = frame(3, b"ccc");
-        log.append(&third[..third.len() - 2], 1003).unwrap();
+    fn read_seqs(log: &dyn RecordLog, at: &[Location]) -> Vec<u64> {
+        let mut out = Vec::new();
+        for l in at {
+            let bytes = log.segment(l.segment).expect("segment").read(std::slice::from_ref(l)).unwrap();
+            let (f, n) = decode_frame(&bytes).unwrap().unwrap();
+            assert_eq!(n, bytes.len());
+            assert_eq!(f.data, format!("record {}", f.seq).as_bytes());
+            out.push(f.seq);
+        }
+        out
+    }
+
+    pub fn run<L: RecordLogs>(open: impl Fn() -> L) {
+        appended_synced_and_recovered(&open);
+        rolled_back_frames_do_not_come_back(&open);
+        sealing_and_rolling(&open());
+        retention_and_removal(&open);
+    }
+
+    fn appended_synced_and_recovered<L: RecordLogs>(open: &impl Fn() -> L) {
+        let policy = RollPolicy::default();
+        let at = {
+            let logs = open();
+            let (mut log, found) = logs.open("1", policy).unwrap();
+            assert!(found.is_empty(), "a new log is empty");
+            let mut at = put(log.as_mut(), 1..=3, 1_000);
+            at.extend(put(log.as_mut(), 4..=4, 2_000));
+            assert_eq!(read_seqs(log.as_ref(), &at), [1, 2, 3, 4]);
+            let (_, other) = logs.open("2", policy).unwrap();
+            assert!(other.is_empty(), "logs do not share frames");
+            at
+        };
+        let (log, found) = open().open("1", policy).unwrap();
+        assert_eq!(found.iter().map(|f| f.seq).collect::<Vec<_>>(), [1, 2, 3, 4], "in order, after a restart");
+        assert_eq!(found.iter().map(|f| f.at).collect::<Vec<_>>(), at, "where they were written");
+        assert_eq!((found[0].shard, found[3].arrival_ms), (1, 2_000));
+        // Several neighbours in one read.
+        let segment = log.segment(at[0].segment).unwrap();
+        let bytes = segment.read(&at[..3]).unwrap();
+        assert_eq!(bytes.len(), at[..3].iter().map(|l| l.len as usize).sum::<usize>());
+    }
+
+    fn rolled_back_frames_do_not_come_back<L: RecordLogs>(open: &impl Fn() -> L) {
+        let policy = RollPolicy::default();
+        {
+            let logs = open();
+            let (mut log, _) = logs.open("3", policy).unwrap();
+            put(log.as_mut(), 1..=2, 1);
+            let (segment, offset) = log.append(&frame(3, 2, b"record 3"), 2).unwrap();
+            // Its sync "failed": the caller cuts it back.
+            log.rollback(segment, offset);
+            put(log.as_mut(), 4..=4, 3);
+        }
+        let (_, found) = open().open("3", policy).unwrap();
+        assert_eq!(found.iter().map(|f| f.seq).collect::<Vec<_>>(), [1, 2, 4]);
+    }
+
+    fn sealing_and_rolling<L: RecordLogs>(logs: &L) {
+        let (mut log, _) = logs.open("4", RollPolicy { max_bytes: 200, max_age_ms: 1_000 }).unwrap();
+        let a = put(log.as_mut(), 1..=1, 0);
+        log.seal_newest();
+        let b = put(log.as_mut(), 2..=2, 1);
+        assert!(b[0].segment > a[0].segment, "a sealed segment takes no more");
+        let c = put(log.as_mut(), 3..=3, 5_000);
+        assert!(c[0].segment > b[0].segment, "an old segment takes no more");
+        let mut last = c[0].segment;
+        for seq in 4..=12 {
+            let at = put(log.as_mut(), seq..=seq, 5_000);
+            assert!(at[0].segment >= last);
+            last = at[0].segment;
+        }
+        assert!(last > c[0].segment, "a full segment takes no more");
+        assert_eq!(read_seqs(log.as_ref(), &[a[0], b[0], c[0]]), [1, 2, 3]);
+    }
+
+    fn retention_and_removal<L: RecordLogs>(open: &impl Fn() -> L) {
+        let policy = RollPolicy { max_bytes: 1 << 20, max_age_ms: 1_000 };
+        let logs = open();
+        let (mut log, _) = logs.open("5", policy).unwrap();
+        let old = put(log.as_mut(), 1..=2, 0);
+        let newer = put(log.as_mut(), 3..=3, 2_000);
+        let newest = put(log.as_mut(), 4..=4, 4_000);
+        assert!(!log.remove(newest[0].segment).unwrap(), "the newest segment is never removed");
+        assert_eq!(log.drop_older_than(1_000).unwrap(), vec![old[0].segment]);
+        assert!(log.segment(old[0].segment).is_none());
+        assert_eq!(log.drop_older_than(i64::MAX).unwrap(), vec![newer[0].segment], "all but the newest");
+        assert_eq!(read_seqs(log.as_ref(), &newest), [4]);
         drop(log);
-        let (mut log, found) = SegmentLog::open(dir.path(), RollPolicy::default()).unwrap();
-        assert_eq!(found.iter().map(|f| f.seq).collect::<Vec<_>>(), vec![1, 2]);
-        let (_, off) = log.append(&frame(4, b"d"), 1004).unwrap();
-        assert_eq!(off, two.len() as u64);
-        let bytes = read_frames(&log.file(1).unwrap(), &[found[1].at]).unwrap();
-        assert_eq!(decode_frame(&bytes).unwrap().unwrap().0.data, b"bb");
-    }
-
-    #[test]
-    fn segments_roll_by_size_and_old_ones_are_dropped_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let policy = RollPolicy { max_bytes: 100, max_age_ms: 1_000_000 };
-        let (mut log, _) = SegmentLog::open(dir.path(), policy).unwrap();
-        for seq in 0..10 {
-            log.append(&frame(seq, &[0; 40]), seq as i64).unwrap();
-        }
-        let ids: Vec<u32> = log.segments.keys().copied().collect();
-        assert!(ids.len() >= 4, "{ids:?}");
-        let dropped = log.drop_older_than(5).unwrap();
-        assert!(!dropped.is_empty());
-        assert!(dropped.iter().all(|id| !segment_path(dir.path(), *id).exists()));
-        assert!(log.segments.contains_key(ids.last().unwrap()));
+        let (_, found) = logs.open("5", policy).unwrap();
+        assert_eq!(found.iter().map(|f| f.seq).collect::<Vec<_>>(), [4], "removed segments stay removed");
+        logs.remove("5").unwrap();
+        logs.remove("5").expect("removing a removed log is no error");
+        let (_, found) = logs.open("5", policy).unwrap();
+        assert!(found.is_empty());
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::keys::hash_of_partition_key;
-use super::record_log::{encode_frame, frame_len, Frame, Location};
+use super::record_log::{encode_frame, frame_len, Frame, Location, LogSegment};
 use super::{DataStreamError, IndexEntry, NewRecord, StreamHandle};
 use crate::clock::SharedClock;
 
@@ -58,7 +58,7 @@ struct Written {
     job: Job,
     placements: Vec<Placement>,
     entries: Vec<(u32, IndexEntry)>,
-    file: Option<Arc<std::fs::File>>,
+    segment: Option<Arc<dyn LogSegment>>,
     /// Where this job's frames start: (segment, offset), to cut back to if the sync fails.
     start: Option<(u32, u64)>,
 }
@@ -76,35 +76,32 @@ fn run(mut rx: mpsc::Receiver<Job>, clock: SharedClock, throttled: bool) {
         let mut written = Vec::with_capacity(jobs.len());
         for job in jobs {
             match append(&job, &clock, throttled, &mut buf) {
-                Ok((placements, entries, file, start)) => {
-                    written.push(Written { job, placements, entries, file, start })
+                Ok((placements, entries, segment, start)) => {
+                    written.push(Written { job, placements, entries, segment, start })
                 }
                 Err(e) => {
                     let _ = job.reply.send(Err(e));
                 }
             }
         }
-        // One sync per file for the whole group.
-        let mut synced: Vec<(*const std::fs::File, Result<(), StorageFailure>)> = Vec::new();
+        // One sync per segment for the whole group.
+        let mut synced: Vec<(*const (), Result<(), StorageFailure>)> = Vec::new();
         for w in &written {
-            let Some(f) = &w.file else { continue };
-            if !synced.iter().any(|(p, _)| *p == Arc::as_ptr(f)) {
-                synced.push((
-                    Arc::as_ptr(f),
-                    f.sync_data().map_err(|e| StorageFailure::caused("sync a record segment", e)),
-                ));
+            let Some(f) = &w.segment else { continue };
+            if !synced.iter().any(|(p, _)| *p == identity(f)) {
+                synced.push((identity(f), f.sync()));
             }
         }
         // Unsynced frames are cut back, newest first, so they cannot reappear at restart
         // as records nobody was told about (jobs of one stream share its file).
         for w in written.iter().rev() {
-            let sync = w.file.as_ref().and_then(|f| synced.iter().find(|(p, _)| *p == Arc::as_ptr(f)));
+            let sync = w.segment.as_ref().and_then(|f| synced.iter().find(|(p, _)| *p == identity(f)));
             if let (Some((_, Err(_))), Some((segment, offset))) = (sync, w.start) {
                 w.job.stream.lock().log.rollback(segment, offset);
             }
         }
         for w in written {
-            let sync = w.file.as_ref().and_then(|f| synced.iter().find(|(p, _)| *p == Arc::as_ptr(f)));
+            let sync = w.segment.as_ref().and_then(|f| synced.iter().find(|(p, _)| *p == identity(f)));
             let failed = sync.and_then(|(_, r)| r.as_ref().err().cloned());
             publish(&w.job.stream, &w.entries, failed.is_none());
             let _ = match failed {
@@ -118,7 +115,12 @@ fn run(mut rx: mpsc::Receiver<Job>, clock: SharedClock, throttled: bool) {
     }
 }
 
-type Appended = (Vec<Placement>, Vec<(u32, IndexEntry)>, Option<Arc<std::fs::File>>, Option<(u32, u64)>);
+/// Which segment a job wrote to (jobs of one stream share their newest segment).
+fn identity(segment: &Arc<dyn LogSegment>) -> *const () {
+    Arc::as_ptr(segment) as *const ()
+}
+
+type Appended = (Vec<Placement>, Vec<(u32, IndexEntry)>, Option<Arc<dyn LogSegment>>, Option<(u32, u64)>);
 
 /// Phase one: route, number and append one job's records under its stream's lock.
 fn append(job: &Job, clock: &SharedClock, throttled: bool, buf: &mut Vec<u8>) -> Result<Appended, DataStreamError> {
@@ -160,14 +162,14 @@ fn append(job: &Job, clock: &SharedClock, throttled: bool, buf: &mut Vec<u8>) ->
     }
     let (segment, base) = state.log.append(buf, arrival).map_err(|e| {
         tracing::error!(stream = %state.meta.name, error = %e, "appending data-stream records failed");
-        DataStreamError::Storage(StorageFailure::caused("append to a record segment", e))
+        DataStreamError::Storage(e)
     })?;
     for (shard, e) in entries.iter_mut() {
         e.at.segment = segment;
         e.at.offset += base;
         state.shards[*shard as usize].pending += 1;
     }
-    Ok((placements, entries, state.log.active_file(), Some((segment, base))))
+    Ok((placements, entries, state.log.active(), Some((segment, base))))
 }
 
 /// Phase three: make synced records visible (or just release the pending marks).

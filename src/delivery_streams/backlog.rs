@@ -1,26 +1,26 @@
-//! One delivery stream's accepted, not yet delivered records: the data streams'
-//! checksummed segment files (`data/delivery_streams/<uid>/`, [`SegmentLog`]), one frame
-//! per record with its serial number and arrival time, and in memory the queue of
-//! pending records in serial order.
+//! One delivery stream's accepted, not yet delivered records: a [`RecordLog`] of the data
+//! streams' checksummed frames (embedded: `data/delivery_streams/<uid>/`), one frame per
+//! record with its serial number and arrival time, and in memory the queue of pending
+//! records in serial order.
 //!
 //! Invariants:
 //! - A record is in the queue only once its bytes are synced, so an acknowledged record
 //!   survives a crash, and on open a torn tail is cut (never acknowledged). Concurrent
 //!   puts share syncs: [`Backlog::write`] appends under the caller's lock and hands back
-//!   a ticket; the caller syncs the ticket's file outside the lock, then
+//!   a ticket; the caller syncs the ticket's segment outside the lock, then
 //!   [`Backlog::synced`] queues every record written up to that ticket (a sync covers
-//!   all writes before it, and files before the newest were synced when they rolled).
+//!   all writes before it, and segments before the newest were synced when they rolled).
 //! - Delivery is in serial order, so one number, `delivered_through`, says what is done
 //!   (kept in the metadata store after each delivery); on open, frames at or below it
-//!   are skipped and whole files of them deleted.
+//!   are skipped and whole segments of them removed.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::Path;
 use std::sync::Arc;
 
 use crate::data_streams::record_log::{
-    decode_frame, encode_frame, read_frames, Frame, Location, RollPolicy, SegmentLog,
+    decode_frame, encode_frame, Frame, Location, LogSegment, RecordLog, RecordLogs, RollPolicy,
 };
+use crate::storage_failure::StorageFailure;
 
 /// A record waiting for delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,15 +31,18 @@ pub struct Pending {
     pub data_len: u32,
 }
 
-/// A write waiting for its sync: syncing `file` makes it, and every write before it,
+/// The segments a batch is read from, each with the batch's locations in it.
+pub type SegmentReads = Vec<(Arc<dyn LogSegment>, Vec<Location>)>;
+
+/// A write waiting for its sync: syncing `segment` makes it, and every write before it,
 /// durable.
 pub struct WriteTicket {
     pub id: u64,
-    pub file: Arc<std::fs::File>,
+    pub segment: Arc<dyn LogSegment>,
 }
 
 pub struct Backlog {
-    log: SegmentLog,
+    log: Box<dyn RecordLog>,
     queue: VecDeque<Pending>,
     /// Written, not yet known synced, with the id of the write that wrote them.
     unsynced: VecDeque<(u64, Pending)>,
@@ -51,9 +54,15 @@ pub struct Backlog {
 }
 
 impl Backlog {
-    /// Opens the backlog in `dir`; records up to `delivered_through` are done.
-    pub fn open(dir: &Path, delivered_through: u64, roll: RollPolicy) -> std::io::Result<Self> {
-        let (mut log, frames) = SegmentLog::open(dir, roll)?;
+    /// Opens the backlog kept in `logs` as `log`; records up to `delivered_through` are
+    /// done.
+    pub fn open(
+        logs: &dyn RecordLogs,
+        log: &str,
+        delivered_through: u64,
+        roll: RollPolicy,
+    ) -> Result<Self, StorageFailure> {
+        let (mut log, frames) = logs.open(log, roll)?;
         let mut queue = VecDeque::new();
         let mut queued_bytes = 0;
         let mut next_serial = delivered_through + 1;
@@ -96,9 +105,9 @@ impl Backlog {
     /// returns their serials. Holds `self` across the sync: the tests' one-caller form
     /// of what `LiveStream::append` does with shared syncs.
     #[cfg(test)]
-    pub fn append(&mut self, records: &[&[u8]], now_ms: i64) -> std::io::Result<Vec<u64>> {
+    pub fn append(&mut self, records: &[&[u8]], now_ms: i64) -> Result<Vec<u64>, StorageFailure> {
         let (ticket, serials) = self.write(records, now_ms)?;
-        match ticket.file.sync_data() {
+        match ticket.segment.sync() {
             Ok(()) => {
                 self.synced(ticket.id);
                 Ok(serials)
@@ -112,7 +121,7 @@ impl Backlog {
 
     /// Writes `records` (not yet synced, not yet queued); returns the ticket to sync and
     /// their serials.
-    pub fn write(&mut self, records: &[&[u8]], now_ms: i64) -> std::io::Result<(WriteTicket, Vec<u64>)> {
+    pub fn write(&mut self, records: &[&[u8]], now_ms: i64) -> Result<(WriteTicket, Vec<u64>), StorageFailure> {
         let mut bytes = Vec::with_capacity(records.iter().map(|r| r.len() + 40).sum());
         let mut spans = Vec::with_capacity(records.len());
         for (i, data) in records.iter().enumerate() {
@@ -123,7 +132,8 @@ impl Backlog {
             spans.push((start, bytes.len() - start, data.len()));
         }
         let (segment, offset) = self.log.append(&bytes, now_ms)?;
-        let file = self.log.file(segment).ok_or_else(|| std::io::Error::other("the segment just written is gone"))?;
+        let written =
+            self.log.segment(segment).ok_or_else(|| StorageFailure::new("the segment just written is gone"))?;
         self.writes += 1;
         let id = self.writes;
         let mut serials = Vec::with_capacity(records.len());
@@ -136,7 +146,7 @@ impl Backlog {
         }
         let last = self.segment_last.entry(segment).or_default();
         *last = (*last).max(self.next_serial - 1);
-        Ok((WriteTicket { id, file }, serials))
+        Ok((WriteTicket { id, segment: written }, serials))
     }
 
     /// A sync that began after write `id` succeeded: that write and all before it are
@@ -172,26 +182,26 @@ impl Backlog {
         batch
     }
 
-    /// What reading `batch` needs: each segment's file and the batch's locations in it.
-    pub fn files_for(&self, batch: &[Pending]) -> std::io::Result<Vec<(Arc<std::fs::File>, Vec<Location>)>> {
-        let mut out: Vec<(u32, Arc<std::fs::File>, Vec<Location>)> = Vec::new();
+    /// What reading `batch` needs: each segment and the batch's locations in it.
+    pub fn segments_for(&self, batch: &[Pending]) -> Result<SegmentReads, StorageFailure> {
+        let mut out: Vec<(u32, Arc<dyn LogSegment>, Vec<Location>)> = Vec::new();
         for p in batch {
             match out.last_mut() {
                 Some((segment, _, locations)) if *segment == p.at.segment => locations.push(p.at),
                 _ => {
-                    let file = self.log.file(p.at.segment).ok_or_else(|| {
-                        std::io::Error::other(format!("segment {} of a pending record is gone", p.at.segment))
+                    let segment = self.log.segment(p.at.segment).ok_or_else(|| {
+                        StorageFailure::new(format!("segment {} of a pending record is gone", p.at.segment))
                     })?;
-                    out.push((p.at.segment, file, vec![p.at]));
+                    out.push((p.at.segment, segment, vec![p.at]));
                 }
             }
         }
         Ok(out.into_iter().map(|(_, f, l)| (f, l)).collect())
     }
 
-    /// Marks every record up to `serial` delivered and deletes the files that hold only
-    /// delivered records. The caller has recorded `serial` durably first.
-    pub fn delivered_through(&mut self, serial: u64) -> std::io::Result<()> {
+    /// Marks every record up to `serial` delivered and removes the segments that hold
+    /// only delivered records. The caller has recorded `serial` durably first.
+    pub fn delivered_through(&mut self, serial: u64) -> Result<(), StorageFailure> {
         while let Some(p) = self.queue.front() {
             if p.serial > serial {
                 break;
@@ -209,9 +219,9 @@ impl Backlog {
     }
 }
 
-/// Reads the data of the records at `locations` of one file; blocking.
-pub fn read_records(file: &std::fs::File, locations: &[Location]) -> std::io::Result<Vec<Vec<u8>>> {
-    let bytes = read_frames(file, locations)?;
+/// Reads the data of the records at `locations` of one segment; blocking.
+pub fn read_records(segment: &dyn LogSegment, locations: &[Location]) -> Result<Vec<Vec<u8>>, StorageFailure> {
+    let bytes = segment.read(locations)?;
     let mut out = Vec::with_capacity(locations.len());
     let mut at = 0;
     while at < bytes.len() {
@@ -220,8 +230,8 @@ pub fn read_records(file: &std::fs::File, locations: &[Location]) -> std::io::Re
                 out.push(frame.data.to_vec());
                 at += n;
             }
-            Ok(None) => return Err(std::io::Error::other("a pending record is cut short on disk")),
-            Err(e) => return Err(std::io::Error::other(format!("a pending record is damaged on disk: {e}"))),
+            Ok(None) => return Err(StorageFailure::new("a pending record is cut short in the backlog")),
+            Err(e) => return Err(StorageFailure::new(format!("a pending record is damaged in the backlog: {e}"))),
         }
     }
     Ok(out)
@@ -231,15 +241,22 @@ pub fn read_records(file: &std::fs::File, locations: &[Location]) -> std::io::Re
 mod tests {
     use super::*;
 
+    use crate::data_streams::embedded::log_files::LogFiles;
+
     fn read_all(b: &Backlog, batch: &[Pending]) -> Vec<Vec<u8>> {
-        b.files_for(batch).unwrap().iter().flat_map(|(f, l)| read_records(f, l).unwrap()).collect()
+        b.segments_for(batch).unwrap().iter().flat_map(|(f, l)| read_records(f.as_ref(), l).unwrap()).collect()
+    }
+
+    /// The backlog kept as log "b" under `root`, and that log's directory.
+    fn open(root: &std::path::Path, delivered: u64, roll: RollPolicy) -> Backlog {
+        Backlog::open(&LogFiles::new(root), "b", delivered, roll).unwrap()
     }
 
     #[test]
     fn records_survive_reopening_until_delivered() {
         let dir = tempfile::tempdir().unwrap();
         let roll = RollPolicy { max_bytes: 200, max_age_ms: 3_600_000 };
-        let mut b = Backlog::open(dir.path(), 0, roll).unwrap();
+        let mut b = open(dir.path(), 0, roll);
         let serials = b.append(&[b"one", b"two"], 1_000).unwrap();
         assert_eq!(serials, vec![1, 2]);
         for i in 0..20u8 {
@@ -249,13 +266,13 @@ mod tests {
         let batch = b.next_batch(10);
         assert_eq!(batch.len(), 2, "at least one record, then up to the size");
         assert_eq!(read_all(&b, &batch), vec![b"one".to_vec(), b"two".to_vec()]);
-        let files_before = std::fs::read_dir(dir.path()).unwrap().count();
+        let files_before = std::fs::read_dir(dir.path().join("b")).unwrap().count();
         b.delivered_through(12).unwrap();
         assert_eq!(b.len(), 10);
-        assert!(std::fs::read_dir(dir.path()).unwrap().count() < files_before, "delivered files are deleted");
+        assert!(std::fs::read_dir(dir.path().join("b")).unwrap().count() < files_before, "delivered files are deleted");
         drop(b);
 
-        let b = Backlog::open(dir.path(), 12, roll).unwrap();
+        let b = open(dir.path(), 12, roll);
         assert_eq!(b.len(), 10);
         let batch = b.next_batch(u64::MAX);
         assert_eq!(batch[0].serial, 13);
@@ -267,14 +284,14 @@ mod tests {
     #[test]
     fn a_torn_tail_is_cut_and_never_queued() {
         let dir = tempfile::tempdir().unwrap();
-        let mut b = Backlog::open(dir.path(), 0, RollPolicy::default()).unwrap();
+        let mut b = open(dir.path(), 0, RollPolicy::default());
         b.append(&[b"kept"], 1).unwrap();
         drop(b);
-        let file = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+        let file = std::fs::read_dir(dir.path().join("b")).unwrap().next().unwrap().unwrap().path();
         let mut bytes = std::fs::read(&file).unwrap();
         bytes.extend_from_slice(&[0, 0, 0, 40, 1, 2, 3]);
         std::fs::write(&file, bytes).unwrap();
-        let b = Backlog::open(dir.path(), 0, RollPolicy::default()).unwrap();
+        let b = open(dir.path(), 0, RollPolicy::default());
         assert_eq!(b.len(), 1);
         assert_eq!(read_all(&b, &b.next_batch(u64::MAX)), vec![b"kept".to_vec()]);
     }

@@ -16,6 +16,7 @@ use super::jq::PartitionKeys;
 use super::object_key::{KeyContext, KeyNaming};
 use super::settings::{BucketDestination, Destination, HttpDestination, BUCKET_RETRY_SECS};
 use super::{backlog, compression, http_endpoint, lock, processing, read, Inner, LiveStream};
+use crate::storage_failure::StorageFailure;
 
 /// The objects of a batch already written by earlier attempts at it: the source
 /// backup, the failure objects, each partition's object.
@@ -143,20 +144,20 @@ fn retry_window_ms(d: &Destination) -> i64 {
     i64::from(secs) * 1000
 }
 
-fn checkpoint(inner: &Inner, live: &LiveStream, uid: u64, serial: u64) -> std::io::Result<()> {
-    inner.meta.set_delivered_through(uid, serial).map_err(std::io::Error::other)?;
+fn checkpoint(inner: &Inner, live: &LiveStream, uid: u64, serial: u64) -> Result<(), StorageFailure> {
+    inner.meta.set_delivered_through(uid, serial)?;
     lock(&live.backlog).delivered_through(serial)
 }
 
 /// Reads the batch's records back from the backlog, as they were put.
 async fn load(live: &LiveStream, batch: &[backlog::Pending]) -> Result<Vec<Vec<u8>>, String> {
-    let files = lock(&live.backlog).files_for(batch).map_err(|e| e.to_string())?;
+    let segments = lock(&live.backlog).segments_for(batch).map_err(|e| e.to_string())?;
     tokio::task::spawn_blocking(move || {
         let mut records = Vec::new();
-        for (file, locations) in files {
-            records.extend(backlog::read_records(&file, &locations)?);
+        for (segment, locations) in segments {
+            records.extend(backlog::read_records(segment.as_ref(), &locations)?);
         }
-        Ok::<_, std::io::Error>(records)
+        Ok::<_, StorageFailure>(records)
     })
     .await
     .map_err(|e| e.to_string())?

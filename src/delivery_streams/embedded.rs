@@ -12,8 +12,8 @@
 use std::path::Path;
 
 use super::meta_store::{DeliveryMetaStore, StreamMeta};
+use crate::embedded::sled_db;
 use crate::scope::Scope;
-use crate::sled_open;
 use crate::storage_failure::StorageFailure;
 
 pub const FORMAT: u32 = 1;
@@ -33,9 +33,9 @@ fn key(scope: &Scope, name: &str) -> String {
 
 impl SledDeliveryMeta {
     pub fn open(dir: &Path) -> Result<Self, String> {
-        let db = sled_open::open(&dir.join("meta"), 500).map_err(|e| format!("cannot open {STORE}: {e}"))?;
-        sled_open::check_format(&db, "delivery_streams", FORMAT, STORE).map_err(|e| e.to_string())?;
-        sled_open::record_format(&db, "delivery_streams", FORMAT, STORE).map_err(|e| e.to_string())?;
+        let db = sled_db::open(&dir.join("meta"), 500).map_err(|e| format!("cannot open {STORE}: {e}"))?;
+        sled_db::check_format(&db, "delivery_streams", FORMAT, STORE).map_err(|e| e.to_string())?;
+        sled_db::record_format(&db, "delivery_streams", FORMAT, STORE).map_err(|e| e.to_string())?;
         Ok(SledDeliveryMeta { db })
     }
 

@@ -36,13 +36,14 @@ pub mod query_sandbox;
 pub mod settings;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{watch, Notify};
 
 use crate::clock::SharedClock;
-use crate::data_streams::record_log::RollPolicy;
+use crate::data_streams::embedded::log_files::LogFiles;
+use crate::data_streams::record_log::{RecordLogs, RollPolicy};
 use crate::metrics::Metrics;
 use crate::scope::Scope;
 use crate::storage_failure::StorageFailure;
@@ -222,21 +223,23 @@ enum Refused {
         records: usize,
         bytes: u64,
     },
-    Storage(std::io::Error),
+    Storage(StorageFailure),
 }
 
 /// A stream being served: its settings, its backlog and its delivery task's controls.
 struct LiveStream {
     meta: RwLock<StreamMeta>,
     backlog: Mutex<Backlog>,
-    dir: PathBuf,
+    /// The backlog's name in the record logs.
+    log: String,
     wake: Notify,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 struct Inner {
-    dir: PathBuf,
+    /// The backlogs: the engine's only way to undelivered records.
+    logs: Arc<dyn RecordLogs>,
     meta: Arc<dyn DeliveryMetaStore>,
     clock: SharedClock,
     buckets: buckets::Buckets,
@@ -291,7 +294,7 @@ impl LiveStream {
             }
             b.write(records, now_ms).map_err(Refused::Storage)?
         };
-        let synced = ticket.file.sync_data();
+        let synced = ticket.segment.sync();
         let mut b = lock(&self.backlog);
         match synced {
             Ok(()) => b.synced(ticket.id),
@@ -368,6 +371,7 @@ impl DeliveryStreamEngine {
         let dir = data_dir.join("delivery_streams");
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let meta: Arc<dyn DeliveryMetaStore> = Arc::new(embedded::SledDeliveryMeta::open(&dir)?);
+        let logs: Arc<dyn RecordLogs> = Arc::new(LogFiles::new(&dir));
         crate::tls_provider::install();
         let http = crate::egress::http_client(&options.egress)
             .timeout(std::time::Duration::from_secs(180))
@@ -381,7 +385,7 @@ impl DeliveryStreamEngine {
                 .with_disk(options.disk.clone());
         let engine = DeliveryStreamEngine {
             inner: Arc::new(Inner {
-                dir,
+                logs,
                 meta,
                 clock,
                 buckets,
@@ -411,15 +415,16 @@ impl DeliveryStreamEngine {
     }
 
     fn start(&self, meta: StreamMeta) -> Result<Arc<LiveStream>> {
-        let dir = self.inner.dir.join(format!("{:016x}", meta.uid));
+        let log = format!("{:016x}", meta.uid);
         let delivered = self.inner.meta.delivered_through(meta.uid).map_err(DeliveryStreamError::Storage)?;
-        let backlog = Backlog::open(&dir, delivered, self.inner.options.roll).map_err(storage)?;
+        let backlog = Backlog::open(self.inner.logs.as_ref(), &log, delivered, self.inner.options.roll)
+            .map_err(DeliveryStreamError::Storage)?;
         let (stop, stopped) = watch::channel(false);
         let key = meta.scope.key(&meta.name);
         let live = Arc::new(LiveStream {
             meta: RwLock::new(meta),
             backlog: Mutex::new(backlog),
-            dir,
+            log,
             wake: Notify::new(),
             stop,
             tasks: Mutex::new(Vec::new()),
@@ -611,7 +616,7 @@ impl DeliveryStreamEngine {
         self.inner.meta.remove(&meta).map_err(DeliveryStreamError::Storage)?;
         write(&self.inner.streams).remove(&id.key());
         let pending = lock(&live.backlog).len();
-        if let Err(e) = std::fs::remove_dir_all(&live.dir) {
+        if let Err(e) = self.inner.logs.remove(&live.log) {
             tracing::warn!(stream = %id.name, error = %e, "the deleted stream's backlog files were not all removed");
         }
         tracing::info!(stream = %id.name, undelivered = pending, "delivery stream deleted");
@@ -642,7 +647,7 @@ impl DeliveryStreamEngine {
                 "Slow down: delivery stream {} has {records} records ({bytes} bytes) waiting for its destination.",
                 id.name
             )),
-            Refused::Storage(e) => storage(e),
+            Refused::Storage(e) => DeliveryStreamError::Storage(e),
         })?;
         if let Some(m) = &self.inner.options.metrics {
             m.count_delivery("incoming", records.len() as u64, bytes as u64);

@@ -165,7 +165,7 @@ fn rejection_to_ack_error(r: &FragmentRejection) -> AckError {
 fn store_to_ack_error(e: &StoreError) -> AckError {
     match e {
         StoreError::StreamNotFound(_) => AckError::StreamNotActive,
-        StoreError::Io(_) | StoreError::Index(_) => AckError::ArchivalError,
+        StoreError::Io(_) | StoreError::Storage(_) => AckError::ArchivalError,
         _ => AckError::InternalError,
     }
 }

@@ -49,10 +49,11 @@ pub struct StoredMessage {
     /// Hidden (delayed or in flight) until this time.
     pub visible_at_ms: i64,
     pub dead_letter_source_arn: Option<String>,
-    /// Where its payload is in the payload log (the message records of format 2 held
-    /// the payload inline instead).
+    /// Where the store keeps its payload, if apart from this record (see
+    /// [`super::store::PayloadRef`]; the embedded store's format-2 records held the
+    /// payload inline instead).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub payload_ref: Option<super::payload_log::PayloadRef>,
+    pub payload_ref: Option<super::store::PayloadRef>,
 }
 
 /// What the sender sent: body and attributes. Kept in the payload log only (the engine

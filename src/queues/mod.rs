@@ -6,7 +6,7 @@
 //! - [`state`]: one queue in memory: visibility, delay, FIFO groups and deduplication,
 //!   retention, the dead-letter threshold (pure, clock passed in).
 //! - [`store`]: the durable copy behind [`store::QueueStorage`] and its conformance
-//!   suite; [`embedded`]: its implementation in sled and the [`payload_log`], with
+//!   suite; [`embedded`]: its implementation in sled and a payload log, with
 //!   flushes shared by concurrent sends and one file per format upgrade.
 //!
 //! Every queue's messages are held in memory and mirrored in the store; a send is
@@ -19,7 +19,6 @@ pub mod embedded;
 pub mod message;
 mod messages;
 pub mod move_task;
-pub mod payload_log;
 pub mod state;
 pub mod store;
 
@@ -257,6 +256,18 @@ impl QueueEngine {
             Arc::new(embedded::SledQueues::open(&data_dir.join("queues"), default_scope)?);
         let key = load_or_create_key(&data_dir.join("queues.key"))
             .map_err(|e| QueueError::Storage(StorageFailure::caused("load data/queues.key", e)))?;
+        Self::open_with(store, key, clock)
+    }
+
+    /// Opens the queues kept in `store` and loads them. `receipt_key` signs receipt
+    /// handles: the same key across restarts (and across nodes sharing a store) keeps
+    /// handles valid.
+    pub fn open_with(
+        store: Arc<dyn QueueStorage>,
+        receipt_key: [u8; 32],
+        clock: SharedClock,
+    ) -> Result<Self, QueueError> {
+        let key = receipt_key;
         let mut queues = HashMap::new();
         for record in store.queues()? {
             let mut state = QueueState::new(record.config.clone());

@@ -22,9 +22,9 @@ pub struct SledChannels {
 
 impl SledChannels {
     pub fn open(data_dir: &Path) -> Result<Self, StorageFailure> {
-        let db = crate::sled_open::open(&data_dir.join("signaling"), 500).map_err(failed)?;
-        crate::sled_open::check_format(&db, "channels", CHANNELS_FORMAT, STORE).map_err(failed)?;
-        crate::sled_open::record_format(&db, "channels", CHANNELS_FORMAT, STORE).map_err(failed)?;
+        let db = crate::embedded::sled_db::open(&data_dir.join("signaling"), 500).map_err(failed)?;
+        crate::embedded::sled_db::check_format(&db, "channels", CHANNELS_FORMAT, STORE).map_err(failed)?;
+        crate::embedded::sled_db::record_format(&db, "channels", CHANNELS_FORMAT, STORE).map_err(failed)?;
         let channels = db.open_tree("channels").map_err(failed)?;
         Ok(SledChannels { db, channels })
     }
@@ -68,7 +68,7 @@ impl ChannelStore for SledChannels {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<ChannelRecord>, StorageFailure> {
-        crate::sled_open::scoped_values_after(&self.channels, scope, prefix, after)
+        crate::embedded::sled_db::scoped_values_after(&self.channels, scope, prefix, after)
             .take(limit)
             .map(|v| decode(&v.map_err(failed)?))
             .collect()

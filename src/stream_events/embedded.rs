@@ -21,8 +21,9 @@ fn storage(what: &str, e: sled::Error) -> CursorError {
 impl SledCursors {
     pub fn open(data_dir: &Path) -> Result<Self, String> {
         let path = data_dir.join("stream_events");
-        let db = crate::sled_open::open(&path, 1000).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        crate::sled_open::check_and_record_format(&db, "cursors", CURSORS_FORMAT, "the event cursors")
+        let db =
+            crate::embedded::sled_db::open(&path, 1000).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        crate::embedded::sled_db::check_and_record_format(&db, "cursors", CURSORS_FORMAT, "the event cursors")
             .map_err(|e| e.to_string())?;
         Ok(SledCursors { db })
     }

@@ -1,8 +1,7 @@
-//! The stream catalog: one record per stream, keyed by its scope and name
-//! (`ACCOUNT/REGION/NAME`, see [`Scope::key`]), in its own sled tree.
-//!
-//! Every change is a compare-and-swap on the whole record, so two concurrent updates
-//! cannot both succeed against the same version.
+//! Stream records: what a stream is (name, scope, retention, settings), and the rules
+//! their fields follow. They are kept by a [`super::index::StreamCatalog`]; every
+//! change is a compare-and-swap on the whole record, so two concurrent updates cannot
+//! both succeed against the same version.
 
 use std::collections::BTreeMap;
 
@@ -11,10 +10,6 @@ use serde::{Deserialize, Serialize};
 use super::records::StreamId;
 use super::StoreError;
 use crate::scope::Scope;
-
-/// The catalog's layout: 1 keyed records by name alone; 2 keys them by scope and name
-/// and stores the scope in the record. Opening a format-1 catalog upgrades it.
-pub const CATALOG_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StreamStatus {
@@ -234,114 +229,6 @@ pub fn validate_tags<'a>(tags: impl IntoIterator<Item = (&'a String, &'a String)
 
 pub fn new_version() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..20].to_string()
-}
-
-pub struct Catalog {
-    tree: sled::Tree,
-}
-
-impl Catalog {
-    /// Opens the catalog tree of `db`, upgrading a format-1 catalog: its streams were
-    /// created before scopes existed, so they belong to `default_scope` (the server's
-    /// `--account-id` and `--region`, which their ARNs already carry).
-    pub fn open(db: &sled::Db, default_scope: &Scope) -> Result<Self, StoreError> {
-        const STORE: &str = "the stream catalog (data/index)";
-        let tree = db.open_tree("streams")?;
-        if crate::sled_open::check_format(db, "catalog", CATALOG_FORMAT, STORE)? < 2 {
-            let moved = crate::sled_open::upgrade_to_scoped_keys(&tree, default_scope)
-                .map_err(|e| StoreError::Corrupt(format!("upgrading the stream catalog: {e}")))?;
-            if moved > 0 {
-                tracing::info!(moved, scope = %default_scope, "stream catalog upgraded to scoped keys (format 2)");
-            }
-        }
-        crate::sled_open::record_format(db, "catalog", CATALOG_FORMAT, STORE)?;
-        Ok(Catalog { tree })
-    }
-
-    pub fn get(&self, scope: &Scope, name: &str) -> Result<Option<StreamRecord>, StoreError> {
-        match self.tree.get(scope.key(name).as_bytes())? {
-            Some(v) => Ok(Some(decode(&v)?)),
-            None => Ok(None),
-        }
-    }
-
-    fn key(record: &StreamRecord) -> String {
-        record.scope.key(&record.name)
-    }
-
-    /// Inserts a record that must not exist yet.
-    pub fn insert_new(&self, record: &StreamRecord) -> Result<(), StoreError> {
-        let value = encode(record)?;
-        match self.tree.compare_and_swap(Self::key(record).as_bytes(), None::<&[u8]>, Some(value))? {
-            Ok(()) => Ok(()),
-            Err(_) => Err(StoreError::StreamExists(record.name.clone())),
-        }
-    }
-
-    /// Replaces `old` by `new` if nobody changed it meanwhile.
-    pub fn replace(&self, old: &StreamRecord, new: &StreamRecord) -> Result<(), StoreError> {
-        let (old_v, new_v) = (encode(old)?, encode(new)?);
-        match self.tree.compare_and_swap(Self::key(old).as_bytes(), Some(old_v), Some(new_v))? {
-            Ok(()) => Ok(()),
-            Err(_) => Err(StoreError::Conflict(old.name.clone())),
-        }
-    }
-
-    pub fn remove_if(&self, old: &StreamRecord) -> Result<(), StoreError> {
-        match self.tree.compare_and_swap(Self::key(old).as_bytes(), Some(encode(old)?), None::<Vec<u8>>)? {
-            Ok(()) => Ok(()),
-            Err(_) => Err(StoreError::Conflict(old.name.clone())),
-        }
-    }
-
-    /// The records of `scope` in name order, starting after the name `after`, whose
-    /// name begins with `prefix`.
-    pub fn list(
-        &self,
-        scope: &Scope,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<StreamRecord>, StoreError> {
-        crate::sled_open::scoped_values_after(&self.tree, scope, prefix, after)
-            .take(limit)
-            .map(|v| decode(&v?))
-            .collect()
-    }
-
-    /// Every stream record of every scope that can be read. One that cannot (damaged, or written by a
-    /// newer Kinescope) is left where it is, logged, and not listed.
-    pub fn all(&self) -> Result<Vec<StreamRecord>, StoreError> {
-        Ok(self.all_and_unreadable()?.0)
-    }
-
-    /// The readable stream records, and the keys and bytes of those that are not (for
-    /// recovery, which must not take their streams for deleted).
-    pub fn all_and_unreadable(&self) -> Result<(Vec<StreamRecord>, Vec<RawRecord>), StoreError> {
-        let (mut readable, mut unreadable) = (Vec::new(), Vec::new());
-        for item in self.tree.iter() {
-            let (k, v) = item?;
-            match decode(&v) {
-                Ok(r) => readable.push(r),
-                Err(e) => {
-                    tracing::warn!(key = %String::from_utf8_lossy(&k), error = %e, "a stream record cannot be read; it is kept and not listed");
-                    unreadable.push((k.to_vec(), v.to_vec()));
-                }
-            }
-        }
-        Ok((readable, unreadable))
-    }
-}
-
-/// A record as stored: key and value bytes.
-pub type RawRecord = (Vec<u8>, Vec<u8>);
-
-fn encode(r: &StreamRecord) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(r).map_err(|e| StoreError::Corrupt(format!("encoding stream record: {e}")))
-}
-
-fn decode(v: &[u8]) -> Result<StreamRecord, StoreError> {
-    serde_json::from_slice(v).map_err(|e| StoreError::Corrupt(format!("stream record: {e}")))
 }
 
 #[cfg(test)]

@@ -19,34 +19,17 @@ impl VideoStore {
         if let Some(l) = self.live_map().get(&stream) {
             return Ok(l.clone());
         }
-        let index = &self.inner.index;
-        let last = match index.scan_prefix(prefix(records::KIND_FRAGMENT, stream)).keys().next_back() {
-            Some(k) => records::key_u64(&k?, 9).unwrap_or(0),
-            None => 0,
-        };
-        let hw = index
-            .get(prefix(records::KIND_HIGH_WATER, stream))?
-            .and_then(|v| records::HighWater::decode(&v))
-            .unwrap_or_default();
-        let init = match index.scan_prefix(prefix(records::KIND_INIT, stream)).next_back() {
-            Some(item) => {
-                let (k, v) = item?;
-                Some((records::key_u64(&k, 9).unwrap_or(0) as u32, Bytes::copy_from_slice(&v)))
-            }
-            None => None,
-        };
+        let numbers = self.inner.index.next_numbers(stream)?;
+        let init = self.inner.index.latest_init(stream)?;
         let live = Arc::new(LiveStream {
             id: stream,
-            next_fragment: tokio::sync::Mutex::new(NextFragment {
-                number: last.max(hw.fragment_number) + 1,
-                deleted: false,
-            }),
-            edge: watch::Sender::new(LiveEdge { last_persisted: last, deleted: false }),
+            next_fragment: tokio::sync::Mutex::new(NextFragment { number: numbers.fragment, deleted: false }),
+            edge: watch::Sender::new(LiveEdge { last_persisted: numbers.last_fragment, deleted: false }),
             init: tokio::sync::Mutex::new(init),
             frames: tokio::sync::broadcast::channel(LIVE_FRAMES).0,
             parts: Mutex::new(LiveParts::default()),
             parts_changed: watch::Sender::new(0),
-            next_number: std::sync::atomic::AtomicU64::new(last.max(hw.fragment_number) + 1),
+            next_number: std::sync::atomic::AtomicU64::new(numbers.fragment),
         });
         Ok(self.live_map().entry(stream).or_insert(live).clone())
     }
@@ -83,7 +66,7 @@ impl VideoStore {
     ) -> Result<PendingFragment, StoreError> {
         let size: usize = fragment.chunks.iter().map(Bytes::len).sum();
         // Refused before the disk fills (see `disk_space`), not when a write fails.
-        self.inner.config.disk.check(size as u64 + segment::RECORD_HEADER_LEN)?;
+        self.inner.config.disk.check(size as u64 + FRAGMENT_OVERHEAD_BYTES)?;
         // Room in the in-flight budget first (a fragment larger than the whole budget
         // takes all of it): a disk slower than the producers holds them back instead of
         // queueing unbounded memory.
@@ -107,6 +90,7 @@ impl VideoStore {
             duration_us: fragment.duration_us,
             init_id: fragment.init_id,
             flags: if fragment.keyframe { records::FLAG_KEYFRAME } else { 0 },
+            chunk_count: fragment.chunks.len().min(usize::from(u16::MAX)) as u16,
             chunks: fragment.chunks,
             segment_max_age_us: self.inner.config.segment_age_for(record),
             live: live.clone(),

@@ -1,37 +1,41 @@
 //! The video store: streams, their fragments, and the bytes behind them.
 //!
 //! One engine with a plain Rust API. It knows nothing of HTTP or AWS shapes: the API
-//! layer adapts it. Layout on disk, under the data directory:
+//! layer adapts it. It reaches its data only through three traits, a
+//! [`StoreBackend`]: the [`index::StreamCatalog`] (stream records), the
+//! [`index::FragmentIndex`] (fragments, segment summaries, init segments, numbering)
+//! and the [`media::MediaStore`] (the fragments' bytes). The embedded implementation
+//! ([`embedded`]) keeps them under the data directory:
 //!
 //! ```text
 //! index/                 sled: the catalog tree and the fragment index tree
 //! media/<stream id>/     append-only segment files, <segment id>.seg
 //! ```
 //!
-//! * [`catalog`]: stream records. [`records`]: index keys and values.
-//! * [`segment`]: the segment file format. [`writer`]: the thread that appends, syncs and
-//!   indexes in groups, deletes and sweeps. [`recovery`]: the check run at open.
+//! * [`catalog`]: stream records. [`records`]: fragment and segment records.
+//! * [`writer`]: the thread that writes in groups (media store, then one index
+//!   commit), deletes and sweeps. [`recovery`]: the check run at open.
 //! * The store's API, by concern: `streams` (create, resolve, list, change, delete),
 //!   `ingest` (a stream's live state, init segments, submitting fragments), `reads`
 //!   (index scans and fragment bytes), `retention` (sweeps); the live bus (`live`: live
-//!   edge, frames, LL-HLS parts), open segment files (`file_cache`) and recently read
-//!   fragments (`recent`) beside them.
+//!   edge, frames, LL-HLS parts) and recently read fragments (`recent`) beside them.
 //!
-//! Architecture invariant: an index entry is written only after its bytes are synced,
+//! Architecture invariant: an index entry is written only after its bytes are durable,
 //! and deleted before its bytes are; so the index never points at bytes that are not
 //! there, whatever moment the process dies at.
 
 pub mod catalog;
-mod file_cache;
+pub mod embedded;
+pub mod index;
 mod ingest;
 mod live;
 pub mod live_parts;
+pub mod media;
 mod reads;
 mod recent;
 pub mod records;
 pub mod recovery;
 mod retention;
-pub mod segment;
 mod streams;
 pub mod writer;
 
@@ -46,7 +50,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use catalog::{
     parse_bucket_uri, EventDestination, ImageGenerationSettings, NotificationSettings, StreamRecord, StreamStatus,
 };
-pub use file_cache::FileCache;
 pub use live::{LiveEdge, LiveFrame, LiveStream, PartSink, TimeKind};
 pub use live_parts::{LivePart, PartLookup, PartedFragment};
 pub use records::{FragmentMeta, StreamId};
@@ -55,9 +58,23 @@ pub use writer::SweepStats;
 use crate::clock::SharedClock;
 use crate::disk_space::{DiskGuard, DiskRefusal};
 use crate::scope::Scope;
+use crate::storage_failure::StorageFailure;
+use index::{FragmentIndex, StreamCatalog};
 use live_parts::LiveParts;
-use records::{key1, key2, prefix, time_from_key, time_key};
+use media::MediaStore;
 use writer::{AppendRequest, Writer, WriterCmd};
+
+/// Room on disk a fragment takes beyond its bytes (record framing, index entries):
+/// what the free-space check adds.
+const FRAGMENT_OVERHEAD_BYTES: u64 = 256;
+
+/// Where the store keeps what it knows: the only way the engine reaches its data.
+#[derive(Clone)]
+pub struct StoreBackend {
+    pub catalog: Arc<dyn StreamCatalog>,
+    pub index: Arc<dyn FragmentIndex>,
+    pub media: Arc<dyn MediaStore>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -77,12 +94,11 @@ pub enum StoreError {
     FragmentNotFound(u64),
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
-    #[error("index error: {0}")]
-    Index(#[from] sled::Error),
+    /// The catalog, the index or the media store failed (the cause is the source).
+    #[error("{0}")]
+    Storage(#[from] StorageFailure),
     #[error("store data is corrupt: {0}")]
     Corrupt(String),
-    #[error(transparent)]
-    Format(#[from] crate::sled_open::FormatError),
     #[error("the store is shutting down")]
     ShuttingDown,
     #[error(transparent)]
@@ -128,10 +144,6 @@ impl StoreConfig {
         }
     }
 
-    fn media_root(&self) -> PathBuf {
-        self.data_dir.join("media")
-    }
-
     /// Segments roll often enough that retention can drop whole files on time: at most
     /// an eighth of the retention, and at most `segment_max_age_us`.
     fn segment_age_for(&self, record: &StreamRecord) -> i64 {
@@ -175,12 +187,11 @@ pub enum RetentionChange {
 struct StoreInner {
     config: StoreConfig,
     clock: SharedClock,
-    db: sled::Db,
-    catalog: catalog::Catalog,
-    index: sled::Tree,
+    catalog: Arc<dyn StreamCatalog>,
+    index: Arc<dyn FragmentIndex>,
+    media: Arc<dyn MediaStore>,
     writer: mpsc::Sender<WriterCmd>,
     live: Mutex<HashMap<StreamId, Arc<LiveStream>>>,
-    files: Arc<FileCache>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// In-flight fragment bytes, in KiB permits: bounds the memory queued for the writer.
     inflight_kib: Arc<tokio::sync::Semaphore>,
@@ -202,7 +213,7 @@ impl Drop for StoreInner {
                 tracing::error!("fragment writer panicked");
             }
         }
-        if let Err(e) = self.db.flush() {
+        if let Err(e) = self.index.flush() {
             tracing::error!(error = %e, "index flush at close failed");
         }
     }
@@ -215,29 +226,23 @@ pub struct VideoStore {
 }
 
 impl VideoStore {
-    /// Opens (or creates) the store, runs recovery, and starts the writer thread.
+    /// Opens (or creates) the store on its embedded implementation, runs recovery, and
+    /// starts the writer thread.
     pub fn open(config: StoreConfig, clock: SharedClock) -> Result<(Self, recovery::RecoveryReport), StoreError> {
-        std::fs::create_dir_all(config.media_root())?;
-        let db = crate::sled_open::open(&config.data_dir.join("index"), 1000)?;
-        crate::sled_open::check_and_record_format(
-            &db,
-            "index",
-            records::INDEX_FORMAT,
-            "the fragment index (data/index)",
-        )?;
-        crate::sled_open::check_and_record_format(
-            &db,
-            "media",
-            segment::MEDIA_FORMAT,
-            "the segment files (data/media)",
-        )?;
-        let catalog = catalog::Catalog::open(&db, &config.default_scope)?;
-        let index = db.open_tree("fragments")?;
-        let report = recovery::recover(&db, &catalog, &index, &config.media_root())?;
-        let files = Arc::new(FileCache::default());
+        let backend = embedded::open(&config.data_dir, &config.default_scope, config.segment_max_bytes)?;
+        Self::open_with(config, clock, backend)
+    }
+
+    /// Opens the store on `backend`, runs recovery, and starts the writer thread.
+    pub fn open_with(
+        config: StoreConfig,
+        clock: SharedClock,
+        backend: StoreBackend,
+    ) -> Result<(Self, recovery::RecoveryReport), StoreError> {
+        let StoreBackend { catalog, index, media } = backend;
+        let report = recovery::recover(catalog.as_ref(), index.as_ref(), media.as_ref(), &config.data_dir)?;
         let (tx, rx) = mpsc::channel(config.writer_queue.max(1));
-        let writer =
-            Writer::new(db.clone(), index.clone(), config.media_root(), config.segment_max_bytes, files.clone());
+        let writer = Writer::new(index.clone(), media.clone());
         let writer_thread = std::thread::Builder::new().name("fragment-writer".into()).spawn(move || writer.run(rx))?;
         let recent = recent::RecentFragments::new(config.recent_fragment_bytes);
         let inflight_kib_total = u32::try_from(config.max_inflight_bytes / 1024).unwrap_or(u32::MAX).clamp(1, 1 << 30);
@@ -245,12 +250,11 @@ impl VideoStore {
             inner: Arc::new(StoreInner {
                 config,
                 clock,
-                db,
                 catalog,
                 index,
+                media,
                 writer: tx,
                 live: Mutex::new(HashMap::new()),
-                files,
                 writer_thread: Mutex::new(Some(writer_thread)),
                 inflight_kib: Arc::new(tokio::sync::Semaphore::new(inflight_kib_total as usize)),
                 inflight_kib_total,
@@ -272,8 +276,7 @@ impl VideoStore {
     /// Flushes the index and stops the writer once every clone is dropped; call at
     /// shutdown. Anything already acknowledged is durable regardless.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.inner.db.flush()?;
-        Ok(())
+        self.inner.index.flush()
     }
 }
 

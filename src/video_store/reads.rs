@@ -1,5 +1,5 @@
 //! Reads: index scans (by number, by time, ranges) and fragment bytes (from the
-//! recently-read cache, else the segment file).
+//! recently-read cache, else the media store), checked against their CRC.
 
 use bytes::Bytes;
 
@@ -11,19 +11,12 @@ const HOT_FRAGMENT_AGE_US: i64 = 5 * 60 * 1_000_000;
 
 impl VideoStore {
     pub fn fragment(&self, stream: StreamId, number: u64) -> Result<Option<FragmentMeta>, StoreError> {
-        Ok(self.inner.index.get(key1(records::KIND_FRAGMENT, stream, number))?.and_then(|v| FragmentMeta::decode(&v)))
+        self.inner.index.fragment(stream, number)
     }
 
     /// Up to `limit` fragments numbered `from` or later, in number order.
     pub fn fragments_from(&self, stream: StreamId, from: u64, limit: usize) -> Result<Vec<FragmentMeta>, StoreError> {
-        let start = key1(records::KIND_FRAGMENT, stream, from);
-        let end = key1(records::KIND_FRAGMENT, stream, u64::MAX);
-        let mut out = Vec::new();
-        for item in self.inner.index.range(start..=end).take(limit) {
-            let (_, v) = item?;
-            out.push(FragmentMeta::decode(&v).ok_or_else(|| StoreError::Corrupt("fragment entry".into()))?);
-        }
-        Ok(out)
+        self.inner.index.fragments_from(stream, from, limit)
     }
 
     pub fn first_fragment(&self, stream: StreamId) -> Result<Option<FragmentMeta>, StoreError> {
@@ -31,21 +24,12 @@ impl VideoStore {
     }
 
     pub fn last_fragment(&self, stream: StreamId) -> Result<Option<FragmentMeta>, StoreError> {
-        match self.inner.index.scan_prefix(prefix(records::KIND_FRAGMENT, stream)).next_back() {
-            Some(item) => Ok(FragmentMeta::decode(&item?.1)),
-            None => Ok(None),
-        }
+        Ok(self.last_fragments(stream, 1)?.pop())
     }
 
     /// The newest `limit` fragments, oldest first.
     pub fn last_fragments(&self, stream: StreamId, limit: usize) -> Result<Vec<FragmentMeta>, StoreError> {
-        let mut out = Vec::with_capacity(limit.min(1024));
-        for item in self.inner.index.scan_prefix(prefix(records::KIND_FRAGMENT, stream)).rev().take(limit) {
-            let (_, v) = item?;
-            out.push(FragmentMeta::decode(&v).ok_or_else(|| StoreError::Corrupt("fragment entry".into()))?);
-        }
-        out.reverse();
-        Ok(out)
+        self.inner.index.last_fragments(stream, limit)
     }
 
     /// Fragments whose `kind` start time is in `[start_us, end_us]`, in time order,
@@ -59,43 +43,19 @@ impl VideoStore {
         after: Option<(i64, u64)>,
         limit: usize,
     ) -> Result<Vec<FragmentMeta>, StoreError> {
-        let k = time_index_kind(kind);
-        let end = key2(k, stream, time_key(end_us), u64::MAX);
-        let start = match after {
-            Some((t, n)) => key2(k, stream, time_key(t), n.saturating_add(1)),
-            None => key2(k, stream, time_key(start_us), 0),
+        let from = match after {
+            Some((t, n)) if n == u64::MAX => (t.saturating_add(1), 0),
+            Some((t, n)) => (t, n + 1),
+            None => (start_us, 0),
         };
-        if start > end {
-            return Ok(Vec::new());
-        }
-        let mut out = Vec::new();
-        for item in self.inner.index.range(start..=end) {
-            let key = item?.0;
-            let Some(n) = records::key_u64(&key, 17) else { continue };
-            // A time entry without its fragment is being swept: skip it.
-            if let Some(meta) = self.fragment(stream, n)? {
-                out.push(meta);
-                if out.len() >= limit {
-                    break;
-                }
-            }
-        }
-        Ok(out)
+        self.inner.index.fragments_by_time(stream, kind, from, (end_us, u64::MAX), limit)
     }
 
     /// The fragment that contains time `t_us`, else the first that starts after it.
     pub fn fragment_at(&self, stream: StreamId, kind: TimeKind, t_us: i64) -> Result<Option<FragmentMeta>, StoreError> {
-        let k = time_index_kind(kind);
-        let lo = prefix(k, stream).to_vec();
-        let at = key2(k, stream, time_key(t_us), u64::MAX);
-        if let Some(item) = self.inner.index.range(lo..=at.to_vec()).next_back() {
-            let key = item?.0;
-            if let (Some(n), Some(tk)) = (records::key_u64(&key, 17), records::key_u64(&key, 9)) {
-                if let Some(meta) = self.fragment(stream, n)? {
-                    if time_from_key(tk) + meta.duration_us > t_us {
-                        return Ok(Some(meta));
-                    }
-                }
+        if let Some(meta) = self.inner.index.fragment_before(stream, kind, (t_us, u64::MAX))? {
+            if meta.start_us(kind) + meta.duration_us > t_us {
+                return Ok(Some(meta));
             }
         }
         Ok(self.fragments_in_range(stream, kind, t_us, i64::MAX, None, 1)?.into_iter().next())
@@ -139,15 +99,7 @@ impl VideoStore {
     }
 
     pub(super) fn read_fragment_now(&self, stream: StreamId, meta: &FragmentMeta) -> Result<Bytes, StoreError> {
-        let root = self.inner.config.media_root();
-        let file = self.inner.files.get(&root, stream, meta.segment_id).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => StoreError::FragmentNotFound(meta.fragment_number),
-            _ => StoreError::Io(e),
-        })?;
-        let buf = segment::read_at(&file, meta.offset, meta.len).map_err(|e| match e.kind() {
-            io::ErrorKind::UnexpectedEof => StoreError::FragmentNotFound(meta.fragment_number),
-            _ => StoreError::Io(e),
-        })?;
+        let buf = self.inner.media.read(stream, meta)?;
         // Bytes that rotted on disk are never served as media.
         if crc32fast::hash(&buf) != meta.crc {
             tracing::error!(
@@ -158,26 +110,15 @@ impl VideoStore {
             );
             return Err(StoreError::Corrupt(format!("fragment {} fails its CRC", meta.fragment_number)));
         }
-        Ok(Bytes::from(buf))
+        Ok(buf)
     }
 
     pub fn init_segment(&self, stream: StreamId, init_id: u32) -> Result<Option<Bytes>, StoreError> {
-        Ok(self
-            .inner
-            .index
-            .get(key1(records::KIND_INIT, stream, u64::from(init_id)))?
-            .map(|v| Bytes::copy_from_slice(&v)))
+        self.inner.index.init(stream, init_id)
     }
 
     /// Counts of what is stored, for metrics and tests.
     pub fn segment_count(&self, stream: StreamId) -> usize {
-        self.inner.index.scan_prefix(prefix(records::KIND_SEGMENT, stream)).count()
-    }
-}
-
-fn time_index_kind(kind: TimeKind) -> u8 {
-    match kind {
-        TimeKind::Producer => records::KIND_PRODUCER_TIME,
-        TimeKind::Server => records::KIND_SERVER_TIME,
+        self.inner.index.segment_count(stream).unwrap_or(0)
     }
 }

@@ -1,68 +1,12 @@
-//! The index's key layout and the fixed binary encodings of its values.
-//!
-//! Every index entry of every stream lives in one sled tree, so that one atomic batch
-//! can add a fragment's primary entry, its two time entries and its segment's summary
-//! together. A key is a one-byte kind, the stream id, then kind-specific big-endian
-//! fields, so that sled's byte order is the order we scan in:
-//!
-//! | kind | key after stream id                | value                     |
-//! |------|------------------------------------|---------------------------|
-//! | `F`  | fragment number                    | [`FragmentMeta`]          |
-//! | `P`  | producer time (µs), fragment number | empty                     |
-//! | `S`  | server time (µs), fragment number   | empty                     |
-//! | `G`  | segment id                          | [`SegmentMeta`]           |
-//! | `I`  | init id                             | init segment bytes        |
-//! | `N`  | (none)                              | [`HighWater`]             |
+//! What the index keeps about fragments and segments, and the fixed binary encodings
+//! of those records (the embedded index stores them as they are; see
+//! [`super::embedded::index`] for its key layout).
 
 pub type StreamId = u64;
 
-/// The layout of the index (the key scheme and the fixed records below), recorded in
-/// the database's default tree and checked at open (see docs/storage.md).
-pub const INDEX_FORMAT: u32 = 1;
-
-pub const KIND_FRAGMENT: u8 = b'F';
-pub const KIND_PRODUCER_TIME: u8 = b'P';
-pub const KIND_SERVER_TIME: u8 = b'S';
-pub const KIND_SEGMENT: u8 = b'G';
-pub const KIND_INIT: u8 = b'I';
-pub const KIND_HIGH_WATER: u8 = b'N';
-pub const ALL_KINDS: [u8; 6] =
-    [KIND_FRAGMENT, KIND_PRODUCER_TIME, KIND_SERVER_TIME, KIND_SEGMENT, KIND_INIT, KIND_HIGH_WATER];
-
-/// `kind` + stream id: the prefix of every key of one kind for one stream.
-pub fn prefix(kind: u8, stream: StreamId) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = kind;
-    k[1..9].copy_from_slice(&stream.to_be_bytes());
-    k
-}
-
-pub fn key1(kind: u8, stream: StreamId, a: u64) -> [u8; 17] {
-    let mut k = [0u8; 17];
-    k[..9].copy_from_slice(&prefix(kind, stream));
-    k[9..17].copy_from_slice(&a.to_be_bytes());
-    k
-}
-
-pub fn key2(kind: u8, stream: StreamId, a: u64, b: u64) -> [u8; 25] {
-    let mut k = [0u8; 25];
-    k[..17].copy_from_slice(&key1(kind, stream, a));
-    k[17..25].copy_from_slice(&b.to_be_bytes());
-    k
-}
-
-/// Maps a signed time to an unsigned one with the same order (flips the sign bit).
-pub fn time_key(t_us: i64) -> u64 {
-    (t_us as u64) ^ (1 << 63)
-}
-
-pub fn time_from_key(k: u64) -> i64 {
-    (k ^ (1 << 63)) as i64
-}
-
-/// Reads the big-endian u64 at `at` in a key; `None` if the key is too short.
-pub fn key_u64(key: &[u8], at: usize) -> Option<u64> {
-    let b: [u8; 8] = key.get(at..at + 8)?.try_into().ok()?;
+/// Reads the big-endian u64 at `at`; `None` if `b` is too short.
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    let b: [u8; 8] = b.get(at..at + 8)?.try_into().ok()?;
     Some(u64::from_be_bytes(b))
 }
 
@@ -116,7 +60,7 @@ impl FragmentMeta {
         if b.len() != Self::ENCODED_LEN {
             return None;
         }
-        let u64_at = |i: usize| key_u64(b, i);
+        let u64_at = |i: usize| u64_at(b, i);
         let u32_at = |i: usize| -> Option<u32> { Some(u32::from_be_bytes(b.get(i..i + 4)?.try_into().ok()?)) };
         let u16_at = |i: usize| -> Option<u16> { Some(u16::from_be_bytes(b.get(i..i + 2)?.try_into().ok()?)) };
         Some(FragmentMeta {
@@ -184,7 +128,7 @@ impl SegmentMeta {
         if b.len() != Self::ENCODED_LEN {
             return None;
         }
-        let v = |i: usize| key_u64(b, i * 8);
+        let v = |i: usize| u64_at(b, i * 8);
         Some(SegmentMeta {
             segment_id: v(0)?,
             first_fragment: v(1)?,
@@ -215,7 +159,7 @@ impl HighWater {
     }
 
     pub fn decode(b: &[u8]) -> Option<Self> {
-        Some(HighWater { fragment_number: key_u64(b, 0)?, segment_id: key_u64(b, 8)? })
+        Some(HighWater { fragment_number: u64_at(b, 0)?, segment_id: u64_at(b, 8)? })
     }
 }
 
@@ -240,16 +184,6 @@ mod tests {
         };
         assert_eq!(FragmentMeta::decode(&m.encode()), Some(m));
         assert_eq!(FragmentMeta::decode(&[0u8; 10]), None);
-    }
-
-    #[test]
-    fn time_keys_keep_order_across_zero() {
-        let ts = [-2_000_000i64, -1, 0, 1, 1_700_000_000_000_000];
-        for w in ts.windows(2) {
-            assert!(time_key(w[0]) < time_key(w[1]));
-            assert!(key2(b'P', 1, time_key(w[0]), 9) < key2(b'P', 1, time_key(w[1]), 0));
-        }
-        assert_eq!(time_from_key(time_key(-77)), -77);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The catalog side of the store: creating, resolving, listing, changing and deleting
-//! streams (their records are in [`super::catalog`]).
+//! streams (their records are in [`super::catalog`], kept by the [`super::index::StreamCatalog`]).
 use std::collections::BTreeMap;
 
 use tokio::sync::{oneshot, watch};
@@ -42,7 +42,7 @@ impl VideoStore {
         }
         let now_ms = self.inner.clock.now_ms();
         let record = StreamRecord {
-            id: self.inner.db.generate_id()? + 1,
+            id: self.inner.catalog.new_stream_id()?,
             arn: Self::stream_arn(scope, &req.name, now_ms),
             scope: scope.clone(),
             name: req.name,
@@ -60,9 +60,8 @@ impl VideoStore {
             frame_metadata_stream: None,
             publish_tokens_not_before_us: 0,
         };
-        self.inner.catalog.insert_new(&record)?;
-        // Durable before it is acknowledged; the fsync waits off the runtime's threads.
-        self.inner.db.flush_async().await?;
+        // Durable before it is acknowledged.
+        self.inner.catalog.insert_new(&record).await?;
         Ok(record)
     }
 
@@ -120,11 +119,8 @@ impl VideoStore {
             let old = self.resolve(scope, name, arn)?;
             let mut new = old.clone();
             change(&mut new)?;
-            match self.inner.catalog.replace(&old, &new) {
-                Ok(()) => {
-                    self.inner.db.flush_async().await?;
-                    return Ok(new);
-                }
+            match self.inner.catalog.replace(&old, &new).await {
+                Ok(()) => return Ok(new),
                 Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(e),
             }
@@ -330,13 +326,12 @@ impl VideoStore {
             if let Some(v) = current_version {
                 Self::check_version(&record, v)?;
             }
-            match self.inner.catalog.remove_if(&record) {
+            match self.inner.catalog.remove_if(&record).await {
                 Ok(()) => break record,
                 Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(e),
             }
         };
-        self.inner.db.flush_async().await?;
         if record.notification.is_some() || record.image_generation.is_some() {
             self.inner.settings_changes.send_modify(|n| *n += 1);
         }

@@ -15,6 +15,7 @@
 //! through the flusher thread. The format (3) is checked at open; older ones are
 //! upgraded by [`upgrade`], one file per step.
 
+pub mod payload_log;
 pub mod upgrade;
 
 use std::path::Path;
@@ -22,11 +23,11 @@ use std::sync::mpsc;
 use std::sync::Arc;
 
 use super::message::{MessagePayload, StoredMessage};
-use super::payload_log::{PayloadLog, PayloadRef};
 use super::state::DedupEntry;
 use super::store::{QueueRecord, QueueStorage, StoredQueue};
 use crate::scope::Scope;
 use crate::storage_failure::StorageFailure;
+use payload_log::{PayloadLog, PayloadRef};
 
 const KIND_MESSAGE: u8 = b'M';
 const KIND_DEDUP: u8 = b'D';
@@ -62,14 +63,15 @@ pub struct SledQueues {
 impl SledQueues {
     /// Opens the store, upgrading an older format first (see [`upgrade`]).
     pub fn open(dir: &Path, default_scope: &Scope) -> Result<Self, StorageFailure> {
-        let db = crate::sled_open::open(dir, 500).map_err(storage)?;
+        let db = crate::embedded::sled_db::open(dir, 500).map_err(storage)?;
         let format_error = |e| StorageFailure::caused("open the queue store", e);
-        let found = crate::sled_open::check_format(&db, "queues", QUEUES_FORMAT, STORE).map_err(format_error)?;
+        let found =
+            crate::embedded::sled_db::check_format(&db, "queues", QUEUES_FORMAT, STORE).map_err(format_error)?;
         let queues = db.open_tree("queues").map_err(storage)?;
         let data = db.open_tree("data").map_err(storage)?;
         let payloads = Arc::new(PayloadLog::open(&dir.join("payloads")).map_err(storage)?);
         upgrade::run(found, &queues, &data, &payloads, default_scope)?;
-        crate::sled_open::record_format(&db, "queues", QUEUES_FORMAT, STORE).map_err(format_error)?;
+        crate::embedded::sled_db::record_format(&db, "queues", QUEUES_FORMAT, STORE).map_err(format_error)?;
         let (tx, rx) = mpsc::channel::<tokio::sync::oneshot::Sender<Result<(), StorageFailure>>>();
         let flush_db = db.clone();
         let flush_payloads = payloads.clone();
@@ -291,7 +293,7 @@ mod format_tests {
     fn a_queue_store_in_a_newer_format_is_refused_not_misread() {
         let dir = tempfile::tempdir().unwrap();
         drop(SledQueues::open(dir.path(), &Scope::new("123456789012", "us-east-1")).unwrap());
-        let db = crate::sled_open::open(dir.path(), 500).unwrap();
+        let db = crate::embedded::sled_db::open(dir.path(), 500).unwrap();
         db.insert("format/queues", &5u32.to_be_bytes()).unwrap();
         db.flush().unwrap();
         drop(db);

@@ -5,7 +5,7 @@
 mod v1_to_v2;
 mod v2_to_v3;
 
-use super::super::payload_log::PayloadLog;
+use super::payload_log::PayloadLog;
 use crate::scope::Scope;
 use crate::storage_failure::StorageFailure;
 

@@ -6,6 +6,6 @@ use crate::scope::Scope;
 use crate::storage_failure::StorageFailure;
 
 pub fn run(queues: &sled::Tree, default_scope: &Scope) -> Result<usize, StorageFailure> {
-    crate::sled_open::upgrade_to_scoped_keys(queues, default_scope)
+    crate::embedded::sled_db::upgrade_to_scoped_keys(queues, default_scope)
         .map_err(|e| StorageFailure::caused("upgrade the queue store to format 2", e))
 }

@@ -3,8 +3,8 @@
 //! between leaves format 2 and the upgrade runs again (the payloads appended the first
 //! time are then unreferenced and swept). Returns how many moved.
 
+use crate::queues::embedded::payload_log::PayloadLog;
 use crate::queues::message::StoredMessage;
-use crate::queues::payload_log::PayloadLog;
 use crate::storage_failure::StorageFailure;
 
 /// Message records: kind `M`.

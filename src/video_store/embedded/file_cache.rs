@@ -6,8 +6,8 @@ use std::fs::File;
 use std::io;
 use std::sync::{Arc, Mutex};
 
-use super::records::StreamId;
 use super::segment;
+use crate::video_store::records::StreamId;
 
 /// Open segment files for reading, shared by every reader.
 #[derive(Default)]

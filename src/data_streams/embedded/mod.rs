@@ -1,7 +1,10 @@
-//! Data-stream metadata in sled (`data/data_streams/meta`): the `streams` tree (JSON
-//! stream records keyed `ACCOUNT/REGION/NAME`) and the `policies` tree (ARN → policy);
-//! format 2 (`format/meta`), with the 1 → 2 upgrade run at open, and the record logs'
-//! format (`format/record_log`) recorded beside it.
+//! The data streams' embedded storage. Metadata in sled (`data/data_streams/meta`): the
+//! `streams` tree (JSON stream records keyed `ACCOUNT/REGION/NAME`) and the `policies`
+//! tree (ARN → policy); format 2 (`format/meta`), with the 1 → 2 upgrade run at open,
+//! and the record logs' format (`format/record_log`) recorded beside it. Records in
+//! [`log_files`] (append-only segment files, `data/data_streams/<uid>/`).
+
+pub mod log_files;
 
 use std::path::Path;
 
@@ -33,8 +36,8 @@ fn failed(e: impl std::error::Error + Send + Sync + 'static) -> StorageFailure {
 impl SledDataStreamMeta {
     /// Opens the metadata; streams of format 1 are moved into `default_scope`.
     pub fn open(dir: &Path, default_scope: &Scope) -> std::io::Result<Self> {
-        use crate::sled_open::{check_and_record_format, check_format, record_format, upgrade_to_scoped_keys};
-        let db = crate::sled_open::open(&dir.join("meta"), 500).map_err(io)?;
+        use crate::embedded::sled_db::{check_and_record_format, check_format, record_format, upgrade_to_scoped_keys};
+        let db = crate::embedded::sled_db::open(&dir.join("meta"), 500).map_err(io)?;
         let streams = db.open_tree("streams").map_err(io)?;
         let found = check_format(&db, "meta", META_FORMAT, META_STORE).map_err(std::io::Error::other)?;
         if found < 2 {
@@ -103,5 +106,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let scope = crate::scope::Scope::new("123456789012", "us-east-1");
         super::super::meta_store::conformance::run(|| super::SledDataStreamMeta::open(dir.path(), &scope).unwrap());
+    }
+
+    #[test]
+    fn record_logs_in_a_newer_format_are_refused_not_misread() {
+        use crate::data_streams::{DataStreamEngine, EngineOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let clock = std::sync::Arc::new(crate::clock::ManualClock::new(1_700_000_000_000));
+        let scope = crate::scope::Scope::new("123456789012", "us-east-1");
+        let open = || DataStreamEngine::open(dir.path(), clock.clone(), &scope, EngineOptions::default());
+        drop(open().unwrap());
+        let db = crate::embedded::sled_db::open(&dir.path().join("data_streams").join("meta"), 500).unwrap();
+        db.insert("format/record_log", &2u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+        drop(db);
+        let text = open().err().expect("refused").to_string();
+        assert!(text.contains("record logs") && text.contains("format 2"), "{text}");
     }
 }

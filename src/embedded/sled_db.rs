@@ -1,4 +1,4 @@
-//! Opening a sled database, the one way both engines do it.
+//! Opening a sled database, the one way every embedded store does it.
 //!
 //! sled releases its directory lock when the last reference to a database goes, and
 //! its background flusher may hold one a moment after the owner dropped its handle.

@@ -27,23 +27,13 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
-
 /// The record layout and segment naming above (see docs/storage.md).
 pub const PAYLOAD_LOG_FORMAT: u32 = 1;
 /// The active segment rolls once it holds this much.
 pub const MAX_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 const HEADER: u64 = 8;
 
-/// Where a payload is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PayloadRef {
-    pub segment: u32,
-    /// The record's first byte.
-    pub offset: u64,
-    /// Payload bytes (the record is `HEADER` more).
-    pub len: u32,
-}
+pub use crate::queues::store::PayloadRef;
 
 /// The record of `payload` (pure).
 pub fn encode_record(payload: &[u8]) -> Vec<u8> {

@@ -15,7 +15,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::records::StreamId;
+use crate::video_store::records::StreamId;
 
 /// The segment files' format, recorded in the fragment index; the record magic names it
 /// too (`KSF1`), so a record of another format is never read as this one.
@@ -106,8 +106,9 @@ pub fn read_at(file: &File, offset: u64, len: u32) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Checks that a whole record (header and payload) is intact at `payload_offset - 32`.
-pub fn verify_record(file: &File, payload_offset: u64, len: u32, fragment_number: u64) -> io::Result<bool> {
+/// Checks that a whole record (header and payload) is intact at `payload_offset - 32`,
+/// and is the one the index describes (number, length, CRC).
+pub fn verify_record(file: &File, payload_offset: u64, len: u32, fragment_number: u64, crc: u32) -> io::Result<bool> {
     let Some(header_offset) = payload_offset.checked_sub(RECORD_HEADER_LEN) else {
         return Ok(false);
     };
@@ -118,7 +119,7 @@ pub fn verify_record(file: &File, payload_offset: u64, len: u32, fragment_number
     let Some(h) = RecordHeader::decode(&header) else {
         return Ok(false);
     };
-    if h.payload_len != len || h.fragment_number != fragment_number {
+    if h.payload_len != len || h.fragment_number != fragment_number || h.payload_crc != crc {
         return Ok(false);
     }
     match read_at(file, payload_offset, len) {
@@ -164,9 +165,14 @@ mod tests {
         use std::io::Write;
         (&f).write_all(&h.encode()).unwrap();
         (&f).write_all(payload).unwrap();
-        assert!(verify_record(&f, 32, payload.len() as u32, 5).unwrap());
-        assert!(!verify_record(&f, 32, payload.len() as u32, 6).unwrap());
+        let crc = crc32fast::hash(payload);
+        assert!(verify_record(&f, 32, payload.len() as u32, 5, crc).unwrap());
+        assert!(!verify_record(&f, 32, payload.len() as u32, 6, crc).unwrap());
+        assert!(
+            !verify_record(&f, 32, payload.len() as u32, 5, crc ^ 1).unwrap(),
+            "not the record the index describes"
+        );
         f.set_len(40).unwrap();
-        assert!(!verify_record(&f, 32, payload.len() as u32, 5).unwrap());
+        assert!(!verify_record(&f, 32, payload.len() as u32, 5, crc).unwrap());
     }
 }
