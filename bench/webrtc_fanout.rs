@@ -28,11 +28,9 @@ use kinescope::ingest::fragmenter::{FragmentLimits, Fragmenter, FragmenterEvent}
 use kinescope::metrics::Metrics;
 use kinescope::playback::whep::{WhepConfig, WhepSessions};
 use kinescope::video_store::{LiveFrame, NewFragment, NewStream, StoreConfig, VideoStore};
-use kinescope::webrtc_peer::{self, Network, Peer, H264_PAYLOAD_TYPE};
+use kinescope::webrtc_peer::{Network, Peer};
 use kinescope::wire::fmp4::{parse_init, TrackKind};
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
-use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use webrtc::media_stream::track_remote::TrackRemoteEvent;
 
 const FPS: u64 = 25;
@@ -124,10 +122,9 @@ async fn whep_fanout(store: &VideoStore, stream: u64, params: &CodecParams, n: u
     let mut viewers = Vec::new();
     let mut readers = Vec::new();
     for _ in 0..n {
-        let codecs = [(webrtc_peer::h264_codec(), H264_PAYLOAD_TYPE, RtpCodecKind::Video)];
-        let mut peer = Peer::build(&Network::default(), &codecs).await.expect("viewer peer");
-        let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() };
-        peer.pc.add_transceiver_from_kind(RtpCodecKind::Video, Some(init)).await.expect("transceiver");
+        let video = params.kind();
+        let mut peer = Peer::build(&Network::default(), &[video]).await.expect("viewer peer");
+        peer.receive(video).await.expect("transceiver");
         let offer = peer.offer().await.expect("offer");
         let (_, answer) = whep.open(stream, offer).await.expect("WHEP answers");
         peer.pc.set_remote_description(RTCSessionDescription::answer(answer).expect("answer")).await.expect("answer");

@@ -14,7 +14,7 @@ use rtc::interceptor::Registry;
 use rtc::media::Sample;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS};
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
@@ -22,6 +22,7 @@ pub use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_local::TrackLocal;
@@ -33,9 +34,8 @@ use webrtc::rtp_transceiver::RtpSender;
 
 pub use webrtc::peer_connection::RTCPeerConnectionState as PeerState;
 
-/// The payload types the server offers and answers with.
-pub const H264_PAYLOAD_TYPE: u8 = 102;
-pub const OPUS_PAYLOAD_TYPE: u8 = 111;
+use crate::codec::{CodecKind, RtpCapability};
+
 /// Where the server's peer connections listen and what they advertise: the address
 /// their UDP sockets bind (each connection's host candidate), public addresses a NAT
 /// maps to it one to one (advertised as server-reflexive candidates beside it), and the
@@ -169,27 +169,20 @@ fn rtc_error(e: impl std::fmt::Display) -> PeerError {
     PeerError::WebRtc(e.to_string())
 }
 
-/// H.264, constrained baseline, packetization mode 1: what browsers send and decode
-/// without B-frames.
-pub fn h264_codec() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: MIME_TYPE_H264.to_owned(),
-        clock_rate: 90_000,
-        channels: 0,
-        sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f".to_owned(),
+/// The `webrtc` crate's description of a codec WebRTC carries (what the codec layer
+/// says it negotiates), with its kind and payload type.
+fn rtp_codec(codec: CodecKind) -> Result<(RTCRtpCodec, u8, RtpCodecKind), PeerError> {
+    let cap: RtpCapability =
+        codec.webrtc().ok_or_else(|| PeerError::WebRtc(format!("{} is not carried over WebRTC", codec.name())))?;
+    let kind = if cap.media == "video" { RtpCodecKind::Video } else { RtpCodecKind::Audio };
+    let rtp = RTCRtpCodec {
+        mime_type: cap.mime_type(),
+        clock_rate: cap.clock_rate,
+        channels: cap.channels,
+        sdp_fmtp_line: cap.fmtp.to_owned(),
         rtcp_feedback: vec![],
-    }
-}
-
-/// Opus, 48 kHz stereo (RFC 7587).
-pub fn opus_codec() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: MIME_TYPE_OPUS.to_owned(),
-        clock_rate: 48_000,
-        channels: 2,
-        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-        rtcp_feedback: vec![],
-    }
+    };
+    Ok((rtp, cap.payload_type, kind))
 }
 
 /// Tells the peer's owner what happens to it.
@@ -244,12 +237,11 @@ impl Drop for Peer {
 
 impl Peer {
     /// A peer connection on `network` that may use `codecs`.
-    pub async fn build(network: &Network, codecs: &[(RTCRtpCodec, u8, RtpCodecKind)]) -> Result<Peer, PeerError> {
+    pub async fn build(network: &Network, codecs: &[CodecKind]) -> Result<Peer, PeerError> {
         let mut media_engine = MediaEngine::default();
-        for (codec, payload_type, kind) in codecs {
-            media_engine
-                .register_codec(RTCRtpCodecParameters { rtp_codec: codec.clone(), payload_type: *payload_type }, *kind)
-                .map_err(rtc_error)?;
+        for codec in codecs {
+            let (rtp_codec, payload_type, kind) = rtp_codec(*codec)?;
+            media_engine.register_codec(RTCRtpCodecParameters { rtp_codec, payload_type }, kind).map_err(rtc_error)?;
         }
         let registry = register_default_interceptors(Registry::new(), &mut media_engine).map_err(rtc_error)?;
         let (gathered, gathered_rx) = watch::channel(false);
@@ -278,6 +270,14 @@ impl Peer {
             public_ips: network.public_ips.clone(),
             screen: CandidateScreen::new(network),
         })
+    }
+
+    /// Adds a transceiver that only receives `codec`'s media (video or audio).
+    pub async fn receive(&self, codec: CodecKind) -> Result<(), PeerError> {
+        let (_, _, kind) = rtp_codec(codec)?;
+        let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() };
+        self.pc.add_transceiver_from_kind(kind, Some(init)).await.map_err(rtc_error)?;
+        Ok(())
     }
 
     /// Applies `offer` and returns the answer with every host candidate in it.
@@ -359,9 +359,10 @@ pub struct SampleTrack {
 }
 
 impl SampleTrack {
-    /// Adds a `kind` track sending `codec` to `pc` (a send-and-receive transceiver: the
-    /// peer may send on it too).
-    pub async fn add(pc: &Arc<dyn PeerConnection>, kind: RtpCodecKind, codec: RTCRtpCodec) -> Result<Self, PeerError> {
+    /// Adds a track sending `codec` to `pc` (a send-and-receive transceiver: the peer
+    /// may send on it too).
+    pub async fn add(pc: &Arc<dyn PeerConnection>, codec: CodecKind) -> Result<Self, PeerError> {
+        let (codec, _, kind) = rtp_codec(codec)?;
         let ssrc = random_ssrc();
         let label = if kind == RtpCodecKind::Video { "video" } else { "audio" };
         let encoding = RTCRtpEncodingParameters {

@@ -233,6 +233,17 @@ impl Params {
     }
 }
 
+/// What WebRTC peers negotiate: constrained baseline, packetization mode 1 (what
+/// browsers send and decode without B-frames).
+pub const WEBRTC: super::RtpCapability = super::RtpCapability {
+    media: "video",
+    encoding: "H264",
+    clock_rate: 90_000,
+    channels: 0,
+    fmtp: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+    payload_type: 102,
+};
+
 /// RFC 6381 3.3: `avc1.PPCCLL` from the `avcC`'s profile, compatibility and level.
 pub fn codec_string(track: &TrackInfo) -> Option<String> {
     let avcc = track.sample_entry_child(AVCC)?;

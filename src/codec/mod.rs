@@ -4,7 +4,8 @@
 //!
 //! - [`h264`], [`h265`], [`aac`], [`opus`]: parameter sets ⇄ sample entry (`avcC`,
 //!   `hvcC`, `esds`, `dOps`), SDP `rtpmap`/`fmtp` in and out, the RFC 6381 codec
-//!   string, RTP depacketizing and packetizing, keyframe detection.
+//!   string, RTP depacketizing and packetizing, keyframe detection, what WebRTC
+//!   negotiates for it ([`RtpCapability`]) and which FFmpeg decoder reads it.
 //! - [`nal`]: what H.264 and H.265 share (length-prefixed NAL units, emulation
 //!   prevention, Exp-Golomb, the RTP access-unit assembler).
 //!
@@ -52,6 +53,16 @@ impl CodecKind {
         }
     }
 
+    /// The name people know it by, for messages (`H.264`, `Opus`, …).
+    pub fn label(self) -> &'static str {
+        match self {
+            CodecKind::H264 => "H.264",
+            CodecKind::H265 => "H.265",
+            CodecKind::Aac => "AAC",
+            CodecKind::Opus => "Opus",
+        }
+    }
+
     /// From an SDP `a=rtpmap` encoding name (any case).
     pub fn from_sdp_encoding(encoding: &str) -> Option<Self> {
         match encoding.to_ascii_uppercase().as_str() {
@@ -83,6 +94,101 @@ impl CodecKind {
             "opus" => Some(CodecKind::Opus),
             _ => None,
         }
+    }
+}
+
+/// What a WebRTC peer negotiates for a codec: its `rtpmap` and `fmtp`, and the payload
+/// type Kinescope's offers and answers give it. The WebRTC layer builds its own codec
+/// description from this; nothing above `codec/` spells a codec's SDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpCapability {
+    /// The SDP media type: `video` or `audio`.
+    pub media: &'static str,
+    /// The `rtpmap` encoding name, as Kinescope writes it.
+    pub encoding: &'static str,
+    pub clock_rate: u32,
+    /// Audio channels (0 for video).
+    pub channels: u16,
+    pub fmtp: &'static str,
+    pub payload_type: u8,
+}
+
+impl RtpCapability {
+    /// The MIME type WebRTC stacks name it by (`video/H264`).
+    pub fn mime_type(&self) -> String {
+        format!("{}/{}", self.media, self.encoding)
+    }
+
+    /// `encoding/clock`, as an offer's `a=rtpmap` lines name it (compared without case).
+    pub fn rtpmap(&self) -> String {
+        format!("{}/{}", self.encoding, self.clock_rate)
+    }
+
+    /// The `fmtp` parameters as a map.
+    pub fn fmtp_map(&self) -> BTreeMap<String, String> {
+        self.fmtp
+            .split(';')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect()
+    }
+}
+
+impl CodecKind {
+    /// The codecs WebRTC carries between browsers and Kinescope, video first.
+    pub const WEBRTC: [CodecKind; 2] = [CodecKind::H264, CodecKind::Opus];
+
+    /// What WebRTC negotiates for this codec; `None` when Kinescope's WebRTC sessions do
+    /// not carry it.
+    pub fn webrtc(self) -> Option<RtpCapability> {
+        match self {
+            CodecKind::H264 => Some(h264::WEBRTC),
+            CodecKind::Opus => Some(opus::WEBRTC),
+            CodecKind::H265 | CodecKind::Aac => None,
+        }
+    }
+
+    /// The codec WebRTC sessions use for `media` (`video` or `audio`).
+    pub fn webrtc_for(media: &str) -> Option<CodecKind> {
+        Self::WEBRTC.into_iter().find(|k| k.webrtc().is_some_and(|c| c.media == media))
+    }
+
+    /// From a WebRTC MIME type (`video/H264`, any case).
+    pub fn from_mime_type(mime: &str) -> Option<Self> {
+        Self::WEBRTC.into_iter().find(|k| k.webrtc().is_some_and(|c| c.mime_type().eq_ignore_ascii_case(mime)))
+    }
+
+    /// The FFmpeg decoder that reads it (`avcodec_find_decoder_by_name`).
+    pub fn decoder_name(self) -> &'static str {
+        match self {
+            CodecKind::H264 => "h264",
+            CodecKind::H265 => "hevc",
+            CodecKind::Aac => "aac",
+            CodecKind::Opus => "opus",
+        }
+    }
+
+    /// A stored sample as a decoder or an RTP packetizer takes it: for the NAL codecs,
+    /// Annex B led by `parameter_sets` (give them on keyframes); others as they are.
+    pub fn elementary_sample(self, parameter_sets: &[Vec<u8>], sample: &[u8]) -> Vec<u8> {
+        match self {
+            CodecKind::H264 | CodecKind::H265 => nal::to_annex_b(parameter_sets, sample),
+            CodecKind::Aac | CodecKind::Opus => sample.to_vec(),
+        }
+    }
+
+    /// How long an audio packet of this codec plays (µs), when its bytes say.
+    pub fn packet_duration_us(self, packet: &[u8]) -> Option<u32> {
+        match self {
+            CodecKind::Opus => opus::packet_duration_us(packet),
+            CodecKind::H264 | CodecKind::H265 | CodecKind::Aac => None,
+        }
+    }
+
+    /// Whether a stream holding only this codec plays over HLS (an audio-only
+    /// rendition: players take AAC alone, not Opus).
+    pub fn plays_alone_in_hls(self) -> bool {
+        self.is_video() || self == CodecKind::Aac
     }
 }
 
@@ -183,6 +289,35 @@ impl CodecParams {
             CodecKind::H265 => h265::Params::from_parameter_sets(sets).map(CodecParams::H265),
             CodecKind::Aac | CodecKind::Opus => None,
         }
+    }
+
+    /// The parameters of an audio track from its decoder configuration (AAC's
+    /// AudioSpecificConfig; nothing for Opus), clock rate and channel count; `None` for
+    /// video or a configuration that is missing.
+    pub fn from_audio_config(kind: CodecKind, config: &[u8], clock_rate: u32, channels: u16) -> Option<Self> {
+        match kind {
+            CodecKind::Aac if !config.is_empty() => {
+                Some(CodecParams::Aac(aac::Params { config: config.to_vec(), sample_rate: clock_rate, channels }))
+            }
+            CodecKind::Opus => Some(CodecParams::Opus(opus::Params { channels: channels.clamp(1, 2) })),
+            CodecKind::Aac | CodecKind::H264 | CodecKind::H265 => None,
+        }
+    }
+
+    /// The parameters a track received over WebRTC starts with: audio has all it needs
+    /// from the negotiation (`channels`); video waits for the parameter sets that come
+    /// in band with its keyframes.
+    pub fn for_webrtc(kind: CodecKind, channels: u16) -> Option<Self> {
+        match kind.is_video() {
+            true => None,
+            false => Self::from_audio_config(kind, &[], kind.webrtc()?.clock_rate, channels),
+        }
+    }
+
+    /// What the storage sessions' audio mixer records: one channel of the codec WebRTC
+    /// carries audio in (the mix is decoded and encoded again).
+    pub fn mixed_audio() -> Option<Self> {
+        Self::for_webrtc(CodecKind::webrtc_for("audio")?, 1)
     }
 
     /// The parameter sets of a video track, as they would come in band.

@@ -15,6 +15,15 @@ pub const OPUS: FourCc = FourCc::new(b"Opus");
 pub const DOPS: FourCc = FourCc::new(b"dOps");
 /// The clock of every Opus stream (RFC 7587 4.1).
 pub const CLOCK_RATE: u32 = 48_000;
+/// What WebRTC peers negotiate: 48 kHz stereo with in-band FEC (RFC 7587 6).
+pub const WEBRTC: super::RtpCapability = super::RtpCapability {
+    media: "audio",
+    encoding: "opus",
+    clock_rate: CLOCK_RATE,
+    channels: 2,
+    fmtp: "minptime=10;useinbandfec=1",
+    payload_type: 111,
+};
 /// What encoders typically skip at the start, in 48 kHz samples (3.25 ms is libopus's).
 const PRE_SKIP: u16 = 312;
 

@@ -6,11 +6,11 @@
 //! A picture's time is the fragment's timestamp plus its presentation offset from the
 //! fragment's earliest picture.
 
-use crate::codec::{nal, CodecParams};
+use crate::codec::CodecParams;
 use crate::wire::fmp4::{parse_init, TrackKind};
 use crate::wire::mp4_tracks::fragment_samples;
 
-use super::render::{AccessUnit, OutputSpec, RenderJob, VideoCodec};
+use super::render::{AccessUnit, OutputSpec, RenderJob};
 
 /// Why a fragment gives no pictures.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,11 +44,10 @@ pub fn plan_fragment(
     let info = parse_init(init).map_err(|e| PlanError::Malformed(e.to_string()))?;
     let track = info.tracks.iter().find(|t| t.kind == TrackKind::Video).ok_or(PlanError::NoVideo)?;
     let params = CodecParams::from_track(track).ok_or(PlanError::UnsupportedCodec("this"))?;
-    let codec = match &params {
-        CodecParams::H264(_) => VideoCodec::H264,
-        CodecParams::H265(_) => VideoCodec::H265,
-        other => return Err(PlanError::UnsupportedCodec(other.name())),
-    };
+    let codec = params.kind();
+    if !codec.is_video() {
+        return Err(PlanError::UnsupportedCodec(codec.name()));
+    }
     let tracks = fragment_samples(fragment, &info).map_err(|e| PlanError::Malformed(e.to_string()))?;
     let samples = tracks
         .into_iter()
@@ -92,7 +91,7 @@ pub fn plan_fragment(
             s.range(fragment.len()).ok_or_else(|| PlanError::Malformed("sample outside the fragment".into()))?;
         let leading: &[Vec<u8>] = if i == 0 || s.is_sync() { &sets } else { &[] };
         units.push(AccessUnit {
-            annex_b: nal::to_annex_b(leading, &fragment[range]),
+            annex_b: codec.elementary_sample(leading, &fragment[range]),
             pts: pts[i],
             dts: s.decode_time as i64,
         });

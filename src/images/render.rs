@@ -15,11 +15,7 @@ use ff::format::Pixel;
 use ff::software::scaling::{Context as Scaler, Flags as ScaleFlags};
 use ff::util::frame::Video as Picture;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VideoCodec {
-    H264,
-    H265,
-}
+use crate::codec::CodecKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImageFormat {
@@ -67,7 +63,8 @@ pub struct AccessUnit {
 /// The pictures wanted from one GOP.
 #[derive(Debug, Clone)]
 pub struct RenderJob {
-    pub codec: VideoCodec,
+    /// A video codec (the decoder is FFmpeg's for it, [`CodecKind::decoder_name`]).
+    pub codec: CodecKind,
     /// From the keyframe, in decode order; only the prefix needed is kept.
     pub units: Vec<AccessUnit>,
     /// Presentation times of the pictures wanted (each one of `units`' `pts`).
@@ -107,11 +104,7 @@ pub fn needed_prefix(units: &[AccessUnit], wanted: &[i64]) -> usize {
 }
 
 fn decode_wanted(job: &RenderJob, results: &mut [Option<Result<Vec<u8>, RenderError>>]) -> Result<(), RenderError> {
-    let id = match job.codec {
-        VideoCodec::H264 => Id::H264,
-        VideoCodec::H265 => Id::HEVC,
-    };
-    let decoder_codec = codec::decoder::find(id).ok_or(ff::Error::DecoderNotFound)?;
+    let decoder_codec = codec::decoder::find_by_name(job.codec.decoder_name()).ok_or(ff::Error::DecoderNotFound)?;
     let mut context = codec::Context::new_with_codec(decoder_codec);
     // Parallelism comes from the pool's threads, one job each.
     context.set_threading(codec::threading::Config::count(1));
@@ -322,7 +315,7 @@ mod tests {
     #[test]
     fn undecodable_units_give_errors_not_pictures() {
         let job = RenderJob {
-            codec: VideoCodec::H264,
+            codec: CodecKind::H264,
             units: vec![AccessUnit { annex_b: vec![0, 0, 0, 1, 0x65, 0xFF, 0x00, 0x13], pts: 0, dts: 0 }],
             wanted: vec![0, 7],
             output: OutputSpec { format: ImageFormat::Jpeg, jpeg_quality: 80, width: None, height: None },

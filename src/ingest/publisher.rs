@@ -262,8 +262,8 @@ impl Publisher {
         // Live viewers (WHEP) get the frame now, not a GOP later with its fragment.
         if let Some(live) = self.live.as_ref().filter(|l| l.has_frame_readers()) {
             let t = &self.tracks[track];
-            // Video, and Opus audio (WebRTC carries Opus; AAC it cannot).
-            if t.kind.is_video() || t.kind == CodecKind::Opus {
+            // What WebRTC viewers can take: video, and audio in WebRTC's audio codec.
+            if t.kind.is_video() || t.kind.webrtc().is_some() {
                 live.publish_frame(LiveFrame {
                     codec: t.kind,
                     data: Bytes::copy_from_slice(&unit.data),

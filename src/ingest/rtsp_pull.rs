@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::publisher::{Publisher, TrackSpec};
 use crate::clock::SharedClock;
-use crate::codec::{aac, h264, h265, opus, AccessUnit as Unit, CodecKind, CodecParams};
+use crate::codec::{AccessUnit as Unit, CodecKind, CodecParams};
 use crate::media::timeline::MediaTime;
 use crate::metrics::Metrics;
 use crate::scope::Scope;
@@ -402,26 +402,27 @@ fn codec_of(stream: &retina::client::Stream) -> Option<(CodecKind, Option<CodecP
         ("audio", k) if !k.is_video() => k,
         _ => return None,
     };
-    let params = match (kind, stream.parameters()) {
-        (_, Some(ParametersRef::Video(v))) => match v.codec_params() {
-            VideoParametersCodec::H264 { sps, pps } => {
-                Some(CodecParams::H264(h264::Params { sps: sps.to_vec(), pps: pps.to_vec() }))
-            }
-            VideoParametersCodec::H265 { vps, sps, pps } => {
-                Some(CodecParams::H265(h265::Params { vps: vps.to_vec(), sps: sps.to_vec(), pps: pps.to_vec() }))
-            }
-            _ => return None,
-        },
-        (CodecKind::Aac, Some(ParametersRef::Audio(a))) => Some(CodecParams::Aac(aac::Params {
-            config: a.extra_data().to_vec(),
-            sample_rate: a.clock_rate(),
-            channels: a.channels().get(),
-        })),
-        (CodecKind::Aac, _) => return None,
-        (CodecKind::Opus, _) => {
-            Some(CodecParams::Opus(opus::Params { channels: stream.channels().map_or(2, |c| c.get()) }))
+    let params = match stream.parameters() {
+        // retina's parameter sets, in the order they come in band.
+        Some(ParametersRef::Video(v)) => {
+            let sets: Vec<Vec<u8>> = match v.codec_params() {
+                VideoParametersCodec::H264 { sps, pps } => vec![sps.to_vec(), pps.to_vec()],
+                VideoParametersCodec::H265 { vps, sps, pps } => vec![vps.to_vec(), sps.to_vec(), pps.to_vec()],
+                _ => return None,
+            };
+            CodecParams::from_parameter_sets(kind, &sets)
         }
-        (_, _) => None,
+        Some(ParametersRef::Audio(a)) => {
+            CodecParams::from_audio_config(kind, a.extra_data(), a.clock_rate(), a.channels().get())
+        }
+        _ if kind.is_video() => None,
+        // Audio without a configuration: usable only if its codec needs none.
+        _ => Some(CodecParams::from_audio_config(
+            kind,
+            &[],
+            stream.clock_rate_hz(),
+            stream.channels().map_or(2, |c| c.get()),
+        )?),
     };
     Some((kind, params))
 }

@@ -31,14 +31,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use rtc::media::Sample;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
-use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 use super::whip::{
-    offered_media, tracks_for, MixLink, OfferedMedia, Publication, Recorder, WhipError, CONNECT_TIMEOUT,
+    offered_media, tracks_for, webrtc_media_names, MixLink, OfferedMedia, Publication, Recorder, WhipError,
+    CONNECT_TIMEOUT,
 };
-use crate::codec::{opus, CodecKind, CodecParams};
+use crate::codec::{CodecKind, CodecParams};
 use crate::media::audio_mix::OpusMix;
 use crate::media::opus_pcm::{OpusPcmError, FRAME_SAMPLES, RATE};
 use crate::signaling::hub::{Hub, HubError, Outbound, Role};
@@ -225,11 +225,9 @@ impl StorageSessions {
         // viewers' voices back on the audio transceiver.
         let (codecs, _) = tracks_for(OfferedMedia { video: true, audio: true });
         let peer = Peer::build(&self.network, &codecs).await.map_err(WhipError::from)?;
-        let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() };
-        peer.pc.add_transceiver_from_kind(RtpCodecKind::Video, Some(init)).await.map_err(webrtc_error)?;
-        let audio_out = SampleTrack::add(&peer.pc, RtpCodecKind::Audio, webrtc_peer::opus_codec())
-            .await
-            .map_err(WhipError::from)?;
+        let (video, audio) = webrtc_codecs()?;
+        peer.receive(video).await.map_err(WhipError::from)?;
+        let audio_out = SampleTrack::add(&peer.pc, audio).await.map_err(WhipError::from)?;
         let mut peer = peer;
         let offer = peer.offer().await.map_err(WhipError::from)?;
         self.hub.send(&membership, offer_message(&offer), ttl_s).map_err(|r| WhipError::WebRtc(r.description))?;
@@ -251,12 +249,12 @@ impl StorageSessions {
         let media = offered_media(answer);
         let (_, mut specs) = tracks_for(media);
         if specs.is_empty() {
-            return Err(WhipError::BadOffer("the master sends neither H.264 video nor Opus audio".into()));
+            return Err(WhipError::BadOffer(format!("the master sends neither {}", webrtc_media_names())));
         }
         let mix = if media.audio {
-            // The recorded audio is the mix: mono Opus.
-            if let Some(spec) = specs.iter_mut().find(|s| s.kind == CodecKind::Opus) {
-                spec.params = Some(CodecParams::Opus(opus::Params { channels: 1 }));
+            // The recorded audio is the mix (one channel).
+            if let Some(spec) = specs.iter_mut().find(|s| !s.kind.is_video()) {
+                spec.params = CodecParams::mixed_audio();
             }
             let (tx, rx) = mpsc::channel(RECORDING_QUEUE);
             lock_mixing(mixing).record(tx).map_err(audio_error)?;
@@ -325,12 +323,9 @@ impl StorageSessions {
     ) -> Result<(Peer, SampleTrack, SampleTrack), StorageError> {
         let (codecs, _) = tracks_for(OfferedMedia { video: true, audio: true });
         let mut peer = Peer::build(&self.network, &codecs).await.map_err(WhipError::from)?;
-        let video_out = SampleTrack::add(&peer.pc, RtpCodecKind::Video, webrtc_peer::h264_codec())
-            .await
-            .map_err(WhipError::from)?;
-        let audio_out = SampleTrack::add(&peer.pc, RtpCodecKind::Audio, webrtc_peer::opus_codec())
-            .await
-            .map_err(WhipError::from)?;
+        let (video, audio) = webrtc_codecs()?;
+        let video_out = SampleTrack::add(&peer.pc, video).await.map_err(WhipError::from)?;
+        let audio_out = SampleTrack::add(&peer.pc, audio).await.map_err(WhipError::from)?;
         let offer = peer.offer().await.map_err(WhipError::from)?;
         self.hub.send_to_claimed(claim, offer_message(&offer)).map_err(|r| WhipError::WebRtc(r.description))?;
         Ok((peer, video_out, audio_out))
@@ -368,7 +363,7 @@ impl StorageSessions {
         let result = loop {
             tokio::select! {
                 frame = bus.recv() => match frame {
-                    Ok(f) if sends_video && f.codec == CodecKind::H264 && (f.keyframe || !want_keyframe) => {
+                    Ok(f) if sends_video && f.codec.webrtc().is_some() && f.codec.is_video() && (f.keyframe || !want_keyframe) => {
                         want_keyframe = false;
                         if let Err(e) = leg.video_out.write(&pacer.sample(f.annex_b())).await {
                             break Err(WhipError::from(e));
@@ -419,8 +414,12 @@ struct ViewerLeg {
     audio_out: SampleTrack,
 }
 
-fn webrtc_error(e: impl std::fmt::Display) -> WhipError {
-    WhipError::WebRtc(e.to_string())
+/// The video and audio codecs WebRTC sessions carry.
+fn webrtc_codecs() -> Result<(CodecKind, CodecKind), WhipError> {
+    match (CodecKind::webrtc_for("video"), CodecKind::webrtc_for("audio")) {
+        (Some(v), Some(a)) => Ok((v, a)),
+        _ => Err(WhipError::WebRtc("no WebRTC codec for video or audio".into())),
+    }
 }
 
 fn audio_error(e: OpusPcmError) -> WhipError {

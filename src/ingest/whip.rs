@@ -17,24 +17,23 @@
 //! arrives, or if it has not connected within [`CONNECT_TIMEOUT`]; at most
 //! [`WhipConfig::max_sessions`] at once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RtpCodecKind};
-use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::shared::marshal::Marshal;
 use tokio::sync::{mpsc, watch, Notify};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 use super::publisher::{Publisher, TrackSpec};
 use crate::clock::SharedClock;
-use crate::codec::{opus, AccessUnit, CodecKind, CodecParams};
+use crate::codec::{AccessUnit, CodecKind, CodecParams};
 use crate::metrics::Metrics;
 use crate::video_store::{StoreError, StreamRecord, VideoStore};
-use crate::webrtc_peer::{self, Network, Peer, PeerError, Session, Sessions, H264_PAYLOAD_TYPE, OPUS_PAYLOAD_TYPE};
+use crate::webrtc_peer::{self, Network, Peer, PeerError, Session, Sessions};
 use crate::wire::sdp;
 
 /// A publisher that has not connected by then is dropped.
@@ -169,43 +168,49 @@ impl PublishTokens {
     }
 }
 
-/// What an offer sends, per media section: H.264 video, Opus audio.
+/// What an offer sends, per media section, in the codecs WebRTC carries
+/// ([`CodecKind::webrtc_for`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct OfferedMedia {
     pub video: bool,
     pub audio: bool,
 }
 
-/// Reads which media an offer sends: a video section offering H.264, an audio section
-/// offering Opus, not marked `recvonly` or `inactive`. Pure.
+/// Reads which media an offer sends: a video section offering the WebRTC video codec,
+/// an audio section offering the WebRTC audio codec, not marked `recvonly` or
+/// `inactive`. Pure.
 pub fn offered_media(offer: &str) -> OfferedMedia {
-    OfferedMedia {
-        video: sdp::offers(offer, "video", "h264/90000").any(sdp::Direction::sends),
-        audio: sdp::offers(offer, "audio", "opus/48000").any(sdp::Direction::sends),
-    }
+    let sends = |media: &str| {
+        CodecKind::webrtc_for(media)
+            .and_then(CodecKind::webrtc)
+            .is_some_and(|c| sdp::offers(offer, media, &c.rtpmap()).any(sdp::Direction::sends))
+    };
+    OfferedMedia { video: sends("video"), audio: sends("audio") }
+}
+
+/// What WebRTC sessions carry, said for messages: "H.264 video nor Opus audio".
+pub fn webrtc_media_names() -> String {
+    let name = |media: &str| CodecKind::webrtc_for(media).map_or("no", CodecKind::label);
+    format!("{} video nor {} audio", name("video"), name("audio"))
 }
 
 /// The codecs a peer connection needs and the publisher's tracks (video first) for what
-/// a peer sends.
-pub fn tracks_for(media: OfferedMedia) -> (Vec<(RTCRtpCodec, u8, RtpCodecKind)>, Vec<TrackSpec>) {
+/// a peer sends. Video parameters come with the keyframes (the parameter sets browsers
+/// send in band); audio's from the negotiation.
+pub fn tracks_for(media: OfferedMedia) -> (Vec<CodecKind>, Vec<TrackSpec>) {
     let mut codecs = Vec::new();
     let mut specs = Vec::new();
-    if media.video {
-        codecs.push((webrtc_peer::h264_codec(), H264_PAYLOAD_TYPE, RtpCodecKind::Video));
+    for (name, sent) in [("video", media.video), ("audio", media.audio)] {
+        let Some((kind, cap)) = CodecKind::webrtc_for(name).filter(|_| sent).and_then(|k| Some((k, k.webrtc()?)))
+        else {
+            continue;
+        };
+        codecs.push(kind);
         specs.push(TrackSpec {
-            params: None, // from the SPS and PPS the browser sends with its keyframes
-            kind: CodecKind::H264,
-            fmtp: BTreeMap::from([("packetization-mode".to_string(), "1".to_string())]),
-            clock_rate: 90_000,
-        });
-    }
-    if media.audio {
-        codecs.push((webrtc_peer::opus_codec(), OPUS_PAYLOAD_TYPE, RtpCodecKind::Audio));
-        specs.push(TrackSpec {
-            params: Some(CodecParams::Opus(opus::Params { channels: 2 })),
-            kind: CodecKind::Opus,
-            fmtp: BTreeMap::new(),
-            clock_rate: 48_000,
+            params: CodecParams::for_webrtc(kind, cap.channels),
+            kind,
+            fmtp: cap.fmtp_map(),
+            clock_rate: cap.clock_rate,
         });
     }
     (codecs, specs)
@@ -359,16 +364,15 @@ impl WhipSessions {
             self.sessions.reserve(self.config.max_sessions).ok_or(WhipError::TooMany(self.config.max_sessions))?;
         let media = offered_media(&offer);
         if !media.video && !media.audio {
-            return Err(WhipError::BadOffer("it sends neither H.264 video nor Opus audio".into()));
+            return Err(WhipError::BadOffer(format!("it sends neither {}", webrtc_media_names())));
         }
         // A newer publisher replaces an older one (a camera that reconnects before its old
         // connection timed out): the older finishes its last fragment and ends.
         self.sessions.stop_where(|arn| *arn == record.arn);
         let (codecs, specs) = tracks_for(media);
         let mut peer = Peer::build(&self.config.network, &codecs).await?;
-        for (_, _, kind) in &codecs {
-            let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() };
-            peer.pc.add_transceiver_from_kind(*kind, Some(init)).await.map_err(|e| WhipError::WebRtc(e.to_string()))?;
+        for codec in &codecs {
+            peer.receive(*codec).await?;
         }
         let answer = peer.answer(offer).await?;
         let id = uuid::Uuid::new_v4().simple().to_string();

@@ -21,14 +21,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rtc::media::Sample;
-use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use tokio::sync::watch;
 
-use crate::codec::{nal, opus, CodecKind, CodecParams};
+use crate::codec::{CodecKind, CodecParams};
 use crate::video_store::{LiveFrame, StoreError, StreamId, VideoStore};
-use crate::webrtc_peer::{
-    self, ArrivalPacer, Network, Peer, PeerError, SampleTrack, Session, Sessions, H264_PAYLOAD_TYPE,
-};
+use crate::webrtc_peer::{self, ArrivalPacer, Network, Peer, PeerError, SampleTrack, Session, Sessions};
 use crate::wire::fmp4::{parse_init, InitInfo, TrackKind};
 use crate::wire::mp4_tracks::fragment_samples;
 use crate::wire::sdp;
@@ -113,24 +110,28 @@ impl WhepSessions {
             self.sessions.reserve(self.config.max_sessions).ok_or(WhepError::TooMany(self.config.max_sessions))?;
         // Only what can be sent: the stream's newest init must have H.264 video.
         let info = newest_init(&self.store, stream)?.ok_or(WhepError::NoVideo)?;
-        let video = info.tracks.iter().find(|t| t.kind == TrackKind::Video).and_then(CodecParams::from_track);
-        if !matches!(video, Some(CodecParams::H264(_))) {
-            return Err(WhepError::NoVideo);
-        }
-        // Opus passes through too, when the stream has it and the viewer asks for audio.
-        let has_opus =
-            info.tracks.iter().any(|t| CodecKind::from_sample_entry(t.sample_entry) == Some(CodecKind::Opus));
-        let audio = has_opus && sdp::offers(&offer, "audio", "opus/48000").next().is_some();
-        let mut codecs = vec![(webrtc_peer::h264_codec(), H264_PAYLOAD_TYPE, RtpCodecKind::Video)];
-        if audio {
-            codecs.push((webrtc_peer::opus_codec(), webrtc_peer::OPUS_PAYLOAD_TYPE, RtpCodecKind::Audio));
-        }
+        // The stream's video must be in the codec WebRTC carries video in (no transcoding).
+        let video_codec = info
+            .tracks
+            .iter()
+            .find(|t| t.kind == TrackKind::Video)
+            .and_then(CodecParams::from_track)
+            .map(|p| p.kind())
+            .filter(|k| Some(*k) == CodecKind::webrtc_for("video"))
+            .ok_or(WhepError::NoVideo)?;
+        // Its audio passes through too, when it is in the WebRTC audio codec and the
+        // viewer asks for audio.
+        let audio_codec = CodecKind::webrtc_for("audio").filter(|a| {
+            let stored = info.tracks.iter().any(|t| CodecKind::from_sample_entry(t.sample_entry) == Some(*a));
+            stored && a.webrtc().is_some_and(|c| sdp::offers(&offer, "audio", &c.rtpmap()).next().is_some())
+        });
+        let codecs: Vec<CodecKind> = std::iter::once(video_codec).chain(audio_codec).collect();
         let mut peer = Peer::build(&self.config.network, &codecs).await.map_err(WhepError::from)?;
         let pc = peer.pc.clone();
-        let mut video = SampleTrack::add(&pc, RtpCodecKind::Video, webrtc_peer::h264_codec()).await?;
-        let audio = match audio {
-            true => Some(SampleTrack::add(&pc, RtpCodecKind::Audio, webrtc_peer::opus_codec()).await?),
-            false => None,
+        let mut video = SampleTrack::add(&pc, video_codec).await?;
+        let audio = match audio_codec {
+            Some(a) => Some(SampleTrack::add(&pc, a).await?),
+            None => None,
         };
         let answer = peer.answer(offer).await?;
         if !video.negotiated().await? {
@@ -258,7 +259,7 @@ async fn feed(
             let init = store.init_segment(stream, meta.init_id)?.unwrap_or_default();
             v.insert(VideoInit::parse(&init)?);
         }
-        let VideoInit { info, track_id, timescale, sets } = &inits[&meta.init_id];
+        let VideoInit { info, track_id, timescale, codec, sets } = &inits[&meta.init_id];
         let bytes = store.read_fragment(stream, &meta).await?;
         let samples = fragment_samples(&bytes, info).map_err(|e| rtc_error(e.to_string()))?;
         let video = samples.into_iter().find(|t| t.track_id == *track_id).map(|t| t.samples).unwrap_or_default();
@@ -267,7 +268,7 @@ async fn feed(
             let leading: &[Vec<u8>] = if s.is_sync() { sets } else { &[] };
             let duration = Duration::from_micros(u64::from(s.duration) * 1_000_000 / u64::from(*timescale));
             let sample = Sample {
-                data: Bytes::from(nal::to_annex_b(leading, &bytes[range])),
+                data: Bytes::from(codec.elementary_sample(leading, &bytes[range])),
                 duration,
                 ..Sample::new(Instant::now())
             };
@@ -293,6 +294,7 @@ struct VideoInit {
     info: InitInfo,
     track_id: u32,
     timescale: u32,
+    codec: CodecKind,
     /// The video track's parameter sets, sent before each keyframe.
     sets: Vec<Vec<u8>>,
 }
@@ -301,13 +303,18 @@ impl VideoInit {
     fn parse(init: &[u8]) -> Result<Self, WhepError> {
         let info = parse_init(init).map_err(|e| rtc_error(e.to_string()))?;
         let t = info.tracks.iter().find(|t| t.kind == TrackKind::Video).ok_or(WhepError::NoVideo)?;
-        let sets = CodecParams::from_track(t).map(|p| p.parameter_sets()).unwrap_or_default();
+        let params = CodecParams::from_track(t).ok_or(WhepError::NoVideo)?;
         let (track_id, timescale) = (t.track_id, t.timescale.max(1));
-        Ok(VideoInit { info, track_id, timescale, sets })
+        Ok(VideoInit { info, track_id, timescale, codec: params.kind(), sets: params.parameter_sets() })
     }
 }
 
-/// The next H.264 keyframe on the live bus, if one comes within `wait`.
+/// Whether WebRTC carries this frame's codec as video (or as audio).
+fn carried(f: &LiveFrame, video: bool) -> bool {
+    f.codec.is_video() == video && f.codec.webrtc().is_some()
+}
+
+/// The next video keyframe on the live bus, if one comes within `wait`.
 async fn next_keyframe(
     bus: &mut tokio::sync::broadcast::Receiver<Arc<LiveFrame>>,
     wait: Duration,
@@ -315,7 +322,7 @@ async fn next_keyframe(
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         match tokio::time::timeout_at(deadline, bus.recv()).await {
-            Ok(Ok(f)) if f.keyframe && f.codec == CodecKind::H264 => return Some(f),
+            Ok(Ok(f)) if f.keyframe && carried(&f, true) => return Some(f),
             Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
             Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) | Err(_) => return None,
         }
@@ -341,10 +348,10 @@ async fn feed_live(
         frame = loop {
             tokio::select! {
                 got = bus.recv() => match got {
-                    Ok(f) if f.codec == CodecKind::H264 => break f,
-                    Ok(f) if f.codec == CodecKind::Opus => {
+                    Ok(f) if carried(&f, true) => break f,
+                    Ok(f) if carried(&f, false) => {
                         if let Some(audio) = &out.audio {
-                            let us = opus::packet_duration_us(&f.data).unwrap_or(20_000);
+                            let us = f.codec.packet_duration_us(&f.data).unwrap_or(20_000);
                             let sample = Sample {
                                 data: f.data.clone(),
                                 duration: Duration::from_micros(u64::from(us)),

@@ -57,10 +57,10 @@ pub struct LiveFrame {
 }
 
 impl LiveFrame {
-    /// A video frame as a decoder or RTP packetizer takes it: Annex B, led by its
-    /// parameter sets on a keyframe.
+    /// The frame as a decoder or RTP packetizer takes it (for NAL codecs: Annex B, led
+    /// by its parameter sets on a keyframe).
     pub fn annex_b(&self) -> Bytes {
-        Bytes::from(crate::codec::nal::to_annex_b(&self.parameter_sets, &self.data))
+        Bytes::from(self.codec.elementary_sample(&self.parameter_sets, &self.data))
     }
 }
 

@@ -100,7 +100,7 @@ fn check_playable(
     };
     let kind = CodecKind::from_sample_entry(first.sample_entry);
     let video_ok = kind.is_some_and(CodecKind::is_video);
-    let audio_only_ok = protocol == Some(Protocol::Hls) && kind == Some(CodecKind::Aac);
+    let audio_only_ok = protocol == Some(Protocol::Hls) && kind.is_some_and(CodecKind::plays_alone_in_hls);
     if !(video_ok || audio_only_ok) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
