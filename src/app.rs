@@ -152,13 +152,13 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         metrics.clone(),
     )?;
     let images = crate::images::ImageService::new(store.clone(), image_pool, metrics.clone());
-    let whip = crate::ingest::whip::WhipSessions::new(
+    let whip = crate::webrtc::whip::WhipSessions::new(
         store.clone(),
         clock.clone(),
-        crate::ingest::whip::WhipConfig { network: config.webrtc_network.clone(), ..Default::default() },
+        crate::webrtc::whip::WhipConfig { network: config.webrtc_network.clone(), ..Default::default() },
         metrics.clone(),
     );
-    let publish_tokens = Arc::new(crate::ingest::whip::PublishTokens::load_or_create(&config.data_dir)?);
+    let publish_tokens = Arc::new(crate::webrtc::whip::PublishTokens::load_or_create(&config.data_dir)?);
     let kvs = KvsState {
         store: store.clone(),
         metrics: metrics.clone(),
@@ -182,13 +182,13 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         data_streams: data_streams.clone(),
         buckets: delivery_streams.buckets().clone(),
         rtsp_url: Some(rtsp_public),
-        whep: crate::playback::whep::WhepSessions::new(
+        whep: crate::webrtc::whep::WhepSessions::new(
             store.clone(),
-            crate::playback::whep::WhepConfig { network: config.webrtc_network.clone(), ..Default::default() },
+            crate::webrtc::whep::WhepConfig { network: config.webrtc_network.clone(), ..Default::default() },
             metrics.clone(),
         ),
         publish_tokens: publish_tokens.clone(),
-        storage_sessions: crate::ingest::storage_session::StorageSessions::new(
+        storage_sessions: crate::webrtc::storage_session::StorageSessions::new(
             signaling_hub.clone(),
             whip.recorder(),
             config.webrtc_network.clone(),

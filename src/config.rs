@@ -213,7 +213,7 @@ pub struct ServerConfig {
     /// TURN servers GetIceServerConfig hands out, when set.
     pub turn: Option<crate::signaling::TurnServers>,
     /// Where WHIP, WHEP and storage-session peer connections listen.
-    pub webrtc_network: crate::webrtc_peer::Network,
+    pub webrtc_network: crate::webrtc::peer::Network,
     /// Where outbound connections made for users' settings may go.
     pub egress: crate::egress::EgressPolicy,
     pub region: String,
@@ -377,11 +377,11 @@ impl ServerConfig {
         };
         let udp_ports = match o.webrtc_udp_ports.as_deref().or(file.webrtc.udp_ports.as_deref()) {
             None => None,
-            Some(r) => Some(crate::webrtc_peer::parse_port_range(r).ok_or_else(|| {
+            Some(r) => Some(crate::webrtc::peer::parse_port_range(r).ok_or_else(|| {
                 ConfigError::Invalid(format!("WebRTC UDP ports '{r}' must be LOW-HIGH, 1 to 65535, LOW at most HIGH"))
             })?),
         };
-        let webrtc_network = crate::webrtc_peer::Network {
+        let webrtc_network = crate::webrtc::peer::Network {
             bind_ip: o.webrtc_ip.or(file.webrtc.bind_ip).unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
             public_ips: match o.webrtc_public_ip {
                 Some(ip) => vec![ip],
@@ -496,7 +496,7 @@ mod tests {
         let o = Overrides { webrtc_udp_ports: Some("7-3".into()), ..Default::default() };
         assert!(ServerConfig::resolve(file, o).is_err(), "a backwards range is refused");
         let c = ServerConfig::resolve(ConfigFile::default(), Overrides::default()).unwrap();
-        assert_eq!(c.webrtc_network, crate::webrtc_peer::Network::default());
+        assert_eq!(c.webrtc_network, crate::webrtc::peer::Network::default());
     }
 
     #[test]

@@ -45,5 +45,5 @@ pub mod stream_events;
 pub mod tls_provider;
 pub mod video_store;
 pub mod web;
-pub mod webrtc_peer;
+pub mod webrtc;
 pub mod wire;

@@ -18,7 +18,7 @@ use super::error::ApiError;
 use super::protocol::{self, Protocol, RequestId, MAX_BODY};
 use crate::clock::SharedClock;
 use crate::credentials::{Caller, Credentials};
-use crate::ingest::whip::PublishToken;
+use crate::webrtc::whip::PublishToken;
 use crate::wire::sigv4::{self, RequestParts, UNSIGNED_PAYLOAD};
 
 /// What the SigV4 check needs.
@@ -32,7 +32,7 @@ pub struct AuthState {
     /// `--public-url`, when it set one).
     pub anonymous_hosts: Vec<String>,
     /// What checks `Authorization: Bearer` on WHIP (stream-scoped publishing tokens).
-    pub publish_tokens: Option<Arc<crate::ingest::whip::PublishTokens>>,
+    pub publish_tokens: Option<Arc<crate::webrtc::whip::PublishTokens>>,
 }
 
 /// The token of an `Authorization: Bearer …` header.

@@ -160,3 +160,77 @@ impl From<crate::signaling::SignalingError> for ApiError {
         }
     }
 }
+
+/// "Too many" of anything WebRTC: AWS's limit error, 503 when it is the server's capacity.
+fn webrtc_capacity(msg: String) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ClientLimitExceededException", msg)
+}
+
+impl From<crate::signaling::hub::HubError> for ApiError {
+    fn from(e: crate::signaling::hub::HubError) -> Self {
+        use crate::signaling::hub::HubError as E;
+        let msg = e.to_string();
+        match e {
+            E::TooManyViewers(_) => ApiError::new(StatusCode::BAD_REQUEST, "ClientLimitExceededException", msg),
+            E::NoViewer(_) => ApiError::new(StatusCode::NOT_FOUND, "ResourceNotFoundException", msg),
+        }
+    }
+}
+
+impl From<crate::webrtc::peer::PeerError> for ApiError {
+    fn from(e: crate::webrtc::peer::PeerError) -> Self {
+        use crate::webrtc::peer::PeerError as E;
+        let msg = e.to_string();
+        match e {
+            E::BadOffer(_) => ApiError::invalid_argument(msg),
+            E::NoPort { .. } => webrtc_capacity(msg),
+            E::WebRtc(_) => ApiError::internal(msg),
+        }
+    }
+}
+
+impl From<crate::webrtc::whip::WhipError> for ApiError {
+    fn from(e: crate::webrtc::whip::WhipError) -> Self {
+        use crate::webrtc::whip::WhipError as E;
+        let msg = e.to_string();
+        match e {
+            E::BadOffer(_) => ApiError::invalid_argument(msg),
+            E::TooMany(_) | E::NoPort(_) => webrtc_capacity(msg),
+            E::Store(e) => ApiError::from(e),
+            E::NoSession => ApiError::not_found(msg),
+            E::Record(_) | E::WebRtc(_) => ApiError::internal(msg),
+        }
+    }
+}
+
+impl From<crate::webrtc::whep::WhepError> for ApiError {
+    fn from(e: crate::webrtc::whep::WhepError) -> Self {
+        use crate::webrtc::whep::WhepError as E;
+        let msg = e.to_string();
+        match e {
+            E::BadOffer(_) | E::NoVideo => ApiError::invalid_argument(msg),
+            E::TooMany(_) | E::NoPort(_) => webrtc_capacity(msg),
+            E::Store(e) => ApiError::from(e),
+            E::NoSession => ApiError::not_found(msg),
+            E::WebRtc(_) => ApiError::internal(msg),
+        }
+    }
+}
+
+impl From<crate::webrtc::storage_session::StorageError> for ApiError {
+    fn from(e: crate::webrtc::storage_session::StorageError) -> Self {
+        use crate::webrtc::storage_session::StorageError as E;
+        let msg = e.to_string();
+        match e {
+            // AWS answers JoinStorageSession's limits with a 400.
+            E::TooMany(_) => ApiError::new(StatusCode::BAD_REQUEST, "ClientLimitExceededException", msg),
+            E::Peer(crate::webrtc::peer::PeerError::NoPort { .. }) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "ClientLimitExceededException", msg)
+            }
+            E::Hub(e) => ApiError::from(e),
+            E::Store(e) => ApiError::from(e),
+            E::NothingToRecord(..) => ApiError::invalid_argument(msg),
+            E::Peer(_) | E::Signaling(_) | E::NoAnswer(_) | E::Record(_) | E::Audio(_) => ApiError::internal(msg),
+        }
+    }
+}

@@ -81,7 +81,7 @@ impl Harness {
         let pool = crate::images::RenderPool::start(1, 4, 64 << 20, metrics.clone()).expect("image thread starts");
         let images = crate::images::ImageService::new(store.clone(), pool, metrics.clone());
         let kvs_hub = crate::signaling::hub::Hub::new(clock.clone(), Default::default());
-        let whip = crate::ingest::whip::WhipSessions::new(
+        let whip = crate::webrtc::whip::WhipSessions::new(
             store.clone(),
             store.clock().clone(),
             Default::default(),
@@ -109,9 +109,9 @@ impl Harness {
             buckets: crate::delivery_streams::buckets::Buckets::in_directory(dir.join("buckets"), ACCOUNT)
                 .expect("buckets open"),
             rtsp_url: None,
-            whep: crate::playback::whep::WhepSessions::new(store.clone(), Default::default(), metrics.clone()),
-            publish_tokens: Arc::new(crate::ingest::whip::PublishTokens::new([5; 32])),
-            storage_sessions: crate::ingest::storage_session::StorageSessions::new(
+            whep: crate::webrtc::whep::WhepSessions::new(store.clone(), Default::default(), metrics.clone()),
+            publish_tokens: Arc::new(crate::webrtc::whip::PublishTokens::new([5; 32])),
+            storage_sessions: crate::webrtc::storage_session::StorageSessions::new(
                 kvs_hub.clone(),
                 whip.recorder(),
                 Default::default(),

@@ -15,4 +15,3 @@ pub mod ll_hls;
 pub mod rtsp_play;
 pub mod selection;
 pub mod session;
-pub mod whep;

@@ -67,13 +67,13 @@ pub struct KvsState {
     /// Where image generation writes (a bucket is claimed for the stream's account).
     pub buckets: crate::delivery_streams::buckets::Buckets,
     /// WHEP viewers' WebRTC sessions.
-    pub whep: crate::playback::whep::WhepSessions,
+    pub whep: crate::webrtc::whep::WhepSessions,
     /// WHIP publishers' WebRTC sessions.
-    pub whip: crate::ingest::whip::WhipSessions,
+    pub whip: crate::webrtc::whip::WhipSessions,
     /// Stream-scoped bearer tokens for WHIP clients without SigV4.
-    pub publish_tokens: Arc<crate::ingest::whip::PublishTokens>,
+    pub publish_tokens: Arc<crate::webrtc::whip::PublishTokens>,
     /// Channels recorded into streams (JoinStorageSession).
-    pub storage_sessions: crate::ingest::storage_session::StorageSessions,
+    pub storage_sessions: crate::webrtc::storage_session::StorageSessions,
     /// Where viewers reach the RTSP server (`rtsp://host:port`), for the watch page.
     pub rtsp_url: Option<String>,
     /// Pictures decoded from stored video (GetImages).

@@ -229,21 +229,10 @@ async fn post_whep(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<axum::response::Response, ApiError> {
-    use crate::playback::whep::{WhepError, MAX_OFFER_BYTES};
-    use axum::http::StatusCode;
+    use crate::webrtc::whep::MAX_OFFER_BYTES;
     let offer = sdp_offer(&headers, &body, MAX_OFFER_BYTES)?;
     let record = s.store.resolve(&s.scope, Some(&name), None)?;
-    let (id, answer) = s.whep.open(record.id, offer).await.map_err(|e| match e {
-        WhepError::BadOffer(m) => ApiError::invalid_argument(m),
-        WhepError::NoVideo => ApiError::invalid_argument(format!("stream {name} has no H.264 video to send")),
-        WhepError::TooMany(_) => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ClientLimitExceededException", e.to_string())
-        }
-        WhepError::Store(e) => ApiError::from(e),
-        WhepError::NoSession => ApiError::not_found(e.to_string()),
-        WhepError::WebRtc(m) => ApiError::internal(m),
-        WhepError::NoPort(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ClientLimitExceededException", m),
-    })?;
+    let (id, answer) = s.whep.open(record.id, offer).await?;
     Ok(sdp_answer(format!("/v1/whep/{id}"), answer))
 }
 
@@ -278,11 +267,11 @@ fn sdp_answer(location: String, answer: String) -> axum::response::Response {
 async fn post_whip(
     Scoped(s): Scoped<KvsState>,
     Path(name): Path<String>,
-    token: Option<axum::Extension<crate::ingest::whip::PublishToken>>,
+    token: Option<axum::Extension<crate::webrtc::whip::PublishToken>>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<axum::response::Response, ApiError> {
-    use crate::ingest::whip::{WhipError, MAX_OFFER_BYTES};
+    use crate::webrtc::whip::MAX_OFFER_BYTES;
     use axum::http::StatusCode;
     let offer = sdp_offer(&headers, &body, MAX_OFFER_BYTES)?;
     let record = s.store.resolve(&s.scope, Some(&name), None)?;
@@ -300,16 +289,7 @@ async fn post_whip(
             format!("the bearer token was revoked (DELETE /v1/streams/{name}/whip-token); ask for a new one"),
         ));
     }
-    let (id, answer) = s.whip.open(record, offer).await.map_err(|e| match e {
-        WhipError::BadOffer(m) => ApiError::invalid_argument(m),
-        WhipError::TooMany(_) => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ClientLimitExceededException", e.to_string())
-        }
-        WhipError::Store(e) => ApiError::from(e),
-        WhipError::NoSession => ApiError::not_found(e.to_string()),
-        WhipError::WebRtc(m) => ApiError::internal(m),
-        WhipError::NoPort(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ClientLimitExceededException", m),
-    })?;
+    let (id, answer) = s.whip.open(record, offer).await?;
     Ok(sdp_answer(format!("/v1/whip/{id}"), answer))
 }
 

@@ -1,7 +1,8 @@
 //! WebRTC signalling on the wire: GetSignalingChannelEndpoint (`kinesisvideo`),
 //! GetIceServerConfig and SendAlexaOfferToMaster (`kinesis-video-signaling`), and the
 //! WebSocket the KVS WebRTC SDKs connect to as master or viewer (ConnectAsMaster /
-//! ConnectAsViewer), signed with a presigned URL (`api::auth`). Messages are parsed by
+//! ConnectAsViewer), signed with a presigned URL (`api::auth`): the upgrade is here, the
+//! connection's loop is `webrtc::signaling_client`'s. Messages are parsed by
 //! `wire::kvs_signaling` and routed by `signaling::hub`.
 
 use std::collections::HashMap;
@@ -13,26 +14,19 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
 use super::KvsState;
 use crate::api::error::ApiError;
 use crate::api::protocol::RestJson;
 use crate::api::registry::Scoped;
-use crate::signaling::channel::ChannelRecord;
-use crate::signaling::hub::{Hub, HubError, Membership, Outbound, Role};
+use crate::signaling::hub::{Hub, Outbound, Role};
 use crate::signaling::TurnServers;
+use crate::webrtc::signaling_client::{self, ClientContext, ClientSocket, Incoming, IDLE_LIMIT, SESSION_LIMIT};
 use crate::wire::kvs_signaling::{self, Action, Refusal};
 
 /// The path of the signalling WebSocket on both listeners.
 pub const WEBSOCKET_PATH: &str = "/v1/signaling";
-/// How long a connected client's session lasts (AWS: 45 minutes); it gets `GO_AWAY`
-/// and is closed, and reconnects.
-pub const SESSION_LIMIT: Duration = Duration::from_secs(45 * 60);
-/// A connection that sends nothing for this long is closed (AWS: 10 minutes).
-pub const IDLE_LIMIT: Duration = Duration::from_secs(10 * 60);
 /// A client whose socket takes no bytes for this long is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -233,8 +227,7 @@ async fn send_alexa_offer_to_master(
     let frame = serde_json::json!({"action": "SDP_OFFER", "messagePayload": i.message_payload}).to_string();
     let offer = kvs_signaling::parse_client_message(&frame)
         .map_err(|r| ApiError::invalid_argument(format!("MessagePayload: {}", r.description)))?;
-    let (membership, mut outbox) =
-        s.webrtc.hub.join(&channel.arn, Role::Viewer, &i.sender_client_id).map_err(hub_error)?;
+    let (membership, mut outbox) = s.webrtc.hub.join(&channel.arn, Role::Viewer, &i.sender_client_id)?;
     let sent = s.webrtc.hub.send(&membership, offer, channel.message_ttl_s);
     s.metrics.signaling_held_bytes.set(s.webrtc.hub.pending_bytes() as i64);
     sent.map_err(refusal_error)?;
@@ -260,10 +253,6 @@ async fn send_alexa_offer_to_master(
     }
 }
 
-fn hub_error(e: HubError) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "ClientLimitExceededException", e.to_string())
-}
-
 fn refusal_error(r: Refusal) -> ApiError {
     let status = StatusCode::from_u16(r.status_code).unwrap_or(StatusCode::BAD_REQUEST);
     ApiError::new(status, r.error_type, r.description)
@@ -286,13 +275,20 @@ async fn connect(
         }
         None => (Role::Master, String::new()),
     };
-    let (membership, outbox) = s.webrtc.hub.join(&channel.arn, role, &client_id).map_err(hub_error)?;
+    let (membership, outbox) = s.webrtc.hub.join(&channel.arn, role, &client_id)?;
     tracing::info!(channel = %channel.name, role = role.as_str(), client = %client_id, "signalling client connected");
-    let settings = s.clone();
-    Ok(ws
-        .max_message_size(READ_LIMIT_BYTES)
-        .max_frame_size(READ_LIMIT_BYTES)
-        .on_upgrade(move |socket| session(socket, membership, outbox, settings, channel)))
+    let cx = ClientContext {
+        hub: s.webrtc.hub.clone(),
+        signaling: s.signaling.clone(),
+        metrics: s.metrics.clone(),
+        stopping: s.webrtc.stopping.clone(),
+        session_limit: SESSION_LIMIT,
+        idle_limit: IDLE_LIMIT,
+    };
+    let scope = s.scope.clone();
+    Ok(ws.max_message_size(READ_LIMIT_BYTES).max_frame_size(READ_LIMIT_BYTES).on_upgrade(move |socket| async move {
+        signaling_client::serve(Socket(socket), membership, outbox, cx, scope, channel).await;
+    }))
 }
 
 /// Frames up to this size are read whole (and refused with 1009 if over the 16 KiB a
@@ -300,122 +296,45 @@ async fn connect(
 /// a reset from unread bytes; bigger ones end the connection as they arrive.
 const READ_LIMIT_BYTES: usize = 256 * 1024;
 
-/// One connection until it closes, is replaced, or its 45 minutes are up.
-async fn session(
-    socket: WebSocket,
-    membership: Membership,
-    mut outbox: mpsc::Receiver<Outbound>,
-    s: KvsState,
-    channel: ChannelRecord,
-) {
-    s.metrics.signaling_client(membership.role.as_str(), 1);
-    let (mut sink, mut stream) = socket.split();
-    let deadline = tokio::time::sleep(SESSION_LIMIT);
-    tokio::pin!(deadline);
-    // A connection that sends nothing (not even a ping) for IDLE_LIMIT is closed, as
-    // AWS closes idle signalling connections: it holds a place under the cap.
-    let idle = tokio::time::sleep(IDLE_LIMIT);
-    tokio::pin!(idle);
-    let hub = s.webrtc.hub.clone();
-    let mut stopping = s.webrtc.stopping.clone();
-    let ending = loop {
-        tokio::select! {
-            frame = stream.next() => {
-                idle.as_mut().reset(tokio::time::Instant::now() + IDLE_LIMIT);
-                match frame {
-                Some(Ok(Message::Text(text))) if text.len() > kvs_signaling::MAX_FRAME_BYTES => {
-                    let frame = axum::extract::ws::CloseFrame { code: 1009, reason: "message too big".into() };
-                    let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
-                    // The closing handshake: the client's close frame, briefly.
-                    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                        while let Some(Ok(m)) = stream.next().await {
-                            if matches!(m, Message::Close(_)) {
-                                break;
-                            }
-                        }
-                    })
-                    .await;
-                    break "a message over the size limit";
-                }
-                Some(Ok(Message::Text(text))) => {
-                    let parsed = kvs_signaling::parse_client_message(text.as_str());
-                    let action = parsed.as_ref().map_or("invalid", |m| m.action.as_str());
-                    let result = parsed.and_then(|msg| {
-                        // The TTL as the channel has it now (an update applies to later messages).
-                        let ttl = s.signaling.message_ttl(&s.scope, &channel.arn).unwrap_or(channel.message_ttl_s);
-                        hub.send(&membership, msg, ttl)
-                    });
-                    s.metrics.signaling_held_bytes.set(hub.pending_bytes() as i64);
-                    s.metrics.count_signaling_message(action, result.as_ref().map_or("refused", |r| r.as_str()));
-                    if let Err(refusal) = result {
-                        tracing::debug!(channel = %channel.name, error = %refusal, "signalling message refused");
-                        if let Some(status) = kvs_signaling::render_status(&refusal) {
-                            if send(&mut sink, status).await.is_err() {
-                                break "the client stopped reading";
-                            }
-                        }
-                    }
-                }
-                Some(Ok(Message::Binary(_))) => {
-                    s.metrics.count_signaling_message("invalid", "refused");
-                    let refusal = Refusal::invalid(None, "binary frames are not signalling messages");
-                    tracing::debug!(channel = %channel.name, error = %refusal, "signalling message refused");
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(Message::Close(_))) | None => break "closed by the client",
-                Some(Err(e)) => {
-                    // tungstenite's capacity error is the one a client causes on purpose:
-                    // say so with 1009 (message too big) before closing.
-                    let text = e.to_string();
-                    if text.contains("Space limit exceeded") || text.contains("too long") {
-                        let frame = axum::extract::ws::CloseFrame { code: 1009, reason: "message too big".into() };
-                        let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
-                        break "a message over the size limit";
-                    }
-                    break "connection lost";
-                }
-            }},
-            () = &mut idle => {
-                let _ = send(&mut sink, kvs_signaling::render_go_away()).await;
-                break "idle for 10 minutes";
+/// The upgraded WebSocket as the signalling client loop (`webrtc::signaling_client`)
+/// takes it.
+struct Socket(WebSocket);
+
+#[async_trait::async_trait]
+impl ClientSocket for Socket {
+    async fn recv(&mut self) -> Incoming {
+        match self.0.recv().await {
+            Some(Ok(Message::Text(text))) => Incoming::Text(text.to_string()),
+            Some(Ok(Message::Binary(_))) => Incoming::Binary,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Incoming::Control,
+            Some(Ok(Message::Close(_))) | None => Incoming::Closed,
+            // tungstenite's capacity error is the one a client causes on purpose.
+            Some(Err(e)) if e.to_string().contains("Space limit exceeded") || e.to_string().contains("too long") => {
+                Incoming::TooBig
             }
-            out = outbox.recv() => match out {
-                Some(Outbound::Text(text)) => {
-                    if send(&mut sink, text).await.is_err() {
-                        break "the client stopped reading";
-                    }
-                }
-                Some(Outbound::Replaced) | None => {
-                    let _ = send(&mut sink, kvs_signaling::render_go_away()).await;
-                    break "replaced by a newer connection";
-                }
-            },
-            () = &mut deadline => {
-                let _ = send(&mut sink, kvs_signaling::render_go_away()).await;
-                break "the 45-minute session ended";
-            }
-            () = server_stopping(&mut stopping) => {
-                let _ = send(&mut sink, kvs_signaling::render_go_away()).await;
-                break "the server is stopping";
-            }
+            Some(Err(_)) => Incoming::Lost,
         }
-    };
-    let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
-    s.metrics.signaling_client(membership.role.as_str(), -1);
-    tracing::info!(channel = %channel.name, role = membership.role.as_str(), client = %membership.client_id, why = ending, "signalling client disconnected");
-}
-
-/// Resolves when the server starts stopping; never if nobody can stop it (tests).
-async fn server_stopping(stopping: &mut tokio::sync::watch::Receiver<bool>) {
-    let stopped = stopping.wait_for(|stop| *stop).await.map(|_| ()).is_ok();
-    if !stopped {
-        std::future::pending::<()>().await;
     }
-}
 
-async fn send(sink: &mut futures_util::stream::SplitSink<WebSocket, Message>, text: String) -> Result<(), ()> {
-    match tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Text(text.into()))).await {
-        Ok(Ok(())) => Ok(()),
-        _ => Err(()),
+    async fn send(&mut self, text: String) -> bool {
+        matches!(tokio::time::timeout(WRITE_TIMEOUT, self.0.send(Message::Text(text.into()))).await, Ok(Ok(())))
+    }
+
+    async fn close_with(&mut self, code: u16, reason: &str) {
+        let frame = axum::extract::ws::CloseFrame { code, reason: reason.to_string().into() };
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, self.0.send(Message::Close(Some(frame)))).await;
+        // The closing handshake: the client's close frame, briefly.
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while let Some(Ok(m)) = self.0.recv().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+
+    async fn close(&mut self) {
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, self.0.send(Message::Close(None))).await;
     }
 }

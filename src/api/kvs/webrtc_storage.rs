@@ -2,9 +2,8 @@
 //! channel to record its master's camera into the channel's mapped stream) and
 //! JoinStorageSessionAsViewer (a connected viewer joins that session: it sees the
 //! master, and its voice is mixed into the call and the recording). See
-//! [`crate::ingest::storage_session`].
+//! [`crate::webrtc::storage_session`].
 
-use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
 use serde::Deserialize;
@@ -13,11 +12,8 @@ use super::KvsState;
 use crate::api::error::ApiError;
 use crate::api::protocol::{Empty, RestJson};
 use crate::api::registry::Scoped;
-use crate::ingest::storage_session::StorageError;
-use crate::ingest::whip::WhipError;
 use crate::signaling::channel::ChannelRecord;
 use crate::signaling::channel::MediaStorageStatus;
-use crate::signaling::hub::HubError;
 use crate::video_store::StreamRecord;
 
 pub fn routes() -> Router<KvsState> {
@@ -51,28 +47,12 @@ fn storage_target(s: &KvsState, arn: Option<String>) -> Result<(ChannelRecord, S
     Ok((channel, stream))
 }
 
-fn storage_error(e: StorageError) -> ApiError {
-    match e {
-        StorageError::TooMany(_) | StorageError::Hub(HubError::TooManyViewers(_)) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "ClientLimitExceededException", e.to_string())
-        }
-        StorageError::Session(e @ WhipError::NoPort(_)) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "ClientLimitExceededException", e.to_string())
-        }
-        StorageError::Hub(e @ HubError::NoViewer(_)) => {
-            ApiError::new(StatusCode::NOT_FOUND, "ResourceNotFoundException", e.to_string())
-        }
-        StorageError::Session(WhipError::Store(e)) => ApiError::from(e),
-        StorageError::Session(_) => ApiError::internal(e.to_string()),
-    }
-}
-
 async fn join_storage_session(
     Scoped(s): Scoped<KvsState>,
     RestJson(i): RestJson<JoinInput>,
 ) -> Result<RestJson<Empty>, ApiError> {
     let (channel, stream) = storage_target(&s, i.channel_arn)?;
-    s.storage_sessions.join(&channel.arn, channel.message_ttl_s, stream).await.map_err(storage_error)?;
+    s.storage_sessions.join(&channel.arn, channel.message_ttl_s, stream).await?;
     Ok(RestJson(Empty {}))
 }
 
@@ -87,7 +67,7 @@ async fn join_storage_session_as_viewer(
         ));
     }
     let (channel, stream) = storage_target(&s, i.channel_arn)?;
-    s.storage_sessions.join_as_viewer(&channel.arn, &client_id, stream).await.map_err(storage_error)?;
+    s.storage_sessions.join_as_viewer(&channel.arn, &client_id, stream).await?;
     Ok(RestJson(Empty {}))
 }
 

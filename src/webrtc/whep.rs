@@ -23,9 +23,9 @@ use bytes::Bytes;
 use rtc::media::Sample;
 use tokio::sync::watch;
 
+use super::peer::{self, ArrivalPacer, Network, Peer, PeerError, SampleTrack, Session, Sessions};
 use crate::codec::{CodecKind, CodecParams};
 use crate::video_store::{LiveFrame, StoreError, StreamId, VideoStore};
-use crate::webrtc_peer::{self, ArrivalPacer, Network, Peer, PeerError, SampleTrack, Session, Sessions};
 use crate::wire::fmp4::{parse_init, InitInfo, TrackKind};
 use crate::wire::mp4_tracks::fragment_samples;
 use crate::wire::sdp;
@@ -70,7 +70,7 @@ pub enum WhepError {
     BadOffer(String),
     #[error("{0} viewers are watching already; try later")]
     TooMany(usize),
-    #[error("the stream has no H.264 video to send")]
+    #[error("the stream has no video WebRTC carries (H.264) to send")]
     NoVideo,
     #[error("no such WHEP session")]
     NoSession,
@@ -226,7 +226,7 @@ async fn feed(
     let mut deadline = tokio::time::Instant::now();
     let mut inits: HashMap<u32, VideoInit> = HashMap::new();
     loop {
-        if *stop.borrow() || webrtc_peer::is_gone(&state.borrow()) {
+        if *stop.borrow() || peer::is_gone(&state.borrow()) {
             return Ok(());
         }
         let Some(meta) = store.fragment(stream, next)? else {
@@ -336,7 +336,7 @@ async fn feed_live(
     out: &Outputs,
     mut bus: tokio::sync::broadcast::Receiver<Arc<LiveFrame>>,
     first: Arc<LiveFrame>,
-    mut state: watch::Receiver<webrtc_peer::PeerState>,
+    mut state: watch::Receiver<peer::PeerState>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), WhepError> {
     let mut frame = first;
@@ -370,7 +370,7 @@ async fn feed_live(
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
                 },
-                _ = webrtc_peer::ended(&mut stop, &mut state) => return Ok(()),
+                _ = peer::ended(&mut stop, &mut state) => return Ok(()),
             }
         };
     }

@@ -28,32 +28,22 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use rtc::media::Sample;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
-use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
-use super::whip::{
-    offered_media, tracks_for, webrtc_media_names, MixLink, OfferedMedia, Publication, Recorder, WhipError,
+use super::peer::PeerError;
+use super::peer::{self, ArrivalPacer, Network, Peer, SampleTrack};
+use super::recorder::{
+    offered_media, tracks_for, webrtc_media_names, MixLink, OfferedMedia, Publication, RecordError, Recorder,
     CONNECT_TIMEOUT,
 };
 use crate::codec::{CodecKind, CodecParams};
-use crate::media::audio_mix::OpusMix;
-use crate::media::opus_pcm::{OpusPcmError, FRAME_SAMPLES, RATE};
+use crate::media::opus_pcm::OpusPcmError;
 use crate::signaling::hub::{Hub, HubError, Outbound, Role};
 use crate::video_store::StreamRecord;
-use crate::webrtc_peer::{self, ArrivalPacer, Network, Peer, RTCIceCandidateInit, SampleTrack};
-use crate::wire::kvs_signaling::{self, Action, ClientMessage};
 
 /// Storage sessions at once (one per channel).
 pub const MAX_SESSIONS: usize = 16;
-/// Candidates applied before the answer arrives are held, up to this many.
-const MAX_EARLY_CANDIDATES: usize = 64;
-/// The mix's step: one Opus frame (20 ms).
-const MIX_STEP: Duration = Duration::from_micros(FRAME_SAMPLES as u64 * 1_000_000 / RATE as u64);
-/// How long the mixer waits for one listener's connection to take a packet.
-const LISTENER_WRITE: Duration = Duration::from_millis(5);
 /// Mixed packets waiting for the recorder (a second).
 const RECORDING_QUEUE: usize = 50;
 
@@ -63,9 +53,30 @@ pub enum StorageError {
     TooMany(usize),
     #[error(transparent)]
     Hub(#[from] HubError),
+    /// The peer connection could not be made (no UDP port, a refused description, …).
     #[error(transparent)]
-    Session(#[from] WhipError),
+    Peer(#[from] PeerError),
+    /// A signalling message of the session's was refused by the channel.
+    #[error("the channel refused the session's message: {0}")]
+    Signaling(String),
+    /// The peer sent no answer in time, or never connected.
+    #[error("the {0}")]
+    NoAnswer(&'static str),
+    #[error("the {0} sends neither {1}")]
+    NothingToRecord(&'static str, String),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error("audio: {0}")]
+    Audio(#[from] OpusPcmError),
+    #[error(transparent)]
+    Store(#[from] crate::video_store::StoreError),
 }
+
+mod mixer;
+mod signaling_leg;
+
+use mixer::{lock_mixing, read_voice, run_mixer, Mixing};
+use signaling_leg::{answered, apply_messages, offer_message};
 
 /// Who takes part in a session.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -197,7 +208,7 @@ impl StorageSessions {
             let mut stop = stop_rx;
             let outcome = match answered(answer_rx, answer_wait, &mut stop).await {
                 Some(answer) => this.record_master(&shared, stream, peer, audio_out, &answer, stop).await,
-                None => Err(WhipError::WebRtc("the master did not answer".into())),
+                None => Err(StorageError::NoAnswer("master did not answer")),
             };
             match outcome {
                 Ok(()) => tracing::info!(channel = %channel, stream = %name, "storage session's master left"),
@@ -224,13 +235,13 @@ impl StorageSessions {
         // Offer to receive both (the answer says what the master sends) and to send the
         // viewers' voices back on the audio transceiver.
         let (codecs, _) = tracks_for(OfferedMedia { video: true, audio: true });
-        let peer = Peer::build(&self.network, &codecs).await.map_err(WhipError::from)?;
+        let peer = Peer::build(&self.network, &codecs).await?;
         let (video, audio) = webrtc_codecs()?;
-        peer.receive(video).await.map_err(WhipError::from)?;
-        let audio_out = SampleTrack::add(&peer.pc, audio).await.map_err(WhipError::from)?;
+        peer.receive(video).await?;
+        let audio_out = SampleTrack::add(&peer.pc, audio).await?;
         let mut peer = peer;
-        let offer = peer.offer().await.map_err(WhipError::from)?;
-        self.hub.send(&membership, offer_message(&offer), ttl_s).map_err(|r| WhipError::WebRtc(r.description))?;
+        let offer = peer.offer().await?;
+        self.hub.send(&membership, offer_message(&offer), ttl_s).map_err(|r| StorageError::Signaling(r.description))?;
         Ok((membership, outbox, peer, audio_out))
     }
 
@@ -244,12 +255,12 @@ impl StorageSessions {
         mut audio_out: SampleTrack,
         answer: &str,
         stop: watch::Receiver<bool>,
-    ) -> Result<(), WhipError> {
+    ) -> Result<(), StorageError> {
         let mixing = &shared.mixing;
         let media = offered_media(answer);
         let (_, mut specs) = tracks_for(media);
         if specs.is_empty() {
-            return Err(WhipError::BadOffer(format!("the master sends neither {}", webrtc_media_names())));
+            return Err(StorageError::NothingToRecord("master", webrtc_media_names()));
         }
         let mix = if media.audio {
             // The recorded audio is the mix (one channel).
@@ -257,18 +268,18 @@ impl StorageSessions {
                 spec.params = CodecParams::mixed_audio();
             }
             let (tx, rx) = mpsc::channel(RECORDING_QUEUE);
-            lock_mixing(mixing).record(tx).map_err(audio_error)?;
+            lock_mixing(mixing).record(tx)?;
             let voices = mixing.clone();
             Some(MixLink { voice: Box::new(move |p| lock_mixing(&voices).voice(&Party::Master, p)), mixed: rx })
         } else {
             None
         };
         if audio_out.negotiated().await? {
-            lock_mixing(mixing).listen(Party::Master, audio_out).map_err(audio_error)?;
+            lock_mixing(mixing).listen(Party::Master, audio_out)?;
         }
         let keyframe_requests = Some(shared.keyframes.clone());
         let publication = Publication { stream, specs, media, mix, keyframe_requests };
-        self.recorder.record("storage_session", publication, peer, stop).await
+        Ok(self.recorder.record("storage_session", publication, peer, stop).await?)
     }
 
     /// JoinStorageSessionAsViewer: claims the connected viewer `client_id` of
@@ -300,7 +311,7 @@ impl StorageSessions {
             let mut stop = stop_rx;
             let outcome = match answered(answer_rx, CONNECT_TIMEOUT, &mut stop).await {
                 Some(_) => this.run_viewer(leg, &stream, peer, stop).await,
-                None => Err(WhipError::WebRtc("the viewer did not answer".into())),
+                None => Err(StorageError::NoAnswer("viewer did not answer")),
             };
             match outcome {
                 Ok(()) => tracing::info!(channel = %channel, viewer = ?party, "storage session's viewer left"),
@@ -322,12 +333,12 @@ impl StorageSessions {
         claim: &crate::signaling::hub::ViewerClaim,
     ) -> Result<(Peer, SampleTrack, SampleTrack), StorageError> {
         let (codecs, _) = tracks_for(OfferedMedia { video: true, audio: true });
-        let mut peer = Peer::build(&self.network, &codecs).await.map_err(WhipError::from)?;
+        let mut peer = Peer::build(&self.network, &codecs).await?;
         let (video, audio) = webrtc_codecs()?;
-        let video_out = SampleTrack::add(&peer.pc, video).await.map_err(WhipError::from)?;
-        let audio_out = SampleTrack::add(&peer.pc, audio).await.map_err(WhipError::from)?;
-        let offer = peer.offer().await.map_err(WhipError::from)?;
-        self.hub.send_to_claimed(claim, offer_message(&offer)).map_err(|r| WhipError::WebRtc(r.description))?;
+        let video_out = SampleTrack::add(&peer.pc, video).await?;
+        let audio_out = SampleTrack::add(&peer.pc, audio).await?;
+        let offer = peer.offer().await?;
+        self.hub.send_to_claimed(claim, offer_message(&offer)).map_err(|r| StorageError::Signaling(r.description))?;
         Ok((peer, video_out, audio_out))
     }
 
@@ -339,18 +350,18 @@ impl StorageSessions {
         stream: &StreamRecord,
         mut peer: Peer,
         mut stop: watch::Receiver<bool>,
-    ) -> Result<(), WhipError> {
+    ) -> Result<(), StorageError> {
         let connected = tokio::select! {
             c = peer.connected(CONNECT_TIMEOUT) => c,
             _ = stop.changed() => return Ok(()),
         };
         self.recorder.metrics.count_peer("storage_viewer", connected);
         if !connected {
-            return Err(WhipError::WebRtc("the viewer did not connect".into()));
+            return Err(StorageError::NoAnswer("viewer did not connect"));
         }
         let sends_video = leg.video_out.negotiated().await?;
         if leg.audio_out.negotiated().await? {
-            lock_mixing(&leg.shared.mixing).listen(leg.party.clone(), leg.audio_out).map_err(audio_error)?;
+            lock_mixing(&leg.shared.mixing).listen(leg.party.clone(), leg.audio_out)?;
         }
         let mut bus = self.recorder.store.live(stream.id)?.subscribe_frames();
         // The master's next keyframe now rather than at its next periodic ask.
@@ -366,7 +377,7 @@ impl StorageSessions {
                     Ok(f) if sends_video && f.codec.webrtc().is_some() && f.codec.is_video() && (f.keyframe || !want_keyframe) => {
                         want_keyframe = false;
                         if let Err(e) = leg.video_out.write(&pacer.sample(f.annex_b())).await {
-                            break Err(WhipError::from(e));
+                            break Err(StorageError::from(e));
                         }
                         self.recorder.metrics.webrtc_frames_out.inc();
                     }
@@ -384,25 +395,13 @@ impl StorageSessions {
                         readers.push(tokio::spawn(read_voice(track, leg.party.clone(), leg.shared.mixing.clone())));
                     }
                 }
-                _ = webrtc_peer::ended(&mut stop, &mut state) => break Ok(()),
+                _ = peer::ended(&mut stop, &mut state) => break Ok(()),
             }
         };
         for r in readers {
             r.abort();
         }
         result
-    }
-}
-
-/// The peer's answer, unless `wait` passes or the leg is stopped (replaced) first.
-async fn answered(
-    answer: oneshot::Receiver<String>,
-    wait: Duration,
-    stop: &mut watch::Receiver<bool>,
-) -> Option<String> {
-    tokio::select! {
-        got = tokio::time::timeout(wait, answer) => got.ok().and_then(Result::ok),
-        _ = stop.wait_for(|s| *s) => None,
     }
 }
 
@@ -415,160 +414,9 @@ struct ViewerLeg {
 }
 
 /// The video and audio codecs WebRTC sessions carry.
-fn webrtc_codecs() -> Result<(CodecKind, CodecKind), WhipError> {
+fn webrtc_codecs() -> Result<(CodecKind, CodecKind), StorageError> {
     match (CodecKind::webrtc_for("video"), CodecKind::webrtc_for("audio")) {
         (Some(v), Some(a)) => Ok((v, a)),
-        _ => Err(WhipError::WebRtc("no WebRTC codec for video or audio".into())),
-    }
-}
-
-fn audio_error(e: OpusPcmError) -> WhipError {
-    WhipError::WebRtc(format!("audio: {e}"))
-}
-
-fn offer_message(sdp: &str) -> ClientMessage {
-    ClientMessage {
-        action: Action::SdpOffer,
-        recipient_client_id: None,
-        message_payload: kvs_signaling::session_description_payload("offer", sdp),
-        correlation_id: None,
-    }
-}
-
-/// One session's audio: the mix, where each listener's packets go, and the recorder's
-/// queue.
-#[derive(Default)]
-struct Mixing {
-    mix: OpusMix<Party>,
-    tracks: HashMap<Party, Arc<SampleTrack>>,
-    recording: Option<mpsc::Sender<(i64, Vec<u8>)>>,
-    /// Steps since the recording began (its clock, in steps of 20 ms).
-    recorded_steps: i64,
-}
-
-fn lock_mixing(m: &Mutex<Mixing>) -> std::sync::MutexGuard<'_, Mixing> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl Mixing {
-    /// One Opus payload from `who`.
-    fn voice(&mut self, who: &Party, packet: &[u8]) {
-        if let Err(e) = self.mix.voice(who, packet) {
-            tracing::warn!(error = %e, "no Opus decoder; this participant is not mixed");
-        }
-    }
-
-    /// `who` hears the session on `track` from now on.
-    fn listen(&mut self, who: Party, track: SampleTrack) -> Result<(), OpusPcmError> {
-        self.mix.listen(who.clone())?;
-        self.tracks.insert(who, Arc::new(track));
-        Ok(())
-    }
-
-    /// The mix is recorded: its packets go to `to`, each with its time.
-    fn record(&mut self, to: mpsc::Sender<(i64, Vec<u8>)>) -> Result<(), OpusPcmError> {
-        self.mix.record(true)?;
-        self.recording = Some(to);
-        self.recorded_steps = 0;
-        Ok(())
-    }
-
-    fn leave(&mut self, who: &Party) {
-        self.mix.leave(who);
-        self.tracks.remove(who);
-        if *who == Party::Master {
-            self.recording = None;
-            let _ = self.mix.record(false);
-        }
-    }
-
-    /// One 20 ms step: the recording's packet handed to the recorder, and each
-    /// listener's packet with the track to write it to.
-    fn step(&mut self) -> Vec<(Arc<SampleTrack>, Vec<u8>)> {
-        let out = self.mix.step();
-        let elapsed = self.recorded_steps * FRAME_SAMPLES as i64;
-        self.recorded_steps += 1;
-        if let (Some(p), Some(tx)) = (out.recording, self.recording.as_ref()) {
-            // A recorder a second behind loses the mix's newest packets, not memory.
-            let _ = tx.try_send((elapsed, p));
-        }
-        out.listeners.into_iter().filter_map(|(who, p)| self.tracks.get(&who).map(|t| (t.clone(), p))).collect()
-    }
-}
-
-/// Steps the session's mix every 20 ms and sends each listener its part.
-async fn run_mixer(mixing: Arc<Mutex<Mixing>>) {
-    let mut ticks = tokio::time::interval(MIX_STEP);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let out = lock_mixing(&mixing).step();
-        for (track, packet) in out {
-            let sample =
-                Sample { data: Bytes::from(packet), duration: MIX_STEP, ..Sample::new(std::time::Instant::now()) };
-            // A listener not connected yet, or gone, misses this step; one whose
-            // connection does not take the packet at once (a full send queue) misses it
-            // too rather than hold up everyone else's.
-            let _ = tokio::time::timeout(LISTENER_WRITE, track.write(&sample)).await;
-        }
-    }
-}
-
-/// A participant's microphone into the mix.
-async fn read_voice(track: Arc<dyn TrackRemote>, who: Party, mixing: Arc<Mutex<Mixing>>) {
-    while let Some(event) = track.poll().await {
-        if let TrackRemoteEvent::OnRtpPacket(p) = event {
-            lock_mixing(&mixing).voice(&who, &p.payload);
-        }
-    }
-}
-
-/// Applies what a peer sends the session: the answer (handed to `answer`, once) and
-/// trickled candidates (held until the answer is applied).
-async fn apply_messages(
-    mut outbox: mpsc::Receiver<Outbound>,
-    pc: Arc<dyn webrtc::peer_connection::PeerConnection>,
-    mut screen: webrtc_peer::CandidateScreen,
-    answer: oneshot::Sender<String>,
-) {
-    let mut answer = Some(answer);
-    let mut early: Vec<RTCIceCandidateInit> = Vec::new();
-    while let Some(out) = outbox.recv().await {
-        let Outbound::Text(text) = out else { return };
-        let Some(d) = kvs_signaling::parse_delivery(&text) else { continue };
-        match d.action {
-            Action::SdpAnswer => {
-                let Some(sdp) = kvs_signaling::session_description(&d.payload, "answer") else { continue };
-                if answer.is_none() {
-                    continue;
-                }
-                let screened = screen.description(&sdp);
-                let Ok(desc) = rtc::peer_connection::sdp::RTCSessionDescription::answer(screened) else { continue };
-                if let Err(e) = pc.set_remote_description(desc).await {
-                    tracing::info!(error = %e, "an answer was refused");
-                    continue;
-                }
-                for c in early.drain(..) {
-                    let _ = pc.add_ice_candidate(c).await;
-                }
-                if let Some(tx) = answer.take() {
-                    let _ = tx.send(sdp);
-                }
-            }
-            Action::IceCandidate => {
-                let Ok(c) = serde_json::from_slice::<RTCIceCandidateInit>(&d.payload) else { continue };
-                if !screen.candidate(&c) {
-                    continue;
-                }
-                if answer.is_some() {
-                    if early.len() < MAX_EARLY_CANDIDATES {
-                        early.push(c);
-                    }
-                } else {
-                    let _ = pc.add_ice_candidate(c).await;
-                }
-            }
-            Action::SdpOffer => {}
-        }
+        _ => Err(StorageError::Peer(PeerError::WebRtc("no WebRTC codec for video or audio".into()))),
     }
 }
