@@ -170,3 +170,19 @@ mod tests {
         assert!(!is_region("us-east") && !is_region("us--1") && !is_region("../../x-1"));
     }
 }
+
+/// One page of a listing of a scope's resources in name order: the names that start
+/// with `prefix`, after the name `after`, at most `limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NamePage<'a> {
+    pub prefix: &'a str,
+    pub after: Option<&'a str>,
+    pub limit: usize,
+}
+
+impl<'a> NamePage<'a> {
+    /// The first `limit` names, whatever they start with.
+    pub fn first(limit: usize) -> Self {
+        NamePage { prefix: "", after: None, limit }
+    }
+}

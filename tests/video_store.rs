@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kinescope::clock::{Clock, ManualClock};
+use kinescope::scope::NamePage;
 use kinescope::video_store::{
     recovery::RecoveryReport, NewFragment, NewStream, RetentionChange, StoreBackend, StoreConfig, StoreError,
     StreamRecord, TimeKind, VideoStore,
@@ -411,7 +412,7 @@ async fn a_catalog_keyed_by_name_is_upgraded_to_the_default_scope() {
     assert_eq!(stored, numbers, "its fragments are untouched");
     let other = store.config().default_scope.clone();
     assert!(matches!(store.resolve(&other, Some("cam"), None), Err(StoreError::StreamNotFound(_))));
-    assert_eq!(store.list_streams(&scope, "", None, 10).unwrap().len(), 1);
+    assert_eq!(store.list_streams(&scope, NamePage { prefix: "", after: None, limit: 10 }).unwrap().len(), 1);
 }
 
 /// Replaces, in the closed store under `dir`, the value of the first record of `tree`

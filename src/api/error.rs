@@ -195,10 +195,11 @@ impl From<crate::webrtc::whip::WhipError> for ApiError {
         let msg = e.to_string();
         match e {
             E::BadOffer(_) => ApiError::invalid_argument(msg),
-            E::TooMany(_) | E::NoPort(_) => webrtc_capacity(msg),
+            E::TooMany(_) => webrtc_capacity(msg),
             E::Store(e) => ApiError::from(e),
+            E::Peer(e) => ApiError::from(e),
             E::NoSession => ApiError::not_found(msg),
-            E::Record(_) | E::WebRtc(_) => ApiError::internal(msg),
+            E::Record(_) => ApiError::internal(msg),
         }
     }
 }
@@ -209,10 +210,10 @@ impl From<crate::webrtc::whep::WhepError> for ApiError {
         let msg = e.to_string();
         match e {
             E::BadOffer(_) | E::NoVideo => ApiError::invalid_argument(msg),
-            E::TooMany(_) | E::NoPort(_) => webrtc_capacity(msg),
+            E::TooMany(_) => webrtc_capacity(msg),
             E::Store(e) => ApiError::from(e),
+            E::Peer(e) => ApiError::from(e),
             E::NoSession => ApiError::not_found(msg),
-            E::WebRtc(_) => ApiError::internal(msg),
         }
     }
 }

@@ -179,11 +179,10 @@ mod upgrade_tests {
 pub fn scoped_values_after<'a>(
     tree: &'a sled::Tree,
     scope: &crate::scope::Scope,
-    prefix: &str,
-    after: Option<&str>,
+    page: crate::scope::NamePage<'_>,
 ) -> impl Iterator<Item = sled::Result<sled::IVec>> + 'a {
-    let prefix = scope.key(prefix).into_bytes();
-    let range = match after {
+    let prefix = scope.key(page.prefix).into_bytes();
+    let range = match page.after {
         Some(a) => {
             tree.range::<&[u8], _>((std::ops::Bound::Excluded(scope.key(a).as_bytes()), std::ops::Bound::Unbounded))
         }
@@ -197,5 +196,6 @@ pub fn scoped_values_after<'a>(
             move |item| item.as_ref().is_ok_and(|(k, _)| k.as_ref() < prefix.as_slice())
         })
         .take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+        .take(page.limit)
         .map(|item| item.map(|(_, v)| v))
 }

@@ -30,7 +30,7 @@ impl MessageAttribute {
 }
 
 /// One stored message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredMessage {
     pub seq: u64,
     pub id: String,

@@ -115,19 +115,10 @@ impl QueueEngine {
                         let probe = StoredMessage {
                             seq: 0,
                             id: hit.message_id.clone(),
-                            body: String::new(),
                             attributes: req.attributes.clone(),
                             system_attributes: req.system_attributes.clone(),
                             sent_ms: now,
-                            sender_id: String::new(),
-                            group_id: None,
-                            dedup_id: None,
-                            sequence_number: None,
-                            receive_count: 0,
-                            first_receive_ms: None,
-                            visible_at_ms: 0,
-                            dead_letter_source_arn: None,
-                            payload_ref: None,
+                            ..StoredMessage::default()
                         };
                         results.push(Ok(SendResult {
                             message_id: hit.message_id,
@@ -156,11 +147,8 @@ impl QueueEngine {
                         .or_else(|| dedup_key.as_ref().map(|_| String::new()))
                         .filter(|d| !d.is_empty()),
                     sequence_number: config.fifo.then(|| fifo_sequence_number(seq)),
-                    receive_count: 0,
-                    first_receive_ms: None,
                     visible_at_ms: if delay > 0 { now + i64::from(delay) * 1000 } else { 0 },
-                    dead_letter_source_arn: None,
-                    payload_ref: None,
+                    ..StoredMessage::default()
                 };
                 if let Some(key) = dedup_key {
                     let entry = DedupEntry {

@@ -138,14 +138,7 @@ pub mod conformance {
             system_attributes: BTreeMap::new(),
             sent_ms: 1,
             sender_id: "123456789012".into(),
-            group_id: None,
-            dedup_id: None,
-            sequence_number: None,
-            receive_count: 0,
-            first_receive_ms: None,
-            visible_at_ms: 0,
-            dead_letter_source_arn: None,
-            payload_ref: None,
+            ..StoredMessage::default()
         }
     }
 

@@ -5,7 +5,7 @@
 //! implementation must pass.
 
 use super::channel::ChannelRecord;
-use crate::scope::Scope;
+use crate::scope::{NamePage, Scope};
 use crate::storage_failure::StorageFailure;
 
 /// The channel catalog.
@@ -17,13 +17,7 @@ pub trait ChannelStore: Send + Sync + 'static {
     fn count(&self, scope: &Scope) -> Result<usize, StorageFailure>;
     /// The channels of `scope` in name order whose names start with `prefix`, after the
     /// name `after`, at most `limit`.
-    fn list(
-        &self,
-        scope: &Scope,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<ChannelRecord>, StorageFailure>;
+    fn list(&self, scope: &Scope, page: NamePage<'_>) -> Result<Vec<ChannelRecord>, StorageFailure>;
     /// Every channel of every scope.
     fn all(&self) -> Result<Vec<ChannelRecord>, StorageFailure>;
     /// Stores a new channel unless its scope has one of that name; whether it did.
@@ -90,10 +84,19 @@ pub mod conformance {
             assert!(s.insert_new(&record(&here, n, "v1")).await.unwrap());
         }
         let names = |l: Vec<ChannelRecord>| l.into_iter().map(|r| r.name).collect::<Vec<_>>();
-        assert_eq!(names(s.list(&here, "", None, 10).unwrap()), ["attic", "door", "garage", "gate"]);
-        assert_eq!(names(s.list(&here, "ga", None, 10).unwrap()), ["garage", "gate"]);
-        assert_eq!(names(s.list(&here, "", Some("door"), 2).unwrap()), ["garage", "gate"]);
-        assert_eq!(names(s.list(&there, "", None, 10).unwrap()), ["door"]);
+        assert_eq!(
+            names(s.list(&here, NamePage { prefix: "", after: None, limit: 10 }).unwrap()),
+            ["attic", "door", "garage", "gate"]
+        );
+        assert_eq!(
+            names(s.list(&here, NamePage { prefix: "ga", after: None, limit: 10 }).unwrap()),
+            ["garage", "gate"]
+        );
+        assert_eq!(
+            names(s.list(&here, NamePage { prefix: "", after: Some("door"), limit: 2 }).unwrap()),
+            ["garage", "gate"]
+        );
+        assert_eq!(names(s.list(&there, NamePage { prefix: "", after: None, limit: 10 }).unwrap()), ["door"]);
         assert_eq!(s.count(&here).unwrap(), 4);
         assert_eq!(s.all().unwrap().len(), 5);
         // Removal, only of the current record.

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::channel::{ChannelRecord, CHANNELS_FORMAT};
 use super::channel_store::ChannelStore;
-use crate::scope::Scope;
+use crate::scope::{NamePage, Scope};
 use crate::storage_failure::StorageFailure;
 
 const STORE: &str = "the signalling channel catalog (data/signaling)";
@@ -61,15 +61,8 @@ impl ChannelStore for SledChannels {
         Ok(self.channels.scan_prefix(scope.key_prefix().as_bytes()).count())
     }
 
-    fn list(
-        &self,
-        scope: &Scope,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<ChannelRecord>, StorageFailure> {
-        crate::embedded::sled_db::scoped_values_after(&self.channels, scope, prefix, after)
-            .take(limit)
+    fn list(&self, scope: &Scope, page: NamePage<'_>) -> Result<Vec<ChannelRecord>, StorageFailure> {
+        crate::embedded::sled_db::scoped_values_after(&self.channels, scope, page)
             .map(|v| decode(&v.map_err(failed)?))
             .collect()
     }

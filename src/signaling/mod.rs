@@ -20,7 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::clock::SharedClock;
-use crate::scope::Scope;
+use crate::scope::{NamePage, Scope};
 use crate::storage_failure::StorageFailure;
 use channel::{ChannelRecord, MediaStorage, MediaStorageStatus};
 use channel_store::ChannelStore;
@@ -194,14 +194,8 @@ impl SignalingEngine {
 
     /// The channels of `scope` in name order, names starting with `prefix`, after
     /// `after` (a name), at most `limit`.
-    pub fn list(
-        &self,
-        scope: &Scope,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<ChannelRecord>, SignalingError> {
-        Ok(self.inner.channels.list(scope, prefix, after, limit)?)
+    pub fn list(&self, scope: &Scope, page: NamePage<'_>) -> Result<Vec<ChannelRecord>, SignalingError> {
+        Ok(self.inner.channels.list(scope, page)?)
     }
 
     /// Every channel whose media storage records into `stream_arn`.
@@ -355,9 +349,9 @@ mod tests {
         let e = engine(dir.path());
         let c = e.resolve(&here, Some("door"), Some(&arn)).expect("kept across a restart");
         assert_eq!(c.message_ttl_s, 30);
-        assert_eq!(e.list(&here, "", None, 10).unwrap().len(), 1);
+        assert_eq!(e.list(&here, NamePage { prefix: "", after: None, limit: 10 }).unwrap().len(), 1);
         e.delete(&here, &arn, Some(&c.version)).await.unwrap();
-        assert!(e.list(&here, "", None, 10).unwrap().is_empty());
+        assert!(e.list(&here, NamePage { prefix: "", after: None, limit: 10 }).unwrap().is_empty());
         assert_eq!(e.message_ttl(&here, &arn), None);
     }
 }

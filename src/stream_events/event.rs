@@ -22,10 +22,10 @@
 
 use serde::Serialize;
 
-/// What describes a stored fragment in its event.
+/// What every event starts with: its type and version, the stream, the fragment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct FragmentEvent {
+pub struct EventHeader {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub version: u32,
@@ -33,6 +33,27 @@ pub struct FragmentEvent {
     pub stream_arn: String,
     /// A string, as Kinesis Video's APIs give fragment numbers.
     pub fragment_number: String,
+}
+
+impl EventHeader {
+    /// The header of a `kind` event about fragment `fragment_number` of `stream`.
+    pub fn new(kind: &'static str, stream_name: &str, stream_arn: &str, fragment_number: u64) -> Self {
+        EventHeader {
+            kind,
+            version: VERSION,
+            stream_name: stream_name.to_string(),
+            stream_arn: stream_arn.to_string(),
+            fragment_number: fragment_number.to_string(),
+        }
+    }
+}
+
+/// What describes a stored fragment in its event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FragmentEvent {
+    #[serde(flatten)]
+    pub header: EventHeader,
     pub producer_start_timestamp_ms: i64,
     pub producer_end_timestamp_ms: i64,
     pub server_start_timestamp_ms: i64,
@@ -50,12 +71,8 @@ pub struct FragmentEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageEvent {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub version: u32,
-    pub stream_name: String,
-    pub stream_arn: String,
-    pub fragment_number: String,
+    #[serde(flatten)]
+    pub header: EventHeader,
     /// The sampled time on the configured clock.
     pub image_timestamp_ms: i64,
     pub image_selector_type: String,
@@ -138,11 +155,7 @@ mod tests {
     #[test]
     fn events_serialise_with_their_documented_names() {
         let e = FragmentEvent {
-            kind: FRAGMENT,
-            version: VERSION,
-            stream_name: "cam".into(),
-            stream_arn: "arn".into(),
-            fragment_number: "7".into(),
+            header: EventHeader::new(FRAGMENT, "cam", "arn", 7),
             producer_start_timestamp_ms: 1,
             producer_end_timestamp_ms: 2,
             server_start_timestamp_ms: 3,

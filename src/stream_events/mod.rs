@@ -273,11 +273,7 @@ async fn fragment_event(
     }
     let ms = |us: i64| us / 1000;
     FragmentEvent {
-        kind: event::FRAGMENT,
-        version: event::VERSION,
-        stream_name: record.name.clone(),
-        stream_arn: record.arn.clone(),
-        fragment_number: meta.fragment_number.to_string(),
+        header: event::EventHeader::new(event::FRAGMENT, &record.name, &record.arn, meta.fragment_number),
         producer_start_timestamp_ms: ms(meta.producer_ts_us),
         producer_end_timestamp_ms: ms(meta.producer_ts_us + meta.duration_us),
         server_start_timestamp_ms: ms(meta.server_ts_us),
@@ -364,11 +360,7 @@ async fn generate_images(
         }
         if let Some(dest) = destination {
             let e = ImageEvent {
-                kind: event::IMAGE,
-                version: event::VERSION,
-                stream_name: record.name.clone(),
-                stream_arn: record.arn.clone(),
-                fragment_number: meta.fragment_number.to_string(),
+                header: event::EventHeader::new(event::IMAGE, &record.name, &record.arn, meta.fragment_number),
                 image_timestamp_ms: time / 1000,
                 image_selector_type: g.image_selector_type.clone(),
                 format: g.format.clone(),

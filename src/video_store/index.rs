@@ -20,7 +20,7 @@ use super::catalog::StreamRecord;
 use super::live::TimeKind;
 use super::records::{FragmentMeta, SegmentMeta, StreamId};
 use super::StoreError;
-use crate::scope::Scope;
+use crate::scope::{NamePage, Scope};
 
 /// A stored record that cannot be read (damaged, or written by a newer Kinescope):
 /// recovery keeps it where it is and copies it to quarantine.
@@ -50,13 +50,7 @@ pub trait StreamCatalog: Send + Sync + 'static {
     async fn remove_if(&self, old: &StreamRecord) -> Result<(), StoreError>;
     /// The records of `scope` whose name starts with `prefix`, in name order, after
     /// the name `after`.
-    fn list(
-        &self,
-        scope: &Scope,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<StreamRecord>, StoreError>;
+    fn list(&self, scope: &Scope, page: NamePage<'_>) -> Result<Vec<StreamRecord>, StoreError>;
     /// Every record of every scope that can be read, and those that cannot (logged,
     /// left where they are).
     fn all_and_unreadable(&self) -> Result<(Vec<StreamRecord>, Vec<UnreadableRecord>), StoreError>;
@@ -246,11 +240,23 @@ pub mod conformance {
             c.insert_new(&record(c.new_stream_id().unwrap(), &scope, name)).await.unwrap();
         }
         let names = |v: Vec<StreamRecord>| v.into_iter().map(|r| r.name).collect::<Vec<_>>();
-        assert_eq!(names(c.list(&scope, "", None, 10).unwrap()), ["door-1", "door-2", "door-3", "yard"]);
-        assert_eq!(names(c.list(&scope, "door", None, 2).unwrap()), ["door-1", "door-2"]);
-        assert_eq!(names(c.list(&scope, "door", Some("door-2"), 10).unwrap()), ["door-3"]);
-        assert_eq!(names(c.list(&scope, "", Some("a"), 1).unwrap()), ["door-1"]);
-        assert!(c.list(&Scope::new("333333333333", "us-west-2"), "", None, 10).unwrap().is_empty());
+        assert_eq!(
+            names(c.list(&scope, NamePage { prefix: "", after: None, limit: 10 }).unwrap()),
+            ["door-1", "door-2", "door-3", "yard"]
+        );
+        assert_eq!(
+            names(c.list(&scope, NamePage { prefix: "door", after: None, limit: 2 }).unwrap()),
+            ["door-1", "door-2"]
+        );
+        assert_eq!(
+            names(c.list(&scope, NamePage { prefix: "door", after: Some("door-2"), limit: 10 }).unwrap()),
+            ["door-3"]
+        );
+        assert_eq!(names(c.list(&scope, NamePage { prefix: "", after: Some("a"), limit: 1 }).unwrap()), ["door-1"]);
+        assert!(c
+            .list(&Scope::new("333333333333", "us-west-2"), NamePage { prefix: "", after: None, limit: 10 })
+            .unwrap()
+            .is_empty());
     }
 
     async fn durable_across_a_reopen<C: StreamCatalog>(open: &impl Fn() -> C) {

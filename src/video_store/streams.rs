@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use tokio::sync::{oneshot, watch};
 
 use super::*;
+use crate::scope::NamePage;
 
 impl VideoStore {
     /// `arn:PARTITION:kinesisvideo:REGION:ACCOUNT:stream/NAME/CREATION_MS`.
@@ -97,14 +98,8 @@ impl VideoStore {
     }
 
     /// The streams of `scope` in name order.
-    pub fn list_streams(
-        &self,
-        scope: &Scope,
-        name_prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<StreamRecord>, StoreError> {
-        self.inner.catalog.list(scope, name_prefix, after, limit)
+    pub fn list_streams(&self, scope: &Scope, page: NamePage<'_>) -> Result<Vec<StreamRecord>, StoreError> {
+        self.inner.catalog.list(scope, page)
     }
 
     /// Applies `change` to a stream record under compare-and-swap, retrying on races.

@@ -51,21 +51,8 @@ impl Default for WhepConfig {
     }
 }
 
-impl From<PeerError> for WhepError {
-    fn from(e: PeerError) -> Self {
-        match e {
-            PeerError::BadOffer(m) => WhepError::BadOffer(m),
-            PeerError::WebRtc(m) => WhepError::WebRtc(m),
-            e @ PeerError::NoPort { .. } => WhepError::NoPort(e.to_string()),
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum WhepError {
-    /// Every UDP port of the configured range is in use.
-    #[error("{0}")]
-    NoPort(String),
     #[error("the offer is not usable: {0}")]
     BadOffer(String),
     #[error("{0} viewers are watching already; try later")]
@@ -76,12 +63,12 @@ pub enum WhepError {
     NoSession,
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("WebRTC: {0}")]
-    WebRtc(String),
+    #[error(transparent)]
+    Peer(#[from] PeerError),
 }
 
 fn rtc_error(e: impl std::fmt::Display) -> WhepError {
-    WhepError::WebRtc(e.to_string())
+    WhepError::Peer(PeerError::WebRtc(e.to_string()))
 }
 
 /// The WHEP sessions of one server.
@@ -135,7 +122,7 @@ impl WhepSessions {
         };
         let answer = peer.answer(offer).await?;
         if !video.negotiated().await? {
-            return Err(WhepError::BadOffer("the offer accepts no H.264".into()));
+            return Err(WhepError::BadOffer(format!("the offer accepts no {}", video_codec.label())));
         }
         let mut out = Outputs { video, audio: None };
         if let Some(mut a) = audio {

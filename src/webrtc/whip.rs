@@ -55,9 +55,6 @@ impl Default for WhipConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum WhipError {
-    /// Every UDP port of the configured range is in use.
-    #[error("{0}")]
-    NoPort(String),
     #[error("the offer is not usable: {0}")]
     BadOffer(String),
     #[error("{0} publishers are connected already; try later")]
@@ -68,18 +65,8 @@ pub enum WhipError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Record(#[from] RecordError),
-    #[error("WebRTC: {0}")]
-    WebRtc(String),
-}
-
-impl From<PeerError> for WhipError {
-    fn from(e: PeerError) -> Self {
-        match e {
-            PeerError::BadOffer(m) => WhipError::BadOffer(m),
-            PeerError::WebRtc(m) => WhipError::WebRtc(m),
-            e @ PeerError::NoPort { .. } => WhipError::NoPort(e.to_string()),
-        }
-    }
+    #[error(transparent)]
+    Peer(#[from] PeerError),
 }
 
 /// A stream-scoped publishing token: what a WHIP client without SigV4 (OBS) sends as

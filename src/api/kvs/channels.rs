@@ -11,7 +11,7 @@ use axum::routing::post;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
-use super::{KvsState, NameCondition, NamePage};
+use super::{KvsState, ListingPage, NameCondition};
 use crate::api::error::ApiError;
 use crate::api::protocol::{Empty, RestJson};
 use crate::api::registry::Scoped;
@@ -166,7 +166,7 @@ async fn list_signaling_channels(
     Scoped(s): Scoped<KvsState>,
     RestJson(i): RestJson<ListSignalingChannelsInput>,
 ) -> Answer<ListSignalingChannelsOutput> {
-    let page = NamePage::new(
+    let page = ListingPage::new(
         &s,
         "ListSignalingChannels",
         i.max_results,
@@ -174,7 +174,7 @@ async fn list_signaling_channels(
         i.channel_name_condition.as_ref(),
         i.next_token.as_deref(),
     )?;
-    let mut records = s.signaling.list(&s.scope, &page.prefix, page.after.as_deref(), page.fetch())?;
+    let mut records = s.signaling.list(&s.scope, page.fetched())?;
     let next_token = page.finish(&s, &mut records, |r| &r.name);
     Ok(RestJson(ListSignalingChannelsOutput {
         channel_info_list: records.iter().map(ChannelInfo::from).collect(),

@@ -121,14 +121,14 @@ pub struct NameCondition {
 
 /// One page of a name-ordered listing (ListStreams, ListSignalingChannels): names
 /// starting with `prefix`, after `after`, at most `limit`.
-pub struct NamePage {
+pub struct ListingPage {
     pub prefix: String,
     pub after: Option<String>,
     pub limit: usize,
     operation: &'static str,
 }
 
-impl NamePage {
+impl ListingPage {
     /// Reads `MaxResults` (1–10000, `default` when absent), the name condition and a
     /// `NextToken` signed for `operation`.
     pub fn new(
@@ -161,16 +161,16 @@ impl NamePage {
             )?),
             None => None,
         };
-        Ok(NamePage { prefix, after, limit, operation })
+        Ok(ListingPage { prefix, after, limit, operation })
     }
 
-    /// How many to ask the engine for: one more than the page tells whether there is a
-    /// next one.
-    pub fn fetch(&self) -> usize {
-        self.limit + 1
+    /// What to ask the engine for: one more than the page, which tells whether there is
+    /// a next one.
+    pub fn fetched(&self) -> crate::scope::NamePage<'_> {
+        crate::scope::NamePage { prefix: &self.prefix, after: self.after.as_deref(), limit: self.limit + 1 }
     }
 
-    /// Cuts `records` (fetched with [`NamePage::fetch`]) to the page; the token of the
+    /// Cuts `records` (fetched with [`ListingPage::fetched`]) to the page; the token of the
     /// next page, if there is one.
     pub fn finish<T>(&self, s: &KvsState, records: &mut Vec<T>, name: impl Fn(&T) -> &str) -> Option<String> {
         let more = records.len() > self.limit;

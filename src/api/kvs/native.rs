@@ -103,7 +103,7 @@ pub struct ListStreamsOutput {
 }
 
 async fn list_streams(Scoped(s): Scoped<KvsState>) -> Result<RestJson<ListStreamsOutput>, ApiError> {
-    let records = s.store.list_streams(&s.scope, "", None, LIST_LIMIT)?;
+    let records = s.store.list_streams(&s.scope, crate::scope::NamePage::first(LIST_LIMIT))?;
     let mut streams = Vec::with_capacity(records.len());
     for r in records {
         let last_fragment = s.store.last_fragment(r.id)?.map(|m| LastFragment {

@@ -8,7 +8,7 @@ use axum::routing::post;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
-use super::{KvsState, NameCondition, NamePage, StreamRef};
+use super::{KvsState, ListingPage, NameCondition, StreamRef};
 use crate::api::error::ApiError;
 use crate::api::protocol::{Empty, RestJson};
 use crate::api::registry::Scoped;
@@ -147,7 +147,7 @@ async fn list_streams(
     Scoped(s): Scoped<KvsState>,
     RestJson(i): RestJson<ListStreamsInput>,
 ) -> Answer<ListStreamsOutput> {
-    let page = NamePage::new(
+    let page = ListingPage::new(
         &s,
         "ListStreams",
         i.max_results,
@@ -155,7 +155,7 @@ async fn list_streams(
         i.stream_name_condition.as_ref(),
         i.next_token.as_deref(),
     )?;
-    let mut records = s.store.list_streams(&s.scope, &page.prefix, page.after.as_deref(), page.fetch())?;
+    let mut records = s.store.list_streams(&s.scope, page.fetched())?;
     let next_token = page.finish(&s, &mut records, |r| &r.name);
     Ok(RestJson(ListStreamsOutput { stream_info_list: records.iter().map(StreamInfo::from).collect(), next_token }))
 }

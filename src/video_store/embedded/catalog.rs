@@ -2,7 +2,7 @@
 //! by its scope and name (`ACCOUNT/REGION/NAME`, see [`Scope::key`]).
 
 use crate::embedded::sled_db;
-use crate::scope::Scope;
+use crate::scope::{NamePage, Scope};
 use crate::storage_failure::StorageFailure;
 use crate::video_store::catalog::StreamRecord;
 use crate::video_store::index::{StreamCatalog, UnreadableRecord};
@@ -101,15 +101,8 @@ impl StreamCatalog for SledStreamCatalog {
         self.flush().await
     }
 
-    fn list(
-        &self,
-        scope: &Scope,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<StreamRecord>, StoreError> {
-        sled_db::scoped_values_after(&self.tree, scope, prefix, after)
-            .take(limit)
+    fn list(&self, scope: &Scope, page: NamePage<'_>) -> Result<Vec<StreamRecord>, StoreError> {
+        sled_db::scoped_values_after(&self.tree, scope, page)
             .map(|v| decode(&v.map_err(failed("listing records"))?))
             .collect()
     }
