@@ -4,8 +4,9 @@
 //!
 //! - [`keys`]: hash keys, sequence numbers and shard ids (pure).
 //! - [`shard_map`]: a stream's shard topology and resharding (pure).
-//! - [`record_log`]: records on disk, append-only checksummed segment files.
-//! - [`meta_store`]: stream metadata in sled.
+//! - [`record_log`]: the record-log traits (one log per shard) and their conformance suite.
+//! - [`meta_store`]: the stream-metadata trait and its conformance suite.
+//! - [`embedded`]: both in sled and append-only checksummed segment files.
 //! - [`writer`]: the one thread that appends, syncs and publishes records.
 //! - [`throttle`]: the optional per-shard throughput limits.
 //!
