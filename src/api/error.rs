@@ -5,7 +5,6 @@
 
 use axum::http::StatusCode;
 
-use crate::video_store::StoreError;
 use crate::wire::sigv4::SigV4Error;
 
 #[derive(Debug, Clone)]
@@ -95,37 +94,6 @@ impl ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        let msg = e.to_string();
-        match e {
-            StoreError::StreamNotFound(_) | StoreError::FragmentNotFound(_) => ApiError::not_found(msg),
-            StoreError::StreamExists(_) => ApiError::new(StatusCode::BAD_REQUEST, "ResourceInUseException", msg),
-            StoreError::VersionMismatch { .. } => {
-                ApiError::new(StatusCode::BAD_REQUEST, "VersionMismatchException", msg)
-            }
-            StoreError::InvalidArgument(_) => ApiError::invalid_argument(msg),
-            StoreError::TooManyTags { .. } => {
-                ApiError::new(StatusCode::BAD_REQUEST, "TagsPerResourceExceededLimitException", msg)
-            }
-            StoreError::Conflict(_) => ApiError::new(StatusCode::BAD_REQUEST, "ResourceInUseException", msg),
-            StoreError::ShuttingDown => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", msg),
-            StoreError::DiskFull(why) => ApiError::disk_full(&why),
-            StoreError::Io(e)
-                if matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::ReadOnlyFilesystem) =>
-            {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "ServiceUnavailable",
-                    "the data directory's filesystem is full or read-only",
-                )
-                .with_detail(e)
-            }
-            StoreError::Io(_) | StoreError::Storage(_) | StoreError::Corrupt(_) => ApiError::internal(msg),
-        }
-    }
-}
-
 impl From<SigV4Error> for ApiError {
     fn from(e: SigV4Error) -> Self {
         let code = match e {
@@ -138,100 +106,5 @@ impl From<SigV4Error> for ApiError {
             | SigV4Error::WrongScope(_) => "InvalidSignatureException",
         };
         ApiError::new(StatusCode::FORBIDDEN, code, e.to_string())
-    }
-}
-
-impl From<crate::signaling::SignalingError> for ApiError {
-    fn from(e: crate::signaling::SignalingError) -> Self {
-        use crate::signaling::SignalingError as E;
-        let msg = e.to_string();
-        match e {
-            E::ChannelNotFound(_) => ApiError::not_found(msg),
-            E::ChannelExists(_) => ApiError::new(StatusCode::BAD_REQUEST, "ResourceInUseException", msg),
-            E::VersionMismatch { .. } => ApiError::new(StatusCode::BAD_REQUEST, "VersionMismatchException", msg),
-            E::InvalidArgument(_) => ApiError::invalid_argument(msg),
-            E::TooManyTags { .. } => {
-                ApiError::new(StatusCode::BAD_REQUEST, "TagsPerResourceExceededLimitException", msg)
-            }
-            E::TooManyChannels(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "AccountChannelLimitExceededException", msg)
-            }
-            E::Storage(f) => ApiError::internal(f),
-        }
-    }
-}
-
-/// "Too many" of anything WebRTC: AWS's limit error, 503 when it is the server's capacity.
-fn webrtc_capacity(msg: String) -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ClientLimitExceededException", msg)
-}
-
-impl From<crate::signaling::hub::HubError> for ApiError {
-    fn from(e: crate::signaling::hub::HubError) -> Self {
-        use crate::signaling::hub::HubError as E;
-        let msg = e.to_string();
-        match e {
-            E::TooManyViewers(_) => ApiError::new(StatusCode::BAD_REQUEST, "ClientLimitExceededException", msg),
-            E::NoViewer(_) => ApiError::new(StatusCode::NOT_FOUND, "ResourceNotFoundException", msg),
-        }
-    }
-}
-
-impl From<crate::webrtc::peer::PeerError> for ApiError {
-    fn from(e: crate::webrtc::peer::PeerError) -> Self {
-        use crate::webrtc::peer::PeerError as E;
-        let msg = e.to_string();
-        match e {
-            E::BadOffer(_) => ApiError::invalid_argument(msg),
-            E::NoPort { .. } => webrtc_capacity(msg),
-            E::WebRtc(_) => ApiError::internal(msg),
-        }
-    }
-}
-
-impl From<crate::webrtc::whip::WhipError> for ApiError {
-    fn from(e: crate::webrtc::whip::WhipError) -> Self {
-        use crate::webrtc::whip::WhipError as E;
-        let msg = e.to_string();
-        match e {
-            E::BadOffer(_) => ApiError::invalid_argument(msg),
-            E::TooMany(_) => webrtc_capacity(msg),
-            E::Store(e) => ApiError::from(e),
-            E::Peer(e) => ApiError::from(e),
-            E::NoSession => ApiError::not_found(msg),
-            E::Record(_) => ApiError::internal(msg),
-        }
-    }
-}
-
-impl From<crate::webrtc::whep::WhepError> for ApiError {
-    fn from(e: crate::webrtc::whep::WhepError) -> Self {
-        use crate::webrtc::whep::WhepError as E;
-        let msg = e.to_string();
-        match e {
-            E::BadOffer(_) | E::NoVideo => ApiError::invalid_argument(msg),
-            E::TooMany(_) => webrtc_capacity(msg),
-            E::Store(e) => ApiError::from(e),
-            E::Peer(e) => ApiError::from(e),
-            E::NoSession => ApiError::not_found(msg),
-        }
-    }
-}
-
-impl From<crate::webrtc::storage_session::StorageError> for ApiError {
-    fn from(e: crate::webrtc::storage_session::StorageError) -> Self {
-        use crate::webrtc::storage_session::StorageError as E;
-        let msg = e.to_string();
-        match e {
-            // AWS answers JoinStorageSession's limits with a 400.
-            E::TooMany(_) => ApiError::new(StatusCode::BAD_REQUEST, "ClientLimitExceededException", msg),
-            E::Peer(crate::webrtc::peer::PeerError::NoPort { .. }) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "ClientLimitExceededException", msg)
-            }
-            E::Hub(e) => ApiError::from(e),
-            E::Store(e) => ApiError::from(e),
-            E::NothingToRecord(..) => ApiError::invalid_argument(msg),
-            E::Peer(_) | E::Signaling(_) | E::NoAnswer(_) | E::Record(_) | E::Audio(_) => ApiError::internal(msg),
-        }
     }
 }

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use crate::clock::SharedClock;
-use crate::wire::kvs_signaling::{render_delivery, ClientMessage, Refusal};
+use crate::wire::kvs_signaling::{ClientMessage, Delivery, Refusal};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -71,8 +71,8 @@ impl Default for HubLimits {
 /// What a connection's task is told to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outbound {
-    /// Send this text frame.
-    Text(String),
+    /// Deliver this message (the connection's task renders it for its socket).
+    Message(Delivery),
     /// Close: a newer connection with the same role and id replaced this one.
     Replaced,
 }
@@ -110,7 +110,7 @@ struct Member {
 
 struct Pending {
     expires_ms: i64,
-    text: String,
+    message: Delivery,
 }
 
 /// The rooms, and what their held messages weigh together.
@@ -146,7 +146,7 @@ impl Rooms {
             room.pending.retain(|p| {
                 let keep = p.expires_ms >= now_ms;
                 if !keep {
-                    freed += p.text.len();
+                    freed += p.message.weight();
                 }
                 keep
             });
@@ -250,7 +250,7 @@ impl Hub {
     pub fn forget(&self, channel_arn: &str) {
         let mut rooms = self.rooms();
         if let Some(room) = rooms.by_arn.remove(channel_arn) {
-            let held: usize = room.pending.iter().map(|p| p.text.len()).sum();
+            let held: usize = room.pending.iter().map(|p| p.message.weight()).sum();
             rooms.pending_bytes = rooms.pending_bytes.saturating_sub(held);
             for m in room.master.iter().chain(room.viewers.values()).chain(room.claims.values()) {
                 let _ = m.tx.try_send(Outbound::Replaced);
@@ -295,9 +295,9 @@ impl Hub {
                 }
                 // What viewers sent while no master was here, if still current.
                 for p in room.pending.drain(..) {
-                    released += p.text.len();
+                    released += p.message.weight();
                     if p.expires_ms >= now {
-                        let _ = tx.try_send(Outbound::Text(p.text));
+                        let _ = tx.try_send(Outbound::Message(p.message));
                     }
                 }
             }
@@ -358,8 +358,7 @@ impl Hub {
         let Some(viewer) = rooms.get(&claim.channel_arn).and_then(|r| r.viewers.get(&claim.client_id)) else {
             return Err(Refusal::invalid(cid, format!("the viewer '{}' is not connected", claim.client_id)));
         };
-        let text = render_delivery("", msg.action, &msg.message_payload);
-        viewer.tx.try_send(Outbound::Text(text)).map(|()| Routed::Delivered).map_err(|_| slow(cid))
+        deliver(viewer, Delivery::from_client("", &msg), cid)
     }
 
     /// Routes a message from `from`: a master's to the viewer it names, a viewer's to
@@ -381,42 +380,35 @@ impl Hub {
                 let Some(viewer) = room.viewers.get(recipient) else {
                     return Err(Refusal::invalid(cid, format!("the viewer '{recipient}' is not connected")));
                 };
-                let text = render_delivery("", msg.action, &msg.message_payload);
-                viewer.tx.try_send(Outbound::Text(text)).map(|()| Routed::Delivered).map_err(|_| slow(cid))
+                deliver(viewer, Delivery::from_client("", &msg), cid)
             }
             Role::Viewer => {
-                let text = render_delivery(&from.client_id, msg.action, &msg.message_payload);
+                let message = Delivery::from_client(&from.client_id, &msg);
                 if let Some(session) = room.claims.get(&from.client_id) {
-                    return session
-                        .tx
-                        .try_send(Outbound::Text(text))
-                        .map(|()| Routed::Delivered)
-                        .map_err(|_| slow(cid));
+                    return deliver(session, message, cid);
                 }
                 match &room.master {
-                    Some(master) => {
-                        master.tx.try_send(Outbound::Text(text)).map(|()| Routed::Delivered).map_err(|_| slow(cid))
-                    }
+                    Some(master) => deliver(master, message, cid),
                     None => {
-                        if text.len() > limits.max_pending_bytes {
+                        let weight = message.weight();
+                        if weight > limits.max_pending_bytes {
                             return Err(held_full(cid));
                         }
-                        let mut held: usize = room.pending.iter().map(|p| p.text.len()).sum();
+                        let mut held: usize = room.pending.iter().map(|p| p.message.weight()).sum();
                         while !room.pending.is_empty()
-                            && (room.pending.len() >= limits.max_pending
-                                || held + text.len() > limits.max_pending_bytes)
+                            && (room.pending.len() >= limits.max_pending || held + weight > limits.max_pending_bytes)
                         {
                             if let Some(old) = room.pending.pop_front() {
-                                held -= old.text.len();
-                                rooms.pending_bytes = rooms.pending_bytes.saturating_sub(old.text.len());
+                                held -= old.message.weight();
+                                rooms.pending_bytes = rooms.pending_bytes.saturating_sub(old.message.weight());
                             }
                         }
-                        if rooms.pending_bytes + text.len() > limits.max_pending_bytes_total {
+                        if rooms.pending_bytes + weight > limits.max_pending_bytes_total {
                             return Err(held_full(cid));
                         }
-                        rooms.pending_bytes += text.len();
+                        rooms.pending_bytes += weight;
                         let expires_ms = now + i64::from(ttl_s) * 1000;
-                        room.pending.push_back(Pending { expires_ms, text });
+                        room.pending.push_back(Pending { expires_ms, message });
                         Ok(Routed::Held)
                     }
                 }
@@ -433,6 +425,11 @@ impl Hub {
     pub fn connections(&self) -> usize {
         self.rooms().values().map(|r| usize::from(r.master.is_some()) + r.viewers.len()).sum()
     }
+}
+
+/// Puts `message` in `to`'s outbox, or refuses it when that outbox is full.
+fn deliver(to: &Member, message: Delivery, correlation_id: Option<String>) -> Result<Routed, Refusal> {
+    to.tx.try_send(Outbound::Message(message)).map(|()| Routed::Delivered).map_err(|_| slow(correlation_id))
 }
 
 fn held_full(correlation_id: Option<String>) -> Refusal {
@@ -523,10 +520,11 @@ mod tests {
             .unwrap()
     }
 
-    fn text(rx: &mut mpsc::Receiver<Outbound>) -> serde_json::Value {
+    /// The next message in an outbox: (action, sender).
+    fn next(rx: &mut mpsc::Receiver<Outbound>) -> (Action, String) {
         match rx.try_recv() {
-            Ok(Outbound::Text(t)) => serde_json::from_str(&t).unwrap(),
-            other => panic!("expected a text frame, got {other:?}"),
+            Ok(Outbound::Message(d)) => (d.action, d.sender_client_id),
+            other => panic!("expected a message, got {other:?}"),
         }
     }
 
@@ -539,8 +537,7 @@ mod tests {
         clock.advance_us(6_000_000);
         h.send(&v1, msg("ICE_CANDIDATE", None), 5).unwrap();
         let (_m, mut mrx) = h.join(ARN, Role::Master, "").unwrap();
-        let got = text(&mut mrx);
-        assert_eq!((got["messageType"].as_str(), got["senderClientId"].as_str()), (Some("ICE_CANDIDATE"), Some("v1")));
+        assert_eq!(next(&mut mrx), (Action::IceCandidate, "v1".into()));
         assert!(mrx.try_recv().is_err(), "the expired offer was not delivered");
     }
 
@@ -550,14 +547,14 @@ mod tests {
         let (m, _mrx) = h.join(ARN, Role::Master, "").unwrap();
         let (_v1, mut v1rx) = h.join(ARN, Role::Viewer, "v1").unwrap();
         h.send(&m, msg("SDP_ANSWER", Some("v1")), 60).unwrap();
-        assert_eq!(text(&mut v1rx)["messageType"], Action::SdpAnswer.as_str());
+        assert_eq!(next(&mut v1rx), (Action::SdpAnswer, String::new()));
         assert_eq!(h.send(&m, msg("SDP_ANSWER", None), 60).unwrap_err().correlation_id.as_deref(), Some("k"));
         assert!(h.send(&m, msg("SDP_ANSWER", Some("nobody")), 60).is_err());
         // v1 again: the older connection is told to close, the newer gets the messages.
         let (_v1b, mut v1brx) = h.join(ARN, Role::Viewer, "v1").unwrap();
         assert_eq!(v1rx.try_recv(), Ok(Outbound::Replaced));
         h.send(&m, msg("ICE_CANDIDATE", Some("v1")), 60).unwrap();
-        assert_eq!(text(&mut v1brx)["messageType"], "ICE_CANDIDATE");
+        assert_eq!(next(&mut v1brx).0, Action::IceCandidate);
         // A viewer limit of 2: a third id is refused.
         let (_v2, _) = h.join(ARN, Role::Viewer, "v2").unwrap();
         assert_eq!(h.join(ARN, Role::Viewer, "v3").err(), Some(HubError::TooManyViewers(2)));
@@ -572,10 +569,9 @@ mod tests {
         let (v1, mut v1rx) = h.join(ARN, Role::Viewer, "v1").unwrap();
         let (claim, mut crx) = h.claim_viewer(ARN, "v1").unwrap();
         h.send_to_claimed(&claim, msg("SDP_OFFER", None)).unwrap();
-        let got = text(&mut v1rx);
-        assert_eq!((got["messageType"].as_str(), got["senderClientId"].as_str()), (Some("SDP_OFFER"), Some("")));
+        assert_eq!(next(&mut v1rx), (Action::SdpOffer, String::new()));
         h.send(&v1, msg("SDP_ANSWER", None), 60).unwrap();
-        assert_eq!(text(&mut crx)["senderClientId"], "v1");
+        assert_eq!(next(&mut crx), (Action::SdpAnswer, "v1".into()));
         assert!(mrx.try_recv().is_err(), "the master saw nothing");
         // A newer claim replaces the older; released, the viewer talks to the master again.
         let (claim2, _c2rx) = h.claim_viewer(ARN, "v1").unwrap();
@@ -585,7 +581,7 @@ mod tests {
         assert!(mrx.try_recv().is_err(), "the older claim's release left the newer in place");
         drop(claim2);
         h.send(&v1, msg("ICE_CANDIDATE", None), 60).unwrap();
-        assert_eq!(text(&mut mrx)["messageType"], "ICE_CANDIDATE");
+        assert_eq!(next(&mut mrx).0, Action::IceCandidate);
         drop(v1);
         assert_eq!(h.claim_viewer(ARN, "v1").err(), Some(HubError::NoViewer("v1".into())));
         // A claimed viewer that left: sending to it is refused.

@@ -19,12 +19,12 @@ fn storage(what: &str, e: sled::Error) -> CursorError {
 }
 
 impl SledCursors {
-    pub fn open(data_dir: &Path) -> Result<Self, String> {
+    pub fn open(data_dir: &Path) -> Result<Self, StorageFailure> {
         let path = data_dir.join("stream_events");
-        let db =
-            crate::embedded::sled_db::open(&path, 1000).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let db = crate::embedded::sled_db::open(&path, 1000)
+            .map_err(|e| StorageFailure::caused(format!("open {}", path.display()), e))?;
         crate::embedded::sled_db::check_and_record_format(&db, "cursors", CURSORS_FORMAT, "the event cursors")
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| StorageFailure::caused("check the event cursors' format", e))?;
         Ok(SledCursors { db })
     }
 }

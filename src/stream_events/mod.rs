@@ -31,6 +31,7 @@ use crate::delivery_streams::{DeliveryStreamEngine, DeliveryStreamError, Deliver
 use crate::images::{ImageFormat, ImageOutcome, ImageService, OutputSpec};
 use crate::metrics::Metrics;
 use crate::queues::{QueueEngine, QueueError, QueueId, SendRequest};
+use crate::storage_failure::StorageFailure;
 use crate::video_store::{
     EventDestination, FragmentMeta, ImageGenerationSettings, StoreError, StreamId, StreamRecord, TimeKind, VideoStore,
 };
@@ -55,7 +56,11 @@ pub struct EventTargets {
 
 /// Starts the publisher: a task that keeps one follower per stream with enabled
 /// settings, until `stop` turns true.
-pub fn start(targets: EventTargets, data_dir: &Path, stop: watch::Receiver<bool>) -> Result<JoinHandle<()>, String> {
+pub fn start(
+    targets: EventTargets,
+    data_dir: &Path,
+    stop: watch::Receiver<bool>,
+) -> Result<JoinHandle<()>, StorageFailure> {
     let cursors: Cursors = Arc::new(embedded::SledCursors::open(data_dir)?);
     Ok(start_with(targets, cursors, stop))
 }
@@ -395,12 +400,12 @@ async fn send(
                 t.metrics.count_event(kind, dest.label(), "sent");
                 return Ok(true);
             }
-            Err(Failure::Missing(why)) => {
+            Err(why @ Failure::Missing(_)) => {
                 t.metrics.count_event(kind, dest.label(), "dropped");
                 tracing::error!(stream = stream_name, %why, "an event was dropped: its destination does not exist");
                 return Ok(false);
             }
-            Err(Failure::Retry(why)) => {
+            Err(why) => {
                 t.metrics.count_event(kind, dest.label(), "failed_attempt");
                 tracing::warn!(stream = stream_name, %why, "an event could not be delivered; retrying");
                 pause(stop, backoff).await?;
@@ -410,9 +415,20 @@ async fn send(
     }
 }
 
+/// Why an event did not reach its destination.
+#[derive(Debug, thiserror::Error)]
 enum Failure {
+    /// The destination does not exist: the event is dropped (and counted).
+    #[error("{0} does not exist")]
     Missing(String),
-    Retry(String),
+    #[error("the queue refused it: {0}")]
+    Queue(#[source] QueueError),
+    #[error("the data stream refused it: {0}")]
+    DataStream(#[source] DataStreamError),
+    #[error("the delivery stream refused it: {0}")]
+    DeliveryStream(#[source] DeliveryStreamError),
+    #[error("the delivery stream's put stopped: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 async fn deliver(
@@ -436,7 +452,7 @@ async fn deliver(
             match t.queues.send(&QueueId::new(scope, name), req).await {
                 Ok(_) => Ok(()),
                 Err(QueueError::QueueDoesNotExist) => Err(Failure::Missing(format!("queue {name}"))),
-                Err(e) => Err(Failure::Retry(e.to_string())),
+                Err(e) => Err(Failure::Queue(e)),
             }
         }
         EventDestination::DataStream { scope, name } => {
@@ -444,8 +460,8 @@ async fn deliver(
                 NewRecord { partition_key: stream_name.to_string(), data: body.to_vec(), explicit_hash_key: None };
             match t.data_streams.put_record(&DataStreamId::new(scope, name), record).await {
                 Ok(_) => Ok(()),
-                Err(DataStreamError::ResourceNotFound(w)) => Err(Failure::Missing(w)),
-                Err(e) => Err(Failure::Retry(e.to_string())),
+                Err(DataStreamError::ResourceNotFound(_)) => Err(Failure::Missing(format!("data stream {name}"))),
+                Err(e) => Err(Failure::DataStream(e)),
             }
         }
         EventDestination::DeliveryStream { scope, name } => {
@@ -455,11 +471,12 @@ async fn deliver(
             let id = DeliveryStreamId { scope: scope.clone(), name: name.clone() };
             let engine = t.delivery_streams.clone();
             // The put returns once the record is durable: a blocking wait, off the runtime.
-            match tokio::task::spawn_blocking(move || engine.put(&id, &[&line])).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(DeliveryStreamError::ResourceNotFound(w))) => Err(Failure::Missing(w)),
-                Ok(Err(e)) => Err(Failure::Retry(e.to_string())),
-                Err(e) => Err(Failure::Retry(e.to_string())),
+            match tokio::task::spawn_blocking(move || engine.put(&id, &[&line])).await? {
+                Ok(_) => Ok(()),
+                Err(DeliveryStreamError::ResourceNotFound(_)) => {
+                    Err(Failure::Missing(format!("delivery stream {name}")))
+                }
+                Err(e) => Err(Failure::DeliveryStream(e)),
             }
         }
     }

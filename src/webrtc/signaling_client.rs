@@ -124,8 +124,8 @@ pub async fn serve(
                 break "idle for 10 minutes";
             }
             out = outbox.recv() => match out {
-                Some(Outbound::Text(text)) => {
-                    if !socket.send(text).await {
+                Some(Outbound::Message(message)) => {
+                    if !socket.send(message.render()).await {
                         break "the client stopped reading";
                     }
                 }
@@ -187,6 +187,7 @@ mod tests {
     use crate::clock::{ManualClock, SharedClock};
     use crate::signaling::hub::{HubLimits, Role};
     use crate::signaling::NewChannel;
+    use crate::wire::kvs_signaling::Action;
 
     /// A socket that delivers `incoming` in order, then waits for ever; what the loop
     /// sent and closed with is kept.
@@ -261,7 +262,7 @@ mod tests {
         let why = serve(sock, viewer, outbox, s.cx.clone(), s.scope.clone(), s.channel.clone()).await;
         assert_eq!(why, "closed by the client");
         match master_outbox.try_recv() {
-            Ok(Outbound::Text(t)) => assert!(t.contains("SDP_OFFER") && t.contains("v1"), "{t}"),
+            Ok(Outbound::Message(d)) => assert_eq!((d.action, d.sender_client_id.as_str()), (Action::SdpOffer, "v1")),
             other => panic!("the master got {other:?}"),
         }
         let sent = sent.lock().unwrap();

@@ -113,17 +113,20 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, Refusal> {
         None => return Err(Refusal::invalid(cid(), "action is required")),
     };
     let payload = raw.message_payload.unwrap_or_default();
-    if payload.is_empty() || payload.len() > MAX_PAYLOAD_CHARS || !is_base64(&payload) {
-        return Err(Refusal::invalid(
-            cid(),
-            format!("messagePayload must be 1 to {MAX_PAYLOAD_CHARS} characters of base64"),
-        ));
-    }
+    check_payload(&payload).map_err(|why| Refusal::invalid(cid(), format!("messagePayload: {why}")))?;
     let recipient = raw.recipient_client_id.filter(|r| !r.is_empty());
     if let Some(r) = &recipient {
         check_client_id(r).map_err(|why| Refusal::invalid(cid(), format!("recipientClientId: {why}")))?;
     }
     Ok(ClientMessage { action, recipient_client_id: recipient, message_payload: payload, correlation_id })
+}
+
+/// A `messagePayload`: 1 to [`MAX_PAYLOAD_CHARS`] characters of base64.
+pub fn check_payload(payload: &str) -> Result<(), String> {
+    if payload.is_empty() || payload.len() > MAX_PAYLOAD_CHARS || !is_base64(payload) {
+        return Err(format!("must be 1 to {MAX_PAYLOAD_CHARS} characters of base64"));
+    }
+    Ok(())
 }
 
 /// A viewer's client id: 1–256 characters, printable, not starting with `AWS_`.
@@ -160,49 +163,46 @@ struct Event<'a> {
     status_response: Option<StatusResponse<'a>>,
 }
 
-/// A message delivered to its recipient: `sender` is the viewer's client id, or empty
-/// for the master.
-pub fn render_delivery(sender: &str, action: Action, payload: &str) -> String {
-    let e = Event {
-        sender_client_id: sender,
-        message_type: action.as_str(),
-        message_payload: payload,
-        status_response: None,
-    };
-    serde_json::to_string(&e).unwrap_or_default()
-}
-
-/// A delivered message as its recipient reads it, for a client inside the server (a
-/// storage session that joined a channel as a viewer): who sent it, what it is, and
-/// its payload decoded from base64.
+/// A message on its way to its recipient, as the hub routes it: who sent it (the
+/// viewer's client id, or empty for the master), what it is, and its payload as the
+/// sender wrote it (base64, checked by [`parse_client_message`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     pub sender_client_id: String,
     pub action: Action,
-    pub payload: Vec<u8>,
+    pub message_payload: String,
 }
 
-/// Reads a delivery as [`render_delivery`] writes it; `None` for anything else (a
-/// status response, a `GO_AWAY`).
-pub fn parse_delivery(text: &str) -> Option<Delivery> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct In {
-        #[serde(default)]
-        sender_client_id: String,
-        message_type: String,
-        #[serde(default)]
-        message_payload: String,
+impl Delivery {
+    /// `msg` as sent by `sender` (empty for the master).
+    pub fn from_client(sender: &str, msg: &ClientMessage) -> Self {
+        Delivery {
+            sender_client_id: sender.to_string(),
+            action: msg.action,
+            message_payload: msg.message_payload.clone(),
+        }
     }
-    let e: In = serde_json::from_str(text).ok()?;
-    let action = match e.message_type.as_str() {
-        "SDP_OFFER" => Action::SdpOffer,
-        "SDP_ANSWER" => Action::SdpAnswer,
-        "ICE_CANDIDATE" => Action::IceCandidate,
-        _ => return None,
-    };
-    let payload = base64::engine::general_purpose::STANDARD.decode(e.message_payload.as_bytes()).ok()?;
-    Some(Delivery { sender_client_id: e.sender_client_id, action, payload })
+
+    /// What holding it costs, in bytes (its text without the JSON envelope).
+    pub fn weight(&self) -> usize {
+        self.sender_client_id.len() + self.message_payload.len()
+    }
+
+    /// The text frame its recipient's WebSocket is sent.
+    pub fn render(&self) -> String {
+        let e = Event {
+            sender_client_id: &self.sender_client_id,
+            message_type: self.action.as_str(),
+            message_payload: &self.message_payload,
+            status_response: None,
+        };
+        serde_json::to_string(&e).unwrap_or_default()
+    }
+
+    /// The payload decoded from base64 (`None` if it is not base64).
+    pub fn payload_bytes(&self) -> Option<Vec<u8>> {
+        base64::engine::general_purpose::STANDARD.decode(self.message_payload.as_bytes()).ok()
+    }
 }
 
 /// The `messagePayload` of an SDP offer or answer as the KVS SDKs write it: base64 of
@@ -252,16 +252,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn deliveries_read_back_what_was_rendered() {
-        let payload = session_description_payload("answer", "v=0\r\n");
-        let text = render_delivery("", Action::SdpAnswer, &payload);
-        let d = parse_delivery(&text).unwrap();
-        assert_eq!((d.sender_client_id.as_str(), d.action), ("", Action::SdpAnswer));
-        assert_eq!(session_description(&d.payload, "answer").as_deref(), Some("v=0\r\n"));
-        assert_eq!(session_description(&d.payload, "offer"), None);
-        assert!(parse_delivery(r#"{"messageType":"GO_AWAY","messagePayload":""}"#).is_none());
-        assert!(parse_delivery(r#"{"messageType":"SDP_ANSWER","messagePayload":"%%%"}"#).is_none());
-        assert!(parse_delivery("not json").is_none());
+    fn delivered_payloads_decode_to_the_description_sent() {
+        let d = Delivery {
+            sender_client_id: String::new(),
+            action: Action::SdpAnswer,
+            message_payload: session_description_payload("answer", "v=0\r\n"),
+        };
+        let payload = d.payload_bytes().unwrap();
+        assert_eq!(session_description(&payload, "answer").as_deref(), Some("v=0\r\n"));
+        assert_eq!(session_description(&payload, "offer"), None);
+        let bad = Delivery { message_payload: "%%%".into(), ..d };
+        assert_eq!(bad.payload_bytes(), None);
     }
 
     #[test]
@@ -298,8 +299,10 @@ mod tests {
 
     #[test]
     fn deliveries_render_as_the_sdk_reads_them() {
-        let v: serde_json::Value =
-            serde_json::from_str(&render_delivery("viewer-1", Action::SdpOffer, "e30=")).unwrap();
+        let m = parse_client_message(r#"{"action":"SDP_OFFER","messagePayload":"e30="}"#).unwrap();
+        let d = Delivery::from_client("viewer-1", &m);
+        assert_eq!(d.weight(), "viewer-1".len() + 4);
+        let v: serde_json::Value = serde_json::from_str(&d.render()).unwrap();
         assert_eq!(v["senderClientId"], "viewer-1");
         assert_eq!(v["messageType"], "SDP_OFFER");
         assert_eq!(v["messagePayload"], "e30=");

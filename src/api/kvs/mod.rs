@@ -18,6 +18,7 @@
 
 pub mod archived;
 pub mod channels;
+mod errors;
 pub mod images;
 pub mod media;
 pub mod native;

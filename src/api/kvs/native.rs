@@ -20,7 +20,7 @@ use crate::api::error::ApiError;
 use crate::api::protocol::{Empty, RestJson};
 use crate::api::registry::Scoped;
 use crate::api::shapes::epoch_seconds;
-use crate::ingest::rtsp_pull::{SourceConfig, SourceError, SourceStatusView};
+use crate::ingest::rtsp_pull::{SourceConfig, SourceStatusView};
 
 pub fn routes() -> Router<KvsState> {
     Router::new()
@@ -35,14 +35,6 @@ pub fn routes() -> Router<KvsState> {
         .route("/v1/whip/{id}", axum::routing::delete(delete_whip).patch(patch_webrtc))
 }
 
-fn source_error(e: SourceError) -> ApiError {
-    match e {
-        SourceError::Invalid(m) => ApiError::invalid_argument(m),
-        SourceError::NoStream(_) | SourceError::NoSource(_) => ApiError::not_found(e.to_string()),
-        SourceError::Storage(m) => ApiError::internal(format!("saving camera sources failed: {m}")),
-    }
-}
-
 /// `PUT /v1/streams/{name}/source` `{"url": "rtsp://…", "transport": "tcp"|"udp",
 /// "username": …, "password": …}`: pull the stream from an IP camera.
 async fn put_source(
@@ -50,7 +42,7 @@ async fn put_source(
     Path(name): Path<String>,
     RestJson(config): RestJson<SourceConfig>,
 ) -> Result<RestJson<SourceStatusView>, ApiError> {
-    s.sources.set(&s.scope, &name, config).await.map_err(source_error)?;
+    s.sources.set(&s.scope, &name, config).await?;
     Ok(RestJson(s.sources.get(&s.scope, &name).unwrap_or_default()))
 }
 
@@ -65,7 +57,7 @@ async fn get_source(
 }
 
 async fn delete_source(Scoped(s): Scoped<KvsState>, Path(name): Path<String>) -> Result<RestJson<Empty>, ApiError> {
-    s.sources.remove(&s.scope, &name).await.map_err(source_error)?;
+    s.sources.remove(&s.scope, &name).await?;
     Ok(RestJson(Empty {}))
 }
 
@@ -189,7 +181,7 @@ async fn get_detections(
     Path(name): Path<String>,
     axum::extract::Query(q): axum::extract::Query<DetectionsQuery>,
 ) -> Result<RestJson<DetectionsOutput>, ApiError> {
-    use crate::playback::frame_metadata::{fragments_window, frame_metadata, MetadataError, MAX_WINDOW_MS};
+    use crate::playback::frame_metadata::{fragments_window, frame_metadata, MAX_WINDOW_MS};
     let record = s.store.resolve(&s.scope, Some(&name), None)?;
     let (start, end) = match (q.start, q.end, q.fragment) {
         (Some(start), Some(end), None) => {
@@ -209,15 +201,8 @@ async fn get_detections(
     let Some(arn) = &record.frame_metadata_stream else {
         return Ok(RestJson(DetectionsOutput { detections: Vec::new() }));
     };
-    let id = crate::data_streams::DataStreamId::from_arn(arn).map_err(|e| ApiError::internal(e.to_string()))?;
-    let detections =
-        frame_metadata(&s.store, &s.data_streams, &id, &record, start, end).await.map_err(|e| match e {
-            MetadataError::Store(e) => ApiError::from(e),
-            MetadataError::DataStream(crate::data_streams::DataStreamError::ResourceNotFound(m)) => {
-                ApiError::not_found(m)
-            }
-            MetadataError::DataStream(e) => ApiError::internal(e.to_string()),
-        })?;
+    let id = crate::data_streams::DataStreamId::from_arn(arn).map_err(ApiError::internal)?;
+    let detections = frame_metadata(&s.store, &s.data_streams, &id, &record, start, end).await?;
     Ok(RestJson(DetectionsOutput { detections }))
 }
 

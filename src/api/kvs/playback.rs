@@ -14,7 +14,7 @@ use crate::api::protocol::RestJson;
 use crate::api::registry::Scoped;
 use crate::api::shapes::Timestamp;
 use crate::codec::CodecKind;
-use crate::playback::selection::{SelectError, LIVE_RECENT_US};
+use crate::playback::selection::LIVE_RECENT_US;
 use crate::playback::session::{DiscontinuityMode, PlaybackMode, Protocol, SelectorClock, Session};
 use crate::playback::{clip, dash};
 use crate::video_store::{FragmentMeta, StreamRecord};
@@ -357,28 +357,7 @@ async fn get_clip(Scoped(s): Scoped<KvsState>, RestJson(input): RestJson<GetClip
     if let Some(first) = s.store.fragments_in_range(record.id, kind, start.0, end.0, None, 1)?.first() {
         check_playable(&s, &record, first.init_id, None)?;
     }
-    let built = clip::build(&s.store, record.id, kind, start.0, end.0).await.map_err(clip_error)?;
+    let built = clip::build(&s.store, record.id, kind, start.0, end.0).await?;
     tracing::debug!(fragments = built.fragments, truncated = built.truncated, bytes = built.bytes.len(), "clip built");
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "video/mp4")], built.bytes).into_response())
-}
-
-fn clip_error(e: clip::ClipError) -> ApiError {
-    match e {
-        clip::ClipError::NoFragments => ApiError::not_found(e.to_string()),
-        clip::ClipError::MissingInit(_) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "MissingCodecPrivateDataException", e.to_string())
-        }
-        clip::ClipError::InvalidMedia { .. } => {
-            ApiError::new(StatusCode::BAD_REQUEST, "InvalidMediaFrameException", e.to_string())
-        }
-        clip::ClipError::Store(e) => e.into(),
-    }
-}
-
-/// Maps a selection failure at playback time.
-pub fn select_error(e: SelectError) -> ApiError {
-    match e {
-        SelectError::NoFragments(m) => ApiError::not_found(m),
-        SelectError::Store(e) => e.into(),
-    }
 }

@@ -16,7 +16,6 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 
-use super::playback::select_error;
 use super::KvsState;
 use crate::api::error::ApiError;
 use crate::playback::ll_hls::LowLatencyView;
@@ -104,7 +103,7 @@ fn playlist_cache(ended: bool) -> &'static str {
 
 async fn hls_master(State(s): State<KvsState>, Query(q): Params) -> Result<Response, ApiError> {
     let (session, token) = session(&s, &q, Protocol::Hls)?;
-    let window = selection::window(&s.store, &session, s.store.clock().now_us()).map_err(select_error)?;
+    let window = selection::window(&s.store, &session, s.store.clock().now_us())?;
     let first = window.entries.first().map(|e| e.meta.init_id).unwrap_or(1);
     let (_, info) = init_info(&s, &session, first)?;
     let bytes: u64 = window.entries.iter().map(|e| u64::from(e.meta.len)).sum();
@@ -121,7 +120,7 @@ async fn hls_master(State(s): State<KvsState>, Query(q): Params) -> Result<Respo
 async fn hls_media(State(s): State<KvsState>, Query(q): Params) -> Result<Response, ApiError> {
     let (session, token) = session(&s, &q, Protocol::Hls)?;
     if !session.low_latency {
-        let window = selection::window(&s.store, &session, s.store.clock().now_us()).map_err(select_error)?;
+        let window = selection::window(&s.store, &session, s.store.clock().now_us())?;
         let body = hls::media_playlist(&window, &session, &token, None);
         return Ok(text("application/vnd.apple.mpegurl", playlist_cache(window.ended), body));
     }
@@ -133,7 +132,7 @@ async fn hls_media(State(s): State<KvsState>, Query(q): Params) -> Result<Respon
     loop {
         edge.borrow_and_update();
         parts.borrow_and_update();
-        let window = selection::window(&s.store, &session, s.store.clock().now_us()).map_err(select_error)?;
+        let window = selection::window(&s.store, &session, s.store.clock().now_us())?;
         let from = window.entries.first().map_or(0, |e| e.meta.fragment_number);
         let view = LowLatencyView::new(&window, &live.parts_since(from));
         let Some((msn, part)) = block.filter(|(msn, part)| !view.holds(*msn, *part)) else {
@@ -259,7 +258,7 @@ async fn hls_fragment(State(s): State<KvsState>, Query(q): Params, headers: Head
 async fn dash_manifest(State(s): State<KvsState>, Query(q): Params) -> Result<Response, ApiError> {
     let (session, token) = session(&s, &q, Protocol::Dash)?;
     let now = s.store.clock().now_us();
-    let window = selection::window(&s.store, &session, now).map_err(select_error)?;
+    let window = selection::window(&s.store, &session, now)?;
     let mut inits: HashMap<u32, Option<InitInfo>> = HashMap::new();
     for e in &window.entries {
         if let std::collections::hash_map::Entry::Vacant(v) = inits.entry(e.meta.init_id) {

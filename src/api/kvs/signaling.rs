@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::Query;
-use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
@@ -23,7 +22,7 @@ use crate::api::registry::Scoped;
 use crate::signaling::hub::{Hub, Outbound, Role};
 use crate::signaling::TurnServers;
 use crate::webrtc::signaling_client::{self, ClientContext, ClientSocket, Incoming, IDLE_LIMIT, SESSION_LIMIT};
-use crate::wire::kvs_signaling::{self, Action, Refusal};
+use crate::wire::kvs_signaling::{self, Action, ClientMessage};
 
 /// The path of the signalling WebSocket on both listeners.
 pub const WEBSOCKET_PATH: &str = "/v1/signaling";
@@ -224,20 +223,24 @@ async fn send_alexa_offer_to_master(
     let channel = s.signaling.resolve(&s.scope, None, Some(&i.channel_arn))?;
     kvs_signaling::check_client_id(&i.sender_client_id)
         .map_err(|why| ApiError::invalid_argument(format!("SenderClientId: {why}")))?;
-    let frame = serde_json::json!({"action": "SDP_OFFER", "messagePayload": i.message_payload}).to_string();
-    let offer = kvs_signaling::parse_client_message(&frame)
-        .map_err(|r| ApiError::invalid_argument(format!("MessagePayload: {}", r.description)))?;
+    kvs_signaling::check_payload(&i.message_payload)
+        .map_err(|why| ApiError::invalid_argument(format!("MessagePayload: {why}")))?;
+    let offer = ClientMessage {
+        action: Action::SdpOffer,
+        recipient_client_id: None,
+        message_payload: i.message_payload,
+        correlation_id: None,
+    };
     let (membership, mut outbox) = s.webrtc.hub.join(&channel.arn, Role::Viewer, &i.sender_client_id)?;
     let sent = s.webrtc.hub.send(&membership, offer, channel.message_ttl_s);
     s.metrics.signaling_held_bytes.set(s.webrtc.hub.pending_bytes() as i64);
-    sent.map_err(refusal_error)?;
+    sent?;
     let wait = Duration::from_secs(u64::from(channel.message_ttl_s));
     let answer = tokio::time::timeout(wait, async {
         while let Some(out) = outbox.recv().await {
-            if let Outbound::Text(t) = out {
-                let v: serde_json::Value = serde_json::from_str(&t).unwrap_or_default();
-                if v["messageType"] == Action::SdpAnswer.as_str() {
-                    return v["messagePayload"].as_str().map(str::to_string);
+            if let Outbound::Message(d) = out {
+                if d.action == Action::SdpAnswer {
+                    return Some(d.message_payload);
                 }
             }
         }
@@ -251,11 +254,6 @@ async fn send_alexa_offer_to_master(
             channel.name, channel.message_ttl_s
         ))),
     }
-}
-
-fn refusal_error(r: Refusal) -> ApiError {
-    let status = StatusCode::from_u16(r.status_code).unwrap_or(StatusCode::BAD_REQUEST);
-    ApiError::new(status, r.error_type, r.description)
 }
 
 /// The WebSocket: `X-Amz-ChannelARN` (and `X-Amz-ClientId` for a viewer) in the

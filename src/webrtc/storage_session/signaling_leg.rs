@@ -47,11 +47,11 @@ pub(super) async fn apply_messages(
     let mut answer = Some(answer);
     let mut early: Vec<RTCIceCandidateInit> = Vec::new();
     while let Some(out) = outbox.recv().await {
-        let Outbound::Text(text) = out else { return };
-        let Some(d) = kvs_signaling::parse_delivery(&text) else { continue };
+        let Outbound::Message(d) = out else { return };
+        let Some(payload) = d.payload_bytes() else { continue };
         match d.action {
             Action::SdpAnswer => {
-                let Some(sdp) = kvs_signaling::session_description(&d.payload, "answer") else { continue };
+                let Some(sdp) = kvs_signaling::session_description(&payload, "answer") else { continue };
                 if answer.is_none() {
                     continue;
                 }
@@ -69,7 +69,7 @@ pub(super) async fn apply_messages(
                 }
             }
             Action::IceCandidate => {
-                let Ok(c) = serde_json::from_slice::<RTCIceCandidateInit>(&d.payload) else { continue };
+                let Ok(c) = serde_json::from_slice::<RTCIceCandidateInit>(&payload) else { continue };
                 if !screen.candidate(&c) {
                     continue;
                 }
