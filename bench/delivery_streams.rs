@@ -30,10 +30,10 @@ const ROUNDS: usize = 3;
 const OBJECT_BYTES: usize = 5 << 20;
 
 fn destination(bucket: &str, size_mib: u32, interval_secs: u32) -> Destination {
-    Destination::ExtendedS3(BucketDestination {
+    Destination::Bucket(BucketDestination {
         role_arn: "arn:aws:iam::000000000000:role/bench".into(),
         bucket_arn: format!("arn:aws:s3:::{bucket}"),
-        buffering_hints: BufferingHints { size_in_m_bs: Some(size_mib), interval_in_seconds: Some(interval_secs) },
+        buffering: BufferingHints { size_mib: Some(size_mib), interval_secs: Some(interval_secs) },
         ..Default::default()
     })
 }
@@ -134,15 +134,13 @@ fn main() {
         let t = Instant::now();
         rt.block_on(async {
             engine
-                .update_destination(
-                    &id,
-                    1,
-                    "destinationId-000000000001",
-                    "ExtendedS3",
-                    &serde_json::json!({
-                        "BufferingHints": {"SizeInMBs": 5, "IntervalInSeconds": 0}
-                    }),
-                )
+                .update_destination(&id, 1, "destinationId-000000000001", |current| {
+                    let mut next = current.clone();
+                    if let Destination::Bucket(b) = &mut next {
+                        b.buffering = BufferingHints { size_mib: Some(5), interval_secs: Some(0) };
+                    }
+                    Ok(next)
+                })
                 .expect("release");
             assert!(engine.wait_delivered(&id, Duration::from_secs(600)).await, "delivered");
         });

@@ -263,13 +263,7 @@ async fn verify(state: &AuthState, req: Request) -> Result<Request, (ApiError, O
         }
         // Signed with the empty body's hash; the body is not read (the WebSocket's GET).
         let empty = sigv4::sha256_hex(b"");
-        let req_parts = RequestParts {
-            method: parts.method.as_str(),
-            path: parts.uri.path(),
-            query: parts.uri.query().unwrap_or(""),
-            headers: &headers,
-            payload_hash: &empty,
-        };
+        let req_parts = signed_parts(&parts, &headers, &empty);
         return match sigv4::verify_presigned(&req_parts, now, &["kinesisvideo"], |id| state.credentials.secret(id)) {
             Ok(key) => {
                 tracing::trace!(access_key = %key, "presigned URL verified");
@@ -293,17 +287,26 @@ async fn verify(state: &AuthState, req: Request) -> Result<Request, (ApiError, O
             .map_err(|e| (ApiError::serialization(format!("could not read the request body: {e}")), None))?;
         (sigv4::sha256_hex(&bytes), Body::from(bytes))
     };
-    let parts_for_sig = RequestParts {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query().unwrap_or(""),
-        headers: &headers,
-        payload_hash: &payload_hash,
-    };
+    let parts_for_sig = signed_parts(&parts, &headers, &payload_hash);
     let key = match sigv4::verify_signature(&pre, &parts_for_sig) {
         Ok(key) => key,
         Err(e) => return Err((e.into(), Some(body))),
     };
     tracing::trace!(access_key = %key, "signature verified");
     Ok(Request::from_parts(parts, body))
+}
+
+/// What SigV4 signs of a request: its line, its headers and the body's hash.
+fn signed_parts<'a>(
+    parts: &'a axum::http::request::Parts,
+    headers: &'a [(String, String)],
+    payload_hash: &'a str,
+) -> RequestParts<'a> {
+    RequestParts {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers,
+        payload_hash,
+    }
 }

@@ -144,6 +144,16 @@ fn with_content_type(status: StatusCode, body: impl Into<axum::body::Body>, cont
     resp
 }
 
+/// An error's body in the JSON protocols (and CBOR, the same members).
+#[derive(serde::Serialize)]
+struct ErrorBody<'a> {
+    #[serde(rename = "__type")]
+    kind: &'a str,
+    #[serde(rename = "Message", skip_serializing_if = "Option::is_none")]
+    message_rest: Option<&'a str>,
+    message: &'a str,
+}
+
 /// An error in the request's protocol. Query errors need the service's XML namespace
 /// and the request id (see [`query_error`]); the other protocols carry the id only in
 /// the header the middleware adds.
@@ -155,12 +165,17 @@ pub fn error_response(e: &ApiError, protocol: Protocol, xml_namespace: Option<&s
         Some(ns) => format!("{ns}#{}", e.code),
         None => e.code.to_string(),
     };
-    let body = match protocol {
-        Protocol::RestJson => serde_json::json!({ "__type": kind, "Message": e.message, "message": e.message }),
-        _ => serde_json::json!({ "__type": kind, "message": e.message }),
+    let body = ErrorBody {
+        kind: &kind,
+        // REST-JSON SDKs read `Message`; the JSON protocols read `message`.
+        message_rest: (protocol == Protocol::RestJson).then_some(e.message.as_str()),
+        message: &e.message,
     };
-    let bytes =
-        if protocol == Protocol::Cbor { crate::wire::cbor::from_json(&body) } else { body.to_string().into_bytes() };
+    let bytes = if protocol == Protocol::Cbor {
+        crate::wire::cbor::from_json(&serde_json::to_value(&body).unwrap_or_default())
+    } else {
+        serde_json::to_vec(&body).unwrap_or_default()
+    };
     let mut resp = with_content_type(e.status, bytes, protocol.content_type());
     decorate(&mut resp, e);
     resp

@@ -42,7 +42,43 @@ pub const MAX_ACTIVE_PARTITIONS: usize = 500;
 /// What one attempt at a batch came to.
 enum Outcome {
     Delivered,
-    Failed(String),
+    Failed(DeliveryFailure),
+}
+
+/// Why a delivery attempt failed (the batch is retried until its window ends).
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryFailure {
+    #[error("reading the backlog failed: {0}")]
+    Backlog(#[source] StorageFailure),
+    #[error("a delivery task stopped: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("the partitioning query could not run: {0}")]
+    Partitioning(#[from] super::query_sandbox::SandboxError),
+    /// The destination's settings no longer work (a prefix, a bucket, a table, a function).
+    #[error("{0}")]
+    Settings(String),
+    #[error("the function could not be reached: {0}")]
+    FunctionUnreachable(#[source] reqwest::Error),
+    #[error("the function answered {0}")]
+    FunctionStatus(u16),
+    #[error("{0}")]
+    FunctionAnswer(String),
+    #[error("compressing the object failed: {0}")]
+    Compress(#[source] std::io::Error),
+    #[error("writing the object failed: {0}")]
+    Write(#[source] super::buckets::BucketError),
+    #[error("converting to Parquet failed: {0}")]
+    Convert(String),
+    #[error("the endpoint could not be reached: {0}")]
+    EndpointUnreachable(#[source] reqwest::Error),
+    #[error("reading the response failed: {0}")]
+    ResponseRead(#[source] reqwest::Error),
+    #[error("the response is over {0} bytes")]
+    ResponseTooLarge(usize),
+    #[error("{0}")]
+    EndpointRefused(String),
+    #[error("{why}; and its error output failed too: {output}")]
+    ErrorOutput { why: String, output: Box<DeliveryFailure> },
 }
 
 pub(super) async fn run(inner: Arc<Inner>, live: Arc<LiveStream>, mut stopped: watch::Receiver<bool>) {
@@ -138,7 +174,7 @@ pub(super) async fn run(inner: Arc<Inner>, live: Arc<LiveStream>, mut stopped: w
 
 fn retry_window_ms(d: &Destination) -> i64 {
     let secs = match d {
-        Destination::ExtendedS3(_) => BUCKET_RETRY_SECS,
+        Destination::Bucket(_) => BUCKET_RETRY_SECS,
         Destination::HttpEndpoint(h) => h.retry_secs(),
     };
     i64::from(secs) * 1000
@@ -150,8 +186,8 @@ fn checkpoint(inner: &Inner, live: &LiveStream, uid: u64, serial: u64) -> Result
 }
 
 /// Reads the batch's records back from the backlog, as they were put.
-async fn load(live: &LiveStream, batch: &[backlog::Pending]) -> Result<Vec<Vec<u8>>, String> {
-    let segments = lock(&live.backlog).segments_for(batch).map_err(|e| e.to_string())?;
+async fn load(live: &LiveStream, batch: &[backlog::Pending]) -> Result<Vec<Vec<u8>>, DeliveryFailure> {
+    let segments = lock(&live.backlog).segments_for(batch).map_err(DeliveryFailure::Backlog)?;
     tokio::task::spawn_blocking(move || {
         let mut records = Vec::new();
         for (segment, locations) in segments {
@@ -159,9 +195,8 @@ async fn load(live: &LiveStream, batch: &[backlog::Pending]) -> Result<Vec<Vec<u
         }
         Ok::<_, StorageFailure>(records)
     })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| format!("reading the backlog failed: {e}"))
+    .await?
+    .map_err(DeliveryFailure::Backlog)
 }
 
 async fn attempt(
@@ -170,11 +205,11 @@ async fn attempt(
     meta: &super::meta_store::StreamMeta,
     batch: &[backlog::Pending],
     progress: &mut Progress,
-) -> Result<(), String> {
+) -> Result<(), DeliveryFailure> {
     let raw = load(live, batch).await?;
     let oldest_ms = batch[0].arrival_ms;
     let processors = meta.destination.processors();
-    if let Destination::ExtendedS3(b) = &meta.destination {
+    if let Destination::Bucket(b) = &meta.destination {
         if let Some(backup) = b.source_backup().filter(|_| !progress.done("backup")) {
             write_object(inner, meta, backup, raw.clone(), oldest_ms, None, &[]).await?;
             progress.wrote("backup".into());
@@ -193,7 +228,7 @@ async fn attempt(
         progress.wrote("lambda-failed".into());
     }
     match &meta.destination {
-        Destination::ExtendedS3(b) => match b.partition_query() {
+        Destination::Bucket(b) => match b.partition_query() {
             Some(query) => deliver_partitioned(inner, meta, b, query, raw, oldest_ms, progress).await,
             None => write_object(inner, meta, b, processing::process(raw, processors), oldest_ms, None, &[]).await,
         },
@@ -202,7 +237,7 @@ async fn attempt(
             let arn = super::DeliveryStreamId::new(&meta.scope, &meta.name).arn();
             post(inner, h, &arn, &records).await?;
             if h.backs_up_all() {
-                write_object(inner, meta, &h.s3_configuration, records, oldest_ms, None, &[]).await?;
+                write_object(inner, meta, &h.bucket, records, oldest_ms, None, &[]).await?;
             }
             Ok(())
         }
@@ -222,8 +257,8 @@ async fn deliver_partitioned(
     raw: Vec<Vec<u8>>,
     oldest_ms: i64,
     progress: &mut Progress,
-) -> Result<(), String> {
-    let (raw, outcomes) = inner.partition_keys(query, raw).await.map_err(|e| e.to_string())?;
+) -> Result<(), DeliveryFailure> {
+    let (raw, outcomes) = inner.partition_keys(query, raw).await?;
     let processors = meta.destination.processors();
     let naming = naming_of(meta, b)?;
     let wanted = naming.partition_keys();
@@ -316,9 +351,10 @@ async fn deliver_partitioned(
     Ok(())
 }
 
-fn naming_of(meta: &super::meta_store::StreamMeta, b: &BucketDestination) -> Result<KeyNaming, String> {
-    let ext = b.file_extension.clone().unwrap_or_else(|| b.compression_format.extension().to_string());
+fn naming_of(meta: &super::meta_store::StreamMeta, b: &BucketDestination) -> Result<KeyNaming, DeliveryFailure> {
+    let ext = b.file_extension.clone().unwrap_or_else(|| b.compression.extension().to_string());
     KeyNaming::new(&meta.name, meta.version, b.prefix.as_deref(), b.error_output_prefix.as_deref(), &ext)
+        .map_err(DeliveryFailure::Settings)
 }
 
 /// The Lambda processor: the records sent to the function in invocations of up to
@@ -331,9 +367,9 @@ async fn transform(
     processor: &super::settings::Processor,
     raw: Vec<Vec<u8>>,
     oldest_ms: i64,
-) -> Result<(Vec<Vec<u8>>, Vec<Vec<u8>>), String> {
+) -> Result<(Vec<Vec<u8>>, Vec<Vec<u8>>), DeliveryFailure> {
     let arn = processor.parameter("LambdaArn").unwrap_or_default().to_string();
-    let url = inner.function_url(&arn)?;
+    let url = inner.function_url(&arn).map_err(DeliveryFailure::Settings)?;
     let retries: u32 = processor.parameter("NumberOfRetries").and_then(|n| n.parse().ok()).unwrap_or(3);
     let chunk_bytes = processor
         .parameter("BufferSizeInMBs")
@@ -358,16 +394,16 @@ async fn transform(
             oldest_ms,
             chunk,
         );
-        let mut outcome = Err(String::new());
-        for attempt in 0..=retries {
-            outcome = invoke(inner, &url, body.clone(), chunk.len()).await;
-            match &outcome {
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(stream = %meta.name, function = %arn, attempt = attempt + 1, error = %e, "the Lambda processor failed")
-                }
+        let mut attempt = 0;
+        let outcome = loop {
+            let out = invoke(inner, &url, body.clone(), chunk.len()).await;
+            let Err(e) = &out else { break out };
+            attempt += 1;
+            tracing::warn!(stream = %meta.name, function = %arn, attempt, error = %e, "the Lambda processor failed");
+            if attempt > retries {
+                break out;
             }
-        }
+        };
         let now = inner.clock.now_ms();
         match outcome {
             Ok(results) => {
@@ -386,11 +422,9 @@ async fn transform(
                     }
                 }
             }
-            Err(e) => failed.extend(
-                chunk
-                    .iter()
-                    .map(|r| processing::failure_record(r, oldest_ms, now, "Lambda.FunctionError", &e, Some(&arn))),
-            ),
+            Err(e) => failed.extend(chunk.iter().map(|r| {
+                processing::failure_record(r, oldest_ms, now, "Lambda.FunctionError", &e.to_string(), Some(&arn))
+            })),
         }
         at = end;
     }
@@ -402,7 +436,7 @@ async fn invoke(
     url: &str,
     body: Vec<u8>,
     sent: usize,
-) -> Result<Vec<super::lambda::Transformed>, String> {
+) -> Result<Vec<super::lambda::Transformed>, DeliveryFailure> {
     let resp = inner
         .http
         .post(url)
@@ -410,14 +444,14 @@ async fn invoke(
         .body(body)
         .send()
         .await
-        .map_err(|e| format!("the function could not be reached: {e}"))?;
+        .map_err(DeliveryFailure::FunctionUnreachable)?;
     let status = resp.status().as_u16();
     // A Lambda's response is at most 6 MB.
     let body = read_capped(resp, 6 << 20).await?;
     if status != 200 {
-        return Err(format!("the function answered {status}"));
+        return Err(DeliveryFailure::FunctionStatus(status));
     }
-    super::lambda::read_answer(sent, &body)
+    super::lambda::read_answer(sent, &body).map_err(DeliveryFailure::FunctionAnswer)
 }
 
 /// The batch's retry window is over: an HTTP endpoint's data goes to its bucket under
@@ -427,7 +461,7 @@ async fn give_up(
     live: &LiveStream,
     meta: &super::meta_store::StreamMeta,
     batch: &[backlog::Pending],
-    why: &str,
+    why: &DeliveryFailure,
 ) -> Outcome {
     let records = batch.len() as u64;
     let bytes: u64 = batch.iter().map(|p| u64::from(p.data_len)).sum();
@@ -437,16 +471,8 @@ async fn give_up(
                 Ok(r) => processing::process(r, meta.destination.processors()),
                 Err(e) => return Outcome::Failed(e),
             };
-            match write_object(
-                inner,
-                meta,
-                &h.s3_configuration,
-                loaded,
-                batch[0].arrival_ms,
-                Some("http-endpoint-failed"),
-                &[],
-            )
-            .await
+            match write_object(inner, meta, &h.bucket, loaded, batch[0].arrival_ms, Some("http-endpoint-failed"), &[])
+                .await
             {
                 Ok(()) => {
                     tracing::warn!(stream = %meta.name, records, error = %why, "retry time over; the batch was written under the error prefix");
@@ -455,10 +481,10 @@ async fn give_up(
                     }
                     Outcome::Delivered
                 }
-                Err(e) => Outcome::Failed(format!("{why}; and its error output failed too: {e}")),
+                Err(e) => Outcome::Failed(DeliveryFailure::ErrorOutput { why: why.to_string(), output: Box::new(e) }),
             }
         }
-        Destination::ExtendedS3(_) => {
+        Destination::Bucket(_) => {
             tracing::error!(stream = %meta.name, records, bytes, error = %why, "records older than 24 hours could not be delivered; they are dropped");
             if let Some(m) = &inner.options.metrics {
                 m.count_delivery("expired", records, bytes);
@@ -476,32 +502,28 @@ async fn write_object(
     oldest_ms: i64,
     error_output_type: Option<&'static str>,
     partition_keys: &[(String, String)],
-) -> Result<(), String> {
+) -> Result<(), DeliveryFailure> {
     let naming = naming_of(meta, b)?;
     let random = || uuid::Uuid::new_v4().to_string();
     let ctx = KeyContext { arrival_ms: oldest_ms, error_output_type, partition_keys, random: &random };
     let key = match error_output_type {
-        Some(_) => naming.error_key(&ctx)?,
-        None => naming.data_key(&ctx)?,
-    };
-    let bucket = b.bucket_name()?.to_string();
+        Some(_) => naming.error_key(&ctx),
+        None => naming.data_key(&ctx),
+    }
+    .map_err(DeliveryFailure::Settings)?;
+    let bucket = b.bucket_name().map_err(DeliveryFailure::Settings)?.to_string();
     if error_output_type.is_none() {
-        if let Some((schema, compression)) = inner.conversion(b)? {
+        if let Some((schema, compression)) = inner.conversion(b).map_err(DeliveryFailure::Settings)? {
             return write_parquet(inner, meta, b, &bucket, key, records, oldest_ms, schema, compression).await;
         }
     }
-    let format = b.compression_format;
+    let format = b.compression;
     // A ZIP's one entry is named as the object, without its extension.
     let entry = key.rsplit('/').next().unwrap_or("data").trim_end_matches(".zip").to_string();
     let body = tokio::task::spawn_blocking(move || compression::compress_named(format, records.concat(), &entry))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("compressing the object failed: {e}"))?;
-    inner
-        .buckets
-        .write(&meta.scope.account, &bucket, &key, body)
-        .await
-        .map_err(|e| format!("writing the object failed: {e}"))
+        .await?
+        .map_err(DeliveryFailure::Compress)?;
+    inner.buckets.write(&meta.scope.account, &bucket, &key, body).await.map_err(DeliveryFailure::Write)
 }
 
 /// A converting destination's object: the records as Parquet; those that do not fit
@@ -517,18 +539,14 @@ async fn write_parquet(
     oldest_ms: i64,
     schema: Arc<arrow_schema::Schema>,
     compression: parquet::basic::Compression,
-) -> Result<(), String> {
+) -> Result<(), DeliveryFailure> {
     let (file, failed, records) = tokio::task::spawn_blocking(move || {
         super::format_conversion::to_parquet(&schema, compression, &records).map(|(f, failed)| (f, failed, records))
     })
-    .await
-    .map_err(|e| e.to_string())??;
+    .await?
+    .map_err(DeliveryFailure::Convert)?;
     if let Some(file) = file {
-        inner
-            .buckets
-            .write(&meta.scope.account, bucket, &key, file)
-            .await
-            .map_err(|e| format!("writing the object failed: {e}"))?;
+        inner.buckets.write(&meta.scope.account, bucket, &key, file).await.map_err(DeliveryFailure::Write)?;
     }
     if !failed.is_empty() {
         let now = inner.clock.now_ms();
@@ -550,27 +568,32 @@ async fn write_parquet(
     Ok(())
 }
 
-async fn post(inner: &Inner, d: &HttpDestination, source_arn: &str, records: &[Vec<u8>]) -> Result<(), String> {
-    inner.check_outbound(&d.endpoint_configuration.url)?;
+async fn post(
+    inner: &Inner,
+    d: &HttpDestination,
+    source_arn: &str,
+    records: &[Vec<u8>],
+) -> Result<(), DeliveryFailure> {
+    inner.check_outbound(&d.endpoint.url).map_err(DeliveryFailure::Settings)?;
     let request_id = uuid::Uuid::new_v4().to_string();
     let req = http_endpoint::build_request(d, source_arn, &request_id, inner.clock.now_ms(), records)
-        .map_err(|e| e.to_string())?;
-    let mut call = inner.http.post(&d.endpoint_configuration.url);
+        .map_err(DeliveryFailure::Compress)?;
+    let mut call = inner.http.post(&d.endpoint.url);
     for (name, value) in &req.headers {
         call = call.header(*name, value);
     }
-    let resp = call.body(req.body).send().await.map_err(|e| format!("the endpoint could not be reached: {e}"))?;
+    let resp = call.body(req.body).send().await.map_err(DeliveryFailure::EndpointUnreachable)?;
     let status = resp.status().as_u16();
     // An acknowledgement is small; a huge body is not one.
     let body = read_capped(resp, 64 * 1024).await?;
-    http_endpoint::check_response(&req.request_id, status, &body)
+    http_endpoint::check_response(&req.request_id, status, &body).map_err(DeliveryFailure::EndpointRefused)
 }
 
-async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, String> {
+async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, DeliveryFailure> {
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| format!("reading the endpoint's response failed: {e}"))? {
+    while let Some(chunk) = resp.chunk().await.map_err(DeliveryFailure::ResponseRead)? {
         if body.len() + chunk.len() > cap {
-            return Err(format!("the endpoint's response is over {cap} bytes"));
+            return Err(DeliveryFailure::ResponseTooLarge(cap));
         }
         body.extend_from_slice(&chunk);
     }

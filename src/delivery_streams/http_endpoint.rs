@@ -54,15 +54,15 @@ pub fn build_request(
         ("X-Amz-Firehose-Request-Id", request_id.to_string()),
         ("X-Amz-Firehose-Source-Arn", source_arn.to_string()),
     ];
-    if let Some(key) = &d.endpoint_configuration.access_key {
+    if let Some(key) = &d.endpoint.access_key {
         headers.push(("X-Amz-Firehose-Access-Key", key.clone()));
     }
-    if let Some(attrs) = d.request_configuration.as_ref().map(|r| &r.common_attributes).filter(|a| !a.is_empty()) {
+    if !d.common_attributes.is_empty() {
         let map: serde_json::Map<String, serde_json::Value> =
-            attrs.iter().map(|a| (a.attribute_name.clone(), a.attribute_value.clone().into())).collect();
+            d.common_attributes.iter().map(|(name, value)| (name.clone(), value.clone().into())).collect();
         headers.push(("X-Amz-Firehose-Common-Attributes", serde_json::json!({ "commonAttributes": map }).to_string()));
     }
-    if d.gzip() {
+    if d.gzip {
         body = super::compression::compress(super::settings::Compression::Gzip, body)?;
         headers.push(("Content-Encoding", "gzip".to_string()));
     }
@@ -91,25 +91,16 @@ mod tests {
 
     fn destination(gzip: bool) -> HttpDestination {
         HttpDestination {
-            endpoint_configuration: HttpEndpoint {
-                url: "https://example.com/in".into(),
-                name: None,
-                access_key: Some("k3y".into()),
-            },
-            buffering_hints: BufferingHints::default(),
-            request_configuration: Some(HttpRequestConfiguration {
-                content_encoding: Some(if gzip { "GZIP" } else { "NONE" }.into()),
-                common_attributes: vec![HttpAttribute {
-                    attribute_name: "camera".into(),
-                    attribute_value: "door".into(),
-                }],
-            }),
-            processing_configuration: None,
+            endpoint: HttpEndpoint { url: "https://example.com/in".into(), name: None, access_key: Some("k3y".into()) },
+            buffering: BufferingHints::default(),
+            gzip,
+            common_attributes: vec![("camera".into(), "door".into())],
+            processing: None,
             role_arn: None,
-            retry_options: None,
-            s3_backup_mode: None,
-            s3_configuration: BucketDestination::default(),
-            cloud_watch_logging_options: None,
+            retry_secs: None,
+            backup_mode: None,
+            bucket: BucketDestination::default(),
+            error_logging: None,
         }
     }
 

@@ -73,7 +73,7 @@ pub mod conformance {
             name: name.into(),
             uid,
             source: Source::DirectPut { throughput_hint_mib: None },
-            destination: Destination::ExtendedS3(BucketDestination {
+            destination: Destination::Bucket(BucketDestination {
                 bucket_arn: "arn:aws:s3:::frames".into(),
                 ..Default::default()
             }),

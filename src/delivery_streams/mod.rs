@@ -113,6 +113,21 @@ pub enum DeliveryStreamError {
 
 pub type Result<T, E = DeliveryStreamError> = std::result::Result<T, E>;
 
+/// Why the engine could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot create {path}: {source}")]
+    CreateDir { path: std::path::PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StorageFailure),
+    #[error("cannot make the HTTP endpoint client: {0}")]
+    HttpClient(#[source] reqwest::Error),
+    #[error("the buckets: {0}")]
+    Buckets(String),
+    #[error("cannot open delivery stream {id}: {source}")]
+    Stream { id: String, source: DeliveryStreamError },
+}
+
 fn storage(e: impl std::error::Error + Send + Sync + 'static) -> DeliveryStreamError {
     DeliveryStreamError::Storage(StorageFailure::caused("the delivery-stream store (data/delivery_streams)", e))
 }
@@ -367,9 +382,9 @@ impl DeliveryStreamEngine {
     /// Opens the store under `data_dir/delivery_streams`, buckets under
     /// `data_dir/buckets`, and starts a delivery task per stream (call within a tokio
     /// runtime).
-    pub fn open(data_dir: &Path, clock: SharedClock, options: DeliveryOptions) -> Result<Self, String> {
+    pub fn open(data_dir: &Path, clock: SharedClock, options: DeliveryOptions) -> Result<Self, OpenError> {
         let dir = data_dir.join("delivery_streams");
-        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(|source| OpenError::CreateDir { path: dir.clone(), source })?;
         let meta: Arc<dyn DeliveryMetaStore> = Arc::new(embedded::SledDeliveryMeta::open(&dir)?);
         let logs: Arc<dyn RecordLogs> = Arc::new(LogFiles::new(&dir));
         crate::tls_provider::install();
@@ -378,10 +393,11 @@ impl DeliveryStreamEngine {
             // Firehose's header names as it writes them, for receivers that match case.
             .http1_title_case_headers()
             .build()
-            .map_err(|e| format!("cannot make the HTTP endpoint client: {e}"))?;
+            .map_err(OpenError::HttpClient)?;
         let options_workers = options.max_query_workers.max(1);
         let buckets =
-            buckets::Buckets::with_remote(data_dir.join("buckets"), &options.remote_buckets, &options.default_account)?
+            buckets::Buckets::with_remote(data_dir.join("buckets"), &options.remote_buckets, &options.default_account)
+                .map_err(OpenError::Buckets)?
                 .with_disk(options.disk.clone());
         let engine = DeliveryStreamEngine {
             inner: Arc::new(Inner {
@@ -397,10 +413,9 @@ impl DeliveryStreamEngine {
                 batch_memory: tokio::sync::Semaphore::new((BATCH_MEMORY_BYTES >> 10) as usize),
             }),
         };
-        let all = engine.inner.meta.all().map_err(|e| format!("cannot read the delivery streams: {e}"))?;
-        for m in all {
-            let id = DeliveryStreamId::new(&m.scope, &m.name);
-            engine.start(m).map_err(|e| format!("cannot open delivery stream {id}: {e}"))?;
+        for m in engine.inner.meta.all()? {
+            let id = DeliveryStreamId::new(&m.scope, &m.name).to_string();
+            engine.start(m).map_err(|source| OpenError::Stream { id, source })?;
         }
         Ok(engine)
     }
@@ -519,7 +534,7 @@ impl DeliveryStreamEngine {
 
     fn check_destination(&self, d: &Destination, member: &str, account: &str) -> Result<()> {
         let checked = match d {
-            Destination::ExtendedS3(b) => {
+            Destination::Bucket(b) => {
                 b.check(if member.is_empty() { "extendedS3DestinationConfiguration" } else { member })
             }
             Destination::HttpEndpoint(h) => h.check(
@@ -529,11 +544,11 @@ impl DeliveryStreamEngine {
         };
         checked.map_err(invalid)?;
         if let Destination::HttpEndpoint(h) = d {
-            self.inner.check_outbound(&h.endpoint_configuration.url).map_err(invalid)?;
+            self.inner.check_outbound(&h.endpoint.url).map_err(invalid)?;
         }
         // Every bucket it writes must be the stream's account's (claimed now if nobody's).
         let backup = match d {
-            Destination::ExtendedS3(b) => b.source_backup(),
+            Destination::Bucket(b) => b.source_backup(),
             Destination::HttpEndpoint(_) => None,
         };
         for b in std::iter::once(d.bucket()).chain(backup) {
@@ -546,7 +561,7 @@ impl DeliveryStreamEngine {
                 other => storage(other),
             })?;
         }
-        if let Destination::ExtendedS3(b) = d {
+        if let Destination::Bucket(b) = d {
             if let Some(query) = b.partition_query() {
                 // Blocking (a worker runs the query once): the API calls create and
                 // update off the runtime's threads.
@@ -568,11 +583,11 @@ impl DeliveryStreamEngine {
                 }
             }
         }
-        if let Destination::ExtendedS3(b) = d {
+        if let Destination::Bucket(b) = d {
             self.inner.conversion(b).map_err(invalid)?;
         }
         let b = d.bucket();
-        let ext = b.file_extension.clone().unwrap_or_else(|| b.compression_format.extension().to_string());
+        let ext = b.file_extension.clone().unwrap_or_else(|| b.compression.extension().to_string());
         object_key::KeyNaming::new("x", 1, b.prefix.as_deref(), b.error_output_prefix.as_deref(), &ext)
             .map_err(invalid)?;
         Ok(())
@@ -661,15 +676,14 @@ impl DeliveryStreamEngine {
         self.live(id).is_ok_and(|l| read(&l.meta).encryption.as_ref().is_some_and(|e| e.status == "ENABLED"))
     }
 
-    /// Changes the destination; `update` is the `*DestinationUpdate` member's JSON,
-    /// `kind` which one (`ExtendedS3`, `HttpEndpoint`).
+    /// Changes the destination to what `change` makes of the current one (it refuses
+    /// with its own error), if `current_version` and `destination_id` are still current.
     pub fn update_destination(
         &self,
         id: &DeliveryStreamId,
         current_version: u64,
         destination_id: &str,
-        kind: &str,
-        update: &serde_json::Value,
+        change: impl FnOnce(&Destination) -> Result<Destination>,
     ) -> Result<()> {
         let _control = lock(&self.inner.control);
         // UpdateDestination words it differently from the other operations.
@@ -689,19 +703,7 @@ impl DeliveryStreamEngine {
         if meta.destination_id != destination_id {
             return Err(invalid(format!("Destination Id {destination_id} not found")));
         }
-        let next = match (&meta.destination, kind) {
-            (Destination::ExtendedS3(b), "ExtendedS3") => Destination::ExtendedS3(b.merged(update).map_err(invalid)?),
-            (Destination::HttpEndpoint(h), "HttpEndpoint") => {
-                Destination::HttpEndpoint(h.merged(update).map_err(invalid)?)
-            }
-            // As AWS: an HTTP endpoint destination stays one, and nothing becomes one.
-            (Destination::HttpEndpoint(_), _) | (_, "HttpEndpoint") => {
-                return Err(invalid(
-                    "Changing the destination type to or from HttpEndpoint is not supported at this time.",
-                ))
-            }
-            (_, other) => return Err(invalid(format!("{other} destinations are not supported by Kinescope."))),
-        };
+        let next = change(&meta.destination)?;
         self.check_destination(&next, "", &id.scope.account)?;
         meta.destination = next;
         meta.version += 1;

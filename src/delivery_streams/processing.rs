@@ -135,10 +135,7 @@ mod tests {
     fn aggregated_records_are_split() {
         let json = Processor {
             kind: "RecordDeAggregation".into(),
-            parameters: vec![ProcessorParameter {
-                parameter_name: "SubRecordType".into(),
-                parameter_value: "JSON".into(),
-            }],
+            parameters: vec![ProcessorParameter { name: "SubRecordType".into(), value: "JSON".into() }],
         };
         let out = deaggregate(vec![b"{\"a\":1}{\"a\":2}\n {\"a\":3}".to_vec(), b"not json".to_vec()], &json);
         assert_eq!(
@@ -148,8 +145,8 @@ mod tests {
         let delimited = Processor {
             kind: "RecordDeAggregation".into(),
             parameters: vec![
-                ProcessorParameter { parameter_name: "SubRecordType".into(), parameter_value: "DELIMITED".into() },
-                ProcessorParameter { parameter_name: "Delimiter".into(), parameter_value: "fHw=".into() },
+                ProcessorParameter { name: "SubRecordType".into(), value: "DELIMITED".into() },
+                ProcessorParameter { name: "Delimiter".into(), value: "fHw=".into() },
             ],
         };
         assert_eq!(
@@ -165,7 +162,7 @@ mod tests {
         let append = Processor { kind: "AppendDelimiterToRecord".into(), parameters: vec![] };
         assert_eq!(process(records(), std::slice::from_ref(&append)).concat(), b"{\"a\":1}\n{\"a\":2}\n");
         let pipe = Processor {
-            parameters: vec![ProcessorParameter { parameter_name: "Delimiter".into(), parameter_value: "|\\t".into() }],
+            parameters: vec![ProcessorParameter { name: "Delimiter".into(), value: "|\\t".into() }],
             ..append
         };
         assert_eq!(process(records(), &[pipe]).concat(), b"{\"a\":1}|\t{\"a\":2}|\t");

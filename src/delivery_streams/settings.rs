@@ -1,10 +1,12 @@
-//! A delivery stream's settings: its source and its one destination, as the Firehose
-//! API names their members (so the API layer reads them straight from a request and
-//! Describe writes them back), validated here against the model's ranges, and kept in
-//! the metadata store as JSON.
+//! A delivery stream's settings: its source and its one destination, in the engine's
+//! own terms (the API layer reads Firehose's members into them and writes Describe back
+//! from them), checked here against the ranges the engine relies on, and kept by the
+//! metadata store as they are.
 //!
-//! Destinations Kinescope serves: `ExtendedS3` (and the deprecated `S3`, read as
-//! ExtendedS3) into a bucket, and `HttpEndpoint`. The rest are refused by the API layer.
+//! Destinations Kinescope serves: a bucket ([`BucketDestination`]) and an HTTP endpoint
+//! ([`HttpDestination`]). The rest are refused by the API layer.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,32 +19,33 @@ pub const BUCKET_RETRY_SECS: u32 = 86_400;
 /// HTTP endpoints: the default retry duration (AWS: 300 s).
 pub const DEFAULT_HTTP_RETRY_SECS: u32 = 300;
 
+/// When a batch is delivered: once it holds `size_mib` or its oldest record has waited
+/// `interval_secs` (each defaulted when not given).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "PascalCase")]
 pub struct BufferingHints {
-    pub size_in_m_bs: Option<u32>,
-    pub interval_in_seconds: Option<u32>,
+    pub size_mib: Option<u32>,
+    pub interval_secs: Option<u32>,
 }
 
 impl BufferingHints {
     pub fn size_bytes(&self) -> u64 {
-        u64::from(self.size_in_m_bs.unwrap_or(DEFAULT_BUFFER_MIB)) * MIB
+        u64::from(self.size_mib.unwrap_or(DEFAULT_BUFFER_MIB)) * MIB
     }
 
     pub fn interval_ms(&self) -> i64 {
-        i64::from(self.interval_in_seconds.unwrap_or(DEFAULT_BUFFER_SECS)) * 1000
+        i64::from(self.interval_secs.unwrap_or(DEFAULT_BUFFER_SECS)) * 1000
     }
 
     /// The hints with their defaults filled in, as Describe reports them.
     pub fn filled(&self) -> Self {
         BufferingHints {
-            size_in_m_bs: Some(self.size_in_m_bs.unwrap_or(DEFAULT_BUFFER_MIB)),
-            interval_in_seconds: Some(self.interval_in_seconds.unwrap_or(DEFAULT_BUFFER_SECS)),
+            size_mib: Some(self.size_mib.unwrap_or(DEFAULT_BUFFER_MIB)),
+            interval_secs: Some(self.interval_secs.unwrap_or(DEFAULT_BUFFER_SECS)),
         }
     }
 
     fn check(&self, member: &str, max_mib: u32) -> Result<(), String> {
-        if let Some(s) = self.size_in_m_bs {
+        if let Some(s) = self.size_mib {
             if !(1..=max_mib).contains(&s) {
                 return Err(violation(
                     s,
@@ -51,7 +54,7 @@ impl BufferingHints {
                 ));
             }
         }
-        if let Some(i) = self.interval_in_seconds {
+        if let Some(i) = self.interval_secs {
             if i > 900 {
                 return Err(violation(i, &format!("{member}.intervalInSeconds"), "have value between 0 and 900"));
             }
@@ -60,19 +63,14 @@ impl BufferingHints {
     }
 }
 
-/// `CompressionFormat`.
+/// How delivered objects are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Compression {
     #[default]
-    #[serde(rename = "UNCOMPRESSED")]
     Uncompressed,
-    #[serde(rename = "GZIP")]
     Gzip,
-    #[serde(rename = "ZIP")]
     Zip,
-    #[serde(rename = "Snappy")]
     Snappy,
-    #[serde(rename = "HADOOP_SNAPPY")]
     HadoopSnappy,
 }
 
@@ -88,34 +86,31 @@ impl Compression {
     }
 }
 
+/// One processor of a destination's processing: its type and its parameters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ProcessorParameter {
-    pub parameter_name: String,
-    pub parameter_value: String,
+pub struct Processor {
+    pub kind: String,
+    #[serde(default)]
+    pub parameters: Vec<ProcessorParameter>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Processor {
-    #[serde(rename = "Type")]
-    pub kind: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub parameters: Vec<ProcessorParameter>,
+pub struct ProcessorParameter {
+    pub name: String,
+    pub value: String,
 }
 
 impl Processor {
     pub fn parameter(&self, name: &str) -> Option<&str> {
-        self.parameters.iter().find(|p| p.parameter_name == name).map(|p| p.parameter_value.as_str())
+        self.parameters.iter().find(|p| p.name == name).map(|p| p.value.as_str())
     }
 }
 
+/// The processors a destination runs on each batch (none unless enabled).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "PascalCase")]
-pub struct ProcessingConfiguration {
-    #[serde(default)]
+pub struct Processing {
     pub enabled: bool,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub processors: Vec<Processor>,
 }
 
@@ -132,7 +127,7 @@ const KNOWN_PROCESSORS: &[&str] = &[
     "AppendDelimiterToRecord",
 ];
 
-impl ProcessingConfiguration {
+impl Processing {
     fn check(&self, member: &str) -> Result<(), String> {
         for p in &self.processors {
             if !KNOWN_PROCESSORS.contains(&p.kind.as_str()) {
@@ -150,8 +145,8 @@ impl ProcessingConfiguration {
                 ));
             }
             for param in &p.parameters {
-                if !(1..=5120).contains(&param.parameter_value.chars().count()) {
-                    return Err(format!("Processor parameter {} must be 1 to 5120 characters.", param.parameter_name));
+                if !(1..=5120).contains(&param.value.chars().count()) {
+                    return Err(format!("Processor parameter {} must be 1 to 5120 characters.", param.name));
                 }
             }
         }
@@ -168,57 +163,113 @@ impl ProcessingConfiguration {
     }
 }
 
+/// Dynamic partitioning: objects keyed by what a query extracts from each record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "PascalCase")]
-pub struct RetryOptions {
-    pub duration_in_seconds: Option<u32>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "PascalCase")]
-pub struct DynamicPartitioning {
-    #[serde(default)]
+pub struct Partitioning {
     pub enabled: bool,
-    pub retry_options: Option<RetryOptions>,
+    /// How long a failed partitioned delivery is retried (recorded, for Describe).
+    pub retry_secs: Option<u32>,
 }
 
-/// `ExtendedS3DestinationConfiguration` (and `S3DestinationConfiguration`, its subset):
-/// delivery into a bucket. Members Kinescope records but does not act on (encryption,
-/// CloudWatch logging, backup, format conversion) are kept as given, for Describe.
+/// Server-side encryption of delivered objects, as the stream was told (recorded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum ObjectEncryption {
+    #[default]
+    None,
+    Kms {
+        key_arn: String,
+    },
+}
+
+/// Logging of delivery errors to a log group (recorded, for Describe).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ErrorLogging {
+    pub enabled: bool,
+    pub log_group: Option<String>,
+    pub log_stream: Option<String>,
+}
+
+/// Whether a bucket destination also writes every record as it arrived to a second bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SourceBackup {
+    Disabled,
+    Enabled,
+}
+
+/// Which batches an HTTP endpoint destination writes to its bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EndpointBackup {
+    FailedDataOnly,
+    AllData,
+}
+
+/// Records converted to a columnar format on delivery, with the schema of a table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct FormatConversion {
+    pub enabled: bool,
+    pub schema: TableRef,
+    pub reader: Option<JsonReader>,
+    pub writer: Option<ParquetWriter>,
+}
+
+/// The table whose columns a conversion writes (Kinescope reads them from its
+/// configuration, `[tables.DATABASE.TABLE]`); the rest is recorded, for Describe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TableRef {
+    pub database: Option<String>,
+    pub table: Option<String>,
+    pub role_arn: Option<String>,
+    pub catalog_id: Option<String>,
+    pub region: Option<String>,
+    pub version_id: Option<String>,
+}
+
+/// How records are read as JSON before conversion (recorded, for Describe).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JsonReader {
+    OpenX {
+        convert_dots_to_underscores: Option<bool>,
+        case_insensitive: Option<bool>,
+        column_keys: Option<BTreeMap<String, String>>,
+    },
+    Hive {
+        timestamp_formats: Option<Vec<String>>,
+    },
+}
+
+/// The Parquet writer's settings; `compression` is acted on, the rest recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ParquetWriter {
+    pub compression: Option<String>,
+    pub block_size_bytes: Option<u64>,
+    pub page_size_bytes: Option<u64>,
+    pub enable_dictionary_compression: Option<bool>,
+    pub max_padding_bytes: Option<u64>,
+    pub writer_version: Option<String>,
+}
+
+/// Delivery into a bucket. Settings Kinescope records but does not act on (object
+/// encryption, error logging) are kept as given, for Describe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "PascalCase")]
 pub struct BucketDestination {
-    #[serde(rename = "RoleARN")]
     pub role_arn: String,
-    #[serde(rename = "BucketARN")]
     pub bucket_arn: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_output_prefix: Option<String>,
     #[serde(default)]
-    pub buffering_hints: BufferingHints,
+    pub buffering: BufferingHints,
     #[serde(default)]
-    pub compression_format: Compression,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub encryption_configuration: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cloud_watch_logging_options: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub processing_configuration: Option<ProcessingConfiguration>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub s3_backup_mode: Option<String>,
-    /// With `S3BackupMode` `Enabled`: where every record is also written as it arrived,
-    /// before any processing (an `S3DestinationConfiguration`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub s3_backup_configuration: Option<Box<BucketDestination>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data_format_conversion_configuration: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dynamic_partitioning_configuration: Option<DynamicPartitioning>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Compression,
+    pub encryption: Option<ObjectEncryption>,
+    pub error_logging: Option<ErrorLogging>,
+    pub processing: Option<Processing>,
+    pub source_backup_mode: Option<SourceBackup>,
+    /// With [`SourceBackup::Enabled`]: where every record is also written as it arrived,
+    /// before any processing.
+    pub source_backup_bucket: Option<Box<BucketDestination>>,
+    pub conversion: Option<FormatConversion>,
+    pub partitioning: Option<Partitioning>,
     pub file_extension: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom_time_zone: Option<String>,
 }
 
@@ -233,20 +284,15 @@ impl BucketDestination {
         self.bucket_name()?;
         check_len(self.prefix.as_deref(), 1024, &format!("{member}.prefix"))?;
         check_len(self.error_output_prefix.as_deref(), 1024, &format!("{member}.errorOutputPrefix"))?;
-        self.buffering_hints.check(&format!("{member}.bufferingHints"), 128)?;
-        if let Some(p) = &self.processing_configuration {
+        self.buffering.check(&format!("{member}.bufferingHints"), 128)?;
+        if let Some(p) = &self.processing {
             p.check(member)?;
         }
-        match (self.s3_backup_mode.as_deref(), &self.s3_backup_configuration) {
-            (None | Some("Disabled"), _) => {}
-            (Some("Enabled"), Some(backup)) => backup.check(&format!("{member}.s3BackupConfiguration"))?,
-            (Some("Enabled"), None) => return Err("S3BackupMode Enabled needs an S3BackupConfiguration.".into()),
-            (Some(other), _) => {
-                return Err(violation(
-                    other,
-                    &format!("{member}.s3BackupMode"),
-                    "satisfy enum value set: [Disabled, Enabled]",
-                ))
+        match (self.source_backup_mode, &self.source_backup_bucket) {
+            (None | Some(SourceBackup::Disabled), _) => {}
+            (Some(SourceBackup::Enabled), Some(backup)) => backup.check(&format!("{member}.s3BackupConfiguration"))?,
+            (Some(SourceBackup::Enabled), None) => {
+                return Err("S3BackupMode Enabled needs an S3BackupConfiguration.".into())
             }
         }
         if let Some(ext) = &self.file_extension {
@@ -264,10 +310,10 @@ impl BucketDestination {
                 ));
             }
         }
-        if self.conversion()?.is_some() && self.compression_format != Compression::Uncompressed {
+        if self.conversion()?.is_some() && self.compression != Compression::Uncompressed {
             return Err("CompressionFormat must be UNCOMPRESSED when format conversion is enabled (Parquet compresses inside the file: ParquetSerDe.Compression).".into());
         }
-        let partitioning = self.dynamic_partitioning_configuration.as_ref().is_some_and(|d| d.enabled);
+        let partitioning = self.partitioning.as_ref().is_some_and(|d| d.enabled);
         let uses_keys = self.prefix.as_deref().is_some_and(|p| p.contains("partitionKeyFromQuery"));
         match (partitioning, self.partition_query()) {
             // The query is compiled and tried by the engine, in its sandbox.
@@ -280,7 +326,7 @@ impl BucketDestination {
             }
             (false, _) => {}
         }
-        if let Some(engine) = self.processing_configuration.as_ref().and_then(|p| {
+        if let Some(engine) = self.processing.as_ref().and_then(|p| {
             p.processors.iter().find(|x| x.kind == "MetadataExtraction").and_then(|x| x.parameter("JsonParsingEngine"))
         }) {
             if engine != "JQ-1.6" {
@@ -290,68 +336,41 @@ impl BucketDestination {
         Ok(())
     }
 
-    /// The bucket that gets every record as it arrived (`S3BackupMode` `Enabled`).
+    /// The bucket that gets every record as it arrived ([`SourceBackup::Enabled`]).
     pub fn source_backup(&self) -> Option<&BucketDestination> {
-        self.s3_backup_configuration.as_deref().filter(|_| self.s3_backup_mode.as_deref() == Some("Enabled"))
+        self.source_backup_bucket.as_deref().filter(|_| self.source_backup_mode == Some(SourceBackup::Enabled))
     }
 
     /// Format conversion, if enabled: the table its schema comes from and the Parquet
-    /// compression. ORC output is refused.
+    /// compression.
     pub fn conversion(&self) -> Result<Option<Conversion>, String> {
-        let Some(c) = &self.data_format_conversion_configuration else { return Ok(None) };
-        if c.get("Enabled").and_then(serde_json::Value::as_bool) == Some(false) {
-            return Ok(None);
-        }
-        let text = |v: Option<&serde_json::Value>| v.and_then(serde_json::Value::as_str).map(str::to_string);
-        let schema = c.get("SchemaConfiguration");
-        let database = text(schema.and_then(|s| s.get("DatabaseName")))
+        let Some(c) = self.conversion.as_ref().filter(|c| c.enabled) else { return Ok(None) };
+        let database = c
+            .schema
+            .database
+            .clone()
             .ok_or("DataFormatConversionConfiguration.SchemaConfiguration.DatabaseName is required.")?;
-        let table = text(schema.and_then(|s| s.get("TableName")))
+        let table = c
+            .schema
+            .table
+            .clone()
             .ok_or("DataFormatConversionConfiguration.SchemaConfiguration.TableName is required.")?;
-        let serializer = c.get("OutputFormatConfiguration").and_then(|o| o.get("Serializer"));
-        if serializer.and_then(|s| s.get("OrcSerDe")).is_some() {
-            return Err("ORC output (OrcSerDe) is not supported by Kinescope; use ParquetSerDe.".into());
-        }
-        let compression = text(serializer.and_then(|s| s.get("ParquetSerDe")).and_then(|p| p.get("Compression")));
+        let compression = c.writer.as_ref().and_then(|w| w.compression.clone());
         Ok(Some(Conversion { database, table, compression }))
     }
 
     /// The JQ query of dynamic partitioning, if it is enabled with MetadataExtraction.
     pub fn partition_query(&self) -> Option<&str> {
-        if !self.dynamic_partitioning_configuration.as_ref().is_some_and(|d| d.enabled) {
+        if !self.partitioning.as_ref().is_some_and(|d| d.enabled) {
             return None;
         }
-        self.processing_configuration
+        self.processing
             .as_ref()
             .filter(|p| p.enabled)?
             .processors
             .iter()
             .find(|p| p.kind == "MetadataExtraction")?
             .parameter("MetadataExtractionQuery")
-    }
-
-    /// The settings of an update merged into these: members the update names replace
-    /// ours, the rest stay (Firehose merges updates of the same destination type).
-    pub fn merged(&self, update: &serde_json::Value) -> Result<Self, String> {
-        let mut current = serde_json::to_value(self).map_err(|e| e.to_string())?;
-        if let (Some(cur), Some(upd)) = (current.as_object_mut(), update.as_object()) {
-            for (k, v) in upd {
-                if k == "S3BackupUpdate" {
-                    let merged = match &self.s3_backup_configuration {
-                        Some(b) => b.merged(v)?,
-                        None => serde_json::from_value(v.clone()).map_err(|e| format!("S3BackupUpdate: {e}"))?,
-                    };
-                    cur.insert(
-                        "S3BackupConfiguration".into(),
-                        serde_json::to_value(merged).map_err(|e| e.to_string())?,
-                    );
-                    continue;
-                }
-                cur.insert(k.clone(), v.clone());
-            }
-        }
-        serde_json::from_value(current)
-            .map_err(|e| format!("The update is not a valid ExtendedS3DestinationUpdate: {e}"))
     }
 }
 
@@ -363,71 +382,45 @@ pub struct Conversion {
     pub compression: Option<String>,
 }
 
-/// `HttpEndpointDestinationConfiguration`: batches POSTed to an HTTP endpoint in
-/// Firehose's request format, with a bucket for failed (or all) data.
+/// Batches POSTed to an HTTP endpoint in Firehose's request format, with a bucket for
+/// failed (or all) data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
 pub struct HttpDestination {
-    pub endpoint_configuration: HttpEndpoint,
+    pub endpoint: HttpEndpoint,
     #[serde(default)]
-    pub buffering_hints: BufferingHints,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_configuration: Option<HttpRequestConfiguration>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub processing_configuration: Option<ProcessingConfiguration>,
-    #[serde(default, rename = "RoleARN", skip_serializing_if = "Option::is_none")]
+    pub buffering: BufferingHints,
+    #[serde(default)]
+    pub gzip: bool,
+    /// Attributes sent with every request (`X-Amz-Firehose-Common-Attributes`), in order.
+    #[serde(default)]
+    pub common_attributes: Vec<(String, String)>,
+    pub processing: Option<Processing>,
     pub role_arn: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_options: Option<RetryOptions>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub s3_backup_mode: Option<String>,
-    pub s3_configuration: BucketDestination,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cloud_watch_logging_options: Option<serde_json::Value>,
+    pub retry_secs: Option<u32>,
+    pub backup_mode: Option<EndpointBackup>,
+    pub bucket: BucketDestination,
+    pub error_logging: Option<ErrorLogging>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
 pub struct HttpEndpoint {
     pub url: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_key: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "PascalCase")]
-pub struct HttpRequestConfiguration {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content_encoding: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub common_attributes: Vec<HttpAttribute>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct HttpAttribute {
-    pub attribute_name: String,
-    pub attribute_value: String,
 }
 
 impl HttpDestination {
     pub fn retry_secs(&self) -> u32 {
-        self.retry_options.as_ref().and_then(|r| r.duration_in_seconds).unwrap_or(DEFAULT_HTTP_RETRY_SECS)
-    }
-
-    pub fn gzip(&self) -> bool {
-        self.request_configuration.as_ref().and_then(|r| r.content_encoding.as_deref()) == Some("GZIP")
+        self.retry_secs.unwrap_or(DEFAULT_HTTP_RETRY_SECS)
     }
 
     /// Whether every batch is also written to the bucket (`AllData`), not only failed ones.
     pub fn backs_up_all(&self) -> bool {
-        self.s3_backup_mode.as_deref() == Some("AllData")
+        self.backup_mode == Some(EndpointBackup::AllData)
     }
 
     pub fn check(&self, member: &str, allow_plain_http: bool) -> Result<(), String> {
-        let url = &self.endpoint_configuration.url;
+        let url = &self.endpoint.url;
         let parsed = url::Url::parse(url).map_err(|_| format!("{member}.endpointConfiguration.url is not a URL."))?;
         let plain_ok = allow_plain_http && parsed.scheme() == "http";
         if parsed.scheme() != "https" && !plain_ok {
@@ -444,62 +437,21 @@ impl HttpDestination {
                 "have length less than or equal to 1000",
             ));
         }
-        self.buffering_hints.check(&format!("{member}.bufferingHints"), 64)?;
-        if let Some(r) = &self.retry_options {
-            if r.duration_in_seconds.is_some_and(|d| d > 7200) {
-                return Err(violation(
-                    r.duration_in_seconds.unwrap_or(0),
-                    &format!("{member}.retryOptions.durationInSeconds"),
-                    "have value between 0 and 7200",
-                ));
-            }
+        self.buffering.check(&format!("{member}.bufferingHints"), 64)?;
+        if let Some(d) = self.retry_secs.filter(|d| *d > 7200) {
+            return Err(violation(
+                d,
+                &format!("{member}.retryOptions.durationInSeconds"),
+                "have value between 0 and 7200",
+            ));
         }
-        if let Some(r) = &self.request_configuration {
-            if let Some(e) = &r.content_encoding {
-                if e != "NONE" && e != "GZIP" {
-                    return Err(violation(
-                        e,
-                        &format!("{member}.requestConfiguration.contentEncoding"),
-                        "satisfy enum value set: [NONE, GZIP]",
-                    ));
-                }
-            }
-            if r.common_attributes.len() > 50 {
-                return Err(format!("{member}.requestConfiguration.commonAttributes holds at most 50 attributes."));
-            }
+        if self.common_attributes.len() > 50 {
+            return Err(format!("{member}.requestConfiguration.commonAttributes holds at most 50 attributes."));
         }
-        if let Some(p) = &self.processing_configuration {
+        if let Some(p) = &self.processing {
             p.check(member)?;
         }
-        if let Some(m) = &self.s3_backup_mode {
-            if m != "FailedDataOnly" && m != "AllData" {
-                return Err(violation(
-                    m,
-                    &format!("{member}.s3BackupMode"),
-                    "satisfy enum value set: [FailedDataOnly, AllData]",
-                ));
-            }
-        }
-        self.s3_configuration.check(&format!("{member}.s3Configuration"))
-    }
-
-    pub fn merged(&self, update: &serde_json::Value) -> Result<Self, String> {
-        let mut current = serde_json::to_value(self).map_err(|e| e.to_string())?;
-        if let (Some(cur), Some(upd)) = (current.as_object_mut(), update.as_object()) {
-            for (k, v) in upd {
-                match k.as_str() {
-                    "S3Update" => {
-                        let s3 = self.s3_configuration.merged(v)?;
-                        cur.insert("S3Configuration".into(), serde_json::to_value(s3).map_err(|e| e.to_string())?);
-                    }
-                    _ => {
-                        cur.insert(k.clone(), v.clone());
-                    }
-                }
-            }
-        }
-        serde_json::from_value(current)
-            .map_err(|e| format!("The update is not a valid HttpEndpointDestinationUpdate: {e}"))
+        self.bucket.check(&format!("{member}.s3Configuration"))
     }
 }
 
@@ -508,31 +460,31 @@ impl HttpDestination {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Destination {
-    ExtendedS3(BucketDestination),
+    Bucket(BucketDestination),
     HttpEndpoint(HttpDestination),
 }
 
 impl Destination {
     pub fn buffering(&self) -> BufferingHints {
         match self {
-            Destination::ExtendedS3(d) => d.buffering_hints,
-            Destination::HttpEndpoint(d) => d.buffering_hints,
+            Destination::Bucket(d) => d.buffering,
+            Destination::HttpEndpoint(d) => d.buffering,
         }
     }
 
     pub fn processors(&self) -> &[Processor] {
         let p = match self {
-            Destination::ExtendedS3(d) => d.processing_configuration.as_ref(),
-            Destination::HttpEndpoint(d) => d.processing_configuration.as_ref(),
+            Destination::Bucket(d) => d.processing.as_ref(),
+            Destination::HttpEndpoint(d) => d.processing.as_ref(),
         };
-        p.map_or(&[], ProcessingConfiguration::active)
+        p.map_or(&[], Processing::active)
     }
 
     /// The bucket this destination writes (its data, or an HTTP endpoint's backup).
     pub fn bucket(&self) -> &BucketDestination {
         match self {
-            Destination::ExtendedS3(d) => d,
-            Destination::HttpEndpoint(d) => &d.s3_configuration,
+            Destination::Bucket(d) => d,
+            Destination::HttpEndpoint(d) => &d.bucket,
         }
     }
 }
@@ -627,33 +579,23 @@ mod tests {
     fn hints_are_checked_and_defaulted() {
         let mut b = bucket();
         assert!(b.check("extendedS3DestinationConfiguration").is_ok());
-        assert_eq!(b.buffering_hints.size_bytes(), 5 * MIB);
-        assert_eq!(b.buffering_hints.interval_ms(), 300_000);
-        b.buffering_hints.size_in_m_bs = Some(129);
+        assert_eq!(b.buffering.size_bytes(), 5 * MIB);
+        assert_eq!(b.buffering.interval_ms(), 300_000);
+        b.buffering.size_mib = Some(129);
         assert!(b.check("x").unwrap_err().contains("between 1 and 128"));
-        b.buffering_hints = BufferingHints { size_in_m_bs: Some(1), interval_in_seconds: Some(901) };
+        b.buffering = BufferingHints { size_mib: Some(1), interval_secs: Some(901) };
         assert!(b.check("x").unwrap_err().contains("between 0 and 900"));
-    }
-
-    #[test]
-    fn an_update_merges_into_the_settings() {
-        let b = bucket();
-        let merged = b.merged(&serde_json::json!({"Prefix": "events/", "CompressionFormat": "GZIP"})).unwrap();
-        assert_eq!(merged.prefix.as_deref(), Some("events/"));
-        assert_eq!(merged.compression_format, Compression::Gzip);
-        assert_eq!(merged.bucket_arn, b.bucket_arn);
-        assert!(b.merged(&serde_json::json!({"CompressionFormat": "LZ4"})).is_err());
     }
 
     #[test]
     fn unsupported_processing_is_refused_with_a_reason() {
         let mut b = bucket();
-        b.processing_configuration = Some(ProcessingConfiguration {
+        b.processing = Some(Processing {
             enabled: true,
             processors: vec![Processor { kind: "Decompression".into(), parameters: vec![] }],
         });
         assert!(b.check("x").unwrap_err().contains("not supported by Kinescope yet"));
-        b.processing_configuration.as_mut().unwrap().processors[0].kind = "Nope".into();
+        b.processing.as_mut().unwrap().processors[0].kind = "Nope".into();
         assert!(b.check("x").unwrap_err().contains("enum value set"));
     }
 }

@@ -14,13 +14,13 @@ fn scope() -> Scope {
 }
 
 fn bucket_destination(interval_secs: u32, compression: Compression) -> Destination {
-    Destination::ExtendedS3(BucketDestination {
+    Destination::Bucket(BucketDestination {
         role_arn: "arn:aws:iam::123456789012:role/firehose".into(),
         bucket_arn: "arn:aws:s3:::frames".into(),
         prefix: Some("events/".into()),
-        buffering_hints: BufferingHints { size_in_m_bs: Some(1), interval_in_seconds: Some(interval_secs) },
-        compression_format: compression,
-        processing_configuration: Some(ProcessingConfiguration {
+        buffering: BufferingHints { size_mib: Some(1), interval_secs: Some(interval_secs) },
+        compression,
+        processing: Some(Processing {
             enabled: true,
             processors: vec![Processor { kind: "AppendDelimiterToRecord".into(), parameters: vec![] }],
         }),
@@ -131,15 +131,13 @@ async fn undelivered_records_survive_a_restart() {
     let engine = DeliveryStreamEngine::open(dir.path(), Arc::new(SystemClock), options()).unwrap();
     assert_eq!(engine.describe(&id).unwrap().pending_records, 50);
     engine
-        .update_destination(
-            &id,
-            1,
-            "destinationId-000000000001",
-            "ExtendedS3",
-            &serde_json::json!({
-                "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 0}
-            }),
-        )
+        .update_destination(&id, 1, "destinationId-000000000001", |current| {
+            let mut next = current.clone();
+            if let Destination::Bucket(b) = &mut next {
+                b.buffering = BufferingHints { size_mib: Some(1), interval_secs: Some(0) };
+            }
+            Ok(next)
+        })
         .unwrap();
     assert!(engine.wait_delivered(&id, Duration::from_secs(10)).await);
     let text: String =
@@ -193,7 +191,7 @@ async fn control_plane_errors_are_firehoses() {
         Err(DeliveryStreamError::InvalidArgument(_))
     ));
     assert!(matches!(
-        engine.update_destination(&id, 7, "destinationId-000000000001", "ExtendedS3", &serde_json::json!({})),
+        engine.update_destination(&id, 7, "destinationId-000000000001", |d| Ok(d.clone())),
         Err(DeliveryStreamError::ConcurrentModification(_))
     ));
     let (names, more) = engine.list(&scope(), None, None, 10);
@@ -283,29 +281,26 @@ async fn dynamic_partitioning_writes_an_object_per_key() {
     let dir = tempfile::tempdir().unwrap();
     let engine = DeliveryStreamEngine::open(dir.path(), Arc::new(SystemClock), options()).unwrap();
     let id = DeliveryStreamId::new(&scope(), "parts");
-    let Destination::ExtendedS3(mut b) = bucket_destination(0, Compression::Uncompressed) else { unreachable!() };
+    let Destination::Bucket(mut b) = bucket_destination(0, Compression::Uncompressed) else { unreachable!() };
     b.prefix = Some("camera=!{partitionKeyFromQuery:camera}/".into());
     b.error_output_prefix = Some("errors/!{firehose:error-output-type}/".into());
-    b.dynamic_partitioning_configuration = Some(DynamicPartitioning { enabled: true, retry_options: None });
-    let processing = b.processing_configuration.as_mut().unwrap();
+    b.partitioning = Some(Partitioning { enabled: true, retry_secs: None });
+    let processing = b.processing.as_mut().unwrap();
     processing.processors.push(Processor {
         kind: "MetadataExtraction".into(),
         parameters: vec![
-            ProcessorParameter {
-                parameter_name: "MetadataExtractionQuery".into(),
-                parameter_value: "{camera: .cam}".into(),
-            },
-            ProcessorParameter { parameter_name: "JsonParsingEngine".into(), parameter_value: "JQ-1.6".into() },
+            ProcessorParameter { name: "MetadataExtractionQuery".into(), value: "{camera: .cam}".into() },
+            ProcessorParameter { name: "JsonParsingEngine".into(), value: "JQ-1.6".into() },
         ],
     });
     let mut bad = b.clone();
-    bad.processing_configuration.as_mut().unwrap().processors[1].parameters[0].parameter_value = "{camera: .cam".into();
+    bad.processing.as_mut().unwrap().processors[1].parameters[0].value = "{camera: .cam".into();
     let other = DeliveryStreamId::new(&scope(), "bad");
     assert!(matches!(
-        engine.create(&other, direct(), Destination::ExtendedS3(bad), BTreeMap::new()),
+        engine.create(&other, direct(), Destination::Bucket(bad), BTreeMap::new()),
         Err(DeliveryStreamError::InvalidArgument(_))
     ));
-    engine.create(&id, direct(), Destination::ExtendedS3(b), BTreeMap::new()).unwrap();
+    engine.create(&id, direct(), Destination::Bucket(b), BTreeMap::new()).unwrap();
     engine
         .put(&id, &[br#"{"cam":"door","n":1}"#, br#"{"cam":"yard","n":2}"#, br#"{"cam":"door","n":3}"#, b"not json"])
         .unwrap();
@@ -321,18 +316,15 @@ async fn dynamic_partitioning_writes_an_object_per_key() {
 
 /// A dynamic-partitioning stream whose query is `query`, created on `engine`.
 fn partitioned(query: &str) -> Destination {
-    let Destination::ExtendedS3(mut b) = bucket_destination(0, Compression::Uncompressed) else { unreachable!() };
+    let Destination::Bucket(mut b) = bucket_destination(0, Compression::Uncompressed) else { unreachable!() };
     b.prefix = Some("camera=!{partitionKeyFromQuery:camera}/".into());
     b.error_output_prefix = Some("errors/!{firehose:error-output-type}/".into());
-    b.dynamic_partitioning_configuration = Some(DynamicPartitioning { enabled: true, retry_options: None });
-    b.processing_configuration.as_mut().unwrap().processors.push(Processor {
+    b.partitioning = Some(Partitioning { enabled: true, retry_secs: None });
+    b.processing.as_mut().unwrap().processors.push(Processor {
         kind: "MetadataExtraction".into(),
-        parameters: vec![ProcessorParameter {
-            parameter_name: "MetadataExtractionQuery".into(),
-            parameter_value: query.into(),
-        }],
+        parameters: vec![ProcessorParameter { name: "MetadataExtractionQuery".into(), value: query.into() }],
     });
-    Destination::ExtendedS3(b)
+    Destination::Bucket(b)
 }
 
 fn failures_under(root: &std::path::Path) -> Vec<serde_json::Value> {

@@ -119,20 +119,8 @@ fn resolve_start(store: &VideoStore, stream: u64, sel: &StartSelector) -> Result
             None => after_live_edge()?,
         },
         "EARLIEST" => store.first_fragment(stream)?.map_or(0, |m| m.fragment_number),
-        "FRAGMENT_NUMBER" => {
-            let v = sel
-                .after_fragment_number
-                .as_deref()
-                .ok_or_else(|| ApiError::invalid_argument("FRAGMENT_NUMBER needs AfterFragmentNumber"))?;
-            parse_fragment_number("AfterFragmentNumber", v)?.saturating_add(1)
-        }
-        "CONTINUATION_TOKEN" => {
-            let v = sel
-                .continuation_token
-                .as_deref()
-                .ok_or_else(|| ApiError::invalid_argument("CONTINUATION_TOKEN needs ContinuationToken"))?;
-            parse_fragment_number("ContinuationToken", v)?.saturating_add(1)
-        }
+        "FRAGMENT_NUMBER" => next_after("FRAGMENT_NUMBER", "AfterFragmentNumber", sel.after_fragment_number.as_deref())?,
+        "CONTINUATION_TOKEN" => next_after("CONTINUATION_TOKEN", "ContinuationToken", sel.continuation_token.as_deref())?,
         t @ ("SERVER_TIMESTAMP" | "PRODUCER_TIMESTAMP") => {
             let ts = sel.start_timestamp.ok_or_else(|| ApiError::invalid_argument(format!("{t} needs StartTimestamp")))?;
             let kind = if t == "SERVER_TIMESTAMP" { TimeKind::Server } else { TimeKind::Producer };
@@ -163,4 +151,10 @@ async fn get_media(
         Ok::<_, Infallible>(b)
     });
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "video/mp4")], Body::from_stream(stream)).into_response())
+}
+
+/// The fragment number after the one `member` names, which selector `kind` needs.
+fn next_after(kind: &str, member: &str, value: Option<&str>) -> Result<u64, ApiError> {
+    let v = value.ok_or_else(|| ApiError::invalid_argument(format!("{kind} needs {member}")))?;
+    Ok(parse_fragment_number(member, v)?.saturating_add(1))
 }
