@@ -76,6 +76,21 @@ pub enum BucketError {
     Io(#[from] std::io::Error),
 }
 
+/// Why the buckets could not be set up at start.
+#[derive(Debug, thiserror::Error)]
+pub enum BucketSetupError {
+    #[error("{path} is not a bucket ownership record ({source}); fix or move it")]
+    UnreadableOwners { path: PathBuf, source: serde_json::Error },
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("[buckets.{bucket}] account_id '{account}' must be 12 digits")]
+    BadAccount { bucket: String, account: String },
+    #[error("[buckets.{bucket}] endpoint: {source}")]
+    BadEndpoint { bucket: String, source: url::ParseError },
+    #[error("[buckets.{bucket}]: {source}")]
+    Store { bucket: String, source: object_store::Error },
+}
+
 impl BucketError {
     /// Whether trying again later could succeed (a disk that fills, a store that is
     /// down), as opposed to a write that can never be made.
@@ -115,7 +130,7 @@ impl std::fmt::Debug for Buckets {
 impl Buckets {
     /// Buckets as directories under `root` (`data/buckets`), owned by
     /// `default_account` unless the ownership record says otherwise.
-    pub fn in_directory(root: impl Into<PathBuf>, default_account: &str) -> Result<Self, String> {
+    pub fn in_directory(root: impl Into<PathBuf>, default_account: &str) -> Result<Self, BucketSetupError> {
         Buckets::with_remote(root, &HashMap::new(), default_account)
     }
 
@@ -130,14 +145,16 @@ impl Buckets {
         root: impl Into<PathBuf>,
         remote: &HashMap<String, RemoteBucket>,
         default_account: &str,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, BucketSetupError> {
         let root = root.into();
         let path = root.join(".owners.json");
         let claimed: HashMap<String, String> = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| format!("{} is not a bucket ownership record ({e}); fix or move it", path.display()))?,
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(claimed) => claimed,
+                Err(source) => return Err(BucketSetupError::UnreadableOwners { path, source }),
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Err(source) => return Err(BucketSetupError::Io { path, source }),
         };
         let owners = Owners { path, claimed, default_account: default_account.to_string() };
         let mut stores: HashMap<String, Arc<dyn ObjectStore>> = HashMap::new();
@@ -145,10 +162,11 @@ impl Buckets {
         for (name, r) in remote {
             let account = r.account_id.clone().unwrap_or_else(|| default_account.to_string());
             if !crate::scope::is_account(&account) {
-                return Err(format!("[buckets.{name}] account_id '{account}' must be 12 digits"));
+                return Err(BucketSetupError::BadAccount { bucket: name.clone(), account });
             }
             remote_owners.insert(name.clone(), account);
-            let url = url::Url::parse(&r.endpoint).map_err(|e| format!("[buckets.{name}] endpoint: {e}"))?;
+            let url = url::Url::parse(&r.endpoint)
+                .map_err(|source| BucketSetupError::BadEndpoint { bucket: name.clone(), source })?;
             let store = object_store::aws::AmazonS3Builder::new()
                 .with_endpoint(r.endpoint.trim_end_matches('/'))
                 .with_allow_http(url.scheme() == "http")
@@ -158,7 +176,7 @@ impl Buckets {
                 .with_secret_access_key(&r.secret_access_key)
                 .with_virtual_hosted_style_request(false)
                 .build()
-                .map_err(|e| format!("[buckets.{name}]: {e}"))?;
+                .map_err(|source| BucketSetupError::Store { bucket: name.clone(), source })?;
             stores.insert(name.clone(), Arc::new(store));
         }
         Ok(Buckets {

@@ -19,7 +19,8 @@ use tokio::sync::watch;
 
 use super::{lock, read, Inner, LiveStream};
 use crate::data_streams::keys::shard_id;
-use crate::data_streams::{DataStreamEngine, DataStreamId, StartingPosition};
+use crate::data_streams::{DataStreamEngine, DataStreamError, DataStreamId, StartingPosition};
+use crate::storage_failure::StorageFailure;
 
 /// How often shards with nothing new are read again.
 const POLL: Duration = Duration::from_millis(200);
@@ -76,6 +77,21 @@ pub(super) async fn run(
     }
 }
 
+/// Why reading a shard into the backlog failed (it is tried again on the next pass).
+#[derive(Debug, thiserror::Error)]
+enum ReadFailure {
+    #[error("the source checkpoint: {0}")]
+    Checkpoint(#[source] StorageFailure),
+    #[error("the source data stream: {0}")]
+    DataStream(#[from] DataStreamError),
+    #[error("the backlog could not take the records: {0}")]
+    Backlog(#[source] StorageFailure),
+    #[error("the backlog is full")]
+    BacklogFull,
+    #[error("the backlog append stopped: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// Reads one batch of a shard into the backlog; returns how many records it took.
 #[allow(clippy::too_many_arguments)]
 async fn read_shard(
@@ -87,8 +103,8 @@ async fn read_shard(
     shard: &str,
     since_ms: i64,
     iterators: &mut HashMap<String, String>,
-) -> Result<usize, String> {
-    let checkpoint = inner.meta.source_checkpoint(uid, shard).map_err(|e| e.to_string())?;
+) -> Result<usize, ReadFailure> {
+    let checkpoint = inner.meta.source_checkpoint(uid, shard).map_err(ReadFailure::Checkpoint)?;
     if checkpoint.as_deref() == Some(super::meta_store::SHARD_DONE) {
         return Ok(0);
     }
@@ -105,10 +121,10 @@ async fn read_shard(
                 Some(seq) => StartingPosition::AfterSequence(seq.clone()),
                 None => StartingPosition::AtTimestamp(since_ms),
             };
-            data_streams.get_shard_iterator(source, shard, start).map_err(|e| e.to_string())?
+            data_streams.get_shard_iterator(source, shard, start)?
         }
     };
-    let out = data_streams.get_records(&iterator, Some(READ_LIMIT)).await.map_err(|e| e.to_string())?;
+    let out = data_streams.get_records(&iterator, Some(READ_LIMIT)).await?;
     let n = out.records.len();
     if let Some(last) = out.records.last().map(|r| r.sequence_number.clone()) {
         // As Firehose does with a Kinesis source: KPL-aggregated records are split into
@@ -129,23 +145,25 @@ async fn read_shard(
             let refs: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
             target.append(&refs, now, (usize::MAX, u64::MAX))
         })
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
         .map_err(|e| match e {
-            super::Refused::Storage(e) => format!("the backlog could not take the records: {e}"),
-            super::Refused::Full { .. } => "the backlog is full".to_string(),
+            super::Refused::Storage(e) => ReadFailure::Backlog(e),
+            super::Refused::Full { .. } => ReadFailure::BacklogFull,
         })?;
         if let Some(m) = &inner.options.metrics {
             m.count_delivery("incoming", n as u64, bytes as u64);
         }
-        inner.meta.set_source_checkpoint(uid, shard, &last).map_err(|e| e.to_string())?;
+        inner.meta.set_source_checkpoint(uid, shard, &last).map_err(ReadFailure::Checkpoint)?;
     }
     match out.next_iterator {
         Some(next) => {
             iterators.insert(shard.to_string(), next);
         }
         None => {
-            inner.meta.set_source_checkpoint(uid, shard, super::meta_store::SHARD_DONE).map_err(|e| e.to_string())?;
+            inner
+                .meta
+                .set_source_checkpoint(uid, shard, super::meta_store::SHARD_DONE)
+                .map_err(ReadFailure::Checkpoint)?;
             iterators.remove(shard);
         }
     }

@@ -123,7 +123,7 @@ pub enum OpenError {
     #[error("cannot make the HTTP endpoint client: {0}")]
     HttpClient(#[source] reqwest::Error),
     #[error("the buckets: {0}")]
-    Buckets(String),
+    Buckets(#[from] buckets::BucketSetupError),
     #[error("cannot open delivery stream {id}: {source}")]
     Stream { id: String, source: DeliveryStreamError },
 }
