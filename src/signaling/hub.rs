@@ -358,7 +358,7 @@ impl Hub {
         let Some(viewer) = rooms.get(&claim.channel_arn).and_then(|r| r.viewers.get(&claim.client_id)) else {
             return Err(Refusal::invalid(cid, format!("the viewer '{}' is not connected", claim.client_id)));
         };
-        deliver(viewer, Delivery::from_client("", &msg), cid)
+        deliver(viewer, Delivery::from_client("", msg), cid)
     }
 
     /// Routes a message from `from`: a master's to the viewer it names, a viewer's to
@@ -380,10 +380,10 @@ impl Hub {
                 let Some(viewer) = room.viewers.get(recipient) else {
                     return Err(Refusal::invalid(cid, format!("the viewer '{recipient}' is not connected")));
                 };
-                deliver(viewer, Delivery::from_client("", &msg), cid)
+                deliver(viewer, Delivery::from_client("", msg), cid)
             }
             Role::Viewer => {
-                let message = Delivery::from_client(&from.client_id, &msg);
+                let message = Delivery::from_client(&from.client_id, msg);
                 if let Some(session) = room.claims.get(&from.client_id) {
                     return deliver(session, message, cid);
                 }

@@ -174,13 +174,9 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// `msg` as sent by `sender` (empty for the master).
-    pub fn from_client(sender: &str, msg: &ClientMessage) -> Self {
-        Delivery {
-            sender_client_id: sender.to_string(),
-            action: msg.action,
-            message_payload: msg.message_payload.clone(),
-        }
+    /// `msg` as sent by `sender` (empty for the master); its payload moves, uncopied.
+    pub fn from_client(sender: &str, msg: ClientMessage) -> Self {
+        Delivery { sender_client_id: sender.to_string(), action: msg.action, message_payload: msg.message_payload }
     }
 
     /// What holding it costs, in bytes (its text without the JSON envelope).
@@ -300,7 +296,7 @@ mod tests {
     #[test]
     fn deliveries_render_as_the_sdk_reads_them() {
         let m = parse_client_message(r#"{"action":"SDP_OFFER","messagePayload":"e30="}"#).unwrap();
-        let d = Delivery::from_client("viewer-1", &m);
+        let d = Delivery::from_client("viewer-1", m);
         assert_eq!(d.weight(), "viewer-1".len() + 4);
         let v: serde_json::Value = serde_json::from_str(&d.render()).unwrap();
         assert_eq!(v["senderClientId"], "viewer-1");
