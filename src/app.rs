@@ -210,6 +210,9 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
             clock: clock.clone(),
             query_namespace: sqs::XML_NAMESPACE,
             publish_tokens: Some(publish_tokens),
+            sessions: Arc::new(crate::sts::SessionIssuer::new(crate::secrets::load_or_create_key(
+                &config.data_dir.join("sts.key"),
+            )?)),
             anonymous_hosts: config
                 .public_url
                 .as_deref()

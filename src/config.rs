@@ -337,6 +337,7 @@ impl ServerConfig {
             header_timeout: secs(file.limits.http_header_timeout_secs, h.header_timeout),
             body_idle_timeout: secs(file.limits.http_body_idle_timeout_secs, h.body_idle_timeout),
             write_timeout: secs(file.limits.http_write_timeout_secs, h.write_timeout),
+            http2: h.http2,
         };
         let r = crate::rtsp::RtspLimits::default();
         let rtsp_limits = crate::rtsp::RtspLimits {

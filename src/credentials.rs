@@ -24,11 +24,22 @@ pub struct Credentials {
     default: Scope,
 }
 
-/// What a request proved about itself: its access key and the region it signed for.
+/// What a request proved about itself: its access key and the region it signed for,
+/// and, for a key STS issued, what the session acts as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub access_key_id: Option<String>,
     pub scope: Scope,
+    pub session: Option<SessionPrincipal>,
+}
+
+/// What a temporary session (STS) acts as.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SessionPrincipal {
+    /// GetSessionToken: the user of the long-term key it was asked with.
+    User { name: String },
+    /// AssumeRole: the role, and the session's name.
+    AssumedRole { role_arn: String, session_name: String },
 }
 
 impl Credentials {
@@ -76,7 +87,7 @@ impl Credentials {
             None => self.default.account.clone(),
         };
         let region = region.filter(|r| is_region(r)).unwrap_or(&self.default.region).to_string();
-        Caller { access_key_id: access_key_id.map(str::to_string), scope: Scope::new(account, region) }
+        Caller { access_key_id: access_key_id.map(str::to_string), scope: Scope::new(account, region), session: None }
     }
 }
 

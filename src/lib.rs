@@ -42,6 +42,7 @@ pub mod signaling;
 
 pub mod storage_failure;
 pub mod stream_events;
+pub mod sts;
 pub mod tls_provider;
 pub mod video_store;
 pub mod web;

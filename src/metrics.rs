@@ -31,6 +31,15 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+/// A served HTTP connection: its listener and the protocol it spoke.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabels {
+    /// `http` or `https`.
+    pub listener: &'static str,
+    /// `http1` or `h2`.
+    pub protocol: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RefusalLabels {
     /// `http` or `rtsp`.
@@ -106,6 +115,7 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     refused: Family<RefusalLabels, Counter>,
+    connections: Family<ConnectionLabels, Counter>,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
     pub fragments_persisted: Counter,
@@ -150,9 +160,11 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("kinescope");
         let requests = Family::<RequestLabels, Counter>::default();
         let refused = Family::<RefusalLabels, Counter>::default();
+        let connections = Family::<ConnectionLabels, Counter>::default();
         let m = Metrics {
             requests: requests.clone(),
             refused: refused.clone(),
+            connections: connections.clone(),
             bytes_in: Counter::default(),
             bytes_out: Counter::default(),
             fragments_persisted: Counter::default(),
@@ -183,6 +195,7 @@ impl Default for Metrics {
         };
         registry.register("requests", "API requests by operation and HTTP status", requests);
         registry.register("refused", "Connections and requests refused by a limit, by listener and reason", refused);
+        registry.register("http_connections", "HTTP connections served, by listener and protocol", connections);
         registry.register("bytes_in", "Request body bytes received", m.bytes_in.clone());
         registry.register("bytes_out", "Response body bytes sent", m.bytes_out.clone());
         registry.register(
@@ -337,6 +350,10 @@ impl Metrics {
 
     pub fn count_event(&self, kind: &'static str, destination: &'static str, outcome: &'static str) {
         self.events.get_or_create(&EventLabels { kind, destination, outcome }).inc();
+    }
+
+    pub fn count_connection(&self, listener: &'static str, protocol: &'static str) {
+        self.connections.get_or_create(&ConnectionLabels { listener, protocol }).inc();
     }
 
     pub fn count_refusal(&self, listener: &'static str, reason: &'static str) {

@@ -72,6 +72,13 @@ impl TokenSigner {
         URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenError::Malformed)
     }
 
+    /// A value derived from `input` with the key (HMAC-SHA-256). Inputs should carry a
+    /// label with a NUL (`b"purpose\0…"`): tokens sign base64 text, which has none, so
+    /// a derived value is never a token's tag.
+    pub fn derive(&self, input: &[u8]) -> [u8; 32] {
+        self.mac(input).finalize().into_bytes().into()
+    }
+
     fn mac(&self, payload: &[u8]) -> Hmac<Sha256> {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
         mac.update(payload);

@@ -18,6 +18,8 @@ use super::error::ApiError;
 use super::protocol::{self, Protocol, RequestId, MAX_BODY};
 use crate::clock::SharedClock;
 use crate::credentials::{Caller, Credentials};
+use crate::scope::Scope;
+use crate::sts::{is_temporary_key, SessionClaims, SessionError, SessionIssuer};
 use crate::webrtc::whip::PublishToken;
 use crate::wire::sigv4::{self, RequestParts, UNSIGNED_PAYLOAD};
 
@@ -33,6 +35,8 @@ pub struct AuthState {
     pub anonymous_hosts: Vec<String>,
     /// What checks `Authorization: Bearer` on WHIP (stream-scoped publishing tokens).
     pub publish_tokens: Option<Arc<crate::webrtc::whip::PublishTokens>>,
+    /// What verifies temporary credentials (STS sessions, `ASIA…` keys).
+    pub sessions: Arc<SessionIssuer>,
 }
 
 /// The token of an `Authorization: Bearer …` header.
@@ -58,7 +62,7 @@ fn whip_bearer(state: &AuthState, path: &str, token: &str) -> Result<(Caller, Pu
     if stream.is_some_and(|name| name != opened.stream) {
         return Err(denied(format!("the bearer token is for stream '{}'", opened.stream)));
     }
-    Ok((Caller { access_key_id: None, scope: opened.scope.clone() }, opened))
+    Ok((Caller { access_key_id: None, scope: opened.scope.clone(), session: None }, opened))
 }
 
 /// The longest a presigned signalling URL may be valid for.
@@ -124,12 +128,41 @@ pub async fn authenticate(State(state): State<AuthState>, mut req: Request, next
                 p => protocol::error_response(&e, p, None),
             };
         }
+        // Unsigned requests are taken as given here, but a session's token is the
+        // server's own: its account is the session's (sessions of other accounts'
+        // roles included, which only anonymous mode issues).
+        let (parts, body) = req.into_parts();
+        let now = state.clock.now_us() / 1_000_000;
+        let caller = match session_of(&state, &parts, now) {
+            Ok(Some((claims, _))) => Caller {
+                access_key_id: Some(claims.access_key_id),
+                scope: Scope::new(claims.account, caller.scope.region),
+                session: Some(claims.principal),
+            },
+            Ok(None) => caller,
+            Err(e) => {
+                let e = AuthService::of(&parts).session_error(&e);
+                return match protocol {
+                    Protocol::Query => protocol::query_error(&e, state.query_namespace, request_id.as_ref()),
+                    p => protocol::error_response(&e, p, None),
+                };
+            }
+        };
+        let mut req = Request::from_parts(parts, body);
         req.extensions_mut().insert(caller);
         return next.run(req).await;
     }
     match verify(&state, req).await {
-        Ok(mut req) => {
-            // verify() checked this very key's signature.
+        Ok((mut req, session)) => {
+            // verify() checked this very key's signature (and its session's token).
+            let caller = match session {
+                Some(claims) => Caller {
+                    access_key_id: Some(claims.access_key_id),
+                    scope: Scope::new(claims.account, caller.scope.region),
+                    session: Some(claims.principal),
+                },
+                None => caller,
+            };
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
@@ -222,20 +255,53 @@ fn signing_services(headers: &axum::http::HeaderMap) -> &'static [&'static str] 
     &["kinesisvideo"]
 }
 
+/// The session of a request signed with a temporary key (`ASIA…`): its claims and
+/// secret once its token (`X-Amz-Security-Token`, in a header or a presigned URL's
+/// query; signed or not, as the KVS producer SDKs add it after signing) checks out.
+fn session_of(
+    state: &AuthState,
+    parts: &axum::http::request::Parts,
+    now_s: i64,
+) -> Result<Option<(SessionClaims, String)>, SessionError> {
+    let (Some(key), _) = claimed(&parts.headers, parts.uri.query()) else { return Ok(None) };
+    if !is_temporary_key(&key) {
+        return Ok(None);
+    }
+    let from_query = || {
+        let q = parts.uri.query()?;
+        form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "X-Amz-Security-Token").map(|(_, v)| v.into_owned())
+    };
+    let token =
+        parts.headers.get("x-amz-security-token").and_then(|v| v.to_str().ok()).map(str::to_string).or_else(from_query);
+    state.sessions.verify(&key, token.as_deref(), now_s).map(Some)
+}
+
 /// Verifies a request; on refusal, hands back a body that was not read.
-async fn verify(state: &AuthState, req: Request) -> Result<Request, (ApiError, Option<Body>)> {
+async fn verify(state: &AuthState, req: Request) -> Result<(Request, Option<SessionClaims>), (ApiError, Option<Body>)> {
     let (parts, body) = req.into_parts();
     let mut headers: Vec<(String, String)> = Vec::with_capacity(parts.headers.len());
     for (k, v) in &parts.headers {
         headers.push((k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()));
     }
-    // HTTP/1.1 carries the host in a header; make sure it is there for the signature.
-    if !parts.headers.contains_key("host") {
-        if let Some(a) = parts.uri.authority() {
+    // HTTP/1.1 carries the host in a header, HTTP/2 in the `:authority` pseudo-header
+    // (in the URI here): both names are given for the signature, which may sign either.
+    if let Some(a) = parts.uri.authority() {
+        if !parts.headers.contains_key("host") {
             headers.push(("host".into(), a.to_string()));
         }
+        headers.push((":authority".into(), a.to_string()));
     }
     let now = state.clock.now_us() / 1_000_000;
+    let service = AuthService::of(&parts);
+    let session = match session_of(state, &parts, now) {
+        Ok(s) => s,
+        Err(e) => return Err((service.session_error(&e), Some(body))),
+    };
+    let lookup = |id: &str| match &session {
+        Some((claims, secret)) if claims.access_key_id == id => Some(secret.clone()),
+        _ => state.credentials.secret(id),
+    };
+    let claims = session.as_ref().map(|(c, _)| c.clone());
     if is_presigned(&parts) {
         // Presigned URLs are what the signalling WebSocket is opened with (a browser
         // cannot set headers on it); nothing else takes one, so a URL handed out for
@@ -264,18 +330,18 @@ async fn verify(state: &AuthState, req: Request) -> Result<Request, (ApiError, O
         // Signed with the empty body's hash; the body is not read (the WebSocket's GET).
         let empty = sigv4::sha256_hex(b"");
         let req_parts = signed_parts(&parts, &headers, &empty);
-        return match sigv4::verify_presigned(&req_parts, now, &["kinesisvideo"], |id| state.credentials.secret(id)) {
+        return match sigv4::verify_presigned(&req_parts, now, &["kinesisvideo"], lookup) {
             Ok(key) => {
                 tracing::trace!(access_key = %key, "presigned URL verified");
-                Ok(Request::from_parts(parts, body))
+                Ok((Request::from_parts(parts, body), claims))
             }
-            Err(e) => Err((e.into(), None)),
+            Err(e) => Err((service.sigv4_error(e), None)),
         };
     }
     let services = signing_services(&parts.headers);
-    let pre = match sigv4::preverify(&headers, now, services, |id| state.credentials.secret(id)) {
+    let pre = match sigv4::preverify(&headers, now, services, lookup) {
         Ok(pre) => pre,
-        Err(e) => return Err((e.into(), Some(body))),
+        Err(e) => return Err((service.sigv4_error(e), Some(body))),
     };
     let streaming = STREAMING_PATHS.contains(&parts.uri.path());
     let (payload_hash, body) = if streaming {
@@ -290,10 +356,92 @@ async fn verify(state: &AuthState, req: Request) -> Result<Request, (ApiError, O
     let parts_for_sig = signed_parts(&parts, &headers, &payload_hash);
     let key = match sigv4::verify_signature(&pre, &parts_for_sig) {
         Ok(key) => key,
-        Err(e) => return Err((e.into(), Some(body))),
+        Err(e) => return Err((service.sigv4_error(e), Some(body))),
     };
     tracing::trace!(access_key = %key, "signature verified");
-    Ok(Request::from_parts(parts, body))
+    Ok((Request::from_parts(parts, body), claims))
+}
+
+/// The service a request is for, as far as how it words an authentication failure:
+/// AWS's services each have their codes and statuses (see `../shared/aws-api/sts.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AuthService {
+    /// Kinesis and Firehose (JSON 1.1): 400, `…Exception` codes.
+    JsonData,
+    /// STS and SQS (Query-era codes): 403, `InvalidClientTokenId`, `SignatureDoesNotMatch`.
+    QueryEra,
+    /// Kinesis Video (REST-JSON): 403, `…Exception` codes.
+    Video,
+}
+
+impl AuthService {
+    fn of(parts: &axum::http::request::Parts) -> Self {
+        // The service the signature was scoped to says it best; else the target or
+        // the route: Query forms go to `/` (STS, SQS) or a queue URL (`/ACCOUNT/NAME`),
+        // Kinesis Video's REST routes are named (`/listStreams`, …).
+        let scoped = parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| sigv4::parse_authorization(v).ok())
+            .map(|a| a.service);
+        let service = match scoped.as_deref() {
+            Some(s @ ("kinesis" | "firehose" | "sqs" | "sts" | "kinesisvideo")) => s,
+            _ => match signing_services(&parts.headers) {
+                [one] => one,
+                _ => {
+                    let path = parts.uri.path();
+                    let queue_url = path.split('/').nth(1).is_some_and(crate::scope::is_account);
+                    if protocol::is_query(&parts.headers) && (path == "/" || queue_url) {
+                        "sqs"
+                    } else {
+                        "kinesisvideo"
+                    }
+                }
+            },
+        };
+        match service {
+            "kinesis" | "firehose" => AuthService::JsonData,
+            "sqs" | "sts" => AuthService::QueryEra,
+            _ => AuthService::Video,
+        }
+    }
+
+    fn error(self, json: &'static str, query: &'static str, message: String) -> ApiError {
+        use axum::http::StatusCode;
+        match self {
+            AuthService::JsonData => ApiError::new(StatusCode::BAD_REQUEST, json, message),
+            AuthService::QueryEra => {
+                let status =
+                    if query == "IncompleteSignature" { StatusCode::BAD_REQUEST } else { StatusCode::FORBIDDEN };
+                ApiError { legacy_code: Some(query), ..ApiError::new(status, query, message) }
+            }
+            AuthService::Video => ApiError::new(StatusCode::FORBIDDEN, json, message),
+        }
+    }
+
+    fn sigv4_error(self, e: sigv4::SigV4Error) -> ApiError {
+        use sigv4::SigV4Error as E;
+        let (json, query) = match e {
+            E::Missing => ("MissingAuthenticationTokenException", "MissingAuthenticationToken"),
+            E::Incomplete(_) => ("IncompleteSignatureException", "IncompleteSignature"),
+            E::UnknownAccessKey => ("UnrecognizedClientException", "InvalidClientTokenId"),
+            E::Mismatch | E::Expired { .. } | E::NotYetCurrent { .. } | E::WrongScope(_) => {
+                ("InvalidSignatureException", "SignatureDoesNotMatch")
+            }
+        };
+        self.error(json, query, e.to_string())
+    }
+
+    fn session_error(self, e: &SessionError) -> ApiError {
+        let (json, query) = match e {
+            SessionError::Expired => ("ExpiredTokenException", "ExpiredToken"),
+            SessionError::MissingToken | SessionError::Invalid => {
+                ("UnrecognizedClientException", "InvalidClientTokenId")
+            }
+        };
+        self.error(json, query, e.to_string())
+    }
 }
 
 /// What SigV4 signs of a request: its line, its headers and the body's hash.

@@ -136,6 +136,7 @@ impl Harness {
                 query_namespace: XML_NAMESPACE,
                 anonymous_hosts: Vec::new(),
                 publish_tokens: None,
+                sessions: Arc::new(crate::sts::SessionIssuer::new([9; 32])),
             },
         );
         Harness { app: router(state.clone()), state, store, queues, data_streams }

@@ -78,7 +78,12 @@ impl AppState {
                 Arc::new(sqs::query::SqsQuery { operations, base_url }),
             );
         }
-        registry.add_query_service("sts", sts::API_VERSION, Arc::new(sts::Sts));
+        let sts = sts::Sts {
+            sessions: auth.sessions.clone(),
+            clock: auth.clock.clone(),
+            any_account_roles: auth.credentials.is_anonymous(),
+        };
+        registry.add_query_service("sts", sts::API_VERSION, Arc::new(sts));
         if let Some(kinesis) = kinesis {
             registry.register(kinesis::TARGET_PREFIX, Arc::new(kinesis::operations(kinesis)));
         }

@@ -413,7 +413,8 @@ mod tests {
     }
 
     async fn call(target: &str, body: &str) -> (u16, serde_json::Value) {
-        let caller = Caller { access_key_id: None, scope: crate::scope::Scope::new("123456789012", "eu-west-1") };
+        let caller =
+            Caller { access_key_id: None, scope: crate::scope::Scope::new("123456789012", "eu-west-1"), session: None };
         let body = Bytes::from(body.to_string());
         let resp = registry().dispatch(target, &HeaderMap::new(), body, RequestId::new(), caller).await;
         let status = resp.status().as_u16();

@@ -72,13 +72,17 @@ async fn with_keys_an_unsigned_request_is_refused_in_its_protocol_but_health_is_
     let a = h.rest("/listStreams", "{}").await;
     assert_eq!(a.status, StatusCode::FORBIDDEN);
     assert_eq!(a.headers["x-amzn-ErrorType"], "MissingAuthenticationTokenException");
+    // SQS words it as in its Query days (x-amzn-query-error too), Kinesis with a 400.
     let a = h.target("AmazonSQS.ListQueues", SQS_JSON, "{}").await;
+    assert_eq!((a.status, a.json()["__type"].as_str()), (StatusCode::FORBIDDEN, Some("MissingAuthenticationToken")));
+    assert_eq!(a.headers["x-amzn-query-error"], "MissingAuthenticationToken;Sender");
+    let a = h.form("/", "Action=ListQueues").await;
+    assert!(a.text().contains("<Code>MissingAuthenticationToken</Code>"), "{}", a.text());
+    let a = h.target("Kinesis_20131202.ListStreams", KINESIS_JSON, "{}").await;
     assert_eq!(
         (a.status, a.json()["__type"].as_str()),
-        (StatusCode::FORBIDDEN, Some("MissingAuthenticationTokenException"))
+        (StatusCode::BAD_REQUEST, Some("MissingAuthenticationTokenException"))
     );
-    let a = h.form("/", "Action=ListQueues").await;
-    assert!(a.text().contains("<Code>MissingAuthenticationTokenException</Code>"), "{}", a.text());
     let a = h.send(Request::get("/health").body(Body::empty()).unwrap()).await;
     assert_eq!(a.status, StatusCode::OK);
 }
@@ -303,4 +307,150 @@ async fn metrics_labels_come_from_the_server_not_the_request() {
     assert!(series.contains(&"kinescope_requests_total{api=\"unknown\",status=\"404\"} 53"), "{text}");
     assert_eq!(series.len(), 3, "{series:?}");
     assert!(!text.contains("evil") && !text.contains("1e9") && text.len() < 8_000);
+}
+
+/// A request signed as the SDKs sign it (SigV4 over host, date, content type, target
+/// and, with a session, its token).
+#[allow(clippy::too_many_arguments)]
+fn signed_request(
+    clock: &ManualClock,
+    path: &str,
+    target: Option<&str>,
+    content_type: &str,
+    body: &str,
+    key: &str,
+    secret: &str,
+    service: &str,
+    token: Option<&str>,
+) -> Request<Body> {
+    use crate::clock::Clock;
+    let date = chrono::DateTime::from_timestamp(clock.now_us() / 1_000_000, 0).unwrap().format("%Y%m%dT%H%M%SZ");
+    let mut headers: Vec<(String, String)> = vec![
+        ("host".into(), "kinescope.test".into()),
+        ("x-amz-date".into(), date.to_string()),
+        ("content-type".into(), content_type.into()),
+    ];
+    if let Some(t) = target {
+        headers.push(("x-amz-target".into(), t.into()));
+    }
+    if let Some(t) = token {
+        headers.push(("x-amz-security-token".into(), t.into()));
+    }
+    let hash = crate::wire::sigv4::sha256_hex(body.as_bytes());
+    let parts =
+        crate::wire::sigv4::RequestParts { method: "POST", path, query: "", headers: &headers, payload_hash: &hash };
+    let auth = crate::wire::sigv4::sign(&parts, key, secret, "us-east-1", service);
+    let mut req = Request::post(path);
+    for (k, v) in &headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    req.header("authorization", auth).body(Body::from(body.to_string())).unwrap()
+}
+
+/// `<Name>value</Name>` of an XML answer.
+fn xml_value(text: &str, name: &str) -> String {
+    let open = format!("<{name}>");
+    let start = text.find(&open).unwrap_or_else(|| panic!("no {name} in {text}")) + open.len();
+    text[start..start + text[start..].find('<').unwrap()].to_string()
+}
+
+#[tokio::test]
+async fn sts_sessions_sign_every_service_until_they_expire_and_each_says_so_its_own_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000_000));
+    let h = Harness::open(dir.path(), clock.clone(), &[("AKIDLONGTERM", "secret")]);
+    let form = "Action=GetSessionToken&Version=2011-06-15&DurationSeconds=900";
+    let form_type = "application/x-www-form-urlencoded; charset=utf-8";
+    let a = h.send(signed_request(&clock, "/", None, form_type, form, "AKIDLONGTERM", "secret", "sts", None)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    let (key, secret, token) = (
+        xml_value(&a.text(), "AccessKeyId"),
+        xml_value(&a.text(), "SecretAccessKey"),
+        xml_value(&a.text(), "SessionToken"),
+    );
+    assert!(key.starts_with("ASIA") && key.len() == 20, "{key}");
+    assert_eq!(xml_value(&a.text(), "Expiration"), "2027-01-15T08:15:00Z");
+    let kinesis = |token: Option<&str>| {
+        signed_request(
+            &clock,
+            "/",
+            Some("Kinesis_20131202.ListStreams"),
+            KINESIS_JSON,
+            "{}",
+            &key,
+            &secret,
+            "kinesis",
+            token,
+        )
+    };
+    assert_eq!(h.send(kinesis(Some(&token))).await.status, StatusCode::OK);
+    let a = h.send(kinesis(None)).await;
+    assert_eq!((a.status, a.json()["__type"].as_str()), (StatusCode::BAD_REQUEST, Some("UnrecognizedClientException")));
+
+    // A session assumes a role of its own account (not another's), and acts as it.
+    let assume = |role: &str| {
+        let form = format!("Action=AssumeRole&Version=2011-06-15&RoleArn={role}&RoleSessionName=job-1");
+        signed_request(&clock, "/", None, form_type, &form, &key, &secret, "sts", Some(&token))
+    };
+    let a = h.send(assume("arn%3Aaws%3Aiam%3A%3A210987654321%3Arole%2Fother")).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.text());
+    assert!(a.text().contains("<Code>AccessDenied</Code>"));
+    let a = h.send(assume(&format!("arn%3Aaws%3Aiam%3A%3A{}%3Arole%2Freader", super::harness::ACCOUNT))).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert!(a.text().contains(&format!("arn:aws:sts::{}:assumed-role/reader/job-1", super::harness::ACCOUNT)));
+    let (role_key, role_secret, role_token) = (
+        xml_value(&a.text(), "AccessKeyId"),
+        xml_value(&a.text(), "SecretAccessKey"),
+        xml_value(&a.text(), "SessionToken"),
+    );
+    let who = "Action=GetCallerIdentity&Version=2011-06-15";
+    let a = h
+        .send(signed_request(&clock, "/", None, form_type, who, &role_key, &role_secret, "sts", Some(&role_token)))
+        .await;
+    assert!(a.text().contains("assumed-role/reader/job-1"), "{}", a.text());
+
+    // Past the session's end, each service refuses it with its own code and status.
+    clock.advance_us(901_000_000);
+    let a = h.send(kinesis(Some(&token))).await;
+    assert_eq!((a.status, a.json()["__type"].as_str()), (StatusCode::BAD_REQUEST, Some("ExpiredTokenException")));
+    let sqs =
+        signed_request(&clock, "/", Some("AmazonSQS.ListQueues"), SQS_JSON, "{}", &key, &secret, "sqs", Some(&token));
+    let a = h.send(sqs).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert_eq!(a.headers["x-amzn-query-error"], "ExpiredToken;Sender");
+    let a = h.send(signed_request(&clock, "/", None, form_type, who, &key, &secret, "sts", Some(&token))).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert!(a.text().contains("<Code>ExpiredToken</Code>"), "{}", a.text());
+    let kvs = signed_request(
+        &clock,
+        "/listStreams",
+        None,
+        "application/json",
+        "{}",
+        &key,
+        &secret,
+        "kinesisvideo",
+        Some(&token),
+    );
+    let a = h.send(kvs).await;
+    assert_eq!(
+        (a.status, a.headers["x-amzn-ErrorType"].to_str().unwrap()),
+        (StatusCode::FORBIDDEN, "ExpiredTokenException")
+    );
+    // A long-term key's bad signature, per service too.
+    let bad = signed_request(
+        &clock,
+        "/",
+        Some("Kinesis_20131202.ListStreams"),
+        KINESIS_JSON,
+        "{}",
+        "AKIDLONGTERM",
+        "wrong",
+        "kinesis",
+        None,
+    );
+    let a = h.send(bad).await;
+    assert_eq!((a.status, a.json()["__type"].as_str()), (StatusCode::BAD_REQUEST, Some("InvalidSignatureException")));
+    let bad = signed_request(&clock, "/", None, form_type, who, "AKIDLONGTERM", "wrong", "sts", None);
+    assert!(h.send(bad).await.text().contains("<Code>SignatureDoesNotMatch</Code>"));
 }

@@ -60,7 +60,9 @@ pub fn acceptor(source: CertSource<'_>) -> Result<TlsAcceptor, TlsError> {
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // HTTP/2 first, as clients prefer it; a client that offers no ALPN may still start
+    // HTTP/2 at once (see `serve`).
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // No TLS 1.3 session tickets: clients that read and write one TLS socket from two
     // threads (Python's `websockets` sync client) lose their first request when the
     // tickets arrive while they write; docs/known-issues.md. Resumption is all we give up.

@@ -321,7 +321,8 @@ pub fn preverify(
             &amz_date[..8]
         )));
     }
-    if !auth.signed_headers.iter().any(|h| h == "host") {
+    // HTTP/2 clients (the JavaScript SDK's) sign the `:authority` pseudo-header instead.
+    if !auth.signed_headers.iter().any(|h| h == "host" || h == ":authority") {
         return Err(SigV4Error::Incomplete(
             "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.".into(),
         ));
@@ -466,7 +467,8 @@ pub fn verify_presigned(
     if !amz_date.starts_with(&auth.date) {
         return Err(SigV4Error::Incomplete("Date in Credential scope does not match X-Amz-Date".into()));
     }
-    if !auth.signed_headers.iter().any(|h| h == "host") {
+    // HTTP/2 clients (the JavaScript SDK's) sign the `:authority` pseudo-header instead.
+    if !auth.signed_headers.iter().any(|h| h == "host" || h == ":authority") {
         return Err(SigV4Error::Incomplete("'host' must be a signed header of a presigned URL".into()));
     }
     let secret = scoped_secret(&auth, services, lookup)?;
@@ -524,6 +526,26 @@ mod tests {
         );
         let sig = signature(SECRET, "20150830", "us-east-1", "service", "20150830T123600Z", &canonical);
         assert_eq!(sig, "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31");
+    }
+
+    #[test]
+    fn an_http2_request_signed_over_its_authority_verifies() {
+        // What the JavaScript SDK signs over HTTP/2: `:authority`, no `host`.
+        let mut headers = vec![
+            (":authority".to_string(), "127.0.0.1:4566".to_string()),
+            ("x-amz-date".to_string(), "20150830T123600Z".to_string()),
+        ];
+        let hash = sha256_hex(b"{}");
+        let req = RequestParts { method: "POST", path: "/", query: "", headers: &headers, payload_hash: &hash };
+        headers.push(("authorization".into(), sign(&req, "AKID", SECRET, "us-east-1", "kinesis")));
+        assert!(headers[2].1.contains("SignedHeaders=:authority;x-amz-date"), "{}", headers[2].1);
+        let now = parse_amz_date("20150830T123600Z").unwrap();
+        let lookup = |id: &str| (id == "AKID").then(|| SECRET.to_string());
+        let req = RequestParts { method: "POST", path: "/", query: "", headers: &headers, payload_hash: &hash };
+        assert_eq!(verify(&req, now, &["kinesis"], lookup), Ok("AKID".to_string()));
+        headers[0].1 = "127.0.0.1:4567".into();
+        let req = RequestParts { method: "POST", path: "/", query: "", headers: &headers, payload_hash: &hash };
+        assert_eq!(verify(&req, now, &["kinesis"], lookup), Err(SigV4Error::Mismatch), "another authority");
     }
 
     #[test]

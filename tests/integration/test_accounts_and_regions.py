@@ -116,9 +116,17 @@ def test_sts_answers_get_caller_identity_and_refuses_the_rest(shared, server):
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout) == {"UserId": key, "Account": account, "Arn": f"arn:aws:iam::{account}:user/{key}"}
 
+    # Roles are the caller's own account's (tests/integration/test_sts.py has the rest);
+    # actions STS has and Kinescope does not answer InvalidAction.
     sts = client(shared, "sts", "team-a", "us-east-1")
+    assumed = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/x", RoleSessionName="session")
+    assert assumed["AssumedRoleUser"]["Arn"] == f"arn:aws:sts::{account}:assumed-role/x/session"
+    other = KEYS["team-b"][2]
     with pytest.raises(ClientError) as e:
-        sts.assume_role(RoleArn="arn:aws:iam::111111111111:role/x", RoleSessionName="session")
+        sts.assume_role(RoleArn=f"arn:aws:iam::{other}:role/x", RoleSessionName="session")
+    assert e.value.response["Error"]["Code"] == "AccessDenied"
+    with pytest.raises(ClientError) as e:
+        sts.get_federation_token(Name="fed")
     assert e.value.response["Error"]["Code"] == "InvalidAction"
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
 

@@ -81,3 +81,24 @@ def test_no_keys_refuses_non_loopback_address(data_dir):
                        capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"})
     assert p.returncode != 0
     assert "--allow-anonymous" in p.stderr and "no access keys" in p.stderr
+
+
+def test_each_service_words_a_bad_signature_and_an_unknown_key_as_aws_does(signed_server):
+    """Kinesis and Firehose answer 400 (what the Java SDK logs as "Status Code: 400;
+    Error Code: InvalidSignatureException"), STS and SQS their Query-era codes with 403,
+    Kinesis Video 403 (above)."""
+    cases = [
+        ("kinesis", lambda c: c.list_streams(), ("InvalidSignatureException", 400), ("UnrecognizedClientException", 400)),
+        ("firehose", lambda c: c.list_delivery_streams(), ("InvalidSignatureException", 400),
+         ("UnrecognizedClientException", 400)),
+        ("sts", lambda c: c.get_caller_identity(), ("SignatureDoesNotMatch", 403), ("InvalidClientTokenId", 403)),
+        ("sqs", lambda c: c.list_queues(), ("SignatureDoesNotMatch", 403), ("InvalidClientTokenId", 403)),
+    ]
+    for service, call, bad_signature, unknown_key in cases:
+        with pytest.raises(ClientError) as e:
+            call(signed_server.client(service, key=ACCESS_KEY, secret="not-the-secret"))
+        assert code_status(e) == bad_signature, service
+        with pytest.raises(ClientError) as e:
+            call(signed_server.client(service, key="AKIDUNKNOWN", secret=SECRET_KEY))
+        assert code_status(e) == unknown_key, service
+        call(signed_server.client(service))

@@ -439,7 +439,7 @@ def test_query_protocol_with_a_signed_form_request(signed_server):
     assert status == 400
     assert root.find("q:Error/q:Code", ns).text == "AWS.SimpleQueueService.NonExistentQueue"
     status, root = query(signed_server, {"Action": "ListQueues"}, secret="wrong")
-    assert status == 403 and root.find("q:Error/q:Code", ns).text == "InvalidSignatureException"
+    assert status == 403 and root.find("q:Error/q:Code", ns).text == "SignatureDoesNotMatch"
     status, root = query(signed_server, {"Action": "Frobnicate"})
     assert status == 400 and root.find("q:Error/q:Code", ns).text == "AWS.SimpleQueueService.UnsupportedOperation"
 

@@ -68,6 +68,8 @@ pub struct ListQueuesInput {
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ListQueuesOutput {
+    /// Left out when there are none, as SQS does (clients test for the member).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     queue_urls: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     next_token: Option<String>,

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# HTTP/2 against HTTP/1.1 on the same server, in the same run, interleaved: h2load sends
+# the same signed-free (anonymous, loopback) requests over HTTP/1.1 keep-alive and over
+# HTTP/2 (10 streams per connection), ROUNDS rounds of each, and prints each round's
+# requests/s and the median HTTP/2 ÷ HTTP/1.1 ratio with its spread, for two requests:
+# a small JSON call (Kinesis DescribeStreamSummary) and an HLS media segment.
+#
+#   bench/http2.sh                 (REQUESTS=20000 CLIENTS=16 ROUNDS=3 to change)
+#
+# Installs h2load (Debian's nghttp2-client) if missing; builds the release binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REQUESTS="${REQUESTS:-20000}"
+CLIENTS="${CLIENTS:-16}"
+ROUNDS="${ROUNDS:-3}"
+
+scripts/setup run
+if ! command -v h2load >/dev/null; then
+  echo "bench: installing nghttp2-client (h2load)" >&2
+  sudo_cmd=(); [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nghttp2-client >/dev/null
+fi
+. bench/lib.sh
+bench_start http2
+
+port=$(free_port)
+"$BIN" serve --data-dir "$work/data" --http "127.0.0.1:$port" --rtsp 127.0.0.1:0 2>"$work/server.log" &
+pids+=($!)
+base="http://127.0.0.1:$port"
+for _ in $(seq 100); do curl -sf "$base/health" >/dev/null && break; sleep 0.1; done
+
+echo "[1/3] a Kinesis stream and an HLS segment to ask for…" >&2
+curl -sf -H 'X-Amz-Target: Kinesis_20131202.CreateStream' -H 'Content-Type: application/x-amz-json-1.1' \
+  -d '{"StreamName":"bench","ShardCount":1}' "$base/" >/dev/null
+printf '{"StreamName":"bench"}' > "$work/describe.json"
+ffmpeg -v error -f lavfi -i testsrc2=size=640x360:rate=25 -t 6 -c:v libx264 -preset veryfast -g 25 \
+  -movflags frag_keyframe+empty_moov+default_base_moof "$work/camera.mp4"
+curl -sf -X POST "$base/createStream" -d '{"StreamName":"cam","DataRetentionInHours":24}' >/dev/null
+"$BIN" put --endpoint "$base" --stream cam "$work/camera.mp4" >/dev/null 2>&1
+now=$(date +%s)
+url=$(curl -sf -X POST "$base/getHLSStreamingSessionURL" -d "{\"StreamName\":\"cam\",\"PlaybackMode\":\"ON_DEMAND\",
+  \"HLSFragmentSelector\":{\"FragmentSelectorType\":\"SERVER_TIMESTAMP\",
+  \"TimestampRange\":{\"StartTimestamp\":$((now - 600)),\"EndTimestamp\":$now}}}" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["HLSStreamingSessionURL"])')
+media=$(curl -sf "$url" | grep -v '^#' | head -1)
+segment="$base/hls/v1/$(curl -sf "$base/hls/v1/$media" | grep '^getMP4MediaFragment' | head -1)"
+segment_bytes=$(curl -sf "$segment" | wc -c)
+
+rate() { # h2load args... -> requests/s
+  h2load "$@" 2>/dev/null | awk '/^finished in/ {gsub(",", "", $4); print $4}'
+}
+echo "[2/3] $ROUNDS rounds, HTTP/1.1 then HTTP/2, $REQUESTS requests from $CLIENTS clients each…" >&2
+for what in json segment; do
+  for r in $(seq "$ROUNDS"); do
+    if [ "$what" = json ]; then
+      args=(-d "$work/describe.json" -H 'X-Amz-Target: Kinesis_20131202.DescribeStreamSummary'
+            -H 'Content-Type: application/x-amz-json-1.1' "$base/")
+    else
+      args=("$segment")
+    fi
+    h1=$(rate --h1 -n "$REQUESTS" -c "$CLIENTS" "${args[@]}")
+    h2=$(rate -n "$REQUESTS" -c "$CLIENTS" -m 10 "${args[@]}")
+    echo "$what $r $h1 $h2" | tee -a "$work/rounds.txt" >&2
+  done
+done
+
+echo "[3/3] summary" >&2
+python3 - "$work/rounds.txt" "$segment_bytes" <<'PY'
+import statistics as st, sys
+rows = [l.split() for l in open(sys.argv[1])]
+print(f"HTTP/2 (10 streams per connection) against HTTP/1.1 keep-alive, same server, interleaved; "
+      f"the segment is {int(sys.argv[2]):,} bytes")
+print("| request | HTTP/1.1 req/s median (min–max) | HTTP/2 req/s median (min–max) | HTTP/2 ÷ HTTP/1.1 median (spread) |")
+print("|---|---|---|---|")
+for what, label in (("json", "Kinesis DescribeStreamSummary (JSON)"), ("segment", "HLS media segment")):
+    h1 = [float(r[2]) for r in rows if r[0] == what]
+    h2 = [float(r[3]) for r in rows if r[0] == what]
+    ratios = [b / a for a, b in zip(h1, h2)]
+    f = lambda xs: f"{st.median(xs):,.0f} ({min(xs):,.0f}–{max(xs):,.0f})"
+    print(f"| {label} | {f(h1)} | {f(h2)} | {st.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f}) |")
+PY
