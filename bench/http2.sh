@@ -37,6 +37,7 @@ ffmpeg -v error -f lavfi -i testsrc2=size=640x360:rate=25 -t 6 -c:v libx264 -pre
   -movflags frag_keyframe+empty_moov+default_base_moof "$work/camera.mp4"
 curl -sf -X POST "$base/createStream" -d '{"StreamName":"cam","DataRetentionInHours":24}' >/dev/null
 "$BIN" put --endpoint "$base" --stream cam "$work/camera.mp4" >/dev/null 2>&1
+sleep 1
 now=$(date +%s)
 url=$(curl -sf -X POST "$base/getHLSStreamingSessionURL" -d "{\"StreamName\":\"cam\",\"PlaybackMode\":\"ON_DEMAND\",
   \"HLSFragmentSelector\":{\"FragmentSelectorType\":\"SERVER_TIMESTAMP\",
