@@ -203,14 +203,10 @@ async fn control_plane_errors_are_firehoses() {
 
 #[tokio::test]
 async fn a_data_stream_source_is_read_into_the_bucket() {
-    use crate::data_streams::{DataStreamEngine, DataStreamId, EngineOptions, Mode, NewRecord};
+    use crate::data_streams::{DataStreamId, NewRecord};
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let dir = tempfile::tempdir().unwrap();
-    let clock: crate::clock::SharedClock = Arc::new(SystemClock);
-    let ds = DataStreamEngine::open(dir.path(), clock.clone(), &scope(), EngineOptions::default()).unwrap();
-    let source = DataStreamId::new(&scope(), "frames");
-    ds.create_stream(&source, Some(2), Mode::Provisioned, None, BTreeMap::new()).unwrap();
-    let opts = DeliveryOptions { data_streams: Some(ds.clone()), ..options() };
+    let (clock, ds, source, opts) = data_stream_source(dir.path(), "frames", 2);
     let engine = DeliveryStreamEngine::open(dir.path(), clock.clone(), opts.clone()).unwrap();
     let id = DeliveryStreamId::new(&scope(), "archive");
     let from = Source::KinesisStream { stream_arn: source.arn(), role_arn: "arn:aws:iam::123456789012:role/r".into() };
@@ -405,13 +401,9 @@ async fn partitions_past_the_limit_go_under_the_error_prefix() {
 
 #[tokio::test]
 async fn kpl_aggregated_records_from_a_data_stream_are_split() {
-    use crate::data_streams::{DataStreamEngine, DataStreamId, EngineOptions, Mode, NewRecord};
+    use crate::data_streams::NewRecord;
     let dir = tempfile::tempdir().unwrap();
-    let clock: crate::clock::SharedClock = Arc::new(SystemClock);
-    let ds = DataStreamEngine::open(dir.path(), clock.clone(), &scope(), EngineOptions::default()).unwrap();
-    let source = DataStreamId::new(&scope(), "kpl");
-    ds.create_stream(&source, Some(1), Mode::Provisioned, None, BTreeMap::new()).unwrap();
-    let opts = DeliveryOptions { data_streams: Some(ds.clone()), ..options() };
+    let (clock, ds, source, opts) = data_stream_source(dir.path(), "kpl", 1);
     let engine = DeliveryStreamEngine::open(dir.path(), clock, opts).unwrap();
     let id = DeliveryStreamId::new(&scope(), "split");
     let from = Source::KinesisStream { stream_arn: source.arn(), role_arn: "arn:aws:iam::123456789012:role/r".into() };
@@ -440,4 +432,25 @@ async fn kpl_aggregated_records_from_a_data_stream_are_split() {
 fn record_ids_are_the_uid_and_serial_in_hex() {
     assert_eq!(super::record_id(0xab, 0x1234_5678_9abc_def0), "00000000000000ab123456789abcdef0");
     assert_eq!(super::record_id(u64::MAX, 0), format!("{:016x}{:016x}", u64::MAX, 0));
+}
+
+/// A data-stream engine in `dir` with a stream `name` of `shards` shards, and delivery
+/// options that read from it.
+fn data_stream_source(
+    dir: &std::path::Path,
+    name: &str,
+    shards: u32,
+) -> (
+    crate::clock::SharedClock,
+    crate::data_streams::DataStreamEngine,
+    crate::data_streams::DataStreamId,
+    DeliveryOptions,
+) {
+    use crate::data_streams::{DataStreamEngine, DataStreamId, EngineOptions, Mode};
+    let clock: crate::clock::SharedClock = Arc::new(SystemClock);
+    let ds = DataStreamEngine::open(dir, clock.clone(), &scope(), EngineOptions::default()).unwrap();
+    let source = DataStreamId::new(&scope(), name);
+    ds.create_stream(&source, Some(shards), Mode::Provisioned, None, BTreeMap::new()).unwrap();
+    let opts = DeliveryOptions { data_streams: Some(ds.clone()), ..options() };
+    (clock, ds, source, opts)
 }
