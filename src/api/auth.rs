@@ -133,12 +133,8 @@ pub async fn authenticate(State(state): State<AuthState>, mut req: Request, next
         // roles included, which only anonymous mode issues).
         let (parts, body) = req.into_parts();
         let now = state.clock.now_us() / 1_000_000;
-        let caller = match session_of(&state, &parts, now) {
-            Ok(Some((claims, _))) => Caller {
-                access_key_id: Some(claims.access_key_id),
-                scope: Scope::new(claims.account, caller.scope.region),
-                session: Some(claims.principal),
-            },
+        let caller = match session_of(&state, key.as_deref(), &parts, now) {
+            Ok(Some((claims, _))) => session_caller(claims, caller),
             Ok(None) => caller,
             Err(e) => {
                 let e = AuthService::of(&parts).session_error(&e);
@@ -152,15 +148,11 @@ pub async fn authenticate(State(state): State<AuthState>, mut req: Request, next
         req.extensions_mut().insert(caller);
         return next.run(req).await;
     }
-    match verify(&state, req).await {
+    match verify(&state, key.as_deref(), req).await {
         Ok((mut req, session)) => {
             // verify() checked this very key's signature (and its session's token).
             let caller = match session {
-                Some(claims) => Caller {
-                    access_key_id: Some(claims.access_key_id),
-                    scope: Scope::new(claims.account, caller.scope.region),
-                    session: Some(claims.principal),
-                },
+                Some(claims) => session_caller(claims, caller),
                 None => caller,
             };
             req.extensions_mut().insert(caller);
@@ -255,29 +247,42 @@ fn signing_services(headers: &axum::http::HeaderMap) -> &'static [&'static str] 
     &["kinesisvideo"]
 }
 
-/// The session of a request signed with a temporary key (`ASIA…`): its claims and
-/// secret once its token (`X-Amz-Security-Token`, in a header or a presigned URL's
-/// query; signed or not, as the KVS producer SDKs add it after signing) checks out.
+/// The caller a verified session acts as: its key, account and principal, in the
+/// region the request signed for.
+fn session_caller(claims: SessionClaims, signed: Caller) -> Caller {
+    Caller {
+        access_key_id: Some(claims.access_key_id),
+        scope: Scope::new(claims.account, signed.scope.region),
+        session: Some(claims.principal),
+    }
+}
+
+/// The session of a request signed with `key` when it is a temporary key (`ASIA…`): its
+/// claims and secret once its token (`X-Amz-Security-Token`, in a header or a presigned
+/// URL's query; signed or not, as the KVS producer SDKs add it after signing) checks out.
 fn session_of(
     state: &AuthState,
+    key: Option<&str>,
     parts: &axum::http::request::Parts,
     now_s: i64,
 ) -> Result<Option<(SessionClaims, String)>, SessionError> {
-    let (Some(key), _) = claimed(&parts.headers, parts.uri.query()) else { return Ok(None) };
-    if !is_temporary_key(&key) {
-        return Ok(None);
-    }
+    let Some(key) = key.filter(|k| is_temporary_key(k)) else { return Ok(None) };
     let from_query = || {
         let q = parts.uri.query()?;
         form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "X-Amz-Security-Token").map(|(_, v)| v.into_owned())
     };
     let token =
         parts.headers.get("x-amz-security-token").and_then(|v| v.to_str().ok()).map(str::to_string).or_else(from_query);
-    state.sessions.verify(&key, token.as_deref(), now_s).map(Some)
+    state.sessions.verify(key, token.as_deref(), now_s).map(Some)
 }
 
-/// Verifies a request; on refusal, hands back a body that was not read.
-async fn verify(state: &AuthState, req: Request) -> Result<(Request, Option<SessionClaims>), (ApiError, Option<Body>)> {
+/// Verifies a request signed with `key` (what its `Authorization` or presigned query
+/// claims); on refusal, hands back a body that was not read.
+async fn verify(
+    state: &AuthState,
+    key: Option<&str>,
+    req: Request,
+) -> Result<(Request, Option<SessionClaims>), (ApiError, Option<Body>)> {
     let (parts, body) = req.into_parts();
     let mut headers: Vec<(String, String)> = Vec::with_capacity(parts.headers.len());
     for (k, v) in &parts.headers {
@@ -292,10 +297,9 @@ async fn verify(state: &AuthState, req: Request) -> Result<(Request, Option<Sess
         headers.push((":authority".into(), a.to_string()));
     }
     let now = state.clock.now_us() / 1_000_000;
-    let service = AuthService::of(&parts);
-    let session = match session_of(state, &parts, now) {
+    let session = match session_of(state, key, &parts, now) {
         Ok(s) => s,
-        Err(e) => return Err((service.session_error(&e), Some(body))),
+        Err(e) => return Err((AuthService::of(&parts).session_error(&e), Some(body))),
     };
     let lookup = |id: &str| match &session {
         Some((claims, secret)) if claims.access_key_id == id => Some(secret.clone()),
@@ -335,13 +339,13 @@ async fn verify(state: &AuthState, req: Request) -> Result<(Request, Option<Sess
                 tracing::trace!(access_key = %key, "presigned URL verified");
                 Ok((Request::from_parts(parts, body), claims))
             }
-            Err(e) => Err((service.sigv4_error(e), None)),
+            Err(e) => Err((AuthService::of(&parts).sigv4_error(e), None)),
         };
     }
     let services = signing_services(&parts.headers);
     let pre = match sigv4::preverify(&headers, now, services, lookup) {
         Ok(pre) => pre,
-        Err(e) => return Err((service.sigv4_error(e), Some(body))),
+        Err(e) => return Err((AuthService::of(&parts).sigv4_error(e), Some(body))),
     };
     let streaming = STREAMING_PATHS.contains(&parts.uri.path());
     let (payload_hash, body) = if streaming {
@@ -356,7 +360,7 @@ async fn verify(state: &AuthState, req: Request) -> Result<(Request, Option<Sess
     let parts_for_sig = signed_parts(&parts, &headers, &payload_hash);
     let key = match sigv4::verify_signature(&pre, &parts_for_sig) {
         Ok(key) => key,
-        Err(e) => return Err((service.sigv4_error(e), Some(body))),
+        Err(e) => return Err((AuthService::of(&parts).sigv4_error(e), Some(body))),
     };
     tracing::trace!(access_key = %key, "signature verified");
     Ok((Request::from_parts(parts, body), claims))
