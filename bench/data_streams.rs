@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kinescope::clock::SystemClock;
-use kinescope::data_streams::{DataStreamEngine, DataStreamId, EngineOptions, Mode, NewRecord, StartingPosition};
+use kinescope::data_streams::{
+    DataStreamEngine, DataStreamId, EngineOptions, NewDataStream, NewRecord, StartingPosition,
+};
 use kinescope::scope::Scope;
 
 const RECORD_BYTES: usize = 1024;
@@ -74,7 +76,7 @@ fn main() {
     let mut rows = Vec::new();
     for shards in [1u32, 8] {
         let name = DataStreamId::new(&scope, &format!("bench-{shards}"));
-        engine.create_stream(&name, Some(shards), Mode::Provisioned, None, BTreeMap::new()).expect("stream");
+        engine.create_stream(&name, NewDataStream { shard_count: Some(shards), ..Default::default() }).expect("stream");
         let t = Instant::now();
         rt.block_on(async {
             let tasks: Vec<_> = (0..PRODUCERS)
@@ -133,7 +135,7 @@ fn main() {
     let samples = common::scaled(300, 20);
     let delays = rt.block_on(async {
         let tip = DataStreamId::new(&scope, "tip");
-        engine.create_stream(&tip, Some(1), Mode::Provisioned, None, BTreeMap::new()).expect("stream");
+        engine.create_stream(&tip, NewDataStream { shard_count: Some(1), ..Default::default() }).expect("stream");
         let c = engine.register_consumer(&tip, "bench", BTreeMap::new()).expect("consumer");
         let mut sub = engine.subscribe(&c.arn, "shardId-000000000000", StartingPosition::Latest).expect("subscribe");
         let mut delays = Vec::with_capacity(samples);

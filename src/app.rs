@@ -113,6 +113,8 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
     let data_stream_options = crate::data_streams::EngineOptions { disk: disk.clone(), ..config.data_streams.clone() };
     let data_streams = DataStreamEngine::open(&config.data_dir, clock.clone(), &default_scope, data_stream_options)
         .map_err(|e| AppError::Refused(format!("cannot open the data streams: {e}")))?;
+    let stream_queues = crate::stream_queues::StreamQueueEngine::open(&config.data_dir, data_streams.clone())
+        .map_err(|e| AppError::Refused(format!("cannot open the stream queues: {e}")))?;
     let signaling = crate::signaling::SignalingEngine::open(&config.data_dir, clock.clone())
         .map_err(|e| AppError::Refused(format!("cannot open the signalling channels: {e}")))?;
     let metrics = Arc::new(Metrics::default());
@@ -204,7 +206,12 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
             pages: pages.clone(),
             scope: default_scope.clone(),
         }),
-        Some(KinesisState { engine: data_streams.clone(), pages, scope: default_scope.clone() }),
+        Some(KinesisState {
+            engine: data_streams.clone(),
+            stream_queues: stream_queues.clone(),
+            pages,
+            scope: default_scope.clone(),
+        }),
         AuthState {
             credentials: credentials.clone(),
             clock: clock.clone(),

@@ -42,6 +42,7 @@ pub mod signaling;
 
 pub mod storage_failure;
 pub mod stream_events;
+pub mod stream_queues;
 pub mod sts;
 pub mod tls_provider;
 pub mod video_store;

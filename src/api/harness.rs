@@ -66,6 +66,8 @@ impl Harness {
         let queues = QueueEngine::open(dir, clock.clone(), &scope).expect("queues open");
         let data_streams =
             DataStreamEngine::open(dir, clock.clone(), &scope, EngineOptions::default()).expect("data streams open");
+        let stream_queues =
+            crate::stream_queues::StreamQueueEngine::open(dir, data_streams.clone()).expect("stream queues open");
         let metrics = Arc::new(Metrics::default());
         let pages = PageTokens::new([4; 32]);
         let sources = SourceManager::start(
@@ -129,7 +131,7 @@ impl Harness {
                 pages: pages.clone(),
                 scope: scope.clone(),
             }),
-            Some(KinesisState { engine: data_streams.clone(), pages, scope: scope.clone() }),
+            Some(KinesisState { engine: data_streams.clone(), stream_queues, pages, scope: scope.clone() }),
             AuthState {
                 credentials,
                 clock,

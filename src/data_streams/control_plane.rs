@@ -5,14 +5,9 @@
 use super::*;
 
 impl DataStreamEngine {
-    pub fn create_stream(
-        &self,
-        name: &DataStreamId,
-        shard_count: Option<u32>,
-        mode: StreamMode,
-        max_record_kib: Option<u32>,
-        tags: BTreeMap<String, String>,
-    ) -> Result<StreamView> {
+    pub fn create_stream(&self, name: &DataStreamId, new: NewDataStream) -> Result<StreamView> {
+        let NewDataStream { shard_count, mode, max_record_kib, tags, distribution, warm_throughput_mibps } = new;
+        let mode = mode.unwrap_or(StreamMode::Provisioned);
         if !name_ok(&name.name) {
             return Err(invalid(format!("StreamName '{name}' must be 1-128 characters from [a-zA-Z0-9_.-].")));
         }
@@ -36,6 +31,12 @@ impl DataStreamEngine {
         check_tags(&tags)?;
         if tags.len() > MAX_TAGS {
             return Err(invalid(format!("A stream can have at most {MAX_TAGS} tags.")));
+        }
+        if mode == StreamMode::Provisioned && distribution.is_some() {
+            return Err(invalid("RecordDistributionStrategy can only be set on an ON_DEMAND stream."));
+        }
+        if let Some(mibps) = warm_throughput_mibps {
+            self.check_warm_throughput(&name.scope, mode, mibps)?;
         }
         let open = self.open_shards_total(&name.scope);
         if open + count > self.inner.options.shard_limit {
@@ -61,6 +62,8 @@ impl DataStreamEngine {
             enhanced_metrics: BTreeSet::new(),
             scaling_ops_ms: Vec::new(),
             updating_until_ms: 0,
+            distribution: distribution.unwrap_or_default(),
+            warm_throughput_mibps,
         };
         let mut reg = self.inner.registry.write().unwrap_or_else(|p| p.into_inner());
         if reg.by_name.contains_key(&name.key()) {
@@ -276,16 +279,109 @@ impl DataStreamEngine {
         Ok((current, target))
     }
 
-    pub fn set_stream_mode(&self, name: &DataStreamId, mode: StreamMode) -> Result<()> {
+    /// UpdateStreamMode; `warm_throughput_mibps` only when switching to on-demand.
+    pub fn set_stream_mode(
+        &self,
+        name: &DataStreamId,
+        mode: StreamMode,
+        warm_throughput_mibps: Option<u32>,
+    ) -> Result<()> {
+        if let Some(mibps) = warm_throughput_mibps {
+            if mode != StreamMode::OnDemand {
+                return Err(invalid("WarmThroughputMiBps can only be given when switching to ON_DEMAND."));
+            }
+            self.check_warm_throughput(&name.scope, mode, mibps)?;
+        }
         self.update(name, |m, now| {
             self.require_active(m, now)?;
             if m.mode == mode {
                 return Err(invalid(format!("Stream {name} is already in {} mode.", mode.as_str())));
             }
             m.mode = mode;
+            if mode == StreamMode::Provisioned {
+                // AUTO and warm throughput are on-demand notions.
+                m.distribution = RecordDistribution::UserPartitionKey;
+                m.warm_throughput_mibps = None;
+            } else if warm_throughput_mibps.is_some() {
+                m.warm_throughput_mibps = warm_throughput_mibps;
+            }
             m.updating_until_ms = now + self.inner.options.update_delay_ms;
             Ok(())
         })
+    }
+
+    /// UpdateStreamRecordDistributionStrategy: takes effect for the next record put.
+    pub fn set_record_distribution(&self, name: &DataStreamId, distribution: RecordDistribution) -> Result<()> {
+        self.update(name, |m, _| {
+            if m.mode != StreamMode::OnDemand {
+                return Err(invalid(format!(
+                    "Stream {name} under account {} is PROVISIONED; a record distribution strategy applies to ON_DEMAND streams only.",
+                    name.scope.account
+                )));
+            }
+            m.distribution = distribution;
+            Ok(())
+        })
+    }
+
+    /// UpdateStreamWarmThroughput: stored and reported. This server has no capacity to
+    /// warm (on-demand streams take what the disk takes), so the current throughput is
+    /// the target as soon as it is set. Returns the target.
+    pub fn set_warm_throughput(&self, name: &DataStreamId, mibps: u32) -> Result<u32> {
+        let mode = self.handle(name)?.lock().meta.mode;
+        self.check_warm_throughput(&name.scope, mode, mibps)?;
+        self.update(name, |m, now| {
+            self.require_active(m, now)?;
+            m.warm_throughput_mibps = Some(mibps);
+            Ok(mibps)
+        })
+    }
+
+    fn check_warm_throughput(&self, scope: &Scope, mode: StreamMode, mibps: u32) -> Result<()> {
+        if mode != StreamMode::OnDemand {
+            return Err(invalid("Warm throughput applies to ON_DEMAND streams only."));
+        }
+        if mibps > MAX_WARM_THROUGHPUT_MIBPS {
+            return Err(invalid(format!(
+                "WarmThroughputMiBps {mibps} exceeds the maximum of {MAX_WARM_THROUGHPUT_MIBPS} MiB/s per stream."
+            )));
+        }
+        let now = self.now_ms();
+        let on = self.commitment(scope)?.is_some_and(|c| c.ends_ms.is_none_or(|end| end > now));
+        if !on {
+            return Err(invalid(format!(
+                "Warm throughput needs the account's MinimumThroughputBillingCommitment ENABLED (UpdateAccountSettings); account {} has it off.",
+                scope.account
+            )));
+        }
+        Ok(())
+    }
+
+    /// The account's billing commitment, if it ever had one.
+    pub fn commitment(&self, scope: &Scope) -> Result<Option<ThroughputCommitment>> {
+        self.inner.meta.commitment(scope).map_err(DataStreamError::Storage)
+    }
+
+    /// UpdateAccountSettings: ENABLED starts a commitment (or keeps the running one);
+    /// DISABLED ends it, at once if its minimum term has passed, else at the term's end.
+    pub fn set_commitment(&self, scope: &Scope, enabled: bool) -> Result<ThroughputCommitment> {
+        let now = self.now_ms();
+        let current = self.commitment(scope)?.filter(|c| c.ends_ms.is_none_or(|end| end > now));
+        let next = match (current, enabled) {
+            (Some(c), true) => ThroughputCommitment { ends_ms: None, ..c },
+            (None, true) => {
+                ThroughputCommitment { started_ms: now, earliest_end_ms: now + COMMITMENT_MINIMUM_MS, ends_ms: None }
+            }
+            (Some(c), false) => ThroughputCommitment { ends_ms: Some(c.earliest_end_ms.max(now)), ..c },
+            (None, false) => {
+                return Err(invalid(format!(
+                    "Account {} has no MinimumThroughputBillingCommitment to disable.",
+                    scope.account
+                )))
+            }
+        };
+        self.inner.meta.set_commitment(scope, &next).map_err(DataStreamError::Storage)?;
+        Ok(next)
     }
 
     pub fn set_max_record_size(&self, name: &DataStreamId, kib: u32) -> Result<()> {

@@ -38,6 +38,47 @@ impl StreamMode {
     }
 }
 
+/// How records are placed on shards (`RecordDistributionStrategy`): by the MD5 of their
+/// partition key (or their explicit hash key), or spread evenly by the server, which
+/// then needs no key (on-demand streams only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum RecordDistribution {
+    #[default]
+    #[serde(rename = "USER_PARTITION_KEY")]
+    UserPartitionKey,
+    #[serde(rename = "AUTO")]
+    Auto,
+}
+
+impl RecordDistribution {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordDistribution::UserPartitionKey => "USER_PARTITION_KEY",
+            RecordDistribution::Auto => "AUTO",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "USER_PARTITION_KEY" => Some(RecordDistribution::UserPartitionKey),
+            "AUTO" => Some(RecordDistribution::Auto),
+            _ => None,
+        }
+    }
+}
+
+/// An account's minimum-throughput billing commitment (DescribeAccountSettings): the
+/// server bills nothing, but warm throughput is accepted only while it is on, as in
+/// AWS, so code that turns it on first runs unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThroughputCommitment {
+    pub started_ms: i64,
+    /// The commitment cannot end before then; a DISABLED asked earlier ends it there.
+    pub earliest_end_ms: i64,
+    /// When it ends (or ended), once DISABLED was asked.
+    pub ends_ms: Option<i64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsumerMeta {
     pub name: String,
@@ -68,6 +109,12 @@ pub struct StreamMeta {
     pub scaling_ops_ms: Vec<i64>,
     /// The stream reports UPDATING until then (see the engine's `update_delay_ms`).
     pub updating_until_ms: i64,
+    /// Format 3 on: absent in older records (the default).
+    #[serde(default)]
+    pub distribution: RecordDistribution,
+    /// UpdateStreamWarmThroughput's target (MiB/s), on-demand streams only.
+    #[serde(default)]
+    pub warm_throughput_mibps: Option<u32>,
 }
 
 impl StreamMeta {
@@ -88,6 +135,9 @@ pub trait DataStreamMetaStore: Send + Sync + 'static {
     fn policy(&self, arn: &str) -> Result<Option<String>, StorageFailure>;
     /// Sets (or, with `None`, removes) the policy of an ARN.
     fn set_policy(&self, arn: &str, policy: Option<&str>) -> Result<(), StorageFailure>;
+    /// An account's (per region) billing commitment, if it ever asked for one.
+    fn commitment(&self, scope: &Scope) -> Result<Option<ThroughputCommitment>, StorageFailure>;
+    fn set_commitment(&self, scope: &Scope, commitment: &ThroughputCommitment) -> Result<(), StorageFailure>;
 }
 
 /// The behaviour the engine relies on, as checks any [`DataStreamMetaStore`] must pass.
@@ -112,6 +162,8 @@ pub mod conformance {
             enhanced_metrics: BTreeSet::new(),
             scaling_ops_ms: vec![],
             updating_until_ms: 0,
+            distribution: RecordDistribution::UserPartitionKey,
+            warm_throughput_mibps: None,
         }
     }
 
@@ -127,6 +179,8 @@ pub mod conformance {
             s.save(&b).unwrap();
             let mut a2 = a.clone();
             a2.retention_hours = 48;
+            a2.distribution = RecordDistribution::Auto;
+            a2.warm_throughput_mibps = Some(100);
             s.save(&a2).unwrap();
             let loaded = s.load().unwrap();
             assert_eq!(loaded.len(), 2, "one record per scope and name");
@@ -134,11 +188,24 @@ pub mod conformance {
             assert_eq!(s.policy("arn:aws:kinesis:us-east-1:123456789012:stream/events").unwrap(), None);
             s.set_policy("arn:aws:kinesis:us-east-1:123456789012:stream/events", Some("{\"Version\":\"2012-10-17\"}"))
                 .unwrap();
+            assert_eq!(s.commitment(&here).unwrap(), None);
+            let c = ThroughputCommitment { started_ms: 5, earliest_end_ms: 10, ends_ms: None };
+            s.set_commitment(&here, &c).unwrap();
+            s.set_commitment(&here, &ThroughputCommitment { ends_ms: Some(10), ..c }).unwrap();
         }
         let s = open();
         let loaded = s.load().unwrap();
         assert_eq!(loaded.len(), 2, "records are durable");
         assert!(loaded.iter().any(|m| m.retention_hours == 48), "the newest save is what was kept");
+        assert!(loaded
+            .iter()
+            .any(|m| m.distribution == RecordDistribution::Auto && m.warm_throughput_mibps == Some(100)));
+        assert_eq!(
+            s.commitment(&here).unwrap(),
+            Some(ThroughputCommitment { started_ms: 5, earliest_end_ms: 10, ends_ms: Some(10) }),
+            "the newest commitment is durable"
+        );
+        assert_eq!(s.commitment(&there).unwrap(), None, "commitments are per account and region");
         assert!(s.policy("arn:aws:kinesis:us-east-1:123456789012:stream/events").unwrap().is_some());
         s.delete(&a.id()).unwrap();
         s.set_policy("arn:aws:kinesis:us-east-1:123456789012:stream/events", None).unwrap();

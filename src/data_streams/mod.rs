@@ -46,7 +46,7 @@ use record_log::{decode_frame, Location, RecordLog, RecordLogs, RollPolicy};
 use shard_map::{Counter, ReshardError, ShardInfo, ShardMap};
 use throttle::ShardThrottle;
 
-pub use meta_store::StreamMode as Mode;
+pub use meta_store::{RecordDistribution, StreamMode as Mode, ThroughputCommitment};
 
 pub const DEFAULT_RETENTION_HOURS: u32 = 24;
 pub const MAX_RETENTION_HOURS: u32 = 8760;
@@ -62,6 +62,10 @@ pub const MAX_SHARDS_PER_STREAM: u32 = 10_000;
 pub const MAX_CONSUMERS_PER_STREAM: usize = 20;
 pub const MAX_TAGS: usize = 50;
 pub const ON_DEMAND_SHARDS: u32 = 4;
+/// UpdateStreamWarmThroughput's default per-stream maximum (10 GiB/s).
+pub const MAX_WARM_THROUGHPUT_MIBPS: u32 = 10_240;
+/// How long a billing commitment lasts at least once turned on.
+pub const COMMITMENT_MINIMUM_MS: i64 = 24 * 3_600_000;
 pub const SUBSCRIPTION_MS: i64 = 300_000;
 pub const SUBSCRIPTION_TAKEOVER_MS: i64 = 5_000;
 const SCALING_OPS_PER_DAY: usize = 10;
@@ -175,9 +179,26 @@ impl Default for EngineOptions {
     }
 }
 
+/// What CreateStream asks for; `Default` is a one-shard provisioned stream with AWS's
+/// defaults for the rest.
+#[derive(Debug, Clone, Default)]
+pub struct NewDataStream {
+    /// Required for provisioned streams; on-demand streams start with
+    /// [`ON_DEMAND_SHARDS`].
+    pub shard_count: Option<u32>,
+    pub mode: Option<StreamMode>,
+    pub max_record_kib: Option<u32>,
+    pub tags: BTreeMap<String, String>,
+    /// On-demand streams only.
+    pub distribution: Option<RecordDistribution>,
+    /// On-demand streams only, with the account's billing commitment on.
+    pub warm_throughput_mibps: Option<u32>,
+}
+
 /// A record to put.
 #[derive(Debug, Clone, Default)]
 pub struct NewRecord {
+    /// Empty when the producer gave none (allowed on `AUTO` streams only).
     pub partition_key: String,
     pub data: Vec<u8>,
     /// Overrides the partition key's hash.
@@ -356,6 +377,8 @@ struct Inner {
     /// or not that one is still open.
     subscriptions: Mutex<HashMap<SubscriptionKey, (i64, u64)>>,
     subscription_gen: AtomicU64,
+    /// Places the records of `AUTO` streams.
+    spread: AtomicU64,
 }
 
 /// The engine; cheap to clone.
@@ -364,14 +387,22 @@ pub struct DataStreamEngine {
     inner: Arc<Inner>,
 }
 
-fn name_ok(name: &str) -> bool {
+/// A Kinesis resource name (streams, consumers, queues): 1–128 of `[a-zA-Z0-9_.-]`.
+pub fn name_ok(name: &str) -> bool {
     (1..=128).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
-/// Checks one record against a stream's maximum record size (bytes).
-fn check_record(r: &NewRecord, max: usize) -> Result<()> {
+/// Checks one record against a stream's maximum record size (bytes) and its record
+/// distribution (a partition key is needed unless the server places records).
+fn check_record(r: &NewRecord, max: usize, distribution: RecordDistribution) -> Result<()> {
     let keys = r.partition_key.chars().count();
-    if !(1..=256).contains(&keys) {
+    if keys == 0 && distribution == RecordDistribution::Auto {
+        // No key to check: the server places the record.
+    } else if keys == 0 {
+        return Err(invalid(
+            "PartitionKey is required: the stream's RecordDistributionStrategy is USER_PARTITION_KEY (set AUTO to let the server place records without one).",
+        ));
+    } else if keys > 256 {
         return Err(invalid(format!(
             "1 validation error detected: Value '{}' at 'partitionKey' failed to satisfy constraint: Member must have length between 1 and 256",
             r.partition_key
@@ -387,7 +418,7 @@ fn check_record(r: &NewRecord, max: usize) -> Result<()> {
 }
 
 /// Checks a tag set as TagResource / AddTagsToStream do.
-fn check_tags(tags: &BTreeMap<String, String>) -> Result<()> {
+pub fn check_tags(tags: &BTreeMap<String, String>) -> Result<()> {
     for (k, v) in tags {
         if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
             return Err(invalid(format!("Tag key '{k}' must be 1-128 characters and its value at most 256")));
@@ -446,6 +477,7 @@ impl DataStreamEngine {
                 next_uid: AtomicU64::new(max_uid.max(now as u64) + 1),
                 subscriptions: Mutex::new(HashMap::new()),
                 subscription_gen: AtomicU64::new(1),
+                spread: AtomicU64::new(0),
             }),
         })
     }
@@ -553,8 +585,9 @@ impl DataStreamEngine {
 
     /// Checks a record against the stream's limits, as PutRecord(s) do before writing.
     pub fn check_record(&self, name: &DataStreamId, r: &NewRecord) -> Result<()> {
-        let kib = self.handle(name)?.lock().meta.max_record_kib;
-        check_record(r, kib as usize * 1024)
+        let handle = self.handle(name)?;
+        let state = handle.lock();
+        check_record(r, state.meta.max_record_kib as usize * 1024, state.meta.distribution)
     }
 
     /// Puts records into `name`, returning once they are on disk. Each record is
@@ -576,12 +609,19 @@ impl DataStreamEngine {
         }
         let handle = self.handle(name)?;
         self.inner.options.disk.check((total + 64 * records.len()) as u64)?;
-        let (max, encrypted) = {
+        let (max, encrypted, distribution) = {
             let state = handle.lock();
-            (state.meta.max_record_kib as usize * 1024, state.meta.encryption_key.is_some())
+            (state.meta.max_record_kib as usize * 1024, state.meta.encryption_key.is_some(), state.meta.distribution)
         };
-        for r in &records {
-            check_record(r, max)?;
+        let mut records = records;
+        for r in &mut records {
+            check_record(r, max, distribution)?;
+            if distribution == RecordDistribution::Auto {
+                // AUTO ignores keys and explicit hash keys: consecutive records land on
+                // hash points a golden-ratio step apart, an even spread over any shards.
+                let n = self.inner.spread.fetch_add(1, Ordering::Relaxed);
+                r.explicit_hash_key = Some(u128::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835));
+            }
         }
         let placed = self.inner.writer.put(handle, records).await?;
         let records = placed
@@ -620,6 +660,12 @@ impl DataStreamEngine {
             state.log.drop_older_than(horizon).map_err(DataStreamError::Storage)?;
         }
         Ok(dropped)
+    }
+
+    /// A receiver that changes whenever records are published to `name` (or its shards
+    /// change, or it is deleted): in-process readers wait on it instead of polling.
+    pub fn watch(&self, name: &DataStreamId) -> Result<watch::Receiver<u64>> {
+        Ok(self.handle(name)?.published.subscribe())
     }
 
     /// Records held in a shard's index (for tests and benches).

@@ -50,7 +50,7 @@ async fn a_torn_tail_is_dropped_on_reopen_and_acknowledged_records_stay() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let e = open(dir.path(), clock.clone());
-    e.create_stream(&s(), Some(1), StreamMode::Provisioned, None, BTreeMap::new()).unwrap();
+    e.create_stream(&s(), NewDataStream { shard_count: Some(1), ..Default::default() }).unwrap();
     let mut acked = Vec::new();
     for i in 0..20 {
         acked.push(e.put_record(&s(), rec("k", &format!("r{i}"))).await.unwrap());
@@ -90,7 +90,7 @@ async fn iterators_expire_after_five_minutes() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let e = open(dir.path(), clock.clone());
-    e.create_stream(&s(), Some(1), StreamMode::Provisioned, None, BTreeMap::new()).unwrap();
+    e.create_stream(&s(), NewDataStream { shard_count: Some(1), ..Default::default() }).unwrap();
     let it = e.get_shard_iterator(&s(), "shardId-000000000000", StartingPosition::Latest).unwrap();
     clock.advance_us(299_000_000);
     let next = e.get_records(&it, None).await.unwrap().next_iterator.unwrap();
@@ -105,7 +105,7 @@ async fn retention_hides_old_records_and_the_sweep_drops_them() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let e = open(dir.path(), clock.clone());
-    e.create_stream(&s(), Some(2), StreamMode::Provisioned, None, BTreeMap::new()).unwrap();
+    e.create_stream(&s(), NewDataStream { shard_count: Some(2), ..Default::default() }).unwrap();
     for i in 0..10 {
         e.put_record(&s(), rec(&format!("k{i}"), "old")).await.unwrap();
     }
@@ -126,7 +126,7 @@ async fn at_timestamp_and_sequence_positions() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let e = open(dir.path(), clock.clone());
-    e.create_stream(&s(), Some(1), StreamMode::Provisioned, None, BTreeMap::new()).unwrap();
+    e.create_stream(&s(), NewDataStream { shard_count: Some(1), ..Default::default() }).unwrap();
     let a = e.put_record(&s(), rec("k", "a")).await.unwrap();
     clock.advance_us(1_000_000);
     let b = e.put_record(&s(), rec("k", "b")).await.unwrap();
@@ -148,7 +148,7 @@ async fn a_subscription_pushes_new_records_and_ends_at_a_closed_shard() {
     let dir = tempfile::tempdir().unwrap();
     let e = DataStreamEngine::open(dir.path(), Arc::new(crate::clock::SystemClock), &scope(), EngineOptions::default())
         .unwrap();
-    e.create_stream(&s(), Some(1), StreamMode::Provisioned, None, BTreeMap::new()).unwrap();
+    e.create_stream(&s(), NewDataStream { shard_count: Some(1), ..Default::default() }).unwrap();
     let c = e.register_consumer(&s(), "app", BTreeMap::new()).unwrap();
     let mut sub = e.subscribe(&c.arn, "shardId-000000000000", StartingPosition::Latest).unwrap();
     let e2 = e.clone();

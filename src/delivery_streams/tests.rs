@@ -446,11 +446,12 @@ fn data_stream_source(
     crate::data_streams::DataStreamId,
     DeliveryOptions,
 ) {
-    use crate::data_streams::{DataStreamEngine, DataStreamId, EngineOptions, Mode};
+    use crate::data_streams::{DataStreamEngine, DataStreamId, EngineOptions};
     let clock: crate::clock::SharedClock = Arc::new(SystemClock);
     let ds = DataStreamEngine::open(dir, clock.clone(), &scope(), EngineOptions::default()).unwrap();
     let source = DataStreamId::new(&scope(), name);
-    ds.create_stream(&source, Some(shards), Mode::Provisioned, None, BTreeMap::new()).unwrap();
+    ds.create_stream(&source, crate::data_streams::NewDataStream { shard_count: Some(shards), ..Default::default() })
+        .unwrap();
     let opts = DeliveryOptions { data_streams: Some(ds.clone()), ..options() };
     (clock, ds, source, opts)
 }

@@ -52,6 +52,16 @@ pub struct RegisterOutput {
 
 pub async fn register(s: KinesisState, i: RegisterInput) -> Result<RegisterOutput, ApiError> {
     let name = s.stream_by_arn(&i.stream_arn)?;
+    // Queues take places from the same registered-consumer quota.
+    let queues = s.stream_queues.count_for_stream(&name);
+    let consumers = s.engine.describe(&name)?.meta.consumers.len();
+    if queues > 0 && queues + consumers >= crate::data_streams::MAX_CONSUMERS_PER_STREAM {
+        return Err(crate::data_streams::DataStreamError::LimitExceeded(format!(
+            "Stream {name} has {consumers} consumers and {queues} queues; together they may be at most {}.",
+            crate::data_streams::MAX_CONSUMERS_PER_STREAM
+        ))
+        .into());
+    }
     let c = s.engine.register_consumer(&name, &i.consumer_name, i.tags.unwrap_or_default())?;
     Ok(RegisterOutput { consumer: Consumer::of(&c, false) })
 }

@@ -8,12 +8,15 @@
 //! - [`records`]: PutRecord(s), GetShardIterator, GetRecords, SubscribeToShard (an
 //!   event stream, [`crate::wire::eventstream`]);
 //! - [`consumers`]: enhanced fan-out consumers;
-//! - [`resources`]: tags and resource policies of streams and consumers.
+//! - [`resources`]: tags and resource policies of streams, consumers and queues;
+//! - [`queues`]: stream queues (per-record delivery, dead letters), over
+//!   [`crate::stream_queues::StreamQueueEngine`].
 //!
 //! Blobs are base64, timestamps epoch seconds. Errors are `{"__type": Code, "message"}`,
 //! 400 except InternalFailureException (500), mapped from the engine's once, here.
 
 pub mod consumers;
+pub mod queues;
 pub mod records;
 pub mod resources;
 pub mod shards;
@@ -32,6 +35,7 @@ use crate::data_streams::keys::{format_sequence, shard_id};
 use crate::data_streams::shard_map::ShardInfo;
 use crate::data_streams::{ChildShard, DataStreamEngine, DataStreamError, DataStreamId, LIST_TOKEN_TTL_MS};
 use crate::scope::Scope;
+use crate::stream_queues::StreamQueueEngine;
 
 pub const TARGET_PREFIX: &str = "Kinesis_20131202";
 
@@ -39,6 +43,8 @@ pub const TARGET_PREFIX: &str = "Kinesis_20131202";
 #[derive(Clone)]
 pub struct KinesisState {
     pub engine: DataStreamEngine,
+    /// Stream queues, which read `engine`'s streams.
+    pub stream_queues: StreamQueueEngine,
     pub pages: PageTokens,
     /// The caller's account and region (the server's default until a call sets it).
     pub scope: Scope,
@@ -54,9 +60,7 @@ impl ForCaller for KinesisState {
 pub fn operations(state: KinesisState) -> Operations<KinesisState> {
     Operations::new(state, Protocol::AwsJson11)
         .unknown(|op| {
-            ApiError::unknown_operation(&format!(
-                "{TARGET_PREFIX}.{op} (stream queues, channels, account settings and warm throughput are not supported by Kinescope)"
-            ))
+            ApiError::unknown_operation(&format!("{TARGET_PREFIX}.{op} (channels are not supported by Kinescope yet)"))
         })
         .op("CreateStream", streams::create_stream)
         .op("DeleteStream", streams::delete_stream)
@@ -72,6 +76,22 @@ pub fn operations(state: KinesisState) -> Operations<KinesisState> {
         .op("DescribeLimits", streams::describe_limits)
         .op("UpdateStreamMode", streams::update_stream_mode)
         .op("UpdateMaxRecordSize", streams::update_max_record_size)
+        .op("UpdateStreamRecordDistributionStrategy", streams::update_record_distribution)
+        .op("UpdateStreamWarmThroughput", streams::update_warm_throughput)
+        .op("DescribeAccountSettings", streams::describe_account_settings)
+        .op("UpdateAccountSettings", streams::update_account_settings)
+        .op("CreateQueue", queues::create_queue)
+        .op("DescribeQueue", queues::describe_queue)
+        .op("UpdateQueue", queues::update_queue)
+        .op("DeleteQueue", queues::delete_queue)
+        .op("ListQueues", queues::list_queues)
+        .op("ReceiveQueueRecords", queues::receive_records)
+        .op("AcknowledgeQueueRecords", queues::acknowledge_records)
+        .op("UpdateQueueRecordsVisibility", queues::update_records_visibility)
+        .op("ReceiveDeadLetterQueueRecords", queues::receive_dead_letters)
+        .op("AcknowledgeDeadLetterQueueRecords", queues::acknowledge_dead_letters)
+        .op("UpdateDeadLetterQueueRecordsVisibility", queues::update_dead_letters_visibility)
+        .op("RestoreDeadLetterQueueRecords", queues::restore_dead_letters)
         .op("ListShards", shards::list_shards)
         .op("SplitShard", shards::split_shard)
         .op("MergeShards", shards::merge_shards)

@@ -204,7 +204,9 @@ pub struct RecordOut {
     sequence_number: String,
     approximate_arrival_timestamp: f64,
     data: String,
-    partition_key: String,
+    /// Absent for a record put without one (an `AUTO` stream).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partition_key: Option<String>,
     encryption_type: &'static str,
 }
 
@@ -214,7 +216,7 @@ impl From<&Record> for RecordOut {
             sequence_number: r.sequence_number.clone(),
             approximate_arrival_timestamp: ts(r.arrival_ms),
             data: BASE64.encode(&r.data),
-            partition_key: r.partition_key.clone(),
+            partition_key: (!r.partition_key.is_empty()).then(|| r.partition_key.clone()),
             encryption_type: "NONE",
         }
     }

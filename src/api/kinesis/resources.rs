@@ -1,6 +1,6 @@
 //! Tags and resource policies: the stream-named tag calls (AddTagsToStream,
 //! RemoveTagsFromStream, ListTagsForStream), the ARN-named ones for streams and
-//! consumers (TagResource, UntagResource, ListTagsForResource), and
+//! consumers and stream queues (TagResource, UntagResource, ListTagsForResource), and
 //! Put/Get/DeleteResourcePolicy.
 
 use std::collections::BTreeMap;
@@ -13,15 +13,19 @@ use crate::api::protocol::Empty;
 use crate::api::shapes::ResourceArn;
 use crate::data_streams::{DataStreamError, DataStreamId};
 
-/// What an ARN names: a stream, or a consumer of one.
+/// What an ARN names: a stream, a consumer of one, or a stream queue.
 enum Resource {
     Stream(DataStreamId),
     Consumer(DataStreamId, String),
+    Queue(String),
 }
 
 impl Resource {
     fn of(s: &KinesisState, arn: &str) -> Result<Self, ApiError> {
-        if arn.contains("/consumer/") {
+        let is_queue = crate::scope::Scope::parse_arn(arn, "kinesis").is_some_and(|(_, r)| r.starts_with("queue/"));
+        if is_queue {
+            Ok(Resource::Queue(arn.to_string()))
+        } else if arn.contains("/consumer/") {
             let (stream, consumer) = s.consumer_by_arn(arn)?;
             Ok(Resource::Consumer(stream, consumer))
         } else {
@@ -33,6 +37,7 @@ impl Resource {
         Ok(match self {
             Resource::Stream(stream) => s.engine.describe(stream)?.meta.tags,
             Resource::Consumer(stream, c) => s.engine.consumer_tags(stream, c)?,
+            Resource::Queue(arn) => s.stream_queues.tags(&s.scope, arn)?,
         })
     }
 
@@ -44,6 +49,7 @@ impl Resource {
                 e => e,
             })?,
             Resource::Consumer(stream, c) => s.engine.describe_consumer(stream, c).map(|_| ())?,
+            Resource::Queue(arn) => s.stream_queues.describe(&s.scope, arn).map(|_| ())?,
         }
         Ok(())
     }
@@ -122,6 +128,7 @@ pub async fn tag_resource(s: KinesisState, i: TagResourceInput) -> Result<Empty,
             t.extend(tags);
             Ok(())
         })?,
+        Resource::Queue(arn) => s.stream_queues.update_tags(&s.scope, &arn, tags, &[])?,
     }
     Ok(Empty {})
 }
@@ -145,6 +152,7 @@ pub async fn untag_resource(s: KinesisState, i: UntagResourceInput) -> Result<Em
             });
             Ok(())
         })?,
+        Resource::Queue(arn) => s.stream_queues.update_tags(&s.scope, &arn, BTreeMap::new(), &keys)?,
     }
     Ok(Empty {})
 }

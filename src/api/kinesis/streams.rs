@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_limit, encryption_name, invalid, ts, KinesisState, Shard, StreamRef};
+use super::{check_limit, encryption_name, invalid, ts, violation, KinesisState, Shard, StreamRef};
 use crate::api::error::ApiError;
 use crate::api::protocol::Empty;
 use crate::data_streams::keys::parse_shard_id;
-use crate::data_streams::meta_store::StreamMode;
-use crate::data_streams::{DataStreamId, StreamView};
+use crate::data_streams::meta_store::{RecordDistribution, StreamMode};
+use crate::data_streams::DataStreamError;
+use crate::data_streams::{DataStreamId, NewDataStream, StreamView, ThroughputCommitment};
 
 const ON_DEMAND_STREAM_LIMIT: u32 = 50;
 
@@ -34,6 +35,11 @@ fn mode_of(d: Option<&ModeDetails>) -> Result<Option<StreamMode>, ApiError> {
     .transpose()
 }
 
+fn distribution_of(v: &str) -> Result<RecordDistribution, ApiError> {
+    RecordDistribution::parse(v)
+        .ok_or_else(|| violation(v, "recordDistributionStrategy", "satisfy enum value set: [AUTO, USER_PARTITION_KEY]"))
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct CreateStreamInput {
@@ -42,18 +48,20 @@ pub struct CreateStreamInput {
     stream_mode_details: Option<ModeDetails>,
     tags: Option<BTreeMap<String, String>>,
     max_record_size_in_ki_b: Option<u32>,
+    record_distribution_strategy: Option<String>,
+    warm_throughput_mi_bps: Option<u32>,
 }
 
 pub async fn create_stream(s: KinesisState, i: CreateStreamInput) -> Result<Empty, ApiError> {
-    let mode = mode_of(i.stream_mode_details.as_ref())?.unwrap_or(StreamMode::Provisioned);
-    let tags = i.tags.unwrap_or_default();
-    s.engine.create_stream(
-        &DataStreamId::new(&s.scope, &i.stream_name),
-        i.shard_count,
-        mode,
-        i.max_record_size_in_ki_b,
-        tags,
-    )?;
+    let new = NewDataStream {
+        shard_count: i.shard_count,
+        mode: mode_of(i.stream_mode_details.as_ref())?,
+        max_record_kib: i.max_record_size_in_ki_b,
+        tags: i.tags.unwrap_or_default(),
+        distribution: i.record_distribution_strategy.as_deref().map(distribution_of).transpose()?,
+        warm_throughput_mibps: i.warm_throughput_mi_bps,
+    };
+    s.engine.create_stream(&DataStreamId::new(&s.scope, &i.stream_name), new)?;
     Ok(Empty {})
 }
 
@@ -66,7 +74,17 @@ pub struct DeleteStreamInput {
 }
 
 pub async fn delete_stream(s: KinesisState, i: DeleteStreamInput) -> Result<Empty, ApiError> {
-    s.engine.delete_stream(&i.s.id(&s)?, i.enforce_consumer_deletion.unwrap_or(false))?;
+    let id = i.s.id(&s)?;
+    // EnforceConsumerDeletion does not reach queues (as in AWS).
+    let queues = s.stream_queues.count_for_stream(&id);
+    if queues > 0 {
+        return Err(DataStreamError::ResourceInUse(format!(
+            "Stream {id} under account {} has {queues} stream queues; delete them first.",
+            id.scope.account
+        ))
+        .into());
+    }
+    s.engine.delete_stream(&id, i.enforce_consumer_deletion.unwrap_or(false))?;
     Ok(Empty {})
 }
 
@@ -179,16 +197,44 @@ pub struct SummaryDescription {
     open_shard_count: usize,
     consumer_count: usize,
     max_record_size_in_ki_b: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record_distribution_strategy: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warm_throughput: Option<WarmThroughput>,
+    queue_count: usize,
+    channel_count: usize,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WarmThroughput {
+    #[serde(rename = "TargetMiBps")]
+    target_mibps: u32,
+    #[serde(rename = "CurrentMiBps")]
+    current_mibps: u32,
+}
+
+impl WarmThroughput {
+    /// There is no capacity to warm here: the target is current as soon as it is set.
+    fn reached(mibps: u32) -> Self {
+        WarmThroughput { target_mibps: mibps, current_mibps: mibps }
+    }
 }
 
 pub async fn describe_stream_summary(s: KinesisState, i: StreamRef) -> Result<DescribeStreamSummaryOutput, ApiError> {
-    let v = s.engine.describe(&i.id(&s)?)?;
+    let id = i.id(&s)?;
+    let v = s.engine.describe(&id)?;
+    let on_demand = v.meta.mode == StreamMode::OnDemand;
     Ok(DescribeStreamSummaryOutput {
         stream_description_summary: SummaryDescription {
             d: (&v).into(),
             open_shard_count: v.open_shard_count(),
             consumer_count: v.meta.consumers.len(),
             max_record_size_in_ki_b: v.meta.max_record_kib,
+            record_distribution_strategy: on_demand.then(|| v.meta.distribution.as_str()),
+            warm_throughput: v.meta.warm_throughput_mibps.map(WarmThroughput::reached),
+            queue_count: s.stream_queues.count_for_stream(&id),
+            channel_count: 0,
         },
     })
 }
@@ -337,12 +383,141 @@ pub struct UpdateStreamModeInput {
     #[serde(rename = "StreamARN")]
     stream_arn: String,
     stream_mode_details: ModeDetails,
+    warm_throughput_mi_bps: Option<u32>,
 }
 
 pub async fn update_stream_mode(s: KinesisState, i: UpdateStreamModeInput) -> Result<Empty, ApiError> {
     let mode = mode_of(Some(&i.stream_mode_details))?.unwrap_or(StreamMode::Provisioned);
-    s.engine.set_stream_mode(&s.stream_by_arn(&i.stream_arn)?, mode)?;
+    let id = s.stream_by_arn(&i.stream_arn)?;
+    if mode == StreamMode::Provisioned && s.stream_queues.count_for_stream(&id) > 0 {
+        return Err(DataStreamError::ResourceInUse(format!(
+            "Stream {id} has stream queues; an ON_DEMAND stream with queues cannot become PROVISIONED. Delete its queues first."
+        ))
+        .into());
+    }
+    s.engine.set_stream_mode(&id, mode, i.warm_throughput_mi_bps)?;
     Ok(Empty {})
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateDistributionInput {
+    #[serde(rename = "StreamARN")]
+    stream_arn: String,
+    record_distribution_strategy: String,
+}
+
+pub async fn update_record_distribution(s: KinesisState, i: UpdateDistributionInput) -> Result<Empty, ApiError> {
+    let strategy = distribution_of(&i.record_distribution_strategy)?;
+    s.engine.set_record_distribution(&s.stream_by_arn(&i.stream_arn)?, strategy)?;
+    Ok(Empty {})
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateWarmThroughputInput {
+    #[serde(flatten)]
+    s: StreamRef,
+    #[serde(rename = "WarmThroughputMiBps")]
+    warm_throughput_mibps: i64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateWarmThroughputOutput {
+    #[serde(rename = "StreamARN")]
+    stream_arn: String,
+    stream_name: String,
+    warm_throughput: WarmThroughput,
+}
+
+pub async fn update_warm_throughput(
+    s: KinesisState,
+    i: UpdateWarmThroughputInput,
+) -> Result<UpdateWarmThroughputOutput, ApiError> {
+    let mibps = u32::try_from(i.warm_throughput_mibps).map_err(|_| {
+        violation(i.warm_throughput_mibps, "warmThroughputMiBps", "have value greater than or equal to 0")
+    })?;
+    let id = i.s.id(&s)?;
+    let target = s.engine.set_warm_throughput(&id, mibps)?;
+    Ok(UpdateWarmThroughputOutput {
+        stream_arn: id.arn(),
+        stream_name: id.name,
+        warm_throughput: WarmThroughput::reached(target),
+    })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Commitment {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_at: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ended_at: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    earliest_allowed_end_at: Option<f64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AccountSettingsOutput {
+    minimum_throughput_billing_commitment: Commitment,
+}
+
+impl Commitment {
+    fn of(c: Option<ThroughputCommitment>, now_ms: i64) -> Self {
+        let Some(c) = c else {
+            return Commitment { status: "DISABLED", started_at: None, ended_at: None, earliest_allowed_end_at: None };
+        };
+        let status = match c.ends_ms {
+            None => "ENABLED",
+            Some(end) if end > now_ms => "ENABLED_UNTIL_EARLIEST_ALLOWED_END",
+            Some(_) => "DISABLED",
+        };
+        Commitment {
+            status,
+            started_at: Some(ts(c.started_ms)),
+            ended_at: c.ends_ms.map(ts),
+            earliest_allowed_end_at: Some(ts(c.earliest_end_ms)),
+        }
+    }
+}
+
+pub async fn describe_account_settings(s: KinesisState, _: Empty) -> Result<AccountSettingsOutput, ApiError> {
+    let c = s.engine.commitment(&s.scope)?;
+    Ok(AccountSettingsOutput { minimum_throughput_billing_commitment: Commitment::of(c, s.engine.now_ms()) })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CommitmentInput {
+    status: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateAccountSettingsInput {
+    minimum_throughput_billing_commitment: CommitmentInput,
+}
+
+pub async fn update_account_settings(
+    s: KinesisState,
+    i: UpdateAccountSettingsInput,
+) -> Result<AccountSettingsOutput, ApiError> {
+    let enabled = match i.minimum_throughput_billing_commitment.status.as_str() {
+        "ENABLED" => true,
+        "DISABLED" => false,
+        other => {
+            return Err(violation(
+                other,
+                "minimumThroughputBillingCommitment.status",
+                "satisfy enum value set: [ENABLED, DISABLED]",
+            ))
+        }
+    };
+    let c = s.engine.set_commitment(&s.scope, enabled)?;
+    Ok(AccountSettingsOutput { minimum_throughput_billing_commitment: Commitment::of(Some(c), s.engine.now_ms()) })
 }
 
 #[derive(Deserialize)]

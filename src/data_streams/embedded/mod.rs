@@ -1,6 +1,7 @@
 //! The data streams' embedded storage. Metadata in sled (`data/data_streams/meta`): the
-//! `streams` tree (JSON stream records keyed `ACCOUNT/REGION/NAME`) and the `policies`
-//! tree (ARN → policy); format 2 (`format/meta`), with the 1 → 2 upgrade run at open,
+//! `streams` tree (JSON stream records keyed `ACCOUNT/REGION/NAME`), the `policies`
+//! tree (ARN → policy) and the `commitments` tree (`ACCOUNT/REGION/` → JSON billing
+//! commitment); format 3 (`format/meta`), with the 1 → 2 upgrade run at open,
 //! and the record logs' format (`format/record_log`) recorded beside it. Records in
 //! [`log_files`] (append-only segment files, `data/data_streams/<uid>/`).
 
@@ -8,21 +9,24 @@ pub mod log_files;
 
 use std::path::Path;
 
-use super::meta_store::{DataStreamMetaStore, StreamMeta};
+use super::meta_store::{DataStreamMetaStore, StreamMeta, ThroughputCommitment};
 use super::DataStreamId;
 use crate::scope::Scope;
 use crate::storage_failure::StorageFailure;
 
 /// The metadata's layout, recorded in it and checked at open (see docs/storage.md).
 /// 2: stream records carry their scope and are keyed by `ACCOUNT/REGION/NAME` (1: by
-/// name, all in the server's default scope).
-pub const META_FORMAT: u32 = 2;
+/// name, all in the server's default scope). 3: stream records may carry a record
+/// distribution and a warm throughput, and commitments are kept; nothing to rewrite
+/// (absent members take their defaults), but a format-2 server would drop them.
+pub const META_FORMAT: u32 = 3;
 const META_STORE: &str = "the data-stream metadata (data/data_streams/meta)";
 
 pub struct SledDataStreamMeta {
     db: sled::Db,
     streams: sled::Tree,
     policies: sled::Tree,
+    commitments: sled::Tree,
 }
 
 fn io(e: sled::Error) -> std::io::Error {
@@ -55,7 +59,8 @@ impl SledDataStreamMeta {
         )
         .map_err(std::io::Error::other)?;
         let policies = db.open_tree("policies").map_err(io)?;
-        Ok(SledDataStreamMeta { db, streams, policies })
+        let commitments = db.open_tree("commitments").map_err(io)?;
+        Ok(SledDataStreamMeta { db, streams, policies, commitments })
     }
 }
 
@@ -94,6 +99,20 @@ impl DataStreamMetaStore for SledDataStreamMeta {
             None => self.policies.remove(arn.as_bytes()).map(|_| ()),
         }
         .map_err(failed)?;
+        self.db.flush().map_err(failed)?;
+        Ok(())
+    }
+
+    fn commitment(&self, scope: &Scope) -> Result<Option<ThroughputCommitment>, StorageFailure> {
+        match self.commitments.get(scope.key_prefix()).map_err(failed)? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v).map_err(failed)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn set_commitment(&self, scope: &Scope, commitment: &ThroughputCommitment) -> Result<(), StorageFailure> {
+        let v = serde_json::to_vec(commitment).map_err(failed)?;
+        self.commitments.insert(scope.key_prefix(), v).map_err(failed)?;
         self.db.flush().map_err(failed)?;
         Ok(())
     }
