@@ -181,6 +181,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         ),
         pages: pages.clone(),
         images: images.clone(),
+        secrets: Arc::new(config.secrets.clone()),
         data_streams: data_streams.clone(),
         buckets: delivery_streams.buckets().clone(),
         rtsp_url: Some(rtsp_public),

@@ -108,6 +108,11 @@ pub struct ConfigFile {
     /// `[sources.STREAM]`: IP cameras to pull (url, transport, username, password).
     #[serde(default)]
     pub sources: std::collections::BTreeMap<String, crate::ingest::rtsp_pull::SourceConfig>,
+    /// `[secrets]`: `"ARN" = "value"`, what an AWS Secrets Manager ARN names where a
+    /// request refers to one (an edge configuration's `MediaUriSecretArn`: the camera's
+    /// `rtsp://user:password@host/path`).
+    #[serde(default)]
+    pub secrets: crate::secrets::SecretValues,
 }
 
 /// `[webrtc]`: what GetIceServerConfig hands out, and where the server's own peer
@@ -237,6 +242,7 @@ pub struct ServerConfig {
     pub images: ImageSettings,
     pub rtsp_create_streams: bool,
     pub sources: std::collections::BTreeMap<String, crate::ingest::rtsp_pull::SourceConfig>,
+    pub secrets: crate::secrets::SecretValues,
 }
 
 /// `[images]` in the file.
@@ -429,6 +435,7 @@ impl ServerConfig {
             images: ImageSettings::from_file(&file.images),
             rtsp_create_streams: o.rtsp_create_streams || file.rtsp_create_streams.unwrap_or(false),
             sources: file.sources,
+            secrets: file.secrets,
             data_dir: o.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./data")),
             http,
             rtsp: o.rtsp.or(file.rtsp).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8554))),

@@ -112,3 +112,27 @@ mod tests {
         assert!(load_or_create_key(&path).is_err());
     }
 }
+
+/// Values the operator keeps in the config file's `[secrets]` table, by the ARN that
+/// names them where AWS would read AWS Secrets Manager (an edge configuration's camera
+/// URL). Debug output never shows a value.
+#[derive(Clone, Default, serde::Deserialize)]
+#[serde(transparent)]
+pub struct SecretValues(std::collections::BTreeMap<String, String>);
+
+impl SecretValues {
+    pub fn new(values: std::collections::BTreeMap<String, String>) -> Self {
+        SecretValues(values)
+    }
+
+    /// The value kept under `arn`.
+    pub fn get(&self, arn: &str) -> Option<&str> {
+        self.0.get(arn).map(String::as_str)
+    }
+}
+
+impl std::fmt::Debug for SecretValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.0.keys().map(|k| (k, "<redacted>"))).finish()
+    }
+}

@@ -107,6 +107,7 @@ impl Harness {
             ),
             pages: pages.clone(),
             images,
+            secrets: Arc::new(crate::secrets::SecretValues::default()),
             data_streams: data_streams.clone(),
             buckets: crate::delivery_streams::buckets::Buckets::in_directory(dir.join("buckets"), ACCOUNT)
                 .expect("buckets open"),

@@ -125,20 +125,37 @@ impl SourceStatus {
 }
 
 /// The layout of `data/sources.json` (see docs/storage.md): 1 keyed sources by stream
-/// name; 2 by `ACCOUNT/REGION/STREAM` ([`Scope::key`]).
-pub const SOURCES_FORMAT: u32 = 2;
+/// name; 2 by `ACCOUNT/REGION/STREAM` ([`Scope::key`]); 3 adds `edges`, the edge
+/// configurations that set some of the sources.
+pub const SOURCES_FORMAT: u32 = 3;
 
-/// `data/sources.json`: the format, then each stream's source by its scoped key.
+/// A source set by an edge configuration (Kinesis Video's StartEdgeConfigurationUpdate):
+/// which hub and secret it names, and the configuration as given, reported back as is
+/// (its schedule, uploader and deletion settings have no effect here: the source is
+/// pulled continuously and recorded straight into the stream).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeOrigin {
+    pub hub_device_arn: String,
+    pub secret_arn: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub config: serde_json::Value,
+}
+
+/// `data/sources.json`: the format, then each stream's source by its scoped key, and
+/// the edge origin of those an edge configuration set.
 #[derive(Serialize, Deserialize)]
 struct SourcesFile {
     format: u32,
     sources: BTreeMap<String, SourceConfig>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    edges: BTreeMap<String, EdgeOrigin>,
 }
 
-/// Reads `sources.json` into sources by scoped key. Format 1 (a bare map, or
-/// `"format": 1`) keyed them by stream name: those streams are `default_scope`'s. A
-/// newer format is refused, never misread.
-fn read_sources_file(bytes: &[u8], default_scope: &Scope) -> Result<BTreeMap<String, SourceConfig>, String> {
+/// Reads `sources.json` into sources (and edge origins) by scoped key. Format 1 (a
+/// bare map, or `"format": 1`) keyed them by stream name: those streams are
+/// `default_scope`'s. A newer format is refused, never misread.
+fn read_sources_file(bytes: &[u8], default_scope: &Scope) -> Result<SourcesFile, String> {
     let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     let (found, sources) = match v.get("format") {
         Some(serde_json::Value::Number(n)) => {
@@ -148,17 +165,25 @@ fn read_sources_file(bytes: &[u8], default_scope: &Scope) -> Result<BTreeMap<Str
                     "format {n}, but this Kinescope reads format {SOURCES_FORMAT} at most (see docs/storage.md)"
                 ));
             }
-            (found, serde_json::from_value::<SourcesFile>(v).map(|f| f.sources).map_err(|e| e.to_string())?)
+            (found, serde_json::from_value::<SourcesFile>(v).map_err(|e| e.to_string())?)
         }
-        _ => (1, serde_json::from_value(v).map_err(|e| e.to_string())?),
+        _ => (
+            1,
+            SourcesFile {
+                format: 1,
+                sources: serde_json::from_value(v).map_err(|e| e.to_string())?,
+                edges: BTreeMap::new(),
+            },
+        ),
     };
     if found >= 2 {
-        if let Some(bad) = sources.keys().find(|k| Scope::split_key(k).is_none()) {
+        if let Some(bad) = sources.sources.keys().chain(sources.edges.keys()).find(|k| Scope::split_key(k).is_none()) {
             return Err(format!("'{bad}' is not an ACCOUNT/REGION/STREAM key"));
         }
         return Ok(sources);
     }
-    Ok(sources.into_iter().map(|(name, config)| (default_scope.key(&name), config)).collect())
+    let by_name = sources.sources.into_iter().map(|(name, config)| (default_scope.key(&name), config)).collect();
+    Ok(SourcesFile { format: found as u32, sources: by_name, edges: BTreeMap::new() })
 }
 
 /// A source as the API shows it: where, how, and what it is doing; no credentials.
@@ -172,6 +197,7 @@ pub struct SourceStatusView {
 
 struct Running {
     config: SourceConfig,
+    edge: Option<EdgeOrigin>,
     status: Arc<Mutex<SourceStatus>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -208,13 +234,20 @@ impl SourceManager {
         egress: crate::egress::EgressPolicy,
     ) -> Result<Self, SourceError> {
         let path = data_dir.join("sources.json");
-        let mut saved = match std::fs::read(&path) {
-            Ok(b) => read_sources_file(&b, default_scope)
-                .map_err(|e| SourceError::Storage(format!("{}: {e}", path.display())))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+        let (mut saved, mut edges) = match std::fs::read(&path) {
+            Ok(b) => {
+                let file = read_sources_file(&b, default_scope)
+                    .map_err(|e| SourceError::Storage(format!("{}: {e}", path.display())))?;
+                (file.sources, file.edges)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (BTreeMap::new(), BTreeMap::new()),
             Err(e) => return Err(SourceError::Storage(e.to_string())),
         };
-        saved.extend(extra.into_iter().map(|(name, config)| (default_scope.key(&name), config)));
+        for (name, config) in extra {
+            let key = default_scope.key(&name);
+            edges.remove(&key);
+            saved.insert(key, config);
+        }
         let m = SourceManager {
             inner: Arc::new(Mutex::new(BTreeMap::new())),
             saving: Arc::new(tokio::sync::Mutex::new(())),
@@ -226,7 +259,7 @@ impl SourceManager {
         };
         for (key, config) in saved {
             let Some((scope, stream)) = Scope::split_key(&key) else { continue };
-            if let Err(e) = m.attach(&scope, stream, config) {
+            if let Err(e) = m.attach(&scope, stream, config, edges.remove(&key)) {
                 tracing::warn!(stream = %key, error = %e, "camera source not started");
             }
         }
@@ -242,6 +275,7 @@ impl SourceManager {
             SourcesFile {
                 format: SOURCES_FORMAT,
                 sources: all.iter().map(|(k, r)| (k.clone(), r.config.clone())).collect(),
+                edges: all.iter().filter_map(|(k, r)| Some((k.clone(), r.edge.clone()?))).collect(),
             }
         };
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| SourceError::Storage(e.to_string()))?;
@@ -255,12 +289,59 @@ impl SourceManager {
     /// Attaches (or replaces) the source of `stream` (of `scope`), starts pulling it,
     /// and saves the sources.
     pub async fn set(&self, scope: &Scope, stream: &str, config: SourceConfig) -> Result<(), SourceError> {
-        self.attach(scope, stream, config)?;
+        self.attach(scope, stream, config, None)?;
         self.save().await
     }
 
+    /// Attaches (or replaces) the source an edge configuration names, keeping its origin
+    /// (its first creation time survives updates), and saves the sources.
+    pub async fn set_from_edge(
+        &self,
+        scope: &Scope,
+        stream: &str,
+        config: SourceConfig,
+        mut edge: EdgeOrigin,
+    ) -> Result<EdgeOrigin, SourceError> {
+        if let Some((earlier, _)) = self.edge(scope, stream) {
+            edge.created_ms = earlier.created_ms;
+        }
+        self.attach(scope, stream, config, Some(edge.clone()))?;
+        self.save().await?;
+        Ok(edge)
+    }
+
+    /// The edge origin of a stream's source, if an edge configuration set it, and the
+    /// source's status.
+    pub fn edge(&self, scope: &Scope, stream: &str) -> Option<(EdgeOrigin, SourceStatus)> {
+        let all = lock(&self.inner);
+        let r = all.get(&scope.key(stream))?;
+        let status = lock(&r.status).clone();
+        Some((r.edge.clone()?, status))
+    }
+
+    /// Every source of `scope` an edge configuration set: (stream, origin, status), by
+    /// stream name.
+    pub fn edges(&self, scope: &Scope) -> Vec<(String, EdgeOrigin, SourceStatus)> {
+        let prefix = scope.key_prefix();
+        let all = lock(&self.inner);
+        all.range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter_map(|(k, r)| {
+                let (_, stream) = Scope::split_key(k)?;
+                let status = lock(&r.status).clone();
+                Some((stream.to_string(), r.edge.clone()?, status))
+            })
+            .collect()
+    }
+
     /// Attaches (or replaces) a source and starts pulling it, without saving.
-    fn attach(&self, scope: &Scope, stream: &str, config: SourceConfig) -> Result<(), SourceError> {
+    fn attach(
+        &self,
+        scope: &Scope,
+        stream: &str,
+        config: SourceConfig,
+        edge: Option<EdgeOrigin>,
+    ) -> Result<(), SourceError> {
         let config = config.normalized()?;
         let url = url::Url::parse(&config.url).map_err(|e| SourceError::Invalid(format!("url: {e}")))?;
         self.egress.check_url(&url, &["rtsp"]).map_err(|e| SourceError::Invalid(e.to_string()))?;
@@ -279,7 +360,7 @@ impl SourceManager {
             status.clone(),
             self.egress.clone(),
         ));
-        if let Some(old) = lock(&self.inner).insert(scope.key(stream), Running { config, status, task }) {
+        if let Some(old) = lock(&self.inner).insert(scope.key(stream), Running { config, edge, status, task }) {
             old.task.abort();
         }
         Ok(())
@@ -538,18 +619,31 @@ mod tests {
         let key = "123456789012/eu-west-1/door";
         let bare = br#"{"door": {"url": "rtsp://cam/1", "transport": "tcp"}}"#;
         assert_eq!(
-            read_sources_file(bare, &scope).unwrap()[key].url,
+            read_sources_file(bare, &scope).unwrap().sources[key].url,
             "rtsp://cam/1",
             "format 1 takes the default scope"
         );
         let v1 = br#"{"format": 1, "sources": {"door": {"url": "rtsp://cam/1", "transport": "tcp"}}}"#;
-        assert_eq!(read_sources_file(v1, &scope).unwrap()[key].url, "rtsp://cam/1");
-        let file = SourcesFile { format: SOURCES_FORMAT, sources: read_sources_file(bare, &scope).unwrap() };
+        assert_eq!(read_sources_file(v1, &scope).unwrap().sources[key].url, "rtsp://cam/1");
+        let mut file = read_sources_file(bare, &scope).unwrap();
+        file.format = SOURCES_FORMAT;
+        let edge = EdgeOrigin {
+            hub_device_arn: "arn:aws:iot:eu-west-1:123456789012:thing/hub".into(),
+            secret_arn: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:door".into(),
+            created_ms: 1,
+            updated_ms: 2,
+            config: serde_json::json!({"HubDeviceArn": "arn:aws:iot:eu-west-1:123456789012:thing/hub"}),
+        };
+        file.edges.insert(key.to_string(), edge.clone());
         let now = serde_json::to_vec(&file).unwrap();
         let other = Scope::new("000000000000", "us-east-1");
-        assert_eq!(read_sources_file(&now, &other).unwrap()[key].url, "rtsp://cam/1", "format 2 keeps its scopes");
-        let newer = br#"{"format": 3, "sources": {}, "cameras": []}"#;
-        assert!(read_sources_file(newer, &scope).unwrap_err().contains("format 3"));
+        let read = read_sources_file(&now, &other).unwrap();
+        assert_eq!(read.sources[key].url, "rtsp://cam/1", "format 2 on keeps its scopes");
+        assert_eq!(read.edges[key], edge, "format 3 keeps edge origins");
+        let v2 = br#"{"format": 2, "sources": {"123456789012/eu-west-1/door": {"url": "rtsp://cam/1"}}}"#;
+        assert!(read_sources_file(v2, &scope).unwrap().edges.is_empty());
+        let newer = br#"{"format": 4, "sources": {}, "cameras": []}"#;
+        assert!(read_sources_file(newer, &scope).err().unwrap_or_default().contains("format 4"));
         let unscoped = br#"{"format": 2, "sources": {"door": {"url": "rtsp://cam/1", "transport": "tcp"}}}"#;
         assert!(read_sources_file(unscoped, &scope).is_err());
     }

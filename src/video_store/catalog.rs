@@ -231,6 +231,16 @@ pub fn new_version() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..20].to_string()
 }
 
+/// `StreamStorageConfiguration.DefaultStorageTier`: `HOT` or `WARM`.
+pub fn validate_storage_tier(tier: &str) -> Result<(), StoreError> {
+    match tier {
+        "HOT" | "WARM" => Ok(()),
+        other => Err(StoreError::InvalidArgument(format!(
+            "1 validation error detected: Value '{other}' at 'streamStorageConfiguration.defaultStorageTier' failed to satisfy constraint: Member must satisfy enum value set: [HOT, WARM]"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -160,6 +160,8 @@ pub struct NewStream {
     pub kms_key_id: Option<String>,
     pub data_retention_hours: Option<u32>,
     pub tags: BTreeMap<String, String>,
+    /// `HOT` (the default) or `WARM`: stored and reported; both are the same storage here.
+    pub storage_tier: Option<String>,
 }
 
 /// A fragment to store, as ingest hands it over.

@@ -38,6 +38,9 @@ impl VideoStore {
             return Err(StoreError::TooManyTags { max: catalog::MAX_TAGS, would_have: req.tags.len() });
         }
         catalog::validate_tags(&req.tags)?;
+        if let Some(tier) = &req.storage_tier {
+            catalog::validate_storage_tier(tier)?;
+        }
         if self.inner.catalog.get(scope, &req.name)?.is_some() {
             return Err(StoreError::StreamExists(req.name));
         }
@@ -55,7 +58,7 @@ impl VideoStore {
             creation_time_ms: now_ms,
             data_retention_hours: retention,
             tags: req.tags,
-            storage_tier: "HOT".into(),
+            storage_tier: req.storage_tier.unwrap_or_else(|| "HOT".into()),
             notification: None,
             image_generation: None,
             frame_metadata_stream: None,
@@ -231,6 +234,26 @@ impl VideoStore {
             if media_type.is_some() {
                 r.media_type = media_type.clone();
             }
+            r.version = catalog::new_version();
+            Ok(())
+        })
+        .await
+    }
+
+    /// UpdateStreamStorageConfiguration: the default storage tier (stored and reported;
+    /// `HOT` and `WARM` are the same storage here). Bumps the version.
+    pub async fn set_storage_tier(
+        &self,
+        scope: &Scope,
+        name: Option<&str>,
+        arn: Option<&str>,
+        current_version: &str,
+        tier: &str,
+    ) -> Result<StreamRecord, StoreError> {
+        catalog::validate_storage_tier(tier)?;
+        self.modify(scope, name, arn, |r| {
+            Self::check_version(r, current_version)?;
+            r.storage_tier = tier.to_string();
             r.version = catalog::new_version();
             Ok(())
         })

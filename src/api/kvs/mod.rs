@@ -4,6 +4,7 @@
 //! - [`streams`]: the control plane (`kinesisvideo`): streams, retention, tags, data
 //!   endpoints;
 //! - [`channels`]: the control plane's signalling channels and their media storage;
+//! - [`edge`]: edge configurations, whose recorder is the camera pull;
 //! - [`signaling`]: GetSignalingChannelEndpoint, GetIceServerConfig,
 //!   SendAlexaOfferToMaster and the signalling WebSocket;
 //! - [`media`]: PutMedia and GetMedia (`kinesis-video-media`), long-lived streams;
@@ -18,6 +19,7 @@
 
 pub mod archived;
 pub mod channels;
+pub mod edge;
 mod errors;
 pub mod images;
 pub mod media;
@@ -79,6 +81,8 @@ pub struct KvsState {
     pub rtsp_url: Option<String>,
     /// Pictures decoded from stored video (GetImages).
     pub images: crate::images::ImageService,
+    /// The config file's `[secrets]`: edge configurations name their camera URL by ARN.
+    pub secrets: Arc<crate::secrets::SecretValues>,
     /// The caller's account and region (see [`ForCaller`]); the server's default scope
     /// until narrowed to a request.
     pub scope: Scope,
@@ -95,6 +99,7 @@ pub fn routes() -> Router<KvsState> {
     Router::new()
         .merge(streams::routes())
         .merge(channels::routes())
+        .merge(edge::routes())
         .merge(signaling::routes())
         .merge(media::routes())
         .merge(archived::routes())

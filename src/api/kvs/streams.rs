@@ -25,6 +25,9 @@ pub fn routes() -> Router<KvsState> {
         .route("/updateStream", post(update_stream))
         .route("/updateDataRetention", post(update_data_retention))
         .route("/getDataEndpoint", post(get_data_endpoint))
+        .route("/describeStreamStorageConfiguration", post(describe_storage_configuration))
+        .route("/updateStreamStorageConfiguration", post(update_storage_configuration))
+        .route("/describeMappedResourceConfiguration", post(describe_mapped_resources))
         .route("/tagStream", post(tag_stream))
         .route("/untagStream", post(untag_stream))
         .route("/listTagsForStream", post(list_tags_for_stream))
@@ -79,6 +82,14 @@ pub struct CreateStreamInput {
     data_retention_in_hours: Option<i64>,
     #[serde(default)]
     tags: BTreeMap<String, String>,
+    stream_storage_configuration: Option<StorageConfiguration>,
+}
+
+/// `StreamStorageConfiguration`.
+#[derive(Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StorageConfiguration {
+    default_storage_tier: String,
 }
 
 #[derive(Serialize)]
@@ -107,6 +118,7 @@ async fn create_stream(
                 kms_key_id: i.kms_key_id,
                 data_retention_hours: retention,
                 tags: i.tags,
+                storage_tier: i.stream_storage_configuration.map(|c| c.default_storage_tier),
             },
         )
         .await?;
@@ -158,6 +170,95 @@ async fn list_streams(
     let mut records = s.store.list_streams(&s.scope, page.fetched())?;
     let next_token = page.finish(&s, &mut records, |r| &r.name);
     Ok(RestJson(ListStreamsOutput { stream_info_list: records.iter().map(StreamInfo::from).collect(), next_token }))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeStorageOutput {
+    stream_name: String,
+    #[serde(rename = "StreamARN")]
+    stream_arn: String,
+    stream_storage_configuration: StorageConfiguration,
+}
+
+async fn describe_storage_configuration(
+    Scoped(s): Scoped<KvsState>,
+    RestJson(i): RestJson<StreamRef>,
+) -> Answer<DescribeStorageOutput> {
+    let r = i.resolve(&s)?;
+    Ok(RestJson(DescribeStorageOutput {
+        stream_name: r.name,
+        stream_arn: r.arn,
+        stream_storage_configuration: StorageConfiguration { default_storage_tier: r.storage_tier },
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateStorageInput {
+    #[serde(flatten)]
+    stream: StreamRef,
+    current_version: String,
+    stream_storage_configuration: StorageConfiguration,
+}
+
+async fn update_storage_configuration(
+    Scoped(s): Scoped<KvsState>,
+    RestJson(i): RestJson<UpdateStorageInput>,
+) -> Answer<Empty> {
+    let r = &i.stream;
+    let tier = &i.stream_storage_configuration.default_storage_tier;
+    s.store
+        .set_storage_tier(&s.scope, r.stream_name.as_deref(), r.stream_arn.as_deref(), &i.current_version, tier)
+        .await?;
+    Ok(RestJson(Empty {}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MappedResourcesInput {
+    #[serde(flatten)]
+    stream: StreamRef,
+    max_results: Option<i64>,
+    next_token: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MappedResource {
+    #[serde(rename = "Type")]
+    kind: &'static str,
+    #[serde(rename = "ARN")]
+    arn: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MappedResourcesOutput {
+    mapped_resource_configuration_list: Vec<MappedResource>,
+}
+
+/// The signalling channel whose media this stream stores (UpdateMediaStorageConfiguration
+/// maps at most one; `MaxResults` is fixed at 1).
+async fn describe_mapped_resources(
+    Scoped(s): Scoped<KvsState>,
+    RestJson(i): RestJson<MappedResourcesInput>,
+) -> Answer<MappedResourcesOutput> {
+    if let Some(n) = i.max_results.filter(|n| *n != 1) {
+        return Err(ApiError::invalid_argument(format!("MaxResults must be 1; got {n}.")));
+    }
+    if i.next_token.as_ref().is_some_and(|t| !t.is_empty()) {
+        return Err(ApiError::invalid_argument("NextToken is not valid: this list has one page."));
+    }
+    let stream = i.stream.resolve(&s)?;
+    let channels = s.signaling.storing_into(&stream.arn)?;
+    let list = channels
+        .into_iter()
+        .filter(|c| c.scope == s.scope)
+        .take(1)
+        .map(|c| MappedResource { kind: "SIGNALING_CHANNEL", arn: c.arn })
+        .collect();
+    Ok(RestJson(MappedResourcesOutput { mapped_resource_configuration_list: list }))
 }
 
 #[derive(Deserialize)]
