@@ -210,6 +210,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         Some(KinesisState {
             engine: data_streams.clone(),
             stream_queues: stream_queues.clone(),
+            channels: crate::stream_channels::ChannelEngine::new(delivery_streams.clone(), data_streams.clone()),
             pages,
             scope: default_scope.clone(),
         }),

@@ -41,6 +41,7 @@ pub mod secrets;
 pub mod signaling;
 
 pub mod storage_failure;
+pub mod stream_channels;
 pub mod stream_events;
 pub mod stream_queues;
 pub mod sts;

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use kinescope::api::harness::Harness;
 use kinescope::clock::{Clock, SharedClock, SystemClock};
-use kinescope::delivery_streams::{DeliveryOptions, DeliveryStreamEngine};
 use kinescope::ingest::fragmenter::{FragmentLimits, Fragmenter, FragmenterEvent};
 use kinescope::metrics::Metrics;
 use kinescope::queues::{QueueId, ReceiveRequest};
@@ -71,11 +70,10 @@ async fn events(queues: &kinescope::queues::QueueEngine, queue: &QueueId, n: usi
 fn start(
     dir: &Path,
     h: &Harness,
-    clock: &SharedClock,
     metrics: &Arc<Metrics>,
 ) -> (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>) {
     let pool = kinescope::images::RenderPool::start(1, 4, 64 << 20, metrics.clone()).unwrap();
-    let delivery = DeliveryStreamEngine::open(dir, clock.clone(), DeliveryOptions::default()).unwrap();
+    let delivery = h.delivery_streams.clone();
     let targets = EventTargets {
         store: h.store.clone(),
         images: kinescope::images::ImageService::new(h.store.clone(), pool, metrics.clone()),
@@ -112,7 +110,7 @@ async fn a_cursor_that_cannot_be_read_stops_the_follower_and_no_event_is_skipped
     let metrics = Arc::new(Metrics::default());
 
     // Two fragments, two events.
-    let (stop, task) = start(dir.path(), &h, &clock, &metrics);
+    let (stop, task) = start(dir.path(), &h, &metrics);
     tokio::time::sleep(Duration::from_millis(300)).await;
     store_fragments(&h.store, &record, init_id, &chunks[..2]).await;
     let first = events(&h.queues, &queue, 2, Duration::from_secs(30)).await;
@@ -130,7 +128,7 @@ async fn a_cursor_that_cannot_be_read_stops_the_follower_and_no_event_is_skipped
     store_fragments(&h.store, &record, init_id, &chunks[2..4]).await;
 
     // The follower stops, loudly, rather than jumping to the live edge.
-    let (stop, task) = start(dir.path(), &h, &clock, &metrics);
+    let (stop, task) = start(dir.path(), &h, &metrics);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while metrics.event_followers_stopped.get() == 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -148,7 +146,7 @@ async fn a_cursor_that_cannot_be_read_stops_the_follower_and_no_event_is_skipped
     cursors.insert(key, good).unwrap();
     cursors.flush().unwrap();
     drop(cursors);
-    let (stop, task) = start(dir.path(), &h, &clock, &metrics);
+    let (stop, task) = start(dir.path(), &h, &metrics);
     let later = events(&h.queues, &queue, 2, Duration::from_secs(30)).await;
     assert_eq!(later.len(), 2, "{later:?}");
     let numbers: Vec<u64> = first.iter().chain(&later).map(|n| n.parse().unwrap()).collect();

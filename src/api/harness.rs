@@ -34,6 +34,8 @@ pub struct Harness {
     pub store: VideoStore,
     pub queues: QueueEngine,
     pub data_streams: DataStreamEngine,
+    /// The delivery streams (Kinesis channels run on them).
+    pub delivery_streams: crate::delivery_streams::DeliveryStreamEngine,
 }
 
 /// An answer, read whole.
@@ -68,6 +70,14 @@ impl Harness {
             DataStreamEngine::open(dir, clock.clone(), &scope, EngineOptions::default()).expect("data streams open");
         let stream_queues =
             crate::stream_queues::StreamQueueEngine::open(dir, data_streams.clone()).expect("stream queues open");
+        let delivery_options = crate::delivery_streams::DeliveryOptions {
+            data_streams: Some(data_streams.clone()),
+            default_account: ACCOUNT.into(),
+            ..Default::default()
+        };
+        let delivery = crate::delivery_streams::DeliveryStreamEngine::open(dir, clock.clone(), delivery_options)
+            .expect("delivery streams open");
+        let channels = crate::stream_channels::ChannelEngine::new(delivery.clone(), data_streams.clone());
         let metrics = Arc::new(Metrics::default());
         let pages = PageTokens::new([4; 32]);
         let sources = SourceManager::start(
@@ -132,7 +142,7 @@ impl Harness {
                 pages: pages.clone(),
                 scope: scope.clone(),
             }),
-            Some(KinesisState { engine: data_streams.clone(), stream_queues, pages, scope: scope.clone() }),
+            Some(KinesisState { engine: data_streams.clone(), stream_queues, channels, pages, scope: scope.clone() }),
             AuthState {
                 credentials,
                 clock,
@@ -142,7 +152,7 @@ impl Harness {
                 sessions: Arc::new(crate::sts::SessionIssuer::new([9; 32])),
             },
         );
-        Harness { app: router(state.clone()), state, store, queues, data_streams }
+        Harness { app: router(state.clone()), state, store, queues, data_streams, delivery_streams: delivery }
     }
 
     pub async fn send(&self, req: Request<Body>) -> Answer {

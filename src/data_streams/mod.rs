@@ -128,6 +128,8 @@ pub enum DataStreamError {
     ExpiredNextToken(String),
     #[error("{0}")]
     ProvisionedThroughputExceeded(String),
+    #[error("{0}")]
+    AccessDenied(String),
     #[error("The request would have succeeded, but the DryRun flag is set.")]
     DryRun,
     #[error("data stream storage failed: {0}")]
@@ -413,6 +415,57 @@ fn check_record(r: &NewRecord, max: usize, distribution: RecordDistribution) -> 
             "Record size ({} bytes of data and partition key) exceeds the stream's maximum record size of {max} bytes.",
             r.data.len() + r.partition_key.len()
         )));
+    }
+    Ok(())
+}
+
+/// Checks that a new Kinesis resource of `kind` (`Queue`, `Channel`) named `name` is
+/// the first of that name in `scope` and within the per-scope count `max`, given the
+/// names the scope has.
+pub fn check_new_resource<'a>(
+    kind: &str,
+    scope: &Scope,
+    name: &str,
+    existing: impl IntoIterator<Item = &'a str>,
+    max: usize,
+) -> Result<()> {
+    let mut count = 0;
+    for n in existing {
+        if n == name {
+            return Err(DataStreamError::ResourceInUse(format!(
+                "{kind} {name} under account {} already exists.",
+                scope.account
+            )));
+        }
+        count += 1;
+    }
+    if count >= max {
+        return Err(DataStreamError::LimitExceeded(format!(
+            "Account {} has {max} {}s in {}, the most this server allows.",
+            scope.account,
+            kind.to_lowercase(),
+            scope.region
+        )));
+    }
+    Ok(())
+}
+
+/// TagResource / UntagResource on a resource's tags: `add` checked, then added, `remove`
+/// removed, and the result at most `max` tags (`kind` names the resource in the error).
+pub fn change_tags(
+    tags: &mut BTreeMap<String, String>,
+    add: BTreeMap<String, String>,
+    remove: &[String],
+    max: usize,
+    kind: &str,
+) -> Result<()> {
+    check_tags(&add)?;
+    tags.extend(add);
+    for k in remove {
+        tags.remove(k);
+    }
+    if tags.len() > max {
+        return Err(DataStreamError::LimitExceeded(format!("A {kind} can have at most {max} tags.")));
     }
     Ok(())
 }

@@ -40,6 +40,19 @@ pub struct StreamMeta {
     /// When Start/StopDeliveryStreamEncryption were called (the last 24 hours').
     #[serde(default)]
     pub encryption_calls_ms: Vec<i64>,
+    /// Set when another resource (a Kinesis channel) runs this stream: it is then
+    /// invisible to the delivery-stream operations and reached through its owner only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
+}
+
+/// The resource that runs an owned delivery stream, and that resource's own record
+/// (opaque here: the owner's engine reads and writes it), kept with the stream so both
+/// change in one write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub arn: String,
+    pub record: serde_json::Value,
 }
 
 /// Where the delivery streams' metadata and checkpoints are kept.
@@ -84,6 +97,7 @@ pub mod conformance {
             tags: BTreeMap::new(),
             encryption: None,
             encryption_calls_ms: vec![],
+            owner: None,
         }
     }
 

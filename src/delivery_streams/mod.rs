@@ -48,6 +48,7 @@ use crate::metrics::Metrics;
 use crate::scope::Scope;
 use crate::storage_failure::StorageFailure;
 use backlog::Backlog;
+pub use meta_store::Owner;
 use meta_store::{DeliveryMetaStore, Encryption, StreamMeta};
 use settings::{Destination, Source};
 
@@ -464,8 +465,119 @@ impl DeliveryStreamEngine {
         Ok(live)
     }
 
+    /// A stream the delivery-stream operations may reach (not one another resource owns).
     fn live(&self, id: &DeliveryStreamId) -> Result<Arc<LiveStream>> {
-        read(&self.inner.streams).get(&id.key()).cloned().ok_or_else(|| not_found(id))
+        read(&self.inner.streams)
+            .get(&id.key())
+            .filter(|l| read(&l.meta).owner.is_none())
+            .cloned()
+            .ok_or_else(|| not_found(id))
+    }
+
+    /// The stream `owner_arn` owns.
+    fn owned_live(&self, owner_arn: &str) -> Option<Arc<LiveStream>> {
+        read(&self.inner.streams)
+            .values()
+            .find(|l| read(&l.meta).owner.as_ref().is_some_and(|o| o.arn == owner_arn))
+            .cloned()
+    }
+
+    // ---- streams another resource owns -------------------------------------------
+
+    /// Creates a stream run for `owner` (a Kinesis channel): named `id` (a name the
+    /// delivery-stream operations cannot use, so none collides), checked as any other
+    /// stream's settings are, invisible to the delivery-stream operations.
+    pub fn create_owned(
+        &self,
+        id: &DeliveryStreamId,
+        owner: Owner,
+        source: Source,
+        destination: Destination,
+    ) -> Result<StreamMeta> {
+        self.check_destination(&destination, "", &id.scope.account)?;
+        self.check_source(id, &source)?;
+        let _control = lock(&self.inner.control);
+        if read(&self.inner.streams).contains_key(&id.key()) || self.owned_live(&owner.arn).is_some() {
+            return Err(DeliveryStreamError::ResourceInUse(format!("{} already has a delivery stream.", owner.arn)));
+        }
+        let meta = self.insert(id, source, destination, BTreeMap::new(), Some(owner))?;
+        tracing::info!(stream = %id.name, "owned delivery stream created");
+        Ok(meta)
+    }
+
+    /// Every stream an owner runs in `scope`, with the owner's records.
+    pub fn owned(&self, scope: &Scope) -> Vec<StreamMeta> {
+        read(&self.inner.streams)
+            .values()
+            .map(|l| read(&l.meta).clone())
+            .filter(|m| m.owner.is_some() && m.scope == *scope)
+            .collect()
+    }
+
+    /// Changes an owned stream's owner record and destination in one write.
+    pub fn update_owned(
+        &self,
+        owner_arn: &str,
+        change: impl FnOnce(&mut Owner, &mut Destination) -> Result<()>,
+    ) -> Result<StreamMeta> {
+        let _control = lock(&self.inner.control);
+        let live = self
+            .owned_live(owner_arn)
+            .ok_or_else(|| DeliveryStreamError::ResourceNotFound(format!("{owner_arn} has no delivery stream.")))?;
+        let mut meta = read(&live.meta).clone();
+        let (Some(owner), destination) = (meta.owner.as_mut(), &mut meta.destination) else {
+            return Err(DeliveryStreamError::ResourceNotFound(format!("{owner_arn} has no delivery stream.")));
+        };
+        change(owner, destination)?;
+        self.check_destination(&meta.destination, "", &meta.scope.account)?;
+        meta.version += 1;
+        meta.updated_ms = self.now_ms();
+        self.inner.meta.save(&meta).map_err(DeliveryStreamError::Storage)?;
+        *write(&live.meta) = meta.clone();
+        live.wake.notify_one();
+        Ok(meta)
+    }
+
+    /// Deletes an owned stream and its undelivered records.
+    pub fn delete_owned(&self, owner_arn: &str) -> Result<()> {
+        let live = self
+            .owned_live(owner_arn)
+            .ok_or_else(|| DeliveryStreamError::ResourceNotFound(format!("{owner_arn} has no delivery stream.")))?;
+        let id = {
+            let m = read(&live.meta);
+            DeliveryStreamId::new(&m.scope, &m.name)
+        };
+        self.remove(&id, live)
+    }
+
+    /// Records a new stream (durable) and starts its tasks.
+    fn insert(
+        &self,
+        id: &DeliveryStreamId,
+        source: Source,
+        destination: Destination,
+        tags: BTreeMap<String, String>,
+        owner: Option<Owner>,
+    ) -> Result<StreamMeta> {
+        let now = self.now_ms();
+        let meta = StreamMeta {
+            scope: id.scope.clone(),
+            name: id.name.clone(),
+            uid: self.inner.meta.next_uid().map_err(DeliveryStreamError::Storage)?,
+            source,
+            destination,
+            destination_id: "destinationId-000000000001".into(),
+            version: 1,
+            created_ms: now,
+            updated_ms: now,
+            tags,
+            encryption: None,
+            encryption_calls_ms: Vec::new(),
+            owner,
+        };
+        self.inner.meta.save(&meta).map_err(DeliveryStreamError::Storage)?;
+        self.start(meta.clone())?;
+        Ok(meta)
     }
 
     /// Creates a stream; returns its ARN.
@@ -496,23 +608,7 @@ impl DeliveryStreamEngine {
                 "You have already consumed your firehose quota of {MAX_STREAMS_PER_REGION} hoses."
             )));
         }
-        let now = self.now_ms();
-        let meta = StreamMeta {
-            scope: id.scope.clone(),
-            name: id.name.clone(),
-            uid: self.inner.meta.next_uid().map_err(DeliveryStreamError::Storage)?,
-            source,
-            destination,
-            destination_id: "destinationId-000000000001".into(),
-            version: 1,
-            created_ms: now,
-            updated_ms: now,
-            tags,
-            encryption: None,
-            encryption_calls_ms: Vec::new(),
-        };
-        self.inner.meta.save(&meta).map_err(DeliveryStreamError::Storage)?;
-        self.start(meta)?;
+        self.insert(id, source, destination, tags, None)?;
         tracing::info!(stream = %id.name, "delivery stream created");
         Ok(id.arn())
     }
@@ -612,6 +708,7 @@ impl DeliveryStreamEngine {
         let mut names: Vec<String> = read(&self.inner.streams)
             .values()
             .map(|s| read(&s.meta).clone())
+            .filter(|m| m.owner.is_none())
             .filter(|m| &m.scope == scope && source_type.is_none_or(|t| m.source.type_name() == t))
             .map(|m| m.name)
             .filter(|n| start_after.is_none_or(|after| n.as_str() > after))
@@ -624,8 +721,12 @@ impl DeliveryStreamEngine {
 
     /// Deletes a stream and its undelivered records.
     pub fn delete(&self, id: &DeliveryStreamId) -> Result<()> {
-        let _control = lock(&self.inner.control);
         let live = self.live(id)?;
+        self.remove(id, live)
+    }
+
+    fn remove(&self, id: &DeliveryStreamId, live: Arc<LiveStream>) -> Result<()> {
+        let _control = lock(&self.inner.control);
         let meta = read(&live.meta).clone();
         let _ = live.stop.send(true);
         self.inner.meta.remove(&meta).map_err(DeliveryStreamError::Storage)?;

@@ -72,6 +72,8 @@ pub enum Compression {
     Zip,
     Snappy,
     HadoopSnappy,
+    /// Kinesis channels only (Firehose has no ZSTD).
+    Zstd,
 }
 
 impl Compression {
@@ -82,6 +84,7 @@ impl Compression {
             Compression::Gzip => ".gz",
             Compression::Zip => ".zip",
             Compression::Snappy | Compression::HadoopSnappy => ".snappy",
+            Compression::Zstd => ".zst",
         }
     }
 }

@@ -31,7 +31,8 @@ use tokio::sync::Notify;
 use crate::data_streams::keys::{format_sequence, parse_sequence, shard_id};
 use crate::data_streams::meta_store::StreamMode;
 use crate::data_streams::{
-    check_tags, name_ok, DataStreamEngine, DataStreamError, DataStreamId, StartingPosition, MAX_CONSUMERS_PER_STREAM,
+    change_tags, check_new_resource, check_tags, name_ok, DataStreamEngine, DataStreamError, DataStreamId,
+    StartingPosition, MAX_CONSUMERS_PER_STREAM,
 };
 use crate::scope::Scope;
 use store::{Progress, QueueMeta, RecordKey, StartKind, StreamQueueStore, TrackedRecord};
@@ -391,18 +392,7 @@ impl StreamQueueEngine {
             )));
         }
         let in_scope: Vec<QueueMeta> = self.handles().iter().map(|h| h.meta()).filter(|m| m.scope == *scope).collect();
-        if in_scope.iter().any(|m| m.name == new.name) {
-            return Err(DataStreamError::ResourceInUse(format!(
-                "Queue {} under account {} already exists.",
-                new.name, scope.account
-            )));
-        }
-        if in_scope.len() >= MAX_QUEUES_PER_SCOPE {
-            return Err(DataStreamError::LimitExceeded(format!(
-                "Account {} has {MAX_QUEUES_PER_SCOPE} queues in {}, the most this server allows.",
-                scope.account, scope.region
-            )));
-        }
+        check_new_resource("Queue", scope, &new.name, in_scope.iter().map(|m| m.name.as_str()), MAX_QUEUES_PER_SCOPE)?;
         let on_stream = in_scope.iter().filter(|m| m.stream == new.stream.name).count();
         if on_stream + stream.meta.consumers.len() >= MAX_CONSUMERS_PER_STREAM {
             return Err(DataStreamError::LimitExceeded(format!(
@@ -509,16 +499,9 @@ impl StreamQueueEngine {
         add: BTreeMap<String, String>,
         remove: &[String],
     ) -> Result<()> {
-        check_tags(&add)?;
         let handle = self.queue(scope, arn)?;
         let mut meta = handle.meta();
-        meta.tags.extend(add);
-        for k in remove {
-            meta.tags.remove(k);
-        }
-        if meta.tags.len() > MAX_TAGS {
-            return Err(DataStreamError::LimitExceeded(format!("A queue can have at most {MAX_TAGS} tags.")));
-        }
+        change_tags(&mut meta.tags, add, remove, MAX_TAGS, "queue")?;
         self.inner.store.save(&meta).map_err(storage)?;
         *handle.meta.write().unwrap_or_else(|p| p.into_inner()) = meta;
         Ok(())

@@ -9,12 +9,15 @@
 //!   event stream, [`crate::wire::eventstream`]);
 //! - [`consumers`]: enhanced fan-out consumers;
 //! - [`resources`]: tags and resource policies of streams, consumers and queues;
+//! - [`channels`]: channels (a stream delivered to a bucket), over
+//!   [`crate::stream_channels::ChannelEngine`];
 //! - [`queues`]: stream queues (per-record delivery, dead letters), over
 //!   [`crate::stream_queues::StreamQueueEngine`].
 //!
 //! Blobs are base64, timestamps epoch seconds. Errors are `{"__type": Code, "message"}`,
 //! 400 except InternalFailureException (500), mapped from the engine's once, here.
 
+pub mod channels;
 pub mod consumers;
 pub mod queues;
 pub mod records;
@@ -45,6 +48,8 @@ pub struct KinesisState {
     pub engine: DataStreamEngine,
     /// Stream queues, which read `engine`'s streams.
     pub stream_queues: StreamQueueEngine,
+    /// Channels, which deliver `engine`'s streams to buckets.
+    pub channels: crate::stream_channels::ChannelEngine,
     pub pages: PageTokens,
     /// The caller's account and region (the server's default until a call sets it).
     pub scope: Scope,
@@ -80,6 +85,11 @@ pub fn operations(state: KinesisState) -> Operations<KinesisState> {
         .op("UpdateStreamWarmThroughput", streams::update_warm_throughput)
         .op("DescribeAccountSettings", streams::describe_account_settings)
         .op("UpdateAccountSettings", streams::update_account_settings)
+        .op("CreateChannel", channels::create_channel)
+        .op("DescribeChannel", channels::describe_channel)
+        .op("UpdateChannel", channels::update_channel)
+        .op("DeleteChannel", channels::delete_channel)
+        .op("ListChannels", channels::list_channels)
         .op("CreateQueue", queues::create_queue)
         .op("DescribeQueue", queues::describe_queue)
         .op("UpdateQueue", queues::update_queue)
@@ -129,6 +139,7 @@ impl From<DataStreamError> for ApiError {
             ExpiredIterator(_) => "ExpiredIteratorException",
             ExpiredNextToken(_) => "ExpiredNextTokenException",
             ProvisionedThroughputExceeded(_) => "ProvisionedThroughputExceededException",
+            AccessDenied(_) => "AccessDeniedException",
             DryRun => "DryRunOperationException",
             Storage(_) => "InternalFailureException",
             DiskFull(why) => return ApiError::disk_full(why),

@@ -1,6 +1,6 @@
 //! Tags and resource policies: the stream-named tag calls (AddTagsToStream,
 //! RemoveTagsFromStream, ListTagsForStream), the ARN-named ones for streams and
-//! consumers and stream queues (TagResource, UntagResource, ListTagsForResource), and
+//! consumers, stream queues and channels (TagResource, UntagResource, ListTagsForResource), and
 //! Put/Get/DeleteResourcePolicy.
 
 use std::collections::BTreeMap;
@@ -13,18 +13,21 @@ use crate::api::protocol::Empty;
 use crate::api::shapes::ResourceArn;
 use crate::data_streams::{DataStreamError, DataStreamId};
 
-/// What an ARN names: a stream, a consumer of one, or a stream queue.
+/// What an ARN names: a stream, a consumer of one, a stream queue or a channel.
 enum Resource {
     Stream(DataStreamId),
     Consumer(DataStreamId, String),
     Queue(String),
+    Channel(String),
 }
 
 impl Resource {
     fn of(s: &KinesisState, arn: &str) -> Result<Self, ApiError> {
-        let is_queue = crate::scope::Scope::parse_arn(arn, "kinesis").is_some_and(|(_, r)| r.starts_with("queue/"));
-        if is_queue {
+        let resource = crate::scope::Scope::parse_arn(arn, "kinesis").map(|(_, r)| r);
+        if resource.is_some_and(|r| r.starts_with("queue/")) {
             Ok(Resource::Queue(arn.to_string()))
+        } else if resource.is_some_and(|r| r.starts_with("channel/")) {
+            Ok(Resource::Channel(arn.to_string()))
         } else if arn.contains("/consumer/") {
             let (stream, consumer) = s.consumer_by_arn(arn)?;
             Ok(Resource::Consumer(stream, consumer))
@@ -38,6 +41,7 @@ impl Resource {
             Resource::Stream(stream) => s.engine.describe(stream)?.meta.tags,
             Resource::Consumer(stream, c) => s.engine.consumer_tags(stream, c)?,
             Resource::Queue(arn) => s.stream_queues.tags(&s.scope, arn)?,
+            Resource::Channel(arn) => s.channels.describe(&s.scope, arn)?.tags,
         })
     }
 
@@ -50,6 +54,7 @@ impl Resource {
             })?,
             Resource::Consumer(stream, c) => s.engine.describe_consumer(stream, c).map(|_| ())?,
             Resource::Queue(arn) => s.stream_queues.describe(&s.scope, arn).map(|_| ())?,
+            Resource::Channel(arn) => s.channels.describe(&s.scope, arn).map(|_| ())?,
         }
         Ok(())
     }
@@ -129,6 +134,7 @@ pub async fn tag_resource(s: KinesisState, i: TagResourceInput) -> Result<Empty,
             Ok(())
         })?,
         Resource::Queue(arn) => s.stream_queues.update_tags(&s.scope, &arn, tags, &[])?,
+        Resource::Channel(arn) => s.channels.update_tags(&s.scope, &arn, tags, &[])?,
     }
     Ok(Empty {})
 }
@@ -153,6 +159,7 @@ pub async fn untag_resource(s: KinesisState, i: UntagResourceInput) -> Result<Em
             Ok(())
         })?,
         Resource::Queue(arn) => s.stream_queues.update_tags(&s.scope, &arn, BTreeMap::new(), &keys)?,
+        Resource::Channel(arn) => s.channels.update_tags(&s.scope, &arn, BTreeMap::new(), &keys)?,
     }
     Ok(Empty {})
 }

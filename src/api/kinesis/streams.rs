@@ -76,10 +76,10 @@ pub struct DeleteStreamInput {
 pub async fn delete_stream(s: KinesisState, i: DeleteStreamInput) -> Result<Empty, ApiError> {
     let id = i.s.id(&s)?;
     // EnforceConsumerDeletion does not reach queues (as in AWS).
-    let queues = s.stream_queues.count_for_stream(&id);
-    if queues > 0 {
+    let (queues, channels) = (s.stream_queues.count_for_stream(&id), s.channels.count_for_stream(&id));
+    if queues + channels > 0 {
         return Err(DataStreamError::ResourceInUse(format!(
-            "Stream {id} under account {} has {queues} stream queues; delete them first.",
+            "Stream {id} under account {} has {queues} stream queues and {channels} channels; delete them first.",
             id.scope.account
         ))
         .into());
@@ -234,7 +234,7 @@ pub async fn describe_stream_summary(s: KinesisState, i: StreamRef) -> Result<De
             record_distribution_strategy: on_demand.then(|| v.meta.distribution.as_str()),
             warm_throughput: v.meta.warm_throughput_mibps.map(WarmThroughput::reached),
             queue_count: s.stream_queues.count_for_stream(&id),
-            channel_count: 0,
+            channel_count: s.channels.count_for_stream(&id),
         },
     })
 }
@@ -365,6 +365,8 @@ pub struct DescribeLimitsOutput {
     open_shard_count: u32,
     on_demand_stream_count: u32,
     on_demand_stream_count_limit: u32,
+    channel_count: usize,
+    channel_count_limit: usize,
 }
 
 pub async fn describe_limits(s: KinesisState, _: Empty) -> Result<DescribeLimitsOutput, ApiError> {
@@ -374,6 +376,8 @@ pub async fn describe_limits(s: KinesisState, _: Empty) -> Result<DescribeLimits
         open_shard_count,
         on_demand_stream_count,
         on_demand_stream_count_limit: ON_DEMAND_STREAM_LIMIT,
+        channel_count: s.channels.count(&s.scope),
+        channel_count_limit: crate::stream_channels::MAX_CHANNELS_PER_SCOPE,
     })
 }
 
@@ -389,9 +393,9 @@ pub struct UpdateStreamModeInput {
 pub async fn update_stream_mode(s: KinesisState, i: UpdateStreamModeInput) -> Result<Empty, ApiError> {
     let mode = mode_of(Some(&i.stream_mode_details))?.unwrap_or(StreamMode::Provisioned);
     let id = s.stream_by_arn(&i.stream_arn)?;
-    if mode == StreamMode::Provisioned && s.stream_queues.count_for_stream(&id) > 0 {
+    if mode == StreamMode::Provisioned && s.stream_queues.count_for_stream(&id) + s.channels.count_for_stream(&id) > 0 {
         return Err(DataStreamError::ResourceInUse(format!(
-            "Stream {id} has stream queues; an ON_DEMAND stream with queues cannot become PROVISIONED. Delete its queues first."
+            "Stream {id} has stream queues or channels, which read ON_DEMAND streams only; delete them first."
         ))
         .into());
     }

@@ -102,6 +102,7 @@ impl From<MetadataError> for ApiError {
             D::LimitExceeded(_) | D::ProvisionedThroughputExceeded(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "ClientLimitExceededException", msg)
             }
+            D::AccessDenied(_) => ApiError::new(StatusCode::UNAUTHORIZED, "AccessDeniedException", msg),
             D::DiskFull(why) => ApiError::disk_full(&why),
             D::Storage(_) => ApiError::internal(msg),
         }

@@ -1,4 +1,4 @@
-//! Delivery-stream metadata in sled (`data/delivery_streams/meta`), format 2
+//! Delivery-stream metadata in sled (`data/delivery_streams/meta`), format 3
 //! (`format/delivery_streams`, checked at open; older formats upgraded by [`upgrade`],
 //! one file per step):
 //!
@@ -19,7 +19,9 @@ use crate::embedded::sled_db;
 use crate::scope::Scope;
 use crate::storage_failure::StorageFailure;
 
-pub const FORMAT: u32 = 2;
+/// 3: a stream record may name its owner (a Kinesis channel); nothing to rewrite, but a
+/// format-2 server would drop the owner and show the stream as a delivery stream.
+pub const FORMAT: u32 = 3;
 const STORE: &str = "the delivery-stream store (data/delivery_streams/meta)";
 
 fn failed(e: impl std::error::Error + Send + Sync + 'static) -> StorageFailure {
@@ -170,6 +172,7 @@ mod tests {
             tags: BTreeMap::from([("site".into(), "north".into())]),
             encryption: None,
             encryption_calls_ms: vec![],
+            owner: None,
         })
         .unwrap();
         record["destination"] = serde_json::from_str(V1_DESTINATION).unwrap();

@@ -1,5 +1,6 @@
 //! The delivery-stream store's format upgrades, one file per step, run in order at open
-//! from the format found up to the current one (2). Each step is safe to run again after
+//! from the format found up to the current one (3; 2 → 3 rewrites nothing: format 3
+//! only adds an optional member). Each step is safe to run again after
 //! a crash part way: the format is recorded only once every step has finished.
 
 mod v1_to_v2;
