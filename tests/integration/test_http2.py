@@ -268,3 +268,66 @@ def test_the_java_sdk_async_client_with_its_defaults(signed, tmp_path):
     line = p.stdout.strip().splitlines()[-1]
     assert "ok=true" in line and "records=1:hello" in line and "subscribed=hello" in line, (line, p.stderr[-3000:])
     assert h2_connections(signed) > before, "the SDK spoke HTTP/2"
+
+
+def run_js(script, url, extra_env=None):
+    import json
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, **(extra_env or {}))
+    p = subprocess.run(["node", str(root / "web" / "tests" / script), url, "us-east-1", ACCESS_KEY, SECRET_KEY],
+                       capture_output=True, text=True, timeout=120, cwd=root / "web", env=env)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_the_js_sdk_v3_clients_of_sts_sqs_firehose_and_kinesis_video_with_their_defaults(tmp_path, scheme):
+    """STS, SQS, Firehose and Kinesis Video clients with their defaults (HTTP/1.1 handlers,
+    as the SDK ships them): role credentials from AssumeRole sign the SQS calls. Over
+    https the Kinesis client (HTTP/2 by ALPN) runs too."""
+    extra = ["--https", f"127.0.0.1:{free_port()}"] if scheme == "https" else []
+    s = Server(tmp_path / "data", keys=(ACCESS_KEY, SECRET_KEY), extra_args=extra).start()
+    try:
+        url = s.https_url if scheme == "https" else s.url
+        env = {"NODE_EXTRA_CA_CERTS": str(tmp_path / "data" / "tls" / "cert.pem")} if scheme == "https" else {}
+        seen = run_js("sdk_services.mjs", url, env)
+        assert seen.get("ok"), seen
+        assert seen["sessionKey"] == "ASIA" and seen["roleArn"].endswith(":assumed-role/js-sdk/js"), seen
+        assert seen["messages"] == ["hello"] and seen["firehoseFailed"] == 0, seen
+        assert seen["videoStatus"] == "ACTIVE" and seen["firehoseStatus"] == "ACTIVE", seen
+        assert set(seen["handlers"].values()) == {"NodeHttpHandler"}, seen
+        if scheme == "https":
+            kinesis = run_js("kinesis_sdk.mjs", url, env)
+            assert kinesis.get("ok") and kinesis["handler"] == "NodeHttp2Handler", kinesis
+            assert kinesis["subscribed"] == ["hello"], kinesis
+            assert h2_connections(s, listener="https") >= 1
+    finally:
+        s.stop()
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_the_java_sdk_sync_clients_assume_a_role_and_use_it(tmp_path, scheme):
+    """StsClient and KinesisClient (sync, Apache HTTP client, CBOR) with their defaults:
+    StsAssumeRoleCredentialsProvider's temporary credentials sign the Kinesis calls."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    classes = tmp_path / "classes"
+    classes.mkdir()
+    cp = f"{classes}:{java_sdk_jars()}/*"
+    subprocess.run(["javac", "-d", str(classes), "-cp", cp, str(root / "tests" / "java" / "SyncSdk.java")],
+                   check=True, timeout=180)
+    extra = ["--https", f"127.0.0.1:{free_port()}"] if scheme == "https" else []
+    s = Server(tmp_path / "data", keys=(ACCESS_KEY, SECRET_KEY), extra_args=extra).start()
+    try:
+        url = s.https_url if scheme == "https" else s.url
+        args = ["java", "-cp", cp, "SyncSdk", url, "us-east-1", ACCESS_KEY, SECRET_KEY]
+        p = subprocess.run(args + (["trust-all"] if scheme == "https" else []), capture_output=True, text=True,
+                           timeout=180)
+        assert p.returncode == 0, p.stderr[-3000:]
+        line = p.stdout.strip().splitlines()[-1]
+        assert "ok=true" in line and "session=ASIA" in line and "records=1:sync" in line, (line, p.stderr[-3000:])
+    finally:
+        s.stop()

@@ -517,3 +517,38 @@ def test_a_viewer_joins_the_storage_session_and_talks_with_the_master(https_serv
     with urllib.request.urlopen(f"{https_server.url}/metrics", timeout=10) as r:
         text = r.read().decode()
     assert 'kinescope_webrtc_connections_total{role="storage_viewer",outcome="connected"} 1' in text, text[-3000:]
+
+
+def test_a_url_presigned_with_temporary_credentials_opens_the_websocket(https_server):
+    """botocore presigns with a session's credentials as the KVS WebRTC SDKs do
+    (X-Amz-Security-Token in the query): the session's URL connects and routes; a token
+    changed by one character, or the same URL without it, is refused."""
+    from urllib.parse import urlencode
+    from botocore.auth import SigV4QueryAuth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    creds = https_server.client("sts").get_session_token(DurationSeconds=900)["Credentials"]
+    assert creds["AccessKeyId"].startswith("ASIA")
+    arn = https_server.client("kinesisvideo").create_signaling_channel(ChannelName="session")["ChannelARN"]
+
+    def url(client_id=None, token=creds["SessionToken"]):
+        params = {"X-Amz-ChannelARN": arn, **({"X-Amz-ClientId": client_id} if client_id else {})}
+        req = AWSRequest(method="GET", url=f"{https_server.https_url}/v1/signaling?{urlencode(params)}")
+        SigV4QueryAuth(Credentials(creds["AccessKeyId"], creds["SecretAccessKey"], token), "kinesisvideo",
+                       "us-east-1", expires=300).add_auth(req)
+        return req.url.replace("https://", "wss://")
+
+    master = ws_connect(https_server, url())
+    viewer = ws_connect(https_server, url("v1"))
+    try:
+        viewer.send(json.dumps({"action": "SDP_OFFER", "messagePayload": "e30="}))
+        got = json.loads(master.recv(timeout=10))
+        assert (got["messageType"], got["senderClientId"]) == ("SDP_OFFER", "v1")
+    finally:
+        master.close()
+        viewer.close()
+    forged = creds["SessionToken"][:-2] + ("A" if creds["SessionToken"][-2] != "A" else "B") + creds["SessionToken"][-1]
+    status, body = handshake_refusal(https_server, url("v2", token=forged))
+    assert status == 403, body
+    status, body = handshake_refusal(https_server, url("v3", token=None))
+    assert status == 403, body
