@@ -5,7 +5,9 @@
 //! before a byte of its body is read. Bodies of ordinary requests are then read (up to
 //! a limit) to hash them for the signature. PutMedia's body is a stream: it is signed
 //! `UNSIGNED-PAYLOAD`, verified on its headers alone, and passes through untouched; no
-//! other route accepts an unsigned payload.
+//! other route accepts an unsigned payload. Without an `x-amz-content-sha256` header,
+//! PutMedia's signature may also be over the empty body's hash: that is how the KVS
+//! producer SDKs (the C producer under `kvssink`, the Java producer) sign it.
 
 use std::sync::Arc;
 
@@ -350,6 +352,14 @@ async fn verify(
     let streaming = STREAMING_PATHS.contains(&parts.uri.path());
     let (payload_hash, body) = if streaming {
         let declared = parts.headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok());
+        if declared.is_none() {
+            // The producer SDKs' way: signed over the empty body, no header saying so.
+            let empty = sigv4::sha256_hex(b"");
+            if let Ok(key) = sigv4::verify_signature(&pre, &signed_parts(&parts, &headers, &empty)) {
+                tracing::trace!(access_key = %key, "streaming signature verified (empty-body hash)");
+                return Ok((Request::from_parts(parts, body), claims));
+            }
+        }
         (declared.unwrap_or(UNSIGNED_PAYLOAD).to_string(), body)
     } else {
         let bytes = axum::body::to_bytes(body, MAX_BODY)

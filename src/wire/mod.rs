@@ -4,10 +4,12 @@
 
 pub mod bmff;
 pub mod cbor;
+pub mod ebml;
 pub mod eventstream;
 pub mod fmp4;
 pub mod kpl;
 pub mod kvs_signaling;
+pub mod matroska;
 pub mod mp4_tracks;
 pub mod rtcp;
 pub mod rtp;

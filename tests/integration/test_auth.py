@@ -102,3 +102,44 @@ def test_each_service_words_a_bad_signature_and_an_unknown_key_as_aws_does(signe
             call(signed_server.client(service, key="AKIDUNKNOWN", secret=SECRET_KEY))
         assert code_status(e) == unknown_key, service
         call(signed_server.client(service))
+
+
+def producer_sdk_put_media(server, stream, body, key, secret, token=None):
+    """PutMedia as the KVS producer SDKs send it: SigV4 over the empty body's hash with
+    no x-amz-content-sha256 header, the session token (if any) added after signing, the
+    fragmented stream sent as the body. Returns (status, acknowledgement lines)."""
+    import http.client
+    import json
+    from urllib.parse import urlparse
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    url = server.url + "/putMedia"
+    headers = {"x-amzn-stream-name": stream, "x-amzn-fragment-timecode-type": "RELATIVE",
+               "x-amzn-producer-start-timestamp": "1700000000.000"}
+    req = AWSRequest(method="POST", url=url, data=b"", headers=headers)
+    botocore.auth.SigV4Auth(Credentials(key, secret), "kinesisvideo", "us-east-1").add_auth(req)
+    sent = dict(req.headers.items())
+    assert "X-Amz-Content-SHA256" not in sent and "x-amz-content-sha256" not in sent
+    if token:
+        sent["X-Amz-Security-Token"] = token
+    u = urlparse(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    conn.request("POST", "/putMedia", body=body, headers=sent)
+    r = conn.getresponse()
+    text = r.read().decode()
+    conn.close()
+    return r.status, [json.loads(l) for l in text.splitlines() if l.strip().startswith("{")]
+
+
+def test_put_media_signed_as_the_producer_sdks_sign_it(signed_server):
+    signed_server.client("kinesisvideo").create_stream(StreamName="producer")
+    body = (FIXTURES / "av.mp4").read_bytes()
+    status, acks = producer_sdk_put_media(signed_server, "producer", body, ACCESS_KEY, SECRET_KEY)
+    assert status == 200 and len([a for a in acks if a["EventType"] == "PERSISTED"]) == 4, acks
+    status, acks = producer_sdk_put_media(signed_server, "producer", body, ACCESS_KEY, "wrong")
+    assert status == 403 and not [a for a in acks if a.get("EventType") == "PERSISTED"]
+    # Temporary credentials, their token added after signing (as the C producer does).
+    creds = signed_server.client("sts").get_session_token()["Credentials"]
+    status, acks = producer_sdk_put_media(signed_server, "producer", body, creds["AccessKeyId"],
+                                          creds["SecretAccessKey"], token=creds["SessionToken"])
+    assert status == 200 and len([a for a in acks if a["EventType"] == "PERSISTED"]) == 4, acks
