@@ -28,6 +28,10 @@ const SL_CONFIG: u8 = 0x06;
 const OTI_MPEG4_AUDIO: u8 = 0x40;
 
 /// An AAC track's parameters.
+/// Matroska's CodecID (CodecPrivate: the AudioSpecificConfig). Older muxers name the
+/// object type in it (`A_AAC/MPEG4/LC`, …); those read as AAC too.
+pub const MATROSKA_CODEC_ID: &str = "A_AAC";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Params {
     /// The AudioSpecificConfig.

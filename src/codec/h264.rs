@@ -32,6 +32,9 @@ const STAP_A: u8 = 24;
 const FU_A: u8 = 28;
 
 /// The parameter sets of an H.264 track (without start codes or length prefixes).
+/// Matroska's CodecID (CodecPrivate: the `avcC` record).
+pub const MATROSKA_CODEC_ID: &str = "V_MPEG4/ISO/AVC";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Params {
     pub sps: Vec<u8>,
@@ -169,8 +172,9 @@ impl Params {
     }
 
     /// AVCDecoderConfigurationRecord (14496-15 5.3.3.1): version 1, profile,
-    /// compatibility and level from the SPS, 4-byte NAL lengths, one SPS, one PPS.
-    fn avcc(&self) -> Vec<u8> {
+    /// compatibility and level from the SPS, 4-byte NAL lengths, one SPS, one PPS. What
+    /// `avcC` holds and what Matroska's CodecPrivate carries for `V_MPEG4/ISO/AVC`.
+    pub fn avcc(&self) -> Vec<u8> {
         let sps = &self.sps;
         let mut avcc = vec![1, sps[1], sps[2], sps[3], 0xff, 0xe1];
         avcc.extend_from_slice(&(sps.len() as u16).to_be_bytes());

@@ -31,6 +31,9 @@ const AP: u8 = 48;
 const FU: u8 = 49;
 
 /// The parameter sets of an H.265 track (without start codes or length prefixes).
+/// Matroska's CodecID (CodecPrivate: the `hvcC` record).
+pub const MATROSKA_CODEC_ID: &str = "V_MPEGH/ISO/HEVC";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Params {
     pub vps: Vec<u8>,
@@ -117,6 +120,17 @@ impl Params {
     /// The `hvc1` sample entry box with its `hvcC`.
     pub fn sample_entry(&self) -> Result<Vec<u8>, CodecError> {
         let (width, height) = self.dimensions()?;
+        let hvcc = self.hvcc()?;
+        let mut entry = visual_sample_entry(width, height);
+        write_box(&mut entry, HVCC, &hvcc);
+        let mut out = Vec::with_capacity(entry.len() + 8);
+        write_box(&mut out, HVC1, &entry);
+        Ok(out)
+    }
+
+    /// HEVCDecoderConfigurationRecord (14496-15 8.3.3.1): what `hvcC` holds and what
+    /// Matroska's CodecPrivate carries for `V_MPEGH/ISO/HEVC`.
+    pub fn hvcc(&self) -> Result<Vec<u8>, CodecError> {
         // The profile_tier_level's general fields, as the SPS has them after its
         // 2-byte NAL header and first byte.
         let rbsp = nal::unescape(self.sps.get(2..).unwrap_or_default());
@@ -132,11 +146,7 @@ impl Params {
             hvcc.extend_from_slice(&(nal.len() as u16).to_be_bytes());
             hvcc.extend_from_slice(nal);
         }
-        let mut entry = visual_sample_entry(width, height);
-        write_box(&mut entry, HVCC, &hvcc);
-        let mut out = Vec::with_capacity(entry.len() + 8);
-        write_box(&mut out, HVC1, &entry);
-        Ok(out)
+        Ok(hvcc)
     }
 
     /// Reads an `hvcC` body: the first VPS, SPS and PPS of its arrays.

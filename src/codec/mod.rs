@@ -64,6 +64,27 @@ impl CodecKind {
     }
 
     /// From an SDP `a=rtpmap` encoding name (any case).
+    /// The codec a Matroska CodecID names (`V_MPEG4/ISO/AVC`, `A_AAC/MPEG4/LC`, …).
+    pub fn from_matroska_codec_id(id: &str) -> Option<Self> {
+        match id {
+            h264::MATROSKA_CODEC_ID => Some(CodecKind::H264),
+            h265::MATROSKA_CODEC_ID => Some(CodecKind::H265),
+            opus::MATROSKA_CODEC_ID => Some(CodecKind::Opus),
+            _ if id == aac::MATROSKA_CODEC_ID || id.starts_with("A_AAC/") => Some(CodecKind::Aac),
+            _ => None,
+        }
+    }
+
+    /// The Matroska CodecID of this codec.
+    pub fn matroska_codec_id(self) -> &'static str {
+        match self {
+            CodecKind::H264 => h264::MATROSKA_CODEC_ID,
+            CodecKind::H265 => h265::MATROSKA_CODEC_ID,
+            CodecKind::Aac => aac::MATROSKA_CODEC_ID,
+            CodecKind::Opus => opus::MATROSKA_CODEC_ID,
+        }
+    }
+
     pub fn from_sdp_encoding(encoding: &str) -> Option<Self> {
         match encoding.to_ascii_uppercase().as_str() {
             "H264" => Some(CodecKind::H264),
@@ -276,6 +297,28 @@ impl CodecParams {
             CodecKind::H265 => h265::Params::from_hvcc(track.sample_entry_child(h265::HVCC)?).map(CodecParams::H265),
             CodecKind::Aac => aac::Params::from_track(track).map(CodecParams::Aac),
             CodecKind::Opus => opus::Params::from_track(track).map(CodecParams::Opus),
+        }
+    }
+
+    /// The parameters of a Matroska track: its CodecPrivate (`avcC`, `hvcC`,
+    /// AudioSpecificConfig, `OpusHead`) and, for audio, its sampling frequency and
+    /// channels; `None` if the private data does not read.
+    pub fn from_matroska(kind: CodecKind, private: &[u8], sample_rate: u32, channels: u16) -> Option<Self> {
+        match kind {
+            CodecKind::H264 => h264::Params::from_avcc(private).map(CodecParams::H264),
+            CodecKind::H265 => h265::Params::from_hvcc(private).map(CodecParams::H265),
+            CodecKind::Aac => Self::from_audio_config(kind, private, sample_rate, channels),
+            CodecKind::Opus => opus::Params::from_opus_head(private).map(CodecParams::Opus),
+        }
+    }
+
+    /// What a Matroska track's CodecPrivate carries for these parameters.
+    pub fn matroska_private(&self) -> Result<Vec<u8>, CodecError> {
+        match self {
+            CodecParams::H264(p) => Ok(p.avcc()),
+            CodecParams::H265(p) => p.hvcc(),
+            CodecParams::Aac(p) => Ok(p.config.clone()),
+            CodecParams::Opus(p) => Ok(p.opus_head()),
         }
     }
 
@@ -494,6 +537,34 @@ pub(crate) mod tests {
     use super::*;
     use crate::wire::fmp4::TrackKind;
     use crate::wire::rtp;
+
+    #[test]
+    fn matroska_tracks_read_through_the_codec_layer_and_write_back() {
+        use crate::wire::matroska::{MkvEvent, MkvLimits, MkvReader};
+        let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/av.mkv")).unwrap();
+        let events = MkvReader::new(MkvLimits::default()).push(&bytes).unwrap();
+        let Some(MkvEvent::Tracks(tracks)) = events.into_iter().find(|e| matches!(e, MkvEvent::Tracks(_))) else {
+            panic!("no Tracks")
+        };
+        let mut kinds = Vec::new();
+        for t in &tracks {
+            let kind = CodecKind::from_matroska_codec_id(&t.codec_id).unwrap();
+            assert_eq!(kind.matroska_codec_id(), t.codec_id);
+            let rate = t.sampling_frequency.unwrap_or(0.0) as u32;
+            let channels = t.channels.unwrap_or(0) as u16;
+            let params = CodecParams::from_matroska(kind, &t.codec_private, rate, channels).unwrap();
+            params.sample_entry().unwrap();
+            let again = CodecParams::from_matroska(kind, &params.matroska_private().unwrap(), rate, channels);
+            assert_eq!(again.as_ref(), Some(&params), "{}", t.codec_id);
+            kinds.push(kind);
+        }
+        assert_eq!(kinds, [CodecKind::H264, CodecKind::Aac]);
+        assert_eq!(CodecKind::from_matroska_codec_id("A_AAC/MPEG4/LC"), Some(CodecKind::Aac));
+        assert_eq!(CodecKind::from_matroska_codec_id("V_VP8"), None);
+        let opus = CodecParams::Opus(opus::Params { channels: 2 });
+        let head = opus.matroska_private().unwrap();
+        assert_eq!(CodecParams::from_matroska(CodecKind::Opus, &head, 48_000, 0), Some(opus));
+    }
 
     /// A stored track whose sample entry is `entry` (a whole box, as `sample_entry` writes it).
     pub(crate) fn track_with_entry(kind: TrackKind, entry: &[u8]) -> TrackInfo {

@@ -27,6 +27,9 @@ pub const WEBRTC: super::RtpCapability = super::RtpCapability {
 /// What encoders typically skip at the start, in 48 kHz samples (3.25 ms is libopus's).
 const PRE_SKIP: u16 = 312;
 
+/// Matroska's CodecID (CodecPrivate: the `OpusHead` identification header, RFC 7845).
+pub const MATROSKA_CODEC_ID: &str = "A_OPUS";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Params {
     pub channels: u16,
@@ -40,6 +43,22 @@ impl Params {
             _ => track.channels,
         };
         Some(Params { channels: if channels == 0 { track.channels } else { channels } })
+    }
+
+    /// The parameters an `OpusHead` gives (its channel count), if it is one.
+    pub fn from_opus_head(head: &[u8]) -> Option<Self> {
+        (head.len() >= 19 && head.starts_with(b"OpusHead")).then(|| Params { channels: u16::from(head[9]) })
+    }
+
+    /// The `OpusHead` Matroska's CodecPrivate carries: version 1, channels, pre-skip,
+    /// input rate, no gain, mapping family 0.
+    pub fn opus_head(&self) -> Vec<u8> {
+        let mut head = b"OpusHead".to_vec();
+        head.extend_from_slice(&[1, self.channels as u8]);
+        head.extend_from_slice(&PRE_SKIP.to_le_bytes());
+        head.extend_from_slice(&CLOCK_RATE.to_le_bytes());
+        head.extend_from_slice(&[0, 0, 0]);
+        head
     }
 
     /// The `Opus` sample entry with a `dOps` of channel mapping family 0.

@@ -72,6 +72,8 @@ pub enum FatalError {
     DataOutsideChunk { track: u32 },
     #[error("the stream ended inside a box; {dropped} bytes of it were dropped")]
     EndedInsideBox { dropped: u64 },
+    #[error("invalid Matroska: {0}")]
+    Matroska(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

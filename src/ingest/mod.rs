@@ -10,6 +10,7 @@
 //! feed a [`publisher`] too.
 
 pub mod fragmenter;
+pub mod mkv_fragmenter;
 pub mod publisher;
 pub mod put_media;
 pub mod rtsp_pull;

@@ -1,6 +1,8 @@
-//! One PutMedia session: a fragmented-MP4 byte stream in, acknowledgements out.
+//! One PutMedia session: a fragmented-MP4 or Matroska byte stream in (told apart by
+//! its first bytes: the EBML magic is Matroska's), acknowledgements out.
 //!
-//! The thin async layer around [`Fragmenter`]: it pulls body chunks, hands complete
+//! The thin async layer around [`Fragmenter`] and [`MkvFragmenter`], which both make
+//! the store's fragments: it pulls body chunks, hands complete
 //! fragments to the store, and reports each fragment's progress the way Kinesis Video
 //! does: BUFFERING when its first chunk arrives, RECEIVED when it is complete and
 //! numbered, PERSISTED once durable, or ERROR. Persisting is pipelined: the session
@@ -16,6 +18,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::fragmenter::{FatalError, FragmentLimits, FragmentRejection, Fragmenter, FragmenterEvent};
+use super::mkv_fragmenter::{is_matroska, MkvFragmenter};
 use crate::metrics::Metrics;
 use crate::video_store::{LivePart, NewFragment, PartSink, PendingFragment, StoreError, StreamRecord, VideoStore};
 
@@ -177,6 +180,52 @@ struct InFlight {
     size: u64,
 }
 
+/// The body's format, decided by its first four bytes.
+enum Demuxer {
+    Undecided { limits: FragmentLimits, held: Vec<u8> },
+    Mp4(Box<Fragmenter>),
+    Mkv(Box<MkvFragmenter>),
+}
+
+impl Demuxer {
+    fn push(&mut self, data: &[u8], out: &mut Vec<FragmenterEvent>) -> Result<(), FatalError> {
+        match self {
+            Demuxer::Undecided { limits, held } => {
+                held.extend_from_slice(data);
+                if held.len() < 4 {
+                    return Ok(());
+                }
+                let held = std::mem::take(held);
+                *self = if is_matroska(&held) {
+                    Demuxer::Mkv(Box::new(MkvFragmenter::new(*limits)))
+                } else {
+                    Demuxer::Mp4(Box::new(Fragmenter::new(*limits)))
+                };
+                self.push(&held, out)
+            }
+            Demuxer::Mp4(f) => f.push(data, out),
+            Demuxer::Mkv(f) => f.push(data, out),
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<FragmenterEvent>) -> Result<(), FatalError> {
+        match self {
+            Demuxer::Undecided { held, .. } if held.is_empty() => Ok(()),
+            Demuxer::Undecided { held, .. } => Err(FatalError::EndedInsideBox { dropped: held.len() as u64 }),
+            Demuxer::Mp4(f) => f.finish(out),
+            Demuxer::Mkv(f) => f.finish(out),
+        }
+    }
+
+    fn flush(&mut self, out: &mut Vec<FragmenterEvent>) {
+        match self {
+            Demuxer::Undecided { .. } => {}
+            Demuxer::Mp4(f) => f.flush(out),
+            Demuxer::Mkv(f) => f.flush(out),
+        }
+    }
+}
+
 /// Runs a session to the end of `body`; acknowledgements go to `acks`. Returns once
 /// every fragment received has been persisted or failed.
 pub async fn run_session<S, E>(
@@ -220,7 +269,7 @@ pub async fn run_session<S, E>(
 
     // The chunks of the fragment being received are the stream's LL-HLS parts.
     let parts = store.live(stream.id).ok().map(|l| l.part_sink());
-    let mut fragmenter = Fragmenter::new(params.limits);
+    let mut fragmenter = Demuxer::Undecided { limits: params.limits, held: Vec::new() };
     let mut init_id: Option<u32> = None;
     let mut fragment_server_ts = clock.now_us();
     let mut events = Vec::new();

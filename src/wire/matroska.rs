@@ -179,6 +179,12 @@ impl MkvReader {
         self.buf.len()
     }
 
+    /// Bytes of the element being read (held or skipped) that have not arrived: a
+    /// stream that ends now ends inside an element.
+    pub fn missing(&self) -> u64 {
+        self.skip + self.buf.len() as u64
+    }
+
     /// Feeds bytes; returns the events they complete. After an error every later call
     /// returns it again.
     pub fn push(&mut self, mut data: &[u8]) -> Result<Vec<MkvEvent>, MkvError> {
