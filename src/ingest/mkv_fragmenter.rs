@@ -8,8 +8,9 @@
 //! each frame's presentation time is the Cluster's timecode plus the block's, turned
 //! into decode order per track (B-frames) before the muxer, which cuts fragments at
 //! video keyframes (a KVS producer starts every Cluster with one) and chunks of at most
-//! [`LIVE_CHUNK_US`] (LL-HLS parts). A Cluster whose timecode goes back is refused alone
-//! (Kinesis Video's 4004) and the stream goes on at the next Cluster.
+//! [`LIVE_CHUNK_US`] (LL-HLS parts). A fragment also ends at the producer SDK's
+//! `AWS_KINESISVIDEO_END_OF_FRAGMENT` tag. A Cluster whose timecode goes back is
+//! refused alone (Kinesis Video's 4004) and the stream goes on at the next Cluster.
 
 use bytes::Bytes;
 
@@ -23,6 +24,9 @@ use crate::media::timeline::DecodeOrder;
 use crate::media::Frame;
 use crate::wire::fmp4;
 use crate::wire::matroska::{MkvEvent, MkvFrame, MkvLimits, MkvReader, MkvTrack};
+
+/// The tag a KVS producer writes after a fragment's last frame to close it.
+pub const END_OF_FRAGMENT: &str = "AWS_KINESISVIDEO_END_OF_FRAGMENT";
 
 /// Frames held per video track to turn presentation into decode order.
 const REORDER_DEPTH: usize = 4;
@@ -107,7 +111,11 @@ impl MkvFragmenter {
 
     fn event(&mut self, event: MkvEvent, out: &mut Vec<FragmenterEvent>) -> Result<(), FatalError> {
         match event {
-            MkvEvent::Header { .. } | MkvEvent::SegmentStart | MkvEvent::Tags(_) => {}
+            MkvEvent::Header { .. } | MkvEvent::SegmentStart => {}
+            // The producer SDK's explicit end of fragment (it sends one at the end of a
+            // stream and waits for that fragment's PERSISTED before it closes).
+            MkvEvent::Tags(tags) if tags.iter().any(|(name, _)| name == END_OF_FRAGMENT) => self.flush(out),
+            MkvEvent::Tags(_) => {}
             MkvEvent::Info { timecode_scale_ns } => self.scale_ns = timecode_scale_ns,
             MkvEvent::Tracks(tracks) => self.tracks_event(&tracks, out)?,
             MkvEvent::Cluster { timecode } => {

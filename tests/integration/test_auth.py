@@ -104,7 +104,7 @@ def test_each_service_words_a_bad_signature_and_an_unknown_key_as_aws_does(signe
         call(signed_server.client(service))
 
 
-def producer_sdk_put_media(server, stream, body, key, secret, token=None):
+def producer_sdk_put_media(server, stream, body, key, secret, token=None, headers=None):
     """PutMedia as the KVS producer SDKs send it: SigV4 over the empty body's hash with
     no x-amz-content-sha256 header, the session token (if any) added after signing, the
     fragmented stream sent as the body. Returns (status, acknowledgement lines)."""
@@ -115,7 +115,7 @@ def producer_sdk_put_media(server, stream, body, key, secret, token=None):
     from botocore.credentials import Credentials
     url = server.url + "/putMedia"
     headers = {"x-amzn-stream-name": stream, "x-amzn-fragment-timecode-type": "RELATIVE",
-               "x-amzn-producer-start-timestamp": "1700000000.000"}
+               "x-amzn-producer-start-timestamp": "1700000000.000", **(headers or {})}
     req = AWSRequest(method="POST", url=url, data=b"", headers=headers)
     botocore.auth.SigV4Auth(Credentials(key, secret), "kinesisvideo", "us-east-1").add_auth(req)
     sent = dict(req.headers.items())
