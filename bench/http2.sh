@@ -2,8 +2,9 @@
 # HTTP/2 against HTTP/1.1 on the same server, in the same run, interleaved: h2load sends
 # the same signed-free (anonymous, loopback) requests over HTTP/1.1 keep-alive and over
 # HTTP/2 (10 streams per connection), ROUNDS rounds of each, and prints each round's
-# requests/s and the median HTTP/2 ÷ HTTP/1.1 ratio with its spread, for two requests:
-# a small JSON call (Kinesis DescribeStreamSummary) and an HLS media segment.
+# requests/s and the median HTTP/2 ÷ HTTP/1.1 ratio with its spread, for three requests:
+# two small JSON calls (Kinesis DescribeStreamSummary, SQS GetQueueAttributes) and an
+# HLS media segment.
 #
 #   bench/http2.sh                 (REQUESTS=20000 CLIENTS=16 ROUNDS=3 to change)
 #
@@ -33,6 +34,9 @@ echo "[1/3] a Kinesis stream and an HLS segment to ask for…" >&2
 curl -sf -H 'X-Amz-Target: Kinesis_20131202.CreateStream' -H 'Content-Type: application/x-amz-json-1.1' \
   -d '{"StreamName":"bench","ShardCount":1}' "$base/" >/dev/null
 printf '{"StreamName":"bench"}' > "$work/describe.json"
+queue_url=$(curl -sf -H 'X-Amz-Target: AmazonSQS.CreateQueue' -H 'Content-Type: application/x-amz-json-1.0' \
+  -d '{"QueueName":"bench"}' "$base/" | python3 -c 'import json,sys; print(json.load(sys.stdin)["QueueUrl"])')
+printf '{"QueueUrl":"%s","AttributeNames":["All"]}' "$queue_url" > "$work/attributes.json"
 ffmpeg -v error -f lavfi -i testsrc2=size=640x360:rate=25 -t 6 -c:v libx264 -preset veryfast -g 25 \
   -movflags frag_keyframe+empty_moov+default_base_moof "$work/camera.mp4"
 curl -sf -X POST "$base/createStream" -d '{"StreamName":"cam","DataRetentionInHours":24}' >/dev/null
@@ -51,11 +55,14 @@ rate() { # h2load args... -> requests/s
   h2load "$@" 2>/dev/null | awk '/^finished in/ {gsub(",", "", $4); print $4}'
 }
 echo "[2/3] $ROUNDS rounds, HTTP/1.1 then HTTP/2, $REQUESTS requests from $CLIENTS clients each…" >&2
-for what in json segment; do
+for what in json sqs segment; do
   for r in $(seq "$ROUNDS"); do
     if [ "$what" = json ]; then
       args=(-d "$work/describe.json" -H 'X-Amz-Target: Kinesis_20131202.DescribeStreamSummary'
             -H 'Content-Type: application/x-amz-json-1.1' "$base/")
+    elif [ "$what" = sqs ]; then
+      args=(-d "$work/attributes.json" -H 'X-Amz-Target: AmazonSQS.GetQueueAttributes'
+            -H 'Content-Type: application/x-amz-json-1.0' "$base/")
     else
       args=("$segment")
     fi
@@ -73,7 +80,8 @@ print(f"HTTP/2 (10 streams per connection) against HTTP/1.1 keep-alive, same ser
       f"the segment is {int(sys.argv[2]):,} bytes")
 print("| request | HTTP/1.1 req/s median (min–max) | HTTP/2 req/s median (min–max) | HTTP/2 ÷ HTTP/1.1 median (spread) |")
 print("|---|---|---|---|")
-for what, label in (("json", "Kinesis DescribeStreamSummary (JSON)"), ("segment", "HLS media segment")):
+for what, label in (("json", "Kinesis DescribeStreamSummary (JSON)"), ("sqs", "SQS GetQueueAttributes (JSON)"),
+                    ("segment", "HLS media segment")):
     h1 = [float(r[2]) for r in rows if r[0] == what]
     h2 = [float(r[3]) for r in rows if r[0] == what]
     ratios = [b / a for a, b in zip(h1, h2)]

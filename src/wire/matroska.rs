@@ -455,6 +455,121 @@ fn children(payload: &[u8]) -> Result<Vec<(u32, &[u8])>, MkvError> {
     Ok(out)
 }
 
+// ---- writing ------------------------------------------------------------------------
+
+/// A track as the writer describes it in Tracks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackOut<'a> {
+    pub number: u64,
+    /// 1 video, 2 audio.
+    pub kind: u64,
+    pub codec_id: &'a str,
+    pub codec_private: &'a [u8],
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub sampling_frequency: Option<f64>,
+    pub channels: Option<u16>,
+}
+
+/// A frame as the writer puts it in a Cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockOut<'a> {
+    pub track: u64,
+    /// Relative to the Cluster's timecode, in timecode-scale units.
+    pub relative_timecode: i16,
+    pub keyframe: bool,
+    pub data: &'a [u8],
+}
+
+/// The EBML header (DocType `matroska`, versions as the KVS producer SDK writes them).
+pub fn write_ebml_header(out: &mut Vec<u8>) {
+    ebml::write_master(out, ID_EBML, |h| {
+        ebml::write_uint(h, 0x4286, 1);
+        ebml::write_uint(h, 0x42F7, 1);
+        ebml::write_uint(h, 0x42F2, 4);
+        ebml::write_uint(h, 0x42F3, 8);
+        ebml::write_string(h, ID_DOC_TYPE, "matroska");
+        ebml::write_uint(h, 0x4287, 2);
+        ebml::write_uint(h, 0x4285, 2);
+    });
+}
+
+/// A Segment of unknown size (8-byte form, as Kinesis Video's GetMedia writes it).
+pub fn write_segment_start(out: &mut Vec<u8>) {
+    ebml::write_id(out, ID_SEGMENT);
+    out.extend_from_slice(&ebml::UNKNOWN_SIZE);
+}
+
+/// Info with the timecode scale (ns per unit) and the writing application.
+pub fn write_info(out: &mut Vec<u8>, timecode_scale_ns: u64, app: &str) {
+    ebml::write_master(out, ID_INFO, |i| {
+        ebml::write_uint(i, ID_TIMECODE_SCALE, timecode_scale_ns);
+        ebml::write_string(i, 0x4D80, app);
+        ebml::write_string(i, 0x5741, app);
+    });
+}
+
+pub fn write_tracks(out: &mut Vec<u8>, tracks: &[TrackOut<'_>]) {
+    ebml::write_master(out, ID_TRACKS, |ts| {
+        for t in tracks {
+            ebml::write_master(ts, ID_TRACK_ENTRY, |e| {
+                ebml::write_uint(e, ID_TRACK_NUMBER, t.number);
+                ebml::write_uint(e, ID_TRACK_UID, t.number);
+                ebml::write_uint(e, ID_TRACK_TYPE, t.kind);
+                ebml::write_string(e, ID_CODEC_ID, t.codec_id);
+                if let (Some(w), Some(h)) = (t.width, t.height) {
+                    ebml::write_master(e, ID_VIDEO, |v| {
+                        ebml::write_uint(v, ID_PIXEL_WIDTH, w.into());
+                        ebml::write_uint(v, ID_PIXEL_HEIGHT, h.into());
+                    });
+                }
+                if let Some(rate) = t.sampling_frequency {
+                    ebml::write_master(e, ID_AUDIO, |a| {
+                        ebml::write_float(a, ID_SAMPLING_FREQUENCY, rate);
+                        ebml::write_uint(a, ID_CHANNELS, t.channels.unwrap_or(1).into());
+                    });
+                }
+                if !t.codec_private.is_empty() {
+                    ebml::write_element(e, ID_CODEC_PRIVATE, t.codec_private);
+                }
+            });
+        }
+    });
+}
+
+/// A Tags element of SimpleTags (name, value), no Targets, as Kinesis Video writes
+/// its fragment tags.
+pub fn write_tags(out: &mut Vec<u8>, tags: &[(&str, &str)]) {
+    ebml::write_master(out, ID_TAGS, |t| {
+        ebml::write_master(t, ID_TAG, |g| {
+            for (name, value) in tags {
+                ebml::write_master(g, ID_SIMPLE_TAG, |s| {
+                    ebml::write_string(s, ID_TAG_NAME, name);
+                    ebml::write_string(s, ID_TAG_STRING, value);
+                });
+            }
+        });
+    });
+}
+
+/// A Cluster of known size: its timecode (8 bytes, as the producer SDK writes it) and
+/// one SimpleBlock per frame.
+pub fn write_cluster(out: &mut Vec<u8>, timecode: u64, blocks: &[BlockOut<'_>]) {
+    ebml::write_master(out, ID_CLUSTER, |c| {
+        ebml::write_uint8(c, ID_TIMECODE, timecode);
+        for b in blocks {
+            let mut head = Vec::with_capacity(12);
+            ebml::write_size(&mut head, b.track);
+            head.extend_from_slice(&b.relative_timecode.to_be_bytes());
+            head.push(if b.keyframe { 0x80 } else { 0 });
+            ebml::write_id(c, ID_SIMPLE_BLOCK);
+            ebml::write_size(c, (head.len() + b.data.len()) as u64);
+            c.extend_from_slice(&head);
+            c.extend_from_slice(b.data);
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -600,6 +715,70 @@ mod tests {
         let e = r.push(&producer_stream()).unwrap_err();
         assert!(matches!(e, MkvError::TooLarge { id: ID_SIMPLE_BLOCK, .. }), "{e}");
         assert_eq!(r.push(b"more").unwrap_err(), e, "an error sticks");
+    }
+
+    #[test]
+    fn what_the_writer_writes_the_reader_reads_back() {
+        let avcc = [1u8, 0x64, 0, 0x1F, 0xFF, 0xE1];
+        let mut out = Vec::new();
+        write_ebml_header(&mut out);
+        write_segment_start(&mut out);
+        write_info(&mut out, 1_000_000, "Kinescope");
+        let tracks = [
+            TrackOut {
+                number: 1,
+                kind: 1,
+                codec_id: "V_MPEG4/ISO/AVC",
+                codec_private: &avcc,
+                width: Some(640),
+                height: Some(360),
+                sampling_frequency: None,
+                channels: None,
+            },
+            TrackOut {
+                number: 2,
+                kind: 2,
+                codec_id: "A_AAC",
+                codec_private: &[0x11, 0x90],
+                width: None,
+                height: None,
+                sampling_frequency: Some(48000.0),
+                channels: Some(1),
+            },
+        ];
+        write_tracks(&mut out, &tracks);
+        write_tags(
+            &mut out,
+            &[("AWS_KINESISVIDEO_FRAGMENT_NUMBER", "91343852333181432392682062607743920146159169392")],
+        );
+        let blocks = [
+            BlockOut { track: 1, relative_timecode: 0, keyframe: true, data: b"idr" },
+            BlockOut { track: 2, relative_timecode: 5, keyframe: true, data: b"aac" },
+            BlockOut { track: 1, relative_timecode: 40, keyframe: false, data: &[7u8; 300] },
+        ];
+        write_cluster(&mut out, 1_700_000_000_000, &blocks);
+        write_tags(
+            &mut out,
+            &[("AWS_KINESISVIDEO_MILLIS_BEHIND_NOW", "15"), ("AWS_KINESISVIDEO_CONTINUATION_TOKEN", "1")],
+        );
+        let events = read_all(&out, 17).unwrap();
+        assert_eq!(events[2], MkvEvent::Info { timecode_scale_ns: 1_000_000 });
+        let MkvEvent::Tracks(read) = &events[3] else { panic!("{:?}", events[3]) };
+        assert_eq!(
+            (read[0].codec_id.as_str(), read[0].width, read[0].codec_private.as_slice()),
+            ("V_MPEG4/ISO/AVC", Some(640), &avcc[..])
+        );
+        assert_eq!((read[1].sampling_frequency, read[1].channels), (Some(48000.0), Some(1)));
+        assert!(matches!(&events[4], MkvEvent::Tags(t) if t[0].0 == "AWS_KINESISVIDEO_FRAGMENT_NUMBER"));
+        assert_eq!(events[5], MkvEvent::Cluster { timecode: 1_700_000_000_000 });
+        let frames: Vec<&MkvFrame> =
+            events.iter().filter_map(|e| if let MkvEvent::Frame(f) = e { Some(f) } else { None }).collect();
+        assert_eq!(frames.len(), 3);
+        assert_eq!(
+            (frames[2].track, frames[2].relative_timecode, frames[2].keyframe, frames[2].data.len()),
+            (1, 40, false, 300)
+        );
+        assert!(matches!(events.last(), Some(MkvEvent::Tags(t)) if t.len() == 2));
     }
 
     #[test]
