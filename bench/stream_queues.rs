@@ -37,6 +37,8 @@ async fn drain_stream_queue(q: &StreamQueueEngine, scope: &Scope, arn: &str, tot
                 let got = q.receive(&scope, &arn, Receive { limit: 10, wait_s: 1, ..Default::default() }).await;
                 let got = got.expect("receive");
                 if got.is_empty() {
+                    let n = done.load(std::sync::atomic::Ordering::Relaxed);
+                    assert!(started.elapsed().as_secs() < 120, "the stream-queue drain stalled at {n} of {total}");
                     continue;
                 }
                 let handles: Vec<String> = got.iter().map(|r| r.receipt_handle.clone()).collect();
@@ -74,6 +76,8 @@ async fn drain_sqs(engine: &QueueEngine, queue: &QueueId, total: usize, consumer
             while done.load(std::sync::atomic::Ordering::Relaxed) < total {
                 let req = ReceiveRequest { max_messages: 10, wait_time_s: Some(1), ..Default::default() };
                 let got = engine.receive(&queue, req).await.expect("receive");
+                let n = done.load(std::sync::atomic::Ordering::Relaxed);
+                assert!(started.elapsed().as_secs() < 120, "the SQS drain stalled at {n} of {total}");
                 for m in &got {
                     engine.delete_message(&queue, &m.receipt_handle).expect("delete");
                 }
