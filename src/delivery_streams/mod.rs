@@ -505,6 +505,11 @@ impl DeliveryStreamEngine {
         Ok(meta)
     }
 
+    /// The stream `owner_arn` runs, with the owner's record.
+    pub fn owned_by(&self, owner_arn: &str) -> Option<StreamMeta> {
+        self.owned_live(owner_arn).map(|l| read(&l.meta).clone())
+    }
+
     /// Every stream an owner runs in `scope`, with the owner's records.
     pub fn owned(&self, scope: &Scope) -> Vec<StreamMeta> {
         read(&self.inner.streams)

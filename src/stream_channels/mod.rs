@@ -269,22 +269,22 @@ impl ChannelEngine {
         ChannelEngine { delivery, data_streams }
     }
 
+    /// A delivery stream's channel record, if a channel owns it (one that cannot be
+    /// read is logged and left alone).
+    fn record_of(meta: crate::delivery_streams::meta_store::StreamMeta) -> Option<ChannelRecord> {
+        let owner = meta.owner?;
+        owner.arn.contains(":channel/").then_some(())?;
+        match serde_json::from_value::<ChannelRecord>(owner.record) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(owner = %owner.arn, error = %e, "a channel record cannot be read; left alone");
+                None
+            }
+        }
+    }
+
     fn records(&self, scope: &Scope) -> Vec<ChannelRecord> {
-        self.delivery
-            .owned(scope)
-            .into_iter()
-            .filter_map(|m| {
-                let owner = m.owner?;
-                owner.arn.contains(":channel/").then_some(())?;
-                match serde_json::from_value::<ChannelRecord>(owner.record) {
-                    Ok(r) => Some(r),
-                    Err(e) => {
-                        tracing::warn!(owner = %owner.arn, error = %e, "a channel record cannot be read; left alone");
-                        None
-                    }
-                }
-            })
-            .collect()
+        self.delivery.owned(scope).into_iter().filter_map(Self::record_of).collect()
     }
 
     /// The channels of `scope` (reading `stream`, if given), by name.
@@ -299,12 +299,20 @@ impl ChannelEngine {
         self.records(scope).len()
     }
 
+    /// Channels delivering `stream` (its DescribeStreamSummary's ChannelCount; it blocks
+    /// DeleteStream): only their delivery streams' records are read.
     pub fn count_for_stream(&self, stream: &DataStreamId) -> usize {
-        self.records(&stream.scope).iter().filter(|r| r.stream == stream.name).count()
+        let arn = stream.arn();
+        self.delivery
+            .owned(&stream.scope)
+            .into_iter()
+            .filter(|m| matches!(&m.source, Source::KinesisStream { stream_arn, .. } if *stream_arn == arn))
+            .filter_map(Self::record_of)
+            .count()
     }
 
     pub fn describe(&self, scope: &Scope, arn: &str) -> Result<ChannelRecord> {
-        self.records(scope).into_iter().find(|r| r.arn() == arn).ok_or_else(|| {
+        self.delivery.owned_by(arn).and_then(Self::record_of).filter(|r| r.scope == *scope).ok_or_else(|| {
             DataStreamError::ResourceNotFound(format!("Channel {arn} under account {} not found.", scope.account))
         })
     }

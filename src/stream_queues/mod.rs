@@ -573,6 +573,9 @@ impl StreamQueueEngine {
         let limit = r.limit as usize;
         let mut step = Progress::default();
         let mut out = Vec::new();
+        // The stream this queue reads, looked up once: gone (or another incarnation of
+        // its name), it has nothing to deliver or redeliver.
+        let view = self.inner.data_streams.describe(stream).ok().filter(|v| v.meta.uid == meta.stream_uid);
 
         // Records seen too often become dead letters before anything is handed out.
         if let Some(max) = meta.max_receive_count {
@@ -587,7 +590,11 @@ impl StreamQueueEngine {
         while out.len() < limit {
             let Some(k) = candidates.next() else { break };
             let Some(t) = st.tracked.get(&k).copied() else { continue };
-            match self.read_record(stream, meta.stream_uid, k).await? {
+            let record = match view {
+                Some(_) => self.read_record(stream, k).await?,
+                None => None,
+            };
+            match record {
                 None => st.drop_record(k, &mut step),
                 Some(rec) => {
                     let t = TrackedRecord {
@@ -603,8 +610,8 @@ impl StreamQueueEngine {
             }
         }
         // New records from the stream, while the in-flight quota allows.
-        if !r.dead_letters && out.len() < limit && st.live() < MAX_IN_FLIGHT {
-            self.pull(&meta, stream, &mut st, limit - out.len(), now, hide_ms, &mut step, &mut out).await?;
+        if let Some(view) = view.filter(|_| !r.dead_letters && out.len() < limit && st.live() < MAX_IN_FLIGHT) {
+            self.pull(&meta, &view, &mut st, limit - out.len(), now, hide_ms, &mut step, &mut out).await?;
         }
         if !step.is_empty() {
             self.inner.store.apply(meta.uid, &step, false).map_err(storage)?;
@@ -618,7 +625,7 @@ impl StreamQueueEngine {
     async fn pull(
         &self,
         meta: &QueueMeta,
-        stream: &DataStreamId,
+        view: &crate::data_streams::StreamView,
         st: &mut QueueState,
         want: usize,
         now: i64,
@@ -626,11 +633,7 @@ impl StreamQueueEngine {
         step: &mut Progress,
         out: &mut Vec<QueueRecord>,
     ) -> Result<()> {
-        let view = match self.inner.data_streams.describe(stream) {
-            Ok(v) if v.meta.uid == meta.stream_uid => v,
-            // The stream is gone (or is another incarnation): nothing new to read.
-            _ => return Ok(()),
-        };
+        let stream = view.meta.id();
         let n = view.shards.len();
         if n == 0 {
             return Ok(());
@@ -649,7 +652,7 @@ impl StreamQueueEngine {
                 None if meta.start == StartKind::TrimHorizon => StartingPosition::TrimHorizon,
                 None => StartingPosition::AtTimestamp(meta.start_ms),
             };
-            let records = match self.read_shard(stream, shard, start, want as u32).await? {
+            let records = match self.read_shard(&stream, shard, start, want as u32).await? {
                 Some(r) => r,
                 None => continue,
             };
@@ -702,13 +705,8 @@ impl StreamQueueEngine {
     async fn read_record(
         &self,
         stream: &DataStreamId,
-        stream_uid: u64,
         (shard, seq): RecordKey,
     ) -> Result<Option<crate::data_streams::Record>> {
-        match self.inner.data_streams.describe(stream) {
-            Ok(v) if v.meta.uid == stream_uid => {}
-            _ => return Ok(None),
-        }
         let at = StartingPosition::AtSequence(format_sequence(seq));
         let records = self.read_shard(stream, shard, at, 1).await?.unwrap_or_default();
         Ok(records.into_iter().next().filter(|r| parse_sequence(&r.sequence_number) == Some(seq)))
