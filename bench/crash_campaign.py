@@ -69,9 +69,12 @@ class Server:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
 
-    def client(self, service):
-        return boto3.client(service, endpoint_url=self.url, region_name="us-east-1", aws_access_key_id="x",
-                            aws_secret_access_key="y", config=CFG)
+    def client(self, service, accept=None):
+        client = boto3.client(service, endpoint_url=self.url, region_name="us-east-1", aws_access_key_id="x",
+                              aws_secret_access_key="y", config=CFG)
+        if accept:  # GetMediaForFragmentList answers fragmented MP4 to Accept: video/mp4
+            client.meta.events.register("before-sign", lambda request, **_: request.headers.__setitem__("Accept", accept))
+        return client
 
 
 class Acked:
@@ -160,7 +163,7 @@ def kinesis_putter(server, stream, acked, stop, tag):
 
 def verify(server, rnd, acked, queues, tmp):
     losses = []
-    archived = server.client("kinesis-video-archived-media")
+    archived = server.client("kinesis-video-archived-media", accept="video/mp4")
     for stream, numbers in acked.fragments.items():
         listed = set()
         token = None

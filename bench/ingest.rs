@@ -167,7 +167,8 @@ async fn cameras(
     for s in streams {
         let start =
             StartAt { fragment_number: store.last_fragment(s.id).expect("index").map_or(1, |m| m.fragment_number + 1) };
-        let mut follow = Box::pin(get_media::follow(store.clone(), s.id, start).expect("follow"));
+        let mut follow =
+            Box::pin(get_media::follow(store.clone(), s.id, start, get_media::MediaFormat::Mp4).expect("follow"));
         let (delivered, id) = (delivered.clone(), s.id);
         readers.push(tokio::spawn(async move {
             while let Some(b) = follow.next().await {

@@ -74,6 +74,8 @@ pub enum FatalError {
     EndedInsideBox { dropped: u64 },
     #[error("invalid Matroska: {0}")]
     Matroska(String),
+    #[error("a block of track {0}, which Tracks does not declare")]
+    UndeclaredTrack(u64),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,6 +86,8 @@ pub enum FragmentRejection {
     TooLong { duration_ms: i64, limit_ms: i64 },
     #[error("fragment timecode {timecode_ms} ms is earlier than the previous fragment's {previous_ms} ms")]
     TimecodeBackwards { timecode_ms: i64, previous_ms: i64 },
+    #[error("track {track} is declared in Tracks but has no frame in the fragment")]
+    FramesMissingForTrack { track: u64 },
 }
 
 #[derive(Debug)]

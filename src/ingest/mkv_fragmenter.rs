@@ -40,6 +40,9 @@ struct Track {
     number: u64,
     timescale: u32,
     order: DecodeOrder<(bool, Vec<u8>)>,
+    /// Frames muxed into the fragment being built (a declared track without any makes
+    /// Kinesis Video refuse the fragment: FRAMES_MISSING_FOR_TRACK).
+    in_fragment: u32,
 }
 
 pub struct MkvFragmenter {
@@ -101,7 +104,8 @@ impl MkvFragmenter {
         self.drain_reorder(out);
         if let Some(m) = self.muxer.as_mut() {
             let muxed = m.flush_frame();
-            emit(muxed, &mut self.fragment_start_us, None, out);
+            let missing = missing_track(&mut self.tracks, muxed.fragment.is_some());
+            emit(muxed, &mut self.fragment_start_us, None, missing, out);
         }
     }
 
@@ -175,7 +179,12 @@ impl MkvFragmenter {
                 ))
             })?;
             let depth = if p.is_video() && p.can_reorder() { REORDER_DEPTH } else { 0 };
-            self.tracks.push(Track { number: t.number, timescale: p.timescale(), order: DecodeOrder::new(depth) });
+            self.tracks.push(Track {
+                number: t.number,
+                timescale: p.timescale(),
+                order: DecodeOrder::new(depth),
+                in_fragment: 0,
+            });
             params.push(p);
         }
         let max = usize::try_from(self.limits.max_fragment_bytes).unwrap_or(usize::MAX);
@@ -190,9 +199,8 @@ impl MkvFragmenter {
 
     fn frame(&mut self, frame: MkvFrame, out: &mut Vec<FragmenterEvent>) -> Result<(), FatalError> {
         let Some(cluster_us) = self.cluster_us else { return Ok(()) };
-        let index = self.tracks.iter().position(|t| t.number == frame.track).ok_or_else(|| {
-            FatalError::Matroska(format!("a block of track {}, which Tracks does not declare", frame.track))
-        })?;
+        let index =
+            self.tracks.iter().position(|t| t.number == frame.track).ok_or(FatalError::UndeclaredTrack(frame.track))?;
         let pts_us = cluster_us + self.to_us(i64::from(frame.relative_timecode));
         let t = &mut self.tracks[index];
         let pts = (i128::from(pts_us) * i128::from(t.timescale) / 1_000_000) as i64;
@@ -228,27 +236,55 @@ impl MkvFragmenter {
         let frame = Frame { track, dts, cts_offset, keyframe, data };
         let muxed = muxer.push_frame(frame).map_err(|e| FatalError::Matroska(e.to_string()))?;
         let pts_us = (i128::from(pts) * 1_000_000 / i128::from(timescale.max(1))) as i64;
-        emit(muxed, &mut self.fragment_start_us, Some(pts_us), out);
+        // A closed fragment holds the frames muxed before this one, which starts the next.
+        let missing = missing_track(&mut self.tracks, muxed.fragment.is_some());
+        self.tracks[track].in_fragment += 1;
+        emit(muxed, &mut self.fragment_start_us, Some(pts_us), missing, out);
         Ok(())
     }
 }
 
+/// When a fragment closed: the first declared track that had no frame in it; the
+/// counts start again for the next fragment.
+fn missing_track(tracks: &mut [Track], closed: bool) -> Option<u64> {
+    if !closed {
+        return None;
+    }
+    let missing = tracks.iter().find(|t| t.in_fragment == 0).map(|t| t.number);
+    tracks.iter_mut().for_each(|t| t.in_fragment = 0);
+    missing
+}
+
 /// The events one muxer step makes: the chunk it closed, the fragment that chunk
-/// completed, and (when a frame was added) the start of a new fragment at `next_start_us`.
-fn emit(muxed: Muxed, fragment_start_us: &mut Option<i64>, next_start_us: Option<i64>, out: &mut Vec<FragmenterEvent>) {
+/// completed (refused when `missing_track` names a track without frames), and (when a
+/// frame was added) the start of a new fragment at `next_start_us`.
+fn emit(
+    muxed: Muxed,
+    fragment_start_us: &mut Option<i64>,
+    next_start_us: Option<i64>,
+    missing_track: Option<u64>,
+    out: &mut Vec<FragmenterEvent>,
+) {
     if let Some(MuxedChunk { bytes, duration_us, independent, .. }) = muxed.chunk {
         out.push(FragmenterEvent::Chunk { bytes, duration_us, independent });
     }
     if let Some(f) = muxed.fragment {
         let size = f.chunks.iter().map(|c| c.len() as u64).sum();
         let start_us = fragment_start_us.take().unwrap_or(f.start_us);
-        out.push(FragmenterEvent::Fragment(AssembledFragment {
-            chunks: f.chunks,
-            size,
-            start_us,
-            duration_us: f.duration_us,
-            keyframe: f.keyframe,
-        }));
+        if let Some(track) = missing_track {
+            out.push(FragmenterEvent::Rejected {
+                start_us,
+                reason: FragmentRejection::FramesMissingForTrack { track },
+            });
+        } else {
+            out.push(FragmenterEvent::Fragment(AssembledFragment {
+                chunks: f.chunks,
+                size,
+                start_us,
+                duration_us: f.duration_us,
+                keyframe: f.keyframe,
+            }));
+        }
     }
     if let (Some(start_us), None) = (next_start_us, *fragment_start_us) {
         *fragment_start_us = Some(start_us);
@@ -310,5 +346,91 @@ mod tests {
         let e = f.push(b"\x1A\x45\xDF\xA3\x84\x42\x82\x81\x41", &mut events).unwrap_err();
         assert!(e.to_string().contains("DocType"), "{e}");
         assert!(is_matroska(b"\x1A\x45\xDF\xA3rest") && !is_matroska(b"\0\0\0\x1cftyp"));
+    }
+
+    /// fixtures/av.mkv rewritten by the Matroska writer, its frames passed through
+    /// `keep(time in ms, track number)`, with a block of `extra_track` in the second cluster.
+    fn rewritten(keep: impl Fn(i64, u64) -> bool, extra_track: Option<u64>) -> Vec<u8> {
+        use crate::wire::matroska::*;
+        let mkv = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/av.mkv")).unwrap();
+        let events = MkvReader::new(MkvLimits::default()).push(&mkv).unwrap();
+        let mut out = Vec::new();
+        write_ebml_header(&mut out);
+        write_segment_start(&mut out);
+        write_info(&mut out, 1_000_000, "test");
+        let mut clusters: Vec<(u64, Vec<MkvFrame>)> = Vec::new();
+        for e in events {
+            match e {
+                MkvEvent::Tracks(tracks) => {
+                    let outs: Vec<TrackOut<'_>> = tracks
+                        .iter()
+                        .map(|t| TrackOut {
+                            number: t.number,
+                            kind: t.kind,
+                            codec_id: &t.codec_id,
+                            codec_private: &t.codec_private,
+                            width: t.width.map(|w| w as u32),
+                            height: t.height.map(|h| h as u32),
+                            sampling_frequency: t.sampling_frequency,
+                            channels: t.channels.map(|c| c as u16),
+                        })
+                        .collect();
+                    write_tracks(&mut out, &outs);
+                }
+                MkvEvent::Cluster { timecode } => clusters.push((timecode, Vec::new())),
+                MkvEvent::Frame(f) => clusters.last_mut().unwrap().1.push(f),
+                _ => {}
+            }
+        }
+        for (i, (timecode, frames)) in clusters.iter().enumerate() {
+            let mut blocks: Vec<BlockOut<'_>> = frames
+                .iter()
+                .filter(|f| keep(*timecode as i64 + i64::from(f.relative_timecode), f.track))
+                .map(|f| BlockOut {
+                    track: f.track,
+                    relative_timecode: f.relative_timecode,
+                    keyframe: f.keyframe,
+                    data: &f.data,
+                })
+                .collect();
+            if let (Some(track), 1) = (extra_track, i) {
+                blocks.push(BlockOut { track, relative_timecode: 500, keyframe: true, data: b"?" });
+            }
+            write_cluster(&mut out, *timecode, &blocks);
+        }
+        out
+    }
+
+    fn run(bytes: &[u8]) -> (Vec<FragmenterEvent>, Result<(), FatalError>) {
+        let mut f = MkvFragmenter::new(FragmentLimits::default());
+        let mut events = Vec::new();
+        let r = f.push(bytes, &mut events).and_then(|()| f.finish(&mut events));
+        (events, r)
+    }
+
+    #[test]
+    fn a_fragment_missing_a_declared_track_is_refused_alone() {
+        // No audio from 1.9 s to 3.3 s: the third fragment (2 s to 3 s in the order the
+        // frames reach the muxer, video held back by its reorder window) has none.
+        let (events, r) = run(&rewritten(|ms, track| !((1900..3300).contains(&ms) && track == 2), None));
+        r.unwrap();
+        let outcome: Vec<&str> = events
+            .iter()
+            .filter_map(|e| match e {
+                FragmenterEvent::Fragment(_) => Some("stored"),
+                FragmenterEvent::Rejected { reason: FragmentRejection::FramesMissingForTrack { track: 2 }, .. } => {
+                    Some("refused")
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(outcome, ["stored", "stored", "refused", "stored"]);
+    }
+
+    #[test]
+    fn a_block_of_an_undeclared_track_stops_the_stream_as_a_track_number_mismatch() {
+        let (events, r) = run(&rewritten(|_, _| true, Some(3)));
+        assert_eq!(r, Err(FatalError::UndeclaredTrack(3)));
+        assert!(events.iter().any(|e| matches!(e, FragmenterEvent::Fragment(_))), "what came before is kept");
     }
 }

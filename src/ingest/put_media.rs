@@ -58,6 +58,8 @@ pub enum AckError {
     FragmentTimecodeLesserThanPrevious,
     MoreThanAllowedTracksFound,
     InvalidMediaData,
+    TrackNumberMismatch,
+    FramesMissingForTrack,
     StreamNotActive,
     InternalError,
     ArchivalError,
@@ -70,8 +72,10 @@ impl AckError {
             AckError::MaxFragmentSizeReached => 4001,
             AckError::MaxFragmentDurationReached => 4002,
             AckError::FragmentTimecodeLesserThanPrevious => 4004,
-            AckError::MoreThanAllowedTracksFound => 4005,
             AckError::InvalidMediaData => 4006,
+            AckError::TrackNumberMismatch => 4010,
+            AckError::FramesMissingForTrack => 4011,
+            AckError::MoreThanAllowedTracksFound => 4012,
             AckError::StreamNotActive => 4008,
             AckError::InternalError => 5000,
             AckError::ArchivalError => 5001,
@@ -87,6 +91,8 @@ impl AckError {
             AckError::MoreThanAllowedTracksFound => "MORE_THAN_ALLOWED_TRACKS_FOUND",
             // Kinesis Video names it after its container; the meaning is the same.
             AckError::InvalidMediaData => "INVALID_MKV_DATA",
+            AckError::TrackNumberMismatch => "TRACK_NUMBER_MISMATCH",
+            AckError::FramesMissingForTrack => "FRAMES_MISSING_FOR_TRACK",
             AckError::StreamNotActive => "STREAM_NOT_ACTIVE",
             AckError::InternalError => "INTERNAL_ERROR",
             AckError::ArchivalError => "ARCHIVAL_ERROR",
@@ -152,6 +158,7 @@ impl Ack {
 fn fatal_to_ack_error(e: &FatalError) -> AckError {
     match e {
         FatalError::TooManyTracks { .. } => AckError::MoreThanAllowedTracksFound,
+        FatalError::UndeclaredTrack(_) => AckError::TrackNumberMismatch,
         FatalError::EndedInsideBox { .. } => AckError::StreamReadError,
         _ => AckError::InvalidMediaData,
     }
@@ -162,6 +169,7 @@ fn rejection_to_ack_error(r: &FragmentRejection) -> AckError {
         FragmentRejection::TooLarge { .. } => AckError::MaxFragmentSizeReached,
         FragmentRejection::TooLong { .. } => AckError::MaxFragmentDurationReached,
         FragmentRejection::TimecodeBackwards { .. } => AckError::FragmentTimecodeLesserThanPrevious,
+        FragmentRejection::FramesMissingForTrack { .. } => AckError::FramesMissingForTrack,
     }
 }
 

@@ -1,7 +1,10 @@
-//! Stored fragments out as one fragmented-MP4 byte stream: GetMedia's follower and
-//! GetMediaForFragmentList's fixed list.
+//! Stored fragments out as one byte stream: GetMedia's follower and
+//! GetMediaForFragmentList's fixed list, in either of two formats ([`MediaFormat`]).
 //!
-//! The stream is an init segment, then for each fragment a metadata box and the
+//! **Matroska** (the default, as Kinesis Video answers): one self-contained chunk per
+//! fragment, written by [`super::matroska_chunk`].
+//!
+//! **Fragmented MP4** (on request): the stream is an init segment, then for each fragment a metadata box and the
 //! fragment's bytes as stored; a fragment whose init differs from the last one sent is
 //! preceded by its init. The metadata box is a top-level `uuid` box (players skip it)
 //! holding JSON: where Kinesis Video puts MKV tags (fragment number, timestamps,
@@ -20,12 +23,39 @@ use futures_util::Stream;
 use serde_json::json;
 use tokio::sync::watch;
 
+use super::matroska_chunk::{self, ChunkHeader};
 use crate::video_store::{FragmentMeta, LiveEdge, StoreError, StreamId, VideoStore};
 use crate::wire::bmff;
 use crate::wire::fmp4::{self, InitInfo};
 
 /// The user type of Kinescope's metadata `uuid` boxes: the ASCII of "kinescope-meta01".
 pub const METADATA_UUID: [u8; 16] = *b"kinescope-meta01";
+
+/// What a GetMedia response is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaFormat {
+    /// Kinesis Video's format: a Matroska chunk per fragment (`video/webm`).
+    Matroska,
+    /// Fragmented MP4 with metadata `uuid` boxes (`video/mp4`), playable as is.
+    Mp4,
+}
+
+impl MediaFormat {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            MediaFormat::Matroska => matroska_chunk::CONTENT_TYPE,
+            MediaFormat::Mp4 => "video/mp4",
+        }
+    }
+
+    /// The chunk or box that reports an error in place of a fragment.
+    fn error(self, fragment_number: u64, error_id: u32, code: &str) -> Bytes {
+        match self {
+            MediaFormat::Matroska => matroska_chunk::error_chunk(fragment_number, error_id, code),
+            MediaFormat::Mp4 => error_box(fragment_number, error_id, code),
+        }
+    }
+}
 
 /// Fragments read from the index per step.
 const BATCH: usize = 16;
@@ -68,7 +98,11 @@ pub struct StartAt {
 struct Writer {
     store: VideoStore,
     stream: StreamId,
+    format: MediaFormat,
     current_init: Option<(u32, InitInfo)>,
+    /// The Matroska chunk header of `current_init` (Matroska only; `None` when none of
+    /// its tracks has a Matroska codec).
+    chunk_header: Option<ChunkHeader>,
     /// Where this response's timeline starts; set by its first fragment.
     origin: Option<Origin>,
     out: VecDeque<Bytes>,
@@ -112,8 +146,8 @@ fn rebase(fragment: &[u8], init: &InitInfo, origin: Origin) -> Result<Vec<u8>, b
 }
 
 impl Writer {
-    fn new(store: VideoStore, stream: StreamId) -> Self {
-        Writer { store, stream, current_init: None, origin: None, out: VecDeque::new() }
+    fn new(store: VideoStore, stream: StreamId, format: MediaFormat) -> Self {
+        Writer { store, stream, format, current_init: None, chunk_header: None, origin: None, out: VecDeque::new() }
     }
 
     async fn push_fragment(&mut self, meta: &FragmentMeta) -> Result<(), StoreError> {
@@ -121,7 +155,7 @@ impl Writer {
             Ok(b) => b,
             Err(StoreError::FragmentNotFound(n)) => {
                 // Swept between the index read and the file read.
-                self.out.push_back(error_box(n, 4000, "requested fragment not found"));
+                self.out.push_back(self.format.error(n, 4000, "requested fragment not found"));
                 return Ok(());
             }
             Err(e) => return Err(e),
@@ -132,10 +166,29 @@ impl Writer {
             })?;
             let info = fmp4::parse_init(&init)
                 .map_err(|e| StoreError::Corrupt(format!("init {} does not parse: {e}", meta.init_id)))?;
-            self.out.push_back(init);
+            match self.format {
+                MediaFormat::Mp4 => self.out.push_back(init),
+                MediaFormat::Matroska => self.chunk_header = ChunkHeader::new(&info),
+            }
             self.current_init = Some((meta.init_id, info));
         }
         let Some((_, init)) = &self.current_init else { return Ok(()) };
+        if self.format == MediaFormat::Matroska {
+            let Some(header) = &self.chunk_header else {
+                self.out.push_back(self.format.error(meta.fragment_number, 5000, "no track has a Matroska codec"));
+                return Ok(());
+            };
+            let mut chunk = Vec::with_capacity(bytes.len() + 1024);
+            let now = self.store.clock().now_us();
+            match matroska_chunk::write_fragment(&mut chunk, header, init, &bytes, meta, now) {
+                Ok(()) => self.out.push_back(Bytes::from(chunk)),
+                Err(e) => {
+                    tracing::warn!(error = %e, fragment = meta.fragment_number, "fragment not rewritten as Matroska");
+                    self.out.push_back(self.format.error(meta.fragment_number, 5000, "internal error"));
+                }
+            }
+            return Ok(());
+        }
         let rebased = match self.origin {
             Some(origin) => rebase(&bytes, init, origin),
             None => origin_of(&bytes, init).and_then(|origin| {
@@ -169,9 +222,10 @@ pub fn follow(
     store: VideoStore,
     stream: StreamId,
     start: StartAt,
+    format: MediaFormat,
 ) -> Result<impl Stream<Item = Bytes> + Send, StoreError> {
     let edge = store.live(stream)?.subscribe();
-    let state = Follow { writer: Writer::new(store, stream), next: start.fragment_number, edge, done: false };
+    let state = Follow { writer: Writer::new(store, stream, format), next: start.fragment_number, edge, done: false };
     Ok(futures_util::stream::unfold(state, |mut s| async move {
         loop {
             if let Some(b) = s.writer.out.pop_front() {
@@ -190,7 +244,7 @@ pub fn follow(
                 Ok(b) => b,
                 Err(e) => {
                     tracing::error!(error = %e, "GetMedia index read failed");
-                    s.writer.out.push_back(error_box(s.next, 5000, "internal error"));
+                    s.writer.out.push_back(s.writer.format.error(s.next, 5000, "internal error"));
                     s.done = true;
                     continue;
                 }
@@ -205,7 +259,7 @@ pub fn follow(
                 s.next = meta.fragment_number + 1;
                 if let Err(e) = s.writer.push_fragment(meta).await {
                     tracing::error!(error = %e, fragment = meta.fragment_number, "GetMedia read failed");
-                    s.writer.out.push_back(error_box(meta.fragment_number, 5000, "internal error"));
+                    s.writer.out.push_back(s.writer.format.error(meta.fragment_number, 5000, "internal error"));
                 }
             }
         }
@@ -217,8 +271,9 @@ pub fn fragment_list(
     store: VideoStore,
     stream: StreamId,
     fragments: Vec<FragmentMeta>,
+    format: MediaFormat,
 ) -> impl Stream<Item = Bytes> + Send {
-    let writer = Writer::new(store, stream);
+    let writer = Writer::new(store, stream, format);
     futures_util::stream::unfold((writer, fragments.into_iter()), |(mut w, mut it)| async move {
         loop {
             if let Some(b) = w.out.pop_front() {
@@ -227,7 +282,7 @@ pub fn fragment_list(
             let meta = it.next()?;
             if let Err(e) = w.push_fragment(&meta).await {
                 tracing::error!(error = %e, fragment = meta.fragment_number, "GetMediaForFragmentList read failed");
-                w.out.push_back(error_box(meta.fragment_number, 5000, "internal error"));
+                w.out.push_back(w.format.error(meta.fragment_number, 5000, "internal error"));
             }
         }
     })

@@ -12,6 +12,7 @@ pub mod frame_metadata;
 pub mod get_media;
 pub mod hls;
 pub mod ll_hls;
+pub mod matroska_chunk;
 pub mod rtsp_play;
 pub mod selection;
 pub mod session;

@@ -131,7 +131,7 @@ pub fn write_id(out: &mut Vec<u8>, id: u32) {
 }
 
 /// The smallest size width that holds `value` (all-ones is reserved for unknown).
-fn size_width(value: u64) -> usize {
+pub fn size_width(value: u64) -> usize {
     (1..=8).find(|w| value < (1u64 << (7 * w)) - 1).unwrap_or(8)
 }
 

@@ -553,21 +553,33 @@ pub fn write_tags(out: &mut Vec<u8>, tags: &[(&str, &str)]) {
 }
 
 /// A Cluster of known size: its timecode (8 bytes, as the producer SDK writes it) and
-/// one SimpleBlock per frame.
+/// one SimpleBlock per frame. Sizes are measured first, so each frame's bytes are copied
+/// once, straight into `out`.
 pub fn write_cluster(out: &mut Vec<u8>, timecode: u64, blocks: &[BlockOut<'_>]) {
-    ebml::write_master(out, ID_CLUSTER, |c| {
-        ebml::write_uint8(c, ID_TIMECODE, timecode);
-        for b in blocks {
-            let mut head = Vec::with_capacity(12);
-            ebml::write_size(&mut head, b.track);
-            head.extend_from_slice(&b.relative_timecode.to_be_bytes());
-            head.push(if b.keyframe { 0x80 } else { 0 });
-            ebml::write_id(c, ID_SIMPLE_BLOCK);
-            ebml::write_size(c, (head.len() + b.data.len()) as u64);
-            c.extend_from_slice(&head);
-            c.extend_from_slice(b.data);
-        }
-    });
+    // Timecode: ID (1) + size (1) + 8 bytes.
+    let mut body = 10u64;
+    for b in blocks {
+        let payload = block_head_len(b.track) + b.data.len() as u64;
+        body += 1 + ebml::size_width(payload) as u64 + payload;
+    }
+    out.reserve(body as usize + 12);
+    ebml::write_id(out, ID_CLUSTER);
+    ebml::write_size(out, body);
+    ebml::write_uint8(out, ID_TIMECODE, timecode);
+    for b in blocks {
+        ebml::write_id(out, ID_SIMPLE_BLOCK);
+        ebml::write_size(out, block_head_len(b.track) + b.data.len() as u64);
+        ebml::write_size(out, b.track);
+        out.extend_from_slice(&b.relative_timecode.to_be_bytes());
+        out.push(if b.keyframe { 0x80 } else { 0 });
+        out.extend_from_slice(b.data);
+    }
+}
+
+/// A SimpleBlock's header: the track number (a size-style varint), the relative
+/// timecode (2 bytes) and the flags (1 byte).
+fn block_head_len(track: u64) -> u64 {
+    ebml::size_width(track) as u64 + 3
 }
 
 #[cfg(test)]

@@ -84,9 +84,11 @@ class Server:
     def kill9(self):
         self.stop(signal.SIGKILL)
 
-    def client(self, service, key=None, secret=None, region_name="us-east-1", **config):
+    def client(self, service, key=None, secret=None, region_name="us-east-1", accept=None, **config):
+        """A boto3 client of this server. `accept`: an Accept header on every request
+        (GetMedia and GetMediaForFragmentList answer fragmented MP4 to `video/mp4`)."""
         cfg = Config(retries={"total_max_attempts": 1, "mode": "standard"}, **config)
-        return boto3.client(
+        client = boto3.client(
             service,
             endpoint_url=self.url,
             region_name=region_name,
@@ -94,6 +96,11 @@ class Server:
             aws_secret_access_key=secret or (self.keys[1] if self.keys else "anonymous"),
             config=cfg,
         )
+        if accept:
+            def add_accept(request, **_):
+                request.headers["Accept"] = accept
+            client.meta.events.register("before-sign", add_accept)
+        return client
 
     def put(self, stream, source, *extra, env_keys=None, check=True, stdin=None):
         """Runs `kinescope put`; returns (returncode, [ack dicts], stderr)."""

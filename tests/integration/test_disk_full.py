@@ -83,7 +83,7 @@ def test_a_full_disk_refuses_new_data_keeps_the_old_and_recovers(small_disk, tmp
         assert e.value.response["Error"]["Code"] == "ServiceUnavailable"
 
         # What was acknowledged is whole and plays.
-        archived = s.client("kinesis-video-archived-media")
+        archived = s.client("kinesis-video-archived-media", accept="video/mp4")
         body = archived.get_media_for_fragment_list(
             StreamName="cam", Fragments=[a["FragmentNumber"] for a in persisted])["Payload"].read()
         out = tmp_path / "kept.mp4"

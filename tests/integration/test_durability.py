@@ -56,7 +56,7 @@ def test_kill9_during_ingest_loses_no_acknowledged_fragment(data_dir, tmp_path):
     server = Server(data_dir, extra_args=[]).start(port=0)
     try:
         assert any("store opened" in line for line in server.log)
-        archived = server.client("kinesis-video-archived-media")
+        archived = server.client("kinesis-video-archived-media", accept="video/mp4")
         for stream, numbers in acked.items():
             listed = []
             for page in archived.get_paginator("list_fragments").paginate(StreamName=stream):

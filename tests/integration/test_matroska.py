@@ -1,7 +1,11 @@
 """Matroska through PutMedia, as Kinesis Video's producers send it: ffmpeg's live
 Matroska (`-f matroska -live 1`), whole and streamed while it is encoded, and
 GStreamer's `matroskamux streamable=true`; acknowledgements per fragment, then the
-stored fragments read back by ListFragments, GetClip and ffprobe."""
+stored fragments read back by ListFragments, GetClip and ffprobe.
+
+And Matroska out, as Kinesis Video's consumers read it: GetMedia and
+GetMediaForFragmentList chunks read with ebmlite (the EBML library of AWS's Python
+consumer library), Debian's mkvinfo, and ffprobe."""
 import http.client
 import json
 import os
@@ -34,6 +38,132 @@ def put_media(server, stream, body, timecode_type="RELATIVE", start="1700000000.
 
 def persisted(acks):
     return [a for a in acks if a["EventType"] == "PERSISTED"]
+
+
+EBML_MAGIC = b"\x1a\x45\xdf\xa3"
+
+
+def kvs_chunks(data):
+    """A GetMedia payload read as AWS's Python consumer library reads it (ebmlite over
+    the Matroska schema): per chunk (an EBML header and a Segment), its service tags and
+    its clusters as (timecode, [SimpleBlock payloads])."""
+    import ebmlite
+    schema = ebmlite.loadSchema("matroska.xml")
+    chunks = []
+    for segment in schema.loads(bytes(data)):
+        if segment.name != "Segment":
+            continue
+        chunk = {"tags": {}, "clusters": [], "tracks": []}
+        for child in segment:
+            if child.name == "Tags":
+                for tag in child:
+                    for simple in tag:
+                        fields = {x.name: x.value for x in simple}
+                        chunk["tags"][fields["TagName"]] = fields.get("TagString")
+            elif child.name == "Tracks":
+                chunk["tracks"] = [{x.name: x.value for x in entry} for entry in child]
+            elif child.name == "Cluster":
+                timecode = next(x.value for x in child if x.name == "Timecode")
+                chunk["clusters"].append((timecode, [bytes(x.value) for x in child if x.name == "SimpleBlock"]))
+        chunks.append(chunk)
+    return chunks
+
+
+def check_chunks_against_list_fragments(chunks, fragments):
+    """The tags name the fragments ListFragments lists, with the same timestamps, and
+    every chunk's video starts on a keyframe."""
+    by_number = {f["FragmentNumber"]: f for f in fragments}
+    for c in chunks:
+        tags = c["tags"]
+        f = by_number[tags["AWS_KINESISVIDEO_FRAGMENT_NUMBER"]]
+        assert tags["AWS_KINESISVIDEO_CONTINUATION_TOKEN"] == f["FragmentNumber"]
+        assert float(tags["AWS_KINESISVIDEO_PRODUCER_TIMESTAMP"]) == pytest.approx(
+            f["ProducerTimestamp"].timestamp(), abs=0.0011), tags
+        assert float(tags["AWS_KINESISVIDEO_SERVER_TIMESTAMP"]) == pytest.approx(
+            f["ServerTimestamp"].timestamp(), abs=0.0011), tags
+        assert int(tags["AWS_KINESISVIDEO_MILLIS_BEHIND_NOW"]) >= 0
+        # The cluster's timecode is the producer timestamp in ms.
+        assert c["clusters"][0][0] == int(round(f["ProducerTimestamp"].timestamp() * 1000))
+        # SimpleBlock: track number (1-byte varint), int16 timecode, flags (0x80 key).
+        video = [b for _, blocks in c["clusters"] for b in blocks if b[0] == 0x81]
+        assert video and video[0][3] & 0x80, "the fragment's first video frame is a keyframe"
+
+
+def test_get_media_answers_matroska_the_kvs_consumers_read(server, tmp_path):
+    kv = server.client("kinesisvideo")
+    for name in ("fed-mp4", "fed-mkv"):
+        kv.create_stream(StreamName=name, DataRetentionInHours=24)
+    server.put("fed-mp4", str(FIXTURES / "av.mp4"))
+    assert len(persisted(put_media(server, "fed-mkv", (FIXTURES / "av.mkv").read_bytes()))) == 4
+    am = server.client("kinesis-video-archived-media")
+    for name in ("fed-mp4", "fed-mkv"):
+        frags = sorted(am.list_fragments(StreamName=name)["Fragments"], key=lambda f: int(f["FragmentNumber"]))
+        assert len(frags) == 4
+        numbers = [f["FragmentNumber"] for f in frags]
+        resp = am.get_media_for_fragment_list(StreamName=name, Fragments=numbers)
+        assert resp["ContentType"] == "video/webm"
+        body = resp["Payload"].read()
+        chunks = kvs_chunks(body)
+        assert [c["tags"]["AWS_KINESISVIDEO_FRAGMENT_NUMBER"] for c in chunks] == numbers
+        check_chunks_against_list_fragments(chunks, frags)
+        assert [t["CodecID"] for t in chunks[0]["tracks"]] == ["V_MPEG4/ISO/AVC", "A_AAC"]
+        if name == "fed-mkv":
+            # RELATIVE timecodes from 1700000000.000: the producer's own cluster timecodes.
+            assert [c["clusters"][0][0] for c in chunks] == [1700000000000, 1700000001080, 1700000002080,
+                                                             1700000003080]
+        out = tmp_path / f"{name}.mkv"
+        out.write_bytes(body)
+        # mkvinfo walks every chunk (-v: past the first Cluster). Like ffmpeg, it warns
+        # where a chunk's EBML header interrupts the unknown-size Segment before it (as
+        # it does on Kinesis Video's own GetMedia output) and exits 1, "warnings".
+        p = subprocess.run(["mkvinfo", "-v", str(out)], capture_output=True, text=True)
+        info = p.stdout
+        assert p.returncode in (0, 1) and "Error:" not in info, info[-2000:]
+        assert info.count("Resyncing successful") == 3, "one resync per chunk boundary"
+        assert info.count("AWS_KINESISVIDEO_CONTINUATION_TOKEN") == 4, info[-2000:]
+        assert "Codec ID: V_MPEG4/ISO/AVC" in info and "Codec ID: A_AAC" in info
+        # ffprobe reads the same bytes as Matroska: the codecs, and every video frame.
+        p = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-show_entries",
+                            "format=format_name:stream=codec_name,nb_read_frames", "-of", "json", str(out)],
+                           capture_output=True, text=True, check=True)
+        probe = json.loads(p.stdout)
+        assert probe["format"]["format_name"].startswith("matroska")
+        assert [(s["codec_name"], s["nb_read_frames"]) for s in probe["streams"]][0] == ("h264", "100"), probe
+
+    # Fragmented MP4 stays available to those who ask for it.
+    mp4 = server.client("kinesis-video-archived-media", accept="video/mp4").get_media_for_fragment_list(
+        StreamName="fed-mkv", Fragments=numbers)
+    assert mp4["ContentType"] == "video/mp4"
+    assert mp4["Payload"].read()[4:8] == b"ftyp"
+
+
+def test_get_media_follows_the_live_edge_in_matroska(server):
+    kv = server.client("kinesisvideo")
+    kv.create_stream(StreamName="live-mkv", DataRetentionInHours=24)
+    media = server.client("kinesis-video-media", read_timeout=60)
+    resp = media.get_media(StreamName="live-mkv", StartSelector={"StartSelectorType": "NOW"})
+    assert resp["ContentType"] == "video/webm"
+    server.put("live-mkv", str(FIXTURES / "av.mp4"))
+    # Read until four chunks are whole. (An empty stream's NOW waits for the first
+    # fragment put after it.)
+    got, chunks = bytearray(), []
+    while len(chunks) < 4 or any("AWS_KINESISVIDEO_CONTINUATION_TOKEN" not in c["tags"] for c in chunks):
+        # read1: what has arrived (read(n) waits for n bytes, which a follower may not get).
+        piece = resp["Payload"]._raw_stream.read1(65536)
+        assert piece, "GetMedia ended"
+        got += piece
+        if got.count(EBML_MAGIC) >= 4:
+            try:
+                chunks = kvs_chunks(got)
+            except Exception:  # a chunk cut inside an element: read on
+                chunks = []
+    resp["Payload"].close()
+    am = server.client("kinesis-video-archived-media")
+    frags = am.list_fragments(StreamName="live-mkv")["Fragments"]
+    assert len(chunks) == 4
+    assert sorted(c["tags"]["AWS_KINESISVIDEO_FRAGMENT_NUMBER"] for c in chunks) == sorted(
+        f["FragmentNumber"] for f in frags)
+    check_chunks_against_list_fragments(chunks, frags)
 
 
 def test_ffmpegs_live_matroska_is_stored_as_fragments_every_reader_reads(server, tmp_path):
@@ -99,6 +229,39 @@ def test_bad_matroska_is_refused_with_kvs_errors(server):
     acks = put_media(server, "bad-mkv", b"\x1a\x45\xdf\xa3\x84\x42\x82\x81\x41")
     assert [a["ErrorId"] for a in acks if a["EventType"] == "ERROR"] == [4006], acks
     assert persisted(put_media(server, "bad-mkv", mkv)), "the stream takes good Matroska after bad"
+
+
+def ffmpeg_mkv(*args):
+    return subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
+                           "testsrc2=size=160x120:rate=25", *args, "-c:v", "libx264", "-preset", "ultrafast", "-g", "25",
+                           "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "matroska", "-live", "1", "-"],
+                          capture_output=True, check=True).stdout
+
+
+def test_matroska_breaking_kvs_track_rules_gets_kvs_error_ids(server):
+    kv = server.client("kinesisvideo")
+    kv.create_stream(StreamName="tracks", DataRetentionInHours=24)
+    # Four tracks (video and three audio): more than the three Kinesis Video takes.
+    four = ffmpeg_mkv("-f", "lavfi", "-i", "sine=sample_rate=48000", "-t", "1", "-map", "0:v", "-map", "1:a",
+                      "-map", "1:a", "-map", "1:a")
+    acks = put_media(server, "tracks", four)
+    assert [(a["ErrorId"], a["ErrorCode"]) for a in acks if a["EventType"] == "ERROR"] == [
+        (4012, "MORE_THAN_ALLOWED_TRACKS_FOUND")], acks
+    # Audio that stops after one second: the fragments after it lack a declared track
+    # and are refused alone; the first is stored.
+    short_audio = ffmpeg_mkv("-f", "lavfi", "-i", "sine=sample_rate=48000:duration=1", "-t", "3")
+    acks = put_media(server, "tracks", short_audio)
+    errors = [(a["ErrorId"], a["ErrorCode"]) for a in acks if a["EventType"] == "ERROR"]
+    assert errors and set(errors) == {(4011, "FRAMES_MISSING_FOR_TRACK")}, acks
+    assert len(persisted(acks)) == 1, acks
+    # A block of a track Tracks never declared: track 3 in a two-track stream. The first
+    # SimpleBlock of track 1 (ID A3, a 1-byte size, track 0x81) is renumbered.
+    mkv = bytearray((FIXTURES / "av.mkv").read_bytes())
+    at = mkv.index(b"\x81\x00\x00\x80", mkv.index(b"\x1f\x43\xb6\x75"))
+    mkv[at] = 0x83
+    acks = put_media(server, "tracks", bytes(mkv))
+    assert [(a["ErrorId"], a["ErrorCode"]) for a in acks if a["EventType"] == "ERROR"] == [
+        (4010, "TRACK_NUMBER_MISMATCH")], acks
 
 
 KVSSINK_FIRST_TIMECODE = 1796656215154

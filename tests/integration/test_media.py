@@ -56,7 +56,7 @@ def test_put_media_acks_list_fragments_and_read_back(server, tmp_path):
 
     kv = server.client("kinesisvideo")
     endpoint = kv.get_data_endpoint(StreamName="cam", APIName="LIST_FRAGMENTS")["DataEndpoint"]
-    archived = server.client("kinesis-video-archived-media")
+    archived = server.client("kinesis-video-archived-media", accept="video/mp4")
     assert archived.meta.endpoint_url == endpoint
 
     sel = {"FragmentSelectorType": "PRODUCER_TIMESTAMP", "TimestampRange": {"StartTimestamp": 1700000000, "EndTimestamp": 1700000010}}
@@ -98,7 +98,7 @@ def test_short_chunks_are_stored_as_keyframe_fragments(server, tmp_path):
     _, acks, _ = server.put("chunks", FIXTURES / "chunked.mp4", "--create")
     persisted = acks_of(acks, "PERSISTED")
     assert [a["FragmentTimecode"] for a in persisted] == [0, 1000]
-    archived = server.client("kinesis-video-archived-media")
+    archived = server.client("kinesis-video-archived-media", accept="video/mp4")
     resp = archived.get_media_for_fragment_list(StreamName="chunks", Fragments=[a["FragmentNumber"] for a in persisted])
     out = tmp_path / "c.mp4"
     out.write_bytes(resp["Payload"].read())
@@ -109,7 +109,7 @@ def test_short_chunks_are_stored_as_keyframe_fragments(server, tmp_path):
 def test_get_media_follows_a_live_push(server, tmp_path):
     kv = server.client("kinesisvideo")
     kv.create_stream(StreamName="live")
-    media = server.client("kinesis-video-media", read_timeout=30)
+    media = server.client("kinesis-video-media", read_timeout=30, accept="video/mp4")
     resp = media.get_media(StreamName="live", StartSelector={"StartSelectorType": "NOW"})
     assert resp["ContentType"] == "video/mp4"
     got = bytearray()
@@ -154,7 +154,7 @@ def test_get_media_follows_a_live_push(server, tmp_path):
     ]:
         r = media.get_media(StreamName="live", StartSelector=sel)
         assert first_metadata(r["Payload"])["AWS_KINESISVIDEO_FRAGMENT_NUMBER"] == want, sel
-    archived = server.client("kinesis-video-archived-media")
+    archived = server.client("kinesis-video-archived-media", accept="video/mp4")
     listed = archived.list_fragments(StreamName="live")["Fragments"]
     by_number = {f["FragmentNumber"]: f for f in listed}
     for kind, field in [("SERVER_TIMESTAMP", "ServerTimestamp"), ("PRODUCER_TIMESTAMP", "ProducerTimestamp")]:
@@ -208,7 +208,7 @@ def test_bad_input_is_refused_and_loses_nothing(server, tmp_path):
     assert [(a["ErrorCode"], a["FragmentTimecode"]) for a in errors] == [("FRAGMENT_TIMECODE_LESSER_THAN_PREVIOUS", t) for t in (0, 1000, 2000)]
     kept += [a["FragmentNumber"] for a in acks_of(acks, "PERSISTED")]
 
-    archived = server.client("kinesis-video-archived-media")
+    archived = server.client("kinesis-video-archived-media", accept="video/mp4")
     listed = sorted(f["FragmentNumber"] for f in archived.list_fragments(StreamName="bad")["Fragments"])
     assert listed == sorted(kept)
     resp = archived.get_media_for_fragment_list(StreamName="bad", Fragments=kept)
@@ -256,7 +256,7 @@ def test_absolute_timecodes(server, tmp_path):
     path.write_bytes(shift_tfdt((FIXTURES / "video_only.mp4").read_bytes(), 1_700_000_000))
     _, acks, _ = server.put("abs", path, "--timecode-type", "absolute")
     assert [a["FragmentTimecode"] for a in acks_of(acks, "PERSISTED")] == [1_700_000_000_000, 1_700_000_001_000]
-    archived = server.client("kinesis-video-archived-media")
+    archived = server.client("kinesis-video-archived-media", accept="video/mp4")
     sel = {"FragmentSelectorType": "PRODUCER_TIMESTAMP", "TimestampRange": {"StartTimestamp": 1699999999, "EndTimestamp": 1700000002}}
     frags = archived.list_fragments(StreamName="abs", FragmentSelector=sel)["Fragments"]
     assert sorted(f["ProducerTimestamp"].timestamp() for f in frags) == [1_700_000_000, 1_700_000_001]
@@ -268,7 +268,7 @@ def test_fragments_know_their_init_segment(server, tmp_path):
     _, second, _ = server.put("mixed", FIXTURES / "video_only.mp4", "--producer-start-timestamp", "1700000100")
     av = [a["FragmentNumber"] for a in acks_of(first, "PERSISTED")]
     video = [a["FragmentNumber"] for a in acks_of(second, "PERSISTED")]
-    archived = server.client("kinesis-video-archived-media")
+    archived = server.client("kinesis-video-archived-media", accept="video/mp4")
 
     out = tmp_path / "video.mp4"
     out.write_bytes(archived.get_media_for_fragment_list(StreamName="mixed", Fragments=video)["Payload"].read())
@@ -299,7 +299,7 @@ def test_producer_disconnecting_mid_fragment_keeps_what_was_complete(server, tmp
     for i in range(0, cut_at, 8192):
         piece = good[i:min(i + 8192, cut_at)]
         conn.send(b"%x\r\n%s\r\n" % (len(piece), piece))
-    archived = server.client("kinesis-video-archived-media")
+    archived = server.client("kinesis-video-archived-media", accept="video/mp4")
     # The first fragment is complete once the second's moof has arrived; wait for it.
     wait_for(lambda: archived.list_fragments(StreamName="cut")["Fragments"])
     conn.sock.shutdown(2)

@@ -23,7 +23,7 @@ def push(url, fixture="av.mp4", transport="tcp", timeout=60, check=True, extra=(
 
 
 def fragments(s, name, want=None, timeout=15):
-    archived = s.client("kinesis-video-archived-media")
+    archived = s.client("kinesis-video-archived-media", accept="video/mp4")
     deadline = time.time() + timeout
     while True:
         fr = archived.list_fragments(StreamName=name, FragmentSelector={
@@ -36,7 +36,7 @@ def fragments(s, name, want=None, timeout=15):
 
 
 def read_back(s, name, frags, tmp_path):
-    body = s.client("kinesis-video-archived-media").get_media_for_fragment_list(
+    body = s.client("kinesis-video-archived-media", accept="video/mp4").get_media_for_fragment_list(
         StreamName=name, Fragments=[f["FragmentNumber"] for f in frags])["Payload"].read()
     out = tmp_path / f"{name}.mp4"
     out.write_bytes(body)

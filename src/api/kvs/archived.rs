@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 
 use axum::body::Body;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -159,6 +159,7 @@ pub struct GetMediaForFragmentListInput {
 
 async fn get_media_for_fragment_list(
     Scoped(s): Scoped<KvsState>,
+    headers: HeaderMap,
     RestJson(input): RestJson<GetMediaForFragmentListInput>,
 ) -> Result<Response, ApiError> {
     let record = input.stream.resolve(&s)?;
@@ -178,9 +179,10 @@ async fn get_media_for_fragment_list(
         metas.push(meta);
     }
     let metrics = s.metrics.clone();
-    let stream = get_media::fragment_list(s.store.clone(), record.id, metas).map(move |b| {
+    let format = super::media::media_format(&headers);
+    let stream = get_media::fragment_list(s.store.clone(), record.id, metas, format).map(move |b| {
         metrics.add_bytes_out(b.len() as u64);
         Ok::<_, Infallible>(b)
     });
-    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "video/mp4")], Body::from_stream(stream)).into_response())
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, format.content_type())], Body::from_stream(stream)).into_response())
 }

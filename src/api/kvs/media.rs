@@ -19,7 +19,7 @@ use crate::api::protocol::RestJson;
 use crate::api::registry::Scoped;
 use crate::api::shapes::{parse_timestamp_str, Timestamp};
 use crate::ingest::put_media::{run_session, Ack, SessionParams, TimecodeType};
-use crate::playback::get_media::{self, StartAt};
+use crate::playback::get_media::{self, MediaFormat, StartAt};
 use crate::video_store::{TimeKind, VideoStore};
 
 /// How long a PutMedia response stays silent before an IDLE acknowledgement.
@@ -27,6 +27,21 @@ pub const IDLE_ACK_AFTER: Duration = Duration::from_secs(3);
 
 pub fn routes() -> Router<KvsState> {
     Router::new().route("/putMedia", post(put_media)).route("/getMedia", post(get_media))
+}
+
+/// The format a GetMedia or GetMediaForFragmentList caller gets: Matroska, as Kinesis
+/// Video answers, unless its `Accept` header names `video/mp4` and not `video/webm`
+/// (the fragmented MP4 Kinescope also serves).
+pub(super) fn media_format(h: &HeaderMap) -> MediaFormat {
+    let accept = h.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
+    let names = |mime: &str| {
+        accept.split(',').any(|m| m.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case(mime)))
+    };
+    if names("video/mp4") && !names("video/webm") {
+        MediaFormat::Mp4
+    } else {
+        MediaFormat::Matroska
+    }
 }
 
 fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
@@ -140,17 +155,19 @@ fn resolve_start(store: &VideoStore, stream: u64, sel: &StartSelector) -> Result
 
 async fn get_media(
     Scoped(s): Scoped<KvsState>,
+    headers: HeaderMap,
     RestJson(input): RestJson<GetMediaInput>,
 ) -> Result<Response, ApiError> {
+    let format = media_format(&headers);
     let record = input.stream.resolve(&s)?;
     let start = resolve_start(&s.store, record.id, &input.start_selector)?;
     tracing::info!(stream = %record.name, from = start.fragment_number, "GetMedia started");
     let metrics = s.metrics.clone();
-    let stream = get_media::follow(s.store.clone(), record.id, start)?.map(move |b| {
+    let stream = get_media::follow(s.store.clone(), record.id, start, format)?.map(move |b| {
         metrics.add_bytes_out(b.len() as u64);
         Ok::<_, Infallible>(b)
     });
-    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "video/mp4")], Body::from_stream(stream)).into_response())
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, format.content_type())], Body::from_stream(stream)).into_response())
 }
 
 /// The fragment number after the one `member` names, which selector `kind` needs.
