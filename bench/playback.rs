@@ -80,6 +80,7 @@ fn session(mode: PlaybackMode, protocol: Protocol, stream: u64, max: u32) -> Ses
         origin_us: 0,
         nonce: String::new(),
         low_latency: false,
+        mpeg_ts: false,
     }
 }
 

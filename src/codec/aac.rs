@@ -112,6 +112,33 @@ impl Params {
         Ok(out)
     }
 
+    /// One raw AAC frame with the 7-byte ADTS header (ISO/IEC 13818-7 6.2, no CRC) that
+    /// MPEG-TS carries AAC in: profile, sampling index and channels from the
+    /// AudioSpecificConfig (the rate and channel count where it says little).
+    pub fn adts_frame(&self, frame: &[u8]) -> Vec<u8> {
+        let (object, index, channels) = match self.config.as_slice() {
+            [a, b, ..] => (a >> 3, ((a & 0x07) << 1) | (b >> 7), (b >> 3) & 0x0F),
+            _ => (2, 15, 0),
+        };
+        let index = if index < 13 { index } else { sampling_index(self.sample_rate) };
+        let channels = if channels == 0 { self.channels.clamp(1, 7) as u8 } else { channels };
+        // ADTS's profile is the object type minus one, in two bits (LC = 1).
+        let profile = object.clamp(1, 4) - 1;
+        let len = (frame.len() + 7).min(0x1FFF);
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(&[
+            0xFF,
+            0xF1,
+            (profile << 6) | (index << 2) | (channels >> 2),
+            ((channels & 3) << 6) | (len >> 11) as u8,
+            (len >> 3) as u8,
+            (((len & 7) << 5) as u8) | 0x1F,
+            0xFC,
+        ]);
+        out.extend_from_slice(frame);
+        out
+    }
+
     /// The SDP media section for AAC-hbr (RFC 3640 3.3.6: 13-bit sizes, 3-bit indices).
     pub fn sdp_media(&self, payload_type: u8) -> MediaDescription {
         let mut m = MediaDescription::new("audio", payload_type, "MPEG4-GENERIC", self.sample_rate, self.channels);
@@ -215,9 +242,26 @@ pub fn packetize(out: &mut Vec<Vec<u8>>, frame: &[u8]) {
     out.push(v);
 }
 
+/// The ADTS / AudioSpecificConfig sampling-frequency index of a rate (the nearest
+/// table entry; 48 kHz's for a rate not listed).
+fn sampling_index(rate: u32) -> u8 {
+    const RATES: [u32; 13] = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
+    RATES.iter().position(|r| *r == rate).map_or(3, |i| i as u8)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn adts_headers_say_what_the_config_says() {
+        let p = Params { config: vec![0x11, 0x90], sample_rate: 48000, channels: 2 };
+        let f = p.adts_frame(&[0xAB; 100]);
+        // LC (profile 1), 48 kHz (index 3), 2 channels, 107 bytes in all.
+        assert_eq!(f[..7], [0xFF, 0xF1, 0x4C, 0x80, 0x0D, 0x7F, 0xFC]);
+        assert_eq!(f.len(), 107);
+        assert_eq!(((u16::from(f[3] & 3) << 11) | (u16::from(f[4]) << 3) | u16::from(f[5] >> 5)), 107);
+    }
 
     #[test]
     fn esds_of_aac_lc() {

@@ -41,6 +41,10 @@ pub struct Params {
     pub pps: Vec<u8>,
 }
 
+/// An access unit delimiter NAL (type 9, any slice types), which MPEG-TS access units
+/// start with.
+pub const ACCESS_UNIT_DELIMITER: [u8; 2] = [0x09, 0xF0];
+
 /// The NAL unit type (low 5 bits of the header byte).
 pub fn nal_type(nal: &[u8]) -> u8 {
     nal.first().map_or(0, |b| b & 0x1f)

@@ -41,6 +41,10 @@ pub struct Params {
     pub pps: Vec<u8>,
 }
 
+/// An access unit delimiter NAL (type 35, layer 0, temporal id 1; any picture types),
+/// which MPEG-TS access units start with.
+pub const ACCESS_UNIT_DELIMITER: [u8; 3] = [0x46, 0x01, 0x50];
+
 /// The NAL unit type (bits 1..7 of the first header byte).
 pub fn nal_type(nal: &[u8]) -> u8 {
     nal.first().map_or(0, |b| (b >> 1) & 0x3f)

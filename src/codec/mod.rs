@@ -206,6 +206,17 @@ impl CodecKind {
         }
     }
 
+    /// The MPEG-TS `stream_type` that carries this codec in HLS segments; `None` for
+    /// Opus, which HLS's transport streams do not carry.
+    pub fn mpegts_stream_type(self) -> Option<u8> {
+        match self {
+            CodecKind::H264 => Some(0x1B),
+            CodecKind::H265 => Some(0x24),
+            CodecKind::Aac => Some(0x0F),
+            CodecKind::Opus => None,
+        }
+    }
+
     /// Whether a stream holding only this codec plays over HLS (an audio-only
     /// rendition: players take AAC alone, not Opus).
     pub fn plays_alone_in_hls(self) -> bool {
@@ -361,6 +372,26 @@ impl CodecParams {
     /// carries audio in (the mix is decoded and encoded again).
     pub fn mixed_audio() -> Option<Self> {
         Self::for_webrtc(CodecKind::webrtc_for("audio")?, 1)
+    }
+
+    /// A stored sample as an MPEG-TS access unit carries it: H.264 and H.265 in Annex B
+    /// led by an access unit delimiter (and on keyframes the parameter sets), AAC with
+    /// an ADTS header.
+    pub fn mpegts_access_unit(&self, sample: &[u8], keyframe: bool) -> Vec<u8> {
+        let annex_b = |delimiter: &[u8]| {
+            let sets = if keyframe { self.parameter_sets() } else { Vec::new() };
+            let mut out = Vec::with_capacity(sample.len() + 64);
+            out.extend_from_slice(&[0, 0, 0, 1]);
+            out.extend_from_slice(delimiter);
+            out.extend_from_slice(&nal::to_annex_b(&sets, sample));
+            out
+        };
+        match self {
+            CodecParams::H264(_) => annex_b(&h264::ACCESS_UNIT_DELIMITER),
+            CodecParams::H265(_) => annex_b(&h265::ACCESS_UNIT_DELIMITER),
+            CodecParams::Aac(p) => p.adts_frame(sample),
+            CodecParams::Opus(_) => sample.to_vec(),
+        }
     }
 
     /// The parameter sets of a video track, as they would come in band.

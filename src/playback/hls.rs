@@ -1,7 +1,9 @@
 //! HLS playlists for a session's window, written with `m3u8-rs`.
 //!
 //! The media segments are the stored fragments as they are (CMAF fMP4, `EXT-X-MAP` to
-//! the stream's init segment), so a segment request is one read. URLs inside the
+//! the stream's init segment), so a segment request is one read; or, for
+//! `ContainerFormat=MPEG_TS` sessions, the same fragments as transport-stream segments
+//! ([`super::ts_segment`]), self-contained, without a map. URLs inside the
 //! playlists are relative, carrying the session token, so the playlists work behind
 //! any proxy. Everything here is pure: the caller supplies the window and the token.
 //!
@@ -18,6 +20,8 @@ use crate::wire::fmp4::{InitInfo, TrackKind};
 pub const MEDIA_PLAYLIST: &str = "getHLSMediaPlaylist.m3u8";
 pub const INIT_FRAGMENT: &str = "getMP4InitFragment.mp4";
 pub const MEDIA_FRAGMENT: &str = "getMP4MediaFragment.mp4";
+/// A fragment as an MPEG-TS segment (`ContainerFormat=MPEG_TS` sessions).
+pub const TS_FRAGMENT: &str = "getTSFragment.ts";
 
 /// The master playlist: one variant, the stream's tracks multiplexed.
 pub fn master_playlist(init: &InitInfo, bandwidth: u64, token: &str) -> String {
@@ -53,7 +57,7 @@ pub fn media_playlist(window: &Window, session: &Session, token: &str, ll: Optio
     let mut current_init = None;
     for e in &window.entries {
         let m = &e.meta;
-        let map = (current_init != Some(m.init_id)).then(|| m3u8_rs::Map {
+        let map = (!session.mpeg_ts && current_init != Some(m.init_id)).then(|| m3u8_rs::Map {
             uri: format!("{INIT_FRAGMENT}?SessionToken={token}&InitId={}", m.init_id),
             ..Default::default()
         });
@@ -76,8 +80,9 @@ pub fn media_playlist(window: &Window, session: &Session, token: &str, ll: Optio
                     .collect()
             })
             .unwrap_or_default();
+        let segment = if session.mpeg_ts { TS_FRAGMENT } else { MEDIA_FRAGMENT };
         segments.push(MediaSegment {
-            uri: format!("{MEDIA_FRAGMENT}?SessionToken={token}&FragmentNumber={}", m.fragment_number),
+            uri: format!("{segment}?SessionToken={token}&FragmentNumber={}", m.fragment_number),
             unknown_tags,
             duration: (m.duration_us as f64 / 1e6) as f32,
             discontinuity: e.discontinuity,
@@ -87,7 +92,8 @@ pub fn media_playlist(window: &Window, session: &Session, token: &str, ll: Optio
         });
     }
     let playlist = MediaPlaylist {
-        version: Some(7),
+        // fMP4 segments need version 6 (EXT-X-MAP without I-frames-only), 7 here.
+        version: Some(if session.mpeg_ts { 3 } else { 7 }),
         independent_segments: true,
         target_duration: (longest_us.max(1) as u64).div_ceil(1_000_000),
         media_sequence: window.media_sequence,
@@ -185,6 +191,23 @@ mod tests {
         assert_eq!(parsed.segments[0].uri, "getMP4MediaFragment.mp4?SessionToken=TOK&FragmentNumber=10");
         assert!(parsed.segments[0].program_date_time.is_some());
         assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:40.000Z"), "{text}");
+    }
+
+    #[test]
+    fn an_mpeg_ts_playlist_lists_ts_segments_without_a_map() {
+        let w = Window {
+            entries: vec![entry(10, 1, false), entry(11, 2, true)],
+            media_sequence: 10,
+            discontinuity_sequence: 0,
+            ended: false,
+        };
+        let ts = Session { mpeg_ts: true, ..session(PlaybackMode::Live, false) };
+        let text = media_playlist(&w, &ts, "TOK", None);
+        let parsed = m3u8_rs::parse_media_playlist_res(text.as_bytes()).unwrap();
+        assert!(parsed.segments.iter().all(|s| s.map.is_none()), "{text}");
+        assert_eq!(parsed.segments[1].uri, "getTSFragment.ts?SessionToken=TOK&FragmentNumber=11");
+        assert!(parsed.segments[1].discontinuity);
+        assert_eq!(parsed.version, Some(3));
     }
 
     #[test]

@@ -123,6 +123,9 @@ pub struct Session {
     /// LIVE HLS with parts and blocking reloads (our `LowLatency` extension).
     #[serde(rename = "ll", default, skip_serializing_if = "std::ops::Not::not")]
     pub low_latency: bool,
+    /// HLS segments in MPEG-TS (`ContainerFormat=MPEG_TS`) instead of fMP4.
+    #[serde(rename = "cf", default, skip_serializing_if = "std::ops::Not::not")]
+    pub mpeg_ts: bool,
 }
 
 impl Session {
@@ -148,6 +151,7 @@ impl Session {
             origin_us: 0,
             nonce: String::new(),
             low_latency: false,
+            mpeg_ts: false,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod kpl;
 pub mod kvs_signaling;
 pub mod matroska;
 pub mod mp4_tracks;
+pub mod mpegts;
 pub mod rtcp;
 pub mod rtp;
 pub mod rtsp;

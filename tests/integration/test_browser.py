@@ -58,6 +58,13 @@ def test_on_demand_plays_in_the_page(server, player):
     assert report["final"]["status"] == "playing"
 
 
+def test_mpeg_ts_hls_plays_in_hls_js(server):
+    since = recorded(server, "vod-ts")
+    report = play(f"{server.url}/?stream=vod-ts&player=hls&mode=ON_DEMAND&from={since}&autoplay=1&container=MPEG_TS",
+                  "on-demand-ts")
+    assert report["final"]["status"] == "playing"
+
+
 def test_the_page_lists_streams_and_plays_the_one_clicked(server):
     since = recorded(server, "lobby")
     recorded(server, "garage")

@@ -187,6 +187,10 @@ def test_bad_low_latency_requests_get_clear_errors(camera):
                                  "TimestampRange": {"StartTimestamp": now - 60, "EndTimestamp": now - 1}})
     assert e.value.response["Error"]["Code"] == "InvalidArgumentException"
     assert "LIVE" in e.value.response["Error"]["Message"]
+    # Parts are CMAF chunks: a low-latency session is fragmented MP4.
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ll.get_hls_streaming_session_url(StreamName="cam", PlaybackMode="LIVE", ContainerFormat="MPEG_TS")
+    assert "FRAGMENTED_MP4" in e.value.response["Error"]["Message"]
     # A part that will never come (a fragment far ahead) is not waited for.
     ll_token = re.search(r"SessionToken=([^&]+)", media).group(1)
     status, body, _ = get(f"{base}getMP4MediaPart.mp4?SessionToken={ll_token}&FragmentNumber=999999&PartNumber=0")

@@ -2,6 +2,8 @@
 kinesis-video-archived-media client hands out."""
 
 import datetime as dt
+import json
+import os
 import subprocess
 import time
 import urllib.error
@@ -92,6 +94,45 @@ def test_hls_on_demand_plays_in_ffprobe_and_copies_with_ffmpeg(server, tmp_path)
     assert status_of(seg_url, {"Range": f"bytes={len(whole)}-"}) == 416
 
 
+def test_hls_in_mpeg_ts_plays_with_clean_continuity_and_pcr(server, tmp_path):
+    am = push(server, "ts-cam")
+    rng, frags = server_range(server, "ts-cam")
+    url = am.get_hls_streaming_session_url(
+        StreamName="ts-cam", PlaybackMode="ON_DEMAND", ContainerFormat="MPEG_TS",
+        HLSFragmentSelector={"FragmentSelectorType": "SERVER_TIMESTAMP", "TimestampRange": rng},
+    )["HLSStreamingSessionURL"]
+    _, _, master = get(url)
+    media_url = urllib.parse.urljoin(url, [l for l in master.decode().splitlines() if l and not l.startswith("#")][0])
+    text = get(media_url)[2].decode()
+    assert "#EXT-X-MAP" not in text and text.count("getTSFragment.ts") == len(frags), text
+    seg_url = urllib.parse.urljoin(media_url, [l for l in text.splitlines() if l.startswith("getTSFragment")][0])
+    status, headers, seg = get(seg_url)
+    assert status == 200 and headers["content-type"] == "video/mp2t"
+    assert len(seg) % 188 == 0 and seg[0] == 0x47
+
+    # ffprobe reads the playlist as MPEG-TS segments: the codecs and the duration.
+    duration, codecs = probe_duration(url)
+    assert codecs == ["aac", "h264"]
+    assert abs(duration - 4.0) <= 1.0, duration
+    # Every segment, decoded with ffmpeg's report: no continuity-counter or PCR
+    # complaints, no decode errors.
+    report = tmp_path / "ts-report.log"
+    p = subprocess.run(["ffmpeg", "-v", "error", "-report", "-i", url, "-f", "null", "-"], capture_output=True,
+                       text=True, timeout=60, env={**os.environ, "FFREPORT": f"file={report}:level=32"})
+    assert p.returncode == 0 and not p.stderr.strip(), p.stderr
+    log = report.read_text()
+    complaints = ("continuity check failed", "pes packet size mismatch", "non monotonic", "corrupt", "pcr")
+    assert not [c for c in complaints if c in log.lower()], log[-3000:]
+    assert "frame=  100" in log, "every video frame decoded"
+    # A copy into MP4 keeps every frame.
+    out = tmp_path / "ts-copy.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", url, "-c", "copy", str(out)], check=True, timeout=60)
+    streams = json.loads(subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-show_entries", "stream=codec_name,nb_read_frames", "-of", "json",
+         str(out)], capture_output=True, text=True, check=True).stdout)["streams"]
+    assert ("h264", "100") in [(s["codec_name"], s["nb_read_frames"]) for s in streams], streams
+
+
 def test_dash_on_demand_has_one_adaptation_set_per_track_and_plays(server, tmp_path):
     am = push(server, "dash-cam")
     rng, _ = server_range(server, "dash-cam")
@@ -160,7 +201,8 @@ def test_session_and_clip_errors(server):
     assert code(hls, StreamName="nope") == ("ResourceNotFoundException", 404)
     assert code(unchecked.get_hls_streaming_session_url, StreamName="err-cam", Expires=100) == ("InvalidArgumentException", 400)
     assert code(hls, StreamName="err-cam", PlaybackMode="ON_DEMAND") == ("InvalidArgumentException", 400)
-    assert code(hls, StreamName="err-cam", ContainerFormat="MPEG_TS") == ("InvalidArgumentException", 400)
+    assert code(unchecked.get_hls_streaming_session_url, StreamName="err-cam", ContainerFormat="MPEG2") == (
+        "InvalidArgumentException", 400)
     backwards = {"StartTimestamp": now, "EndTimestamp": now - dt.timedelta(minutes=1)}
     sel = {"FragmentSelectorType": "SERVER_TIMESTAMP", "TimestampRange": backwards}
     assert code(hls, StreamName="err-cam", PlaybackMode="ON_DEMAND", HLSFragmentSelector=sel)[0] == "InvalidArgumentException"

@@ -370,6 +370,8 @@ async function play(event) {
         HLSFragmentSelector: selector(mode),
         Expires: 43200,
         ...(lowLatency ? { LowLatency: true } : {}),
+        // ?container=MPEG_TS: transport-stream segments, for players that need them.
+        ...(!lowLatency && params.get('container') === 'MPEG_TS' ? { ContainerFormat: 'MPEG_TS' } : {}),
       });
       if (mine !== generation) return;
       state.url = url;

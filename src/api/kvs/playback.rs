@@ -158,9 +158,7 @@ impl SessionUrlInput {
                 ApiError::invalid_argument(format!("PlaybackMode '{m}' must be LIVE, LIVE_REPLAY or ON_DEMAND"))
             })?,
         };
-        if protocol == Protocol::Hls {
-            check_container(self.container_format.as_deref())?;
-        }
+        let mpeg_ts = protocol == Protocol::Hls && mpeg_ts(self.container_format.as_deref())?;
         let expires_s = self.expires.unwrap_or(300);
         if !(300..=43_200).contains(&expires_s) {
             return Err(ApiError::invalid_argument("Expires must be between 300 and 43200 seconds"));
@@ -186,6 +184,11 @@ impl SessionUrlInput {
         if low_latency && (protocol != Protocol::Hls || mode != PlaybackMode::Live) {
             return Err(ApiError::invalid_argument("LowLatency is only for HLS sessions with PlaybackMode LIVE"));
         }
+        if low_latency && mpeg_ts {
+            return Err(ApiError::invalid_argument(
+                "LowLatency sessions are FRAGMENTED_MP4 (their parts are CMAF chunks); ContainerFormat MPEG_TS is for the others",
+            ));
+        }
         Ok(Session {
             protocol,
             stream: record.id,
@@ -205,16 +208,16 @@ impl SessionUrlInput {
             origin_us: 0,
             nonce: hex::encode(crate::playback::session::random_bytes::<16>().map_err(ApiError::internal)?),
             low_latency,
+            mpeg_ts,
         })
     }
 }
 
-fn check_container(format: Option<&str>) -> Result<(), ApiError> {
+/// Whether an HLS session's ContainerFormat asks for MPEG-TS segments.
+fn mpeg_ts(format: Option<&str>) -> Result<bool, ApiError> {
     match format {
-        None | Some("FRAGMENTED_MP4") => Ok(()),
-        Some("MPEG_TS") => {
-            Err(ApiError::invalid_argument("ContainerFormat MPEG_TS is not supported yet; use FRAGMENTED_MP4"))
-        }
+        None | Some("FRAGMENTED_MP4") => Ok(false),
+        Some("MPEG_TS") => Ok(true),
         Some(other) => {
             Err(ApiError::invalid_argument(format!("ContainerFormat '{other}' must be FRAGMENTED_MP4 or MPEG_TS")))
         }

@@ -21,6 +21,7 @@ use crate::api::error::ApiError;
 use crate::playback::ll_hls::LowLatencyView;
 use crate::playback::selection::{self, admits};
 use crate::playback::session::{Protocol, Session, TokenError};
+use crate::playback::ts_segment::{self, TsProgram};
 use crate::playback::{dash, hls};
 use crate::video_store::{FragmentMeta, PartLookup, TimeKind};
 use crate::wire::fmp4::{chunk_ranges, parse_init, InitInfo};
@@ -32,6 +33,7 @@ pub fn routes(state: KvsState) -> Router<KvsState> {
         .route("/hls/v1/getHLSMediaPlaylist.m3u8", get(hls_media))
         .route("/hls/v1/getMP4InitFragment.mp4", get(hls_init))
         .route("/hls/v1/getMP4MediaFragment.mp4", get(hls_fragment))
+        .route("/hls/v1/getTSFragment.ts", get(hls_ts_fragment))
         .route("/hls/v1/getMP4MediaPart.mp4", get(hls_part))
         .route("/dash/v1/getDASHManifest.mpd", get(dash_manifest))
         .route("/dash/v1/getMP4InitFragment.mp4", get(dash_init))
@@ -253,6 +255,30 @@ async fn hls_fragment(State(s): State<KvsState>, Query(q): Params, headers: Head
     let meta = session_fragment(&s, &session, number)?;
     let bytes = s.store.read_fragment(session.stream, &meta).await?;
     Ok(ranged(bytes, &headers))
+}
+
+/// A fragment as an MPEG-TS segment, for `ContainerFormat=MPEG_TS` sessions.
+async fn hls_ts_fragment(
+    State(s): State<KvsState>,
+    Query(q): Params,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (session, _) = session(&s, &q, Protocol::Hls)?;
+    if !session.mpeg_ts {
+        return Err(ApiError::not_found("TS segments are served to ContainerFormat MPEG_TS sessions"));
+    }
+    let number: u64 = number_param(&q, "FragmentNumber")?;
+    let meta = session_fragment(&s, &session, number)?;
+    let bytes = s.store.read_fragment(session.stream, &meta).await?;
+    let (_, info) = init_info(&s, &session, meta.init_id)?;
+    let program = TsProgram::new(&info).ok_or_else(|| {
+        ApiError::invalid_argument("no track of this stream has a codec MPEG-TS carries (H.264, H.265, AAC)")
+    })?;
+    let segment = ts_segment::write_segment(&program, &info, &bytes)
+        .map_err(|e| ApiError::internal(format!("fragment {number} as MPEG-TS: {e}")))?;
+    let mut resp = ranged(Bytes::from(segment), &headers);
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ts_segment::CONTENT_TYPE));
+    Ok(resp)
 }
 
 async fn dash_manifest(State(s): State<KvsState>, Query(q): Params) -> Result<Response, ApiError> {
