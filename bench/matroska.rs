@@ -115,16 +115,20 @@ async fn ingest(store: &VideoStore, name: &str, body: &[u8]) -> (usize, Duration
     (persisted, start.elapsed())
 }
 
-/// GetMediaForFragmentList of every fragment of `stream` in `format`: bytes and time.
-async fn get_media(store: &VideoStore, stream: u64, format: MediaFormat) -> (usize, Duration) {
+/// GetMediaForFragmentList of every fragment of `stream` in `format`, repeated for at
+/// least half a second: fragments and bytes sent, and the time.
+async fn get_media(store: &VideoStore, stream: u64, format: MediaFormat) -> (usize, usize, Duration) {
     let metas = store.fragments_from(stream, 0, 100_000).expect("index");
     let start = Instant::now();
-    let mut body = Box::pin(get_media::fragment_list(store.clone(), stream, metas, format));
-    let mut bytes = 0;
-    while let Some(b) = body.next().await {
-        bytes += b.len();
+    let (mut fragments, mut bytes) = (0, 0);
+    while start.elapsed() < Duration::from_millis(500) {
+        let mut body = Box::pin(get_media::fragment_list(store.clone(), stream, metas.clone(), format));
+        while let Some(b) = body.next().await {
+            bytes += b.len();
+        }
+        fragments += metas.len();
     }
-    (bytes, start.elapsed())
+    (fragments, bytes, start.elapsed())
 }
 
 fn line(what: &str, unit: &str, mkv: Vec<f64>, fmp4: Vec<f64>) {
@@ -161,16 +165,16 @@ fn main() {
             }
         }
     }
-    let fragments = store.fragments_from(fed_stream, 0, 100_000).expect("index").len() as f64;
+    let fragments = store.fragments_from(fed_stream, 0, 100_000).expect("index").len();
     let (mut get_mkv, mut get_mp4) = (Vec::new(), Vec::new());
     let (mut bytes_mkv, mut bytes_mp4) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         eprintln!("round {}/{ROUNDS}: GetMediaForFragmentList of {fragments} fragments…", round + 1);
         for matroska in [round % 2 == 0, round % 2 == 1] {
             let format = if matroska { MediaFormat::Matroska } else { MediaFormat::Mp4 };
-            let (bytes, d) = rt.block_on(get_media(&store, fed_stream, format));
+            let (sent, bytes, d) = rt.block_on(get_media(&store, fed_stream, format));
             let secs = d.as_secs_f64();
-            (if matroska { &mut get_mkv } else { &mut get_mp4 }).push(fragments / secs);
+            (if matroska { &mut get_mkv } else { &mut get_mp4 }).push(sent as f64 / secs);
             (if matroska { &mut bytes_mkv } else { &mut bytes_mp4 }).push(bytes as f64 / secs / 1e6);
         }
     }

@@ -312,7 +312,8 @@ impl FragmentMuxer {
             .video
             .filter(|v| !self.tracks[*v].pending.is_empty())
             .unwrap_or_else(|| self.tracks.iter().position(|t| !t.pending.is_empty()).unwrap_or(0));
-        let mut trafs: Vec<(u32, Vec<u8>, Vec<u8>)> = Vec::new(); // (track id, traf without data offset, data)
+        // (track id, traf without its data offset, the samples whose bytes go in the mdat, their size)
+        let mut trafs: Vec<(u32, Vec<u8>, Vec<Frame>, usize)> = Vec::new();
         let (mut start_us, mut end_us, mut keyframe) = (0, 0, false);
         for (i, t) in self.tracks.iter_mut().enumerate() {
             if t.pending.is_empty() {
@@ -335,14 +336,14 @@ impl FragmentMuxer {
             let mut trun = full_box(1, TRUN_DATA_OFFSET | TRUN_DURATION | TRUN_SIZE | TRUN_FLAGS | TRUN_CTO);
             trun.extend_from_slice(&(samples.len() as u32).to_be_bytes());
             trun.extend_from_slice(&0u32.to_be_bytes()); // data offset, fixed below
-            let mut data = Vec::new();
+            let mut data_len = 0usize;
             for (s, d) in samples.iter().zip(&durations) {
                 trun.extend_from_slice(&d.to_be_bytes());
                 trun.extend_from_slice(&(s.data.len() as u32).to_be_bytes());
                 let flags = if !t.params.is_video() || s.keyframe { SAMPLE_FLAGS_SYNC } else { SAMPLE_FLAGS_NON_SYNC };
                 trun.extend_from_slice(&flags.to_be_bytes());
                 trun.extend_from_slice(&s.cts_offset.to_be_bytes());
-                data.extend_from_slice(&s.data);
+                data_len += s.data.len();
             }
             let mut tfhd = full_box(0, TFHD_DEFAULT_BASE_IS_MOOF);
             tfhd.extend_from_slice(&(i as u32 + 1).to_be_bytes());
@@ -352,18 +353,18 @@ impl FragmentMuxer {
             write_box(&mut traf, TFHD, &tfhd);
             write_box(&mut traf, TFDT, &tfdt);
             write_box(&mut traf, TRUN, &trun);
-            trafs.push((i as u32 + 1, traf, data));
+            trafs.push((i as u32 + 1, traf, samples, data_len));
         }
         // moof = header + mfhd + trafs; each trun's data offset counts from the moof start.
         let mut mfhd = full_box(0, 0);
         mfhd.extend_from_slice(&self.sequence.to_be_bytes());
-        let moof_len = 8 + (8 + mfhd.len()) + trafs.iter().map(|(_, traf, _)| 8 + traf.len()).sum::<usize>();
-        let payload: usize = trafs.iter().map(|(_, _, d)| d.len()).sum();
+        let moof_len = 8 + (8 + mfhd.len()) + trafs.iter().map(|(_, traf, _, _)| 8 + traf.len()).sum::<usize>();
+        let payload: usize = trafs.iter().map(|(_, _, _, len)| len).sum();
         let mdat_header = box_header_len(payload);
         let mut moof = Vec::with_capacity(moof_len);
         write_box(&mut moof, MFHD, &mfhd);
         let mut offset = moof_len + mdat_header;
-        for (_, traf, data) in &mut trafs {
+        for (_, traf, _, data_len) in &mut trafs {
             // trun body: after tfhd and tfdt boxes, the trun header (8), version/flags (4), count (4).
             let tfhd_len = u32::from_be_bytes([traf[0], traf[1], traf[2], traf[3]]) as usize;
             let tfdt_len =
@@ -371,14 +372,17 @@ impl FragmentMuxer {
                     as usize;
             let at = tfhd_len + tfdt_len + 8 + 4 + 4;
             traf[at..at + 4].copy_from_slice(&(offset as u32).to_be_bytes());
-            offset += data.len();
+            offset += *data_len;
             write_box(&mut moof, TRAF, traf);
         }
         let mut bytes = Vec::with_capacity(moof_len + mdat_header + payload);
         write_box(&mut bytes, MOOF, &moof);
         write_box_header(&mut bytes, MDAT, payload);
-        for (_, _, data) in &trafs {
-            bytes.extend_from_slice(data);
+        // Each sample's bytes copied once, straight into the chunk.
+        for (_, _, samples, _) in &trafs {
+            for s in samples {
+                bytes.extend_from_slice(&s.data);
+            }
         }
         let chunk = MuxedChunk {
             bytes: Bytes::from(bytes),

@@ -111,25 +111,28 @@ pub fn write_fragment(
         start: usize,
         end: usize,
     }
-    let mut frames = Vec::new();
+    let mut frames = Vec::with_capacity(tracks.iter().map(|t| t.samples.len()).sum());
     for t in &tracks {
         let Some(&(_, number, _)) = header.tracks.iter().find(|(id, _, _)| *id == t.track_id) else { continue };
-        let scale = i128::from(t.timescale.max(1));
-        let to_us = |ticks: i128| i64::try_from(ticks * 1_000_000 / scale).unwrap_or(i64::MAX);
+        let scale = i64::from(t.timescale.max(1));
+        // ticks · 10^6 / scale without overflow (decode times count from 1970).
+        let to_us = |ticks: i64| ticks.div_euclid(scale) * 1_000_000 + ticks.rem_euclid(scale) * 1_000_000 / scale;
         for s in &t.samples {
             let Some(range) = s.range(fragment.len()) else { continue };
-            let dts = i128::from(s.decode_time);
+            let dts = i64::try_from(s.decode_time).unwrap_or(i64::MAX / 2);
+            let dts_us = to_us(dts);
             frames.push(Frame {
                 track: number,
-                dts_us: to_us(dts),
-                pts_us: to_us(dts + i128::from(s.composition_offset)),
+                dts_us,
+                pts_us: dts_us + to_us(i64::from(s.composition_offset)),
                 keyframe: s.is_sync(),
                 start: range.start,
                 end: range.end,
             });
         }
     }
-    frames.sort_by_key(|f| f.dts_us);
+    // Decode order across tracks (each track's frames already are); ties by track.
+    frames.sort_unstable_by_key(|f| (f.dts_us, f.track, f.start));
     // The cluster's timecode is the fragment's earliest presentation time.
     let base_us = frames.iter().map(|f| f.pts_us).min().unwrap_or(0);
     let cluster_ms = u64::try_from(meta.producer_ts_us.max(0) / 1000).unwrap_or(0);

@@ -51,6 +51,8 @@ pub fn fragment_samples(fragment: &[u8], init: &InitInfo) -> Result<Vec<TrackSam
         .map(|t| TrackSamples { track_id: t.track_id, timescale: t.timescale, samples: Vec::new() })
         .collect();
     let mut next_time: Vec<u64> = vec![0; tracks.len()];
+    // One traf's samples, as walk_traf reports them (reused across trafs).
+    let mut found: Vec<Sample> = Vec::new();
     let mut pos = 0usize;
     while pos < fragment.len() {
         let rest = &fragment[pos..];
@@ -67,7 +69,7 @@ pub fn fragment_samples(fragment: &[u8], init: &InitInfo) -> Result<Vec<TrackSam
                 if kind != TRAF {
                     continue;
                 }
-                let mut found = Vec::new();
+                found.clear();
                 let h = walk_traf(traf, init, fragment.len() as u64, &mut |s| found.push(*s))?;
                 if h.explicit_base_offset {
                     return Err(BoxError::Malformed { kind: TFHD, detail: "explicit base-data-offset" });
@@ -75,7 +77,8 @@ pub fn fragment_samples(fragment: &[u8], init: &InitInfo) -> Result<Vec<TrackSam
                 let Some(i) = tracks.iter().position(|t| t.track_id == h.track_id) else { continue };
                 // Without a tfdt, a traf continues where the track's previous one ended.
                 let shift = if h.base_decode_time.is_some() { 0 } else { next_time[i] };
-                for mut s in found {
+                tracks[i].samples.reserve(found.len());
+                for mut s in found.drain(..) {
                     s.offset = moof_start.saturating_add(s.offset);
                     s.range(fragment.len())
                         .ok_or(BoxError::Malformed { kind: TRUN, detail: "sample data outside the fragment" })?;
