@@ -16,19 +16,11 @@ CLIENTS="${CLIENTS:-16}"
 ROUNDS="${ROUNDS:-3}"
 
 scripts/setup run
-if ! command -v h2load >/dev/null; then
-  echo "bench: installing nghttp2-client (h2load)" >&2
-  sudo_cmd=(); [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
-  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nghttp2-client >/dev/null
-fi
 . bench/lib.sh
+ensure_h2load
 bench_start http2
 
-port=$(free_port)
-"$BIN" serve --data-dir "$work/data" --http "127.0.0.1:$port" --rtsp 127.0.0.1:0 2>"$work/server.log" &
-pids+=($!)
-base="http://127.0.0.1:$port"
-for _ in $(seq 100); do curl -sf "$base/health" >/dev/null && break; sleep 0.1; done
+start_server
 
 echo "[1/3] a Kinesis stream and an HLS segment to ask for…" >&2
 curl -sf -H 'X-Amz-Target: Kinesis_20131202.CreateStream' -H 'Content-Type: application/x-amz-json-1.1' \

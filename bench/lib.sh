@@ -11,3 +11,19 @@ bench_start() {
 }
 bench_cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# h2load (Debian's nghttp2-client), installed if missing.
+ensure_h2load() {
+  if ! command -v h2load >/dev/null; then
+    echo "bench: installing nghttp2-client (h2load)" >&2
+    local sudo_cmd=(); [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nghttp2-client >/dev/null
+  fi
+}
+# The release server on a free loopback port, in anonymous mode; sets $base.
+start_server() {
+  local port; port=$(free_port)
+  "$BIN" serve --data-dir "$work/data" --http "127.0.0.1:$port" --rtsp 127.0.0.1:0 2>"$work/server.log" &
+  pids+=($!)
+  base="http://127.0.0.1:$port"
+  for _ in $(seq 100); do curl -sf "$base/health" >/dev/null && break; sleep 0.1; done
+}

@@ -102,21 +102,14 @@ pub fn write_fragment(
     now_us: i64,
 ) -> Result<(), BoxError> {
     let tracks = fragment_samples(fragment, init)?;
-    // Every frame with its track number, decode and presentation times in µs.
-    struct Frame {
-        track: u64,
-        dts_us: i64,
-        pts_us: i64,
-        keyframe: bool,
-        start: usize,
-        end: usize,
-    }
-    let mut frames = Vec::with_capacity(tracks.iter().map(|t| t.samples.len()).sum());
+    // Each track's frames, in its decode order.
+    let mut per_track: Vec<Vec<Frame>> = Vec::with_capacity(tracks.len());
     for t in &tracks {
         let Some(&(_, number, _)) = header.tracks.iter().find(|(id, _, _)| *id == t.track_id) else { continue };
         let scale = i64::from(t.timescale.max(1));
         // ticks · 10^6 / scale without overflow (decode times count from 1970).
         let to_us = |ticks: i64| ticks.div_euclid(scale) * 1_000_000 + ticks.rem_euclid(scale) * 1_000_000 / scale;
+        let mut frames = Vec::with_capacity(t.samples.len());
         for s in &t.samples {
             let Some(range) = s.range(fragment.len()) else { continue };
             let dts = i64::try_from(s.decode_time).unwrap_or(i64::MAX / 2);
@@ -130,9 +123,9 @@ pub fn write_fragment(
                 end: range.end,
             });
         }
+        per_track.push(frames);
     }
-    // Decode order across tracks (each track's frames already are); ties by track.
-    frames.sort_unstable_by_key(|f| (f.dts_us, f.track, f.start));
+    let frames = merge_by_decode_time(per_track);
     // The cluster's timecode is the fragment's earliest presentation time.
     let base_us = frames.iter().map(|f| f.pts_us).min().unwrap_or(0);
     let cluster_ms = u64::try_from(meta.producer_ts_us.max(0) / 1000).unwrap_or(0);
@@ -177,6 +170,40 @@ pub fn write_fragment(
         &[("AWS_KINESISVIDEO_MILLIS_BEHIND_NOW", &behind), ("AWS_KINESISVIDEO_CONTINUATION_TOKEN", &number)],
     );
     Ok(())
+}
+
+/// A frame with its track number, decode and presentation times (µs) and where its
+/// bytes lie in the fragment.
+struct Frame {
+    track: u64,
+    dts_us: i64,
+    pts_us: i64,
+    keyframe: bool,
+    start: usize,
+    end: usize,
+}
+
+/// The tracks' frames (each list in decode order) as one list in decode order; on equal
+/// times the earlier track first. A merge: there are at most a few tracks.
+fn merge_by_decode_time(tracks: Vec<Vec<Frame>>) -> Vec<Frame> {
+    let total = tracks.iter().map(Vec::len).sum();
+    let mut out = Vec::with_capacity(total);
+    let mut heads: Vec<std::iter::Peekable<std::vec::IntoIter<Frame>>> =
+        tracks.into_iter().map(|t| t.into_iter().peekable()).collect();
+    loop {
+        let mut best: Option<(usize, i64)> = None;
+        for (i, head) in heads.iter_mut().enumerate() {
+            if let Some(f) = head.peek() {
+                if best.is_none_or(|(_, d)| f.dts_us < d) {
+                    best = Some((i, f.dts_us));
+                }
+            }
+        }
+        match best.and_then(|(i, _)| heads[i].next()) {
+            Some(f) => out.push(f),
+            None => return out,
+        }
+    }
 }
 
 /// A chunk that reports an error for `fragment_number` instead of its media.

@@ -574,18 +574,24 @@ pub fn write_tracks(out: &mut Vec<u8>, tracks: &[TrackOut<'_>]) {
 }
 
 /// A Tags element of SimpleTags (name, value), no Targets, as Kinesis Video writes
-/// its fragment tags.
+/// its fragment tags. Sizes are measured first and everything written in place.
 pub fn write_tags(out: &mut Vec<u8>, tags: &[(&str, &str)]) {
-    ebml::write_master(out, ID_TAGS, |t| {
-        ebml::write_master(t, ID_TAG, |g| {
-            for (name, value) in tags {
-                ebml::write_master(g, ID_SIMPLE_TAG, |s| {
-                    ebml::write_string(s, ID_TAG_NAME, name);
-                    ebml::write_string(s, ID_TAG_STRING, value);
-                });
-            }
-        });
-    });
+    // An element's whole length: its ID, its size field and its payload.
+    let element = |id_len: u64, payload: u64| id_len + ebml::size_width(payload) as u64 + payload;
+    let simple = |(name, value): &(&str, &str)| element(2, name.len() as u64) + element(2, value.len() as u64);
+    let tag_payload: u64 = tags.iter().map(|t| element(2, simple(t))).sum();
+    let tags_payload = element(2, tag_payload);
+    out.reserve(element(4, tags_payload) as usize);
+    ebml::write_id(out, ID_TAGS);
+    ebml::write_size(out, tags_payload);
+    ebml::write_id(out, ID_TAG);
+    ebml::write_size(out, tag_payload);
+    for t in tags {
+        ebml::write_id(out, ID_SIMPLE_TAG);
+        ebml::write_size(out, simple(t));
+        ebml::write_string(out, ID_TAG_NAME, t.0);
+        ebml::write_string(out, ID_TAG_STRING, t.1);
+    }
 }
 
 /// A Cluster of known size: its timecode (8 bytes, as the producer SDK writes it) and
