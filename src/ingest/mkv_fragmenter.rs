@@ -271,6 +271,13 @@ fn emit(
     if let Some(f) = muxed.fragment {
         let size = f.chunks.iter().map(|c| c.len() as u64).sum();
         let start_us = fragment_start_us.take().unwrap_or(f.start_us);
+        // Fragments tile the producer's timeline: one lasts until the next one starts
+        // (the muxer's own duration counts decode times, which B-frames put up to a
+        // reorder delay before the presentation times the starts are).
+        let duration_us = match next_start_us {
+            Some(next) if next > start_us => next - start_us,
+            _ => f.duration_us,
+        };
         if let Some(track) = missing_track {
             out.push(FragmenterEvent::Rejected {
                 start_us,
@@ -281,7 +288,7 @@ fn emit(
                 chunks: f.chunks,
                 size,
                 start_us,
-                duration_us: f.duration_us,
+                duration_us,
                 keyframe: f.keyframe,
             }));
         }
@@ -320,6 +327,9 @@ mod tests {
             // after its decode time (B-frames).
             let starts: Vec<i64> = fragments.iter().map(|f| f.start_us).collect();
             assert_eq!(starts, [0, 1_080_000, 2_080_000, 3_080_000], "{starts:?}");
+            // Each lasts until the next starts: no gap in the producer's timeline.
+            let ends: Vec<i64> = fragments.iter().map(|f| f.start_us + f.duration_us).collect();
+            assert_eq!(ends[..3], starts[1..], "{ends:?}");
             let started = events.iter().filter(|e| matches!(e, FragmenterEvent::FragmentStarted { .. })).count();
             assert_eq!(started, 4);
             // Every fragment parses against the init, and the video's 100 frames are all there.

@@ -6,6 +6,7 @@ stored fragments read back by ListFragments, GetClip and ffprobe.
 And Matroska out, as Kinesis Video's consumers read it: GetMedia and
 GetMediaForFragmentList chunks read with ebmlite (the EBML library of AWS's Python
 consumer library), Debian's mkvinfo, and ffprobe."""
+import base64
 import http.client
 import json
 import os
@@ -188,7 +189,39 @@ def test_ffmpegs_live_matroska_is_stored_as_fragments_every_reader_reads(server,
     path.write_bytes(clip)
     streams = ffprobe(path)["streams"]
     assert [s["codec_name"] for s in streams] == ["h264", "aac"], streams
+    plays_everywhere(server, "mkv", 1699999999, 1700000005, ["aac", "h264"], 1700000000)
     assert streams[0]["width"] == 320 and streams[1]["channels"] == 1
+
+
+def ffprobe_url(url):
+    p = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration:stream=codec_name", "-of", "json",
+                        url], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    info = json.loads(p.stdout)
+    return float(info["format"]["duration"]), sorted(s["codec_name"] for s in info["streams"])
+
+
+def plays_everywhere(server, stream, start, end, codecs, media_from):
+    """HLS (fMP4 and MPEG-TS) and DASH sessions over [start, end] play in ffprobe with
+    `codecs`, and GetImages decodes a frame a second from `media_from` (the first
+    fragment's producer time) on."""
+    am = server.client("kinesis-video-archived-media")
+    selector = {"FragmentSelectorType": "PRODUCER_TIMESTAMP", "TimestampRange": {"StartTimestamp": start,
+                                                                                  "EndTimestamp": end}}
+    for container in ("FRAGMENTED_MP4", "MPEG_TS"):
+        url = am.get_hls_streaming_session_url(StreamName=stream, PlaybackMode="ON_DEMAND", ContainerFormat=container,
+                                               HLSFragmentSelector=selector)["HLSStreamingSessionURL"]
+        duration, found = ffprobe_url(url)
+        assert found == codecs and duration > 1.5, (container, duration, found)
+    url = am.get_dash_streaming_session_url(StreamName=stream, PlaybackMode="ON_DEMAND",
+                                            DASHFragmentSelector=selector)["DASHStreamingSessionURL"]
+    duration, found = ffprobe_url(url)
+    assert found == codecs and duration > 1.5, ("DASH", duration, found)
+    images = am.get_images(StreamName=stream, ImageSelectorType="PRODUCER_TIMESTAMP", StartTimestamp=media_from,
+                           EndTimestamp=media_from + 2.5, SamplingInterval=1000, Format="JPEG", WidthPixels=160)["Images"]
+    decoded = [i for i in images if "ImageContent" in i]
+    assert len(decoded) >= 2 and all("Error" not in i for i in images), images
+    assert base64.b64decode(decoded[0]["ImageContent"])[:2] == b"\xff\xd8", "a JPEG"
 
 
 def test_matroska_streamed_while_encoded_by_ffmpeg_and_gstreamer(server):
@@ -212,7 +245,10 @@ def test_matroska_streamed_while_encoded_by_ffmpeg_and_gstreamer(server):
     gst.wait(60)
     assert len(persisted(acks)) >= 2, acks
     am = server.client("kinesis-video-archived-media")
-    assert len(am.list_fragments(StreamName="gst-live")["Fragments"]) >= 2
+    frags = am.list_fragments(StreamName="gst-live")["Fragments"]
+    assert len(frags) >= 2
+    first = min(f["ProducerTimestamp"] for f in frags)
+    plays_everywhere(server, "gst-live", first.timestamp() - 1, first.timestamp() + 10, ["hevc"], first.timestamp())
 
 
 def test_bad_matroska_is_refused_with_kvs_errors(server):
