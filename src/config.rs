@@ -94,7 +94,7 @@ pub struct ConfigFile {
     /// `[buckets.NAME]`: buckets kept in S3-compatible object stores (endpoint, region,
     /// access_key_id, secret_access_key, bucket); others are `data/buckets/NAME/`.
     #[serde(default)]
-    pub buckets: std::collections::HashMap<String, crate::delivery_streams::buckets::RemoteBucket>,
+    pub buckets: std::collections::HashMap<String, crate::buckets::RemoteBucket>,
     /// `[functions.NAME]`: the URL (`url = "…"`) a Firehose Lambda processor with
     /// `arn:aws:lambda:…:function:NAME` calls.
     #[serde(default)]

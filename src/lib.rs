@@ -11,6 +11,7 @@
 //! * [`playback`]: stored fragments out (GetMedia, fragment lists, HLS/DASH sessions,
 //!   playlists and manifests, clips, RTSP PLAY).
 //! * [`queues`], [`data_streams`]: the SQS and Kinesis Data Streams engines.
+//! * [`buckets`]: the buckets delivery streams and image generation write, and S3 reads.
 //! * [`web`]: the embedded watch page at `/`.
 //! * [`api`]: the only layer that knows AWS shapes: dispatch, auth, errors, one module
 //!   per service.
@@ -18,6 +19,7 @@
 
 pub mod api;
 pub mod app;
+pub mod buckets;
 pub mod cli;
 pub mod clock;
 pub mod codec;

@@ -23,6 +23,7 @@ use crate::credentials::{Caller, Credentials};
 use crate::scope::Scope;
 use crate::sts::{is_temporary_key, SessionClaims, SessionError, SessionIssuer};
 use crate::webrtc::whip::PublishToken;
+use crate::wire::sigv2;
 use crate::wire::sigv4::{self, RequestParts, UNSIGNED_PAYLOAD};
 
 /// What the SigV4 check needs.
@@ -83,7 +84,8 @@ fn claimed(headers: &axum::http::HeaderMap, query: Option<&str>) -> (Option<Stri
         Some(a) => (Some(a.access_key_id), Some(a.region)),
         None => match query.and_then(sigv4::presigned_credential) {
             Some((key, region)) => (Some(key), Some(region)),
-            None => (None, None),
+            // S3's version 2 presigned URLs name a key and no region.
+            None => (query.and_then(sigv2::presigned_key), None),
         },
     }
 }
@@ -102,6 +104,14 @@ pub async fn authenticate(State(state): State<AuthState>, mut req: Request, next
     let caller = state.credentials.caller(key.as_deref(), region.as_deref());
     let protocol = Protocol::of_request(req.headers());
     let request_id = req.extensions().get::<RequestId>().cloned();
+    // S3 words its refusals in its own XML.
+    if super::s3::is_s3(req.headers(), req.uri().query()) {
+        let path = req.uri().path().to_string();
+        return match admit_s3(&state, key.as_deref(), region.as_deref(), caller, req).await {
+            Ok(req) => next.run(req).await,
+            Err(e) => super::s3::error_from_edge(&e, &path),
+        };
+    }
     // A region nobody serves (a made-up one would be a fresh set of quotas) is refused
     // as AWS refuses a credential scope it does not know.
     if let Some(r) = region.as_deref().filter(|r| !state.credentials.serves_region(r)) {
@@ -170,6 +180,80 @@ pub async fn authenticate(State(state): State<AuthState>, mut req: Request, next
             }
         }
     }
+}
+
+/// The checks of [`authenticate`] for an S3 request, its refusal left to the caller to
+/// word in S3's XML: the region, then anonymous mode's same-machine rule or the
+/// signature (S3's presigned GETs included).
+async fn admit_s3(
+    state: &AuthState,
+    key: Option<&str>,
+    region: Option<&str>,
+    caller: Caller,
+    req: Request,
+) -> Result<Request, ApiError> {
+    if region.is_some_and(|r| !state.credentials.serves_region(r)) {
+        return Err(sigv4::SigV4Error::WrongScope("Credential should be scoped to a valid region. ".into()).into());
+    }
+    let (parts, body) = req.into_parts();
+    let now = state.clock.now_us() / 1_000_000;
+    let session = session_of(state, key, &parts, now).map_err(|e| AuthService::of(&parts).session_error(&e))?;
+    let caller = match session.as_ref() {
+        Some((claims, _)) => session_caller(claims.clone(), caller),
+        None => caller,
+    };
+    if state.credentials.is_anonymous() {
+        same_machine(&parts.headers, &state.anonymous_hosts)?;
+    } else {
+        let lookup = |id: &str| match &session {
+            Some((claims, secret)) if claims.access_key_id == id => Some(secret.clone()),
+            _ => state.credentials.secret(id),
+        };
+        let headers = header_pairs(&parts);
+        let query = parts.uri.query().unwrap_or("");
+        if !parts.headers.contains_key("authorization") && sigv2::presigned_key(query).is_some() {
+            if parts.method != axum::http::Method::GET && parts.method != axum::http::Method::HEAD {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "AccessDenied",
+                    "presigned URLs are accepted for GET and HEAD only",
+                ));
+            }
+            sigv2::verify_presigned(parts.method.as_str(), parts.uri.path(), query, &headers, now, lookup)?;
+        } else if is_presigned(&parts) {
+            // A presigned S3 URL reads (what a program hands a browser or a worker).
+            if parts.method != axum::http::Method::GET && parts.method != axum::http::Method::HEAD {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "AccessDenied",
+                    "presigned URLs are accepted for GET and HEAD only",
+                ));
+            }
+            sigv4::verify_presigned(&signed_parts(&parts, &headers, UNSIGNED_PAYLOAD), now, &["s3"], lookup)?;
+        } else {
+            let pre = sigv4::preverify(&headers, now, &["s3"], lookup)?;
+            // S3 requests say what they signed in x-amz-content-sha256; reads carry no
+            // body, and a declared UNSIGNED-PAYLOAD is taken as S3 takes it.
+            let declared = parts.headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok());
+            let hash = match declared {
+                Some(UNSIGNED_PAYLOAD) => UNSIGNED_PAYLOAD.to_string(),
+                _ => {
+                    let bytes = axum::body::to_bytes(body, MAX_BODY)
+                        .await
+                        .map_err(|e| ApiError::serialization(format!("could not read the request body: {e}")))?;
+                    let hash = sigv4::sha256_hex(&bytes);
+                    sigv4::verify_signature(&pre, &signed_parts(&parts, &headers, &hash))?;
+                    let mut req = Request::from_parts(parts, Body::from(bytes));
+                    req.extensions_mut().insert(caller);
+                    return Ok(req);
+                }
+            };
+            sigv4::verify_signature(&pre, &signed_parts(&parts, &headers, &hash))?;
+        }
+    }
+    let mut req = Request::from_parts(parts, body);
+    req.extensions_mut().insert(caller);
+    Ok(req)
 }
 
 /// Anonymous mode trusts whoever can reach a loopback address, which a web page can
@@ -286,18 +370,7 @@ async fn verify(
     req: Request,
 ) -> Result<(Request, Option<SessionClaims>), (ApiError, Option<Body>)> {
     let (parts, body) = req.into_parts();
-    let mut headers: Vec<(String, String)> = Vec::with_capacity(parts.headers.len());
-    for (k, v) in &parts.headers {
-        headers.push((k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()));
-    }
-    // HTTP/1.1 carries the host in a header, HTTP/2 in the `:authority` pseudo-header
-    // (in the URI here): both names are given for the signature, which may sign either.
-    if let Some(a) = parts.uri.authority() {
-        if !parts.headers.contains_key("host") {
-            headers.push(("host".into(), a.to_string()));
-        }
-        headers.push((":authority".into(), a.to_string()));
-    }
+    let headers = header_pairs(&parts);
     let now = state.clock.now_us() / 1_000_000;
     let session = match session_of(state, key, &parts, now) {
         Ok(s) => s,
@@ -456,6 +529,23 @@ impl AuthService {
         };
         self.error(json, query, e.to_string())
     }
+}
+
+/// A request's headers as SigV4 reads them. HTTP/1.1 carries the host in a header,
+/// HTTP/2 in the `:authority` pseudo-header (in the URI here): both names are given
+/// for the signature, which may sign either.
+fn header_pairs(parts: &axum::http::request::Parts) -> Vec<(String, String)> {
+    let mut headers: Vec<(String, String)> = Vec::with_capacity(parts.headers.len() + 2);
+    for (k, v) in &parts.headers {
+        headers.push((k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()));
+    }
+    if let Some(a) = parts.uri.authority() {
+        if !parts.headers.contains_key("host") {
+            headers.push(("host".into(), a.to_string()));
+        }
+        headers.push((":authority".into(), a.to_string()));
+    }
+    headers
 }
 
 /// What SigV4 signs of a request: its line, its headers and the body's hash.

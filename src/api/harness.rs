@@ -119,8 +119,7 @@ impl Harness {
             images,
             secrets: Arc::new(crate::secrets::SecretValues::default()),
             data_streams: data_streams.clone(),
-            buckets: crate::delivery_streams::buckets::Buckets::in_directory(dir.join("buckets"), ACCOUNT)
-                .expect("buckets open"),
+            buckets: crate::buckets::Buckets::in_directory(dir.join("buckets"), ACCOUNT).expect("buckets open"),
             rtsp_url: None,
             whep: crate::webrtc::whep::WhepSessions::new(store.clone(), Default::default(), metrics.clone()),
             publish_tokens: Arc::new(crate::webrtc::whip::PublishTokens::new([5; 32])),

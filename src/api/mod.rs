@@ -8,6 +8,8 @@
 //!   [`page_token`]: the one signed NextToken scheme; [`shapes`]: what services share
 //!   (StreamRef, tags, timestamps);
 //!   [`harness`]: the application over fresh engines, for router-level tests;
+//! - [`s3`]: S3's REST reads of the buckets (path-style, routed by the signature's
+//!   service before anything else);
 //! - one folder per service: [`kvs`] (Kinesis Video, rest-json, by path), [`sqs`],
 //!   [`kinesis`]; and [`sts`] (GetCallerIdentity, Query forms routed by the
 //!   service their signature names).
@@ -24,6 +26,7 @@ pub mod kvs;
 pub mod page_token;
 pub mod protocol;
 pub mod registry;
+pub mod s3;
 pub mod serve;
 pub mod shapes;
 pub mod sqs;
@@ -103,6 +106,10 @@ impl AppState {
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
+    // S3's path-style routes (`/BUCKET/KEY`) overlap every other GET route: requests
+    // signed for S3 go to them before anything else is matched.
+    let s3 = s3::routes(s3::S3State { buckets: state.kvs.buckets.clone() })
+        .layer(middleware::from_fn_with_state(state.auth.clone(), auth::authenticate));
     let json_services = Router::new()
         .route("/", post(registry::root))
         .merge(sqs::query::routes())
@@ -119,11 +126,36 @@ pub fn router(state: AppState) -> Router {
         .merge(kvs::playback_http::routes(state.kvs.clone()).with_state(state.kvs.clone()))
         .merge(crate::web::routes())
         .merge(aws)
+        .layer(middleware::from_fn_with_state(s3, to_s3))
         .layer(middleware::from_fn_with_state(
             (state.http.body_idle_timeout, state.metrics.clone()),
             serve::body_idle_timeout,
         ))
         .layer(middleware::from_fn_with_state(state.metrics.clone(), observe))
+}
+
+/// Sends a request signed for S3 to S3's routes; every other goes on.
+async fn to_s3(State(s3): State<Router>, req: Request, next: Next) -> Response {
+    if !s3::is_s3(req.headers(), req.uri().query()) {
+        return next.run(req).await;
+    }
+    use tower::ServiceExt;
+    // The outer router matched a route of its own (its path parameters ride in the
+    // extensions): S3's routes start from a clean request, keeping its id.
+    let (mut parts, body) = req.into_parts();
+    let id = parts.extensions.remove::<RequestId>();
+    let connection = parts.extensions.remove::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+    parts.extensions = axum::http::Extensions::new();
+    if let Some(id) = id {
+        parts.extensions.insert(id);
+    }
+    if let Some(c) = connection {
+        parts.extensions.insert(c);
+    }
+    match s3.oneshot(Request::from_parts(parts, body)).await {
+        Ok(resp) => resp,
+        Err(never) => match never {},
+    }
 }
 
 async fn unknown_operation(req: Request) -> ApiError {

@@ -78,6 +78,40 @@ pub fn epoch_seconds(us: i64) -> f64 {
     (us / 1000) as f64 / 1000.0
 }
 
+/// What a `Range` header asks of a body of known length.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RangeAsk {
+    Whole,
+    Part(u64, u64),
+    Unsatisfiable,
+}
+
+/// One `bytes=` range (RFC 9110 14.1.2); several ranges or a malformed header get the
+/// whole body, as the RFC allows.
+pub fn parse_range(v: &str, len: u64) -> RangeAsk {
+    let Some(spec) = v.trim().strip_prefix("bytes=") else { return RangeAsk::Whole };
+    if spec.contains(',') {
+        return RangeAsk::Whole;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else { return RangeAsk::Whole };
+    let (first, last) = match (a.parse::<u64>().ok(), b.parse::<u64>().ok()) {
+        (Some(a), Some(b)) if a <= b => (a, b.min(len.saturating_sub(1))),
+        (Some(_), Some(_)) => return RangeAsk::Whole,
+        (Some(a), None) if b.is_empty() => (a, len.saturating_sub(1)),
+        (None, Some(n)) if a.is_empty() => {
+            if n == 0 {
+                return RangeAsk::Unsatisfiable;
+            }
+            (len.saturating_sub(n), len.saturating_sub(1))
+        }
+        _ => return RangeAsk::Whole,
+    };
+    if len == 0 || first >= len {
+        return RangeAsk::Unsatisfiable;
+    }
+    RangeAsk::Part(first, last)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

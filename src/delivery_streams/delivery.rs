@@ -66,7 +66,7 @@ pub enum DeliveryFailure {
     #[error("compressing the object failed: {0}")]
     Compress(#[source] std::io::Error),
     #[error("writing the object failed: {0}")]
-    Write(#[source] super::buckets::BucketError),
+    Write(#[source] crate::buckets::BucketError),
     #[error("converting to Parquet failed: {0}")]
     Convert(String),
     #[error("the endpoint could not be reached: {0}")]
@@ -294,7 +294,7 @@ async fn deliver_partitioned(
             partition_keys: &keys,
             random: &|| uuid::Uuid::nil().to_string(),
         });
-        match key.and_then(|k| super::buckets::check_key(&k)) {
+        match key.and_then(|k| crate::buckets::check_key(&k)) {
             Ok(()) => {
                 index.insert(keys.clone(), groups.len());
                 groups.push((keys, vec![record]));

@@ -20,7 +20,7 @@
 //! (a bucket) or written under the error prefix (an HTTP endpoint).
 
 pub mod backlog;
-pub mod buckets;
+
 pub mod compression;
 mod delivery;
 pub mod embedded;
@@ -124,7 +124,7 @@ pub enum OpenError {
     #[error("cannot make the HTTP endpoint client: {0}")]
     HttpClient(#[source] reqwest::Error),
     #[error("the buckets: {0}")]
-    Buckets(#[from] buckets::BucketSetupError),
+    Buckets(#[from] crate::buckets::BucketSetupError),
     #[error("cannot open delivery stream {id}: {source}")]
     Stream { id: String, source: DeliveryStreamError },
 }
@@ -158,7 +158,7 @@ pub struct DeliveryOptions {
     /// The data streams KinesisStreamAsSource delivery streams read.
     pub data_streams: Option<crate::data_streams::DataStreamEngine>,
     /// Buckets kept in S3-compatible object stores (the rest are directories).
-    pub remote_buckets: HashMap<String, buckets::RemoteBucket>,
+    pub remote_buckets: HashMap<String, crate::buckets::RemoteBucket>,
     /// Lambda processors' functions by name (`arn:aws:lambda:…:function:NAME`) → URL.
     pub functions: HashMap<String, String>,
     /// Format conversion's tables (`DATABASE.TABLE` → columns), where AWS has Glue.
@@ -258,7 +258,7 @@ struct Inner {
     logs: Arc<dyn RecordLogs>,
     meta: Arc<dyn DeliveryMetaStore>,
     clock: SharedClock,
-    buckets: buckets::Buckets,
+    buckets: crate::buckets::Buckets,
     options: DeliveryOptions,
     streams: RwLock<HashMap<String, Arc<LiveStream>>>,
     /// Serializes control-plane changes (create, delete, update).
@@ -396,10 +396,13 @@ impl DeliveryStreamEngine {
             .build()
             .map_err(OpenError::HttpClient)?;
         let options_workers = options.max_query_workers.max(1);
-        let buckets =
-            buckets::Buckets::with_remote(data_dir.join("buckets"), &options.remote_buckets, &options.default_account)
-                .map_err(OpenError::Buckets)?
-                .with_disk(options.disk.clone());
+        let buckets = crate::buckets::Buckets::with_remote(
+            data_dir.join("buckets"),
+            &options.remote_buckets,
+            &options.default_account,
+        )
+        .map_err(OpenError::Buckets)?
+        .with_disk(options.disk.clone());
         let engine = DeliveryStreamEngine {
             inner: Arc::new(Inner {
                 logs,
@@ -426,7 +429,7 @@ impl DeliveryStreamEngine {
     }
 
     /// Where buckets write: deliveries, and the images streams generate.
-    pub fn buckets(&self) -> &buckets::Buckets {
+    pub fn buckets(&self) -> &crate::buckets::Buckets {
         &self.inner.buckets
     }
 
@@ -655,7 +658,7 @@ impl DeliveryStreamEngine {
         for b in std::iter::once(d.bucket()).chain(backup) {
             let name = b.bucket_name().map_err(invalid)?;
             self.inner.buckets.claim(account, name).map_err(|e| match e {
-                buckets::BucketError::AccessDenied { .. } => invalid(format!(
+                crate::buckets::BucketError::AccessDenied { .. } => invalid(format!(
                     "Access was denied to bucket '{name}' ({}): it belongs to another account.",
                     b.bucket_arn
                 )),

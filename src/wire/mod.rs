@@ -16,6 +16,7 @@ pub mod rtcp;
 pub mod rtp;
 pub mod rtsp;
 pub mod sdp;
+pub mod sigv2;
 pub mod sigv4;
 pub mod sqs_md5;
 pub mod turn_rest;

@@ -87,7 +87,11 @@ pub fn parse_authorization(value: &str) -> Result<Authorization, SigV4Error> {
     })
 }
 
+/// The SHA-256 of the empty body, as a hex payload hash.
+pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
 /// What is needed of a request to compute its signature.
+#[derive(Clone, Copy)]
 pub struct RequestParts<'a> {
     pub method: &'a str,
     /// The path exactly as it appeared on the request line (still percent-encoded).
@@ -170,11 +174,24 @@ fn fold_spaces(v: &str) -> String {
 }
 
 pub fn canonical_request(req: &RequestParts<'_>, signed_headers: &[String], exclude_query: &[&str]) -> String {
+    canonical_request_for(req, signed_headers, exclude_query, "")
+}
+
+/// The canonical request as `service` signs it: S3 signs the path encoded once (the
+/// path as sent, escapes normalised); every other service encodes the sent path again.
+pub fn canonical_request_for(
+    req: &RequestParts<'_>,
+    signed_headers: &[String],
+    exclude_query: &[&str],
+    service: &str,
+) -> String {
     let path = if req.path.is_empty() { "/" } else { req.path };
+    let canonical_path =
+        if service == "s3" { uri_encode(&percent_decode(path, false), true) } else { uri_encode(path, true) };
     let mut out = String::new();
     out.push_str(req.method);
     out.push('\n');
-    out.push_str(&uri_encode(path, true));
+    out.push_str(&canonical_path);
     out.push('\n');
     out.push_str(&canonical_query(req.query, exclude_query));
     out.push('\n');
@@ -370,7 +387,7 @@ fn valid_region(region: &str) -> bool {
 
 /// The signature check of a request [`preverify`] passed: returns the access key id.
 pub fn verify_signature(pre: &Preverified, req: &RequestParts<'_>) -> Result<String, SigV4Error> {
-    let canonical = canonical_request(req, &pre.auth.signed_headers, &[]);
+    let canonical = canonical_request_for(req, &pre.auth.signed_headers, &[], &pre.auth.service);
     check_signature(&pre.auth, &pre.secret, &pre.amz_date, &canonical)
 }
 
@@ -472,7 +489,7 @@ pub fn verify_presigned(
         return Err(SigV4Error::Incomplete("'host' must be a signed header of a presigned URL".into()));
     }
     let secret = scoped_secret(&auth, services, lookup)?;
-    let canonical = canonical_request(req, &auth.signed_headers, &["X-Amz-Signature"]);
+    let canonical = canonical_request_for(req, &auth.signed_headers, &["X-Amz-Signature"], &auth.service);
     check_signature(&auth, &secret, &amz_date, &canonical)
 }
 
@@ -493,7 +510,7 @@ pub fn sign(req: &RequestParts<'_>, access_key_id: &str, secret: &str, region: &
     let mut signed: Vec<String> = req.headers.iter().map(|(k, _)| k.to_ascii_lowercase()).collect();
     signed.sort();
     signed.dedup();
-    let canonical = canonical_request(req, &signed, &[]);
+    let canonical = canonical_request_for(req, &signed, &[], service);
     let sig = signature(secret, date, region, service, amz_date, &canonical);
     format!(
         "{ALGORITHM} Credential={access_key_id}/{date}/{region}/{service}/aws4_request, SignedHeaders={}, Signature={sig}",
@@ -509,6 +526,34 @@ mod tests {
 
     fn vanilla_headers() -> Vec<(String, String)> {
         vec![("Host".into(), "example.amazonaws.com".into()), ("X-Amz-Date".into(), "20150830T123600Z".into())]
+    }
+
+    /// The S3 documentation's example: GET /test.txt with a Range, signed for `s3`.
+    #[test]
+    fn s3s_documented_get_object_example_verifies() {
+        let headers: Vec<(String, String)> = vec![
+            ("Host".into(), "examplebucket.s3.amazonaws.com".into()),
+            ("Range".into(), "bytes=0-9".into()),
+            ("x-amz-content-sha256".into(), EMPTY_SHA256.into()),
+            ("x-amz-date".into(), "20130524T000000Z".into()),
+            (
+                "Authorization".into(),
+                "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,\
+                 SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,\
+                 Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+                    .into(),
+            ),
+        ];
+        let req =
+            RequestParts { method: "GET", path: "/test.txt", query: "", headers: &headers, payload_hash: EMPTY_SHA256 };
+        let now = parse_amz_date("20130524T000000Z").unwrap();
+        let lookup = |_: &str| Some("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".to_string());
+        assert_eq!(verify(&req, now, &["s3"], lookup).unwrap(), "AKIAIOSFODNN7EXAMPLE");
+        // S3 signs a key's escapes once; other services twice.
+        let spaced = RequestParts { path: "/photos/my%20cat.jpg", ..req };
+        let canonical_s3 = canonical_request_for(&spaced, &["host".to_string()], &[], "s3");
+        assert!(canonical_s3.starts_with("GET\n/photos/my%20cat.jpg\n"), "{canonical_s3}");
+        assert!(canonical_request(&spaced, &["host".to_string()], &[]).starts_with("GET\n/photos/my%2520cat.jpg\n"));
     }
 
     /// AWS SigV4 test suite, `get-vanilla`.

@@ -68,7 +68,7 @@ pub struct KvsState {
     /// Data streams (frame metadata bound to a video stream is read from one).
     pub data_streams: crate::data_streams::DataStreamEngine,
     /// Where image generation writes (a bucket is claimed for the stream's account).
-    pub buckets: crate::delivery_streams::buckets::Buckets,
+    pub buckets: crate::buckets::Buckets,
     /// WHEP viewers' WebRTC sessions.
     pub whep: crate::webrtc::whep::WhepSessions,
     /// WHIP publishers' WebRTC sessions.

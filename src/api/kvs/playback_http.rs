@@ -18,6 +18,7 @@ use bytes::Bytes;
 
 use super::KvsState;
 use crate::api::error::ApiError;
+use crate::api::shapes::{parse_range, RangeAsk};
 use crate::playback::ll_hls::LowLatencyView;
 use crate::playback::selection::{self, admits};
 use crate::playback::session::{Protocol, Session, TokenError};
@@ -383,39 +384,6 @@ fn ranged(bytes: Bytes, headers: &HeaderMap) -> Response {
             resp
         }
     }
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum RangeAsk {
-    Whole,
-    Part(u64, u64),
-    Unsatisfiable,
-}
-
-/// One `bytes=` range (RFC 9110 14.1.2); several ranges or a malformed header get the
-/// whole body, as the RFC allows.
-fn parse_range(v: &str, len: u64) -> RangeAsk {
-    let Some(spec) = v.trim().strip_prefix("bytes=") else { return RangeAsk::Whole };
-    if spec.contains(',') {
-        return RangeAsk::Whole;
-    }
-    let Some((a, b)) = spec.trim().split_once('-') else { return RangeAsk::Whole };
-    let (first, last) = match (a.parse::<u64>().ok(), b.parse::<u64>().ok()) {
-        (Some(a), Some(b)) if a <= b => (a, b.min(len.saturating_sub(1))),
-        (Some(_), Some(_)) => return RangeAsk::Whole,
-        (Some(a), None) if b.is_empty() => (a, len.saturating_sub(1)),
-        (None, Some(n)) if a.is_empty() => {
-            if n == 0 {
-                return RangeAsk::Unsatisfiable;
-            }
-            (len.saturating_sub(n), len.saturating_sub(1))
-        }
-        _ => return RangeAsk::Whole,
-    };
-    if len == 0 || first >= len {
-        return RangeAsk::Unsatisfiable;
-    }
-    RangeAsk::Part(first, last)
 }
 
 #[cfg(test)]

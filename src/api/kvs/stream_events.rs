@@ -200,7 +200,7 @@ async fn update_image_generation_configuration(
                     .map_err(ApiError::internal)?;
                 match claimed {
                     Ok(()) => {}
-                    Err(e @ crate::delivery_streams::buckets::BucketError::AccessDenied { .. }) => {
+                    Err(e @ crate::buckets::BucketError::AccessDenied { .. }) => {
                         return Err(ApiError::new(
                             axum::http::StatusCode::UNAUTHORIZED,
                             "AccessDeniedException",

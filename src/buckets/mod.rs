@@ -24,6 +24,8 @@ use std::sync::Arc;
 
 use object_store::{ObjectStore, ObjectStoreExt};
 
+pub mod read;
+
 /// A bucket kept in an S3-compatible object store.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

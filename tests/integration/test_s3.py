@@ -1,0 +1,158 @@
+"""The buckets read through S3's REST API, as a computer-vision program on another
+machine reads what its events point at: boto3's s3 client (list, head, get with
+ranges and conditions, presigned GETs fetched with plain HTTP), the aws CLI (`aws s3
+ls`, `aws s3 cp` down), S3's XML errors, and accounts kept apart."""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+import urllib.error
+import urllib.request
+
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import ACCESS_KEY, FIXTURES, SECRET_KEY, Server, wait_for
+
+KEYS = (ACCESS_KEY, SECRET_KEY)
+
+
+@pytest.fixture
+def s3_server(signed_server):
+    """A server with access keys: S3 requests are verified as AWS verifies them."""
+    return signed_server
+
+
+def images_in_a_bucket(server, stream="s3-cam", bucket="frames"):
+    """Image generation writes JPEGs of a pushed stream into `bucket`; returns the
+    IMAGE events' (key, uri, bytes), as a CV program is told about them."""
+    kv = server.client("kinesisvideo")
+    sqs = server.client("sqs")
+    url = sqs.create_queue(QueueName=f"{stream}-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    kv.create_stream(StreamName=stream, DataRetentionInHours=24)
+    kv.update_notification_configuration(
+        StreamName=stream, NotificationConfiguration={"Status": "ENABLED", "DestinationConfig": {"Uri": arn}})
+    kv.update_image_generation_configuration(StreamName=stream, ImageGenerationConfiguration={
+        "Status": "ENABLED", "ImageSelectorType": "PRODUCER_TIMESTAMP",
+        "DestinationConfig": {"Uri": f"s3://{bucket}/cams", "DestinationRegion": "us-east-1"},
+        "SamplingInterval": 500, "Format": "JPEG", "WidthPixels": 160})
+    server.put(stream, FIXTURES / "av.mp4", env_keys=KEYS)
+    images = []
+    deadline = time.time() + 60
+    while len(images) < 8 and time.time() < deadline:
+        for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
+            e = json.loads(m["Body"])
+            if e["type"] == "IMAGE":
+                images.append((e["key"], e["uri"], e["bytes"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    assert len(images) == 8, images
+    return sorted(images)
+
+
+def test_a_cv_program_reads_the_frames_its_events_point_at_through_s3(s3_server, tmp_path):
+    images = images_in_a_bucket(s3_server)
+    s3 = s3_server.client("s3")
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["frames"]
+    s3.head_bucket(Bucket="frames")
+    for key, uri, size in images:
+        assert uri == f"s3://frames/{key}"
+        got = s3.get_object(Bucket="frames", Key=key)
+        body = got["Body"].read()
+        assert len(body) == size == got["ContentLength"] and body[:2] == b"\xff\xd8"
+        assert got["ContentType"] == "image/jpeg"
+    key = images[0][0]
+    head = s3.head_object(Bucket="frames", Key=key)
+    assert head["ContentLength"] == images[0][2] and head["ETag"].startswith('"')
+    # Ranges, and conditional GETs answered 304.
+    part = s3.get_object(Bucket="frames", Key=key, Range="bytes=0-9")
+    assert part["Body"].read() == s3.get_object(Bucket="frames", Key=key)["Body"].read()[:10]
+    assert part["ContentRange"] == f"bytes 0-9/{images[0][2]}"
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket="frames", Key=key, IfNoneMatch=head["ETag"])
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 304
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket="frames", Key=key, Range=f"bytes={images[0][2] + 10}-")
+    assert e.value.response["Error"]["Code"] == "InvalidRange"
+
+    # ListObjectsV2: prefixes, a delimiter, pages with continuation tokens, StartAfter.
+    listed = s3.list_objects_v2(Bucket="frames")
+    assert [o["Key"] for o in listed["Contents"]] == [k for k, _, _ in images]
+    assert [o["Size"] for o in listed["Contents"]] == [b for _, _, b in images]
+    folded = s3.list_objects_v2(Bucket="frames", Delimiter="/")
+    assert [p["Prefix"] for p in folded["CommonPrefixes"]] == ["cams/"] and "Contents" not in folded
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket="frames", Prefix="cams/", PaginationConfig={"PageSize": 3}):
+        assert page["KeyCount"] <= 3
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    assert keys == [k for k, _, _ in images]
+    after = s3.list_objects_v2(Bucket="frames", StartAfter=images[3][0])
+    assert [o["Key"] for o in after["Contents"]] == [k for k, _, _ in images[4:]]
+
+    # Presigned GETs work with plain HTTP, and only as signed: boto3's default (signature
+    # version 2 for S3) and version 4.
+    v4 = s3_server.client("s3", signature_version="s3v4")
+    for client, signature in ((s3, "Signature="), (v4, "X-Amz-Signature=")):
+        url = client.generate_presigned_url("get_object", Params={"Bucket": "frames", "Key": key}, ExpiresIn=300)
+        assert signature in url
+        with urllib.request.urlopen(url, timeout=10) as r:
+            assert r.read()[:2] == b"\xff\xd8"
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(url.replace(signature, signature + "0"), timeout=10)
+        assert e.value.code == 403 and b"<Code>SignatureDoesNotMatch</Code>" in e.value.read()
+
+    # The aws CLI: ls and cp down.
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_DEFAULT_REGION="us-east-1")
+    aws = str(Path(sys.executable).parent / "aws")
+    ls = subprocess.run([aws, "--endpoint-url", s3_server.url, "s3", "ls", "s3://frames/", "--recursive"],
+                        capture_output=True, text=True, env=env, timeout=60)
+    assert ls.returncode == 0, ls.stderr
+    assert [line.split()[-1] for line in ls.stdout.splitlines()] == [k for k, _, _ in images]
+    out = tmp_path / "frame.jpg"
+    cp = subprocess.run([aws, "--endpoint-url", s3_server.url, "s3", "cp", f"s3://frames/{key}", str(out)],
+                        capture_output=True, text=True, env=env, timeout=60)
+    assert cp.returncode == 0, cp.stderr
+    assert out.read_bytes() == s3.get_object(Bucket="frames", Key=key)["Body"].read()
+
+
+def test_s3_errors_are_s3s_and_accounts_stay_apart(s3_server):
+    images_in_a_bucket(s3_server, stream="own-cam", bucket="mine")
+    s3 = s3_server.client("s3")
+
+    def code(call, **kw):
+        with pytest.raises(ClientError) as e:
+            call(**kw)
+        return e.value.response["Error"]["Code"], e.value.response["ResponseMetadata"]["HTTPStatusCode"]
+
+    assert code(s3.get_object, Bucket="nobucket", Key="x") == ("NoSuchBucket", 404)
+    assert code(s3.get_object, Bucket="mine", Key="cams/none.jpg") == ("NoSuchKey", 404)
+    assert code(s3.head_object, Bucket="mine", Key="cams/none.jpg")[1] == 404
+    assert code(s3.put_object, Bucket="mine", Key="k", Body=b"x") == ("NotImplemented", 501)
+    wrong = s3_server.client("s3", key=ACCESS_KEY, secret="not-the-secret")
+    assert code(wrong.list_buckets) == ("SignatureDoesNotMatch", 403)
+    unknown = s3_server.client("s3", key="AKIANOBODY0000000000", secret="x")
+    assert code(unknown.list_buckets) == ("InvalidAccessKeyId", 403)
+    # A bucket named like another route is still a bucket to S3's requests.
+    assert code(s3.list_objects_v2, Bucket="health") == ("NoSuchBucket", 404)
+    # Keys that try to leave the bucket find nothing.
+    assert code(s3.get_object, Bucket="mine", Key="../../kinescope.toml")[0] == "NoSuchKey"
+
+
+def test_another_accounts_bucket_is_denied(data_dir):
+    config = data_dir / "kinescope.toml"
+    config.write_text('account_id = "000000000000"\n' + "".join(
+        f'[[access_keys]]\nid = "{k}"\nsecret = "{s}"\naccount_id = "{a}"\n\n'
+        for k, s, a in ((ACCESS_KEY, SECRET_KEY, "000000000000"), ("AKIAOTHERACCOUNT0001", "other-secret", "222222222222"))))
+    s = Server(data_dir, extra_args=["--config", str(config)]).start()
+    s.keys = KEYS
+    try:
+        images_in_a_bucket(s, stream="acct-cam", bucket="private")
+        other = s.client("s3", key="AKIAOTHERACCOUNT0001", secret="other-secret")
+        with pytest.raises(ClientError) as e:
+            other.list_objects_v2(Bucket="private")
+        assert e.value.response["Error"]["Code"] == "AccessDenied"
+        assert other.list_buckets()["Buckets"] == []
+    finally:
+        s.stop()
