@@ -1,7 +1,8 @@
 //! S3's REST API, path-style (`/BUCKET/KEY`), for the buckets Kinescope keeps in its
 //! data directory: the reads a computer-vision program needs to fetch what an event
-//! points at: ListBuckets, HeadBucket, ListObjectsV2, GetObject (one byte range,
-//! If-None-Match, If-Modified-Since), HeadObject.
+//! points at (ListBuckets, HeadBucket, ListObjectsV2, GetObject with one byte range,
+//! If-None-Match, If-Modified-Since, HeadObject) and the operator's writes
+//! (Create/DeleteBucket, PutObject streamed to disk, DeleteObject).
 //!
 //! A request is S3's when its signature's credential scope names the service `s3` (in
 //! the `Authorization` header or a presigned URL's `X-Amz-Credential`); the edge sends
@@ -9,8 +10,9 @@
 //! Authentication is the edge's (SigV4 with S3's rules: the path encoded once, and
 //! presigned GETs, in version 4 or in the version 2 boto3 writes by default); a bucket
 //! is its owner account's, and others get AccessDenied.
-//! Writes, and buckets configured as `[buckets.NAME]` remote stores (read them at
-//! their store), are answered NotImplemented for now. Errors are S3's XML.
+//! DeleteObjects, multipart and aws-chunked uploads, and buckets configured as
+//! `[buckets.NAME]` remote stores (use their store) are answered NotImplemented for
+//! now. Errors are S3's XML.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::time::SystemTime;
@@ -22,10 +24,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 use base64::Engine;
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
 
 use super::shapes::{parse_range, RangeAsk};
 use crate::buckets::read::{ListPage, ListRequest, ObjectInfo};
-use crate::buckets::Buckets;
+use crate::buckets::{BucketError, Buckets};
 use crate::credentials::Caller;
 use crate::wire::sigv4;
 use crate::wire::xml::Element;
@@ -36,6 +40,8 @@ const NS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
 pub const MAX_KEYS: usize = 1000;
 /// Bytes read from an object per body chunk.
 const READ_CHUNK: usize = 256 * 1024;
+/// The largest object one PutObject writes (S3's single-PUT limit).
+pub const MAX_OBJECT_BYTES: u64 = 5 << 30;
 
 #[derive(Clone)]
 pub struct S3State {
@@ -65,9 +71,19 @@ fn presigned_service(query: &str) -> Option<String> {
 pub fn routes(state: S3State) -> Router {
     Router::new()
         .route("/", get(list_buckets).fallback(not_implemented))
-        .route("/{bucket}", get(bucket_get).head(bucket_head).fallback(not_implemented))
-        .route("/{bucket}/", get(bucket_get).head(bucket_head).fallback(not_implemented))
-        .route("/{bucket}/{*key}", get(object_get).head(object_head).fallback(not_implemented))
+        .route(
+            "/{bucket}",
+            get(bucket_get).head(bucket_head).put(bucket_create).delete(bucket_delete).fallback(not_implemented),
+        )
+        .route(
+            "/{bucket}/",
+            get(bucket_get).head(bucket_head).put(bucket_create).delete(bucket_delete).fallback(not_implemented),
+        )
+        .route(
+            "/{bucket}/{*key}",
+            get(object_get).head(object_head).put(object_put).delete(object_delete).fallback(not_implemented),
+        )
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .fallback(not_implemented)
         .with_state(state)
 }
@@ -455,12 +471,218 @@ fn tokio_stream_of(
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
+/// A bucket name S3 accepts: 3 to 63 lower-case letters, digits, dots and hyphens,
+/// starting and ending with a letter or digit.
+fn valid_bucket_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    (3..=63).contains(&b.len())
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-')
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && !name.contains("..")
+}
+
+/// CreateBucket: a directory bucket of the caller's account (its own existing one is
+/// answered 200, as us-east-1 does).
+async fn bucket_create(
+    State(s): State<S3State>,
+    Extension(caller): Extension<Caller>,
+    Path(bucket): Path<String>,
+) -> Result<Response, S3Error> {
+    if !valid_bucket_name(&bucket) {
+        return Err(S3Error::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidBucketName",
+            "The specified bucket is not valid.",
+            &bucket,
+        ));
+    }
+    if s.buckets.is_remote(&bucket) || s.buckets.owner(&bucket).is_some_and(|o| o != account(&caller)) {
+        return Err(S3Error::new(
+            StatusCode::CONFLICT,
+            "BucketAlreadyExists",
+            "The requested bucket name is not available.",
+            &bucket,
+        ));
+    }
+    let (buckets, acct, b) = (s.buckets.clone(), account(&caller).to_string(), bucket.clone());
+    blocking(move || {
+        buckets.create(&acct, &b).map_err(|e| match e {
+            BucketError::AccessDenied { .. } => S3Error::new(
+                StatusCode::CONFLICT,
+                "BucketAlreadyExists",
+                "The requested bucket name is not available.",
+                &b,
+            ),
+            e => S3Error::internal(e, &b),
+        })
+    })
+    .await?;
+    Ok(with_headers(StatusCode::OK.into_response(), vec![(header::LOCATION, format!("/{bucket}"))]))
+}
+
+/// DeleteBucket: only an empty one.
+async fn bucket_delete(
+    State(s): State<S3State>,
+    Extension(caller): Extension<Caller>,
+    Path(bucket): Path<String>,
+) -> Result<Response, S3Error> {
+    owned_bucket(&s, &caller, &bucket)?;
+    let (buckets, b) = (s.buckets.clone(), bucket.clone());
+    let removed = blocking(move || buckets.remove_empty(&b).map_err(|e| S3Error::internal(e, &b))).await?;
+    if !removed {
+        return Err(S3Error::new(
+            StatusCode::CONFLICT,
+            "BucketNotEmpty",
+            "The bucket you tried to delete is not empty",
+            &bucket,
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// DeleteObject: gone, or never there (204 both ways, as S3 answers).
+async fn object_delete(
+    State(s): State<S3State>,
+    Extension(caller): Extension<Caller>,
+    Path((bucket, key)): Path<(String, String)>,
+) -> Result<Response, S3Error> {
+    owned_bucket(&s, &caller, &bucket)?;
+    let (buckets, b, k) = (s.buckets.clone(), bucket.clone(), key.clone());
+    blocking(move || buckets.delete(&b, &k).map_err(|e| S3Error::internal(e, &k))).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// PutObject: the body streamed into a temporary file beside the object (never whole
+/// in memory), checked against the SHA-256 the request declared (and signed) and the
+/// CRC32 checksum the SDKs send, then made durable and renamed into place; anything
+/// short or different leaves no object.
+async fn object_put(
+    State(s): State<S3State>,
+    Extension(caller): Extension<Caller>,
+    Path((bucket, key)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, S3Error> {
+    owned_bucket(&s, &caller, &bucket)?;
+    if let Err(e) = crate::buckets::check_key(&key) {
+        return Err(S3Error::new(StatusCode::BAD_REQUEST, "KeyTooLongError", e, &key));
+    }
+    let length: u64 =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).ok_or_else(
+            || {
+                S3Error::new(
+                    StatusCode::LENGTH_REQUIRED,
+                    "MissingContentLength",
+                    "You must provide the Content-Length HTTP header.",
+                    &key,
+                )
+            },
+        )?;
+    if length > MAX_OBJECT_BYTES {
+        return Err(S3Error::new(
+            StatusCode::BAD_REQUEST,
+            "EntityTooLarge",
+            format!("Your proposed upload exceeds the maximum allowed object size of {MAX_OBJECT_BYTES} bytes"),
+            &key,
+        ));
+    }
+    let declared = headers
+        .get("x-amz-content-sha256")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_ascii_lowercase);
+    let declared_crc = headers.get("x-amz-checksum-crc32").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let (buckets, b, k) = (s.buckets.clone(), bucket.clone(), key.clone());
+    if let Err(e) = buckets.check_space(length) {
+        return Err(S3Error::new(StatusCode::SERVICE_UNAVAILABLE, "SlowDown", e.to_string(), &key));
+    }
+    // The writer runs on a blocking thread; the body's pieces reach it over a channel.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<bytes::Bytes>>(4);
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Option<ObjectInfo>> {
+        let mut w = buckets.begin_put(&b, &k)?;
+        loop {
+            match rx.blocking_recv() {
+                Some(Some(piece)) => w.write(&piece)?,
+                // The end, and the checks passed.
+                Some(None) => break,
+                // The handler gave up: the temporary file goes with the writer.
+                None => return Ok(None),
+            }
+        }
+        w.commit()?;
+        buckets.object_info(&b, &k).map_err(std::io::Error::other)
+    });
+    let mut sha = Sha256::new();
+    let mut crc = crc32fast::Hasher::new();
+    let mut received = 0u64;
+    let mut stream = body.into_data_stream();
+    while let Some(piece) = stream.next().await {
+        let piece = piece.map_err(|e| S3Error::new(StatusCode::BAD_REQUEST, "IncompleteBody", e.to_string(), &key))?;
+        received += piece.len() as u64;
+        if received > length {
+            return Err(S3Error::new(
+                StatusCode::BAD_REQUEST,
+                "IncompleteBody",
+                "more bytes than Content-Length",
+                &key,
+            ));
+        }
+        sha.update(&piece);
+        crc.update(&piece);
+        if tx.send(Some(piece)).await.is_err() {
+            // The writer stopped: its error is the answer.
+            let why = match writer.await {
+                Ok(Err(e)) => e.to_string(),
+                _ => "the object writer stopped".to_string(),
+            };
+            return Err(S3Error::internal(why, &key));
+        }
+    }
+    if received != length {
+        return Err(S3Error::new(
+            StatusCode::BAD_REQUEST,
+            "IncompleteBody",
+            "You did not provide the number of bytes specified by the Content-Length HTTP header",
+            &key,
+        ));
+    }
+    if declared.as_deref().is_some_and(|d| d != hex::encode(sha.finalize())) {
+        return Err(S3Error::new(
+            StatusCode::BAD_REQUEST,
+            "XAmzContentSHA256Mismatch",
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            &key,
+        ));
+    }
+    let crc_b64 = base64::engine::general_purpose::STANDARD.encode(crc.finalize().to_be_bytes());
+    if declared_crc.as_deref().is_some_and(|d| d != crc_b64) {
+        return Err(S3Error::new(
+            StatusCode::BAD_REQUEST,
+            "BadDigest",
+            "The CRC32 you specified did not match the calculated checksum.",
+            &key,
+        ));
+    }
+    let _ = tx.send(None).await;
+    let info = writer
+        .await
+        .map_err(|e| S3Error::internal(e, &key))?
+        .map_err(|e| S3Error::internal(e, &key))?
+        .ok_or_else(|| S3Error::internal("the object writer stopped", &key))?;
+    let mut out = vec![(header::ETAG, info.etag)];
+    if declared_crc.is_some() {
+        out.push((header::HeaderName::from_static("x-amz-checksum-crc32"), crc_b64));
+    }
+    Ok(with_headers(StatusCode::OK.into_response(), out))
+}
+
 async fn not_implemented(method: Method, req: Request) -> S3Error {
     let path = req.uri().path().to_string();
     S3Error::new(
         StatusCode::NOT_IMPLEMENTED,
         "NotImplemented",
-        format!("{method} {path}: this server answers S3's reads (ListBuckets, HeadBucket, ListObjectsV2, GetObject, HeadObject); writes are not served yet"),
+        format!("{method} {path}: this server answers ListBuckets, Create/Head/DeleteBucket, ListObjectsV2 and Get/Head/Put/DeleteObject"),
         &path,
     )
 }

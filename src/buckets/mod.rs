@@ -269,40 +269,163 @@ impl Buckets {
 
     /// Writes an object durably; blocking.
     pub fn put(&self, bucket: &str, key: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
+        let mut w = self.begin_put(bucket, key)?;
+        w.write(bytes)?;
+        w.commit()
+    }
+
+    /// Starts writing an object a piece at a time (blocking I/O): into a hidden
+    /// temporary file beside where it goes, made durable and renamed into place by
+    /// [`ObjectWriter::commit`]; dropped uncommitted, it leaves nothing behind.
+    pub fn begin_put(&self, bucket: &str, key: &str) -> std::io::Result<ObjectWriter> {
         let path = self.object_path(bucket, key);
-        let dir = path.parent().ok_or_else(|| std::io::Error::other("an object key with no directory"))?;
-        let bucket_dir = self.root.join(escape_part(bucket));
-        let created = first_missing(dir);
-        std::fs::create_dir_all(dir)?;
+        let dir = path.parent().ok_or_else(|| std::io::Error::other("an object key with no directory"))?.to_path_buf();
+        let created = first_missing(&dir);
+        std::fs::create_dir_all(&dir)?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
-        let written = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(bytes)?;
+        let file = std::fs::File::create(&tmp)?;
+        Ok(ObjectWriter {
+            file: Some(file),
+            tmp,
+            path,
+            dir,
+            created,
+            bucket_dir: self.root.join(escape_part(bucket)),
+            root: self.root.clone(),
+        })
+    }
+
+    /// Makes a directory bucket for `account` (claimed durably); refused if another
+    /// account owns the name. Blocking.
+    pub fn create(&self, account: &str, bucket: &str) -> Result<(), BucketError> {
+        self.claim(account, bucket)?;
+        let dir = self.root.join(escape_part(bucket));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::File::open(&self.root)?.sync_all()?;
+        Ok(())
+    }
+
+    /// Removes an object; one that is not there is already removed. Blocking.
+    pub fn delete(&self, bucket: &str, key: &str) -> std::io::Result<()> {
+        if check_key(key).is_err() {
+            return Ok(());
+        }
+        let path = self.object_path(bucket, key);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => {
+                std::fs::remove_file(&path)?;
+                if let Some(dir) = path.parent() {
+                    std::fs::File::open(dir)?.sync_all()?;
+                }
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes an empty directory bucket and its owner record, so the name is free
+    /// again. `Ok(false)` if it still holds an object. Blocking.
+    pub fn remove_empty(&self, bucket: &str) -> Result<bool, BucketError> {
+        let dir = self.root.join(escape_part(bucket));
+        let holds_object = walkdir_has_file(&dir)?;
+        if holds_object {
+            return Ok(false);
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+        if owners.claimed.remove(bucket).is_some() {
+            save_owners(&owners)?;
+        }
+        Ok(true)
+    }
+
+    /// Checks that `bytes` more fit above the data directory's disk reserve.
+    pub fn check_space(&self, bytes: u64) -> std::io::Result<()> {
+        self.disk.check(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::StorageFull, e))
+    }
+}
+
+/// An object being written (see [`Buckets::begin_put`]).
+pub struct ObjectWriter {
+    file: Option<std::fs::File>,
+    tmp: PathBuf,
+    path: PathBuf,
+    dir: PathBuf,
+    /// The first directory this write made, if any (synced on commit).
+    created: Option<PathBuf>,
+    bucket_dir: PathBuf,
+    root: PathBuf,
+}
+
+impl ObjectWriter {
+    pub fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self.file.as_mut() {
+            Some(f) => f.write_all(bytes),
+            None => Err(std::io::Error::other("the object was already committed")),
+        }
+    }
+
+    /// Makes the object durable and visible at its key; returns its file.
+    pub fn commit(mut self) -> std::io::Result<PathBuf> {
+        let f = self.file.take().ok_or_else(|| std::io::Error::other("the object was already committed"))?;
+        let placed = (|| {
             f.sync_all()?;
             // Delivered objects are for other programs, later: their pages need not
             // stay cached (see release_cached for what that saves).
             crate::durable_file::release_cached(&f);
-            std::fs::rename(&tmp, &path)
+            drop(f);
+            std::fs::rename(&self.tmp, &self.path)
         })();
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
+        if let Err(e) = placed {
+            let _ = std::fs::remove_file(&self.tmp);
             return Err(e);
         }
         // The new name, and any directory made for it, must be durable too.
-        std::fs::File::open(dir)?.sync_all()?;
-        if let Some(first) = created {
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        if let Some(first) = self.created.take() {
             let mut d = first.parent();
             while let Some(p) = d {
                 std::fs::File::open(p)?.sync_all()?;
-                if p == bucket_dir || p == self.root || !p.starts_with(&self.root) {
+                if p == self.bucket_dir || p == self.root || !p.starts_with(&self.root) {
                     break;
                 }
                 d = p.parent();
             }
         }
-        Ok(path)
+        Ok(self.path.clone())
     }
+}
+
+impl Drop for ObjectWriter {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Whether any file (an object, or a write in progress) lies under `dir`.
+fn walkdir_has_file(dir: &Path) -> std::io::Result<bool> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let t = entry.file_type()?;
+        if !t.is_dir() || walkdir_has_file(&entry.path())? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn save_owners(owners: &Owners) -> Result<(), BucketError> {
@@ -379,6 +502,34 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn a_streamed_write_appears_whole_on_commit_and_leaves_nothing_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Buckets::in_directory(dir.path().join("buckets"), "000000000000").unwrap();
+        let mut w = b.begin_put("up", "a/b.bin").unwrap();
+        w.write(b"hel").unwrap();
+        assert!(!b.object_path("up", "a/b.bin").exists(), "invisible until committed");
+        w.write(b"lo").unwrap();
+        assert_eq!(std::fs::read(w.commit().unwrap()).unwrap(), b"hello");
+        let mut abandoned = b.begin_put("up", "a/c.bin").unwrap();
+        abandoned.write(b"half").unwrap();
+        drop(abandoned);
+        let names: Vec<String> = std::fs::read_dir(dir.path().join("buckets/up/a"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["b.bin"], "no temporary file, no object");
+        // Deletes: an object, then one that is not there; an empty bucket is removed.
+        b.delete("up", "a/b.bin").unwrap();
+        b.delete("up", "a/b.bin").unwrap();
+        b.claim("000000000000", "up").unwrap();
+        assert!(b.remove_empty("up").unwrap());
+        assert_eq!(b.owner("up"), None, "the name is free again");
+        b.create("000000000000", "full").unwrap();
+        b.put("full", "k", b"x").unwrap();
+        assert!(!b.remove_empty("full").unwrap());
     }
 
     #[test]

@@ -129,7 +129,9 @@ def test_s3_errors_are_s3s_and_accounts_stay_apart(s3_server):
     assert code(s3.get_object, Bucket="nobucket", Key="x") == ("NoSuchBucket", 404)
     assert code(s3.get_object, Bucket="mine", Key="cams/none.jpg") == ("NoSuchKey", 404)
     assert code(s3.head_object, Bucket="mine", Key="cams/none.jpg")[1] == 404
-    assert code(s3.put_object, Bucket="mine", Key="k", Body=b"x") == ("NotImplemented", 501)
+    assert code(s3.put_object, Bucket="nobucket", Key="k", Body=b"x") == ("NoSuchBucket", 404)
+    assert code(s3.create_bucket, Bucket="Bad_Name") == ("InvalidBucketName", 400)
+    assert code(s3.delete_bucket, Bucket="mine") == ("BucketNotEmpty", 409)
     wrong = s3_server.client("s3", key=ACCESS_KEY, secret="not-the-secret")
     assert code(wrong.list_buckets) == ("SignatureDoesNotMatch", 403)
     unknown = s3_server.client("s3", key="AKIANOBODY0000000000", secret="x")
@@ -138,6 +140,40 @@ def test_s3_errors_are_s3s_and_accounts_stay_apart(s3_server):
     assert code(s3.list_objects_v2, Bucket="health") == ("NoSuchBucket", 404)
     # Keys that try to leave the bucket find nothing.
     assert code(s3.get_object, Bucket="mine", Key="../../kinescope.toml")[0] == "NoSuchKey"
+
+
+def test_the_operator_writes_and_deletes_with_boto3_and_the_aws_cli(s3_server, tmp_path):
+    s3 = s3_server.client("s3")
+    s3.create_bucket(Bucket="uploads")
+    s3.create_bucket(Bucket="uploads")  # its owner's again: 200, as us-east-1 answers
+    assert "uploads" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    big = bytes(range(256)) * (6 * 4096)  # 6 MiB: the CLI's single-PUT path (under 8 MiB)
+    src = tmp_path / "big.bin"
+    src.write_bytes(big)
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_DEFAULT_REGION="us-east-1")
+    aws = str(Path(sys.executable).parent / "aws")
+    up = subprocess.run([aws, "--endpoint-url", s3_server.url, "s3", "cp", str(src), "s3://uploads/in/big.bin"],
+                        capture_output=True, text=True, env=env, timeout=120)
+    assert up.returncode == 0, up.stderr
+    assert s3.get_object(Bucket="uploads", Key="in/big.bin")["Body"].read() == big
+    put = s3.put_object(Bucket="uploads", Key="notes/a.txt", Body=b"hello")
+    assert put["ETag"] == s3.head_object(Bucket="uploads", Key="notes/a.txt")["ETag"]
+    # A body that is not what the signed hash says leaves no object.
+    bad = s3_server.client("s3")
+    bad.meta.events.register("before-send.s3.PutObject",
+                             lambda request, **_: setattr(request, "body", b"HELLO") or None)
+    with pytest.raises(ClientError) as e:
+        bad.put_object(Bucket="uploads", Key="notes/b.txt", Body=b"hello")
+    assert e.value.response["Error"]["Code"] in ("XAmzContentSHA256Mismatch", "BadDigest")
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="uploads")["Contents"]] == ["in/big.bin", "notes/a.txt"]
+    s3.delete_object(Bucket="uploads", Key="notes/a.txt")
+    s3.delete_object(Bucket="uploads", Key="notes/a.txt")  # already gone: still 204
+    rm = subprocess.run([aws, "--endpoint-url", s3_server.url, "s3", "rm", "s3://uploads/in/big.bin"],
+                        capture_output=True, text=True, env=env, timeout=60)
+    assert rm.returncode == 0, rm.stderr
+    assert s3.list_objects_v2(Bucket="uploads")["KeyCount"] == 0
+    s3.delete_bucket(Bucket="uploads")
+    assert "uploads" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
 
 
 def test_another_accounts_bucket_is_denied(data_dir):
@@ -154,5 +190,11 @@ def test_another_accounts_bucket_is_denied(data_dir):
             other.list_objects_v2(Bucket="private")
         assert e.value.response["Error"]["Code"] == "AccessDenied"
         assert other.list_buckets()["Buckets"] == []
+        with pytest.raises(ClientError) as e:
+            other.create_bucket(Bucket="private")
+        assert e.value.response["Error"]["Code"] == "BucketAlreadyExists"
+        with pytest.raises(ClientError) as e:
+            other.put_object(Bucket="private", Key="x", Body=b"x")
+        assert e.value.response["Error"]["Code"] == "AccessDenied"
     finally:
         s.stop()
