@@ -2,7 +2,7 @@
 //! data directory: the reads a computer-vision program needs to fetch what an event
 //! points at (ListBuckets, HeadBucket, ListObjectsV2, GetObject with one byte range,
 //! If-None-Match, If-Modified-Since, HeadObject) and the operator's writes
-//! (Create/DeleteBucket, PutObject streamed to disk, DeleteObject).
+//! (Create/DeleteBucket, PutObject streamed to disk, DeleteObject(s)).
 //!
 //! A request is S3's when its signature's credential scope names the service `s3` (in
 //! the `Authorization` header or a presigned URL's `X-Amz-Credential`); the edge sends
@@ -10,7 +10,7 @@
 //! Authentication is the edge's (SigV4 with S3's rules: the path encoded once, and
 //! presigned GETs, in version 4 or in the version 2 boto3 writes by default); a bucket
 //! is its owner account's, and others get AccessDenied.
-//! DeleteObjects, multipart and aws-chunked uploads, and buckets configured as
+//! Multipart and aws-chunked uploads, and buckets configured as
 //! `[buckets.NAME]` remote stores (use their store) are answered NotImplemented for
 //! now. Errors are S3's XML.
 
@@ -68,17 +68,21 @@ fn presigned_service(query: &str) -> Option<String> {
     cred.split('/').nth(3).map(str::to_string)
 }
 
+/// What a bucket's own path answers (with or without a trailing slash).
+fn bucket_routes() -> axum::routing::MethodRouter<S3State> {
+    get(bucket_get)
+        .head(bucket_head)
+        .put(bucket_create)
+        .delete(bucket_delete)
+        .post(bucket_post)
+        .fallback(not_implemented)
+}
+
 pub fn routes(state: S3State) -> Router {
     Router::new()
         .route("/", get(list_buckets).fallback(not_implemented))
-        .route(
-            "/{bucket}",
-            get(bucket_get).head(bucket_head).put(bucket_create).delete(bucket_delete).fallback(not_implemented),
-        )
-        .route(
-            "/{bucket}/",
-            get(bucket_get).head(bucket_head).put(bucket_create).delete(bucket_delete).fallback(not_implemented),
-        )
+        .route("/{bucket}", bucket_routes())
+        .route("/{bucket}/", bucket_routes())
         .route(
             "/{bucket}/{*key}",
             get(object_get).head(object_head).put(object_put).delete(object_delete).fallback(not_implemented),
@@ -541,6 +545,75 @@ async fn bucket_delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// The most keys one DeleteObjects names (S3's limit).
+pub const MAX_DELETE_KEYS: usize = 1000;
+/// The largest DeleteObjects document: a thousand of the longest keys, and markup.
+const MAX_DELETE_BODY: usize = 2 << 20;
+
+/// POST on a bucket: DeleteObjects (`?delete`), the keys in an XML document.
+async fn bucket_post(
+    State(s): State<S3State>,
+    Extension(caller): Extension<Caller>,
+    Path(bucket): Path<String>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+    body: Body,
+) -> Result<Response, S3Error> {
+    if !q.contains_key("delete") {
+        return Err(S3Error::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "NotImplemented",
+            "POST on a bucket: DeleteObjects (?delete) only",
+            &bucket,
+        ));
+    }
+    owned_bucket(&s, &caller, &bucket)?;
+    let malformed = |why: String| {
+        S3Error::new(
+            StatusCode::BAD_REQUEST,
+            "MalformedXML",
+            format!("The XML you provided was not well-formed or did not validate against our published schema: {why}"),
+            &bucket,
+        )
+    };
+    let body = axum::body::to_bytes(body, MAX_DELETE_BODY)
+        .await
+        .map_err(|_| malformed(format!("the document is over {MAX_DELETE_BODY} bytes")))?;
+    let doc = std::str::from_utf8(&body).map_err(|_| malformed("not UTF-8".into()))?;
+    let keys = crate::wire::xml::texts_of(doc, "Key", MAX_DELETE_KEYS).map_err(malformed)?;
+    if keys.is_empty() {
+        return Err(malformed("no <Key>".into()));
+    }
+    let quiet = crate::wire::xml::texts_of(doc, "Quiet", 1).map_err(malformed)?.first().is_some_and(|q| q == "true");
+    let (buckets, b) = (s.buckets.clone(), bucket.clone());
+    let results = blocking(move || {
+        Ok(keys
+            .into_iter()
+            .map(|k| {
+                let r = buckets.delete(&b, &k);
+                (k, r)
+            })
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    let mut doc = Element::new("DeleteResult").attr("xmlns", NS);
+    for (key, r) in results {
+        match r {
+            Ok(()) if quiet => {}
+            Ok(()) => doc = doc.child(Element::new("Deleted").child(Element::text("Key", key))),
+            Err(e) => {
+                tracing::error!(error = %e, bucket = %bucket, key = %key, "an object was not deleted");
+                doc = doc.child(
+                    Element::new("Error")
+                        .child(Element::text("Key", key))
+                        .child(Element::text("Code", "InternalError"))
+                        .child(Element::text("Message", "We encountered an internal error. Please try again.")),
+                );
+            }
+        }
+    }
+    Ok(xml(doc.to_document()))
+}
+
 /// DeleteObject: gone, or never there (204 both ways, as S3 answers).
 async fn object_delete(
     State(s): State<S3State>,
@@ -682,7 +755,7 @@ async fn not_implemented(method: Method, req: Request) -> S3Error {
     S3Error::new(
         StatusCode::NOT_IMPLEMENTED,
         "NotImplemented",
-        format!("{method} {path}: this server answers ListBuckets, Create/Head/DeleteBucket, ListObjectsV2 and Get/Head/Put/DeleteObject"),
+        format!("{method} {path}: this server answers ListBuckets, Create/Head/DeleteBucket, ListObjectsV2, Get/Head/Put/DeleteObject and DeleteObjects"),
         &path,
     )
 }

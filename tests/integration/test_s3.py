@@ -171,6 +171,15 @@ def test_the_operator_writes_and_deletes_with_boto3_and_the_aws_cli(s3_server, t
     rm = subprocess.run([aws, "--endpoint-url", s3_server.url, "s3", "rm", "s3://uploads/in/big.bin"],
                         capture_output=True, text=True, env=env, timeout=60)
     assert rm.returncode == 0, rm.stderr
+    # DeleteObjects: boto3's batch, and `aws s3 rm --recursive`.
+    for i in range(5):
+        s3.put_object(Bucket="uploads", Key=f"batch/{i}.txt", Body=b"x")
+    deleted = s3.delete_objects(Bucket="uploads", Delete={"Objects": [{"Key": "batch/0.txt"}, {"Key": "batch/1.txt"},
+                                                                      {"Key": "never/there"}]})
+    assert sorted(d["Key"] for d in deleted["Deleted"]) == ["batch/0.txt", "batch/1.txt", "never/there"]
+    rm = subprocess.run([aws, "--endpoint-url", s3_server.url, "s3", "rm", "s3://uploads/batch/", "--recursive"],
+                        capture_output=True, text=True, env=env, timeout=60)
+    assert rm.returncode == 0, rm.stderr
     assert s3.list_objects_v2(Bucket="uploads")["KeyCount"] == 0
     s3.delete_bucket(Bucket="uploads")
     assert "uploads" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
