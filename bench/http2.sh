@@ -31,16 +31,8 @@ queue_url=$(curl -sf -H 'X-Amz-Target: AmazonSQS.CreateQueue' -H 'Content-Type: 
 printf '{"QueueUrl":"%s","AttributeNames":["All"]}' "$queue_url" > "$work/attributes.json"
 ffmpeg -v error -f lavfi -i testsrc2=size=640x360:rate=25 -t 6 -c:v libx264 -preset veryfast -g 25 \
   -movflags frag_keyframe+empty_moov+default_base_moof "$work/camera.mp4"
-curl -sf -X POST "$base/createStream" -d '{"StreamName":"cam","DataRetentionInHours":24}' >/dev/null
-"$BIN" put --endpoint "$base" --stream cam "$work/camera.mp4" >/dev/null 2>&1
-sleep 1
-now=$(date +%s)
-url=$(curl -sf -X POST "$base/getHLSStreamingSessionURL" -d "{\"StreamName\":\"cam\",\"PlaybackMode\":\"ON_DEMAND\",
-  \"HLSFragmentSelector\":{\"FragmentSelectorType\":\"SERVER_TIMESTAMP\",
-  \"TimestampRange\":{\"StartTimestamp\":$((now - 600)),\"EndTimestamp\":$now}}}" |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["HLSStreamingSessionURL"])')
-media=$(curl -sf "$url" | grep -v '^#' | head -1)
-segment="$base/hls/v1/$(curl -sf "$base/hls/v1/$media" | grep '^getMP4MediaFragment' | head -1)"
+put_stream cam "$work/camera.mp4"
+segment=$(hls_segment cam)
 segment_bytes=$(curl -sf "$segment" | wc -c)
 
 rate() { # h2load args... -> requests/s

@@ -27,3 +27,21 @@ start_server() {
   base="http://127.0.0.1:$port"
   for _ in $(seq 100); do curl -sf "$base/health" >/dev/null && break; sleep 0.1; done
 }
+# Pushes MP4 into a new stream NAME with `kinescope put` (retention 24 h).
+put_stream() {
+  curl -sf -X POST "$base/createStream" -d "{\"StreamName\":\"$1\",\"DataRetentionInHours\":24}" >/dev/null
+  "$BIN" put --endpoint "$base" --stream "$1" "$2" >/dev/null 2>&1
+  sleep 1
+}
+# The URL of the Nth fMP4 media segment (default the first) of an ON_DEMAND HLS session
+# over the last ten minutes of stream NAME.
+hls_segment() {
+  local now url media
+  now=$(date +%s)
+  url=$(curl -sf -X POST "$base/getHLSStreamingSessionURL" -d "{\"StreamName\":\"$1\",\"PlaybackMode\":\"ON_DEMAND\",
+    \"HLSFragmentSelector\":{\"FragmentSelectorType\":\"SERVER_TIMESTAMP\",
+    \"TimestampRange\":{\"StartTimestamp\":$((now - 600)),\"EndTimestamp\":$now}}}" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["HLSStreamingSessionURL"])')
+  media=$(curl -sf "$url" | grep -v '^#' | head -1)
+  echo "$base/hls/v1/$(curl -sf "$base/hls/v1/$media" | grep '^getMP4MediaFragment' | sed -n "${2:-1}p")"
+}

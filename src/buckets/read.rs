@@ -103,26 +103,33 @@ impl Walk<'_> {
     }
 
     /// Adds a key (or the common prefix it falls under); false once the page is full.
-    fn offer(&mut self, key: String, meta: &std::fs::Metadata) -> bool {
+    /// The file's metadata is read only for a key the page takes.
+    fn offer(&mut self, key: String, path: &Path) -> Result<bool, BucketError> {
         if !key.starts_with(self.req.prefix)
             || self.req.after.is_some_and(|a| key.as_str() <= a)
             || self.req.skip_prefix.is_some_and(|p| key.starts_with(p))
         {
-            return true;
+            return Ok(true);
         }
         if let Some(d) = self.req.delimiter.filter(|d| !d.is_empty()) {
             if let Some(at) = key[self.req.prefix.len()..].find(d) {
                 let common = key[..self.req.prefix.len() + at + d.len()].to_string();
-                return self.offer_prefix(common);
+                return Ok(self.offer_prefix(common));
             }
         }
         if self.full() {
             self.page.truncated = true;
-            return false;
+            return Ok(false);
         }
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            // Deleted since the directory was read: not listed.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+            Err(e) => return Err(e.into()),
+        };
         self.page.last = Some((key.clone(), false));
-        self.page.objects.push(info(key, meta));
-        true
+        self.page.objects.push(info(key, &meta));
+        Ok(true)
     }
 
     fn offer_prefix(&mut self, common: String) -> bool {
@@ -145,23 +152,25 @@ impl Walk<'_> {
 
     /// Lists `dir`, whose entries' keys start with `key_prefix`; false once full.
     fn dir(&mut self, dir: &Path, key_prefix: &str) -> Result<bool, BucketError> {
-        let mut entries: Vec<(String, PathBuf, std::fs::Metadata)> = Vec::new();
+        // The entries' types come with the directory (no stat per entry on the common
+        // filesystems); sizes and times are read for the keys a page takes.
+        let mut entries: Vec<(String, PathBuf, std::fs::FileType)> = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if is_temporary(&name) {
                 continue;
             }
-            let meta = entry.metadata()?;
+            let kind = entry.file_type()?;
             let mut key = format!("{key_prefix}{}", unescape_part(&name));
-            if meta.is_dir() {
+            if kind.is_dir() {
                 key.push('/');
             }
-            entries.push((key, entry.path(), meta));
+            entries.push((key, entry.path(), kind));
         }
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        for (key, path, meta) in entries {
-            if meta.is_dir() {
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (key, path, kind) in entries {
+            if kind.is_dir() {
                 if !self.may_hold(&key) {
                     continue;
                 }
@@ -180,7 +189,7 @@ impl Walk<'_> {
                 if !self.dir(&path, &key)? {
                     return Ok(false);
                 }
-            } else if meta.is_file() && !self.offer(key, &meta) {
+            } else if kind.is_file() && !self.offer(key, &path)? {
                 return Ok(false);
             }
         }
