@@ -40,6 +40,8 @@ const NS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
 pub const MAX_KEYS: usize = 1000;
 /// Bytes read from an object per body chunk.
 const READ_CHUNK: usize = 256 * 1024;
+/// Objects (or ranges) up to this size are read whole, in one positioned read.
+const WHOLE_READ_BYTES: u64 = 1 << 20;
 /// The largest object one PutObject writes (S3's single-PUT limit).
 pub const MAX_OBJECT_BYTES: u64 = 5 << 30;
 
@@ -439,7 +441,18 @@ async fn object_get(
         }
     };
     base.push((header::CONTENT_LENGTH, count.to_string()));
-    // The bytes stream from the open file, a chunk at a time: no object is held whole.
+    // A small object (a frame, a segment) is read with one positioned read.
+    if count <= WHOLE_READ_BYTES {
+        let bytes = blocking(move || {
+            let mut buf = vec![0u8; count as usize];
+            std::os::unix::fs::FileExt::read_exact_at(&file, &mut buf, first)
+                .map_err(|e| S3Error::internal(e, "object read"))?;
+            Ok(buf)
+        })
+        .await?;
+        return Ok(with_headers((status, Body::from(bytes)).into_response(), base));
+    }
+    // A larger one streams from the open file, a chunk at a time: never held whole.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
         if let Err(e) = file.seek(SeekFrom::Start(first)) {
