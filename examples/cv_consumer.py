@@ -4,7 +4,10 @@
 Fragment events arrive in a queue (the stream's notification destination); for each
 fragment the consumer fetches frames with GetImages (PNG, small), runs a simple motion
 detector with numpy (the difference from the previous frame), and writes what it found
-into a Kinesis data stream, one record per detection:
+into a Kinesis data stream, one record per detection. With `--frames-from s3` it lets
+image generation write the frames into a bucket instead and reads each one its IMAGE
+event points at (`s3://BUCKET/KEY`) through S3's API, as a program on another machine
+would:
 
     {"streamName": "cam1", "frameTimestampMs": 1700000000200, "label": "motion",
      "score": 0.031, "x": 0.12, "y": 0.40, "w": 0.30, "h": 0.22}
@@ -16,7 +19,8 @@ reads that data stream can archive the detections, as Parquet for instance.
         --queue cam1-events --detections cam1-detections --set-up
 
 With --set-up it creates the queue and the data stream if they are missing and points
-the video stream's notifications at the queue. Messages are deleted only after their
+the video stream's notifications at the queue (and, with `--frames-from s3`, its image
+generation at `--bucket`). Messages are deleted only after their
 detections are written: a consumer that dies is given them again (at least once).
 Only boto3, numpy and Pillow are needed.
 """
@@ -36,7 +40,23 @@ from PIL import Image
 def clients(endpoint, region):
     session = boto3.session.Session(region_name=region)
     make = lambda service: session.client(service, endpoint_url=endpoint)  # noqa: E731
-    return make("sqs"), make("kinesis"), make("kinesisvideo"), make("kinesis-video-archived-media")
+    return make("sqs"), make("kinesis"), make("kinesisvideo"), make("s3")
+
+
+def set_up_images(kv, stream, bucket, interval_ms, width):
+    """Image generation writes a PNG every `interval_ms` into `bucket` and sends an IMAGE
+    event for each."""
+    kv.update_image_generation_configuration(StreamName=stream, ImageGenerationConfiguration={
+        "Status": "ENABLED", "ImageSelectorType": "PRODUCER_TIMESTAMP",
+        "DestinationConfig": {"Uri": f"s3://{bucket}/cams", "DestinationRegion": kv.meta.region_name},
+        "SamplingInterval": interval_ms, "Format": "PNG", "WidthPixels": width})
+
+
+def s3_frame(s3, event):
+    """(timestamp ms, grayscale array) of the frame an IMAGE event points at."""
+    bucket, key = event["uri"].removeprefix("s3://").split("/", 1)
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return event["imageTimestampMs"], np.asarray(Image.open(io.BytesIO(body)).convert("L"))
 
 
 def set_up(sqs, kinesis, kv, stream, queue, detections):
@@ -101,16 +121,23 @@ def main():
     p.add_argument("--min-area", type=float, default=0.002, help="share of changed pixels that makes a detection")
     p.add_argument("--max-fragments", type=int, default=0, help="stop after this many fragments (0: never)")
     p.add_argument("--idle-exit", type=float, default=0, help="stop after this many seconds without events")
+    p.add_argument("--frames-from", choices=("get-images", "s3"), default="get-images",
+                   help="fetch frames with GetImages, or read those image generation writes through S3")
+    p.add_argument("--bucket", default="frames", help="with --frames-from s3: where image generation writes")
     a = p.parse_args()
 
-    sqs, kinesis, kv, _ = clients(a.endpoint, a.region)
+    sqs, kinesis, kv, s3 = clients(a.endpoint, a.region)
     endpoint = kv.get_data_endpoint(StreamName=a.stream, APIName="GET_IMAGES")["DataEndpoint"]
     archived = boto3.session.Session(region_name=a.region).client(
         "kinesis-video-archived-media", endpoint_url=endpoint)
     url = set_up(sqs, kinesis, kv, a.stream, a.queue, a.detections) if a.set_up else \
         sqs.get_queue_url(QueueName=a.queue)["QueueUrl"]
+    if a.set_up and a.frames_from == "s3":
+        set_up_images(kv, a.stream, a.bucket, a.interval_ms, a.width)
 
     previous, seen, last_event = None, 0, time.monotonic()
+    # With --frames-from s3: the frames of IMAGE events read since the last FRAGMENT event.
+    pending = []
     while not a.max_fragments or seen < a.max_fragments:
         messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=5).get("Messages", [])
         if not messages:
@@ -120,10 +147,17 @@ def main():
         last_event = time.monotonic()
         for m in messages:
             event = json.loads(m["Body"])
-            if event.get("type") == "FRAGMENT" and event.get("streamName") == a.stream:
+            if a.frames_from == "s3" and event.get("type") == "IMAGE" and event.get("streamName") == a.stream:
+                pending.append(s3_frame(s3, event))
+            elif event.get("type") == "FRAGMENT" and event.get("streamName") == a.stream:
                 found = []
                 count = 0
-                for ts, picture in frames(archived, event, a.interval_ms, a.width):
+                if a.frames_from == "s3":
+                    pictures = sorted(pending, key=lambda f: f[0])
+                else:
+                    pictures = frames(archived, event, a.interval_ms, a.width)
+                pending = []
+                for ts, picture in pictures:
                     count += 1
                     if previous is not None and previous.shape == picture.shape:
                         box = motion(previous, picture, a.threshold, a.min_area)

@@ -1,7 +1,8 @@
 """The README's computer-vision quick start, end to end: an ffmpeg test-pattern camera
 pushes video, examples/cv_consumer.py follows its fragment events, fetches frames with
 GetImages, detects motion and writes detections into a data stream, which a delivery
-stream archives as Parquet (read back with pyarrow)."""
+stream archives as Parquet (read back with pyarrow). And the same consumer reading the
+frames image generation writes, through S3's API, as a program on another machine."""
 
 import io
 import subprocess
@@ -70,3 +71,32 @@ def test_example_consumer_writes_detections_that_a_delivery_stream_archives(data
         if consumer and consumer.poll() is None:
             consumer.kill()
         server.stop()
+
+
+def test_example_consumer_reads_frames_through_s3(server):
+    kv = server.client("kinesisvideo")
+    kv.create_stream(StreamName="porch", DataRetentionInHours=24)
+    consumer = subprocess.Popen(
+        [sys.executable, str(ROOT / "examples" / "cv_consumer.py"), "--endpoint", server.url, "--stream", "porch",
+         "--queue", "porch-events", "--detections", "porch-detections", "--set-up", "--max-fragments", "4",
+         "--frames-from", "s3", "--bucket", "porch-frames", "--interval-ms", "250"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={"AWS_ACCESS_KEY_ID": "anonymous", "AWS_SECRET_ACCESS_KEY": "anonymous", "PATH": "/usr/bin:/bin"},
+    )
+    try:
+        wait_for(lambda: kv.describe_image_generation_configuration(StreamName="porch").get(
+            "ImageGenerationConfiguration", {}).get("Status") == "ENABLED", what="the consumer's set-up")
+        server.put("porch", FIXTURES / "av.mp4")
+        out, err = consumer.communicate(timeout=60)
+        assert consumer.returncode == 0, err
+        lines = [l for l in out.splitlines() if l.startswith("fragment ")]
+        assert len(lines) == 4 and all("4 frames" in l for l in lines), out
+        kinesis = server.client("kinesis")
+        shard = kinesis.list_shards(StreamName="porch-detections")["Shards"][0]["ShardId"]
+        it = kinesis.get_shard_iterator(StreamName="porch-detections", ShardId=shard,
+                                        ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        records = kinesis.get_records(ShardIterator=it)["Records"]
+        assert records and all(b'"label": "motion"' in r["Data"] for r in records)
+    finally:
+        if consumer.poll() is None:
+            consumer.kill()
