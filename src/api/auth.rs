@@ -85,7 +85,7 @@ fn claimed(headers: &axum::http::HeaderMap, query: Option<&str>) -> (Option<Stri
         None => match query.and_then(sigv4::presigned_credential) {
             Some((key, region)) => (Some(key), Some(region)),
             // S3's version 2 presigned URLs name a key and no region.
-            None => (query.and_then(sigv2::presigned_key), None),
+            None => (query.filter(|q| sigv2::is_presigned(q)).and_then(sigv2::presigned_key), None),
         },
     }
 }
@@ -195,7 +195,7 @@ async fn admit_s3(
     if region.is_some_and(|r| !state.credentials.serves_region(r)) {
         return Err(sigv4::SigV4Error::WrongScope("Credential should be scoped to a valid region. ".into()).into());
     }
-    let (parts, body) = req.into_parts();
+    let (parts, mut body) = req.into_parts();
     let now = state.clock.now_us() / 1_000_000;
     let session = session_of(state, key, &parts, now).map_err(|e| AuthService::of(&parts).session_error(&e))?;
     let caller = match session.as_ref() {
@@ -211,16 +211,8 @@ async fn admit_s3(
         };
         let headers = header_pairs(&parts);
         let query = parts.uri.query().unwrap_or("");
-        if !parts.headers.contains_key("authorization") && sigv2::presigned_key(query).is_some() {
-            if parts.method != axum::http::Method::GET && parts.method != axum::http::Method::HEAD {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::FORBIDDEN,
-                    "AccessDenied",
-                    "presigned URLs are accepted for GET and HEAD only",
-                ));
-            }
-            sigv2::verify_presigned(parts.method.as_str(), parts.uri.path(), query, &headers, now, lookup)?;
-        } else if is_presigned(&parts) {
+        let v2 = !parts.headers.contains_key("authorization") && sigv2::is_presigned(query);
+        if v2 || is_presigned(&parts) {
             // A presigned S3 URL reads (what a program hands a browser or a worker).
             if parts.method != axum::http::Method::GET && parts.method != axum::http::Method::HEAD {
                 return Err(ApiError::new(
@@ -229,14 +221,19 @@ async fn admit_s3(
                     "presigned URLs are accepted for GET and HEAD only",
                 ));
             }
-            sigv4::verify_presigned(&signed_parts(&parts, &headers, UNSIGNED_PAYLOAD), now, &["s3"], lookup)?;
+            if v2 {
+                sigv2::verify_presigned(parts.method.as_str(), parts.uri.path(), query, &headers, now, lookup)?;
+            } else {
+                sigv4::verify_presigned(&signed_parts(&parts, &headers, UNSIGNED_PAYLOAD), now, &["s3"], lookup)?;
+            }
         } else {
             let pre = sigv4::preverify(&headers, now, &["s3"], lookup)?;
-            // S3 requests say what they signed in x-amz-content-sha256; reads carry no
-            // body, and a declared UNSIGNED-PAYLOAD is taken as S3 takes it.
+            // S3 requests say what they signed in x-amz-content-sha256: UNSIGNED-PAYLOAD
+            // is taken as S3 takes it; an upload's declared hash is signed here and its
+            // body checked against it as it streams to its object; anything else (reads,
+            // DeleteObjects) is read, up to the limit, and hashed.
             let declared = parts.headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok());
             let hash = match declared {
-                Some(UNSIGNED_PAYLOAD) => UNSIGNED_PAYLOAD.to_string(),
                 Some(d) if d.starts_with("STREAMING-") => {
                     return Err(ApiError::new(
                         axum::http::StatusCode::NOT_IMPLEMENTED,
@@ -244,23 +241,16 @@ async fn admit_s3(
                         format!("x-amz-content-sha256 {d} (aws-chunked uploads) is not accepted yet; sign the payload whole or send UNSIGNED-PAYLOAD"),
                     ));
                 }
-                // An upload: the signature covers the hash it declares; the body is
-                // streamed to its object and checked against that hash at its end.
-                Some(d) if parts.method == axum::http::Method::PUT && d.len() == 64 => {
-                    sigv4::verify_signature(&pre, &signed_parts(&parts, &headers, d))?;
-                    let mut req = Request::from_parts(parts, body);
-                    req.extensions_mut().insert(caller);
-                    return Ok(req);
+                Some(d) if d == UNSIGNED_PAYLOAD || (parts.method == axum::http::Method::PUT && d.len() == 64) => {
+                    d.to_string()
                 }
                 _ => {
                     let bytes = axum::body::to_bytes(body, MAX_BODY)
                         .await
                         .map_err(|e| ApiError::serialization(format!("could not read the request body: {e}")))?;
                     let hash = sigv4::sha256_hex(&bytes);
-                    sigv4::verify_signature(&pre, &signed_parts(&parts, &headers, &hash))?;
-                    let mut req = Request::from_parts(parts, Body::from(bytes));
-                    req.extensions_mut().insert(caller);
-                    return Ok(req);
+                    body = Body::from(bytes);
+                    hash
                 }
             };
             sigv4::verify_signature(&pre, &signed_parts(&parts, &headers, &hash))?;

@@ -60,7 +60,7 @@ pub fn is_s3(headers: &HeaderMap, query: Option<&str>) -> bool {
         .is_some_and(|a| a.service == "s3");
     scoped
         || query.and_then(presigned_service).is_some_and(|s| s == "s3")
-        || query.and_then(crate::wire::sigv2::presigned_key).is_some()
+        || query.is_some_and(crate::wire::sigv2::is_presigned)
 }
 
 /// The service a presigned URL's `X-Amz-Credential` names.

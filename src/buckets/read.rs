@@ -136,9 +136,8 @@ impl Walk<'_> {
         if self.page.last.as_ref().is_some_and(|(l, is_prefix)| *is_prefix && *l == common) {
             return true;
         }
-        if self.req.after.is_some_and(|a| a.starts_with(&common) || common.as_str() <= a)
-            && self.req.after.is_some_and(|a| common.as_str() <= a)
-        {
+        // Every key under `common` sorts at or before the start: nothing of it is listed.
+        if self.req.after.is_some_and(|a| common.as_str() <= a && !a.starts_with(&common)) {
             return true;
         }
         if self.full() {
@@ -331,6 +330,9 @@ mod tests {
         assert_eq!((keys(&folded), folded.common_prefixes.clone()), (vec!["a/b", "a/c"], vec!["a/a/".to_string()]));
         let top = b.list("frames", req("", Some("/"), None, 1000)).unwrap();
         assert_eq!((keys(&top), top.common_prefixes.clone()), (vec!["a-c", "a0", "b"], vec!["a/".to_string()]));
+        // A start inside a common prefix keeps the prefix (keys after it roll up to it).
+        let inside = b.list("frames", req("", Some("/"), Some("a/b"), 1000)).unwrap();
+        assert_eq!((keys(&inside), inside.common_prefixes.clone()), (vec!["a0", "b"], vec!["a/".to_string()]));
         // Another delimiter than `/`.
         let dashed = b.list("frames", req("", Some("-"), None, 1000)).unwrap();
         assert_eq!(dashed.common_prefixes, ["a-"]);

@@ -44,6 +44,13 @@ fn params(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Whether a raw query carries a version 2 presigned signature (`AWSAccessKeyId`,
+/// `Signature`, `Expires`), told without decoding it: every request is asked.
+pub fn is_presigned(query: &str) -> bool {
+    let has = |name: &str| query.split('&').any(|p| p.split_once('=').map_or(p, |(k, _)| k) == name);
+    has("AWSAccessKeyId") && has("Signature") && has("Expires")
+}
+
 /// The access key of a version 2 presigned URL, if the query is one.
 pub fn presigned_key(query: &str) -> Option<String> {
     let p = params(query);
@@ -150,5 +157,6 @@ mod tests {
         let other = verify_presigned("GET", "/awsexamplebucket1/photos/kitten.jpg", query, &[], 1141889000, lookup);
         assert_eq!(other.unwrap_err(), SigV4Error::Mismatch);
         assert_eq!(presigned_key("X-Amz-Signature=abc"), None);
+        assert!(is_presigned(query) && !is_presigned("X-Amz-Signature=abc&Expires=1"));
     }
 }
