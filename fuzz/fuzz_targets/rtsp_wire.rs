@@ -10,10 +10,9 @@
 use std::collections::BTreeMap;
 
 use kinescope::codec::{self, h264, h265, opus, CodecKind, CodecParams, Depacketizer};
-use kinescope::ingest::whip;
 use kinescope::media::fmp4_mux::FragmentMuxer;
 use kinescope::media::Frame;
-use kinescope::webrtc_peer;
+use kinescope::webrtc::{peer as webrtc_peer, recorder};
 use kinescope::wire::fmp4::chunk_ranges;
 use kinescope::wire::rtp::ReorderBuffer;
 use kinescope::wire::{kvs_signaling, rtp, rtsp, sdp};
@@ -97,11 +96,11 @@ fuzz_target!(|data: &[u8]| {
 
     // What the WebRTC paths read.
     let text = String::from_utf8_lossy(data);
-    let _ = whip::offered_media(&text);
+    let _ = recorder::offered_media(&text);
     let with = webrtc_peer::with_public_candidates(&text, &[std::net::IpAddr::from([203, 0, 113, 7])]);
     assert!(with.len() >= text.len(), "candidates are only added");
-    if let Some(d) = kvs_signaling::parse_delivery(&text) {
-        let _ = kvs_signaling::session_description(&d.payload, "answer");
+    if let Ok(m) = kvs_signaling::parse_client_message(&text) {
+        let _ = kvs_signaling::session_description(m.message_payload.as_bytes(), "answer");
     }
     let _ = kvs_signaling::session_description(data, "offer");
     if let Some(us) = opus::packet_duration_us(data) {

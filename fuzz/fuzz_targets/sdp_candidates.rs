@@ -3,7 +3,7 @@
 //! public-candidate rewriting beside. No panic; never more candidates kept than the cap.
 #![no_main]
 
-use kinescope::webrtc_peer::{CandidateScreen, Network, RTCIceCandidateInit, MAX_REMOTE_CANDIDATES};
+use kinescope::webrtc::peer::{CandidateScreen, Network, RTCIceCandidateInit, MAX_REMOTE_CANDIDATES};
 use kinescope::wire::sdp;
 use libfuzzer_sys::fuzz_target;
 

@@ -23,8 +23,8 @@ use crate::credentials::{Caller, Credentials};
 use crate::scope::Scope;
 use crate::sts::{is_temporary_key, SessionClaims, SessionError, SessionIssuer};
 use crate::webrtc::whip::PublishToken;
-use crate::wire::sigv2;
 use crate::wire::sigv4::{self, RequestParts, UNSIGNED_PAYLOAD};
+use crate::wire::{aws_chunked, sigv2};
 
 /// What the SigV4 check needs.
 #[derive(Clone)]
@@ -196,6 +196,7 @@ async fn admit_s3(
         return Err(sigv4::SigV4Error::WrongScope("Credential should be scoped to a valid region. ".into()).into());
     }
     let (parts, mut body) = req.into_parts();
+    let mut chunk_signer = None;
     let now = state.clock.now_us() / 1_000_000;
     let session = session_of(state, key, &parts, now).map_err(|e| AuthService::of(&parts).session_error(&e))?;
     let caller = match session.as_ref() {
@@ -227,6 +228,13 @@ async fn admit_s3(
                 sigv4::verify_presigned(&signed_parts(&parts, &headers, UNSIGNED_PAYLOAD), now, &["s3"], lookup)?;
             }
         } else {
+            if parts.headers.get("authorization").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("AWS ")) {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "InvalidRequest",
+                    "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.",
+                ));
+            }
             let pre = sigv4::preverify(&headers, now, &["s3"], lookup)?;
             // S3 requests say what they signed in x-amz-content-sha256: UNSIGNED-PAYLOAD
             // is taken as S3 takes it; an upload's declared hash is signed here and its
@@ -234,11 +242,18 @@ async fn admit_s3(
             // DeleteObjects) is read, up to the limit, and hashed.
             let declared = parts.headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok());
             let hash = match declared {
+                // aws-chunked uploads sign the headers with this marker as the payload
+                // hash; the chunks chain on from this signature (checked as they stream).
+                Some(d) if aws_chunked::Mode::of(d).is_some() => {
+                    let (key, amz_date, scope) = pre.signing_parts();
+                    chunk_signer = Some(aws_chunked::ChunkSigner::new(key, amz_date, &scope, &pre.auth.signature));
+                    d.to_string()
+                }
                 Some(d) if d.starts_with("STREAMING-") => {
                     return Err(ApiError::new(
                         axum::http::StatusCode::NOT_IMPLEMENTED,
                         "NotImplemented",
-                        format!("x-amz-content-sha256 {d} (aws-chunked uploads) is not accepted yet; sign the payload whole or send UNSIGNED-PAYLOAD"),
+                        format!("x-amz-content-sha256 {d}: this server takes STREAMING-AWS4-HMAC-SHA256-PAYLOAD(-TRAILER) and STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
                     ));
                 }
                 Some(d) if d == UNSIGNED_PAYLOAD || (parts.method == axum::http::Method::PUT && d.len() == 64) => {
@@ -258,6 +273,9 @@ async fn admit_s3(
     }
     let mut req = Request::from_parts(parts, body);
     req.extensions_mut().insert(caller);
+    if let Some(signer) = chunk_signer {
+        req.extensions_mut().insert(signer);
+    }
     Ok(req)
 }
 
@@ -554,6 +572,12 @@ fn header_pairs(parts: &axum::http::request::Parts) -> Vec<(String, String)> {
 }
 
 /// What SigV4 signs of a request: its line, its headers and the body's hash.
+/// The path a client signed, when the edge rewrote the request's own: an S3
+/// virtual-hosted request (`BUCKET.HOST/KEY`) is routed as `/BUCKET/KEY`, and its
+/// version 4 signature covers `/KEY`.
+#[derive(Debug, Clone)]
+pub struct SignedPath(pub String);
+
 fn signed_parts<'a>(
     parts: &'a axum::http::request::Parts,
     headers: &'a [(String, String)],
@@ -561,7 +585,7 @@ fn signed_parts<'a>(
 ) -> RequestParts<'a> {
     RequestParts {
         method: parts.method.as_str(),
-        path: parts.uri.path(),
+        path: parts.extensions.get::<SignedPath>().map_or(parts.uri.path(), |p| p.0.as_str()),
         query: parts.uri.query().unwrap_or(""),
         headers,
         payload_hash,

@@ -9,7 +9,8 @@
 //!   (StreamRef, tags, timestamps);
 //!   [`harness`]: the application over fresh engines, for router-level tests;
 //! - [`s3`]: S3's REST reads of the buckets (path-style, routed by the signature's
-//!   service before anything else);
+//!   service before anything else), [`s3_upload`]: its uploads streamed into objects
+//!   (plain and aws-chunked bodies, chunk signatures and checksums checked);
 //! - one folder per service: [`kvs`] (Kinesis Video, rest-json, by path), [`sqs`],
 //!   [`kinesis`]; and [`sts`] (GetCallerIdentity, Query forms routed by the
 //!   service their signature names).
@@ -27,6 +28,7 @@ pub mod page_token;
 pub mod protocol;
 pub mod registry;
 pub mod s3;
+pub mod s3_upload;
 pub mod serve;
 pub mod shapes;
 pub mod sqs;
@@ -108,6 +110,8 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     // S3's path-style routes (`/BUCKET/KEY`) overlap every other GET route: requests
     // signed for S3 go to them before anything else is matched.
+    let virtual_bases: Vec<String> =
+        std::iter::once("localhost".to_string()).chain(state.auth.anonymous_hosts.iter().cloned()).collect();
     let s3 = s3::routes(s3::S3State { buckets: state.kvs.buckets.clone() })
         .layer(middleware::from_fn_with_state(state.auth.clone(), auth::authenticate));
     let json_services = Router::new()
@@ -126,7 +130,7 @@ pub fn router(state: AppState) -> Router {
         .merge(kvs::playback_http::routes(state.kvs.clone()).with_state(state.kvs.clone()))
         .merge(crate::web::routes())
         .merge(aws)
-        .layer(middleware::from_fn_with_state(s3, to_s3))
+        .layer(middleware::from_fn_with_state(S3Edge { routes: s3, virtual_bases: Arc::new(virtual_bases) }, to_s3))
         .layer(middleware::from_fn_with_state(
             (state.http.body_idle_timeout, state.metrics.clone()),
             serve::body_idle_timeout,
@@ -134,8 +138,16 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.metrics.clone(), observe))
 }
 
-/// Sends a request signed for S3 to S3's routes; every other goes on.
-async fn to_s3(State(s3): State<Router>, req: Request, next: Next) -> Response {
+/// S3's routes, and the hosts whose subdomains name buckets.
+#[derive(Clone)]
+struct S3Edge {
+    routes: Router,
+    virtual_bases: Arc<Vec<String>>,
+}
+
+/// Sends a request signed for S3 to S3's routes (a virtual-hosted one as its
+/// path-style twin); every other goes on.
+async fn to_s3(State(edge): State<S3Edge>, req: Request, next: Next) -> Response {
     if !s3::is_s3(req.headers(), req.uri().query()) {
         return next.run(req).await;
     }
@@ -143,6 +155,22 @@ async fn to_s3(State(s3): State<Router>, req: Request, next: Next) -> Response {
     // The outer router matched a route of its own (its path parameters ride in the
     // extensions): S3's routes start from a clean request, keeping its id.
     let (mut parts, body) = req.into_parts();
+    let host = parts.headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).or(parts.uri.host());
+    if let Some(bucket) = host.and_then(|h| s3::virtual_bucket(h, &edge.virtual_bases)) {
+        let path = parts.uri.path().to_string();
+        let rewritten = match parts.uri.query() {
+            Some(q) => format!("/{bucket}{path}?{q}"),
+            None => format!("/{bucket}{path}"),
+        };
+        match rewritten.parse() {
+            Ok(uri) => {
+                parts.uri = uri;
+                parts.extensions.insert(auth::SignedPath(path));
+            }
+            Err(_) => return s3::error_from_edge(&ApiError::serialization("an unusable request path"), &path),
+        }
+    }
+    let signed_path = parts.extensions.remove::<auth::SignedPath>();
     let id = parts.extensions.remove::<RequestId>();
     let connection = parts.extensions.remove::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
     parts.extensions = axum::http::Extensions::new();
@@ -152,7 +180,10 @@ async fn to_s3(State(s3): State<Router>, req: Request, next: Next) -> Response {
     if let Some(c) = connection {
         parts.extensions.insert(c);
     }
-    match s3.oneshot(Request::from_parts(parts, body)).await {
+    if let Some(p) = signed_path {
+        parts.extensions.insert(p);
+    }
+    match edge.routes.oneshot(Request::from_parts(parts, body)).await {
         Ok(resp) => resp,
         Err(never) => match never {},
     }

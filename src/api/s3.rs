@@ -1,8 +1,11 @@
-//! S3's REST API, path-style (`/BUCKET/KEY`), for the buckets Kinescope keeps in its
+//! S3's REST API, path-style (`/BUCKET/KEY`) and virtual-hosted, for the buckets Kinescope keeps in its
 //! data directory: the reads a computer-vision program needs to fetch what an event
 //! points at (ListBuckets, HeadBucket, ListObjectsV2, GetObject with one byte range,
 //! If-None-Match, If-Modified-Since, HeadObject) and the operator's writes
 //! (Create/DeleteBucket, PutObject streamed to disk, DeleteObject(s)).
+//!
+//! Virtual-hosted requests (`http://BUCKET.HOST:PORT/KEY`, `HOST` the public URL's
+//! host or `localhost`) are routed as their path-style twins.
 //!
 //! A request is S3's when its signature's credential scope names the service `s3` (in
 //! the `Authorization` header or a presigned URL's `X-Amz-Credential`); the edge sends
@@ -10,7 +13,8 @@
 //! Authentication is the edge's (SigV4 with S3's rules: the path encoded once, and
 //! presigned GETs, in version 4 or in the version 2 boto3 writes by default); a bucket
 //! is its owner account's, and others get AccessDenied.
-//! Multipart and aws-chunked uploads, and buckets configured as
+//! Uploads (plain and aws-chunked bodies) are [`super::s3_upload`]'s. Multipart
+//! uploads, and buckets configured as
 //! `[buckets.NAME]` remote stores (use their store) are answered NotImplemented for
 //! now. Errors are S3's XML.
 
@@ -24,8 +28,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 use base64::Engine;
-use futures_util::StreamExt;
-use sha2::{Digest, Sha256};
 
 use super::shapes::{parse_range, RangeAsk};
 use crate::buckets::read::{ListPage, ListRequest, ObjectInfo};
@@ -51,16 +53,28 @@ pub struct S3State {
 }
 
 /// Whether a request is signed for S3 (header, presigned version 4 query, or a version
-/// 2 presigned query, which only S3 takes).
+/// 2 presigned query or header, which only S3 takes).
 pub fn is_s3(headers: &HeaderMap, query: Option<&str>) -> bool {
-    let scoped = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| sigv4::parse_authorization(v).ok())
-        .is_some_and(|a| a.service == "s3");
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let scoped = authorization.and_then(|v| sigv4::parse_authorization(v).ok()).is_some_and(|a| a.service == "s3");
+    // `AWS KEY:SIGNATURE` is S3's own (version 2); refused there, in S3's words.
     scoped
+        || authorization.is_some_and(|v| v.starts_with("AWS "))
         || query.and_then(presigned_service).is_some_and(|s| s == "s3")
         || query.is_some_and(crate::wire::sigv2::is_presigned)
+}
+
+/// The bucket a virtual-hosted request names in its host (`BUCKET.BASE[:PORT]`, for
+/// `BASE` one of `bases`: the public URL's host, `localhost`).
+pub fn virtual_bucket<'a>(host: &'a str, bases: &[String]) -> Option<&'a str> {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    bases.iter().find_map(|base| {
+        let bucket = name.strip_suffix(base.as_str())?.strip_suffix('.')?;
+        valid_bucket_name(bucket).then_some(bucket)
+    })
 }
 
 /// The service a presigned URL's `X-Amz-Credential` names.
@@ -87,7 +101,11 @@ pub fn routes(state: S3State) -> Router {
         .route("/{bucket}/", bucket_routes())
         .route(
             "/{bucket}/{*key}",
-            get(object_get).head(object_head).put(object_put).delete(object_delete).fallback(not_implemented),
+            get(object_get)
+                .head(object_head)
+                .put(super::s3_upload::object_put)
+                .delete(object_delete)
+                .fallback(not_implemented),
         )
         .layer(axum::extract::DefaultBodyLimit::disable())
         .fallback(not_implemented)
@@ -96,7 +114,7 @@ pub fn routes(state: S3State) -> Router {
 
 /// An S3 error.
 #[derive(Debug)]
-pub struct S3Error {
+pub(super) struct S3Error {
     status: StatusCode,
     code: &'static str,
     message: String,
@@ -104,7 +122,7 @@ pub struct S3Error {
 }
 
 impl S3Error {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>, resource: &str) -> Self {
+    pub(super) fn new(status: StatusCode, code: &'static str, message: impl Into<String>, resource: &str) -> Self {
         S3Error { status, code, message: message.into(), resource: resource.to_string() }
     }
 
@@ -112,7 +130,7 @@ impl S3Error {
         S3Error::new(StatusCode::NOT_FOUND, "NoSuchBucket", "The specified bucket does not exist", bucket)
     }
 
-    fn internal(e: impl std::fmt::Display, resource: &str) -> Self {
+    pub(super) fn internal(e: impl std::fmt::Display, resource: &str) -> Self {
         tracing::error!(error = %e, resource, "S3 request failed");
         S3Error::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -154,7 +172,7 @@ fn account(caller: &Caller) -> &str {
 }
 
 /// The bucket, checked: it exists here and is the caller's.
-fn owned_bucket(state: &S3State, caller: &Caller, bucket: &str) -> Result<(), S3Error> {
+pub(super) fn owned_bucket(state: &S3State, caller: &Caller, bucket: &str) -> Result<(), S3Error> {
     if state.buckets.is_remote(bucket) {
         return Err(S3Error::new(
             StatusCode::NOT_IMPLEMENTED,
@@ -383,7 +401,7 @@ async fn open_owned(
         .ok_or_else(|| no_key(key))
 }
 
-fn with_headers(mut resp: Response, headers: Vec<(header::HeaderName, String)>) -> Response {
+pub(super) fn with_headers(mut resp: Response, headers: Vec<(header::HeaderName, String)>) -> Response {
     for (name, value) in headers {
         if let Ok(v) = HeaderValue::from_str(&value) {
             resp.headers_mut().insert(name, v);
@@ -637,130 +655,6 @@ async fn object_delete(
     let (buckets, b, k) = (s.buckets.clone(), bucket.clone(), key.clone());
     blocking(move || buckets.delete(&b, &k).map_err(|e| S3Error::internal(e, &k))).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// PutObject: the body streamed into a temporary file beside the object (never whole
-/// in memory), checked against the SHA-256 the request declared (and signed) and the
-/// CRC32 checksum the SDKs send, then made durable and renamed into place; anything
-/// short or different leaves no object.
-async fn object_put(
-    State(s): State<S3State>,
-    Extension(caller): Extension<Caller>,
-    Path((bucket, key)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, S3Error> {
-    owned_bucket(&s, &caller, &bucket)?;
-    if let Err(e) = crate::buckets::check_key(&key) {
-        return Err(S3Error::new(StatusCode::BAD_REQUEST, "KeyTooLongError", e, &key));
-    }
-    let length: u64 =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).ok_or_else(
-            || {
-                S3Error::new(
-                    StatusCode::LENGTH_REQUIRED,
-                    "MissingContentLength",
-                    "You must provide the Content-Length HTTP header.",
-                    &key,
-                )
-            },
-        )?;
-    if length > MAX_OBJECT_BYTES {
-        return Err(S3Error::new(
-            StatusCode::BAD_REQUEST,
-            "EntityTooLarge",
-            format!("Your proposed upload exceeds the maximum allowed object size of {MAX_OBJECT_BYTES} bytes"),
-            &key,
-        ));
-    }
-    let declared = headers
-        .get("x-amz-content-sha256")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(str::to_ascii_lowercase);
-    let declared_crc = headers.get("x-amz-checksum-crc32").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let (buckets, b, k) = (s.buckets.clone(), bucket.clone(), key.clone());
-    if let Err(e) = buckets.check_space(length) {
-        return Err(S3Error::new(StatusCode::SERVICE_UNAVAILABLE, "SlowDown", e.to_string(), &key));
-    }
-    // The writer runs on a blocking thread; the body's pieces reach it over a channel.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<bytes::Bytes>>(4);
-    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Option<ObjectInfo>> {
-        let mut w = buckets.begin_put(&b, &k)?;
-        loop {
-            match rx.blocking_recv() {
-                Some(Some(piece)) => w.write(&piece)?,
-                // The end, and the checks passed.
-                Some(None) => break,
-                // The handler gave up: the temporary file goes with the writer.
-                None => return Ok(None),
-            }
-        }
-        w.commit()?;
-        buckets.object_info(&b, &k).map_err(std::io::Error::other)
-    });
-    let mut sha = Sha256::new();
-    let mut crc = crc32fast::Hasher::new();
-    let mut received = 0u64;
-    let mut stream = body.into_data_stream();
-    while let Some(piece) = stream.next().await {
-        let piece = piece.map_err(|e| S3Error::new(StatusCode::BAD_REQUEST, "IncompleteBody", e.to_string(), &key))?;
-        received += piece.len() as u64;
-        if received > length {
-            return Err(S3Error::new(
-                StatusCode::BAD_REQUEST,
-                "IncompleteBody",
-                "more bytes than Content-Length",
-                &key,
-            ));
-        }
-        sha.update(&piece);
-        crc.update(&piece);
-        if tx.send(Some(piece)).await.is_err() {
-            // The writer stopped: its error is the answer.
-            let why = match writer.await {
-                Ok(Err(e)) => e.to_string(),
-                _ => "the object writer stopped".to_string(),
-            };
-            return Err(S3Error::internal(why, &key));
-        }
-    }
-    if received != length {
-        return Err(S3Error::new(
-            StatusCode::BAD_REQUEST,
-            "IncompleteBody",
-            "You did not provide the number of bytes specified by the Content-Length HTTP header",
-            &key,
-        ));
-    }
-    if declared.as_deref().is_some_and(|d| d != hex::encode(sha.finalize())) {
-        return Err(S3Error::new(
-            StatusCode::BAD_REQUEST,
-            "XAmzContentSHA256Mismatch",
-            "The provided 'x-amz-content-sha256' header does not match what was computed.",
-            &key,
-        ));
-    }
-    let crc_b64 = base64::engine::general_purpose::STANDARD.encode(crc.finalize().to_be_bytes());
-    if declared_crc.as_deref().is_some_and(|d| d != crc_b64) {
-        return Err(S3Error::new(
-            StatusCode::BAD_REQUEST,
-            "BadDigest",
-            "The CRC32 you specified did not match the calculated checksum.",
-            &key,
-        ));
-    }
-    let _ = tx.send(None).await;
-    let info = writer
-        .await
-        .map_err(|e| S3Error::internal(e, &key))?
-        .map_err(|e| S3Error::internal(e, &key))?
-        .ok_or_else(|| S3Error::internal("the object writer stopped", &key))?;
-    let mut out = vec![(header::ETAG, info.etag)];
-    if declared_crc.is_some() {
-        out.push((header::HeaderName::from_static("x-amz-checksum-crc32"), crc_b64));
-    }
-    Ok(with_headers(StatusCode::OK.into_response(), out))
 }
 
 async fn not_implemented(method: Method, req: Request) -> S3Error {

@@ -2,6 +2,7 @@
 //! Each is unit-tested on fixtures and fuzzed (see `fuzz/`); the async code that moves
 //! bytes lives elsewhere and calls into these.
 
+pub mod aws_chunked;
 pub mod bmff;
 pub mod cbor;
 pub mod ebml;

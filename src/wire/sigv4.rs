@@ -312,6 +312,15 @@ pub struct Preverified {
     secret: String,
 }
 
+impl Preverified {
+    /// What chains on from this request's signature (its streaming chunks' signer
+    /// starts from it): the signing key, the request date, the credential scope.
+    pub fn signing_parts(&self) -> ([u8; 32], &str, String) {
+        let key = signing_key(&self.secret, &self.auth.date, &self.auth.region, &self.auth.service);
+        (key, &self.amz_date, self.auth.scope())
+    }
+}
+
 /// The header checks of SigV4: an Authorization of a known key, a date within 15
 /// minutes of `now` that matches the credential scope, `host` signed, and a scope for
 /// one of `services` (`kinesisvideo`, `sqs`, …) in a well-formed region.

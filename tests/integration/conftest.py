@@ -224,3 +224,21 @@ def wait_for(predicate, timeout=20, interval=0.1, what="condition"):
             return value
         time.sleep(interval)
     raise AssertionError(f"{what}: not met within {timeout} s")
+
+
+def run_js(script, url, extra_env=None):
+    """Runs web/tests/SCRIPT (an AWS SDK for JavaScript v3 program) against `url` with
+    the test keys; returns the JSON object it printed last."""
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, **(extra_env or {}))
+    p = subprocess.run(["node", str(root / "web" / "tests" / script), url, "us-east-1", ACCESS_KEY, SECRET_KEY],
+                       capture_output=True, text=True, timeout=120, cwd=root / "web", env=env)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def java_sdk_jars():
+    """The AWS SDK for Java 2.x jars that the `kclpy-ext` wheel bundles (Maven is not
+    reachable here; PyPI is)."""
+    import amazon_kclpy
+    return Path(amazon_kclpy.__file__).parent / "jars"

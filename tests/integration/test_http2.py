@@ -19,7 +19,7 @@ import h2.exceptions
 import pytest
 from hyperframe.frame import ContinuationFrame, HeadersFrame, PingFrame, SettingsFrame
 
-from conftest import ACCESS_KEY, SECRET_KEY, Server, free_port, wait_for
+from conftest import ACCESS_KEY, SECRET_KEY, Server, free_port, java_sdk_jars, run_js, wait_for
 
 
 def rss_kb(server):
@@ -245,14 +245,6 @@ def test_the_js_sdk_v3_kinesis_client_with_its_defaults(signed):
     assert h2_connections(signed) >= 1
 
 
-def java_sdk_jars():
-    """The AWS SDK for Java 2.x jars that the `kclpy-ext` wheel bundles (Maven is not
-    reachable here; PyPI is)."""
-    import amazon_kclpy
-    from pathlib import Path
-    return Path(amazon_kclpy.__file__).parent / "jars"
-
-
 def test_the_java_sdk_async_client_with_its_defaults(signed, tmp_path):
     """KinesisAsyncClient (Netty, HTTP/2, as the Kinesis Client Library uses it): every
     call and SubscribeToShard's event stream over HTTP/2, only the endpoint overridden."""
@@ -268,19 +260,6 @@ def test_the_java_sdk_async_client_with_its_defaults(signed, tmp_path):
     line = p.stdout.strip().splitlines()[-1]
     assert "ok=true" in line and "records=1:hello" in line and "subscribed=hello" in line, (line, p.stderr[-3000:])
     assert h2_connections(signed) > before, "the SDK spoke HTTP/2"
-
-
-def run_js(script, url, extra_env=None):
-    import json
-    import os
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
-    env = dict(os.environ, **(extra_env or {}))
-    p = subprocess.run(["node", str(root / "web" / "tests" / script), url, "us-east-1", ACCESS_KEY, SECRET_KEY],
-                       capture_output=True, text=True, timeout=120, cwd=root / "web", env=env)
-    assert p.returncode == 0, p.stderr
-    return json.loads(p.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])

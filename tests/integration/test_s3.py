@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import ACCESS_KEY, FIXTURES, SECRET_KEY, Server, wait_for
+from conftest import ACCESS_KEY, FIXTURES, SECRET_KEY, Server, java_sdk_jars, run_js, wait_for
 
 KEYS = (ACCESS_KEY, SECRET_KEY)
 
@@ -207,3 +207,86 @@ def test_another_accounts_bucket_is_denied(data_dir):
         assert e.value.response["Error"]["Code"] == "AccessDenied"
     finally:
         s.stop()
+
+
+def test_the_js_sdk_s3_client_puts_plain_and_aws_chunked_bodies(s3_server):
+    """@aws-sdk/client-s3 with its defaults: a buffer body with its CRC32 in a header, a
+    stream body aws-chunked (STREAMING-UNSIGNED-PAYLOAD-TRAILER, the CRC32 in a
+    trailer); both read back intact, listed, headed, deleted."""
+    seen = run_js("s3_sdk.mjs", s3_server.url)
+    assert seen.get("ok"), seen
+    assert seen["streamedIntact"] and seen["rangeIntact"], seen
+    assert seen["bufferChecksum"] and seen["bufferChecksum"] == seen["streamChecksum"], seen
+    assert seen["headLength"] == 3 << 20, seen
+    assert seen["keys"] == ["buffer.bin", "dir/streamed.bin"] and seen["keysAfterDelete"] == ["dir/streamed.bin"], seen
+
+
+def test_the_java_sdks_signer_uploads_with_signed_chunks_and_trailers(s3_server, tmp_path):
+    """The Java SDK 2.x signer its S3 client uses, chunk-signed over plain HTTP: every
+    chunk's signature and the trailer's are checked; a payload changed after signing is
+    refused with SignatureDoesNotMatch and leaves no object."""
+    s3 = s3_server.client("s3")
+    s3.create_bucket(Bucket="java")
+    root = Path(__file__).resolve().parents[2]
+    cp = f"{tmp_path}:{java_sdk_jars()}/*"
+    subprocess.run(["javac", "-d", str(tmp_path), "-cp", cp, str(root / "tests" / "java" / "S3ChunkedSigner.java")],
+                   check=True, timeout=180)
+    size = 300_000  # five 64 KiB chunks and a short one
+    run = lambda *extra: subprocess.run(
+        ["java", "-cp", cp, "S3ChunkedSigner", s3_server.url, "us-east-1", ACCESS_KEY, SECRET_KEY, "java", str(size),
+         *extra], capture_output=True, text=True, timeout=180)
+    p = run()
+    assert p.returncode == 0, p.stderr
+    lines = dict(line.split("=", 1) for line in p.stdout.splitlines())
+    assert lines["signed"].startswith("200 STREAMING-AWS4-HMAC-SHA256-PAYLOAD"), lines
+    assert lines["signed-trailer"].startswith("200 STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"), lines
+    expected = bytes((i * 31 + (i >> 9)) & 0xFF for i in range(size))
+    for name in ("signed", "signed-trailer"):
+        assert s3.get_object(Bucket="java", Key=f"java/{name}.bin")["Body"].read() == expected
+    s3.delete_objects(Bucket="java", Delete={"Objects": [{"Key": "java/signed.bin"}, {"Key": "java/signed-trailer.bin"}]})
+    p = run("tamper")
+    assert p.returncode == 0, p.stderr
+    for line in p.stdout.splitlines():
+        assert line.split("=", 1)[1].startswith("403") and "SignatureDoesNotMatch" in line, line
+    assert s3.list_objects_v2(Bucket="java")["KeyCount"] == 0
+
+
+def test_virtual_hosted_addressing_names_the_bucket_in_the_host(s3_server, monkeypatch):
+    """`http://BUCKET.localhost:PORT/KEY`, as boto3 writes requests with
+    addressing_style=virtual: put, get, list, presigned URLs of both versions. (This
+    machine's resolver does not know `*.localhost`: the test process maps it to
+    127.0.0.1, as browsers and curl do.)"""
+    import socket
+    import boto3
+    from botocore.config import Config
+
+    real = socket.getaddrinfo
+
+    def resolve(host, *args, **kw):
+        return real("127.0.0.1" if str(host).endswith(".localhost") else host, *args, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    port = s3_server.url.rsplit(":", 1)[1]
+    s3_server.client("s3").create_bucket(Bucket="vhost")
+    vclient = lambda **cfg: boto3.client(
+        "s3", endpoint_url=f"http://localhost:{port}", region_name="us-east-1", aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY, config=Config(s3={"addressing_style": "virtual"},
+                                                        retries={"total_max_attempts": 1, "mode": "standard"}, **cfg))
+    s3 = vclient()
+    seen = []
+    s3.meta.events.register("before-send", lambda request, **_: seen.append(request.url) or None)
+    s3.put_object(Bucket="vhost", Key="cams/a b.txt", Body=b"virtual")
+    assert seen[-1].startswith(f"http://vhost.localhost:{port}/cams/a%20b.txt"), seen
+    assert s3.get_object(Bucket="vhost", Key="cams/a b.txt")["Body"].read() == b"virtual"
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="vhost", Prefix="cams/")["Contents"]] == ["cams/a b.txt"]
+    # Presigned URLs: boto3's default (version 2 query) and s3v4.
+    for presigner in (s3, vclient(signature_version="s3v4")):
+        url = presigner.generate_presigned_url("get_object", Params={"Bucket": "vhost", "Key": "cams/a b.txt"})
+        assert url.startswith(f"http://vhost.localhost:{port}/"), url
+        assert urllib.request.urlopen(url, timeout=10).read() == b"virtual"
+    # Header-signed version 2 (boto3's legacy "s3" signer): refused as S3 refuses it now.
+    with pytest.raises(ClientError) as e:
+        vclient(signature_version="s3").list_objects_v2(Bucket="vhost")
+    assert e.value.response["Error"]["Code"] == "InvalidRequest", e.value.response
+    assert "AWS4-HMAC-SHA256" in e.value.response["Error"]["Message"]
+    s3.delete_object(Bucket="vhost", Key="cams/a b.txt")
