@@ -30,7 +30,7 @@ use axum::{Extension, Router};
 use base64::Engine;
 
 use super::shapes::{parse_range, RangeAsk};
-use crate::buckets::read::{ListPage, ListRequest, ObjectInfo};
+use crate::buckets::read::{ListPage, ListRequest, ObjectInfo, ObjectRead};
 use crate::buckets::{BucketError, Buckets};
 use crate::credentials::Caller;
 use crate::wire::sigv4;
@@ -42,8 +42,6 @@ const NS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
 pub const MAX_KEYS: usize = 1000;
 /// Bytes read from an object per body chunk.
 const READ_CHUNK: usize = 256 * 1024;
-/// Objects (or ranges) up to this size are read whole, in one positioned read.
-const WHOLE_READ_BYTES: u64 = 1 << 20;
 /// The largest object one PutObject writes (S3's single-PUT limit).
 pub const MAX_OBJECT_BYTES: u64 = 5 << 30;
 
@@ -386,21 +384,6 @@ fn no_key(key: &str) -> S3Error {
     S3Error::new(StatusCode::NOT_FOUND, "NoSuchKey", "The specified key does not exist.", key)
 }
 
-/// The caller's object at `key`, opened, with its metadata.
-async fn open_owned(
-    s: &S3State,
-    caller: &Caller,
-    bucket: &str,
-    key: &str,
-) -> Result<(std::fs::File, ObjectInfo), S3Error> {
-    owned_bucket(s, caller, bucket)?;
-    let buckets = s.buckets.clone();
-    let (b, k) = (bucket.to_string(), key.to_string());
-    blocking(move || buckets.open_object(&b, &k).map_err(|e| S3Error::internal(e, &k)))
-        .await?
-        .ok_or_else(|| no_key(key))
-}
-
 pub(super) fn with_headers(mut resp: Response, headers: Vec<(header::HeaderName, String)>) -> Response {
     for (name, value) in headers {
         if let Ok(v) = HeaderValue::from_str(&value) {
@@ -416,7 +399,12 @@ async fn object_head(
     Path((bucket, key)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, S3Error> {
-    let (_, info) = open_owned(&s, &caller, &bucket, &key).await?;
+    let (st, c, b, k) = (s.clone(), caller.clone(), bucket.clone(), key.clone());
+    let info = blocking(move || {
+        owned_bucket(&st, &c, &b)?;
+        st.buckets.object_info(&b, &k).map_err(|e| S3Error::internal(e, &k))?.ok_or_else(|| no_key(&k))
+    })
+    .await?;
     let mut base = object_headers(&info);
     if not_modified(&headers, &info) {
         return Ok(with_headers(StatusCode::NOT_MODIFIED.into_response(), base));
@@ -431,7 +419,17 @@ async fn object_get(
     Path((bucket, key)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, S3Error> {
-    let (mut file, info) = open_owned(&s, &caller, &bucket, &key).await?;
+    // One trip to a blocking thread: the owner check, the stat, and a small object's
+    // bytes (from memory when unchanged since they were last read).
+    let (st, c, b, k) = (s.clone(), caller.clone(), bucket.clone(), key.clone());
+    let read = blocking(move || {
+        owned_bucket(&st, &c, &b)?;
+        st.buckets.read_object(&b, &k).map_err(|e| S3Error::internal(e, &k))?.ok_or_else(|| no_key(&k))
+    })
+    .await?;
+    let info = match &read {
+        ObjectRead::Whole(info, _) | ObjectRead::Open(_, info) => info.clone(),
+    };
     let mut base = object_headers(&info);
     if not_modified(&headers, &info) {
         return Ok(with_headers(StatusCode::NOT_MODIFIED.into_response(), base));
@@ -459,17 +457,13 @@ async fn object_get(
         }
     };
     base.push((header::CONTENT_LENGTH, count.to_string()));
-    // A small object (a frame, a segment) is read with one positioned read.
-    if count <= WHOLE_READ_BYTES {
-        let bytes = blocking(move || {
-            let mut buf = vec![0u8; count as usize];
-            std::os::unix::fs::FileExt::read_exact_at(&file, &mut buf, first)
-                .map_err(|e| S3Error::internal(e, "object read"))?;
-            Ok(buf)
-        })
-        .await?;
-        return Ok(with_headers((status, Body::from(bytes)).into_response(), base));
-    }
+    let mut file = match read {
+        ObjectRead::Whole(_, bytes) => {
+            let body = bytes.slice(first as usize..(first + count) as usize);
+            return Ok(with_headers((status, Body::from(body)).into_response(), base));
+        }
+        ObjectRead::Open(file, _) => file,
+    };
     // A larger one streams from the open file, a chunk at a time: never held whole.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {

@@ -121,6 +121,10 @@ pub struct Buckets {
     /// Directory buckets share the data directory's filesystem and its reserve.
     disk: Arc<crate::disk_space::DiskGuard>,
     owners: Arc<std::sync::Mutex<Owners>>,
+    /// Recently read small objects, checked against the file on every read.
+    small_objects: Arc<std::sync::Mutex<read::SmallObjects>>,
+    /// Sorted listings of large, settled directories.
+    listings: Arc<std::sync::Mutex<read::DirListings>>,
 }
 
 impl std::fmt::Debug for Buckets {
@@ -187,6 +191,8 @@ impl Buckets {
             remote_owners,
             disk: Arc::new(crate::disk_space::DiskGuard::unlimited()),
             owners: Arc::new(std::sync::Mutex::new(owners)),
+            small_objects: Arc::new(std::sync::Mutex::new(read::SmallObjects::default())),
+            listings: Arc::new(std::sync::Mutex::new(read::DirListings::default())),
         })
     }
 
@@ -315,6 +321,7 @@ impl Buckets {
         match std::fs::symlink_metadata(&path) {
             Ok(m) if m.is_file() => {
                 std::fs::remove_file(&path)?;
+                self.small_objects.lock().unwrap_or_else(|p| p.into_inner()).forget(&path);
                 if let Some(dir) = path.parent() {
                     std::fs::File::open(dir)?.sync_all()?;
                 }

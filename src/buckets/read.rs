@@ -6,10 +6,13 @@
 //! sorted by the key text they stand for (a directory `a` as `a/`, so `a-b` comes
 //! before everything under `a/`, as in S3's byte order), skipping subtrees that hold
 //! nothing after the start key or under the prefix, and with `/` as the delimiter
-//! taking a directory as one common prefix without entering it. Its cost grows with
-//! the directories it reads, not with the page alone (an index of keys would make it
-//! flat in bucket size).
+//! taking a directory as one common prefix without entering it. Large directories'
+//! sorted listings are kept in memory while unchanged ([`DirListings`]), and a page
+//! starts by binary search at its start key: a page of a settled bucket costs the
+//! page's own stats, whatever the bucket's size. A directory written while it is
+//! listed is read afresh each time.
 
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -25,6 +28,72 @@ pub struct ObjectInfo {
     pub modified: SystemTime,
     /// A quoted strong validator: changes whenever the object is rewritten.
     pub etag: String,
+}
+
+/// The largest object [`Buckets::read_object`] reads whole (and may keep in memory).
+pub const SMALL_OBJECT_BYTES: u64 = 1 << 20;
+/// The bytes of small objects kept in memory, all buckets together.
+pub const SMALL_OBJECT_CACHE_BYTES: usize = 64 << 20;
+
+/// An object as a read finds it: small ones whole, in memory; larger ones opened.
+#[derive(Debug)]
+pub enum ObjectRead {
+    Whole(ObjectInfo, bytes::Bytes),
+    Open(std::fs::File, ObjectInfo),
+}
+
+/// The file identity a kept copy is valid for: objects are only ever replaced by a
+/// rename (a new inode), so inode, size and modification time name one version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Version {
+    ino: u64,
+    dev: u64,
+    len: u64,
+    mtime: (i64, i64),
+}
+
+impl Version {
+    fn of(meta: &std::fs::Metadata) -> Version {
+        use std::os::unix::fs::MetadataExt;
+        Version { ino: meta.ino(), dev: meta.dev(), len: meta.len(), mtime: (meta.mtime(), meta.mtime_nsec()) }
+    }
+}
+
+/// Recently read small objects, by path, first in first out within
+/// [`SMALL_OBJECT_CACHE_BYTES`]. Every read checks the file's version first, so a copy
+/// is never served for an object that changed.
+#[derive(Debug, Default)]
+pub struct SmallObjects {
+    kept: HashMap<PathBuf, (Version, bytes::Bytes)>,
+    order: VecDeque<PathBuf>,
+    bytes: usize,
+}
+
+impl SmallObjects {
+    fn get(&self, path: &Path, version: Version) -> Option<bytes::Bytes> {
+        self.kept.get(path).filter(|(v, _)| *v == version).map(|(_, b)| b.clone())
+    }
+
+    /// Drops the copy of a deleted object.
+    pub(super) fn forget(&mut self, path: &Path) {
+        if let Some((_, old)) = self.kept.remove(path) {
+            self.bytes -= old.len();
+            self.order.retain(|p| p != path);
+        }
+    }
+
+    fn keep(&mut self, path: PathBuf, version: Version, bytes: bytes::Bytes) {
+        self.forget(&path);
+        while self.bytes + bytes.len() > SMALL_OBJECT_CACHE_BYTES {
+            let Some(oldest) = self.order.pop_front() else { break };
+            if let Some((_, b)) = self.kept.remove(&oldest) {
+                self.bytes -= b.len();
+            }
+        }
+        self.bytes += bytes.len();
+        self.order.push_back(path.clone());
+        self.kept.insert(path, (version, bytes));
+    }
 }
 
 /// One ListObjectsV2 page's question.
@@ -84,6 +153,94 @@ fn info(key: String, meta: &std::fs::Metadata) -> ObjectInfo {
 struct Walk<'a> {
     req: ListRequest<'a>,
     page: ListPage,
+    listings: &'a std::sync::Mutex<DirListings>,
+}
+
+/// One directory entry as a listing sorts it: the key text it stands for (a
+/// directory's with its `/`), its name on disk, whether it is a directory.
+#[derive(Debug)]
+struct DirEntry {
+    key: String,
+    name: std::ffi::OsString,
+    is_dir: bool,
+}
+
+/// Directories of at least this many entries keep their sorted listing in memory.
+pub const LISTING_CACHE_MIN_ENTRIES: usize = 1000;
+/// The most entries kept in memory, all directories together.
+pub const LISTING_CACHE_ENTRIES: usize = 1_000_000;
+
+/// Sorted listings of large directories, valid while the directory's modification
+/// time is the one read with them. Creating, renaming or removing an entry sets that
+/// time to the (coarse) current time, so a listing is kept only when its directory
+/// was last changed a second or more before it was read: any later change then moves
+/// the time visibly. A directory written continuously is read afresh each time.
+#[derive(Debug, Default)]
+pub struct DirListings {
+    kept: HashMap<PathBuf, (SystemTime, std::sync::Arc<Vec<DirEntry>>)>,
+    order: VecDeque<PathBuf>,
+    entries: usize,
+}
+
+impl DirListings {
+    fn get(&self, dir: &Path, modified: SystemTime) -> Option<std::sync::Arc<Vec<DirEntry>>> {
+        self.kept.get(dir).filter(|(m, _)| *m == modified).map(|(_, l)| l.clone())
+    }
+
+    fn keep(&mut self, dir: PathBuf, modified: SystemTime, listing: std::sync::Arc<Vec<DirEntry>>) {
+        if let Some((_, old)) = self.kept.remove(&dir) {
+            self.entries -= old.len();
+            self.order.retain(|p| p != &dir);
+        }
+        while self.entries + listing.len() > LISTING_CACHE_ENTRIES {
+            let Some(oldest) = self.order.pop_front() else { break };
+            if let Some((_, l)) = self.kept.remove(&oldest) {
+                self.entries -= l.len();
+            }
+        }
+        self.entries += listing.len();
+        self.order.push_back(dir.clone());
+        self.kept.insert(dir, (modified, listing));
+    }
+}
+
+/// `dir`'s entries sorted by key (temporary files left out), from the cache when the
+/// directory has not changed since they were read.
+fn sorted_entries(
+    dir: &Path,
+    listings: &std::sync::Mutex<DirListings>,
+) -> Result<std::sync::Arc<Vec<DirEntry>>, BucketError> {
+    let modified = std::fs::metadata(dir)?.modified()?;
+    let lock = || listings.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(l) = lock().get(dir, modified) {
+        return Ok(l);
+    }
+    // The entries' types come with the directory (no stat per entry on the common
+    // filesystems).
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let text = name.to_string_lossy();
+        if is_temporary(&text) {
+            continue;
+        }
+        let kind = entry.file_type()?;
+        let mut key = unescape_part(&text);
+        if kind.is_dir() {
+            key.push('/');
+        } else if !kind.is_file() {
+            continue;
+        }
+        entries.push(DirEntry { key, name, is_dir: kind.is_dir() });
+    }
+    entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    let entries = std::sync::Arc::new(entries);
+    let settled = SystemTime::now().duration_since(modified).is_ok_and(|age| age >= std::time::Duration::from_secs(1));
+    if entries.len() >= LISTING_CACHE_MIN_ENTRIES && settled && std::fs::metadata(dir)?.modified()? == modified {
+        lock().keep(dir.to_path_buf(), modified, entries.clone());
+    }
+    Ok(entries)
 }
 
 impl Walk<'_> {
@@ -151,25 +308,21 @@ impl Walk<'_> {
 
     /// Lists `dir`, whose entries' keys start with `key_prefix`; false once full.
     fn dir(&mut self, dir: &Path, key_prefix: &str) -> Result<bool, BucketError> {
-        // The entries' types come with the directory (no stat per entry on the common
-        // filesystems); sizes and times are read for the keys a page takes.
-        let mut entries: Vec<(String, PathBuf, std::fs::FileType)> = Vec::new();
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if is_temporary(&name) {
-                continue;
-            }
-            let kind = entry.file_type()?;
-            let mut key = format!("{key_prefix}{}", unescape_part(&name));
-            if kind.is_dir() {
-                key.push('/');
-            }
-            entries.push((key, entry.path(), kind));
-        }
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for (key, path, kind) in entries {
-            if kind.is_dir() {
+        let entries = sorted_entries(dir, self.listings)?;
+        // Start at the first entry that can be listed: the last one sorting before
+        // the start key (or the prefix) may be a directory holding it.
+        let lower = match self.req.after {
+            Some(a) if a > self.req.prefix => a,
+            _ => self.req.prefix,
+        };
+        let first = match lower.strip_prefix(key_prefix) {
+            Some(rest) => entries.partition_point(|e| e.key.as_str() < rest).saturating_sub(1),
+            None => 0,
+        };
+        for e in &entries[first..] {
+            let key = format!("{key_prefix}{}", e.key);
+            let path = dir.join(&e.name);
+            if e.is_dir {
                 if !self.may_hold(&key) {
                     continue;
                 }
@@ -179,8 +332,7 @@ impl Walk<'_> {
                     && key.starts_with(self.req.prefix)
                     && key.len() > self.req.prefix.len();
                 if whole && std::fs::read_dir(&path)?.next().is_some() {
-                    let common = key.clone();
-                    if !self.offer_prefix(common) {
+                    if !self.offer_prefix(key) {
                         return Ok(false);
                     }
                     continue;
@@ -188,7 +340,7 @@ impl Walk<'_> {
                 if !self.dir(&path, &key)? {
                     return Ok(false);
                 }
-            } else if kind.is_file() && !self.offer(key, &path)? {
+            } else if !self.offer(key, &path)? {
                 return Ok(false);
             }
         }
@@ -274,9 +426,44 @@ impl Buckets {
         }
     }
 
+    /// An object for a GET (blocking): a small one (up to [`SMALL_OBJECT_BYTES`]) whole,
+    /// from memory when the kept copy is the file's current version; a larger one
+    /// opened. `None` if there is none at `key`.
+    pub fn read_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRead>, BucketError> {
+        if super::check_key(key).is_err() {
+            return Ok(None);
+        }
+        let path = self.object_path(bucket, key);
+        let meta = match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => meta,
+            Ok(_) => return Ok(None),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let cache = || self.small_objects.lock().unwrap_or_else(|p| p.into_inner());
+        if meta.len() <= SMALL_OBJECT_BYTES {
+            if let Some(bytes) = cache().get(&path, Version::of(&meta)) {
+                return Ok(Some(ObjectRead::Whole(info(key.to_string(), &meta), bytes)));
+            }
+        }
+        let Some((file, info)) = self.open_object(bucket, key)? else { return Ok(None) };
+        if info.size > SMALL_OBJECT_BYTES {
+            return Ok(Some(ObjectRead::Open(file, info)));
+        }
+        // The version of the file opened (it may have been replaced since the stat).
+        let version = Version::of(&file.metadata()?);
+        let mut buf = vec![0u8; info.size as usize];
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut buf, 0)?;
+        let bytes = bytes::Bytes::from(buf);
+        cache().keep(path, version, bytes.clone());
+        Ok(Some(ObjectRead::Whole(info, bytes)))
+    }
+
     /// One page of `bucket`'s keys (blocking: it reads directories).
     pub fn list(&self, bucket: &str, req: ListRequest<'_>) -> Result<ListPage, BucketError> {
-        let mut walk = Walk { req, page: ListPage::default() };
+        let mut walk = Walk { req, page: ListPage::default(), listings: &self.listings };
         if req.max_keys == 0 {
             return Ok(walk.page);
         }
@@ -355,5 +542,73 @@ mod tests {
         assert!(b.exists("frames") && !b.exists("other"));
         assert_eq!(b.owned_by("000000000000").unwrap().len(), 1);
         assert!(b.owned_by("111111111111").unwrap().is_empty());
+    }
+
+    /// Sets a directory's modification time `secs` into the past, as if it had settled.
+    fn age(dir: &Path, secs: u64) {
+        let t = SystemTime::now() - std::time::Duration::from_secs(secs);
+        std::fs::File::open(dir).unwrap().set_modified(t).unwrap();
+    }
+
+    #[test]
+    fn a_kept_listing_of_a_large_directory_follows_every_change() {
+        let names: Vec<String> = (0..LISTING_CACHE_MIN_ENTRIES + 10).map(|i| format!("k{i:05}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let (dir, b) = bucket_with(&refs);
+        let root = dir.path().join("buckets").join("frames");
+        age(&root, 5);
+        let first = b.list("frames", req("", None, None, 3)).unwrap();
+        assert_eq!(keys(&first), ["k00000", "k00001", "k00002"]);
+        assert_eq!(b.listings.lock().unwrap().kept.len(), 1, "a settled large directory is kept");
+        // A page from the middle starts at its key.
+        let middle = b.list("frames", req("", None, Some("k00500"), 2)).unwrap();
+        assert_eq!(keys(&middle), ["k00501", "k00502"]);
+        // A new key and a deleted one show at once (the directory's time moved).
+        b.put("frames", "k00000a", b"new").unwrap();
+        b.delete("frames", "k00001").unwrap();
+        let again = b.list("frames", req("", None, None, 3)).unwrap();
+        assert_eq!(keys(&again), ["k00000", "k00000a", "k00002"]);
+        // Just changed: read afresh, not kept.
+        assert!(b
+            .listings
+            .lock()
+            .unwrap()
+            .kept
+            .get(&root)
+            .is_none_or(|(m, _)| *m != std::fs::metadata(&root).unwrap().modified().unwrap()));
+        // With a prefix and a start key inside a subdirectory, through the kept listing.
+        b.put("frames", "k00500d/inner", b"x").unwrap();
+        age(&root, 5);
+        let inside = b.list("frames", req("k00500d/", None, None, 5)).unwrap();
+        assert_eq!(keys(&inside), ["k00500d/inner"]);
+        let after_inner = b.list("frames", req("", None, Some("k00500d/inner"), 1)).unwrap();
+        assert_eq!(keys(&after_inner), ["k00501"]);
+    }
+
+    #[test]
+    fn a_kept_small_object_is_served_only_while_the_file_is_unchanged() {
+        let (_dir, b) = bucket_with(&["a/one"]);
+        let read = |b: &Buckets| match b.read_object("frames", "a/one").unwrap() {
+            Some(ObjectRead::Whole(info, bytes)) => (info, bytes),
+            other => panic!("{other:?}"),
+        };
+        let (info, bytes) = read(&b);
+        assert_eq!(&bytes[..], b"a/one");
+        assert_eq!(read(&b).1, bytes);
+        assert_eq!(b.small_objects.lock().unwrap().kept.len(), 1);
+        // Replaced with bytes of the same length: a new version, read afresh.
+        b.put("frames", "a/one", b"A/ONE").unwrap();
+        let (info2, bytes2) = read(&b);
+        assert_eq!(&bytes2[..], b"A/ONE");
+        assert_ne!(info.etag, info2.etag);
+        b.delete("frames", "a/one").unwrap();
+        assert!(b.read_object("frames", "a/one").unwrap().is_none());
+        assert!(b.small_objects.lock().unwrap().kept.is_empty());
+        // Over the size limit: opened, not read.
+        let big = vec![7u8; SMALL_OBJECT_BYTES as usize + 1];
+        b.put("frames", "big", &big).unwrap();
+        assert!(
+            matches!(b.read_object("frames", "big").unwrap(), Some(ObjectRead::Open(_, i)) if i.size == big.len() as u64)
+        );
     }
 }
