@@ -198,7 +198,17 @@ async fn admit_s3(
     let (parts, mut body) = req.into_parts();
     let mut chunk_signer = None;
     let now = state.clock.now_us() / 1_000_000;
-    let session = session_of(state, key, &parts, now).map_err(|e| AuthService::of(&parts).session_error(&e))?;
+    // S3 words a bad session token its own way (400 InvalidToken / ExpiredToken).
+    let session = session_of(state, key, &parts, now).map_err(|e| match e {
+        SessionError::Expired => {
+            ApiError::new(axum::http::StatusCode::BAD_REQUEST, "ExpiredToken", "The provided token has expired.")
+        }
+        SessionError::MissingToken | SessionError::Invalid => ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "InvalidToken",
+            "The provided token is malformed or otherwise invalid.",
+        ),
+    })?;
     let caller = match session.as_ref() {
         Some((claims, _)) => session_caller(claims.clone(), caller),
         None => caller,

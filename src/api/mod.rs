@@ -10,7 +10,8 @@
 //!   [`harness`]: the application over fresh engines, for router-level tests;
 //! - [`s3`]: S3's REST reads of the buckets (path-style, routed by the signature's
 //!   service before anything else), [`s3_upload`]: its uploads streamed into objects
-//!   (plain and aws-chunked bodies, chunk signatures and checksums checked);
+//!   (plain and aws-chunked bodies, chunk signatures and checksums checked),
+//!   [`s3_multipart`]: multipart uploads;
 //! - one folder per service: [`kvs`] (Kinesis Video, rest-json, by path), [`sqs`],
 //!   [`kinesis`]; and [`sts`] (GetCallerIdentity, Query forms routed by the
 //!   service their signature names).
@@ -28,6 +29,7 @@ pub mod page_token;
 pub mod protocol;
 pub mod registry;
 pub mod s3;
+pub mod s3_multipart;
 pub mod s3_upload;
 pub mod serve;
 pub mod shapes;

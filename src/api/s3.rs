@@ -13,11 +13,12 @@
 //! Authentication is the edge's (SigV4 with S3's rules: the path encoded once, and
 //! presigned GETs, in version 4 or in the version 2 boto3 writes by default); a bucket
 //! is its owner account's, and others get AccessDenied.
-//! Uploads (plain and aws-chunked bodies) are [`super::s3_upload`]'s. Multipart
-//! uploads, and buckets configured as
+//! Uploads (plain and aws-chunked bodies) are [`super::s3_upload`]'s, multipart
+//! uploads [`super::s3_multipart`]'s. CopyObject, and buckets configured as
 //! `[buckets.NAME]` remote stores (use their store) are answered NotImplemented for
 //! now. Errors are S3's XML.
 
+use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::time::SystemTime;
 
@@ -33,11 +34,12 @@ use super::shapes::{parse_range, RangeAsk};
 use crate::buckets::read::{ListPage, ListRequest, ObjectInfo, ObjectRead};
 use crate::buckets::{BucketError, Buckets};
 use crate::credentials::Caller;
+use crate::wire::aws_chunked::ChunkSigner;
 use crate::wire::sigv4;
 use crate::wire::xml::Element;
 
 /// The XML namespace of S3's documents.
-const NS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
+pub(super) const NS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
 /// The most keys one ListObjectsV2 page holds (S3's limit too).
 pub const MAX_KEYS: usize = 1000;
 /// Bytes read from an object per body chunk.
@@ -101,7 +103,8 @@ pub fn routes(state: S3State) -> Router {
             "/{bucket}/{*key}",
             get(object_get)
                 .head(object_head)
-                .put(super::s3_upload::object_put)
+                .put(object_put)
+                .post(object_post)
                 .delete(object_delete)
                 .fallback(not_implemented),
         )
@@ -194,16 +197,18 @@ fn http_date(t: SystemTime) -> String {
     dt.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
-fn iso8601(t: SystemTime) -> String {
+pub(super) fn iso8601(t: SystemTime) -> String {
     let dt: chrono::DateTime<chrono::Utc> = t.into();
     dt.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
-fn xml(doc: String) -> Response {
+pub(super) fn xml(doc: String) -> Response {
     ([(header::CONTENT_TYPE, "application/xml")], doc).into_response()
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, S3Error> + Send + 'static) -> Result<T, S3Error> {
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, S3Error> + Send + 'static,
+) -> Result<T, S3Error> {
     tokio::task::spawn_blocking(f).await.map_err(|e| S3Error::internal(e, ""))?
 }
 
@@ -240,6 +245,9 @@ async fn bucket_get(
     Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> Result<Response, S3Error> {
     owned_bucket(&s, &caller, &bucket)?;
+    if q.contains_key("uploads") {
+        return super::s3_multipart::list_uploads(&s, &caller, &bucket, &q).await;
+    }
     if q.get("list-type").map(String::as_str) != Some("2") {
         if q.contains_key("location") {
             let doc = Element::new("LocationConstraint").attr("xmlns", NS).to_document();
@@ -417,8 +425,12 @@ async fn object_get(
     State(s): State<S3State>,
     Extension(caller): Extension<Caller>,
     Path((bucket, key)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, S3Error> {
+    if let Some(id) = q.get("uploadId") {
+        return super::s3_multipart::list_parts(&s, &caller, &bucket, &key, id).await;
+    }
     // One trip to a blocking thread: the owner check, the stat, and a small object's
     // bytes (from memory when unchanged since they were last read).
     let (st, c, b, k) = (s.clone(), caller.clone(), bucket.clone(), key.clone());
@@ -640,11 +652,64 @@ async fn bucket_post(
 }
 
 /// DeleteObject: gone, or never there (204 both ways, as S3 answers).
+/// PUT on a key: PutObject, or UploadPart of a multipart upload.
+async fn object_put(
+    State(s): State<S3State>,
+    Extension(caller): Extension<Caller>,
+    signer: Option<Extension<ChunkSigner>>,
+    Path((bucket, key)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, S3Error> {
+    if headers.contains_key("x-amz-copy-source") {
+        return Err(S3Error::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "NotImplemented",
+            "CopyObject and UploadPartCopy (x-amz-copy-source) are not served; GET the source and PUT it",
+            &key,
+        ));
+    }
+    let signer = signer.map(|Extension(s)| s);
+    if q.contains_key("uploadId") || q.contains_key("partNumber") {
+        return super::s3_multipart::upload_part(&s, &caller, signer, &bucket, &key, &q, &headers, body).await;
+    }
+    super::s3_upload::object_put(&s, &caller, signer, &bucket, &key, &headers, body).await
+}
+
+/// POST on a key: CreateMultipartUpload (`?uploads`) or CompleteMultipartUpload
+/// (`?uploadId=`).
+async fn object_post(
+    State(s): State<S3State>,
+    Extension(caller): Extension<Caller>,
+    Path((bucket, key)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Body,
+) -> Result<Response, S3Error> {
+    if q.contains_key("uploads") {
+        return super::s3_multipart::create(&s, &caller, &bucket, &key).await;
+    }
+    match q.get("uploadId") {
+        Some(id) => super::s3_multipart::complete(&s, &caller, &bucket, &key, id, body).await,
+        None => Err(S3Error::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "NotImplemented",
+            "POST on a key: CreateMultipartUpload (?uploads) and CompleteMultipartUpload (?uploadId=) only",
+            &key,
+        )),
+    }
+}
+
+/// DeleteObject, or AbortMultipartUpload (`?uploadId=`).
 async fn object_delete(
     State(s): State<S3State>,
     Extension(caller): Extension<Caller>,
     Path((bucket, key)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, S3Error> {
+    if let Some(id) = q.get("uploadId") {
+        return super::s3_multipart::abort(&s, &caller, &bucket, &key, id).await;
+    }
     owned_bucket(&s, &caller, &bucket)?;
     let (buckets, b, k) = (s.buckets.clone(), bucket.clone(), key.clone());
     blocking(move || buckets.delete(&b, &k).map_err(|e| S3Error::internal(e, &k))).await?;

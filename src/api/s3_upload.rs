@@ -1,5 +1,5 @@
-//! S3 uploads: a request body streamed into an object (PutObject), never whole in
-//! memory, in the framings the SDKs send: a plain body of `Content-Length` bytes, or
+//! S3 uploads: a request body streamed into an object (PutObject) or a part of a
+//! multipart upload, never whole in memory, in the framings the SDKs send: a plain body of `Content-Length` bytes, or
 //! `aws-chunked` (`Content-Encoding: aws-chunked`, `x-amz-decoded-content-length`,
 //! chunk signatures and trailing checksums: the Java and JavaScript SDKs' streaming
 //! uploads). The body is checked against everything the request declared (the signed
@@ -8,10 +8,8 @@
 //! check leaves nothing.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use base64::Engine;
 use futures_util::StreamExt;
 use sha1::Sha1;
@@ -19,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::s3::{owned_bucket, with_headers, S3Error, S3State, MAX_OBJECT_BYTES};
 use crate::buckets::read::ObjectInfo;
+use crate::buckets::ObjectWriter;
 use crate::credentials::Caller;
 use crate::wire::aws_chunked::{ChunkSigner, ChunkedError, Decoder, Mode};
 
@@ -176,26 +175,51 @@ fn chunked_error(e: ChunkedError, key: &str) -> S3Error {
 
 /// PutObject (see the module docs).
 pub(super) async fn object_put(
-    State(s): State<S3State>,
-    Extension(caller): Extension<Caller>,
-    signer: Option<Extension<ChunkSigner>>,
-    Path((bucket, key)): Path<(String, String)>,
-    headers: HeaderMap,
+    s: &S3State,
+    caller: &Caller,
+    signer: Option<ChunkSigner>,
+    bucket: &str,
+    key: &str,
+    headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, S3Error> {
-    owned_bucket(&s, &caller, &bucket)?;
-    if let Err(e) = crate::buckets::check_key(&key) {
-        return Err(bad("KeyTooLongError", e, &key));
+    owned_bucket(s, caller, bucket)?;
+    if let Err(e) = crate::buckets::check_key(key) {
+        return Err(bad("KeyTooLongError", e, key));
     }
-    let declared = declared(&headers, &key)?;
+    let (buckets, b, k) = (s.buckets.clone(), bucket.to_string(), key.to_string());
+    let (info, checksum) = write_body(s, headers, body, signer, key, move || buckets.begin_put(&b, &k)).await?;
+    Ok(upload_answer(info.etag, checksum))
+}
+
+/// The answer to a body written: its ETag, and its checksum when one was declared.
+pub(super) fn upload_answer(etag: String, checksum: Option<(&'static str, String)>) -> Response {
+    let mut out = vec![(header::ETAG, etag)];
+    if let Some((name, value)) = checksum {
+        out.push((header::HeaderName::from_static(name), value));
+    }
+    with_headers(StatusCode::OK.into_response(), out)
+}
+
+/// Streams a request body (see the module docs) into the writer `begin` opens on a
+/// blocking thread, and commits it once every check passed; returns what the written
+/// file holds and the checksum to echo (its header name and value).
+pub(super) async fn write_body(
+    s: &S3State,
+    headers: &HeaderMap,
+    body: Body,
+    signer: Option<ChunkSigner>,
+    key: &str,
+    begin: impl FnOnce() -> std::io::Result<ObjectWriter> + Send + 'static,
+) -> Result<(ObjectInfo, Option<(&'static str, String)>), S3Error> {
+    let declared = declared(headers, key)?;
     if let Err(e) = s.buckets.check_space(declared.length) {
-        return Err(S3Error::new(StatusCode::SERVICE_UNAVAILABLE, "SlowDown", e.to_string(), &key));
+        return Err(S3Error::new(StatusCode::SERVICE_UNAVAILABLE, "SlowDown", e.to_string(), key));
     }
-    let (buckets, b, k) = (s.buckets.clone(), bucket.clone(), key.clone());
     // The writer runs on a blocking thread; the body's pieces reach it over a channel.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<bytes::Bytes>>(4);
     let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Option<ObjectInfo>> {
-        let mut w = buckets.begin_put(&b, &k)?;
+        let mut w = begin()?;
         loop {
             match rx.blocking_recv() {
                 Some(Some(piece)) => w.write(&piece)?,
@@ -205,11 +229,10 @@ pub(super) async fn object_put(
                 None => return Ok(None),
             }
         }
-        w.commit()?;
-        buckets.object_info(&b, &k).map_err(std::io::Error::other)
+        let path = w.commit()?;
+        Ok(Some(crate::buckets::read::info(String::new(), &std::fs::metadata(path)?)))
     });
-    let checked = receive(body, &declared, signer.map(|Extension(s)| s), &key, &tx).await;
-    let checksum = match checked {
+    let checksum = match receive(body, &declared, signer, key, &tx).await {
         Ok(c) => c,
         Err(ReceiveError::Refused(e)) => return Err(e),
         Err(ReceiveError::WriterStopped) => {
@@ -218,20 +241,16 @@ pub(super) async fn object_put(
                 Ok(Err(e)) => e.to_string(),
                 _ => "the object writer stopped".to_string(),
             };
-            return Err(S3Error::internal(why, &key));
+            return Err(S3Error::internal(why, key));
         }
     };
     let _ = tx.send(None).await;
     let info = writer
         .await
-        .map_err(|e| S3Error::internal(e, &key))?
-        .map_err(|e| S3Error::internal(e, &key))?
-        .ok_or_else(|| S3Error::internal("the object writer stopped", &key))?;
-    let mut out = vec![(header::ETAG, info.etag)];
-    if let Some((a, value)) = checksum {
-        out.push((header::HeaderName::from_static(a.header()), value));
-    }
-    Ok(with_headers(StatusCode::OK.into_response(), out))
+        .map_err(|e| S3Error::internal(e, key))?
+        .map_err(|e| S3Error::internal(e, key))?
+        .ok_or_else(|| S3Error::internal("the object writer stopped", key))?;
+    Ok((info, checksum.map(|(a, v)| (a.header(), v))))
 }
 
 enum ReceiveError {

@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use object_store::{ObjectStore, ObjectStoreExt};
 
+pub mod multipart;
 pub mod read;
 
 /// A bucket kept in an S3-compatible object store.
@@ -284,22 +285,8 @@ impl Buckets {
     /// temporary file beside where it goes, made durable and renamed into place by
     /// [`ObjectWriter::commit`]; dropped uncommitted, it leaves nothing behind.
     pub fn begin_put(&self, bucket: &str, key: &str) -> std::io::Result<ObjectWriter> {
-        let path = self.object_path(bucket, key);
-        let dir = path.parent().ok_or_else(|| std::io::Error::other("an object key with no directory"))?.to_path_buf();
-        let created = first_missing(&dir);
-        std::fs::create_dir_all(&dir)?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
-        let file = std::fs::File::create(&tmp)?;
-        Ok(ObjectWriter {
-            file: Some(file),
-            tmp,
-            path,
-            dir,
-            created,
-            bucket_dir: self.root.join(escape_part(bucket)),
-            root: self.root.clone(),
-        })
+        let bucket_dir = self.root.join(escape_part(bucket));
+        ObjectWriter::to_path(self.object_path(bucket, key), &bucket_dir, &self.root, true)
     }
 
     /// Makes a directory bucket for `account` (claimed durably); refused if another
@@ -372,6 +359,28 @@ pub struct ObjectWriter {
 }
 
 impl ObjectWriter {
+    /// A writer of the file at `path`, under `stop` (the highest directory a commit
+    /// syncs) within `root`; with `create_dirs`, the missing directories are made.
+    fn to_path(path: PathBuf, stop: &Path, root: &Path, create_dirs: bool) -> std::io::Result<ObjectWriter> {
+        let dir = path.parent().ok_or_else(|| std::io::Error::other("a path with no directory"))?.to_path_buf();
+        let created = if create_dirs { first_missing(&dir) } else { None };
+        if create_dirs {
+            std::fs::create_dir_all(&dir)?;
+        }
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+        let file = std::fs::File::create(&tmp)?;
+        Ok(ObjectWriter {
+            file: Some(file),
+            tmp,
+            path,
+            dir,
+            created,
+            bucket_dir: stop.to_path_buf(),
+            root: root.to_path_buf(),
+        })
+    }
+
     pub fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match self.file.as_mut() {
             Some(f) => f.write_all(bytes),

@@ -145,7 +145,8 @@ fn etag(meta: &std::fs::Metadata) -> String {
     format!("\"{}\"", hex::encode(h.finalize()))
 }
 
-fn info(key: String, meta: &std::fs::Metadata) -> ObjectInfo {
+/// What a file's metadata says of the object it holds.
+pub fn info(key: String, meta: &std::fs::Metadata) -> ObjectInfo {
     ObjectInfo { key, size: meta.len(), modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), etag: etag(meta) }
 }
 

@@ -290,3 +290,110 @@ def test_virtual_hosted_addressing_names_the_bucket_in_the_host(s3_server, monke
     assert e.value.response["Error"]["Code"] == "InvalidRequest", e.value.response
     assert "AWS4-HMAC-SHA256" in e.value.response["Error"]["Message"]
     s3.delete_object(Bucket="vhost", Key="cams/a b.txt")
+
+
+def aws_cli(server, *args, timeout=180):
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_DEFAULT_REGION="us-east-1")
+    aws = str(Path(sys.executable).parent / "aws")
+    p = subprocess.run([aws, "--endpoint-url", server.url, *args], capture_output=True, text=True, env=env,
+                       timeout=timeout)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def test_multipart_uploads_from_the_aws_cli_and_boto3(s3_server, tmp_path):
+    """Past 8 MiB the aws CLI and boto3's transfer manager upload in parts: both round
+    trip 20 MiB intact; a boto3 upload started and aborted leaves nothing; parts and
+    uploads in progress are listed; completion checks what it is given."""
+    s3 = s3_server.client("s3")
+    s3.create_bucket(Bucket="clips")
+    big = os.urandom(20 << 20)
+    src = tmp_path / "clip.bin"
+    src.write_bytes(big)
+    aws_cli(s3_server, "s3", "cp", str(src), "s3://clips/cli/clip.bin")
+    back = tmp_path / "back.bin"
+    aws_cli(s3_server, "s3", "cp", "s3://clips/cli/clip.bin", str(back))
+    assert back.read_bytes() == big
+    s3.upload_file(str(src), "clips", "boto3/clip.bin")
+    assert s3.get_object(Bucket="clips", Key="boto3/clip.bin")["Body"].read() == big
+    # By hand: parts listed, an upload in progress listed, then aborted.
+    up = s3.create_multipart_upload(Bucket="clips", Key="hand/clip.bin")["UploadId"]
+    e1 = s3.upload_part(Bucket="clips", Key="hand/clip.bin", UploadId=up, PartNumber=1, Body=big[:5 << 20])["ETag"]
+    e2 = s3.upload_part(Bucket="clips", Key="hand/clip.bin", UploadId=up, PartNumber=2, Body=b"tail")["ETag"]
+    assert [(p["PartNumber"], p["Size"]) for p in s3.list_parts(Bucket="clips", Key="hand/clip.bin", UploadId=up)["Parts"]] \
+        == [(1, 5 << 20), (2, 4)]
+    assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket="clips")["Uploads"]] == [up]
+
+    def code(call, **kw):
+        with pytest.raises(ClientError) as e:
+            call(**kw)
+        return e.value.response["Error"]["Code"]
+
+    done = lambda parts: s3.complete_multipart_upload(Bucket="clips", Key="hand/clip.bin", UploadId=up,
+                                                      MultipartUpload={"Parts": parts})
+    assert code(done, parts=[{"PartNumber": 2, "ETag": e2}, {"PartNumber": 1, "ETag": e1}]) == "InvalidPartOrder"
+    assert code(done, parts=[{"PartNumber": 1, "ETag": '"0000"'}]) == "InvalidPart"
+    assert code(s3.upload_part, Bucket="clips", Key="hand/clip.bin", UploadId="f" * 32, PartNumber=1,
+                Body=b"x") == "NoSuchUpload"
+    assert code(s3.upload_part, Bucket="clips", Key="hand/clip.bin", UploadId=up, PartNumber=10001,
+                Body=b"x") == "InvalidArgument"
+    s3.abort_multipart_upload(Bucket="clips", Key="hand/clip.bin", UploadId=up)
+    assert s3.list_multipart_uploads(Bucket="clips").get("Uploads", []) == []
+    assert code(s3.head_object, Bucket="clips", Key="hand/clip.bin") == "404"
+    # A small object put together from two parts, the first at the 5 MiB minimum.
+    up = s3.create_multipart_upload(Bucket="clips", Key="hand/two.bin")["UploadId"]
+    e1 = s3.upload_part(Bucket="clips", Key="hand/two.bin", UploadId=up, PartNumber=1, Body=big[:5 << 20])["ETag"]
+    e2 = s3.upload_part(Bucket="clips", Key="hand/two.bin", UploadId=up, PartNumber=2, Body=b"tail")["ETag"]
+    s3.complete_multipart_upload(Bucket="clips", Key="hand/two.bin", UploadId=up,
+                                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})
+    assert s3.get_object(Bucket="clips", Key="hand/two.bin")["Body"].read() == big[:5 << 20] + b"tail"
+    # CopyObject is refused, not taken for an empty upload.
+    assert code(s3.copy_object, Bucket="clips", Key="copy.bin",
+                CopySource={"Bucket": "clips", "Key": "hand/two.bin"}) == "NotImplemented"
+    assert code(s3.head_object, Bucket="clips", Key="copy.bin") == "404"
+
+
+def test_a_delivery_streams_prefix_syncs_with_the_aws_cli_under_temporary_credentials(s3_server, tmp_path):
+    """What a reader on another machine does with a delivery stream's output: `aws s3
+    sync` of its prefix (twice: the second run copies only what is new), signed with
+    temporary credentials from STS (GetSessionToken), as a CI job or a role would."""
+    fh = s3_server.client("firehose")
+    fh.create_delivery_stream(
+        DeliveryStreamName="dets", DeliveryStreamType="DirectPut",
+        ExtendedS3DestinationConfiguration={
+            "RoleARN": "arn:aws:iam::000000000000:role/firehose", "BucketARN": "arn:aws:s3:::detections",
+            "Prefix": "cams/cam1/", "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 0}})
+    s3 = s3_server.client("s3")
+
+    def delivered(n):
+        def check():
+            keys = [o["Key"] for o in s3.list_objects_v2(Bucket="detections", Prefix="cams/cam1/").get("Contents", [])]
+            return keys if len(keys) >= n else None
+        return wait_for(check, what=f"{n} delivered objects")
+
+    fh.put_record(DeliveryStreamName="dets", Record={"Data": b'{"frame":1}\n'})
+    first = delivered(1)
+    creds = s3_server.client("sts").get_session_token()["Credentials"]
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=creds["AccessKeyId"], AWS_SECRET_ACCESS_KEY=creds["SecretAccessKey"],
+               AWS_SESSION_TOKEN=creds["SessionToken"], AWS_DEFAULT_REGION="us-east-1")
+    aws = str(Path(sys.executable).parent / "aws")
+    out = tmp_path / "mirror"
+    sync = lambda: subprocess.run([aws, "--endpoint-url", s3_server.url, "s3", "sync", "s3://detections/cams/", str(out)],
+                                  capture_output=True, text=True, env=env, timeout=120)
+    p = sync()
+    assert p.returncode == 0, p.stderr
+    mirrored = sorted(str(f.relative_to(out)) for f in out.rglob("*") if f.is_file())
+    assert mirrored == sorted(k.removeprefix("cams/") for k in first), (mirrored, first)
+    fh.put_record(DeliveryStreamName="dets", Record={"Data": b'{"frame":2}\n'})
+    both = delivered(len(first) + 1)
+    p = sync()
+    assert p.returncode == 0, p.stderr
+    copied = [line for line in p.stdout.splitlines() if line.startswith("download:")]
+    assert len(copied) == len(both) - len(first), p.stdout
+    text = "".join(f.read_text() for f in sorted(out.rglob("*")) if f.is_file())
+    assert sorted(text.split()) == ['{"frame":1}', '{"frame":2}']
+    # A tampered session token is refused in S3's words.
+    bad = dict(env, AWS_SESSION_TOKEN=creds["SessionToken"][:-4] + "AAAA")
+    p = subprocess.run([aws, "--endpoint-url", s3_server.url, "s3", "ls", "s3://detections/"], capture_output=True,
+                       text=True, env=bad, timeout=60)
+    assert p.returncode != 0 and "InvalidToken" in p.stderr, p.stderr
