@@ -36,6 +36,7 @@ pub mod ingest;
 pub mod media;
 pub mod metrics;
 pub mod playback;
+pub mod postgres;
 pub mod queues;
 pub mod rtsp;
 pub mod scope;

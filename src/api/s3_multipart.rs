@@ -33,7 +33,11 @@ async fn owned_upload(s: &S3State, caller: &Caller, bucket: &str, key: &str, id:
     owned_bucket(s, caller, bucket)?;
     let (buckets, i) = (s.buckets.clone(), id.to_string());
     let upload = blocking(move || buckets.upload(&i).map_err(|e| S3Error::internal(e, &i))).await?;
-    upload.filter(|u| u.bucket == bucket && u.key == key).ok_or_else(|| no_upload(id))
+    // The account too: a bucket deleted and made again by another account does not
+    // hand it the uploads begun in the old one.
+    upload
+        .filter(|u| u.bucket == bucket && u.key == key && u.account == caller.scope.account)
+        .ok_or_else(|| no_upload(id))
 }
 
 /// CreateMultipartUpload (`POST /BUCKET/KEY?uploads`).

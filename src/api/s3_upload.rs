@@ -141,7 +141,9 @@ fn declared(headers: &HeaderMap, key: &str) -> Result<Declared, S3Error> {
     // A checksum header, or a trailer announced by x-amz-trailer.
     let mut checksum = None;
     for (name, value) in headers {
-        if name.as_str().starts_with("x-amz-checksum-") && name.as_str() != "x-amz-checksum-type" {
+        // (-type, -algorithm and -mode say how, not what.)
+        let how = ["x-amz-checksum-type", "x-amz-checksum-algorithm", "x-amz-checksum-mode"];
+        if name.as_str().starts_with("x-amz-checksum-") && !how.contains(&name.as_str()) {
             let a = Algorithm::of_header(name.as_str()).map_err(|m| bad("InvalidRequest", m, key))?;
             if checksum.is_some() {
                 return Err(bad("InvalidRequest", "Expecting a single x-amz-checksum- header", key));

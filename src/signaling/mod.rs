@@ -14,6 +14,7 @@ pub mod channel;
 pub mod channel_store;
 pub mod embedded;
 pub mod hub;
+pub mod postgres;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -31,6 +31,7 @@ mod ingest;
 mod live;
 pub mod live_parts;
 pub mod media;
+pub mod object_media;
 mod reads;
 mod recent;
 pub mod records;

@@ -1,0 +1,149 @@
+//! PostgreSQL as every cluster store opens it: a pool of connections
+//! (`deadpool-postgres` over `tokio-postgres`) running on the database's own small
+//! runtime, and the schema brought to this build's version at open: migrations applied
+//! in order, each in its own transaction and recorded in `kinescope_schema`, under an
+//! advisory lock so that nodes starting together do not race. A database whose schema is
+//! newer than this build knows is refused with a clear message (as the embedded stores
+//! refuse newer formats).
+//!
+//! Why these crates: `tokio-postgres` is the maintained async driver (pipelining, binary
+//! parameters, LISTEN/NOTIFY on a connection) and `deadpool-postgres` a small pool over
+//! it; `sqlx` would bring compile-time query checking that needs a database (or a
+//! checked-in offline cache) at build time, and a larger dependency tree, for queries
+//! this code keeps few and simple. PostgreSQL's wire protocol is also CockroachDB's and
+//! YugabyteDB's; the SQL here is plain (no extensions), but those two are not tested.
+//!
+//! Store traits with synchronous methods call [`Database::wait`]: the work runs on the
+//! database's runtime and the calling thread waits on a channel, so a caller on another
+//! runtime's thread never deadlocks with the connections it waits for.
+
+mod schema;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use deadpool_postgres::tokio_postgres;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+
+use crate::storage_failure::StorageFailure;
+
+pub use schema::SCHEMA_VERSION;
+
+/// Connections in the pool.
+pub const POOL_SIZE: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("the cluster database URL is not usable: {0}")]
+    Url(String),
+    #[error("cannot reach the cluster database: {0}")]
+    Connect(String),
+    #[error("the cluster database's schema is version {found}, newer than this Kinescope knows ({known}); run a Kinescope at least as new as the one that wrote it")]
+    Newer { found: i32, known: i32 },
+    #[error("a schema migration to version {version} failed: {why}")]
+    Migration { version: i32, why: String },
+    #[error("cannot start the database's runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// One node's handle on the cluster database (cheap to clone).
+#[derive(Clone)]
+pub struct Database {
+    pool: Pool,
+    runtime: Arc<OwnRuntime>,
+}
+
+/// The database's runtime, shut down without waiting when the last handle goes (a
+/// runtime dropped the ordinary way inside another runtime's task would panic).
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl std::ops::Deref for OwnRuntime {
+    type Target = tokio::runtime::Runtime;
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database").field("pool", &self.pool.status()).finish()
+    }
+}
+
+impl Database {
+    /// Connects to `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`), brings the
+    /// schema to [`SCHEMA_VERSION`]. Blocking.
+    pub fn open(url: &str) -> Result<Database, OpenError> {
+        let config: tokio_postgres::Config =
+            url.parse().map_err(|e: tokio_postgres::Error| OpenError::Url(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("kinescope-db")
+            .enable_all()
+            .build()
+            .map_err(OpenError::Runtime)?;
+        let manager = Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = {
+            let _entered = runtime.enter();
+            Pool::builder(manager)
+                .max_size(POOL_SIZE)
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .create_timeout(Some(std::time::Duration::from_secs(10)))
+                .wait_timeout(Some(std::time::Duration::from_secs(30)))
+                .build()
+                .map_err(|e| OpenError::Connect(e.to_string()))?
+        };
+        let db = Database { pool, runtime: Arc::new(OwnRuntime(Some(runtime))) };
+        let p = db.pool.clone();
+        db.runtime.block_on(async move { schema::migrate(&p).await })?;
+        Ok(db)
+    }
+
+    /// A connection from the pool (on the database's runtime).
+    pub async fn client(&self) -> Result<deadpool_postgres::Object, StorageFailure> {
+        let pool = self.pool.clone();
+        self.run(async move { pool.get().await })
+            .await?
+            .map_err(|e| StorageFailure::caused("get a database connection", e))
+    }
+
+    /// Runs `fut` on the database's runtime and awaits it from any runtime.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = T> + Send + 'static,
+    ) -> Result<T, StorageFailure> {
+        self.runtime.spawn(fut).await.map_err(|e| StorageFailure::caused("a database task stopped", e))
+    }
+
+    /// Runs `fut` on the database's runtime and waits for it on this thread (for the
+    /// store traits' synchronous methods; see the module docs).
+    pub fn wait<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> Result<T, StorageFailure> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.runtime.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv().map_err(|_| StorageFailure::new("a database task stopped"))
+    }
+
+    /// The pool (for work that runs on the database's runtime already).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+}
+
+/// A database error as the stores report it.
+pub fn failed(context: &str, e: impl std::error::Error + Send + Sync + 'static) -> StorageFailure {
+    StorageFailure::caused(context.to_string(), e)
+}

@@ -1,0 +1,66 @@
+//! The cluster database's schema: numbered migrations, applied in order at open, each
+//! in its own transaction with its version recorded in `kinescope_schema`; an advisory
+//! lock serialises nodes that start together. A migration, once released, is never
+//! edited: a change is a new one.
+
+use deadpool_postgres::{tokio_postgres, Pool};
+
+use super::OpenError;
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// The advisory lock key migrations hold ("kinescop" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6b69_6e65_7363_6f70;
+
+/// Migration `i + 1` is `MIGRATIONS[i]`.
+const MIGRATIONS: &[&str] = &[
+    // 1: signalling channels, one row per channel (the whole record, compared and
+    // swapped as the engine's ChannelStore does).
+    "CREATE TABLE signaling_channels (
+        account TEXT NOT NULL,
+        region TEXT NOT NULL,
+        name TEXT NOT NULL,
+        record BYTEA NOT NULL,
+        PRIMARY KEY (account, region, name)
+    )",
+];
+
+/// Brings the schema to [`SCHEMA_VERSION`]; refuses a newer one.
+pub(super) async fn migrate(pool: &Pool) -> Result<(), OpenError> {
+    let mut client = pool.get().await.map_err(|e| OpenError::Connect(e.to_string()))?;
+    let connect = |e: tokio_postgres::Error| OpenError::Connect(e.to_string());
+    client.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")).await.map_err(connect)?;
+    let result = async {
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS kinescope_schema (
+                    version INTEGER PRIMARY KEY,
+                    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+                )",
+            )
+            .await
+            .map_err(connect)?;
+        let found: i32 = client
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM kinescope_schema", &[])
+            .await
+            .map_err(connect)?
+            .get(0);
+        if found > SCHEMA_VERSION {
+            return Err(OpenError::Newer { found, known: SCHEMA_VERSION });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            let version = i as i32 + 1;
+            let failed = |e: tokio_postgres::Error| OpenError::Migration { version, why: e.to_string() };
+            let tx = client.transaction().await.map_err(failed)?;
+            tx.batch_execute(sql).await.map_err(failed)?;
+            tx.execute("INSERT INTO kinescope_schema (version) VALUES ($1)", &[&version]).await.map_err(failed)?;
+            tx.commit().await.map_err(failed)?;
+            tracing::info!(version, "cluster database schema migrated");
+        }
+        Ok(())
+    }
+    .await;
+    let _ = client.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})")).await;
+    result
+}

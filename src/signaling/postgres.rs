@@ -1,0 +1,177 @@
+//! The channel catalog in the cluster database: table `signaling_channels`, one row
+//! per channel keyed by account, region and name, the record as JSON bytes. A change is
+//! a compare-and-swap of those bytes in one statement (`INSERT … ON CONFLICT DO
+//! NOTHING`, `UPDATE`/`DELETE … WHERE record = old`), committed before it returns, so
+//! nodes changing the same channel never lose one another's change.
+
+use super::channel::ChannelRecord;
+use super::channel_store::ChannelStore;
+use crate::postgres::{failed, Database};
+use crate::scope::{NamePage, Scope};
+use crate::storage_failure::StorageFailure;
+
+const STORE: &str = "the signalling channel catalog (cluster database)";
+
+pub struct PgChannels {
+    db: Database,
+}
+
+impl PgChannels {
+    pub fn new(db: Database) -> Self {
+        PgChannels { db }
+    }
+
+    /// Runs one statement's worth of work with a pooled connection, from a synchronous
+    /// method.
+    fn query(&self, sql: &'static str, params: Vec<Param>) -> Result<Vec<Vec<u8>>, StorageFailure> {
+        let pool = self.db.pool().clone();
+        self.db.wait(async move {
+            let client = pool.get().await.map_err(|e| failed(STORE, e))?;
+            let refs: Vec<&(dyn tokio_postgres_types::ToSql + Sync)> = params.iter().map(Param::as_sql).collect();
+            let rows = client.query(sql, &refs).await.map_err(|e| failed(STORE, e))?;
+            Ok(rows.into_iter().map(|r| r.get::<_, Vec<u8>>(0)).collect())
+        })?
+    }
+
+    /// Runs one change statement; whether it changed a row.
+    async fn change(&self, sql: &'static str, params: Vec<Param>) -> Result<bool, StorageFailure> {
+        let pool = self.db.pool().clone();
+        self.db
+            .run(async move {
+                let client = pool.get().await.map_err(|e| failed(STORE, e))?;
+                let refs: Vec<&(dyn tokio_postgres_types::ToSql + Sync)> = params.iter().map(Param::as_sql).collect();
+                let n = client.execute(sql, &refs).await.map_err(|e| failed(STORE, e))?;
+                Ok(n == 1)
+            })
+            .await?
+    }
+}
+
+use crate::postgres::tokio_postgres::types as tokio_postgres_types;
+
+/// A statement parameter, owned (the statement runs on the database's runtime).
+enum Param {
+    Text(String),
+    Bytes(Vec<u8>),
+    Int(i64),
+}
+
+impl Param {
+    fn as_sql(&self) -> &(dyn tokio_postgres_types::ToSql + Sync) {
+        match self {
+            Param::Text(s) => s,
+            Param::Bytes(b) => b,
+            Param::Int(i) => i,
+        }
+    }
+}
+
+fn encode(r: &ChannelRecord) -> Result<Vec<u8>, StorageFailure> {
+    serde_json::to_vec(r).map_err(|e| failed(STORE, e))
+}
+
+fn decode(v: &[u8]) -> Result<ChannelRecord, StorageFailure> {
+    serde_json::from_slice(v).map_err(|e| failed(STORE, e))
+}
+
+fn key(scope: &Scope, name: &str) -> Vec<Param> {
+    vec![Param::Text(scope.account.clone()), Param::Text(scope.region.clone()), Param::Text(name.to_string())]
+}
+
+/// `LIKE` pattern of names starting with `prefix` (its wildcards escaped).
+fn starts_with(prefix: &str) -> String {
+    let mut p = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+#[async_trait::async_trait]
+impl ChannelStore for PgChannels {
+    fn get(&self, scope: &Scope, name: &str) -> Result<Option<ChannelRecord>, StorageFailure> {
+        let rows = self.query(
+            "SELECT record FROM signaling_channels WHERE account = $1 AND region = $2 AND name = $3",
+            key(scope, name),
+        )?;
+        rows.first().map(|v| decode(v)).transpose()
+    }
+
+    fn count(&self, scope: &Scope) -> Result<usize, StorageFailure> {
+        let pool = self.db.pool().clone();
+        let (account, region) = (scope.account.clone(), scope.region.clone());
+        self.db.wait(async move {
+            let client = pool.get().await.map_err(|e| failed(STORE, e))?;
+            let row = client
+                .query_one(
+                    "SELECT COUNT(*) FROM signaling_channels WHERE account = $1 AND region = $2",
+                    &[&account, &region],
+                )
+                .await
+                .map_err(|e| failed(STORE, e))?;
+            Ok(usize::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+        })?
+    }
+
+    fn list(&self, scope: &Scope, page: NamePage<'_>) -> Result<Vec<ChannelRecord>, StorageFailure> {
+        // Names compare byte by byte (COLLATE "C"), as the embedded store orders them.
+        let rows = self.query(
+            "SELECT record FROM signaling_channels
+             WHERE account = $1 AND region = $2 AND name LIKE $3 AND name COLLATE \"C\" > $4
+             ORDER BY name COLLATE \"C\" LIMIT $5",
+            vec![
+                Param::Text(scope.account.clone()),
+                Param::Text(scope.region.clone()),
+                Param::Text(starts_with(page.prefix)),
+                Param::Text(page.after.unwrap_or("").to_string()),
+                Param::Int(i64::try_from(page.limit).unwrap_or(i64::MAX)),
+            ],
+        )?;
+        rows.iter().map(|v| decode(v)).collect()
+    }
+
+    fn all(&self) -> Result<Vec<ChannelRecord>, StorageFailure> {
+        let rows = self.query("SELECT record FROM signaling_channels ORDER BY account, region, name", Vec::new())?;
+        rows.iter().map(|v| decode(v)).collect()
+    }
+
+    async fn insert_new(&self, record: &ChannelRecord) -> Result<bool, StorageFailure> {
+        let mut params = key(&record.scope, &record.name);
+        params.push(Param::Bytes(encode(record)?));
+        self.change(
+            "INSERT INTO signaling_channels (account, region, name, record) VALUES ($1, $2, $3, $4)
+             ON CONFLICT DO NOTHING",
+            params,
+        )
+        .await
+    }
+
+    async fn replace(&self, old: &ChannelRecord, new: &ChannelRecord) -> Result<bool, StorageFailure> {
+        if (&old.scope, &old.name) != (&new.scope, &new.name) {
+            return Ok(false);
+        }
+        let mut params = key(&old.scope, &old.name);
+        params.push(Param::Bytes(encode(old)?));
+        params.push(Param::Bytes(encode(new)?));
+        self.change(
+            "UPDATE signaling_channels SET record = $5
+             WHERE account = $1 AND region = $2 AND name = $3 AND record = $4",
+            params,
+        )
+        .await
+    }
+
+    async fn remove(&self, old: &ChannelRecord) -> Result<bool, StorageFailure> {
+        let mut params = key(&old.scope, &old.name);
+        params.push(Param::Bytes(encode(old)?));
+        self.change(
+            "DELETE FROM signaling_channels WHERE account = $1 AND region = $2 AND name = $3 AND record = $4",
+            params,
+        )
+        .await
+    }
+}
