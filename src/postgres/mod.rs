@@ -147,3 +147,26 @@ impl Database {
 pub fn failed(context: &str, e: impl std::error::Error + Send + Sync + 'static) -> StorageFailure {
     StorageFailure::caused(context.to_string(), e)
 }
+
+/// A `LIKE` pattern of the texts starting with `prefix` (its wildcards escaped).
+pub fn like_prefix(prefix: &str) -> String {
+    let mut p = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn like_prefixes_escape_the_wildcards() {
+        assert_eq!(super::like_prefix(""), "%");
+        assert_eq!(super::like_prefix("cam_1%"), "cam\\_1\\%%");
+        assert_eq!(super::like_prefix("a\\b"), "a\\\\b%");
+    }
+}

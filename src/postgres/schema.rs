@@ -24,6 +24,44 @@ const MIGRATIONS: &[&str] = &[
         record BYTEA NOT NULL,
         PRIMARY KEY (account, region, name)
     )",
+    // 2: the video store's catalog and fragment index (numbers and times as BIGINT;
+    // records in the fixed encodings the embedded index uses).
+    "CREATE SEQUENCE video_stream_ids;
+    CREATE TABLE video_streams (
+        id BIGINT NOT NULL,
+        account TEXT NOT NULL,
+        region TEXT NOT NULL,
+        name TEXT NOT NULL,
+        record BYTEA NOT NULL,
+        PRIMARY KEY (account, region, name)
+    );
+    CREATE TABLE video_fragments (
+        stream BIGINT NOT NULL,
+        number BIGINT NOT NULL,
+        producer_us BIGINT NOT NULL,
+        server_us BIGINT NOT NULL,
+        meta BYTEA NOT NULL,
+        PRIMARY KEY (stream, number)
+    );
+    CREATE INDEX video_fragments_by_producer_time ON video_fragments (stream, producer_us, number);
+    CREATE INDEX video_fragments_by_server_time ON video_fragments (stream, server_us, number);
+    CREATE TABLE video_segments (
+        stream BIGINT NOT NULL,
+        segment BIGINT NOT NULL,
+        meta BYTEA NOT NULL,
+        PRIMARY KEY (stream, segment)
+    );
+    CREATE TABLE video_inits (
+        stream BIGINT NOT NULL,
+        init INTEGER NOT NULL,
+        bytes BYTEA NOT NULL,
+        PRIMARY KEY (stream, init)
+    );
+    CREATE TABLE video_high_water (
+        stream BIGINT PRIMARY KEY,
+        fragment BIGINT NOT NULL,
+        segment BIGINT NOT NULL
+    )",
 ];
 
 /// Brings the schema to [`SCHEMA_VERSION`]; refuses a newer one.

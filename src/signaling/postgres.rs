@@ -6,7 +6,7 @@
 
 use super::channel::ChannelRecord;
 use super::channel_store::ChannelStore;
-use crate::postgres::{failed, Database};
+use crate::postgres::{failed, like_prefix, Database};
 use crate::scope::{NamePage, Scope};
 use crate::storage_failure::StorageFailure;
 
@@ -78,19 +78,6 @@ fn key(scope: &Scope, name: &str) -> Vec<Param> {
     vec![Param::Text(scope.account.clone()), Param::Text(scope.region.clone()), Param::Text(name.to_string())]
 }
 
-/// `LIKE` pattern of names starting with `prefix` (its wildcards escaped).
-fn starts_with(prefix: &str) -> String {
-    let mut p = String::with_capacity(prefix.len() + 1);
-    for c in prefix.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            p.push('\\');
-        }
-        p.push(c);
-    }
-    p.push('%');
-    p
-}
-
 #[async_trait::async_trait]
 impl ChannelStore for PgChannels {
     fn get(&self, scope: &Scope, name: &str) -> Result<Option<ChannelRecord>, StorageFailure> {
@@ -126,7 +113,7 @@ impl ChannelStore for PgChannels {
             vec![
                 Param::Text(scope.account.clone()),
                 Param::Text(scope.region.clone()),
-                Param::Text(starts_with(page.prefix)),
+                Param::Text(like_prefix(page.prefix)),
                 Param::Text(page.after.unwrap_or("").to_string()),
                 Param::Int(i64::try_from(page.limit).unwrap_or(i64::MAX)),
             ],

@@ -32,6 +32,7 @@ mod live;
 pub mod live_parts;
 pub mod media;
 pub mod object_media;
+pub mod postgres_index;
 mod reads;
 mod recent;
 pub mod records;
