@@ -295,3 +295,26 @@ async fn the_video_store_runs_on_postgresql_and_an_s3_bucket_across_a_restart() 
     };
     assert!(listed.is_empty(), "objects left: {listed:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_cursors_in_postgresql_pass_the_cursor_store_conformance_suite() {
+    let pg = Postgres::start();
+    let url = pg.database("cursors");
+    let db = tokio::task::spawn_blocking(move || Database::open(&url)).await.unwrap().expect("open the database");
+    kinescope::stream_events::cursors::conformance::run(|| {
+        kinescope::stream_events::postgres::PgCursors::new(db.clone())
+    })
+    .await;
+}
+
+#[test]
+fn delivery_and_data_stream_metadata_in_postgresql_pass_their_conformance_suites() {
+    let pg = Postgres::start();
+    let db = Database::open(&pg.database("streams")).expect("open the database");
+    kinescope::delivery_streams::meta_store::conformance::run(|| {
+        kinescope::delivery_streams::postgres::PgDeliveryMeta::new(db.clone())
+    });
+    kinescope::data_streams::meta_store::conformance::run(|| {
+        kinescope::data_streams::postgres::PgDataStreamMeta::new(db.clone())
+    });
+}

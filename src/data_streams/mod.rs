@@ -23,6 +23,7 @@ pub mod meta_store;
 mod reads;
 mod subscriptions;
 pub use subscriptions::{Subscription, SubscriptionEvent};
+pub mod postgres;
 pub mod record_log;
 pub mod shard_map;
 pub mod throttle;

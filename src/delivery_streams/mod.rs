@@ -31,6 +31,7 @@ mod kinesis_source;
 pub mod lambda;
 pub mod meta_store;
 pub mod object_key;
+pub mod postgres;
 pub mod processing;
 pub mod query_sandbox;
 pub mod settings;

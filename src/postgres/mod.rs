@@ -141,6 +141,98 @@ impl Database {
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
+
+    /// One query's rows, waited for on this thread. `context` names the store and
+    /// what it was doing, for the error.
+    pub fn query(
+        &self,
+        context: &'static str,
+        sql: &'static str,
+        params: Vec<Param>,
+    ) -> Result<Vec<Row>, StorageFailure> {
+        let pool = self.pool.clone();
+        self.wait(async move {
+            let client = pool.get().await.map_err(|e| failed(context, e))?;
+            client.query(sql, &Param::refs(&params)).await.map_err(|e| failed(context, e))
+        })?
+    }
+
+    /// Statements run in one transaction, waited for on this thread; the rows each
+    /// changed.
+    pub fn transaction(
+        &self,
+        context: &'static str,
+        statements: Vec<(&'static str, Vec<Param>)>,
+    ) -> Result<Vec<u64>, StorageFailure> {
+        let pool = self.pool.clone();
+        self.wait(async move { in_transaction(pool, context, statements).await })?
+    }
+
+    /// [`Database::transaction`], awaited.
+    pub async fn transaction_async(
+        &self,
+        context: &'static str,
+        statements: Vec<(&'static str, Vec<Param>)>,
+    ) -> Result<Vec<u64>, StorageFailure> {
+        let pool = self.pool.clone();
+        self.run(async move { in_transaction(pool, context, statements).await }).await?
+    }
+}
+
+async fn in_transaction(
+    pool: Pool,
+    context: &'static str,
+    statements: Vec<(&'static str, Vec<Param>)>,
+) -> Result<Vec<u64>, StorageFailure> {
+    let mut client = pool.get().await.map_err(|e| failed(context, e))?;
+    let tx = client.transaction().await.map_err(|e| failed(context, e))?;
+    let mut changed = Vec::with_capacity(statements.len());
+    for (sql, params) in &statements {
+        changed.push(tx.execute(*sql, &Param::refs(params)).await.map_err(|e| failed(context, e))?);
+    }
+    tx.commit().await.map_err(|e| failed(context, e))?;
+    Ok(changed)
+}
+
+pub use tokio_postgres::Row;
+
+/// A statement parameter, owned (statements run on the database's runtime).
+#[derive(Debug, Clone)]
+pub enum Param {
+    Text(String),
+    Bytes(Vec<u8>),
+    Int(i64),
+}
+
+impl Param {
+    fn as_sql(&self) -> &(dyn tokio_postgres::types::ToSql + Sync) {
+        match self {
+            Param::Text(s) => s,
+            Param::Bytes(b) => b,
+            Param::Int(i) => i,
+        }
+    }
+
+    fn refs(params: &[Param]) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+        params.iter().map(Param::as_sql).collect()
+    }
+
+    /// A u64 (ids, numbers, serials) as PostgreSQL's BIGINT ([`to_bigint`]).
+    pub fn uint(v: u64) -> Param {
+        Param::Int(to_bigint(v))
+    }
+}
+
+/// A u64 as a BIGINT, bit for bit, so that every value comes back ([`from_bigint`]).
+/// The ids, numbers and serials this server makes stay below 2^63, where SQL's order
+/// of the BIGINTs is their numeric order.
+pub fn to_bigint(v: u64) -> i64 {
+    v as i64
+}
+
+/// The u64 a BIGINT written by [`to_bigint`] holds.
+pub fn from_bigint(v: i64) -> u64 {
+    v as u64
 }
 
 /// A database error as the stores report it.
@@ -168,5 +260,12 @@ mod tests {
         assert_eq!(super::like_prefix(""), "%");
         assert_eq!(super::like_prefix("cam_1%"), "cam\\_1\\%%");
         assert_eq!(super::like_prefix("a\\b"), "a\\\\b%");
+    }
+
+    #[test]
+    fn every_u64_survives_a_bigint() {
+        for v in [0, 1, i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX] {
+            assert_eq!(super::from_bigint(super::to_bigint(v)), v);
+        }
     }
 }

@@ -62,6 +62,48 @@ const MIGRATIONS: &[&str] = &[
         fragment BIGINT NOT NULL,
         segment BIGINT NOT NULL
     )",
+    // 3: stream-event cursors, delivery-stream metadata and progress, data-stream
+    // metadata, policies and commitments (records as JSON, as the embedded stores
+    // keep them).
+    "CREATE TABLE stream_event_cursors (
+        stream BIGINT PRIMARY KEY,
+        cursor BYTEA NOT NULL
+    );
+    CREATE SEQUENCE delivery_stream_uids;
+    CREATE TABLE delivery_streams (
+        account TEXT NOT NULL,
+        region TEXT NOT NULL,
+        name TEXT NOT NULL,
+        record BYTEA NOT NULL,
+        PRIMARY KEY (account, region, name)
+    );
+    CREATE TABLE delivery_progress (
+        uid BIGINT PRIMARY KEY,
+        serial BIGINT NOT NULL
+    );
+    CREATE TABLE delivery_source_checkpoints (
+        uid BIGINT NOT NULL,
+        shard TEXT NOT NULL,
+        checkpoint TEXT NOT NULL,
+        PRIMARY KEY (uid, shard)
+    );
+    CREATE TABLE data_streams (
+        account TEXT NOT NULL,
+        region TEXT NOT NULL,
+        name TEXT NOT NULL,
+        record BYTEA NOT NULL,
+        PRIMARY KEY (account, region, name)
+    );
+    CREATE TABLE data_stream_policies (
+        arn TEXT PRIMARY KEY,
+        policy TEXT NOT NULL
+    );
+    CREATE TABLE data_stream_commitments (
+        account TEXT NOT NULL,
+        region TEXT NOT NULL,
+        commitment BYTEA NOT NULL,
+        PRIMARY KEY (account, region)
+    )",
 ];
 
 /// Brings the schema to [`SCHEMA_VERSION`]; refuses a newer one.

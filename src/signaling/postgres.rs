@@ -6,7 +6,7 @@
 
 use super::channel::ChannelRecord;
 use super::channel_store::ChannelStore;
-use crate::postgres::{failed, like_prefix, Database};
+use crate::postgres::{failed, like_prefix, Database, Param};
 use crate::scope::{NamePage, Scope};
 use crate::storage_failure::StorageFailure;
 
@@ -21,48 +21,13 @@ impl PgChannels {
         PgChannels { db }
     }
 
-    /// Runs one statement's worth of work with a pooled connection, from a synchronous
-    /// method.
-    fn query(&self, sql: &'static str, params: Vec<Param>) -> Result<Vec<Vec<u8>>, StorageFailure> {
-        let pool = self.db.pool().clone();
-        self.db.wait(async move {
-            let client = pool.get().await.map_err(|e| failed(STORE, e))?;
-            let refs: Vec<&(dyn tokio_postgres_types::ToSql + Sync)> = params.iter().map(Param::as_sql).collect();
-            let rows = client.query(sql, &refs).await.map_err(|e| failed(STORE, e))?;
-            Ok(rows.into_iter().map(|r| r.get::<_, Vec<u8>>(0)).collect())
-        })?
+    fn records(&self, sql: &'static str, params: Vec<Param>) -> Result<Vec<Vec<u8>>, StorageFailure> {
+        Ok(self.db.query(STORE, sql, params)?.into_iter().map(|r| r.get::<_, Vec<u8>>(0)).collect())
     }
 
     /// Runs one change statement; whether it changed a row.
     async fn change(&self, sql: &'static str, params: Vec<Param>) -> Result<bool, StorageFailure> {
-        let pool = self.db.pool().clone();
-        self.db
-            .run(async move {
-                let client = pool.get().await.map_err(|e| failed(STORE, e))?;
-                let refs: Vec<&(dyn tokio_postgres_types::ToSql + Sync)> = params.iter().map(Param::as_sql).collect();
-                let n = client.execute(sql, &refs).await.map_err(|e| failed(STORE, e))?;
-                Ok(n == 1)
-            })
-            .await?
-    }
-}
-
-use crate::postgres::tokio_postgres::types as tokio_postgres_types;
-
-/// A statement parameter, owned (the statement runs on the database's runtime).
-enum Param {
-    Text(String),
-    Bytes(Vec<u8>),
-    Int(i64),
-}
-
-impl Param {
-    fn as_sql(&self) -> &(dyn tokio_postgres_types::ToSql + Sync) {
-        match self {
-            Param::Text(s) => s,
-            Param::Bytes(b) => b,
-            Param::Int(i) => i,
-        }
+        Ok(self.db.transaction_async(STORE, vec![(sql, params)]).await?.first() == Some(&1))
     }
 }
 
@@ -81,7 +46,7 @@ fn key(scope: &Scope, name: &str) -> Vec<Param> {
 #[async_trait::async_trait]
 impl ChannelStore for PgChannels {
     fn get(&self, scope: &Scope, name: &str) -> Result<Option<ChannelRecord>, StorageFailure> {
-        let rows = self.query(
+        let rows = self.records(
             "SELECT record FROM signaling_channels WHERE account = $1 AND region = $2 AND name = $3",
             key(scope, name),
         )?;
@@ -89,24 +54,17 @@ impl ChannelStore for PgChannels {
     }
 
     fn count(&self, scope: &Scope) -> Result<usize, StorageFailure> {
-        let pool = self.db.pool().clone();
-        let (account, region) = (scope.account.clone(), scope.region.clone());
-        self.db.wait(async move {
-            let client = pool.get().await.map_err(|e| failed(STORE, e))?;
-            let row = client
-                .query_one(
-                    "SELECT COUNT(*) FROM signaling_channels WHERE account = $1 AND region = $2",
-                    &[&account, &region],
-                )
-                .await
-                .map_err(|e| failed(STORE, e))?;
-            Ok(usize::try_from(row.get::<_, i64>(0)).unwrap_or(0))
-        })?
+        let rows = self.db.query(
+            STORE,
+            "SELECT COUNT(*) FROM signaling_channels WHERE account = $1 AND region = $2",
+            vec![Param::Text(scope.account.clone()), Param::Text(scope.region.clone())],
+        )?;
+        Ok(rows.first().map_or(0, |r| usize::try_from(r.get::<_, i64>(0)).unwrap_or(0)))
     }
 
     fn list(&self, scope: &Scope, page: NamePage<'_>) -> Result<Vec<ChannelRecord>, StorageFailure> {
         // Names compare byte by byte (COLLATE "C"), as the embedded store orders them.
-        let rows = self.query(
+        let rows = self.records(
             "SELECT record FROM signaling_channels
              WHERE account = $1 AND region = $2 AND name LIKE $3 AND name COLLATE \"C\" > $4
              ORDER BY name COLLATE \"C\" LIMIT $5",
@@ -122,7 +80,7 @@ impl ChannelStore for PgChannels {
     }
 
     fn all(&self) -> Result<Vec<ChannelRecord>, StorageFailure> {
-        let rows = self.query("SELECT record FROM signaling_channels ORDER BY account, region, name", Vec::new())?;
+        let rows = self.records("SELECT record FROM signaling_channels ORDER BY account, region, name", Vec::new())?;
         rows.iter().map(|v| decode(v)).collect()
     }
 

@@ -17,6 +17,7 @@
 pub mod cursors;
 pub mod embedded;
 pub mod event;
+pub mod postgres;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -40,12 +40,14 @@ fn db_failed(what: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError
     move |e| StoreError::Storage(StorageFailure::caused(format!("{STORE}: {what}"), e))
 }
 
+/// A number or a position bound as a BIGINT: numbers stay below 2^63, and a bound of
+/// `u64::MAX` ("after every number") becomes the greatest BIGINT, keeping its order.
 fn n(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 fn u(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
+    crate::postgres::from_bigint(v)
 }
 
 /// Runs `work` with a pooled connection on the database's runtime, waiting for it here.
