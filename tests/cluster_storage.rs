@@ -318,3 +318,11 @@ fn delivery_and_data_stream_metadata_in_postgresql_pass_their_conformance_suites
         kinescope::data_streams::postgres::PgDataStreamMeta::new(db.clone())
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_in_postgresql_pass_the_queue_storage_conformance_suite() {
+    let pg = Postgres::start();
+    let url = pg.database("queues");
+    let db = tokio::task::spawn_blocking(move || Database::open(&url)).await.unwrap().expect("open the database");
+    kinescope::queues::store::conformance::run(|| kinescope::queues::postgres::PgQueues::new(db.clone())).await;
+}

@@ -104,6 +104,35 @@ const MIGRATIONS: &[&str] = &[
         commitment BYTEA NOT NULL,
         PRIMARY KEY (account, region)
     )",
+    // 4: queues (records as JSON), their messages, payloads and deduplication entries.
+    "CREATE SEQUENCE queue_ids;
+    CREATE SEQUENCE queue_payload_ids;
+    CREATE TABLE queues (
+        account TEXT NOT NULL,
+        region TEXT NOT NULL,
+        name TEXT NOT NULL,
+        id BIGINT NOT NULL,
+        record BYTEA NOT NULL,
+        PRIMARY KEY (account, region, name)
+    );
+    CREATE TABLE queue_payloads (
+        id BIGINT PRIMARY KEY,
+        bytes BYTEA NOT NULL
+    );
+    CREATE TABLE queue_messages (
+        queue BIGINT NOT NULL,
+        seq BIGINT NOT NULL,
+        payload BIGINT NOT NULL,
+        record BYTEA NOT NULL,
+        PRIMARY KEY (queue, seq)
+    );
+    CREATE INDEX queue_messages_by_payload ON queue_messages (payload);
+    CREATE TABLE queue_dedup (
+        queue BIGINT NOT NULL,
+        key TEXT NOT NULL,
+        entry BYTEA NOT NULL,
+        PRIMARY KEY (queue, key)
+    )",
 ];
 
 /// Brings the schema to [`SCHEMA_VERSION`]; refuses a newer one.

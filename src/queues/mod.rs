@@ -19,6 +19,7 @@ pub mod embedded;
 pub mod message;
 mod messages;
 pub mod move_task;
+pub mod postgres;
 pub mod state;
 pub mod store;
 
