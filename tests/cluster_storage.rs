@@ -326,3 +326,21 @@ async fn queues_in_postgresql_pass_the_queue_storage_conformance_suite() {
     let db = tokio::task::spawn_blocking(move || Database::open(&url)).await.unwrap().expect("open the database");
     kinescope::queues::store::conformance::run(|| kinescope::queues::postgres::PgQueues::new(db.clone())).await;
 }
+
+#[test]
+fn stream_queues_in_postgresql_pass_their_conformance_suite() {
+    let pg = Postgres::start();
+    let db = Database::open(&pg.database("stream_queues")).expect("open the database");
+    kinescope::stream_queues::store::conformance::run(|| {
+        kinescope::stream_queues::postgres::PgStreamQueues::new(db.clone())
+    });
+}
+
+#[test]
+fn record_logs_in_postgresql_pass_their_conformance_suite() {
+    let pg = Postgres::start();
+    let db = Database::open(&pg.database("record_logs")).expect("open the database");
+    kinescope::data_streams::record_log::conformance::run(|| {
+        kinescope::data_streams::postgres_log::PgRecordLogs::new(db.clone())
+    });
+}

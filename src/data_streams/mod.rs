@@ -24,6 +24,7 @@ mod reads;
 mod subscriptions;
 pub use subscriptions::{Subscription, SubscriptionEvent};
 pub mod postgres;
+pub mod postgres_log;
 pub mod record_log;
 pub mod shard_map;
 pub mod throttle;

@@ -123,6 +123,44 @@ impl Default for RollPolicy {
     }
 }
 
+/// The newest segment of a log as the roll decision sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct NewestSegment {
+    pub id: u32,
+    pub len: u64,
+    pub first_arrival_ms: Option<i64>,
+    pub sealed: bool,
+}
+
+/// The segment an append of `len` bytes arriving at `arrival_ms` must start: a new
+/// one (its id) when there is none, or the newest is sealed, full or older than the
+/// policy allows; `None` to append to the newest.
+pub fn rolls_to(newest: Option<NewestSegment>, len: u64, arrival_ms: i64, policy: &RollPolicy) -> Option<u32> {
+    match newest {
+        None => Some(1),
+        Some(s) => {
+            let old = s.first_arrival_ms.is_some_and(|t| arrival_ms - t > policy.max_age_ms);
+            let full = s.len > 0 && (s.len + len > policy.max_bytes || old);
+            (full || s.sealed).then_some(s.id + 1)
+        }
+    }
+}
+
+/// The segments (by id) that retention at `horizon_ms` drops: every one but the
+/// newest whose records all arrived before it.
+pub fn segments_before<S>(
+    segments: &std::collections::BTreeMap<u32, S>,
+    last_arrival_ms: impl Fn(&S) -> i64,
+    horizon_ms: i64,
+) -> Vec<u32> {
+    let newest = segments.keys().next_back().copied();
+    segments
+        .iter()
+        .filter(|(id, s)| Some(**id) != newest && last_arrival_ms(s) < horizon_ms)
+        .map(|(id, _)| *id)
+        .collect()
+}
+
 /// One frame found when a log is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecoveredFrame {

@@ -133,6 +133,34 @@ const MIGRATIONS: &[&str] = &[
         entry BYTEA NOT NULL,
         PRIMARY KEY (queue, key)
     )",
+    // 5: stream queues (records as JSON), their per-shard cursors and tracked records.
+    "CREATE TABLE stream_queues (
+        uid BIGINT PRIMARY KEY,
+        record BYTEA NOT NULL
+    );
+    CREATE TABLE stream_queue_cursors (
+        uid BIGINT NOT NULL,
+        shard BIGINT NOT NULL,
+        seq BIGINT NOT NULL,
+        PRIMARY KEY (uid, shard)
+    );
+    CREATE TABLE stream_queue_records (
+        uid BIGINT NOT NULL,
+        shard BIGINT NOT NULL,
+        seq BIGINT NOT NULL,
+        record BYTEA NOT NULL,
+        PRIMARY KEY (uid, shard, seq)
+    )",
+    // 6: record logs (data streams' records, delivery streams' backlogs): one row per
+    // synced append.
+    "CREATE TABLE record_log_chunks (
+        log TEXT NOT NULL,
+        segment BIGINT NOT NULL,
+        chunk_offset BIGINT NOT NULL,
+        arrival_ms BIGINT NOT NULL,
+        bytes BYTEA NOT NULL,
+        PRIMARY KEY (log, segment, chunk_offset)
+    )",
 ];
 
 /// Brings the schema to [`SCHEMA_VERSION`]; refuses a newer one.

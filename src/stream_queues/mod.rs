@@ -18,6 +18,7 @@
 //! UpdateQueue UPDATING, as AWS's do, and the queue is ACTIVE by the next call.
 
 pub mod embedded;
+pub mod postgres;
 pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::data_streams::record_log::{
-    decode_frame, Location, LogSegment, RecordLog, RecordLogs, RecoveredFrame, RollPolicy,
+    decode_frame, rolls_to, segments_before, Location, LogSegment, NewestSegment, RecordLog, RecordLogs,
+    RecoveredFrame, RollPolicy,
 };
 use crate::storage_failure::StorageFailure;
 
@@ -150,14 +151,10 @@ impl SegmentLog {
     /// first if the newest segment is full or old. Returns the segment and the offset of
     /// the first byte.
     fn append_frames(&mut self, frames: &[u8], arrival_ms: i64) -> std::io::Result<(u32, u64)> {
-        let roll = match self.segments.last_key_value() {
-            None => Some(1),
-            Some((id, s)) => {
-                let old = s.first_arrival_ms.is_some_and(|t| arrival_ms - t > self.policy.max_age_ms);
-                let full = s.len > 0 && (s.len + frames.len() as u64 > self.policy.max_bytes || old);
-                (full || s.sealed).then_some(id + 1)
-            }
-        };
+        let newest = self.segments.last_key_value().map(|(&id, s)| (id, s.len, s.first_arrival_ms, s.sealed));
+        let newest =
+            newest.map(|(id, len, first_arrival_ms, sealed)| NewestSegment { id, len, first_arrival_ms, sealed });
+        let roll = rolls_to(newest, frames.len() as u64, arrival_ms, &self.policy);
         if let Some(id) = roll {
             if let Some((_, s)) = self.segments.last_key_value() {
                 s.file.0.sync_data()?;
@@ -233,13 +230,7 @@ impl RecordLog for SegmentLog {
     /// Deletes every segment but the newest whose records all arrived before
     /// `horizon_ms`; returns the ids dropped.
     fn drop_older_than(&mut self, horizon_ms: i64) -> Result<Vec<u32>, StorageFailure> {
-        let newest = self.segments.last_key_value().map(|(id, _)| *id);
-        let old: Vec<u32> = self
-            .segments
-            .iter()
-            .filter(|(id, s)| Some(**id) != newest && s.last_arrival_ms < horizon_ms)
-            .map(|(id, _)| *id)
-            .collect();
+        let old = segments_before(&self.segments, |s| s.last_arrival_ms, horizon_ms);
         for id in &old {
             std::fs::remove_file(segment_path(&self.dir, *id))
                 .map_err(|e| StorageFailure::caused("remove a record segment", e))?;
