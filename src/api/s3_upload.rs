@@ -171,6 +171,7 @@ fn chunked_error(e: ChunkedError, key: &str) -> S3Error {
             "The request signature we calculated does not match the signature you provided (a chunk or trailer signature).",
             key,
         ),
+        ChunkedError::ChunkTooSmall => bad("InvalidChunkSizeError", e.to_string(), key),
         e => bad("IncompleteBody", e.to_string(), key),
     }
 }

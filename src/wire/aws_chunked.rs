@@ -24,6 +24,9 @@ use super::sigv4::{constant_time_eq, sha256_hex};
 
 /// The longest chunk header line (`SIZE;chunk-signature=…`) taken.
 pub const MAX_HEADER_LINE: usize = 1024;
+/// The smallest signed chunk but the last (S3's rule): with the header line bounded,
+/// framing can be at most a small fraction of a body.
+pub const MIN_SIGNED_CHUNK: u64 = 8192;
 /// The longest trailing header line taken.
 pub const MAX_TRAILER_LINE: usize = 1024;
 /// The most trailing headers taken.
@@ -117,6 +120,8 @@ pub enum ChunkedError {
     Malformed(String),
     #[error("a chunk signature does not match the one computed from the request's signing key")]
     SignatureMismatch,
+    #[error("Only the last chunk is allowed to have a size less than {MIN_SIGNED_CHUNK} bytes")]
+    ChunkTooSmall,
     #[error("the chunks hold {got} bytes or more, x-amz-decoded-content-length says {declared}")]
     TooLong { got: u64, declared: u64 },
     #[error("the body ended after {got} of the {declared} bytes x-amz-decoded-content-length declares")]
@@ -154,6 +159,8 @@ pub struct Decoder {
     chunk_signature: String,
     decoded: u64,
     declared: u64,
+    /// The previous data chunk was under [`MIN_SIGNED_CHUNK`] (only the last may be).
+    short_chunk_seen: bool,
     trailers: Vec<(String, String)>,
     trailer_signature: Option<String>,
 }
@@ -172,6 +179,7 @@ impl Decoder {
             chunk_signature: String::new(),
             decoded: 0,
             declared,
+            short_chunk_seen: false,
             trailers: Vec::new(),
             trailer_signature: None,
         }
@@ -274,6 +282,17 @@ impl Decoder {
             return Err(malformed(format!("chunk size '{}' is not hexadecimal", truncate(size))));
         }
         let size = u64::from_str_radix(size, 16).map_err(|_| malformed("chunk size out of range"))?;
+        if !self.mode.signed() && extension.is_some() {
+            // Unsigned chunks carry nothing after their size: a header line stays a
+            // few bytes, whatever a client pads it with.
+            return Err(malformed("an unsigned chunk with a chunk extension"));
+        }
+        if self.mode.signed() && size > 0 {
+            if self.short_chunk_seen {
+                return Err(ChunkedError::ChunkTooSmall);
+            }
+            self.short_chunk_seen = size < MIN_SIGNED_CHUNK;
+        }
         if self.mode.signed() {
             let sig = extension
                 .and_then(|e| e.strip_prefix("chunk-signature="))
@@ -491,6 +510,20 @@ mod tests {
         let text = String::from_utf8_lossy(&body).replace("AAAAAA==", "AAAAAB==");
         let mut d = Decoder::new(Mode::SignedTrailer, Some(documented_signer()), payload.len() as u64);
         assert_eq!(decode_all(&mut d, text.as_bytes(), 333), Err(ChunkedError::SignatureMismatch));
+    }
+
+    #[test]
+    fn signed_chunks_under_8_kib_but_the_last_and_padded_unsigned_headers_are_refused() {
+        let payload = vec![b'z'; 3000];
+        let body = encode(&payload, 1000, Mode::Signed, Some(documented_signer()), &[]);
+        let mut d = Decoder::new(Mode::Signed, Some(documented_signer()), payload.len() as u64);
+        assert_eq!(decode_all(&mut d, &body, 512), Err(ChunkedError::ChunkTooSmall));
+        // One short chunk, the last, is fine.
+        let body = encode(&payload, 8192, Mode::Signed, Some(documented_signer()), &[]);
+        let mut d = Decoder::new(Mode::Signed, Some(documented_signer()), payload.len() as u64);
+        assert_eq!(decode_all(&mut d, &body, 512).unwrap(), payload);
+        let mut d = Decoder::new(Mode::UnsignedTrailer, None, 5);
+        assert!(decode_all(&mut d, b"5;padding=aaaaaaaa\r\nhello\r\n0\r\n\r\n", 64).is_err());
     }
 
     #[test]
