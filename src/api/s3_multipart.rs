@@ -128,6 +128,7 @@ pub(super) async fn complete(
                 CompleteError::InvalidPartOrder => (StatusCode::BAD_REQUEST, "InvalidPartOrder"),
                 CompleteError::EntityTooSmall(_) => (StatusCode::BAD_REQUEST, "EntityTooSmall"),
                 CompleteError::EntityTooLarge => (StatusCode::BAD_REQUEST, "EntityTooLarge"),
+                CompleteError::NoSpace(_) => (StatusCode::SERVICE_UNAVAILABLE, "SlowDown"),
                 CompleteError::Bucket(_) | CompleteError::Io(_) => return S3Error::internal(e, &k),
             };
             S3Error::new(status, code, e.to_string(), &k)

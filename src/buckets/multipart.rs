@@ -65,6 +65,9 @@ pub enum CompleteError {
     EntityTooSmall(u32),
     #[error("Your proposed upload exceeds the maximum allowed object size")]
     EntityTooLarge,
+    /// The object would eat into the data directory's disk reserve.
+    #[error("{0}")]
+    NoSpace(String),
     #[error(transparent)]
     Bucket(#[from] BucketError),
     #[error(transparent)]
@@ -170,7 +173,7 @@ impl Buckets {
         if total > MAX_UPLOAD_BYTES {
             return Err(CompleteError::EntityTooLarge);
         }
-        self.check_space(total)?;
+        self.check_space(total).map_err(|e| CompleteError::NoSpace(e.to_string()))?;
         let mut w = self.begin_put(&upload.bucket, &upload.key)?;
         let mut buf = vec![0u8; 1 << 20];
         for number in chosen {
