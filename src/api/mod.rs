@@ -157,6 +157,7 @@ async fn to_s3(State(edge): State<S3Edge>, req: Request, next: Next) -> Response
     // The outer router matched a route of its own (its path parameters ride in the
     // extensions): S3's routes start from a clean request, keeping its id.
     let (mut parts, body) = req.into_parts();
+    let mut signed_path = None;
     let host = parts.headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).or(parts.uri.host());
     if let Some(bucket) = host.and_then(|h| s3::virtual_bucket(h, &edge.virtual_bases)) {
         let path = parts.uri.path().to_string();
@@ -167,12 +168,11 @@ async fn to_s3(State(edge): State<S3Edge>, req: Request, next: Next) -> Response
         match rewritten.parse() {
             Ok(uri) => {
                 parts.uri = uri;
-                parts.extensions.insert(auth::SignedPath(path));
+                signed_path = Some(auth::SignedPath(path));
             }
             Err(_) => return s3::error_from_edge(&ApiError::serialization("an unusable request path"), &path),
         }
     }
-    let signed_path = parts.extensions.remove::<auth::SignedPath>();
     let id = parts.extensions.remove::<RequestId>();
     let connection = parts.extensions.remove::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
     parts.extensions = axum::http::Extensions::new();

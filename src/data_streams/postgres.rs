@@ -20,10 +20,6 @@ impl PgDataStreamMeta {
     pub fn new(db: Database) -> Self {
         PgDataStreamMeta { db }
     }
-
-    fn change(&self, sql: &'static str, params: Vec<Param>) -> Result<(), StorageFailure> {
-        self.db.transaction(STORE, vec![(sql, params)]).map(|_| ())
-    }
 }
 
 fn scope_params(scope: &Scope) -> Vec<Param> {
@@ -41,17 +37,22 @@ impl DataStreamMetaStore for PgDataStreamMeta {
         let v = serde_json::to_vec(meta).map_err(|e| failed(STORE, e))?;
         let mut params = scope_params(&meta.scope);
         params.extend([Param::Text(meta.name.clone()), Param::Bytes(v)]);
-        self.change(
-            "INSERT INTO data_streams (account, region, name, record) VALUES ($1, $2, $3, $4)
+        self.db
+            .execute(
+                STORE,
+                "INSERT INTO data_streams (account, region, name, record) VALUES ($1, $2, $3, $4)
              ON CONFLICT (account, region, name) DO UPDATE SET record = EXCLUDED.record",
-            params,
-        )
+                params,
+            )
+            .map(drop)
     }
 
     fn delete(&self, id: &DataStreamId) -> Result<(), StorageFailure> {
         let mut params = scope_params(&id.scope);
         params.push(Param::Text(id.name.clone()));
-        self.change("DELETE FROM data_streams WHERE account = $1 AND region = $2 AND name = $3", params)
+        self.db
+            .execute(STORE, "DELETE FROM data_streams WHERE account = $1 AND region = $2 AND name = $3", params)
+            .map(drop)
     }
 
     fn policy(&self, arn: &str) -> Result<Option<String>, StorageFailure> {
@@ -65,12 +66,19 @@ impl DataStreamMetaStore for PgDataStreamMeta {
 
     fn set_policy(&self, arn: &str, policy: Option<&str>) -> Result<(), StorageFailure> {
         match policy {
-            Some(p) => self.change(
-                "INSERT INTO data_stream_policies (arn, policy) VALUES ($1, $2)
+            Some(p) => self
+                .db
+                .execute(
+                    STORE,
+                    "INSERT INTO data_stream_policies (arn, policy) VALUES ($1, $2)
                  ON CONFLICT (arn) DO UPDATE SET policy = EXCLUDED.policy",
-                vec![Param::Text(arn.into()), Param::Text(p.into())],
-            ),
-            None => self.change("DELETE FROM data_stream_policies WHERE arn = $1", vec![Param::Text(arn.into())]),
+                    vec![Param::Text(arn.into()), Param::Text(p.into())],
+                )
+                .map(drop),
+            None => self
+                .db
+                .execute(STORE, "DELETE FROM data_stream_policies WHERE arn = $1", vec![Param::Text(arn.into())])
+                .map(drop),
         }
     }
 
@@ -87,10 +95,13 @@ impl DataStreamMetaStore for PgDataStreamMeta {
         let v = serde_json::to_vec(commitment).map_err(|e| failed(STORE, e))?;
         let mut params = scope_params(scope);
         params.push(Param::Bytes(v));
-        self.change(
-            "INSERT INTO data_stream_commitments (account, region, commitment) VALUES ($1, $2, $3)
+        self.db
+            .execute(
+                STORE,
+                "INSERT INTO data_stream_commitments (account, region, commitment) VALUES ($1, $2, $3)
              ON CONFLICT (account, region) DO UPDATE SET commitment = EXCLUDED.commitment",
-            params,
-        )
+                params,
+            )
+            .map(drop)
     }
 }

@@ -103,7 +103,7 @@ impl RecordLogs for PgRecordLogs {
 
     fn remove(&self, log: &str) -> Result<(), StorageFailure> {
         self.db
-            .transaction(STORE, vec![("DELETE FROM record_log_chunks WHERE log = $1", vec![Param::Text(log.into())])])
+            .execute(STORE, "DELETE FROM record_log_chunks WHERE log = $1", vec![Param::Text(log.into())])
             .map(|_| ())
     }
 }

@@ -18,10 +18,6 @@ impl PgDeliveryMeta {
     pub fn new(db: Database) -> Self {
         PgDeliveryMeta { db }
     }
-
-    fn change(&self, sql: &'static str, params: Vec<Param>) -> Result<(), StorageFailure> {
-        self.db.transaction(STORE, vec![(sql, params)]).map(|_| ())
-    }
 }
 
 impl DeliveryMetaStore for PgDeliveryMeta {
@@ -46,16 +42,19 @@ impl DeliveryMetaStore for PgDeliveryMeta {
 
     fn save(&self, meta: &StreamMeta) -> Result<(), StorageFailure> {
         let v = serde_json::to_vec(meta).map_err(|e| failed(STORE, e))?;
-        self.change(
-            "INSERT INTO delivery_streams (account, region, name, record) VALUES ($1, $2, $3, $4)
+        self.db
+            .execute(
+                STORE,
+                "INSERT INTO delivery_streams (account, region, name, record) VALUES ($1, $2, $3, $4)
              ON CONFLICT (account, region, name) DO UPDATE SET record = EXCLUDED.record",
-            vec![
-                Param::Text(meta.scope.account.clone()),
-                Param::Text(meta.scope.region.clone()),
-                Param::Text(meta.name.clone()),
-                Param::Bytes(v),
-            ],
-        )
+                vec![
+                    Param::Text(meta.scope.account.clone()),
+                    Param::Text(meta.scope.region.clone()),
+                    Param::Text(meta.name.clone()),
+                    Param::Bytes(v),
+                ],
+            )
+            .map(drop)
     }
 
     fn remove(&self, meta: &StreamMeta) -> Result<(), StorageFailure> {
@@ -91,11 +90,14 @@ impl DeliveryMetaStore for PgDeliveryMeta {
     }
 
     fn set_delivered_through(&self, uid: u64, serial: u64) -> Result<(), StorageFailure> {
-        self.change(
-            "INSERT INTO delivery_progress (uid, serial) VALUES ($1, $2)
+        self.db
+            .execute(
+                STORE,
+                "INSERT INTO delivery_progress (uid, serial) VALUES ($1, $2)
              ON CONFLICT (uid) DO UPDATE SET serial = EXCLUDED.serial",
-            vec![Param::uint(uid), Param::uint(serial)],
-        )
+                vec![Param::uint(uid), Param::uint(serial)],
+            )
+            .map(drop)
     }
 
     fn source_checkpoint(&self, uid: u64, shard: &str) -> Result<Option<String>, StorageFailure> {
@@ -108,10 +110,13 @@ impl DeliveryMetaStore for PgDeliveryMeta {
     }
 
     fn set_source_checkpoint(&self, uid: u64, shard: &str, checkpoint: &str) -> Result<(), StorageFailure> {
-        self.change(
-            "INSERT INTO delivery_source_checkpoints (uid, shard, checkpoint) VALUES ($1, $2, $3)
+        self.db
+            .execute(
+                STORE,
+                "INSERT INTO delivery_source_checkpoints (uid, shard, checkpoint) VALUES ($1, $2, $3)
              ON CONFLICT (uid, shard) DO UPDATE SET checkpoint = EXCLUDED.checkpoint",
-            vec![Param::uint(uid), Param::Text(shard.to_string()), Param::Text(checkpoint.to_string())],
-        )
+                vec![Param::uint(uid), Param::Text(shard.to_string()), Param::Text(checkpoint.to_string())],
+            )
+            .map(drop)
     }
 }

@@ -157,6 +157,21 @@ impl Database {
         })?
     }
 
+    /// One change statement, committed, waited for on this thread; the rows it changed.
+    pub fn execute(&self, context: &'static str, sql: &'static str, params: Vec<Param>) -> Result<u64, StorageFailure> {
+        Ok(self.transaction(context, vec![(sql, params)])?.first().copied().unwrap_or(0))
+    }
+
+    /// [`Database::execute`], awaited.
+    pub async fn execute_async(
+        &self,
+        context: &'static str,
+        sql: &'static str,
+        params: Vec<Param>,
+    ) -> Result<u64, StorageFailure> {
+        Ok(self.transaction_async(context, vec![(sql, params)]).await?.first().copied().unwrap_or(0))
+    }
+
     /// Statements run in one transaction, waited for on this thread; the rows each
     /// changed.
     pub fn transaction(
@@ -202,6 +217,8 @@ pub enum Param {
     Text(String),
     Bytes(Vec<u8>),
     Int(i64),
+    /// A BIGINT array (`= ANY($n)`).
+    Ints(Vec<i64>),
 }
 
 impl Param {
@@ -210,6 +227,7 @@ impl Param {
             Param::Text(s) => s,
             Param::Bytes(b) => b,
             Param::Int(i) => i,
+            Param::Ints(v) => v,
         }
     }
 

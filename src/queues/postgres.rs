@@ -190,23 +190,18 @@ impl QueueStorage for PgQueues {
             return Ok(());
         }
         let seqs: Vec<i64> = seqs.iter().map(|s| crate::postgres::to_bigint(*s)).collect();
-        let pool = self.db.pool().clone();
-        let queue = crate::postgres::to_bigint(queue);
-        self.db.wait(async move {
-            let mut client = pool.get().await.map_err(|e| failed(STORE, e))?;
-            let tx = client.transaction().await.map_err(|e| failed(STORE, e))?;
-            tx.execute(
+        let statements = vec![
+            (
                 "DELETE FROM queue_payloads WHERE id IN
                  (SELECT payload FROM queue_messages WHERE queue = $1 AND seq = ANY($2))",
-                &[&queue, &seqs],
-            )
-            .await
-            .map_err(|e| failed(STORE, e))?;
-            tx.execute("DELETE FROM queue_messages WHERE queue = $1 AND seq = ANY($2)", &[&queue, &seqs])
-                .await
-                .map_err(|e| failed(STORE, e))?;
-            tx.commit().await.map_err(|e| failed(STORE, e))
-        })?
+                vec![Param::uint(queue), Param::Ints(seqs.clone())],
+            ),
+            (
+                "DELETE FROM queue_messages WHERE queue = $1 AND seq = ANY($2)",
+                vec![Param::uint(queue), Param::Ints(seqs)],
+            ),
+        ];
+        self.db.transaction(STORE, statements).map(|_| ())
     }
 
     fn remove_dedup(&self, queue: u64, keys: &[String]) -> Result<(), StorageFailure> {

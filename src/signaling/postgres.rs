@@ -24,11 +24,6 @@ impl PgChannels {
     fn records(&self, sql: &'static str, params: Vec<Param>) -> Result<Vec<Vec<u8>>, StorageFailure> {
         Ok(self.db.query(STORE, sql, params)?.into_iter().map(|r| r.get::<_, Vec<u8>>(0)).collect())
     }
-
-    /// Runs one change statement; whether it changed a row.
-    async fn change(&self, sql: &'static str, params: Vec<Param>) -> Result<bool, StorageFailure> {
-        Ok(self.db.transaction_async(STORE, vec![(sql, params)]).await?.first() == Some(&1))
-    }
 }
 
 fn encode(r: &ChannelRecord) -> Result<Vec<u8>, StorageFailure> {
@@ -87,12 +82,15 @@ impl ChannelStore for PgChannels {
     async fn insert_new(&self, record: &ChannelRecord) -> Result<bool, StorageFailure> {
         let mut params = key(&record.scope, &record.name);
         params.push(Param::Bytes(encode(record)?));
-        self.change(
-            "INSERT INTO signaling_channels (account, region, name, record) VALUES ($1, $2, $3, $4)
+        self.db
+            .execute_async(
+                STORE,
+                "INSERT INTO signaling_channels (account, region, name, record) VALUES ($1, $2, $3, $4)
              ON CONFLICT DO NOTHING",
-            params,
-        )
-        .await
+                params,
+            )
+            .await
+            .map(|changed| changed == 1)
     }
 
     async fn replace(&self, old: &ChannelRecord, new: &ChannelRecord) -> Result<bool, StorageFailure> {
@@ -102,21 +100,27 @@ impl ChannelStore for PgChannels {
         let mut params = key(&old.scope, &old.name);
         params.push(Param::Bytes(encode(old)?));
         params.push(Param::Bytes(encode(new)?));
-        self.change(
-            "UPDATE signaling_channels SET record = $5
+        self.db
+            .execute_async(
+                STORE,
+                "UPDATE signaling_channels SET record = $5
              WHERE account = $1 AND region = $2 AND name = $3 AND record = $4",
-            params,
-        )
-        .await
+                params,
+            )
+            .await
+            .map(|changed| changed == 1)
     }
 
     async fn remove(&self, old: &ChannelRecord) -> Result<bool, StorageFailure> {
         let mut params = key(&old.scope, &old.name);
         params.push(Param::Bytes(encode(old)?));
-        self.change(
-            "DELETE FROM signaling_channels WHERE account = $1 AND region = $2 AND name = $3 AND record = $4",
-            params,
-        )
-        .await
+        self.db
+            .execute_async(
+                STORE,
+                "DELETE FROM signaling_channels WHERE account = $1 AND region = $2 AND name = $3 AND record = $4",
+                params,
+            )
+            .await
+            .map(|changed| changed == 1)
     }
 }

@@ -50,7 +50,7 @@ impl CursorStore for PgCursors {
 
     fn remove(&self, stream: StreamId) -> Result<(), CursorError> {
         self.db
-            .transaction(STORE, vec![("DELETE FROM stream_event_cursors WHERE stream = $1", vec![Param::uint(stream)])])
+            .execute(STORE, "DELETE FROM stream_event_cursors WHERE stream = $1", vec![Param::uint(stream)])
             .map(|_| ())
             .map_err(CursorError::Storage)
     }
