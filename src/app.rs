@@ -39,37 +39,197 @@ pub enum AppError {
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 pub async fn run(config: ServerConfig) -> Result<(), AppError> {
-    if config.access_keys.is_empty() {
-        // Every listener: RTSP publishes and plays with the same (absent) keys.
-        let https = config.https.as_ref().map(|h| ("HTTPS", h.addr));
-        for (listener, addr) in [("HTTP", config.http), ("RTSP", config.rtsp)].into_iter().chain(https) {
-            if !addr.ip().is_loopback() && !config.allow_anonymous {
-                return Err(AppError::Refused(format!(
-                    "no access keys are configured, so requests are not authenticated; refusing to listen for \
-                     {listener} on {addr} (not a loopback address). Set KINESCOPE_ACCESS_KEY_ID and \
-                     KINESCOPE_SECRET_ACCESS_KEY, or pass --allow-anonymous to accept unauthenticated requests \
-                     from the network."
-                )));
-            }
-        }
-        let loopback = config.http.ip().is_loopback() && config.rtsp.ip().is_loopback();
-        tracing::warn!(
-            http = %config.http,
-            rtsp = %config.rtsp,
-            "no access keys configured: requests are accepted without signature checks{}",
-            if loopback { " (loopback only)" } else { " (--allow-anonymous)" }
-        );
-    }
+    refuse_unauthenticated_network(&config)?;
     let clock: SharedClock = Arc::new(SystemClock);
-    let default_scope = Scope::new(&config.account_id, &config.region);
     std::fs::create_dir_all(&config.data_dir)?;
+    let (http, rtsp) = bind_listeners(&config).await?;
+    match config.cluster.clone() {
+        None => run_embedded(config, clock, http, rtsp).await,
+        Some(cluster) => run_cluster_node(config, cluster, clock, http, rtsp).await,
+    }
+}
+
+fn refuse_unauthenticated_network(config: &ServerConfig) -> Result<(), AppError> {
+    if !config.access_keys.is_empty() {
+        return Ok(());
+    }
+    // Every listener: RTSP publishes and plays with the same (absent) keys.
+    let https = config.https.as_ref().map(|h| ("HTTPS", h.addr));
+    for (listener, addr) in [("HTTP", config.http), ("RTSP", config.rtsp)].into_iter().chain(https) {
+        if !addr.ip().is_loopback() && !config.allow_anonymous {
+            return Err(AppError::Refused(format!(
+                "no access keys are configured, so requests are not authenticated; refusing to listen for \
+                 {listener} on {addr} (not a loopback address). Set KINESCOPE_ACCESS_KEY_ID and \
+                 KINESCOPE_SECRET_ACCESS_KEY, or pass --allow-anonymous to accept unauthenticated requests \
+                 from the network."
+            )));
+        }
+    }
+    let loopback = config.http.ip().is_loopback() && config.rtsp.ip().is_loopback();
+    tracing::warn!(
+        http = %config.http,
+        rtsp = %config.rtsp,
+        "no access keys configured: requests are accepted without signature checks{}",
+        if loopback { " (loopback only)" } else { " (--allow-anonymous)" }
+    );
+    Ok(())
+}
+
+/// The bound HTTP (and HTTPS) listeners, the URLs clients reach them at, and the
+/// connection caps that fit the open-file limit.
+struct HttpListeners {
+    http: TcpListener,
+    http_bound: std::net::SocketAddr,
+    public_url: String,
+    https: Option<Https>,
+    limits: api::serve::HttpLimits,
+    /// For the readiness line (tests and operators read it).
+    rtsp_bound: std::net::SocketAddr,
+}
+
+/// The bound RTSP listener and the URL viewers reach it at.
+struct RtspListener {
+    listener: TcpListener,
+    public: String,
+    limits: crate::rtsp::RtspLimits,
+}
+
+async fn bind_listeners(config: &ServerConfig) -> Result<(HttpListeners, RtspListener), AppError> {
+    let http = TcpListener::bind(config.http).await.map_err(|source| AppError::Bind { addr: config.http, source })?;
+    let http_bound = http.local_addr()?;
+    let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{http_bound}"));
+    let rtsp = TcpListener::bind(config.rtsp).await.map_err(|source| AppError::Bind { addr: config.rtsp, source })?;
+    let rtsp_bound = rtsp.local_addr()?;
+    // Where viewers reach RTSP: the public URL's host, else the bound address.
+    let rtsp_public = match url::Url::parse(&public_url).ok().and_then(|u| u.host_str().map(str::to_string)) {
+        Some(host) if config.public_url.is_some() => format!("rtsp://{host}:{}", rtsp_bound.port()),
+        _ => format!("rtsp://{rtsp_bound}"),
+    };
+    let https = match &config.https {
+        Some(h) => Some(bind_https(h, &config.data_dir).await?),
+        None => None,
+    };
+    // Every connection cap at once must leave descriptors for files and outbound sockets.
+    let (mut http_limits, mut rtsp_limits) = (config.http_limits, config.rtsp_limits);
+    let listeners = if https.is_some() { 2 } else { 1 };
+    let mut caps = vec![http_limits.max_connections; listeners];
+    caps.push(rtsp_limits.max_connections);
+    let fitted = api::serve::fit_to_descriptors(&caps);
+    if fitted != caps {
+        tracing::warn!(asked = ?caps, fitted = ?fitted, "connection caps lowered to fit the open-file limit (raise `ulimit -n`)");
+        http_limits.max_connections = fitted[0];
+        rtsp_limits.max_connections = fitted[listeners];
+    }
+    Ok((
+        HttpListeners { http, http_bound, public_url, https, limits: http_limits, rtsp_bound },
+        RtspListener { listener: rtsp, public: rtsp_public, limits: rtsp_limits },
+    ))
+}
+
+/// HTTP serving tasks: the plain listener's and the HTTPS one's.
+type Serving = (tokio::task::JoinHandle<()>, Option<tokio::task::JoinHandle<()>>);
+
+impl HttpListeners {
+    fn urls(&self, rtsp: &RtspListener) -> PublicUrls {
+        PublicUrls {
+            public_url: self.public_url.clone(),
+            rtsp_public: rtsp.public.clone(),
+            https_url: self.https.as_ref().map(|h| h.public_url.clone()),
+        }
+    }
+
+    /// Serves `app` until `stop`; logs readiness.
+    fn serve(
+        self,
+        app: axum::Router,
+        metrics: Arc<Metrics>,
+        stop: tokio::sync::watch::Receiver<bool>,
+        role: &str,
+    ) -> Serving {
+        let https_url = self.https.as_ref().map(|h| h.public_url.clone());
+        tracing::info!(
+            http = %self.http_bound,
+            rtsp = %self.rtsp_bound,
+            https = %https_url.as_deref().unwrap_or("off"),
+            public_url = %self.public_url,
+            role,
+            "kinescope ready"
+        );
+        let limits = self.limits;
+        let https_task = self.https.map(|h| {
+            tokio::spawn(api::serve::serve(
+                h.listener,
+                app.clone(),
+                limits,
+                metrics.clone(),
+                stop.clone(),
+                Some(h.acceptor),
+            ))
+        });
+        (tokio::spawn(api::serve::serve(self.http, app, limits, metrics, stop, None)), https_task)
+    }
+}
+
+/// Where the engines keep their state.
+enum Storage {
+    /// sled and files in the data directory.
+    Embedded,
+    /// The cluster's database and bucket.
+    Cluster(crate::cluster::ClusterStores),
+}
+
+impl Storage {
+    /// The key `name`: `data/NAME.key`, or the deployment's in the cluster database.
+    fn key(&self, data_dir: &std::path::Path, name: &str) -> Result<[u8; 32], AppError> {
+        match self {
+            Storage::Embedded => Ok(crate::secrets::load_or_create_key(&data_dir.join(format!("{name}.key")))?),
+            Storage::Cluster(s) => s.key(name).map_err(|e| AppError::Refused(format!("the cluster key '{name}': {e}"))),
+        }
+    }
+}
+
+/// What the URLs handed to clients are built from.
+struct PublicUrls {
+    public_url: String,
+    rtsp_public: String,
+    https_url: Option<String>,
+}
+
+/// The engines and servers of a node that writes, and what stops them.
+struct Node {
+    app: axum::Router,
+    signaling_hub: crate::signaling::hub::Hub,
+    store: VideoStore,
+    delivery_streams: crate::delivery_streams::DeliveryStreamEngine,
+    sources: crate::ingest::rtsp_pull::SourceManager,
+    events: tokio::task::JoinHandle<()>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Opens every engine on `storage`, starts the background tasks and the RTSP server
+/// (on `rtsp_listener`), and builds the HTTP app.
+#[allow(clippy::too_many_arguments)]
+fn start_node(
+    config: &ServerConfig,
+    storage: &Storage,
+    clock: SharedClock,
+    urls: &PublicUrls,
+    http_limits: api::serve::HttpLimits,
+    rtsp_listener: RtspListener,
+    metrics: Arc<Metrics>,
+    stop_rx: tokio::sync::watch::Receiver<bool>,
+) -> Result<Node, AppError> {
+    let default_scope = Scope::new(&config.account_id, &config.region);
     let disk = Arc::new(crate::disk_space::DiskGuard::new(&config.data_dir, config.disk_reserve_bytes));
     let mut store_config = StoreConfig::new(&config.data_dir);
     store_config.default_scope = default_scope.clone();
     store_config.disk = disk.clone();
     store_config.default_retention_hours = config.default_retention_hours;
     store_config.recent_fragment_bytes = config.recent_fragment_bytes;
-    let (store, report) = VideoStore::open(store_config, clock.clone())?;
+    let (store, report) = match storage {
+        Storage::Embedded => VideoStore::open(store_config, clock.clone())?,
+        Storage::Cluster(s) => VideoStore::open_with(store_config, clock.clone(), s.video_backend())?,
+    };
     tracing::info!(
         data_dir = %config.data_dir.display(),
         streams = report.streams,
@@ -88,36 +248,42 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
             "records the store cannot read were kept as they are and copied to quarantine; nothing of theirs was deleted"
         );
     }
-
-    let listener =
-        TcpListener::bind(config.http).await.map_err(|source| AppError::Bind { addr: config.http, source })?;
-    let bound = listener.local_addr()?;
-    let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
-    let rtsp_listener =
-        TcpListener::bind(config.rtsp).await.map_err(|source| AppError::Bind { addr: config.rtsp, source })?;
-    let rtsp_bound = rtsp_listener.local_addr()?;
-    // Where viewers reach RTSP: the public URL's host, else the bound address.
-    let rtsp_public = match url::Url::parse(&public_url).ok().and_then(|u| u.host_str().map(str::to_string)) {
-        Some(host) if config.public_url.is_some() => format!("rtsp://{host}:{}", rtsp_bound.port()),
-        _ => format!("rtsp://{rtsp_bound}"),
-    };
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let public_url = urls.public_url.clone();
     let signaling_hub = crate::signaling::hub::Hub::new(clock.clone(), Default::default());
-    let https = match &config.https {
-        Some(h) => Some(bind_https(h, &config.data_dir).await?),
-        None => None,
-    };
-    let queues = QueueEngine::open(&config.data_dir, clock.clone(), &default_scope)
-        .map_err(|e| AppError::Refused(format!("cannot open the queues: {e}")))?
-        .with_disk_guard(disk.clone());
+    let queues = match storage {
+        Storage::Embedded => QueueEngine::open(&config.data_dir, clock.clone(), &default_scope),
+        Storage::Cluster(s) => {
+            QueueEngine::open_with(s.queues(), storage.key(&config.data_dir, "queues")?, clock.clone())
+        }
+    }
+    .map_err(|e| AppError::Refused(format!("cannot open the queues: {e}")))?
+    .with_disk_guard(disk.clone());
     let data_stream_options = crate::data_streams::EngineOptions { disk: disk.clone(), ..config.data_streams.clone() };
-    let data_streams = DataStreamEngine::open(&config.data_dir, clock.clone(), &default_scope, data_stream_options)
-        .map_err(|e| AppError::Refused(format!("cannot open the data streams: {e}")))?;
-    let stream_queues = crate::stream_queues::StreamQueueEngine::open(&config.data_dir, data_streams.clone())
-        .map_err(|e| AppError::Refused(format!("cannot open the stream queues: {e}")))?;
-    let signaling = crate::signaling::SignalingEngine::open(&config.data_dir, clock.clone())
-        .map_err(|e| AppError::Refused(format!("cannot open the signalling channels: {e}")))?;
-    let metrics = Arc::new(Metrics::default());
+    let data_streams = match storage {
+        Storage::Embedded => {
+            DataStreamEngine::open(&config.data_dir, clock.clone(), &default_scope, data_stream_options)
+        }
+        Storage::Cluster(s) => DataStreamEngine::open_with(
+            s.data_stream_meta(),
+            s.record_logs(),
+            storage.key(&config.data_dir, "data_streams")?,
+            clock.clone(),
+            data_stream_options,
+        ),
+    }
+    .map_err(|e| AppError::Refused(format!("cannot open the data streams: {e}")))?;
+    let stream_queues = match storage {
+        Storage::Embedded => crate::stream_queues::StreamQueueEngine::open(&config.data_dir, data_streams.clone()),
+        Storage::Cluster(s) => {
+            crate::stream_queues::StreamQueueEngine::open_with(s.stream_queues(), data_streams.clone())
+        }
+    }
+    .map_err(|e| AppError::Refused(format!("cannot open the stream queues: {e}")))?;
+    let signaling = match storage {
+        Storage::Embedded => crate::signaling::SignalingEngine::open(&config.data_dir, clock.clone())
+            .map_err(|e| AppError::Refused(format!("cannot open the signalling channels: {e}")))?,
+        Storage::Cluster(s) => crate::signaling::SignalingEngine::with_store(s.channels(), clock.clone()),
+    };
     metrics.recovery_unreadable_records.set(report.unreadable_records as i64);
     let delivery_options = crate::delivery_streams::DeliveryOptions {
         disk: disk.clone(),
@@ -127,9 +293,19 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         data_streams: Some(data_streams.clone()),
         ..config.delivery_streams.clone()
     };
-    let delivery_streams =
-        crate::delivery_streams::DeliveryStreamEngine::open(&config.data_dir, clock.clone(), delivery_options)
-            .map_err(|e| AppError::Refused(format!("cannot open the delivery streams: {e}")))?;
+    let delivery_streams = match storage {
+        Storage::Embedded => {
+            crate::delivery_streams::DeliveryStreamEngine::open(&config.data_dir, clock.clone(), delivery_options)
+        }
+        Storage::Cluster(s) => crate::delivery_streams::DeliveryStreamEngine::open_with(
+            &config.data_dir,
+            s.delivery_meta(),
+            s.record_logs(),
+            clock.clone(),
+            delivery_options,
+        ),
+    }
+    .map_err(|e| AppError::Refused(format!("cannot open the delivery streams: {e}")))?;
     let sources = crate::ingest::rtsp_pull::SourceManager::start(
         &config.data_dir,
         store.clone(),
@@ -146,7 +322,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
             .iter()
             .fold(Credentials::new(default_scope.clone()), |c, k| c.with_key(&k.id, &k.secret, k.account_id.clone())),
     );
-    let pages = PageTokens::new(crate::secrets::load_or_create_key(&config.data_dir.join("page_tokens.key"))?);
+    let pages = PageTokens::new(storage.key(&config.data_dir, "page_tokens")?);
     let image_pool = crate::images::RenderPool::start(
         config.images.threads,
         config.images.queue,
@@ -160,13 +336,13 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         crate::webrtc::whip::WhipConfig { network: config.webrtc_network.clone(), ..Default::default() },
         metrics.clone(),
     );
-    let publish_tokens = Arc::new(crate::webrtc::whip::PublishTokens::load_or_create(&config.data_dir)?);
+    let publish_tokens = Arc::new(crate::webrtc::whip::PublishTokens::new(storage.key(&config.data_dir, "whip")?));
     let kvs = KvsState {
         store: store.clone(),
         metrics: metrics.clone(),
         public_url: public_url.clone(),
         limits: config.limits,
-        sessions: Arc::new(SessionSigner::load_or_create(&config.data_dir)?),
+        sessions: Arc::new(SessionSigner::new(storage.key(&config.data_dir, "playback")?)),
         cors_allow_origin: HeaderValue::from_str(&config.cors_allow_origin).map_err(|_| {
             AppError::Refused(format!("cors_allow_origin '{}' is not a valid header value", config.cors_allow_origin))
         })?,
@@ -174,7 +350,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         signaling,
         webrtc: api::kvs::signaling::SignalingSettings::new(
             &public_url,
-            https.as_ref().map(|h| h.public_url.as_str()),
+            urls.https_url.as_deref(),
             config.turn.clone(),
             signaling_hub.clone(),
             stop_rx.clone(),
@@ -184,7 +360,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         secrets: Arc::new(config.secrets.clone()),
         data_streams: data_streams.clone(),
         buckets: delivery_streams.buckets().clone(),
-        rtsp_url: Some(rtsp_public),
+        rtsp_url: Some(urls.rtsp_public.clone()),
         whep: crate::webrtc::whep::WhepSessions::new(
             store.clone(),
             crate::webrtc::whep::WhepConfig { network: config.webrtc_network.clone(), ..Default::default() },
@@ -219,9 +395,7 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
             clock: clock.clone(),
             query_namespace: sqs::XML_NAMESPACE,
             publish_tokens: Some(publish_tokens),
-            sessions: Arc::new(crate::sts::SessionIssuer::new(crate::secrets::load_or_create_key(
-                &config.data_dir.join("sts.key"),
-            )?)),
+            sessions: Arc::new(crate::sts::SessionIssuer::new(storage.key(&config.data_dir, "sts")?)),
             anonymous_hosts: config
                 .public_url
                 .as_deref()
@@ -236,33 +410,19 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         scope: default_scope.clone(),
     });
 
-    let events = crate::stream_events::start(
-        crate::stream_events::EventTargets {
-            store: store.clone(),
-            images,
-            queues: queues.clone(),
-            data_streams: data_streams.clone(),
-            delivery_streams: delivery_streams.clone(),
-            metrics: metrics.clone(),
-        },
-        &config.data_dir,
-        stop_rx.clone(),
-    )
-    .map_err(|e| AppError::Refused(format!("cannot start the stream events: {e}")))?;
-    let sweeper = tokio::spawn(sweep_retention(store.clone(), Duration::from_secs(config.retention_sweep_secs)));
-    let queue_sweeper = tokio::spawn(sweep_queues(queues.clone()));
-    let data_stream_sweeper = tokio::spawn(sweep_data_streams(data_streams.clone()));
-    // Every connection cap at once must leave descriptors for files and outbound sockets.
-    let (mut http_limits, mut rtsp_limits) = (config.http_limits, config.rtsp_limits);
-    let listeners = if https.is_some() { 2 } else { 1 };
-    let mut caps = vec![http_limits.max_connections; listeners];
-    caps.push(rtsp_limits.max_connections);
-    let fitted = api::serve::fit_to_descriptors(&caps);
-    if fitted != caps {
-        tracing::warn!(asked = ?caps, fitted = ?fitted, "connection caps lowered to fit the open-file limit (raise `ulimit -n`)");
-        http_limits.max_connections = fitted[0];
-        rtsp_limits.max_connections = fitted[listeners];
-    }
+    let targets = crate::stream_events::EventTargets {
+        store: store.clone(),
+        images,
+        queues: queues.clone(),
+        data_streams: data_streams.clone(),
+        delivery_streams: delivery_streams.clone(),
+        metrics: metrics.clone(),
+    };
+    let events = match storage {
+        Storage::Embedded => crate::stream_events::start(targets, &config.data_dir, stop_rx.clone())
+            .map_err(|e| AppError::Refused(format!("cannot start the stream events: {e}")))?,
+        Storage::Cluster(s) => crate::stream_events::start_with(targets, s.event_cursors(), stop_rx.clone()),
+    };
     let rtsp = crate::rtsp::RtspServer::new(
         store.clone(),
         credentials,
@@ -271,59 +431,150 @@ pub async fn run(config: ServerConfig) -> Result<(), AppError> {
         crate::secrets::random_bytes::<32>()?,
         metrics.clone(),
     )
-    .with_limits(rtsp_limits);
-    let rtsp_task = tokio::spawn(rtsp.run(rtsp_listener, stop_rx.clone()));
-    let https_url = https.as_ref().map(|h| h.public_url.clone());
-    tracing::info!(
-        http = %bound,
-        rtsp = %rtsp_bound,
-        https = %https_url.as_deref().unwrap_or("off"),
-        public_url = %public_url,
-        "kinescope ready"
-    );
-
+    .with_limits(rtsp_listener.limits);
+    let background = vec![
+        tokio::spawn(sweep_retention(store.clone(), Duration::from_secs(config.retention_sweep_secs))),
+        tokio::spawn(sweep_queues(queues.clone())),
+        tokio::spawn(rtsp.run(rtsp_listener.listener, stop_rx)),
+        tokio::spawn(sweep_data_streams(data_streams.clone())),
+    ];
     state.http = http_limits;
-    let app = api::router(state);
-    let https_task = https.map(|h| {
-        tokio::spawn(api::serve::serve(
-            h.listener,
-            app.clone(),
-            http_limits,
-            metrics.clone(),
-            stop_rx.clone(),
-            Some(h.acceptor),
-        ))
-    });
-    let server = tokio::spawn(api::serve::serve(listener, app, http_limits, metrics.clone(), stop_rx.clone(), None));
+    Ok(Node { app: api::router(state), signaling_hub, store, delivery_streams, sources, events, background })
+}
+
+impl Node {
+    /// Stops the node's work after the stop signal went out: signalling clients told,
+    /// HTTP given its grace, events finished, deliveries and the store flushed.
+    async fn shutdown(self, (server, https_task): Serving) -> Result<(), AppError> {
+        // Signalling clients are told GO_AWAY (so they reconnect elsewhere or later) before
+        // the process goes; give their sockets a moment to carry it.
+        let go_away_deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while self.signaling_hub.connections() > 0 && tokio::time::Instant::now() < go_away_deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Long-lived streams (GetMedia followers) would hold graceful shutdown forever.
+        if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
+            tracing::info!("streams still open after {SHUTDOWN_GRACE:?}; closing them");
+        }
+        if let Some(t) = https_task {
+            t.abort();
+        }
+        for task in &self.background {
+            task.abort();
+        }
+        self.sources.stop_all();
+        // Followers stop between events; what they had not finished is sent again at start.
+        if tokio::time::timeout(Duration::from_secs(5), self.events).await.is_err() {
+            tracing::warn!("stream events still being sent after 5 s; they resume at the next start");
+        }
+        self.delivery_streams.shutdown().await;
+        self.store.flush()?;
+        Ok(())
+    }
+}
+
+/// The embedded default: this process alone, on its data directory.
+async fn run_embedded(
+    config: ServerConfig,
+    clock: SharedClock,
+    http: HttpListeners,
+    rtsp: RtspListener,
+) -> Result<(), AppError> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let metrics = Arc::new(Metrics::default());
+    let urls = http.urls(&rtsp);
+    let node =
+        start_node(&config, &Storage::Embedded, clock, &urls, http.limits, rtsp, metrics.clone(), stop_rx.clone())?;
+    let serving = http.serve(node.app.clone(), metrics, stop_rx, "standalone");
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
-    // Signalling clients are told GO_AWAY (so they reconnect elsewhere or later) before
-    // the process goes; give their sockets a moment to carry it.
-    let go_away_deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    while signaling_hub.connections() > 0 && tokio::time::Instant::now() < go_away_deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    // Long-lived streams (GetMedia followers) would hold graceful shutdown forever.
-    if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
-        tracing::info!("streams still open after {SHUTDOWN_GRACE:?}; closing them");
-    }
-    if let Some(t) = https_task {
-        t.abort();
-    }
-    sweeper.abort();
-    queue_sweeper.abort();
-    rtsp_task.abort();
-    sources.stop_all();
-    // Followers stop between events; what they had not finished is sent again at start.
-    if tokio::time::timeout(Duration::from_secs(5), events).await.is_err() {
-        tracing::warn!("stream events still being sent after 5 s; they resume at the next start");
-    }
-    data_stream_sweeper.abort();
-    delivery_streams.shutdown().await;
-    store.flush()?;
+    node.shutdown(serving).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// One node of a deployment (see `cluster`): it forwards requests until it holds the
+/// writer lease, then opens the engines on the shared storage and serves them until it
+/// is stopped or loses the lease (an error: the process ends, its supervisor restarts
+/// it as a follower).
+async fn run_cluster_node(
+    config: ServerConfig,
+    cluster: crate::cluster::ClusterConfig,
+    clock: SharedClock,
+    http: HttpListeners,
+    rtsp: RtspListener,
+) -> Result<(), AppError> {
+    use crate::cluster::{forward::Forwarder, lease, ClusterStores, NodeService};
+    let refused = |what: &str, e: &dyn std::fmt::Display| AppError::Refused(format!("{what}: {e}"));
+    if http.http_bound.ip().is_unspecified() && cluster.node_url.is_none() {
+        return Err(AppError::Refused(format!(
+            "the HTTP listener is bound to {}, which other nodes cannot reach: set --node-url to this node's address",
+            http.http_bound
+        )));
+    }
+    let address = cluster.node_url.clone().unwrap_or_else(|| format!("http://{}", http.http_bound));
+    let url = cluster.database.clone();
+    let db = tokio::task::spawn_blocking(move || crate::postgres::Database::open(&url))
+        .await
+        .map_err(|e| refused("opening the cluster database", &e))?
+        .map_err(|e| refused("the cluster database", &e))?;
+    let media = crate::cluster::stores::media_bucket(&cluster.media).map_err(|e| refused("--media", &e))?;
+    crate::cluster::stores::check_bucket(&media, &cluster.media).await.map_err(|e| refused("--media", &e))?;
+    let node_name = crate::cluster::node_name();
+    let lease = lease::WriterLease::new(db, &node_name, &address, cluster.lease_ttl);
+    let service = NodeService::new(Forwarder::new(lease.clone()).map_err(|e| refused("--cluster", &e))?);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let metrics = Arc::new(Metrics::default());
+    let urls = http.urls(&rtsp);
+    let limits = http.limits;
+    tracing::info!(node = %node_name, address = %address, "joining the cluster as a follower");
+    let serving = http.serve(service.router(), metrics.clone(), stop_rx.clone(), "cluster node");
+    let epoch = tokio::select! {
+        epoch = lease::take_when_free(&lease) => epoch,
+        () = shutdown_signal() => {
+            let _ = stop_tx.send(true);
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, serving.0).await;
+            return Ok(());
+        }
+    };
+    tracing::info!(node = %node_name, epoch, "this node holds the writer lease; opening the engines");
+    let url = cluster.database.clone();
+    let fenced = tokio::task::spawn_blocking(move || crate::postgres::Database::open_fenced(&url, epoch))
+        .await
+        .map_err(|e| refused("opening the cluster database", &e))?
+        .map_err(|e| refused("the cluster database", &e))?;
+    let storage = Storage::Cluster(ClusterStores { db: fenced, media, media_prefix: cluster.media.prefix.clone() });
+    let node = start_node(&config, &storage, clock, &urls, limits, rtsp, metrics, stop_rx.clone())?;
+    service.serve_locally(node.app.clone());
+    tracing::info!(node = %node_name, epoch, "serving as the cluster's writer");
+    let lost = tokio::select! {
+        reason = lease::keep(lease.clone(), epoch) => Some(reason),
+        () = shutdown_signal() => None,
+    };
+    match &lost {
+        Some(reason) => tracing::error!(reason = %reason, "stopping: this node may no longer write"),
+        None => tracing::info!("shutting down"),
+    }
+    let _ = stop_tx.send(true);
+    let stopped = node.shutdown(serving).await;
+    match lost {
+        Some(reason) => {
+            if let Err(e) = stopped {
+                tracing::warn!(error = %e, "stopping after the lease was lost");
+            }
+            Err(AppError::Refused(reason))
+        }
+        None => {
+            stopped?;
+            // The next node need not wait for the lease to expire.
+            if let Err(e) = lease.release(epoch).await {
+                tracing::warn!(error = %e, "the writer lease could not be released; it expires on its own");
+            }
+            tracing::info!("stopped");
+            Ok(())
+        }
+    }
 }
 
 /// The HTTPS listener, bound, with its certificate and the URL clients reach it at.

@@ -135,6 +135,21 @@ pub struct ServeArgs {
     /// once access keys are set; repeatable, or comma-separated in the variable
     #[arg(long, env = "KINESCOPE_EGRESS_ALLOW", value_delimiter = ',')]
     pub egress_allow: Vec<String>,
+    /// Run as one node of a deployment: the PostgreSQL URL every node shares
+    /// (postgres://USER[:PASSWORD]@HOST[:PORT]/DB); needs --media
+    #[arg(long, env = "KINESCOPE_CLUSTER", hide_env_values = true)]
+    pub cluster: Option<String>,
+    /// Where fragment bytes go in cluster mode, s3://BUCKET/PREFIX (endpoint, region and
+    /// keys from AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY)
+    #[arg(long, env = "KINESCOPE_MEDIA")]
+    pub media: Option<String>,
+    /// The URL other nodes reach this node's HTTP listener at [default: http://<--http>]
+    #[arg(long, env = "KINESCOPE_NODE_URL")]
+    pub node_url: Option<String>,
+    /// Seconds the cluster's writer lease lasts unrenewed, 2-300 [default: 10]
+    #[arg(long, env = "KINESCOPE_CLUSTER_LEASE_SECS")]
+    pub cluster_lease_secs: Option<u64>,
 }
 
 impl ServeArgs {
@@ -166,6 +181,10 @@ impl ServeArgs {
                 webrtc_public_ip: self.webrtc_public_ip,
                 webrtc_udp_ports: self.webrtc_udp_ports,
                 egress_allow: self.egress_allow,
+                cluster: self.cluster,
+                media: self.media,
+                node_url: self.node_url,
+                cluster_lease_secs: self.cluster_lease_secs,
             },
         )
     }

@@ -113,6 +113,24 @@ pub struct ConfigFile {
     /// `rtsp://user:password@host/path`).
     #[serde(default)]
     pub secrets: crate::secrets::SecretValues,
+    /// `[cluster]`: run as one node of a deployment on PostgreSQL and a bucket.
+    #[serde(default)]
+    pub cluster: ClusterFile,
+}
+
+/// `[cluster]` in the file (see `docs/scale-out.md`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFile {
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`; the embedded stores when unset.
+    pub database: Option<String>,
+    /// `s3://BUCKET/PREFIX`, where fragment bytes go (the S3 endpoint, region and keys
+    /// from the `AWS_*` variables).
+    pub media: Option<String>,
+    /// The URL other nodes reach this node's HTTP listener at [default: http://<http>].
+    pub node_url: Option<String>,
+    /// Seconds the writer lease lasts unrenewed, 2–300 [default: 10].
+    pub lease_secs: Option<u64>,
 }
 
 /// `[webrtc]`: what GetIceServerConfig hands out, and where the server's own peer
@@ -243,6 +261,8 @@ pub struct ServerConfig {
     pub rtsp_create_streams: bool,
     pub sources: std::collections::BTreeMap<String, crate::ingest::rtsp_pull::SourceConfig>,
     pub secrets: crate::secrets::SecretValues,
+    /// One node of a deployment on PostgreSQL and a bucket; `None`: the embedded stores.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// `[images]` in the file.
@@ -300,6 +320,11 @@ pub struct Overrides {
     pub webrtc_udp_ports: Option<String>,
     /// `--egress-allow`: ranges added to `[egress] allow`.
     pub egress_allow: Vec<String>,
+    /// `--cluster`, `--media`, `--node-url`, `--cluster-lease-secs`.
+    pub cluster: Option<String>,
+    pub media: Option<String>,
+    pub node_url: Option<String>,
+    pub cluster_lease_secs: Option<u64>,
 }
 
 fn cidrs<'a>(what: &str, list: impl IntoIterator<Item = &'a String>) -> Result<Vec<crate::egress::Cidr>, ConfigError> {
@@ -308,6 +333,7 @@ fn cidrs<'a>(what: &str, list: impl IntoIterator<Item = &'a String>) -> Result<V
 
 impl ServerConfig {
     pub fn resolve(file: ConfigFile, o: Overrides) -> Result<Self, ConfigError> {
+        let cluster = cluster_config(&file.cluster, &o)?;
         let http = o.http.or(file.http).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 4566)));
         let mut access_keys = file.access_keys;
         match (o.access_key_id, o.secret_access_key) {
@@ -426,6 +452,7 @@ impl ServerConfig {
             ..delivery_defaults
         };
         Ok(ServerConfig {
+            cluster,
             https,
             turn,
             webrtc_network,
@@ -458,9 +485,60 @@ impl ServerConfig {
     }
 }
 
+/// The cluster settings: flags over the file; both the database and the media, or
+/// neither.
+fn cluster_config(file: &ClusterFile, o: &Overrides) -> Result<Option<crate::cluster::ClusterConfig>, ConfigError> {
+    let database = o.cluster.clone().or_else(|| file.database.clone());
+    let media = o.media.clone().or_else(|| file.media.clone());
+    let (database, media) = match (database, media) {
+        (None, None) => return Ok(None),
+        (Some(d), Some(m)) => (d, m),
+        _ => {
+            return Err(ConfigError::Invalid(
+                "--cluster (the PostgreSQL URL) and --media (s3://BUCKET/PREFIX) go together".into(),
+            ))
+        }
+    };
+    if !(database.starts_with("postgres://") || database.starts_with("postgresql://")) {
+        return Err(ConfigError::Invalid("--cluster must be a postgres:// URL".into()));
+    }
+    let media = media.parse().map_err(|e: crate::cluster::ClusterError| ConfigError::Invalid(e.to_string()))?;
+    let lease_secs = o.cluster_lease_secs.or(file.lease_secs);
+    if lease_secs.is_some_and(|s| !(2..=300).contains(&s)) {
+        return Err(ConfigError::Invalid("the cluster lease must last 2 to 300 seconds".into()));
+    }
+    let node_url = o.node_url.clone().or_else(|| file.node_url.clone());
+    if let Some(u) = &node_url {
+        if !(u.starts_with("http://") || u.starts_with("https://")) || url::Url::parse(u).is_err() {
+            return Err(ConfigError::Invalid(format!("--node-url '{u}' must be an http:// or https:// URL")));
+        }
+    }
+    Ok(Some(crate::cluster::ClusterConfig {
+        database,
+        media,
+        node_url,
+        lease_ttl: lease_secs.map_or(crate::cluster::DEFAULT_LEASE_TTL, std::time::Duration::from_secs),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_settings_need_a_database_and_a_bucket() {
+        let file = ClusterFile::default();
+        let o = |c: Option<&str>, m: Option<&str>| Overrides {
+            cluster: c.map(String::from),
+            media: m.map(String::from),
+            ..Default::default()
+        };
+        assert!(cluster_config(&file, &o(None, None)).unwrap().is_none());
+        assert!(cluster_config(&file, &o(Some("postgres://k@h/db"), None)).is_err());
+        assert!(cluster_config(&file, &o(Some("mysql://k@h/db"), Some("s3://bucket/p"))).is_err());
+        let c = cluster_config(&file, &o(Some("postgres://k@h/db"), Some("s3://bucket/p"))).unwrap().unwrap();
+        assert_eq!((c.media.bucket.as_str(), c.lease_ttl), ("bucket", crate::cluster::DEFAULT_LEASE_TTL));
+    }
 
     #[test]
     fn flags_win_over_file_over_defaults() {

@@ -19,9 +19,11 @@
 
 pub mod api;
 pub mod app;
+pub mod blocking;
 pub mod buckets;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod codec;
 pub mod config;
 pub mod credentials;

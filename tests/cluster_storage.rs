@@ -201,3 +201,66 @@ fn record_logs_in_postgresql_pass_their_conformance_suite() {
         kinescope::data_streams::postgres_log::PgRecordLogs::new(db.clone())
     });
 }
+
+/// The writer lease and the fence: one holder at a time, a new epoch per takeover, and
+/// every change from a node whose epoch has passed refused by the database itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_lease_fences_every_change_of_a_node_that_lost_it() {
+    use kinescope::cluster::lease::WriterLease;
+    use std::time::Duration;
+    let pg = Postgres::start();
+    let url = pg.database("fence");
+    let open = |epoch: Option<u64>| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || match epoch {
+            Some(e) => Database::open_fenced(&url, e),
+            None => Database::open(&url),
+        })
+    };
+    let db = open(None).await.unwrap().expect("open the database");
+    // A change any table of the engines sees (a statement trigger fires on no rows too).
+    let change = |db: Database| async move {
+        db.execute_async("the fence test", "DELETE FROM video_streams WHERE name = 'none'", vec![]).await
+    };
+    change(db.clone()).await.expect("no lease yet: tools and tests change tables freely");
+
+    let ttl = Duration::from_secs(30);
+    let a = WriterLease::new(db.clone(), "node-a", "http://127.0.0.1:1", ttl);
+    let b = WriterLease::new(db.clone(), "node-b", "http://127.0.0.1:2", ttl);
+    assert_eq!(a.try_take().await.unwrap(), Some(1));
+    assert_eq!(b.try_take().await.unwrap(), None, "a live lease is not taken");
+    assert!(a.renew(1).await.unwrap());
+    let holder = b.holder().await.unwrap().expect("a holder");
+    assert_eq!(
+        (holder.node.as_str(), holder.address.as_str(), holder.epoch, holder.live),
+        ("node-a", "http://127.0.0.1:1", 1, true)
+    );
+
+    let a_db = open(Some(1)).await.unwrap().expect("a's fenced connections");
+    change(a_db.clone()).await.expect("the holder's epoch may change tables");
+    let err = change(db.clone()).await.expect_err("a session without an epoch may not, while a node serves");
+    assert!(format!("{err:?}").contains("holds no cluster lease epoch"), "{err:?}");
+
+    // a stops renewing; its lease ends (released here, as a clean stop does) and b takes it.
+    a.release(1).await.unwrap();
+    assert_eq!(b.try_take().await.unwrap(), Some(2));
+    assert!(!a.renew(1).await.unwrap(), "a learns it lost the lease");
+    let err = change(a_db.clone()).await.expect_err("a's epoch has passed");
+    assert!(format!("{err:?}").contains("no longer holds the cluster lease"), "{err:?}");
+    let b_db = open(Some(2)).await.unwrap().expect("b's fenced connections");
+    change(b_db).await.expect("the new holder changes tables");
+
+    // Every table of the engines carries the fence.
+    let rows = db
+        .query(
+            "the fence test",
+            "SELECT tablename FROM pg_tables t WHERE schemaname = current_schema()
+               AND tablename NOT IN ('kinescope_schema', 'cluster_lease', 'cluster_keys')
+               AND NOT EXISTS (SELECT 1 FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid
+                               WHERE c.relname = t.tablename AND g.tgname = 'kinescope_fence')",
+            vec![],
+        )
+        .unwrap();
+    let unfenced: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert!(unfenced.is_empty(), "tables without the fence trigger: {unfenced:?}");
+}

@@ -389,6 +389,18 @@ impl DeliveryStreamEngine {
         std::fs::create_dir_all(&dir).map_err(|source| OpenError::CreateDir { path: dir.clone(), source })?;
         let meta: Arc<dyn DeliveryMetaStore> = Arc::new(embedded::SledDeliveryMeta::open(&dir)?);
         let logs: Arc<dyn RecordLogs> = Arc::new(LogFiles::new(&dir));
+        Self::open_with(data_dir, meta, logs, clock, options)
+    }
+
+    /// Opens the streams `meta` describes with their backlogs in `logs` (buckets still
+    /// under `data_dir/buckets`) and starts their delivery tasks.
+    pub fn open_with(
+        data_dir: &Path,
+        meta: Arc<dyn DeliveryMetaStore>,
+        logs: Arc<dyn RecordLogs>,
+        clock: SharedClock,
+        options: DeliveryOptions,
+    ) -> Result<Self, OpenError> {
         crate::tls_provider::install();
         let http = crate::egress::http_client(&options.egress)
             .timeout(std::time::Duration::from_secs(180))

@@ -82,8 +82,28 @@ impl Database {
     /// Connects to `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`), brings the
     /// schema to [`SCHEMA_VERSION`]. Blocking.
     pub fn open(url: &str) -> Result<Database, OpenError> {
-        let config: tokio_postgres::Config =
+        Self::open_as(url, None)
+    }
+
+    /// [`Database::open`] for a node holding the cluster lease at `epoch`: every
+    /// connection carries the epoch, and the schema's fence refuses its changes once
+    /// another node has taken the lease (see `cluster_lease` in the schema).
+    pub fn open_fenced(url: &str, epoch: u64) -> Result<Database, OpenError> {
+        Self::open_as(url, Some(epoch))
+    }
+
+    fn open_as(url: &str, epoch: Option<u64>) -> Result<Database, OpenError> {
+        let mut config: tokio_postgres::Config =
             url.parse().map_err(|e: tokio_postgres::Error| OpenError::Url(e.to_string()))?;
+        if config.get_application_name().is_none() {
+            config.application_name("kinescope");
+        }
+        if let Some(epoch) = epoch {
+            if config.get_options().is_some() {
+                return Err(OpenError::Url("the URL may not set `options` (the node sets its own)".into()));
+            }
+            config.options(format!("-c kinescope.epoch={epoch}"));
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("kinescope-db")
@@ -130,11 +150,13 @@ impl Database {
     /// Runs `fut` on the database's runtime and waits for it on this thread (for the
     /// store traits' synchronous methods; see the module docs).
     pub fn wait<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> Result<T, StorageFailure> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.runtime.spawn(async move {
-            let _ = tx.send(fut.await);
-        });
-        rx.recv().map_err(|_| StorageFailure::new("a database task stopped"))
+        crate::blocking::wait_on(self.runtime.handle(), fut)
+            .ok_or_else(|| StorageFailure::new("a database task stopped"))
+    }
+
+    /// The database's runtime (for other requests of the cluster stores: the bucket's).
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.runtime.handle().clone()
     }
 
     /// The pool (for work that runs on the database's runtime already).
@@ -217,6 +239,8 @@ pub enum Param {
     Text(String),
     Bytes(Vec<u8>),
     Int(i64),
+    /// A DOUBLE PRECISION.
+    Float(f64),
     /// A BIGINT array (`= ANY($n)`).
     Ints(Vec<i64>),
 }
@@ -227,6 +251,7 @@ impl Param {
             Param::Text(s) => s,
             Param::Bytes(b) => b,
             Param::Int(i) => i,
+            Param::Float(f) => f,
             Param::Ints(v) => v,
         }
     }

@@ -161,6 +161,51 @@ const MIGRATIONS: &[&str] = &[
         bytes BYTEA NOT NULL,
         PRIMARY KEY (log, segment, chunk_offset)
     )",
+    // 7: the cluster's writer lease and shared keys, and the fence: every change to
+    // any other table checks, in its own transaction, that the session's epoch
+    // (`kinescope.epoch`, set by a serving node's connections) is the lease's. The
+    // check reads `cluster_lease`, so the transaction holds ACCESS SHARE on it until it
+    // ends; a takeover locks the table ACCESS EXCLUSIVE, so it waits for the changes
+    // already checked to commit and every later one sees the new epoch. Sessions
+    // without an epoch (tools, tests) may change tables only while no lease exists.
+    // Tables added by later migrations must get the trigger too (a test checks).
+    "CREATE TABLE cluster_lease (
+        name TEXT PRIMARY KEY,
+        node TEXT NOT NULL,
+        address TEXT NOT NULL,
+        epoch BIGINT NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE cluster_keys (
+        name TEXT PRIMARY KEY,
+        key BYTEA NOT NULL
+    );
+    CREATE FUNCTION kinescope_fence() RETURNS trigger LANGUAGE plpgsql AS $fence$
+    DECLARE
+        held TEXT := current_setting('kinescope.epoch', true);
+    BEGIN
+        IF held IS NULL OR held = '' THEN
+            IF EXISTS (SELECT 1 FROM cluster_lease) THEN
+                RAISE EXCEPTION 'this session holds no cluster lease epoch, and a node serves this database'
+                    USING ERRCODE = 'KS001';
+            END IF;
+        ELSIF NOT EXISTS (SELECT 1 FROM cluster_lease WHERE name = 'writer' AND epoch = held::BIGINT) THEN
+            RAISE EXCEPTION 'this node no longer holds the cluster lease (its epoch was %)', held
+                USING ERRCODE = 'KS001';
+        END IF;
+        RETURN NULL;
+    END
+    $fence$;
+    DO $attach$
+    DECLARE t TEXT;
+    BEGIN
+        FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = current_schema()
+                 AND tablename NOT IN ('kinescope_schema', 'cluster_lease', 'cluster_keys') LOOP
+            EXECUTE format('CREATE TRIGGER kinescope_fence BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %I
+                            FOR EACH STATEMENT EXECUTE FUNCTION kinescope_fence()', t);
+        END LOOP;
+    END
+    $attach$",
 ];
 
 /// Brings the schema to [`SCHEMA_VERSION`]; refuses a newer one.
@@ -171,7 +216,8 @@ pub(super) async fn migrate(pool: &Pool) -> Result<(), OpenError> {
     let result = async {
         client
             .batch_execute(
-                "CREATE TABLE IF NOT EXISTS kinescope_schema (
+                "SET client_min_messages = warning;
+                CREATE TABLE IF NOT EXISTS kinescope_schema (
                     version INTEGER PRIMARY KEY,
                     applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
                 )",

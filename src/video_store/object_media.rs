@@ -71,14 +71,10 @@ impl ObjectMedia {
         Path::from(format!("{}/{stream:016x}/{segment:016x}/{fragment:016x}", self.prefix))
     }
 
-    /// Runs `fut` on the store's runtime and waits for it (from any thread: a plain
-    /// channel, not the runtime's own blocking entry points).
+    /// Runs `fut` on the store's runtime and waits for it (`blocking::wait_on`; the
+    /// runtime must not be one whose workers call this store).
     fn wait<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> Result<T, StoreError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.runtime.spawn(async move {
-            let _ = tx.send(fut.await);
-        });
-        rx.recv().map_err(|_| StoreError::ShuttingDown)
+        crate::blocking::wait_on(&self.runtime, fut).ok_or(StoreError::ShuttingDown)
     }
 
     fn open_segments(&self) -> std::sync::MutexGuard<'_, HashMap<StreamId, SegmentMeta>> {

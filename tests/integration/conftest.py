@@ -28,9 +28,10 @@ SECRET_KEY = "kinescope-test-secret-key"
 class Server:
     """One server process with its own data directory."""
 
-    def __init__(self, data_dir, keys=None, extra_args=(), egress_allow=("127.0.0.0/8",)):
+    def __init__(self, data_dir, keys=None, extra_args=(), egress_allow=("127.0.0.0/8",), extra_env=None):
         self.data_dir = data_dir
         self.keys = keys
+        self.extra_env = dict(extra_env or {})
         # The test helpers (functions, endpoints, cameras) listen on loopback: the
         # operator's allowance. Hostile tests pass () to see the default policy.
         self.extra_args = [a for c in egress_allow for a in ("--egress-allow", c)] + list(extra_args)
@@ -45,6 +46,7 @@ class Server:
         env["KINESCOPE_LOG"] = os.environ.get("KINESCOPE_TEST_LOG", "info,sled=warn")
         if self.keys:
             env["KINESCOPE_ACCESS_KEY_ID"], env["KINESCOPE_SECRET_ACCESS_KEY"] = self.keys
+        env.update(self.extra_env)
         args = [BIN, "serve", "--data-dir", str(self.data_dir), "--http", f"127.0.0.1:{port}", "--rtsp", "127.0.0.1:0"]
         self.proc = subprocess.Popen(args + self.extra_args, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         ready = threading.Event()
