@@ -11,17 +11,26 @@ pub struct StorageFailure {
     /// What was being done: "append to the record log", "flush the queue store".
     pub context: String,
     pub source: Option<Arc<dyn Error + Send + Sync>>,
+    /// The storage could not be reached (a database down or restarting, a node that
+    /// lost its lease): a retry may succeed, and nothing was changed. Callers answer
+    /// it as the service's 503.
+    pub unavailable: bool,
 }
 
 impl StorageFailure {
     /// A failure with no underlying error (a writer thread that stopped).
     pub fn new(context: impl Into<String>) -> Self {
-        StorageFailure { context: context.into(), source: None }
+        StorageFailure { context: context.into(), source: None, unavailable: false }
     }
 
     /// `context` failed because of `source`.
     pub fn caused(context: impl Into<String>, source: impl Error + Send + Sync + 'static) -> Self {
-        StorageFailure { context: context.into(), source: Some(Arc::new(source)) }
+        StorageFailure { context: context.into(), source: Some(Arc::new(source)), unavailable: false }
+    }
+
+    /// As [`StorageFailure::caused`], where the storage could not be reached.
+    pub fn unreachable(context: impl Into<String>, source: impl Error + Send + Sync + 'static) -> Self {
+        StorageFailure { unavailable: true, ..Self::caused(context, source) }
     }
 }
 

@@ -247,6 +247,7 @@ async fn the_writer_lease_fences_every_change_of_a_node_that_lost_it() {
     assert!(!a.renew(1).await.unwrap(), "a learns it lost the lease");
     let err = change(a_db.clone()).await.expect_err("a's epoch has passed");
     assert!(format!("{err:?}").contains("no longer holds the cluster lease"), "{err:?}");
+    assert!(err.unavailable, "a fenced change is answered as unavailable (retry where the writer is)");
     let b_db = open(Some(2)).await.unwrap().expect("b's fenced connections");
     change(b_db).await.expect("the new holder changes tables");
 

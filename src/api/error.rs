@@ -69,6 +69,18 @@ impl ApiError {
             .with_detail(detail)
     }
 
+    /// The storage out of reach (the cluster database down or restarting, a node that
+    /// lost its lease): AWS's common 503 `ServiceUnavailable`, retryable; nothing was
+    /// changed.
+    pub fn storage_unavailable(detail: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "the service's storage cannot be reached right now; nothing was changed; retry",
+        )
+        .with_detail(detail)
+    }
+
     /// New data refused because the data directory's filesystem is (nearly) full or
     /// read-only: 503, the refusal's own words, retryable.
     pub fn disk_full(why: &crate::disk_space::DiskRefusal) -> Self {

@@ -40,6 +40,24 @@ fn end_to_end(from: &HeaderMap) -> HeaderMap {
     from.iter().filter(|(k, _)| !hop_by_hop(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
+/// A request's headers as the writer must see them: the end-to-end ones, and the two
+/// hop-by-hop ones a client may have signed (the KVS producer SDK signs `connection`
+/// and `transfer-encoding`) when the forwarded request keeps their meaning: a
+/// keep-alive or close, a chunked body (sent chunked again).
+fn request_headers(from: &HeaderMap) -> HeaderMap {
+    let mut headers = end_to_end(from);
+    for (name, keep) in
+        [(header::CONNECTION, ["keep-alive", "close"]), (header::TRANSFER_ENCODING, ["chunked", "chunked"])]
+    {
+        if let Some(v) =
+            from.get(&name).filter(|v| keep.iter().any(|k| v.as_bytes().eq_ignore_ascii_case(k.as_bytes())))
+        {
+            headers.insert(name, v.clone());
+        }
+    }
+    headers
+}
+
 /// Passes requests to the writer node.
 pub struct Forwarder {
     lease: WriterLease,
@@ -48,11 +66,11 @@ pub struct Forwarder {
 }
 
 fn unavailable(message: String) -> Response<Body> {
-    let body = serde_json::json!({ "__type": "ServiceUnavailableException", "message": message });
+    let body = serde_json::json!({ "__type": "ServiceUnavailable", "message": message });
     let mut r = Response::new(Body::from(body.to_string()));
     *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static("ServiceUnavailableException"));
+    r.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static("ServiceUnavailable"));
     r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     r
 }
@@ -109,7 +127,7 @@ impl Forwarder {
         let (parts, body) = req.into_parts();
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let url = format!("{}{path}", writer.trim_end_matches('/'));
-        let mut headers = end_to_end(&parts.headers);
+        let mut headers = request_headers(&parts.headers);
         if let Ok(v) = HeaderValue::from_str(self.lease.node()) {
             headers.insert(FORWARDED_BY, v);
         }
@@ -165,5 +183,11 @@ mod tests {
         let kept = end_to_end(&h);
         assert_eq!(kept.len(), 2);
         assert!(kept.contains_key("host") && kept.contains_key("authorization"));
+        // What a producer may have signed goes on while it means the same.
+        let kept = request_headers(&h);
+        assert_eq!(kept.len(), 4);
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("gzip, chunked"));
+        assert_eq!(request_headers(&h).len(), 2);
     }
 }

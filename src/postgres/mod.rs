@@ -134,9 +134,7 @@ impl Database {
     /// A connection from the pool (on the database's runtime).
     pub async fn client(&self) -> Result<deadpool_postgres::Object, StorageFailure> {
         let pool = self.pool.clone();
-        self.run(async move { pool.get().await })
-            .await?
-            .map_err(|e| StorageFailure::caused("get a database connection", e))
+        self.run(async move { pool.get().await }).await?.map_err(|e| failed("get a database connection", e))
     }
 
     /// Runs `fut` on the database's runtime and awaits it from any runtime.
@@ -278,9 +276,36 @@ pub fn from_bigint(v: i64) -> u64 {
     v as u64
 }
 
-/// A database error as the stores report it.
+/// A database error as the stores report it: marked unavailable when the database
+/// could not be reached or refused for a reason a retry can outlive (see
+/// [`unreachable`]).
 pub fn failed(context: &str, e: impl std::error::Error + Send + Sync + 'static) -> StorageFailure {
-    StorageFailure::caused(context.to_string(), e)
+    if unreachable(&e) {
+        StorageFailure::unreachable(context.to_string(), e)
+    } else {
+        StorageFailure::caused(context.to_string(), e)
+    }
+}
+
+/// Whether `e` (a driver or pool error) says the database was out of reach rather
+/// than that the statement failed: no connection from the pool, a connection closed
+/// or broken, SQLSTATE class 08 (connection exception), 57P01–57P03 (shut down,
+/// starting up), 53300 (too many connections), or the fence's KS001 (this node lost
+/// its lease: another node serves).
+pub fn unreachable(e: &(dyn std::error::Error + 'static)) -> bool {
+    if e.downcast_ref::<deadpool_postgres::PoolError>().is_some() {
+        return true;
+    }
+    let Some(pg) = e.downcast_ref::<tokio_postgres::Error>() else {
+        return false;
+    };
+    match pg.code() {
+        None => true,
+        Some(code) => {
+            let code = code.code();
+            code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "KS001")
+        }
+    }
 }
 
 /// A `LIKE` pattern of the texts starting with `prefix` (its wildcards escaped).

@@ -32,12 +32,11 @@ use super::{StoreError, TimeKind};
 use crate::postgres::tokio_postgres;
 use crate::postgres::{like_prefix, Database};
 use crate::scope::{NamePage, Scope};
-use crate::storage_failure::StorageFailure;
 
 const STORE: &str = "the video index (cluster database)";
 
 fn db_failed(what: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
-    move |e| StoreError::Storage(StorageFailure::caused(format!("{STORE}: {what}"), e))
+    move |e| StoreError::Storage(crate::postgres::failed(&format!("{STORE}: {what}"), e))
 }
 
 /// A number or a position bound as a BIGINT: numbers stay below 2^63, and a bound of
@@ -59,7 +58,7 @@ where
 {
     let pool = db.pool().clone();
     db.wait(async move {
-        let client = pool.get().await.map_err(|e| StoreError::Storage(StorageFailure::caused(STORE, e)))?;
+        let client = pool.get().await.map_err(|e| StoreError::Storage(crate::postgres::failed(STORE, e)))?;
         work(client).await.map_err(db_failed(what))
     })?
 }
@@ -73,7 +72,7 @@ where
 {
     let pool = db.pool().clone();
     db.run(async move {
-        let client = pool.get().await.map_err(|e| StoreError::Storage(StorageFailure::caused(STORE, e)))?;
+        let client = pool.get().await.map_err(|e| StoreError::Storage(crate::postgres::failed(STORE, e)))?;
         work(client).await.map_err(db_failed(what))
     })
     .await?

@@ -109,11 +109,12 @@ class S3:
 class ClusterNode(Server):
     """One `kinescope serve --cluster … --media …` node with its own data directory."""
 
-    def __init__(self, data_dir, database, s3, bucket, lease_secs=3, keys=None):
+    def __init__(self, data_dir, database, s3, bucket, lease_secs=3, keys=None, extra=()):
         super().__init__(
             data_dir,
             keys=keys,
-            extra_args=["--cluster", database, "--media", f"s3://{bucket}/media", "--cluster-lease-secs", str(lease_secs)],
+            extra_args=["--cluster", database, "--media", f"s3://{bucket}/media", "--cluster-lease-secs", str(lease_secs),
+                        *extra],
             extra_env={"AWS_ENDPOINT_URL": s3.url, "AWS_ACCESS_KEY_ID": "testing",
                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"},
         )

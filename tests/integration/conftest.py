@@ -138,15 +138,77 @@ def data_dir():
     shutil.rmtree(d, ignore_errors=True)
 
 
+# `KINESCOPE_TEST_BACKEND=cluster`: the `server` and `signed_server` fixtures are a
+# two-node cluster on a throwaway PostgreSQL and S3 server instead of one embedded
+# server. Tests talk to the follower node, whose requests the writer node answers
+# (the writer builds its URLs with the follower's address), so every request crosses
+# the forwarder; RTSP goes to the writer (followers do not forward it). Tests of what
+# only a single process has (its data directory, its restarts) are marked
+# `embedded_only` and skipped there.
+CLUSTER = os.environ.get("KINESCOPE_TEST_BACKEND") == "cluster"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "embedded_only(reason): needs one embedded server (skipped on the cluster backend)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if CLUSTER:
+        for item in items:
+            m = item.get_closest_marker("embedded_only")
+            if m:
+                item.add_marker(pytest.mark.skip(reason="embedded only: " + (m.args[0] if m.args else "")))
+
+
+@pytest.fixture(scope="session")
+def cluster_services():
+    from cluster import Postgres, S3
+    pg = Postgres().start()
+    s3 = S3()
+    yield pg, s3
+    s3.stop()
+    pg.stop()
+
+
+def _cluster(request, data_dir, keys):
+    from cluster import ClusterNode
+    pg, s3 = request.getfixturevalue("cluster_services")
+    name = "t" + str(abs(hash(request.node.nodeid)))[:12]
+    db = pg.database(name)
+    bucket = s3.bucket("b" + name[1:])
+    follower_port = free_port()
+    (data_dir / "writer").mkdir()
+    writer = ClusterNode(data_dir / "writer", db, s3, bucket, keys=keys,
+                         extra=["--public-url", f"http://127.0.0.1:{follower_port}"]).start()
+    wait_for(writer.writes, what="the writer node takes the lease")
+    follower = ClusterNode(data_dir, db, s3, bucket, keys=keys).start(port=follower_port)
+    follower.writer = writer
+    # RTSP is served by the writer alone (followers forward HTTP only).
+    follower.rtsp_url = writer.rtsp_url
+    return writer, follower
+
+
 @pytest.fixture
-def server(data_dir):
+def server(request, data_dir):
+    if CLUSTER:
+        writer, s = _cluster(request, data_dir, None)
+        yield s
+        s.stop()
+        writer.stop()
+        return
     s = Server(data_dir).start()
     yield s
     s.stop()
 
 
 @pytest.fixture
-def signed_server(data_dir):
+def signed_server(request, data_dir):
+    if CLUSTER:
+        writer, s = _cluster(request, data_dir, (ACCESS_KEY, SECRET_KEY))
+        yield s
+        s.stop()
+        writer.stop()
+        return
     s = Server(data_dir, keys=(ACCESS_KEY, SECRET_KEY)).start()
     yield s
     s.stop()

@@ -14,24 +14,15 @@ import urllib.request
 import botocore.exceptions
 import pytest
 
-from cluster import ClusterNode, Postgres, S3
+from cluster import ClusterNode
 from conftest import FIXTURES, decode_errors, ffprobe, wait_for
 from test_durability import producer
 
 
-@pytest.fixture(scope="module")
-def services():
-    pg = Postgres().start()
-    s3 = S3()
-    yield pg, s3
-    s3.stop()
-    pg.stop()
-
-
 @pytest.fixture
-def deployment(services, tmp_path, request):
+def deployment(cluster_services, tmp_path, request):
     """A fresh database and bucket; a `start()` that adds a node."""
-    pg, s3 = services
+    pg, s3 = cluster_services
     name = "c" + request.node.name.lower().replace("test_", "")[:20].replace("-", "_")
     db = pg.database(name)
     bucket = s3.bucket(name.replace("_", "-"))
@@ -227,7 +218,8 @@ def test_postgres_restarted_under_load_fails_requests_cleanly_then_recovers(depl
     stop.set()
     t.join(30)
     assert failures, "requests made while PostgreSQL was down failed"
-    assert all(status >= 500 for status, _ in failures), [f for f in failures if f[0] < 500]
+    # AWS's common 503 (SDKs retry it): the database out of reach, nothing changed.
+    assert set(failures) == {(503, "ServiceUnavailable")}, set(failures)
     assert n1.writes() and n1.proc.poll() is None, "the writer kept its lease through a short outage"
     got = set()
     while True:

@@ -206,6 +206,7 @@ def receive_all(sqs, url, want, timeout=20, done=None):
     return got
 
 
+@pytest.mark.embedded_only("reads the bucket in the server's data directory; a cluster's buckets are on the writer's disk")
 def test_fragment_and_image_events_reach_a_queue_and_images_a_bucket(server, data_dir):
     kv = server.client("kinesisvideo")
     sqs, url, arn = queue(server, "cam-events")
@@ -252,6 +253,7 @@ def test_fragment_and_image_events_reach_a_queue_and_images_a_bucket(server, dat
     assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages", []) == []
 
 
+@pytest.mark.embedded_only("reads the bucket in the server's data directory; a cluster's buckets are on the writer's disk")
 def test_events_reach_a_data_stream_and_a_delivery_stream(server, data_dir):
     kv = server.client("kinesisvideo")
     kinesis = server.client("kinesis")

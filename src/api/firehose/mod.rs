@@ -70,6 +70,7 @@ impl From<DeliveryStreamError> for ApiError {
             LimitExceeded(_) => (StatusCode::BAD_REQUEST, "LimitExceededException"),
             ConcurrentModification(_) => (StatusCode::BAD_REQUEST, "ConcurrentModificationException"),
             ServiceUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailableException"),
+            Storage(f) if f.unavailable => return ApiError::storage_unavailable(f),
             Storage(_) => {
                 return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure", "Internal service failure.")
                     .with_detail(&e)

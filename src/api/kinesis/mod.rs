@@ -141,6 +141,7 @@ impl From<DataStreamError> for ApiError {
             ProvisionedThroughputExceeded(_) => "ProvisionedThroughputExceededException",
             AccessDenied(_) => "AccessDeniedException",
             DryRun => "DryRunOperationException",
+            Storage(f) if f.unavailable => return ApiError::storage_unavailable(f),
             Storage(_) => "InternalFailureException",
             DiskFull(why) => return ApiError::disk_full(why),
         };

@@ -44,6 +44,7 @@ impl From<StoreError> for ApiError {
                 )
                 .with_detail(e)
             }
+            StoreError::Storage(f) if f.unavailable => ApiError::storage_unavailable(f),
             StoreError::Io(_) | StoreError::Storage(_) | StoreError::Corrupt(_) => ApiError::internal(msg),
         }
     }
@@ -104,6 +105,7 @@ impl From<MetadataError> for ApiError {
             }
             D::AccessDenied(_) => ApiError::new(StatusCode::UNAUTHORIZED, "AccessDeniedException", msg),
             D::DiskFull(why) => ApiError::disk_full(&why),
+            D::Storage(f) if f.unavailable => ApiError::storage_unavailable(f),
             D::Storage(_) => ApiError::internal(msg),
         }
     }
@@ -133,6 +135,7 @@ impl From<SignalingError> for ApiError {
             E::TooManyChannels(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "AccountChannelLimitExceededException", msg)
             }
+            E::Storage(f) if f.unavailable => ApiError::storage_unavailable(f),
             E::Storage(f) => ApiError::internal(f),
         }
     }

@@ -112,6 +112,18 @@ impl From<QueueError> for ApiError {
             BatchRequestTooLong(_) => (bad, "BatchRequestTooLong", "AWS.SimpleQueueService.BatchRequestTooLong"),
             ResourceNotFound(_) => (StatusCode::NOT_FOUND, "ResourceNotFoundException", "ResourceNotFoundException"),
             UnsupportedOperation(_) => (bad, "UnsupportedOperation", "AWS.SimpleQueueService.UnsupportedOperation"),
+            Storage(f) if f.unavailable => {
+                let message =
+                    "The service's storage cannot be reached right now; nothing was changed. Please try again.";
+                return ApiError::query_compatible(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    NAMESPACE,
+                    "ServiceUnavailable",
+                    "ServiceUnavailable",
+                    message,
+                )
+                .with_detail(&e);
+            }
             Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "InternalError"),
             DiskFull(_) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "ServiceUnavailable"),
         };
