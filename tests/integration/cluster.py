@@ -24,7 +24,10 @@ def _pg_bin():
 
 
 class Postgres:
-    def __init__(self):
+    """`durable`: PostgreSQL's own fsync on (benchmarks); the tests run it off."""
+
+    def __init__(self, durable=False):
+        self.durable = durable
         self.bin = _pg_bin()
         self.dir = tempfile.mkdtemp(prefix="kinescope-pg-")
         self.as_postgres = os.geteuid() == 0
@@ -46,7 +49,7 @@ class Postgres:
     def start(self):
         if not os.path.exists(self.data):
             self._run("initdb", "-D", self.data, "-A", "trust", "-U", "kinescope", "-E", "UTF8", "--no-sync")
-        opts = f"-p {self.port} -k {self.dir} -h 127.0.0.1 -c fsync=off"
+        opts = f"-p {self.port} -k {self.dir} -h 127.0.0.1 -c fsync={'on' if self.durable else 'off'}"
         self._run("pg_ctl", "-D", self.data, "-o", opts, "-l", os.path.join(self.dir, "log"), "-w", "start")
         return self
 

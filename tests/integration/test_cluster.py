@@ -35,6 +35,7 @@ def deployment(cluster_services, tmp_path, request):
         nodes.append(n)
         return n
 
+    start.database = name
     yield start, pg, s3, bucket
     for n in nodes:
         n.stop()
@@ -230,3 +231,22 @@ def test_postgres_restarted_under_load_fails_requests_cleanly_then_recovers(depl
         q.delete_message_batch(QueueUrl=url, Entries=[
             {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)])
     assert set(acked) <= got, f"acknowledged messages lost: {sorted(set(acked) - got)[:10]}"
+
+
+def test_a_writer_whose_lease_was_taken_refuses_writes_and_exits(deployment):
+    start, pg, _, _ = deployment
+    n1 = start()
+    wait_for(n1.writes, what="the writer")
+    q = n1.client("sqs")
+    url = q.create_queue(QueueName="fenced")["QueueUrl"]
+    q.send_message(QueueUrl=url, MessageBody="before")
+    # Another node (here: an operator's hand) takes the lease while n1 still runs.
+    pg.psql(start.database, "UPDATE cluster_lease SET node = 'intruder', epoch = epoch + 1, "
+                            "expires_at = now() + interval '60 seconds'")
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        q.send_message(QueueUrl=url, MessageBody="after")
+    assert refused.value.response["Error"]["Code"] == "ServiceUnavailable"
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    assert n1.proc.wait(15) == 1, "the writer stops once it learns it lost the lease"
+    assert any("another node took the cluster lease" in line for line in n1.log)
+    assert pg.psql(start.database, "SELECT count(*) FROM queue_messages") == "1", "the refused message left no row"
