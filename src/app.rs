@@ -544,7 +544,9 @@ async fn run_cluster_node(
         .await
         .map_err(|e| refused("opening the cluster database", &e))?
         .map_err(|e| refused("the cluster database", &e))?;
-    let storage = Storage::Cluster(ClusterStores { db: fenced, media, media_prefix: cluster.media.prefix.clone() });
+    let stores = ClusterStores { db: fenced, media, media_prefix: cluster.media.prefix.clone() };
+    stores.begin_epoch(epoch)?;
+    let storage = Storage::Cluster(stores);
     let node = start_node(&config, &storage, clock, &urls, limits, rtsp, metrics, stop_rx.clone())?;
     service.serve_locally(node.app.clone());
     tracing::info!(node = %node_name, epoch, "serving as the cluster's writer");

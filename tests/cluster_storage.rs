@@ -265,3 +265,25 @@ async fn the_writer_lease_fences_every_change_of_a_node_that_lost_it() {
     let unfenced: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     assert!(unfenced.is_empty(), "tables without the fence trigger: {unfenced:?}");
 }
+
+/// A new writer's segments take ids of its own epoch, never lowered, and fragment
+/// numbering is left as it was.
+#[test]
+fn a_takeover_reserves_segment_ids_of_its_epoch() {
+    use kinescope::video_store::index::FragmentIndex;
+    use kinescope::video_store::postgres_index::PgFragmentIndex;
+    let pg = Postgres::start();
+    let url = pg.database("segments");
+    let db = Database::open(&url).expect("open the database");
+    pg.psql(
+        "segments",
+        "INSERT INTO video_streams (id, account, region, name, record) VALUES (7, 'a', 'r', 'cam', '')",
+    );
+    let index = PgFragmentIndex::new(db);
+    let first = (2u64 << 32) + 1;
+    index.start_segments_at(first).unwrap();
+    let next = index.next_numbers(7).unwrap();
+    assert_eq!((next.segment, next.fragment), (first, 1));
+    index.start_segments_at(5).unwrap();
+    assert_eq!(index.next_numbers(7).unwrap().segment, first, "never lowered");
+}

@@ -87,6 +87,13 @@ impl ClusterStores {
         }
     }
 
+    /// What a writer does once, at takeover, before opening the engines: segment ids
+    /// of its own epoch (`epoch << 32` up), so that a former writer's late object PUTs
+    /// (the fence covers the database, not the bucket) land under other keys.
+    pub fn begin_epoch(&self, epoch: u64) -> Result<(), crate::video_store::StoreError> {
+        crate::video_store::postgres_index::PgFragmentIndex::new(self.db.clone()).start_segments_at(epoch << 32)
+    }
+
     pub fn queues(&self) -> Arc<dyn crate::queues::store::QueueStorage> {
         Arc::new(crate::queues::postgres::PgQueues::new(self.db.clone()))
     }

@@ -233,6 +233,23 @@ impl PgFragmentIndex {
         PgFragmentIndex { db }
     }
 
+    /// Makes every stream's next segment id at least `first` (never lowering one). A
+    /// cluster writer calls it at takeover with ids of its own epoch, so that no segment
+    /// it makes shares an id (and with it the media objects' prefix) with one a former
+    /// writer may still be writing to after losing its lease.
+    pub fn start_segments_at(&self, first: u64) -> Result<(), StoreError> {
+        let floor = n(first.saturating_sub(1));
+        with(&self.db, "reserving segment ids", move |c| async move {
+            c.execute(
+                "INSERT INTO video_high_water (stream, fragment, segment) SELECT id, 0, $1 FROM video_streams
+                 ON CONFLICT (stream) DO UPDATE SET segment = GREATEST(video_high_water.segment, EXCLUDED.segment)",
+                &[&floor],
+            )
+            .await
+            .map(|_| ())
+        })
+    }
+
     /// Fragment records from `sql` (its first column the record), in its order.
     fn fragments(
         &self,
