@@ -523,9 +523,10 @@ async fn run_cluster_node(
     crate::cluster::stores::check_bucket(&media, &cluster.media).await.map_err(|e| refused("--media", &e))?;
     let node_name = crate::cluster::node_name();
     let lease = lease::WriterLease::new(db, &node_name, &address, cluster.lease_ttl);
-    let service = NodeService::new(Forwarder::new(lease.clone()).map_err(|e| refused("--cluster", &e))?);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let metrics = Arc::new(Metrics::default());
+    let forwarder = Forwarder::new(lease.clone(), metrics.clone()).map_err(|e| refused("--cluster", &e))?;
+    let service = NodeService::new(forwarder);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let urls = http.urls(&rtsp);
     let limits = http.limits;
     tracing::info!(node = %node_name, address = %address, "joining the cluster as a follower");
@@ -547,8 +548,10 @@ async fn run_cluster_node(
     let stores = ClusterStores { db: fenced, media, media_prefix: cluster.media.prefix.clone() };
     stores.begin_epoch(epoch)?;
     let storage = Storage::Cluster(stores);
-    let node = start_node(&config, &storage, clock, &urls, limits, rtsp, metrics, stop_rx.clone())?;
+    let node = start_node(&config, &storage, clock, &urls, limits, rtsp, metrics.clone(), stop_rx.clone())?;
     service.serve_locally(node.app.clone());
+    metrics.cluster_writer.set(1);
+    metrics.cluster_epoch.set(i64::try_from(epoch).unwrap_or(i64::MAX));
     tracing::info!(node = %node_name, epoch, "serving as the cluster's writer");
     let lost = tokio::select! {
         reason = lease::keep(lease.clone(), epoch) => Some(reason),

@@ -88,6 +88,14 @@ pub struct PeerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ForwardLabels {
+    /// `answered` (the writer's answer passed on, whatever its status), `no_writer`
+    /// (no node held the lease, or the database could not say), `unreachable` (the
+    /// writer did not answer), `refused` (a request already forwarded, an upgrade).
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ImageLabels {
     /// `image` (encoded), `no_media` or `media_error`.
     pub outcome: &'static str,
@@ -153,6 +161,13 @@ pub struct Metrics {
     events: Family<EventLabels, Counter>,
     /// Age of a fragment (now minus its server timestamp) when its event is accepted.
     pub event_age_seconds: Histogram,
+    /// Requests a cluster follower passed to the writer, by outcome.
+    forwarded: Family<ForwardLabels, Counter>,
+    /// 1 while this node holds the cluster's writer lease (0 on followers and
+    /// standalone servers).
+    pub cluster_writer: prometheus_client::metrics::gauge::Gauge,
+    /// The epoch of the lease this node holds (0 when it holds none).
+    pub cluster_epoch: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Default for Metrics {
@@ -191,6 +206,9 @@ impl Default for Metrics {
             image_render_seconds: Histogram::new(RENDER_BUCKETS),
             events: Family::default(),
             event_age_seconds: Histogram::new(AGE_BUCKETS),
+            forwarded: Family::default(),
+            cluster_writer: Default::default(),
+            cluster_epoch: Default::default(),
             registry: Registry::default(),
         };
         registry.register("requests", "API requests by operation and HTTP status", requests);
@@ -245,6 +263,21 @@ impl Default for Metrics {
             m.delivery_bytes.clone(),
         );
         registry.register("images", "Images asked of the image threads, by outcome", m.images.clone());
+        registry.register(
+            "cluster_forwarded",
+            "Requests a cluster follower passed to the writer, by outcome",
+            m.forwarded.clone(),
+        );
+        registry.register(
+            "cluster_writer",
+            "1 while this node holds the cluster's writer lease",
+            m.cluster_writer.clone(),
+        );
+        registry.register(
+            "cluster_epoch",
+            "The epoch of the writer lease this node holds (0: none)",
+            m.cluster_epoch.clone(),
+        );
         registry.register(
             "webrtc_viewers",
             "WHEP viewers that started receiving video, by where their frames came from",
@@ -342,6 +375,10 @@ impl Metrics {
 
     pub fn count_viewer(&self, source: &'static str) {
         self.webrtc_viewers.get_or_create(&ViewerLabels { source }).inc();
+    }
+
+    pub fn count_forwarded(&self, outcome: &'static str) {
+        self.forwarded.get_or_create(&ForwardLabels { outcome }).inc();
     }
 
     pub fn count_images(&self, outcome: &'static str, n: u64) {

@@ -2,8 +2,8 @@
 //! streamed both ways and otherwise as it came (the client's `Host` and signature
 //! included), to the node that holds the lease, at the address in the lease row, and
 //! streams the answer back. Until some node holds the lease, requests are answered 503.
-//! `/health` is answered here (the node is up); WebSocket upgrades (signalling) are
-//! not forwarded: they must reach the writer node.
+//! `/health` and `/metrics` are answered here (this node's own); WebSocket upgrades
+//! (signalling) are not forwarded: they must reach the writer node.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -61,6 +61,7 @@ fn request_headers(from: &HeaderMap) -> HeaderMap {
 /// Passes requests to the writer node.
 pub struct Forwarder {
     lease: WriterLease,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
     http: reqwest::Client,
     holder: Mutex<Option<(String, Instant)>>,
 }
@@ -76,7 +77,10 @@ fn unavailable(message: String) -> Response<Body> {
 }
 
 impl Forwarder {
-    pub fn new(lease: WriterLease) -> Result<Self, super::ClusterError> {
+    pub fn new(
+        lease: WriterLease,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+    ) -> Result<Self, super::ClusterError> {
         crate::tls_provider::install();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
@@ -84,7 +88,7 @@ impl Forwarder {
             .no_proxy()
             .build()
             .map_err(|e| super::ClusterError::Config(format!("the forwarding client: {e}")))?;
-        Ok(Forwarder { lease, http, holder: Mutex::new(None) })
+        Ok(Forwarder { lease, metrics, http, holder: Mutex::new(None) })
     }
 
     /// The writer's address, read again when the one known is older than a second.
@@ -110,19 +114,30 @@ impl Forwarder {
 
     /// Answers `req` through the writer node.
     pub async fn forward(&self, req: Request<Body>) -> Response<Body> {
-        if req.uri().path() == "/health" {
-            return Response::new(Body::from("ok\n"));
+        match req.uri().path() {
+            "/health" => return Response::new(Body::from("ok\n")),
+            "/metrics" => {
+                let mut r = Response::new(Body::from(self.metrics.render()));
+                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(crate::metrics::CONTENT_TYPE));
+                return r;
+            }
+            _ => {}
         }
         if req.headers().contains_key(FORWARDED_BY) {
+            self.metrics.count_forwarded("refused");
             let refusal = unavailable("the request was forwarded to a node that does not hold the writer lease".into());
             return drained(req, refusal).await;
         }
         if req.headers().contains_key(header::UPGRADE) {
+            self.metrics.count_forwarded("refused");
             return unavailable("WebSocket connections must reach the writer node; ask it for the endpoint".into());
         }
         let writer = match self.writer().await {
             Ok(w) => w,
-            Err(r) => return drained(req, r).await,
+            Err(r) => {
+                self.metrics.count_forwarded("no_writer");
+                return drained(req, r).await;
+            }
         };
         let (parts, body) = req.into_parts();
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -140,11 +155,13 @@ impl Forwarder {
         let answer = match request.send().await {
             Ok(a) => a,
             Err(e) => {
+                self.metrics.count_forwarded("unreachable");
                 self.forget_writer();
                 tracing::warn!(writer = %writer, error = %e, "forwarding to the writer node failed");
                 return unavailable(format!("the writer node at {writer} did not answer: {e}"));
             }
         };
+        self.metrics.count_forwarded("answered");
         let mut response = Response::new(Body::empty());
         *response.status_mut() = answer.status();
         *response.headers_mut() = end_to_end(answer.headers());

@@ -63,6 +63,15 @@ def on(node, url):
     return urllib.parse.urlunsplit(u._replace(netloc=urllib.parse.urlsplit(node.url).netloc))
 
 
+def metric(node, name, labels=""):
+    """The value of metric `name` (with `labels`, as written) at a node's /metrics."""
+    text = urllib.request.urlopen(node.url + "/metrics", timeout=10).read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + labels + " "):
+            return float(line.split()[-1])
+    return None
+
+
 def fragment_numbers(node, stream):
     am = node.client("kinesis-video-archived-media")
     out = []
@@ -112,6 +121,11 @@ def test_three_nodes_serve_every_api_and_survive_the_writer_killed_mid_putmedia(
     images = am3.get_images(StreamName="cam", ImageSelectorType="PRODUCER_TIMESTAMP", SamplingInterval=1000,
                             Format="JPEG", StartTimestamp=t0, EndTimestamp=t0 + dt.timedelta(seconds=3))["Images"]
     assert any(i.get("ImageContent") for i in images)
+
+    # Each node says what it is; followers count what they passed on.
+    assert (metric(n1, "kinescope_cluster_writer"), metric(n1, "kinescope_cluster_epoch")) == (1, 1)
+    assert metric(n2, "kinescope_cluster_writer") == 0
+    assert metric(n2, "kinescope_cluster_forwarded_total", '{outcome="answered"}') > 0
 
     # Queues and data streams, spread over the three nodes.
     sqs = [n.client("sqs") for n in (n1, n2, n3)]
