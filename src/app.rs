@@ -529,6 +529,12 @@ async fn run_cluster_node(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let urls = http.urls(&rtsp);
     let limits = http.limits;
+    // A follower does not serve RTSP: its port refuses connections (at once, rather
+    // than leaving them unanswered), so that RTSP clients and a TCP load balancer's
+    // checks find the writer. The port is bound again at takeover.
+    let rtsp_bound = rtsp.listener.local_addr()?;
+    let RtspListener { listener: rtsp_listener, public: rtsp_public, limits: rtsp_limits } = rtsp;
+    drop(rtsp_listener);
     tracing::info!(node = %node_name, address = %address, "joining the cluster as a follower");
     let serving = http.serve(service.router(), metrics.clone(), stop_rx.clone(), "cluster node");
     let epoch = tokio::select! {
@@ -548,6 +554,8 @@ async fn run_cluster_node(
     let stores = ClusterStores { db: fenced, media, media_prefix: cluster.media.prefix.clone() };
     stores.begin_epoch(epoch)?;
     let storage = Storage::Cluster(stores);
+    let listener = TcpListener::bind(rtsp_bound).await.map_err(|source| AppError::Bind { addr: rtsp_bound, source })?;
+    let rtsp = RtspListener { listener, public: rtsp_public, limits: rtsp_limits };
     let node = start_node(&config, &storage, clock, &urls, limits, rtsp, metrics.clone(), stop_rx.clone())?;
     service.serve_locally(node.app.clone());
     metrics.cluster_writer.set(1);

@@ -5,6 +5,7 @@ fragment, message or record, and another node takes over; PostgreSQL restarted u
 load fails requests cleanly and the nodes recover on their own."""
 
 import datetime as dt
+import socket
 import subprocess
 import threading
 import time
@@ -72,6 +73,15 @@ def metric(node, name, labels=""):
     return None
 
 
+def rtsp_accepts(node):
+    host, port = urllib.parse.urlsplit(node.rtsp_url).netloc.split(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+        return True
+    except ConnectionRefusedError:
+        return False
+
+
 def fragment_numbers(node, stream):
     am = node.client("kinesis-video-archived-media")
     out = []
@@ -122,6 +132,9 @@ def test_three_nodes_serve_every_api_and_survive_the_writer_killed_mid_putmedia(
                             Format="JPEG", StartTimestamp=t0, EndTimestamp=t0 + dt.timedelta(seconds=3))["Images"]
     assert any(i.get("ImageContent") for i in images)
 
+    # RTSP is the writer's: a follower's port refuses connections at once.
+    assert rtsp_accepts(n1) and not rtsp_accepts(n2) and not rtsp_accepts(n3)
+
     # Each node says what it is; followers count what they passed on.
     assert (metric(n1, "kinescope_cluster_writer"), metric(n1, "kinescope_cluster_epoch")) == (1, 1)
     assert metric(n2, "kinescope_cluster_writer") == 0
@@ -162,6 +175,7 @@ def test_three_nodes_serve_every_api_and_survive_the_writer_killed_mid_putmedia(
         return again
 
     wait_for(put_again, timeout=30, what="PutMedia on the new writer")
+    assert rtsp_accepts(writer), "the new writer serves RTSP on its port"
     listed = fragment_numbers(n3, "cam")
     missing = set(acked) - set(listed)
     assert not missing, f"acknowledged fragments lost when the writer died: {sorted(missing)}"
