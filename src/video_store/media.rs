@@ -85,6 +85,14 @@ pub trait MediaStore: Send + Sync + 'static {
     fn remove_stream(&self, stream: StreamId) -> Result<(), StoreError>;
     /// Every stored segment, by stream (recovery compares it with the index).
     fn stored(&self) -> Result<BTreeMap<StreamId, Vec<u64>>, StoreError>;
+    /// Whether a fragment is whole once `append` has answered for it and nothing can
+    /// cut it short afterwards (an object PUT is atomic, and done before the index row
+    /// commits): then recovery trusts the index and reads nothing back, so that opening
+    /// the store costs the index, not every stored byte or object. What was stored but
+    /// never indexed (a writer that died between the two) stays where it is, unserved.
+    fn whole_when_stored(&self) -> bool {
+        false
+    }
     /// Recovery: checks the listed fragments of a segment (in order) from the end back
     /// to the first intact one, and cuts off everything after it.
     fn check_segment(

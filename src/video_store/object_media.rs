@@ -253,6 +253,10 @@ impl MediaStore for ObjectMedia {
         self.delete_prefix(self.stream_prefix(stream), "remove a stream's media")
     }
 
+    fn whole_when_stored(&self) -> bool {
+        true
+    }
+
     fn stored(&self) -> Result<BTreeMap<StreamId, Vec<u64>>, StoreError> {
         let (store, prefix) = (self.store.clone(), Path::from(self.prefix.as_str()));
         let metas = self.wait(async move { store.list(Some(&prefix)).try_collect::<Vec<_>>().await })?;

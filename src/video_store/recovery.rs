@@ -14,6 +14,9 @@
 //!
 //! It runs over the store's traits, so every implementation gets the same checks; what
 //! "whole" means for stored bytes is the media store's [`MediaStore::check_segment`].
+//! A media store whose fragments are whole once stored ([`MediaStore::whole_when_stored`]:
+//! objects in a bucket) is not read back at all: only the index is checked, and what
+//! was stored but never indexed is left in place.
 //!
 //! Recovery never removes what it cannot account for. A record it cannot read (damaged,
 //! or written by a newer Kinescope) is kept in place, copied to
@@ -84,8 +87,28 @@ pub fn recover(
         for s in index.streams()? {
             if !live.contains(&s) {
                 index.remove_stream(s)?;
+                if media.whole_when_stored() {
+                    // No sweep of everything stored follows: its bytes go now.
+                    media.remove_stream(s)?;
+                    report.removed_files += 1;
+                }
             }
         }
+    }
+
+    if media.whole_when_stored() {
+        // Every indexed fragment is whole: the index is the truth (see the trait).
+        for &stream in &live {
+            let (segments, unreadable) = index.segments(stream)?;
+            for record in &unreadable {
+                quarantine(data_dir, "index", record);
+            }
+            report.unreadable_records += unreadable.len();
+            report.segments += segments.len() + unreadable.len();
+            report.fragments += segments.iter().map(|s| s.fragment_count).sum::<u64>();
+        }
+        index.flush()?;
+        return Ok(report);
     }
 
     let mut referenced: HashMap<StreamId, HashSet<u64>> = HashMap::new();
