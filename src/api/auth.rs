@@ -566,7 +566,7 @@ impl AuthService {
 
 /// A request's headers as SigV4 reads them. HTTP/1.1 carries the host in a header,
 /// HTTP/2 in the `:authority` pseudo-header (in the URI here): both names are given
-/// for the signature, which may sign either.
+/// for the signature, which may sign either, whichever protocol brought the request.
 fn header_pairs(parts: &axum::http::request::Parts) -> Vec<(String, String)> {
     let mut headers: Vec<(String, String)> = Vec::with_capacity(parts.headers.len() + 2);
     for (k, v) in &parts.headers {
@@ -577,6 +577,10 @@ fn header_pairs(parts: &axum::http::request::Parts) -> Vec<(String, String)> {
             headers.push(("host".into(), a.to_string()));
         }
         headers.push((":authority".into(), a.to_string()));
+    } else if let Some(host) = parts.headers.get("host") {
+        // An HTTP/2 request passed on over HTTP/1.1 (a cluster follower forwarding to
+        // the writer) carries its authority as the Host header.
+        headers.push((":authority".into(), String::from_utf8_lossy(host.as_bytes()).into_owned()));
     }
     headers
 }
@@ -599,5 +603,26 @@ fn signed_parts<'a>(
         query: parts.uri.query().unwrap_or(""),
         headers,
         payload_hash,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_pairs;
+
+    fn pairs(req: axum::http::Request<()>) -> Vec<(String, String)> {
+        header_pairs(&req.into_parts().0)
+    }
+
+    #[test]
+    fn the_host_is_offered_under_both_names_whichever_protocol_brought_it() {
+        let authority = |p: &[(String, String)]| p.iter().find(|(k, _)| k == ":authority").map(|(_, v)| v.clone());
+        // HTTP/2: the authority is in the URI.
+        let h2 = pairs(axum::http::Request::builder().uri("http://127.0.0.1:4566/").body(()).unwrap());
+        assert_eq!(authority(&h2).as_deref(), Some("127.0.0.1:4566"));
+        assert!(h2.iter().any(|(k, v)| k == "host" && v == "127.0.0.1:4566"));
+        // The same request forwarded over HTTP/1.1: the Host header, for a signature over `:authority`.
+        let h1 = pairs(axum::http::Request::builder().uri("/").header("host", "127.0.0.1:4566").body(()).unwrap());
+        assert_eq!(authority(&h1).as_deref(), Some("127.0.0.1:4566"));
     }
 }

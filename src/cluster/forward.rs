@@ -143,11 +143,19 @@ impl Forwarder {
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let url = format!("{}{path}", writer.trim_end_matches('/'));
         let mut headers = request_headers(&parts.headers);
+        // An HTTP/2 request names its host in `:authority`, which its signature covers as
+        // `host`: the forwarded HTTP/1.1 request carries it as its Host.
+        if !headers.contains_key(header::HOST) {
+            if let Some(v) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+                headers.insert(header::HOST, v);
+            }
+        }
         if let Ok(v) = HeaderValue::from_str(self.lease.node()) {
             headers.insert(FORWARDED_BY, v);
         }
-        let has_body = parts.headers.get(header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0")
-            || parts.headers.contains_key(header::TRANSFER_ENCODING);
+        // By what the connection says of the body, not by its headers alone: an HTTP/2
+        // request may carry a body with no Content-Length.
+        let has_body = http_body::Body::size_hint(&body).exact() != Some(0);
         let mut request = self.http.request(parts.method, url).headers(headers);
         if has_body {
             request = request.body(reqwest::Body::wrap_stream(body.into_data_stream()));

@@ -43,10 +43,8 @@ def signed_curl(server, target, body="{}", extra=(), url=None):
 
 
 @pytest.fixture
-def signed(data_dir):
-    s = Server(data_dir, keys=(ACCESS_KEY, SECRET_KEY)).start()
-    yield s
-    s.stop()
+def signed(signed_server):
+    return signed_server
 
 
 def test_h2c_with_prior_knowledge_serves_signed_calls_and_http1_still_works(signed):
