@@ -45,7 +45,28 @@ impl std::str::FromStr for MediaLocation {
 /// server (plain `http://` allowed only when the endpoint says so).
 pub fn media_bucket(location: &MediaLocation) -> Result<Arc<dyn ObjectStore>, ClusterError> {
     crate::tls_provider::install();
-    let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(&location.bucket);
+    // A fragment waits for its PUT before it is acknowledged: a store that does not
+    // answer fails the fragment within about half a minute (the producer retries it)
+    // instead of holding every stream's ingest for object_store's default three. These
+    // go first: the `AWS_*` variables (what `from_env` reads) may override them.
+    let mut builder = object_store::aws::AmazonS3Builder::new()
+        .with_client_options(
+            object_store::ClientOptions::new()
+                .with_timeout(std::time::Duration::from_secs(20))
+                .with_connect_timeout(std::time::Duration::from_secs(5)),
+        )
+        .with_retry(object_store::RetryConfig {
+            max_retries: 3,
+            retry_timeout: std::time::Duration::from_secs(30),
+            ..Default::default()
+        });
+    for (name, value) in std::env::vars() {
+        if let Some(key) = name.starts_with("AWS_").then(|| name.to_ascii_lowercase().parse().ok()).flatten() {
+            builder = builder.with_config(key, value);
+        }
+    }
+    // --media names the bucket (an AWS_BUCKET in the environment does not).
+    builder = builder.with_bucket_name(&location.bucket);
     let endpoint = std::env::var("AWS_ENDPOINT_URL_S3").or_else(|_| std::env::var("AWS_ENDPOINT_URL")).ok();
     if let Some(endpoint) = endpoint.filter(|e| !e.is_empty()) {
         builder = builder.with_allow_http(endpoint.starts_with("http://")).with_endpoint(endpoint);

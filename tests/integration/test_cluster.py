@@ -5,6 +5,7 @@ fragment, message or record, and another node takes over; PostgreSQL restarted u
 load fails requests cleanly and the nodes recover on their own."""
 
 import datetime as dt
+import signal
 import socket
 import subprocess
 import threading
@@ -278,3 +279,29 @@ def test_a_writer_whose_lease_was_taken_refuses_writes_and_exits(deployment):
     assert n1.proc.wait(15) == 1, "the writer stops once it learns it lost the lease"
     assert any("another node took the cluster lease" in line for line in n1.log)
     assert pg.psql(start.database, "SELECT count(*) FROM queue_messages") == "1", "the refused message left no row"
+
+
+def test_a_stalled_bucket_delays_acks_and_loses_nothing(deployment, tmp_path):
+    start, _, s3, _ = deployment
+    n1 = start()
+    wait_for(n1.writes, what="the writer")
+    n1.client("kinesisvideo").create_stream(StreamName="cam", DataRetentionInHours=24)
+    procs, persisted = producer(n1, "cam", realtime=True, seconds=8)
+    wait_for(lambda: len(persisted) >= 2, timeout=30, what="fragments before the stall")
+    s3.proc.send_signal(signal.SIGSTOP)  # the S3 server stops answering, connections stay open
+    try:
+        time.sleep(3)
+    finally:
+        s3.proc.send_signal(signal.SIGCONT)
+    ff, put, t = procs
+    assert put.wait(90) == 0, "the producer finishes once the bucket answers again"
+    ff.wait()
+    t.join(10)
+    assert len(persisted) >= 7, persisted
+    listed = fragment_numbers(n1, "cam")
+    assert set(persisted) <= set(listed)
+    resp = n1.client("kinesis-video-archived-media", accept="video/mp4").get_media_for_fragment_list(
+        StreamName="cam", Fragments=sorted(persisted, key=int))
+    (tmp_path / "stalled.mp4").write_bytes(resp["Payload"].read())
+    rc, errors = decode_errors(tmp_path / "stalled.mp4")
+    assert rc == 0 and not errors.strip(), errors
