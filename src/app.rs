@@ -552,11 +552,24 @@ async fn run_cluster_node(
         .map_err(|e| refused("opening the cluster database", &e))?
         .map_err(|e| refused("the cluster database", &e))?;
     let stores = ClusterStores { db: fenced, media, media_prefix: cluster.media.prefix.clone() };
-    stores.begin_epoch(epoch)?;
-    let storage = Storage::Cluster(stores);
-    let listener = TcpListener::bind(rtsp_bound).await.map_err(|source| AppError::Bind { addr: rtsp_bound, source })?;
-    let rtsp = RtspListener { listener, public: rtsp_public, limits: rtsp_limits };
-    let node = start_node(&config, &storage, clock, &urls, limits, rtsp, metrics.clone(), stop_rx.clone())?;
+    let started = async {
+        stores.begin_epoch(epoch)?;
+        let storage = Storage::Cluster(stores);
+        let listener =
+            TcpListener::bind(rtsp_bound).await.map_err(|source| AppError::Bind { addr: rtsp_bound, source })?;
+        let rtsp = RtspListener { listener, public: rtsp_public, limits: rtsp_limits };
+        start_node(&config, &storage, clock, &urls, limits, rtsp, metrics.clone(), stop_rx.clone())
+    };
+    let node = match started.await {
+        Ok(node) => node,
+        Err(e) => {
+            // Another node may try at once rather than after the lease expires.
+            if let Err(release) = lease.release(epoch).await {
+                tracing::warn!(error = %release, "the writer lease could not be released; it expires on its own");
+            }
+            return Err(e);
+        }
+    };
     service.serve_locally(node.app.clone());
     metrics.cluster_writer.set(1);
     metrics.cluster_epoch.set(i64::try_from(epoch).unwrap_or(i64::MAX));
