@@ -152,8 +152,9 @@ def test_blocking_reloads_and_preload_hints_wait_for_the_part(camera):
     status, body, waited = get(f"{media}&_HLS_msn={msn + 1}")
     assert status == 200 and last_msn(body.decode()) >= msn + 1
     print(f"a reload blocked on the next segment answered after {waited * 1000:.0f} ms")
-    # The metrics count what waited.
-    metrics = get(f"{camera.url}/metrics")[1].decode()
+    # The metrics count what waited (on a cluster, the writer's: a follower's /metrics
+    # is its own).
+    metrics = get(f"{getattr(camera, 'writer', camera).url}/metrics")[1].decode()
     reloads = re.findall(r'kinescope_ll_hls_requests_total\{request="reload",outcome="(\w+)"\} (\d+)', metrics)
     assert dict(reloads).get("waited") or dict(reloads).get("immediate"), metrics[-2000:]
     assert re.search(r'kinescope_ll_hls_requests_total\{request="part",outcome="(memory|waited)"\} [1-9]', metrics)
