@@ -128,25 +128,20 @@ impl WriterLease {
 
     /// The holder now, if any node ever took the lease.
     pub async fn holder(&self) -> Result<Option<Holder>, StorageFailure> {
-        let pool = self.db.pool().clone();
-        self.db
-            .run(async move {
-                let client = pool.get().await.map_err(|e| failed(STORE, e))?;
-                let row = client
-                    .query_opt(
-                        "SELECT node, address, epoch, expires_at > now() FROM cluster_lease WHERE name = $1",
-                        &[&WRITER],
-                    )
-                    .await
-                    .map_err(|e| failed(STORE, e))?;
-                Ok(row.map(|r| Holder {
-                    node: r.get(0),
-                    address: r.get(1),
-                    epoch: from_bigint(r.get(2)),
-                    live: r.get(3),
-                }))
-            })
-            .await?
+        let rows = self
+            .db
+            .query_async(
+                STORE,
+                "SELECT node, address, epoch, expires_at > now() FROM cluster_lease WHERE name = $1",
+                vec![Param::Text(WRITER.into())],
+            )
+            .await?;
+        Ok(rows.first().map(|r| Holder {
+            node: r.get(0),
+            address: r.get(1),
+            epoch: from_bigint(r.get(2)),
+            live: r.get(3),
+        }))
     }
 }
 

@@ -170,11 +170,17 @@ impl Database {
         sql: &'static str,
         params: Vec<Param>,
     ) -> Result<Vec<Row>, StorageFailure> {
-        let pool = self.pool.clone();
-        self.wait(async move {
-            let client = pool.get().await.map_err(|e| failed(context, e))?;
-            client.query(sql, &Param::refs(&params)).await.map_err(|e| failed(context, e))
-        })?
+        self.wait(query_rows(self.pool.clone(), context, sql, params))?
+    }
+
+    /// [`Database::query`], awaited.
+    pub async fn query_async(
+        &self,
+        context: &'static str,
+        sql: &'static str,
+        params: Vec<Param>,
+    ) -> Result<Vec<Row>, StorageFailure> {
+        self.run(query_rows(self.pool.clone(), context, sql, params)).await?
     }
 
     /// One change statement, committed, waited for on this thread; the rows it changed.
@@ -212,6 +218,16 @@ impl Database {
         let pool = self.pool.clone();
         self.run(async move { in_transaction(pool, context, statements).await }).await?
     }
+}
+
+async fn query_rows(
+    pool: Pool,
+    context: &'static str,
+    sql: &'static str,
+    params: Vec<Param>,
+) -> Result<Vec<Row>, StorageFailure> {
+    let client = pool.get().await.map_err(|e| failed(context, e))?;
+    client.query(sql, &Param::refs(&params)).await.map_err(|e| failed(context, e))
 }
 
 async fn in_transaction(

@@ -82,33 +82,22 @@ pub fn recover(
     // With a stream record unreadable, any stream might be that one: none is deleted.
     let judge_deleted = unreadable.is_empty();
 
+    // Every indexed fragment of such a store is whole: the index is the truth and
+    // nothing is read back (see the trait).
+    let trust_index = media.whole_when_stored();
+
     // Index entries of deleted streams (a DeleteStream that died half-way).
     if judge_deleted {
         for s in index.streams()? {
             if !live.contains(&s) {
                 index.remove_stream(s)?;
-                if media.whole_when_stored() {
+                if trust_index {
                     // No sweep of everything stored follows: its bytes go now.
                     media.remove_stream(s)?;
                     report.removed_files += 1;
                 }
             }
         }
-    }
-
-    if media.whole_when_stored() {
-        // Every indexed fragment is whole: the index is the truth (see the trait).
-        for &stream in &live {
-            let (segments, unreadable) = index.segments(stream)?;
-            for record in &unreadable {
-                quarantine(data_dir, "index", record);
-            }
-            report.unreadable_records += unreadable.len();
-            report.segments += segments.len() + unreadable.len();
-            report.fragments += segments.iter().map(|s| s.fragment_count).sum::<u64>();
-        }
-        index.flush()?;
-        return Ok(report);
     }
 
     let mut referenced: HashMap<StreamId, HashSet<u64>> = HashMap::new();
@@ -125,12 +114,18 @@ pub fn recover(
         }
         for seg in segments {
             report.segments += 1;
-            if check_segment(index, media, data_dir, stream, seg, &mut report)? {
+            if trust_index {
+                report.fragments += seg.fragment_count;
+            } else if check_segment(index, media, data_dir, stream, seg, &mut report)? {
                 referenced.entry(stream).or_default().insert(seg.segment_id);
             }
         }
     }
     index.flush()?;
+    if trust_index {
+        // What was stored but never indexed stays: no sweep of everything stored.
+        return Ok(report);
+    }
 
     // Bytes nobody refers to: unacknowledged segments and deleted streams' media.
     for (stream, ids) in media.stored()? {
